@@ -1,0 +1,31 @@
+# make demo: the whole local journey on embedded defaults.
+# make test: lint, type checks, layer contracts and the test suite.
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.shipml-installed
+
+.PHONY: demo test lint unit bench clean
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	VENV=$(VENV) ./scripts/bootstrap.sh
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/shipml demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: lint unit
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/pipeline_cache.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

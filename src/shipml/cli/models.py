@@ -1,0 +1,103 @@
+"""``shipml models``: the registry (versions, aliases, packages)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+from rich.table import Table
+
+from shipml.cli.output import human_bytes, project_config, stdout
+from shipml.model import ModelPackage
+from shipml.tracking import Registry, parse_model_ref, tracker_for
+
+app = typer.Typer(help="Registered models: versions, aliases (champion, challenger), packages.",
+                  no_args_is_help=True)
+
+
+def _registry() -> Registry:
+    return Registry(tracker_for(project_config()))
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+
+
+@app.command("ls")
+def ls() -> None:
+    """List registered models, their versions and aliases."""
+    registry = _registry()
+    names = registry.model_names()
+    if not names:
+        stdout.print("no registered models yet; `shipml run` registers one")
+        return
+    table = Table("model", "versions", "latest", "aliases")
+    for name in names:
+        versions = registry.versions(name)
+        aliases = ", ".join(f"{a} → v{v}" for a, v in sorted(registry.aliases(name).items()))
+        table.add_row(name, str(len(versions)), versions[-1].version if versions else "-", aliases)
+    stdout.print(table)
+
+
+@app.command("show")
+def show(ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION, NAME, or a folder.")) -> None:
+    """Show a model version (or all versions of NAME): lineage, metrics and package files."""
+    if "@" not in ref and "/" not in ref and not ref.startswith("."):
+        registry = _registry()
+        table = Table("version", "aliases", "created", "run", "onnx sha256")
+        for v in registry.versions(ref):
+            table.add_row(v.version, ", ".join(v.aliases), _when(v.created), v.run_id or "-",
+                          v.tags.get("shipml.onnx_sha256", "")[:16])
+        stdout.print(f"[bold]{ref}[/]")
+        stdout.print(table)
+        return
+    parsed = parse_model_ref(ref)
+    if parsed.path is not None:
+        package = ModelPackage.load(parsed.path)
+        stdout.print(f"[bold]package[/] {parsed.path}")
+    else:
+        registry = _registry()
+        info = registry.resolve(parsed)
+        package = ModelPackage.load(registry.local_path(info))
+        stdout.print(f"[bold]{info.name}/{info.version}[/]  aliases: {', '.join(info.aliases) or '-'}"
+                     f"  created {_when(info.created)}")
+        stdout.print(f"run      {info.run_id}")
+        if info.run_id:
+            run = registry.tracker.get_run(info.run_id)
+            metrics = run.data.metrics
+            if metrics:
+                stdout.print("metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+        stdout.print(f"source   {info.source}")
+    lineage = package.lineage
+    git = lineage.get("git") or {}
+    stdout.print(f"format   {package.format}  (onnx sha256 {package.onnx_sha256 or '-'})")
+    stdout.print(f"commit   {git.get('commit') or 'unknown'}{' (dirty)' if git.get('dirty') else ''}")
+    for name, d in (lineage.get("datasets") or {}).items():
+        stdout.print(f"dataset  {name}@{d.get('version')} sha256 {d.get('sha256')}")
+    parity = package.manifest.get("parity")
+    if parity:
+        stdout.print(f"parity   labels {parity['label_agreement']:.2%} on {parity['rows']} rows, "
+                     f"max probability diff {parity['max_probability_diff']:.2g}")
+    sig = package.signature
+    table = Table("feature", "type", "nullable", "categories")
+    for f in sig.features:
+        table.add_row(f.name, f.type, "yes" if f.nullable else "no",
+                      ", ".join(f.categories) if f.categories else "")
+    stdout.print(table)
+    if sig.classes:
+        stdout.print(f"classes  {', '.join(map(str, sig.classes))}")
+    files = Table("file", "size", "sha256")
+    for name, digest in sorted(package.manifest["files"].items()):
+        files.add_row(name, human_bytes((package.path / name).stat().st_size), digest[:16] + "…")
+    stdout.print(files)
+
+
+@app.command("alias")
+def alias(
+    name: str = typer.Argument(..., help="Registered model name."),
+    version: str = typer.Argument(..., help="Version number."),
+    alias_name: str = typer.Argument(..., metavar="ALIAS", help="Alias, e.g. champion."),
+) -> None:
+    """Point ALIAS of NAME at VERSION (e.g. make version 3 the champion)."""
+    info = _registry().set_alias(name, version, alias_name)
+    stdout.print(f"{name}@{alias_name} → version {info.version}")

@@ -1,0 +1,146 @@
+"""Project commands: init, run, demo, ui."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from shipml.cli.output import human_bytes, project_config, stderr, stdout
+from shipml.errors import ConfigError, PipelineError
+
+
+def _parse_params(values: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise PipelineError(
+                f"--param expects NAME=VALUE, got {item!r}", hint="for example --param n_estimators=50"
+            )
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+def init(
+    name: str = typer.Argument(..., help="Project name; also the folder created."),
+    directory: Path | None = typer.Option(
+        None, "--dir", help="Folder to create (default: ./NAME). Must be missing or empty."
+    ),
+    no_git: bool = typer.Option(False, "--no-git", help="Do not create a git repository."),
+) -> None:
+    """Create a runnable project: shipml.toml, pipeline.py, data, tests and a notebook."""
+    from shipml.templates import create_project
+
+    folder = create_project(directory or Path(name), name, git=not no_git)
+    stdout.print(f"[green]created[/] project [bold]{name}[/] in {folder}")
+    stdout.print(f"next: cd {folder} && shipml run")
+
+
+def run(
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run every step, ignoring the cache."),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="Override a pipeline parameter: NAME=VALUE (repeatable)."
+    ),
+    alias: str | None = typer.Option(
+        None, "--alias", help="Point this alias (e.g. challenger) at the registered version."
+    ),
+    no_register: bool = typer.Option(False, "--no-register", help="Do not register the model."),
+) -> None:
+    """Run the project's pipeline locally, cached, as one MLflow run."""
+    from shipml.pipeline import run_pipeline
+    from shipml.pipeline.display import ConsoleReporter
+
+    config = project_config()
+    result = run_pipeline(
+        config,
+        params=_parse_params(param),
+        use_cache=not no_cache,
+        reporter=ConsoleReporter(stderr),
+        register=not no_register,
+        alias=alias,
+    )
+    cached = len(result.cached)
+    stdout.print(
+        f"[green]finished[/] in {result.seconds:.2f}s · {len(result.executed)} ran, "
+        f"{cached} cached · run {result.run_id}"
+    )
+    if result.metrics:
+        stdout.print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
+    if result.model_version is not None:
+        mv = result.model_version
+        state = "registered" if result.model_created else "unchanged, still"
+        aliases = f" ({', '.join(mv.aliases)})" if mv.aliases else ""
+        stdout.print(f"model: {state} {mv.name}/{mv.version}{aliases}")
+
+
+def demo(
+    directory: Path | None = typer.Option(
+        None, "--dir", help="Folder for the demo project (default: a new ./shipml-demo[-N])."
+    ),
+) -> None:
+    """The whole local journey: new project, data snapshot, tracked run, champion model."""
+    from shipml.demo import fresh_folder, run_demo
+    from shipml.pipeline.display import ConsoleReporter
+
+    folder = directory or fresh_folder(Path.cwd())
+    stdout.print(f"[bold]shipml demo[/] → {folder}")
+    result = run_demo(folder, reporter=ConsoleReporter(stderr))
+    snap, pkg, run_ = result.snapshot, result.package, result.run
+    mv = run_.model_version
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_row("project", str(result.folder))
+    table.add_row("dataset", f"{snap.ref}: {snap.rows} rows × {snap.columns} columns, "
+                  f"sha256 {snap.digest[:16]}…")
+    table.add_row("run", f"{run_.run_id} ({len(run_.steps)} steps)")
+    table.add_row("metrics", ", ".join(f"{k}={v:.3f}" for k, v in run_.metrics.items()))
+    if mv is not None:
+        table.add_row("model", f"{mv.name}/{mv.version} @ {', '.join(mv.aliases) or '-'}")
+    files = ", ".join(f"{n} ({human_bytes((pkg.path / n).stat().st_size)})"
+                      for n in sorted(pkg.manifest["files"]))
+    table.add_row("package", f"{pkg.path}")
+    table.add_row("", files)
+    table.add_row("store", result.store_uri)
+    stdout.print(table)
+    stdout.print(f"[green]done[/] in {result.seconds:.1f}s. Next: cd {result.folder} && "
+                 "shipml models show penguins@champion · shipml ui")
+
+
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(5000, help="Port of the MLflow UI."),
+) -> None:
+    """Start the MLflow UI on the project's store."""
+    config = project_config()
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", config.tracking_uri,
+        "--registry-store-uri", config.registry_uri,
+        "--default-artifact-root", config.artifact_root.rstrip("/") + "/mlruns",
+        "--host", host, "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    stdout.print(f"MLflow UI on http://{host}:{port} (store {config.tracking_uri}); Ctrl-C stops it")
+    env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false"}
+    try:
+        code = subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        code = 0
+    except OSError as exc:
+        raise ConfigError(f"cannot start the MLflow UI: {exc}") from exc
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(run)
+    app.command()(demo)
+    app.command()(ui)

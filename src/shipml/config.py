@@ -1,0 +1,243 @@
+"""Project configuration: ``shipml.toml`` read into a strict pydantic model.
+
+Every setting has an embedded default (one machine, SQLite, local files) and can
+be overridden by an environment variable named ``SHIPML_<SECTION>_<KEY>``, for
+example ``SHIPML_TRACKING_URI=postgresql://...``. An unknown key, in the file or
+in the environment, is an error that names the key and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shipml.errors import ConfigError
+
+CONFIG_FILE = "shipml.toml"
+ENV_PREFIX = "SHIPML_"
+# Environment variables that are not settings (read elsewhere).
+ENV_NOT_SETTINGS = frozenset({"SHIPML_DEBUG", "SHIPML_PROJECT"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectSection(_Section):
+    name: str = "project"
+    description: str = ""
+
+
+class TrackingSection(_Section):
+    """Where MLflow keeps runs and the model registry."""
+
+    uri: str = "sqlite:///.shipml/mlflow.db"
+    registry_uri: str = ""  # empty: same as uri
+    experiment: str = ""  # empty: the project name
+
+
+class ArtifactsSection(_Section):
+    """Where artifacts (dataset snapshots, run artifacts, model packages) are stored."""
+
+    root: str = ".shipml/artifacts"
+
+
+class DatasetSection(_Section):
+    source: str
+    description: str = ""
+
+
+class PipelineSection(_Section):
+    file: str = "pipeline.py"
+    name: str = ""  # empty: the only @pipeline in the file
+    cache_dir: str = ".shipml/cache"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSection(_Section):
+    name: str = ""  # empty: the project name
+    target: str = ""
+    # Fully-qualified types a skops fallback file may contain. Never read from the file.
+    trusted_types: list[str] = Field(default_factory=list)
+    parity_tolerance: float = 1e-4
+
+
+class ProjectConfig(_Section):
+    project: ProjectSection = Field(default_factory=ProjectSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    artifacts: ArtifactsSection = Field(default_factory=ArtifactsSection)
+    datasets: dict[str, DatasetSection] = Field(default_factory=dict)
+    pipeline: PipelineSection = Field(default_factory=PipelineSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+
+    # Set by load_config; not a setting.
+    root: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    # -- resolved values ---------------------------------------------------------
+    def path(self, value: str) -> Path:
+        """A path setting resolved against the project root."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def tracking_uri(self) -> str:
+        return _resolve_uri(self.tracking.uri, self.root)
+
+    @property
+    def registry_uri(self) -> str:
+        return _resolve_uri(self.tracking.registry_uri or self.tracking.uri, self.root)
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.project.name
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name or self.project.name
+
+    @property
+    def artifact_root(self) -> str:
+        """The artifact store as a URL fsspec understands (a local path stays a path)."""
+        root = self.artifacts.root
+        if "://" in root:
+            return root.rstrip("/")
+        return str(self.path(root))
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.path(self.pipeline.cache_dir)
+
+
+def _resolve_uri(uri: str, root: Path) -> str:
+    """Make a relative ``sqlite:///relative.db`` URI absolute against the project root."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        rel = uri[len(prefix) :]
+        if rel != ":memory:":
+            return prefix + str((root / rel).resolve())
+    return uri
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` holding a shipml.toml."""
+    env = os.environ.get("SHIPML_PROJECT")
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not (root / CONFIG_FILE).is_file():
+            raise ConfigError(
+                f"SHIPML_PROJECT={env!r} has no {CONFIG_FILE}",
+                hint="point SHIPML_PROJECT at a folder made by `shipml init`, or unset it",
+            )
+        return root
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ConfigError(
+        f"no {CONFIG_FILE} in {here} or any folder above it",
+        hint="run `shipml init NAME` to create a project, or cd into one",
+    )
+
+
+def load_config(root: Path | None = None, *, environ: dict[str, str] | None = None) -> ProjectConfig:
+    """Read ``shipml.toml`` under ``root`` (found upwards from cwd if omitted), then apply
+    ``SHIPML_<SECTION>_<KEY>`` environment overrides."""
+    root = find_root() if root is None else root.resolve()
+    file = root / CONFIG_FILE
+    data: dict[str, Any] = {}
+    if file.is_file():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"{file} is not valid TOML: {exc}", hint="fix the line named above"
+            ) from exc
+    _apply_env(data, os.environ if environ is None else environ)
+    try:
+        config = ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, file) from exc
+    config.root = root
+    return config
+
+
+def _apply_env(data: dict[str, Any], environ: Any) -> None:
+    sections = {
+        name: field.annotation
+        for name, field in ProjectConfig.model_fields.items()
+        if name not in {"root", "datasets"}
+    }
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX) or var in ENV_NOT_SETTINGS:
+            continue
+        rest = var[len(ENV_PREFIX) :].lower()
+        for section, model in sections.items():
+            if not rest.startswith(section + "_"):
+                continue
+            key = rest[len(section) + 1 :]
+            fields = model.model_fields  # type: ignore[union-attr]
+            if key not in fields:
+                close = difflib.get_close_matches(key, list(fields), n=1)
+                valid = f"{ENV_PREFIX}{section.upper()}_{close[0].upper()}" if close else None
+                raise ConfigError(
+                    f"unknown setting in environment variable {var}",
+                    hint=f"did you mean {valid}?" if valid else _valid_env(section, fields),
+                )
+            data.setdefault(section, {})[key] = _parse_env_value(raw)
+            break
+        else:
+            names = [f"{ENV_PREFIX}{s.upper()}_..." for s in sections]
+            raise ConfigError(
+                f"unknown setting in environment variable {var}",
+                hint="settings are named " + ", ".join(names),
+            )
+
+
+def _valid_env(section: str, fields: dict[str, Any]) -> str:
+    return "valid: " + ", ".join(f"{ENV_PREFIX}{section.upper()}_{k.upper()}" for k in fields)
+
+
+def _parse_env_value(raw: str) -> Any:
+    """JSON where it parses (numbers, booleans, lists, objects), the plain string otherwise."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _config_error(exc: ValidationError, file: Path) -> ConfigError:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    dotted = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        valid = _valid_keys(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], valid, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
+        return ConfigError(f"unknown key '{dotted}' in {file}", hint=hint)
+    value = err.get("input")
+    return ConfigError(
+        f"invalid value for '{dotted}' in {file}: {err['msg']} (got {value!r})",
+        hint="see docs/config.md for every setting and its type",
+    )
+
+
+def _valid_keys(parent: list[str]) -> list[str]:
+    """The keys allowed at a location such as ``[]``, ``["tracking"]`` or ``["datasets", "x"]``."""
+    if not parent:
+        return [k for k in ProjectConfig.model_fields if k != "root"]
+    if parent[0] == "datasets" and len(parent) == 2:
+        return list(DatasetSection.model_fields)
+    field = ProjectConfig.model_fields.get(parent[0])
+    model = field.annotation if field is not None else None
+    if len(parent) == 1 and isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []

@@ -1,0 +1,81 @@
+"""Schema and statistical profile of a table: what a snapshot records about its data.
+
+The profile (per-column summary and histogram) is the reference that drift
+monitoring later compares live traffic against.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipml.data.digest import logical_type
+
+MAX_CATEGORIES = 50
+HISTOGRAM_BINS = 20
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def _num(value: Any) -> float | None:
+    f = float(value)
+    return None if math.isnan(f) or math.isinf(f) else f
+
+
+def table_schema(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """One entry per column: name, logical type, pandas dtype, nullability, categories."""
+    schema = []
+    for name in df.columns:
+        col = df[name]
+        kind = logical_type(col)
+        entry: dict[str, Any] = {
+            "name": str(name),
+            "type": kind,
+            "dtype": str(col.dtype),
+            "nullable": bool(col.isna().any()),
+            "categories": None,
+        }
+        if kind in ("string", "bool"):
+            values = col.dropna().astype(str).unique()
+            if len(values) <= MAX_CATEGORIES:
+                entry["categories"] = sorted(values.tolist())
+        schema.append(entry)
+    return schema
+
+
+def column_profile(col: pd.Series) -> dict[str, Any]:
+    kind = logical_type(col)
+    missing = int(col.isna().sum())
+    out: dict[str, Any] = {"type": kind, "count": int(len(col) - missing), "missing": missing}
+    present = col.dropna()
+    if kind in ("int", "float") and len(present):
+        values = present.to_numpy(dtype="float64")
+        finite = values[np.isfinite(values)]
+        qs = np.quantile(finite, QUANTILES) if len(finite) else [math.nan] * len(QUANTILES)
+        out.update(
+            mean=_num(finite.mean()) if len(finite) else None,
+            std=_num(finite.std(ddof=1)) if len(finite) > 1 else None,
+            min=_num(finite.min()) if len(finite) else None,
+            max=_num(finite.max()) if len(finite) else None,
+            quantiles={f"p{round(q * 100):02d}": _num(v) for q, v in zip(QUANTILES, qs, strict=True)},
+        )
+        if len(finite):
+            counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS)
+            out["histogram"] = {"edges": edges.tolist(), "counts": counts.tolist()}
+    elif kind in ("string", "bool"):
+        counts = present.astype(str).value_counts()
+        out["unique"] = int(len(counts))
+        out["top"] = {str(k): int(v) for k, v in counts.head(MAX_CATEGORIES).items()}
+    elif kind == "datetime" and len(present):
+        out.update(min=str(present.min()), max=str(present.max()))
+    return out
+
+
+def table_profile(df: pd.DataFrame) -> dict[str, Any]:
+    """Row count and a per-column profile (summary statistics, histogram or counts)."""
+    return {
+        "rows": len(df),
+        "columns": {str(name): column_profile(df[name]) for name in df.columns},
+    }

@@ -1,0 +1,217 @@
+"""Dataset snapshots: "where is the data".
+
+A snapshot is an immutable copy of a table, stored as Parquet in the artifact
+store under its full content digest, with the source URI, schema, row count and
+a statistical profile. Names map to numbered versions in a small catalog:
+
+    {artifact_root}/datasets/objects/sha256-<digest>/data.parquet
+    {artifact_root}/datasets/objects/sha256-<digest>/snapshot.json
+    {artifact_root}/datasets/catalog/<name>.json
+
+The artifact root is a local folder or any URI fsspec understands (s3://...).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pandas as pd
+
+from shipml.data.digest import FORMAT, table_digest
+from shipml.data.profile import table_profile, table_schema
+from shipml.data.source import parse_source, read_source
+from shipml.errors import DataError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One version of a named dataset."""
+
+    name: str
+    version: int
+    digest: str
+    source: str
+    rows: int
+    columns: int
+    created: str
+    source_sha256: str
+    schema: list[dict[str, Any]] = field(default_factory=list)
+    profile: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    digest_format: str = FORMAT
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise DataError(
+            f"invalid dataset name {name!r}",
+            hint="use letters, digits, '_', '-' or '.', starting with a letter or digit",
+        )
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``name`` or ``name@version`` (``latest`` allowed)."""
+    name, _, version = ref.partition("@")
+    check_name(name)
+    if not version or version == "latest":
+        return name, None
+    if not version.isdigit():
+        raise DataError(
+            f"invalid dataset version {version!r} in {ref!r}",
+            hint="write NAME@VERSION with a version number, e.g. penguins@2",
+        )
+    return name, int(version)
+
+
+class DatasetStore:
+    """Snapshots and the name catalog, in an artifact store (local folder or fsspec URI)."""
+
+    def __init__(self, artifact_root: str, base: Path | None = None) -> None:
+        self.root = artifact_root.rstrip("/") + "/datasets"
+        self.base = base
+        self.fs, self._root_path = fsspec.core.url_to_fs(self.root)
+
+    # -- paths ------------------------------------------------------------------
+    def _object(self, digest: str, file: str) -> str:
+        return f"{self._root_path}/objects/sha256-{digest}/{file}"
+
+    def _catalog(self, name: str) -> str:
+        return f"{self._root_path}/catalog/{name}.json"
+
+    def _write(self, path: str, data: bytes) -> None:
+        """Write atomically: a temporary name, then a rename (a single PUT on object stores)."""
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        tmp = f"{path}.tmp-{datetime.now(UTC).strftime('%H%M%S%f')}"
+        with self.fs.open(tmp, "wb") as fh:
+            fh.write(data)
+        self.fs.mv(tmp, path)
+
+    def _read_json(self, path: str) -> Any:
+        with self.fs.open(path, "rb") as fh:
+            return json.loads(fh.read())
+
+    # -- catalog ----------------------------------------------------------------
+    def names(self) -> list[str]:
+        folder = f"{self._root_path}/catalog"
+        if not self.fs.exists(folder):
+            return []
+        return sorted(
+            p.rsplit("/", 1)[-1][: -len(".json")]
+            for p in self.fs.ls(folder, detail=False)
+            if p.endswith(".json")
+        )
+
+    def versions(self, name: str) -> list[Snapshot]:
+        path = self._catalog(check_name(name))
+        if not self.fs.exists(path):
+            return []
+        return [Snapshot(**entry) for entry in self._read_json(path)["versions"]]
+
+    def latest(self) -> list[Snapshot]:
+        return [self.versions(n)[-1] for n in self.names() if self.versions(n)]
+
+    def get(self, ref: str) -> Snapshot:
+        name, version = parse_ref(ref)
+        versions = self.versions(name)
+        if not versions:
+            known = ", ".join(self.names()) or "none yet"
+            raise DataError(
+                f"unknown dataset {name!r} (known: {known})",
+                hint=f"add it with `shipml data add {name} PATH_OR_URI`",
+            )
+        if version is None:
+            return versions[-1]
+        for snap in versions:
+            if snap.version == version:
+                return snap
+        raise DataError(
+            f"dataset {name!r} has no version {version} (versions: "
+            f"{', '.join(str(s.version) for s in versions)})",
+            hint=f"see them with `shipml data show {name}`",
+        )
+
+    # -- add / load -------------------------------------------------------------
+    def add(self, name: str, source: str, *, description: str = "") -> Snapshot:
+        """Snapshot ``source`` under ``name``. Unchanged content returns the latest version."""
+        check_name(name)
+        raw = read_source(source, self.base)
+        versions = self.versions(name)
+        latest = versions[-1] if versions else None
+        if latest is not None and latest.source_sha256 == raw.sha256 and latest.source == raw.uri:
+            return latest  # the same bytes: no need to parse again
+        df = parse_source(raw)
+        digest = table_digest(df)
+        if latest is not None and latest.digest == digest:
+            return latest
+        snap = Snapshot(
+            name=name,
+            version=(latest.version + 1) if latest else 1,
+            digest=digest,
+            source=raw.uri,
+            rows=len(df),
+            columns=len(df.columns),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            source_sha256=raw.sha256,
+            schema=table_schema(df),
+            profile=table_profile(df),
+            description=description,
+        )
+        data_path = self._object(digest, "data.parquet")
+        if not self.fs.exists(data_path):
+            buf = io.BytesIO()
+            df.to_parquet(buf, index=False)
+            self._write(data_path, buf.getvalue())
+        meta = snap.to_dict()
+        for key in ("name", "version", "created", "description"):
+            meta.pop(key)
+        self._write(self._object(digest, "snapshot.json"), _dumps(meta))
+        catalog = {"name": name, "versions": [s.to_dict() for s in [*versions, snap]]}
+        self._write(self._catalog(name), _dumps(catalog))
+        return snap
+
+    def data_uri(self, snap: Snapshot) -> str:
+        path = self._object(snap.digest, "data.parquet")
+        return path if "://" not in self.root else self.fs.unstrip_protocol(path)
+
+    def load(self, snap: Snapshot, *, verify: bool = True) -> pd.DataFrame:
+        """Read a snapshot's table; with ``verify`` its digest is recomputed and checked."""
+        path = self._object(snap.digest, "data.parquet")
+        try:
+            with self.fs.open(path, "rb") as fh:
+                df = pd.read_parquet(io.BytesIO(fh.read()))
+        except FileNotFoundError as exc:
+            raise DataError(
+                f"the data of {snap.ref} is missing from the store ({path})",
+                hint=f"add it again with `shipml data add {snap.name} {snap.source}`",
+            ) from exc
+        if verify:
+            actual = table_digest(df)
+            if actual != snap.digest:
+                raise DataError(
+                    f"snapshot {snap.ref} is corrupt: its data hashes to {actual[:16]}..., "
+                    f"the catalog says {snap.digest[:16]}...",
+                    hint=f"the file {path} was changed; add the source again with "
+                    f"`shipml data add {snap.name} {snap.source}`",
+                )
+        return df
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, indent=2, sort_keys=True).encode("utf-8")

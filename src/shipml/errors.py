@@ -1,0 +1,114 @@
+"""One error base class for everything a user can get wrong.
+
+Every error says what was wrong, the value seen, and what to do. The CLI turns a
+``ShipmlError`` into its message, its hint and its exit code, without a traceback
+(``shipml --debug`` shows the traceback too). Modelled on Click's exceptions: each
+subsystem has its own class and exit code, so scripts can tell failures apart.
+"""
+
+from __future__ import annotations
+
+
+class ShipmlError(Exception):
+    """Base class of every error shipml raises on purpose.
+
+    ``message`` says what was wrong and the value seen; ``hint`` says what to do.
+    """
+
+    exit_code: int = 1
+    kind: str = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(ShipmlError):
+    """shipml.toml or a SHIPML_* environment variable is wrong, or no project was found."""
+
+    exit_code = 3
+    kind = "config error"
+
+
+class ProjectError(ShipmlError):
+    """Creating or locating a project failed (for example ``shipml init`` into a non-empty folder)."""
+
+    exit_code = 4
+    kind = "project error"
+
+
+class DataError(ShipmlError):
+    """A data source cannot be read, parsed or snapshotted, or a snapshot is unknown or corrupt."""
+
+    exit_code = 5
+    kind = "data error"
+
+
+class PipelineError(ShipmlError):
+    """A pipeline cannot be loaded or built (wrong decorator use, unknown pipeline...)."""
+
+    exit_code = 6
+    kind = "pipeline error"
+
+
+class StepFailed(PipelineError):
+    """A pipeline step raised; its traceback is kept as an artifact of the run."""
+
+    kind = "step failed"
+
+    def __init__(self, step: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.step = step
+
+
+class TrackingError(ShipmlError):
+    """The MLflow store cannot be reached or refuses an operation."""
+
+    exit_code = 7
+    kind = "tracking error"
+
+
+class RegistryError(TrackingError):
+    """A model reference (name@alias, name/version, folder) does not resolve."""
+
+    kind = "registry error"
+
+
+class ModelError(ShipmlError):
+    """A model cannot be packaged, converted or loaded safely."""
+
+    exit_code = 8
+    kind = "model error"
+
+
+class ParityError(ModelError):
+    """The ONNX graph does not reproduce the original model's predictions."""
+
+    kind = "parity error"
+
+
+class UnsafeModelError(ModelError):
+    """A model file would run code when loaded (pickle, joblib, cloudpickle...) and is refused."""
+
+    kind = "unsafe model"
+
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "ModelError",
+    "ParityError",
+    "PipelineError",
+    "ProjectError",
+    "RegistryError",
+    "ShipmlError",
+    "StepFailed",
+    "TrackingError",
+    "UnsafeModelError",
+]

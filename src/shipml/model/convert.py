@@ -1,0 +1,112 @@
+"""Conversion of a scikit-learn model to ONNX, and the parity check that proves it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+from shipml.errors import ModelError, ParityError
+from shipml.model.signature import Signature, onnx_feeds
+
+
+class ConversionUnsupported(ModelError):
+    """skl2onnx cannot express this estimator (the skops fallback applies)."""
+
+
+def _final_estimator(model: Any) -> Any:
+    steps = getattr(model, "steps", None)
+    return steps[-1][1] if steps else model
+
+
+def to_onnx(model: Any, signature: Signature) -> bytes:
+    """The serialized ONNX graph of a fitted scikit-learn estimator or Pipeline."""
+    from skl2onnx import to_onnx as skl_to_onnx
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    inputs = [
+        (f.name, StringTensorType([None, 1]) if f.type == "string" else FloatTensorType([None, 1]))
+        for f in signature.features
+    ]
+    options: dict[int, dict[str, Any]] = {}
+    final = _final_estimator(model)
+    if hasattr(final, "predict_proba"):
+        options[id(final)] = {"zipmap": False}
+    try:
+        onx = skl_to_onnx(model, initial_types=inputs, options=options)
+    except Exception as exc:  # skl2onnx raises many kinds for "cannot convert"
+        raise ConversionUnsupported(
+            f"ONNX cannot express {type(model).__name__}: {type(exc).__name__}: {exc}",
+            hint="use estimators skl2onnx supports, or accept the skops fallback",
+        ) from exc
+    return bytes(onx.SerializeToString())
+
+
+def session(onnx_bytes: bytes) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    rows: int
+    label_agreement: float
+    max_probability_diff: float
+    tolerance: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "rows": self.rows,
+            "label_agreement": self.label_agreement,
+            "max_probability_diff": self.max_probability_diff,
+            "tolerance": self.tolerance,
+        }
+
+
+def check_parity(
+    model: Any,
+    sess: ort.InferenceSession,
+    frame: pd.DataFrame,
+    signature: Signature,
+    tolerance: float = 1e-4,
+) -> ParityReport:
+    """Compare ONNX with the original model on ``frame`` (model convention).
+
+    Labels must agree on every row and probabilities within ``tolerance``."""
+    outputs = sess.run(None, onnx_feeds(frame, signature))
+    onnx_label = np.asarray(outputs[0]).reshape(-1)
+    ref_label = np.asarray(model.predict(frame)).reshape(-1)
+    if signature.task == "regression":
+        diff = float(np.max(np.abs(onnx_label.astype(float) - ref_label.astype(float)), initial=0.0))
+        report = ParityReport(len(frame), 1.0 if diff <= tolerance else 0.0, diff, tolerance)
+        if diff > tolerance:
+            raise ParityError(
+                f"ONNX predictions differ from the model by up to {diff:.3g} "
+                f"(tolerance {tolerance:g}) on {len(frame)} validation rows",
+                hint="check for float64-only preprocessing; cast numeric features to float32",
+            )
+        return report
+    agree = onnx_label.astype(str) == ref_label.astype(str)
+    max_diff = 0.0
+    if len(outputs) > 1 and hasattr(model, "predict_proba"):
+        onnx_proba = np.asarray(outputs[1], dtype=np.float64)
+        ref_proba = np.asarray(model.predict_proba(frame), dtype=np.float64)
+        max_diff = float(np.max(np.abs(onnx_proba - ref_proba), initial=0.0))
+    report = ParityReport(len(frame), float(agree.mean()) if len(agree) else 1.0, max_diff, tolerance)
+    if not agree.all() or max_diff > tolerance:
+        bad = int((~agree).sum())
+        first = int(np.argmax(~agree)) if bad else None
+        where = f"; first disagreement at validation row {first}" if first is not None else ""
+        raise ParityError(
+            f"the ONNX graph does not reproduce the model: labels agree on "
+            f"{report.label_agreement:.2%} of {len(frame)} rows ({bad} differ), probabilities "
+            f"differ by up to {max_diff:.3g} (tolerance {tolerance:g}){where}",
+            hint="train on shipml.model_input(df) (float32 numbers, '' for missing strings) and "
+            "avoid float64-only steps before trees; or raise [model] parity_tolerance",
+        )
+    return report

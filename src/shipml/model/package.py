@@ -1,0 +1,186 @@
+"""The model package: what gets registered, tested, served and audited.
+
+A package is a folder::
+
+    model.onnx        the graph (or model.skops, the fallback for what ONNX cannot express)
+    signature.json    feature names, types, allowed categories, nullability; classes
+    profile.json      the reference profile of the validation data (for drift monitoring)
+    lineage.json      run id, dataset digests, git commit, package versions
+    package.json      the manifest: format, sha256 of every file, parity report
+
+Packaging checks the ONNX graph against the original model on the validation
+data before anything is written; a failure is a ``ParityError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipml.errors import ModelError
+from shipml.model.convert import ConversionUnsupported, check_parity, session, to_onnx
+from shipml.model.signature import Signature, infer_signature, model_input, onnx_feeds
+
+MANIFEST = "package.json"
+FORMAT_VERSION = 1
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
+
+
+@dataclass
+class ModelPackage:
+    """A packaged model in a folder, read through its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    # -- reading ----------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, *, verify: bool = True) -> ModelPackage:
+        folder = Path(path)
+        manifest_path = folder / MANIFEST
+        if not manifest_path.is_file():
+            raise ModelError(
+                f"{folder} is not a shipml model package (no {MANIFEST})",
+                hint="make one with shipml.package_model(model, X) in a pipeline step",
+            )
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        pkg = cls(folder, manifest)
+        if verify:
+            pkg.verify()
+        return pkg
+
+    def verify(self) -> None:
+        """Every file listed in the manifest exists and has its recorded sha256."""
+        for name, digest in self.manifest["files"].items():
+            file = self.path / name
+            if not file.is_file():
+                raise ModelError(f"model package {self.path} lacks {name}", hint="re-package it")
+            actual = _sha256_file(file)
+            if actual != digest:
+                raise ModelError(
+                    f"{file} was modified: sha256 {actual[:16]}... but the manifest says "
+                    f"{digest[:16]}...",
+                    hint="never edit a package; make a new one from the pipeline",
+                )
+
+    @property
+    def format(self) -> str:
+        return str(self.manifest["format"])
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / ("model.onnx" if self.format == "onnx" else "model.skops")
+
+    @property
+    def onnx_sha256(self) -> str | None:
+        return self.manifest["files"].get("model.onnx")
+
+    @property
+    def digest(self) -> str:
+        """sha256 over the manifest's file digests: the identity of the package's content."""
+        return hashlib.sha256(_json_bytes(self.manifest["files"])).hexdigest()
+
+    @property
+    def signature(self) -> Signature:
+        return Signature.from_dict(json.loads((self.path / "signature.json").read_text()))
+
+    @property
+    def lineage(self) -> dict[str, Any]:
+        return dict(json.loads((self.path / "lineage.json").read_text()))
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        return dict(json.loads((self.path / "profile.json").read_text()))
+
+    def predict(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels and (for classifiers) class probabilities, through ONNX."""
+        if self.format != "onnx":
+            raise ModelError(
+                f"{self.path} holds a skops model; load it with shipml.model.load_skops",
+                hint="list its types in [model] trusted_types first",
+            )
+        sess = session(self.model_file.read_bytes())
+        sig = self.signature
+        outputs = sess.run(None, onnx_feeds(model_input(df[sig.names]), sig))
+        proba = np.asarray(outputs[1]) if len(outputs) > 1 else None
+        return np.asarray(outputs[0]).reshape(-1), proba
+
+
+def build_package(
+    model: Any,
+    X: pd.DataFrame,
+    y: Any = None,
+    *,
+    path: str | Path,
+    lineage: dict[str, Any] | None = None,
+    reference_profile: dict[str, Any] | None = None,
+    tolerance: float = 1e-4,
+) -> ModelPackage:
+    """Package a fitted scikit-learn model, validated on ``X`` (and ``y``), into ``path``.
+
+    The ONNX graph must reproduce ``model`` on ``X``: labels on every row and
+    probabilities within ``tolerance``. Models skl2onnx cannot express are saved
+    with skops instead. Written atomically: a failed packaging leaves nothing."""
+    if not isinstance(X, pd.DataFrame) or X.empty:
+        raise ModelError(
+            f"package_model needs the validation features as a non-empty DataFrame, got "
+            f"{type(X).__name__}",
+            hint="pass the held-out rows, e.g. package_model(model, valid.drop(columns=[target]))",
+        )
+    frame = model_input(X)
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    signature = infer_signature(frame, y, classes=getattr(final, "classes_", None))
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".pkg-", dir=target.parent))
+    try:
+        manifest: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "estimator": f"{type(model).__module__}.{type(model).__qualname__}",
+        }
+        try:
+            onnx_bytes = to_onnx(model, signature)
+            parity = check_parity(model, session(onnx_bytes), frame, signature, tolerance)
+            (tmp / "model.onnx").write_bytes(onnx_bytes)
+            manifest.update(format="onnx", parity=parity.to_dict())
+        except ConversionUnsupported as exc:
+            import skops.io as sio
+
+            sio.dump(model, tmp / "model.skops")
+            needed = sorted(sio.get_untrusted_types(file=tmp / "model.skops"))
+            manifest.update(format="skops", onnx_error=exc.message, types_to_trust=needed)
+        (tmp / "signature.json").write_text(signature.to_json())
+        (tmp / "profile.json").write_bytes(_json_bytes(reference_profile or {}))
+        (tmp / "lineage.json").write_bytes(_json_bytes(lineage or {}))
+        manifest["files"] = {
+            p.name: _sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST
+        }
+        (tmp / MANIFEST).write_bytes(_json_bytes(manifest))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ModelPackage(target, manifest)

@@ -1,0 +1,124 @@
+"""The input signature of a model: feature names, types, allowed categories, nullability.
+
+shipml models take one column per feature. Two feature types exist at the model
+boundary (both ONNX and the server use them):
+
+- ``string``: UTF-8 text; a missing value is the empty string ``""``;
+- ``float``: 32-bit float; a missing value is NaN.
+
+``model_input`` turns any DataFrame into that convention, so training, the ONNX
+parity check and serving all see the same values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipml.errors import ModelError
+
+MAX_CATEGORIES = 100
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: str  # "string" | "float"
+    nullable: bool
+    categories: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Signature:
+    features: list[Feature]
+    task: str = "classification"  # "classification" | "regression"
+    classes: list[Any] = field(default_factory=list)
+    label_type: str = "string"  # type of the predicted label
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Signature:
+        feats = [Feature(**f) for f in data["features"]]
+        return cls(
+            features=feats,
+            task=data.get("task", "classification"),
+            classes=list(data.get("classes", [])),
+            label_type=data.get("label_type", "string"),
+        )
+
+
+def _is_string(series: pd.Series) -> bool:
+    return (
+        isinstance(series.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_string_dtype(series.dtype)
+        or pd.api.types.is_object_dtype(series.dtype)
+    )
+
+
+def model_input(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` in the model-boundary convention: strings as Python ``str`` with ``""`` for
+    missing, every other column as float32 with NaN for missing."""
+    out = {}
+    for name in df.columns:
+        col = df[name]
+        if _is_string(col):
+            values = col.astype(object).where(col.notna(), "")
+            out[name] = values.map(str).astype(object)
+        elif pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+            out[name] = col.astype("float32")
+        else:
+            raise ModelError(
+                f"feature '{name}' has type {col.dtype}; models take strings and numbers",
+                hint="convert it (dates to numbers, for example) in a pipeline step",
+            )
+    return pd.DataFrame(out, index=df.index)
+
+
+def infer_signature(X: pd.DataFrame, y: Any = None, *, classes: Any = None) -> Signature:
+    """Read a signature off the features the model was validated on."""
+    feats = []
+    for name in X.columns:
+        col = X[name]
+        if _is_string(col):
+            present = col.dropna().astype(str)
+            present = present[present != ""]
+            values = sorted(present.unique().tolist())
+            nullable = bool(col.isna().any() or (col.astype(str) == "").any())
+            cats = values if len(values) <= MAX_CATEGORIES else None
+            feats.append(Feature(str(name), "string", nullable, cats))
+        else:
+            feats.append(Feature(str(name), "float", bool(col.isna().any())))
+    task = "classification"
+    cls_list: list[Any] = []
+    label_type = "string"
+    if classes is not None:
+        cls_list = [c.item() if isinstance(c, np.generic) else c for c in classes]
+        label_type = "string" if all(isinstance(c, str) for c in cls_list) else "int"
+    elif y is not None and pd.api.types.is_float_dtype(pd.Series(y).dtype):
+        task, label_type = "regression", "float"
+    return Signature(feats, task=task, classes=cls_list, label_type=label_type)
+
+
+def onnx_feeds(frame: pd.DataFrame, signature: Signature) -> dict[str, np.ndarray]:
+    """ONNX inputs (one [n, 1] tensor per feature) from a frame in the model convention."""
+    feeds: dict[str, np.ndarray] = {}
+    for f in signature.features:
+        col = frame[f.name]
+        if f.type == "string":
+            feeds[f.name] = col.to_numpy(dtype=object).reshape(-1, 1)
+        else:
+            feeds[f.name] = col.to_numpy(dtype=np.float32).reshape(-1, 1)
+    return feeds

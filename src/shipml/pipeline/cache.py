@@ -1,0 +1,228 @@
+"""The step cache: step outputs stored by content digest, entries by cache key.
+
+    {cache_dir}/objects/<kind>-<digest>[.ext]   one stored output
+    {cache_dir}/entries/<key>.json              what a step produced for a key
+
+Outputs are stored by type: DataFrames and Series as Parquet, NumPy arrays as
+``.npy`` (no pickle), JSON values as JSON, model packages as folders, and any
+other object (a fitted estimator, say) with skops. A skops object is loaded only
+after its file's sha256 matches the entry, trusting exactly the types recorded
+when shipml itself wrote it: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipml.data import table_digest
+from shipml.errors import PipelineError
+from shipml.model import ModelPackage
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    name: str
+    kind: str
+    digest: str
+    file: str
+    trusted_types: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    key: str
+    step: str
+    outputs: list[StoredOutput]
+    metrics: dict[str, float]
+    duration: float
+    created: str
+    run_id: str | None
+
+    def output(self, name: str) -> StoredOutput:
+        for out in self.outputs:
+            if out.name == name:
+                return out
+        raise KeyError(name)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _frame_digest(df: pd.DataFrame) -> str:
+    index = df.index.to_frame(index=False)
+    index.columns = [f"__index_{i}__" for i in range(index.shape[1])]
+    return _sha256((table_digest(df) + table_digest(index)).encode())
+
+
+def _json_value(value: Any) -> bytes | None:
+    if not isinstance(value, dict | list | str | int | float | bool | type(None)):
+        return None
+    try:
+        text = json.dumps(value, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError):
+        return None
+    return text.encode("utf-8") if json.loads(text) == value else None
+
+
+class ArtifactCache:
+    def __init__(self, cache_dir: Path) -> None:
+        self.dir = cache_dir
+        self.objects = cache_dir / "objects"
+        self.entries = cache_dir / "entries"
+
+    # -- entries ------------------------------------------------------------------
+    def lookup(self, key: str) -> CacheEntry | None:
+        path = self.entries / f"{key}.json"
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entry = CacheEntry(
+                **{**data, "outputs": [StoredOutput(**o) for o in data["outputs"]]}
+            )
+        except (ValueError, TypeError, KeyError):
+            return None  # an unreadable entry is a miss, never an error
+        if all((self.objects / o.file).exists() for o in entry.outputs):
+            return entry
+        return None
+
+    def save(
+        self,
+        key: str,
+        step: str,
+        outputs: list[StoredOutput],
+        metrics: dict[str, float],
+        duration: float,
+        run_id: str | None,
+    ) -> CacheEntry:
+        entry = CacheEntry(
+            key=key,
+            step=step,
+            outputs=outputs,
+            metrics=metrics,
+            duration=duration,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            run_id=run_id,
+        )
+        self._atomic_write(self.entries / f"{key}.json", json.dumps(asdict(entry), indent=2).encode())
+        return entry
+
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+
+    # -- objects ------------------------------------------------------------------
+    def store(self, step: str, name: str, value: Any) -> StoredOutput:
+        """Write one output by content digest and describe it."""
+        self.objects.mkdir(parents=True, exist_ok=True)
+        if isinstance(value, ModelPackage):
+            digest = value.digest
+            file = f"package-{digest}"
+            if not (self.objects / file).exists():
+                tmp = Path(tempfile.mkdtemp(dir=self.objects, prefix=".tmp-"))
+                shutil.copytree(value.path, tmp, dirs_exist_ok=True)
+                os.replace(tmp, self.objects / file)
+            return StoredOutput(name, "package", digest, file)
+        if isinstance(value, pd.DataFrame | pd.Series):
+            kind = "frame" if isinstance(value, pd.DataFrame) else "series"
+            frame = value if isinstance(value, pd.DataFrame) else value.to_frame()
+            frame.columns = [str(c) for c in frame.columns]
+            digest = _frame_digest(frame)
+            buf = io.BytesIO()
+            frame.to_parquet(buf)
+            return self._put(name, kind, digest, "parquet", buf.getvalue())
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            buf = io.BytesIO()
+            np.save(buf, value, allow_pickle=False)
+            return self._put(name, "ndarray", _sha256(buf.getvalue()), "npy", buf.getvalue())
+        raw = _json_value(value)
+        if raw is not None:
+            return self._put(name, "json", _sha256(raw), "json", raw)
+        return self._store_skops(step, name, value)
+
+    def _put(self, name: str, kind: str, digest: str, ext: str, data: bytes) -> StoredOutput:
+        file = f"{kind}-{digest}.{ext}"
+        if not (self.objects / file).exists():
+            self._atomic_write(self.objects / file, data)
+        return StoredOutput(name, kind, digest, file)
+
+    def _store_skops(self, step: str, name: str, value: Any) -> StoredOutput:
+        import skops.io as sio
+
+        try:
+            data = sio.dumps(value)
+        except Exception as exc:  # skops raises many kinds for unsupported objects
+            raise PipelineError(
+                f"step '{step}' returned {type(value).__name__} as '{name}', which shipml "
+                f"cannot store: {exc}",
+                hint="return DataFrames, arrays, JSON values, scikit-learn objects or a "
+                "model package (shipml.package_model)",
+            ) from exc
+        trusted = sorted(sio.get_untrusted_types(data=data))
+        out = self._put(name, "skops", _sha256(data), "skops", data)
+        return StoredOutput(out.name, out.kind, out.digest, out.file, trusted)
+
+    def load(self, out: StoredOutput) -> Any:
+        path = self.objects / out.file
+        if out.kind == "package":
+            return ModelPackage.load(path)
+        if out.kind in ("frame", "series"):
+            frame = pd.read_parquet(path)
+            if out.kind == "series":
+                return frame.iloc[:, 0]
+            return frame
+        if out.kind == "ndarray":
+            return np.load(path, allow_pickle=False)
+        if out.kind == "json":
+            return json.loads(path.read_text(encoding="utf-8"))
+        if out.kind == "skops":
+            import skops.io as sio
+
+            data = path.read_bytes()
+            if _sha256(data) != out.digest:
+                raise PipelineError(
+                    f"cached output {path} was modified since shipml wrote it",
+                    hint="run again with --no-cache (or delete the cache folder)",
+                )
+            return sio.loads(data, trusted=out.trusted_types)
+        raise PipelineError(f"unknown cached output kind {out.kind!r} in {path}")
+
+
+def cache_key(
+    step: str, code: str, params: dict[str, Any], inputs: dict[str, str]
+) -> str:
+    """sha256 over the step's name, code fingerprint, parameters and input digests."""
+    payload = {
+        "format": FORMAT,
+        "step": step,
+        "code": code,
+        "params": params,
+        "inputs": inputs,
+    }
+    return _sha256(json.dumps(payload, sort_keys=True, default=repr).encode())

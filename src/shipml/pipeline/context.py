@@ -1,0 +1,98 @@
+"""What a running step can reach: the active run, for metrics and model packaging."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from shipml.config import ProjectConfig
+from shipml.data import DatasetStore, Snapshot, table_profile
+from shipml.model import ModelPackage, build_package
+
+
+@dataclass
+class DatasetInput:
+    """A dataset as a step sees it: the snapshot and its table."""
+
+    snapshot: Snapshot
+    store: DatasetStore
+    _frame: pd.DataFrame | None = None
+
+    @property
+    def name(self) -> str:
+        return self.snapshot.name
+
+    @property
+    def digest(self) -> str:
+        return self.snapshot.digest
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The snapshot's table (its digest verified on first read); a fresh copy each call."""
+        if self._frame is None:
+            self._frame = self.store.load(self.snapshot)
+        return self._frame.copy()
+
+
+@dataclass
+class RunContext:
+    config: ProjectConfig
+    run_id: str | None
+    lineage: dict[str, Any]
+    workdir: Path
+    step: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+_current: ContextVar[RunContext | None] = ContextVar("shipml_run_context", default=None)
+
+
+def current() -> RunContext | None:
+    return _current.get()
+
+
+def log_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Log metrics to the pipeline's MLflow run (outside a run: only returns them)."""
+    ctx = _current.get()
+    clean = {str(k): float(v) for k, v in metrics.items()}
+    if ctx is not None:
+        ctx.metrics.update(clean)
+    return clean
+
+
+def log_metric(key: str, value: float) -> float:
+    return log_metrics({key: value})[key]
+
+
+def package_model(model: Any, X: pd.DataFrame, y: Any = None) -> ModelPackage:
+    """Package a fitted model as ONNX + signature + reference profile + lineage.
+
+    Inside a pipeline run the lineage (run id, dataset digests, git commit, package
+    versions) and the parity tolerance come from the run and shipml.toml."""
+    ctx = _current.get()
+    if ctx is None:
+        import tempfile
+
+        path = Path(tempfile.mkdtemp(prefix="shipml-package-")) / "model"
+        return build_package(model, X, y, path=path, reference_profile=table_profile(X))
+    path = ctx.workdir / f"{ctx.step}-package"
+    return build_package(
+        model,
+        X,
+        y,
+        path=path,
+        lineage={**ctx.lineage, "step": ctx.step},
+        reference_profile=table_profile(X),
+        tolerance=ctx.config.model.parity_tolerance,
+    )
+
+
+def activate(ctx: RunContext) -> Any:
+    return _current.set(ctx)
+
+
+def deactivate(token: Any) -> None:
+    _current.reset(token)

@@ -1,0 +1,177 @@
+"""The code fingerprint of a step: its source and the project code it depends on.
+
+A step's cache key must change when any code it runs changes, including helper
+modules of the project that it imports (ZenML's cache misses those). We follow
+the names a step's code refers to:
+
+- functions and classes defined in the same module: their source, recursively;
+- project modules (files under the project root), or functions and classes
+  defined in them: the whole file, plus every project module it imports,
+  transitively (found by parsing its import statements).
+
+Third-party code is not hashed (its versions are recorded in the environment).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import sys
+import textwrap
+import types
+from pathlib import Path
+from typing import Any
+
+CONSTANT_TYPES = (str, bytes, int, float, bool, complex, tuple, list, dict, set, frozenset)
+EXCLUDED_DIRS = (".venv", "venv", ".shipml", "site-packages", "node_modules", ".git")
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+class Fingerprinter:
+    """Fingerprints of steps in one project (file hashes are cached per instance)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self._file_hash: dict[Path, str] = {}
+        self._file_deps: dict[Path, set[Path]] = {}
+
+    def is_project_file(self, file: str | None) -> bool:
+        if not file:
+            return False
+        path = Path(file).resolve()
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return False
+        return not any(part in EXCLUDED_DIRS for part in rel.parts)
+
+    # -- files ----------------------------------------------------------------
+    def _hash_file(self, path: Path) -> str:
+        if path not in self._file_hash:
+            self._file_hash[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return self._file_hash[path]
+
+    def _imports_of(self, path: Path) -> set[Path]:
+        """Project files imported by ``path`` (absolute and relative imports)."""
+        if path in self._file_deps:
+            return self._file_deps[path]
+        deps: set[Path] = set()
+        self._file_deps[path] = deps
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            return deps
+        package_dir = path.parent
+        for node in ast.walk(tree):
+            modules: list[tuple[str, int]] = []
+            if isinstance(node, ast.Import):
+                modules = [(a.name, 0) for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                modules = [(base, node.level)]
+                modules += [(f"{base}.{a.name}" if base else a.name, node.level) for a in node.names]
+            for name, level in modules:
+                found = self._find_module(name, level, package_dir)
+                if found is not None:
+                    deps.add(found)
+        return deps
+
+    def _find_module(self, name: str, level: int, package_dir: Path) -> Path | None:
+        start = package_dir
+        for _ in range(max(level - 1, 0)):
+            start = start.parent
+        bases = [start] if level else [self.root, *(Path(p) for p in sys.path if p)]
+        parts = [p for p in name.split(".") if p]
+        if not parts:
+            return None
+        for base in bases:
+            candidate = base.joinpath(*parts)
+            for file in (candidate.with_suffix(".py"), candidate / "__init__.py"):
+                if file.is_file() and self.is_project_file(str(file)):
+                    return file.resolve()
+        return None
+
+    def file_closure(self, path: Path) -> set[Path]:
+        seen: set[Path] = set()
+        todo = [path.resolve()]
+        while todo:
+            p = todo.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            todo.extend(self._imports_of(p) - seen)
+        return seen
+
+    # -- functions --------------------------------------------------------------
+    def fingerprint(self, func: Any) -> tuple[str, list[str]]:
+        """sha256 over the step's code and its project dependencies, and the files used."""
+        sources: dict[str, str] = {}
+        files: set[Path] = set()
+        self._visit(func, sources, files, set())
+        h = hashlib.sha256()
+        for key in sorted(sources):
+            h.update(key.encode() + b"\0" + sources[key].encode() + b"\0")
+        for file in sorted(files):
+            rel = file.relative_to(self.root).as_posix()
+            h.update(rel.encode() + b"\0" + self._hash_file(file).encode() + b"\0")
+        return h.hexdigest(), sorted(f.relative_to(self.root).as_posix() for f in files)
+
+    def _visit(self, obj: Any, sources: dict[str, str], files: set[Path], seen: set[int]) -> None:
+        func = getattr(obj, "func", obj)  # a Step wraps its function
+        if id(func) in seen:
+            return
+        seen.add(id(func))
+        key = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+        try:
+            sources[key] = textwrap.dedent(inspect.getsource(func))
+        except (OSError, TypeError):
+            sources[key] = repr(func)
+        code = getattr(func, "__code__", None)
+        if code is None:
+            return
+        home = getattr(func, "__module__", None)
+        glb = getattr(func, "__globals__", {})
+        for name in sorted(_code_names(code)):
+            if name not in glb:
+                continue
+            value = glb[name]
+            if isinstance(value, CONSTANT_TYPES):
+                sources[f"{home}.{name}"] = repr(value)  # module-level constants count too
+            else:
+                self._follow(value, home, sources, files, seen)
+
+    def _follow(
+        self, value: Any, home: str | None, sources: dict[str, str], files: set[Path], seen: set[int]
+    ) -> None:
+        if isinstance(value, types.ModuleType):
+            file = getattr(value, "__file__", None)
+            if self.is_project_file(file):
+                files |= self.file_closure(Path(str(file)))
+            return
+        target = getattr(value, "func", value)
+        module_name = getattr(target, "__module__", None)
+        if not (inspect.isfunction(target) or inspect.isclass(target)) or module_name is None:
+            return
+        module = sys.modules.get(module_name)
+        file = getattr(module, "__file__", None)
+        if not self.is_project_file(file):
+            return
+        if module_name == home:
+            if inspect.isfunction(target):
+                self._visit(target, sources, files, seen)
+            else:
+                key = f"{module_name}.{target.__qualname__}"
+                try:
+                    sources[key] = inspect.getsource(target)
+                except (OSError, TypeError):
+                    sources[key] = repr(target)
+        else:
+            files |= self.file_closure(Path(str(file)))

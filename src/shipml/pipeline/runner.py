@@ -1,0 +1,470 @@
+"""The local runner: executes a pipeline's DAG with caching, as one MLflow run.
+
+For each step, in order: skip it if an upstream step failed; compute its cache
+key (code fingerprint, parameters, input digests); reuse the cached outputs on a
+hit (re-logging the metrics it logged); otherwise run it, store its outputs by
+digest and record the entry. A model package among the outputs is logged to the
+run and registered (a package already registered keeps its version).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from shipml.config import ProjectConfig
+from shipml.data import DatasetStore, Snapshot
+from shipml.errors import DataError, PipelineError, ShipmlError, StepFailed
+from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key
+from shipml.pipeline.context import DatasetInput, RunContext, activate, deactivate
+from shipml.pipeline.display import Reporter, SilentReporter
+from shipml.pipeline.fingerprint import Fingerprinter
+from shipml.pipeline.step import DatasetRef, Graph, Node, OutputRef, Pipeline
+from shipml.tracking import (
+    Registry,
+    Tracker,
+    VersionInfo,
+    environment,
+    git_info,
+    package_versions,
+    tracker_for,
+)
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str  # done | cached | failed | skipped
+    seconds: float = 0.0
+    key: str = ""
+    outputs: dict[str, StoredOutput] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    code_files: list[str] = field(default_factory=list)
+    traceback_file: str | None = None
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    pipeline: str
+    status: str  # FINISHED | FAILED
+    steps: list[StepResult]
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    datasets: dict[str, Snapshot]
+    seconds: float
+    model_version: VersionInfo | None = None
+    model_created: bool = False
+    failed_step: str | None = None
+    error: str | None = None
+    traceback_file: str | None = None
+
+    def step(self, name: str) -> StepResult:
+        return next(s for s in self.steps if s.name == name)
+
+    @property
+    def executed(self) -> list[str]:
+        return [s.name for s in self.steps if s.status == "done"]
+
+    @property
+    def cached(self) -> list[str]:
+        return [s.name for s in self.steps if s.status == "cached"]
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def load_module(config: ProjectConfig) -> ModuleType:
+    """Import the project's pipeline file afresh (project modules are re-imported too,
+    so edits to helpers take effect in a long-lived process)."""
+    file = config.path(config.pipeline.file)
+    if not file.is_file():
+        raise PipelineError(
+            f"pipeline file not found: {file}",
+            hint="set [pipeline] file in shipml.toml to your pipeline module",
+        )
+    root = str(config.root)
+    for name, mod in list(sys.modules.items()):
+        mod_file = getattr(mod, "__file__", None)
+        if mod_file and str(Path(mod_file).resolve()).startswith(root + "/") and (
+            "site-packages" not in mod_file
+        ):
+            del sys.modules[name]
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    name = file.stem
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise PipelineError(f"cannot import {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except ShipmlError:
+        raise
+    except Exception as exc:
+        del sys.modules[name]
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise PipelineError(
+            f"importing {file.name} failed: {type(exc).__name__}: {exc} "
+            f"({Path(frame.filename).name}:{frame.lineno})",
+            hint="fix the error above; `shipml --debug run` shows the whole traceback",
+        ) from exc
+    return module
+
+
+def load_pipeline(config: ProjectConfig) -> Pipeline:
+    module = load_module(config)
+    found = {p.name: p for p in vars(module).values() if isinstance(p, Pipeline)}
+    wanted = config.pipeline.name
+    if wanted:
+        if wanted not in found:
+            raise PipelineError(
+                f"no pipeline named {wanted!r} in {config.pipeline.file} "
+                f"(found: {', '.join(found) or 'none'})",
+                hint="check [pipeline] name in shipml.toml",
+            )
+        return found[wanted]
+    if len(found) != 1:
+        raise PipelineError(
+            f"{config.pipeline.file} defines {len(found)} pipelines "
+            f"({', '.join(found) or 'none'}); shipml needs to know which one to run",
+            hint="decorate one function with @shipml.pipeline, or set [pipeline] name",
+        )
+    return next(iter(found.values()))
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+def _dataset_refs(graph: Graph) -> list[str]:
+    names: list[str] = []
+    for node in graph.nodes:
+        for value in node.arguments.values():
+            if isinstance(value, DatasetRef) and value.name not in names:
+                names.append(value.name)
+    return names
+
+
+def resolve_dataset(config: ProjectConfig, store: DatasetStore, name: str) -> Snapshot:
+    """The snapshot a run uses: the configured source, snapshotted if it changed; or the
+    latest version added with `shipml data add`."""
+    if name in config.datasets:
+        return store.add(name, config.datasets[name].source)
+    if name in store.names():
+        return store.get(name)
+    raise DataError(
+        f"the pipeline uses dataset {name!r}, which is neither in shipml.toml [datasets] "
+        "nor added to the store",
+        hint=f"add it: `shipml data add {name} PATH_OR_URI`, or a [datasets.{name}] section",
+    )
+
+
+def _check_json(step: str, arg: str, value: Any) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise PipelineError(
+            f"step '{step}' got {type(value).__name__} for '{arg}', which is neither a step "
+            "output, a dataset nor a JSON value",
+            hint="pass step outputs, dataset(...) or plain values (numbers, strings, lists)",
+        ) from exc
+
+
+class _Run:
+    """State of one run (kept off RunResult so results stay plain data)."""
+
+    def __init__(
+        self, config: ProjectConfig, tracker: Tracker, cache: ArtifactCache, store: DatasetStore
+    ) -> None:
+        self.config = config
+        self.tracker = tracker
+        self.cache = cache
+        self.store = store
+        self.fingerprinter = Fingerprinter(config.root)
+        self.values: dict[tuple[str, str], Any] = {}
+        self.stored: dict[tuple[str, str], StoredOutput] = {}
+        self.inputs: dict[str, DatasetInput] = {}
+        self.broken: set[str] = set()  # failed or skipped steps
+
+    def value(self, ref: OutputRef) -> Any:
+        key = (ref.node, ref.name)
+        if key not in self.values:
+            self.values[key] = self.cache.load(self.stored[key])
+        return self.values[key]
+
+    def materialize(self, node: Node) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+        """Arguments for the call, JSON params and input digests for the cache key."""
+        kwargs: dict[str, Any] = {}
+        params: dict[str, Any] = {}
+        digests: dict[str, str] = {}
+        for arg, value in node.arguments.items():
+            if isinstance(value, OutputRef):
+                digests[arg] = self.stored[(value.node, value.name)].digest
+                kwargs[arg] = _Lazy(self, value)
+            elif isinstance(value, DatasetRef):
+                digests[arg] = self.inputs[value.name].digest
+                kwargs[arg] = self.inputs[value.name]
+            else:
+                _check_json(node.name, arg, value)
+                params[arg] = value
+                kwargs[arg] = value
+        return kwargs, params, digests
+
+
+class _Lazy:
+    """An upstream output, loaded from the cache only if the step actually runs."""
+
+    def __init__(self, run: _Run, ref: OutputRef) -> None:
+        self.run, self.ref = run, ref
+
+    def get(self) -> Any:
+        return self.run.value(self.ref)
+
+
+def run_pipeline(
+    config: ProjectConfig,
+    *,
+    params: dict[str, Any] | None = None,
+    use_cache: bool = True,
+    reporter: Reporter | None = None,
+    register: bool = True,
+    alias: str | None = None,
+) -> RunResult:
+    """Run the project's pipeline locally as one MLflow run. Raises ``StepFailed`` after
+    recording the failure when a step raises."""
+    started = time.perf_counter()
+    reporter = reporter or SilentReporter()
+    pipe = load_pipeline(config)
+    graph = pipe.build({**config.pipeline.params, **(params or {})})
+    store = DatasetStore(config.artifact_root, config.root)
+    snapshots = {name: resolve_dataset(config, store, name) for name in _dataset_refs(graph)}
+    tracker = tracker_for(config)
+    git = git_info(config.root)
+    tags = {
+        "shipml.pipeline": pipe.name,
+        "mlflow.source.name": str(config.pipeline.file),
+        "mlflow.source.type": "LOCAL",
+        "shipml.python": sys.version.split()[0],
+    }
+    if git["commit"]:
+        tags["mlflow.source.git.commit"] = git["commit"]
+        tags["shipml.git.dirty"] = str(git["dirty"]).lower()
+        if git.get("branch"):
+            tags["mlflow.source.git.branch"] = git["branch"]
+    else:
+        tags["shipml.git.commit"] = "none (not a git repository)"
+    run_id = tracker.start_run(pipe.name, tags)
+    run = _Run(config, tracker, ArtifactCache(config.cache_dir), store)
+    workdir = Path(tempfile.mkdtemp(prefix="shipml-run-"))
+    result = RunResult(run_id, pipe.name, "RUNNING", [], graph.params, {}, snapshots, 0.0)
+    try:
+        tracker.log_params(run_id, graph.params)
+        for name, snap in snapshots.items():
+            tracker.log_dataset(
+                run_id,
+                name=name,
+                digest=snap.digest,
+                source=snap.source,
+                schema=snap.schema,
+                rows=snap.rows,
+                version=snap.version,
+            )
+            run.inputs[name] = DatasetInput(snap, store)
+        lineage = {
+            "run_id": run_id,
+            "experiment": config.experiment_name,
+            "pipeline": pipe.name,
+            "params": graph.params,
+            "datasets": {
+                n: {"version": s.version, "sha256": s.digest, "source": s.source, "rows": s.rows}
+                for n, s in snapshots.items()
+            },
+            "git": git,
+            "packages": package_versions(),
+            "python": sys.version.split()[0],
+        }
+        ctx = RunContext(config, run_id, lineage, workdir)
+        reporter.pipeline_started(pipe.name, run_id, [n.name for n in graph.nodes])
+        for node in graph.nodes:
+            res = _run_step(run, node, ctx, use_cache, reporter)
+            result.steps.append(res)
+            result.metrics.update(res.metrics)
+            if res.status == "failed" and result.failed_step is None:
+                result.failed_step, result.error = node.name, res.error
+        failed = result.failed_step is not None
+        if not failed and register:
+            _register(run, result, config, alias)
+        _log_summary(tracker, run_id, graph, result)
+        result.status = "FAILED" if failed else "FINISHED"
+    except BaseException:
+        result.status = "FAILED"
+        raise
+    finally:
+        result.seconds = time.perf_counter() - started
+        tracker.end_run(run_id, result.status if result.status != "RUNNING" else "FAILED")
+        shutil.rmtree(workdir, ignore_errors=True)
+    if result.failed_step:
+        failed_res = result.step(result.failed_step)
+        raise StepFailed(
+            result.failed_step,
+            f"step '{result.failed_step}' failed: {failed_res.error}",
+            hint=f"full traceback: {result.traceback_file}; downstream steps were skipped",
+        )
+    return result
+
+
+def _run_step(
+    run: _Run, node: Node, ctx: RunContext, use_cache: bool, reporter: Reporter
+) -> StepResult:
+    res = StepResult(node.name, "skipped")
+    if any(up in run.broken for up in node.upstream):
+        run.broken.add(node.name)
+        reporter.step_finished(node.name, "skipped", 0.0, "an upstream step failed")
+        return res
+    kwargs, params, digests = run.materialize(node)
+    code, files = run.fingerprinter.fingerprint(node.step)
+    res.key = cache_key(node.step.name, code, params, digests)
+    res.code_files = files
+    if use_cache and node.step.cache:
+        entry = run.cache.lookup(res.key)
+        if entry is not None:
+            for out in entry.outputs:
+                run.stored[(node.name, out.name)] = out
+            res.status, res.outputs, res.metrics = "cached", {o.name: o for o in entry.outputs}, {}
+            res.metrics = dict(entry.metrics)
+            run.tracker.log_metrics(ctx.run_id or "", res.metrics)
+            reporter.step_finished(node.name, "cached", 0.0, f"from run {str(entry.run_id)[:8]}")
+            return res
+    reporter.step_started(node.name)
+    call = {k: (v.get() if isinstance(v, _Lazy) else v) for k, v in kwargs.items()}
+    ctx.step, ctx.metrics = node.name, {}
+    token = activate(ctx)
+    t0 = time.perf_counter()
+    try:
+        value = node.step.func(**call)
+        outputs = _split_outputs(node, value)
+        stored = [run.cache.store(node.name, n, v) for n, v in outputs.items()]
+    except Exception as exc:
+        res.seconds = time.perf_counter() - t0
+        res.status = "failed"
+        res.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ShipmlError) else str(exc)
+        tb = "".join(traceback.format_exception(exc))
+        artifact = f"steps/{node.name}/traceback.txt"
+        run.tracker.log_text(ctx.run_id or "", tb, artifact)
+        uri = run.tracker.artifact_uri(ctx.run_id or "")
+        res.traceback_file = f"{uri}/{artifact}".removeprefix("file://")
+        run.broken.add(node.name)
+        reporter.step_finished(node.name, "failed", res.seconds, _user_frame(exc, run.config.root))
+        return res
+    finally:
+        deactivate(token)
+    res.seconds = time.perf_counter() - t0
+    res.metrics = dict(ctx.metrics)
+    for out, (name, val) in zip(stored, outputs.items(), strict=True):
+        run.stored[(node.name, out.name)] = out
+        run.values[(node.name, name)] = val
+    res.outputs = {o.name: o for o in stored}
+    res.status = "done"
+    if node.step.cache:
+        run.cache.save(res.key, node.name, stored, res.metrics, res.seconds, ctx.run_id)
+    run.tracker.log_metrics(ctx.run_id or "", res.metrics)
+    reporter.step_finished(node.name, "done", res.seconds)
+    return res
+
+
+def _split_outputs(node: Node, value: Any) -> dict[str, Any]:
+    names = node.step.outputs
+    if names is None:
+        return {"output": value}
+    if not isinstance(value, tuple | list) or len(value) != len(names):
+        got = len(value) if isinstance(value, tuple | list) else 1
+        raise PipelineError(
+            f"step '{node.name}' declares outputs ({', '.join(names)}) but returned {got} value(s)",
+            hint=f"return a tuple of {len(names)} values, in that order",
+        )
+    return dict(zip(names, value, strict=True))
+
+
+def _user_frame(exc: BaseException, root: Path) -> str:
+    """``file:line`` of the innermost frame in project code, for a one-line summary."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in reversed(frames):
+        try:
+            rel = Path(frame.filename).resolve().relative_to(root)
+        except ValueError:
+            continue
+        return f"{type(exc).__name__} at {rel}:{frame.lineno}"
+    return type(exc).__name__
+
+
+def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | None) -> None:
+    packages = [
+        (step, out) for step in result.steps for out in step.outputs.values() if out.kind == "package"
+    ]
+    if not packages:
+        return
+    from shipml.model import ModelPackage
+
+    _, out = packages[-1]
+    path = run.cache.objects / out.file
+    pkg = ModelPackage.load(path)
+    registry = Registry(run.tracker)
+    name = config.model_name
+    existing = registry.find_by_digest(name, pkg.digest)
+    if existing is not None:
+        result.model_version, result.model_created = existing, False
+    else:
+        run.tracker.log_artifacts(result.run_id, path, "model")
+        lineage = pkg.lineage
+        tags = {
+            "shipml.onnx_sha256": pkg.onnx_sha256 or "",
+            "shipml.format": pkg.format,
+            "shipml.run_id": str(lineage.get("run_id", result.run_id)),
+            "shipml.git_commit": str((lineage.get("git") or {}).get("commit") or ""),
+        }
+        for dname, info in (lineage.get("datasets") or {}).items():
+            tags[f"shipml.dataset.{dname}.sha256"] = str(info.get("sha256"))
+        source = f"{run.tracker.artifact_uri(result.run_id)}/model"
+        result.model_version, result.model_created = registry.register(
+            name, run_id=result.run_id, source=source, content_digest=pkg.digest, tags=tags
+        )
+    if alias and result.model_version is not None:
+        result.model_version = registry.set_alias(name, result.model_version.version, alias)
+    run.tracker.set_tags(
+        result.run_id,
+        {"shipml.model.name": name, "shipml.model.version": result.model_version.version},
+    )
+
+
+def _log_summary(tracker: Tracker, run_id: str, graph: Graph, result: RunResult) -> None:
+    steps = [
+        {
+            "name": s.name,
+            "status": s.status,
+            "seconds": round(s.seconds, 4),
+            "cache_key": s.key,
+            "code_files": s.code_files,
+            "outputs": {n: {"kind": o.kind, "digest": o.digest} for n, o in s.outputs.items()},
+            "error": s.error,
+        }
+        for s in result.steps
+    ]
+    tracker.log_text(run_id, json.dumps({"steps": steps, "edges": graph.edges()}, indent=2),
+                     "pipeline/steps.json")
+    tracker.log_text(run_id, json.dumps(environment(), indent=2), "environment.json")
+    cached = sum(s.status == "cached" for s in result.steps)
+    tracker.set_tags(run_id, {"shipml.steps.cached": f"{cached}/{len(result.steps)}"})
+    if result.failed_step:
+        result.traceback_file = result.step(result.failed_step).traceback_file
+        tracker.set_tags(run_id, {"shipml.failed_step": result.failed_step})

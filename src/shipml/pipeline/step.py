@@ -1,0 +1,243 @@
+"""``@step`` and ``@pipeline``: plain Python functions wired into a DAG.
+
+Inside a ``@pipeline`` function, calling a step does not run it: it records a node
+and returns a reference to its future output(s). Passing that reference to another
+step draws an edge. Outside a pipeline a step is just its function, so steps stay
+callable from notebooks and unit tests.
+
+    @step
+    def ingest(raw=dataset("penguins")) -> pd.DataFrame: ...
+
+    @step(outputs=("train", "valid"))
+    def split(df, test_size: float = 0.25): ...
+
+    @pipeline
+    def training(test_size: float = 0.25):
+        train, valid = split(ingest(), test_size=test_size)
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from shipml.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset input of a step, resolved to a snapshot when the pipeline runs."""
+
+    name: str
+
+
+def dataset(name: str) -> Any:
+    """Declare a dataset input, e.g. ``def ingest(raw=dataset("penguins"))``.
+
+    At run time the argument is a ``DatasetInput`` (``.to_pandas()``, ``.digest``)."""
+    return DatasetRef(name)
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """The future output ``name`` of node ``node``."""
+
+    node: str
+    name: str
+
+
+@dataclass
+class Node:
+    name: str
+    step: Step
+    arguments: dict[str, Any]
+    upstream: list[str] = field(default_factory=list)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.step.outputs or ("output",)
+
+
+@dataclass
+class Graph:
+    pipeline: str
+    params: dict[str, Any]
+    nodes: list[Node] = field(default_factory=list)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def edges(self) -> list[tuple[str, str]]:
+        return [(up, n.name) for n in self.nodes for up in n.upstream]
+
+    def add(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            bound = step.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PipelineError(
+                f"step '{step.name}' called with the wrong arguments: {exc}",
+                hint=f"its signature is {step.name}{step.signature}",
+            ) from exc
+        bound.apply_defaults()
+        name = step.name
+        taken = {n.name for n in self.nodes}
+        i = 2
+        while name in taken:
+            name, i = f"{step.name}_{i}", i + 1
+        upstream: list[str] = []
+        for arg, value in bound.arguments.items():
+            for ref in _refs(value):
+                if ref.node not in upstream:
+                    upstream.append(ref.node)
+            if isinstance(value, Step):
+                raise PipelineError(
+                    f"step '{name}' got the step '{value.name}' itself as '{arg}'",
+                    hint=f"call it to use its output: {value.name}(...)",
+                )
+        self.nodes.append(Node(name, step, dict(bound.arguments), upstream))
+        outs = step.outputs
+        if outs is None:
+            return OutputRef(name, "output")
+        return tuple(OutputRef(name, o) for o in outs)
+
+
+def _refs(value: Any) -> list[OutputRef]:
+    if isinstance(value, OutputRef):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [r for v in value for r in _refs(v)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _refs(v)]
+    return []
+
+
+_building: ContextVar[Graph | None] = ContextVar("shipml_building_graph", default=None)
+
+
+class Step:
+    """A pipeline step wrapping a plain function."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        outputs: tuple[str, ...] | None = None,
+        cache: bool = True,
+        description: str | None = None,
+    ) -> None:
+        self.func = func
+        self.name = name or func.__name__
+        self.outputs = tuple(outputs) if outputs else None
+        self.cache = cache
+        self.description = description or (inspect.getdoc(func) or "").split("\n")[0]
+        self.signature = inspect.signature(func)
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        graph = _building.get()
+        if graph is None:
+            return self.func(*args, **kwargs)
+        return graph.add(self, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<shipml step {self.name}>"
+
+
+@overload
+def step(func: Callable[..., Any], /) -> Step: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    outputs: tuple[str, ...] | list[str] | None = None,
+    cache: bool = True,
+) -> Callable[[Callable[..., Any]], Step]: ...
+def step(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    outputs: tuple[str, ...] | list[str] | None = None,
+    cache: bool = True,
+) -> Any:
+    """Make a function a pipeline step. ``outputs`` names several return values (a tuple);
+    ``cache=False`` runs it every time."""
+
+    def wrap(f: Callable[..., Any]) -> Step:
+        return Step(f, name=name, outputs=tuple(outputs) if outputs else None, cache=cache)
+
+    return wrap(func) if func is not None else wrap
+
+
+class Pipeline:
+    """A pipeline: a function whose body calls steps. Its parameters are the run's params."""
+
+    def __init__(self, func: Callable[..., Any], *, name: str | None = None) -> None:
+        self.func = func
+        self.name = name or func.__name__
+        self.signature = inspect.signature(func)
+        functools.update_wrapper(self, func)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {
+            k: p.default
+            for k, p in self.signature.parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+
+    def resolve_params(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        known = set(self.signature.parameters)
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise PipelineError(
+                f"pipeline '{self.name}' has no parameter {', '.join(map(repr, unknown))}",
+                hint=f"its parameters: {', '.join(sorted(known)) or 'none'}",
+            )
+        params = {**self.defaults, **overrides}
+        missing = sorted(known - set(params))
+        if missing:
+            raise PipelineError(
+                f"pipeline '{self.name}' needs a value for {', '.join(missing)}",
+                hint="set it under [pipeline.params] in shipml.toml or pass --param NAME=VALUE",
+            )
+        return params
+
+    def build(self, params: dict[str, Any] | None = None) -> Graph:
+        """The DAG for these parameters (defaults filled in)."""
+        resolved = self.resolve_params(params or {})
+        graph = Graph(self.name, resolved)
+        token = _building.set(graph)
+        try:
+            self.func(**resolved)
+        finally:
+            _building.reset(token)
+        if not graph.nodes:
+            raise PipelineError(
+                f"pipeline '{self.name}' calls no step",
+                hint="decorate the functions it calls with @shipml.step",
+            )
+        return graph
+
+    def __call__(self, **params: Any) -> Graph:
+        return self.build(params)
+
+    def __repr__(self) -> str:
+        return f"<shipml pipeline {self.name}>"
+
+
+def pipeline(func: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+    """Make a function a pipeline."""
+
+    def wrap(f: Callable[..., Any]) -> Pipeline:
+        return Pipeline(f, name=name)
+
+    return wrap(func) if func is not None else wrap

@@ -1,0 +1,88 @@
+"""The $name training pipeline: ingest → validate → split → train → evaluate → package.
+
+Run it with `shipml run`. Every step is a plain function: call it directly in a
+notebook or a test. Steps are cached: change a step (or a module it imports, like
+features.py), a parameter or the data, and only what depends on it runs again.
+"""
+
+import pandas as pd
+
+from shipml import dataset, log_metrics, model_input, package_model, pipeline, step
+
+TARGET = "species"
+REQUIRED = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex"]
+
+
+@step
+def ingest(raw=dataset("penguins")) -> pd.DataFrame:
+    """Read the dataset snapshot and drop rows without a label."""
+    df = raw.to_pandas()
+    return df.dropna(subset=[TARGET]).reset_index(drop=True)
+
+
+@step
+def validate(df: pd.DataFrame) -> pd.DataFrame:
+    """Fail early on data the model cannot learn from."""
+    missing = [c for c in [TARGET, *REQUIRED] if c not in df.columns]
+    if missing:
+        raise ValueError(f"the data lacks the columns {missing}")
+    if len(df) < 50:
+        raise ValueError(f"only {len(df)} labelled rows; at least 50 are needed")
+    if df[TARGET].nunique() < 2:
+        raise ValueError(f"the target {TARGET!r} has a single class")
+    return df
+
+
+@step(outputs=("train", "valid"))
+def split(df: pd.DataFrame, test_size: float = 0.25, seed: int = 42):
+    """Stratified split into training and validation rows."""
+    from sklearn.model_selection import train_test_split
+
+    train, valid = train_test_split(
+        df, test_size=test_size, random_state=seed, stratify=df[TARGET]
+    )
+    return train, valid
+
+
+@step
+def train(train: pd.DataFrame, n_estimators: int = 200, seed: int = 42):
+    """Fit the model; a small cross-validated search picks the tree depth."""
+    from features import build_search
+
+    X = model_input(train.drop(columns=[TARGET]))
+    search = build_search(X, n_estimators=n_estimators, seed=seed)
+    search.fit(X, train[TARGET])
+    log_metrics({"cv_accuracy": search.best_score_})
+    return search.best_estimator_
+
+
+@step
+def evaluate(model, valid: pd.DataFrame) -> dict:
+    """Quality on the held-out rows."""
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    X = model_input(valid.drop(columns=[TARGET]))
+    y = valid[TARGET]
+    predicted = model.predict(X)
+    return log_metrics(
+        {
+            "accuracy": accuracy_score(y, predicted),
+            "f1_macro": f1_score(y, predicted, average="macro"),
+            "roc_auc_ovr": roc_auc_score(y, model.predict_proba(X), multi_class="ovr"),
+        }
+    )
+
+
+@step
+def package(model, valid: pd.DataFrame):
+    """ONNX + signature + reference profile + lineage, checked against the model."""
+    return package_model(model, valid.drop(columns=[TARGET]), valid[TARGET])
+
+
+@pipeline
+def training(test_size: float = 0.25, n_estimators: int = 200, seed: int = 42):
+    df = validate(ingest())
+    train_rows, valid_rows = split(df, test_size=test_size, seed=seed)
+    model = train(train_rows, n_estimators=n_estimators, seed=seed)
+    evaluate(model, valid_rows)
+    package(model, valid_rows)

@@ -1,0 +1,228 @@
+"""The model registry (MLflow's): versions, aliases (champion, challenger) and references.
+
+A model reference (REF) is ``name@alias``, ``name/version`` or a package folder.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from shipml.errors import RegistryError
+from shipml.tracking.store import Tracker
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+PACKAGE_MANIFEST = "package.json"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed reference: a registry entry (name with version or alias) or a folder."""
+
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        return f"{self.name}@{self.alias}" if self.alias else f"{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What the registry knows about one model version."""
+
+    name: str
+    version: str
+    source: str
+    run_id: str | None
+    aliases: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    created: int = 0
+    description: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+def parse_model_ref(ref: str) -> ModelRef:
+    """Parse ``name@alias``, ``name/version`` or the path of a package folder."""
+    path = Path(ref).expanduser()
+    if path.is_dir() and (path / PACKAGE_MANIFEST).is_file():
+        return ModelRef(path=path.resolve())
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        if NAME_RE.match(name) and ALIAS_RE.match(alias):
+            return ModelRef(name=name, alias=alias)
+    elif "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        if NAME_RE.match(name) and version.isdigit():
+            return ModelRef(name=name, version=version)
+    if path.exists():
+        raise RegistryError(
+            f"{ref} is not a model package folder (it has no {PACKAGE_MANIFEST})",
+            hint="give a folder made by shipml.package_model, or a registry reference",
+        )
+    raise RegistryError(
+        f"cannot read the model reference {ref!r}",
+        hint="write NAME@ALIAS (penguins@champion), NAME/VERSION (penguins/3) or a package folder",
+    )
+
+
+def _info(mv: Any) -> VersionInfo:
+    return VersionInfo(
+        name=mv.name,
+        version=str(mv.version),
+        source=mv.source,
+        run_id=mv.run_id,
+        aliases=list(getattr(mv, "aliases", []) or []),
+        tags=dict(mv.tags or {}),
+        created=int(mv.creation_timestamp or 0),
+        description=mv.description or "",
+    )
+
+
+def _not_found(exc: Exception) -> bool:
+    return "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(
+        exc
+    ).lower()
+
+
+class Registry:
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.client = tracker.client
+
+    # -- reading ------------------------------------------------------------------
+    def model_names(self) -> list[str]:
+        return sorted(m.name for m in self.client.search_registered_models())
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        self._require_model(name)
+        found = self.client.search_model_versions(f"name = '{name}'")
+        infos = [_info(mv) for mv in found]
+        return sorted(infos, key=lambda v: int(v.version))
+
+    def aliases(self, name: str) -> dict[str, str]:
+        model = self._require_model(name)
+        return {str(k): str(v) for k, v in (model.aliases or {}).items()}
+
+    def _require_model(self, name: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if not _not_found(exc):
+                raise RegistryError(f"the registry refused: {exc}") from exc
+            known = ", ".join(self.model_names()) or "none yet"
+            raise RegistryError(
+                f"no registered model named {name!r} (registered: {known})",
+                hint="run the pipeline (`shipml run`) to register one",
+            ) from exc
+
+    def resolve(self, ref: ModelRef | str) -> VersionInfo:
+        ref = parse_model_ref(ref) if isinstance(ref, str) else ref
+        if ref.path is not None or ref.name is None:
+            raise RegistryError(f"{ref} is a folder, not a registry entry")
+        from mlflow.exceptions import MlflowException
+
+        model = self._require_model(ref.name)
+        try:
+            if ref.alias:
+                mv = self.client.get_model_version_by_alias(ref.name, ref.alias)
+            else:
+                mv = self.client.get_model_version(ref.name, str(ref.version))
+        except MlflowException as exc:
+            if ref.alias:
+                aliases = dict(model.aliases or {})
+                have = ", ".join(f"{a} -> v{v}" for a, v in aliases.items()) or "none"
+                raise RegistryError(
+                    f"model {ref.name!r} has no alias {ref.alias!r} (aliases: {have})",
+                    hint=f"set one with `shipml models alias {ref.name} VERSION {ref.alias}`",
+                ) from exc
+            versions = ", ".join(v.version for v in self.versions(ref.name))
+            raise RegistryError(
+                f"model {ref.name!r} has no version {ref.version} (versions: {versions})",
+                hint=f"list them with `shipml models show {ref.name}`",
+            ) from exc
+        return _info(mv)
+
+    def local_path(self, info: VersionInfo) -> Path:
+        """A local folder with the version's package (downloaded if the store is remote)."""
+        parsed = urlparse(info.source)
+        if parsed.scheme in ("", "file"):
+            return Path(unquote(parsed.path))
+        import mlflow.artifacts
+
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=info.source, tracking_uri=self.tracker.tracking_uri
+            )
+        )
+
+    def find_by_digest(self, name: str, content_digest: str) -> VersionInfo | None:
+        """The version of ``name`` registered with this package content digest, if any."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.search_model_versions(
+                f"name = '{name}' and tags.`shipml.package_digest` = '{content_digest}'"
+            )
+        except MlflowException:
+            return None
+        return _info(found[0]) if found else None
+
+    # -- writing ------------------------------------------------------------------
+    def register(
+        self,
+        name: str,
+        *,
+        run_id: str,
+        source: str,
+        content_digest: str,
+        tags: dict[str, str],
+        description: str = "",
+    ) -> tuple[VersionInfo, bool]:
+        """Register a package; a package with the same content digest reuses its version.
+
+        Returns the version and whether it was created now."""
+        from mlflow.exceptions import MlflowException
+
+        if not NAME_RE.match(name):
+            raise RegistryError(
+                f"invalid model name {name!r}",
+                hint="use letters, digits, '_', '-' or '.' ([model] name in shipml.toml)",
+            )
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name)
+        for existing in self.client.search_model_versions(f"name = '{name}'"):
+            if (existing.tags or {}).get("shipml.package_digest") == content_digest:
+                return _info(existing), False
+        all_tags = {**tags, "shipml.package_digest": content_digest}
+        mv = self.client.create_model_version(
+            name, source=source, run_id=run_id, tags=all_tags, description=description
+        )
+        return _info(mv), True
+
+    def set_alias(self, name: str, version: str, alias: str) -> VersionInfo:
+        if not ALIAS_RE.match(alias) or alias.lower() == "latest" or alias.isdigit():
+            raise RegistryError(
+                f"invalid alias {alias!r}",
+                hint="use a word such as champion or challenger ('latest' is reserved)",
+            )
+        info = self.resolve(ModelRef(name=name, version=str(version)))
+        self.client.set_registered_model_alias(name, alias, info.version)
+        return self.resolve(ModelRef(name=name, version=info.version))
+
+    def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self.client.set_model_version_tag(name, version, key, value)

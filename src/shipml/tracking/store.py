@@ -1,0 +1,170 @@
+"""The MLflow-backed tracking store: experiments, runs, params, metrics, dataset inputs.
+
+Uses ``MlflowClient`` with explicit URIs (no global MLflow state), so several
+projects can be tracked from one process. Embedded default: SQLite plus a local
+artifact folder; team mode: any MLflow tracking URI (PostgreSQL, a server).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from shipml.errors import TrackingError
+
+# MLflow chatters on stderr at INFO (database migrations); keep the CLI clean.
+for _name in ("mlflow", "alembic"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+# The dataset digest column in MLflow's store holds 36 characters; the full
+# sha256 travels in the dataset's profile and in a run tag.
+MLFLOW_DIGEST_CHARS = 32
+
+_SCHEMA_TYPES = {"bool": "boolean", "int": "long", "float": "double", "datetime": "datetime"}
+
+
+def quiet_mlflow() -> None:
+    """MLflow sets its own log level when imported; lower it after that."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _file_uri(path: str) -> str:
+    return path if "://" in path else Path(path).resolve().as_uri()
+
+
+class Tracker:
+    """One project's view of MLflow: its experiment, runs and registry."""
+
+    def __init__(
+        self, tracking_uri: str, registry_uri: str, experiment: str, artifact_root: str
+    ) -> None:
+        from mlflow import MlflowClient
+
+        quiet_mlflow()
+        for uri in {tracking_uri, registry_uri}:
+            if uri.startswith("sqlite:///"):
+                Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri
+        self.experiment = experiment
+        self.artifact_root = artifact_root
+        try:
+            self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+        except Exception as exc:  # MLflow raises assorted types for a bad URI
+            raise TrackingError(
+                f"cannot open the MLflow store at {tracking_uri}: {exc}",
+                hint="check [tracking] uri in shipml.toml or SHIPML_TRACKING_URI",
+            ) from exc
+        self._experiment_id: str | None = None
+
+    # -- experiments and runs --------------------------------------------------
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            try:
+                exp = self.client.get_experiment_by_name(self.experiment)
+                if exp is None:
+                    location = _file_uri(self.artifact_root.rstrip("/") + "/mlruns")
+                    self._experiment_id = self.client.create_experiment(
+                        self.experiment, artifact_location=location
+                    )
+                else:
+                    self._experiment_id = exp.experiment_id
+            except Exception as exc:
+                raise TrackingError(
+                    f"cannot reach the MLflow store at {self.tracking_uri}: {exc}",
+                    hint="check [tracking] uri in shipml.toml; for a server, that it is up",
+                ) from exc
+        return self._experiment_id
+
+    def start_run(self, name: str, tags: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id(), run_name=name, tags=tags)
+        return str(run.info.run_id)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status, end_time=int(time.time() * 1000))
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()]
+        if items:
+            self.client.log_batch(run_id, params=items)
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifacts(self, run_id: str, local_dir: Path, path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(local_dir), path)
+
+    def log_text(self, run_id: str, text: str, file: str) -> None:
+        self.client.log_text(run_id, text, file)
+
+    def artifact_uri(self, run_id: str) -> str:
+        return str(self.client.get_run(run_id).info.artifact_uri)
+
+    def log_dataset(
+        self,
+        run_id: str,
+        *,
+        name: str,
+        digest: str,
+        source: str,
+        schema: list[dict[str, Any]],
+        rows: int,
+        context: str = "training",
+        version: int | None = None,
+    ) -> None:
+        """Record a snapshot as an MLflow dataset input of the run (full digest in the profile)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        colspec = [
+            {
+                "name": c["name"],
+                "type": _SCHEMA_TYPES.get(c["type"], "string"),
+                "required": not c["nullable"],
+            }
+            for c in schema
+        ]
+        profile = {"sha256": digest, "num_rows": rows, "digest_format": "shipml-table-v1"}
+        if version is not None:
+            profile["version"] = version
+        dataset = Dataset(
+            name=name,
+            digest=digest[:MLFLOW_DIGEST_CHARS],
+            source_type="shipml-snapshot",
+            source=json.dumps({"uri": source}),
+            schema=json.dumps({"mlflow_colspec": colspec}),
+            profile=json.dumps(profile),
+        )
+        tags = [InputTag("mlflow.data.context", context)]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
+        self.set_tags(run_id, {f"shipml.dataset.{name}.sha256": digest})
+
+    def get_run(self, run_id: str) -> Any:
+        return self.client.get_run(run_id)
+
+
+def tracker_for(config: Any) -> Tracker:
+    """The tracker of a project (``config`` is a ``ProjectConfig``)."""
+    return Tracker(
+        config.tracking_uri, config.registry_uri, config.experiment_name, config.artifact_root
+    )
