@@ -148,7 +148,9 @@ def find_root(start: Path | None = None) -> Path:
     )
 
 
-def load_config(root: Path | None = None, *, environ: dict[str, str] | None = None) -> ProjectConfig:
+def load_config(
+    root: Path | None = None, *, environ: dict[str, str] | None = None
+) -> ProjectConfig:
     """Read ``shipml.toml`` under ``root`` (found upwards from cwd if omitted), then apply
     ``SHIPML_<SECTION>_<KEY>`` environment overrides."""
     root = find_root() if root is None else root.resolve()
@@ -215,7 +217,8 @@ def _parse_env_value(raw: str) -> Any:
 
 
 def _config_error(exc: ValidationError, file: Path) -> ConfigError:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(p) for p in err["loc"]]
     dotted = ".".join(loc)
     if err["type"] == "extra_forbidden":
@@ -223,6 +226,11 @@ def _config_error(exc: ValidationError, file: Path) -> ConfigError:
         close = difflib.get_close_matches(loc[-1], valid, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
         return ConfigError(f"unknown key '{dotted}' in {file}", hint=hint)
+    if err["type"] == "missing":
+        return ConfigError(
+            f"missing key '{dotted}' in {file}",
+            hint=f"add {loc[-1]} = ... under [{'.'.join(loc[:-1])}]",
+        )
     value = err.get("input")
     return ConfigError(
         f"invalid value for '{dotted}' in {file}: {err['msg']} (got {value!r})",

@@ -37,7 +37,7 @@ class ConfigError(ShipmlError):
 
 
 class ProjectError(ShipmlError):
-    """Creating or locating a project failed (for example ``shipml init`` into a non-empty folder)."""
+    """Creating a project failed (for example ``shipml init`` into a non-empty folder)."""
 
     exit_code = 4
     kind = "project error"

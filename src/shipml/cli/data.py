@@ -8,8 +8,9 @@ from rich.table import Table
 from shipml.cli.output import project_config, stdout
 from shipml.data import DatasetStore
 
-app = typer.Typer(help="Dataset snapshots: full content digest, schema, profile, source.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Dataset snapshots: full content digest, schema, profile, source.", no_args_is_help=True
+)
 
 
 def _store() -> DatasetStore:
@@ -43,8 +44,15 @@ def ls() -> None:
         return
     table = Table("name", "version", "rows", "columns", "sha256", "created", "source")
     for s in snaps:
-        table.add_row(s.name, str(s.version), str(s.rows), str(s.columns), s.digest[:16] + "…",
-                      s.created, s.source)
+        table.add_row(
+            s.name,
+            str(s.version),
+            str(s.rows),
+            str(s.columns),
+            s.digest[:16] + "…",
+            s.created,
+            s.source,
+        )
     stdout.print(table)
 
 
@@ -65,11 +73,16 @@ def show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) -> None:
     for col in snap.schema:
         prof = snap.profile["columns"][col["name"]]
         if col["type"] in ("int", "float") and prof.get("mean") is not None:
-            summary = (f"min {prof['min']:.4g} · mean {prof['mean']:.4g} · max {prof['max']:.4g}")
+            summary = f"min {prof['min']:.4g} · mean {prof['mean']:.4g} · max {prof['max']:.4g}"
         elif col.get("categories") is not None:
             summary = ", ".join(f"{k} ({v})" for k, v in list(prof.get("top", {}).items())[:6])
         else:
             summary = f"{prof.get('unique', '?')} distinct values"
-        table.add_row(col["name"], col["type"], "yes" if col["nullable"] else "no",
-                      str(prof["missing"]), summary)
+        table.add_row(
+            col["name"],
+            col["type"],
+            "yes" if col["nullable"] else "no",
+            str(prof["missing"]),
+            summary,
+        )
     stdout.print(table)

@@ -11,8 +11,10 @@ from shipml.cli.output import human_bytes, project_config, stdout
 from shipml.model import ModelPackage
 from shipml.tracking import Registry, parse_model_ref, tracker_for
 
-app = typer.Typer(help="Registered models: versions, aliases (champion, challenger), packages.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Registered models: versions, aliases (champion, challenger), packages.",
+    no_args_is_help=True,
+)
 
 
 def _registry() -> Registry:
@@ -40,14 +42,21 @@ def ls() -> None:
 
 
 @app.command("show")
-def show(ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION, NAME, or a folder.")) -> None:
+def show(
+    ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION, NAME, or a folder."),
+) -> None:
     """Show a model version (or all versions of NAME): lineage, metrics and package files."""
     if "@" not in ref and "/" not in ref and not ref.startswith("."):
         registry = _registry()
         table = Table("version", "aliases", "created", "run", "onnx sha256")
         for v in registry.versions(ref):
-            table.add_row(v.version, ", ".join(v.aliases), _when(v.created), v.run_id or "-",
-                          v.tags.get("shipml.onnx_sha256", "")[:16])
+            table.add_row(
+                v.version,
+                ", ".join(v.aliases),
+                _when(v.created),
+                v.run_id or "-",
+                v.tags.get("shipml.onnx_sha256", "")[:16],
+            )
         stdout.print(f"[bold]{ref}[/]")
         stdout.print(table)
         return
@@ -59,30 +68,42 @@ def show(ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION, NAME, or
         registry = _registry()
         info = registry.resolve(parsed)
         package = ModelPackage.load(registry.local_path(info))
-        stdout.print(f"[bold]{info.name}/{info.version}[/]  aliases: {', '.join(info.aliases) or '-'}"
-                     f"  created {_when(info.created)}")
+        stdout.print(
+            f"[bold]{info.name}/{info.version}[/]  aliases: {', '.join(info.aliases) or '-'}"
+            f"  created {_when(info.created)}"
+        )
         stdout.print(f"run      {info.run_id}")
         if info.run_id:
             run = registry.tracker.get_run(info.run_id)
             metrics = run.data.metrics
             if metrics:
-                stdout.print("metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+                stdout.print(
+                    "metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+                )
         stdout.print(f"source   {info.source}")
     lineage = package.lineage
     git = lineage.get("git") or {}
     stdout.print(f"format   {package.format}  (onnx sha256 {package.onnx_sha256 or '-'})")
-    stdout.print(f"commit   {git.get('commit') or 'unknown'}{' (dirty)' if git.get('dirty') else ''}")
+    stdout.print(
+        f"commit   {git.get('commit') or 'unknown'}{' (dirty)' if git.get('dirty') else ''}"
+    )
     for name, d in (lineage.get("datasets") or {}).items():
         stdout.print(f"dataset  {name}@{d.get('version')} sha256 {d.get('sha256')}")
     parity = package.manifest.get("parity")
     if parity:
-        stdout.print(f"parity   labels {parity['label_agreement']:.2%} on {parity['rows']} rows, "
-                     f"max probability diff {parity['max_probability_diff']:.2g}")
+        stdout.print(
+            f"parity   labels {parity['label_agreement']:.2%} on {parity['rows']} rows, "
+            f"max probability diff {parity['max_probability_diff']:.2g}"
+        )
     sig = package.signature
     table = Table("feature", "type", "nullable", "categories")
     for f in sig.features:
-        table.add_row(f.name, f.type, "yes" if f.nullable else "no",
-                      ", ".join(f.categories) if f.categories else "")
+        table.add_row(
+            f.name,
+            f.type,
+            "yes" if f.nullable else "no",
+            ", ".join(f.categories) if f.categories else "",
+        )
     stdout.print(table)
     if sig.classes:
         stdout.print(f"classes  {', '.join(map(str, sig.classes))}")

@@ -22,7 +22,8 @@ def _parse_params(values: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise PipelineError(
-                f"--param expects NAME=VALUE, got {item!r}", hint="for example --param n_estimators=50"
+                f"--param expects NAME=VALUE, got {item!r}",
+                hint="for example --param n_estimators=50",
             )
         try:
             params[key] = json.loads(raw)
@@ -99,20 +100,25 @@ def demo(
     mv = run_.model_version
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_row("project", str(result.folder))
-    table.add_row("dataset", f"{snap.ref}: {snap.rows} rows × {snap.columns} columns, "
-                  f"sha256 {snap.digest[:16]}…")
+    table.add_row(
+        "dataset",
+        f"{snap.ref}: {snap.rows} rows × {snap.columns} columns, sha256 {snap.digest[:16]}…",
+    )
     table.add_row("run", f"{run_.run_id} ({len(run_.steps)} steps)")
     table.add_row("metrics", ", ".join(f"{k}={v:.3f}" for k, v in run_.metrics.items()))
     if mv is not None:
         table.add_row("model", f"{mv.name}/{mv.version} @ {', '.join(mv.aliases) or '-'}")
-    files = ", ".join(f"{n} ({human_bytes((pkg.path / n).stat().st_size)})"
-                      for n in sorted(pkg.manifest["files"]))
+    files = ", ".join(
+        f"{n} ({human_bytes((pkg.path / n).stat().st_size)})" for n in sorted(pkg.manifest["files"])
+    )
     table.add_row("package", f"{pkg.path}")
     table.add_row("", files)
     table.add_row("store", result.store_uri)
     stdout.print(table)
-    stdout.print(f"[green]done[/] in {result.seconds:.1f}s. Next: cd {result.folder} && "
-                 "shipml models show penguins@champion · shipml ui")
+    stdout.print(
+        f"[green]done[/] in {result.seconds:.1f}s. Next: cd {result.folder} && "
+        "shipml models show penguins@champion · shipml ui"
+    )
 
 
 def ui(
@@ -128,7 +134,9 @@ def ui(
         "--default-artifact-root", config.artifact_root.rstrip("/") + "/mlruns",
         "--host", host, "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    stdout.print(f"MLflow UI on http://{host}:{port} (store {config.tracking_uri}); Ctrl-C stops it")
+    stdout.print(
+        f"MLflow UI on http://{host}:{port} (store {config.tracking_uri}); Ctrl-C stops it"
+    )
     env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false"}
     try:
         code = subprocess.call(cmd, env=env)

@@ -84,7 +84,9 @@ def _update_column(h: Any, series: pd.Series) -> None:
     h.update(valid.astype(np.uint8).tobytes())
     if kind == "string":
         arr = _string_values(series, valid)
-        offsets = np.frombuffer(arr.buffers()[1], dtype="<i8")[arr.offset : arr.offset + len(arr) + 1]
+        offsets = np.frombuffer(arr.buffers()[1], dtype="<i8")[
+            arr.offset : arr.offset + len(arr) + 1
+        ]
         h.update(np.diff(offsets).astype("<u8").tobytes())
         data = arr.buffers()[2]
         if data is not None:

@@ -59,14 +59,16 @@ def column_profile(col: pd.Series) -> dict[str, Any]:
             std=_num(finite.std(ddof=1)) if len(finite) > 1 else None,
             min=_num(finite.min()) if len(finite) else None,
             max=_num(finite.max()) if len(finite) else None,
-            quantiles={f"p{round(q * 100):02d}": _num(v) for q, v in zip(QUANTILES, qs, strict=True)},
+            quantiles={
+                f"p{round(q * 100):02d}": _num(v) for q, v in zip(QUANTILES, qs, strict=True)
+            },
         )
         if len(finite):
-            counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS)
-            out["histogram"] = {"edges": edges.tolist(), "counts": counts.tolist()}
+            hist, edges = np.histogram(finite, bins=HISTOGRAM_BINS)
+            out["histogram"] = {"edges": edges.tolist(), "counts": hist.tolist()}
     elif kind in ("string", "bool"):
         counts = present.astype(str).value_counts()
-        out["unique"] = int(len(counts))
+        out["unique"] = len(counts)
         out["top"] = {str(k): int(v) for k, v in counts.head(MAX_CATEGORIES).items()}
     elif kind == "datetime" and len(present):
         out.update(min=str(present.min()), max=str(present.max()))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
 
 from shipml.errors import ModelError, ParityError
 from shipml.model.signature import Signature, onnx_feeds
+
+if TYPE_CHECKING:  # onnxruntime is imported when a session is made, not at import time
+    import onnxruntime as ort
 
 
 class ConversionUnsupported(ModelError):
@@ -46,6 +48,8 @@ def to_onnx(model: Any, signature: Signature) -> bytes:
 
 
 def session(onnx_bytes: bytes) -> ort.InferenceSession:
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
@@ -82,7 +86,9 @@ def check_parity(
     onnx_label = np.asarray(outputs[0]).reshape(-1)
     ref_label = np.asarray(model.predict(frame)).reshape(-1)
     if signature.task == "regression":
-        diff = float(np.max(np.abs(onnx_label.astype(float) - ref_label.astype(float)), initial=0.0))
+        diff = float(
+            np.max(np.abs(onnx_label.astype(float) - ref_label.astype(float)), initial=0.0)
+        )
         report = ParityReport(len(frame), 1.0 if diff <= tolerance else 0.0, diff, tolerance)
         if diff > tolerance:
             raise ParityError(
@@ -97,7 +103,9 @@ def check_parity(
         onnx_proba = np.asarray(outputs[1], dtype=np.float64)
         ref_proba = np.asarray(model.predict_proba(frame), dtype=np.float64)
         max_diff = float(np.max(np.abs(onnx_proba - ref_proba), initial=0.0))
-    report = ParityReport(len(frame), float(agree.mean()) if len(agree) else 1.0, max_diff, tolerance)
+    report = ParityReport(
+        len(frame), float(agree.mean()) if len(agree) else 1.0, max_diff, tolerance
+    )
     if not agree.all() or max_diff > tolerance:
         bad = int((~agree).sum())
         first = int(np.argmax(~agree)) if bad else None

@@ -100,9 +100,7 @@ class ArtifactCache:
             return None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            entry = CacheEntry(
-                **{**data, "outputs": [StoredOutput(**o) for o in data["outputs"]]}
-            )
+            entry = CacheEntry(**{**data, "outputs": [StoredOutput(**o) for o in data["outputs"]]})
         except (ValueError, TypeError, KeyError):
             return None  # an unreadable entry is a miss, never an error
         if all((self.objects / o.file).exists() for o in entry.outputs):
@@ -127,7 +125,9 @@ class ArtifactCache:
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             run_id=run_id,
         )
-        self._atomic_write(self.entries / f"{key}.json", json.dumps(asdict(entry), indent=2).encode())
+        self._atomic_write(
+            self.entries / f"{key}.json", json.dumps(asdict(entry), indent=2).encode()
+        )
         return entry
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
@@ -214,9 +214,7 @@ class ArtifactCache:
         raise PipelineError(f"unknown cached output kind {out.kind!r} in {path}")
 
 
-def cache_key(
-    step: str, code: str, params: dict[str, Any], inputs: dict[str, str]
-) -> str:
+def cache_key(step: str, code: str, params: dict[str, Any], inputs: dict[str, str]) -> str:
     """sha256 over the step's name, code fingerprint, parameters and input digests."""
     payload = {
         "format": FORMAT,

@@ -61,15 +61,22 @@ class Fingerprinter:
 
     def _imports_of(self, path: Path) -> set[Path]:
         """Project files imported by ``path`` (absolute and relative imports)."""
-        if path in self._file_deps:
-            return self._file_deps[path]
+        if path not in self._file_deps:
+            self._file_deps[path] = set()  # guards against import cycles
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                text = ""
+            self._file_deps[path] = self._imports_in(text, path.parent)
+        return self._file_deps[path]
+
+    def _imports_in(self, source: str, package_dir: Path) -> set[Path]:
+        """Project files imported by the import statements of ``source``."""
         deps: set[Path] = set()
-        self._file_deps[path] = deps
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError):
+            tree = ast.parse(source)
+        except SyntaxError:
             return deps
-        package_dir = path.parent
         for node in ast.walk(tree):
             modules: list[tuple[str, int]] = []
             if isinstance(node, ast.Import):
@@ -77,7 +84,9 @@ class Fingerprinter:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 modules = [(base, node.level)]
-                modules += [(f"{base}.{a.name}" if base else a.name, node.level) for a in node.names]
+                modules += [
+                    (f"{base}.{a.name}" if base else a.name, node.level) for a in node.names
+                ]
             for name, level in modules:
                 found = self._find_module(name, level, package_dir)
                 if found is not None:
@@ -137,6 +146,10 @@ class Fingerprinter:
         code = getattr(func, "__code__", None)
         if code is None:
             return
+        # Imports inside the function body (``from features import build``) count too.
+        home_dir = Path(code.co_filename).resolve().parent
+        for dep in self._imports_in(sources[key], home_dir):
+            files |= self.file_closure(dep)
         home = getattr(func, "__module__", None)
         glb = getattr(func, "__globals__", {})
         for name in sorted(_code_names(code)):
@@ -149,7 +162,12 @@ class Fingerprinter:
                 self._follow(value, home, sources, files, seen)
 
     def _follow(
-        self, value: Any, home: str | None, sources: dict[str, str], files: set[Path], seen: set[int]
+        self,
+        value: Any,
+        home: str | None,
+        sources: dict[str, str],
+        files: set[Path],
+        seen: set[int],
     ) -> None:
         if isinstance(value, types.ModuleType):
             file = getattr(value, "__file__", None)

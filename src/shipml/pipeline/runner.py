@@ -96,8 +96,10 @@ def load_module(config: ProjectConfig) -> ModuleType:
     root = str(config.root)
     for name, mod in list(sys.modules.items()):
         mod_file = getattr(mod, "__file__", None)
-        if mod_file and str(Path(mod_file).resolve()).startswith(root + "/") and (
-            "site-packages" not in mod_file
+        if (
+            mod_file
+            and str(Path(mod_file).resolve()).startswith(root + "/")
+            and ("site-packages" not in mod_file)
         ):
             del sys.modules[name]
     if root not in sys.path:
@@ -410,7 +412,10 @@ def _user_frame(exc: BaseException, root: Path) -> str:
 
 def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | None) -> None:
     packages = [
-        (step, out) for step in result.steps for out in step.outputs.values() if out.kind == "package"
+        (step, out)
+        for step in result.steps
+        for out in step.outputs.values()
+        if out.kind == "package"
     ]
     if not packages:
         return
@@ -460,8 +465,11 @@ def _log_summary(tracker: Tracker, run_id: str, graph: Graph, result: RunResult)
         }
         for s in result.steps
     ]
-    tracker.log_text(run_id, json.dumps({"steps": steps, "edges": graph.edges()}, indent=2),
-                     "pipeline/steps.json")
+    tracker.log_text(
+        run_id,
+        json.dumps({"steps": steps, "edges": graph.edges()}, indent=2),
+        "pipeline/steps.json",
+    )
     tracker.log_text(run_id, json.dumps(environment(), indent=2), "environment.json")
     cached = sum(s.status == "cached" for s in result.steps)
     tracker.set_tags(run_id, {"shipml.steps.cached": f"{cached}/{len(result.steps)}"})

@@ -47,8 +47,12 @@ def _notebook(name: str) -> str:
         ),
         new_code_cell("assert metrics['accuracy'] > 0.8, metrics"),
     ]
-    nb = new_notebook(cells=cells, metadata={"kernelspec": {
-        "name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
     return str(nbformat.writes(nb))
 
 
@@ -114,6 +118,17 @@ def _git_init(folder: Path) -> None:
     """A git repository with a first commit, so runs record the code version."""
     if shutil.which("git") is None:
         return
-    ident = ["-c", "user.name=shipml", "-c", "user.email=shipml@localhost", "-c", "commit.gpgsign=false"]
-    for args in (["init", "-q"], ["add", "-A"], [*ident, "commit", "-q", "-m", "New shipml project"]):
+    ident = [
+        "-c",
+        "user.name=shipml",
+        "-c",
+        "user.email=shipml@localhost",
+        "-c",
+        "commit.gpgsign=false",
+    ]
+    for args in (
+        ["init", "-q"],
+        ["add", "-A"],
+        [*ident, "commit", "-q", "-m", "New shipml project"],
+    ):
         subprocess.run(["git", *args], cwd=folder, capture_output=True, check=False, timeout=60)

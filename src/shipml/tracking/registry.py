@@ -90,9 +90,10 @@ def _info(mv: Any) -> VersionInfo:
 
 
 def _not_found(exc: Exception) -> bool:
-    return "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(
-        exc
-    ).lower()
+    return (
+        "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", ""))
+        or "not found" in str(exc).lower()
+    )
 
 
 class Registry:
@@ -105,9 +106,14 @@ class Registry:
         return sorted(m.name for m in self.client.search_registered_models())
 
     def versions(self, name: str) -> list[VersionInfo]:
-        self._require_model(name)
+        model = self._require_model(name)
+        by_version: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            by_version.setdefault(str(version), []).append(str(alias))
         found = self.client.search_model_versions(f"name = '{name}'")
         infos = [_info(mv) for mv in found]
+        for info in infos:  # search results do not carry aliases
+            info.aliases[:] = sorted(set(info.aliases) | set(by_version.get(info.version, [])))
         return sorted(infos, key=lambda v: int(v.version))
 
     def aliases(self, name: str) -> dict[str, str]:

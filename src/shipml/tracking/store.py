@@ -94,7 +94,9 @@ class Tracker:
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()]
+        items = [
+            Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()
+        ]
         if items:
             self.client.log_batch(run_id, params=items)
 

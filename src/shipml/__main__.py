@@ -1,0 +1,5 @@
+"""``python -m shipml`` runs the CLI."""
+
+from shipml.cli import run
+
+run()

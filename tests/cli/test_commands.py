@@ -1,0 +1,84 @@
+"""The read-side commands print what the store holds."""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import shipml
+
+
+def test_data_add_ls_show(project: Path):
+    added = shipml("data", "add", "penguins", "data/penguins.csv", cwd=project)
+    assert added.returncode == 0, added.stderr
+    assert "added penguins@1 · 344 rows × 8 columns" in added.stdout
+    again = shipml("data", "add", "penguins", "data/penguins.csv", cwd=project)
+    assert "unchanged: penguins@1" in again.stdout
+    listed = shipml("data", "ls", cwd=project)
+    assert "penguins" in listed.stdout and "344" in listed.stdout
+    shown = shipml("data", "show", "penguins@1", cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    for text in ("sha256", "island", "Biscoe", "sex", "yes", "bill_length_mm", "every row"):
+        assert text in shown.stdout
+
+
+def test_run_then_models_ls_show_alias(project: Path):
+    ran = shipml("run", "-p", "n_estimators=5", cwd=project)
+    assert ran.returncode == 0, ran.stderr
+    assert "model: registered penguins/1" in ran.stdout
+    assert "6 ran, 0 cached" in ran.stdout
+    again = shipml("run", "-p", "n_estimators=5", cwd=project)
+    assert "0 ran, 6 cached" in again.stdout and "cached" in again.stderr
+    assert shipml("models", "alias", "penguins", "1", "challenger", cwd=project).returncode == 0
+    listed = shipml("models", "ls", cwd=project)
+    assert "challenger → v1" in listed.stdout
+    shown = shipml("models", "show", "penguins@challenger", cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    for text in (
+        "penguins/1",
+        "model.onnx",
+        "lineage.json",
+        "signature.json",
+        "profile.json",
+        "dataset  penguins@1 sha256",
+        "accuracy=",
+        "Chinstrap",
+    ):
+        assert text in shown.stdout, text
+    versions = shipml("models", "show", "penguins", cwd=project)
+    assert "challenger" in versions.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ui_serves_the_mlflow_ui_on_the_project_store(project: Path):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipml", "ui", "--port", str(port)],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        body = b""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    body = r.read()
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert body.strip() == b"OK"
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,0 +1,93 @@
+"""Each user mistake gets one clear message and a non-zero exit code, never a traceback.
+
+These run the real `shipml` command in a subprocess."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shipml
+
+
+def assert_clean_failure(result, *, code: int, says: str) -> None:
+    assert result.returncode == code, result.stdout + result.stderr
+    assert says in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "hint:" in result.stderr
+
+
+def test_missing_data_file(project: Path):
+    (project / "data" / "penguins.csv").unlink()
+    result = shipml("run", cwd=project)
+    assert_clean_failure(result, code=5, says="data file not found: data/penguins.csv")
+
+
+def test_malformed_csv(project: Path):
+    csv = project / "data" / "penguins.csv"
+    csv.write_text(csv.read_text() + "Adelie,Dream,1,2,3,4,male,2009,extra,fields\n")
+    result = shipml("run", cwd=project)
+    assert_clean_failure(result, code=5, says="malformed CSV")
+    assert "line 346" in result.stderr
+
+
+def test_unknown_config_key(project: Path):
+    toml = project / "shipml.toml"
+    toml.write_text(toml.read_text().replace("[tracking]\n", "[tracking]\nurl = 'x'\n"))
+    result = shipml("run", cwd=project)
+    assert_clean_failure(result, code=3, says="unknown key 'tracking.url'")
+    assert "did you mean 'uri'?" in result.stderr
+
+
+def test_a_step_that_raises(project: Path):
+    pipeline_py = project / "pipeline.py"
+    pipeline_py.write_text(
+        pipeline_py.read_text().replace(
+            '    """Fail early on data the model cannot learn from."""\n',
+            '    """Fail early on data the model cannot learn from."""\n'
+            '    raise ValueError("bad batch")\n',
+        )
+    )
+    result = shipml("run", "-p", "n_estimators=5", cwd=project)
+    assert_clean_failure(result, code=6, says="step 'validate' failed: ValueError: bad batch")
+    assert "validate" in result.stderr and "failed" in result.stderr
+    assert "skipped" in result.stderr  # downstream steps
+    assert "ValueError at pipeline.py:" in result.stderr  # where, briefly
+
+
+def test_debug_shows_the_traceback(project: Path):
+    (project / "data" / "penguins.csv").unlink()
+    result = shipml("--debug", "run", cwd=project)
+    assert result.returncode == 5 and "Traceback" in result.stderr
+
+
+def test_unknown_model_alias(project: Path):
+    assert shipml("run", "-p", "n_estimators=5", "--alias", "champion", cwd=project).returncode == 0
+    result = shipml("models", "show", "penguins@winner", cwd=project)
+    assert_clean_failure(result, code=7, says="model 'penguins' has no alias 'winner'")
+    assert "champion -> v1" in result.stderr
+
+
+def test_unknown_model_name_and_bad_ref(project: Path):
+    result = shipml("models", "show", "nosuch@champion", cwd=project)
+    assert_clean_failure(result, code=7, says="no registered model named 'nosuch'")
+    result = shipml("models", "show", "a@b@c", cwd=project)
+    assert_clean_failure(result, code=7, says="cannot read the model reference")
+
+
+def test_init_into_a_non_empty_folder(tmp_path: Path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    result = shipml("init", "taken", cwd=tmp_path)
+    assert_clean_failure(result, code=4, says="is not empty (1 entries: notes.txt)")
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"  # nothing lost
+
+
+def test_outside_a_project(tmp_path: Path):
+    result = shipml("run", cwd=tmp_path)
+    assert_clean_failure(result, code=3, says="no shipml.toml")
+
+
+@pytest.mark.parametrize("args", [["data", "show", "nosuch"], ["data", "add", "x", "missing.csv"]])
+def test_data_mistakes(project: Path, args: list[str]):
+    result = shipml(*args, cwd=project)
+    assert_clean_failure(result, code=5, says="nosuch" if "show" in args else "not found")

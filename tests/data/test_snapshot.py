@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shipml.data import DatasetStore, table_digest
+from shipml.errors import DataError
+
+
+@pytest.fixture
+def csv(tmp_path: Path) -> Path:
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"x": [1.5, None, 3.0], "c": ["a", None, "b"], "n": [1, 2, 3]}).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def test_add_records_digest_schema_profile_and_source(tmp_path, csv):
+    store = DatasetStore(str(tmp_path / "art"), tmp_path)
+    snap = store.add("d", "d.csv")
+    assert snap.version == 1 and snap.rows == 3 and snap.columns == 3
+    assert snap.digest == table_digest(pd.read_csv(csv))
+    assert snap.source == csv.resolve().as_uri()
+    schema = {c["name"]: c for c in snap.schema}
+    assert schema["c"]["type"] == "string" and schema["c"]["categories"] == ["a", "b"]
+    assert schema["x"]["nullable"] and not schema["n"]["nullable"]
+    assert snap.profile["columns"]["x"]["missing"] == 1
+    assert sum(snap.profile["columns"]["n"]["histogram"]["counts"]) == 3
+    stored = tmp_path / "art" / "datasets" / "objects" / f"sha256-{snap.digest}" / "data.parquet"
+    assert stored.is_file()
+    assert table_digest(store.load(snap)) == snap.digest
+
+
+def test_versions_follow_content(tmp_path, csv):
+    store = DatasetStore(str(tmp_path / "art"), tmp_path)
+    first = store.add("d", str(csv))
+    assert store.add("d", str(csv)).version == 1  # same bytes
+    csv.write_text(csv.read_text().replace("1.5", "1.25"))
+    second = store.add("d", str(csv))
+    assert second.version == 2 and second.digest != first.digest
+    assert store.get("d@1").digest == first.digest
+    assert store.get("d").version == 2
+    assert [s.name for s in store.latest()] == ["d"]
+
+
+def test_unknown_name_and_version(tmp_path, csv):
+    store = DatasetStore(str(tmp_path / "art"), tmp_path)
+    with pytest.raises(DataError, match="unknown dataset 'd'"):
+        store.get("d")
+    store.add("d", str(csv))
+    with pytest.raises(DataError, match="has no version 7"):
+        store.get("d@7")
+    with pytest.raises(DataError, match="invalid dataset version"):
+        store.get("d@x")
+
+
+def test_a_modified_snapshot_is_detected_on_read(tmp_path, csv):
+    store = DatasetStore(str(tmp_path / "art"), tmp_path)
+    snap = store.add("d", str(csv))
+    path = Path(store.data_uri(snap))
+    df = pd.read_parquet(path)
+    df.loc[0, "x"] = 99.0
+    df.to_parquet(path, index=False)
+    with pytest.raises(DataError, match="is corrupt"):
+        store.load(snap)

@@ -1,0 +1,51 @@
+"""`shipml demo`, the main job, end to end through the real command and a real MLflow store."""
+
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from shipml.config import load_config
+from shipml.data import DatasetStore, table_digest
+from shipml.model import ModelPackage
+from shipml.tracking import Registry, tracker_for
+from tests.conftest import shipml
+
+
+def test_demo_builds_the_whole_local_journey(tmp_path: Path):
+    result = shipml("demo", "--dir", "journey", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "penguins/1 @ champion" in result.stdout
+
+    folder = tmp_path / "journey"
+    config = load_config(folder)
+    client = MlflowClient(config.tracking_uri, config.registry_uri)
+    experiment = client.get_experiment_by_name("penguins")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert {"test_size", "n_estimators", "seed"} <= set(run.data.params)
+    assert run.data.metrics["accuracy"] > 0.9
+    assert len(run.data.tags["mlflow.source.git.commit"]) == 40
+
+    store = DatasetStore(config.artifact_root)
+    snap = store.get("penguins")
+    full = table_digest(store.load(snap))
+    assert snap.digest == full
+    (inp,) = run.inputs.dataset_inputs
+    assert f'"sha256": "{full}"' in inp.dataset.profile
+    assert inp.dataset.digest == full[:32]
+
+    registry = Registry(tracker_for(config))
+    champion = registry.resolve("penguins@champion")
+    assert champion.run_id == run.info.run_id
+    package = ModelPackage.load(registry.local_path(champion))
+    for name in ("model.onnx", "signature.json", "profile.json", "lineage.json"):
+        assert (package.path / name).is_file()
+    assert package.lineage["datasets"]["penguins"]["sha256"] == full
+
+
+def test_demo_picks_a_fresh_folder_each_time(tmp_path: Path):
+    from shipml.demo import fresh_folder
+
+    assert fresh_folder(tmp_path) == tmp_path / "shipml-demo"
+    (tmp_path / "shipml-demo").mkdir()
+    assert fresh_folder(tmp_path) == tmp_path / "shipml-demo-2"

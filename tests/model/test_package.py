@@ -1,0 +1,146 @@
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from palmerpenguins import load_penguins
+from sklearn.compose import ColumnTransformer
+from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import RadiusNeighborsClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from shipml.errors import ModelError, ParityError, UnsafeModelError
+from shipml.model import ModelPackage, build_package, load_skops, model_input, refuse_pickle
+
+CATEGORICAL = ["island", "sex"]
+NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
+
+
+@pytest.fixture(scope="module")
+def penguins() -> tuple[pd.DataFrame, pd.Series]:
+    df = load_penguins().dropna(subset=["species"])
+    assert df["sex"].isna().any() and df["bill_length_mm"].isna().any()  # real missing values
+    return df.drop(columns=["species"]), df["species"]
+
+
+def mixed_pipeline(estimator, scale: bool = True) -> Pipeline:
+    numeric = make_pipeline(
+        SimpleImputer(strategy="median"), *([StandardScaler()] if scale else [])
+    )
+    pre = ColumnTransformer(
+        [
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(missing_values="", strategy="constant", fill_value="?"),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                CATEGORICAL,
+            ),
+            ("num", numeric, NUMERIC),
+        ],
+        sparse_threshold=0,
+    )
+    return Pipeline([("pre", pre), ("clf", estimator)])
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        (LogisticRegression(max_iter=2000), True),
+        # Trees compare float32 thresholds: float64 scaling before them breaks parity.
+        (RandomForestClassifier(n_estimators=30, random_state=0), False),
+    ],
+    ids=["logistic", "forest"],
+)
+def test_string_categories_and_missing_values_convert_and_pass_parity(
+    penguins, tmp_path, estimator
+):
+    X, y = penguins
+    model = mixed_pipeline(*estimator).fit(model_input(X), y)
+    pkg = build_package(model, X, y, path=tmp_path / "pkg", lineage={"run_id": "r1"})
+    assert pkg.format == "onnx"
+    assert pkg.manifest["parity"]["label_agreement"] == 1.0
+    assert pkg.manifest["parity"]["max_probability_diff"] <= 1e-4
+    assert sorted(pkg.manifest["files"]) == [
+        "lineage.json",
+        "model.onnx",
+        "profile.json",
+        "signature.json",
+    ]
+    sig = pkg.signature
+    by_name = {f.name: f for f in sig.features}
+    assert by_name["sex"].type == "string" and by_name["sex"].nullable
+    assert by_name["island"].categories == ["Biscoe", "Dream", "Torgersen"]
+    assert by_name["bill_length_mm"].type == "float" and by_name["bill_length_mm"].nullable
+    assert sig.classes == ["Adelie", "Chinstrap", "Gentoo"]
+    labels, proba = pkg.predict(X)
+    assert (labels == model.predict(model_input(X))).all()
+    assert proba is not None and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert json.loads((tmp_path / "pkg" / "lineage.json").read_text()) == {"run_id": "r1"}
+
+
+def test_parity_failure_is_a_clear_error_and_writes_nothing(penguins, tmp_path):
+    X, y = penguins
+    X = X[NUMERIC].dropna()
+    y = y.loc[X.index]
+    model = QuadraticDiscriminantAnalysis().fit(model_input(X), y)  # skl2onnx gets QDA wrong
+    with pytest.raises(ParityError) as err:
+        build_package(model, X, y, path=tmp_path / "pkg")
+    assert "labels agree on" in err.value.message and "differ" in err.value.message
+    assert err.value.hint
+    assert not (tmp_path / "pkg").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary folder left either
+
+
+def test_zero_tolerance_catches_float_differences(penguins, tmp_path):
+    X, y = penguins
+    model = mixed_pipeline(LogisticRegression(max_iter=2000)).fit(model_input(X), y)
+    with pytest.raises(ParityError, match="probabilities differ by up to"):
+        build_package(model, X, y, path=tmp_path / "pkg", tolerance=0.0)
+
+
+def test_a_modified_package_is_refused(penguins, tmp_path):
+    X, y = penguins
+    model = mixed_pipeline(LogisticRegression(max_iter=2000)).fit(model_input(X), y)
+    build_package(model, X, y, path=tmp_path / "pkg")
+    (tmp_path / "pkg" / "signature.json").write_text("{}")
+    with pytest.raises(ModelError, match="was modified"):
+        ModelPackage.load(tmp_path / "pkg")
+
+
+def test_skops_fallback_loads_only_with_configured_trusted_types(tmp_path):
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=80), "b": rng.normal(size=80)})
+    y = np.where(X.a + X.b > 0, "yes", "no")
+    model = RadiusNeighborsClassifier(radius=5.0).fit(model_input(X), y)
+    pkg = build_package(model, X, y, path=tmp_path / "pkg")
+    assert pkg.format == "skops" and "ONNX cannot express" in pkg.manifest["onnx_error"]
+    needed = pkg.manifest["types_to_trust"]
+    assert needed  # skops lists what it does not trust by default
+    with pytest.raises(UnsafeModelError, match="not trusted"):
+        load_skops(pkg.model_file, trusted_types=[])
+    loaded = load_skops(pkg.model_file, trusted_types=needed)
+    assert (loaded.predict(model_input(X)) == model.predict(model_input(X))).all()
+
+
+def test_pickle_files_are_refused_by_name_and_by_content(tmp_path):
+    model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(model))
+    (tmp_path / "model.bin").write_bytes(pickle.dumps(model))
+    for name in ("model.pkl", "model.bin"):
+        with pytest.raises(UnsafeModelError) as err:
+            refuse_pickle(tmp_path / name)
+        assert "pickle-family" in err.value.message and "package_model" in (err.value.hint or "")
+    with pytest.raises(UnsafeModelError):
+        load_skops(tmp_path / "model.pkl", trusted_types=[])
+
+
+def test_package_needs_a_dataframe(tmp_path):
+    with pytest.raises(ModelError, match="non-empty DataFrame"):
+        build_package(LogisticRegression(), [[1.0]], path=tmp_path / "p")  # type: ignore[arg-type]

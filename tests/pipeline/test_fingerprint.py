@@ -1,0 +1,72 @@
+import importlib.util
+import sys
+from pathlib import Path
+
+from shipml.pipeline.fingerprint import Fingerprinter
+
+
+def load(root: Path):
+    for name in ("pipe_mod", "helper_mod", "deep_mod"):
+        sys.modules.pop(name, None)
+    sys.path.insert(0, str(root))
+    try:
+        spec = importlib.util.spec_from_file_location("pipe_mod", root / "pipe_mod.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["pipe_mod"] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(root))
+
+
+def write_project(root: Path, deep: str = "X = 1", constant: int = 3) -> None:
+    (root / "deep_mod.py").write_text(deep + "\n")
+    (root / "helper_mod.py").write_text(
+        "import deep_mod\n\ndef helper(v):\n    return v + deep_mod.X\n"
+    )
+    (root / "pipe_mod.py").write_text(
+        "import helper_mod\n"
+        f"LIMIT = {constant}\n"
+        "def local(v):\n    return v * 2\n"
+        "def ingest(v):\n    return local(v)\n"
+        "def train(v):\n    return helper_mod.helper(v)\n"
+        "def evaluate(v):\n    return v < LIMIT\n"
+        "def lazy(v):\n    from helper_mod import helper\n    return helper(v)\n"
+    )
+
+
+def prints(root: Path) -> dict[str, str]:
+    mod = load(root)
+    fp = Fingerprinter(root)
+    return {
+        name: fp.fingerprint(getattr(mod, name))[0]
+        for name in ("ingest", "train", "evaluate", "lazy")
+    }
+
+
+def test_editing_a_helper_module_changes_only_the_steps_that_import_it(tmp_path):
+    write_project(tmp_path)
+    before = prints(tmp_path)
+    write_project(tmp_path, deep="X = 2")  # two imports away from the step
+    after = prints(tmp_path)
+    assert after["train"] != before["train"]
+    assert after["lazy"] != before["lazy"]  # imported inside the function body
+    assert after["ingest"] == before["ingest"] and after["evaluate"] == before["evaluate"]
+
+
+def test_same_module_functions_and_constants_count(tmp_path):
+    write_project(tmp_path)
+    before = prints(tmp_path)
+    write_project(tmp_path, constant=4)
+    after = prints(tmp_path)
+    assert after["evaluate"] != before["evaluate"] and after["ingest"] == before["ingest"]
+    text = (tmp_path / "pipe_mod.py").read_text().replace("v * 2", "v * 3")
+    (tmp_path / "pipe_mod.py").write_text(text)
+    assert prints(tmp_path)["ingest"] != before["ingest"]
+
+
+def test_files_used_are_reported(tmp_path):
+    write_project(tmp_path)
+    mod = load(tmp_path)
+    _, files = Fingerprinter(tmp_path).fingerprint(mod.train)
+    assert files == ["deep_mod.py", "helper_mod.py"]

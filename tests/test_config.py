@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from shipml.config import load_config
+from shipml.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "shipml.toml").write_text(text)
+    return tmp_path
+
+
+def test_embedded_defaults_resolve_against_the_project_root(tmp_path):
+    cfg = load_config(write(tmp_path, '[project]\nname = "x"\n'), environ={})
+    assert cfg.tracking_uri == f"sqlite:///{tmp_path.resolve()}/.shipml/mlflow.db"
+    assert cfg.registry_uri == cfg.tracking_uri
+    assert cfg.artifact_root == str(tmp_path.resolve() / ".shipml/artifacts")
+    assert cfg.experiment_name == "x" and cfg.model_name == "x"
+
+
+def test_environment_overrides_every_section(tmp_path):
+    root = write(tmp_path, '[tracking]\nuri = "sqlite:///a.db"\n')
+    cfg = load_config(
+        root,
+        environ={
+            "SHIPML_TRACKING_URI": "postgresql://db/mlflow",
+            "SHIPML_MODEL_PARITY_TOLERANCE": "0.001",
+            "SHIPML_MODEL_TRUSTED_TYPES": '["sklearn.tree.DecisionTreeClassifier"]',
+            "SHIPML_ARTIFACTS_ROOT": "s3://bucket/shipml",
+        },
+    )
+    assert cfg.tracking_uri == "postgresql://db/mlflow"
+    assert cfg.model.parity_tolerance == 0.001
+    assert cfg.model.trusted_types == ["sklearn.tree.DecisionTreeClassifier"]
+    assert cfg.artifact_root == "s3://bucket/shipml"
+
+
+def test_unknown_key_names_the_key_and_the_closest_valid_one(tmp_path):
+    root = write(tmp_path, '[tracking]\nurl = "sqlite:///x.db"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(root, environ={})
+    assert "tracking.url" in err.value.message
+    assert "'uri'" in (err.value.hint or "")
+
+
+def test_unknown_section_is_an_error(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[trackng]\nuri = 'x'\n"), environ={})
+    assert "trackng" in err.value.message and "tracking" in (err.value.hint or "")
+
+
+def test_unknown_key_in_a_dataset_section(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[datasets.p]\nsorce = 'a.csv'\n"), environ={})
+    assert "datasets.p.sorce" in err.value.message
+
+
+def test_unknown_environment_variable_suggests_the_right_one(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, ""), environ={"SHIPML_TRACKING_URL": "x"})
+    assert "SHIPML_TRACKING_URL" in err.value.message
+    assert "SHIPML_TRACKING_URI" in (err.value.hint or "")
+
+
+def test_wrong_type_shows_the_value(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[model]\nparity_tolerance = 'tiny'\n"), environ={})
+    assert "model.parity_tolerance" in err.value.message and "'tiny'" in err.value.message
+
+
+def test_invalid_toml_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[project\n"), environ={})
+
+
+def test_no_project_found(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"no shipml\.toml"):
+        load_config()
