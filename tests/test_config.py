@@ -78,3 +78,12 @@ def test_no_project_found(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"no shipml\.toml"):
         load_config()
+
+
+def test_environment_value_errors_name_the_variable_and_text_stays_text(tmp_path):
+    root = write(tmp_path, "")
+    cfg = load_config(root, environ={"SHIPML_TRACKING_EXPERIMENT": "2024"})
+    assert cfg.experiment_name == "2024"
+    with pytest.raises(ConfigError) as err:
+        load_config(root, environ={"SHIPML_MODEL_PARITY_TOLERANCE": "tiny"})
+    assert "environment variable SHIPML_MODEL_PARITY_TOLERANCE" in err.value.message

@@ -22,7 +22,7 @@ from shipml.errors import ConfigError
 CONFIG_FILE = "shipml.toml"
 ENV_PREFIX = "SHIPML_"
 # Environment variables that are not settings (read elsewhere).
-ENV_NOT_SETTINGS = frozenset({"SHIPML_DEBUG", "SHIPML_PROJECT"})
+ENV_NOT_SETTINGS = frozenset({"SHIPML_DEBUG", "SHIPML_PROJECT", "SHIPML_SERVE_SPEC"})
 
 
 class _Section(BaseModel):
@@ -68,6 +68,20 @@ class ModelSection(_Section):
     parity_tolerance: float = 1e-4
 
 
+class ServingSection(_Section):
+    """The model server (``shipml serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_batch_size: int = Field(default=64, ge=1)
+    # Extra time to wait for more requests before a batch runs; 0 batches only what is
+    # already queued (adaptive: no wait for a lone client).
+    max_wait_ms: float = Field(default=0.0, ge=0.0)
+    graceful_shutdown_s: float = Field(default=10.0, ge=0.0)
+
+
 class ProjectConfig(_Section):
     project: ProjectSection = Field(default_factory=ProjectSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
@@ -75,6 +89,7 @@ class ProjectConfig(_Section):
     datasets: dict[str, DatasetSection] = Field(default_factory=dict)
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     model: ModelSection = Field(default_factory=ModelSection)
+    serving: ServingSection = Field(default_factory=ServingSection)
 
     # Set by load_config; not a setting.
     root: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -128,9 +143,10 @@ def _resolve_uri(uri: str, root: Path) -> str:
 
 
 def find_root(start: Path | None = None) -> Path:
-    """The nearest folder at or above ``start`` holding a shipml.toml."""
+    """The nearest folder at or above ``start`` holding a shipml.toml; without ``start``,
+    ``SHIPML_PROJECT`` or else the current directory is where the search begins."""
     env = os.environ.get("SHIPML_PROJECT")
-    if env:
+    if env and start is None:
         root = Path(env).expanduser().resolve()
         if not (root / CONFIG_FILE).is_file():
             raise ConfigError(
@@ -163,16 +179,18 @@ def load_config(
             raise ConfigError(
                 f"{file} is not valid TOML: {exc}", hint="fix the line named above"
             ) from exc
-    _apply_env(data, os.environ if environ is None else environ)
+    origins = _apply_env(data, os.environ if environ is None else environ)
     try:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(exc, file) from exc
+        raise _config_error(exc, file, origins) from exc
     config.root = root
     return config
 
 
-def _apply_env(data: dict[str, Any], environ: Any) -> None:
+def _apply_env(data: dict[str, Any], environ: Any) -> dict[tuple[str, str], str]:
+    """Apply SHIPML_* overrides to ``data``; returns which keys came from which variable."""
+    origins: dict[tuple[str, str], str] = {}
     sections = {
         name: field.annotation
         for name, field in ProjectConfig.model_fields.items()
@@ -194,7 +212,9 @@ def _apply_env(data: dict[str, Any], environ: Any) -> None:
                     f"unknown setting in environment variable {var}",
                     hint=f"did you mean {valid}?" if valid else _valid_env(section, fields),
                 )
-            data.setdefault(section, {})[key] = _parse_env_value(raw)
+            wants_text = fields[key].annotation is str
+            data.setdefault(section, {})[key] = raw if wants_text else _parse_env_value(raw)
+            origins[(section, key)] = var
             break
         else:
             names = [f"{ENV_PREFIX}{s.upper()}_..." for s in sections]
@@ -202,6 +222,7 @@ def _apply_env(data: dict[str, Any], environ: Any) -> None:
                 f"unknown setting in environment variable {var}",
                 hint="settings are named " + ", ".join(names),
             )
+    return origins
 
 
 def _valid_env(section: str, fields: dict[str, Any]) -> str:
@@ -216,7 +237,9 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
-def _config_error(exc: ValidationError, file: Path) -> ConfigError:
+def _config_error(
+    exc: ValidationError, file: Path, origins: dict[tuple[str, str], str]
+) -> ConfigError:
     errors = exc.errors()
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(p) for p in err["loc"]]
@@ -232,8 +255,10 @@ def _config_error(exc: ValidationError, file: Path) -> ConfigError:
             hint=f"add {loc[-1]} = ... under [{'.'.join(loc[:-1])}]",
         )
     value = err.get("input")
+    where = origins.get((loc[0], loc[1])) if len(loc) >= 2 else None
+    place = f"environment variable {where}" if where else str(file)
     return ConfigError(
-        f"invalid value for '{dotted}' in {file}: {err['msg']} (got {value!r})",
+        f"invalid value for '{dotted}' in {place}: {err['msg']} (got {value!r})",
         hint="see docs/config.md for every setting and its type",
     )
 

@@ -99,14 +99,47 @@ class UnsafeModelError(ModelError):
     kind = "unsafe model"
 
 
+class ServingError(ShipmlError):
+    """A request the model server cannot answer; ``status`` is the HTTP status it maps to."""
+
+    exit_code = 9
+    kind = "serving error"
+    status = 500
+
+
+class InvalidRequest(ServingError):
+    """The request does not match the protocol or the model's signature (HTTP 400)."""
+
+    kind = "invalid request"
+    status = 400
+
+
+class ModelNotFound(ServingError):
+    """The request names a model or version this server does not serve (HTTP 404)."""
+
+    kind = "model not found"
+    status = 404
+
+
+class InferenceFailed(ServingError):
+    """The model failed on input that passed validation (HTTP 500)."""
+
+    kind = "inference failed"
+    status = 500
+
+
 __all__ = [
     "ConfigError",
     "DataError",
+    "InferenceFailed",
+    "InvalidRequest",
     "ModelError",
+    "ModelNotFound",
     "ParityError",
     "PipelineError",
     "ProjectError",
     "RegistryError",
+    "ServingError",
     "ShipmlError",
     "StepFailed",
     "TrackingError",

@@ -91,3 +91,20 @@ def test_outside_a_project(tmp_path: Path):
 def test_data_mistakes(project: Path, args: list[str]):
     result = shipml(*args, cwd=project)
     assert_clean_failure(result, code=5, says="nosuch" if "show" in args else "not found")
+
+
+@pytest.mark.parametrize(
+    "args", [["data", "show"], ["run", "--no-such-option"], ["no-such-command"]]
+)
+def test_usage_mistakes_print_usage_not_a_traceback(tmp_path: Path, args: list[str]):
+    result = shipml(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Usage:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_brackets_in_messages_survive(project: Path):
+    toml = project / "shipml.toml"
+    toml.write_text(toml.read_text().replace('name = "training"', 'name = "nosuch"'))
+    result = shipml("run", cwd=project)
+    assert result.returncode == 6
+    assert "check [pipeline] name in shipml.toml" in result.stderr

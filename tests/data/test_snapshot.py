@@ -55,6 +55,16 @@ def test_unknown_name_and_version(tmp_path, csv):
         store.get("d@x")
 
 
+def test_adding_again_repairs_a_snapshot_whose_data_went_missing(tmp_path, csv):
+    store = DatasetStore(str(tmp_path / "art"), tmp_path)
+    snap = store.add("d", str(csv))
+    Path(store.data_uri(snap)).unlink()
+    with pytest.raises(DataError, match="missing from the store"):
+        store.load(snap)
+    assert store.add("d", str(csv)).version == 1
+    assert table_digest(store.load(snap)) == snap.digest
+
+
 def test_a_modified_snapshot_is_detected_on_read(tmp_path, csv):
     store = DatasetStore(str(tmp_path / "art"), tmp_path)
     snap = store.add("d", str(csv))

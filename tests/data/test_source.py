@@ -17,6 +17,12 @@ def test_malformed_csv_names_the_line(tmp_path):
     assert "malformed CSV" in err.value.message and "line 3" in err.value.message
 
 
+def test_rows_longer_than_the_header_are_not_silently_indexed(tmp_path):
+    (tmp_path / "wide.csv").write_text("a,b\n1,2,3\n4,5,6\n")
+    with pytest.raises(DataError, match="1 more field"):
+        parse_source(read_source("wide.csv", tmp_path))
+
+
 def test_empty_and_unknown_formats(tmp_path):
     (tmp_path / "e.csv").write_text("")
     with pytest.raises(DataError, match="is empty"):

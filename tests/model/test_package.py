@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 from palmerpenguins import load_penguins
 from sklearn.compose import ColumnTransformer
-from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -85,14 +84,29 @@ def test_string_categories_and_missing_values_convert_and_pass_parity(
     assert json.loads((tmp_path / "pkg" / "lineage.json").read_text()) == {"run_id": "r1"}
 
 
+def test_nullability_is_measured_not_read_off_the_validation_rows(penguins, tmp_path):
+    X, y = penguins
+    complete = X.dropna()
+    model = mixed_pipeline(LogisticRegression(max_iter=2000)).fit(model_input(X), y)
+    sig = build_package(model, complete, y.loc[complete.index], path=tmp_path / "a").signature
+    assert all(f.nullable for f in sig.features)  # every column has an imputer
+    plain = LogisticRegression(max_iter=2000).fit(
+        model_input(complete[NUMERIC]), y.loc[complete.index]
+    )
+    sig = build_package(
+        plain, complete[NUMERIC], y.loc[complete.index], path=tmp_path / "b"
+    ).signature
+    assert not any(f.nullable for f in sig.features)  # NaN reaches the model: not accepted
+
+
 def test_parity_failure_is_a_clear_error_and_writes_nothing(penguins, tmp_path):
     X, y = penguins
-    X = X[NUMERIC].dropna()
-    y = y.loc[X.index]
-    model = QuadraticDiscriminantAnalysis().fit(model_input(X), y)  # skl2onnx gets QDA wrong
+    # A real trap: float64 scaling before trees, whose thresholds ONNX compares in float32.
+    model = mixed_pipeline(RandomForestClassifier(n_estimators=30, random_state=0), scale=True)
+    model.fit(model_input(X), y)
     with pytest.raises(ParityError) as err:
         build_package(model, X, y, path=tmp_path / "pkg")
-    assert "labels agree on" in err.value.message and "differ" in err.value.message
+    assert "probabilities differ by up to" in err.value.message
     assert err.value.hint
     assert not (tmp_path / "pkg").exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no temporary folder left either
@@ -120,7 +134,7 @@ def test_skops_fallback_loads_only_with_configured_trusted_types(tmp_path):
     y = np.where(X.a + X.b > 0, "yes", "no")
     model = RadiusNeighborsClassifier(radius=5.0).fit(model_input(X), y)
     pkg = build_package(model, X, y, path=tmp_path / "pkg")
-    assert pkg.format == "skops" and "ONNX cannot express" in pkg.manifest["onnx_error"]
+    assert pkg.format == "skops" and "ONNX" in pkg.manifest["onnx_error"]
     needed = pkg.manifest["types_to_trust"]
     assert needed  # skops lists what it does not trust by default
     with pytest.raises(UnsafeModelError, match="not trusted"):
@@ -144,3 +158,25 @@ def test_pickle_files_are_refused_by_name_and_by_content(tmp_path):
 def test_package_needs_a_dataframe(tmp_path):
     with pytest.raises(ModelError, match="non-empty DataFrame"):
         build_package(LogisticRegression(), [[1.0]], path=tmp_path / "p")  # type: ignore[arg-type]
+
+
+def test_the_same_model_gives_the_same_onnx_bytes_under_any_hash_seed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from sklearn.datasets import load_breast_cancer\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from shipml.model import build_package, model_input\n"
+        "X, y = load_breast_cancer(return_X_y=True, as_frame=True)\n"
+        "m = LogisticRegression(max_iter=5000).fit(model_input(X), y)\n"
+        "import sys; print(build_package(m, X, y, path=sys.argv[1]).onnx_sha256)\n"
+    )
+    digests = set()
+    for seed in ("1", "2", "5"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", script, str(tmp_path / seed)], env=env,
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1

@@ -46,6 +46,10 @@ def test_a_run_is_tracked_registered_and_fully_cached_the_second_time(config: Pr
 
     no_cache = run_pipeline(config, params=FAST, use_cache=False)
     assert no_cache.cached == []
+    # the same seed trains the same model: the registry keeps its version
+    assert not no_cache.model_created
+    assert no_cache.model_version.version == first.model_version.version
+    assert "champion" in no_cache.model_version.aliases
 
 
 def test_champion_package_holds_onnx_signature_profile_and_lineage(config: ProjectConfig):
@@ -121,3 +125,20 @@ def test_missing_data_file_fails_before_any_run(config: ProjectConfig, project: 
     (project / "data" / "penguins.csv").unlink()
     with pytest.raises(DataError, match="data file not found"):
         run_pipeline(config, params=FAST)
+
+
+def test_a_pipeline_can_pin_a_dataset_version(config: ProjectConfig, project: Path):
+    from shipml.data import DatasetStore
+
+    store = DatasetStore(config.artifact_root, config.root)
+    first = store.add("penguins", "data/penguins.csv")
+    csv = project / "data" / "penguins.csv"
+    csv.write_text(csv.read_text().replace("Torgersen", "Torgersen ", 1))
+    pipeline_py = project / "pipeline.py"
+    pipeline_py.write_text(
+        pipeline_py.read_text().replace('dataset("penguins")', 'dataset("penguins@1")')
+    )
+    result = run_pipeline(config, params=FAST)
+    assert result.datasets["penguins"].digest == first.digest
+    run = client(config).get_run(result.run_id)
+    assert run.data.tags["shipml.dataset.penguins.sha256"] == first.digest

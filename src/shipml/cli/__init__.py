@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
+from rich.markup import escape
 
 from shipml import __version__
-from shipml.cli import data, models, project
+from shipml.cli import data, models, project, serve
 from shipml.cli.output import state, stderr
 from shipml.errors import ShipmlError
 
@@ -46,12 +46,13 @@ def _root(
     ),
 ) -> None:
     """shipml: the ML journey from notebook to production."""
-    state.debug = debug or bool(os.environ.get("SHIPML_DEBUG"))
+    state.debug = debug or os.environ.get("SHIPML_DEBUG", "").lower() in ("1", "true", "yes")
     if project_dir:
         state.project = project_dir
 
 
 project.register(app)
+serve.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 
@@ -60,24 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``shipml`` console script; returns the exit code."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="shipml", standalone_mode=False)
+        # Standalone mode: click prints usage errors itself and exits with code 2.
+        command.main(args=argv, prog_name="shipml", standalone_mode=True)
     except ShipmlError as exc:
         if state.debug:
             import traceback
 
             traceback.print_exc()
-        stderr.print(f"[bold red]{exc.kind}:[/] {exc.message}", highlight=False)
+        stderr.print(f"[bold red]{exc.kind}:[/] {escape(exc.message)}", soft_wrap=True)
         if exc.hint:
-            stderr.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            stderr.print(f"[yellow]hint:[/] {escape(exc.hint)}", soft_wrap=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        stderr.print("aborted")
-        return 130
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return int(exc.code or 0)
+        stderr.print(str(exc.code))
+        return 1
     return 0
 
 

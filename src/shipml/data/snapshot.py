@@ -154,11 +154,19 @@ class DatasetStore:
         raw = read_source(source, self.base)
         versions = self.versions(name)
         latest = versions[-1] if versions else None
-        if latest is not None and latest.source_sha256 == raw.sha256 and latest.source == raw.uri:
-            return latest  # the same bytes: no need to parse again
+        if (
+            latest is not None
+            and latest.source_sha256 == raw.sha256
+            and latest.source == raw.uri
+            and self.fs.exists(self._object(latest.digest, "data.parquet"))
+        ):
+            return latest  # the same bytes, still stored: no need to parse again
         df = parse_source(raw)
         digest = table_digest(df)
+        data_path = self._object(digest, "data.parquet")
         if latest is not None and latest.digest == digest:
+            if not self.fs.exists(data_path):  # repair a snapshot whose data went missing
+                self._write(data_path, _parquet_bytes(df))
             return latest
         snap = Snapshot(
             name=name,
@@ -173,11 +181,8 @@ class DatasetStore:
             profile=table_profile(df),
             description=description,
         )
-        data_path = self._object(digest, "data.parquet")
         if not self.fs.exists(data_path):
-            buf = io.BytesIO()
-            df.to_parquet(buf, index=False)
-            self._write(data_path, buf.getvalue())
+            self._write(data_path, _parquet_bytes(df))
         meta = snap.to_dict()
         for key in ("name", "version", "created", "description"):
             meta.pop(key)
@@ -207,10 +212,16 @@ class DatasetStore:
                 raise DataError(
                     f"snapshot {snap.ref} is corrupt: its data hashes to {actual[:16]}..., "
                     f"the catalog says {snap.digest[:16]}...",
-                    hint=f"the file {path} was changed; add the source again with "
-                    f"`shipml data add {snap.name} {snap.source}`",
+                    hint=f"the file {path} was changed: delete it, then restore it from the "
+                    f"source with `shipml data add {snap.name} {snap.source}`",
                 )
         return df
+
+
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def _dumps(obj: Any) -> bytes:

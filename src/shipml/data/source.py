@@ -78,7 +78,7 @@ def parse_source(raw: RawSource) -> pd.DataFrame:
         if not raw.data.strip():
             raise DataError(f"{raw.uri} is empty", hint="a CSV needs a header line and rows")
         try:
-            return pd.read_csv(io.BytesIO(raw.data))
+            df = pd.read_csv(io.BytesIO(raw.data))
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
             detail = " ".join(str(exc).split())
             raise DataError(
@@ -86,6 +86,16 @@ def parse_source(raw: RawSource) -> pd.DataFrame:
                 hint="every row must have as many fields as the header; quote fields "
                 "that contain commas",
             ) from exc
+        if not df.index.equals(pd.RangeIndex(len(df))):
+            # pandas takes the first column(s) as the index when every row has more fields
+            # than the header: data would be lost silently.
+            extra = df.index.nlevels
+            raise DataError(
+                f"malformed CSV {raw.uri}: the rows have {extra} more field(s) than the header "
+                f"({len(df.columns)} names)",
+                hint="add the missing column names to the header line, or remove the extra fields",
+            )
+        return df
     try:
         return pd.read_parquet(io.BytesIO(raw.data))
     except (pa.ArrowException, OSError, ValueError) as exc:

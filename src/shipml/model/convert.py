@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from shipml.errors import ModelError, ParityError
-from shipml.model.signature import Signature, onnx_feeds
+from shipml.model.signature import MATRIX_INPUT, Signature, onnx_feeds
 
 if TYPE_CHECKING:  # onnxruntime is imported when a session is made, not at import time
     import onnxruntime as ort
@@ -24,15 +24,33 @@ def _final_estimator(model: Any) -> Any:
     return steps[-1][1] if steps else model
 
 
-def to_onnx(model: Any, signature: Signature) -> bytes:
-    """The serialized ONNX graph of a fitted scikit-learn estimator or Pipeline."""
-    from skl2onnx import to_onnx as skl_to_onnx
+def to_onnx(model: Any, signature: Signature) -> tuple[bytes, Signature]:
+    """The serialized ONNX graph of a fitted scikit-learn estimator or Pipeline, and the
+    signature with the input layout used. All-numeric models get one [n, features] input
+    (fast to feed); if the model selects columns by name, one input per feature."""
+    from skl2onnx.common.data_types import FloatTensorType
+
+    if signature.all_numeric:
+        matrix = [(MATRIX_INPUT, FloatTensorType([None, len(signature.features)]))]
+        try:
+            return _convert(model, matrix), replace(signature, onnx_input="matrix")
+        except ConversionUnsupported:
+            pass  # e.g. a ColumnTransformer that picks columns by name
+    return _convert(model, _column_inputs(signature)), replace(signature, onnx_input="columns")
+
+
+def _column_inputs(signature: Signature) -> list[tuple[str, Any]]:
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-    inputs = [
+    return [
         (f.name, StringTensorType([None, 1]) if f.type == "string" else FloatTensorType([None, 1]))
         for f in signature.features
     ]
+
+
+def _convert(model: Any, inputs: list[tuple[str, Any]]) -> bytes:
+    from skl2onnx import to_onnx as skl_to_onnx
+
     options: dict[int, dict[str, Any]] = {}
     final = _final_estimator(model)
     if hasattr(final, "predict_proba"):
@@ -44,6 +62,12 @@ def to_onnx(model: Any, signature: Signature) -> bytes:
             f"ONNX cannot express {type(model).__name__}: {type(exc).__name__}: {exc}",
             hint="use estimators skl2onnx supports, or accept the skops fallback",
         ) from exc
+    # skl2onnx lists opset imports in set order (it varies with PYTHONHASHSEED); sort them
+    # so the same model always gives the same bytes and the same sha256.
+    imports = sorted((o.domain, o.version) for o in onx.opset_import)
+    del onx.opset_import[:]
+    for domain, version in imports:
+        onx.opset_import.add(domain=domain, version=version)
     return bytes(onx.SerializeToString())
 
 
@@ -81,8 +105,15 @@ def check_parity(
 ) -> ParityReport:
     """Compare ONNX with the original model on ``frame`` (model convention).
 
-    Labels must agree on every row and probabilities within ``tolerance``."""
-    outputs = sess.run(None, onnx_feeds(frame, signature))
+    Labels must agree on every row and probabilities within ``tolerance``. A graph that
+    onnxruntime cannot even run on these rows counts as one ONNX cannot express."""
+    try:
+        outputs = sess.run(None, onnx_feeds(frame, signature))
+    except Exception as exc:  # onnxruntime's own exception types
+        raise ConversionUnsupported(
+            f"the ONNX graph fails on the validation rows: {exc}",
+            hint="use estimators skl2onnx supports, or accept the skops fallback",
+        ) from exc
     onnx_label = np.asarray(outputs[0]).reshape(-1)
     ref_label = np.asarray(model.predict(frame)).reshape(-1)
     if signature.task == "regression":
@@ -118,3 +149,25 @@ def check_parity(
             "avoid float64-only steps before trees; or raise [model] parity_tolerance",
         )
     return report
+
+
+def probe_missing(
+    sess: ort.InferenceSession, frame: pd.DataFrame, signature: Signature, rows: int = 16
+) -> dict[str, bool]:
+    """For each feature: does the model still give finite predictions when it is missing?
+
+    The validation rows alone under-state what a model accepts (a feature with an imputer
+    may have no missing value there), so the signature's nullability is measured."""
+    sample = frame.head(rows)
+    result: dict[str, bool] = {}
+    for feature in signature.features:
+        probe = sample.copy()
+        probe[feature.name] = "" if feature.type == "string" else np.float32(np.nan)
+        try:
+            outputs = sess.run(None, onnx_feeds(probe, signature))
+        except Exception:  # onnxruntime raises its own types; any failure means "not nullable"
+            result[feature.name] = False
+            continue
+        numeric = [np.asarray(o) for o in outputs if np.asarray(o).dtype.kind == "f"]
+        result[feature.name] = all(np.isfinite(o).all() for o in numeric)
+    return result

@@ -25,7 +25,8 @@ def is_pickle(path: Path) -> bool:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         return True
     try:
-        head = path.read_bytes()[:2]
+        with path.open("rb") as fh:
+            head = fh.read(2)
     except OSError:
         return False
     return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5

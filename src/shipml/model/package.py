@@ -18,7 +18,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,13 @@ import numpy as np
 import pandas as pd
 
 from shipml.errors import ModelError
-from shipml.model.convert import ConversionUnsupported, check_parity, session, to_onnx
+from shipml.model.convert import (
+    ConversionUnsupported,
+    check_parity,
+    probe_missing,
+    session,
+    to_onnx,
+)
 from shipml.model.signature import Signature, infer_signature, model_input, onnx_feeds
 
 MANIFEST = "package.json"
@@ -101,6 +107,14 @@ class ModelPackage:
         return hashlib.sha256(_json_bytes(self.manifest["files"])).hexdigest()
 
     @property
+    def model_digest(self) -> str:
+        """sha256 over the model file and the signature: what the model computes, without the
+        lineage (a re-run that trains the identical model has the same model digest)."""
+        files = self.manifest["files"]
+        core = {k: files[k] for k in ("model.onnx", "model.skops", "signature.json") if k in files}
+        return hashlib.sha256(_json_bytes(core)).hexdigest()
+
+    @property
     def signature(self) -> Signature:
         return Signature.from_dict(json.loads((self.path / "signature.json").read_text()))
 
@@ -160,8 +174,16 @@ def build_package(
             "estimator": f"{type(model).__module__}.{type(model).__qualname__}",
         }
         try:
-            onnx_bytes = to_onnx(model, signature)
-            parity = check_parity(model, session(onnx_bytes), frame, signature, tolerance)
+            onnx_bytes, signature = to_onnx(model, signature)
+            sess = session(onnx_bytes)
+            parity = check_parity(model, sess, frame, signature, tolerance)
+            handles = probe_missing(sess, frame, signature)
+            signature = replace(
+                signature,
+                features=[
+                    replace(f, nullable=f.nullable or handles[f.name]) for f in signature.features
+                ],
+            )
             (tmp / "model.onnx").write_bytes(onnx_bytes)
             manifest.update(format="onnx", parity=parity.to_dict())
         except ConversionUnsupported as exc:

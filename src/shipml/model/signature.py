@@ -22,6 +22,7 @@ import pandas as pd
 from shipml.errors import ModelError
 
 MAX_CATEGORIES = 100
+MATRIX_INPUT = "input"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class Signature:
     task: str = "classification"  # "classification" | "regression"
     classes: list[Any] = field(default_factory=list)
     label_type: str = "string"  # type of the predicted label
+    # How the ONNX graph takes its inputs: one [n, 1] tensor per feature ("columns"), or,
+    # for all-numeric models, a single [n, features] float tensor named "input" ("matrix").
+    onnx_input: str = "columns"
+
+    @property
+    def all_numeric(self) -> bool:
+        return all(f.type == "float" for f in self.features)
 
     @property
     def names(self) -> list[str]:
@@ -57,6 +65,7 @@ class Signature:
             task=data.get("task", "classification"),
             classes=list(data.get("classes", [])),
             label_type=data.get("label_type", "string"),
+            onnx_input=data.get("onnx_input", "columns"),
         )
 
 
@@ -114,6 +123,8 @@ def infer_signature(X: pd.DataFrame, y: Any = None, *, classes: Any = None) -> S
 
 def onnx_feeds(frame: pd.DataFrame, signature: Signature) -> dict[str, np.ndarray]:
     """ONNX inputs (one [n, 1] tensor per feature) from a frame in the model convention."""
+    if signature.onnx_input == "matrix":
+        return {MATRIX_INPUT: frame[signature.names].to_numpy(dtype=np.float32)}
     feeds: dict[str, np.ndarray] = {}
     for f in signature.features:
         col = frame[f.name]

@@ -31,6 +31,7 @@ from shipml.errors import PipelineError
 from shipml.model import ModelPackage
 
 FORMAT = 1
+SERIES_NO_NAME = "__shipml_unnamed__"
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,12 @@ class ArtifactCache:
             return StoredOutput(name, "package", digest, file)
         if isinstance(value, pd.DataFrame | pd.Series):
             kind = "frame" if isinstance(value, pd.DataFrame) else "series"
-            frame = value if isinstance(value, pd.DataFrame) else value.to_frame()
-            frame.columns = [str(c) for c in frame.columns]
+            if isinstance(value, pd.DataFrame):
+                frame = value.copy(deep=False)  # never rename the caller's columns
+                frame.columns = [str(c) for c in frame.columns]
+            else:
+                name = SERIES_NO_NAME if value.name is None else str(value.name)
+                frame = value.to_frame(name=name)
             digest = _frame_digest(frame)
             buf = io.BytesIO()
             frame.to_parquet(buf)
@@ -195,7 +200,8 @@ class ArtifactCache:
         if out.kind in ("frame", "series"):
             frame = pd.read_parquet(path)
             if out.kind == "series":
-                return frame.iloc[:, 0]
+                series = frame.iloc[:, 0]
+                return series.rename(None) if series.name == SERIES_NO_NAME else series
             return frame
         if out.kind == "ndarray":
             return np.load(path, allow_pickle=False)
@@ -214,13 +220,21 @@ class ArtifactCache:
         raise PipelineError(f"unknown cached output kind {out.kind!r} in {path}")
 
 
-def cache_key(step: str, code: str, params: dict[str, Any], inputs: dict[str, str]) -> str:
-    """sha256 over the step's name, code fingerprint, parameters and input digests."""
+def cache_key(
+    step: str,
+    code: str,
+    params: dict[str, Any],
+    inputs: dict[str, str],
+    settings: dict[str, Any] | None = None,
+) -> str:
+    """sha256 over the step's name, code fingerprint, parameters, input digests and the
+    project settings that change what a step produces."""
     payload = {
         "format": FORMAT,
         "step": step,
         "code": code,
         "params": params,
         "inputs": inputs,
+        "settings": settings or {},
     }
     return _sha256(json.dumps(payload, sort_keys=True, default=repr).encode())

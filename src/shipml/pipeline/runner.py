@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from shipml.config import ProjectConfig
-from shipml.data import DatasetStore, Snapshot
+from shipml.data import DatasetStore, Snapshot, parse_ref
 from shipml.errors import DataError, PipelineError, ShipmlError, StepFailed
 from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key
 from shipml.pipeline.context import DatasetInput, RunContext, activate, deactivate
@@ -49,6 +49,7 @@ class StepResult:
     outputs: dict[str, StoredOutput] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    hint: str | None = None
     code_files: list[str] = field(default_factory=list)
     traceback_file: str | None = None
 
@@ -159,12 +160,16 @@ def _dataset_refs(graph: Graph) -> list[str]:
 
 
 def resolve_dataset(config: ProjectConfig, store: DatasetStore, name: str) -> Snapshot:
-    """The snapshot a run uses: the configured source, snapshotted if it changed; or the
-    latest version added with `shipml data add`."""
-    if name in config.datasets:
-        return store.add(name, config.datasets[name].source)
-    if name in store.names():
+    """The snapshot a run uses: ``name@version`` pins a version; a configured source is
+    snapshotted if it changed; otherwise the latest version added with `shipml data add`."""
+    base, version = parse_ref(name)
+    if version is not None:
         return store.get(name)
+    if base in config.datasets:
+        section = config.datasets[base]
+        return store.add(base, section.source, description=section.description)
+    if base in store.names():
+        return store.get(base)
     raise DataError(
         f"the pipeline uses dataset {name!r}, which is neither in shipml.toml [datasets] "
         "nor added to the store",
@@ -198,6 +203,8 @@ class _Run:
         self.stored: dict[tuple[str, str], StoredOutput] = {}
         self.inputs: dict[str, DatasetInput] = {}
         self.broken: set[str] = set()  # failed or skipped steps
+        # Settings a step's result depends on (package_model reads the parity tolerance).
+        self.settings = {"parity_tolerance": config.model.parity_tolerance}
 
     def value(self, ref: OutputRef) -> Any:
         key = (ref.node, ref.name)
@@ -249,8 +256,13 @@ def run_pipeline(
     reporter = reporter or SilentReporter()
     pipe = load_pipeline(config)
     graph = pipe.build({**config.pipeline.params, **(params or {})})
+    for node in graph.nodes:
+        for arg, value in node.arguments.items():
+            if not isinstance(value, OutputRef | DatasetRef):
+                _check_json(node.name, arg, value)
     store = DatasetStore(config.artifact_root, config.root)
-    snapshots = {name: resolve_dataset(config, store, name) for name in _dataset_refs(graph)}
+    by_ref = {ref: resolve_dataset(config, store, ref) for ref in _dataset_refs(graph)}
+    snapshots = {snap.name: snap for snap in by_ref.values()}
     tracker = tracker_for(config)
     git = git_info(config.root)
     tags = {
@@ -272,6 +284,8 @@ def run_pipeline(
     result = RunResult(run_id, pipe.name, "RUNNING", [], graph.params, {}, snapshots, 0.0)
     try:
         tracker.log_params(run_id, graph.params)
+        for ref, snap in by_ref.items():
+            run.inputs[ref] = DatasetInput(snap, store)
         for name, snap in snapshots.items():
             tracker.log_dataset(
                 run_id,
@@ -282,7 +296,6 @@ def run_pipeline(
                 rows=snap.rows,
                 version=snap.version,
             )
-            run.inputs[name] = DatasetInput(snap, store)
         lineage = {
             "run_id": run_id,
             "experiment": config.experiment_name,
@@ -318,10 +331,11 @@ def run_pipeline(
         shutil.rmtree(workdir, ignore_errors=True)
     if result.failed_step:
         failed_res = result.step(result.failed_step)
+        hint = f"full traceback: {result.traceback_file}; downstream steps were skipped"
         raise StepFailed(
             result.failed_step,
             f"step '{result.failed_step}' failed: {failed_res.error}",
-            hint=f"full traceback: {result.traceback_file}; downstream steps were skipped",
+            hint=f"{hint}; {failed_res.hint}" if failed_res.hint else hint,
         )
     return result
 
@@ -336,7 +350,7 @@ def _run_step(
         return res
     kwargs, params, digests = run.materialize(node)
     code, files = run.fingerprinter.fingerprint(node.step)
-    res.key = cache_key(node.step.name, code, params, digests)
+    res.key = cache_key(node.step.name, code, params, digests, run.settings)
     res.code_files = files
     if use_cache and node.step.cache:
         entry = run.cache.lookup(res.key)
@@ -360,7 +374,10 @@ def _run_step(
     except Exception as exc:
         res.seconds = time.perf_counter() - t0
         res.status = "failed"
-        res.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ShipmlError) else str(exc)
+        if isinstance(exc, ShipmlError):
+            res.error, res.hint = exc.message, exc.hint
+        else:
+            res.error = f"{type(exc).__name__}: {exc}"
         tb = "".join(traceback.format_exception(exc))
         artifact = f"steps/{node.name}/traceback.txt"
         run.tracker.log_text(ctx.run_id or "", tb, artifact)
@@ -426,7 +443,7 @@ def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | 
     pkg = ModelPackage.load(path)
     registry = Registry(run.tracker)
     name = config.model_name
-    existing = registry.find_by_digest(name, pkg.digest)
+    existing = registry.find_by_digest(name, pkg.model_digest)
     if existing is not None:
         result.model_version, result.model_created = existing, False
     else:
@@ -442,7 +459,7 @@ def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | 
             tags[f"shipml.dataset.{dname}.sha256"] = str(info.get("sha256"))
         source = f"{run.tracker.artifact_uri(result.run_id)}/model"
         result.model_version, result.model_created = registry.register(
-            name, run_id=result.run_id, source=source, content_digest=pkg.digest, tags=tags
+            name, run_id=result.run_id, source=source, content_digest=pkg.model_digest, tags=tags
         )
     if alias and result.model_version is not None:
         result.model_version = registry.set_alias(name, result.model_version.version, alias)

@@ -180,11 +180,13 @@ class Registry:
 
         try:
             found = self.client.search_model_versions(
-                f"name = '{name}' and tags.`shipml.package_digest` = '{content_digest}'"
+                f"name = '{name}' and tags.`shipml.model_digest` = '{content_digest}'"
             )
         except MlflowException:
             return None
-        return _info(found[0]) if found else None
+        if not found:
+            return None
+        return self.resolve(ModelRef(name=name, version=str(found[0].version)))  # with aliases
 
     # -- writing ------------------------------------------------------------------
     def register(
@@ -197,7 +199,7 @@ class Registry:
         tags: dict[str, str],
         description: str = "",
     ) -> tuple[VersionInfo, bool]:
-        """Register a package; a package with the same content digest reuses its version.
+        """Register a package; one with the same model digest reuses its version.
 
         Returns the version and whether it was created now."""
         from mlflow.exceptions import MlflowException
@@ -212,9 +214,9 @@ class Registry:
         except MlflowException:
             self.client.create_registered_model(name)
         for existing in self.client.search_model_versions(f"name = '{name}'"):
-            if (existing.tags or {}).get("shipml.package_digest") == content_digest:
+            if (existing.tags or {}).get("shipml.model_digest") == content_digest:
                 return _info(existing), False
-        all_tags = {**tags, "shipml.package_digest": content_digest}
+        all_tags = {**tags, "shipml.model_digest": content_digest}
         mv = self.client.create_model_version(
             name, source=source, run_id=run_id, tags=all_tags, description=description
         )

@@ -1,0 +1,74 @@
+"""``shipml serve`` and ``shipml predict``: the model server and batch scoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shipml.cli.output import project_config, stderr, stdout
+from shipml.errors import ConfigError
+
+
+def _config_or_none() -> object | None:
+    try:
+        return project_config()
+    except ConfigError:
+        return None
+
+
+def serve(
+    ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION or a package folder."),
+    host: str | None = typer.Option(None, help="Interface (default [serving] host, 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default [serving] port, 8080)."),
+    workers: int | None = typer.Option(None, help="Worker processes (default 1)."),
+    access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+) -> None:
+    """Serve a model over the Open Inference Protocol (V2), /invocations and /predict."""
+    from shipml.serving.server import resolve_spec, run
+
+    config = _config_or_none()
+    spec = resolve_spec(ref, config)
+    serving = getattr(config, "serving", None)
+    host = host or (serving.host if serving else "127.0.0.1")
+    port = port if port is not None else (serving.port if serving else 8080)
+    workers = workers or (serving.workers if serving else 1)
+    grace = serving.graceful_shutdown_s if serving else 10.0
+    stderr.print(
+        f"serving [bold]{spec.name}[/] version {spec.version} on http://{host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''}); V2 at /v2/models/{spec.name}/infer"
+    )
+    run(spec, host=host, port=port, workers=workers, graceful_shutdown_s=grace,
+        access_log=access_log)  # fmt: skip
+
+
+def predict(
+    ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION or a package folder."),
+    source: Path = typer.Argument(..., metavar="INPUT", help="CSV or Parquet file to score."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write (.csv or .parquet)."),
+    chunk_rows: int = typer.Option(50_000, help="Rows per chunk (memory stays flat)."),
+) -> None:
+    """Score a file in chunks: every input row, plus prediction and class probabilities."""
+    from shipml.serving.batch import predict_file
+    from shipml.serving.predictor import Predictor
+    from shipml.serving.server import resolve_spec
+
+    spec = resolve_spec(ref, _config_or_none())
+    predictor = Predictor.load(Path(spec.package), name=spec.name, version=spec.version,
+                               trusted_types=spec.trusted_types)  # fmt: skip
+    columns = [TextColumn("scoring"), BarColumn(), TextColumn("{task.completed:,} rows"),
+               TimeElapsedColumn()]  # fmt: skip
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task("score", total=None)
+
+        def advance(rows: int, total: int | None) -> None:
+            bar.update(task, completed=rows, total=total)
+
+        result = predict_file(predictor, source, output, chunk_rows=chunk_rows, progress=advance)
+    stdout.print(f"scored {result.rows:,} rows in {result.chunks} chunk(s) → {result.output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(predict)

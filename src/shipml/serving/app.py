@@ -1,0 +1,316 @@
+"""The model server as an ASGI application (Open Inference Protocol V2, MLflow-style
+``/invocations``, ``/predict``, health, metadata and ``/metrics``).
+
+The inference path is a plain ASGI callable, not a framework router: it parses, validates,
+batches and answers with the least work per request. Everything that can be computed at
+load time (metadata bodies, lookups, metric children) is.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+import uuid
+from importlib.metadata import version as package_version
+from typing import Any
+
+import orjson
+
+from shipml.errors import InvalidRequest, ModelNotFound, ServingError
+from shipml.serving.batching import Batcher
+from shipml.serving.metrics import ServerMetrics
+from shipml.serving.predictor import Outputs, Predictor
+from shipml.serving.protocol import (
+    parse_invocations,
+    parse_predict,
+    parse_v2,
+    render_predictions,
+    render_v2,
+)
+from shipml.serving.tracing import Tracing
+from shipml.serving.validation import Validator
+
+log = logging.getLogger("shipml.serving")
+JSON = b"application/json"
+DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY
+Scope = dict[str, Any]
+
+
+def _json(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=DUMP_OPTS)
+
+
+class ModelServer:
+    """One model behind the V2 protocol. ``ready`` turns true after a warm-up prediction."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        max_body_bytes: int = 10 * 1024 * 1024,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 0.0,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.name, self.version = predictor.name, predictor.version
+        self.validator = Validator(predictor.signature)
+        self.metrics = ServerMetrics(self.name, self.version, predictor.onnx_sha256)
+        self.batcher = Batcher(
+            predictor,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            on_batch=self.metrics.batch_size.observe,
+        )
+        self.max_body_bytes = max_body_bytes
+        self.tracing = tracing or Tracing(None)
+        self.ready = False
+        # Generated request ids: a random per-process prefix and a counter (unique, cheap).
+        self._id_prefix = uuid.uuid4().hex[:12].encode()
+        self._ids = itertools.count(1)
+        self._metadata = _json(self._metadata_body())
+        self._server_meta = _json(
+            {"name": "shipml", "version": package_version("shipml"), "extensions": []}
+        )
+
+    # -- metadata ------------------------------------------------------------------------
+    def _metadata_body(self) -> dict[str, Any]:
+        sig = self.predictor.signature
+        inputs = [
+            {"name": f.name, "datatype": "BYTES" if f.type == "string" else "FP32",
+             "shape": [-1, 1], "parameters": {"nullable": f.nullable,
+                                              "categories": f.categories}}
+            for f in sig.features
+        ]  # fmt: skip
+        outputs = [{"name": "label", "datatype": "BYTES" if sig.label_type == "string"
+                    else "INT64", "shape": [-1]}]  # fmt: skip
+        if sig.task == "classification":
+            outputs.append({"name": "probabilities", "datatype": "FP32",
+                            "shape": [-1, len(sig.classes)]})  # fmt: skip
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": "onnxruntime_onnx" if self.predictor.package.format == "onnx" else "skops",
+            "inputs": inputs,
+            "outputs": outputs,
+            "parameters": {"classes": sig.classes, "onnx_sha256": self.predictor.onnx_sha256,
+                           "matrix_input": sig.all_numeric},
+        }  # fmt: skip
+
+    def warm_up(self) -> None:
+        """A prediction through the whole path; the server is ready only after it works."""
+        self.predictor.warm_up()
+        self.ready = True
+
+    # -- ASGI ----------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.warm_up()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        request_id = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                request_id = value
+                break
+        if request_id is None:
+            request_id = b"%s-%d" % (self._id_prefix, next(self._ids))
+        if method == "POST":
+            protocol = self._post_route(path)
+            if protocol is None:
+                await _send(send, 404, _json({"error": f"no such endpoint: POST {path}"}),
+                            request_id)  # fmt: skip
+                return
+            await self._infer(protocol, scope, receive, send, request_id)
+            return
+        if method in ("GET", "HEAD"):
+            status, body, ctype = self._get(path)
+            await _send(send, status, body, request_id, ctype)
+            return
+        await _send(send, 405, _json({"error": f"method {method} is not allowed"}), request_id)
+
+    def _check_model(self, parts: list[str]) -> list[str]:
+        """``name[/versions/v]...``: 404 unless it names this model; returns the rest."""
+        name = parts[0] if parts else ""
+        if name != self.name:
+            raise ModelNotFound(f"unknown model {name!r}; this server serves {self.name!r}")
+        rest = parts[1:]
+        if rest[:1] == ["versions"]:
+            version = rest[1] if len(rest) > 1 else ""
+            if version != self.version:
+                raise ModelNotFound(
+                    f"model {self.name!r} has no version {version!r} here; serving {self.version!r}"
+                )
+            rest = rest[2:]
+        return rest
+
+    def _post_route(self, path: str) -> str | None:
+        if path == "/predict":
+            return "predict"
+        if path == "/invocations":
+            return "invocations"
+        if path.startswith("/v2/models/") and path.endswith("/infer"):
+            return "v2"
+        return None
+
+    def _get(self, path: str) -> tuple[int, bytes, bytes]:
+        if path == "/metrics":
+            return 200, self.metrics.render(), self.metrics.content_type.encode()
+        if path in ("/v2", "/v2/"):
+            return 200, self._server_meta, JSON
+        if path == "/v2/health/live":
+            return 200, b'{"live":true}', JSON
+        if path == "/v2/health/ready":
+            return (200, b'{"ready":true}', JSON) if self.ready else (503, b'{"ready":false}', JSON)
+        if path == "/":
+            return 200, _json({"model": self.name, "version": self.version,
+                               "endpoints": ["/v2", f"/v2/models/{self.name}",
+                                             f"/v2/models/{self.name}/infer", "/invocations",
+                                             "/predict", "/metrics"]}), JSON  # fmt: skip
+        if path.startswith("/v2/models/"):
+            try:
+                rest = self._check_model(path[len("/v2/models/") :].strip("/").split("/"))
+            except ModelNotFound as exc:
+                return 404, _json({"error": exc.message}), JSON
+            if rest == []:
+                return 200, self._metadata, JSON
+            if rest == ["ready"]:
+                return 200, _json({"name": self.name, "ready": self.ready}), JSON
+        return 404, _json({"error": f"no such endpoint: GET {path}"}), JSON
+
+    async def _read_body(self, scope: Scope, receive: Any) -> bytes:
+        for key, value in scope["headers"]:
+            if key == b"content-length" and int(value or 0) > self.max_body_bytes:
+                raise InvalidRequest(
+                    f"body of {int(value)} bytes is larger than the limit of {self.max_body_bytes}",
+                    hint="send fewer rows per request, or raise [serving] max_body_bytes",
+                )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise InvalidRequest(
+                    f"body is larger than the limit of {self.max_body_bytes} bytes",
+                    hint="send fewer rows per request, or raise [serving] max_body_bytes",
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _infer(
+        self, protocol: str, scope: Scope, receive: Any, send: Any, request_id: bytes
+    ) -> None:
+        started = time.perf_counter()
+        metrics = self.metrics
+        metrics.in_flight += 1
+        code = 200
+        outputs: Outputs | None = None
+        tracing = self.tracing
+        headers = (
+            {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            if tracing.enabled
+            else {}
+        )
+        try:
+            with tracing.request_span("POST", _route(protocol), scope["path"], headers) as span:
+                try:
+                    if protocol == "v2":
+                        self._check_model(
+                            scope["path"][len("/v2/models/") : -len("/infer")].split("/")
+                        )
+                    raw = await self._read_body(scope, receive)
+                    body = _loads(raw)
+                    with tracing.span("validate"):
+                        if protocol == "v2":
+                            rows, rid, wanted = parse_v2(body, self.validator)
+                        elif protocol == "invocations":
+                            rows = parse_invocations(body, self.validator)
+                        else:
+                            rows = parse_predict(body, self.validator)
+                    with tracing.span("infer"):
+                        outputs = await self.batcher.predict(rows)
+                    if protocol == "v2":
+                        payload = _json(render_v2(
+                            outputs, model=self.name, version=self.version, request_id=rid,
+                            wanted=wanted, label_type=self.predictor.signature.label_type,
+                        ))  # fmt: skip
+                    else:
+                        payload = _json(render_predictions(
+                            outputs, self.predictor.classes, detailed=protocol == "predict"
+                        ))  # fmt: skip
+                except ServingError as exc:
+                    code = exc.status
+                    text = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+                    payload = _json({"error": text})
+                except Exception as exc:  # a bug: answer 500 with a message, log the traceback
+                    log.exception("unexpected error while serving a request")
+                    code = 500
+                    payload = _json({"error": f"internal error: {type(exc).__name__}: {exc}"})
+                if span is not None:
+                    span.set_attribute("http.response.status_code", code)
+            await _send(send, code, payload, request_id)
+        finally:
+            metrics.in_flight -= 1
+            metrics.observe(protocol, code, time.perf_counter() - started)
+            if outputs is not None:
+                metrics.count_classes(outputs.labels)
+
+
+def _loads(raw: bytes) -> Any:
+    """orjson on the fast path; Python's json as a fallback, because Python clients (Triton's
+    among them) write a missing float as the non-standard literal NaN."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest(f"malformed JSON: {exc}") from exc
+
+
+def _route(protocol: str) -> str:
+    return {"v2": "/v2/models/{name}/infer", "invocations": "/invocations"}.get(
+        protocol, "/predict"
+    )
+
+
+async def _send(
+    send: Any, status: int, body: bytes, request_id: bytes, content_type: bytes = JSON
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

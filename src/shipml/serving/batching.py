@@ -1,0 +1,97 @@
+"""Adaptive micro-batching: concurrent requests share one onnxruntime call.
+
+A request puts its validated columns on a queue and awaits its answer. The first
+request on an empty queue schedules a flush for the event loop's next turn; every
+request parsed in the meantime joins that batch (up to ``max_batch_size``). A lone
+client therefore waits for nothing but one loop turn, and under load batches form by
+themselves. ``max_wait_ms`` can add a short wait to gather larger batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from shipml.serving.predictor import Outputs, Predictor
+from shipml.serving.validation import Rows
+
+
+@dataclass
+class _Pending:
+    rows: Rows
+    future: asyncio.Future[Outputs]
+
+
+class Batcher:
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 0.0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000.0
+        self.on_batch = on_batch
+        self._queue: list[_Pending] = []
+        self._scheduled = False
+
+    async def predict(self, rows: Rows) -> Outputs:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outputs] = loop.create_future()
+        self._queue.append(_Pending(rows, future))
+        if not self._scheduled:
+            self._scheduled = True
+            if self.max_wait > 0 and len(self._queue) < self.max_batch_size:
+                loop.call_later(self.max_wait, self._flush)
+            else:
+                loop.call_soon(self._flush)
+        elif len(self._queue) >= self.max_batch_size:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        while self._queue:
+            batch: list[_Pending] = []
+            taken = 0
+            while self._queue and (
+                not batch or taken + self._queue[0].rows.n <= self.max_batch_size
+            ):
+                item = self._queue.pop(0)
+                batch.append(item)
+                taken += item.rows.n
+            self._run(batch, taken)
+
+    def _run(self, batch: list[_Pending], total: int) -> None:
+        if self.on_batch is not None:
+            self.on_batch(total)
+        if len(batch) == 1:
+            rows = batch[0].rows
+        elif all(p.rows.matrix is not None for p in batch):
+            rows = Rows(total, matrix=np.concatenate([p.rows.matrix for p in batch]))
+        else:
+            names = self.predictor.names
+            rows = Rows(total, columns={
+                n: np.concatenate([p.rows.column(n, i) for p in batch])
+                for i, n in enumerate(names)
+            })  # fmt: skip
+        try:
+            out = self.predictor.run(self.predictor.feeds(rows))
+        except Exception as exc:
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        start = 0
+        for p in batch:
+            end = start + p.rows.n
+            proba = out.probabilities[start:end] if out.probabilities is not None else None
+            if not p.future.done():
+                p.future.set_result(Outputs(out.labels[start:end], proba))
+            start = end

@@ -1,0 +1,103 @@
+"""A loaded model, ready to answer: the ONNX session (or a safely loaded skops model),
+the signature, and everything derivable from them, computed once at load time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shipml.errors import InferenceFailed, ModelError
+from shipml.model import ModelPackage, load_skops, refuse_pickle
+from shipml.model.convert import session
+from shipml.model.signature import MATRIX_INPUT, Signature
+from shipml.serving.validation import Rows
+
+
+@dataclass
+class Outputs:
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+
+
+class Predictor:
+    def __init__(
+        self,
+        package: ModelPackage,
+        *,
+        name: str,
+        version: str = "1",
+        trusted_types: list[str] | None = None,
+    ) -> None:
+        self.package = package
+        self.name = name
+        self.version = version
+        self.signature: Signature = package.signature
+        self.onnx_sha256 = package.onnx_sha256 or ""
+        self.lineage = package.lineage
+        self.classes = np.asarray(self.signature.classes)
+        self.names = self.signature.names
+        self.matrix = self.signature.onnx_input == "matrix"
+        self._model: Any = None
+        self._session: Any = None
+        if package.format == "onnx":
+            self._session = session(package.model_file.read_bytes())
+            self._output_names = [o.name for o in self._session.get_outputs()]
+        else:
+            self._model = load_skops(package.model_file, trusted_types or [])
+
+    @classmethod
+    def load(
+        cls, path: Path, *, name: str | None = None, version: str = "1",
+        trusted_types: list[str] | None = None,
+    ) -> Predictor:  # fmt: skip
+        """Load a package folder; a pickle-family file is refused before anything runs."""
+        if path.is_file():
+            refuse_pickle(path)
+            raise ModelError(
+                f"{path} is a file; shipml serves model package folders",
+                hint="package the model with shipml.package_model, or give NAME@ALIAS",
+            )
+        for file in path.iterdir() if path.is_dir() else []:
+            refuse_pickle(file)
+        package = ModelPackage.load(path)
+        return cls(package, name=name or path.name, version=version, trusted_types=trusted_types)
+
+    def feeds(self, rows: Rows) -> dict[str, np.ndarray]:
+        if self.matrix:
+            if rows.matrix is not None:
+                return {MATRIX_INPUT: rows.matrix}
+            return {MATRIX_INPUT: np.column_stack([rows.column(n, 0) for n in self.names])}
+        return {n: rows.column(n, i).reshape(-1, 1) for i, n in enumerate(self.names)}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> Outputs:
+        try:
+            if self._session is not None:
+                out = self._session.run(self._output_names, feeds)
+                proba = out[1] if len(out) > 1 else None
+                return Outputs(np.asarray(out[0]).reshape(-1), proba)
+            import pandas as pd
+
+            frame = pd.DataFrame({n: feeds[n].reshape(-1) for n in self.names})
+            proba = (
+                self._model.predict_proba(frame) if hasattr(self._model, "predict_proba") else None
+            )
+            return Outputs(np.asarray(self._model.predict(frame)), proba)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise InferenceFailed(f"the model failed on a validated input: {exc}") from exc
+
+    def warm_up_rows(self) -> Rows:
+        """One plausible row from the signature (first category, zero)."""
+        cols: dict[str, np.ndarray] = {}
+        for f in self.signature.features:
+            if f.type == "string":
+                value = f.categories[0] if f.categories else ""
+                cols[f.name] = np.asarray([value], dtype=object)
+            else:
+                cols[f.name] = np.zeros(1, dtype=np.float32)
+        return Rows(1, columns=cols)
+
+    def warm_up(self) -> Outputs:
+        return self.run(self.feeds(self.warm_up_rows()))

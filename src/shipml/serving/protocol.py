@@ -1,0 +1,226 @@
+"""Request bodies in, response bodies out: the Open Inference Protocol (V2) and the
+bodies MLflow users send (``/invocations``) and a plain ``/predict``.
+
+Parsing produces validated feature columns; rendering turns model outputs into the
+protocol's JSON (numbers stay NumPy arrays; orjson serialises them natively).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from shipml.errors import InvalidRequest
+from shipml.serving.predictor import Outputs
+from shipml.serving.validation import Rows, Validator
+
+NUMERIC_TYPES = frozenset(
+    {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
+     "UINT64"}
+)  # fmt: skip
+OUTPUT_NAMES = ("label", "probabilities")
+Columns = Rows
+
+
+def _require(cond: bool, message: str, hint: str | None = None) -> None:
+    if not cond:
+        raise InvalidRequest(message, hint=hint)
+
+
+# -- V2 ------------------------------------------------------------------------------------
+
+
+def parse_v2(body: Any, validator: Validator) -> tuple[Columns, Any, list[str] | None]:
+    """Validated columns, the request id to echo, and the requested output names."""
+    _require(isinstance(body, dict), "the body must be a JSON object with an 'inputs' list")
+    inputs = body.get("inputs")
+    _require(
+        isinstance(inputs, list) and len(inputs) > 0,
+        "'inputs' must be a non-empty list of tensors",
+        hint='e.g. {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}',
+    )
+    tensors: dict[str, Any] = {}
+    for tensor in inputs:
+        name, values = _tensor(tensor, validator)
+        _require(name not in tensors, f"tensor {name!r} appears twice")
+        tensors[name] = values
+    if len(tensors) == 1 and next(iter(tensors)) not in validator.features:
+        name, values = next(iter(tensors.items()))
+        columns = validator.matrix(values, name)
+    else:
+        columns = validator.columns(tensors)
+    outputs = body.get("outputs")
+    wanted: list[str] | None = None
+    if outputs is not None:
+        _require(isinstance(outputs, list), "'outputs' must be a list of {\"name\": ...}")
+        wanted = []
+        for out in outputs:
+            oname = out.get("name") if isinstance(out, dict) else None
+            _require(
+                oname in OUTPUT_NAMES,
+                f"unknown output {oname!r}",
+                hint=f"outputs: {', '.join(OUTPUT_NAMES)}",
+            )
+            wanted.append(str(oname))
+    return columns, body.get("id"), wanted
+
+
+def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
+    # Hot path: plain ifs, so no error message is built for a valid tensor.
+    if not isinstance(tensor, dict):
+        raise InvalidRequest("each input must be an object with name, shape, datatype, data")
+    name = tensor.get("name")
+    shape = tensor.get("shape")
+    dtype = tensor.get("datatype")
+    data = tensor.get("data")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("an input tensor has no 'name'")
+    if (
+        not isinstance(shape, list)
+        or not 1 <= len(shape) <= 2
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise InvalidRequest(
+            f"tensor {name!r} has an invalid shape {shape!r}",
+            hint="shape is a list of 1 or 2 non-negative integers, e.g. [rows] or [rows, 1]",
+        )
+    is_bytes = dtype == "BYTES"
+    if not is_bytes and dtype not in NUMERIC_TYPES:
+        raise InvalidRequest(
+            f"tensor {name!r} has unsupported datatype {dtype!r}",
+            hint="use BYTES for strings, FP32/FP64/INT* for numbers",
+        )
+    if not isinstance(data, list):
+        raise InvalidRequest(f"tensor {name!r} has no 'data' list")
+    feature = validator.features.get(name)
+    if feature is not None and is_bytes != (feature.type == "string"):
+        expected = "BYTES" if feature.type == "string" else "a numeric datatype (FP32...)"
+        raise InvalidRequest(f"feature {name!r} expects {expected}, got {dtype}")
+    flat = _flatten(data) if data and isinstance(data[0], list) else data
+    size = math.prod(shape)
+    if len(flat) != size:
+        raise InvalidRequest(
+            f"tensor {name!r} has {len(flat)} values but shape {shape} needs {size}"
+        )
+    if is_bytes:
+        return name, np.asarray(flat, dtype=object).reshape(shape)
+    return name, validator._numbers(flat, name).reshape(shape)
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in data:
+        if isinstance(v, list):
+            out.extend(_flatten(v))
+        else:
+            out.append(v)
+    return out
+
+
+def render_v2(
+    outputs: Outputs,
+    *,
+    model: str,
+    version: str,
+    request_id: Any,
+    wanted: list[str] | None,
+    label_type: str,
+) -> dict[str, Any]:
+    n = len(outputs.labels)
+    result: list[dict[str, Any]] = []
+    if wanted is None or "label" in wanted:
+        if label_type == "string":
+            result.append({"name": "label", "shape": [n], "datatype": "BYTES",
+                           "data": outputs.labels.tolist()})  # fmt: skip
+        else:
+            result.append({"name": "label", "shape": [n], "datatype": "INT64",
+                           "data": outputs.labels.astype(np.int64)})  # fmt: skip
+    proba = outputs.probabilities
+    if proba is not None and (wanted is None or "probabilities" in wanted):
+        flat = np.ascontiguousarray(proba, dtype=np.float32).reshape(-1)
+        result.append(
+            {"name": "probabilities", "shape": list(proba.shape), "datatype": "FP32", "data": flat}
+        )
+    body: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": result}
+    if request_id is not None:
+        body["id"] = request_id
+    return body
+
+
+# -- MLflow's /invocations and /predict -----------------------------------------------------
+
+
+def _records(records: Any, validator: Validator, key: str) -> Columns:
+    _require(
+        isinstance(records, list)
+        and len(records) > 0
+        and all(isinstance(r, dict) for r in records),
+        f"'{key}' must be a non-empty list of objects (one per row)",
+        hint='e.g. {"' + key + '": [{"feature": value, ...}]}',
+    )
+    names = set().union(*(r.keys() for r in records))
+    return validator.columns({n: [r.get(n) for r in records] for n in names})
+
+
+def _rows(rows: Any, columns: list[str], validator: Validator, key: str) -> Columns:
+    _require(
+        isinstance(rows, list)
+        and all(isinstance(r, list) and len(r) == len(columns) for r in rows),
+        f"'{key}' rows must be lists of {len(columns)} values",
+    )
+    return validator.columns({c: [r[i] for r in rows] for i, c in enumerate(columns)})
+
+
+def parse_invocations(body: Any, validator: Validator) -> Columns:
+    """MLflow scoring-server bodies: dataframe_split, dataframe_records, instances, inputs."""
+    _require(
+        isinstance(body, dict) and len(body) >= 1,
+        "the body must be a JSON object with one of dataframe_split, dataframe_records, "
+        "instances or inputs",
+    )
+    if "dataframe_split" in body:
+        split = body["dataframe_split"]
+        _require(isinstance(split, dict) and isinstance(split.get("columns"), list),
+                 "'dataframe_split' needs 'columns' and 'data'")  # fmt: skip
+        return _rows(split.get("data"), split["columns"], validator, "dataframe_split.data")
+    if "dataframe_records" in body:
+        return _records(body["dataframe_records"], validator, "dataframe_records")
+    for key in ("instances", "inputs"):
+        if key in body:
+            value = body[key]
+            if isinstance(value, dict):  # columnar: {"feature": [values]}
+                return validator.columns(value)
+            if isinstance(value, list) and value and isinstance(value[0], list):
+                return _rows(value, validator.names, validator, key)
+            return _records(value, validator, key)
+    raise InvalidRequest(
+        f"unknown body keys {sorted(body)}",
+        hint="use dataframe_split, dataframe_records, instances or inputs",
+    )
+
+
+def parse_predict(body: Any, validator: Validator) -> Columns:
+    _require(isinstance(body, dict) and "instances" in body,
+             'the body must be {"instances": [{feature: value, ...}]}')  # fmt: skip
+    return _records(body["instances"], validator, "instances")
+
+
+def render_predictions(outputs: Outputs, classes: np.ndarray, detailed: bool) -> dict[str, Any]:
+    labels = outputs.labels.tolist()
+    proba = outputs.probabilities
+    if not detailed:
+        body: dict[str, Any] = {"predictions": labels}
+        if proba is not None:
+            body["probabilities"] = np.asarray(proba, dtype=np.float32)
+            body["classes"] = classes.tolist()
+        return body
+    names = [str(c) for c in classes.tolist()]
+    preds = []
+    for i, label in enumerate(labels):
+        row: dict[str, Any] = {"label": label}
+        if proba is not None:
+            row["probabilities"] = dict(zip(names, proba[i].tolist(), strict=True))
+        preds.append(row)
+    return {"predictions": preds}

@@ -1,0 +1,116 @@
+"""Running the model server: resolve what to serve, build the app, start uvicorn.
+
+With several workers uvicorn imports the app in each process, so the spec travels in
+the ``SHIPML_SERVE_SPEC`` environment variable (JSON) to ``app_from_environment``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipml.serving.app import ModelServer
+from shipml.serving.predictor import Predictor
+from shipml.serving.tracing import Tracing
+
+SPEC_ENV = "SHIPML_SERVE_SPEC"
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    """Everything a server process needs (plain data, so it can cross a process boundary)."""
+
+    package: str
+    name: str
+    version: str = "1"
+    trusted_types: list[str] = field(default_factory=list)
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_batch_size: int = 64
+    max_wait_ms: float = 0.0
+
+
+def build_app(spec: ServeSpec) -> ModelServer:
+    predictor = Predictor.load(
+        Path(spec.package), name=spec.name, version=spec.version, trusted_types=spec.trusted_types
+    )
+    return ModelServer(
+        predictor,
+        max_body_bytes=spec.max_body_bytes,
+        max_batch_size=spec.max_batch_size,
+        max_wait_ms=spec.max_wait_ms,
+        tracing=Tracing.from_environment(),
+    )
+
+
+def app_from_environment() -> ModelServer:
+    return build_app(ServeSpec(**json.loads(os.environ[SPEC_ENV])))
+
+
+def run(
+    spec: ServeSpec,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    graceful_shutdown_s: float = 10.0,
+    access_log: bool = False,
+) -> None:
+    """Serve until interrupted; on SIGTERM in-flight requests finish (up to the grace time)."""
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "info" if access_log else "warning",
+        "access_log": access_log,
+        "timeout_graceful_shutdown": graceful_shutdown_s,
+        "lifespan": "on",
+    }
+    if workers > 1:
+        os.environ[SPEC_ENV] = json.dumps(asdict(spec))
+        uvicorn.run(
+            "shipml.serving.server:app_from_environment", factory=True, workers=workers, **options
+        )
+    else:
+        uvicorn.run(build_app(spec), **options)
+
+
+def resolve_spec(ref: str, config: object | None = None) -> ServeSpec:
+    """What ``shipml serve REF`` serves: a package folder, or ``name@alias`` /
+    ``name/version`` from the project's registry (``config`` is a ProjectConfig)."""
+    from shipml.errors import ConfigError, ModelError
+    from shipml.model import refuse_pickle
+    from shipml.tracking import Registry, parse_model_ref, tracker_for
+
+    path = Path(ref).expanduser()
+    if path.is_file():
+        refuse_pickle(path)
+        raise ModelError(
+            f"{ref} is a file; shipml serves model package folders or registry references",
+            hint="give NAME@ALIAS, NAME/VERSION or a folder made by shipml.package_model",
+        )
+    parsed = parse_model_ref(ref)
+    serving = getattr(config, "serving", None)
+    trusted = list(getattr(getattr(config, "model", None), "trusted_types", []) or [])
+    limits = {}
+    if serving is not None:
+        limits = {
+            "max_body_bytes": serving.max_body_bytes,
+            "max_batch_size": serving.max_batch_size,
+            "max_wait_ms": serving.max_wait_ms,
+        }
+    if parsed.path is not None:
+        return ServeSpec(str(parsed.path), parsed.path.name, "1", trusted, **limits)
+    if config is None:
+        raise ConfigError(
+            f"{ref} is a registry reference, but there is no project here",
+            hint="run inside a project (or -C DIR), or give a package folder",
+        )
+    registry = Registry(tracker_for(config))
+    info = registry.resolve(parsed)
+    return ServeSpec(str(registry.local_path(info)), info.name, info.version, trusted, **limits)

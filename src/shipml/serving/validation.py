@@ -1,0 +1,199 @@
+"""Checking inputs against the model's signature, with vectorised NumPy checks.
+
+Each feature column arrives as a list (from JSON) or an array and leaves as the model
+convention: float32 with NaN for missing, or an object array of str with "" for missing.
+Every failure is an ``InvalidRequest`` naming the feature, the row and the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import infer_dtype
+
+from shipml.errors import InvalidRequest
+from shipml.model.signature import Feature, Signature
+
+
+@dataclass
+class Rows:
+    """Validated input: ``n`` rows as one array per feature, or (all-numeric models) as one
+    [n, features] float32 matrix in signature order."""
+
+    n: int
+    columns: dict[str, np.ndarray] | None = None
+    matrix: np.ndarray | None = None
+
+    def column(self, name: str, index: int) -> np.ndarray:
+        if self.columns is not None:
+            return self.columns[name]
+        assert self.matrix is not None
+        return self.matrix[:, index]
+
+
+NUMERIC_KINDS = frozenset({"floating", "integer", "mixed-integer-float", "decimal", "empty"})
+
+
+def _first_bad(values: Any, ok: Any) -> tuple[int, Any]:
+    """Row and value of the first element failing ``ok`` (only on the error path)."""
+    flat = values.reshape(-1).tolist() if isinstance(values, np.ndarray) else values
+    for i, v in enumerate(flat):
+        if not ok(v):
+            return i, v
+    return -1, None
+
+
+def _is_number(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def _is_text(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+class Validator:
+    """Validation for one signature (lookups prepared once, at load time)."""
+
+    def __init__(self, signature: Signature) -> None:
+        self.signature = signature
+        self.features = {f.name: f for f in signature.features}
+        self.names = signature.names
+        self.categories = {
+            f.name: np.asarray(f.categories, dtype=object)
+            for f in signature.features
+            if f.type == "string" and f.categories is not None
+        }
+        self.nullable = np.asarray([f.nullable for f in signature.features])
+        self.all_numeric = signature.all_numeric
+
+    # -- whole requests ---------------------------------------------------------------
+    def columns(self, raw: dict[str, Any]) -> Rows:
+        """Validate one value list per feature."""
+        missing = [n for n in self.names if n not in raw]
+        if missing:
+            raise InvalidRequest(
+                f"missing feature {missing[0]!r}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                hint=f"the model's features: {', '.join(self.names)}",
+            )
+        extra = [n for n in raw if n not in self.features]
+        if extra:
+            raise InvalidRequest(
+                f"unknown feature {extra[0]!r}",
+                hint=f"the model's features: {', '.join(self.names)}",
+            )
+        cols = {name: self.column(self.features[name], raw[name]) for name in self.names}
+        rows = {len(c) for c in cols.values()}
+        if len(rows) != 1:
+            counts = ", ".join(f"{n}: {len(c)}" for n, c in cols.items())
+            raise InvalidRequest(f"features have different numbers of rows ({counts})")
+        n = rows.pop()
+        if n == 0:
+            raise InvalidRequest("the request has no rows", hint="send at least one row")
+        return Rows(n, columns=cols)
+
+    def matrix(self, values: Any, name: str = "input") -> Rows:
+        """One [rows, features] numeric tensor, columns in signature order."""
+        if not self.all_numeric:
+            raise InvalidRequest(
+                f"tensor {name!r} is not a feature, and a single 2-D tensor is accepted only "
+                "by all-numeric models",
+                hint=f"send one tensor per feature: {', '.join(self.names)}",
+            )
+        arr = self._numbers(values, name)
+        if arr.ndim == 1 and len(self.names) == arr.shape[0]:
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2 or arr.shape[1] != len(self.names):
+            raise InvalidRequest(
+                f"tensor {name!r} has shape {list(arr.shape)}; expected [rows, {len(self.names)}]",
+                hint=f"columns in this order: {', '.join(self.names)}",
+            )
+        if arr.shape[0] == 0:
+            raise InvalidRequest("the request has no rows", hint="send at least one row")
+        nan = np.isnan(arr)
+        bad = nan & ~self.nullable if nan.any() else None
+        if bad is not None and bad.any():
+            row, col = (int(i) for i in np.argwhere(bad)[0])
+            raise InvalidRequest(
+                f"feature {self.names[col]!r} is missing at row {row}; the model needs a value",
+            )
+        return Rows(arr.shape[0], matrix=np.ascontiguousarray(arr, dtype=np.float32))
+
+    # -- one column -------------------------------------------------------------------
+    def column(self, feature: Feature, values: Any) -> np.ndarray:
+        if feature.type == "string":
+            return self._strings(feature, values)
+        arr = self._numbers(values, feature.name)
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr.reshape(-1)
+        if arr.ndim != 1:
+            raise InvalidRequest(
+                f"feature {feature.name!r} has shape {list(arr.shape)}; "
+                "expected [rows] or [rows, 1]"
+            )
+        if not feature.nullable:
+            nan = np.isnan(arr)
+            if nan.any():
+                raise InvalidRequest(
+                    f"feature {feature.name!r} is missing at row {int(np.argmax(nan))}; "
+                    "the model needs a value",
+                )
+        return arr
+
+    def _numbers(self, values: Any, name: str) -> np.ndarray:
+        if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+            return values.astype(np.float32, copy=False)
+        objects = np.asarray(values, dtype=object)
+        flat = objects.reshape(-1)
+        if flat.size and isinstance(flat[0], list):
+            raise InvalidRequest(
+                f"feature {name!r} has ragged nested lists (rows of unequal length)"
+            )
+        if infer_dtype(flat, skipna=True) not in NUMERIC_KINDS:  # one C pass, no Python loop
+            row, value = _first_bad(flat.tolist(), _is_number)
+            raise InvalidRequest(
+                f"feature {name!r} expects numbers; got {value!r} at row {max(row, 0)}",
+                hint="send JSON numbers (null for a missing value), not strings or booleans",
+            )
+        try:
+            return np.asarray(values, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"feature {name!r}: {exc}") from exc
+
+    def _strings(self, feature: Feature, values: Any) -> np.ndarray:
+        arr = np.asarray(values, dtype=object)
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr.reshape(-1)
+        if arr.ndim != 1:
+            raise InvalidRequest(
+                f"feature {feature.name!r} has shape {list(arr.shape)}; "
+                "expected [rows] or [rows, 1]"
+            )
+        if infer_dtype(arr, skipna=True) not in ("string", "empty"):
+            row, value = _first_bad(arr, _is_text)
+            raise InvalidRequest(
+                f"feature {feature.name!r} expects strings; got {value!r} at row {row}",
+                hint="send JSON strings (null for a missing value)",
+            )
+        missing = pd.isna(arr) | (arr == "")  # None and NaN; elementwise, vectorised
+        if missing.any():
+            if not feature.nullable:
+                raise InvalidRequest(
+                    f"feature {feature.name!r} is missing at row {int(np.argmax(missing))}; "
+                    "the model needs a value",
+                )
+            arr = arr.copy()
+            arr[missing] = ""
+        cats = self.categories.get(feature.name)
+        if cats is not None:
+            known = np.isin(arr, cats) | missing
+            if not known.all():
+                row = int(np.argmax(~known))
+                raise InvalidRequest(
+                    f"feature {feature.name!r} has unknown category {arr[row]!r} at row {row}",
+                    hint=f"known categories: {', '.join(map(str, cats))}",
+                )
+        return arr

@@ -1,0 +1,206 @@
+"""The model server in process (Starlette's test client drives the ASGI app)."""
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from shipml.model import model_input
+from shipml.serving import ModelServer, Predictor
+
+
+@pytest.fixture
+def client(penguins_package):
+    app = ModelServer(Predictor.load(penguins_package.path, name="penguins", version="3"))
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def rows(penguins_data):
+    X, _ = penguins_data
+    return X.iloc[[0, 3, 100]]  # row 3 has missing values
+
+
+def v2_body(rows, **extra):
+    inputs = []
+    for name in rows.columns:
+        col = rows[name]
+        if col.dtype == object or str(col.dtype) in ("str", "string"):
+            data = [None if v != v else v for v in col.tolist()]
+            inputs.append({"name": name, "shape": [len(rows), 1], "datatype": "BYTES",
+                           "data": data})  # fmt: skip
+        else:
+            data = [None if np.isnan(v) else float(v) for v in col.astype(float).tolist()]
+            inputs.append({"name": name, "shape": [len(rows)], "datatype": "FP64", "data": data})
+    return {"inputs": inputs, **extra}
+
+
+def expected(package, rows):
+    labels, proba = package.predict(rows)
+    return labels.tolist(), proba
+
+
+def test_health_metadata_and_readiness(client):
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2").json()["name"] == "shipml"
+    meta = client.get("/v2/models/penguins").json()
+    assert meta["versions"] == ["3"]
+    assert {i["name"]: i["datatype"] for i in meta["inputs"]}["island"] == "BYTES"
+    assert [o["name"] for o in meta["outputs"]] == ["label", "probabilities"]
+    assert client.get("/v2/models/penguins/versions/3").status_code == 200
+    assert client.get("/v2/models/penguins/ready").json() == {"name": "penguins", "ready": True}
+    assert client.get("/v2/models/other").status_code == 404
+    assert client.get("/v2/models/penguins/versions/9/ready").status_code == 404
+
+
+def test_v2_infer_matches_the_model(client, penguins_package, rows):
+    resp = client.post("/v2/models/penguins/infer", json=v2_body(rows, id="req-7"))
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["id"] == "req-7" and body["model_version"] == "3"
+    outs = {o["name"]: o for o in body["outputs"]}
+    labels, proba = expected(penguins_package, rows)
+    assert outs["label"]["data"] == labels and outs["label"]["datatype"] == "BYTES"
+    assert outs["probabilities"]["shape"] == [3, 3]
+    assert np.allclose(np.reshape(outs["probabilities"]["data"], (3, 3)), proba, atol=1e-6)
+    only = client.post("/v2/models/penguins/versions/3/infer",
+                       json=v2_body(rows, outputs=[{"name": "label"}]))  # fmt: skip
+    assert [o["name"] for o in only.json()["outputs"]] == ["label"]
+
+
+def test_mlflow_and_predict_bodies(client, penguins_package, rows):
+    labels, proba = expected(penguins_package, rows)
+    records = [{k: (None if v != v else v) for k, v in r.items()}
+               for r in rows.to_dict(orient="records")]  # fmt: skip
+    split = {
+        "columns": list(rows.columns),
+        "data": [[None if v != v else v for v in r] for r in rows.values.tolist()],
+    }
+    bodies = [
+        {"dataframe_split": split},
+        {"dataframe_records": records},
+        {"instances": records},
+        {"inputs": {c: [r[c] for r in records] for c in rows.columns}},
+    ]  # fmt: skip
+    for body in bodies:
+        resp = client.post("/invocations", json=body)
+        assert resp.status_code == 200, (body, resp.text)
+        assert resp.json()["predictions"] == labels
+    resp = client.post("/predict", json={"instances": records})
+    first = resp.json()["predictions"][0]
+    assert first["label"] == labels[0]
+    assert first["probabilities"]["Adelie"] == pytest.approx(float(proba[0][0]), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "text"),
+    [
+        (b"{not json", 400, "malformed JSON"),
+        (b'{"inputs": []}', 400, "'inputs' must be a non-empty list"),
+        (b'{"inputs": [{"name": "island", "shape": [1], "datatype": "BYTES", "data": ["Mars"]}]}',
+         400, "missing feature"),
+    ],
+)  # fmt: skip
+def test_errors_are_json_with_a_message(client, body, status, text):
+    resp = client.post("/v2/models/penguins/infer", content=body)
+    assert resp.status_code == status
+    assert text in resp.json()["error"]
+
+
+def test_unknown_category_and_unknown_model(client, rows):
+    body = v2_body(rows)
+    for tensor in body["inputs"]:
+        if tensor["name"] == "island":
+            tensor["data"][1] = "Atlantis"
+    resp = client.post("/v2/models/penguins/infer", json=body)
+    assert resp.status_code == 400
+    assert "unknown category 'Atlantis' at row 1" in resp.json()["error"]
+    assert client.post("/v2/models/nope/infer", json=v2_body(rows)).status_code == 404
+
+
+def test_body_too_large(penguins_package):
+    app = ModelServer(Predictor.load(penguins_package.path, name="penguins"), max_body_bytes=2048)
+    with TestClient(app) as c:
+        resp = c.post("/predict", content=b"x" * 5000)
+        assert resp.status_code == 400 and "larger than the limit" in resp.json()["error"]
+
+
+def test_request_id_echoed_or_generated(client, rows):
+    resp = client.post("/v2/models/penguins/infer", json=v2_body(rows),
+                       headers={"X-Request-ID": "abc-123"})  # fmt: skip
+    assert resp.headers["x-request-id"] == "abc-123"
+    a = client.get("/v2").headers["x-request-id"]
+    b = client.get("/v2").headers["x-request-id"]
+    assert a and b and a != b
+
+
+def test_metrics_are_prometheus_text_with_low_cardinality(client, rows):
+    client.post("/v2/models/penguins/infer", json=v2_body(rows), headers={"X-Request-ID": "zz"})
+    client.post("/v2/models/penguins/infer", content=b"{")
+    text = client.get("/metrics").text
+    assert (
+        'shipml_requests_total{code="200",model="penguins",protocol="v2",version="3"} 1.0' in text
+    )
+    assert 'code="400"' in text
+    assert "shipml_request_duration_seconds_bucket" in text
+    assert "shipml_batch_size_rows_count" in text
+    assert "shipml_requests_in_flight" in text
+    assert 'shipml_model_info{model="penguins",onnx_sha256="' in text
+    assert 'shipml_predictions_total{class="' in text
+    assert "zz" not in text  # no request ids in labels
+
+
+def test_matrix_input_for_numeric_models(cancer_package, cancer_data):
+    X, _ = cancer_data
+    app = ModelServer(Predictor.load(cancer_package.path, name="cancer"))
+    with TestClient(app) as c:
+        data = X.iloc[:4].to_numpy().tolist()
+        resp = c.post("/v2/models/cancer/infer", json={"inputs": [
+            {"name": "input", "shape": [4, 30], "datatype": "FP32", "data": data}]})  # fmt: skip
+        assert resp.status_code == 200, resp.text
+        labels, _ = cancer_package.predict(X.iloc[:4])
+        assert resp.json()["outputs"][0]["data"] == labels.tolist()
+        assert resp.json()["outputs"][0]["datatype"] == "INT64"
+
+
+def test_tracing_spans_follow_the_traceparent(penguins_package, rows):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from shipml.serving.tracing import Tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Tracing(provider.get_tracer("test"))
+    app = ModelServer(Predictor.load(penguins_package.path, name="penguins"), tracing=tracing)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with TestClient(app) as c:
+        resp = c.post("/v2/models/penguins/infer", json=v2_body(rows),
+                      headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})  # fmt: skip
+        assert resp.status_code == 200
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"POST /v2/models/{name}/infer", "validate", "infer"}
+    root = spans["POST /v2/models/{name}/infer"]
+    assert format(root.context.trace_id, "032x") == trace_id
+    assert root.attributes["http.response.status_code"] == 200
+    assert root.attributes["http.request.method"] == "POST"
+    assert spans["infer"].parent.span_id == root.context.span_id
+
+
+def test_not_ready_until_warm_up(penguins_package):
+    app = ModelServer(Predictor.load(penguins_package.path, name="penguins"))
+    assert not app.ready  # no lifespan startup yet
+    client = TestClient(app)  # without the context manager: no lifespan
+    assert client.get("/v2/health/ready").status_code == 503
+    app.warm_up()
+    assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_in_process_predictions_match_sklearn(penguins_package, penguins_data):
+    X, _ = penguins_data
+    labels, _ = penguins_package.predict(X)
+    assert len(labels) == len(X) and set(labels) <= {"Adelie", "Chinstrap", "Gentoo"}
+    assert model_input(X).shape == X.shape

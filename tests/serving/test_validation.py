@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from shipml.errors import InvalidRequest
+from shipml.model.signature import Feature, Signature
+from shipml.serving.validation import Validator
+
+SIG = Signature(
+    [
+        Feature("island", "string", nullable=False, categories=["Biscoe", "Dream"]),
+        Feature("sex", "string", nullable=True, categories=["female", "male"]),
+        Feature("mass", "float", nullable=False),
+        Feature("bill", "float", nullable=True),
+    ],
+    classes=["a", "b"],
+)
+V = Validator(SIG)
+GOOD = {"island": ["Dream", "Biscoe"], "sex": [None, "male"], "mass": [1, 2.5], "bill": [None, 3]}
+
+
+def test_valid_columns_follow_the_model_convention():
+    rows = V.columns(GOOD)
+    assert rows.n == 2
+    assert rows.columns["sex"].tolist() == ["", "male"]
+    assert rows.columns["mass"].dtype == np.float32
+    assert np.isnan(rows.columns["bill"][0])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"island": None}, "missing feature 'island'"),
+        ({"extra": [1, 2]}, "unknown feature 'extra'"),
+        ({"mass": ["heavy", 2]}, "feature 'mass' expects numbers; got 'heavy' at row 0"),
+        ({"mass": [True, 2]}, "feature 'mass' expects numbers; got True"),
+        ({"island": ["Dream", 3]}, "feature 'island' expects strings; got 3 at row 1"),
+        ({"island": ["Dream", "Atlantis"]}, "unknown category 'Atlantis' at row 1"),
+        ({"island": ["Dream", None]}, "feature 'island' is missing at row 1"),
+        ({"mass": [1.0, None]}, "feature 'mass' is missing at row 1"),
+        ({"mass": [1.0]}, "different numbers of rows"),
+        ({"mass": [[1.0, 2.0], [3.0, 4.0]]}, "has shape [2, 2]"),
+        ({"mass": [[1.0], [2.0, 3.0]]}, "ragged"),
+    ],
+)
+def test_each_mistake_names_the_feature_and_value(change, message):
+    raw = {**GOOD, **change}
+    raw = {k: v for k, v in raw.items() if v is not None or k not in change}
+    with pytest.raises(InvalidRequest) as err:
+        V.columns(raw)
+    assert message in err.value.message
+
+
+def test_matrix_input_only_for_numeric_models():
+    numeric = Validator(Signature([Feature("a", "float", False), Feature("b", "float", True)]))
+    rows = numeric.matrix([[1, None], [2, 3]])
+    assert rows.n == 2 and rows.matrix.shape == (2, 2) and rows.matrix.dtype == np.float32
+    with pytest.raises(InvalidRequest, match="expected \\[rows, 2\\]"):
+        numeric.matrix([[1, 2, 3]])
+    with pytest.raises(InvalidRequest, match="feature 'a' is missing at row 1"):
+        numeric.matrix([[1, 2], [None, 3]])
+    with pytest.raises(InvalidRequest, match="all-numeric models"):
+        V.matrix([[1, 2, 3, 4]])
