@@ -203,6 +203,9 @@ class _Run:
         self.stored: dict[tuple[str, str], StoredOutput] = {}
         self.inputs: dict[str, DatasetInput] = {}
         self.broken: set[str] = set()  # failed or skipped steps
+        # Written in one batch at the end of the run (one transaction, not one per step).
+        self.pending_metrics: dict[str, float] = {}
+        self.pending_tags: dict[str, str] = {}
         # Settings a step's result depends on (package_model reads the parity tolerance).
         self.settings = {"parity_tolerance": config.model.parity_tolerance}
 
@@ -296,6 +299,7 @@ def run_pipeline(
                 rows=snap.rows,
                 version=snap.version,
             )
+            run.pending_tags[f"shipml.dataset.{name}.sha256"] = snap.digest
         lineage = {
             "run_id": run_id,
             "experiment": config.experiment_name,
@@ -320,7 +324,7 @@ def run_pipeline(
         failed = result.failed_step is not None
         if not failed and register:
             _register(run, result, config, alias)
-        _log_summary(tracker, run_id, graph, result)
+        _log_summary(run, run_id, graph, result)
         result.status = "FAILED" if failed else "FINISHED"
     except BaseException:
         result.status = "FAILED"
@@ -359,7 +363,7 @@ def _run_step(
                 run.stored[(node.name, out.name)] = out
             res.status, res.outputs, res.metrics = "cached", {o.name: o for o in entry.outputs}, {}
             res.metrics = dict(entry.metrics)
-            run.tracker.log_metrics(ctx.run_id or "", res.metrics)
+            run.pending_metrics.update(res.metrics)  # logged with the run's summary
             reporter.step_finished(node.name, "cached", 0.0, f"from run {str(entry.run_id)[:8]}")
             return res
     reporter.step_started(node.name)
@@ -463,13 +467,13 @@ def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | 
         )
     if alias and result.model_version is not None:
         result.model_version = registry.set_alias(name, result.model_version.version, alias)
-    run.tracker.set_tags(
-        result.run_id,
-        {"shipml.model.name": name, "shipml.model.version": result.model_version.version},
+    run.pending_tags.update(
+        {"shipml.model.name": name, "shipml.model.version": result.model_version.version}
     )
 
 
-def _log_summary(tracker: Tracker, run_id: str, graph: Graph, result: RunResult) -> None:
+def _log_summary(run: _Run, run_id: str, graph: Graph, result: RunResult) -> None:
+    tracker = run.tracker
     steps = [
         {
             "name": s.name,
@@ -487,9 +491,12 @@ def _log_summary(tracker: Tracker, run_id: str, graph: Graph, result: RunResult)
         json.dumps({"steps": steps, "edges": graph.edges()}, indent=2),
         "pipeline/steps.json",
     )
-    tracker.log_text(run_id, json.dumps(environment(), indent=2), "environment.json")
+    tracker.log_text(
+        run_id, json.dumps(environment(run.config.cache_dir), indent=2), "environment.json"
+    )
     cached = sum(s.status == "cached" for s in result.steps)
-    tracker.set_tags(run_id, {"shipml.steps.cached": f"{cached}/{len(result.steps)}"})
+    tags = {**run.pending_tags, "shipml.steps.cached": f"{cached}/{len(result.steps)}"}
     if result.failed_step:
         result.traceback_file = result.step(result.failed_step).traceback_file
-        tracker.set_tags(run_id, {"shipml.failed_step": result.failed_step})
+        tags["shipml.failed_step"] = result.failed_step
+    tracker.log_batch(run_id, run.pending_metrics, tags)

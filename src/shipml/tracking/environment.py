@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import platform
 import subprocess
 import sys
@@ -49,8 +52,26 @@ def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
     return versions
 
 
-def environment() -> dict[str, Any]:
-    """Python, platform and every installed distribution with its version."""
+def environment(cache_dir: Path | None = None) -> dict[str, Any]:
+    """Python, platform and every installed distribution with its version.
+
+    Listing distributions takes a tenth of a second; with ``cache_dir`` the answer is
+    kept, keyed by the modification times of the import path (an install changes them)."""
+    if cache_dir is not None:
+        stamp = [(p, os.stat(p).st_mtime_ns) for p in sys.path if p and os.path.isdir(p)]
+        key = hashlib.sha256(json.dumps([sys.version, stamp]).encode()).hexdigest()[:24]
+        file = cache_dir / f"environment-{key}.json"
+        if file.is_file():
+            try:
+                return dict(json.loads(file.read_text(encoding="utf-8")))
+            except ValueError:
+                pass
+        env = environment()
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(env), encoding="utf-8")
+        os.replace(tmp, file)
+        return env
     installed = sorted(
         {(d.metadata["Name"] or "?").lower(): d.version for d in metadata.distributions()}.items()
     )

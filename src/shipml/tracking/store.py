@@ -108,6 +108,17 @@ class Tracker:
         if items:
             self.client.log_batch(run_id, metrics=items)
 
+    def log_batch(self, run_id: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
+        """Metrics and tags in one write (one transaction on a SQL store)."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
@@ -159,7 +170,6 @@ class Tracker:
         )
         tags = [InputTag("mlflow.data.context", context)]
         self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
-        self.set_tags(run_id, {f"shipml.dataset.{name}.sha256": digest})
 
     def get_run(self, run_id: str) -> Any:
         return self.client.get_run(run_id)
