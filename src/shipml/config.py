@@ -82,6 +82,22 @@ class ServingSection(_Section):
     graceful_shutdown_s: float = Field(default=10.0, ge=0.0)
 
 
+class AuditSection(_Section):
+    """The tamper-evident audit log of predictions and lifecycle events."""
+
+    enabled: bool = True
+    path: str = ".shipml/audit/audit.db"
+    # Ed25519 private key (PEM) that signs checkpoints; created if missing. Keep it, and
+    # the checkpoint folder, where whoever can write the database cannot.
+    signing_key: str = ".shipml/audit/signing.key"
+    checkpoint_dir: str = ".shipml/audit/checkpoints"
+    checkpoint_every: int = Field(default=10_000, ge=1)
+    # False: a record keeps the sha256 of the request body instead of the body.
+    store_inputs: bool = True
+    # Digest of the image the server runs in, when known (set by the container).
+    image_digest: str = ""
+
+
 class ProjectConfig(_Section):
     project: ProjectSection = Field(default_factory=ProjectSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
@@ -90,6 +106,7 @@ class ProjectConfig(_Section):
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     model: ModelSection = Field(default_factory=ModelSection)
     serving: ServingSection = Field(default_factory=ServingSection)
+    audit: AuditSection = Field(default_factory=AuditSection)
 
     # Set by load_config; not a setting.
     root: Path = Field(default_factory=Path.cwd, exclude=True)

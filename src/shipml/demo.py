@@ -6,15 +6,21 @@ registers the model package and makes it the champion.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from shipml.config import load_config
+import orjson
+
+from shipml.config import ProjectConfig, load_config
 from shipml.data import DatasetStore, Snapshot
+from shipml.errors import ShipmlError
 from shipml.model import ModelPackage
 from shipml.pipeline import RunResult, run_pipeline
 from shipml.pipeline.display import Reporter
+from shipml.serving.server import build_app, resolve_spec
 from shipml.templates import create_project
 from shipml.tracking import Registry, tracker_for
 
@@ -27,6 +33,8 @@ class DemoResult:
     package: ModelPackage
     store_uri: str
     seconds: float
+    request_id: str = ""
+    prediction: dict[str, Any] = field(default_factory=dict)
 
 
 def fresh_folder(base: Path, stem: str = "shipml-demo") -> Path:
@@ -47,6 +55,7 @@ def run_demo(folder: Path, *, reporter: Reporter | None = None) -> DemoResult:
     registry = Registry(tracker_for(config))
     version = registry.resolve(f"{config.model_name}@champion")
     package = ModelPackage.load(registry.local_path(version))
+    request_id, prediction = serve_one(config, f"{config.model_name}@champion", snapshot, store)
     return DemoResult(
         folder=folder,
         snapshot=snapshot,
@@ -54,4 +63,43 @@ def run_demo(folder: Path, *, reporter: Reporter | None = None) -> DemoResult:
         package=package,
         store_uri=config.tracking_uri,
         seconds=time.perf_counter() - started,
+        request_id=request_id,
+        prediction=prediction,
     )
+
+
+def serve_one(
+    config: ProjectConfig, ref: str, snapshot: Snapshot, store: DatasetStore
+) -> tuple[str, dict[str, Any]]:
+    """One prediction through the model server (in process, audited like any other)."""
+    spec = resolve_spec(ref, config)
+    app = build_app(spec)
+    row = store.load(snapshot).drop(columns=[config.model.target or "species"]).iloc[0]
+    instance = {k: (None if v != v else (v.item() if hasattr(v, "item") else v))
+                for k, v in row.items()}  # fmt: skip
+    body = orjson.dumps({"instances": [instance]})
+    status, headers, answer = asyncio.run(_call(app, "/predict", body))
+    if status != 200:
+        raise ShipmlError(f"the demo prediction failed ({status}): {answer.decode()}")
+    if app.audit is not None:
+        app.audit.close()
+    return headers["x-request-id"], dict(orjson.loads(answer))
+
+
+async def _call(app: Any, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """A minimal ASGI client: lifespan start-up, one POST, lifespan shutdown."""
+    app.warm_up()
+    sent: list[dict[str, Any]] = []
+    scope = {"type": "http", "method": "POST", "path": path,
+             "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = sent[0]
+    headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    return int(start["status"]), headers, b"".join(m.get("body", b"") for m in sent[1:])

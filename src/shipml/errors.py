@@ -99,6 +99,13 @@ class UnsafeModelError(ModelError):
     kind = "unsafe model"
 
 
+class AuditError(ShipmlError):
+    """The audit log cannot be written or read, or it failed verification."""
+
+    exit_code = 10
+    kind = "audit error"
+
+
 class ServingError(ShipmlError):
     """A request the model server cannot answer; ``status`` is the HTTP status it maps to."""
 
@@ -129,6 +136,7 @@ class InferenceFailed(ServingError):
 
 
 __all__ = [
+    "AuditError",
     "ConfigError",
     "DataError",
     "InferenceFailed",

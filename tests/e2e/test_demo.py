@@ -42,6 +42,33 @@ def test_demo_builds_the_whole_local_journey(tmp_path: Path):
         assert (package.path / name).is_file()
     assert package.lineage["datasets"]["penguins"]["sha256"] == full
 
+    # the demo's prediction is audited, and its whole lineage can be explained
+    request_id = result.stdout.split("request ")[1].split()[0]
+    explained = shipml("audit", "explain", request_id, cwd=folder)
+    assert explained.returncode == 0, explained.stderr
+    text = " ".join(explained.stdout.split())
+    for link in (
+        "prediction",
+        "model version penguins/1",
+        "champion",
+        "training run",
+        run.info.run_id,
+        "dataset penguins@1",
+        full,
+        "code git commit",
+        run.data.tags["mlflow.source.git.commit"],
+        "image",
+        "tests",
+    ):
+        assert link in text, link
+    verified = shipml("audit", "verify", cwd=folder)
+    assert verified.returncode == 0 and "verified 1 records" in verified.stdout
+    exported = shipml("audit", "export", "-o", "audit.parquet", cwd=folder)
+    assert exported.returncode == 0, exported.stderr
+    import pandas as pd
+
+    assert pd.read_parquet(folder / "audit.parquet")["request_id"].tolist() == [request_id]
+
 
 def test_demo_picks_a_fresh_folder_each_time(tmp_path: Path):
     from shipml.demo import fresh_folder

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from shipml import __version__
-from shipml.cli import data, models, project, serve
+from shipml.cli import audit, data, models, project, serve
 from shipml.cli.output import state, stderr
 from shipml.errors import ShipmlError
 
@@ -55,6 +55,7 @@ project.register(app)
 serve.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
+app.add_typer(audit.app, name="audit")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,5 +120,20 @@ def alias(
     alias_name: str = typer.Argument(..., metavar="ALIAS", help="Alias, e.g. champion."),
 ) -> None:
     """Point ALIAS of NAME at VERSION (e.g. make version 3 the champion)."""
-    info = _registry().set_alias(name, version, alias_name)
+    config = project_config()
+    registry = Registry(tracker_for(config))
+    before = registry.aliases(name).get(alias_name)
+    info = registry.set_alias(name, version, alias_name)
+    if config.audit.enabled:
+        import getpass
+
+        from shipml.audit import open_log
+
+        log = open_log(config)
+        try:
+            log.append({"kind": "event", "event": "alias", "model": name, "alias": alias_name,
+                        "version": info.version, "previous_version": before,
+                        "by": getpass.getuser()})  # fmt: skip
+        finally:
+            log.close()
     stdout.print(f"{name}@{alias_name} → version {info.version}")

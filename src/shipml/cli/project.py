@@ -114,10 +114,14 @@ def demo(
     table.add_row("package", f"{pkg.path}")
     table.add_row("", files)
     table.add_row("store", result.store_uri)
+    if result.request_id:
+        first = (result.prediction.get("predictions") or [{}])[0]
+        table.add_row("prediction", f"request {result.request_id} → {first.get('label')} "
+                      "(served by the model server, audited)")  # fmt: skip
     stdout.print(table)
     stdout.print(
         f"[green]done[/] in {result.seconds:.1f}s. Next: cd {result.folder} && "
-        "shipml models show penguins@champion · shipml ui"
+        f"shipml audit explain {result.request_id} · shipml serve penguins@champion · shipml ui"
     )
 
 

@@ -8,6 +8,7 @@ load time (metadata bodies, lookups, metric children) is.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -18,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from shipml.errors import InvalidRequest, ModelNotFound, ServingError
+from shipml.audit import AuditLog
+from shipml.errors import AuditError, InferenceFailed, InvalidRequest, ModelNotFound, ServingError
 from shipml.serving.batching import Batcher
 from shipml.serving.metrics import ServerMetrics
 from shipml.serving.predictor import Outputs, Predictor
@@ -53,6 +55,9 @@ class ModelServer:
         max_batch_size: int = 64,
         max_wait_ms: float = 0.0,
         tracing: Tracing | None = None,
+        audit: AuditLog | None = None,
+        audit_inputs: bool = True,
+        image_digest: str = "",
     ) -> None:
         self.predictor = predictor
         self.name, self.version = predictor.name, predictor.version
@@ -66,6 +71,19 @@ class ModelServer:
         )
         self.max_body_bytes = max_body_bytes
         self.tracing = tracing or Tracing(None)
+        self.audit = audit
+        self.audit_inputs = audit_inputs
+        lineage = predictor.lineage
+        self._audit_static = {
+            "kind": "prediction",
+            "model": self.name,
+            "version": self.version,
+            "onnx_sha256": predictor.onnx_sha256,
+            "run_id": lineage.get("run_id"),
+            "datasets": {n: d.get("sha256") for n, d in (lineage.get("datasets") or {}).items()},
+            "git_commit": (lineage.get("git") or {}).get("commit"),
+            "image_digest": image_digest or None,
+        }
         self.ready = False
         # Generated request ids: a random per-process prefix and a counter (unique, cheap).
         self._id_prefix = uuid.uuid4().hex[:12].encode()
@@ -124,6 +142,8 @@ class ModelServer:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
+                if self.audit is not None:
+                    self.audit.close()  # drains the writer, signs a final checkpoint
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -254,6 +274,9 @@ class ModelServer:
                             rows = parse_predict(body, self.validator)
                     with tracing.span("infer"):
                         outputs = await self.batcher.predict(rows)
+                    if self.audit is not None:
+                        await _audit_record(self, scope, request_id, protocol, body, raw,
+                                            outputs, started, span)  # fmt: skip
                     if protocol == "v2":
                         payload = _json(render_v2(
                             outputs, model=self.name, version=self.version, request_id=rid,
@@ -279,6 +302,38 @@ class ModelServer:
             metrics.observe(protocol, code, time.perf_counter() - started)
             if outputs is not None:
                 metrics.count_classes(outputs.labels)
+
+
+async def _audit_record(
+    server: ModelServer, scope: Scope, request_id: bytes, protocol: str, body: Any, raw: bytes,
+    outputs: Outputs, started: float, span: Any,
+) -> None:  # fmt: skip
+    """Write the prediction's audit record; the answer waits until it is durable."""
+    assert server.audit is not None
+    variant = None
+    for key, value in scope["headers"]:
+        if key == b"x-shipml-variant":
+            variant = value.decode("latin-1")
+    labels = outputs.labels
+    record = {
+        **server._audit_static,
+        "request_id": request_id.decode("latin-1"),
+        "variant": variant or "direct",
+        "protocol": protocol,
+        "input": body if server.audit_inputs else {"sha256": hashlib.sha256(raw).hexdigest()},
+        "output": {
+            "label": labels.tolist() if labels.dtype == object else labels,
+            "probabilities": outputs.probabilities,
+        },
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        "trace_id": format(span.get_span_context().trace_id, "032x") if span else None,
+    }
+    try:
+        await server.audit.append_async(record)
+    except AuditError as exc:
+        raise InferenceFailed(
+            f"the audit log cannot record this prediction: {exc.message}"
+        ) from exc
 
 
 def _loads(raw: bytes) -> Any:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipml.audit import AuditLog
 from shipml.serving.app import ModelServer
 from shipml.serving.predictor import Predictor
 from shipml.serving.tracing import Tracing
@@ -30,18 +31,35 @@ class ServeSpec:
     max_body_bytes: int = 10 * 1024 * 1024
     max_batch_size: int = 64
     max_wait_ms: float = 0.0
+    audit_path: str = ""  # empty: no audit log
+    signing_key: str = ""
+    checkpoint_dir: str = ""
+    checkpoint_every: int = 10_000
+    audit_inputs: bool = True
+    image_digest: str = ""
 
 
 def build_app(spec: ServeSpec) -> ModelServer:
     predictor = Predictor.load(
         Path(spec.package), name=spec.name, version=spec.version, trusted_types=spec.trusted_types
     )
+    audit = None
+    if spec.audit_path:
+        audit = AuditLog(
+            Path(spec.audit_path),
+            signing_key=Path(spec.signing_key) if spec.signing_key else None,
+            checkpoint_dir=Path(spec.checkpoint_dir) if spec.checkpoint_dir else None,
+            checkpoint_every=spec.checkpoint_every,
+        )
     return ModelServer(
         predictor,
         max_body_bytes=spec.max_body_bytes,
         max_batch_size=spec.max_batch_size,
         max_wait_ms=spec.max_wait_ms,
         tracing=Tracing.from_environment(),
+        audit=audit,
+        audit_inputs=spec.audit_inputs,
+        image_digest=spec.image_digest,
     )
 
 
@@ -97,13 +115,24 @@ def resolve_spec(ref: str, config: object | None = None) -> ServeSpec:
     parsed = parse_model_ref(ref)
     serving = getattr(config, "serving", None)
     trusted = list(getattr(getattr(config, "model", None), "trusted_types", []) or [])
-    limits = {}
+    limits: dict[str, Any] = {}
     if serving is not None:
         limits = {
             "max_body_bytes": serving.max_body_bytes,
             "max_batch_size": serving.max_batch_size,
             "max_wait_ms": serving.max_wait_ms,
         }
+    audit = getattr(config, "audit", None)
+    if audit is not None and audit.enabled:
+        path = config.path  # type: ignore[union-attr]
+        limits.update(
+            audit_path=str(path(audit.path)),
+            signing_key=str(path(audit.signing_key)),
+            checkpoint_dir=str(path(audit.checkpoint_dir)),
+            checkpoint_every=audit.checkpoint_every,
+            audit_inputs=audit.store_inputs,
+            image_digest=audit.image_digest,
+        )
     if parsed.path is not None:
         return ServeSpec(str(parsed.path), parsed.path.name, "1", trusted, **limits)
     if config is None:

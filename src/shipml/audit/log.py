@@ -1,0 +1,255 @@
+"""The audit log: append-only, hash-chained, Merkle-checkpointed, in SQLite (WAL).
+
+Each record is stored as its canonical JSON (keys sorted, no insignificant white
+space, UTF-8) together with its RFC 6962 leaf hash. Every entry carries its sequence
+number and the leaf hash of the entry before it, so a changed, deleted, inserted or
+reordered record breaks the chain at a named place; signed checkpoints (size, Merkle
+root, time) detect a rewritten or truncated log.
+
+Writes are group-committed: concurrent ``append`` calls share one transaction and one
+fsync on a writer thread, and each caller resumes only once its record is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shipml.audit.merkle import Frontier, leaf_hash
+from shipml.audit.signing import Checkpoint, load_or_create_key, public_pem, sign
+from shipml.errors import AuditError
+
+GENESIS = "0" * 64
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY,
+    leaf BLOB NOT NULL,
+    entry BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    request_id TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_request ON entries (request_id);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY,
+    root TEXT NOT NULL,
+    time TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+"""
+
+
+def canonical(obj: Any) -> bytes:
+    """Canonical JSON: sorted keys, no white space, UTF-8 (NumPy values serialised)."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    leaf: bytes
+    raw: bytes
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return dict(orjson.loads(self.raw))
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+    conn.executescript(SCHEMA)
+    return conn
+
+
+class AuditLog:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        signing_key: Path | None = None,
+        checkpoint_dir: Path | None = None,
+        checkpoint_every: int = 10_000,
+    ) -> None:
+        self.path = path
+        self.conn = connect(path)
+        self.key = load_or_create_key(signing_key) if signing_key else None
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        if self.key is not None and checkpoint_dir is not None:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            pub = checkpoint_dir / "public.pem"
+            if not pub.exists():
+                pub.write_bytes(public_pem(self.key))
+        self._lock = threading.Lock()
+        self.frontier = Frontier()
+        self.last_leaf = bytes.fromhex(GENESIS)
+        for (leaf,) in self.conn.execute("SELECT leaf FROM entries ORDER BY seq"):
+            self.frontier.append(leaf)
+            self.last_leaf = leaf
+        self._queue: queue.Queue[tuple[dict[str, Any], Any, Any] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
+
+    # -- writing ------------------------------------------------------------------------
+    def append_many(self, records: list[dict[str, Any]]) -> list[int]:
+        """Append records in one transaction; returns their sequence numbers."""
+        with self._lock:
+            rows = []
+            seqs = []
+            frontier_before = (self.frontier.size, list(self.frontier._stack), self.last_leaf)
+            for record in records:
+                seq = self.frontier.size
+                entry = {**record, "seq": seq, "prev": self.last_leaf.hex()}
+                entry.setdefault("time", datetime.now(UTC).isoformat(timespec="microseconds"))
+                raw = canonical(entry)
+                leaf = leaf_hash(raw)
+                rows.append((seq, leaf, raw, str(entry.get("kind", "event")),
+                             entry.get("request_id")))  # fmt: skip
+                self.frontier.append(leaf)
+                self.last_leaf = leaf
+                seqs.append(seq)
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.executemany(
+                    "INSERT INTO entries (seq, leaf, entry, kind, request_id) VALUES (?,?,?,?,?)",
+                    rows,
+                )
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self.conn.execute("ROLLBACK") if self.conn.in_transaction else None
+                size, stack, last = frontier_before
+                self.frontier.size, self.frontier._stack, self.last_leaf = size, stack, last
+                raise AuditError(f"cannot write the audit log {self.path}: {exc}") from exc
+            before, after = frontier_before[0], self.frontier.size
+            every = self.checkpoint_every
+            if self.key is not None and every and after // every > before // every:
+                self._checkpoint_locked()
+        return seqs
+
+    def append(self, record: dict[str, Any]) -> int:
+        return self.append_many([record])[0]
+
+    async def append_async(self, record: dict[str, Any]) -> int:
+        """Group commit: resumes once the record is durable, sharing the fsync with every
+        record queued meanwhile."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                            name="shipml-audit-writer")  # fmt: skip
+            self._writer.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._queue.put((record, loop, future))
+        return await future
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 5000:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                seqs = self.append_many([r for r, _, _ in batch])
+            except Exception as exc:
+                for _, loop, fut in batch:
+                    loop.call_soon_threadsafe(_set_exception, fut, exc)
+                continue
+            for (_, loop, fut), seq in zip(batch, seqs, strict=True):
+                loop.call_soon_threadsafe(_set_result, fut, seq)
+
+    def checkpoint(self) -> Checkpoint:
+        with self._lock:
+            return self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> Checkpoint:
+        cp = Checkpoint(
+            size=self.frontier.size,
+            root=self.frontier.root().hex(),
+            time=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        if self.key is None:
+            raise AuditError("no signing key configured", hint="set [audit] signing_key")
+        cp = sign(self.key, cp)
+        self.conn.execute(
+            "INSERT OR REPLACE INTO checkpoints (size, root, time, signature) VALUES (?,?,?,?)",
+            (cp.size, cp.root, cp.time, cp.signature),
+        )
+        if self.checkpoint_dir is not None:
+            file = self.checkpoint_dir / f"checkpoint-{cp.size:012d}.json"
+            tmp = file.with_suffix(".tmp")
+            tmp.write_text(cp.to_json())
+            tmp.replace(file)
+        return cp
+
+    def close(self) -> None:
+        """Stop the writer and, if records came since the last checkpoint, sign one."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(timeout=10)
+            self._writer = None
+        if self.key is not None:
+            with self._lock:
+                row = self.conn.execute("SELECT MAX(size) FROM checkpoints").fetchone()
+                if (row[0] or 0) < self.frontier.size:
+                    self._checkpoint_locked()
+        self.conn.close()
+
+    # -- reading ------------------------------------------------------------------------
+    def entries(self) -> Iterator[tuple[int, bytes, bytes]]:
+        """(stored seq, stored leaf, raw entry) in storage order."""
+        yield from self.conn.execute("SELECT seq, leaf, entry FROM entries ORDER BY seq")
+
+    def find(self, request_id: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT entry FROM entries WHERE request_id = ? ORDER BY seq", (request_id,)
+        )
+        return [dict(orjson.loads(raw)) for (raw,) in rows]
+
+    def checkpoints(self) -> list[Checkpoint]:
+        rows = self.conn.execute(
+            "SELECT size, root, time, signature FROM checkpoints ORDER BY size"
+        )
+        return [Checkpoint(*row) for row in rows]
+
+
+def _set_result(fut: asyncio.Future[int], seq: int) -> None:
+    if not fut.done():
+        fut.set_result(seq)
+
+
+def _set_exception(fut: asyncio.Future[int], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def open_log(config: Any) -> AuditLog:
+    """The project's audit log (``config`` is a ProjectConfig)."""
+    section = config.audit
+    return AuditLog(
+        config.path(section.path),
+        signing_key=config.path(section.signing_key),
+        checkpoint_dir=config.path(section.checkpoint_dir),
+        checkpoint_every=section.checkpoint_every,
+    )

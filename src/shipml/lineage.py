@@ -1,0 +1,82 @@
+"""``shipml audit explain``: from one prediction back to everything that made it.
+
+prediction → model version → training run → dataset snapshots → code commit → image
+→ the tests that gated the version. Each link says where it came from; a link that
+is not recorded says so instead of being left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipml.audit import open_log
+from shipml.config import ProjectConfig
+from shipml.data import DatasetStore
+from shipml.errors import AuditError, ShipmlError
+from shipml.tracking import ModelRef, Registry, tracker_for
+
+
+@dataclass
+class Link:
+    kind: str
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def explain(config: ProjectConfig, request_id: str) -> list[Link]:
+    log = open_log(config)
+    try:
+        records = [r for r in log.find(request_id) if r.get("kind") == "prediction"]
+    finally:
+        log.close()
+    if not records:
+        raise AuditError(
+            f"no prediction with request id {request_id!r} in {config.audit.path}",
+            hint="the id is the X-Request-ID header of the answer",
+        )
+    rec = records[0]
+    links = [Link("prediction", f"request {request_id} at {rec.get('time')} · variant "
+                  f"{rec.get('variant')} · {rec.get('latency_ms')} ms",
+                  {"output": rec.get("output"), "seq": rec.get("seq"),
+                   "trace_id": rec.get("trace_id")})]  # fmt: skip
+    registry = Registry(tracker_for(config))
+    name, version = str(rec.get("model")), str(rec.get("version"))
+    try:
+        info = registry.resolve(ModelRef(name=name, version=version))
+        links.append(Link("model version", f"{name}/{version} · aliases "
+                          f"{', '.join(info.aliases) or '-'} · onnx sha256 "
+                          f"{rec.get('onnx_sha256')}", {"source": info.source}))  # fmt: skip
+        tags = info.tags
+    except ShipmlError as exc:
+        links.append(Link("model version", f"{name}/{version} (not in this registry: "
+                          f"{exc.message})"))  # fmt: skip
+        tags = {}
+    run_id = rec.get("run_id")
+    if run_id:
+        run = registry.tracker.get_run(run_id)
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.data.metrics.items()))
+        links.append(Link("training run", f"{run_id} ({run.info.status}) · {metrics}",
+                          {"params": dict(run.data.params)}))  # fmt: skip
+    else:
+        links.append(Link("training run", "not recorded (the package was made outside a run)"))
+    store = DatasetStore(config.artifact_root, config.root)
+    for dname, digest in (rec.get("datasets") or {}).items():
+        versions = [s for s in store.versions(dname) if s.digest == digest]
+        where = (
+            (
+                f"{dname}@{versions[0].version} · {versions[0].rows} rows · source "
+                f"{versions[0].source}"
+            )
+            if versions
+            else f"{dname} (snapshot not in this store)"
+        )
+        links.append(Link("dataset", f"{where} · sha256 {digest}"))  # fmt: skip
+    commit = rec.get("git_commit")
+    links.append(Link("code", f"git commit {commit}" if commit else "no git commit recorded"))
+    image = rec.get("image_digest") or tags.get("shipml.image_digest")
+    links.append(Link("image", image or "not recorded (served outside a shipml image)"))
+    tests = {k: v for k, v in tags.items() if k.startswith("shipml.tests")}
+    links.append(Link("tests", ", ".join(f"{k}={v}" for k, v in tests.items())
+                      or "none recorded for this version"))  # fmt: skip
+    return links
