@@ -13,9 +13,9 @@ fsync on a writer thread, and each caller resumes only once its record is durabl
 from __future__ import annotations
 
 import asyncio
-import queue
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,7 +97,11 @@ class AuditLog:
         for (leaf,) in self.conn.execute("SELECT leaf FROM entries ORDER BY seq"):
             self.frontier.append(leaf)
             self.last_leaf = leaf
-        self._queue: queue.Queue[tuple[dict[str, Any], Any, Any] | None] = queue.Queue()
+        # Pending records for the writer thread: a deque (appends are atomic) and an event
+        # that wakes the writer; cheaper per record than queue.Queue's locks.
+        self._pending: deque[tuple[dict[str, Any], Any, Any]] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
         self._writer: threading.Thread | None = None
 
     @property
@@ -111,10 +115,10 @@ class AuditLog:
             rows = []
             seqs = []
             frontier_before = (self.frontier.size, list(self.frontier._stack), self.last_leaf)
+            now = datetime.now(UTC).isoformat(timespec="microseconds")  # one write, one time
             for record in records:
                 seq = self.frontier.size
-                entry = {**record, "seq": seq, "prev": self.last_leaf.hex()}
-                entry.setdefault("time", datetime.now(UTC).isoformat(timespec="microseconds"))
+                entry = {"time": now, **record, "seq": seq, "prev": self.last_leaf.hex()}
                 raw = canonical(entry)
                 leaf = leaf_hash(raw)
                 rows.append((seq, leaf, raw, str(entry.get("kind", "event")),
@@ -152,32 +156,34 @@ class AuditLog:
             self._writer.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        self._queue.put((record, loop, future))
+        self._pending.append((record, loop, future))
+        self._wake.set()
         return await future
 
     def _write_loop(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < 5000:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            try:
-                seqs = self.append_many([r for r, _, _ in batch])
-            except Exception as exc:
-                for _, loop, fut in batch:
-                    loop.call_soon_threadsafe(_set_exception, fut, exc)
+            self._wake.wait()
+            self._wake.clear()
+            if not self._pending:
+                if self._stopping:
+                    return
                 continue
-            for (_, loop, fut), seq in zip(batch, seqs, strict=True):
-                loop.call_soon_threadsafe(_set_result, fut, seq)
+            batch = []
+            while self._pending and len(batch) < 5000:
+                batch.append(self._pending.popleft())
+            if self._pending:
+                self._wake.set()  # more to write: go round again
+            outcome: list[Any]
+            try:
+                outcome = self.append_many([r for r, _, _ in batch])
+            except Exception as exc:
+                outcome = [exc] * len(batch)
+            # One wake-up per event loop for the whole batch, not one per record.
+            by_loop: dict[Any, list[tuple[Any, Any]]] = {}
+            for (_, loop, fut), value in zip(batch, outcome, strict=True):
+                by_loop.setdefault(loop, []).append((fut, value))
+            for loop, items in by_loop.items():
+                loop.call_soon_threadsafe(_settle, items)
 
     def checkpoint(self) -> Checkpoint:
         with self._lock:
@@ -206,7 +212,8 @@ class AuditLog:
     def close(self) -> None:
         """Stop the writer and, if records came since the last checkpoint, sign one."""
         if self._writer is not None:
-            self._queue.put(None)
+            self._stopping = True
+            self._wake.set()
             self._writer.join(timeout=10)
             self._writer = None
         if self.key is not None:
@@ -234,14 +241,14 @@ class AuditLog:
         return [Checkpoint(*row) for row in rows]
 
 
-def _set_result(fut: asyncio.Future[int], seq: int) -> None:
-    if not fut.done():
-        fut.set_result(seq)
-
-
-def _set_exception(fut: asyncio.Future[int], exc: BaseException) -> None:
-    if not fut.done():
-        fut.set_exception(exc)
+def _settle(items: list[tuple[asyncio.Future[int], Any]]) -> None:
+    for fut, value in items:
+        if fut.done():
+            continue
+        if isinstance(value, BaseException):
+            fut.set_exception(value)
+        else:
+            fut.set_result(value)
 
 
 def open_log(config: Any) -> AuditLog:
