@@ -168,7 +168,7 @@ class AuditLog:
                 if self._stopping:
                     return
                 continue
-            batch = []
+            batch: list[tuple[dict[str, Any], Any, Any]] = []
             while self._pending and len(batch) < 5000:
                 batch.append(self._pending.popleft())
             if self._pending:
