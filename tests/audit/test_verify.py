@@ -160,3 +160,23 @@ def test_cli_verify_fails_naming_the_record(tmp_path):
     result = shipml("audit", "verify", cwd=tmp_path)
     assert result.returncode == 10
     assert "record 2 is out of place" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_several_processes_share_one_chain(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path; from shipml.audit import AuditLog\n"
+        "log = AuditLog(Path(sys.argv[1]))\n"
+        "for i in range(200):\n"
+        "    log.append({'kind': 'prediction', 'request_id': f'{sys.argv[2]}-{i}'})\n"
+    )
+    db = tmp_path / "shared.db"
+    AuditLog(db).conn.close()
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), name])
+             for name in ("champion", "challenger", "gateway")]  # fmt: skip
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    log = AuditLog(db)
+    assert log.size == 600
+    assert verify(log).ok

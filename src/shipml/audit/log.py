@@ -68,6 +68,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+    conn.execute("PRAGMA busy_timeout=30000")  # other processes may hold the write lock
     conn.executescript(SCHEMA)
     return conn
 
@@ -110,39 +111,54 @@ class AuditLog:
 
     # -- writing ------------------------------------------------------------------------
     def append_many(self, records: list[dict[str, Any]]) -> list[int]:
-        """Append records in one transaction; returns their sequence numbers."""
+        """Append records in one transaction; returns their sequence numbers.
+
+        Several processes may share one log (champion, challenger and gateway; server
+        workers): inside the write lock each first catches up with records the others
+        appended, so there is one chain whoever writes."""
         with self._lock:
-            rows = []
-            seqs = []
-            frontier_before = (self.frontier.size, list(self.frontier._stack), self.last_leaf)
-            now = datetime.now(UTC).isoformat(timespec="microseconds")  # one write, one time
-            for record in records:
-                seq = self.frontier.size
-                entry = {"time": now, **record, "seq": seq, "prev": self.last_leaf.hex()}
-                raw = canonical(entry)
-                leaf = leaf_hash(raw)
-                rows.append((seq, leaf, raw, str(entry.get("kind", "event")),
-                             entry.get("request_id")))  # fmt: skip
-                self.frontier.append(leaf)
-                self.last_leaf = leaf
-                seqs.append(seq)
+            saved = (self.frontier.size, list(self.frontier._stack), self.last_leaf)
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.execute("BEGIN IMMEDIATE")  # the database's write lock
+                self._catch_up()
+                before = self.frontier.size
+                now = datetime.now(UTC).isoformat(timespec="microseconds")  # one write, one time
+                rows = []
+                for record in records:
+                    seq = self.frontier.size
+                    entry = {"time": now, **record, "seq": seq, "prev": self.last_leaf.hex()}
+                    raw = canonical(entry)
+                    leaf = leaf_hash(raw)
+                    rows.append((seq, leaf, raw, str(entry.get("kind", "event")),
+                                 entry.get("request_id")))  # fmt: skip
+                    self.frontier.append(leaf)
+                    self.last_leaf = leaf
                 self.conn.executemany(
                     "INSERT INTO entries (seq, leaf, entry, kind, request_id) VALUES (?,?,?,?,?)",
                     rows,
                 )
                 self.conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self.conn.execute("ROLLBACK") if self.conn.in_transaction else None
-                size, stack, last = frontier_before
-                self.frontier.size, self.frontier._stack, self.last_leaf = size, stack, last
+            except (sqlite3.Error, TypeError) as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                self.frontier.size, self.frontier._stack, self.last_leaf = saved
                 raise AuditError(f"cannot write the audit log {self.path}: {exc}") from exc
-            before, after = frontier_before[0], self.frontier.size
-            every = self.checkpoint_every
+            after, every = self.frontier.size, self.checkpoint_every
             if self.key is not None and every and after // every > before // every:
                 self._checkpoint_locked()
-        return seqs
+        return [row[0] for row in rows]
+
+    def _catch_up(self) -> None:
+        """Fold in records other processes appended since this one last looked."""
+        (top,) = self.conn.execute("SELECT MAX(seq) FROM entries").fetchone()
+        size = 0 if top is None else top + 1
+        if size == self.frontier.size:
+            return
+        for (leaf,) in self.conn.execute(
+            "SELECT leaf FROM entries WHERE seq >= ? ORDER BY seq", (self.frontier.size,)
+        ):
+            self.frontier.append(leaf)
+            self.last_leaf = leaf
 
     def append(self, record: dict[str, Any]) -> int:
         return self.append_many([record])[0]
@@ -190,6 +206,7 @@ class AuditLog:
             return self._checkpoint_locked()
 
     def _checkpoint_locked(self) -> Checkpoint:
+        self._catch_up()
         cp = Checkpoint(
             size=self.frontier.size,
             root=self.frontier.root().hex(),
