@@ -98,6 +98,15 @@ class AuditSection(_Section):
     image_digest: str = ""
 
 
+class RolloutSection(_Section):
+    """The gateway (``shipml gateway``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Bearer token for /v1/rollout/promote and /rollback; empty turns them off.
+    admin_token: str = ""
+
+
 class ProjectConfig(_Section):
     project: ProjectSection = Field(default_factory=ProjectSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
@@ -107,6 +116,7 @@ class ProjectConfig(_Section):
     model: ModelSection = Field(default_factory=ModelSection)
     serving: ServingSection = Field(default_factory=ServingSection)
     audit: AuditSection = Field(default_factory=AuditSection)
+    rollout: RolloutSection = Field(default_factory=RolloutSection)
 
     # Set by load_config; not a setting.
     root: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -251,6 +251,11 @@ class AuditLog:
         )
         return [dict(orjson.loads(raw)) for (raw,) in rows]
 
+    def find_events(self) -> list[dict[str, Any]]:
+        """Lifecycle events (deploy, traffic change, promotion, rollback...), oldest first."""
+        rows = self.conn.execute("SELECT entry FROM entries WHERE kind = 'event' ORDER BY seq")
+        return [dict(orjson.loads(raw)) for (raw,) in rows]
+
     def checkpoints(self) -> list[Checkpoint]:
         rows = self.conn.execute(
             "SELECT size, root, time, signature FROM checkpoints ORDER BY size"

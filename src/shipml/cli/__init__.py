@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from shipml import __version__
-from shipml.cli import audit, data, models, project, serve
+from shipml.cli import audit, data, models, project, rollout, serve
 from shipml.cli.output import state, stderr
 from shipml.errors import ShipmlError
 
@@ -56,6 +56,8 @@ serve.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
+app.add_typer(rollout.app, name="rollout")
+app.command("gateway")(rollout.gateway)
 
 
 def main(argv: list[str] | None = None) -> int:

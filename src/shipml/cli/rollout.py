@@ -1,0 +1,158 @@
+"""``shipml gateway`` and ``shipml rollout``: shadow, A/B and canary in front of model
+servers, and the commands that watch and steer them."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from shipml.cli.output import project_config, stderr, stdout
+from shipml.errors import ConfigError, ShipmlError
+
+app = typer.Typer(help="Watch and steer a running gateway.", no_args_is_help=True)
+
+
+def _variant(spec: str, role: str) -> Any:
+    from shipml.rollout import Variant
+
+    name, sep, url = spec.partition("=")
+    if not sep or not name or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--{role} expects NAME=URL, got {spec!r}",
+                          hint=f"for example --{role} v2=http://127.0.0.1:8081")  # fmt: skip
+    return Variant(name, url.rstrip("/"))
+
+
+def gateway(
+    mode: str = typer.Option("single", help="single, shadow, ab or canary."),
+    champion: str = typer.Option(..., help="NAME=URL of the champion's model server."),
+    challenger: list[str] = typer.Option([], help="NAME=URL of a challenger (repeatable)."),
+    fraction: float = typer.Option(1.0, help="shadow: share of requests mirrored (0-1)."),
+    weights: str = typer.Option("", help="ab: NAME=WEIGHT,... (default: equal)."),
+    sticky: str | None = typer.Option(None, help="header:NAME or field:NAME for sticky A/B."),
+    steps: str = typer.Option("5,25,50,100", help="canary: challenger weight per step (%)."),
+    min_samples: int = typer.Option(200, help="canary: labels per variant before deciding."),
+    interval: float = typer.Option(5.0, help="canary: seconds between analyses."),
+    host: str | None = typer.Option(None, help="Interface (default [rollout] host)."),
+    port: int | None = typer.Option(None, help="Port (default [rollout] port, 8000)."),
+) -> None:
+    """Run the gateway in front of model servers (see docs/rollout.md)."""
+    import uvicorn
+
+    from shipml.audit import open_log
+    from shipml.rollout import Gateway, TrafficPolicy
+
+    try:
+        config: Any = project_config()
+    except ConfigError:
+        config = None
+    parsed_weights = {}
+    for item in filter(None, weights.split(",")):
+        name, _, value = item.partition("=")
+        try:
+            parsed_weights[name] = float(value)
+        except ValueError as exc:
+            raise ConfigError(f"--weights expects NAME=NUMBER, got {item!r}") from exc
+    try:
+        step_list = [float(s) for s in steps.split(",") if s]
+    except ValueError as exc:
+        raise ConfigError(f"--steps expects numbers like 5,25,50,100, got {steps!r}") from exc
+    policy = TrafficPolicy(
+        mode=mode, champion=_variant(champion, "champion"),
+        challengers=[_variant(c, "challenger") for c in challenger], shadow_fraction=fraction,
+        weights=parsed_weights, sticky=sticky, steps=step_list, min_samples=min_samples,
+        interval_s=interval,
+    )  # fmt: skip
+    audit = open_log(config) if config is not None and config.audit.enabled else None
+    token = config.rollout.admin_token if config is not None else ""
+    host = host or (config.rollout.host if config is not None else "127.0.0.1")
+    port = port if port is not None else (config.rollout.port if config is not None else 8000)
+    stderr.print(f"gateway ({mode}) on http://{host}:{port}: champion {policy.champion.name}"
+                 + (f", challengers {', '.join(v.name for v in policy.challengers)}"
+                    if policy.challengers else ""))  # fmt: skip
+    uvicorn.run(Gateway(policy, audit=audit, admin_token=token), host=host, port=port,
+                loop="uvloop", http="httptools", log_level="warning", lifespan="on")  # fmt: skip
+
+
+def _call(url: str, method: str = "GET", token: str = "") -> dict[str, Any]:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return dict(json.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+        raise ShipmlError(f"the gateway answered {exc.code}: {detail}") from exc
+    except OSError as exc:
+        raise ShipmlError(
+            f"cannot reach the gateway at {url}: {exc}",
+            hint="start it with `shipml gateway`, or pass --gateway URL",
+        ) from exc
+
+
+GATEWAY_OPT = typer.Option("http://127.0.0.1:8000", "--gateway", help="The gateway's URL.")
+
+
+@app.command("status")
+def status(gateway_url: str = GATEWAY_OPT) -> None:
+    """Per-variant traffic, errors, latency, agreement and accuracy with confidence."""
+    data = _call(gateway_url.rstrip("/") + "/v1/rollout")
+    stdout.print(f"mode [bold]{data['mode']}[/] · state {data['state']} · champion "
+                 f"{data['champion']} · weights {data['weights']}")  # fmt: skip
+    table = Table("variant", "requests", "errors", "p99 ms", "labelled", "accuracy",
+                  "95% CI", "p vs champion")  # fmt: skip
+    for name, row in data["analysis"]["variants"].items():
+        ci = row.get("accuracy_ci95")
+        table.add_row(
+            name, str(row["requests"]), f"{row['error_rate']:.2%}",
+            f"{row['p99_ms']:.1f}" if row["p99_ms"] is not None else "-", str(row["labelled"]),
+            f"{row['accuracy']:.3f}" if row["accuracy"] is not None else "-",
+            f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "-",
+            f"{row['p_value_vs_champion']:.3g}" if "p_value_vs_champion" in row else "-",
+        )  # fmt: skip
+    stdout.print(table)
+    for name, sh in data["analysis"]["shadow"].items():
+        agree = sh["agreement"]
+        stdout.print(
+            f"shadow {name}: {sh['compared']} compared, agreement {agree:.2%}"
+            if agree is not None
+            else f"shadow {name}: none compared"
+        )
+    if data.get("shadow"):
+        stdout.print(f"mirroring: {data['shadow']}")
+    for event in data["history"][-5:]:
+        stdout.print(f"event {event['event']}: {event.get('reason', '')}")
+
+
+def _token(token: str | None) -> str:
+    if token:
+        return token
+    env = os.environ.get("SHIPML_ROLLOUT_ADMIN_TOKEN", "")
+    if env:
+        return env
+    try:
+        return str(project_config().rollout.admin_token)
+    except ConfigError:
+        return ""
+
+
+@app.command("promote")
+def promote(gateway_url: str = GATEWAY_OPT,
+            token: str | None = typer.Option(None, help="Admin token.")) -> None:  # fmt: skip
+    """Make the challenger the champion now (recorded in the audit log)."""
+    data = _call(gateway_url.rstrip("/") + "/v1/rollout/promote", "POST", _token(token))
+    stdout.print(f"promoted: champion is now {data['champion']}")
+
+
+@app.command("rollback")
+def rollback(gateway_url: str = GATEWAY_OPT,
+             token: str | None = typer.Option(None, help="Admin token.")) -> None:  # fmt: skip
+    """Send all traffic back to the champion now (recorded in the audit log)."""
+    data = _call(gateway_url.rstrip("/") + "/v1/rollout/rollback", "POST", _token(token))
+    stdout.print(f"rolled back: all traffic to {data['champion']}")

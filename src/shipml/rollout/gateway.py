@@ -1,0 +1,389 @@
+"""The gateway: one address in front of model servers, with shadow, A/B and canary
+traffic, feedback labels, online analysis and automatic promotion or rollback.
+
+It speaks the model server's protocols (V2, /invocations, /predict) and forwards each
+request to the variant the policy picks, adding ``X-Shipml-Variant`` so the model
+server's audit record says which arm served it. Lifecycle events (start, traffic
+change, promotion, rollback) go into the audit log with the numbers behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import itertools
+import logging
+import random
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import orjson
+
+from shipml.audit import AuditLog
+from shipml.rollout.analysis import Analysis
+from shipml.rollout.assignment import choose
+from shipml.rollout.policy import TrafficPolicy
+
+log = logging.getLogger("shipml.rollout")
+JSON = b"application/json"
+INFER_PATHS = ("/predict", "/invocations")
+
+
+def _json(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def outputs_of(path: str, body: Any) -> dict[str, Any]:
+    """The first row's label and probabilities from a model server's answer."""
+    try:
+        if path.startswith("/v2/"):
+            outs = {o["name"]: o for o in body["outputs"]}
+            label = outs["label"]["data"][0] if "label" in outs else None
+            proba = outs.get("probabilities")
+            n = proba["shape"][-1] if proba else 0
+            return {"label": label, "probabilities": proba["data"][:n] if proba else None}
+        first = body["predictions"][0]
+        if isinstance(first, dict):
+            probs = first.get("probabilities")
+            return {"label": first.get("label"),
+                    "probabilities": list(probs.values()) if probs else None}  # fmt: skip
+        probs = body.get("probabilities")
+        return {"label": first, "probabilities": probs[0] if probs else None}
+    except (KeyError, IndexError, TypeError):
+        return {"label": None, "probabilities": None}
+
+
+class Gateway:
+    def __init__(
+        self,
+        policy: TrafficPolicy,
+        *,
+        audit: AuditLog | None = None,
+        admin_token: str = "",
+        seed: int | None = None,
+    ) -> None:
+        self.policy = policy
+        self.audit = audit
+        self.admin_token = admin_token
+        self.rng = random.Random(seed)
+        self.analysis = Analysis()
+        self.step = 0  # canary: index into policy.steps
+        self.state = "running"  # running | promoted | rolled back
+        self.history: list[dict[str, Any]] = []
+        self.counters: dict[str, int] = {"mirrored": 0, "dropped": 0, "shadow_failed": 0}
+        self.requests: dict[tuple[str, int], int] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._queue: asyncio.Queue[tuple[str, bytes, dict[str, str], str, dict[str, Any]]] | None
+        self._queue = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ids = itertools.count(1)
+        self._prefix = uuid.uuid4().hex[:12]
+
+    # -- traffic ------------------------------------------------------------------------
+    def weights(self) -> list[tuple[str, float]]:
+        p = self.policy
+        if p.mode == "ab":
+            return [(v.name, p.weights.get(v.name, 0.0)) for v in p.variants]
+        if p.mode == "canary" and self.state == "running":
+            share = p.steps[self.step]
+            return [(p.champion.name, 100.0 - share), (p.challengers[0].name, share)]
+        return [(p.champion.name, 100.0)]
+
+    def _sticky_key(self, headers: dict[bytes, bytes], body: bytes) -> str | None:
+        sticky = self.policy.sticky
+        if not sticky:
+            return None
+        kind, _, name = sticky.partition(":")
+        if kind == "header":
+            value = headers.get(name.lower().encode())
+            return value.decode("latin-1") if value is not None else None
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(data, dict):
+            for key in ("instances", "dataframe_records"):
+                rows = data.get(key)
+                if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+                    value = rows[0].get(name)
+                    return None if value is None else str(value)
+            for tensor in data.get("inputs") or []:
+                if isinstance(tensor, dict) and tensor.get("name") == name and tensor.get("data"):
+                    return str(tensor["data"][0])
+        return None
+
+    # -- ASGI ---------------------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        headers = dict(scope["headers"])
+        rid = headers.get(b"x-request-id") or f"{self._prefix}-{next(self._ids)}".encode()
+        if method == "POST" and (path in INFER_PATHS or path.startswith("/v2/models/")):
+            body = await _read(receive)
+            await self._forward(path, body, headers, rid, send)
+        elif method == "POST" and path == "/v1/feedback":
+            await self._feedback(await _read(receive), rid, send)
+        elif method == "POST" and path in ("/v1/rollout/promote", "/v1/rollout/rollback"):
+            await _read(receive)
+            await self._admin(path.rsplit("/", 1)[1], headers, rid, send)
+        elif method == "GET" and path == "/v1/rollout":
+            await _send(send, 200, _json(self.status()), rid)
+        elif method == "GET" and path == "/metrics":
+            await _send(send, 200, self.metrics().encode(), rid, b"text/plain; version=0.0.4")
+        elif method == "GET" and path in ("/v2/health/live", "/v2/health/ready"):
+            await _send(send, 200, b'{"live":true}' if path.endswith("live") else
+                        b'{"ready":true}', rid)  # fmt: skip
+        else:
+            await _send(send, 404, _json({"error": f"no such endpoint: {method} {path}"}), rid)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30)
+        )
+        if self.policy.mode == "shadow":
+            self._queue = asyncio.Queue(maxsize=self.policy.queue_size)
+            self._tasks += [asyncio.create_task(self._shadow_worker()) for _ in range(4)]
+        if self.policy.mode == "canary":
+            self._tasks.append(asyncio.create_task(self._canary_loop()))
+        self.event("start", mode=self.policy.mode, weights=dict(self.weights()),
+                   variants={v.name: v.url for v in self.policy.variants})  # fmt: skip
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+        if self.audit is not None:
+            self.audit.close()
+
+    async def _forward(self, path: str, body: bytes, headers: dict[bytes, bytes], rid: bytes,
+                       send: Any) -> None:  # fmt: skip
+        name = choose(self.weights(), self._sticky_key(headers, body), self.rng)
+        variant = self.policy.variant(name)
+        out_headers = {"Content-Type": "application/json", "X-Request-ID": rid.decode("latin-1"),
+                       "X-Shipml-Variant": name}  # fmt: skip
+        trace = headers.get(b"traceparent")
+        if trace:
+            out_headers["traceparent"] = trace.decode("latin-1")
+        started = time.perf_counter()
+        status, answer = await self._post(variant.url + path, body, out_headers)
+        seconds = time.perf_counter() - started
+        self.requests[(name, status)] = self.requests.get((name, status), 0) + 1
+        parsed: dict[str, Any] | None = None
+        if status == 200 and (self.policy.mode != "single"):
+            try:
+                parsed = outputs_of(path, orjson.loads(answer))
+            except orjson.JSONDecodeError:
+                parsed = None
+        rid_text = rid.decode("latin-1")
+        self.analysis.record(name, seconds, status < 500, rid_text,
+                             parsed["label"] if parsed else None)  # fmt: skip
+        await _send(send, status, answer, rid, extra=[(b"x-shipml-variant", name.encode())])
+        if self.policy.mode == "shadow" and status == 200 and parsed is not None:
+            self._mirror(path, body, out_headers, rid_text, parsed)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        assert self._session is not None
+        try:
+            async with self._session.post(url, data=body, headers=headers) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return 502, _json({"error": f"model server {url} did not answer: "
+                               f"{type(exc).__name__}: {exc}"})  # fmt: skip
+
+    # -- shadow -------------------------------------------------------------------------
+    def _mirror(self, path: str, body: bytes, headers: dict[str, str], rid: str,
+                primary: dict[str, Any]) -> None:  # fmt: skip
+        if self.rng.random() >= self.policy.shadow_fraction or self._queue is None:
+            return
+        try:
+            self._queue.put_nowait((path, body, headers, rid, primary))
+            self.counters["mirrored"] += 1
+        except asyncio.QueueFull:
+            self.counters["dropped"] += 1
+
+    async def _shadow_worker(self) -> None:
+        assert self._queue is not None
+        while True:
+            path, body, headers, rid, primary = await self._queue.get()
+            for shadow in self.policy.challengers:
+                started = time.perf_counter()
+                status, answer = await self._post(
+                    shadow.url + path, body, {**headers, "X-Shipml-Variant": shadow.name}
+                )
+                seconds = time.perf_counter() - started
+                if status != 200:
+                    self.counters["shadow_failed"] += 1
+                    self.analysis.record(shadow.name, seconds, False, None)
+                    continue
+                self.analysis.record(shadow.name, seconds, True, None)
+                try:
+                    out = outputs_of(path, orjson.loads(answer))
+                except orjson.JSONDecodeError:
+                    continue
+                self.analysis.compare(shadow.name, primary, out, rid)
+
+    # -- feedback, status, admin ---------------------------------------------------------
+    async def _feedback(self, raw: bytes, rid: bytes, send: Any) -> None:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            await _send(send, 400, _json({"error": f"malformed JSON: {exc}"}), rid)
+            return
+        items = data if isinstance(data, list) else [data]
+        if not items or not all(isinstance(i, dict) and "request_id" in i and "label" in i
+                                for i in items):  # fmt: skip
+            await _send(send, 400, _json({"error": 'expected {"request_id": ..., "label": ...} '
+                                          "or a list of them"}), rid)  # fmt: skip
+            return
+        matched = sum(self.analysis.feedback(str(i["request_id"]), i["label"]) for i in items)
+        await _send(send, 200, _json({"received": len(items), "matched": matched}), rid)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "mode": self.policy.mode,
+            "state": self.state,
+            "champion": self.policy.champion.name,
+            "challengers": [v.name for v in self.policy.challengers],
+            "weights": dict(self.weights()),
+            "step": self.step if self.policy.mode == "canary" else None,
+            "shadow": dict(self.counters) if self.policy.mode == "shadow" else None,
+            "analysis": self.analysis.report(self.policy.champion.name),
+            "history": self.history,
+        }
+
+    async def _admin(self, action: str, headers: dict[bytes, bytes], rid: bytes,
+                     send: Any) -> None:  # fmt: skip
+        given = headers.get(b"authorization", b"").decode("latin-1").removeprefix("Bearer ")
+        if not self.admin_token:
+            await _send(send, 403, _json({"error": "admin endpoints are off: no admin token "
+                                          "configured ([rollout] admin_token)"}), rid)  # fmt: skip
+            return
+        if not hmac.compare_digest(given, self.admin_token):
+            await _send(send, 401, _json({"error": "a valid admin token is required "
+                                          "(Authorization: Bearer TOKEN)"}), rid)  # fmt: skip
+            return
+        if action == "promote":
+            self.promote("manual")
+        else:
+            self.rollback("manual")
+        await _send(send, 200, _json(self.status()), rid)
+
+    # -- canary -------------------------------------------------------------------------
+    async def _canary_loop(self) -> None:
+        while self.state == "running":
+            await asyncio.sleep(self.policy.interval_s)
+            self.decide()
+
+    def decide(self) -> str:
+        """One analysis between canary steps: wait, advance, promote or roll back."""
+        if self.state != "running" or self.policy.mode != "canary":
+            return self.state
+        p = self.policy
+        champ = self.analysis.stats(p.champion.name)
+        chall_name = p.challengers[0].name
+        chall = self.analysis.stats(chall_name)
+        report = self.analysis.report(p.champion.name)
+        numbers = {"step": self.step, "weight": p.steps[self.step],
+                   "champion": report["variants"].get(p.champion.name),
+                   "challenger": report["variants"].get(chall_name)}  # fmt: skip
+        if chall.requests >= p.min_requests:
+            if chall.error_rate() > p.max_error_rate:
+                self.rollback(f"error rate {chall.error_rate():.2%} > {p.max_error_rate:.2%}",
+                              numbers)  # fmt: skip
+                return self.state
+            p99 = chall.p99_ms()
+            if p99 is not None and p99 > p.max_p99_ms:
+                self.rollback(f"p99 {p99:.1f} ms > {p.max_p99_ms} ms", numbers)
+                return self.state
+        if chall.labelled < p.min_samples or champ.labelled < p.min_samples:
+            return "waiting"
+        acc_c, acc_b = chall.accuracy() or 0.0, champ.accuracy() or 0.0
+        p_value = numbers["challenger"].get("p_value_vs_champion", 1.0) if numbers[
+            "challenger"] else 1.0  # fmt: skip
+        if acc_c < acc_b and p_value < p.alpha:
+            self.rollback(f"accuracy {acc_c:.3f} vs champion {acc_b:.3f}, p = {p_value:.2g} "
+                          f"< {p.alpha}", numbers)  # fmt: skip
+            return self.state
+        if self.step + 1 < len(p.steps):
+            self.step += 1
+            self.event(
+                "traffic",
+                reason=f"step passed: accuracy {acc_c:.3f} vs {acc_b:.3f} (p = {p_value:.2g})",
+                weights=dict(self.weights()),
+                numbers=numbers,
+            )
+            return "advanced"
+        self.promote(f"all steps passed: accuracy {acc_c:.3f} vs {acc_b:.3f} (p = {p_value:.2g})",
+                     numbers)  # fmt: skip
+        return self.state
+
+    def promote(self, reason: str, numbers: dict[str, Any] | None = None) -> None:
+        old, new = self.policy.champion, self.policy.challengers[0]
+        self.policy.champion, self.policy.challengers = new, [old, *self.policy.challengers[1:]]
+        self.policy.mode, self.state = "single", "promoted"
+        self.event("promotion", reason=reason, champion=new.name, previous=old.name,
+                   ref=new.ref, numbers=numbers)  # fmt: skip
+
+    def rollback(self, reason: str, numbers: dict[str, Any] | None = None) -> None:
+        self.policy.mode, self.state = "single", "rolled back"
+        self.event("rollback", reason=reason, champion=self.policy.champion.name,
+                   challenger=self.policy.challengers[0].name, numbers=numbers)  # fmt: skip
+
+    def event(self, event: str, **details: Any) -> None:
+        entry = {"event": event, "time": time.time(), **details}
+        self.history.append(entry)
+        log.warning("rollout %s: %s", event, details.get("reason", ""))
+        if self.audit is not None:
+            self.audit.append({"kind": "event", **entry})
+
+    def metrics(self) -> str:
+        lines = ["# TYPE shipml_gateway_requests_total counter"]
+        for (variant, code), n in sorted(self.requests.items()):
+            lines.append(f'shipml_gateway_requests_total{{variant="{variant}",code="{code}"}} {n}')
+        lines.append("# TYPE shipml_gateway_shadow_total counter")
+        for outcome, n in sorted(self.counters.items()):
+            lines.append(f'shipml_gateway_shadow_total{{outcome="{outcome}"}} {n}')
+        lines.append("# TYPE shipml_gateway_weight gauge")
+        for variant, w in self.weights():
+            lines.append(f'shipml_gateway_weight{{variant="{variant}"}} {w}')
+        return "\n".join(lines) + "\n"
+
+
+async def _read(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _send(send: Any, status: int, body: bytes, rid: bytes, ctype: bytes = JSON,
+                extra: list[tuple[bytes, bytes]] | None = None) -> None:  # fmt: skip
+    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()),
+               (b"x-request-id", rid), *(extra or [])]  # fmt: skip
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

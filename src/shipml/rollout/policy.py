@@ -1,0 +1,66 @@
+"""The traffic policy of the gateway: which model servers, and how requests split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shipml.errors import ConfigError
+
+MODES = ("single", "shadow", "ab", "canary")
+
+
+@dataclass
+class Variant:
+    name: str
+    url: str  # base URL of a `shipml serve`
+    ref: str = ""  # registry reference it serves (name/version), for promotion
+
+
+@dataclass
+class TrafficPolicy:
+    mode: str
+    champion: Variant
+    challengers: list[Variant] = field(default_factory=list)
+    # shadow: fraction of requests mirrored to every challenger (0..1)
+    shadow_fraction: float = 1.0
+    # ab: weight per variant name (champion included); canary: weights come from steps
+    weights: dict[str, float] = field(default_factory=dict)
+    # "header:x-user-id" or "field:customer_id"; none means random assignment
+    sticky: str | None = None
+    # canary: challenger weight (%) per step, and the analysis between steps
+    steps: list[float] = field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0])
+    min_samples: int = 200  # labelled predictions per variant before a quality decision
+    min_requests: int = 50  # requests per variant before an error/latency decision
+    max_error_rate: float = 0.02
+    max_p99_ms: float = 250.0
+    alpha: float = 0.05  # significance level of "the challenger is worse"
+    interval_s: float = 5.0
+    timeout_s: float = 2.0  # upstream timeout (shadow and primary)
+    queue_size: int = 1000  # mirrored requests waiting; beyond it they are dropped
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown traffic mode {self.mode!r}",
+                              hint=f"use one of: {', '.join(MODES)}")  # fmt: skip
+        if self.mode != "single" and not self.challengers:
+            raise ConfigError(f"mode {self.mode!r} needs at least one challenger",
+                              hint="give --challenger NAME=URL")  # fmt: skip
+        if not 0.0 <= self.shadow_fraction <= 1.0:
+            raise ConfigError(f"shadow fraction must be between 0 and 1, got "
+                              f"{self.shadow_fraction}")  # fmt: skip
+        if self.sticky and not self.sticky.startswith(("header:", "field:")):
+            raise ConfigError(f"invalid sticky key {self.sticky!r}",
+                              hint="write header:NAME or field:NAME")  # fmt: skip
+        if self.mode == "ab" and not self.weights:
+            share = 100.0 / (1 + len(self.challengers))
+            self.weights = {v.name: share for v in [self.champion, *self.challengers]}
+
+    @property
+    def variants(self) -> list[Variant]:
+        return [self.champion, *self.challengers]
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)

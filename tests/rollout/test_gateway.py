@@ -1,0 +1,196 @@
+"""The gateway in front of real model servers (`shipml serve` processes)."""
+
+import asyncio
+import random
+from collections import Counter
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from shipml.audit import AuditLog
+from shipml.model import build_package, model_input
+from shipml.rollout import Gateway, TrafficPolicy, Variant
+from tests.serving.conftest import start_server
+
+
+@pytest.fixture(scope="module")
+def worse_package(tmp_path_factory, penguins_data):
+    """A challenger trained on shuffled labels."""
+    X, y = penguins_data
+    shuffled = y.sample(frac=1.0, random_state=3).to_numpy()
+    pre = ColumnTransformer(
+        [("cat", make_pipeline(SimpleImputer(missing_values="", strategy="constant",
+                                             fill_value="?"),
+                               OneHotEncoder(handle_unknown="ignore")), ["island", "sex"]),
+         ("num", SimpleImputer(strategy="median"),
+          [c for c in X.columns if c not in ("island", "sex")])],
+        sparse_threshold=0,
+    )  # fmt: skip
+    model = Pipeline([("pre", pre), ("rf", RandomForestClassifier(30, random_state=0))])
+    model.fit(model_input(X), shuffled)
+    return build_package(model, X, y, path=tmp_path_factory.mktemp("pkg") / "penguins")
+
+
+@pytest.fixture(scope="module")
+def servers(penguins_package, worse_package):
+    procs = {}
+    urls = {}
+    for name, pkg in (("good", penguins_package), ("twin", penguins_package),
+                      ("worse", worse_package)):  # fmt: skip
+        procs[name], urls[name] = start_server(pkg.path)
+    yield urls, procs
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def rows(penguins_data):
+    X, y = penguins_data
+    out = []
+    for i in range(len(X)):
+        inst = {k: (None if v != v else (v.item() if hasattr(v, "item") else v))
+                for k, v in X.iloc[i].items()}  # fmt: skip
+        out.append((inst, y.iloc[i]))
+    return out
+
+
+async def drive(gateway, requests, concurrency=16, feedback=False):
+    """Send (instance, label, key) through the gateway in process; returns answers."""
+    await gateway.start()
+    transport = httpx.ASGITransport(app=gateway)
+    answers = []
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            sem = asyncio.Semaphore(concurrency)
+
+            async def one(i, inst, label, key):
+                async with sem:
+                    headers = {"X-Request-ID": f"r{i}"}
+                    if key is not None:
+                        headers["X-User"] = key
+                    resp = await client.post("/predict", json={"instances": [inst]},
+                                             headers=headers)  # fmt: skip
+                    answers.append((key, resp.status_code, resp.headers.get("x-shipml-variant")))
+                    if feedback and resp.status_code == 200:
+                        await client.post(
+                            "/v1/feedback", json={"request_id": f"r{i}", "label": label}
+                        )
+
+            await asyncio.gather(*(one(i, *r) for i, r in enumerate(requests)))
+    finally:
+        await gateway.stop()
+    return answers
+
+
+def test_ab_80_20_split_is_sticky_by_key(servers, penguins_data):
+    urls, _ = servers
+    policy = TrafficPolicy("ab", Variant("good", urls["good"]), [Variant("twin", urls["twin"])],
+                           weights={"good": 80, "twin": 20}, sticky="header:x-user")  # fmt: skip
+    data = rows(penguins_data)
+    rng = random.Random(7)
+    keys = [f"user-{rng.randrange(10**9)}" for _ in range(2500)]
+    requests = [(*data[i % len(data)], keys[i % len(keys)]) for i in range(10_000)]
+    answers = asyncio.run(drive(Gateway(policy, seed=1), requests, concurrency=32))
+    assert len(answers) == 10_000 and {s for _, s, _ in answers} == {200}
+    share = Counter(v for _, _, v in answers)["twin"] / len(answers)
+    assert abs(share - 0.20) <= 0.02
+    by_key: dict[str, set[str]] = {}
+    for key, _, variant in answers:
+        by_key.setdefault(key, set()).add(variant)
+    assert all(len(v) == 1 for v in by_key.values())  # the same key, the same variant
+
+
+def test_shadow_failures_never_touch_the_primary(servers, penguins_data, penguins_package):
+    urls, _ = servers
+    shadow_proc, shadow_url = start_server(penguins_package.path)
+    policy = TrafficPolicy("shadow", Variant("good", urls["good"]),
+                           [Variant("shadow", shadow_url)], shadow_fraction=1.0,
+                           timeout_s=1.0)  # fmt: skip
+    gateway = Gateway(policy, seed=1)
+    data = rows(penguins_data)
+
+    async def scenario():
+        first = await drive_keep(gateway, data[:150])
+        shadow_proc.kill()  # the shadow dies mid-run
+        shadow_proc.wait(timeout=10)
+        second = await drive_keep(gateway, data[150:340])
+        await asyncio.sleep(1.5)  # let mirrored requests finish or fail
+        await gateway.stop()
+        return first + second
+
+    async def drive_keep(gw, part):
+        transport = httpx.ASGITransport(app=gw)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            return [await client.post("/predict", json={"instances": [inst]}) for inst, _ in part]
+
+    async def run():
+        await gateway.start()
+        return await scenario()
+
+    answers = asyncio.run(run())
+    assert len(answers) == 340 and all(r.status_code == 200 for r in answers)
+    assert all(r.headers["x-shipml-variant"] == "good" for r in answers)
+    report = gateway.status()
+    assert report["shadow"]["shadow_failed"] > 0  # the dead shadow shows in the metrics
+    assert report["analysis"]["shadow"]["shadow"]["agreement"] == 1.0  # the same model agrees
+    assert 'shipml_gateway_shadow_total{outcome="shadow_failed"}' in gateway.metrics()
+
+
+@pytest.mark.parametrize(("challenger", "outcome"), [("worse", "rolled back"),
+                                                     ("twin", "promoted")])  # fmt: skip
+def test_canary_decides_by_itself_and_audits_why(servers, penguins_data, tmp_path, challenger,
+                                                 outcome):  # fmt: skip
+    urls, _ = servers
+    audit = AuditLog(tmp_path / "audit.db", signing_key=tmp_path / "k.pem",
+                     checkpoint_dir=tmp_path / "cp")  # fmt: skip
+    policy = TrafficPolicy("canary", Variant("champion", urls["good"]),
+                           [Variant("challenger", urls[challenger])], steps=[50.0, 100.0],
+                           min_samples=40, interval_s=3600)  # fmt: skip
+    gateway = Gateway(policy, audit=audit, seed=2)
+    data = rows(penguins_data)
+    rng = np.random.default_rng(0)
+    decisions = []
+
+    async def run():
+        for _round in range(6):
+            if gateway.state != "running":
+                break
+            picks = [data[i] for i in rng.integers(0, len(data), 160)]
+            await drive_again(gateway, picks)
+            decisions.append(gateway.decide())
+        await gateway.stop()
+
+    async def drive_again(gw, part):
+        if gw._session is None:
+            await gw.start()
+        transport = httpx.ASGITransport(app=gw)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            for inst, label in part:
+                rid = f"q{rng.integers(10**12)}"
+                resp = await client.post("/predict", json={"instances": [inst]},
+                                         headers={"X-Request-ID": rid})  # fmt: skip
+                assert resp.status_code == 200
+                await client.post("/v1/feedback", json={"request_id": rid, "label": label})
+
+    asyncio.run(run())
+    assert gateway.state == outcome, decisions
+    events = [r for r in AuditLog(tmp_path / "audit.db").find_events()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start"
+    final = events[-1]
+    assert final["event"] == ("rollback" if outcome == "rolled back" else "promotion")
+    numbers = final["numbers"]
+    assert numbers["challenger"]["labelled"] >= 40 and numbers["champion"]["accuracy"] > 0.9
+    if outcome == "rolled back":
+        assert numbers["challenger"]["accuracy"] < 0.7
+        assert numbers["challenger"]["p_value_vs_champion"] < 0.05
+    else:
+        assert "traffic" in kinds  # it went through the steps before promoting
+        assert gateway.policy.champion.name == "challenger"
