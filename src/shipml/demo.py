@@ -87,7 +87,7 @@ def serve_one(
 
 
 async def _call(app: Any, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
-    """A minimal ASGI client: lifespan start-up, one POST, lifespan shutdown."""
+    """A minimal ASGI client: warm the model up, then one POST."""
     app.warm_up()
     sent: list[dict[str, Any]] = []
     scope = {"type": "http", "method": "POST", "path": path,

@@ -25,7 +25,7 @@ class Link:
 
 
 def explain(config: ProjectConfig, request_id: str) -> list[Link]:
-    log = open_log(config)
+    log = open_log(config, writer=False)
     try:
         records = [r for r in log.find(request_id) if r.get("kind") == "prediction"]
     finally:
@@ -54,10 +54,15 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
         tags = {}
     run_id = rec.get("run_id")
     if run_id:
-        run = registry.tracker.get_run(run_id)
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.data.metrics.items()))
-        links.append(Link("training run", f"{run_id} ({run.info.status}) · {metrics}",
-                          {"params": dict(run.data.params)}))  # fmt: skip
+        try:
+            run = registry.tracker.get_run(run_id)
+        except Exception as exc:  # MLflow raises its own types for an unknown run
+            links.append(Link("training run", f"{run_id} (not in this tracking store: "
+                              f"{type(exc).__name__})"))  # fmt: skip
+        else:
+            metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.data.metrics.items()))
+            links.append(Link("training run", f"{run_id} ({run.info.status}) · {metrics}",
+                              {"params": dict(run.data.params)}))  # fmt: skip
     else:
         links.append(Link("training run", "not recorded (the package was made outside a run)"))
     store = DatasetStore(config.artifact_root, config.root)

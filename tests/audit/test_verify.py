@@ -180,3 +180,30 @@ def test_several_processes_share_one_chain(tmp_path):
     log = AuditLog(db)
     assert log.size == 600
     assert verify(log).ok
+
+
+def test_an_entry_rewritten_as_text_is_reported_not_crashed_on(log, tmp_path):
+    raw_db(log).execute("UPDATE entries SET entry = replace(entry, 'r3', 'r9') WHERE seq = 3")
+    result = check(log, tmp_path)
+    assert not result.ok and result.first_bad == 3 and "was modified" in result.problem
+
+
+def test_readers_never_create_keys_or_sign(tmp_path):
+    from tests.conftest import shipml
+
+    (tmp_path / "shipml.toml").write_text('[project]\nname = "x"\n')
+    log = AuditLog(tmp_path / ".shipml/audit/audit.db")  # written without any key
+    log.append({"kind": "event", "request_id": "e"})
+    log.close()
+    assert shipml("audit", "verify", cwd=tmp_path).returncode == 0
+    assert shipml("audit", "export", "-o", "a.jsonl", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / ".shipml/audit/signing.key").exists()
+    assert AuditLog(tmp_path / ".shipml/audit/audit.db").checkpoints() == []
+
+
+def test_serving_in_a_project_with_a_broken_config_is_an_error(tmp_path):
+    from tests.conftest import shipml
+
+    (tmp_path / "shipml.toml").write_text("[audit]\nstore_input = false\n")
+    result = shipml("serve", str(tmp_path / "pkg"), cwd=tmp_path)
+    assert result.returncode == 3 and "unknown key 'audit.store_input'" in result.stderr

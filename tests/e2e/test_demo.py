@@ -62,12 +62,16 @@ def test_demo_builds_the_whole_local_journey(tmp_path: Path):
     ):
         assert link in text, link
     verified = shipml("audit", "verify", cwd=folder)
-    assert verified.returncode == 0 and "verified 1 records" in verified.stdout
+    # the champion alias (a lifecycle event) and the prediction
+    assert verified.returncode == 0 and "verified 2 records" in verified.stdout
     exported = shipml("audit", "export", "-o", "audit.parquet", cwd=folder)
     assert exported.returncode == 0, exported.stderr
     import pandas as pd
 
-    assert pd.read_parquet(folder / "audit.parquet")["request_id"].tolist() == [request_id]
+    exported_rows = pd.read_parquet(folder / "audit.parquet")
+    assert exported_rows["kind"].tolist() == ["event", "prediction"]
+    assert exported_rows["event"].tolist()[0] == "alias"
+    assert exported_rows["request_id"].tolist()[1] == request_id
 
 
 def test_demo_picks_a_fresh_folder_each_time(tmp_path: Path):

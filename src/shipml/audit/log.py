@@ -126,7 +126,7 @@ class AuditLog:
                 rows = []
                 for record in records:
                     seq = self.frontier.size
-                    entry = {"time": now, **record, "seq": seq, "prev": self.last_leaf.hex()}
+                    entry = {**record, "time": now, "seq": seq, "prev": self.last_leaf.hex()}
                     raw = canonical(entry)
                     leaf = leaf_hash(raw)
                     rows.append((seq, leaf, raw, str(entry.get("kind", "event")),
@@ -178,11 +178,11 @@ class AuditLog:
 
     def _write_loop(self) -> None:
         while True:
-            self._wake.wait()
-            self._wake.clear()
             if not self._pending:
                 if self._stopping:
                     return
+                self._wake.wait(timeout=0.5)  # a timeout, so a missed wake-up cannot hang
+                self._wake.clear()
                 continue
             batch: list[tuple[dict[str, Any], Any, Any]] = []
             while self._pending and len(batch) < 5000:
@@ -273,11 +273,20 @@ def _settle(items: list[tuple[asyncio.Future[int], Any]]) -> None:
             fut.set_result(value)
 
 
-def open_log(config: Any) -> AuditLog:
-    """The project's audit log (``config`` is a ProjectConfig)."""
+def open_log(config: Any, *, writer: bool = True) -> AuditLog:
+    """The project's audit log (``config`` is a ProjectConfig). A reader (verify, explain,
+    export) opens it without the signing key: it never creates a key or signs anything."""
     section = config.audit
+    path = config.path(section.path)
+    if not writer:
+        if not path.is_file():
+            raise AuditError(
+                f"there is no audit log at {path} yet",
+                hint="it is written by shipml serve, the gateway and alias changes",
+            )
+        return AuditLog(path)
     return AuditLog(
-        config.path(section.path),
+        path,
         signing_key=config.path(section.signing_key),
         checkpoint_dir=config.path(section.checkpoint_dir),
         checkpoint_every=section.checkpoint_every,

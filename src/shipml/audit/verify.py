@@ -54,6 +54,10 @@ def verify(log: AuditLog, *, checkpoint_dir: Path | None = None,
     prev = GENESIS
     position = 0
     for stored_seq, stored_leaf, raw in log.entries():
+        if isinstance(raw, str):  # an SQL UPDATE can store the entry as text
+            raw = raw.encode("utf-8")
+        if isinstance(stored_leaf, str):
+            stored_leaf = stored_leaf.encode("utf-8")
         leaf = leaf_hash(raw)
         if leaf != stored_leaf:
             return _bad(result, position, f"record {position} was modified: its content no "
@@ -81,8 +85,8 @@ def verify(log: AuditLog, *, checkpoint_dir: Path | None = None,
     beyond = [cp for cp in checkpoints if cp.size > position]
     if beyond:
         cp = max(beyond, key=lambda c: c.size)
-        return _bad(result, position, f"the log was truncated: it has {position} records but "
-                    f"the signed checkpoint of {cp.time} covers {cp.size}; records {position} "
+        return _bad(result, position, f"the log was truncated: it has {position} record(s) but "
+                    f"the signed checkpoint of {cp.time} covers {cp.size}; record(s) {position} "
                     f"to {cp.size - 1} are missing")  # fmt: skip
     return result
 

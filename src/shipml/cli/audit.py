@@ -20,7 +20,7 @@ def verify_cmd() -> None:
     from shipml.audit import open_log, verify
 
     config = project_config()
-    log = open_log(config)
+    log = open_log(config, writer=False)
     try:
         result = verify(log, checkpoint_dir=config.path(config.audit.checkpoint_dir))
     finally:
@@ -30,7 +30,12 @@ def verify_cmd() -> None:
     if not result.ok:
         raise AuditError(
             f"audit log {config.audit.path} failed verification: {result.problem}",
-            hint="restore the log from a backup; the records before the first bad one are intact",
+            hint="restore the log from a backup"
+            + (
+                "; the records before the first bad one are intact"
+                if result.first_bad is not None
+                else ""
+            ),
         )
     stdout.print(f"[green]verified[/] {result.records} records against "
                  f"{result.checkpoints} signed checkpoint(s)")  # fmt: skip
@@ -67,7 +72,7 @@ def export_cmd(
 
     from shipml.audit import open_log
 
-    log = open_log(project_config())
+    log = open_log(project_config(), writer=False)
     try:
         rows = [orjson.loads(raw) for _, _, raw in log.entries()]
     finally:

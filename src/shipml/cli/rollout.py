@@ -18,20 +18,34 @@ from shipml.errors import ConfigError, ShipmlError
 app = typer.Typer(help="Watch and steer a running gateway.", no_args_is_help=True)
 
 
-def _variant(spec: str, role: str) -> Any:
+def _variant(spec: str, role: str, config: Any) -> Any:
+    """NAME=URL of a running `shipml serve`, or NAME=REF (a package folder or a registry
+    reference) to host that model inside the gateway."""
     from shipml.rollout import Variant
 
-    name, sep, url = spec.partition("=")
-    if not sep or not name or not url.startswith(("http://", "https://")):
-        raise ConfigError(f"--{role} expects NAME=URL, got {spec!r}",
-                          hint=f"for example --{role} v2=http://127.0.0.1:8081")  # fmt: skip
-    return Variant(name, url.rstrip("/"))
+    name, sep, target = spec.partition("=")
+    if not sep or not name or not target:
+        raise ConfigError(f"--{role} expects NAME=URL or NAME=REF, got {spec!r}",
+                          hint=f"for example --{role} v2=http://127.0.0.1:8081 or "
+                          f"--{role} v2=penguins@challenger")  # fmt: skip
+    if target.startswith(("http://", "https://")):
+        return Variant(name, url=target.rstrip("/"))
+    from shipml.serving.server import build_app, resolve_spec
+
+    spec_ = resolve_spec(target, config)
+    return Variant(name, ref=f"{spec_.name}/{spec_.version}", app=build_app(spec_))
 
 
 def gateway(
     mode: str = typer.Option("single", help="single, shadow, ab or canary."),
-    champion: str = typer.Option(..., help="NAME=URL of the champion's model server."),
-    challenger: list[str] = typer.Option([], help="NAME=URL of a challenger (repeatable)."),
+    champion: str = typer.Option(
+        ...,
+        help="NAME=URL of the champion's model server, or NAME=REF to host it in the "
+        "gateway (REF: a package folder, NAME@ALIAS or NAME/VERSION).",
+    ),
+    challenger: list[str] = typer.Option(
+        [], help="NAME=URL or NAME=REF of a challenger (repeatable)."
+    ),
     fraction: float = typer.Option(1.0, help="shadow: share of requests mirrored (0-1)."),
     weights: str = typer.Option("", help="ab: NAME=WEIGHT,... (default: equal)."),
     sticky: str | None = typer.Option(None, help="header:NAME or field:NAME for sticky A/B."),
@@ -45,12 +59,10 @@ def gateway(
     import uvicorn
 
     from shipml.audit import open_log
+    from shipml.cli.serve import _config_or_none
     from shipml.rollout import Gateway, TrafficPolicy
 
-    try:
-        config: Any = project_config()
-    except ConfigError:
-        config = None
+    config: Any = _config_or_none()
     parsed_weights = {}
     for item in filter(None, weights.split(",")):
         name, _, value = item.partition("=")
@@ -63,8 +75,9 @@ def gateway(
     except ValueError as exc:
         raise ConfigError(f"--steps expects numbers like 5,25,50,100, got {steps!r}") from exc
     policy = TrafficPolicy(
-        mode=mode, champion=_variant(champion, "champion"),
-        challengers=[_variant(c, "challenger") for c in challenger], shadow_fraction=fraction,
+        mode=mode, champion=_variant(champion, "champion", config),
+        challengers=[_variant(c, "challenger", config) for c in challenger],
+        shadow_fraction=fraction,
         weights=parsed_weights, sticky=sticky, steps=step_list, min_samples=min_samples,
         interval_s=interval,
     )  # fmt: skip

@@ -7,15 +7,20 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from shipml.cli.output import project_config, stderr, stdout
+from shipml.cli.output import project_config, state, stderr, stdout
 from shipml.errors import ConfigError
 
 
 def _config_or_none() -> object | None:
+    """The project's configuration, or None outside a project. A project whose
+    shipml.toml is wrong is an error (never silently unaudited)."""
+    from shipml.config import find_root
+
     try:
-        return project_config()
+        find_root(Path(state.project).resolve() if state.project else None)
     except ConfigError:
         return None
+    return project_config()
 
 
 def serve(

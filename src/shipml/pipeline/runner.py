@@ -466,7 +466,18 @@ def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | 
             name, run_id=result.run_id, source=source, content_digest=pkg.model_digest, tags=tags
         )
     if alias and result.model_version is not None:
+        before = registry.aliases(name).get(alias)
         result.model_version = registry.set_alias(name, result.model_version.version, alias)
+        if config.audit.enabled:
+            from shipml.audit import open_log
+
+            log = open_log(config)
+            try:
+                log.append({"kind": "event", "event": "alias", "model": name, "alias": alias,
+                            "version": result.model_version.version, "previous_version": before,
+                            "by": "shipml run", "run_id": result.run_id})  # fmt: skip
+            finally:
+                log.close()
     run.pending_tags.update(
         {"shipml.model.name": name, "shipml.model.version": result.model_version.version}
     )

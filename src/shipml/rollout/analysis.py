@@ -74,7 +74,10 @@ class Analysis:
         self.unmatched_feedback = 0
 
     def stats(self, variant: str) -> VariantStats:
-        return self.variants.setdefault(variant, VariantStats())
+        found = self.variants.get(variant)
+        if found is None:
+            found = self.variants[variant] = VariantStats()
+        return found
 
     def record(self, variant: str, seconds: float, ok: bool, request_id: str | None,
                label: Any = None) -> None:  # fmt: skip

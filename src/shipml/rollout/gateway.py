@@ -76,7 +76,8 @@ class Gateway:
         self.counters: dict[str, int] = {"mirrored": 0, "dropped": 0, "shadow_failed": 0}
         self.requests: dict[tuple[str, int], int] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._queue: asyncio.Queue[tuple[str, bytes, dict[str, str], str, dict[str, Any]]] | None
+        self._queue: asyncio.Queue[tuple[str, bytes, list[tuple[bytes, bytes]], str,
+                                         dict[str, Any]]] | None  # fmt: skip
         self._queue = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ids = itertools.count(1)
@@ -155,6 +156,9 @@ class Gateway:
                 return
 
     async def start(self) -> None:
+        for variant in self.policy.variants:
+            if variant.app is not None and not variant.app.ready:
+                variant.app.warm_up()
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
         self._session = aiohttp.ClientSession(
             timeout=timeout, connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30)
@@ -165,7 +169,7 @@ class Gateway:
         if self.policy.mode == "canary":
             self._tasks.append(asyncio.create_task(self._canary_loop()))
         self.event("start", mode=self.policy.mode, weights=dict(self.weights()),
-                   variants={v.name: v.url for v in self.policy.variants})  # fmt: skip
+                   variants={v.name: v.where for v in self.policy.variants})  # fmt: skip
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -180,19 +184,27 @@ class Gateway:
 
     async def _forward(self, path: str, body: bytes, headers: dict[bytes, bytes], rid: bytes,
                        send: Any) -> None:  # fmt: skip
-        name = choose(self.weights(), self._sticky_key(headers, body), self.rng)
-        variant = self.policy.variant(name)
-        out_headers = {"Content-Type": "application/json", "X-Request-ID": rid.decode("latin-1"),
-                       "X-Shipml-Variant": name}  # fmt: skip
+        single = self.policy.mode == "single"
+        if single:  # the fast path: everything to the champion
+            variant = self.policy.champion
+            name = variant.name
+        else:
+            name = choose(self.weights(), self._sticky_key(headers, body), self.rng)
+            variant = self.policy.variant(name)
+        raw_headers = [(b"content-type", JSON), (b"x-request-id", rid),
+                       (b"x-shipml-variant", variant.name_bytes)]  # fmt: skip
         trace = headers.get(b"traceparent")
         if trace:
-            out_headers["traceparent"] = trace.decode("latin-1")
+            raw_headers.append((b"traceparent", trace))
         started = time.perf_counter()
-        status, answer = await self._post(variant.url + path, body, out_headers)
+        if variant.app is not None:
+            status, answer = await _call_app(variant.app, path, body, raw_headers)
+        else:
+            status, answer = await self._post(variant.url + path, body, _text(raw_headers))
         seconds = time.perf_counter() - started
         self.requests[(name, status)] = self.requests.get((name, status), 0) + 1
         parsed: dict[str, Any] | None = None
-        if status == 200 and (self.policy.mode != "single"):
+        if status == 200 and not single:
             try:
                 parsed = outputs_of(path, orjson.loads(answer))
             except orjson.JSONDecodeError:
@@ -200,9 +212,9 @@ class Gateway:
         rid_text = rid.decode("latin-1")
         self.analysis.record(name, seconds, status < 500, rid_text,
                              parsed["label"] if parsed else None)  # fmt: skip
-        await _send(send, status, answer, rid, extra=[(b"x-shipml-variant", name.encode())])
+        await _send(send, status, answer, rid, extra=[(b"x-shipml-variant", variant.name_bytes)])
         if self.policy.mode == "shadow" and status == 200 and parsed is not None:
-            self._mirror(path, body, out_headers, rid_text, parsed)
+            self._mirror(path, body, raw_headers, rid_text, parsed)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         assert self._session is not None
@@ -214,7 +226,7 @@ class Gateway:
                                f"{type(exc).__name__}: {exc}"})  # fmt: skip
 
     # -- shadow -------------------------------------------------------------------------
-    def _mirror(self, path: str, body: bytes, headers: dict[str, str], rid: str,
+    def _mirror(self, path: str, body: bytes, headers: list[tuple[bytes, bytes]], rid: str,
                 primary: dict[str, Any]) -> None:  # fmt: skip
         if self.rng.random() >= self.policy.shadow_fraction or self._queue is None:
             return
@@ -230,9 +242,13 @@ class Gateway:
             path, body, headers, rid, primary = await self._queue.get()
             for shadow in self.policy.challengers:
                 started = time.perf_counter()
-                status, answer = await self._post(
-                    shadow.url + path, body, {**headers, "X-Shipml-Variant": shadow.name}
-                )
+                shadow_headers = [h for h in headers if h[0] != b"x-shipml-variant"]
+                shadow_headers.append((b"x-shipml-variant", shadow.name_bytes))
+                if shadow.app is not None:
+                    status, answer = await _call_app(shadow.app, path, body, shadow_headers)
+                else:
+                    status, answer = await self._post(shadow.url + path, body,
+                                                      _text(shadow_headers))  # fmt: skip
                 seconds = time.perf_counter() - started
                 if status != 200:
                     self.counters["shadow_failed"] += 1
@@ -353,8 +369,8 @@ class Gateway:
                    challenger=self.policy.challengers[0].name, numbers=numbers)  # fmt: skip
 
     def event(self, event: str, **details: Any) -> None:
-        entry = {"event": event, "time": time.time(), **details}
-        self.history.append(entry)
+        entry = {"event": event, **details}
+        self.history.append({**entry, "at": time.time()})
         log.warning("rollout %s: %s", event, details.get("reason", ""))
         if self.audit is not None:
             self.audit.append({"kind": "event", **entry})
@@ -370,6 +386,26 @@ class Gateway:
         for variant, w in self.weights():
             lines.append(f'shipml_gateway_weight{{variant="{variant}"}} {w}')
         return "\n".join(lines) + "\n"
+
+
+def _text(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
+
+
+async def _call_app(app: Any, path: str, body: bytes,
+                    headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:  # fmt: skip
+    """A request to a model server hosted in this process: plain ASGI, no socket."""
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(sent[0]["status"]), b"".join(m.get("body", b"") for m in sent[1:])
 
 
 async def _read(receive: Any) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from shipml.errors import ConfigError
 
@@ -11,9 +12,21 @@ MODES = ("single", "shadow", "ab", "canary")
 
 @dataclass
 class Variant:
+    """A model behind the gateway: a remote `shipml serve` (``url``), or a model server
+    hosted inside the gateway process (``app``: no network hop on its path)."""
+
     name: str
-    url: str  # base URL of a `shipml serve`
+    url: str = ""  # base URL of a `shipml serve`
     ref: str = ""  # registry reference it serves (name/version), for promotion
+    app: Any = field(default=None, repr=False)  # an in-process ModelServer
+
+    @property
+    def name_bytes(self) -> bytes:
+        return self.name.encode("latin-1")
+
+    @property
+    def where(self) -> str:
+        return self.url or f"in process ({self.ref or 'package'})"
 
 
 @dataclass
