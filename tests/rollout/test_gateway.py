@@ -139,6 +139,7 @@ def test_shadow_failures_never_touch_the_primary(servers, penguins_data, penguin
     assert all(r.headers["x-shipml-variant"] == "good" for r in answers)
     report = gateway.status()
     assert report["shadow"]["shadow_failed"] > 0  # the dead shadow shows in the metrics
+    assert report["shadow"]["skipped_circuit_open"] > 0  # and is then left alone
     assert report["analysis"]["shadow"]["shadow"]["agreement"] == 1.0  # the same model agrees
     assert 'shipml_gateway_shadow_total{outcome="shadow_failed"}' in gateway.metrics()
 

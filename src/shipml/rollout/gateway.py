@@ -73,7 +73,12 @@ class Gateway:
         self.step = 0  # canary: index into policy.steps
         self.state = "running"  # running | promoted | rolled back
         self.history: list[dict[str, Any]] = []
-        self.counters: dict[str, int] = {"mirrored": 0, "dropped": 0, "shadow_failed": 0}
+        self.counters: dict[str, int] = {
+            "mirrored": 0, "dropped": 0, "shadow_failed": 0, "skipped_circuit_open": 0,
+        }  # fmt: skip
+        # Per shadow: consecutive failures and, while its circuit is open, until when.
+        self._failures: dict[str, int] = {}
+        self._open_until: dict[str, float] = {}
         self.requests: dict[tuple[str, int], int] = {}
         self._session: aiohttp.ClientSession | None = None
         self._queue: asyncio.Queue[tuple[str, bytes, list[tuple[bytes, bytes]], str,
@@ -241,6 +246,9 @@ class Gateway:
         while True:
             path, body, headers, rid, primary = await self._queue.get()
             for shadow in self.policy.challengers:
+                if time.monotonic() < self._open_until.get(shadow.name, 0.0):
+                    self.counters["skipped_circuit_open"] += 1  # a dead shadow costs nothing
+                    continue
                 started = time.perf_counter()
                 shadow_headers = [h for h in headers if h[0] != b"x-shipml-variant"]
                 shadow_headers.append((b"x-shipml-variant", shadow.name_bytes))
@@ -253,13 +261,24 @@ class Gateway:
                 if status != 200:
                     self.counters["shadow_failed"] += 1
                     self.analysis.record(shadow.name, seconds, False, None)
+                    self._shadow_failed(shadow.name)
                     continue
+                self._failures[shadow.name] = 0
                 self.analysis.record(shadow.name, seconds, True, None)
                 try:
                     out = outputs_of(path, orjson.loads(answer))
                 except orjson.JSONDecodeError:
                     continue
                 self.analysis.compare(shadow.name, primary, out, rid)
+
+    def _shadow_failed(self, name: str, threshold: int = 5) -> None:
+        """Circuit breaker: after ``threshold`` failures in a row, stop calling the shadow
+        for 1 s, doubling up to 30 s while it keeps failing."""
+        failures = self._failures.get(name, 0) + 1
+        self._failures[name] = failures
+        if failures >= threshold:
+            pause = min(30.0, 2.0 ** (failures - threshold))
+            self._open_until[name] = time.monotonic() + pause
 
     # -- feedback, status, admin ---------------------------------------------------------
     async def _feedback(self, raw: bytes, rid: bytes, send: Any) -> None:
