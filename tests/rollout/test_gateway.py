@@ -195,3 +195,117 @@ def test_canary_decides_by_itself_and_audits_why(servers, penguins_data, tmp_pat
     else:
         assert "traffic" in kinds  # it went through the steps before promoting
         assert gateway.policy.champion.name == "challenger"
+
+
+def test_manual_promotion_passes_the_quality_gate_or_is_overridden(servers, penguins_data):
+    urls, _ = servers
+    policy = TrafficPolicy("ab", Variant("champion", urls["good"]),
+                           [Variant("challenger", urls["worse"])], min_samples=20)  # fmt: skip
+    gateway = Gateway(policy, admin_token="s3cret", seed=4)
+    data = rows(penguins_data)
+
+    async def run():
+        await gateway.start()
+        transport = httpx.ASGITransport(app=gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            for i, (inst, label) in enumerate(data[:200]):
+                await client.post("/predict", json={"instances": [inst]},
+                                  headers={"X-Request-ID": f"m{i}"})  # fmt: skip
+                await client.post("/v1/feedback", json={"request_id": f"m{i}", "label": label})
+            no_token = await client.post("/v1/rollout/promote")
+            refused = await client.post(
+                "/v1/rollout/promote", headers={"Authorization": "Bearer s3cret"}
+            )
+            forced = await client.post("/v1/rollout/promote",
+                                       headers={"Authorization": "Bearer s3cret",
+                                                "X-Shipml-Force": "ana: hotfix"})  # fmt: skip
+        await gateway.stop()
+        return no_token, refused, forced
+
+    no_token, refused, forced = asyncio.run(run())
+    assert no_token.status_code == 401
+    assert refused.status_code == 409 and "challenger accuracy" in refused.json()["error"]
+    assert forced.status_code == 200 and gateway.policy.champion.name == "challenger"
+    events = [e["event"] for e in gateway.history]
+    assert events[-2:] == ["manual override", "promotion"]
+
+
+def test_kill_9_of_the_gateway_loses_no_answered_request(tmp_path, penguins_package,
+                                                         penguins_data):  # fmt: skip
+    import http.client
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from shipml.audit import verify
+    from tests.serving.conftest import free_port
+
+    (tmp_path / "shipml.toml").write_text('[project]\nname = "gw"\n')
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shipml",
+            "gateway",
+            "--port",
+            str(port),
+            "--champion",
+            f"penguins={penguins_package.path}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/v2/health/ready")
+            if conn.getresponse().status == 200:
+                break
+        except OSError:
+            time.sleep(0.05)
+    bodies = [json.dumps({"instances": [inst]}).encode() for inst, _ in rows(penguins_data)[:50]]
+    answered: list[str] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i in range(100_000):
+            rid = f"g{n}-{i}"
+            try:
+                conn.request(
+                    "POST",
+                    "/predict",
+                    bodies[i % 50],
+                    {"Content-Type": "application/json", "X-Request-ID": rid},
+                )
+                resp = conn.getresponse()
+                resp.read()
+            except (OSError, http.client.HTTPException):
+                return
+            if resp.status == 200:
+                with lock:
+                    answered.append(rid)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    for t in threads:
+        t.join(timeout=30)
+    assert len(answered) > 100
+    log = AuditLog(tmp_path / ".shipml" / "audit" / "audit.db")
+    recorded = {row[0] for row in log.conn.execute("SELECT request_id FROM entries")}
+    assert [rid for rid in answered if rid not in recorded] == []
+    assert verify(log).ok
+    assert log.find_events()[0]["event"] == "start"

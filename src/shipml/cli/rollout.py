@@ -92,10 +92,12 @@ def gateway(
                 loop="uvloop", http="httptools", log_level="warning", lifespan="on")  # fmt: skip
 
 
-def _call(url: str, method: str = "GET", token: str = "") -> dict[str, Any]:
+def _call(url: str, method: str = "GET", token: str = "", force: str = "") -> dict[str, Any]:
     request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    if force:
+        request.add_header("X-Shipml-Force", force)
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return dict(json.loads(resp.read()))
@@ -156,10 +158,19 @@ def _token(token: str | None) -> str:
 
 
 @app.command("promote")
-def promote(gateway_url: str = GATEWAY_OPT,
-            token: str | None = typer.Option(None, help="Admin token.")) -> None:  # fmt: skip
-    """Make the challenger the champion now (recorded in the audit log)."""
-    data = _call(gateway_url.rstrip("/") + "/v1/rollout/promote", "POST", _token(token))
+def promote(
+    gateway_url: str = GATEWAY_OPT,
+    token: str | None = typer.Option(None, help="Admin token."),
+    force: bool = typer.Option(False, help="Promote even if the quality gate fails."),
+    reason: str = typer.Option("", help="Why (required with --force)."),
+) -> None:
+    """Make the challenger the champion if its accuracy holds up (recorded in the audit
+    log); --force --reason TEXT overrides the gate and records who and why."""
+    if force and not reason:
+        raise ConfigError("--force needs --reason TEXT", hint="say why the gate is overridden")
+    who = os.environ.get("USER", "unknown")
+    data = _call(gateway_url.rstrip("/") + "/v1/rollout/promote", "POST", _token(token),
+                 force=f"{who}: {reason}" if force else "")  # fmt: skip
     stdout.print(f"promoted: champion is now {data['champion']}")
 
 

@@ -321,10 +321,42 @@ class Gateway:
                                           "(Authorization: Bearer TOKEN)"}), rid)  # fmt: skip
             return
         if action == "promote":
-            self.promote("manual")
+            refusal = self.promotion_gate()
+            force = headers.get(b"x-shipml-force", b"").decode("latin-1")
+            if refusal and not force:
+                await _send(
+                    send,
+                    409,
+                    _json(
+                        {
+                            "error": f"promotion refused: {refusal} (send "
+                            "X-Shipml-Force: REASON to override)"
+                        }
+                    ),
+                    rid,
+                )
+                return
+            if refusal:
+                self.event("manual override", reason=force, refused_because=refusal)
+            self.promote("manual" + (f" override: {force}" if refusal else ""))
         else:
             self.rollback("manual")
         await _send(send, 200, _json(self.status()), rid)
+
+    def promotion_gate(self, tolerance: float = 0.005) -> str | None:
+        """Until shipml's promotion gates land: a challenger with enough labels must not be
+        less accurate than the champion by more than ``tolerance``."""
+        if not self.policy.challengers:
+            return "there is no challenger"
+        champ = self.analysis.stats(self.policy.champion.name)
+        chall = self.analysis.stats(self.policy.challengers[0].name)
+        if chall.labelled < self.policy.min_samples:
+            return (f"the challenger has {chall.labelled} labelled predictions; "
+                    f"{self.policy.min_samples} are needed")  # fmt: skip
+        acc_c, acc_b = chall.accuracy() or 0.0, champ.accuracy() or 0.0
+        if acc_c < acc_b - tolerance:
+            return f"challenger accuracy {acc_c:.3f} < champion {acc_b:.3f} - {tolerance}"
+        return None
 
     # -- canary -------------------------------------------------------------------------
     async def _canary_loop(self) -> None:
