@@ -42,3 +42,61 @@ def shipml(
     return subprocess.run(
         [*SHIPML, *args], cwd=cwd, capture_output=True, text=True, env=full_env, timeout=600
     )
+
+
+def wait_until_ready(port: int, timeout: float = 60.0) -> None:
+    import http.client
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/v2/health/ready")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing became ready on port {port}")
+
+
+def hammer_then_kill(port: int, bodies: list[bytes], proc: subprocess.Popen[bytes],
+                     clients: int = 8, seconds: float = 2.0) -> list[str]:  # fmt: skip
+    """POST /predict from several clients, SIGKILL ``proc`` mid-load; returns the request
+    ids that were answered 200 before it died."""
+    import http.client
+    import signal
+    import threading
+    import time
+
+    answered: list[str] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i in range(1_000_000):
+            rid = f"k{n}-{i}"
+            try:
+                conn.request(
+                    "POST",
+                    "/predict",
+                    bodies[i % len(bodies)],
+                    {"Content-Type": "application/json", "X-Request-ID": rid},
+                )
+                resp = conn.getresponse()
+                resp.read()
+            except (OSError, http.client.HTTPException):
+                return  # the process was killed
+            if resp.status == 200:
+                with lock:
+                    answered.append(rid)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    for t in threads:
+        t.join(timeout=30)
+    return answered

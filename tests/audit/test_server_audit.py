@@ -1,19 +1,15 @@
 """Every prediction the model server answers is in the audit log, durably."""
 
-import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 
-import pytest
 from starlette.testclient import TestClient
 
 from shipml.audit import AuditLog, verify
 from shipml.serving import ModelServer, Predictor
+from tests.conftest import hammer_then_kill, wait_until_ready
 from tests.serving.conftest import free_port
 
 
@@ -58,7 +54,6 @@ def test_inputs_can_be_kept_as_a_hash(tmp_path, penguins_package, penguins_data)
     assert set(record["input"]) == {"sha256"} and len(record["input"]["sha256"]) == 64
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_kill_9_under_load_loses_no_answered_request(tmp_path, penguins_package, penguins_data):
     X, _ = penguins_data
     (tmp_path / "shipml.toml").write_text('[project]\nname = "audited"\n')
@@ -67,51 +62,11 @@ def test_kill_9_under_load_loses_no_answered_request(tmp_path, penguins_package,
     proc = subprocess.Popen([sys.executable, "-m", "shipml", "serve", str(penguins_package.path),
                              "--port", str(port)], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/v2/health/ready")
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            time.sleep(0.05)
+    wait_until_ready(port)
     bodies = [json.dumps({"instances": [_row(X, i)]}).encode() for i in range(50)]
-    answered: list[str] = []
-    lock = threading.Lock()
-
-    def client(n: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        i = 0
-        while True:
-            rid = f"c{n}-{i}"
-            try:
-                conn.request(
-                    "POST",
-                    "/predict",
-                    bodies[i % 50],
-                    {"Content-Type": "application/json", "X-Request-ID": rid},
-                )
-                resp = conn.getresponse()
-                resp.read()
-            except (OSError, http.client.HTTPException):
-                return  # the server was killed
-            if resp.status == 200:
-                with lock:
-                    answered.append(rid)
-            i += 1
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    for t in threads:
-        t.join(timeout=30)
+    answered = hammer_then_kill(port, bodies, proc)
     assert len(answered) > 100
     log = AuditLog(tmp_path / ".shipml" / "audit" / "audit.db")
     recorded = {row[0] for row in log.conn.execute("SELECT request_id FROM entries")}
-    missing = [rid for rid in answered if rid not in recorded]
-    assert missing == []
+    assert [rid for rid in answered if rid not in recorded] == []
     assert verify(log).ok  # the chain is intact up to the last durable record

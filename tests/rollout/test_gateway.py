@@ -7,16 +7,11 @@ from collections import Counter
 import httpx
 import numpy as np
 import pytest
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder
 
 from shipml.audit import AuditLog
-from shipml.model import build_package, model_input
+from shipml.model import build_package
 from shipml.rollout import Gateway, TrafficPolicy, Variant
-from tests.serving.conftest import start_server
+from tests.serving.conftest import penguins_model, start_server
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +19,7 @@ def worse_package(tmp_path_factory, penguins_data):
     """A challenger trained on shuffled labels."""
     X, y = penguins_data
     shuffled = y.sample(frac=1.0, random_state=3).to_numpy()
-    pre = ColumnTransformer(
-        [("cat", make_pipeline(SimpleImputer(missing_values="", strategy="constant",
-                                             fill_value="?"),
-                               OneHotEncoder(handle_unknown="ignore")), ["island", "sex"]),
-         ("num", SimpleImputer(strategy="median"),
-          [c for c in X.columns if c not in ("island", "sex")])],
-        sparse_threshold=0,
-    )  # fmt: skip
-    model = Pipeline([("pre", pre), ("rf", RandomForestClassifier(30, random_state=0))])
-    model.fit(model_input(X), shuffled)
+    model = penguins_model(X, shuffled)
     return build_package(model, X, y, path=tmp_path_factory.mktemp("pkg") / "penguins")
 
 
@@ -232,16 +218,13 @@ def test_manual_promotion_passes_the_quality_gate_or_is_overridden(servers, peng
 
 def test_kill_9_of_the_gateway_loses_no_answered_request(tmp_path, penguins_package,
                                                          penguins_data):  # fmt: skip
-    import http.client
     import json
     import os
-    import signal
     import subprocess
     import sys
-    import threading
-    import time
 
     from shipml.audit import verify
+    from tests.conftest import hammer_then_kill, wait_until_ready
     from tests.serving.conftest import free_port
 
     (tmp_path / "shipml.toml").write_text('[project]\nname = "gw"\n')
@@ -263,46 +246,9 @@ def test_kill_9_of_the_gateway_loses_no_answered_request(tmp_path, penguins_pack
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/v2/health/ready")
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            time.sleep(0.05)
+    wait_until_ready(port)
     bodies = [json.dumps({"instances": [inst]}).encode() for inst, _ in rows(penguins_data)[:50]]
-    answered: list[str] = []
-    lock = threading.Lock()
-
-    def client(n: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        for i in range(100_000):
-            rid = f"g{n}-{i}"
-            try:
-                conn.request(
-                    "POST",
-                    "/predict",
-                    bodies[i % 50],
-                    {"Content-Type": "application/json", "X-Request-ID": rid},
-                )
-                resp = conn.getresponse()
-                resp.read()
-            except (OSError, http.client.HTTPException):
-                return
-            if resp.status == 200:
-                with lock:
-                    answered.append(rid)
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    for t in threads:
-        t.join(timeout=30)
+    answered = hammer_then_kill(port, bodies, proc)
     assert len(answered) > 100
     log = AuditLog(tmp_path / ".shipml" / "audit" / "audit.db")
     recorded = {row[0] for row in log.conn.execute("SELECT request_id FROM entries")}

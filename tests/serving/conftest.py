@@ -31,9 +31,8 @@ def penguins_data() -> tuple[pd.DataFrame, pd.Series]:
     return df.drop(columns=["species"]), df["species"]
 
 
-@pytest.fixture(scope="session")
-def penguins_package(tmp_path_factory, penguins_data) -> ModelPackage:
-    X, y = penguins_data
+def penguins_model(X: pd.DataFrame, y) -> Pipeline:
+    """Imputation, one-hot encoding and a 30-tree forest, fitted on ``X`` and ``y``."""
     cat, num = ["island", "sex"], [c for c in X.columns if c not in ("island", "sex")]
     pre = ColumnTransformer(
         [
@@ -45,7 +44,13 @@ def penguins_package(tmp_path_factory, penguins_data) -> ModelPackage:
         sparse_threshold=0,
     )  # fmt: skip
     model = Pipeline([("pre", pre), ("rf", RandomForestClassifier(30, random_state=0))])
-    model.fit(model_input(X), y)
+    return model.fit(model_input(X), y)
+
+
+@pytest.fixture(scope="session")
+def penguins_package(tmp_path_factory, penguins_data) -> ModelPackage:
+    X, y = penguins_data
+    model = penguins_model(X, y)
     return build_package(model, X, y, path=tmp_path_factory.mktemp("pkg") / "penguins")
 
 

@@ -46,6 +46,17 @@ def _first_bad(values: Any, ok: Any) -> tuple[int, Any]:
     return -1, None
 
 
+def _one_column(name: str, arr: np.ndarray) -> np.ndarray:
+    """[rows] or [rows, 1] as [rows]; any other shape is an error."""
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        return arr.reshape(-1)
+    if arr.ndim != 1:
+        raise InvalidRequest(
+            f"feature {name!r} has shape {list(arr.shape)}; expected [rows] or [rows, 1]"
+        )
+    return arr
+
+
 def _is_number(v: Any) -> bool:
     return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
 
@@ -126,14 +137,7 @@ class Validator:
     def column(self, feature: Feature, values: Any) -> np.ndarray:
         if feature.type == "string":
             return self._strings(feature, values)
-        arr = self._numbers(values, feature.name)
-        if arr.ndim == 2 and arr.shape[1] == 1:
-            arr = arr.reshape(-1)
-        if arr.ndim != 1:
-            raise InvalidRequest(
-                f"feature {feature.name!r} has shape {list(arr.shape)}; "
-                "expected [rows] or [rows, 1]"
-            )
+        arr = _one_column(feature.name, self._numbers(values, feature.name))
         if not feature.nullable:
             nan = np.isnan(arr)
             if nan.any():
@@ -164,14 +168,7 @@ class Validator:
             raise InvalidRequest(f"feature {name!r}: {exc}") from exc
 
     def _strings(self, feature: Feature, values: Any) -> np.ndarray:
-        arr = np.asarray(values, dtype=object)
-        if arr.ndim == 2 and arr.shape[1] == 1:
-            arr = arr.reshape(-1)
-        if arr.ndim != 1:
-            raise InvalidRequest(
-                f"feature {feature.name!r} has shape {list(arr.shape)}; "
-                "expected [rows] or [rows, 1]"
-            )
+        arr = _one_column(feature.name, np.asarray(values, dtype=object))
         if infer_dtype(arr, skipna=True) not in ("string", "empty"):
             row, value = _first_bad(arr, _is_text)
             raise InvalidRequest(
