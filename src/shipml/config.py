@@ -105,6 +105,16 @@ class RolloutSection(_Section):
     port: int = Field(default=8000, ge=0, le=65535)
     # Bearer token for /v1/rollout/promote and /rollback; empty turns them off.
     admin_token: str = ""
+    # The traffic policy (each can be given on the command line instead).
+    mode: str = "single"  # single | shadow | ab | canary
+    champion: str = ""  # NAME=URL of a `shipml serve`, or NAME=REF to host it in process
+    challengers: list[str] = Field(default_factory=list)
+    shadow_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
+    weights: dict[str, float] = Field(default_factory=dict)  # ab
+    sticky: str = ""  # header:NAME or field:NAME
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0])  # canary
+    min_samples: int = Field(default=200, ge=1)
+    interval_s: float = Field(default=5.0, gt=0.0)
 
 
 class ProjectConfig(_Section):

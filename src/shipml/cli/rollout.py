@@ -37,59 +37,86 @@ def _variant(spec: str, role: str, config: Any) -> Any:
 
 
 def gateway(
-    mode: str = typer.Option("single", help="single, shadow, ab or canary."),
-    champion: str = typer.Option(
-        ...,
+    mode: str | None = typer.Option(None, help="single, shadow, ab or canary."),
+    champion: str | None = typer.Option(
+        None,
         help="NAME=URL of the champion's model server, or NAME=REF to host it in the "
         "gateway (REF: a package folder, NAME@ALIAS or NAME/VERSION).",
     ),
     challenger: list[str] = typer.Option(
         [], help="NAME=URL or NAME=REF of a challenger (repeatable)."
     ),
-    fraction: float = typer.Option(1.0, help="shadow: share of requests mirrored (0-1)."),
-    weights: str = typer.Option("", help="ab: NAME=WEIGHT,... (default: equal)."),
+    fraction: float | None = typer.Option(None, help="shadow: share of requests mirrored."),
+    weights: str | None = typer.Option(None, help="ab: NAME=WEIGHT,... (default: equal)."),
     sticky: str | None = typer.Option(None, help="header:NAME or field:NAME for sticky A/B."),
-    steps: str = typer.Option("5,25,50,100", help="canary: challenger weight per step (%)."),
-    min_samples: int = typer.Option(200, help="canary: labels per variant before deciding."),
-    interval: float = typer.Option(5.0, help="canary: seconds between analyses."),
+    steps: str | None = typer.Option(None, help="canary: challenger weight per step, 5,25,..."),
+    min_samples: int | None = typer.Option(None, help="canary: labels per variant to decide."),
+    interval: float | None = typer.Option(None, help="canary: seconds between analyses."),
     host: str | None = typer.Option(None, help="Interface (default [rollout] host)."),
     port: int | None = typer.Option(None, help="Port (default [rollout] port, 8000)."),
 ) -> None:
-    """Run the gateway in front of model servers (see docs/rollout.md)."""
+    """Run the gateway in front of model servers. Every option defaults to [rollout] in
+    shipml.toml (see docs/rollout.md)."""
     import uvicorn
 
     from shipml.audit import open_log
     from shipml.cli.serve import _config_or_none
+    from shipml.config import RolloutSection
     from shipml.rollout import Gateway, TrafficPolicy
 
     config: Any = _config_or_none()
-    parsed_weights = {}
-    for item in filter(None, weights.split(",")):
+    section = config.rollout if config is not None else RolloutSection()
+    champion = champion or section.champion
+    if not champion:
+        raise ConfigError("no champion given", hint="pass --champion NAME=URL|REF or set "
+                          "[rollout] champion in shipml.toml")  # fmt: skip
+    parsed_weights = dict(section.weights)
+    for item in filter(None, (weights or "").split(",")):
         name, _, value = item.partition("=")
         try:
             parsed_weights[name] = float(value)
         except ValueError as exc:
             raise ConfigError(f"--weights expects NAME=NUMBER, got {item!r}") from exc
-    try:
-        step_list = [float(s) for s in steps.split(",") if s]
-    except ValueError as exc:
-        raise ConfigError(f"--steps expects numbers like 5,25,50,100, got {steps!r}") from exc
+    step_list = list(section.steps)
+    if steps:
+        try:
+            step_list = [float(s) for s in steps.split(",") if s]
+        except ValueError as exc:
+            raise ConfigError(f"--steps expects numbers like 5,25,50,100, got {steps!r}") from exc
+    mode = mode or section.mode
     policy = TrafficPolicy(
         mode=mode, champion=_variant(champion, "champion", config),
-        challengers=[_variant(c, "challenger", config) for c in challenger],
-        shadow_fraction=fraction,
-        weights=parsed_weights, sticky=sticky, steps=step_list, min_samples=min_samples,
-        interval_s=interval,
+        challengers=[_variant(c, "challenger", config)
+                     for c in (challenger or section.challengers)],
+        shadow_fraction=section.shadow_fraction if fraction is None else fraction,
+        weights=parsed_weights, sticky=sticky or section.sticky or None, steps=step_list,
+        min_samples=min_samples or section.min_samples,
+        interval_s=interval or section.interval_s,
     )  # fmt: skip
     audit = open_log(config) if config is not None and config.audit.enabled else None
-    token = config.rollout.admin_token if config is not None else ""
-    host = host or (config.rollout.host if config is not None else "127.0.0.1")
-    port = port if port is not None else (config.rollout.port if config is not None else 8000)
+    host = host or section.host
+    port = port if port is not None else section.port
     stderr.print(f"gateway ({mode}) on http://{host}:{port}: champion {policy.champion.name}"
                  + (f", challengers {', '.join(v.name for v in policy.challengers)}"
                     if policy.challengers else ""))  # fmt: skip
-    uvicorn.run(Gateway(policy, audit=audit, admin_token=token), host=host, port=port,
-                loop="uvloop", http="httptools", log_level="warning", lifespan="on")  # fmt: skip
+    on_promote = _registry_promoter(config) if config is not None else None
+    uvicorn.run(Gateway(policy, audit=audit, admin_token=section.admin_token,
+                        on_promote=on_promote),
+                host=host, port=port, loop="uvloop", http="httptools", log_level="warning",
+                lifespan="on")  # fmt: skip
+
+
+def _registry_promoter(config: Any) -> Any:
+    """After the gateway promotes a variant whose registry version it knows, point the
+    registry's champion alias at it."""
+    from shipml.tracking import Registry, tracker_for
+
+    def promote(ref: str) -> str:
+        name, _, version = ref.partition("/")
+        Registry(tracker_for(config)).set_alias(name, version, "champion")
+        return f"{name}@champion -> version {version}"
+
+    return promote
 
 
 def _call(url: str, method: str = "GET", token: str = "", force: str = "") -> dict[str, Any]:

@@ -64,8 +64,11 @@ class Gateway:
         audit: AuditLog | None = None,
         admin_token: str = "",
         seed: int | None = None,
+        on_promote: Any = None,
     ) -> None:
         self.policy = policy
+        # Called with the promoted variant's registry reference (name/version), if known.
+        self.on_promote = on_promote
         self.audit = audit
         self.admin_token = admin_token
         self.rng = random.Random(seed)
@@ -411,8 +414,14 @@ class Gateway:
         old, new = self.policy.champion, self.policy.challengers[0]
         self.policy.champion, self.policy.challengers = new, [old, *self.policy.challengers[1:]]
         self.policy.mode, self.state = "single", "promoted"
+        registry = None
+        if self.on_promote is not None and new.ref:
+            try:
+                registry = self.on_promote(new.ref)
+            except Exception as exc:  # the registry may be unreachable; the switch stands
+                registry = f"not updated: {type(exc).__name__}: {exc}"
         self.event("promotion", reason=reason, champion=new.name, previous=old.name,
-                   ref=new.ref, numbers=numbers)  # fmt: skip
+                   ref=new.ref, registry=registry, numbers=numbers)  # fmt: skip
 
     def rollback(self, reason: str, numbers: dict[str, Any] | None = None) -> None:
         self.policy.mode, self.state = "single", "rolled back"
