@@ -13,7 +13,6 @@ fsync on a writer thread, and each caller resumes only once its record is durabl
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -24,27 +23,12 @@ from typing import Any
 
 import orjson
 
+from shipml.audit.database import Database, is_url
 from shipml.audit.merkle import Frontier, leaf_hash
 from shipml.audit.signing import Checkpoint, load_or_create_key, public_pem, sign
 from shipml.errors import AuditError
 
 GENESIS = "0" * 64
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    seq INTEGER PRIMARY KEY,
-    leaf BLOB NOT NULL,
-    entry BLOB NOT NULL,
-    kind TEXT NOT NULL,
-    request_id TEXT
-);
-CREATE INDEX IF NOT EXISTS entries_request ON entries (request_id);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    size INTEGER PRIMARY KEY,
-    root TEXT NOT NULL,
-    time TEXT NOT NULL,
-    signature TEXT NOT NULL
-);
-"""
 
 
 def canonical(obj: Any) -> bytes:
@@ -63,27 +47,17 @@ class Entry:
         return dict(orjson.loads(self.raw))
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
-    conn.execute("PRAGMA busy_timeout=30000")  # other processes may hold the write lock
-    conn.executescript(SCHEMA)
-    return conn
-
-
 class AuditLog:
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         *,
         signing_key: Path | None = None,
         checkpoint_dir: Path | None = None,
         checkpoint_every: int = 10_000,
     ) -> None:
         self.path = path
-        self.conn = connect(path)
+        self.db = Database(path)
         self.key = load_or_create_key(signing_key) if signing_key else None
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
@@ -95,15 +69,20 @@ class AuditLog:
         self._lock = threading.Lock()
         self.frontier = Frontier()
         self.last_leaf = bytes.fromhex(GENESIS)
-        for (leaf,) in self.conn.execute("SELECT leaf FROM entries ORDER BY seq"):
-            self.frontier.append(leaf)
-            self.last_leaf = leaf
+        for (leaf,) in self.db.execute("SELECT leaf FROM entries ORDER BY seq"):
+            self.frontier.append(bytes(leaf))
+            self.last_leaf = bytes(leaf)
         # Pending records for the writer thread: a deque (appends are atomic) and an event
         # that wakes the writer; cheaper per record than queue.Queue's locks.
         self._pending: deque[tuple[dict[str, Any], Any, Any]] = deque()
         self._wake = threading.Event()
         self._stopping = False
         self._writer: threading.Thread | None = None
+
+    @property
+    def conn(self) -> Any:
+        """The underlying database connection (sqlite3 or psycopg)."""
+        return self.db.conn
 
     @property
     def size(self) -> int:
@@ -119,7 +98,7 @@ class AuditLog:
         with self._lock:
             saved = (self.frontier.size, list(self.frontier._stack), self.last_leaf)
             try:
-                self.conn.execute("BEGIN IMMEDIATE")  # the database's write lock
+                self.db.begin_write()  # the log's write lock
                 self._catch_up()
                 before = self.frontier.size
                 now = datetime.now(UTC).isoformat(timespec="microseconds")  # one write, one time
@@ -133,14 +112,13 @@ class AuditLog:
                                  entry.get("request_id")))  # fmt: skip
                     self.frontier.append(leaf)
                     self.last_leaf = leaf
-                self.conn.executemany(
+                self.db.executemany(
                     "INSERT INTO entries (seq, leaf, entry, kind, request_id) VALUES (?,?,?,?,?)",
                     rows,
                 )
-                self.conn.execute("COMMIT")
-            except (sqlite3.Error, TypeError) as exc:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
+                self.db.commit()
+            except (self.db.error, TypeError) as exc:
+                self.db.rollback()
                 self.frontier.size, self.frontier._stack, self.last_leaf = saved
                 raise AuditError(f"cannot write the audit log {self.path}: {exc}") from exc
             after, every = self.frontier.size, self.checkpoint_every
@@ -150,15 +128,15 @@ class AuditLog:
 
     def _catch_up(self) -> None:
         """Fold in records other processes appended since this one last looked."""
-        (top,) = self.conn.execute("SELECT MAX(seq) FROM entries").fetchone()
+        (top,) = self.db.execute("SELECT MAX(seq) FROM entries").fetchone()
         size = 0 if top is None else top + 1
         if size == self.frontier.size:
             return
-        for (leaf,) in self.conn.execute(
+        for (leaf,) in self.db.execute(
             "SELECT leaf FROM entries WHERE seq >= ? ORDER BY seq", (self.frontier.size,)
         ):
-            self.frontier.append(leaf)
-            self.last_leaf = leaf
+            self.frontier.append(bytes(leaf))
+            self.last_leaf = bytes(leaf)
 
     def append(self, record: dict[str, Any]) -> int:
         return self.append_many([record])[0]
@@ -215,10 +193,7 @@ class AuditLog:
         if self.key is None:
             raise AuditError("no signing key configured", hint="set [audit] signing_key")
         cp = sign(self.key, cp)
-        self.conn.execute(
-            "INSERT OR REPLACE INTO checkpoints (size, root, time, signature) VALUES (?,?,?,?)",
-            (cp.size, cp.root, cp.time, cp.signature),
-        )
+        self.db.upsert_checkpoint(cp.size, cp.root, cp.time, cp.signature)
         if self.checkpoint_dir is not None:
             file = self.checkpoint_dir / f"checkpoint-{cp.size:012d}.json"
             tmp = file.with_suffix(".tmp")
@@ -235,31 +210,29 @@ class AuditLog:
             self._writer = None
         if self.key is not None:
             with self._lock:
-                row = self.conn.execute("SELECT MAX(size) FROM checkpoints").fetchone()
+                row = self.db.execute("SELECT MAX(size) FROM checkpoints").fetchone()
                 if (row[0] or 0) < self.frontier.size:
                     self._checkpoint_locked()
-        self.conn.close()
+        self.db.close()
 
     # -- reading ------------------------------------------------------------------------
     def entries(self) -> Iterator[tuple[int, bytes, bytes]]:
         """(stored seq, stored leaf, raw entry) in storage order."""
-        yield from self.conn.execute("SELECT seq, leaf, entry FROM entries ORDER BY seq")
+        yield from self.db.execute("SELECT seq, leaf, entry FROM entries ORDER BY seq")
 
     def find(self, request_id: str) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT entry FROM entries WHERE request_id = ? ORDER BY seq", (request_id,)
         )
         return [dict(orjson.loads(raw)) for (raw,) in rows]
 
     def find_events(self) -> list[dict[str, Any]]:
         """Lifecycle events (deploy, traffic change, promotion, rollback...), oldest first."""
-        rows = self.conn.execute("SELECT entry FROM entries WHERE kind = 'event' ORDER BY seq")
+        rows = self.db.execute("SELECT entry FROM entries WHERE kind = 'event' ORDER BY seq")
         return [dict(orjson.loads(raw)) for (raw,) in rows]
 
     def checkpoints(self) -> list[Checkpoint]:
-        rows = self.conn.execute(
-            "SELECT size, root, time, signature FROM checkpoints ORDER BY size"
-        )
+        rows = self.db.execute("SELECT size, root, time, signature FROM checkpoints ORDER BY size")
         return [Checkpoint(*row) for row in rows]
 
 
@@ -277,9 +250,9 @@ def open_log(config: Any, *, writer: bool = True) -> AuditLog:
     """The project's audit log (``config`` is a ProjectConfig). A reader (verify, explain,
     export) opens it without the signing key: it never creates a key or signs anything."""
     section = config.audit
-    path = config.path(section.path)
+    path: Path | str = section.path if is_url(section.path) else config.path(section.path)
     if not writer:
-        if not path.is_file():
+        if isinstance(path, Path) and not path.is_file():
             raise AuditError(
                 f"there is no audit log at {path} yet",
                 hint="it is written by shipml serve, the gateway and alias changes",

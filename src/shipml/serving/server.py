@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shipml.audit import AuditLog
+from shipml.audit.database import is_url
 from shipml.serving.app import ModelServer
 from shipml.serving.predictor import Predictor
 from shipml.serving.tracing import Tracing
@@ -46,7 +47,7 @@ def build_app(spec: ServeSpec) -> ModelServer:
     audit = None
     if spec.audit_path:
         audit = AuditLog(
-            Path(spec.audit_path),
+            spec.audit_path if is_url(spec.audit_path) else Path(spec.audit_path),
             signing_key=Path(spec.signing_key) if spec.signing_key else None,
             checkpoint_dir=Path(spec.checkpoint_dir) if spec.checkpoint_dir else None,
             checkpoint_every=spec.checkpoint_every,
@@ -126,7 +127,7 @@ def resolve_spec(ref: str, config: object | None = None) -> ServeSpec:
     if audit is not None and audit.enabled:
         path = config.path  # type: ignore[union-attr]
         limits.update(
-            audit_path=str(path(audit.path)),
+            audit_path=audit.path if is_url(audit.path) else str(path(audit.path)),
             signing_key=str(path(audit.signing_key)),
             checkpoint_dir=str(path(audit.checkpoint_dir)),
             checkpoint_every=audit.checkpoint_every,
