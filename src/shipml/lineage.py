@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipml.audit import open_log
+from shipml.audit.database import redact
 from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
 from shipml.errors import AuditError, ShipmlError
@@ -32,7 +33,7 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
         log.close()
     if not records:
         raise AuditError(
-            f"no prediction with request id {request_id!r} in {config.audit.path}",
+            f"no prediction with request id {request_id!r} in {redact(config.audit.path)}",
             hint="the id is the X-Request-ID header of the answer",
         )
     rec = records[0]

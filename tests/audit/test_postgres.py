@@ -68,3 +68,22 @@ def test_processes_share_one_chain_on_postgres(url):
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     log = AuditLog(url)
     assert log.size == 300 and verify(log).ok
+
+
+def test_a_lost_connection_is_reopened_and_passwords_never_show(url):
+    import psycopg
+
+    from shipml.audit.database import redact
+
+    log = AuditLog(url)
+    log.append({"kind": "event", "request_id": "before"})
+    pid = log.conn.info.backend_pid
+    with psycopg.connect(URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(Exception) as err:  # the write that meets the dead connection fails...
+        log.append({"kind": "event", "request_id": "lost"})
+    assert "shipml_test:shipml_test" not in str(err.value)
+    log.append({"kind": "event", "request_id": "after"})  # ...and the next one reconnects
+    assert [r["request_id"] for r in AuditLog(url).find_events()] == ["before", "after"]
+    assert verify(AuditLog(url)).ok
+    assert redact("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"

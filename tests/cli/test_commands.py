@@ -64,6 +64,7 @@ def test_ui_serves_the_mlflow_ui_on_the_project_store(project: Path):
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        start_new_session=True,  # so the MLflow server's own children can be stopped too
     )
     try:
         deadline = time.monotonic() + 90
@@ -80,5 +81,8 @@ def test_ui_serves_the_mlflow_ui_on_the_project_store(project: Path):
         with urllib.request.urlopen(url, timeout=5) as r:
             assert r.status == 200
     finally:
-        proc.terminate()
+        import os
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

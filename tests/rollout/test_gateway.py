@@ -255,3 +255,37 @@ def test_kill_9_of_the_gateway_loses_no_answered_request(tmp_path, penguins_pack
     assert [rid for rid in answered if rid not in recorded] == []
     assert verify(log).ok
     assert log.find_events()[0]["event"] == "start"
+
+
+def test_a_challenger_that_answers_4xx_is_rolled_back(servers, penguins_data):
+    urls, _ = servers
+    policy = TrafficPolicy("canary", Variant("champion", urls["good"]),
+                           [Variant("challenger", urls["good"] + "/nope")], steps=[50.0],
+                           interval_s=3600)  # fmt: skip
+    gateway = Gateway(policy, seed=5)
+    data = rows(penguins_data)
+
+    async def run():
+        await gateway.start()
+        transport = httpx.ASGITransport(app=gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            for inst, _ in data[:200]:
+                await client.post("/predict", json={"instances": [inst]})
+            no_challenger = None
+            decision = gateway.decide()
+            single = Gateway(TrafficPolicy("single", Variant("only", urls["good"])),
+                             admin_token="t")  # fmt: skip
+            await single.start()
+            t2 = httpx.ASGITransport(app=single)
+            async with httpx.AsyncClient(transport=t2, base_url="http://gw") as c2:
+                no_challenger = await c2.post(
+                    "/v1/rollout/rollback", headers={"Authorization": "Bearer t"}
+                )
+            await single.stop()
+        await gateway.stop()
+        return decision, no_challenger
+
+    decision, no_challenger = asyncio.run(run())
+    assert decision == "rolled back"
+    assert "error rate" in gateway.history[-1]["reason"]
+    assert no_challenger.status_code == 409 and "only a champion" in no_challenger.json()["error"]

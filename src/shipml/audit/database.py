@@ -5,6 +5,7 @@ write lock that serialises appenders, the schema and the checkpoint upsert."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -35,28 +36,27 @@ def is_url(target: str | Path) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
 
+def redact(target: str | Path) -> str:
+    """The target with any password replaced by ***, safe for messages and logs."""
+    text = str(target)
+    if not is_url(text):
+        return text
+    scheme, _, rest = text.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return text
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
 class Database:
     def __init__(self, target: str | Path) -> None:
         self.target = str(target)
+        self.shown = redact(target)
         if is_url(target):
             self.kind = "postgres"
-            try:
-                import psycopg
-            except ImportError as exc:
-                raise AuditError("a PostgreSQL audit log needs psycopg",
-                                 hint="pip install 'psycopg[binary]'") from exc  # fmt: skip
-            try:
-                self.conn: Any = psycopg.connect(self.target, autocommit=True)
-            except psycopg.Error as exc:
-                raise AuditError(
-                    f"cannot connect to the audit database: {exc}",
-                    hint="check [audit] path (a postgresql:// URL)",
-                ) from exc
-            with self.conn.transaction():
-                # one creator at a time: CREATE ... IF NOT EXISTS races between processes
-                self.conn.execute("SELECT pg_advisory_xact_lock(7216354)")
-                for statement in filter(str.strip, SCHEMA["postgres"].split(";")):
-                    self.conn.execute(statement)
+            self.conn: Any = None
+            self.reconnect()
         else:
             self.kind = "sqlite"
             path = Path(target)
@@ -66,6 +66,34 @@ class Database:
             self.conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
             self.conn.execute("PRAGMA busy_timeout=30000")  # others may hold the write lock
             self.conn.executescript(SCHEMA["sqlite"])
+
+    def reconnect(self) -> None:
+        """(Re)open the PostgreSQL connection and make sure the tables exist."""
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise AuditError("a PostgreSQL audit log needs psycopg",
+                             hint="pip install 'shipml[postgres]'") from exc  # fmt: skip
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+        try:
+            self.conn = psycopg.connect(self.target, autocommit=True)
+            with self.conn.transaction():
+                # one creator at a time: CREATE ... IF NOT EXISTS races between processes
+                self.conn.execute("SELECT pg_advisory_xact_lock(7216354)")
+                for statement in filter(str.strip, SCHEMA["postgres"].split(";")):
+                    self.conn.execute(statement)
+        except psycopg.Error as exc:
+            raise AuditError(
+                f"cannot open the audit database {self.shown}: "
+                f"{type(exc).__name__}: {str(exc).strip()}",
+                hint="check [audit] path (a postgresql:// URL) and the server",
+            ) from exc
+
+    @property
+    def broken(self) -> bool:
+        return self.kind == "postgres" and (self.conn is None or bool(self.conn.closed))
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.kind == "postgres" else sql
@@ -92,8 +120,12 @@ class Database:
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
-        if self.in_transaction:
-            self.conn.execute("ROLLBACK")
+        """Roll back if a transaction is open; never raises (the connection may be gone)."""
+        try:
+            if self.in_transaction:
+                self.conn.execute("ROLLBACK")
+        except Exception:  # a dead connection: reconnect() at the next write fixes it
+            pass
 
     @property
     def in_transaction(self) -> bool:

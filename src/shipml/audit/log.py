@@ -98,6 +98,8 @@ class AuditLog:
         with self._lock:
             saved = (self.frontier.size, list(self.frontier._stack), self.last_leaf)
             try:
+                if self.db.broken:
+                    self.db.reconnect()
                 self.db.begin_write()  # the log's write lock
                 self._catch_up()
                 before = self.frontier.size
@@ -117,10 +119,12 @@ class AuditLog:
                     rows,
                 )
                 self.db.commit()
-            except (self.db.error, TypeError) as exc:
+            except (self.db.error, TypeError, AuditError) as exc:
                 self.db.rollback()
                 self.frontier.size, self.frontier._stack, self.last_leaf = saved
-                raise AuditError(f"cannot write the audit log {self.path}: {exc}") from exc
+                raise AuditError(
+                    f"cannot write the audit log {self.db.shown}: {type(exc).__name__}"
+                ) from exc
             after, every = self.frontier.size, self.checkpoint_every
             if self.key is not None and every and after // every > before // every:
                 self._checkpoint_locked()

@@ -50,9 +50,18 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )  # fmt: skip
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole under a temporary name, then linked into place: several workers
+    # starting together agree on one key, and nobody reads a half-written file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return load_or_create_key(path)  # another process won: use its key
+    finally:
+        tmp.unlink(missing_ok=True)
     return key
 
 

@@ -28,27 +28,38 @@ class Verification:
     notes: list[str] = field(default_factory=list)
 
 
-def _checkpoints(log: AuditLog, checkpoint_dir: Path | None) -> list[Checkpoint]:
+def _checkpoints(log: AuditLog, checkpoint_dir: Path | None) -> tuple[list[Checkpoint], bool]:
     """Checkpoints from the operator's folder when there is one (outside the database,
-    so rewriting the database cannot rewrite them), else from the database."""
+    so rewriting the database cannot rewrite them), else from the database; and whether
+    they came from the folder."""
     if checkpoint_dir is not None and checkpoint_dir.is_dir():
         files = sorted(checkpoint_dir.glob("checkpoint-*.json"))
         if files:
-            return [Checkpoint.from_json(f.read_text()) for f in files]
-    return log.checkpoints()
+            return [Checkpoint.from_json(f.read_text()) for f in files], True
+    return log.checkpoints(), False
 
 
 def verify(log: AuditLog, *, checkpoint_dir: Path | None = None,
            public_key: Path | None = None) -> Verification:  # fmt: skip
-    checkpoints = _checkpoints(log, checkpoint_dir)
+    checkpoints, from_files = _checkpoints(log, checkpoint_dir)
     key_file = public_key or (checkpoint_dir / "public.pem" if checkpoint_dir else None)
     key = load_public_key(key_file) if key_file is not None and key_file.is_file() else None
     result = Verification(ok=True, records=0, checkpoints=len(checkpoints))
     if checkpoints and key is None:
         result.notes.append("no public key: checkpoint signatures were not checked")
+    trusted = []
     for cp in checkpoints:
         if key is not None and not check_signature(key, cp):
-            return _bad(result, None, f"checkpoint at size {cp.size} has an invalid signature")
+            if from_files:
+                return _bad(result, None, f"checkpoint at size {cp.size} has an invalid "
+                            "signature")  # fmt: skip
+            # In the database, another machine's key may have signed it (team mode).
+            result.notes.append(f"checkpoint at size {cp.size} in the database is not signed "
+                                "by this machine's key: not used")  # fmt: skip
+            continue
+        trusted.append(cp)
+    checkpoints = trusted
+    result.checkpoints = len(trusted)
     by_size = {cp.size: cp for cp in checkpoints}
     frontier = Frontier()
     prev = GENESIS

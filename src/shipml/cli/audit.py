@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from shipml.audit.database import redact
 from shipml.cli.output import project_config, stdout
 from shipml.errors import AuditError
 
@@ -29,7 +30,7 @@ def verify_cmd() -> None:
         stdout.print(f"note: {note}")
     if not result.ok:
         raise AuditError(
-            f"audit log {config.audit.path} failed verification: {result.problem}",
+            f"audit log {redact(config.audit.path)} failed verification: {result.problem}",
             hint="restore the log from a backup"
             + (
                 "; the records before the first bad one are intact"
@@ -77,6 +78,9 @@ def export_cmd(
         rows = [orjson.loads(raw) for _, _, raw in log.entries()]
     finally:
         log.close()
+    if output.is_dir():
+        raise AuditError(f"{output} is a folder", hint="give a file name ending in .jsonl "
+                         "or .parquet")  # fmt: skip
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".parquet":
         import pyarrow as pa

@@ -8,6 +8,7 @@ import os
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
@@ -33,7 +34,11 @@ def _variant(spec: str, role: str, config: Any) -> Any:
     from shipml.serving.server import build_app, resolve_spec
 
     spec_ = resolve_spec(target, config)
-    return Variant(name, ref=f"{spec_.name}/{spec_.version}", app=build_app(spec_))
+    from shipml.tracking import parse_model_ref
+
+    in_registry = parse_model_ref(target).path is None  # a folder has no registry version
+    ref = f"{spec_.name}/{spec_.version}" if in_registry else ""
+    return Variant(name, ref=ref, app=build_app(spec_))
 
 
 def gateway(
@@ -65,7 +70,11 @@ def gateway(
     from shipml.rollout import Gateway, TrafficPolicy
 
     config: Any = _config_or_none()
-    section = config.rollout if config is not None else RolloutSection()
+    section = (
+        config.rollout
+        if config is not None
+        else RolloutSection(admin_token=os.environ.get("SHIPML_ROLLOUT_ADMIN_TOKEN", ""))
+    )
     champion = champion or section.champion
     if not champion:
         raise ConfigError("no champion given", hint="pass --champion NAME=URL|REF or set "
@@ -90,8 +99,8 @@ def gateway(
                      for c in (challenger or section.challengers)],
         shadow_fraction=section.shadow_fraction if fraction is None else fraction,
         weights=parsed_weights, sticky=sticky or section.sticky or None, steps=step_list,
-        min_samples=min_samples or section.min_samples,
-        interval_s=interval or section.interval_s,
+        min_samples=section.min_samples if min_samples is None else min_samples,
+        interval_s=section.interval_s if interval is None else interval,
     )  # fmt: skip
     audit = open_log(config) if config is not None and config.audit.enabled else None
     host = host or section.host
@@ -124,12 +133,16 @@ def _call(url: str, method: str = "GET", token: str = "", force: str = "") -> di
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     if force:
-        request.add_header("X-Shipml-Force", force)
+        request.add_header("X-Shipml-Force", quote(force))  # headers are latin-1
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return dict(json.loads(resp.read()))
     except urllib.error.HTTPError as exc:
-        detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+        raw = exc.read()
+        try:
+            detail = json.loads(raw or b"{}").get("error", exc.reason)
+        except ValueError:
+            detail = raw.decode("utf-8", "replace")[:300] or exc.reason
         raise ShipmlError(f"the gateway answered {exc.code}: {detail}") from exc
     except OSError as exc:
         raise ShipmlError(
@@ -195,7 +208,9 @@ def promote(
     log); --force --reason TEXT overrides the gate and records who and why."""
     if force and not reason:
         raise ConfigError("--force needs --reason TEXT", hint="say why the gate is overridden")
-    who = os.environ.get("USER", "unknown")
+    import getpass
+
+    who = getpass.getuser()
     data = _call(gateway_url.rstrip("/") + "/v1/rollout/promote", "POST", _token(token),
                  force=f"{who}: {reason}" if force else "")  # fmt: skip
     stdout.print(f"promoted: champion is now {data['champion']}")

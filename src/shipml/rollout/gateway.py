@@ -18,11 +18,13 @@ import random
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 import orjson
 
 from shipml.audit import AuditLog
+from shipml.errors import AuditError
 from shipml.rollout.analysis import Analysis
 from shipml.rollout.assignment import choose
 from shipml.rollout.policy import TrafficPolicy
@@ -49,7 +51,8 @@ def outputs_of(path: str, body: Any) -> dict[str, Any]:
         if isinstance(first, dict):
             probs = first.get("probabilities")
             return {"label": first.get("label"),
-                    "probabilities": list(probs.values()) if probs else None}  # fmt: skip
+                    "probabilities": (list(probs.values()) if isinstance(probs, dict)
+                                      else probs)}  # fmt: skip
         probs = body.get("probabilities")
         return {"label": first, "probabilities": probs[0] if probs else None}
     except (KeyError, IndexError, TypeError):
@@ -218,7 +221,7 @@ class Gateway:
             except orjson.JSONDecodeError:
                 parsed = None
         rid_text = rid.decode("latin-1")
-        self.analysis.record(name, seconds, status < 500, rid_text,
+        self.analysis.record(name, seconds, status < 400, rid_text,
                              parsed["label"] if parsed else None)  # fmt: skip
         await _send(send, status, answer, rid, extra=[(b"x-shipml-variant", variant.name_bytes)])
         if self.policy.mode == "shadow" and status == 200 and parsed is not None:
@@ -247,32 +250,40 @@ class Gateway:
     async def _shadow_worker(self) -> None:
         assert self._queue is not None
         while True:
-            path, body, headers, rid, primary = await self._queue.get()
-            for shadow in self.policy.challengers:
-                if time.monotonic() < self._open_until.get(shadow.name, 0.0):
-                    self.counters["skipped_circuit_open"] += 1  # a dead shadow costs nothing
-                    continue
-                started = time.perf_counter()
-                shadow_headers = [h for h in headers if h[0] != b"x-shipml-variant"]
-                shadow_headers.append((b"x-shipml-variant", shadow.name_bytes))
-                if shadow.app is not None:
-                    status, answer = await _call_app(shadow.app, path, body, shadow_headers)
-                else:
-                    status, answer = await self._post(shadow.url + path, body,
-                                                      _text(shadow_headers))  # fmt: skip
-                seconds = time.perf_counter() - started
-                if status != 200:
-                    self.counters["shadow_failed"] += 1
-                    self.analysis.record(shadow.name, seconds, False, None)
-                    self._shadow_failed(shadow.name)
-                    continue
-                self._failures[shadow.name] = 0
-                self.analysis.record(shadow.name, seconds, True, None)
-                try:
-                    out = outputs_of(path, orjson.loads(answer))
-                except orjson.JSONDecodeError:
-                    continue
-                self.analysis.compare(shadow.name, primary, out, rid)
+            item = await self._queue.get()
+            try:
+                await self._shadow_one(*item)
+            except Exception:  # a bug must not silently stop mirroring for good
+                self.counters["shadow_failed"] += 1
+                log.exception("shadow mirroring failed")
+
+    async def _shadow_one(self, path: str, body: bytes, headers: list[tuple[bytes, bytes]],
+                          rid: str, primary: dict[str, Any]) -> None:  # fmt: skip
+        for shadow in self.policy.challengers:
+            if time.monotonic() < self._open_until.get(shadow.name, 0.0):
+                self.counters["skipped_circuit_open"] += 1  # a dead shadow costs nothing
+                continue
+            started = time.perf_counter()
+            shadow_headers = [h for h in headers if h[0] != b"x-shipml-variant"]
+            shadow_headers.append((b"x-shipml-variant", shadow.name_bytes))
+            if shadow.app is not None:
+                status, answer = await _call_app(shadow.app, path, body, shadow_headers)
+            else:
+                status, answer = await self._post(shadow.url + path, body,
+                                                  _text(shadow_headers))  # fmt: skip
+            seconds = time.perf_counter() - started
+            if status != 200:
+                self.counters["shadow_failed"] += 1
+                self.analysis.record(shadow.name, seconds, False, None)
+                self._shadow_failed(shadow.name)
+                continue
+            self._failures[shadow.name] = 0
+            self.analysis.record(shadow.name, seconds, True, None)
+            try:
+                out = outputs_of(path, orjson.loads(answer))
+            except orjson.JSONDecodeError:
+                continue
+            self.analysis.compare(shadow.name, primary, out, rid)
 
     def _shadow_failed(self, name: str, threshold: int = 5) -> None:
         """Circuit breaker: after ``threshold`` failures in a row, stop calling the shadow
@@ -323,9 +334,13 @@ class Gateway:
             await _send(send, 401, _json({"error": "a valid admin token is required "
                                           "(Authorization: Bearer TOKEN)"}), rid)  # fmt: skip
             return
+        if not self.policy.challengers:
+            await _send(send, 409, _json({"error": f"nothing to {action}: the gateway has "
+                                          "only a champion"}), rid)  # fmt: skip
+            return
         if action == "promote":
             refusal = self.promotion_gate()
-            force = headers.get(b"x-shipml-force", b"").decode("latin-1")
+            force = unquote(headers.get(b"x-shipml-force", b"").decode("latin-1"))
             if refusal and not force:
                 await _send(
                     send,
@@ -365,7 +380,10 @@ class Gateway:
     async def _canary_loop(self) -> None:
         while self.state == "running":
             await asyncio.sleep(self.policy.interval_s)
-            self.decide()
+            try:
+                self.decide()
+            except Exception:  # keep analysing: one bad tick must not freeze the canary
+                log.exception("canary analysis failed; trying again next interval")
 
     def decide(self) -> str:
         """One analysis between canary steps: wait, advance, promote or roll back."""
@@ -424,16 +442,30 @@ class Gateway:
                    ref=new.ref, registry=registry, numbers=numbers)  # fmt: skip
 
     def rollback(self, reason: str, numbers: dict[str, Any] | None = None) -> None:
+        registry = None
+        if self.state == "promoted":  # undo the promotion: the previous champion returns
+            new, old = self.policy.champion, self.policy.challengers[0]
+            self.policy.champion, self.policy.challengers = old, [new, *self.policy.challengers[1:]]
+            if self.on_promote is not None and old.ref:
+                try:
+                    registry = self.on_promote(old.ref)
+                except Exception as exc:
+                    registry = f"not updated: {type(exc).__name__}: {exc}"
         self.policy.mode, self.state = "single", "rolled back"
         self.event("rollback", reason=reason, champion=self.policy.champion.name,
-                   challenger=self.policy.challengers[0].name, numbers=numbers)  # fmt: skip
+                   challenger=self.policy.challengers[0].name, registry=registry,
+                   numbers=numbers)  # fmt: skip
 
     def event(self, event: str, **details: Any) -> None:
         entry = {"event": event, **details}
         self.history.append({**entry, "at": time.time()})
         log.warning("rollout %s: %s", event, details.get("reason", ""))
         if self.audit is not None:
-            self.audit.append({"kind": "event", **entry})
+            try:
+                self.audit.append({"kind": "event", **entry})
+            except AuditError as exc:  # the traffic decision stands; say loudly it is unlogged
+                self.history[-1]["audit"] = f"not recorded: {exc.message}"
+                log.error("rollout %s was not written to the audit log: %s", event, exc.message)
 
     def metrics(self) -> str:
         lines = ["# TYPE shipml_gateway_requests_total counter"]

@@ -64,6 +64,22 @@ class TrafficPolicy:
         if self.sticky and not self.sticky.startswith(("header:", "field:")):
             raise ConfigError(f"invalid sticky key {self.sticky!r}",
                               hint="write header:NAME or field:NAME")  # fmt: skip
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"variant names must differ, got {names}")
+        unknown = sorted(set(self.weights) - set(names))
+        if unknown:
+            raise ConfigError(f"weights name unknown variants {unknown}",
+                              hint=f"the variants are {', '.join(names)}")  # fmt: skip
+        if self.mode == "canary" and (
+            not self.steps
+            or any(not 0 < s <= 100 for s in self.steps)
+            or self.steps != sorted(self.steps)
+        ):
+            raise ConfigError(f"canary steps must be increasing percentages in (0, 100], "
+                              f"got {self.steps}", hint="for example 5,25,50,100")  # fmt: skip
+        if self.min_samples < 1 or self.interval_s <= 0:
+            raise ConfigError("min_samples must be at least 1 and interval above 0")
         if self.mode == "ab" and not self.weights:
             share = 100.0 / (1 + len(self.challengers))
             self.weights = {v.name: share for v in [self.champion, *self.challengers]}
