@@ -64,3 +64,11 @@ def test_negative_zero_and_categories_are_canonical():
 def test_mixed_column_is_a_clear_error():
     with pytest.raises(DataError, match="mixes strings with int"):
         table_digest(pd.DataFrame({"c": ["a", 1]}, dtype=object))
+
+
+def test_a_csv_boolean_column_with_missing_values(tmp_path):
+    (tmp_path / "b.csv").write_text("flag,v\nTrue,1\n,2\nFalse,3\n")
+    df = pd.read_csv(tmp_path / "b.csv")
+    digest = table_digest(df)
+    df.to_parquet(tmp_path / "b.parquet")
+    assert table_digest(pd.read_parquet(tmp_path / "b.parquet")) == digest

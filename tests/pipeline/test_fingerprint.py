@@ -6,7 +6,7 @@ from shipml.pipeline.fingerprint import Fingerprinter
 
 
 def load(root: Path):
-    for name in ("pipe_mod", "helper_mod", "deep_mod"):
+    for name in ("pipe_mod", "helper_mod", "deep_mod", "utils", "utils.checks"):
         sys.modules.pop(name, None)
     sys.path.insert(0, str(root))
     try:
@@ -70,3 +70,39 @@ def test_files_used_are_reported(tmp_path):
     mod = load(tmp_path)
     _, files = Fingerprinter(tmp_path).fingerprint(mod.train)
     assert files == ["deep_mod.py", "helper_mod.py"]
+
+
+def test_packages_class_methods_and_decorated_helpers_count(tmp_path):
+    import functools  # noqa: F401  (used by the generated module)
+
+    (tmp_path / "utils").mkdir()
+    (tmp_path / "utils" / "__init__.py").write_text("")
+    (tmp_path / "utils" / "checks.py").write_text("LIMIT = 1\n")
+    (tmp_path / "pipe_mod.py").write_text(
+        "import functools\nimport utils.checks\n"
+        "def helper(v):\n    return v + 1\n"
+        "@functools.cache\ndef cached(v):\n    return v * 2\n"
+        "class Model:\n    def run(self, v):\n        return helper(v)\n"
+        "def uses_package(v):\n    return v < utils.checks.LIMIT\n"
+        "def uses_class(v):\n    return Model().run(v)\n"
+        "def uses_decorated(v):\n    return cached(v)\n"
+    )
+
+    def prints():
+        mod = load(tmp_path)
+        fp = Fingerprinter(tmp_path)
+        return {
+            n: fp.fingerprint(getattr(mod, n))[0]
+            for n in ("uses_package", "uses_class", "uses_decorated")
+        }
+
+    before = prints()
+    (tmp_path / "utils" / "checks.py").write_text("LIMIT = 2\n")
+    after = prints()
+    assert after["uses_package"] != before["uses_package"]
+    text = (tmp_path / "pipe_mod.py").read_text()
+    (tmp_path / "pipe_mod.py").write_text(text.replace("v + 1", "v + 2"))
+    assert prints()["uses_class"] != after["uses_class"]
+    text = (tmp_path / "pipe_mod.py").read_text()
+    (tmp_path / "pipe_mod.py").write_text(text.replace("v * 2", "v * 3"))
+    assert prints()["uses_decorated"] != after["uses_decorated"]

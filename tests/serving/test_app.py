@@ -204,3 +204,39 @@ def test_in_process_predictions_match_sklearn(penguins_package, penguins_data):
     labels, _ = penguins_package.predict(X)
     assert len(labels) == len(X) and set(labels) <= {"Adelie", "Chinstrap", "Gentoo"}
     assert model_input(X).shape == X.shape
+
+
+def test_regression_answers_are_not_truncated(tmp_path, cancer_data):
+    from sklearn.linear_model import LinearRegression
+
+    from shipml.model import build_package
+
+    X, y = cancer_data  # an integer target, but a regressor: no classes
+    reg = LinearRegression().fit(model_input(X), y)
+    pkg = build_package(reg, X, y, path=tmp_path / "reg")
+    assert pkg.signature.task == "regression" and pkg.signature.label_type == "float"
+    app = ModelServer(Predictor.load(pkg.path, name="reg"))
+    with TestClient(app) as c:
+        meta = c.get("/v2/models/reg").json()
+        assert meta["outputs"] == [{"name": "label", "datatype": "FP32", "shape": [-1]}]
+        resp = c.post("/v2/models/reg/infer", json={"inputs": [
+            {"name": "input", "shape": [3, 30], "datatype": "FP32",
+             "data": X.iloc[:3].to_numpy().tolist()}]})  # fmt: skip
+        out = resp.json()["outputs"][0]
+        assert out["datatype"] == "FP32"
+        assert np.allclose(out["data"], reg.predict(model_input(X.iloc[:3])), atol=1e-4)
+        assert "shipml_predictions_total{" not in c.get("/metrics").text  # no per-value series
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"inputs": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+        b'{"instances": [{"bill_length_mm": 1' + b"0" * 400 + b"}]}",
+    ],
+    ids=["deep-nesting", "huge-number"],
+)
+def test_pathological_json_is_a_400(client, body):
+    for path in ("/invocations", "/predict", "/v2/models/penguins/infer"):
+        resp = client.post(path, content=body)
+        assert resp.status_code == 400, (path, resp.text)

@@ -48,3 +48,18 @@ def test_serve_resolves_registry_references_in_a_project(project):
     result = shipml("predict", "penguins@champion", str(source), "-o", str(out), cwd=project)
     assert result.returncode == 0, result.stderr
     assert len(pd.read_csv(out)) == 344
+
+
+def test_a_column_empty_early_in_a_big_csv_is_read_by_its_signature_type(
+    tmp_path, penguins_package, penguins_data
+):
+    X, _ = penguins_data
+    big = pd.concat([X] * 60, ignore_index=True)
+    big.loc[: len(big) - 200, "sex"] = None  # empty for most of the file, then filled
+    source = tmp_path / "big.csv"
+    big.to_csv(source, index=False)
+    out = tmp_path / "out.csv"
+    result = shipml("predict", str(penguins_package.path), str(source), "-o", str(out),
+                    "--chunk-rows", "1000", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_csv(out)) == len(big)

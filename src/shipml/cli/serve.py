@@ -26,8 +26,10 @@ def _config_or_none() -> object | None:
 def serve(
     ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION or a package folder."),
     host: str | None = typer.Option(None, help="Interface (default [serving] host, 127.0.0.1)."),
-    port: int | None = typer.Option(None, help="Port (default [serving] port, 8080)."),
-    workers: int | None = typer.Option(None, help="Worker processes (default 1)."),
+    port: int | None = typer.Option(
+        None, min=0, max=65535, help="Port (default [serving] port, 8080)."
+    ),
+    workers: int | None = typer.Option(None, min=1, help="Worker processes (default 1)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
 ) -> None:
     """Serve a model over the Open Inference Protocol (V2), /invocations and /predict."""
@@ -52,7 +54,7 @@ def predict(
     ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION or a package folder."),
     source: Path = typer.Argument(..., metavar="INPUT", help="CSV or Parquet file to score."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write (.csv or .parquet)."),
-    chunk_rows: int = typer.Option(50_000, help="Rows per chunk (memory stays flat)."),
+    chunk_rows: int = typer.Option(50_000, min=1, help="Rows per chunk (memory stays flat)."),
 ) -> None:
     """Score a file in chunks: every input row, plus prediction and class probabilities."""
     from shipml.serving.batch import predict_file

@@ -45,6 +45,10 @@ def logical_type(series: pd.Series) -> str:
         return "float"
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return "datetime"
+    if pd.api.types.is_object_dtype(dtype) and (
+        pd.api.types.infer_dtype(series, skipna=True) == "boolean"
+    ):
+        return "bool"  # True/False with missing values (as a CSV gives them)
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
         return "string"
     raise DataError(

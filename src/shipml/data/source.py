@@ -78,7 +78,7 @@ def parse_source(raw: RawSource) -> pd.DataFrame:
         if not raw.data.strip():
             raise DataError(f"{raw.uri} is empty", hint="a CSV needs a header line and rows")
         try:
-            df = pd.read_csv(io.BytesIO(raw.data))
+            df = pd.read_csv(io.BytesIO(raw.data), low_memory=False)  # types from all rows
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
             detail = " ".join(str(exc).split())
             raise DataError(
@@ -97,7 +97,10 @@ def parse_source(raw: RawSource) -> pd.DataFrame:
             )
         return df
     try:
-        return pd.read_parquet(io.BytesIO(raw.data))
+        df = pd.read_parquet(io.BytesIO(raw.data))
+        if not df.index.equals(pd.RangeIndex(len(df))):
+            df = df.reset_index()  # a stored pandas index is data too: keep it as columns
+        return df
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(
             f"{raw.uri} is not a readable Parquet file: {exc}",

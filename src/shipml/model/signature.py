@@ -116,7 +116,8 @@ def infer_signature(X: pd.DataFrame, y: Any = None, *, classes: Any = None) -> S
     if classes is not None:
         cls_list = [c.item() if isinstance(c, np.generic) else c for c in classes]
         label_type = "string" if all(isinstance(c, str) for c in cls_list) else "int"
-    elif y is not None and pd.api.types.is_float_dtype(pd.Series(y).dtype):
+    elif y is None or pd.api.types.is_numeric_dtype(pd.Series(y).dtype):
+        # no classes_: a regressor, whatever the dtype of its target
         task, label_type = "regression", "float"
     return Signature(feats, task=task, classes=cls_list, label_type=label_type)
 

@@ -173,8 +173,12 @@ class Fingerprinter:
             file = getattr(value, "__file__", None)
             if self.is_project_file(file):
                 files |= self.file_closure(Path(str(file)))
+                if hasattr(value, "__path__"):  # a package: `pkg.sub.f()` reaches submodules
+                    for sub in sorted(Path(str(file)).parent.rglob("*.py")):
+                        if self.is_project_file(str(sub)):
+                            files |= self.file_closure(sub)
             return
-        target = getattr(value, "func", value)
+        target = inspect.unwrap(getattr(value, "func", value))  # see through decorators
         module_name = getattr(target, "__module__", None)
         if not (inspect.isfunction(target) or inspect.isclass(target)) or module_name is None:
             return
@@ -191,5 +195,9 @@ class Fingerprinter:
                     sources[key] = inspect.getsource(target)
                 except (OSError, TypeError):
                     sources[key] = repr(target)
+                for member in vars(target).values():  # methods may call module helpers
+                    func = getattr(member, "__func__", member)
+                    if inspect.isfunction(func):
+                        self._visit(func, sources, files, seen)
         else:
             files |= self.file_closure(Path(str(file)))

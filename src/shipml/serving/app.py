@@ -84,6 +84,7 @@ class ModelServer:
             "git_commit": (lineage.get("git") or {}).get("commit"),
             "image_digest": image_digest or None,
         }
+        self._classifier = predictor.signature.task == "classification"
         self.ready = False
         # Generated request ids: a random per-process prefix and a counter (unique, cheap).
         self._id_prefix = uuid.uuid4().hex[:12].encode()
@@ -102,8 +103,8 @@ class ModelServer:
                                               "categories": f.categories}}
             for f in sig.features
         ]  # fmt: skip
-        outputs = [{"name": "label", "datatype": "BYTES" if sig.label_type == "string"
-                    else "INT64", "shape": [-1]}]  # fmt: skip
+        label_datatype = {"string": "BYTES", "float": "FP32"}.get(sig.label_type, "INT64")
+        outputs = [{"name": "label", "datatype": label_datatype, "shape": [-1]}]
         if sig.task == "classification":
             outputs.append({"name": "probabilities", "datatype": "FP32",
                             "shape": [-1, len(sig.classes)]})  # fmt: skip
@@ -300,8 +301,8 @@ class ModelServer:
         finally:
             metrics.in_flight -= 1
             metrics.observe(protocol, code, time.perf_counter() - started)
-            if outputs is not None:
-                metrics.count_classes(outputs.labels)
+            if outputs is not None and self._classifier:
+                metrics.count_classes(outputs.labels)  # bounded: one series per class
 
 
 async def _audit_record(
@@ -344,7 +345,7 @@ def _loads(raw: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         try:
             return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise InvalidRequest(f"malformed JSON: {exc}") from exc
 
 

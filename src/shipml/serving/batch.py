@@ -33,14 +33,18 @@ def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Record
             yield batch.slice(start, rows)
 
 
-def _chunks(path: Path, chunk_rows: int) -> tuple[Iterator[pa.RecordBatch], int | None]:
+def _chunks(
+    path: Path, chunk_rows: int, types: dict[str, pa.DataType]
+) -> tuple[Iterator[pa.RecordBatch], int | None]:
     name = path.name.lower()
     if name.endswith((".parquet", ".pq")):
         file = pq.ParquetFile(path)
         return file.iter_batches(batch_size=chunk_rows), file.metadata.num_rows
     if name.endswith((".csv", ".csv.gz")):
         options = pacsv.ReadOptions(block_size=max(1 << 20, chunk_rows * 64))
-        reader = pacsv.open_csv(path, read_options=options)
+        # The signature fixes the features' types: no guessing from the first block.
+        convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+        reader = pacsv.open_csv(path, read_options=options, convert_options=convert)
         return _rechunk(iter(reader), chunk_rows), None
     raise DataError(f"cannot tell the format of {path}", hint="give a .csv or .parquet file")
 
@@ -57,7 +61,9 @@ def predict_file(
         raise DataError(f"input file not found: {source}", hint="check the path")
     validator = Validator(predictor.signature)
     try:
-        batches, total = _chunks(source, chunk_rows)
+        types = {f.name: pa.string() if f.type == "string" else pa.float64()
+                 for f in predictor.signature.features}  # fmt: skip
+        batches, total = _chunks(source, chunk_rows, types)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"cannot read {source}: {exc}") from exc
     output.parent.mkdir(parents=True, exist_ok=True)

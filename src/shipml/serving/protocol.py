@@ -109,11 +109,13 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
     return name, validator._numbers(flat, name).reshape(shape)
 
 
-def _flatten(data: list[Any]) -> list[Any]:
+def _flatten(data: list[Any], depth: int = 0) -> list[Any]:
+    if depth > 8:  # a V2 tensor of rank <= 2 never nests this deep
+        raise InvalidRequest("tensor data is nested too deeply", hint="send [rows, columns]")
     out: list[Any] = []
     for v in data:
         if isinstance(v, list):
-            out.extend(_flatten(v))
+            out.extend(_flatten(v, depth + 1))
         else:
             out.append(v)
     return out
@@ -134,6 +136,9 @@ def render_v2(
         if label_type == "string":
             result.append({"name": "label", "shape": [n], "datatype": "BYTES",
                            "data": outputs.labels.tolist()})  # fmt: skip
+        elif label_type == "float":  # regression: never truncate a prediction
+            result.append({"name": "label", "shape": [n], "datatype": "FP32",
+                           "data": outputs.labels.astype(np.float32)})  # fmt: skip
         else:
             result.append({"name": "label", "shape": [n], "datatype": "INT64",
                            "data": outputs.labels.astype(np.int64)})  # fmt: skip

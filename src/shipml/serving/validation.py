@@ -164,7 +164,7 @@ class Validator:
             )
         try:
             return np.asarray(values, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidRequest(f"feature {name!r}: {exc}") from exc
 
     def _strings(self, feature: Feature, values: Any) -> np.ndarray:
