@@ -86,7 +86,7 @@ def run(
 
 def demo(
     directory: Path | None = typer.Option(
-        None, "--dir", help="Folder for the demo project (default: a new ./shipml-demo[-N])."
+        None, "--dir", help="Folder for the demo project (default: a new ./shipml-demo\\[-N])."
     ),
 ) -> None:
     """The whole local journey: new project, data snapshot, tracked run, champion model."""

@@ -57,10 +57,10 @@ def gateway(
     steps: str | None = typer.Option(None, help="canary: challenger weight per step, 5,25,..."),
     min_samples: int | None = typer.Option(None, help="canary: labels per variant to decide."),
     interval: float | None = typer.Option(None, help="canary: seconds between analyses."),
-    host: str | None = typer.Option(None, help="Interface (default [rollout] host)."),
-    port: int | None = typer.Option(None, help="Port (default [rollout] port, 8000)."),
+    host: str | None = typer.Option(None, help="Interface (default \\[rollout] host)."),
+    port: int | None = typer.Option(None, help="Port (default \\[rollout] port, 8000)."),
 ) -> None:
-    """Run the gateway in front of model servers. Every option defaults to [rollout] in
+    """Run the gateway in front of model servers. Every option defaults to \\[rollout] in
     shipml.toml (see docs/rollout.md)."""
     import uvicorn
 

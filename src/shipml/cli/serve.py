@@ -25,9 +25,9 @@ def _config_or_none() -> object | None:
 
 def serve(
     ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION or a package folder."),
-    host: str | None = typer.Option(None, help="Interface (default [serving] host, 127.0.0.1)."),
+    host: str | None = typer.Option(None, help="Interface (default \\[serving] host, 127.0.0.1)."),
     port: int | None = typer.Option(
-        None, min=0, max=65535, help="Port (default [serving] port, 8080)."
+        None, min=0, max=65535, help="Port (default \\[serving] port, 8080)."
     ),
     workers: int | None = typer.Option(None, min=1, help="Worker processes (default 1)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
