@@ -66,33 +66,28 @@ def main() -> None:
                                             "datatype": "FP32", "data": row}]}))  # fmt: skip
     raw = body.read_bytes()
     path = "/v2/models/cancer/infer"
-    serve = [str(BIN / "shipml"), "serve", str(pkg), "--port"]
-    gateway = [str(BIN / "shipml"), "gateway", "--port"]
+    serve = [str(BIN / "shipml"), "serve", str(pkg)]
+    gateway = [str(BIN / "shipml"), "gateway"]
     results: dict[str, tuple[float, float]] = {}
 
-    p1 = free_port()
-    direct = start([*serve, str(p1)], f"http://127.0.0.1:{p1}{path}", raw)
-    results["direct"] = load(f"http://127.0.0.1:{p1}{path}", body, args.duration, args.repeat)
-    p2 = free_port()
-    gw = start([*gateway, str(p2), "--champion", f"cancer={pkg}"],
-               f"http://127.0.0.1:{p2}{path}", raw)  # fmt: skip
-    results["gateway, champion in process"] = load(f"http://127.0.0.1:{p2}{path}", body,
-                                                   args.duration, args.repeat)  # fmt: skip
-    gw.terminate()
-    gw.wait()
-    p3 = free_port()
-    gw = start([*gateway, str(p3), "--champion", f"cancer=http://127.0.0.1:{p1}"],
-               f"http://127.0.0.1:{p3}{path}", raw)  # fmt: skip
-    results["gateway, champion remote"] = load(f"http://127.0.0.1:{p3}{path}", body,
-                                               args.duration, args.repeat)  # fmt: skip
-    gw.terminate()
-    gw.wait()
+    def launch(cmd: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+        """Start ``cmd`` on a free port; returns the process and its inference URL."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}{path}"
+        return start([*cmd, "--port", str(port)], url, raw), url
+
+    direct, direct_url = launch(serve)
+    direct_base = direct_url[: -len(path)]
+    results["direct"] = load(direct_url, body, args.duration, args.repeat)
+    for name, champion in (("gateway, champion in process", f"cancer={pkg}"),
+                           ("gateway, champion remote", f"cancer={direct_base}")):  # fmt: skip
+        gw, url = launch([*gateway, "--champion", champion])
+        results[name] = load(url, body, args.duration, args.repeat)
+        gw.terminate()
+        gw.wait()
     # shadow isolation: the direct server becomes the shadow
-    p4 = free_port()
-    gw = start([*gateway, str(p4), "--mode", "shadow", "--champion", f"cancer={pkg}",
-                "--challenger", f"shadow=http://127.0.0.1:{p1}"],
-               f"http://127.0.0.1:{p4}{path}", raw)  # fmt: skip
-    url = f"http://127.0.0.1:{p4}{path}"
+    gw, url = launch([*gateway, "--mode", "shadow", "--champion", f"cancer={pkg}",
+                      "--challenger", f"shadow={direct_base}"])  # fmt: skip
     results["shadow 100%, shadow alive"] = load(url, body, args.duration, args.repeat)
     direct.kill()
     direct.wait()
@@ -100,7 +95,7 @@ def main() -> None:
     results["shadow 100%, shadow killed"] = load(url, body, args.duration, args.repeat)
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{p4}/v1/rollout") as resp:
+    with urllib.request.urlopen(url[: -len(path)] + "/v1/rollout") as resp:
         shadow = json.loads(resp.read())["shadow"]
     gw.terminate()
     gw.wait()

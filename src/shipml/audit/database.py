@@ -12,23 +12,17 @@ from typing import Any
 
 from shipml.errors import AuditError
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq {int} PRIMARY KEY, leaf {blob} NOT NULL, entry {blob} NOT NULL, kind TEXT NOT NULL,
+    request_id TEXT);
+CREATE INDEX IF NOT EXISTS entries_request ON entries (request_id);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size {int} PRIMARY KEY, root TEXT NOT NULL, time TEXT NOT NULL, signature TEXT NOT NULL);
+"""
 SCHEMA = {
-    "sqlite": """
-CREATE TABLE IF NOT EXISTS entries (
-    seq INTEGER PRIMARY KEY, leaf BLOB NOT NULL, entry BLOB NOT NULL, kind TEXT NOT NULL,
-    request_id TEXT);
-CREATE INDEX IF NOT EXISTS entries_request ON entries (request_id);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    size INTEGER PRIMARY KEY, root TEXT NOT NULL, time TEXT NOT NULL, signature TEXT NOT NULL);
-""",
-    "postgres": """
-CREATE TABLE IF NOT EXISTS entries (
-    seq BIGINT PRIMARY KEY, leaf BYTEA NOT NULL, entry BYTEA NOT NULL, kind TEXT NOT NULL,
-    request_id TEXT);
-CREATE INDEX IF NOT EXISTS entries_request ON entries (request_id);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    size BIGINT PRIMARY KEY, root TEXT NOT NULL, time TEXT NOT NULL, signature TEXT NOT NULL);
-""",
+    "sqlite": _SCHEMA.format(int="INTEGER", blob="BLOB"),
+    "postgres": _SCHEMA.format(int="BIGINT", blob="BYTEA"),
 }
 
 

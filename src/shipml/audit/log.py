@@ -250,6 +250,17 @@ def _settle(items: list[tuple[asyncio.Future[int], Any]]) -> None:
             fut.set_result(value)
 
 
+def record_event(config: Any, event: dict[str, Any]) -> None:
+    """Write one lifecycle event to the project's log, if ``[audit] enabled``."""
+    if not config.audit.enabled:
+        return
+    log = open_log(config)
+    try:
+        log.append({"kind": "event", **event})
+    finally:
+        log.close()
+
+
 def open_log(config: Any, *, writer: bool = True) -> AuditLog:
     """The project's audit log (``config`` is a ProjectConfig). A reader (verify, explain,
     export) opens it without the signing key: it never creates a key or signs anything."""

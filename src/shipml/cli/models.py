@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
 
+from shipml.audit import record_event
 from shipml.cli.output import human_bytes, project_config, stdout
 from shipml.model import ModelPackage
 from shipml.tracking import Registry, parse_model_ref, tracker_for
@@ -124,16 +126,7 @@ def alias(
     registry = Registry(tracker_for(config))
     before = registry.aliases(name).get(alias_name)
     info = registry.set_alias(name, version, alias_name)
-    if config.audit.enabled:
-        import getpass
-
-        from shipml.audit import open_log
-
-        log = open_log(config)
-        try:
-            log.append({"kind": "event", "event": "alias", "model": name, "alias": alias_name,
-                        "version": info.version, "previous_version": before,
-                        "by": getpass.getuser()})  # fmt: skip
-        finally:
-            log.close()
+    record_event(config, {"event": "alias", "model": name, "alias": alias_name,
+                          "version": info.version, "previous_version": before,
+                          "by": getpass.getuser()})  # fmt: skip
     stdout.print(f"{name}@{alias_name} → version {info.version}")

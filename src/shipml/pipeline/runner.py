@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from shipml.audit import record_event
 from shipml.config import ProjectConfig
 from shipml.data import DatasetStore, Snapshot, parse_ref
 from shipml.errors import DataError, PipelineError, ShipmlError, StepFailed
@@ -468,16 +469,10 @@ def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | 
     if alias and result.model_version is not None:
         before = registry.aliases(name).get(alias)
         result.model_version = registry.set_alias(name, result.model_version.version, alias)
-        if config.audit.enabled:
-            from shipml.audit import open_log
-
-            log = open_log(config)
-            try:
-                log.append({"kind": "event", "event": "alias", "model": name, "alias": alias,
-                            "version": result.model_version.version, "previous_version": before,
-                            "by": "shipml run", "run_id": result.run_id})  # fmt: skip
-            finally:
-                log.close()
+        record_event(config, {"event": "alias", "model": name, "alias": alias,
+                              "version": result.model_version.version,
+                              "previous_version": before, "by": "shipml run",
+                              "run_id": result.run_id})  # fmt: skip
     run.pending_tags.update(
         {"shipml.model.name": name, "shipml.model.version": result.model_version.version}
     )
