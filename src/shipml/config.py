@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shipml.errors import ConfigError
 
@@ -117,6 +117,106 @@ class RolloutSection(_Section):
     interval_s: float = Field(default=5.0, gt=0.0)
 
 
+class DeployEnvSection(_Section):
+    """One environment of ``shipml deploy`` (dev, staging, prod): sizes and traffic policy."""
+
+    replicas: int = Field(default=1, ge=1)  # model server and gateway replicas
+    max_replicas: int = Field(default=2, ge=1)  # HorizontalPodAutoscaler ceiling
+    cpu_request: str = "250m"
+    cpu_limit: str = "1"
+    memory_request: str = "512Mi"
+    memory_limit: str = "1Gi"
+    # The gateway's traffic policy here: single | shadow | ab | canary. Any mode but
+    # single deploys the challenger too.
+    mode: str = "single"
+    shadow_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
+    # An MLflow tracking server on PostgreSQL and [deploy] object_store.
+    team_mode: bool = False
+    prometheus_operator: bool = False  # ServiceMonitor and PrometheusRule
+
+
+# What each environment differs in by default; a [deploy.ENV] table changes only the keys
+# it names (so [deploy.staging] replicas = 5 keeps staging's shadow mode).
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dev": {},
+    "staging": {"replicas": 2, "max_replicas": 4, "mode": "shadow"},
+    "prod": {"replicas": 3, "max_replicas": 10, "cpu_limit": "2", "memory_limit": "2Gi"},
+}  # fmt: skip
+
+
+def _env(name: str) -> Any:
+    return Field(default_factory=lambda: DeployEnvSection(**ENV_DEFAULTS[name]))
+
+
+class DeploySection(_Section):
+    """Kubernetes manifests (``shipml deploy``): a kustomize base and one overlay per env."""
+
+    output: str = "deploy"  # where `shipml deploy render` writes the kustomize tree
+    kubernetes_version: str = "1.32"  # the OpenAPI schema every object is checked against
+    namespace: str = ""  # empty: <project>-<env>
+    # Images: <registry>/<project>-serve:<model version>, -test:<model version>.
+    image_registry: str = "localhost"
+    champion: str = ""  # REF (NAME@ALIAS or NAME/VERSION); empty: <model>@champion
+    challenger: str = ""  # empty: <model>@challenger
+    run_as_user: int = Field(default=10001, ge=1)  # the images' non-root user
+    monitor_schedule: str = "*/15 * * * *"  # the monitoring CronJob
+    gateway_host_port: int = Field(default=8000, ge=1, le=65535)  # podman: published here
+    # Team mode: the MLflow server's image, database image, and artifact store.
+    mlflow_image: str = ""  # empty: the train image (needs shipml[postgres])
+    postgres_image: str = "docker.io/library/postgres:16"
+    object_store: str = ""  # s3://bucket/prefix for MLflow artifacts
+    object_store_endpoint: str = ""  # an S3-compatible endpoint (MinIO...); empty: AWS
+    dev: DeployEnvSection = _env("dev")
+    staging: DeployEnvSection = _env("staging")
+    prod: DeployEnvSection = _env("prod")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for env, defaults in ENV_DEFAULTS.items():
+                if isinstance(data.get(env), dict):
+                    data[env] = {**defaults, **data[env]}
+        return data
+
+    def env(self, name: str) -> DeployEnvSection:
+        """The settings of environment ``name`` (dev, staging or prod)."""
+        if name not in ENV_DEFAULTS:
+            raise ConfigError(
+                f"unknown environment {name!r}", hint=f"use one of: {', '.join(ENV_DEFAULTS)}"
+            )
+        section: DeployEnvSection = getattr(self, name)
+        return section
+
+
+class StepResources(_Section):
+    cpu_request: str = ""
+    cpu_limit: str = ""
+    memory_request: str = ""
+    memory_limit: str = ""
+
+
+class KubeflowSection(_Section):
+    """``shipml pipeline compile --target kubeflow``."""
+
+    image: str = ""  # empty: <deploy.image_registry>/<project>-train:<image_tag>
+    image_tag: str = "latest"
+    caching: bool = True  # KFP caching for steps whose @step has cache=True
+    host: str = ""  # the Kubeflow Pipelines endpoint for --submit
+    resources: dict[str, StepResources] = Field(default_factory=dict)  # per step name
+
+
+class CISection(_Section):
+    """``shipml ci init`` and ``shipml ci run``."""
+
+    provider: str = "github"  # github | gitlab
+    python: str = "3.11"
+    target: str = "kubernetes"  # where the generated workflows deploy
+    local_target: str = "podman"  # where `shipml ci run` deploys
+    staging_gateway: str = "http://127.0.0.1:8000"  # the staging gateway the analysis reads
+
+
 class ProjectConfig(_Section):
     project: ProjectSection = Field(default_factory=ProjectSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
@@ -127,6 +227,9 @@ class ProjectConfig(_Section):
     serving: ServingSection = Field(default_factory=ServingSection)
     audit: AuditSection = Field(default_factory=AuditSection)
     rollout: RolloutSection = Field(default_factory=RolloutSection)
+    deploy: DeploySection = Field(default_factory=DeploySection)
+    kubeflow: KubeflowSection = Field(default_factory=KubeflowSection)
+    ci: CISection = Field(default_factory=CISection)
 
     # Set by load_config; not a setting.
     root: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -306,8 +409,11 @@ def _valid_keys(parent: list[str]) -> list[str]:
         return [k for k in ProjectConfig.model_fields if k != "root"]
     if parent[0] == "datasets" and len(parent) == 2:
         return list(DatasetSection.model_fields)
-    field = ProjectConfig.model_fields.get(parent[0])
-    model = field.annotation if field is not None else None
-    if len(parent) == 1 and isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
+    model: type[BaseModel] = ProjectConfig
+    for name in parent:  # nested sections such as [deploy.staging]
+        field = model.model_fields.get(name)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

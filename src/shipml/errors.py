@@ -135,10 +135,27 @@ class InferenceFailed(ServingError):
     status = 500
 
 
+class DeployError(ShipmlError):
+    """Manifests cannot be rendered or fail the Kubernetes schema, or a deploy target
+    (podman, kubernetes) refused them or did not become ready."""
+
+    exit_code = 13
+    kind = "deploy error"
+
+
+class CIError(ShipmlError):
+    """A CI workflow cannot be written, or a stage of `shipml ci run` failed."""
+
+    exit_code = 14
+    kind = "ci error"
+
+
 __all__ = [
     "AuditError",
+    "CIError",
     "ConfigError",
     "DataError",
+    "DeployError",
     "InferenceFailed",
     "InvalidRequest",
     "ModelError",

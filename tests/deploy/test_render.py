@@ -1,0 +1,172 @@
+"""`render`: three environments, strictly valid, and kustomize gives back the same objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipml.config import load_config
+from shipml.deploy import manifests, render, validation
+from shipml.deploy.kustomize import MARKER
+from shipml.errors import DeployError
+from tests.deploy.conftest import require
+
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
+
+
+def _pod_spec(obj: dict) -> dict:
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return obj["spec"]["template"]["spec"]
+
+
+def test_every_env_is_strictly_valid_and_kustomize_renders_it_unchanged(deploy_project: Path):
+    require("kubectl")
+    config = load_config(deploy_project)
+    result = render(config)
+    assert result.kustomize_checked
+    assert set(result.objects) == {"dev", "staging", "prod"}
+    for env in ("dev", "staging", "prod"):
+        built = validation.kustomize(result.overlay(env))
+        assert validation.problems(built, config.deploy.kubernetes_version) == []
+        assert sorted(map(manifests.key, built)) == sorted(map(manifests.key, result.objects[env]))
+        for obj in built:
+            assert obj == next(
+                o for o in result.objects[env] if manifests.key(o) == manifests.key(obj)
+            )
+            assert obj["metadata"]["labels"]["shipml.io/env"] == env
+            if obj["kind"] != "Namespace":
+                assert obj["metadata"]["namespace"] == f"penguins-{env}"
+    kinds = {env: {o["kind"] for o in objs} for env, objs in result.objects.items()}
+    common = {
+        "Namespace",
+        "ServiceAccount",
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "Job",
+        "CronJob",
+    }
+    assert common <= kinds["dev"] and "ServiceMonitor" not in kinds["dev"]
+    assert common | {"ServiceMonitor", "PrometheusRule", "StatefulSet"} <= kinds["prod"]
+    names = {env: {o["metadata"]["name"] for o in objs} for env, objs in result.objects.items()}
+    assert "penguins-challenger" in names["staging"]  # shadow needs the challenger
+    assert "penguins-challenger" not in names["dev"] | names["prod"]
+    assert {"penguins-mlflow", "penguins-postgres"} <= names["staging"]
+    # What does not differ between environments lives in the base.
+    assert "serviceaccount-penguins.yaml" in result.base
+    assert (result.folder / MARKER).is_file()
+
+
+def test_pods_are_locked_down_probed_and_spread(deploy_project: Path):
+    result = render(load_config(deploy_project), check_kustomize=False)
+    for obj in result.objects["staging"]:
+        if obj["kind"] == "ServiceAccount":
+            assert obj["automountServiceAccountToken"] is False
+        if obj["kind"] not in WORKLOADS:
+            continue
+        pod = _pod_spec(obj)
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["allowPrivilegeEscalation"] is False
+            assert container["resources"]["limits"] and container["resources"]["requests"]
+        if obj["kind"] == "Deployment":
+            assert pod["topologySpreadConstraints"]
+            assert pod["containers"][0]["readinessProbe"] and pod["containers"][0]["livenessProbe"]
+    sizes = {
+        env: next(
+            o
+            for o in objs
+            if o["metadata"]["name"] == "penguins-champion" and o["kind"] == "Deployment"
+        )["spec"]["replicas"]
+        for env, objs in result.objects.items()
+    }
+    assert sizes == {"dev": 1, "staging": 2, "prod": 3}
+
+
+def test_the_gateway_policy_is_a_shipml_toml_the_gateway_reads(deploy_project: Path, tmp_path):
+    result = render(load_config(deploy_project), ["staging"], check_kustomize=False)
+    config_map = next(o for o in result.objects["staging"] if o["kind"] == "ConfigMap")
+    (tmp_path / "shipml.toml").write_text(config_map["data"]["shipml.toml"])
+    gateway = load_config(tmp_path)
+    assert gateway.rollout.mode == "shadow"
+    assert gateway.rollout.champion == "champion=http://penguins-champion:8080"
+    assert gateway.rollout.challengers == ["challenger=http://penguins-challenger:8080"]
+    assert gateway.tracking.uri == "http://penguins-mlflow:5000"
+    assert gateway.audit.path.startswith("/var/lib/shipml/")
+
+
+def test_strict_validation_names_unknown_fields():
+    objects = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "x"}, "bogus": 1},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {
+                "selector": {},
+                "template": {"spec": {"containers": [{"name": "c", "imagee": "x"}]}},
+            },
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": {"name": "m"},
+            "spec": {"selector": {}, "endpoints": [{"port": "http", "intervall": "30s"}]},
+        },
+    ]
+    found = [str(p) for p in validation.problems(objects, "1.32")]
+    assert any("ServiceAccount/x" in p and "'bogus' was unexpected" in p for p in found)
+    assert any("spec.template.spec.containers.0" in p and "'imagee'" in p for p in found)
+    assert any("ServiceMonitor/m: spec.endpoints.0" in p and "'intervall'" in p for p in found)
+    with pytest.raises(DeployError, match="3 rendered object"):
+        validation.validate(objects, "1.32")
+
+
+def test_invalid_output_is_not_written(deploy_project: Path, monkeypatch):
+    """No setting makes shipml emit an unknown field, so one is injected into the builder
+    (the only fake here): render must refuse and leave the previous tree untouched."""
+    config = load_config(deploy_project)
+    first = render(config, ["dev"], check_kustomize=False)
+    before = sorted(p.name for p in first.folder.rglob("*"))
+    real = manifests.build
+
+    def broken(plan):
+        objects = real(plan)
+        objects[0]["spec"] = {}
+        return objects
+
+    monkeypatch.setattr(manifests, "build", broken)
+    with pytest.raises(DeployError, match=r"fail the Kubernetes 1\.32 schema"):
+        render(config, check_kustomize=False)
+    assert sorted(p.name for p in first.folder.rglob("*")) == before
+
+
+def test_mistakes_give_actionable_errors(deploy_project: Path, tmp_path: Path):
+    config = load_config(deploy_project)
+    with pytest.raises(DeployError, match="unknown environment"):
+        render(config, ["qa"])
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(DeployError, match="not rendered by shipml"):
+        render(config, ["dev"], foreign, check_kustomize=False)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    config.deploy.kubernetes_version = "1.12"
+    with pytest.raises(DeployError, match="has no schema"):
+        render(config, ["dev"])
+    config.deploy.kubernetes_version = "1.32"
+    config.deploy.object_store = ""
+    with pytest.raises(DeployError, match="object_store"):
+        render(config, ["staging"])
+    config.deploy.champion = "penguins@champion"  # nothing registered yet
+    with pytest.raises(DeployError, match=r"cannot deploy penguins@champion"):
+        render(config, ["dev"])
