@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from shipml import __version__
-from shipml.cli import audit, data, models, project, rollout, serve
+from shipml.cli import audit, data, models, pipeline, project, rollout, serve
 from shipml.cli.output import state, stderr
 from shipml.errors import ShipmlError
 
@@ -58,6 +58,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
 app.add_typer(rollout.app, name="rollout")
 app.command("gateway")(rollout.gateway)
+app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(pipeline.step_app, name="step")
 
 
 def main(argv: list[str] | None = None) -> int:

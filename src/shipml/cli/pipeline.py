@@ -1,0 +1,72 @@
+"""``shipml pipeline compile`` and ``shipml step run``: the pipeline on Kubeflow, one step
+per task, the steps' data passing through the artifact store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from shipml.cli.output import project_config, stderr, stdout
+from shipml.cli.project import _parse_params
+from shipml.errors import PipelineError
+
+app = typer.Typer(help="Compile the pipeline for an orchestrator.", no_args_is_help=True)
+step_app = typer.Typer(help="Run one step of the pipeline on its own.", no_args_is_help=True)
+
+
+@app.command("compile")
+def compile_(
+    target: str = typer.Option("kubeflow", help="The orchestrator (kubeflow)."),
+    output: Path = typer.Option(Path("pipeline.yaml"), "--output", "-o", help="Where to write."),
+    param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE (repeatable)."),
+    image: str | None = typer.Option(
+        None, help="The train image (default \\[kubeflow] image, or <registry>/<project>-train)."
+    ),
+    submit: str | None = typer.Option(
+        None, help="Also send it to this Kubeflow Pipelines endpoint (URL)."
+    ),
+) -> None:
+    """Compile the pipeline: one container task per step, running the train image."""
+    if target != "kubeflow":
+        raise PipelineError(f"unknown target {target!r}", hint="the target is kubeflow")
+    from shipml.pipeline.kubeflow import compile_pipeline
+    from shipml.pipeline.kubeflow import submit as send
+
+    config = project_config()
+    compiled = compile_pipeline(config, output, params=_parse_params(param), image=image)
+    stdout.print(f"[green]compiled[/] pipeline {compiled.pipeline} → {compiled.path} "
+                 f"({len(compiled.tasks)} tasks, image {compiled.image})")  # fmt: skip
+    host = submit or ""
+    if host:
+        run_id = send(compiled.path, host)
+        stdout.print(f"submitted to {host}: run {run_id}")
+
+
+@step_app.command("run")
+def run_step(
+    name: str = typer.Argument(..., help="The step (a node of the pipeline's graph)."),
+    input_: list[str] = typer.Option(
+        [], "--input", "-i", help="URI (or STEP=URI) an upstream step printed (repeatable)."
+    ),
+    param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE (repeatable)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run even if outputs exist."),
+    output_file: Path | None = typer.Option(
+        None, help="Also write the manifest URI to this file (for orchestrators)."
+    ),
+) -> None:
+    """Run one step, reading its inputs from and writing its outputs to the artifact store;
+    prints the URI of its outputs' manifest."""
+    from shipml.pipeline.exchange import run_step as run
+
+    result = run(project_config(), name, input_, params=_parse_params(param),
+                 use_cache=not no_cache)  # fmt: skip
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+    stderr.print(
+        f"step {name} {result.status} in {result.seconds:.2f}s · "
+        f"{len(result.outputs)} output(s)" + (f" · {metrics}" if metrics else "")
+    )
+    if output_file is not None:
+        output_file.parent.mkdir(parents=True, exist_ok=True)
+        output_file.write_text(result.manifest)
+    print(result.manifest)

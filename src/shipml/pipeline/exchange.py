@@ -1,0 +1,239 @@
+"""One step run on its own, its inputs and outputs passing through the artifact store.
+
+This is what a Kubeflow task runs (``shipml step run NAME``): each task is a separate
+pod, so a step cannot hand its outputs to the next one in memory. It writes them to
+
+    {artifact root}/steps/objects/<kind>-<digest>[.ext]   content-addressed, shared
+    {artifact root}/steps/manifests/<cache key>.json      what the step produced
+
+and prints the manifest's URI; a downstream step is given that URI (``--input
+NODE=URI``). The manifest is named by the same cache key as the local runner's (code
+fingerprint, arguments, input digests), so a step whose key already has a manifest
+is not run again. The artifact root is ``[artifacts] root``: an object store
+(``s3://...``) on a cluster, any folder on one machine.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipml.config import ProjectConfig
+from shipml.data import DatasetStore
+from shipml.errors import PipelineError, ShipmlError, StepFailed
+from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key
+from shipml.pipeline.context import DatasetInput, RunContext, activate, deactivate
+from shipml.pipeline.fingerprint import Fingerprinter
+from shipml.pipeline.runner import _check_json, _split_outputs, load_pipeline, resolve_dataset
+from shipml.pipeline.step import DatasetRef, Node, OutputRef
+
+FORMAT = 1
+
+
+@dataclass
+class StepRun:
+    step: str
+    status: str  # done | cached
+    key: str
+    manifest: str  # URI of the manifest: the value a downstream step is given
+    outputs: list[StoredOutput] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Exchange:
+    """The ``steps/`` area of the artifact store, through fsspec (a folder or a bucket)."""
+
+    def __init__(self, root: str) -> None:
+        import fsspec
+
+        self.root = root.rstrip("/") + "/steps"
+        self.fs, self.base = fsspec.core.url_to_fs(self.root)
+
+    def manifest_uri(self, key: str) -> str:
+        return f"{self.root}/manifests/{key}.json"
+
+    def _path(self, uri: str) -> str:
+        if not uri.startswith(self.root + "/"):
+            raise PipelineError(
+                f"{uri} is not in this project's artifact store ({self.root})",
+                hint="pass the URI `shipml step run` printed for the upstream step",
+            )
+        return self.base + uri[len(self.root) :]
+
+    def read_manifest(self, uri: str) -> dict[str, Any]:
+        path = self._path(uri)
+        try:
+            data = json.loads(self.fs.cat_file(path))
+        except FileNotFoundError as exc:
+            raise PipelineError(f"no step manifest at {uri}",
+                                hint="run the upstream step first") from exc  # fmt: skip
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise PipelineError(f"{uri} is not a shipml step manifest")
+        return data
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self._path(self.manifest_uri(key))))
+
+    def fetch(self, out: StoredOutput, cache: ArtifactCache) -> None:
+        """Copy an object from the store into the local cache (if it is not there yet)."""
+        local = cache.objects / out.file
+        if local.exists():
+            return
+        cache.objects.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache.objects, prefix=".fetch-"))
+        remote = f"{self.base}/objects/{out.file}"
+        if self.fs.isdir(remote):
+            self.fs.get(remote + "/", str(tmp / out.file) + "/", recursive=True)
+        else:
+            self.fs.get(remote, str(tmp / out.file))
+        (tmp / out.file).replace(local)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def publish(self, outputs: list[StoredOutput], cache: ArtifactCache) -> None:
+        """Upload outputs under a temporary name, then move them in place: an object that
+        exists is complete."""
+        self.fs.makedirs(f"{self.base}/objects", exist_ok=True)
+        for out in outputs:
+            remote = f"{self.base}/objects/{out.file}"
+            if self.fs.exists(remote):
+                continue  # content-addressed: already there
+            local = cache.objects / out.file
+            tmp = f"{self.base}/objects/.tmp-{time.time_ns()}-{out.file}"
+            if local.is_dir():
+                self.fs.put(str(local) + "/", tmp + "/", recursive=True)
+                self.fs.mv(tmp, remote, recursive=True)
+            else:
+                self.fs.put_file(str(local), tmp)
+                self.fs.mv(tmp, remote)
+
+    def write_manifest(self, key: str, data: dict[str, Any]) -> str:
+        """Written last, under a temporary name first: a manifest means complete outputs."""
+        uri = self.manifest_uri(key)
+        path = self._path(uri)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        tmp = f"{path}.tmp-{time.time_ns()}"
+        self.fs.pipe_file(tmp, json.dumps(data, indent=2).encode())
+        self.fs.mv(tmp, path)
+        return uri
+
+
+def _node(graph: Any, name: str) -> Node:
+    try:
+        node: Node = graph.node(name)
+    except KeyError:
+        names = ", ".join(n.name for n in graph.nodes)
+        raise PipelineError(f"pipeline '{graph.pipeline}' has no step {name!r}",
+                            hint=f"its steps: {names}") from None  # fmt: skip
+    return node
+
+
+def run_step(
+    config: ProjectConfig,
+    name: str,
+    inputs: list[str] | None = None,
+    *,
+    params: dict[str, Any] | None = None,
+    use_cache: bool = True,
+) -> StepRun:
+    """Run step ``name`` of the project's pipeline. ``inputs`` are the manifest URIs its
+    upstream steps printed (a manifest names the step that wrote it); an entry may be
+    written ``STEP=URI`` to say which step it should come from. Raises StepFailed when
+    the step raises."""
+    started = time.perf_counter()
+    graph = load_pipeline(config).build({**config.pipeline.params, **(params or {})})
+    node = _node(graph, name)
+    exchange = Exchange(config.artifact_root)
+    upstream: dict[str, dict[str, Any]] = {}
+    given: dict[str, str] = {}
+    for item in inputs or []:
+        expected, sep, uri = item.partition("=")
+        if not sep or "/" in expected or ":" in expected:
+            expected, uri = "", item
+        data = exchange.read_manifest(uri)
+        if expected and data.get("step") != expected:
+            raise PipelineError(
+                f"{uri} holds the outputs of step '{data.get('step')}', not of '{expected}'",
+                hint="check which URI goes where",
+            )
+        upstream[str(data.get("step"))] = data
+        given[str(data.get("step"))] = uri
+    missing = [up for up in node.upstream if up not in upstream]
+    if missing:
+        raise PipelineError(
+            f"step '{name}' needs the outputs of {', '.join(missing)}",
+            hint="pass " + " ".join(f"--input URI_OF_{up.upper()}" for up in missing)
+            + " (the manifest URI each of those steps printed)",
+        )  # fmt: skip
+    extra = sorted(set(upstream) - set(node.upstream))
+    if extra:
+        raise PipelineError(
+            f"step '{name}' does not take the outputs of {', '.join(extra)}",
+            hint=f"its upstream steps: {', '.join(node.upstream) or 'none'}",
+        )
+    cache = ArtifactCache(config.cache_dir)
+    store = DatasetStore(config.artifact_root, config.root)
+    kwargs: dict[str, Any] = {}
+    args: dict[str, Any] = {}
+    digests: dict[str, str] = {}
+    datasets: dict[str, Any] = {}
+    for arg, value in node.arguments.items():
+        if isinstance(value, OutputRef):
+            outs = {o["name"]: StoredOutput(**o) for o in upstream[value.node]["outputs"]}
+            if value.name not in outs:
+                raise PipelineError(f"{given[value.node]} has no output {value.name!r}")
+            out = outs[value.name]
+            digests[arg] = out.digest
+            exchange.fetch(out, cache)
+            kwargs[arg] = out
+        elif isinstance(value, DatasetRef):
+            snap = resolve_dataset(config, store, value.name)
+            digests[arg] = snap.digest
+            datasets[snap.name] = {"version": snap.version, "sha256": snap.digest,
+                                   "source": snap.source, "rows": snap.rows}  # fmt: skip
+            kwargs[arg] = DatasetInput(snap, store)
+        else:
+            _check_json(name, arg, value)
+            args[arg] = kwargs[arg] = value
+    code, _files = Fingerprinter(config.root).fingerprint(node.step)
+    settings = {"parity_tolerance": config.model.parity_tolerance}
+    key = cache_key(node.step.name, code, args, digests, settings)
+    if use_cache and node.step.cache and exchange.exists(key):
+        data = exchange.read_manifest(exchange.manifest_uri(key))
+        return StepRun(name, "cached", key, exchange.manifest_uri(key),
+                       [StoredOutput(**o) for o in data["outputs"]], data.get("metrics", {}),
+                       time.perf_counter() - started)  # fmt: skip
+    call = {k: cache.load(v) if isinstance(v, StoredOutput) else v for k, v in kwargs.items()}
+    workdir = Path(tempfile.mkdtemp(prefix="shipml-step-"))
+    lineage = {"pipeline": graph.pipeline, "params": graph.params, "datasets": datasets,
+               "step": name, "cache_key": key}  # fmt: skip
+    ctx = RunContext(config, None, lineage, workdir, step=name)
+    token = activate(ctx)
+    try:
+        value = node.step.func(**call)
+        values = _split_outputs(node, value)
+        stored = [cache.store(name, n, v) for n, v in values.items()]
+    except ShipmlError as exc:
+        raise StepFailed(name, f"step '{name}' failed: {exc.message}", hint=exc.hint) from exc
+    except Exception as exc:
+        raise StepFailed(
+            name,
+            f"step '{name}' failed: {type(exc).__name__}: {exc}",
+            hint="`shipml --debug step run ...` shows the traceback",
+        ) from exc
+    finally:
+        deactivate(token)
+        shutil.rmtree(workdir, ignore_errors=True)
+    exchange.publish(stored, cache)
+    manifest = exchange.write_manifest(key, {
+        "format": FORMAT, "step": name, "pipeline": graph.pipeline, "key": key,
+        "outputs": [asdict(o) for o in stored], "metrics": dict(ctx.metrics),
+        "inputs": given, "params": args,
+    })  # fmt: skip
+    return StepRun(name, "done", key, manifest, stored, dict(ctx.metrics),
+                   time.perf_counter() - started)  # fmt: skip

@@ -1,0 +1,124 @@
+"""The Kubeflow compiler: the YAML loads back with the kfp SDK and has the local DAG."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shipml.config import load_config
+from shipml.errors import PipelineError
+from shipml.pipeline import load_pipeline
+from shipml.pipeline.kubeflow import compile_pipeline, load_tasks, submit, task_name
+from tests.conftest import shipml
+
+DIAMOND = """
+from shipml import pipeline, step
+
+@step
+def load_rows():
+    return [1, 2, 3]
+
+@step(outputs=("left", "right"))
+def fork(rows):
+    return rows[:1], rows[1:]
+
+@step(cache=False)
+def measure(part):
+    return len(part)
+
+@step
+def join(a, b):
+    return a + b
+
+@pipeline
+def diamond():
+    left, right = fork(load_rows())
+    join(measure(left), measure(right))
+"""
+
+
+def _expected(config) -> dict[str, list[str]]:
+    graph = load_pipeline(config).build(config.pipeline.params)
+    return {task_name(n.name): sorted(task_name(u) for u in n.upstream) for n in graph.nodes}
+
+
+def test_template_pipeline_has_one_task_per_step_with_the_local_dependencies(project, tmp_path):
+    config = load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": "s3://models/penguins"})
+    out = tmp_path / "pipeline.yaml"
+    compiled = compile_pipeline(config, out)
+    assert load_tasks(out) == _expected(config)
+    assert set(compiled.tasks) == {"ingest", "validate", "split", "train", "evaluate", "package"}
+    spec = yaml.safe_load(out.read_text())
+    train = spec["deploymentSpec"]["executors"]["exec-train"]["container"]
+    assert train["image"] == "localhost/penguins-train:latest"
+    assert train["command"][:4] == ["shipml", "step", "run", "train"]
+    assert {"name": "SHIPML_ARTIFACTS_ROOT", "value": "s3://models/penguins"} in train["env"]
+    assert "n_estimators=200" in train["command"]  # pipeline params reach every step
+
+
+def test_names_caching_and_resources_map_to_kfp_options(project, tmp_path):
+    (project / "pipeline.py").write_text(DIAMOND)
+    toml = project / "shipml.toml"
+    text = toml.read_text().replace('name = "training"', 'name = "diamond"')
+    text = text.replace("[pipeline.params]\ntest_size = 0.25\nn_estimators = 200\n", "")
+    toml.write_text(
+        text
+        + textwrap.dedent("""
+        [kubeflow]
+        image = "registry.example/penguins-train:7"
+        [kubeflow.resources.fork]
+        cpu_limit = "2"
+        memory_limit = "4Gi"
+        """)
+    )
+    config = load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": "s3://b/p"})
+    out = tmp_path / "diamond.yaml"
+    compile_pipeline(config, out)
+    tasks = load_tasks(out)
+    assert tasks == _expected(config)
+    assert tasks["join"] == ["measure", "measure-2"]
+    assert tasks["measure-2"] == ["fork"]
+    spec = yaml.safe_load(out.read_text())
+    dag = spec["root"]["dag"]["tasks"]
+    assert dag["measure"]["cachingOptions"] == {}  # cache=False: caching off
+    assert dag["fork"]["cachingOptions"] == {"enableCache": True}
+    resources = spec["deploymentSpec"]["executors"]["exec-fork"]["container"]["resources"]
+    assert resources["resourceCpuLimit"] == "2" and resources["resourceMemoryLimit"] == "4Gi"
+
+
+def test_a_local_artifact_root_or_unknown_resources_are_refused(project, tmp_path):
+    with pytest.raises(PipelineError, match="cannot share"):
+        compile_pipeline(load_config(project), tmp_path / "p.yaml")
+    config = load_config(
+        project,
+        environ={"SHIPML_ARTIFACTS_ROOT": "s3://b/p", "SHIPML_KUBEFLOW_RESOURCES": '{"trian": {}}'},
+    )
+    with pytest.raises(PipelineError, match="unknown steps"):
+        compile_pipeline(config, tmp_path / "p.yaml")
+
+
+def test_submit_to_an_endpoint_that_does_not_answer_is_a_clear_error(project, tmp_path):
+    from tests.serving.conftest import free_port
+
+    config = load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": "s3://b/p"})
+    out = compile_pipeline(config, tmp_path / "p.yaml").path
+    with pytest.raises(PipelineError, match=r"cannot submit p\.yaml"):
+        submit(out, f"http://127.0.0.1:{free_port()}")
+
+
+def test_cli_compile(project: Path):
+    done = shipml(
+        "pipeline",
+        "compile",
+        "-o",
+        "kfp/pipeline.yaml",
+        cwd=project,
+        env={"SHIPML_ARTIFACTS_ROOT": "s3://models/penguins"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "6 tasks" in done.stdout and (project / "kfp" / "pipeline.yaml").is_file()
+    refused = shipml("pipeline", "compile", "--target", "airflow", cwd=project)
+    assert refused.returncode == 6 and "unknown target 'airflow'" in refused.stderr
