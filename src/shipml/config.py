@@ -158,6 +158,7 @@ class DeploySection(_Section):
     image_registry: str = "localhost"
     champion: str = ""  # REF (NAME@ALIAS or NAME/VERSION); empty: <model>@champion
     challenger: str = ""  # empty: <model>@challenger
+    test_image: str = ""  # empty: <registry>/<project>-test:<champion's version>
     run_as_user: int = Field(default=10001, ge=1)  # the images' non-root user
     monitor_schedule: str = "*/15 * * * *"  # the monitoring CronJob
     gateway_host_port: int = Field(default=8000, ge=1, le=65535)  # podman: published here

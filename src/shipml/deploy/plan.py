@@ -130,7 +130,7 @@ def make_plan(config: ProjectConfig, env: str) -> Plan:
         namespace=namespace,
         settings=settings,
         variants=variants,
-        test_image=f"{registry}/{project}-test:{champion_version}",
+        test_image=deploy.test_image or f"{registry}/{project}-test:{champion_version}",
         train_image=train_image,
         mlflow_image=deploy.mlflow_image or train_image,
         postgres_image=deploy.postgres_image,

@@ -1,0 +1,174 @@
+"""The podman target: an environment's rendered objects on one machine, with
+`podman kube play`, using images built locally.
+
+Podman runs pods, not a cluster, so the objects are adapted before they are played
+(and nothing else changes):
+
+- each Deployment becomes one Pod named like its Service (``penguins-champion``), on a
+  podman network of the environment's own, where a pod's name resolves by DNS: the
+  gateway reaches the model servers at the same URLs as in Kubernetes;
+- the gateway's port is published on the host (``127.0.0.1:[deploy] gateway_host_port``);
+- kinds podman does not run (Services, autoscalers, budgets, network policies, Jobs,
+  CronJobs, StatefulSets, monitoring objects) are left out and listed.
+
+Podman 4 ignores readiness probes, so readiness is each container's own rendered
+readiness probe, run inside it with ``podman exec``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipml.deploy.kustomize import dump
+from shipml.deploy.manifests import COMPONENT
+from shipml.errors import DeployError
+
+Obj = dict[str, Any]
+PLAYED = ("ConfigMap", "Deployment")
+PROBE = (
+    "import sys, urllib.request\n"
+    "try:\n"
+    "    urllib.request.urlopen(sys.argv[1], timeout=2).read()\n"
+    "except Exception as exc:\n"
+    "    sys.exit(str(exc))\n"
+)
+
+
+@dataclass
+class PodmanDeployment:
+    env: str
+    network: str
+    manifest: Path  # what was played (and what `down` removes)
+    pods: list[str]
+    urls: dict[str, str]
+    skipped: list[str] = field(default_factory=list)  # Kind/name podman does not run
+
+
+def podman() -> str:
+    path = shutil.which("podman")
+    if path is None:
+        raise DeployError("podman is not installed",
+                          hint="install it (Debian: apt-get install podman runc), or deploy "
+                          "with --target kubernetes")  # fmt: skip
+    return path
+
+
+def _run(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([podman(), *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise DeployError(f"podman {args[0]} {args[1] if len(args) > 1 else ''} failed: "
+                          f"{detail[-1] if detail else proc.returncode}",
+                          hint="see `podman ps -a` and `podman logs NAME`")  # fmt: skip
+    return proc
+
+
+def adapt(objects: list[Obj], host_port: int) -> tuple[list[Obj], list[str]]:
+    """The objects podman plays (Deployments as Pods) and the ``Kind/name`` left out."""
+    played: list[Obj] = []
+    skipped: list[str] = []
+    for obj in objects:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if kind not in PLAYED:
+            skipped.append(f"{kind}/{name}")
+            continue
+        if kind == "ConfigMap":
+            played.append({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": name}, "data": obj["data"]})  # fmt: skip
+            continue
+        template = json.loads(json.dumps(obj["spec"]["template"]))
+        spec = template["spec"]
+        spec["restartPolicy"] = "Always"
+        if template["metadata"]["labels"].get(COMPONENT) == "gateway":
+            for port in spec["containers"][0]["ports"]:
+                port.update(hostPort=host_port, hostIP="127.0.0.1")
+        played.append({"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": name, "labels": template["metadata"]["labels"]},
+                       "spec": spec})  # fmt: skip
+    return played, skipped
+
+
+def _images(pods: list[Obj]) -> list[str]:
+    return sorted({c["image"] for p in pods if p["kind"] == "Pod" for c in p["spec"]["containers"]})
+
+
+def _ready(pod: Obj) -> str | None:
+    """None if every container's readiness probe passes, else what failed."""
+    for c in pod["spec"]["containers"]:
+        probe = (c.get("readinessProbe") or {}).get("httpGet")
+        if not probe:
+            continue
+        port = next((p["containerPort"] for p in c.get("ports", [])
+                     if p.get("name") == probe["port"]), probe["port"])  # fmt: skip
+        url = f"http://127.0.0.1:{port}{probe['path']}"
+        name = f"{pod['metadata']['name']}-{c['name']}"
+        proc = _run("exec", name, "python3", "-c", PROBE, url, check=False, timeout=30)
+        if proc.returncode != 0:
+            return f"{name}: {url}: {(proc.stderr or proc.stdout).strip()[-200:]}"
+    return None
+
+
+def apply(objects: list[Obj], env: str, project: str, state_dir: Path, *, host_port: int,
+          timeout: float = 120.0) -> PodmanDeployment:  # fmt: skip
+    """Play ``objects`` (one environment, as rendered) and wait until every pod is ready."""
+    played, skipped = adapt(objects, host_port)
+    pods = [p for p in played if p["kind"] == "Pod"]
+    for image in _images(played):
+        if _run("image", "exists", image, check=False).returncode != 0:
+            raise DeployError(f"image {image} is not in podman's local storage",
+                              hint="build it first (`shipml build serve REF`), or pin the "
+                              "deployed version in [deploy]")  # fmt: skip
+    network = f"shipml-{project}-{env}"
+    if _run("network", "exists", network, check=False).returncode != 0:
+        _run("network", "create", network)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    manifest = state_dir / f"podman-{env}.yaml"
+    tmp = manifest.with_suffix(".tmp")
+    tmp.write_text("---\n".join(dump(o) for o in played), encoding="utf-8")
+    os.replace(tmp, manifest)
+    _run("kube", "play", "--replace", "--network", network, str(manifest))
+    deadline = time.monotonic() + timeout
+    waiting: str | None = "not checked"
+    while time.monotonic() < deadline:
+        waiting = next((w for w in map(_ready, pods) if w), None)
+        if waiting is None:
+            break
+        time.sleep(1.0)
+    if waiting is not None:
+        raise DeployError(
+            f"the {env} pods did not become ready within {timeout:.0f}s: {waiting}",
+            hint=f"see `podman logs {waiting.split(':')[0]}`; remove them with "
+            f"`shipml deploy down --env {env} --target podman`",
+        )
+    gateway = next((p for p in pods if p["metadata"]["labels"].get(COMPONENT) == "gateway"),
+                   None)  # fmt: skip
+    urls = {"gateway": f"http://127.0.0.1:{host_port}"} if gateway else {}
+    return PodmanDeployment(env, network, manifest, [p["metadata"]["name"] for p in pods],
+                            urls, skipped)  # fmt: skip
+
+
+def down(env: str, project: str, state_dir: Path) -> list[str]:
+    """Remove what ``apply`` started for ``env``; returns the pods removed."""
+    manifest = state_dir / f"podman-{env}.yaml"
+    if not manifest.is_file():
+        raise DeployError(
+            f"nothing was deployed to podman for {env} from this project",
+            hint=f"deploy: `shipml deploy apply --env {env} --target podman`",
+        )
+    import yaml
+
+    names = [d["metadata"]["name"] for d in yaml.safe_load_all(manifest.read_text())
+             if d and d.get("kind") == "Pod"]  # fmt: skip
+    _run("kube", "down", str(manifest))
+    network = f"shipml-{project}-{env}"
+    if _run("network", "exists", network, check=False).returncode == 0:
+        _run("network", "rm", network, check=False)
+    manifest.unlink()
+    return names
