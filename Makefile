@@ -20,9 +20,13 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # The team-mode tests need PostgreSQL: scripts/postgres.sh installs and starts it and
-# prints its URL. Without it they are skipped, except in CI (CI=true), where they fail.
+# prints its URL. The deploy tests need podman: scripts/podman.sh installs and configures
+# it and prints its containers.conf. Without them those tests are skipped, except in CI
+# (CI=true), where they fail.
 unit: $(STAMP)
-	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" $(BIN)/python -m pytest
+	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" \
+	CONTAINERS_CONF="$$(./scripts/podman.sh || true)" \
+	$(BIN)/python -m pytest
 
 test: lint unit
 

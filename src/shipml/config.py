@@ -213,6 +213,8 @@ class CISection(_Section):
 
     provider: str = "github"  # github | gitlab
     python: str = "3.11"
+    install: str = "pip install shipml"  # how a CI job installs the project's tools
+    branch: str = "main"  # deploys and promotions happen from this branch only
     target: str = "kubernetes"  # where the generated workflows deploy
     local_target: str = "podman"  # where `shipml ci run` deploys
     staging_gateway: str = "http://127.0.0.1:8000"  # the staging gateway the analysis reads

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from shipml import __version__
-from shipml.cli import audit, data, deploy, models, pipeline, project, rollout, serve
+from shipml.cli import audit, ci, data, deploy, models, pipeline, project, rollout, serve
 from shipml.cli.output import state, stderr
 from shipml.errors import ShipmlError
 
@@ -61,6 +61,7 @@ app.command("gateway")(rollout.gateway)
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(pipeline.step_app, name="step")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(ci.app, name="ci")
 
 
 def main(argv: list[str] | None = None) -> int:

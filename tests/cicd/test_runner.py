@@ -1,0 +1,59 @@
+"""`shipml ci run`: the stages here, in order, stopping at the first failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shipml.cicd import run_stages
+from shipml.config import load_config
+from tests.conftest import shipml
+from tests.serving.conftest import free_port
+
+
+def _has(command: str, cwd: Path) -> bool:
+    return "No such command" not in shipml(command, "--help", cwd=cwd).stderr
+
+
+def test_selected_stages_pass_and_the_rest_is_skipped(project: Path):
+    result = run_stages(load_config(project), only=["check", "pipeline"])
+    assert [(r.name, r.status) for r in result.results] == [
+        ("check", "passed"), ("pipeline", "passed"), ("model-tests", "skipped"),
+        ("images", "skipped"), ("deploy-staging", "skipped"), ("analysis", "skipped"),
+        ("promote", "skipped")]  # fmt: skip
+    assert result.failed is None
+
+
+def test_the_first_failure_stops_the_run_and_is_named(project: Path):
+    (project / "tests" / "test_broken.py").write_text("def test_broken():\n    assert 1 == 2\n")
+    done = shipml("ci", "run", cwd=project)
+    assert done.returncode == 14
+    assert "stage 'check' failed: `shipml ci check` exited with 14" in done.stderr
+    assert "pytest failed" in done.stderr
+    for later in ("pipeline", "model-tests", "promote"):
+        assert any(line.split()[:3] == [later, "not", "run"] for line in done.stdout.splitlines())
+    assert "Traceback" not in done.stderr
+
+
+def test_ci_run_on_the_demo_project(tmp_path: Path):
+    """Passes once `shipml test` (issue 5) and `shipml build` (issue 6) exist; until then
+    it must stop at model-tests and say that the command is missing."""
+    demo = tmp_path / "demo"
+    made = shipml("demo", "--dir", str(demo), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    port = free_port()  # staging's gateway, on podman
+    toml = demo / "shipml.toml"
+    toml.write_text(
+        toml.read_text() + f"\n[deploy]\ngateway_host_port = {port}\n"
+        f'\n[ci]\nstaging_gateway = "http://127.0.0.1:{port}"\n'
+    )
+    done = shipml("ci", "run", cwd=demo)
+    if _has("test", demo) and _has("build", demo):
+        shipml("deploy", "down", "--env", "staging", "--target", "podman", cwd=demo)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "promote" in done.stdout and "needs approval" in done.stdout
+        return
+    assert done.returncode == 14
+    missing = "test" if not _has("test", demo) else "build"
+    stage = "model-tests" if missing == "test" else "images"
+    assert f"stage '{stage}' failed" in done.stderr
+    assert f"this version of shipml has no `{missing}` command" in done.stderr
