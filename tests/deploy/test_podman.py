@@ -72,6 +72,9 @@ def test_dev_on_podman_answers_v2_through_the_gateway_and_down_removes_everythin
         assert up.returncode == 0, up.stderr
         assert f"gateway: http://127.0.0.1:{port}" in up.stdout
         assert f"pod {name}-champion ready" in up.stderr
+        # Only the gateway is published on the host: the model server's 8080 is not.
+        assert f"127.0.0.1:{port}" in _podman("port", f"{name}-gateway-gateway").stdout
+        assert _podman("port", f"{name}-champion-server").stdout.strip() == ""
         served = "penguins" if tagged else name  # the model baked into the image
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v2/models/{served}/infer", data=_v2(ROW),
@@ -90,6 +93,8 @@ def test_dev_on_podman_answers_v2_through_the_gateway_and_down_removes_everythin
     pods = _podman("pod", "ps", "--format", "{{.Name}}").stdout.split()
     assert not [p for p in pods if p.startswith(name)]
     assert _podman("network", "exists", f"shipml-{name}-dev").returncode != 0
+    volumes = _podman("volume", "ls", "--format", "{{.Name}}").stdout.split()
+    assert not [v for v in volumes if v.startswith(name)]
     assert not (project / ".shipml" / "deploy" / "podman-dev.yaml").exists()
 
 

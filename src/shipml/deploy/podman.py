@@ -8,6 +8,10 @@ Podman runs pods, not a cluster, so the objects are adapted before they are play
   podman network of the environment's own, where a pod's name resolves by DNS: the
   gateway reaches the model servers at the same URLs as in Kubernetes;
 - the gateway's port is published on the host (``127.0.0.1:[deploy] gateway_host_port``);
+  other containers publish nothing (podman 4 would publish a containerPort on the host
+  under its own number), and their probes are resolved to port numbers;
+- volumes are renamed ``<pod>-<volume>``: podman 4 makes an emptyDir a named volume,
+  which pods would otherwise share; `down` removes them, and the ConfigMaps' volumes;
 - kinds podman does not run (Services, autoscalers, budgets, network policies, Jobs,
   CronJobs, StatefulSets, monitoring objects) are left out and listed.
 
@@ -86,9 +90,23 @@ def adapt(objects: list[Obj], host_port: int) -> tuple[list[Obj], list[str]]:
         template = json.loads(json.dumps(obj["spec"]["template"]))
         spec = template["spec"]
         spec["restartPolicy"] = "Always"
-        if template["metadata"]["labels"].get(COMPONENT) == "gateway":
-            for port in spec["containers"][0]["ports"]:
-                port.update(hostPort=host_port, hostIP="127.0.0.1")
+        gateway = template["metadata"]["labels"].get(COMPONENT) == "gateway"
+        renamed = {v["name"]: f"{name}-{v['name']}" for v in spec.get("volumes", [])}
+        for volume in spec.get("volumes", []):
+            volume["name"] = renamed[volume["name"]]
+        for c in spec["containers"]:
+            for mount in c.get("volumeMounts", []):
+                mount["name"] = renamed[mount["name"]]
+            numbers = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+            for key in ("readinessProbe", "livenessProbe"):
+                get = (c.get(key) or {}).get("httpGet")
+                if get and get["port"] in numbers:
+                    get["port"] = numbers[get["port"]]
+            if gateway:
+                for port in c.get("ports", []):
+                    port.update(hostPort=host_port, hostIP="127.0.0.1")
+            else:
+                c.pop("ports", None)
         played.append({"apiVersion": "v1", "kind": "Pod",
                        "metadata": {"name": name, "labels": template["metadata"]["labels"]},
                        "spec": spec})  # fmt: skip
@@ -105,9 +123,7 @@ def _ready(pod: Obj) -> str | None:
         probe = (c.get("readinessProbe") or {}).get("httpGet")
         if not probe:
             continue
-        port = next((p["containerPort"] for p in c.get("ports", [])
-                     if p.get("name") == probe["port"]), probe["port"])  # fmt: skip
-        url = f"http://127.0.0.1:{port}{probe['path']}"
+        url = f"http://127.0.0.1:{probe['port']}{probe['path']}"
         name = f"{pod['metadata']['name']}-{c['name']}"
         proc = _run("exec", name, "python3", "-c", PROBE, url, check=False, timeout=30)
         if proc.returncode != 0:
@@ -164,9 +180,13 @@ def down(env: str, project: str, state_dir: Path) -> list[str]:
         )
     import yaml
 
-    names = [d["metadata"]["name"] for d in yaml.safe_load_all(manifest.read_text())
-             if d and d.get("kind") == "Pod"]  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+    names = [d["metadata"]["name"] for d in docs if d["kind"] == "Pod"]
+    volumes = {n for d in docs if d["kind"] == "Pod" for v in d["spec"].get("volumes", [])
+               for n in (v["name"], v.get("configMap", {}).get("name")) if n}  # fmt: skip
     _run("kube", "down", str(manifest))
+    for volume in sorted(volumes):
+        _run("volume", "rm", "--force", volume, check=False)
     network = f"shipml-{project}-{env}"
     if _run("network", "exists", network, check=False).returncode == 0:
         _run("network", "rm", network, check=False)
