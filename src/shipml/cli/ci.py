@@ -33,7 +33,7 @@ def init(
     stdout.print(f"[green]wrote[/] {path.relative_to(config.root)}")
     for stage in stages(config, config.ci.target):
         note = " (manual approval)" if stage.manual else ""
-        stdout.print(f"  {stage.name}{note}: {'; '.join(stage.shell())}")
+        stdout.print(f"  {stage.name}{note}: {escape('; '.join(stage.shell()))}", soft_wrap=True)
 
 
 @app.command("run")

@@ -30,14 +30,19 @@ def render(
     for name, objects in result.objects.items():
         plan = result.plans[name]
         models = ", ".join(f"{v.name} {v.model}/{v.version}" for v in plan.variants)
-        stdout.print(f"[green]{name}[/]: {len(objects)} objects, namespace {plan.namespace}, "
-                     f"{plan.settings.mode} ({models}) → {result.overlay(name)}")  # fmt: skip
+        stdout.print(
+            f"[green]{name}[/]: {len(objects)} objects, namespace {plan.namespace}, "
+            f"{plan.settings.mode} ({models}) → {result.overlay(name)}",
+            soft_wrap=True,
+        )
     checked = (
         "and `kubectl kustomize` renders each overlay unchanged"
         if (result.kustomize_checked)
         else "(kubectl not found: overlays not rendered by kustomize)"
     )
-    stdout.print(f"valid against Kubernetes {result.kubernetes_version} (strict) {checked}")
+    stdout.print(
+        f"valid against Kubernetes {result.kubernetes_version} (strict) {checked}", soft_wrap=True
+    )
 
 
 @app.command("apply")
@@ -60,7 +65,7 @@ def apply(
     for line in result.status:
         stderr.print(line)
     if result.skipped:
-        stderr.print(f"not run by {target}: {', '.join(result.skipped)}")
+        stderr.print(f"not run by {target}: {', '.join(result.skipped)}", soft_wrap=True)
     stdout.print(f"[green]{env} is up[/] on {target}" if not dry_run else
                  f"[green]{env} passed the API server's dry run[/]")  # fmt: skip
     for name, url in result.urls.items():

@@ -35,8 +35,11 @@ def compile_(
 
     config = project_config()
     compiled = compile_pipeline(config, output, params=_parse_params(param), image=image)
-    stdout.print(f"[green]compiled[/] pipeline {compiled.pipeline} → {compiled.path} "
-                 f"({len(compiled.tasks)} tasks, image {compiled.image})")  # fmt: skip
+    stdout.print(
+        f"[green]compiled[/] pipeline {compiled.pipeline} → {compiled.path} "
+        f"({len(compiled.tasks)} tasks, image {compiled.image})",
+        soft_wrap=True,
+    )
     host = submit or ""
     if host:
         run_id = send(compiled.path, host)
