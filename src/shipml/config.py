@@ -204,7 +204,6 @@ class KubeflowSection(_Section):
     image: str = ""  # empty: <deploy.image_registry>/<project>-train:<image_tag>
     image_tag: str = "latest"
     caching: bool = True  # KFP caching for steps whose @step has cache=True
-    host: str = ""  # the Kubeflow Pipelines endpoint for --submit
     resources: dict[str, StepResources] = Field(default_factory=dict)  # per step name
 
 

@@ -40,10 +40,9 @@ def compile_(
         f"({len(compiled.tasks)} tasks, image {compiled.image})",
         soft_wrap=True,
     )
-    host = submit or ""
-    if host:
-        run_id = send(compiled.path, host)
-        stdout.print(f"submitted to {host}: run {run_id}")
+    if submit:
+        run_id = send(compiled.path, submit)
+        stdout.print(f"submitted to {submit}: run {run_id}")
 
 
 @step_app.command("run")
