@@ -120,7 +120,7 @@ class RolloutSection(_Section):
 class DeployEnvSection(_Section):
     """One environment of ``shipml deploy`` (dev, staging, prod): sizes and traffic policy."""
 
-    replicas: int = Field(default=1, ge=1)  # model server and gateway replicas
+    replicas: int = Field(default=1, ge=1)  # the autoscalers' minimum (servers, gateway)
     max_replicas: int = Field(default=2, ge=1)  # HorizontalPodAutoscaler ceiling
     cpu_request: str = "250m"
     cpu_limit: str = "1"

@@ -105,13 +105,14 @@ def _container(name: str, image: str, port: int | None, **extra: Any) -> Obj:
 
 def _deployment(plan: Plan, name: str, component: str, variant: str, pod: Obj,
                 version: str = "") -> Obj:  # fmt: skip
+    """A Deployment without ``replicas``: its HorizontalPodAutoscaler owns the count (a
+    count here would reset it to the minimum on every server-side apply)."""
     lab = labels(plan, component, variant)
     if version:
         lab["app.kubernetes.io/version"] = version
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, lab),
         "spec": {
-            "replicas": plan.settings.replicas,
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": selector(plan, component, variant)},
             "strategy": {"type": "RollingUpdate",
@@ -364,7 +365,7 @@ def tracking_server(plan: Plan) -> list[Obj]:
     )  # fmt: skip
     pod = _pod(plan, [server], [], sel=selector(plan, "mlflow"))
     deployment = _deployment(plan, mlflow, "mlflow", "", pod)
-    deployment["spec"]["replicas"] = 1
+    deployment["spec"]["replicas"] = 1  # no autoscaler: one tracking server
     inside = {"podSelector": {"matchLabels": {NAME: plan.project}}}
     return [
         statefulset,
