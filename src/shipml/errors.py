@@ -8,6 +8,8 @@ subsystem has its own class and exit code, so scripts can tell failures apart.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ShipmlError(Exception):
     """Base class of every error shipml raises on purpose.
@@ -135,10 +137,31 @@ class InferenceFailed(ServingError):
     status = 500
 
 
+class TestingError(ShipmlError):
+    """Tests could not run: no model to test, missing data, a browser or server missing."""
+
+    __test__ = False  # not a pytest test class
+    exit_code = 11
+    kind = "testing error"
+
+
+class GateFailed(ShipmlError):
+    """A promotion gate does not hold (the message lists which, with the numbers;
+    ``details["gates"]`` has every gate evaluated)."""
+
+    exit_code = 12
+    kind = "gate failed"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.details: dict[str, Any] = {}
+
+
 __all__ = [
     "AuditError",
     "ConfigError",
     "DataError",
+    "GateFailed",
     "InferenceFailed",
     "InvalidRequest",
     "ModelError",
@@ -150,6 +173,7 @@ __all__ = [
     "ServingError",
     "ShipmlError",
     "StepFailed",
+    "TestingError",
     "TrackingError",
     "UnsafeModelError",
 ]
