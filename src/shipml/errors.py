@@ -106,6 +106,20 @@ class AuditError(ShipmlError):
     kind = "audit error"
 
 
+class TestingError(ShipmlError):
+    """A test suite or check cannot run (a tool is missing, a page or server misbehaves)."""
+
+    __test__ = False  # not a pytest test class, despite its name
+    exit_code = 11
+    kind = "testing error"
+
+
+class BrowserUnavailable(TestingError):
+    """Headless Chromium or Playwright, needed for the browser tests, is missing."""
+
+    kind = "browser unavailable"
+
+
 class ServingError(ShipmlError):
     """A request the model server cannot answer; ``status`` is the HTTP status it maps to."""
 
@@ -137,6 +151,7 @@ class InferenceFailed(ServingError):
 
 __all__ = [
     "AuditError",
+    "BrowserUnavailable",
     "ConfigError",
     "DataError",
     "InferenceFailed",
@@ -150,6 +165,7 @@ __all__ = [
     "ServingError",
     "ShipmlError",
     "StepFailed",
+    "TestingError",
     "TrackingError",
     "UnsafeModelError",
 ]

@@ -1,0 +1,1 @@
+"""Testing ML for real: checks, suites, reports and gates."""
