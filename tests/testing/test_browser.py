@@ -154,6 +154,39 @@ def test_numeric_model_with_required_features(cancer_server, cancer_package, can
     assert "'mean radius' is missing" in refused.error
 
 
+def test_regression_shows_the_predicted_value(penguins_data, tmp_path):
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression
+
+    X, _ = penguins_data
+    frame = X[["island", "bill_length_mm", "flipper_length_mm", "body_mass_g"]]
+    frame = frame.dropna(subset=["body_mass_g"]).reset_index(drop=True)
+    features, target = frame.drop(columns=["body_mass_g"]), frame["body_mass_g"] / 1000  # kg
+    model = Pipeline([
+        ("pre", ColumnTransformer([
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["island"]),
+            ("num", SimpleImputer(strategy="median"), ["bill_length_mm", "flipper_length_mm"]),
+        ])),
+        ("lr", LinearRegression()),
+    ]).fit(model_input(features), target)  # fmt: skip
+    package = build_package(model, features, target, path=tmp_path / "mass")
+    assert package.signature.task == "regression"
+    proc, url = start_server(package.path)
+    try:
+        row = {**row_of(features, 10), "flipper_length_mm": None}
+        result = check_demo_page(url + "/", row, tmp_path / "mass.png", executable=CHROMIUM)
+        assert result.ok, result
+        assert result.probabilities == {}
+        status, body = predict_over_http(url, row)
+        assert status == 200 and float(result.label) == body["predictions"][0]["label"]
+        expected, _ = package.predict(pd.DataFrame([row]).astype({"flipper_length_mm": float}))
+        assert float(result.label) == pytest.approx(float(expected[0]), rel=1e-5)
+        assert 2.5 < float(result.label) < 6.5
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_escaped_categories_reach_the_model_intact(tmp_path):
     """A category full of HTML metacharacters is offered, chosen and predicted on as is."""
     rng = np.random.default_rng(0)

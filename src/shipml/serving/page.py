@@ -44,6 +44,8 @@ main{max-width:44rem;margin:2rem auto;padding:1.5rem 2rem;background:#fff;
 h1{margin:0;font-size:1.5rem}
 .meta{margin:.2rem 0 1.2rem;color:var(--muted)}
 form{display:grid;grid-template-columns:repeat(auto-fill,minmax(13rem,1fr));gap:.8rem 1rem}
+form>div{display:flex;flex-direction:column;justify-content:flex-end}
+.req{color:var(--bad);text-decoration:none;margin-left:.1rem}
 label{display:block;font-weight:600;font-size:.85rem;overflow-wrap:anywhere}
 label small{font-weight:400;color:var(--muted)}
 input,select{box-sizing:border-box;width:100%;margin-top:.2rem;padding:.4rem .5rem;
@@ -180,9 +182,9 @@ def _field(index: int, feature: Feature, stats: Mapping[str, Any]) -> str:
         median = _number((stats.get("quantiles") or {}).get("p50"))
         control = (f'<input {attrs} data-type="float" type="text" inputmode="decimal" '
                    f'value="{median}"{empty}>')  # fmt: skip
-    if not feature.nullable:
-        note += ", required"
-    return f'<div><label for="{key}">{name} <small>{escape(note)}</small></label>{control}</div>'
+    required = "" if feature.nullable else '<abbr class="req" title="required">*</abbr>'
+    return (f'<div><label for="{key}">{name}{required} <small>{escape(note)}</small></label>'
+            f"{control}</div>")  # fmt: skip
 
 
 def build_page(
@@ -202,6 +204,8 @@ def build_page(
         what = f"classifier · {len(signature.classes)} classes"
     else:
         what = "regression"
+    required = any(not f.nullable for f in signature.features)
+    legend = " · the model needs a value for fields marked *" if required else ""
     title = escape(name)
     ver = escape(version)
     metadata = f"v2/models/{escape(quote(name, safe=''))}"
@@ -228,7 +232,7 @@ def build_page(
 <p id="error" role="alert" hidden></p>
 </section>
 <footer>Served by shipml · answers from <code>POST /predict</code> ·
-<a href="{metadata}">model metadata</a> · empty fields are sent as missing values</footer>
+<a href="{metadata}">model metadata</a> · empty fields are sent as missing values{legend}</footer>
 </main>
 <script>{SCRIPT}</script>
 </body>
