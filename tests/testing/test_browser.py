@@ -228,6 +228,47 @@ def test_driver_errors_are_clear(penguins_server, tmp_path):
     assert "server running" in (info.value.hint or "")
 
 
+def test_no_answer_in_time_is_an_error_with_a_screenshot(penguins_package, tmp_path):
+    """A server that serves the page but never answers /predict."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from shipml.serving.page import build_page
+
+    page = build_page(penguins_package.signature, name="stuck", version="1")
+    release = threading.Event()
+
+    class Stuck(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def do_POST(self):
+            release.wait(30)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stuck)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    shot = tmp_path / "stuck.png"
+    try:
+        started = time.monotonic()
+        with pytest.raises(TestingError, match="showed no answer within 2s of Predict"):
+            check_demo_page(f"http://127.0.0.1:{server.server_port}/", {}, shot,
+                            executable=CHROMIUM, timeout_s=2)  # fmt: skip
+        assert time.monotonic() - started < 20
+        assert_png(shot)  # what the page showed while waiting
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_missing_chromium_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(BrowserUnavailable, match="no Chromium at '/nonexistent/chromium'") as info:
         check_demo_page("http://127.0.0.1:9/", {}, tmp_path / "x.png",

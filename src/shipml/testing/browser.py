@@ -107,65 +107,81 @@ def check_demo_page(
     refused is not an exception: its message is ``PageResult.error``."""
     try:
         from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
         raise BrowserUnavailable(f"Playwright is not installed ({exc})",
                                  hint=INSTALL_HINT) from exc  # fmt: skip
     path = chromium_executable(executable)
-    timeout_ms = timeout_s * 1000
-    console: list[str] = []
     screenshot = Path(screenshot)
     screenshot.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="shipml-chromium-") as profile, sync_playwright() as p:
+    fresh = tempfile.TemporaryDirectory(prefix="shipml-chromium-", ignore_cleanup_errors=True)
+    with fresh as profile, sync_playwright() as p:
         try:
             context = p.chromium.launch_persistent_context(
                 profile, executable_path=path, headless=True, args=list(CHROMIUM_ARGS),
-                viewport={"width": 1000, "height": 800}, timeout=timeout_ms,
+                viewport={"width": 1000, "height": 800}, timeout=timeout_s * 1000,
             )  # fmt: skip
         except PlaywrightError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BrowserUnavailable(
-                f"cannot start Chromium ({path or 'Playwright bundled browser'}): {first}",
+                f"cannot start Chromium ({path or 'Playwright bundled browser'}): {_first(exc)}",
                 hint=INSTALL_HINT,
             ) from exc
         try:
-            page = context.new_page()
-            page.set_default_timeout(timeout_ms)
-            page.on("console", lambda m: _console(console, m.type, m.text))
-            page.on("pageerror", lambda exc: console.append(f"uncaught: {exc}"))
-            try:
-                response = page.goto(url, wait_until="load")
-            except PlaywrightError as exc:
-                raise TestingError(f"cannot open {url}: {str(exc).splitlines()[0]}",
-                                   hint="is the model server running there?") from exc  # fmt: skip
-            if response is None or response.status != 200 or not page.locator("#demo-form").count():
-                status = response.status if response is not None else "no response"
-                raise TestingError(
-                    f"{url} is not a shipml demo page (HTTP {status}, no #demo-form)",
-                    hint="give the model server's base URL, e.g. http://127.0.0.1:8080/",
-                )
-            _fill(page, row)
-            page.click("#predict")
-            try:
-                page.wait_for_selector(ANSWERED, timeout=timeout_ms)
-            except PlaywrightTimeout as exc:
-                page.screenshot(path=str(screenshot), full_page=True)
-                raise TestingError(
-                    f"the page at {url} showed no answer within {timeout_s:g}s of Predict",
-                    hint=f"see the screenshot {screenshot} and the server's log",
-                ) from exc
-            state = page.get_attribute("#output", "data-state")
-            page.screenshot(path=str(screenshot), full_page=True)
-            if state == "error":
-                return PageResult(url, None, {}, page.text_content("#error") or "", screenshot,
-                                  console)  # fmt: skip
-            label = page.text_content("#label")
-            rows = page.eval_on_selector_all("#probabilities [data-class]", PROBABILITIES_JS)
-            return PageResult(url, label, {str(c): float(v) for c, v in rows}, None, screenshot,
-                              console)  # fmt: skip
+            return _drive(context.new_page(), url, row, screenshot, timeout_s)
+        except PlaywrightError as exc:
+            raise TestingError(f"the browser failed on {url}: {_first(exc)}",
+                               hint=f"see the screenshot {screenshot} if there is one, and the "
+                                    "server's log") from exc  # fmt: skip
         finally:
             context.close()
+
+
+def _drive(page: Any, url: str, row: Mapping[str, Any], screenshot: Path,
+           timeout_s: float) -> PageResult:  # fmt: skip
+    """Open, fill, click, wait, read, screenshot (in an open browser page)."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    console: list[str] = []
+    page.set_default_timeout(timeout_s * 1000)
+    page.on("console", lambda m: _console(console, m.type, m.text))
+    page.on("pageerror", lambda exc: console.append(f"uncaught: {exc}"))
+    try:
+        response = page.goto(url, wait_until="load")
+    except PlaywrightError as exc:
+        raise TestingError(f"cannot open {url}: {_first(exc)}",
+                           hint="is the model server running there?") from exc  # fmt: skip
+    if response is None or response.status != 200 or not page.locator("#demo-form").count():
+        status = response.status if response is not None else "no response"
+        raise TestingError(
+            f"{url} is not a shipml demo page (HTTP {status}, no #demo-form)",
+            hint="give the model server's base URL, e.g. http://127.0.0.1:8080/",
+        )
+    _fill(page, row)
+    page.click("#predict")
+    try:
+        page.wait_for_selector(ANSWERED)
+    except PlaywrightTimeout as exc:
+        page.screenshot(path=str(screenshot), full_page=True)
+        raise TestingError(
+            f"the page at {url} showed no answer within {timeout_s:g}s of Predict",
+            hint=f"see the screenshot {screenshot} and the server's log",
+        ) from exc
+    state = page.get_attribute("#output", "data-state")
+    page.screenshot(path=str(screenshot), full_page=True)
+    if state == "error":
+        error = page.text_content("#error") or ""
+        return PageResult(url, None, {}, error, screenshot, list(console))
+    label = page.text_content("#label")
+    rows = page.eval_on_selector_all("#probabilities [data-class]", PROBABILITIES_JS)
+    probabilities = {str(c): float(v) for c, v in rows}
+    return PageResult(url, label, probabilities, None, screenshot, list(console))
+
+
+def _first(exc: BaseException) -> str:
+    """The first line of a Playwright error (the rest is its call log)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _console(errors: list[str], kind: str, text: str) -> None:
