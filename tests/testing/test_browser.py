@@ -25,26 +25,24 @@ from shipml.testing.browser import check_demo_page, chromium_executable
 from tests.serving.conftest import free_port, start_server
 
 
-def _browser() -> str | None:
+def _browser() -> tuple[str | None, str]:
     """The Chromium to test with, or why there is none."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return None
-    return chromium_executable()
+        return None, "Playwright is not installed (pip install -e '.[dev]')"
+    try:
+        path = chromium_executable()
+    except BrowserUnavailable as exc:
+        return None, exc.message
+    return path, "no Chromium (run scripts/chromium.sh, or apt-get install chromium)"
 
 
-CHROMIUM = _browser()
+CHROMIUM, WHY_NOT = _browser()
 if CHROMIUM is None:
     if os.environ.get("CI"):
-        raise RuntimeError(
-            "CI needs Chromium and Playwright for the browser tests: run scripts/chromium.sh "
-            "and pip install -e '.[dev]'"
-        )
-    pytest.skip(
-        "no Chromium or Playwright (apt-get install chromium; pip install 'shipml[browser]')",
-        allow_module_level=True,
-    )
+        raise RuntimeError(f"CI needs the browser tests to run: {WHY_NOT}")
+    pytest.skip(WHY_NOT, allow_module_level=True)
 NASTY = "<b>&\"'"
 
 
