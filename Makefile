@@ -20,8 +20,10 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # The team-mode tests need PostgreSQL: scripts/postgres.sh installs and starts it and
-# prints its URL. Without it they are skipped, except in CI (CI=true), where they fail.
+# prints its URL. The browser tests need Chromium: scripts/chromium.sh installs Debian's
+# chromium. Without them those tests are skipped, except in CI (CI=true), where they fail.
 unit: $(STAMP)
+	./scripts/chromium.sh >/dev/null || echo "no Chromium: the browser tests cannot run" >&2
 	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" $(BIN)/python -m pytest
 
 test: lint unit

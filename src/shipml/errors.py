@@ -108,6 +108,20 @@ class AuditError(ShipmlError):
     kind = "audit error"
 
 
+class TestingError(ShipmlError):
+    """A test suite or check cannot run (a tool is missing, a page or server misbehaves)."""
+
+    __test__ = False  # not a pytest test class, despite its name
+    exit_code = 11
+    kind = "testing error"
+
+
+class BrowserUnavailable(TestingError):
+    """Headless Chromium or Playwright, needed for the browser tests, is missing."""
+
+    kind = "browser unavailable"
+
+
 class ServingError(ShipmlError):
     """A request the model server cannot answer; ``status`` is the HTTP status it maps to."""
 
@@ -137,14 +151,6 @@ class InferenceFailed(ServingError):
     status = 500
 
 
-class TestingError(ShipmlError):
-    """Tests could not run: no model to test, missing data, a browser or server missing."""
-
-    __test__ = False  # not a pytest test class
-    exit_code = 11
-    kind = "testing error"
-
-
 class GateFailed(ShipmlError):
     """A promotion gate does not hold (the message lists which, with the numbers;
     ``details["gates"]`` has every gate evaluated)."""
@@ -159,6 +165,7 @@ class GateFailed(ShipmlError):
 
 __all__ = [
     "AuditError",
+    "BrowserUnavailable",
     "ConfigError",
     "DataError",
     "GateFailed",

@@ -93,7 +93,7 @@ def run_tests(
         "-o", "junit_suite_name=shipml", "-o", "junit_duration_report=call",
         "--shipml-model", ref, "--shipml-results", str(out),
         "--shipml-project", str(config.root),
-        "-q", "-rfEs", "--color=no", "-W", "ignore::DeprecationWarning:mlflow.*",
+        "-q", "-rfEs", "--color=no",
         *(["--shipml-against", against] if against else []),
         *(extra_args or []),
     ]  # fmt: skip

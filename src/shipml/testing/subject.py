@@ -7,6 +7,7 @@ snapshots its lineage names, and the training rows rebuilt from those snapshots.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -56,8 +57,10 @@ class Subject:
         parsed = parse_model_ref(ref)
         if parsed.path is not None:
             return cls(config, ModelPackage.load(parsed.path))
-        registry = Registry(tracker_for(config))
-        info = registry.resolve(parsed)
+        with warnings.catch_warnings():  # MLflow's store warns about SQLAlchemy internals
+            warnings.simplefilter("ignore", DeprecationWarning)
+            registry = Registry(tracker_for(config))
+            info = registry.resolve(parsed)
         return cls(config, ModelPackage.load(registry.local_path(info)), info)
 
     # -- identity -----------------------------------------------------------------
