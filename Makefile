@@ -20,10 +20,12 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # The team-mode tests need PostgreSQL: scripts/postgres.sh installs and starts it and
-# prints its URL. The deploy tests need podman: scripts/podman.sh installs and configures
-# it and prints its containers.conf. Without them those tests are skipped, except in CI
+# prints its URL. The browser tests need Chromium: scripts/chromium.sh installs Debian's
+# chromium. The deploy tests need podman: scripts/podman.sh installs and configures it and
+# prints its containers.conf. Without them those tests are skipped, except in CI
 # (CI=true), where they fail.
 unit: $(STAMP)
+	./scripts/chromium.sh >/dev/null || echo "no Chromium: the browser tests cannot run" >&2
 	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" \
 	CONTAINERS_CONF="$$(./scripts/podman.sh || true)" \
 	$(BIN)/python -m pytest

@@ -117,6 +117,79 @@ class RolloutSection(_Section):
     interval_s: float = Field(default=5.0, gt=0.0)
 
 
+class DataTestsSection(_Section):
+    """Ready-made data checks (`shipml test --suite data`); see docs/testing.md."""
+
+    schema_check: bool = True  # the data matches the model's signature (pandera)
+    ranges: dict[str, list[float]] = Field(default_factory=dict)  # column = [min, max]
+    max_null_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
+    max_duplicate_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_class_fraction: float = Field(default=0.05, ge=0.0, le=1.0)  # label balance
+    leakage: bool = True  # no held-out row is also a training row
+    skew: bool = True  # training features and the serving path agree
+    forbidden_features: list[str] = Field(default_factory=list)  # e.g. names, e-mails
+
+
+class ModelTestsSection(_Section):
+    """Ready-made model checks (`shipml test --suite model`); see docs/testing.md."""
+
+    min: dict[str, float] = Field(default_factory=dict)  # accuracy, f1_macro, roc_auc_ovr
+    max: dict[str, float] = Field(default_factory=dict)  # rmse, mae
+    baseline_margin: float = 0.0  # must beat the dummy baseline by this much
+    simpler_tolerance: float = 0.0  # may trail a simpler model by at most this much
+    slices: list[str] = Field(default_factory=list)  # categorical or numeric (binned)
+    sensitive: list[str] = Field(default_factory=list)  # slices checked for inclusion
+    slice_bins: int = Field(default=4, ge=2)
+    min_slice_rows: int = Field(default=10, ge=1)
+    max_slice_gap: float = Field(default=0.15, ge=0.0)
+    max_calibration_error: float = Field(default=0.1, ge=0.0)
+    invariance: list[dict[str, Any]] = Field(default_factory=list)
+    directional: list[dict[str, Any]] = Field(default_factory=list)
+    missing_values: bool = True
+    min_feature_importance: float | None = None  # None: importance not checked
+    latency_budget_ms: float = Field(default=10.0, gt=0.0)  # p95 of a one-row prediction
+    max_age_days: float = Field(default=180.0, gt=0.0)
+
+
+class ApiTestsSection(_Section):
+    """Checks against a running server (`shipml test --suite api [--against URL]`)."""
+
+    requests: int = Field(default=400, ge=1)  # the short load test
+    concurrency: int = Field(default=8, ge=1)
+    max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_p95_ms: float = Field(default=100.0, gt=0.0)
+    golden: str = ""  # JSON file of golden requests; empty: the package's holdout rows
+    golden_rows: int = Field(default=50, ge=1)
+
+
+class TestsSection(_Section):
+    """`shipml test`: which model, which suites, where the results go."""
+
+    ref: str = ""  # the model tested by default (REF); empty: the newest registered version
+    suites: list[str] = Field(default_factory=lambda: ["unit", "data", "model", "api", "browser"])
+    paths: list[str] = Field(default_factory=lambda: ["tests"])  # the project's own tests
+    output: str = "results"
+    data: DataTestsSection = Field(default_factory=DataTestsSection)
+    model: ModelTestsSection = Field(default_factory=ModelTestsSection)
+    api: ApiTestsSection = Field(default_factory=ApiTestsSection)
+
+
+class GatesSection(_Section):
+    """What `shipml promote` demands of a version before it becomes champion."""
+
+    suites: list[str] = Field(default_factory=lambda: ["data", "model"])  # all passed
+    # metric = bound; a bound is a number or "champion", "champion - 0.005", ...
+    min: dict[str, float | str] = Field(default_factory=dict)
+    max: dict[str, float | str] = Field(default_factory=dict)
+
+
+class ScoreSection(_Section):
+    """`shipml score`: ML Test Score tests run by hand, with the document of their results
+    (test id = path), e.g. "data-5" = "docs/privacy-review.md"."""
+
+    manual: dict[str, str] = Field(default_factory=dict)
+
+
 class DeployEnvSection(_Section):
     """One environment of ``shipml deploy`` (dev, staging, prod): sizes and traffic policy."""
 
@@ -229,6 +302,9 @@ class ProjectConfig(_Section):
     serving: ServingSection = Field(default_factory=ServingSection)
     audit: AuditSection = Field(default_factory=AuditSection)
     rollout: RolloutSection = Field(default_factory=RolloutSection)
+    tests: TestsSection = Field(default_factory=TestsSection)
+    gates: GatesSection = Field(default_factory=GatesSection)
+    score: ScoreSection = Field(default_factory=ScoreSection)
     deploy: DeploySection = Field(default_factory=DeploySection)
     kubeflow: KubeflowSection = Field(default_factory=KubeflowSection)
     ci: CISection = Field(default_factory=CISection)
@@ -406,16 +482,16 @@ def _config_error(
 
 
 def _valid_keys(parent: list[str]) -> list[str]:
-    """The keys allowed at a location such as ``[]``, ``["tracking"]`` or ``["datasets", "x"]``."""
+    """The keys allowed at a location such as ``[]``, ``["tracking"]``, ``["tests", "data"]``
+    or ``["datasets", "x"]``."""
     if not parent:
         return [k for k in ProjectConfig.model_fields if k != "root"]
     if parent[0] == "datasets" and len(parent) == 2:
         return list(DatasetSection.model_fields)
-    model: type[BaseModel] = ProjectConfig
-    for name in parent:  # nested sections such as [deploy.staging]
-        field = model.model_fields.get(name)
-        annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+    model: Any = ProjectConfig
+    for part in parent:
+        field = model.model_fields.get(part)
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return []
-        model = annotation
     return list(model.model_fields)

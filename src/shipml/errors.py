@@ -8,6 +8,8 @@ subsystem has its own class and exit code, so scripts can tell failures apart.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ShipmlError(Exception):
     """Base class of every error shipml raises on purpose.
@@ -106,6 +108,20 @@ class AuditError(ShipmlError):
     kind = "audit error"
 
 
+class TestingError(ShipmlError):
+    """A test suite or check cannot run (a tool is missing, a page or server misbehaves)."""
+
+    __test__ = False  # not a pytest test class, despite its name
+    exit_code = 11
+    kind = "testing error"
+
+
+class BrowserUnavailable(TestingError):
+    """Headless Chromium or Playwright, needed for the browser tests, is missing."""
+
+    kind = "browser unavailable"
+
+
 class ServingError(ShipmlError):
     """A request the model server cannot answer; ``status`` is the HTTP status it maps to."""
 
@@ -135,6 +151,18 @@ class InferenceFailed(ServingError):
     status = 500
 
 
+class GateFailed(ShipmlError):
+    """A promotion gate does not hold (the message lists which, with the numbers;
+    ``details["gates"]`` has every gate evaluated)."""
+
+    exit_code = 12
+    kind = "gate failed"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.details: dict[str, Any] = {}
+
+
 class DeployError(ShipmlError):
     """Manifests cannot be rendered or fail the Kubernetes schema, or a deploy target
     (podman, kubernetes) refused them or did not become ready."""
@@ -152,10 +180,12 @@ class CIError(ShipmlError):
 
 __all__ = [
     "AuditError",
+    "BrowserUnavailable",
     "CIError",
     "ConfigError",
     "DataError",
     "DeployError",
+    "GateFailed",
     "InferenceFailed",
     "InvalidRequest",
     "ModelError",
@@ -167,6 +197,7 @@ __all__ = [
     "ServingError",
     "ShipmlError",
     "StepFailed",
+    "TestingError",
     "TrackingError",
     "UnsafeModelError",
 ]

@@ -14,7 +14,18 @@ import typer
 from rich.markup import escape
 
 from shipml import __version__
-from shipml.cli import audit, ci, data, deploy, models, pipeline, project, rollout, serve
+from shipml.cli import (
+    audit,
+    ci,
+    data,
+    deploy,
+    models,
+    pipeline,
+    project,
+    rollout,
+    serve,
+    testing,
+)
 from shipml.cli.output import state, stderr
 from shipml.errors import ShipmlError
 
@@ -53,6 +64,7 @@ def _root(
 
 project.register(app)
 serve.register(app)
+testing.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")

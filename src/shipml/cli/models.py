@@ -6,6 +6,7 @@ import getpass
 from datetime import UTC, datetime
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from shipml.audit import record_event
@@ -83,6 +84,13 @@ def show(
                     "metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
                 )
         stdout.print(f"source   {info.source}")
+        _print_tests(info.tags)
+        if info.tags.get("shipml.promotion.forced") == "true":
+            stdout.print(
+                f"[yellow]forced promotion[/] by {info.tags.get('shipml.promotion.by')} at "
+                f"{info.tags.get('shipml.promotion.time')}: "
+                f"{escape(info.tags.get('shipml.promotion.reason', ''))}"
+            )
     lineage = package.lineage
     git = lineage.get("git") or {}
     stdout.print(f"format   {package.format}  (onnx sha256 {package.onnx_sha256 or '-'})")
@@ -113,6 +121,23 @@ def show(
     for name, digest in sorted(package.manifest["files"].items()):
         files.add_row(name, human_bytes((package.path / name).stat().st_size), digest[:16] + "…")
     stdout.print(files)
+
+
+def _print_tests(tags: dict[str, str]) -> None:
+    from shipml.testing.runner import version_results
+
+    results = version_results(tags)
+    if results is None:
+        stdout.print("tests    never tested (`shipml test` attaches results here)")
+        return
+    color = "green" if results["status"] == "passed" else "red"
+    suites = ", ".join(f"{k} {v}" for k, v in results["suites"].items())
+    stdout.print(
+        f"tests    [{color}]{results['status']}[/] ({results['summary']}) at {results['time']}"
+    )
+    stdout.print(f"         suites: {suites}")
+    for uri in results["files"]:
+        stdout.print(f"         {escape(uri)}")
 
 
 @app.command("alias")
