@@ -206,14 +206,18 @@ class DeployEnvSection(_Section):
     # An MLflow tracking server on PostgreSQL and [deploy] object_store.
     team_mode: bool = False
     prometheus_operator: bool = False  # ServiceMonitor and PrometheusRule
+    # Podman: the host port (on 127.0.0.1) the gateway is published on; one per env, so
+    # staging and prod can run side by side on one machine (as `shipml ci run` does).
+    host_port: int = Field(default=8000, ge=1, le=65535)
 
 
 # What each environment differs in by default; a [deploy.ENV] table changes only the keys
 # it names (so [deploy.staging] replicas = 5 keeps staging's shadow mode).
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "dev": {},
-    "staging": {"replicas": 2, "max_replicas": 4, "mode": "shadow"},
-    "prod": {"replicas": 3, "max_replicas": 10, "cpu_limit": "2", "memory_limit": "2Gi"},
+    "staging": {"replicas": 2, "max_replicas": 4, "mode": "shadow", "host_port": 8001},
+    "prod": {"replicas": 3, "max_replicas": 10, "cpu_limit": "2", "memory_limit": "2Gi",
+             "host_port": 8002},
 }  # fmt: skip
 
 
@@ -234,7 +238,6 @@ class DeploySection(_Section):
     test_image: str = ""  # empty: <registry>/<project>-test:<champion's version>
     run_as_user: int = Field(default=10001, ge=1)  # the images' non-root user
     monitor_schedule: str = "*/15 * * * *"  # the monitoring CronJob
-    gateway_host_port: int = Field(default=8000, ge=1, le=65535)  # podman: published here
     # Team mode: the MLflow server's image, database image, and artifact store.
     mlflow_image: str = ""  # empty: the train image (needs shipml[postgres])
     postgres_image: str = "docker.io/library/postgres:16"
@@ -289,7 +292,8 @@ class CISection(_Section):
     branch: str = "main"  # deploys and promotions happen from this branch only
     target: str = "kubernetes"  # where the generated workflows deploy
     local_target: str = "podman"  # where `shipml ci run` deploys
-    staging_gateway: str = "http://127.0.0.1:8000"  # the staging gateway the analysis reads
+    # The staging gateway the analysis stage reads (default: staging on podman, here).
+    staging_gateway: str = "http://127.0.0.1:8001"
 
 
 class ProjectConfig(_Section):

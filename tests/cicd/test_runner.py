@@ -43,7 +43,7 @@ def test_ci_run_on_the_demo_project(tmp_path: Path):
     port = free_port()  # staging's gateway, on podman
     toml = demo / "shipml.toml"
     toml.write_text(
-        toml.read_text() + f"\n[deploy]\ngateway_host_port = {port}\n"
+        toml.read_text() + f"\n[deploy.staging]\nhost_port = {port}\n"
         f'\n[ci]\nstaging_gateway = "http://127.0.0.1:{port}"\n'
     )
     done = shipml("ci", "run", cwd=demo)

@@ -2,9 +2,10 @@
 model server come up, a V2 inference through the gateway succeeds, `down` removes all.
 
 Needs podman (make test installs it: scripts/podman.sh) and a serve image built by
-`shipml build serve` (issue 6's command). Where `shipml build` is not there yet, an
-existing ``localhost/penguins-serve:1`` is tagged for the test project instead (and the
-tag removed afterwards); with neither, the test is skipped, or fails in CI."""
+`shipml build serve` (issue 6's command). Where `shipml build` is not there yet, a serve
+image it built earlier (labelled io.shipml.kind=serve) is tagged for the test project
+instead, and the tag removed afterwards; with neither, the test is skipped, or fails in
+CI. Staging runs beside dev, its challenger in shadow."""
 
 from __future__ import annotations
 
@@ -25,77 +26,108 @@ from tests.serving.conftest import free_port
 ROW = {"island": "Biscoe", "bill_length_mm": 45.1, "bill_depth_mm": 14.5,
        "flipper_length_mm": 215.0, "body_mass_g": 5000.0, "sex": "female",
        "year": 2008}  # fmt: skip
-FALLBACK = "localhost/penguins-serve:1"
-
-
-def _v2(row: dict) -> bytes:
-    inputs = [{"name": k, "shape": [1],
-               "datatype": "BYTES" if isinstance(v, str) else ("INT64" if isinstance(v, int)
-                                                                else "FP32"),
-               "data": [v]} for k, v in row.items()]  # fmt: skip
-    return json.dumps({"id": "e2e-1", "inputs": inputs}).encode()
+SERVE_LABEL = "io.shipml.kind=serve"  # what issue 6's serve images are labelled with
 
 
 def _podman(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=300)
 
 
-def _serve_image(project: Path, name: str) -> tuple[str, bool]:
-    """The serve image of the project's champion, and whether the test tagged it."""
+def _serve_image(project: Path, name: str) -> tuple[str, bool, str]:
+    """The serve image of the project's champion, whether the test tagged it, and the
+    name of the model inside."""
     image = f"localhost/{name}-serve:1"
     built = shipml("build", "serve", f"{name}@champion", cwd=project)
     if built.returncode == 0:
-        return image, False
+        return image, False, name
     if "No such command 'build'" not in built.stderr:
         raise AssertionError(f"shipml build serve failed: {built.stderr}")
-    if _podman("image", "exists", FALLBACK).returncode == 0:
-        assert _podman("tag", FALLBACK, image).returncode == 0
-        return image, True
-    message = "no `shipml build` (issue 6) and no localhost/penguins-serve:1 to deploy"
+    found = _podman("images", "--filter", f"label={SERVE_LABEL}", "--format",
+                    "{{.Repository}}:{{.Tag}}").stdout.split()  # fmt: skip
+    found = [ref for ref in found if not ref.startswith("<none>")]
+    if found:
+        model = _podman("image", "inspect", found[0], "--format",
+                        '{{index .Labels "io.shipml.model.name"}}').stdout.strip()  # fmt: skip
+        assert _podman("tag", found[0], image).returncode == 0
+        return image, True, model
+    message = "no `shipml build` (issue 6) and no serve image built by it to deploy"
     if os.environ.get("CI"):
         raise AssertionError(message)
     pytest.skip(message)
 
 
-def test_dev_on_podman_answers_v2_through_the_gateway_and_down_removes_everything(tmp_path):
+def _infer(port: int, model: str, server: str) -> tuple[dict, str]:
+    """A V2 request made from the served model's own metadata (read inside its
+    container), sent through the gateway on ``port``."""
+    meta_url = f"http://127.0.0.1:8080/v2/models/{model}"
+    read = _podman("exec", server, "python3", "-c",
+                   f"import urllib.request; print(urllib.request.urlopen({meta_url!r}).read()"
+                   ".decode())")  # fmt: skip
+    assert read.returncode == 0, read.stderr
+    inputs = []
+    for spec in json.loads(read.stdout)["inputs"]:
+        value = ROW.get(spec["name"])
+        if spec["datatype"] not in ("BYTES",) and isinstance(value, str):
+            value = None
+        inputs.append({"name": spec["name"], "shape": [1], "datatype": spec["datatype"],
+                       "data": [value]})  # fmt: skip
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v2/models/{model}/infer",
+        data=json.dumps({"id": "e2e-1", "inputs": inputs}).encode(),
+        headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return json.loads(resp.read()), resp.headers["X-Shipml-Variant"]
+
+
+def test_dev_and_staging_on_podman_answer_v2_through_the_gateway_and_down_removes_all(
+    tmp_path,
+):
     require("podman")
     name = f"e2e{uuid.uuid4().hex[:6]}"
     project = create_project(tmp_path / name, name)
     ran = shipml("run", "--alias", "champion", "-p", "n_estimators=5", cwd=project)
     assert ran.returncode == 0, ran.stderr
-    image, tagged = _serve_image(project, name)
-    port = free_port()
+    assert shipml("models", "alias", name, "1", "challenger", cwd=project).returncode == 0
+    image, tagged, model = _serve_image(project, name)
+    dev_port, staging_port = free_port(), free_port()
     toml = project / "shipml.toml"
-    toml.write_text(toml.read_text() + f"\n[deploy]\ngateway_host_port = {port}\n")
+    toml.write_text(toml.read_text() + f"\n[deploy.dev]\nhost_port = {dev_port}\n"
+                    f"\n[deploy.staging]\nhost_port = {staging_port}\n")  # fmt: skip
+    downs = {}
     try:
         up = shipml("deploy", "apply", "--env", "dev", "--target", "podman", cwd=project)
         assert up.returncode == 0, up.stderr
-        assert f"gateway: http://127.0.0.1:{port}" in up.stdout
-        assert f"pod {name}-champion ready" in up.stderr
+        assert f"gateway: http://127.0.0.1:{dev_port}" in up.stdout
+        assert f"pod {name}-champion-dev ready" in up.stderr
         # Only the gateway is published on the host: the model server's 8080 is not.
-        assert f"127.0.0.1:{port}" in _podman("port", f"{name}-gateway-gateway").stdout
-        assert _podman("port", f"{name}-champion-server").stdout.strip() == ""
-        served = "penguins" if tagged else name  # the model baked into the image
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v2/models/{served}/infer", data=_v2(ROW),
-            headers={"Content-Type": "application/json"})  # fmt: skip
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            answer = json.loads(resp.read())
-            assert resp.headers["X-Shipml-Variant"] == "champion"
+        assert f"127.0.0.1:{dev_port}" in _podman("port", f"{name}-gateway-dev-gateway").stdout
+        assert _podman("port", f"{name}-champion-dev-server").stdout.strip() == ""
+        answer, variant = _infer(dev_port, model, f"{name}-champion-dev-server")
+        assert variant == "champion" and answer["id"] == "e2e-1"
         label = next(o for o in answer["outputs"] if o["name"] == "label")
         assert label["data"][0] in {"Adelie", "Chinstrap", "Gentoo"}
-        assert answer["id"] == "e2e-1"
+        # Staging (challenger in shadow) runs beside dev: podman's names are global.
+        staging = shipml("deploy", "apply", "--env", "staging", "--target", "podman",
+                         cwd=project)  # fmt: skip
+        assert staging.returncode == 0, staging.stderr
+        assert f"pod {name}-challenger-staging ready" in staging.stderr
+        _infer(staging_port, model, f"{name}-champion-staging-server")
+        _infer(dev_port, model, f"{name}-champion-dev-server")
     finally:
-        down = shipml("deploy", "down", "--env", "dev", "--target", "podman", cwd=project)
+        for env in ("staging", "dev"):
+            downs[env] = shipml("deploy", "down", "--env", env, "--target", "podman",
+                                cwd=project)  # fmt: skip
         if tagged:
             _podman("rmi", image)
-    assert down.returncode == 0, down.stderr
+    for env, down in downs.items():
+        assert down.returncode == 0, down.stderr
+        assert f"pod {name}-gateway-{env} removed" in down.stderr
+        assert _podman("network", "exists", f"shipml-{name}-{env}").returncode != 0
+        assert not (project / ".shipml" / "deploy" / f"podman-{env}.yaml").exists()
     pods = _podman("pod", "ps", "--format", "{{.Name}}").stdout.split()
     assert not [p for p in pods if p.startswith(name)]
-    assert _podman("network", "exists", f"shipml-{name}-dev").returncode != 0
     volumes = _podman("volume", "ls", "--format", "{{.Name}}").stdout.split()
     assert not [v for v in volumes if v.startswith(name)]
-    assert not (project / ".shipml" / "deploy" / "podman-dev.yaml").exists()
 
 
 def test_a_missing_image_is_named_before_anything_starts(deploy_project: Path):

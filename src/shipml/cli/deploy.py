@@ -53,7 +53,7 @@ def apply(
         False, "--dry-run", help="kubernetes: the API server checks, nothing is persisted."
     ),
     port: int | None = typer.Option(
-        None, help="podman: host port of the gateway (default \\[deploy] gateway_host_port)."
+        None, help="podman: host port of the gateway (default \\[deploy.ENV] host_port)."
     ),
     timeout: float = typer.Option(120.0, help="Seconds to wait for readiness."),
 ) -> None:

@@ -4,10 +4,11 @@
 Podman runs pods, not a cluster, so the objects are adapted before they are played
 (and nothing else changes):
 
-- each Deployment becomes one Pod named like its Service (``penguins-champion``), on a
-  podman network of the environment's own, where a pod's name resolves by DNS: the
-  gateway reaches the model servers at the same URLs as in Kubernetes;
-- the gateway's port is published on the host (``127.0.0.1:[deploy] gateway_host_port``);
+- each Deployment becomes one Pod named like its Service plus the environment
+  (``penguins-champion-dev``: podman's names are global, not per namespace), on a
+  podman network of the environment's own, where a pod's name resolves by DNS; the
+  gateway's policy (its ConfigMap, renamed the same way) points at those names;
+- the gateway's port is published on the host (``127.0.0.1:[deploy.ENV] host_port``);
   other containers publish nothing (podman 4 would publish a containerPort on the host
   under its own number), and their probes are resolved to port numbers;
 - volumes are renamed ``<pod>-<volume>``: podman 4 makes an emptyDir a named volume,
@@ -74,8 +75,12 @@ def _run(*args: str, check: bool = True, timeout: float = 300) -> subprocess.Com
     return proc
 
 
-def adapt(objects: list[Obj], host_port: int) -> tuple[list[Obj], list[str]]:
+def adapt(objects: list[Obj], env: str, host_port: int) -> tuple[list[Obj], list[str]]:
     """The objects podman plays (Deployments as Pods) and the ``Kind/name`` left out."""
+    # Podman's names are global, not per namespace: every pod and ConfigMap gets the
+    # environment as a suffix, and the gateway's policy is pointed at the renamed pods.
+    names = {o["metadata"]["name"]: f"{o['metadata']['name']}-{env}" for o in objects
+             if o["kind"] in PLAYED}  # fmt: skip
     played: list[Obj] = []
     skipped: list[str] = []
     for obj in objects:
@@ -84,16 +89,24 @@ def adapt(objects: list[Obj], host_port: int) -> tuple[list[Obj], list[str]]:
             skipped.append(f"{kind}/{name}")
             continue
         if kind == "ConfigMap":
+            data = dict(obj["data"])
+            for key, text in data.items():
+                for old, new in names.items():
+                    text = text.replace(f"//{old}:", f"//{new}:")
+                data[key] = text
             played.append({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": name}, "data": obj["data"]})  # fmt: skip
+                           "metadata": {"name": names[name]}, "data": data})  # fmt: skip
             continue
+        pod_name = names[name]
         template = json.loads(json.dumps(obj["spec"]["template"]))
         spec = template["spec"]
         spec["restartPolicy"] = "Always"
         gateway = template["metadata"]["labels"].get(COMPONENT) == "gateway"
-        renamed = {v["name"]: f"{name}-{v['name']}" for v in spec.get("volumes", [])}
+        renamed = {v["name"]: f"{pod_name}-{v['name']}" for v in spec.get("volumes", [])}
         for volume in spec.get("volumes", []):
             volume["name"] = renamed[volume["name"]]
+            if "configMap" in volume:
+                volume["configMap"]["name"] = names[volume["configMap"]["name"]]
         for c in spec["containers"]:
             for mount in c.get("volumeMounts", []):
                 mount["name"] = renamed[mount["name"]]
@@ -108,7 +121,7 @@ def adapt(objects: list[Obj], host_port: int) -> tuple[list[Obj], list[str]]:
             else:
                 c.pop("ports", None)
         played.append({"apiVersion": "v1", "kind": "Pod",
-                       "metadata": {"name": name, "labels": template["metadata"]["labels"]},
+                       "metadata": {"name": pod_name, "labels": template["metadata"]["labels"]},
                        "spec": spec})  # fmt: skip
     return played, skipped
 
@@ -134,7 +147,7 @@ def _ready(pod: Obj) -> str | None:
 def apply(objects: list[Obj], env: str, project: str, state_dir: Path, *, host_port: int,
           timeout: float = 120.0) -> PodmanDeployment:  # fmt: skip
     """Play ``objects`` (one environment, as rendered) and wait until every pod is ready."""
-    played, skipped = adapt(objects, host_port)
+    played, skipped = adapt(objects, env, host_port)
     pods = [p for p in played if p["kind"] == "Pod"]
     for image in _images(played):
         if _run("image", "exists", image, check=False).returncode != 0:

@@ -48,7 +48,7 @@ def apply(config: ProjectConfig, env: str, target: str, *, dry_run: bool = False
                               hint="use it with --target kubernetes")  # fmt: skip
         from shipml.deploy import podman
 
-        port = host_port or config.deploy.gateway_host_port
+        port = host_port or config.deploy.env(env).host_port
         done = podman.apply(objects, env, rendered.plans[env].project, _state(config),
                             host_port=port, timeout=timeout_s)  # fmt: skip
         return Applied(env, target, done.urls, [f"pod {p} ready" for p in done.pods],
