@@ -22,7 +22,9 @@ from shipml.errors import ConfigError
 CONFIG_FILE = "shipml.toml"
 ENV_PREFIX = "SHIPML_"
 # Environment variables that are not settings (read elsewhere).
-ENV_NOT_SETTINGS = frozenset({"SHIPML_DEBUG", "SHIPML_PROJECT", "SHIPML_SERVE_SPEC"})
+ENV_NOT_SETTINGS = frozenset(
+    {"SHIPML_DEBUG", "SHIPML_PROJECT", "SHIPML_SERVE_SPEC", "SHIPML_CHROMIUM"}
+)
 
 
 class _Section(BaseModel):
@@ -149,6 +151,7 @@ class ModelTestsSection(_Section):
     min_feature_importance: float | None = None  # None: importance not checked
     latency_budget_ms: float = Field(default=10.0, gt=0.0)  # p95 of a one-row prediction
     max_age_days: float = Field(default=180.0, gt=0.0)
+    canary: bool = True  # rehearse a canary, online analysis and rollback in the gateway
 
 
 class ApiTestsSection(_Section):

@@ -135,15 +135,18 @@ def label_balance(subject: Subject, env: Env) -> CheckResult:
     """Every class makes up at least ``min_class_fraction`` of the labelled rows."""
     if subject.task != "classification":
         raise NotApplicable("label balance applies to classifiers")
-    target = subject.target
-    labels = subject.dataset[target].dropna()
+    stored = subject.package.train_rows()
+    if stored is not None and "label" in stored.columns:
+        labels, where = stored["label"], "training rows"  # the labels the model learned
+    else:
+        labels, where = subject.dataset[subject.target].dropna(), "labelled rows"
     shares = labels.value_counts(normalize=True)
     limit = subject.config.tests.data.min_class_fraction
     rarest = str(shares.idxmin())
     rows = [{"class": str(k), "fraction": round(float(v), 4)} for k, v in shares.items()]
     return CheckResult(
         float(shares.min()) >= limit,
-        f"rarest class {rarest!r} is {shares.min():.1%} of {len(labels)} labelled rows "
+        f"rarest class {rarest!r} is {shares.min():.1%} of {len(labels)} {where} "
         f"(minimum {limit:.1%})",
         {"min_class_fraction": float(shares.min())},
         rows,
@@ -219,6 +222,8 @@ def meta(subject: Subject, env: Env) -> CheckResult:
     """Meta-level requirements: no forbidden feature (e.g. personal data) is a model input,
     and every feature has a type the serving path supports."""
     forbidden = {f.lower() for f in subject.config.tests.data.forbidden_features}
+    if not forbidden:
+        raise NotApplicable("no forbidden_features listed in [tests.data]")
     used = [n for n in subject.signature.names if n.lower() in forbidden]
     odd = [f.name for f in subject.signature.features if f.type not in ("string", "float")]
     ok = not used and not odd
@@ -239,7 +244,7 @@ CHECKS = [
     Check("data.duplicates", "duplicate rows within the limit", duplicates, always, ()),
     Check("data.label_balance", "every class well represented", label_balance, always, ()),
     Check("data.leakage", "no held-out row is a training row", leakage,
-          lambda c: c.tests.data.leakage, ("infra-3",)),
+          lambda c: c.tests.data.leakage, ()),
     Check("data.skew", "training and serving features agree", skew,
           lambda c: c.tests.data.skew, ("monitor-3",)),
     Check("data.meta", "no forbidden feature; supported types", meta, always, ("data-4",)),

@@ -99,9 +99,16 @@ def evaluate(
                                   "run the suite that measures it"))  # fmt: skip
                 continue
             value = float(metrics[metric])
+            if bound is None and champion is not None and champion.version != candidate.version:
+                # A champion that was never tested (or lacks the metric) cannot vouch for
+                # anything: the gate does not hold until it is tested.
+                gates.append(Gate(name, False, f"{value:.4g}", f"{op} {reads}",
+                                  f"the champion ({champion.ref}) has no {metric}; run "
+                                  f"`shipml test {champion.ref}`"))  # fmt: skip
+                continue
             if bound is None:
                 gates.append(Gate(name, True, f"{value:.4g}", f"{op} {reads}",
-                                  "no champion results to compare with"))  # fmt: skip
+                                  "no champion yet: the first promotion"))  # fmt: skip
                 continue
             holds = value >= bound if kind == "min" else value <= bound
             gates.append(Gate(name, holds, f"{value:.4g}", f"{op} {reads}"))
@@ -137,6 +144,8 @@ def promote(
     )
     result = Promotion(candidate.name, candidate.version, alias, previous)
     result.gates = evaluate(config, candidate, champion)
+    if previous == candidate.version:
+        return result  # already there: nothing moves, nothing to record
     if result.unmet and not force:
         listed = "; ".join(f"{g.name}: {g.value} (needs {g.bound})" for g in result.unmet)
         exc = GateFailed(

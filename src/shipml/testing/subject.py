@@ -134,7 +134,8 @@ class Subject:
             )
         df = self.dataset
         target = self.target
-        if target not in df.columns:
+        stored = self.package.train_rows()
+        if target not in df.columns and (stored is None or "label" not in stored.columns):
             raise TestingError(
                 f"the label column {target!r} is not in the dataset "
                 f"(columns: {', '.join(map(str, df.columns))})",
@@ -148,15 +149,32 @@ class Subject:
                 "so the training rows cannot be rebuilt from it",
                 hint="leave out the checks that need training rows (see docs/testing.md)",
             )
-        labelled = df[df[target].notna()].reset_index(drop=True)
-        X = model_input(labelled[names])
-        keep = np.isin(row_hashes(X), hashes)
+        stored = self.package.train_rows()
+        has_labels = stored is not None and "label" in stored.columns
+        frame = df if has_labels else df[df[target].notna()]
+        X = model_input(frame[names].reset_index(drop=True))
+        keys = row_hashes(X)
+        keep = np.isin(keys, hashes)
         if not keep.any():
             raise TestingError(
                 f"no row of the dataset matches the training rows of {self.label}",
                 hint="the features are transformed in the pipeline; see docs/testing.md",
             )
-        return X[keep].reset_index(drop=True), labelled[target][keep].reset_index(drop=True)
+        if has_labels:
+            assert stored is not None
+            label_of = dict(zip(stored["hash"].to_numpy(np.uint64), stored["label"], strict=True))
+            y = pd.Series([label_of[k] for k in keys[keep]])
+        else:  # labels as the dataset has them: only usable if the pipeline kept them
+            y = frame[target].reset_index(drop=True)[keep].reset_index(drop=True)
+            classes = set(map(str, self.signature.classes))
+            if self.task == "classification" and not set(map(str, y.unique())) <= classes:
+                raise TestingError(
+                    f"the dataset's {target!r} values are not the model's classes "
+                    f"({sorted(classes)[:5]}): the pipeline transforms the label",
+                    hint="record the training labels: package_model(..., train=X_train, "
+                    "train_labels=y_train)",
+                )
+        return X[keep].reset_index(drop=True), y.reset_index(drop=True)
 
     # -- predictions ----------------------------------------------------------------
     @cached_property
