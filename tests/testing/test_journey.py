@@ -23,9 +23,9 @@ SCHEMA = Path(__file__).with_name("junit-10.xsd")  # Jenkins' JUnit schema (xuni
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The template project, trained and made champion, then tested (all suites)."""
+    """The template project, trained and registered as challenger."""
     folder = create_project(tmp_path_factory.mktemp("t") / "penguins", "penguins")
-    run = shipml("run", "--alias", "champion", cwd=folder)
+    run = shipml("run", "--alias", "challenger", cwd=folder)
     assert run.returncode == 0, run.stderr
     return folder
 
@@ -44,7 +44,10 @@ SUITES = ["unit", "data", "model", "api"] + (["browser"] if _browser() else [])
 
 @pytest.fixture(scope="module")
 def tested(project: Path) -> tuple[Path, str]:
-    result = shipml("test", "--suite", ",".join(SUITES), cwd=project)
+    """Tested (the suites that can run here), then promoted to champion."""
+    result = shipml("test", "penguins@challenger", "--suite", ",".join(SUITES), cwd=project)
+    promoted = shipml("promote", "penguins@challenger", cwd=project)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     return project, result.stdout + result.stderr
 
 

@@ -80,9 +80,14 @@ def promote(
     """Make a tested version the champion if every gate in \\[gates] holds; otherwise show
     the unmet gates and exit non-zero. --force --reason overrides, recorded in the audit
     log and on the version."""
+    promote_or_explain(project_config(), ref, alias, force=force, reason=reason)
+
+
+def promote_or_explain(config: Any, ref: str, alias: str, *, force: bool, reason: str) -> None:
+    """Promote through the gates and print them (shared by promote, run --alias and
+    models alias for a protected alias)."""
     from shipml.testing.gates import promote as do_promote
 
-    config = project_config()
     try:
         result = do_promote(config, ref, alias=alias, force=force, reason=reason)
     except GateFailed as exc:

@@ -61,6 +61,7 @@ class _State:
         self._server: subprocess.Popen[bytes] | None = None
         self._server_url: str | None = None
         self._server_log: Path | None = None
+        self._server_error: ShipmlError | None = None
         self.records: list[dict[str, Any]] = []
 
     @property
@@ -87,8 +88,14 @@ class _State:
     def server_url(self) -> str:
         if self.against:
             return self.against.rstrip("/")
+        if self._server_error is not None:  # tried once this session: do not wait again
+            raise self._server_error
         if self._server_url is None:
-            self._server_url = self._start_server()
+            try:
+                self._server_url = self._start_server()
+            except ShipmlError as exc:
+                self._server_error = exc
+                raise
         return self._server_url
 
     def _start_server(self) -> str:
@@ -272,12 +279,11 @@ def _subject_or_skip(config: pytest.Config) -> Subject:
     ``shipml run``), any other problem fails with its message, not a traceback."""
     try:
         return _state(config).subject()
-    except TestingError as exc:
-        if "no registered version" in exc.message:
-            pytest.skip(f"{exc.message} ({exc.hint})")
-        pytest.fail(f"{exc.kind}: {exc.message}\nhint: {exc.hint}", pytrace=False)
     except ShipmlError as exc:
-        pytest.fail(f"{exc.kind}: {exc.message}\nhint: {exc.hint}", pytrace=False)
+        error = exc
+    if isinstance(error, TestingError) and "no registered version" in error.message:
+        pytest.skip(f"{error.message} ({error.hint})")
+    pytest.fail(f"{error.kind}: {error.message}\nhint: {error.hint}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -313,7 +319,8 @@ def server_url(request: pytest.FixtureRequest) -> str:
     try:
         return _state(request.config).server_url()
     except ShipmlError as exc:
-        pytest.fail(f"{exc.kind}: {exc.message}\nhint: {exc.hint}", pytrace=False)
+        error = exc
+    pytest.fail(f"{error.kind}: {error.message}\nhint: {error.hint}", pytrace=False)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pandas as pd
 
 from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
-from shipml.errors import TestingError
+from shipml.errors import RegistryError, TestingError
 from shipml.model import ModelPackage, model_input
 from shipml.model.package import row_hashes
 from shipml.serving.predictor import Predictor
@@ -32,7 +32,10 @@ def resolve_ref(config: ProjectConfig, ref: str | None) -> str:
         return ref
     if config.tests.ref:
         return config.tests.ref
-    versions = Registry(tracker_for(config)).versions(config.model_name)
+    try:
+        versions = Registry(tracker_for(config)).versions(config.model_name)
+    except RegistryError:  # no such model yet
+        versions = []
     if not versions:
         raise TestingError(
             f"model {config.model_name!r} has no registered version to test",
@@ -203,8 +206,13 @@ class Subject:
         return np.asarray(out.labels), proba
 
     @cached_property
+    def holdout_features(self) -> pd.DataFrame:
+        """The held-out features alone (checks that need no labels use these)."""
+        return self.package.holdout()[0]
+
+    @cached_property
     def holdout_predictions(self) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.predict(self.holdout[0])
+        return self.predict(self.holdout_features)
 
     def results_dir(self, output: str | None = None) -> Path:
         return self.config.path(output or self.config.tests.output)
