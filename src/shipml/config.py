@@ -13,7 +13,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -22,7 +22,9 @@ from shipml.errors import ConfigError
 CONFIG_FILE = "shipml.toml"
 ENV_PREFIX = "SHIPML_"
 # Environment variables that are not settings (read elsewhere).
-ENV_NOT_SETTINGS = frozenset({"SHIPML_DEBUG", "SHIPML_PROJECT", "SHIPML_SERVE_SPEC"})
+ENV_NOT_SETTINGS = frozenset(
+    {"SHIPML_DEBUG", "SHIPML_PROJECT", "SHIPML_SERVE_SPEC", "SHIPML_CHROMIUM"}
+)
 
 
 class _Section(BaseModel):
@@ -130,6 +132,36 @@ class DataTestsSection(_Section):
     forbidden_features: list[str] = Field(default_factory=list)  # e.g. names, e-mails
 
 
+class InvarianceSpec(_Section):
+    """A change that should not move predictions: ``shift`` a numeric feature, set a
+    ``value``, or ``shuffle`` the column (exactly one)."""
+
+    feature: str
+    shift: float | None = None
+    value: str | float | None = None
+    shuffle: bool = False
+    min_agreement: float = Field(default=1.0, ge=0.0, le=1.0)
+    rtol: float = Field(default=1e-3, ge=0.0)  # regressors: "unchanged" within this
+
+    @model_validator(mode="after")
+    def _one_change(self) -> InvarianceSpec:
+        given = [self.shift is not None, self.value is not None, self.shuffle]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of shift, value or shuffle = true")
+        return self
+
+
+class DirectionalSpec(_Section):
+    """Changing ``feature`` by ``shift`` moves the prediction: the probability of
+    ``label`` for a classifier, the value for a regressor."""
+
+    feature: str
+    shift: float
+    direction: Literal["increase", "decrease"] = "increase"
+    label: str | None = None  # required for classifiers
+    min_fraction: float = Field(default=0.9, ge=0.0, le=1.0)
+
+
 class ModelTestsSection(_Section):
     """Ready-made model checks (`shipml test --suite model`); see docs/testing.md."""
 
@@ -143,12 +175,14 @@ class ModelTestsSection(_Section):
     min_slice_rows: int = Field(default=10, ge=1)
     max_slice_gap: float = Field(default=0.15, ge=0.0)
     max_calibration_error: float = Field(default=0.1, ge=0.0)
-    invariance: list[dict[str, Any]] = Field(default_factory=list)
-    directional: list[dict[str, Any]] = Field(default_factory=list)
+    invariance: list[InvarianceSpec] = Field(default_factory=list)
+    directional: list[DirectionalSpec] = Field(default_factory=list)
+    simpler: bool = True  # compare with a simpler model (needs the training rows)
     missing_values: bool = True
     min_feature_importance: float | None = None  # None: importance not checked
     latency_budget_ms: float = Field(default=10.0, gt=0.0)  # p95 of a one-row prediction
     max_age_days: float = Field(default=180.0, gt=0.0)
+    canary: bool = True  # rehearse a canary, online analysis and rollback in the gateway
 
 
 class ApiTestsSection(_Section):
@@ -178,6 +212,9 @@ class GatesSection(_Section):
     """What `shipml promote` demands of a version before it becomes champion."""
 
     suites: list[str] = Field(default_factory=lambda: ["data", "model"])  # all passed
+    # Aliases that only `shipml promote` (gates, or --force --reason) may move; `shipml run
+    # --alias` and `shipml models alias` go through the same gates for them.
+    protect: list[str] = Field(default_factory=lambda: ["champion"])
     # metric = bound; a bound is a number or "champion", "champion - 0.005", ...
     min: dict[str, float | str] = Field(default_factory=dict)
     max: dict[str, float | str] = Field(default_factory=dict)
@@ -494,8 +531,12 @@ def _valid_keys(parent: list[str]) -> list[str]:
         return list(DatasetSection.model_fields)
     model: Any = ProjectConfig
     for part in parent:
+        if isinstance(part, int) or part.isdigit():  # an item of a list of tables
+            continue
         field = model.model_fields.get(part)
         model = field.annotation if field is not None else None
+        if get_origin(model) is list:
+            model = get_args(model)[0]
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return []
     return list(model.model_fields)

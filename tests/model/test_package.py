@@ -204,4 +204,4 @@ def test_holdout_rows_and_training_row_hashes_are_kept(penguins, tmp_path):
     in_train = set(model_input(train_X).fillna(-1.0).apply(tuple, axis=1))
     assert found.tolist() == [k in in_train for k in keyed]
     assert found[-1] and not found[:8].all()
-    assert "train_rows.npy" in pkg.manifest["files"]
+    assert "train_rows.parquet" in pkg.manifest["files"]

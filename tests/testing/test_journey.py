@@ -4,6 +4,7 @@ template: real MLflow store, real pytest run, a real model server over a socket.
 from __future__ import annotations
 
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -22,16 +23,31 @@ SCHEMA = Path(__file__).with_name("junit-10.xsd")  # Jenkins' JUnit schema (xuni
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The template project, trained and made champion, then tested (all suites)."""
+    """The template project, trained and registered as challenger."""
     folder = create_project(tmp_path_factory.mktemp("t") / "penguins", "penguins")
-    run = shipml("run", "--alias", "champion", cwd=folder)
+    run = shipml("run", "--alias", "challenger", cwd=folder)
     assert run.returncode == 0, run.stderr
     return folder
 
 
+def _browser() -> bool:
+    """The browser suite can run here; in CI it must (a missing tool is a failure)."""
+    from shipml.demo import browser_available
+
+    if os.environ.get("CI") == "true" and not browser_available():
+        raise RuntimeError("CI=true but Chromium or Playwright is missing (scripts/chromium.sh)")
+    return browser_available()
+
+
+SUITES = ["unit", "data", "model", "api"] + (["browser"] if _browser() else [])
+
+
 @pytest.fixture(scope="module")
 def tested(project: Path) -> tuple[Path, str]:
-    result = shipml("test", cwd=project)
+    """Tested (the suites that can run here), then promoted to champion."""
+    result = shipml("test", "penguins@challenger", "--suite", ",".join(SUITES), cwd=project)
+    promoted = shipml("promote", "penguins@challenger", cwd=project)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     return project, result.stdout + result.stderr
 
 
@@ -39,7 +55,7 @@ def test_every_suite_passes_on_the_template_project(tested):
     project, output = tested
     results = json.loads((project / "results" / "results.json").read_text())
     assert results["summary"]["status"] == "passed", output
-    for suite in ("unit", "data", "model", "api", "browser"):
+    for suite in SUITES:
         assert results["suites"][suite]["status"] == "passed", (suite, output)
         assert results["suites"][suite]["passed"] >= 1
     checks = {t["check"] for t in results["tests"] if t["check"]}
@@ -72,6 +88,8 @@ def test_report_is_self_contained_and_shows_results_and_plots(tested):
     project, _ = tested
     html = (project / "results" / "report.html").read_text()
     assert "model.slices" in html and "data.schema" in html and "<svg" in html
+    if "browser" in SUITES:  # the browser tests' screenshots
+        assert html.count('src="data:image/png;base64,') >= 2
     assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing fetched from outside
 
 
@@ -84,6 +102,39 @@ def test_results_are_attached_to_the_model_version(tested):
         uri = re.search(r"(file://\S+/" + re.escape(name) + ")", shown.stdout)
         assert uri, (name, shown.stdout)
         assert Path(uri[1].removeprefix("file://")).is_file()
+
+
+def test_api_suite_against_a_server_started_by_hand(tested, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import wait_until_ready
+    from tests.serving.conftest import free_port
+
+    project, _ = tested
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "shipml", "serve", "penguins/1", "--port", str(port)],
+        cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until_ready(port)
+        url = f"http://127.0.0.1:{port}"
+        out = tmp_path / "against"
+        ran = shipml("test", "penguins/1", "--against", url, "--suite", "api", "-o", str(out),
+                     "--no-export", cwd=project)  # fmt: skip
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        results = json.loads((out / "results.json").read_text())
+        assert results["against"] == url and results["suites"]["api"]["passed"] >= 5
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    dead = shipml("test", "penguins/1", "--against", url, "--suite", "api", "-o", str(out),
+                  "--no-export", cwd=project)  # fmt: skip
+    assert dead.returncode == 1
+    results = json.loads((out / "results.json").read_text())
+    contract = next(t for t in results["tests"] if t["check"] == "api.contract")
+    assert contract["outcome"] == "failed" and "is the server up?" in contract["message"]
 
 
 def test_score_counts_automated_tests_as_the_paper_does(tested):

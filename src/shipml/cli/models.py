@@ -144,10 +144,19 @@ def _print_tests(tags: dict[str, str]) -> None:
 def alias(
     name: str = typer.Argument(..., help="Registered model name."),
     version: str = typer.Argument(..., help="Version number."),
-    alias_name: str = typer.Argument(..., metavar="ALIAS", help="Alias, e.g. champion."),
+    alias_name: str = typer.Argument(..., metavar="ALIAS", help="Alias, e.g. challenger."),
+    force: bool = typer.Option(False, "--force", help="Move a protected alias past its gates."),
+    reason: str = typer.Option("", "--reason", help="Why (required with --force; recorded)."),
 ) -> None:
-    """Point ALIAS of NAME at VERSION (e.g. make version 3 the champion)."""
+    r"""Point ALIAS of NAME at VERSION (e.g. make version 3 the challenger). A protected
+    alias (\[gates] protect, default champion) moves only when the gates hold, as with
+    `shipml promote`."""
     config = project_config()
+    if alias_name in config.gates.protect:
+        from shipml.cli.testing import promote_or_explain
+
+        promote_or_explain(config, f"{name}/{version}", alias_name, force=force, reason=reason)
+        return
     registry = Registry(tracker_for(config))
     before = registry.aliases(name).get(alias_name)
     info = registry.set_alias(name, version, alias_name)

@@ -62,13 +62,14 @@ def run(
     from shipml.pipeline.display import ConsoleReporter
 
     config = project_config()
+    gated = alias is not None and alias in config.gates.protect
     result = run_pipeline(
         config,
         params=_parse_params(param),
         use_cache=not no_cache,
         reporter=ConsoleReporter(stderr),
         register=not no_register,
-        alias=alias,
+        alias=None if gated else alias,
     )
     cached = len(result.cached)
     stdout.print(
@@ -82,6 +83,10 @@ def run(
         state = "registered" if result.model_created else "unchanged, still"
         aliases = f" ({', '.join(mv.aliases)})" if mv.aliases else ""
         stdout.print(f"model: {state} {mv.name}/{mv.version}{aliases}")
+        if gated and alias is not None:  # a protected alias moves only through the gates
+            from shipml.cli.testing import promote_or_explain
+
+            promote_or_explain(config, mv.ref, alias, force=False, reason="")
 
 
 def demo(

@@ -80,19 +80,26 @@ def promote(
     """Make a tested version the champion if every gate in \\[gates] holds; otherwise show
     the unmet gates and exit non-zero. --force --reason overrides, recorded in the audit
     log and on the version."""
+    promote_or_explain(project_config(), ref, alias, force=force, reason=reason)
+
+
+def promote_or_explain(config: Any, ref: str, alias: str, *, force: bool, reason: str) -> None:
+    """Promote through the gates and print them (shared by promote, run --alias and
+    models alias for a protected alias)."""
     from shipml.testing.gates import promote as do_promote
 
-    config = project_config()
     try:
         result = do_promote(config, ref, alias=alias, force=force, reason=reason)
     except GateFailed as exc:
         _print_gates(exc.details.get("gates", []))
         raise
     _print_gates(result.gates)
+    if not result.moved:
+        stdout.print(f"{escape(result.model)}@{result.alias} already is version "
+                     f"{result.version}: nothing to do")  # fmt: skip
+        return
     moved = f"{result.model}@{result.alias} → version {result.version}"
     was = f" (was version {result.previous})" if result.previous else ""
-    if result.previous == result.version:
-        was = " (it already was)"
     if result.forced:
         stdout.print(f"[yellow]forced[/]: {escape(moved)}{was}; reason recorded: "
                      f"{escape(result.reason)}")  # fmt: skip
@@ -122,7 +129,8 @@ def score(
     from shipml.testing.score import SECTIONS, compute, load_results
 
     config = project_config()
-    result = compute(config, load_results(config, results))
+    loaded = load_results(config, results)
+    result = compute(config, loaded)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
         return
@@ -133,6 +141,10 @@ def score(
         )
         table.add_row(f"{t.id} {escape(t.title)}", mark, f"{t.points:g}",
                       escape("; ".join(t.evidence)[:90]))  # fmt: skip
+    model = (loaded.get("model") or {}).get("ref", "?")
+    suites = ", ".join(loaded.get("suites", {}))
+    when = loaded.get("created", "?")
+    stdout.print(f"from the results of {escape(str(model))} (suites {suites}) at {when}")
     stdout.print(table)
     sections = ", ".join(f"{SECTIONS[k]} {v:g}" for k, v in result.sections.items())
     stdout.print(f"sections: {sections}")

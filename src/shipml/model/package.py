@@ -7,7 +7,8 @@ A package is a folder::
     profile.json      the reference profile of the validation data (for drift monitoring)
     lineage.json      run id, dataset digests, git commit, package versions
     holdout.parquet   the held-out rows it was validated on, with their labels (tests use them)
-    train_rows.npy    a 64-bit hash of every training row (leakage tests; no training data)
+    train_rows.parquet  a 64-bit hash of every training row and its label (leakage tests,
+                      rebuilding the training rows from the dataset; no feature values)
     package.json      the manifest: format, sha256 of every file, parity report
 
 Packaging checks the ONNX graph against the original model on the validation
@@ -147,10 +148,16 @@ class ModelPackage:
         y = frame.pop(label) if label is not None and label in frame.columns else None
         return model_input(frame[self.signature.names]), y
 
+    def train_rows(self) -> pd.DataFrame | None:
+        """The training rows as ``hash`` (64-bit, of the features) and, when given,
+        ``label``; None if the package was made without them."""
+        file = self.path / "train_rows.parquet"
+        return pd.read_parquet(file) if file.is_file() else None
+
     def train_row_hashes(self) -> np.ndarray | None:
-        """Sorted 64-bit hashes of the training rows' features, if they were given."""
-        file = self.path / "train_rows.npy"
-        return np.load(file, allow_pickle=False) if file.is_file() else None
+        """Sorted, unique 64-bit hashes of the training rows' features, if given."""
+        rows = self.train_rows()
+        return None if rows is None else np.unique(rows["hash"].to_numpy(dtype=np.uint64))
 
     @cached_property
     def _session(self) -> tuple[Any, Signature]:
@@ -185,14 +192,15 @@ def build_package(
     reference_profile: dict[str, Any] | None = None,
     tolerance: float = 1e-4,
     train: pd.DataFrame | None = None,
+    train_labels: Any = None,
 ) -> ModelPackage:
     """Package a fitted scikit-learn model, validated on ``X`` (and ``y``), into ``path``.
 
     The ONNX graph must reproduce ``model`` on ``X``: labels on every row and
     probabilities within ``tolerance``. Models skl2onnx cannot express are saved
-    with skops instead. ``X`` and ``y`` are kept as the package's holdout rows; the rows of
-    ``train``, if given, only as hashes. Written atomically: a failed packaging leaves
-    nothing."""
+    with skops instead. ``X`` and ``y`` are kept as the package's holdout rows; the rows
+    of ``train``, if given, only as hashes (with ``train_labels``, if given). Written
+    atomically: a failed packaging leaves nothing."""
     if not isinstance(X, pd.DataFrame) or X.empty:
         raise ModelError(
             f"package_model needs the validation features as a non-empty DataFrame, got "
@@ -240,8 +248,10 @@ def build_package(
             manifest["label"] = label
         holdout.reset_index(drop=True).to_parquet(tmp / "holdout.parquet", index=False)
         if train is not None:
-            train_hashes = np.unique(row_hashes(model_input(train[frame.columns])))
-            np.save(tmp / "train_rows.npy", train_hashes)
+            rows = pd.DataFrame({"hash": row_hashes(model_input(train[frame.columns]))})
+            if train_labels is not None:
+                rows["label"] = np.asarray(train_labels)
+            rows.to_parquet(tmp / "train_rows.parquet", index=False)
         (tmp / "profile.json").write_bytes(_json_bytes(reference_profile or {}))
         (tmp / "lineage.json").write_bytes(_json_bytes(lineage or {}))
         manifest["files"] = {

@@ -68,13 +68,19 @@ def log_metric(key: str, value: float) -> float:
 
 
 def package_model(
-    model: Any, X: pd.DataFrame, y: Any = None, *, train: pd.DataFrame | None = None
+    model: Any,
+    X: pd.DataFrame,
+    y: Any = None,
+    *,
+    train: pd.DataFrame | None = None,
+    train_labels: Any = None,
 ) -> ModelPackage:
     """Package a fitted model as ONNX + signature + reference profile + lineage.
 
     ``X`` and ``y`` are the held-out rows it is validated on (kept in the package for
-    `shipml test`); ``train``, the training rows, is kept only as row hashes so leakage
-    tests can find rows shared by both. Inside a pipeline run the lineage (run id, dataset
+    `shipml test`); ``train``, the training rows, is kept only as row hashes (with
+    ``train_labels``) so tests can find rows shared by both and rebuild the training
+    set from the dataset. Inside a pipeline run the lineage (run id, dataset
     digests, git commit, package versions) and the parity tolerance come from the run and
     shipml.toml."""
     ctx = _current.get()
@@ -83,7 +89,13 @@ def package_model(
 
         path = Path(tempfile.mkdtemp(prefix="shipml-package-")) / "model"
         return build_package(
-            model, X, y, path=path, reference_profile=table_profile(X), train=train
+            model,
+            X,
+            y,
+            path=path,
+            reference_profile=table_profile(X),
+            train=train,
+            train_labels=train_labels,
         )
     path = ctx.workdir / f"{ctx.step}-package"
     return build_package(
@@ -95,6 +107,7 @@ def package_model(
         reference_profile=table_profile(X),
         tolerance=ctx.config.model.parity_tolerance,
         train=train,
+        train_labels=train_labels,
     )
 
 

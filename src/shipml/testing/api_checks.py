@@ -27,13 +27,20 @@ class Client:
 
     def __init__(self, url: str, timeout: float = 30.0) -> None:
         parsed = urlparse(url)
-        if parsed.scheme != "http" or not parsed.hostname:
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise TestingError(
-                f"cannot test the server at {url!r}", hint="give a URL like http://host:8080"
+                f"cannot test the server at {url!r}",
+                hint="give a URL like http://host:8080 or https://host",
             )
-        self.host, self.port, self.timeout = parsed.hostname, parsed.port or 80, timeout
+        self.https = parsed.scheme == "https"
+        self.host, self.timeout = parsed.hostname, timeout
+        self.port = parsed.port or (443 if self.https else 80)
         self.base = parsed.path.rstrip("/")
-        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        self.conn = self._connect()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+        return kind(self.host, self.port, timeout=self.timeout)
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, str, Any]:
         """(status, content type, parsed JSON or text)."""
@@ -47,7 +54,7 @@ class Client:
                 break
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
                 self.conn.close()
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self.conn = self._connect()
                 if attempt == 2:
                     raise TestingError(
                         f"{method} {path} on {self.host}:{self.port} failed: {exc}",
@@ -83,8 +90,7 @@ def v2_body(subject: Subject, rows: pd.DataFrame) -> dict[str, Any]:
 
 def _raw_rows(subject: Subject, n: int) -> pd.DataFrame:
     """Held-out rows as a client would send them (missing strings as None)."""
-    X, _ = subject.holdout
-    rows = X.head(n).astype(object)
+    rows = subject.holdout_features.head(n).astype(object)
     for f in subject.signature.features:
         if f.type == "string":
             rows[f.name] = rows[f.name].where(rows[f.name] != "", None)
@@ -96,8 +102,7 @@ def contract(subject: Subject, env: Env) -> CheckResult:
     signature, infer answers the package's predictions, errors are JSON with ``error``."""
     client = Client(env.server_url())
     name = subject.name
-    X, _ = subject.holdout
-    rows = X.head(3)
+    rows = subject.holdout_features.head(3)
     expected, _ = subject.predict(rows)
     problems: list[str] = []
     steps: list[dict[str, Any]] = []
@@ -120,14 +125,21 @@ def contract(subject: Subject, env: Env) -> CheckResult:
                    names == subject.signature.names, names)  # fmt: skip
             outputs = [o.get("name") for o in meta.get("outputs", [])]
             expect("metadata outputs include label", "label" in outputs, outputs)
+            if subject.version is not None:  # the server serves the version under test
+                versions = [str(v) for v in meta.get("versions", [])]
+                expect(f"the server serves version {subject.version.version}",
+                       subject.version.version in versions, versions)  # fmt: skip
         status, _, body = client.request("POST", f"/v2/models/{name}/infer", v2_body(subject, rows))
         expect("POST infer is 200", status == 200, body if status != 200 else status)
         if status == 200:
             out = {o["name"]: o for o in body.get("outputs", [])}
             labels = out.get("label", {}).get("data")
-            expect("infer answers the package's labels",
-                   labels is not None and list(labels) == np.asarray(expected).tolist(),
-                   labels)  # fmt: skip
+            if subject.task == "regression" and labels is not None:
+                same = bool(np.allclose(np.asarray(labels, float), np.asarray(expected, float),
+                                        rtol=1e-5, atol=1e-6))  # fmt: skip
+            else:
+                same = labels is not None and list(labels) == np.asarray(expected).tolist()
+            expect("infer answers the package's labels", same, labels)
             expect("infer echoes the model name", body.get("model_name") == name,
                    body.get("model_name"))  # fmt: skip
         bad = v2_body(subject, rows)
@@ -203,7 +215,7 @@ def _golden_cases(subject: Subject) -> list[tuple[list[dict[str, Any]], list[Any
                 hint='write a JSON list of {"instances": [...], "expected": [...]}',
             ) from exc
     rows = _raw_rows(subject, cfg.golden_rows)
-    expected, _ = subject.predict(subject.holdout[0].head(cfg.golden_rows))
+    expected, _ = subject.predict(subject.holdout_features.head(cfg.golden_rows))
     records = _records(rows)
     return [([r], [e]) for r, e in zip(records, np.asarray(expected).tolist(), strict=True)]
 

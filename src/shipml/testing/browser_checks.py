@@ -23,7 +23,7 @@ def demo_page(subject: Subject, env: Env) -> CheckResult:
     with_gap = next((i for i, r in enumerate(records) if any(v is None for v in r.values())), None)
     if with_gap is not None and with_gap != 0:
         picks.append(with_gap)
-    X, _ = subject.holdout
+    X = subject.holdout_features
     expected_labels, expected_proba = subject.predict(X.iloc[picks])
     url = env.server_url() + "/"
     details: list[dict[str, Any]] = []

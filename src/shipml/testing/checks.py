@@ -6,7 +6,13 @@ from shipml.testing.check import Check
 
 
 def all_checks() -> list[Check]:
-    from shipml.testing import api_checks, browser_checks, data_checks, model_checks
+    from shipml.testing import (
+        api_checks,
+        browser_checks,
+        data_checks,
+        model_checks,
+        rollout_checks,
+    )
 
-    return [*data_checks.CHECKS, *model_checks.CHECKS, *api_checks.CHECKS,
-            *browser_checks.CHECKS]  # fmt: skip
+    return [*data_checks.CHECKS, *model_checks.CHECKS, *rollout_checks.CHECKS,
+            *api_checks.CHECKS, *browser_checks.CHECKS]  # fmt: skip

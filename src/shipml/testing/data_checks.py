@@ -28,7 +28,8 @@ def schema(subject: Subject, env: Env) -> CheckResult:
     import pandera.pandas as pa
 
     df = subject.dataset
-    missing = [n for n in subject.signature.names if n not in df.columns]
+    # Features the pipeline makes (not in the dataset) are the model's, not the data's.
+    made = [n for n in subject.signature.names if n not in df.columns]
     columns: dict[str, Any] = {}
     for f in subject.signature.features:
         if f.name not in df.columns:
@@ -52,8 +53,8 @@ def schema(subject: Subject, env: Env) -> CheckResult:
             problems.append(
                 {"column": column, "check": str(check), "rows": len(group), "examples": examples}
             )
-    if missing:
-        problems.append({"column": ", ".join(missing), "check": "column present", "rows": 0})
+    if not columns:
+        raise NotApplicable("no feature of the model is a column of the dataset")
     if problems:
         first = problems[0]
         return CheckResult(
@@ -63,10 +64,11 @@ def schema(subject: Subject, env: Env) -> CheckResult:
             {"schema_violations": float(len(problems))},
             problems,
         )
+    also = f"; {len(made)} made by the pipeline not checked: {made}" if made else ""
     return CheckResult(
         True,
         f"{len(df)} rows match the signature ({len(columns)} features: types, categories, "
-        "nullability)",
+        f"nullability){also}",
         {"schema_violations": 0.0},
     )
 
@@ -135,15 +137,18 @@ def label_balance(subject: Subject, env: Env) -> CheckResult:
     """Every class makes up at least ``min_class_fraction`` of the labelled rows."""
     if subject.task != "classification":
         raise NotApplicable("label balance applies to classifiers")
-    target = subject.target
-    labels = subject.dataset[target].dropna()
+    stored = subject.package.train_rows()
+    if stored is not None and "label" in stored.columns:
+        labels, where = stored["label"], "training rows"  # the labels the model learned
+    else:
+        labels, where = subject.dataset[subject.target].dropna(), "labelled rows"
     shares = labels.value_counts(normalize=True)
     limit = subject.config.tests.data.min_class_fraction
     rarest = str(shares.idxmin())
     rows = [{"class": str(k), "fraction": round(float(v), 4)} for k, v in shares.items()]
     return CheckResult(
         float(shares.min()) >= limit,
-        f"rarest class {rarest!r} is {shares.min():.1%} of {len(labels)} labelled rows "
+        f"rarest class {rarest!r} is {shares.min():.1%} of {len(labels)} {where} "
         f"(minimum {limit:.1%})",
         {"min_class_fraction": float(shares.min())},
         rows,
@@ -153,7 +158,7 @@ def label_balance(subject: Subject, env: Env) -> CheckResult:
 def leakage(subject: Subject, env: Env) -> CheckResult:
     """No held-out row is also a training row (compared by a hash of every feature)."""
     hashes = subject.package.train_row_hashes()
-    X, _ = subject.holdout
+    X = subject.holdout_features
     if hashes is None:
         return CheckResult(
             False,
@@ -180,6 +185,12 @@ def skew(subject: Subject, env: Env) -> CheckResult:
     from shipml.serving.validation import Validator
 
     sig = subject.signature
+    present = [n for n in sig.names if n in subject.dataset.columns]
+    if len(present) < len(sig.names):
+        raise NotApplicable(
+            f"the features {[n for n in sig.names if n not in present]} are made by the "
+            "pipeline: compare its feature code with serving in a project test"
+        )
     raw = subject.dataset[sig.names].head(500)
     training = model_input(raw)
     records = _records(raw)
@@ -219,6 +230,8 @@ def meta(subject: Subject, env: Env) -> CheckResult:
     """Meta-level requirements: no forbidden feature (e.g. personal data) is a model input,
     and every feature has a type the serving path supports."""
     forbidden = {f.lower() for f in subject.config.tests.data.forbidden_features}
+    if not forbidden:
+        raise NotApplicable("no forbidden_features listed in [tests.data]")
     used = [n for n in subject.signature.names if n.lower() in forbidden]
     odd = [f.name for f in subject.signature.features if f.type not in ("string", "float")]
     ok = not used and not odd
@@ -239,7 +252,7 @@ CHECKS = [
     Check("data.duplicates", "duplicate rows within the limit", duplicates, always, ()),
     Check("data.label_balance", "every class well represented", label_balance, always, ()),
     Check("data.leakage", "no held-out row is a training row", leakage,
-          lambda c: c.tests.data.leakage, ("infra-3",)),
+          lambda c: c.tests.data.leakage, ()),
     Check("data.skew", "training and serving features agree", skew,
           lambda c: c.tests.data.skew, ("monitor-3",)),
     Check("data.meta", "no forbidden feature; supported types", meta, always, ("data-4",)),

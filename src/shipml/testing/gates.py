@@ -99,9 +99,16 @@ def evaluate(
                                   "run the suite that measures it"))  # fmt: skip
                 continue
             value = float(metrics[metric])
+            if bound is None and champion is not None and champion.version != candidate.version:
+                # A champion that was never tested (or lacks the metric) cannot vouch for
+                # anything: the gate does not hold until it is tested.
+                gates.append(Gate(name, False, f"{value:.4g}", f"{op} {reads}",
+                                  f"the champion ({champion.ref}) has no {metric}; run "
+                                  f"`shipml test {champion.ref}`"))  # fmt: skip
+                continue
             if bound is None:
                 gates.append(Gate(name, True, f"{value:.4g}", f"{op} {reads}",
-                                  "no champion results to compare with"))  # fmt: skip
+                                  "no champion yet: the first promotion"))  # fmt: skip
                 continue
             holds = value >= bound if kind == "min" else value <= bound
             gates.append(Gate(name, holds, f"{value:.4g}", f"{op} {reads}"))
@@ -137,6 +144,8 @@ def promote(
     )
     result = Promotion(candidate.name, candidate.version, alias, previous)
     result.gates = evaluate(config, candidate, champion)
+    if previous == candidate.version:
+        return result  # already there: nothing moves, nothing to record
     if result.unmet and not force:
         listed = "; ".join(f"{g.name}: {g.value} (needs {g.bound})" for g in result.unmet)
         exc = GateFailed(
@@ -147,21 +156,33 @@ def promote(
         )
         exc.details["gates"] = result.gates
         raise exc
+    forced = bool(result.unmet and force)
+    if forced and not config.audit.enabled:
+        raise TestingError(
+            "an override must be recorded, but the audit log is off ([audit] enabled = false)",
+            hint="turn the audit log on, or fix the model so that every gate holds",
+        )
     user = getpass.getuser()
     when = datetime.now(UTC).isoformat(timespec="seconds")
-    registry.set_alias(candidate.name, candidate.version, alias)
-    result.moved, result.forced, result.reason = True, bool(result.unmet and force), reason
     unmet = [f"{g.name}: {g.value} (needs {g.bound})" for g in result.unmet]
-    tags = {"shipml.promotion.by": user, "shipml.promotion.time": when,
-            "shipml.promotion.alias": alias}  # fmt: skip
-    if result.forced:
-        tags |= {"shipml.promotion.forced": "true", "shipml.promotion.reason": reason,
-                 "shipml.promotion.unmet_gates": "; ".join(unmet)[:4000]}  # fmt: skip
-    for key, value in tags.items():
-        registry.set_version_tag(candidate.name, candidate.version, key, value)
+    # Recorded before the alias moves: a move is never unrecorded.
     record_event(config, {"event": "promotion", "model": candidate.name, "alias": alias,
                           "version": candidate.version, "previous_version": previous,
-                          "by": user, "forced": result.forced, "reason": reason,
+                          "by": user, "forced": forced, "reason": reason,
                           "unmet_gates": unmet,
                           "gates": [g.name for g in result.gates if g.holds]})  # fmt: skip
+    registry.set_alias(candidate.name, candidate.version, alias)
+    result.moved, result.forced, result.reason = True, forced, reason
+    tags = {"shipml.promotion.by": user, "shipml.promotion.time": when,
+            "shipml.promotion.alias": alias}  # fmt: skip
+    if forced:
+        tags |= {"shipml.promotion.forced": "true", "shipml.promotion.reason": reason,
+                 "shipml.promotion.unmet_gates": "; ".join(unmet)[:4000]}  # fmt: skip
+    else:  # a promotion on merit replaces an earlier override's record on this version
+        for key in ("forced", "reason", "unmet_gates"):
+            registry.delete_version_tag(
+                candidate.name, candidate.version, f"shipml.promotion.{key}"
+            )
+    for key, value in tags.items():
+        registry.set_version_tag(candidate.name, candidate.version, key, value)
     return result

@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 
 from shipml.config import ProjectConfig, load_config
-from shipml.errors import ShipmlError, TestingError
+from shipml.errors import BrowserUnavailable, ShipmlError, TestingError
 from shipml.testing.check import SUITES, Check, CheckResult, Env, NotApplicable
 from shipml.testing.checks import all_checks
 from shipml.testing.subject import Subject
@@ -61,6 +61,7 @@ class _State:
         self._server: subprocess.Popen[bytes] | None = None
         self._server_url: str | None = None
         self._server_log: Path | None = None
+        self._server_error: ShipmlError | None = None
         self.records: list[dict[str, Any]] = []
 
     @property
@@ -87,8 +88,14 @@ class _State:
     def server_url(self) -> str:
         if self.against:
             return self.against.rstrip("/")
+        if self._server_error is not None:  # tried once this session: do not wait again
+            raise self._server_error
         if self._server_url is None:
-            self._server_url = self._start_server()
+            try:
+                self._server_url = self._start_server()
+            except ShipmlError as exc:
+                self._server_error = exc
+                raise
         return self._server_url
 
     def _start_server(self) -> str:
@@ -99,12 +106,12 @@ class _State:
             port = s.getsockname()[1]
         self.output.mkdir(parents=True, exist_ok=True)
         self._server_log = self.output / "server.log"
-        log = self._server_log.open("wb")
         env = {**os.environ, "SHIPML_AUDIT_ENABLED": "false"}
-        self._server = subprocess.Popen(
-            [sys.executable, "-m", "shipml", "serve", target, "--port", str(port)],
-            cwd=self.config.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        with self._server_log.open("wb") as log:  # the child keeps its own descriptor
+            self._server = subprocess.Popen(
+                [sys.executable, "-m", "shipml", "serve", target, "--port", str(port)],
+                cwd=self.config.root, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -220,6 +227,10 @@ class CheckItem(pytest.Item):
             self.result = self.check.run(state.subject(), env)
         except NotApplicable as exc:
             pytest.skip(f"not applicable: {exc}")
+        except BrowserUnavailable as exc:
+            if os.environ.get("CI", "").lower() == "true":
+                raise  # in CI a missing browser is a failure
+            pytest.skip(f"{exc.message} ({exc.hint})")
         if not self.result.passed:
             raise CheckFailed(self.result.message)
 
@@ -230,7 +241,13 @@ class CheckItem(pytest.Item):
         if isinstance(exc, ShipmlError):
             hint = f"\nhint: {exc.hint}" if exc.hint else ""
             return f"{self.check.id}: {exc.kind}: {exc.message}{hint}"
-        return str(super().repr_failure(excinfo))
+        # A check that crashes is a bug or a configuration it cannot handle: one line
+        # with where, not pages of library internals.
+        tb = excinfo.traceback[-1]
+        return (
+            f"{self.check.id} could not run: {type(exc).__name__}: {exc} "
+            f"({Path(str(tb.path)).name}:{tb.lineno + 1})"
+        )
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.check.id}: {self.check.title}"
@@ -257,11 +274,23 @@ def shipml_config(request: pytest.FixtureRequest) -> ProjectConfig:
     return _state(request.config).config
 
 
+def _subject_or_skip(config: pytest.Config) -> Subject:
+    """The subject; a project with no model yet skips (plain ``pytest`` before the first
+    ``shipml run``), any other problem fails with its message, not a traceback."""
+    try:
+        return _state(config).subject()
+    except ShipmlError as exc:
+        error = exc
+    if isinstance(error, TestingError) and "no registered version" in error.message:
+        pytest.skip(f"{error.message} ({error.hint})")
+    pytest.fail(f"{error.kind}: {error.message}\nhint: {error.hint}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def model(request: pytest.FixtureRequest) -> Subject:
     """The model under test: ``model.predict(X)`` (labels, probabilities) through the
     serving path, ``model.holdout``, ``model.signature``, ``model.package``."""
-    return _state(request.config).subject()
+    return _subject_or_skip(request.config)
 
 
 @pytest.fixture(scope="session")
@@ -286,7 +315,12 @@ def reference(model: Subject) -> dict[str, Any]:
 def server_url(request: pytest.FixtureRequest) -> str:
     """A running model server serving the model under test (``--shipml-against`` or one
     started for the session)."""
-    return _state(request.config).server_url()
+    _subject_or_skip(request.config)
+    try:
+        return _state(request.config).server_url()
+    except ShipmlError as exc:
+        error = exc
+    pytest.fail(f"{error.kind}: {error.message}\nhint: {error.hint}", pytrace=False)
 
 
 @pytest.fixture

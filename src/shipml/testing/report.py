@@ -190,7 +190,8 @@ def render_html(results: dict[str, Any], folder: Path) -> str:
         for t in (t for t in results["tests"] if t["suite"] == suite):
             extra = ""
             if t["details"]:
-                extra += f"<details><summary>details</summary>{_bars(t['details'])}"
+                plot = _bars(t["details"])
+                extra += f"<details{' open' if plot else ''}><summary>details</summary>{plot}"
                 extra += f"{_table(t['details'])}</details>"
             extra += "".join(_image(a, folder) for a in t["attachments"])
             rows.append(

@@ -25,10 +25,9 @@ from shipml.testing.subject import resolve_ref
 from shipml.tracking import Registry, parse_model_ref, tracker_for
 
 # Model version tags written by `shipml test` (read by `shipml models show` and gates).
+TAG_RECORD = "shipml.tests.record"  # JSON: suites, metrics, files, time
 TAG_STATUS = "shipml.tests.status"
 TAG_SUMMARY = "shipml.tests.summary"
-TAG_SUITES = "shipml.tests.suites"
-TAG_METRICS = "shipml.tests.metrics"
 TAG_FILES = "shipml.tests.files"
 TAG_TIME = "shipml.tests.time"
 
@@ -76,14 +75,16 @@ def run_tests(
     """Run the chosen suites on the model ``ref``; returns pytest's exit code and the
     results (also written to ``output``: junit.xml, report.html, results.json)."""
     chosen = parse_suites(suites, config)
-    ref = resolve_ref(config, ref)
+    # Resolve NAME@ALIAS to NAME/VERSION once, before anything runs or is deleted: the
+    # results belong to that version even if the alias moves while the tests run.
+    ref = pin(config, resolve_ref(config, ref))
     out = (output or config.path(config.tests.output)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for name in (JUNIT, REPORT, RESULTS):
         (out / name).unlink(missing_ok=True)
+    # The suite markers (-m) pick from the checks and the project's own tests.
     paths = [str(config.root / "shipml.toml")]
-    if "unit" in chosen or any(s in chosen for s in SUITES):
-        paths += [str(config.path(p)) for p in config.tests.paths if config.path(p).exists()]
+    paths += [str(config.path(p)) for p in config.tests.paths if config.path(p).exists()]
     cmd = [
         sys.executable, "-m", "pytest", *paths,
         "-p", "shipml.testing.plugin", "-p", "no:cacheprovider",
@@ -114,38 +115,54 @@ def run_tests(
     return TestRun(ref, proc.returncode, out, results, attached)
 
 
+def pin(config: ProjectConfig, ref: str) -> str:
+    """``NAME/VERSION`` for a registry reference (checked to exist), a folder as is."""
+    parsed = parse_model_ref(ref)
+    if parsed.path is not None:
+        return str(parsed.path)
+    if parsed.name is None:
+        raise TestingError(f"cannot test {ref!r}", hint="give NAME@ALIAS, NAME/VERSION or a folder")
+    info = Registry(tracker_for(config)).resolve(parsed)
+    return info.ref
+
+
 def attach_results(
     config: ProjectConfig, ref: str, folder: Path, results: dict[str, Any]
 ) -> list[str]:
-    """Log junit.xml, report.html and results.json (and screenshots) to the model
-    version's run under ``tests/<time>/`` and record a summary in version tags."""
+    """Log junit.xml, report.html and results.json (and this run's screenshots) to the
+    model version's run under ``tests/<time>/``, and merge the results into the version's
+    test record: the suites of this run replace the same suites of earlier runs."""
     parsed = parse_model_ref(ref)
     if parsed.path is not None:
         return []
     tracker = tracker_for(config)
     registry = Registry(tracker)
     info = registry.resolve(parsed)
+    tested = (results.get("model") or {}).get("version")
+    if tested != info.version:
+        raise TestingError(
+            f"the results are of version {tested}, not of {info.ref}; they were not attached",
+            hint="test a pinned version: shipml test NAME/VERSION",
+        )
     if not info.run_id:
         return []
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     artifact_path = f"tests/{stamp}"
     files = [folder / n for n in (JUNIT, REPORT, RESULTS)]
-    shots = folder / "screenshots"
     for file in files:
         if file.is_file():
             tracker.client.log_artifact(info.run_id, str(file), artifact_path)
-    if shots.is_dir():
-        tracker.client.log_artifacts(info.run_id, str(shots), f"{artifact_path}/screenshots")
+    shots = {str(a) for t in results["tests"] for a in t.get("attachments", [])}
+    for shot in sorted(shots):
+        if Path(shot).is_file():
+            tracker.client.log_artifact(info.run_id, shot, f"{artifact_path}/attachments")
     base = f"{tracker.artifact_uri(info.run_id)}/{artifact_path}"
     uris = [f"{base}/{f.name}" for f in files if f.is_file()]
-    summary = results["summary"]
-    suites = {k: v["status"] for k, v in results["suites"].items()}
+    record = merge_record(version_results(info.tags), results, uris)
     tags = {
-        TAG_STATUS: summary["status"],
-        TAG_SUMMARY: f"{summary['passed']} passed, {summary['failed']} failed, "
-        f"{summary['error']} errors, {summary['skipped']} skipped",
-        TAG_SUITES: json.dumps(suites, sort_keys=True),
-        TAG_METRICS: json.dumps({k: round(v, 6) for k, v in results["metrics"].items()}),
+        TAG_RECORD: json.dumps(record, sort_keys=True),  # what gates read, in one write
+        TAG_STATUS: record["status"],
+        TAG_SUMMARY: _summary(results["summary"]),
         TAG_FILES: json.dumps(uris),
         TAG_TIME: results["created"],
     }
@@ -154,15 +171,37 @@ def attach_results(
     return uris
 
 
+def merge_record(
+    before: dict[str, Any] | None, results: dict[str, Any], uris: list[str]
+) -> dict[str, Any]:
+    """The version's test record after this run: per suite, the latest status and time;
+    metrics of the suites that ran now replace theirs."""
+    suites = dict((before or {}).get("suites", {}))
+    times = dict((before or {}).get("suite_times", {}))
+    metrics = dict((before or {}).get("metrics", {}))
+    for suite, counts in results["suites"].items():
+        suites[suite] = counts["status"]
+        times[suite] = results["created"]
+        metrics = {k: v for k, v in metrics.items() if not k.startswith(suite + ".")}
+    metrics.update({k: round(float(v), 6) for k, v in results["metrics"].items()})
+    status = "failed" if "failed" in suites.values() else "passed"
+    return {"status": status, "suites": suites, "suite_times": times, "metrics": metrics,
+            "files": uris, "time": results["created"],
+            "summary": _summary(results["summary"])}  # fmt: skip
+
+
+def _summary(s: dict[str, Any]) -> str:
+    return (
+        f"{s['passed']} passed, {s['failed']} failed, {s['error']} errors, {s['skipped']} skipped"
+    )
+
+
 def version_results(tags: dict[str, str]) -> dict[str, Any] | None:
-    """The test summary recorded on a model version (None if it was never tested)."""
-    if TAG_STATUS not in tags:
+    """The test record of a model version (None if it was never tested)."""
+    raw = tags.get(TAG_RECORD)
+    if not raw:
         return None
-    return {
-        "status": tags[TAG_STATUS],
-        "summary": tags.get(TAG_SUMMARY, ""),
-        "suites": json.loads(tags.get(TAG_SUITES, "{}")),
-        "metrics": json.loads(tags.get(TAG_METRICS, "{}")),
-        "files": json.loads(tags.get(TAG_FILES, "[]")),
-        "time": tags.get(TAG_TIME, ""),
-    }
+    try:
+        return dict(json.loads(raw))
+    except ValueError:
+        return None

@@ -107,23 +107,9 @@ def _config_evidence(config: ProjectConfig, results: dict[str, Any]) -> dict[str
     """Tests shipml automates by configuration, on every run or promotion."""
     found: dict[str, list[str]] = {}
     model = results.get("model") or {}
-    if model.get("git_commit"):
-        found["model-1"] = [f"every model records its code commit ({model['git_commit'][:12]}) "
-                            "and is registered with its run"]  # fmt: skip
     if model.get("run_id") and config.audit.enabled:
         found["infra-5"] = ["lineage (run, dataset digests, commit) in every package and "
                             "`shipml audit explain` for every prediction"]  # fmt: skip
-    mode = config.rollout.mode
-    if mode in ("canary", "shadow"):
-        found["infra-6"] = [f"[rollout] mode = {mode}: the gateway tries a challenger on "
-                            "live traffic before it serves everyone"]  # fmt: skip
-    if mode == "canary":
-        found["infra-7"] = ["[rollout] mode = canary: automatic rollback when the "
-                            "challenger's analysis fails; `shipml rollout rollback`"]  # fmt: skip
-    relative = [m for m, b in {**config.gates.min, **config.gates.max}.items()
-                if isinstance(b, str) and "champion" in b]  # fmt: skip
-    if relative:
-        found["monitor-7"] = [f"promotion gate relative to the champion: {', '.join(relative)}"]
     if config.gates.suites:
         found.setdefault("infra-4", []).append(
             f"promotion gate: suites {', '.join(config.gates.suites)} must pass"

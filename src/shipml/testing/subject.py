@@ -18,7 +18,7 @@ import pandas as pd
 
 from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
-from shipml.errors import TestingError
+from shipml.errors import RegistryError, TestingError
 from shipml.model import ModelPackage, model_input
 from shipml.model.package import row_hashes
 from shipml.serving.predictor import Predictor
@@ -32,7 +32,10 @@ def resolve_ref(config: ProjectConfig, ref: str | None) -> str:
         return ref
     if config.tests.ref:
         return config.tests.ref
-    versions = Registry(tracker_for(config)).versions(config.model_name)
+    try:
+        versions = Registry(tracker_for(config)).versions(config.model_name)
+    except RegistryError:  # no such model yet
+        versions = []
     if not versions:
         raise TestingError(
             f"model {config.model_name!r} has no registered version to test",
@@ -134,7 +137,8 @@ class Subject:
             )
         df = self.dataset
         target = self.target
-        if target not in df.columns:
+        stored = self.package.train_rows()
+        if target not in df.columns and (stored is None or "label" not in stored.columns):
             raise TestingError(
                 f"the label column {target!r} is not in the dataset "
                 f"(columns: {', '.join(map(str, df.columns))})",
@@ -148,15 +152,32 @@ class Subject:
                 "so the training rows cannot be rebuilt from it",
                 hint="leave out the checks that need training rows (see docs/testing.md)",
             )
-        labelled = df[df[target].notna()].reset_index(drop=True)
-        X = model_input(labelled[names])
-        keep = np.isin(row_hashes(X), hashes)
+        stored = self.package.train_rows()
+        has_labels = stored is not None and "label" in stored.columns
+        frame = df if has_labels else df[df[target].notna()]
+        X = model_input(frame[names].reset_index(drop=True))
+        keys = row_hashes(X)
+        keep = np.isin(keys, hashes)
         if not keep.any():
             raise TestingError(
                 f"no row of the dataset matches the training rows of {self.label}",
                 hint="the features are transformed in the pipeline; see docs/testing.md",
             )
-        return X[keep].reset_index(drop=True), labelled[target][keep].reset_index(drop=True)
+        if has_labels:
+            assert stored is not None
+            label_of = dict(zip(stored["hash"].to_numpy(np.uint64), stored["label"], strict=True))
+            y = pd.Series([label_of[k] for k in keys[keep]])
+        else:  # labels as the dataset has them: only usable if the pipeline kept them
+            y = frame[target].reset_index(drop=True)[keep].reset_index(drop=True)
+            classes = set(map(str, self.signature.classes))
+            if self.task == "classification" and not set(map(str, y.unique())) <= classes:
+                raise TestingError(
+                    f"the dataset's {target!r} values are not the model's classes "
+                    f"({sorted(classes)[:5]}): the pipeline transforms the label",
+                    hint="record the training labels: package_model(..., train=X_train, "
+                    "train_labels=y_train)",
+                )
+        return X[keep].reset_index(drop=True), y.reset_index(drop=True)
 
     # -- predictions ----------------------------------------------------------------
     @cached_property
@@ -185,8 +206,13 @@ class Subject:
         return np.asarray(out.labels), proba
 
     @cached_property
+    def holdout_features(self) -> pd.DataFrame:
+        """The held-out features alone (checks that need no labels use these)."""
+        return self.package.holdout()[0]
+
+    @cached_property
     def holdout_predictions(self) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.predict(self.holdout[0])
+        return self.predict(self.holdout_features)
 
     def results_dir(self, output: str | None = None) -> Path:
         return self.config.path(output or self.config.tests.output)

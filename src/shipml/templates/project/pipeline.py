@@ -85,7 +85,8 @@ def package(model, train: pd.DataFrame, valid: pd.DataFrame):
     held-out rows go into the package for `shipml test`; the training rows only as hashes
     (for the leakage test)."""
     return package_model(
-        model, valid.drop(columns=[TARGET]), valid[TARGET], train=train.drop(columns=[TARGET])
+        model, valid.drop(columns=[TARGET]), valid[TARGET],
+        train=train.drop(columns=[TARGET]), train_labels=train[TARGET],
     )
 
 

@@ -50,6 +50,15 @@ def test_model_handles_missing_values(data):
     assert model.predict(model_input(row))[0] in set(data[pipeline.TARGET])
 
 
+@pytest.mark.score("infra-1")
+def test_training_twice_gives_the_same_model(data):
+    """Training is reproducible: same rows, same seed, the same ONNX model."""
+    train, valid = pipeline.split(data, test_size=0.25, seed=5)
+    first = pipeline.package(pipeline.train(train, n_estimators=20, seed=5), train, valid)
+    second = pipeline.package(pipeline.train(train, n_estimators=20, seed=5), train, valid)
+    assert first.model_digest == second.model_digest
+
+
 @pytest.mark.score("infra-3")
 def test_the_whole_pipeline_runs_end_to_end_on_a_sample(data):
     """Every step in order, as `shipml run` chains them, on a third of the rows."""
