@@ -37,7 +37,7 @@ def _serve_image(project: Path, name: str) -> tuple[str, bool, str]:
     """The serve image of the project's champion, whether the test tagged it, and the
     name of the model inside."""
     image = f"localhost/{name}-serve:1"
-    built = shipml("build", "serve", f"{name}@champion", cwd=project)
+    built = shipml("build", "serve", f"{name}/1", cwd=project)
     if built.returncode == 0:
         return image, False, name
     if "No such command 'build'" not in built.stderr:
@@ -85,13 +85,15 @@ def test_dev_and_staging_on_podman_answer_v2_through_the_gateway_and_down_remove
     require("podman")
     name = f"e2e{uuid.uuid4().hex[:6]}"
     project = create_project(tmp_path / name, name)
-    ran = shipml("run", "--alias", "champion", "-p", "n_estimators=5", cwd=project)
+    ran = shipml("run", "-p", "n_estimators=5", cwd=project)
     assert ran.returncode == 0, ran.stderr
-    assert shipml("models", "alias", name, "1", "challenger", cwd=project).returncode == 0
     image, tagged, model = _serve_image(project, name)
     dev_port, staging_port = free_port(), free_port()
     toml = project / "shipml.toml"
-    toml.write_text(toml.read_text() + f"\n[deploy.dev]\nhost_port = {dev_port}\n"
+    # Version 1 plays both parts (champion moves only through the promotion gates).
+    toml.write_text(toml.read_text() + f'\n[deploy]\nchampion = "{name}/1"\n'
+                    f'challenger = "{name}/1"\n'
+                    f"\n[deploy.dev]\nhost_port = {dev_port}\n"
                     f"\n[deploy.staging]\nhost_port = {staging_port}\n")  # fmt: skip
     downs = {}
     try:
