@@ -392,6 +392,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if record["outcome"] == "passed":
             record["outcome"] = "failed" if report.when == "call" else "error"
             record["message"] = _message(report)
+        elif report.when == "teardown":  # pytest (and junit.xml) count this error apart
+            state.records.append({**record, "nodeid": item.nodeid + "::teardown",
+                                  "outcome": "error", "message": _message(report),
+                                  "metrics": {}, "details": [], "attachments": []})  # fmt: skip
     elif report.skipped and record["outcome"] == "passed":
         record["outcome"] = "skipped"
         longrepr = report.longrepr
