@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shipml.audit import record_event
-from shipml.cli.output import human_bytes, project_config, stdout
+from shipml.cli.output import human_bytes, project_config, stderr, stdout
 from shipml.model import ModelPackage
 from shipml.tracking import Registry, parse_model_ref, tracker_for
 
@@ -157,6 +157,9 @@ def alias(
 
         promote_or_explain(config, f"{name}/{version}", alias_name, force=force, reason=reason)
         return
+    if force or reason:
+        stderr.print(f"note: {alias_name!r} is not a protected alias; --force/--reason do "
+                     "nothing here ([gates] protect)")  # fmt: skip
     registry = Registry(tracker_for(config))
     before = registry.aliases(name).get(alias_name)
     info = registry.set_alias(name, version, alias_name)

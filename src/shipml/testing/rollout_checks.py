@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from shipml.testing.api_checks import _raw_rows
-from shipml.testing.check import Check, CheckResult, Env
+from shipml.testing.check import Check, CheckResult, Env, NotApplicable
 from shipml.testing.data_checks import _records
 from shipml.testing.subject import Subject
 
@@ -66,8 +66,11 @@ async def _post(app: Any, path: str, body: Any, rid: str) -> tuple[int, dict[str
 async def _rehearse(subject: Subject, champion: Subject) -> dict[str, Any]:
     from shipml.rollout import Gateway, TrafficPolicy, Variant
 
-    X, y = subject.holdout
-    records = _records(_raw_rows(subject, len(X)))
+    # The traffic and its truth: the champion's held-out rows and labels (it passed its
+    # gates), as production feedback would come from the world, not from the candidate's
+    # own pipeline (whose labels may be what is wrong with it).
+    X, y = champion.holdout
+    records = _records(_raw_rows(champion, len(X)))
     labels = [v.item() if isinstance(v, np.generic) else v for v in y.tolist()]
     per_step = max(60, 2 * len(records))
     policy = TrafficPolicy(
@@ -121,9 +124,12 @@ async def _rehearse(subject: Subject, champion: Subject) -> dict[str, Any]:
 
 def canary(subject: Subject, env: Env) -> CheckResult:
     """Canary before serving, online quality monitoring and rollback, rehearsed: the
-    gateway sends the model a growing share of replayed held-out traffic next to the
-    champion, compares accuracy from feedback labels, and must promote it (not worse
-    than the champion); a rollback must then send every request to the champion again."""
+    gateway sends the model a growing share of the champion's replayed held-out traffic,
+    compares accuracy from feedback labels (the champion's), and must promote it (not
+    worse than the champion); a rollback must then send every request to the champion
+    again."""
+    if subject.task != "classification":
+        raise NotApplicable("the gateway's online analysis measures accuracy of classifiers")
     champion, against = _champion(subject)
     out = asyncio.run(_rehearse(subject, champion))
     variants = out["report"].get("variants", {})

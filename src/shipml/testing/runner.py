@@ -184,10 +184,15 @@ def merge_record(
         times[suite] = results["created"]
         metrics = {k: v for k, v in metrics.items() if not k.startswith(suite + ".")}
     metrics.update({k: round(float(v), 6) for k, v in results["metrics"].items()})
-    status = "failed" if "failed" in suites.values() else "passed"
+    status = (
+        "failed" if "failed" in suites.values()
+        else "passed" if "passed" in suites.values()
+        else "skipped"
+    )  # fmt: skip
     return {"status": status, "suites": suites, "suite_times": times, "metrics": metrics,
             "files": uris, "time": results["created"],
-            "summary": _summary(results["summary"])}  # fmt: skip
+            "summary": f"{_summary(results['summary'])} (latest run: "
+                       f"{', '.join(results['suites']) or 'nothing'})"}  # fmt: skip
 
 
 def _summary(s: dict[str, Any]) -> str:

@@ -33,7 +33,9 @@ def resolve_ref(config: ProjectConfig, ref: str | None) -> str:
     if config.tests.ref:
         return config.tests.ref
     try:
-        versions = Registry(tracker_for(config)).versions(config.model_name)
+        with warnings.catch_warnings():  # MLflow's store warns about SQLAlchemy internals
+            warnings.simplefilter("ignore", DeprecationWarning)
+            versions = Registry(tracker_for(config)).versions(config.model_name)
     except RegistryError:  # no such model yet
         versions = []
     if not versions:

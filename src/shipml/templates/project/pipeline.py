@@ -82,8 +82,8 @@ def evaluate(model, valid: pd.DataFrame) -> dict:
 @step
 def package(model, train: pd.DataFrame, valid: pd.DataFrame):
     """ONNX + signature + reference profile + lineage, checked against the model. The
-    held-out rows go into the package for `shipml test`; the training rows only as hashes
-    (for the leakage test)."""
+    held-out rows go into the package for `shipml test`; the training rows only as row
+    hashes with their labels (leakage test, rebuilding the training set from the data)."""
     return package_model(
         model, valid.drop(columns=[TARGET]), valid[TARGET],
         train=train.drop(columns=[TARGET]), train_labels=train[TARGET],

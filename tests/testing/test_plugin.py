@@ -1,0 +1,69 @@
+"""The plugin's results.json counts what pytest and junit.xml count, edge cases included."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import xmlschema
+
+SCHEMA = Path(__file__).with_name("junit-10.xsd")
+
+TESTS = """
+import pytest
+
+@pytest.fixture
+def breaks_on_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+
+def test_passes():
+    assert True
+
+def test_fails_then_teardown_errors(breaks_on_teardown):
+    assert 1 == 2
+
+def test_passes_then_teardown_errors(breaks_on_teardown):
+    assert True
+
+@pytest.fixture
+def breaks_on_setup():
+    raise RuntimeError("setup broke")
+
+def test_setup_errors(breaks_on_setup):
+    pass
+
+def test_skips():
+    pytest.skip("not here")
+
+@pytest.mark.xfail(reason="known")
+def test_xfails():
+    assert False
+"""
+
+
+def test_counts_match_junit_with_setup_and_teardown_errors(tmp_path: Path):
+    (tmp_path / "shipml.toml").write_text('[project]\nname = "p"\n')
+    (tmp_path / "test_edge.py").write_text(TESTS)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "test_edge.py", "-p", "shipml.testing.plugin",
+         "-p", "no:cacheprovider", "--shipml-results", str(out), f"--junitxml={out}/j.xml",
+         "-o", "junit_family=xunit2", "-q"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    xmlschema.XMLSchema(str(SCHEMA)).validate(str(out / "j.xml"))
+    root = ET.parse(out / "j.xml").getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    assert suite is not None
+    results = json.loads((out / "results.json").read_text())
+    summary = results["summary"]
+    assert summary["tests"] == int(suite.get("tests", 0))
+    assert summary["failed"] == int(suite.get("failures", 0))
+    assert summary["error"] == int(suite.get("errors", 0))
+    assert summary["skipped"] == int(suite.get("skipped", 0))
+    assert summary["error"] == 3 and summary["failed"] == 1  # setup, 2 teardowns; 1 failure
