@@ -106,6 +106,14 @@ class AuditError(ShipmlError):
     kind = "audit error"
 
 
+class ContainerError(ShipmlError):
+    """An image cannot be built or run: no container engine, a failed build, an image that
+    is not there, or a base image that cannot be made."""
+
+    exit_code = 12
+    kind = "container error"
+
+
 class ServingError(ShipmlError):
     """A request the model server cannot answer; ``status`` is the HTTP status it maps to."""
 
@@ -138,6 +146,7 @@ class InferenceFailed(ServingError):
 __all__ = [
     "AuditError",
     "ConfigError",
+    "ContainerError",
     "DataError",
     "InferenceFailed",
     "InvalidRequest",

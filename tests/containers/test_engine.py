@@ -1,0 +1,59 @@
+"""Finding the engine: a missing or unknown engine is a clear error, not a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipml.config import ProjectConfig
+from shipml.containers import find_engine, store_mounts
+from shipml.containers.base import apt_mirror
+from shipml.errors import ContainerError
+
+
+def test_no_engine_on_the_path_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ContainerError) as info:
+        find_engine()
+    assert "podman, docker, buildah" in info.value.message
+    assert "apt-get install podman" in (info.value.hint or "")
+    with pytest.raises(ContainerError, match="'podman' is not installed"):
+        find_engine("podman")
+
+
+def test_unknown_engine_is_refused() -> None:
+    with pytest.raises(ContainerError) as info:
+        find_engine("rkt")
+    assert info.value.exit_code == 12 and "podman, docker, buildah" in (info.value.hint or "")
+
+
+def test_buildah_cannot_run_containers() -> None:
+    from shipml.containers import Engine
+
+    with pytest.raises(ContainerError, match="cannot run"):
+        Engine("buildah", "/usr/bin/buildah").run_command("img")
+
+
+def test_apt_mirror_reads_both_source_formats(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    assert apt_mirror(tmp_path) == "http://deb.debian.org/debian"
+    (tmp_path / "sources.list").write_text(
+        "deb http://security.debian.org/debian-security bookworm-security main\n"
+        "deb [arch=amd64] http://mirror.example/debian bookworm main\n"
+    )
+    assert apt_mirror(tmp_path) == "http://mirror.example/debian"
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://deb.example/debian\nSuites: bookworm\n"
+    )
+    assert apt_mirror(tmp_path) == "http://deb.example/debian"
+
+
+def test_store_mounts_share_the_store_at_the_same_path(config: ProjectConfig) -> None:
+    volumes, env = store_mounts(config)
+    store = str((config.root / ".shipml").resolve())
+    assert volumes == [f"{store}:{store}"]
+    assert env["SHIPML_TRACKING_URI"] == f"sqlite:///{store}/mlflow.db"
+    assert env["SHIPML_ARTIFACTS_ROOT"] == f"{store}/artifacts"
+    assert env["SHIPML_PIPELINE_CACHE_DIR"] == f"{store}/cache"
+    assert env["SHIPML_AUDIT_PATH"] == f"{store}/audit/audit.db"
