@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Make podman usable for the container tests and print the path of the containers.conf
-# to export as CONTAINERS_CONF. Installs Debian's podman, buildah, runc and debootstrap
-# (and iptables, which netavark needs for container networks) when missing (as root, or
-# with sudo). Exits non-zero, printing nothing on
-# stdout, when that cannot be done.
+# to export as CONTAINERS_CONF. Installs Debian's podman, buildah, runc, debootstrap and
+# iptables (netavark, podman's network stack, needs it) when one is missing (as root, or
+# with sudo). Exits non-zero, printing nothing on stdout, when that cannot be done.
 #
 # The containers.conf (written to $CONF, default .venv/containers.conf) holds the two
 # settings podman needs on the CI machines (see docs/containers.md): the runc runtime
@@ -15,7 +14,7 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 missing=()
 for tool in podman buildah runc debootstrap iptables; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || { echo "no apt-get: install ${missing[*]} yourself" >&2; exit 1; }

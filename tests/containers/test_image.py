@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -350,3 +351,40 @@ def test_engine_reports_a_failed_build_clearly(
     with pytest.raises(ContainerError) as info:
         engine.build(tmp_path, tmp_path / "Containerfile", tags=["localhost/shipml-broken:x"])
     assert "podman build failed" in info.value.message and "exit 3" in info.value.message
+
+
+def test_notebook_container_through_the_cli_and_stopped_with_it(
+    notebook_image: BuiltImage, ct_project: ProjectConfig
+) -> None:
+    import os
+    import signal
+    import sys
+    import time
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
+    env["JUPYTER_TOKEN"] = "t" * 48
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipml", "notebook", "--container", "--no-browser",
+         "--port", str(port)],
+        cwd=ct_project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/api", timeout=180) == 200
+        # the project folder is mounted: the template's notebook is there
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/contents/notebooks?token={'t' * 48}", timeout=10
+        ) as resp:
+            names = [c["name"] for c in json.loads(resp.read())["content"]]
+        assert "explore.ipynb" in names
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=90)[0].decode()
+    assert "JupyterLab in localhost/ctpenguins-notebook" in out
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        running = podman("ps", "--filter", f"ancestor={notebook_image.id}", "--quiet")
+        if not running.stdout.strip():
+            break
+        time.sleep(1)
+    assert not running.stdout.strip(), "the notebook container was left running"

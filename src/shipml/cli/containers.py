@@ -43,6 +43,7 @@ def build(
         None, "--base-image", help="Build FROM this image (default: \\[containers] base_image)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not show the engine's output."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Build every layer again."),
 ) -> None:
     """Build an image of the project (serve, train, test, data or notebook).
 
@@ -51,7 +52,9 @@ def build(
     from shipml.containers import build_image
 
     config = project_config()
-    image = build_image(config, kind, ref, engine=engine, base_image=base_image, log=_log(quiet))
+    image = build_image(
+        config, kind, ref, engine=engine, base_image=base_image, log=_log(quiet), no_cache=no_cache
+    )
     stdout.print(f"[green]built[/] {image.name} ({image.engine}) in {image.seconds:.1f}s")
     stdout.print(f"image id     {image.id}")
     if image.size:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -154,7 +153,3 @@ def run_notebook(
         workdir=root,
         **caller_identity(engine),
     )
-
-
-def have(tool: str) -> bool:
-    return shutil.which(tool) is not None

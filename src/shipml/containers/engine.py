@@ -9,10 +9,12 @@ image format has no place for it).
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,8 +160,10 @@ class Engine:
         labels: dict[str, str] | None = None,
         volumes: Sequence[str] = (),
         log: Log | None = None,
+        no_cache: bool = False,
     ) -> str:
-        """Build ``containerfile`` in ``context``; returns the image id (sha256:...)."""
+        """Build ``containerfile`` in ``context``; returns the image id (sha256:...).
+        ``no_cache`` builds every layer again (a first build, for benchmarks)."""
         with tempfile.TemporaryDirectory(prefix="shipml-build-") as tmp:
             iidfile = Path(tmp) / "iid"
             args = ["bud"] if self.name == "buildah" else ["build"]
@@ -167,6 +171,8 @@ class Engine:
                 args += ["--layers", "--format", "docker"]
                 for volume in volumes:
                     args += ["--volume", volume]
+            if no_cache:
+                args.append("--no-cache")
             args += ["--file", str(containerfile), "--iidfile", str(iidfile)]
             for tag in tags:
                 args += ["--tag", tag]
@@ -286,12 +292,26 @@ class Engine:
 
     def run(self, image: str, args: Sequence[str] = (), **options: Any) -> int:
         """Run a container in the foreground, its output on this terminal; returns its exit
-        code."""
-        cmd = self.run_command(image, args, **options)
+        code. Ctrl-C or SIGTERM stops the container too (never left running behind)."""
+        name = options.pop("name", None) or f"shipml-{uuid.uuid4().hex[:12]}"
+        proc = subprocess.Popen(self.run_command(image, args, name=name, **options))
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if main else None
+
+        def on_term(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        if main:
+            signal.signal(signal.SIGTERM, on_term)
         try:
-            return subprocess.call(cmd)
+            return proc.wait()
         except KeyboardInterrupt:
+            self.stop(name)
+            proc.wait(timeout=60)
             return 130
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
     def stop(self, container: str, timeout: int = 10) -> None:
         subprocess.run(
@@ -332,13 +352,3 @@ def _hint_for(output: str, engine: str) -> str:
     if "cannot connect to the docker daemon" in low:
         return "start the docker daemon, or install podman and pass --engine podman"
     return f"see {engine}'s output above"
-
-
-def env_without_secrets(env: dict[str, str]) -> dict[str, str]:
-    """``env`` without variables that look like credentials (never passed on or logged)."""
-    secret = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
-    return {k: v for k, v in env.items() if not any(s in k.upper() for s in secret)}
-
-
-def host_user() -> str:
-    return f"{os.getuid()}:{os.getgid()}"

@@ -288,6 +288,7 @@ def build_image(
     base_image: str | None = None,
     log: Log | None = None,
     record: bool = True,
+    no_cache: bool = False,
 ) -> BuiltImage:
     """Build the ``kind`` image of the project; ``ref`` is the model (serve: NAME@ALIAS,
     NAME/VERSION or a package folder) or the dataset (data: NAME[@VERSION])."""
@@ -312,7 +313,6 @@ def build_image(
     _write_lines(context / "requirements" / "runtime.txt", [_pin(d) for d in RUNTIME])
     _copy_shipml(context / "shipml-src")
     labels, git = _git_labels(config.root)
-    commit, dirty = git.get("commit"), bool(git.get("dirty"))
     labels.update(
         {
             OCI + "title": f"{config.project.name}-{kind}",
@@ -323,88 +323,28 @@ def build_image(
             LABEL_PREFIX + "shipml-version": _shipml_version(),
         }
     )
-    model_ref = None
     info = registry = None
-    recipe: Recipe
     if kind == "serve":
-        pkg, info, registry = _resolve_model(config, ref)
-        name = info.name if info else config.model_name
-        version = info.version if info else f"local-{pkg.model_digest[:12]}"
-        shutil.copytree(pkg.path, context / "model")
-        (context / "shipml.toml").write_text(serve_settings(config), encoding="utf-8")
-        skops = pkg.format == "skops"
-        if skops:
-            _write_lines(
-                context / "requirements" / "skops.txt", [_pin("scikit-learn"), _pin("skops")]
-            )
-        recipe = serve_recipe(base, name, version, skops=skops)
-        lineage = pkg.lineage
-        labels.update(
-            {
-                LABEL_PREFIX + "model.name": name,
-                LABEL_PREFIX + "model.version": version,
-                LABEL_PREFIX + "model.digest": pkg.model_digest,
-                LABEL_PREFIX + "model.format": pkg.format,
-            }
-        )
-        if pkg.onnx_sha256:
-            labels[LABEL_PREFIX + "model.onnx-sha256"] = pkg.onnx_sha256
-        run_id = (info.run_id if info else None) or lineage.get("run_id")
-        if run_id:
-            labels[LABEL_PREFIX + "run-id"] = str(run_id)
-        for dname, dinfo in (lineage.get("datasets") or {}).items():
-            labels[f"{LABEL_PREFIX}dataset.{dname}.sha256"] = str(dinfo.get("sha256"))
-        model_commit = (lineage.get("git") or {}).get("commit")
-        if model_commit:  # the code that trained the model, which is what the image serves
-            labels[LABEL_PREFIX + "git-commit"] = str(model_commit)
-        model_ref = f"{name}/{version}"
+        recipe, version, info, registry = _serve_context(config, ref, base, context, labels)
     elif kind == "data":
-        store = DatasetStore(config.artifact_root, config.root)
-        snap = store.get(ref or _default_dataset(config))
-        write_bundle(store, snap, context / "data")
-        recipe = data_recipe(base)
-        version = f"{snap.name}-{snap.version}"
-        labels.update(
-            {
-                LABEL_PREFIX + "dataset.name": snap.name,
-                LABEL_PREFIX + "dataset.version": str(snap.version),
-                f"{LABEL_PREFIX}dataset.{snap.name}.sha256": snap.digest,
-                LABEL_PREFIX + "dataset.source": public_uri(snap.source),
-            }
-        )
+        recipe, version = _data_context(config, ref, base, context, labels)
     else:
-        _copy_project(config.root, context / "project")
-        if commit:  # the image has no git: it carries what git says here
-            source = {
-                **git,
-                "remote": public_uri(str(git["remote"])) if git.get("remote") else None,
-            }
-            (context / "project" / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
-        has_requirements = (context / "project" / "requirements.txt").is_file()
-        _write_lines(context / "requirements" / "full.txt", _shipml_requirements())
-        if kind == "test":
-            _write_lines(
-                context / "requirements" / "test.txt",
-                [_pin("pytest"), *_shipml_requirements("test")],
-            )
-        if kind == "notebook":
-            _write_lines(
-                context / "requirements" / "notebook.txt",
-                [_pin(d, NOTEBOOK_FALLBACK.get(d)) for d in NOTEBOOK],
-            )
-        recipe = project_recipe(kind, base, project_requirements=has_requirements)
-        version = f"git-{commit[:12]}{'-dirty' if dirty else ''}" if commit else "latest"
-        store = DatasetStore(config.artifact_root, config.root)
-        for snap in store.latest():
-            labels[f"{LABEL_PREFIX}dataset.{snap.name}.sha256"] = snap.digest
+        recipe, version = _project_context(config, kind, base, context, labels, git)
     labels[OCI + "version"] = version
     containerfile = folder / "Containerfile"
     containerfile.write_text(render(recipe), encoding="utf-8")
     name = f"{image_repository(config, kind)}:{TAG_RE.sub('-', version)[:128]}"
     volumes = [v for v in config.containers.build_volumes if Path(v.split(":", 1)[0]).exists()]
+    model_ref = f"{info.name}/{info.version}" if info else None
     built = BuiltImage(kind, name, "", 0, 0.0, containerfile, engine.name, labels, model_ref)
     built.id = engine.build(
-        context, containerfile, tags=built.tags, labels=labels, volumes=volumes, log=log
+        context,
+        containerfile,
+        tags=built.tags,
+        labels=labels,
+        volumes=volumes,
+        log=log,
+        no_cache=no_cache,
     )
     if engine.can_run:
         built.size = engine.inspect(built.id).size
@@ -415,8 +355,93 @@ def build_image(
     return built
 
 
+def _serve_context(
+    config: ProjectConfig, ref: str | None, base: str, context: Path, labels: dict[str, str]
+) -> tuple[Recipe, str, Any, Any]:
+    """The model package and the server's settings; labels from the model's lineage."""
+    pkg, info, registry = _resolve_model(config, ref)
+    name = info.name if info else config.model_name
+    version = info.version if info else f"local-{pkg.model_digest[:12]}"
+    shutil.copytree(pkg.path, context / "model")
+    (context / "shipml.toml").write_text(serve_settings(config), encoding="utf-8")
+    skops = pkg.format == "skops"
+    if skops:
+        _write_lines(context / "requirements" / "skops.txt", [_pin("scikit-learn"), _pin("skops")])
+    lineage = pkg.lineage
+    labels.update(
+        {
+            LABEL_PREFIX + "model.name": name,
+            LABEL_PREFIX + "model.version": version,
+            LABEL_PREFIX + "model.digest": pkg.model_digest,
+            LABEL_PREFIX + "model.format": pkg.format,
+        }
+    )
+    if pkg.onnx_sha256:
+        labels[LABEL_PREFIX + "model.onnx-sha256"] = pkg.onnx_sha256
+    run_id = (info.run_id if info else None) or lineage.get("run_id")
+    if run_id:
+        labels[LABEL_PREFIX + "run-id"] = str(run_id)
+    for dname, dinfo in (lineage.get("datasets") or {}).items():
+        labels[f"{LABEL_PREFIX}dataset.{dname}.sha256"] = str(dinfo.get("sha256"))
+    model_commit = (lineage.get("git") or {}).get("commit")
+    if model_commit:  # the code that trained the model, which is what the image serves
+        labels[LABEL_PREFIX + "git-commit"] = str(model_commit)
+    return serve_recipe(base, name, version, skops=skops), version, info, registry
+
+
+def _data_context(
+    config: ProjectConfig, ref: str | None, base: str, context: Path, labels: dict[str, str]
+) -> tuple[Recipe, str]:
+    """The dataset as a bundle (verified on the way out of the store)."""
+    store = DatasetStore(config.artifact_root, config.root)
+    snap = store.get(ref or _default_dataset(config))
+    write_bundle(store, snap, context / "data")
+    labels.update(
+        {
+            LABEL_PREFIX + "dataset.name": snap.name,
+            LABEL_PREFIX + "dataset.version": str(snap.version),
+            f"{LABEL_PREFIX}dataset.{snap.name}.sha256": snap.digest,
+            LABEL_PREFIX + "dataset.source": public_uri(snap.source),
+        }
+    )
+    return data_recipe(base), f"{snap.name}-{snap.version}"
+
+
+def _project_context(
+    config: ProjectConfig,
+    kind: str,
+    base: str,
+    context: Path,
+    labels: dict[str, str],
+    git: dict[str, Any],
+) -> tuple[Recipe, str]:
+    """train, test, notebook: the project's files, the full toolset and the kind's extras."""
+    commit, dirty = git.get("commit"), bool(git.get("dirty"))
+    _copy_project(config.root, context / "project")
+    if commit:  # the image has no git: it carries what git says here
+        remote = public_uri(str(git["remote"])) if git.get("remote") else None
+        source = json.dumps({**git, "remote": remote}, indent=2) + "\n"
+        (context / "project" / SOURCE_FILE).write_text(source, encoding="utf-8")
+    has_requirements = (context / "project" / "requirements.txt").is_file()
+    _write_lines(context / "requirements" / "full.txt", _shipml_requirements())
+    if kind == "test":
+        _write_lines(
+            context / "requirements" / "test.txt", [_pin("pytest"), *_shipml_requirements("test")]
+        )
+    if kind == "notebook":
+        _write_lines(
+            context / "requirements" / "notebook.txt",
+            [_pin(d, NOTEBOOK_FALLBACK.get(d)) for d in NOTEBOOK],
+        )
+    store = DatasetStore(config.artifact_root, config.root)
+    for snap in store.latest():
+        labels[f"{LABEL_PREFIX}dataset.{snap.name}.sha256"] = snap.digest
+    version = f"git-{commit[:12]}{'-dirty' if dirty else ''}" if commit else "latest"
+    return project_recipe(kind, base, project_requirements=has_requirements), version
+
+
 def _default_dataset(config: ProjectConfig) -> str:
-    names = list(config.datasets)
+    names = list(config.datasets) or DatasetStore(config.artifact_root, config.root).names()
     if len(names) == 1:
         return names[0]
     raise ContainerError(
