@@ -8,7 +8,6 @@ import pytest
 
 from shipml.config import ProjectConfig
 from shipml.containers import find_engine, store_mounts
-from shipml.containers.base import apt_mirror
 from shipml.errors import ContainerError
 
 
@@ -33,20 +32,6 @@ def test_buildah_cannot_run_containers() -> None:
 
     with pytest.raises(ContainerError, match="cannot run"):
         Engine("buildah", "/usr/bin/buildah").run_command("img")
-
-
-def test_apt_mirror_reads_both_source_formats(tmp_path: Path) -> None:
-    (tmp_path / "sources.list.d").mkdir()
-    assert apt_mirror(tmp_path) == "http://deb.debian.org/debian"
-    (tmp_path / "sources.list").write_text(
-        "deb http://security.debian.org/debian-security bookworm-security main\n"
-        "deb [arch=amd64] http://mirror.example/debian bookworm main\n"
-    )
-    assert apt_mirror(tmp_path) == "http://mirror.example/debian"
-    (tmp_path / "sources.list.d" / "debian.sources").write_text(
-        "Types: deb\nURIs: http://deb.example/debian\nSuites: bookworm\n"
-    )
-    assert apt_mirror(tmp_path) == "http://deb.example/debian"
 
 
 def test_store_mounts_share_the_store_at_the_same_path(config: ProjectConfig) -> None:

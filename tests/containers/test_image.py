@@ -126,6 +126,10 @@ def test_lineage_explain_names_the_image(serve_image: BuiltImage, ct_project: Pr
     request_id, _ = serve_one(ct_project, "ctpenguins@champion", store.get("penguins"), store)
     links = {link.kind: link.summary for link in explain(ct_project, request_id)}
     assert links["image"] == f"{serve_image.name} · {serve_image.id}"
+    from tests.conftest import shipml
+
+    shown = shipml("models", "show", "ctpenguins@champion", cwd=ct_project.root)
+    assert f"image    {serve_image.name} {serve_image.id}" in shown.stdout, shown.stderr
 
 
 def test_rebuild_with_nothing_changed_reuses_every_layer(

@@ -84,7 +84,7 @@ def base_build(
     )
     verb = "built" if image.built else "already there:"
     stdout.print(f"[green]{verb}[/] {image.tag} ({image.id[:19]}) in {image.seconds:.1f}s")
-    stdout.print(f'use it: [containers] base_image = "{image.tag}" in shipml.toml')
+    stdout.print(f'use it: \\[containers] base_image = "{image.tag}" in shipml.toml')
 
 
 def notebook(

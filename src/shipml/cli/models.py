@@ -83,6 +83,9 @@ def show(
                     "metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
                 )
         stdout.print(f"source   {info.source}")
+        if info.tags.get("shipml.image_digest"):  # recorded by `shipml build serve`
+            stdout.print(f"image    {info.tags.get('shipml.image', '')} "
+                         f"{info.tags['shipml.image_digest']}", soft_wrap=True)  # fmt: skip
     lineage = package.lineage
     git = lineage.get("git") or {}
     stdout.print(f"format   {package.format}  (onnx sha256 {package.onnx_sha256 or '-'})")

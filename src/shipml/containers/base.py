@@ -8,6 +8,7 @@ For offline and air-gapped machines, and for CI machines that cannot reach a reg
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -113,14 +114,15 @@ def build_base(
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             shutil.rmtree(rootfs / junk, ignore_errors=True)
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        changes = [
-            'CMD ["python3"]',
-            "ENV LANG=C.UTF-8",
-            f"LABEL org.opencontainers.image.title=shipml-base "
-            f"org.opencontainers.image.description=Debian-{suite}-with-Python-3 "
-            f"org.opencontainers.image.created={created} "
-            f"io.shipml.base.suite={suite} io.shipml.base.packages={','.join(PACKAGES)}",
-        ]
+        labels = {
+            "org.opencontainers.image.title": "shipml-base",
+            "org.opencontainers.image.description": f"Debian {suite} with Python 3",
+            "org.opencontainers.image.created": created,
+            "io.shipml.base.suite": suite,
+            "io.shipml.base.packages": ",".join(PACKAGES),
+        }
+        changes = ['CMD ["python3"]', "ENV LANG=C.UTF-8"]
+        changes += [f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()]
         if log:
             log(f"importing the root filesystem as {tag}")
         image_id = engine.import_rootfs(rootfs, tag, changes)
