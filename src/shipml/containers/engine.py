@@ -9,6 +9,7 @@ image format has no place for it).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -259,7 +260,8 @@ class Engine:
         entrypoint: str | None = None,
         interactive: bool = False,
     ) -> list[str]:
-        """The ``ENGINE run ...`` command line (run it with subprocess, or ``run``)."""
+        """The ``ENGINE run ...`` command line. ``env`` is passed by name only: run it with
+        those variables in the engine's environment (``run`` does)."""
         if not self.can_run:
             raise ContainerError(
                 "buildah builds images but cannot run containers",
@@ -286,15 +288,18 @@ class Engine:
             cmd += ["--publish", port]
         for volume in volumes:
             cmd += ["--volume", volume]
-        for key, value in sorted((env or {}).items()):
-            cmd += ["--env", f"{key}={value}"]
+        for key in sorted(env or {}):
+            # Only the name: the engine takes the value from its own environment (see
+            # ``run``), so no value (a token, a URI with a password) shows in `ps`.
+            cmd += ["--env", key]
         return [*cmd, image, *args]
 
     def run(self, image: str, args: Sequence[str] = (), **options: Any) -> int:
         """Run a container in the foreground, its output on this terminal; returns its exit
         code. Ctrl-C or SIGTERM stops the container too (never left running behind)."""
         name = options.pop("name", None) or f"shipml-{uuid.uuid4().hex[:12]}"
-        proc = subprocess.Popen(self.run_command(image, args, name=name, **options))
+        env = {**os.environ, **(options.get("env") or {})}
+        proc = subprocess.Popen(self.run_command(image, args, name=name, **options), env=env)
         main = threading.current_thread() is threading.main_thread()
         previous = signal.getsignal(signal.SIGTERM) if main else None
 
