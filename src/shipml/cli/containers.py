@@ -56,10 +56,10 @@ def build(
         config, kind, ref, engine=engine, base_image=base_image, log=_log(quiet), no_cache=no_cache
     )
     stdout.print(f"[green]built[/] {image.name} ({image.engine}) in {image.seconds:.1f}s")
-    stdout.print(f"image id     {image.id}")
+    stdout.print(f"image id     {image.id}", soft_wrap=True)
     if image.size:
         stdout.print(f"size         {human_bytes(image.size)}")
-    stdout.print(f"Containerfile {image.containerfile}")
+    stdout.print(f"Containerfile {image.containerfile}", soft_wrap=True)
     if image.model:
         stdout.print(f"recorded on  {image.model} (tag shipml.image_digest)")
 
