@@ -392,3 +392,20 @@ def test_notebook_container_through_the_cli_and_stopped_with_it(
             break
         time.sleep(1)
     assert not running.stdout.strip(), "the notebook container was left running"
+
+
+def test_serve_image_of_a_package_folder(
+    serve_image: BuiltImage, ct_project: ProjectConfig, engine: Engine, container: list[str]
+) -> None:
+    from shipml.model import ModelPackage
+
+    registry = Registry(tracker_for(ct_project))
+    folder = registry.local_path(registry.resolve("ctpenguins@champion"))
+    image = build_image(ct_project, "serve", str(folder), engine=engine)
+    digest = ModelPackage.load(folder).model_digest
+    assert image.name == f"localhost/ctpenguins-serve:local-{digest[:12]}"
+    assert image.model is None  # not a registry version: nothing recorded
+    assert engine.inspect(image.id).labels["io.shipml.model.version"] == f"local-{digest[:12]}"
+    port = free_port()
+    start(image.id, container, options=("--read-only", "--publish", f"127.0.0.1:{port}:8080"))
+    assert wait_http(f"http://127.0.0.1:{port}/v2/models/ctpenguins") == 200
