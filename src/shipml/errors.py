@@ -110,7 +110,7 @@ class ContainerError(ShipmlError):
     """An image cannot be built or run: no container engine, a failed build, an image that
     is not there, or a base image that cannot be made."""
 
-    exit_code = 12
+    exit_code = 15  # 11-14 are taken by testing, gates, deploy and CI (issues 5 and 7)
     kind = "container error"
 
 

@@ -16,22 +16,22 @@ from tests.conftest import shipml
 
 def test_unknown_kind_and_stray_argument(project: Path) -> None:
     result = shipml("build", "lambda", cwd=project)
-    assert result.returncode == 12, result.stderr
+    assert result.returncode == 15, result.stderr
     assert "container error: unknown image kind 'lambda'" in result.stderr
     assert "serve, train, test, data, notebook" in result.stderr
     assert "Traceback" not in result.stderr
     result = shipml("build", "train", "penguins/1", cwd=project)
-    assert result.returncode == 12 and "takes no argument" in result.stderr
+    assert result.returncode == 15 and "takes no argument" in result.stderr
 
 
 def test_missing_engine_is_a_clear_error(project: Path, tmp_path: Path) -> None:
     env = {"PATH": str(tmp_path)}  # no podman, docker or buildah here (nor git)
     result = shipml("build", "data", cwd=project, env=env)
-    assert result.returncode == 12, result.stderr
+    assert result.returncode == 15, result.stderr
     assert "no container engine" in result.stderr.lower() or "is not installed" in result.stderr
     assert "hint:" in result.stderr and "Traceback" not in result.stderr
     result = shipml("build", "data", "--engine", "rkt", cwd=project)
-    assert result.returncode == 12 and "unknown container engine 'rkt'" in result.stderr
+    assert result.returncode == 15 and "unknown container engine 'rkt'" in result.stderr
 
 
 def test_data_export_then_verify(project: Path) -> None:

@@ -24,7 +24,7 @@ def test_no_engine_on_the_path_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
 def test_unknown_engine_is_refused() -> None:
     with pytest.raises(ContainerError) as info:
         find_engine("rkt")
-    assert info.value.exit_code == 12 and "podman, docker, buildah" in (info.value.hint or "")
+    assert info.value.exit_code == 15 and "podman, docker, buildah" in (info.value.hint or "")
 
 
 def test_buildah_cannot_run_containers() -> None:
