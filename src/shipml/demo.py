@@ -1,7 +1,9 @@
 """``shipml demo``: the local journey on embedded defaults, in a fresh folder.
 
 Creates a project, snapshots its data, runs the pipeline (tracked in MLflow),
-registers the model package and makes it the champion.
+registers the model package as the challenger, tests it (unit, data, model and api
+suites, and the browser suite where Chromium is installed), promotes it to champion
+through the gates, and serves one audited prediction.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from shipml.pipeline import RunResult, run_pipeline
 from shipml.pipeline.display import Reporter
 from shipml.serving.server import build_app, resolve_spec
 from shipml.templates import create_project
-from shipml.tracking import Registry, tracker_for
+from shipml.testing.gates import Promotion, promote
+from shipml.testing.runner import TestRun, run_tests
+from shipml.tracking import Registry, VersionInfo, tracker_for
 
 
 @dataclass
@@ -35,6 +39,9 @@ class DemoResult:
     seconds: float
     request_id: str = ""
     prediction: dict[str, Any] = field(default_factory=dict)
+    tests: TestRun | None = None
+    promotion: Promotion | None = None
+    version: VersionInfo | None = None  # the champion, after the promotion
 
 
 def fresh_folder(base: Path, stem: str = "shipml-demo") -> Path:
@@ -51,7 +58,16 @@ def run_demo(folder: Path, *, reporter: Reporter | None = None) -> DemoResult:
     config = load_config(folder)
     store = DatasetStore(config.artifact_root, config.root)
     snapshot = store.add("penguins", config.datasets["penguins"].source)
-    run = run_pipeline(config, reporter=reporter, alias="champion")
+    run = run_pipeline(config, reporter=reporter, alias="challenger")
+    challenger = f"{config.model_name}@challenger"
+    suites = ["unit", "data", "model", "api"] + (["browser"] if browser_available() else [])
+    tests = run_tests(config, challenger, suites=suites)
+    if not tests.passed:
+        raise ShipmlError(
+            f"the demo model failed its tests (see {tests.output / 'report.html'})",
+            hint="this is a bug in shipml's template; please report it",
+        )
+    promotion = promote(config, challenger)
     registry = Registry(tracker_for(config))
     version = registry.resolve(f"{config.model_name}@champion")
     package = ModelPackage.load(registry.local_path(version))
@@ -65,7 +81,23 @@ def run_demo(folder: Path, *, reporter: Reporter | None = None) -> DemoResult:
         seconds=time.perf_counter() - started,
         request_id=request_id,
         prediction=prediction,
+        tests=tests,
+        promotion=promotion,
+        version=version,
     )
+
+
+def browser_available() -> bool:
+    """Playwright and a Chromium are installed (the browser suite can run)."""
+    import importlib.util
+
+    from shipml.errors import TestingError
+    from shipml.testing.browser import chromium_executable
+
+    try:
+        return importlib.util.find_spec("playwright") is not None and bool(chromium_executable())
+    except TestingError:
+        return False
 
 
 def serve_one(
@@ -74,7 +106,8 @@ def serve_one(
     """One prediction through the model server (in process, audited like any other)."""
     spec = resolve_spec(ref, config)
     app = build_app(spec)
-    row = store.load(snapshot).drop(columns=[config.model.target or "species"]).iloc[0]
+    names = ModelPackage.load(spec.package).signature.names
+    row = store.load(snapshot)[names].iloc[0]
     instance = {k: (None if v != v else (v.item() if hasattr(v, "item") else v))
                 for k, v in row.items()}  # fmt: skip
     body = orjson.dumps({"instances": [instance]})

@@ -8,6 +8,8 @@ subsystem has its own class and exit code, so scripts can tell failures apart.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ShipmlError(Exception):
     """Base class of every error shipml raises on purpose.
@@ -114,6 +116,20 @@ class ContainerError(ShipmlError):
     kind = "container error"
 
 
+class TestingError(ShipmlError):
+    """A test suite or check cannot run (a tool is missing, a page or server misbehaves)."""
+
+    __test__ = False  # not a pytest test class, despite its name
+    exit_code = 11
+    kind = "testing error"
+
+
+class BrowserUnavailable(TestingError):
+    """Headless Chromium or Playwright, needed for the browser tests, is missing."""
+
+    kind = "browser unavailable"
+
+
 class ServingError(ShipmlError):
     """A request the model server cannot answer; ``status`` is the HTTP status it maps to."""
 
@@ -143,11 +159,25 @@ class InferenceFailed(ServingError):
     status = 500
 
 
+class GateFailed(ShipmlError):
+    """A promotion gate does not hold (the message lists which, with the numbers;
+    ``details["gates"]`` has every gate evaluated)."""
+
+    exit_code = 12
+    kind = "gate failed"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.details: dict[str, Any] = {}
+
+
 __all__ = [
     "AuditError",
+    "BrowserUnavailable",
     "ConfigError",
     "ContainerError",
     "DataError",
+    "GateFailed",
     "InferenceFailed",
     "InvalidRequest",
     "ModelError",
@@ -159,6 +189,7 @@ __all__ = [
     "ServingError",
     "ShipmlError",
     "StepFailed",
+    "TestingError",
     "TrackingError",
     "UnsafeModelError",
 ]

@@ -7,6 +7,7 @@ is not recorded says so instead of being left out.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +88,19 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
     summary = f"{built} · {image}" if built else image
     links.append(Link("image", summary or "not recorded (served outside a shipml image)",
                       {"name": built} if built else {}))  # fmt: skip
-    tests = {k: v for k, v in tags.items() if k.startswith("shipml.tests")}
-    links.append(Link("tests", ", ".join(f"{k}={v}" for k, v in tests.items())
-                      or "none recorded for this version"))  # fmt: skip
+    status = tags.get("shipml.tests.status")
+    if status:
+        files = json.loads(tags.get("shipml.tests.files") or "[]")
+        report = next((f for f in files if f.endswith("report.html")), "")
+        tested = (
+            f"{status} ({tags.get('shipml.tests.summary', '')}) at "
+            f"{tags.get('shipml.tests.time', '?')}" + (f" · report {report}" if report else "")
+        )
+    else:
+        tested = "none recorded for this version (`shipml test` records them)"
+    links.append(Link("tests", tested))
+    if tags.get("shipml.promotion.forced") == "true":
+        links.append(Link("promotion", f"forced by {tags.get('shipml.promotion.by')} at "
+                          f"{tags.get('shipml.promotion.time')}: "
+                          f"{tags.get('shipml.promotion.reason')}"))  # fmt: skip
     return links

@@ -61,10 +61,25 @@ def test_debug_shows_the_traceback(project: Path):
 
 
 def test_unknown_model_alias(project: Path):
-    assert shipml("run", "-p", "n_estimators=5", "--alias", "champion", cwd=project).returncode == 0
+    assert (
+        shipml("run", "-p", "n_estimators=5", "--alias", "challenger", cwd=project).returncode == 0
+    )
     result = shipml("models", "show", "penguins@winner", cwd=project)
     assert_clean_failure(result, code=7, says="model 'penguins' has no alias 'winner'")
-    assert "champion -> v1" in result.stderr
+    assert "challenger -> v1" in result.stderr
+
+
+def test_a_protected_alias_moves_only_through_the_gates(project: Path):
+    ran = shipml("run", "-p", "n_estimators=5", "--alias", "champion", cwd=project)
+    # the run is recorded and registered, but an untested version cannot be champion
+    assert_clean_failure(ran, code=12, says="penguins/1 was not promoted to champion")
+    assert "registered penguins/1" in ran.stdout and "tested" in ran.stdout
+    moved = shipml("models", "alias", "penguins", "1", "champion", cwd=project)
+    assert_clean_failure(moved, code=12, says="gate(s) do not hold")
+    forced = shipml("models", "alias", "penguins", "1", "champion", "--force", "--reason",
+                    "first deployment, tests run by hand", cwd=project)  # fmt: skip
+    assert forced.returncode == 0, forced.stderr
+    assert "forced" in forced.stdout
 
 
 def test_unknown_model_name_and_bad_ref(project: Path):

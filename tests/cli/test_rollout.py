@@ -16,8 +16,9 @@ def test_policy_from_config_status_and_forced_promotion_moves_the_registry(proje
         assert shipml("run", "-p", f"n_estimators={n}", cwd=project).returncode == 0
     port = free_port()
     toml = project / "shipml.toml"
+    template = toml.read_text()
     toml.write_text(
-        toml.read_text()
+        template[: template.index("[rollout]")]  # the template's own canary section, replaced
         + f"""
 [rollout]
 port = {port}

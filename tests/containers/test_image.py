@@ -284,39 +284,41 @@ def test_test_image_entrypoint_is_shipml_test_writing_to_results(
     assert "test_pipeline.py" in check.stdout
 
 
-def _has_shipml_test() -> bool:
-    from shipml.cli import app
-
-    return any(c.name == "test" for c in app.registered_commands)
-
-
-@pytest.mark.skipif(not _has_shipml_test(), reason="`shipml test` (issue 5) is not merged yet")
 def test_test_image_writes_results_against_the_served_container(
-    test_image: BuiltImage, serve_image: BuiltImage, container: list[str], tmp_path: Path
+    test_image: BuiltImage,
+    serve_image: BuiltImage,
+    ct_project: ProjectConfig,
+    container: list[str],
+    tmp_path: Path,
 ) -> None:
     port = free_port()
     start(serve_image.id, container, options=("--publish", f"127.0.0.1:{port}:8080"))
     wait_http(f"http://127.0.0.1:{port}/v2/health/ready")
-    results = tmp_path / "results"
-    results.mkdir()
-    results.chmod(0o777)
-    done = podman(
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "-v",
-        f"{results}:/results",
-        test_image.id,
-        "--against",
-        f"http://127.0.0.1:{port}",
-        "--suite",
-        "api",
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    volumes, env = store_mounts(ct_project)  # the model to test, and --export, need the store
+    store = [a for v in volumes for a in ("-v", v)]
+    store += [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
+
+    def run_tests(results: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        results.mkdir()
+        return podman("run", "--rm", "--network", "host", "--user", "0:0", "-e", "HOME=/tmp",
+                      *store, *extra, "-v", f"{results}:/results", test_image.id,
+                      "ctpenguins@champion", "--against", f"http://127.0.0.1:{port}",
+                      "--suite", "api", timeout=600)  # fmt: skip
+
+    passed = run_tests(tmp_path / "passed")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
     for name in ("junit.xml", "report.html", "results.json"):
-        assert (results / name).is_file(), name
+        assert (tmp_path / "passed" / name).is_file(), name
+    results = json.loads((tmp_path / "passed" / "results.json").read_text())
+    assert results["suites"]["api"]["status"] == "passed"
+    version = Registry(tracker_for(ct_project)).resolve("ctpenguins@champion")
+    assert version.tags["shipml.tests.status"] == "passed"  # exported to the store
+    # a latency budget no server can meet: the api suite fails, and so does the container
+    failed = run_tests(tmp_path / "failed", "-e", 'SHIPML_TESTS_API={"max_p95_ms": 0.001}')
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    results = json.loads((tmp_path / "failed" / "results.json").read_text())
+    assert results["suites"]["api"]["status"] == "failed"
+    assert (tmp_path / "failed" / "junit.xml").is_file()
 
 
 # -- notebook ---------------------------------------------------------------------------

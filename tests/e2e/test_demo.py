@@ -14,7 +14,8 @@ from tests.conftest import shipml
 def test_demo_builds_the_whole_local_journey(tmp_path: Path):
     result = shipml("demo", "--dir", "journey", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "penguins/1 @ champion" in result.stdout
+    assert "penguins/1 @ challenger, champion" in result.stdout
+    assert "gates hold" in result.stdout
 
     folder = tmp_path / "journey"
     config = load_config(folder)
@@ -62,16 +63,19 @@ def test_demo_builds_the_whole_local_journey(tmp_path: Path):
     ):
         assert link in text, link
     verified = shipml("audit", "verify", cwd=folder)
-    # the champion alias (a lifecycle event) and the prediction
-    assert verified.returncode == 0 and "verified 2 records" in verified.stdout
+    # the challenger alias and the promotion (lifecycle events), and the prediction
+    assert verified.returncode == 0 and "verified 3 records" in verified.stdout
     exported = shipml("audit", "export", "-o", "audit.parquet", cwd=folder)
     assert exported.returncode == 0, exported.stderr
     import pandas as pd
 
     exported_rows = pd.read_parquet(folder / "audit.parquet")
-    assert exported_rows["kind"].tolist() == ["event", "prediction"]
-    assert exported_rows["event"].tolist()[0] == "alias"
-    assert exported_rows["request_id"].tolist()[1] == request_id
+    assert exported_rows["kind"].tolist() == ["event", "event", "prediction"]
+    assert exported_rows["event"].tolist()[:2] == ["alias", "promotion"]
+    assert exported_rows["request_id"].tolist()[2] == request_id
+    # the version was tested before it was promoted, and the results are on it
+    assert "passed" in champion.tags["shipml.tests.status"]
+    assert (folder / "results" / "junit.xml").is_file()
 
 
 def test_demo_picks_a_fresh_folder_each_time(tmp_path: Path):

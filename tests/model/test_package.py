@@ -15,6 +15,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from shipml.errors import ModelError, ParityError, UnsafeModelError
 from shipml.model import ModelPackage, build_package, load_skops, model_input, refuse_pickle
+from shipml.model.package import row_hashes
 
 CATEGORICAL = ["island", "sex"]
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
@@ -67,6 +68,7 @@ def test_string_categories_and_missing_values_convert_and_pass_parity(
     assert pkg.manifest["parity"]["label_agreement"] == 1.0
     assert pkg.manifest["parity"]["max_probability_diff"] <= 1e-4
     assert sorted(pkg.manifest["files"]) == [
+        "holdout.parquet",
         "lineage.json",
         "model.onnx",
         "profile.json",
@@ -180,3 +182,26 @@ def test_the_same_model_gives_the_same_onnx_bytes_under_any_hash_seed(tmp_path):
                              capture_output=True, text=True, check=True)  # fmt: skip
         digests.add(out.stdout.strip())
     assert len(digests) == 1
+
+
+def test_holdout_rows_and_training_row_hashes_are_kept(penguins, tmp_path):
+    X, y = penguins
+    train_X, valid_X = X.iloc[:200], X.iloc[200:]
+    train_y, valid_y = y.iloc[:200], y.iloc[200:]
+    model = mixed_pipeline(LogisticRegression(max_iter=500), True).fit(
+        model_input(train_X), train_y
+    )
+    pkg = build_package(model, valid_X, valid_y, path=tmp_path / "pkg", train=train_X)
+    hX, hy = pkg.holdout()
+    assert len(hX) == len(valid_X) and list(hX.columns) == pkg.signature.names
+    assert hy is not None and hy.tolist() == valid_y.tolist()
+    hashes = pkg.train_row_hashes()
+    assert hashes is not None and len(hashes) == len(train_X.drop_duplicates())
+    # Only the held-out row copied from the training rows is found among the hashes.
+    leaked = pd.concat([valid_X.iloc[:8], train_X.iloc[[7]]], ignore_index=True)
+    found = np.isin(row_hashes(model_input(leaked)), hashes)
+    keyed = model_input(leaked).fillna(-1.0).apply(tuple, axis=1)
+    in_train = set(model_input(train_X).fillna(-1.0).apply(tuple, axis=1))
+    assert found.tolist() == [k in in_train for k in keyed]
+    assert found[-1] and not found[:8].all()
+    assert "train_rows.parquet" in pkg.manifest["files"]

@@ -41,11 +41,11 @@ def test_bad_rows_name_the_chunk_and_leave_no_partial_output(tmp_path, penguins_
 
 
 def test_serve_resolves_registry_references_in_a_project(project):
-    ran = shipml("run", "-p", "n_estimators=5", "--alias", "champion", cwd=project)
+    ran = shipml("run", "-p", "n_estimators=5", "--alias", "challenger", cwd=project)
     assert ran.returncode == 0, ran.stderr
     source = project / "data" / "penguins.csv"
     out = project / "scored.csv"
-    result = shipml("predict", "penguins@champion", str(source), "-o", str(out), cwd=project)
+    result = shipml("predict", "penguins@challenger", str(source), "-o", str(out), cwd=project)
     assert result.returncode == 0, result.stderr
     assert len(pd.read_csv(out)) == 344
 

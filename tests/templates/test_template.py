@@ -55,7 +55,8 @@ def test_the_projects_own_tests_pass(project: Path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    # the unit tests run; the data, model, api and browser tests need a trained model
+    assert "6 passed" in result.stdout and "skipped" in result.stdout
 
 
 def test_the_example_notebook_runs_headless(project: Path):

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from shipml import __version__
-from shipml.cli import audit, containers, data, models, project, rollout, serve
+from shipml.cli import audit, containers, data, models, project, rollout, serve, testing
 from shipml.cli.output import state, stderr
 from shipml.errors import ShipmlError
 
@@ -53,6 +53,7 @@ def _root(
 
 project.register(app)
 serve.register(app)
+testing.register(app)
 containers.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")

@@ -6,6 +6,7 @@ import getpass
 from datetime import UTC, datetime
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from shipml.audit import record_event
@@ -86,6 +87,13 @@ def show(
         if info.tags.get("shipml.image_digest"):  # recorded by `shipml build serve`
             stdout.print(f"image    {info.tags.get('shipml.image', '')} "
                          f"{info.tags['shipml.image_digest']}", soft_wrap=True)  # fmt: skip
+        _print_tests(info.tags)
+        if info.tags.get("shipml.promotion.forced") == "true":
+            stdout.print(
+                f"[yellow]forced promotion[/] by {info.tags.get('shipml.promotion.by')} at "
+                f"{info.tags.get('shipml.promotion.time')}: "
+                f"{escape(info.tags.get('shipml.promotion.reason', ''))}"
+            )
     lineage = package.lineage
     git = lineage.get("git") or {}
     stdout.print(f"format   {package.format}  (onnx sha256 {package.onnx_sha256 or '-'})")
@@ -118,14 +126,40 @@ def show(
     stdout.print(files)
 
 
+def _print_tests(tags: dict[str, str]) -> None:
+    from shipml.testing.runner import version_results
+
+    results = version_results(tags)
+    if results is None:
+        stdout.print("tests    never tested (`shipml test` attaches results here)")
+        return
+    color = "green" if results["status"] == "passed" else "red"
+    suites = ", ".join(f"{k} {v}" for k, v in results["suites"].items())
+    stdout.print(
+        f"tests    [{color}]{results['status']}[/] ({results['summary']}) at {results['time']}"
+    )
+    stdout.print(f"         suites: {suites}")
+    for uri in results["files"]:
+        stdout.print(f"         {escape(uri)}")
+
+
 @app.command("alias")
 def alias(
     name: str = typer.Argument(..., help="Registered model name."),
     version: str = typer.Argument(..., help="Version number."),
-    alias_name: str = typer.Argument(..., metavar="ALIAS", help="Alias, e.g. champion."),
+    alias_name: str = typer.Argument(..., metavar="ALIAS", help="Alias, e.g. challenger."),
+    force: bool = typer.Option(False, "--force", help="Move a protected alias past its gates."),
+    reason: str = typer.Option("", "--reason", help="Why (required with --force; recorded)."),
 ) -> None:
-    """Point ALIAS of NAME at VERSION (e.g. make version 3 the champion)."""
+    r"""Point ALIAS of NAME at VERSION (e.g. make version 3 the challenger). A protected
+    alias (\[gates] protect, default champion) moves only when the gates hold, as with
+    `shipml promote`."""
     config = project_config()
+    if alias_name in config.gates.protect:
+        from shipml.cli.testing import promote_or_explain
+
+        promote_or_explain(config, f"{name}/{version}", alias_name, force=force, reason=reason)
+        return
     registry = Registry(tracker_for(config))
     before = registry.aliases(name).get(alias_name)
     info = registry.set_alias(name, version, alias_name)

@@ -81,13 +81,14 @@ def run(
             stderr.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
 
         raise typer.Exit(run_in_container(config, args, engine=engine, log=log))
+    gated = alias is not None and alias in config.gates.protect
     result = run_pipeline(
         config,
         params=_parse_params(param),
         use_cache=not no_cache,
         reporter=ConsoleReporter(stderr),
         register=not no_register,
-        alias=alias,
+        alias=None if gated else alias,
     )
     cached = len(result.cached)
     stdout.print(
@@ -101,6 +102,10 @@ def run(
         state = "registered" if result.model_created else "unchanged, still"
         aliases = f" ({', '.join(mv.aliases)})" if mv.aliases else ""
         stdout.print(f"model: {state} {mv.name}/{mv.version}{aliases}")
+        if gated and alias is not None:  # a protected alias moves only through the gates
+            from shipml.cli.testing import promote_or_explain
+
+            promote_or_explain(config, mv.ref, alias, force=False, reason="")
 
 
 def demo(
@@ -108,7 +113,8 @@ def demo(
         None, "--dir", help="Folder for the demo project (default: a new ./shipml-demo\\[-N])."
     ),
 ) -> None:
-    """The whole local journey: new project, data snapshot, tracked run, champion model."""
+    """The whole local journey: new project, data snapshot, tracked run, tests, promotion
+    through the gates, one audited prediction."""
     from shipml.demo import fresh_folder, run_demo
     from shipml.pipeline.display import ConsoleReporter
 
@@ -116,7 +122,7 @@ def demo(
     stdout.print(f"[bold]shipml demo[/] → {folder}")
     result = run_demo(folder, reporter=ConsoleReporter(stderr))
     snap, pkg, run_ = result.snapshot, result.package, result.run
-    mv = run_.model_version
+    mv = result.version or run_.model_version
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_row("project", str(result.folder))
     table.add_row(
@@ -132,6 +138,15 @@ def demo(
     )
     table.add_row("package", f"{pkg.path}")
     table.add_row("", files)
+    if result.tests is not None:
+        s = result.tests.results["summary"]
+        suites = ", ".join(result.tests.results["suites"])
+        table.add_row("tests", f"{s['passed']} passed, {s['failed']} failed ({suites}) → "
+                      f"{result.tests.output}/report.html")  # fmt: skip
+    if result.promotion is not None:
+        held = sum(g.holds for g in result.promotion.gates)
+        table.add_row("promotion", f"challenger → champion: {held} of "
+                      f"{len(result.promotion.gates)} gates hold")  # fmt: skip
     table.add_row("store", result.store_uri)
     if result.request_id:
         first = (result.prediction.get("predictions") or [{}])[0]

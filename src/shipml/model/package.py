@@ -6,6 +6,9 @@ A package is a folder::
     signature.json    feature names, types, allowed categories, nullability; classes
     profile.json      the reference profile of the validation data (for drift monitoring)
     lineage.json      run id, dataset digests, git commit, package versions
+    holdout.parquet   the held-out rows it was validated on, with their labels (tests use them)
+    train_rows.parquet  a 64-bit hash of every training row and its label (leakage tests,
+                      rebuilding the training rows from the dataset; no feature values)
     package.json      the manifest: format, sha256 of every file, parity report
 
 Packaging checks the ONNX graph against the original model on the validation
@@ -20,6 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +130,39 @@ class ModelPackage:
     def profile(self) -> dict[str, Any]:
         return dict(json.loads((self.path / "profile.json").read_text()))
 
+    @property
+    def label(self) -> str | None:
+        """Name of the label column in ``holdout.parquet`` (None: no labels were given)."""
+        return self.manifest.get("label")
+
+    def holdout(self) -> tuple[pd.DataFrame, pd.Series | None]:
+        """The held-out features (model convention) and their labels."""
+        file = self.path / "holdout.parquet"
+        if not file.is_file():
+            raise ModelError(
+                f"{self.path} has no holdout.parquet (packaged by an older shipml)",
+                hint="re-run the pipeline with `shipml run --no-cache` to repackage the model",
+            )
+        frame = pd.read_parquet(file)
+        label = self.label
+        y = frame.pop(label) if label is not None and label in frame.columns else None
+        return model_input(frame[self.signature.names]), y
+
+    def train_rows(self) -> pd.DataFrame | None:
+        """The training rows as ``hash`` (64-bit, of the features) and, when given,
+        ``label``; None if the package was made without them."""
+        file = self.path / "train_rows.parquet"
+        return pd.read_parquet(file) if file.is_file() else None
+
+    def train_row_hashes(self) -> np.ndarray | None:
+        """Sorted, unique 64-bit hashes of the training rows' features, if given."""
+        rows = self.train_rows()
+        return None if rows is None else np.unique(rows["hash"].to_numpy(dtype=np.uint64))
+
+    @cached_property
+    def _session(self) -> tuple[Any, Signature]:
+        return session(self.model_file.read_bytes()), self.signature
+
     def predict(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels and (for classifiers) class probabilities, through ONNX."""
         if self.format != "onnx":
@@ -133,11 +170,16 @@ class ModelPackage:
                 f"{self.path} holds a skops model; load it with shipml.model.load_skops",
                 hint="list its types in [model] trusted_types first",
             )
-        sess = session(self.model_file.read_bytes())
-        sig = self.signature
+        sess, sig = self._session
         outputs = sess.run(None, onnx_feeds(model_input(df[sig.names]), sig))
         proba = np.asarray(outputs[1]) if len(outputs) > 1 else None
         return np.asarray(outputs[0]).reshape(-1), proba
+
+
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row's values, in row order (frame in the model convention)."""
+    hashed = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=False)
+    return hashed.to_numpy(dtype=np.uint64)
 
 
 def build_package(
@@ -149,12 +191,16 @@ def build_package(
     lineage: dict[str, Any] | None = None,
     reference_profile: dict[str, Any] | None = None,
     tolerance: float = 1e-4,
+    train: pd.DataFrame | None = None,
+    train_labels: Any = None,
 ) -> ModelPackage:
     """Package a fitted scikit-learn model, validated on ``X`` (and ``y``), into ``path``.
 
     The ONNX graph must reproduce ``model`` on ``X``: labels on every row and
     probabilities within ``tolerance``. Models skl2onnx cannot express are saved
-    with skops instead. Written atomically: a failed packaging leaves nothing."""
+    with skops instead. ``X`` and ``y`` are kept as the package's holdout rows; the rows
+    of ``train``, if given, only as hashes (with ``train_labels``, if given). Written
+    atomically: a failed packaging leaves nothing."""
     if not isinstance(X, pd.DataFrame) or X.empty:
         raise ModelError(
             f"package_model needs the validation features as a non-empty DataFrame, got "
@@ -193,6 +239,19 @@ def build_package(
             needed = sorted(sio.get_untrusted_types(file=tmp / "model.skops"))
             manifest.update(format="skops", onnx_error=exc.message, types_to_trust=needed)
         (tmp / "signature.json").write_text(signature.to_json())
+        holdout = frame.copy()
+        if y is not None:
+            label = str(getattr(y, "name", None) or "label")
+            if label in holdout.columns:
+                label = f"{label}__label"
+            holdout[label] = np.asarray(y)
+            manifest["label"] = label
+        holdout.reset_index(drop=True).to_parquet(tmp / "holdout.parquet", index=False)
+        if train is not None:
+            rows = pd.DataFrame({"hash": row_hashes(model_input(train[frame.columns]))})
+            if train_labels is not None:
+                rows["label"] = np.asarray(train_labels)
+            rows.to_parquet(tmp / "train_rows.parquet", index=False)
         (tmp / "profile.json").write_bytes(_json_bytes(reference_profile or {}))
         (tmp / "lineage.json").write_bytes(_json_bytes(lineage or {}))
         manifest["files"] = {

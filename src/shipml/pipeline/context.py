@@ -67,17 +67,36 @@ def log_metric(key: str, value: float) -> float:
     return log_metrics({key: value})[key]
 
 
-def package_model(model: Any, X: pd.DataFrame, y: Any = None) -> ModelPackage:
+def package_model(
+    model: Any,
+    X: pd.DataFrame,
+    y: Any = None,
+    *,
+    train: pd.DataFrame | None = None,
+    train_labels: Any = None,
+) -> ModelPackage:
     """Package a fitted model as ONNX + signature + reference profile + lineage.
 
-    Inside a pipeline run the lineage (run id, dataset digests, git commit, package
-    versions) and the parity tolerance come from the run and shipml.toml."""
+    ``X`` and ``y`` are the held-out rows it is validated on (kept in the package for
+    `shipml test`); ``train``, the training rows, is kept only as row hashes (with
+    ``train_labels``) so tests can find rows shared by both and rebuild the training
+    set from the dataset. Inside a pipeline run the lineage (run id, dataset
+    digests, git commit, package versions) and the parity tolerance come from the run and
+    shipml.toml."""
     ctx = _current.get()
     if ctx is None:
         import tempfile
 
         path = Path(tempfile.mkdtemp(prefix="shipml-package-")) / "model"
-        return build_package(model, X, y, path=path, reference_profile=table_profile(X))
+        return build_package(
+            model,
+            X,
+            y,
+            path=path,
+            reference_profile=table_profile(X),
+            train=train,
+            train_labels=train_labels,
+        )
     path = ctx.workdir / f"{ctx.step}-package"
     return build_package(
         model,
@@ -87,6 +106,8 @@ def package_model(model: Any, X: pd.DataFrame, y: Any = None) -> ModelPackage:
         lineage={**ctx.lineage, "step": ctx.step},
         reference_profile=table_profile(X),
         tolerance=ctx.config.model.parity_tolerance,
+        train=train,
+        train_labels=train_labels,
     )
 
 

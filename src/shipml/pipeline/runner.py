@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -96,12 +97,15 @@ def load_module(config: ProjectConfig) -> ModuleType:
             hint="set [pipeline] file in shipml.toml to your pipeline module",
         )
     root = str(config.root)
+    # Thousands of modules are loaded (MLflow alone brings ~2,000): compare resolved paths
+    # only for files that can lie in the project, i.e. not in an installed package.
     for name, mod in list(sys.modules.items()):
         mod_file = getattr(mod, "__file__", None)
         if (
             mod_file
-            and str(Path(mod_file).resolve()).startswith(root + "/")
-            and ("site-packages" not in mod_file)
+            and "site-packages" not in mod_file
+            and not mod_file.startswith(sys.base_prefix)
+            and os.path.realpath(mod_file).startswith(root + "/")
         ):
             del sys.modules[name]
     if root not in sys.path:
@@ -498,7 +502,9 @@ def _log_summary(run: _Run, run_id: str, graph: Graph, result: RunResult) -> Non
         "pipeline/steps.json",
     )
     tracker.log_text(
-        run_id, json.dumps(environment(run.config.cache_dir), indent=2), "environment.json"
+        run_id,
+        json.dumps(environment(run.config.cache_dir, run.config.root), indent=2),
+        "environment.json",
     )
     cached = sum(s.status == "cached" for s in result.steps)
     tags = {**run.pending_tags, "shipml.steps.cached": f"{cached}/{len(result.steps)}"}

@@ -23,6 +23,7 @@ from shipml.audit import AuditLog
 from shipml.errors import AuditError, InferenceFailed, InvalidRequest, ModelNotFound, ServingError
 from shipml.serving.batching import Batcher
 from shipml.serving.metrics import ServerMetrics
+from shipml.serving.page import build_page
 from shipml.serving.predictor import Outputs, Predictor
 from shipml.serving.protocol import (
     parse_invocations,
@@ -36,6 +37,7 @@ from shipml.serving.validation import Validator
 
 log = logging.getLogger("shipml.serving")
 JSON = b"application/json"
+HTML = b"text/html; charset=utf-8"
 DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY
 Scope = dict[str, Any]
 
@@ -93,6 +95,8 @@ class ModelServer:
         self._server_meta = _json(
             {"name": "shipml", "version": package_version("shipml"), "extensions": []}
         )
+        self._page = build_page(predictor.signature, name=self.name, version=self.version,
+                                profile=_profile(predictor))  # fmt: skip
 
     # -- metadata ------------------------------------------------------------------------
     def _metadata_body(self) -> dict[str, Any]:
@@ -205,11 +209,8 @@ class ModelServer:
             return 200, b'{"live":true}', JSON
         if path == "/v2/health/ready":
             return (200, b'{"ready":true}', JSON) if self.ready else (503, b'{"ready":false}', JSON)
-        if path == "/":
-            return 200, _json({"model": self.name, "version": self.version,
-                               "endpoints": ["/v2", f"/v2/models/{self.name}",
-                                             f"/v2/models/{self.name}/infer", "/invocations",
-                                             "/predict", "/metrics"]}), JSON  # fmt: skip
+        if path in ("/", "/index.html"):
+            return 200, self._page, HTML
         if path.startswith("/v2/models/"):
             try:
                 rest = self._check_model(path[len("/v2/models/") :].strip("/").split("/"))
@@ -335,6 +336,14 @@ async def _audit_record(
         raise InferenceFailed(
             f"the audit log cannot record this prediction: {exc.message}"
         ) from exc
+
+
+def _profile(predictor: Predictor) -> dict[str, Any] | None:
+    """The package's reference profile (typical values for the demo page), if it has one."""
+    try:
+        return predictor.package.profile
+    except (OSError, ValueError):
+        return None
 
 
 def _loads(raw: bytes) -> Any:

@@ -66,13 +66,18 @@ def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
     return versions
 
 
-def environment(cache_dir: Path | None = None) -> dict[str, Any]:
+def environment(cache_dir: Path | None = None, project_root: Path | None = None) -> dict[str, Any]:
     """Python, platform and every installed distribution with its version.
 
-    Listing distributions takes a tenth of a second; with ``cache_dir`` the answer is
-    kept, keyed by the modification times of the import path (an install changes them)."""
+    Listing distributions takes a few tenths of a second; with ``cache_dir`` the answer
+    is kept, keyed by the modification times of the import path's folders (an install
+    changes them). The current folder and ``project_root`` are left out: their times
+    change with every file a user saves, and distributions are not installed there."""
     if cache_dir is not None:
-        stamp = [(p, os.stat(p).st_mtime_ns) for p in sys.path if p and os.path.isdir(p)]
+        skip = {"", os.getcwd(), str(project_root or "")}
+        stamp = [
+            (p, os.stat(p).st_mtime_ns) for p in sys.path if p not in skip and os.path.isdir(p)
+        ]
         key = hashlib.sha256(json.dumps([sys.version, stamp]).encode()).hexdigest()[:24]
         file = cache_dir / f"environment-{key}.json"
         if file.is_file():

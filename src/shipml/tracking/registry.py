@@ -5,6 +5,7 @@ A model reference (REF) is ``name@alias``, ``name/version`` or a package folder.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,3 +235,10 @@ class Registry:
 
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         self.client.set_model_version_tag(name, version, key, value)
+
+    def delete_version_tag(self, name: str, version: str, key: str) -> None:
+        """Remove a tag if it is there."""
+        from mlflow.exceptions import MlflowException
+
+        with contextlib.suppress(MlflowException):
+            self.client.delete_model_version_tag(name, version, key)

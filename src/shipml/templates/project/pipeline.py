@@ -13,10 +13,16 @@ TARGET = "species"
 REQUIRED = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex"]
 
 
+# Not features: the year a penguin was measured says nothing about its species (shuffling
+# it does not change the model's loss; `shipml test` checks every feature earns its place).
+DROPPED = ["year"]
+
+
 @step
 def ingest(raw=dataset("penguins")) -> pd.DataFrame:
-    """Read the dataset snapshot and drop rows without a label."""
-    df = raw.to_pandas()
+    """Read the dataset snapshot, drop rows without a label and columns that are not
+    features."""
+    df = raw.to_pandas().drop(columns=DROPPED, errors="ignore")
     return df.dropna(subset=[TARGET]).reset_index(drop=True)
 
 
@@ -74,9 +80,14 @@ def evaluate(model, valid: pd.DataFrame) -> dict:
 
 
 @step
-def package(model, valid: pd.DataFrame):
-    """ONNX + signature + reference profile + lineage, checked against the model."""
-    return package_model(model, valid.drop(columns=[TARGET]), valid[TARGET])
+def package(model, train: pd.DataFrame, valid: pd.DataFrame):
+    """ONNX + signature + reference profile + lineage, checked against the model. The
+    held-out rows go into the package for `shipml test`; the training rows only as hashes
+    (for the leakage test)."""
+    return package_model(
+        model, valid.drop(columns=[TARGET]), valid[TARGET],
+        train=train.drop(columns=[TARGET]), train_labels=train[TARGET],
+    )
 
 
 @pipeline
@@ -85,4 +96,4 @@ def training(test_size: float = 0.25, n_estimators: int = 200, seed: int = 42):
     train_rows, valid_rows = split(df, test_size=test_size, seed=seed)
     model = train(train_rows, n_estimators=n_estimators, seed=seed)
     evaluate(model, valid_rows)
-    package(model, valid_rows)
+    package(model, train_rows, valid_rows)

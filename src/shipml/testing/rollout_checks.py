@@ -1,0 +1,158 @@
+"""A canary rehearsal: the model under test goes through the gateway's canary against
+the champion on replayed held-out traffic with its true labels as feedback, the way it
+would in production; then a rollback must bring the champion back.
+
+Everything runs in process (the gateway and both model servers as ASGI apps), through
+the same code that serves production traffic: weighted routing, online analysis of
+errors, latency and accuracy with feedback labels, promotion and rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import numpy as np
+import orjson
+
+from shipml.testing.api_checks import _raw_rows
+from shipml.testing.check import Check, CheckResult, Env
+from shipml.testing.data_checks import _records
+from shipml.testing.subject import Subject
+
+
+def _server(subject: Subject) -> Any:
+    from shipml.serving.app import ModelServer
+
+    server = ModelServer(subject.predictor)
+    server.warm_up()
+    return server
+
+
+def _champion(subject: Subject) -> tuple[Subject, str]:
+    """The current champion (another version) to rehearse against, else the model itself."""
+    if subject.version is not None:
+        from shipml.tracking import Registry, tracker_for
+
+        registry = Registry(tracker_for(subject.config))
+        current = registry.aliases(subject.version.name).get("champion")
+        if current and current != subject.version.version:
+            return Subject.load(subject.config, f"{subject.version.name}/{current}"), (
+                f"champion {subject.version.name}/{current}"
+            )
+    return subject, "itself (no other champion yet)"
+
+
+async def _post(app: Any, path: str, body: Any, rid: str) -> tuple[int, dict[str, str], Any]:
+    sent: list[dict[str, Any]] = []
+    raw = orjson.dumps(body)
+    scope = {"type": "http", "method": "POST", "path": path,
+             "headers": [(b"content-type", b"application/json"),
+                         (b"x-request-id", rid.encode())]}  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+    payload = b"".join(m.get("body", b"") for m in sent[1:])
+    return int(sent[0]["status"]), headers, orjson.loads(payload)
+
+
+async def _rehearse(subject: Subject, champion: Subject) -> dict[str, Any]:
+    from shipml.rollout import Gateway, TrafficPolicy, Variant
+
+    X, y = subject.holdout
+    records = _records(_raw_rows(subject, len(X)))
+    labels = [v.item() if isinstance(v, np.generic) else v for v in y.tolist()]
+    per_step = max(60, 2 * len(records))
+    policy = TrafficPolicy(
+        mode="canary",
+        champion=Variant("champion", app=_server(champion)),
+        challengers=[Variant("challenger", app=_server(subject))],
+        steps=[50.0, 100.0], min_samples=min(40, len(records)), min_requests=20,
+        interval_s=3600.0,
+    )  # fmt: skip
+    gateway = Gateway(policy, seed=0)
+    ids = itertools.count(1)
+    served: dict[str, int] = {}
+    steps: list[dict[str, Any]] = []
+
+    async def traffic(n: int) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        feedback = []
+        for i in range(n):
+            rid = f"rehearsal-{next(ids)}"
+            body = {"instances": [records[i % len(records)]]}
+            status, headers, _ = await _post(gateway, "/predict", body, rid)
+            variant = headers.get("x-shipml-variant", "?")
+            counts[variant] = counts.get(variant, 0) + 1
+            served[variant] = served.get(variant, 0) + 1
+            if status == 200:
+                feedback.append({"request_id": rid, "label": labels[i % len(labels)]})
+        await _post(gateway, "/v1/feedback", feedback, f"rehearsal-fb-{next(ids)}")
+        return counts
+
+    decision = "waiting"
+    for _ in range(6):  # at most a few rounds per step
+        if gateway.state != "running":
+            break
+        weight = policy.steps[gateway.step]
+        counts = await traffic(per_step)
+        decision = gateway.decide()
+        steps.append({"step": f"canary {weight:g}%", "challenger": counts.get("challenger", 0),
+                      "champion": counts.get("champion", 0), "decision": decision})  # fmt: skip
+    promoted = gateway.state == "promoted"
+    report = gateway.analysis.report("champion")
+    restored = None
+    if promoted:
+        gateway.rollback("rehearsal: the rollback path must work")
+        after = await traffic(40)
+        restored = after.get("champion", 0) == sum(after.values())
+        steps.append({"step": "after rollback", "challenger": after.get("challenger", 0),
+                      "champion": after.get("champion", 0), "decision": gateway.state})  # fmt: skip
+    return {"promoted": promoted, "state": gateway.state, "restored": restored,
+            "history": gateway.history, "report": report, "steps": steps}  # fmt: skip
+
+
+def canary(subject: Subject, env: Env) -> CheckResult:
+    """Canary before serving, online quality monitoring and rollback, rehearsed: the
+    gateway sends the model a growing share of replayed held-out traffic next to the
+    champion, compares accuracy from feedback labels, and must promote it (not worse
+    than the champion); a rollback must then send every request to the champion again."""
+    champion, against = _champion(subject)
+    out = asyncio.run(_rehearse(subject, champion))
+    variants = out["report"].get("variants", {})
+    acc = {k: v.get("accuracy") for k, v in variants.items()}
+    last = (out["history"] or [{}])[-1]
+    if not out["promoted"]:
+        why = last.get("reason", out["state"])
+        return CheckResult(
+            False,
+            f"the canary against {against} did not promote the model: {why} (accuracy {acc})",
+            {"canary_promoted": 0.0},
+            out["steps"],
+        )
+    ok = bool(out["restored"])
+    return CheckResult(
+        ok,
+        f"canary against {against}: promoted after {len(out['steps']) - 1} step(s) "
+        f"(accuracy challenger {acc.get('challenger')}, champion {acc.get('champion')}); "
+        + (
+            "rollback sent every request back to the champion"
+            if ok
+            else "after rollback the challenger still got traffic"
+        ),
+        {"canary_promoted": 1.0, "rollback_restored": 1.0 if ok else 0.0},
+        out["steps"],
+    )
+
+
+CHECKS = [
+    Check("model.canary", "canary, online quality and rollback, rehearsed", canary,
+          lambda c: c.tests.model.canary, ("infra-6", "infra-7", "monitor-7")),
+]  # fmt: skip

@@ -1,0 +1,207 @@
+"""``shipml test``: run the suites through pytest, write the results, attach them to the
+model version.
+
+pytest runs in its own process (a clean interpreter, the project's conftest.py and
+tests as the user would run them) with shipml's plugin; the ready-made checks come
+from ``shipml.toml``, the project's own tests from ``[tests] paths``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shipml.config import ProjectConfig
+from shipml.errors import TestingError
+from shipml.testing.check import SUITES
+from shipml.testing.report import JUNIT, REPORT, RESULTS
+from shipml.testing.subject import resolve_ref
+from shipml.tracking import Registry, parse_model_ref, tracker_for
+
+# Model version tags written by `shipml test` (read by `shipml models show` and gates).
+TAG_RECORD = "shipml.tests.record"  # JSON: suites, metrics, files, time
+TAG_STATUS = "shipml.tests.status"
+TAG_SUMMARY = "shipml.tests.summary"
+TAG_FILES = "shipml.tests.files"
+TAG_TIME = "shipml.tests.time"
+
+
+@dataclass
+class TestRun:
+    __test__ = False  # not a pytest test class
+
+    ref: str
+    exit_code: int
+    output: Path
+    results: dict[str, Any]
+    attached: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+
+def parse_suites(value: str | list[str] | None, config: ProjectConfig) -> list[str]:
+    names = (
+        [s.strip() for s in value.split(",") if s.strip()]
+        if isinstance(value, str)
+        else list(value or config.tests.suites)
+    )
+    unknown = [s for s in names if s not in SUITES]
+    if unknown or not names:
+        raise TestingError(
+            f"unknown suite {unknown[0]!r}" if unknown else "no suite to run",
+            hint=f"choose from {', '.join(SUITES)} (comma-separated)",
+        )
+    return names
+
+
+def run_tests(
+    config: ProjectConfig,
+    ref: str | None = None,
+    *,
+    against: str | None = None,
+    suites: str | list[str] | None = None,
+    output: Path | None = None,
+    attach: bool = True,
+    extra_args: list[str] | None = None,
+) -> TestRun:
+    """Run the chosen suites on the model ``ref``; returns pytest's exit code and the
+    results (also written to ``output``: junit.xml, report.html, results.json)."""
+    chosen = parse_suites(suites, config)
+    # Resolve NAME@ALIAS to NAME/VERSION once, before anything runs or is deleted: the
+    # results belong to that version even if the alias moves while the tests run.
+    ref = pin(config, resolve_ref(config, ref))
+    out = (output or config.path(config.tests.output)).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (JUNIT, REPORT, RESULTS):
+        (out / name).unlink(missing_ok=True)
+    # The suite markers (-m) pick from the checks and the project's own tests.
+    paths = [str(config.root / "shipml.toml")]
+    paths += [str(config.path(p)) for p in config.tests.paths if config.path(p).exists()]
+    cmd = [
+        sys.executable, "-m", "pytest", *paths,
+        "-p", "shipml.testing.plugin", "-p", "no:cacheprovider",
+        "-m", " or ".join(chosen),
+        "--rootdir", str(config.root),
+        f"--junitxml={out / JUNIT}", "-o", "junit_family=xunit2",
+        "-o", "junit_suite_name=shipml", "-o", "junit_duration_report=call",
+        "--shipml-model", ref, "--shipml-results", str(out),
+        "--shipml-project", str(config.root),
+        "-q", "-rfEs", "--color=no",
+        *(["--shipml-against", against] if against else []),
+        *(extra_args or []),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(cmd, cwd=config.root, env=env, check=False)
+    if proc.returncode in (2, 3, 4):  # interrupted, internal error, usage error
+        raise TestingError(
+            f"pytest could not run the tests (exit code {proc.returncode})",
+            hint="see pytest's output above",
+        )
+    results_file = out / RESULTS
+    if not results_file.is_file():
+        raise TestingError(f"pytest wrote no {RESULTS} into {out}", hint="see pytest's output")
+    results = json.loads(results_file.read_text(encoding="utf-8"))
+    attached: list[str] = []
+    if attach:
+        attached = attach_results(config, ref, out, results)
+    return TestRun(ref, proc.returncode, out, results, attached)
+
+
+def pin(config: ProjectConfig, ref: str) -> str:
+    """``NAME/VERSION`` for a registry reference (checked to exist), a folder as is."""
+    parsed = parse_model_ref(ref)
+    if parsed.path is not None:
+        return str(parsed.path)
+    if parsed.name is None:
+        raise TestingError(f"cannot test {ref!r}", hint="give NAME@ALIAS, NAME/VERSION or a folder")
+    info = Registry(tracker_for(config)).resolve(parsed)
+    return info.ref
+
+
+def attach_results(
+    config: ProjectConfig, ref: str, folder: Path, results: dict[str, Any]
+) -> list[str]:
+    """Log junit.xml, report.html and results.json (and this run's screenshots) to the
+    model version's run under ``tests/<time>/``, and merge the results into the version's
+    test record: the suites of this run replace the same suites of earlier runs."""
+    parsed = parse_model_ref(ref)
+    if parsed.path is not None:
+        return []
+    tracker = tracker_for(config)
+    registry = Registry(tracker)
+    info = registry.resolve(parsed)
+    tested = (results.get("model") or {}).get("version")
+    if tested != info.version:
+        raise TestingError(
+            f"the results are of version {tested}, not of {info.ref}; they were not attached",
+            hint="test a pinned version: shipml test NAME/VERSION",
+        )
+    if not info.run_id:
+        return []
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    artifact_path = f"tests/{stamp}"
+    files = [folder / n for n in (JUNIT, REPORT, RESULTS)]
+    for file in files:
+        if file.is_file():
+            tracker.client.log_artifact(info.run_id, str(file), artifact_path)
+    shots = {str(a) for t in results["tests"] for a in t.get("attachments", [])}
+    for shot in sorted(shots):
+        if Path(shot).is_file():
+            tracker.client.log_artifact(info.run_id, shot, f"{artifact_path}/attachments")
+    base = f"{tracker.artifact_uri(info.run_id)}/{artifact_path}"
+    uris = [f"{base}/{f.name}" for f in files if f.is_file()]
+    record = merge_record(version_results(info.tags), results, uris)
+    tags = {
+        TAG_RECORD: json.dumps(record, sort_keys=True),  # what gates read, in one write
+        TAG_STATUS: record["status"],
+        TAG_SUMMARY: _summary(results["summary"]),
+        TAG_FILES: json.dumps(uris),
+        TAG_TIME: results["created"],
+    }
+    for key, value in tags.items():
+        registry.set_version_tag(info.name, info.version, key, value)
+    return uris
+
+
+def merge_record(
+    before: dict[str, Any] | None, results: dict[str, Any], uris: list[str]
+) -> dict[str, Any]:
+    """The version's test record after this run: per suite, the latest status and time;
+    metrics of the suites that ran now replace theirs."""
+    suites = dict((before or {}).get("suites", {}))
+    times = dict((before or {}).get("suite_times", {}))
+    metrics = dict((before or {}).get("metrics", {}))
+    for suite, counts in results["suites"].items():
+        suites[suite] = counts["status"]
+        times[suite] = results["created"]
+        metrics = {k: v for k, v in metrics.items() if not k.startswith(suite + ".")}
+    metrics.update({k: round(float(v), 6) for k, v in results["metrics"].items()})
+    status = "failed" if "failed" in suites.values() else "passed"
+    return {"status": status, "suites": suites, "suite_times": times, "metrics": metrics,
+            "files": uris, "time": results["created"],
+            "summary": _summary(results["summary"])}  # fmt: skip
+
+
+def _summary(s: dict[str, Any]) -> str:
+    return (
+        f"{s['passed']} passed, {s['failed']} failed, {s['error']} errors, {s['skipped']} skipped"
+    )
+
+
+def version_results(tags: dict[str, str]) -> dict[str, Any] | None:
+    """The test record of a model version (None if it was never tested)."""
+    raw = tags.get(TAG_RECORD)
+    if not raw:
+        return None
+    try:
+        return dict(json.loads(raw))
+    except ValueError:
+        return None

@@ -1,0 +1,155 @@
+"""The ML Test Score (Breck, Cai, Nielsen, Salib, Sculley: "The ML Test Score: A Rubric
+for ML Production Readiness and Technical Debt Reduction", IEEE Big Data 2017).
+
+28 tests in four sections. Per test: 0.5 points when it is run manually with the
+results documented, 1.0 when a system runs it automatically. A section's score is the
+sum of its tests' points; the final score is the minimum over the four sections.
+
+What counts as automated here: a shipml check or a project test (marked
+``@pytest.mark.score("data-7")``) mapped to the test ran in the latest ``shipml test``
+results, or shipml does it on every run by configuration (named below). Manual tests
+are listed in ``[score] manual`` with the document holding their results.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipml.config import ProjectConfig
+from shipml.errors import TestingError
+from shipml.testing.report import RESULTS
+
+SECTIONS = {"data": "Data", "model": "Model", "infra": "ML infrastructure",
+            "monitor": "Monitoring"}  # fmt: skip
+
+# (id, title) in the paper's order.
+TESTS: list[tuple[str, str]] = [
+    ("data-1", "Feature expectations are captured in a schema"),
+    ("data-2", "All features are beneficial"),
+    ("data-3", "No feature's cost is too much"),
+    ("data-4", "Features adhere to meta-level requirements"),
+    ("data-5", "The data pipeline has appropriate privacy controls"),
+    ("data-6", "New features can be added quickly"),
+    ("data-7", "All input feature code is tested"),
+    ("model-1", "Model specs are reviewed and submitted"),
+    ("model-2", "Offline and online metrics correlate"),
+    ("model-3", "All hyperparameters have been tuned"),
+    ("model-4", "The impact of model staleness is known"),
+    ("model-5", "A simpler model is not better"),
+    ("model-6", "Model quality is sufficient on important data slices"),
+    ("model-7", "The model is tested for considerations of inclusion"),
+    ("infra-1", "Training is reproducible"),
+    ("infra-2", "Model specs are unit tested"),
+    ("infra-3", "The ML pipeline is integration tested"),
+    ("infra-4", "Model quality is validated before serving"),
+    ("infra-5", "The model is debuggable"),
+    ("infra-6", "Models are canaried before serving"),
+    ("infra-7", "Serving models can be rolled back"),
+    ("monitor-1", "Dependency changes result in notification"),
+    ("monitor-2", "Data invariants hold for inputs"),
+    ("monitor-3", "Training and serving are not skewed"),
+    ("monitor-4", "Models are not too stale"),
+    ("monitor-5", "Models are numerically stable"),
+    ("monitor-6", "Computing performance has not regressed"),
+    ("monitor-7", "Prediction quality has not regressed"),
+]
+TITLES = dict(TESTS)
+
+
+@dataclass
+class TestScore:
+    __test__ = False  # not a pytest test class
+
+    id: str
+    title: str
+    points: float  # 0, 0.5 or 1.0
+    how: str  # "automated" | "manual" | "missing"
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def section(self) -> str:
+        return self.id.split("-")[0]
+
+
+@dataclass
+class Score:
+    tests: list[TestScore]
+
+    @property
+    def sections(self) -> dict[str, float]:
+        return {s: sum(t.points for t in self.tests if t.section == s) for s in SECTIONS}
+
+    @property
+    def final(self) -> float:
+        return min(self.sections.values())
+
+    @property
+    def automated(self) -> int:
+        return sum(t.how == "automated" for t in self.tests)
+
+    @property
+    def missing(self) -> list[TestScore]:
+        return [t for t in self.tests if t.how == "missing"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "final": self.final,
+            "sections": self.sections,
+            "automated": self.automated,
+            "tests": [t.__dict__ for t in self.tests],
+        }
+
+
+def _config_evidence(config: ProjectConfig, results: dict[str, Any]) -> dict[str, list[str]]:
+    """Tests shipml automates by configuration, on every run or promotion."""
+    found: dict[str, list[str]] = {}
+    model = results.get("model") or {}
+    if model.get("run_id") and config.audit.enabled:
+        found["infra-5"] = ["lineage (run, dataset digests, commit) in every package and "
+                            "`shipml audit explain` for every prediction"]  # fmt: skip
+    if config.gates.suites:
+        found.setdefault("infra-4", []).append(
+            f"promotion gate: suites {', '.join(config.gates.suites)} must pass"
+        )
+    return found
+
+
+def load_results(config: ProjectConfig, path: Path | None = None) -> dict[str, Any]:
+    file = path or config.path(config.tests.output) / RESULTS
+    if not file.is_file():
+        raise TestingError(
+            f"no test results at {file}",
+            hint="run `shipml test` first (the score counts what the tests automate)",
+        )
+    return dict(json.loads(file.read_text(encoding="utf-8")))
+
+
+def compute(config: ProjectConfig, results: dict[str, Any]) -> Score:
+    evidence: dict[str, list[str]] = {}
+    for t in results.get("tests", []):
+        if t["outcome"] in ("passed", "failed"):
+            for test_id in t.get("score") or []:
+                evidence.setdefault(test_id, []).append(
+                    f"{t['check'] or t['name']} ({t['outcome']})"
+                )
+    for test_id, items in _config_evidence(config, results).items():
+        evidence.setdefault(test_id, []).extend(items)
+    manual = config.score.manual
+    unknown = [k for k in manual if k not in TITLES]
+    if unknown:
+        raise TestingError(
+            f"[score] manual names {unknown[0]!r}, which is not an ML Test Score test",
+            hint="tests are data-1..7, model-1..7, infra-1..7, monitor-1..7 (docs/testing.md)",
+        )
+    scores = []
+    for test_id, title in TESTS:
+        if test_id in evidence:
+            scores.append(TestScore(test_id, title, 1.0, "automated", evidence[test_id]))
+        elif test_id in manual and config.path(manual[test_id]).is_file():
+            scores.append(TestScore(test_id, title, 0.5, "manual", [manual[test_id]]))
+        else:
+            scores.append(TestScore(test_id, title, 0.0, "missing"))
+    return Score(scores)

@@ -1,0 +1,141 @@
+"""Each ready-made check fails when what it guards is broken (and passes when it is not)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from palmerpenguins import load_penguins
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from shipml.config import ProjectConfig
+from shipml.model import build_package, model_input
+from shipml.testing import data_checks, model_checks
+from shipml.testing.check import Env, NotApplicable
+from shipml.testing.subject import Subject
+
+FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
+            "sex"]  # fmt: skip
+
+
+def _model() -> Pipeline:
+    prep = ColumnTransformer(
+        [("cat", OneHotEncoder(handle_unknown="ignore"), ["island", "sex"]),
+         ("num", SimpleImputer(), FEATURES[1:5])]
+    )  # fmt: skip
+    return Pipeline([("prep", prep), ("rf", RandomForestClassifier(30, random_state=0))])
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    return load_penguins().drop(columns=["year"]).dropna(subset=["species"])
+
+
+def make_subject(tmp: Path, frame: pd.DataFrame, *, train_idx=None, valid_idx=None,
+                 labels=None, **tests) -> Subject:  # fmt: skip
+    data = frame
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(data))
+    train_idx = order[:250] if train_idx is None else train_idx
+    valid_idx = order[250:] if valid_idx is None else valid_idx
+    train, valid = data.iloc[train_idx], data.iloc[valid_idx]
+    y_train = train["species"] if labels is None else labels(train["species"])
+    model = _model().fit(model_input(train[FEATURES]), y_train)
+    pkg = build_package(model, valid[FEATURES], valid["species"], path=tmp / "pkg",
+                        train=train[FEATURES])  # fmt: skip
+    config = ProjectConfig.model_validate({"model": {"target": "species"}, "tests": tests})
+    config.root = tmp
+    subject = Subject(config, pkg)
+    subject.__dict__["datasets"] = {"penguins": data.reset_index(drop=True)}
+    return subject
+
+
+ENV = Env(output=Path("."), server_url=lambda: "http://127.0.0.1:9")
+
+
+def test_a_good_model_passes_the_core_checks(tmp_path, data):
+    subject = make_subject(tmp_path, data, model={"min": {"accuracy": 0.9}, "slices": ["island"]})
+    checks = [data_checks.schema, data_checks.leakage, data_checks.skew, model_checks.quality,
+              model_checks.baseline_dummy, model_checks.slices, model_checks.missing_values,
+              model_checks.parity]  # fmt: skip
+    for check in checks:
+        result = check(subject, ENV)
+        assert result.passed, (check.__name__, result.message)
+
+
+def test_leakage_finds_held_out_rows_that_were_trained_on(tmp_path, data):
+    order = np.random.default_rng(1).permutation(len(data))
+    train_idx = order[:250]
+    valid_idx = np.concatenate([order[250:], order[:5]])  # 5 training rows held out too
+    subject = make_subject(tmp_path, data, train_idx=train_idx, valid_idx=valid_idx)
+    result = data_checks.leakage(subject, ENV)
+    assert not result.passed
+    assert result.metrics["leaked_rows"] == 5
+    assert "5 of" in result.message
+
+
+def test_schema_flags_an_unknown_category_and_names_the_column(tmp_path, data):
+    subject = make_subject(tmp_path, data)
+    bad = data.reset_index(drop=True).copy()
+    bad.loc[3, "island"] = "Atlantis"
+    subject.__dict__["datasets"] = {"penguins": bad}
+    result = data_checks.schema(subject, ENV)
+    assert not result.passed
+    assert "island" in result.message and "Atlantis" in str(result.details)
+
+
+def test_ranges_nulls_and_balance_fail_past_their_bounds(tmp_path, data):
+    subject = make_subject(
+        tmp_path, data,
+        data={"ranges": {"body_mass_g": [3000, 6000]}, "max_null_fraction": 0.01,
+              "min_class_fraction": 0.3},
+    )  # fmt: skip
+    ranges = data_checks.ranges(subject, ENV)
+    assert not ranges.passed and "body_mass_g" in ranges.message
+    nulls = data_checks.nulls(subject, ENV)
+    assert not nulls.passed and "'sex'" in nulls.message
+    balance = data_checks.label_balance(subject, ENV)
+    assert not balance.passed and "Chinstrap" in balance.message
+
+
+def test_quality_slices_and_baselines_fail_for_a_model_trained_on_shuffled_labels(tmp_path, data):
+    def shuffle(y):
+        return y.sample(frac=1.0, random_state=0).to_numpy()
+
+    subject = make_subject(
+        tmp_path, data, labels=shuffle,
+        model={"min": {"accuracy": 0.9}, "slices": ["island"], "max_slice_gap": 0.01},
+    )  # fmt: skip
+    quality = model_checks.quality(subject, ENV)
+    assert not quality.passed and "accuracy" in quality.message
+    simpler = model_checks.baseline_simpler(subject, ENV)
+    assert not simpler.passed, simpler.message  # logistic regression on true labels wins
+
+
+def test_invariance_and_directional_fail_when_the_expectation_is_wrong(tmp_path, data):
+    subject = make_subject(
+        tmp_path, data,
+        model={"invariance": [{"feature": "bill_length_mm", "shift": 12.0}],
+               "directional": [{"feature": "flipper_length_mm", "shift": 30.0,
+                                "label": "Gentoo", "direction": "decrease"}]},
+    )  # fmt: skip
+    # A 12 mm longer bill turns many Adelies into Chinstraps: not an irrelevant change.
+    invariance = model_checks.invariance(subject, ENV)
+    assert not invariance.passed and "bill_length_mm" in invariance.message
+    directional = model_checks.directional(subject, ENV)
+    assert not directional.passed
+
+
+def test_calibration_does_not_apply_to_a_model_without_probabilities_or_a_regressor(tmp_path, data):
+    subject = make_subject(tmp_path, data)
+    result = model_checks.calibration(subject, ENV)
+    assert result.metrics["calibration_error"] >= 0
+    subject.__dict__["holdout_predictions"] = (subject.holdout_predictions[0], None)
+    with pytest.raises(NotApplicable):
+        model_checks.calibration(subject, ENV)

@@ -1,0 +1,48 @@
+"""The ML Test Score as the paper computes it: 1 automated, 0.5 manual with documented
+results, section sums, the final score the minimum over the sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipml.config import ProjectConfig
+from shipml.errors import TestingError
+from shipml.testing.score import TESTS, compute
+
+
+def results(*tests: tuple[str, str, list[str]]) -> dict:
+    return {"model": {}, "tests": [
+        {"check": c, "name": c, "outcome": o, "score": s} for c, o, s in tests
+    ]}  # fmt: skip
+
+
+def test_points_sections_and_final(tmp_path: Path):
+    (tmp_path / "privacy.md").write_text("reviewed on 2026-11-01: no personal data")
+    cfg = ProjectConfig.model_validate(
+        {"score": {"manual": {"data-5": "privacy.md", "data-6": "missing.md"}},
+         "rollout": {"mode": "single"}, "gates": {"suites": [], "min": {}}}
+    )  # fmt: skip
+    cfg.root = tmp_path
+    score = compute(cfg, results(
+        ("data.schema", "passed", ["data-1"]),
+        ("data.meta", "failed", ["data-4"]),      # a failing test is still automated
+        ("model.calibration", "skipped", ["model-2"]),  # skipped: did not run
+        ("model.simpler", "passed", ["model-5"]),
+    ))  # fmt: skip
+    by_id = {t.id: t for t in score.tests}
+    assert len(score.tests) == len(TESTS) == 28
+    assert by_id["data-1"].points == 1.0 and by_id["data-4"].points == 1.0
+    assert by_id["data-5"].points == 0.5 and by_id["data-5"].how == "manual"
+    assert by_id["data-6"].points == 0.0  # the document does not exist
+    assert by_id["model-2"].points == 0.0
+    assert score.sections == {"data": 2.5, "model": 1.0, "infra": 0.0, "monitor": 0.0}
+    assert score.final == 0.0
+    assert score.automated == 3
+
+
+def test_an_unknown_manual_test_id_is_an_error(tmp_path: Path):
+    cfg = ProjectConfig.model_validate({"score": {"manual": {"data-9": "x.md"}}})
+    with pytest.raises(TestingError, match="data-9"):
+        compute(cfg, results())
