@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -17,14 +18,13 @@ from shipml.data import DatasetStore
 from shipml.tracking import Registry, tracker_for
 from tests.containers.conftest import free_port, logs, podman, start, wait_http
 
-PENGUIN = {
+PENGUIN = {  # the features of the template model (year is not one)
     "island": "Biscoe",
     "bill_length_mm": 48.6,
     "bill_depth_mm": 16.0,
     "flipper_length_mm": 230.0,
     "body_mass_g": 5800.0,
     "sex": "male",
-    "year": 2009,
 }
 
 
@@ -38,8 +38,11 @@ def v2_request(row: dict[str, object]) -> bytes:
 
 def post(url: str, body: bytes) -> dict[str, object]:
     req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return dict(orjson.loads(resp.read()))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return dict(orjson.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"{url} answered {exc.code}: {exc.read().decode()}") from exc
 
 
 # -- serve ------------------------------------------------------------------------------
