@@ -35,9 +35,17 @@ def need_podman() -> Engine:
     return find_engine("podman")
 
 
+BUILT: list[str] = []  # image ids this session built; untagged at its end
+
+
 @pytest.fixture(scope="session")
-def engine() -> Engine:
-    return need_podman()
+def engine() -> Iterator[Engine]:
+    """podman; at the end of the session the images built are untagged (their layers stay
+    in the cache for the next run), so repeated runs do not pile up tags."""
+    found = need_podman()
+    yield found
+    for image_id in BUILT:
+        podman("untag", image_id, timeout=60)
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +69,7 @@ def ct_project(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Pro
 def _build(config: ProjectConfig, engine: Engine, kind: str, ref: str | None = None) -> BuiltImage:
     lines: list[str] = []
     image = build_image(config, kind, ref, engine=engine, log=lines.append)
+    BUILT.append(image.id)
     image.labels["_build_output"] = "\n".join(lines)  # for the cache test
     return image
 

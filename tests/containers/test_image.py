@@ -16,7 +16,7 @@ from shipml.config import ProjectConfig
 from shipml.containers import BuiltImage, Engine, build_image, store_mounts
 from shipml.data import DatasetStore
 from shipml.tracking import Registry, tracker_for
-from tests.containers.conftest import free_port, logs, podman, start, wait_http
+from tests.containers.conftest import BUILT, free_port, logs, podman, start, wait_http
 
 PENGUIN = {  # the features of the template model (year is not one)
     "island": "Biscoe",
@@ -407,6 +407,7 @@ def test_serve_image_of_a_package_folder(
     registry = Registry(tracker_for(ct_project))
     folder = registry.local_path(registry.resolve("ctpenguins@champion"))
     image = build_image(ct_project, "serve", str(folder), engine=engine)
+    BUILT.append(image.id)
     digest = ModelPackage.load(folder).model_digest
     assert image.name == f"localhost/ctpenguins-serve:local-{digest[:12]}"
     assert image.model is None  # not a registry version: nothing recorded
