@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.shipml-installed
 
-.PHONY: demo test lint unit bench clean
+.PHONY: demo test lint unit bench bench-containers clean
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	VENV=$(VENV) ./scripts/bootstrap.sh
@@ -21,19 +21,23 @@ lint: $(STAMP)
 
 # The team-mode tests need PostgreSQL: scripts/postgres.sh installs and starts it and
 # prints its URL. The browser tests need Chromium: scripts/chromium.sh installs Debian's
-# chromium. The deploy tests need podman: scripts/podman.sh installs and configures it and
-# prints its containers.conf. Without them those tests are skipped, except in CI
+# chromium. The container and deploy tests need podman: scripts/podman.sh installs it and
+# prints the containers.conf to use. Without them those tests are skipped, except in CI
 # (CI=true), where they fail.
 unit: $(STAMP)
 	./scripts/chromium.sh >/dev/null || echo "no Chromium: the browser tests cannot run" >&2
-	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" \
-	CONTAINERS_CONF="$$(./scripts/podman.sh || true)" \
-	$(BIN)/python -m pytest
+	conf="$$(VENV=$(VENV) ./scripts/podman.sh || true)"; \
+	if [ -n "$$conf" ]; then export CONTAINERS_CONF="$$conf"; fi; \
+	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" $(BIN)/python -m pytest
 
 test: lint unit
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_cache.py
+
+# Build time with and without the layer cache, and the serve image's size (podman).
+bench-containers: $(STAMP)
+	CONTAINERS_CONF="$$(VENV=$(VENV) ./scripts/podman.sh)" $(BIN)/python benchmarks/containers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

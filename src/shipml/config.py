@@ -119,6 +119,23 @@ class RolloutSection(_Section):
     interval_s: float = Field(default=5.0, gt=0.0)
 
 
+class ContainersSection(_Section):
+    """Container images (``shipml build``, ``shipml base build``); see docs/containers.md."""
+
+    # The image every shipml image starts FROM. `shipml base build` makes an offline one
+    # from Debian's packages (localhost/shipml-base:bookworm).
+    base_image: str = "python:3.11-slim"
+    engine: str = ""  # podman, docker or buildah; empty: the first of these found
+    registry: str = "localhost"  # images are named REGISTRY/PROJECT-KIND:VERSION
+    # Host files mounted into the build's RUN steps (podman and buildah only), e.g. a CA
+    # bundle pip needs behind a TLS-inspecting proxy. A missing host file is skipped.
+    build_volumes: list[str] = Field(
+        default_factory=lambda: [
+            "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro"
+        ]
+    )
+
+
 class DataTestsSection(_Section):
     """Ready-made data checks (`shipml test --suite data`); see docs/testing.md."""
 
@@ -343,6 +360,7 @@ class ProjectConfig(_Section):
     serving: ServingSection = Field(default_factory=ServingSection)
     audit: AuditSection = Field(default_factory=AuditSection)
     rollout: RolloutSection = Field(default_factory=RolloutSection)
+    containers: ContainersSection = Field(default_factory=ContainersSection)
     tests: TestsSection = Field(default_factory=TestsSection)
     gates: GatesSection = Field(default_factory=GatesSection)
     score: ScoreSection = Field(default_factory=ScoreSection)

@@ -108,6 +108,14 @@ class AuditError(ShipmlError):
     kind = "audit error"
 
 
+class ContainerError(ShipmlError):
+    """An image cannot be built or run: no container engine, a failed build, an image that
+    is not there, or a base image that cannot be made."""
+
+    exit_code = 15  # 11-14 are taken by testing, gates, deploy and CI (issues 5 and 7)
+    kind = "container error"
+
+
 class TestingError(ShipmlError):
     """A test suite or check cannot run (a tool is missing, a page or server misbehaves)."""
 
@@ -183,6 +191,7 @@ __all__ = [
     "BrowserUnavailable",
     "CIError",
     "ConfigError",
+    "ContainerError",
     "DataError",
     "DeployError",
     "GateFailed",

@@ -81,8 +81,13 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
         links.append(Link("dataset", f"{where} · sha256 {digest}"))  # fmt: skip
     commit = rec.get("git_commit")
     links.append(Link("code", f"git commit {commit}" if commit else "no git commit recorded"))
+    # The server's own record (it ran in that image) first, else the image `shipml build
+    # serve` made of this version (recorded on the version).
     image = rec.get("image_digest") or tags.get("shipml.image_digest")
-    links.append(Link("image", image or "not recorded (served outside a shipml image)"))
+    built = tags.get("shipml.image") if tags.get("shipml.image_digest") == image else None
+    summary = f"{built} · {image}" if built else image
+    links.append(Link("image", summary or "not recorded (served outside a shipml image)",
+                      {"name": built} if built else {}))  # fmt: skip
     status = tags.get("shipml.tests.status")
     if status:
         files = json.loads(tags.get("shipml.tests.files") or "[]")

@@ -17,6 +17,7 @@ from shipml import __version__
 from shipml.cli import (
     audit,
     ci,
+    containers,
     data,
     deploy,
     models,
@@ -65,6 +66,7 @@ def _root(
 project.register(app)
 serve.register(app)
 testing.register(app)
+containers.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -86,3 +88,36 @@ def show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) -> None:
             summary,
         )
     stdout.print(table)
+
+
+@app.command("export")
+def export(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    folder: Path = typer.Argument(..., help="Folder to write (replaced if it exists)."),
+) -> None:
+    """Write a snapshot as a data bundle: data.parquet + manifest.json with its digest."""
+    from shipml.data.bundle import write_bundle
+
+    store = _store()
+    bundle = write_bundle(store, store.get(ref), folder)
+    stdout.print(f"exported {bundle.ref} to {folder} · sha256 {bundle.digest}")
+
+
+@app.command("verify")
+def verify(
+    folder: Path = typer.Argument(..., help="A data bundle folder (/data in a data image)."),
+    copy_to: Path | None = typer.Option(
+        None,
+        "--copy-to",
+        help="After the check, copy the bundle here (an init container's shared volume).",
+    ),
+) -> None:
+    """Check a data bundle: recompute the table's digest and compare it with the manifest.
+    A mismatch is an error (exit code 5); nothing is copied then."""
+    from shipml.data.bundle import copy_bundle, read_bundle
+
+    bundle, df = read_bundle(folder)
+    stdout.print(f"verified {bundle.ref} in {folder}: {len(df)} rows · sha256 {bundle.digest}")
+    if copy_to is not None:
+        copy_bundle(bundle, copy_to)
+        stdout.print(f"copied to {copy_to}")

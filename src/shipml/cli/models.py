@@ -84,6 +84,9 @@ def show(
                     "metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
                 )
         stdout.print(f"source   {info.source}")
+        if info.tags.get("shipml.image_digest"):  # recorded by `shipml build serve`
+            stdout.print(f"image    {info.tags.get('shipml.image', '')} "
+                         f"{info.tags['shipml.image_digest']}", soft_wrap=True)  # fmt: skip
         _print_tests(info.tags)
         if info.tags.get("shipml.promotion.forced") == "true":
             stdout.print(

@@ -56,12 +56,31 @@ def run(
         None, "--alias", help="Point this alias (e.g. challenger) at the registered version."
     ),
     no_register: bool = typer.Option(False, "--no-register", help="Do not register the model."),
+    in_container: bool = typer.Option(
+        False, "--in-container", help="Run it in the project's train image, the store mounted."
+    ),
+    engine: str | None = typer.Option(
+        None, "--engine", help="With --in-container: podman or docker (default: the first found)."
+    ),
 ) -> None:
     """Run the project's pipeline locally, cached, as one MLflow run."""
     from shipml.pipeline import run_pipeline
     from shipml.pipeline.display import ConsoleReporter
 
     config = project_config()
+    if in_container:
+        from rich.markup import escape
+
+        from shipml.containers import run_in_container
+
+        args = [a for p in param for a in ("--param", p)]
+        args += ["--no-cache"] * no_cache + ["--no-register"] * no_register
+        args += ["--alias", alias] if alias else []
+
+        def log(line: str) -> None:
+            stderr.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
+
+        raise typer.Exit(run_in_container(config, args, engine=engine, log=log))
     gated = alias is not None and alias in config.gates.protect
     result = run_pipeline(
         config,

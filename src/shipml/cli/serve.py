@@ -31,12 +31,22 @@ def serve(
     ),
     workers: int | None = typer.Option(None, min=1, help="Worker processes (default 1)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    name: str | None = typer.Option(
+        None, help="Serve a package folder under this model name (default: the folder's name)."
+    ),
+    model_version: str | None = typer.Option(
+        None, help="Serve a package folder as this version (default: 1)."
+    ),
 ) -> None:
     """Serve a model over the Open Inference Protocol (V2), /invocations and /predict."""
+    from dataclasses import replace
+
     from shipml.serving.server import resolve_spec, run
 
     config = _config_or_none()
     spec = resolve_spec(ref, config)
+    if name or model_version:  # a serve image names its baked-in package this way
+        spec = replace(spec, name=name or spec.name, version=model_version or spec.version)
     serving = getattr(config, "serving", None)
     host = host or (serving.host if serving else "127.0.0.1")
     port = port if port is not None else (serving.port if serving else 8080)

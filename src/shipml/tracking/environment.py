@@ -28,10 +28,24 @@ def _git(root: Path, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+# Written into the project copy of an image (where there is no git) by `shipml build`.
+SOURCE_FILE = ".shipml-source.json"
+
+
 def git_info(root: Path) -> dict[str, Any]:
-    """Commit, branch and whether the work tree has uncommitted changes (None outside git)."""
+    """Commit, branch and whether the work tree has uncommitted changes (None outside git).
+
+    Inside a shipml image, where the project is a copy without git, the values recorded
+    when the image was built (``.shipml-source.json``) are returned."""
     commit = _git(root, "rev-parse", "HEAD")
     if not commit:
+        baked = root / SOURCE_FILE
+        if baked.is_file():
+            try:
+                data = json.loads(baked.read_text(encoding="utf-8"))
+                return {k: data.get(k) for k in ("commit", "branch", "dirty", "remote")}
+            except ValueError:
+                pass
         return {"commit": None, "branch": None, "dirty": None}
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
     return {

@@ -1,0 +1,84 @@
+"""``shipml build``, ``base``, ``notebook`` and ``data export/verify`` through the real
+command: mistakes get one message, a hint and their exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import shipml
+
+
+def test_unknown_kind_and_stray_argument(project: Path) -> None:
+    result = shipml("build", "lambda", cwd=project)
+    assert result.returncode == 15, result.stderr
+    assert "container error: unknown image kind 'lambda'" in result.stderr
+    assert "serve, train, test, data, notebook" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = shipml("build", "train", "penguins/1", cwd=project)
+    assert result.returncode == 15 and "takes no argument" in result.stderr
+
+
+def test_missing_engine_is_a_clear_error(project: Path, tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path)}  # no podman, docker or buildah here (nor git)
+    result = shipml("build", "data", cwd=project, env=env)
+    assert result.returncode == 15, result.stderr
+    assert "no container engine" in result.stderr.lower() or "is not installed" in result.stderr
+    assert "hint:" in result.stderr and "Traceback" not in result.stderr
+    result = shipml("build", "data", "--engine", "rkt", cwd=project)
+    assert result.returncode == 15 and "unknown container engine 'rkt'" in result.stderr
+
+
+def test_data_export_then_verify(project: Path) -> None:
+    assert shipml("data", "add", "penguins", "data/penguins.csv", cwd=project).returncode == 0
+    result = shipml("data", "export", "penguins", "bundle", cwd=project)
+    assert result.returncode == 0, result.stderr
+    digest = json.loads((project / "bundle" / "manifest.json").read_text())["digest"]
+    result = shipml("data", "verify", "bundle", "--copy-to", "copy", cwd=project)
+    assert result.returncode == 0 and digest in " ".join(result.stdout.split())
+    assert (project / "copy" / "data.parquet").is_file()
+    (project / "bundle" / "data.parquet").write_bytes(b"PAR1 damaged")
+    result = shipml("data", "verify", "bundle", "--copy-to", "copy2", cwd=project)
+    assert result.returncode == 5 and "cannot be read as Parquet" in result.stderr
+    assert not (project / "copy2").exists()  # nothing copied from a bad bundle
+
+
+def test_notebook_runs_jupyterlab_on_the_project(project: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
+    env["JUPYTER_TOKEN"] = "t" * 32
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipml", "notebook", "--no-browser", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        status = None
+        while time.monotonic() < deadline and status is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=2) as r:
+                    status = r.status
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+                time.sleep(0.3)
+        assert status == 200
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/contents/notebooks?token={'t' * 32}", timeout=10
+        ) as r:
+            names = [c["name"] for c in json.loads(r.read())["content"]]
+        assert "explore.ipynb" in names  # JupyterLab opens on the project folder
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
