@@ -37,6 +37,12 @@ def _serve_image(project: Path, name: str) -> tuple[str, bool, str]:
     """The serve image of the project's champion, whether the test tagged it, and the
     name of the model inside."""
     image = f"localhost/{name}-serve:1"
+    from shipml.containers import build_base, find_engine
+
+    # No registry on the CI machines: build on the offline base (made once, reused by tag).
+    base = build_base(find_engine("podman")).tag
+    toml = project / "shipml.toml"
+    toml.write_text(toml.read_text() + f'\n[containers]\nbase_image = "{base}"\n')
     built = shipml("build", "serve", f"{name}/1", cwd=project)
     if built.returncode == 0:
         return image, False, name

@@ -51,7 +51,7 @@ def stages(config: ProjectConfig, target: str) -> list[Stage]:
         Stage(
             "images",
             "build images",
-            [["build", "serve", challenger], ["build", "test", challenger], ["build", "train"]],
+            [["build", "serve", challenger], ["build", "test"], ["build", "train"]],
         ),
         Stage(
             "deploy-staging",
