@@ -13,7 +13,6 @@ both digests, so a changed file is never used by mistake.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ import pandas as pd
 from shipml.data.digest import FORMAT, table_digest
 from shipml.data.snapshot import DatasetStore, Snapshot
 from shipml.errors import DataError
+from shipml.files import sha256_file
 
 BUNDLE_FORMAT = "shipml-data-bundle-v1"
 MANIFEST = "manifest.json"
@@ -58,14 +58,6 @@ def public_uri(uri: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_bundle(store: DatasetStore, snap: Snapshot, folder: Path) -> Bundle:
     """Write ``snap`` (verified on the way out) as a bundle into ``folder`` (replaced)."""
     df = store.load(snap, verify=True)
@@ -84,7 +76,7 @@ def write_bundle(store: DatasetStore, snap: Snapshot, folder: Path) -> Bundle:
             "schema": snap.schema,
             "source": public_uri(snap.source),
             "created": snap.created,
-            "files": {DATA_FILE: _sha256(tmp / DATA_FILE)},
+            "files": {DATA_FILE: sha256_file(tmp / DATA_FILE)},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for file in tmp.iterdir():

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from shipml.errors import ModelError
+from shipml.files import sha256_file
 from shipml.model.convert import (
     ConversionUnsupported,
     check_parity,
@@ -42,14 +43,6 @@ from shipml.model.signature import Signature, infer_signature, model_input, onnx
 
 MANIFEST = "package.json"
 FORMAT_VERSION = 1
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -85,7 +78,7 @@ class ModelPackage:
             file = self.path / name
             if not file.is_file():
                 raise ModelError(f"model package {self.path} lacks {name}", hint="re-package it")
-            actual = _sha256_file(file)
+            actual = sha256_file(file)
             if actual != digest:
                 raise ModelError(
                     f"{file} was modified: sha256 {actual[:16]}... but the manifest says "
@@ -255,7 +248,7 @@ def build_package(
         (tmp / "profile.json").write_bytes(_json_bytes(reference_profile or {}))
         (tmp / "lineage.json").write_bytes(_json_bytes(lineage or {}))
         manifest["files"] = {
-            p.name: _sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST
+            p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST
         }
         (tmp / MANIFEST).write_bytes(_json_bytes(manifest))
         if target.exists():

@@ -64,14 +64,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _frame_digest(df: pd.DataFrame) -> str:
     index = df.index.to_frame(index=False)
     index.columns = [f"__index_{i}__" for i in range(index.shape[1])]
