@@ -46,3 +46,15 @@ def test_an_unknown_manual_test_id_is_an_error(tmp_path: Path):
     cfg = ProjectConfig.model_validate({"score": {"manual": {"data-9": "x.md"}}})
     with pytest.raises(TestingError, match="data-9"):
         compute(cfg, results())
+
+
+def test_a_results_file_that_is_not_json_is_a_clear_error(tmp_path: Path):
+    from shipml.testing.score import load_results
+
+    bad = tmp_path / "results.json"
+    bad.write_text("not json")
+    with pytest.raises(TestingError, match=r"not a results\.json"):
+        load_results(ProjectConfig(), bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(TestingError, match="not a shipml results file"):
+        load_results(ProjectConfig(), bad)

@@ -79,6 +79,11 @@ def run_tests(
     # results belong to that version even if the alias moves while the tests run.
     ref = pin(config, resolve_ref(config, ref))
     out = (output or config.path(config.tests.output)).resolve()
+    if out.exists() and not out.is_dir():
+        raise TestingError(
+            f"the results folder {out} is a file",
+            hint="give a folder with -o (it is created if missing)",
+        )
     out.mkdir(parents=True, exist_ok=True)
     for name in (JUNIT, REPORT, RESULTS):
         (out / name).unlink(missing_ok=True)

@@ -124,7 +124,19 @@ def load_results(config: ProjectConfig, path: Path | None = None) -> dict[str, A
             f"no test results at {file}",
             hint="run `shipml test` first (the score counts what the tests automate)",
         )
-    return dict(json.loads(file.read_text(encoding="utf-8")))
+    try:
+        results = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TestingError(
+            f"{file} is not a results.json written by `shipml test` ({exc})",
+            hint="give the results.json of a `shipml test` run (or run it again)",
+        ) from exc
+    if not isinstance(results, dict) or "tests" not in results:
+        raise TestingError(
+            f"{file} is JSON but not a shipml results file (no 'tests')",
+            hint="give the results.json of a `shipml test` run",
+        )
+    return results
 
 
 def compute(config: ProjectConfig, results: dict[str, Any]) -> Score:
