@@ -3,23 +3,53 @@
 The public API, for pipeline files and notebooks::
 
     from shipml import step, pipeline, dataset, log_metrics, package_model, model_input
+
+Only the decorators load with the package; the rest (pandas, pydantic, ONNX tooling)
+loads on first use, so that commands start fast and `shipml run` can start its tracking
+worker before anything heavy is imported (see ``shipml.tracking.worker``).
 """
 
-from shipml.config import ProjectConfig, load_config
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from shipml.errors import ShipmlError
-from shipml.model import ModelPackage, model_input
-from shipml.pipeline import (
-    DatasetInput,
-    dataset,
-    log_metric,
-    log_metrics,
-    package_model,
-    pipeline,
-    run_pipeline,
-    step,
-)
+from shipml.pipeline import dataset, pipeline, step
+
+if TYPE_CHECKING:
+    from shipml.config import ProjectConfig, load_config
+    from shipml.model import ModelPackage, model_input
+    from shipml.pipeline import (
+        DatasetInput,
+        log_metric,
+        log_metrics,
+        package_model,
+        run_pipeline,
+    )
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "ProjectConfig": "shipml.config",
+    "load_config": "shipml.config",
+    "ModelPackage": "shipml.model",
+    "model_input": "shipml.model",
+    "DatasetInput": "shipml.pipeline",
+    "log_metric": "shipml.pipeline",
+    "log_metrics": "shipml.pipeline",
+    "package_model": "shipml.pipeline",
+    "run_pipeline": "shipml.pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'shipml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DatasetInput",

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from shipml.audit.database import redact
 from shipml.cli.output import project_config, stdout
 from shipml.errors import AuditError
 
@@ -19,6 +18,7 @@ app = typer.Typer(help="The tamper-evident audit log of predictions and lifecycl
 def verify_cmd() -> None:
     """Re-hash every record, follow the chain, check each signed checkpoint."""
     from shipml.audit import open_log, verify
+    from shipml.audit.database import redact
 
     config = project_config()
     log = open_log(config, writer=False)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from shipml.cli.output import project_config, stdout
-from shipml.data import DatasetStore
+
+if TYPE_CHECKING:
+    from shipml.data import DatasetStore
 
 app = typer.Typer(
     help="Dataset snapshots: full content digest, schema, profile, source.", no_args_is_help=True
@@ -16,6 +19,8 @@ app = typer.Typer(
 
 
 def _store() -> DatasetStore:
+    from shipml.data import DatasetStore
+
     config = project_config()
     return DatasetStore(config.artifact_root, config.root)
 

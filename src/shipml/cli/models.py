@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import getpass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from shipml.audit import record_event
 from shipml.cli.output import human_bytes, project_config, stderr, stdout
-from shipml.model import ModelPackage
-from shipml.tracking import Registry, parse_model_ref, tracker_for
+
+if TYPE_CHECKING:  # MLflow and the model layer load when a command needs them
+    from shipml.tracking import Registry
 
 app = typer.Typer(
     help="Registered models: versions, aliases (champion, challenger), packages.",
@@ -21,6 +22,8 @@ app = typer.Typer(
 
 
 def _registry() -> Registry:
+    from shipml.tracking import Registry, tracker_for
+
     return Registry(tracker_for(project_config()))
 
 
@@ -63,6 +66,9 @@ def show(
         stdout.print(f"[bold]{ref}[/]")
         stdout.print(table)
         return
+    from shipml.model import ModelPackage
+    from shipml.tracking import parse_model_ref
+
     parsed = parse_model_ref(ref)
     if parsed.path is not None:
         package = ModelPackage.load(parsed.path)
@@ -163,6 +169,9 @@ def alias(
     if force or reason:
         stderr.print(f"note: {alias_name!r} is not a protected alias; --force/--reason do "
                      "nothing here ([gates] protect)")  # fmt: skip
+    from shipml.audit import record_event
+    from shipml.tracking import Registry, tracker_for
+
     registry = Registry(tracker_for(config))
     before = registry.aliases(name).get(alias_name)
     info = registry.set_alias(name, version, alias_name)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from shipml.config import ProjectConfig, find_root, load_config
+if TYPE_CHECKING:  # loaded by the commands that need it: `shipml --help` stays quick
+    from shipml.config import ProjectConfig
 
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
@@ -24,6 +26,8 @@ state = State()
 
 def project_config() -> ProjectConfig:
     """The configuration of the project the command runs in (``-C`` or the cwd upwards)."""
+    from shipml.config import find_root, load_config
+
     start = Path(state.project).resolve() if state.project else None
     return load_config(find_root(start))
 

@@ -1,8 +1,39 @@
-"""Pipelines of plain Python steps: DAG, local runner with caching, run context."""
+"""Pipelines of plain Python steps: DAG, local runner with caching, run context.
 
-from shipml.pipeline.context import DatasetInput, log_metric, log_metrics, package_model
-from shipml.pipeline.runner import RunResult, StepResult, load_pipeline, run_pipeline
+The decorators load with the package; the runner and the run context (pandas, the
+data and model layers) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from shipml.pipeline.step import Graph, Pipeline, Step, dataset, pipeline, step
+
+if TYPE_CHECKING:
+    from shipml.pipeline.context import DatasetInput, log_metric, log_metrics, package_model
+    from shipml.pipeline.runner import RunResult, StepResult, load_pipeline, run_pipeline
+
+_LAZY = {
+    "DatasetInput": "shipml.pipeline.context",
+    "log_metric": "shipml.pipeline.context",
+    "log_metrics": "shipml.pipeline.context",
+    "package_model": "shipml.pipeline.context",
+    "RunResult": "shipml.pipeline.runner",
+    "StepResult": "shipml.pipeline.runner",
+    "load_pipeline": "shipml.pipeline.runner",
+    "run_pipeline": "shipml.pipeline.runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'shipml.pipeline' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DatasetInput",
