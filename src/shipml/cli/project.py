@@ -64,32 +64,28 @@ def run(
     ),
 ) -> None:
     """Run the project's pipeline locally, cached, as one MLflow run."""
-    from shipml.pipeline import run_pipeline
-    from shipml.pipeline.display import ConsoleReporter
-
-    config = project_config()
     if in_container:
-        from rich.markup import escape
+        _run_in_container(no_cache, param, alias, no_register, engine)
+        return
+    from shipml.tracking.worker import TrackingWorker, remote_tracker_for
 
-        from shipml.containers import run_in_container
+    # First of all: the worker imports MLflow (about 1.5 s) while this process loads
+    # the project, its pipeline and the step cache.
+    with TrackingWorker.start() as worker:
+        from shipml.pipeline import run_pipeline
+        from shipml.pipeline.display import ConsoleReporter
 
-        args = [a for p in param for a in ("--param", p)]
-        args += ["--no-cache"] * no_cache + ["--no-register"] * no_register
-        args += ["--alias", alias] if alias else []
-
-        def log(line: str) -> None:
-            stderr.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
-
-        raise typer.Exit(run_in_container(config, args, engine=engine, log=log))
-    gated = alias is not None and alias in config.gates.protect
-    result = run_pipeline(
-        config,
-        params=_parse_params(param),
-        use_cache=not no_cache,
-        reporter=ConsoleReporter(stderr),
-        register=not no_register,
-        alias=None if gated else alias,
-    )
+        config = project_config()
+        gated = alias is not None and alias in config.gates.protect
+        result = run_pipeline(
+            config,
+            params=_parse_params(param),
+            use_cache=not no_cache,
+            reporter=ConsoleReporter(stderr),
+            register=not no_register,
+            alias=None if gated else alias,
+            tracker=remote_tracker_for(worker, config),
+        )
     cached = len(result.cached)
     stdout.print(
         f"[green]finished[/] in {result.seconds:.2f}s · {len(result.executed)} ran, "
@@ -106,6 +102,24 @@ def run(
             from shipml.cli.testing import promote_or_explain
 
             promote_or_explain(config, mv.ref, alias, force=False, reason="")
+
+
+def _run_in_container(
+    no_cache: bool, param: list[str], alias: str | None, no_register: bool, engine: str | None
+) -> None:
+    from rich.markup import escape
+
+    from shipml.containers import run_in_container
+
+    config = project_config()
+    args = [a for p in param for a in ("--param", p)]
+    args += ["--no-cache"] * no_cache + ["--no-register"] * no_register
+    args += ["--alias", alias] if alias else []
+
+    def log(line: str) -> None:
+        stderr.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
+
+    raise typer.Exit(run_in_container(config, args, engine=engine, log=log))
 
 
 def demo(

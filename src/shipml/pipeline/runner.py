@@ -20,7 +20,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipml.audit import record_event
 from shipml.config import ProjectConfig
@@ -32,7 +32,6 @@ from shipml.pipeline.display import Reporter, SilentReporter
 from shipml.pipeline.fingerprint import Fingerprinter
 from shipml.pipeline.step import DatasetRef, Graph, Node, OutputRef, Pipeline
 from shipml.tracking import (
-    Registry,
     Tracker,
     VersionInfo,
     environment,
@@ -40,6 +39,9 @@ from shipml.tracking import (
     package_versions,
     tracker_for,
 )
+
+if TYPE_CHECKING:
+    from shipml.tracking.worker import RemoteTracker
 
 
 @dataclass
@@ -197,7 +199,11 @@ class _Run:
     """State of one run (kept off RunResult so results stay plain data)."""
 
     def __init__(
-        self, config: ProjectConfig, tracker: Tracker, cache: ArtifactCache, store: DatasetStore
+        self,
+        config: ProjectConfig,
+        tracker: Tracker | RemoteTracker,
+        cache: ArtifactCache,
+        store: DatasetStore,
     ) -> None:
         self.config = config
         self.tracker = tracker
@@ -257,9 +263,13 @@ def run_pipeline(
     reporter: Reporter | None = None,
     register: bool = True,
     alias: str | None = None,
+    tracker: Tracker | RemoteTracker | None = None,
 ) -> RunResult:
     """Run the project's pipeline locally as one MLflow run. Raises ``StepFailed`` after
-    recording the failure when a step raises."""
+    recording the failure when a step raises.
+
+    ``tracker`` defaults to the project's, in this process; `shipml run` passes one served
+    by a worker process, which has imported MLflow meanwhile."""
     started = time.perf_counter()
     reporter = reporter or SilentReporter()
     pipe = load_pipeline(config)
@@ -271,7 +281,7 @@ def run_pipeline(
     store = DatasetStore(config.artifact_root, config.root)
     by_ref = {ref: resolve_dataset(config, store, ref) for ref in _dataset_refs(graph)}
     snapshots = {snap.name: snap for snap in by_ref.values()}
-    tracker = tracker_for(config)
+    tracker = tracker or tracker_for(config)
     git = git_info(config.root)
     tags = {
         "shipml.pipeline": pipe.name,
@@ -450,7 +460,7 @@ def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | 
     _, out = packages[-1]
     path = run.cache.objects / out.file
     pkg = ModelPackage.load(path)
-    registry = Registry(run.tracker)
+    registry = run.tracker.registry()
     name = config.model_name
     existing = registry.find_by_digest(name, pkg.model_digest)
     if existing is not None:

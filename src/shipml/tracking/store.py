@@ -12,9 +12,12 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipml.errors import TrackingError
+
+if TYPE_CHECKING:
+    from shipml.tracking.registry import Registry
 
 # MLflow chatters on stderr at INFO (database migrations); keep the CLI clean.
 for _name in ("mlflow", "alembic"):
@@ -173,6 +176,11 @@ class Tracker:
 
     def get_run(self, run_id: str) -> Any:
         return self.client.get_run(run_id)
+
+    def registry(self) -> Registry:
+        from shipml.tracking.registry import Registry
+
+        return Registry(self)
 
 
 def tracker_for(config: Any) -> Tracker:

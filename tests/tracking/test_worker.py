@@ -1,0 +1,233 @@
+"""The tracking worker: a pipeline run tracked from a child process, over a real pipe, into
+a real MLflow store, records what a run tracked in process records."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from shipml.config import ProjectConfig
+from shipml.errors import RegistryError, StepFailed, TrackingError
+from shipml.pipeline import run_pipeline
+from shipml.tracking import tracker_for
+from shipml.tracking.worker import RemoteTracker, TrackingWorker, remote_tracker_for
+from tests.conftest import SHIPML
+
+FAST = {"n_estimators": 10}
+
+
+def client(config: ProjectConfig) -> MlflowClient:
+    return MlflowClient(config.tracking_uri, config.registry_uri)
+
+
+def artifacts(c: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    found: set[str] = set()
+    for item in c.list_artifacts(run_id, path):
+        found |= artifacts(c, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+@pytest.fixture
+def worker() -> Iterator[TrackingWorker]:
+    with TrackingWorker.start() as started:
+        yield started
+
+
+@pytest.fixture
+def remote(worker: TrackingWorker, config: ProjectConfig) -> RemoteTracker:
+    return remote_tracker_for(worker, config)
+
+
+def test_a_run_through_the_worker_records_what_a_run_in_process_records(
+    config: ProjectConfig, remote: RemoteTracker
+):
+    by_worker = run_pipeline(config, params=FAST, alias="challenger", tracker=remote)
+    in_process = run_pipeline(config, params=FAST, use_cache=False)
+    assert by_worker.executed == in_process.executed == [
+        "ingest", "validate", "split", "train", "evaluate", "package",
+    ]  # fmt: skip
+    assert by_worker.model_created and not in_process.model_created  # same seed, same model
+    assert by_worker.model_version == in_process.model_version
+    assert by_worker.model_version is not None
+    assert "challenger" in by_worker.model_version.aliases
+
+    c = client(config)
+    a, b = c.get_run(by_worker.run_id), c.get_run(in_process.run_id)
+    assert a.info.status == b.info.status == "FINISHED"
+    assert a.info.end_time >= a.info.start_time
+    assert a.data.params == b.data.params
+    assert a.data.metrics == b.data.metrics and "accuracy" in a.data.metrics
+    assert set(a.data.tags) == set(b.data.tags)
+    for key in ("mlflow.source.git.commit", "shipml.dataset.penguins.sha256",
+                "shipml.model.version", "shipml.steps.cached"):  # fmt: skip
+        assert a.data.tags[key] == b.data.tags[key]
+    (da,), (db,) = a.inputs.dataset_inputs, b.inputs.dataset_inputs
+    assert (da.dataset.digest, da.dataset.profile) == (db.dataset.digest, db.dataset.profile)
+    assert artifacts(c, a.info.run_id) - {"model"} >= artifacts(c, b.info.run_id)
+    assert "model/model.onnx" in artifacts(c, a.info.run_id)  # the package, logged once
+
+
+def test_a_failing_step_through_the_worker_ends_the_run_failed_with_its_traceback(
+    config: ProjectConfig, project: Path, remote: RemoteTracker
+):
+    pipeline_py = project / "pipeline.py"
+    pipeline_py.write_text(pipeline_py.read_text().replace(
+        '    """Quality on the held-out rows."""\n',
+        '    """Quality on the held-out rows."""\n    raise RuntimeError("metric server down")\n',
+    ))  # fmt: skip
+    with pytest.raises(StepFailed) as err:
+        run_pipeline(config, params=FAST, tracker=remote)
+    tb_file = Path(err.value.hint.split("full traceback: ")[1].split(";")[0])
+    assert "metric server down" in tb_file.read_text()
+    c = client(config)
+    (run,) = c.search_runs([c.get_experiment_by_name("penguins").experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["shipml.failed_step"] == "evaluate"
+
+
+def test_errors_keep_their_class_message_and_hint_and_the_pipe_stays_in_step(
+    config: ProjectConfig, remote: RemoteTracker
+):
+    run_id = remote.start_run("probe", {})
+    with pytest.raises(RegistryError) as err:
+        remote.registry().set_alias("penguins", "1", "latest")
+    assert "invalid alias 'latest'" in err.value.message and "reserved" in (err.value.hint or "")
+    assert isinstance(err.value.__cause__, Exception)  # the worker's traceback, for --debug
+    assert "registry.py" in str(err.value.__cause__)
+    assert remote.artifact_uri(run_id).endswith(f"{run_id}/artifacts")
+
+
+def test_a_posted_call_that_fails_is_raised_by_the_next_call_that_waits(
+    config: ProjectConfig, remote: RemoteTracker
+):
+    run_id = remote.start_run("probe", {})
+    remote.log_params("0" * 32, {"alpha": 1})  # no such run; posted, not awaited
+    remote.log_params(run_id, {"alpha": 2})
+    with pytest.raises(TrackingError, match="log_params"):
+        remote.artifact_uri(run_id)
+    remote.end_run(run_id, "FINISHED")  # later calls are unaffected
+    run = client(config).get_run(run_id)
+    assert run.data.params == {"alpha": "2"} and run.info.status == "FINISHED"
+
+
+def test_a_posted_error_still_pending_at_close_is_raised_by_close(config: ProjectConfig):
+    worker = TrackingWorker.start()
+    remote = remote_tracker_for(worker, config)
+    remote.start_run("probe", {})
+    remote.set_tags("0" * 32, {"a": "b"})
+    with pytest.raises(TrackingError, match="set_tags"):
+        worker.close()
+    assert worker.process.returncode == 0
+
+
+def test_the_worker_serves_only_the_listed_calls(worker: TrackingWorker, remote: RemoteTracker):
+    remote.start_run("probe", {})
+    with pytest.raises(TrackingError, match=r"does not serve tracker\.__init__"):
+        worker.call("tracker", "__init__", "sqlite:///elsewhere.db")
+    with pytest.raises(TrackingError, match=r"does not serve registry\.delete_version_tag"):
+        worker.call("registry", "delete_version_tag", "penguins", "1", "k")
+
+
+def test_a_worker_that_dies_is_a_clear_error(config: ProjectConfig, remote: RemoteTracker):
+    remote.start_run("probe", {})
+    remote.worker.process.kill()
+    remote.worker.process.wait()
+    with pytest.raises(TrackingError, match=r"tracking worker \(pid \d+\) ended with exit code -9"):
+        remote.artifact_uri("x")
+
+
+def test_a_worker_never_asked_anything_is_stopped_at_once_and_changed_nothing(
+    config: ProjectConfig,
+):
+    worker = TrackingWorker.start()
+    remote_tracker_for(worker, config)  # opening the store waits for the first call
+    worker.close()
+    assert worker.process.returncode == -signal.SIGKILL
+    assert not (config.root / ".shipml" / "mlflow.db").exists()
+
+
+def test_the_worker_is_in_its_own_process_group_so_ctrl_c_reaches_only_the_command(
+    worker: TrackingWorker,
+):
+    assert os.getpgid(worker.process.pid) == worker.process.pid != os.getpgid(0)
+
+
+def test_ctrl_c_during_shipml_run_ends_the_run_failed_and_leaves_no_worker(
+    config: ProjectConfig, project: Path
+):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
+    proc = subprocess.Popen(
+        [*SHIPML, "run"], cwd=project, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = ""
+    while "split" not in seen:  # the run has started: its steps are being shown
+        line = proc.stderr.readline()
+        assert line, f"shipml run ended early: {seen}"
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    c = client(config)
+    (run,) = c.search_runs([c.get_experiment_by_name("penguins").experiment_id])
+    assert run.info.status == "FAILED"
+    deadline = time.monotonic() + 10
+    while _workers_in(project) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _workers_in(project) == []
+
+
+def _workers_in(folder: Path) -> list[int]:
+    """Processes running the tracking worker with ``folder`` as their working folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if b"shipml.tracking.worker" in cmdline and Path(cwd) == folder.resolve():
+            found.append(int(entry.name))
+    return found
+
+
+def test_importing_shipml_loads_neither_pandas_nor_mlflow():
+    """What lets `shipml run` start its worker before anything heavy is loaded."""
+    code = (
+        "import sys, shipml; from shipml import step, pipeline, dataset; "
+        "print(sorted(m for m in ('pandas', 'mlflow', 'pydantic', 'sklearn') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_public_names_are_the_decorators_and_functions_even_after_the_runner_loads():
+    import shipml
+    import shipml.pipeline.runner  # loading the subpackage must not shadow the names
+    from shipml import pipeline, run_pipeline, step
+    from shipml.pipeline.step import pipeline as pipeline_decorator
+    from shipml.pipeline.step import step as step_decorator
+
+    assert pipeline is pipeline_decorator and step is step_decorator
+    assert run_pipeline is sys.modules["shipml.pipeline.runner"].run_pipeline
+    assert shipml.ModelPackage.__name__ == "ModelPackage"
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        _ = shipml.nothing_here
+
+
+def test_tracker_for_still_tracks_in_process(config: ProjectConfig):
+    tracker = tracker_for(config)
+    run_id = tracker.start_run("probe", {"k": "v"})
+    tracker.end_run(run_id, "FINISHED")
+    assert client(config).get_run(run_id).data.tags["k"] == "v"
