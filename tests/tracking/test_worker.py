@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,6 +126,33 @@ def test_a_posted_error_still_pending_at_close_is_raised_by_close(config: Projec
     with pytest.raises(TrackingError, match="set_tags"):
         worker.close()
     assert worker.process.returncode == 0
+
+
+def test_many_posted_calls_with_long_answers_never_block_the_pipe(
+    config: ProjectConfig, remote: RemoteTracker
+):
+    """Hundreds of posted calls, each failing with a traceback, none awaited: without a
+    reader the worker would block on its full answer pipe while the command blocks on its
+    full request pipe."""
+    run_id = remote.start_run("probe", {})
+    outcome: list[BaseException | None] = []
+
+    def flood() -> None:
+        try:
+            for i in range(400):
+                remote.log_text("0" * 32, "x" * 1000, f"note-{i}.txt")  # no such run
+            remote.artifact_uri(run_id)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the command and the worker blocked each other"
+    (error,) = outcome
+    assert isinstance(error, TrackingError) and "log_text" in error.message
+    assert remote.artifact_uri(run_id).endswith(f"{run_id}/artifacts")  # still in step
 
 
 def test_the_worker_serves_only_the_listed_calls(worker: TrackingWorker, remote: RemoteTracker):

@@ -22,9 +22,12 @@ import contextlib
 import gc
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import traceback
+from collections import deque
 from dataclasses import asdict
 from types import TracebackType
 from typing import IO, Any
@@ -50,15 +53,22 @@ class WorkerFailed(Exception):
 class TrackingWorker:
     """The child process and its pipe. ``call`` waits for the answer, ``post`` does not.
 
-    Use it as a context manager: leaving the block waits for the posted calls and ends
-    the worker (its errors are raised only if the block itself did not raise)."""
+    A thread reads the answers as they come, so the worker never blocks on a full pipe
+    while the command is still sending. Use it as a context manager: leaving the block
+    waits for the posted calls and ends the worker (their errors are raised only if the
+    block itself did not raise)."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
         self.sent = 0  # requests sent so far
-        self._owed: list[str] = []  # the calls whose answers are not read yet, oldest first
+        self._owed: deque[str] = deque()  # the calls whose answers are not taken yet
         self._error: ShipmlError | None = None  # the first error of a posted call
         self._closed = False
+        self._answers: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._reader = threading.Thread(
+            target=self._read, name="shipml-tracking-answers", daemon=True
+        )
+        self._reader.start()
 
     @classmethod
     def start(cls) -> TrackingWorker:
@@ -97,9 +107,9 @@ class TrackingWorker:
         """Send a call and return its result (raising first the error of a posted call)."""
         self._send(target, method, list(args), kwargs)
         while len(self._owed) > 1:
-            self._keep_error(self._answer)
+            self._keep_error()
         if self._error is not None:
-            self._keep_error(self._answer)  # read ours, to keep the pipe in step
+            self._keep_error()  # take ours too, to keep answers and calls in step
             raise self._take_error()
         return self._answer()
 
@@ -111,19 +121,11 @@ class TrackingWorker:
         if self._closed:
             return
         self._closed = True
-        if self.sent == 0:
-            self.process.kill()
-            self.process.wait()
-            self._close_pipes()
-            return
         try:
-            while self._owed and self.process.stdout is not None:
-                try:
-                    self._keep_error(self._answer)
-                except TrackingError as exc:  # the worker died: nothing more to read
-                    if self._error is None:
-                        self._error = exc
-                    break
+            if self.sent == 0:
+                self.process.kill()
+            while self._owed:
+                self._keep_error()
         finally:
             if self.process.stdin is not None:
                 with contextlib.suppress(OSError):  # a worker that died closed its end
@@ -133,11 +135,21 @@ class TrackingWorker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-            self._close_pipes()
+            self._reader.join(timeout=10)
         if self._error is not None and raise_errors:
             raise self._take_error()
 
     # -- the pipe -------------------------------------------------------------------------
+    def _read(self) -> None:
+        """The reader thread: every answer line into the queue; None when the pipe ends."""
+        assert self.process.stdout is not None
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                for line in self.process.stdout:
+                    self._answers.put(line)
+        finally:
+            self._answers.put(None)
+
     def _send(self, target: str, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
         if self._closed:
             raise TrackingError(f"the tracking worker is closed; cannot call {method}")
@@ -152,11 +164,12 @@ class TrackingWorker:
         self._owed.append(f"{target}.{method}")
 
     def _answer(self) -> Any:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line:
+        """The next answer's result, or its error raised (the oldest call owed)."""
+        line = self._answers.get()
+        if line is None:
+            self._answers.put(None)  # the pipe stays ended for whoever reads next
             raise self._died(self._owed[0] if self._owed else "its start")
-        self._owed.pop(0)
+        self._owed.popleft()
         answer = json.loads(line)
         if "error" not in answer:
             return answer.get("result")
@@ -165,9 +178,10 @@ class TrackingWorker:
         raised = cls(str(error.get("message")), hint=error.get("hint"))
         raise raised from WorkerFailed(error.get("traceback", ""))
 
-    def _keep_error(self, read: Any) -> None:
+    def _keep_error(self) -> None:
+        """Take the next answer; keep its error if it is the first."""
         try:
-            read()
+            self._answer()
         except ShipmlError as exc:
             if self._error is None:
                 self._error = exc
@@ -178,23 +192,22 @@ class TrackingWorker:
         return error
 
     def _died(self, during: str) -> TrackingError:
-        code = self.process.poll()
-        if code is None:
+        """The error for a worker whose pipe ended; no call can be answered any more."""
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             self.process.kill()
             code = self.process.wait()
         self._owed.clear()
         self._closed = True
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
         return TrackingError(
             f"the tracking worker (pid {self.process.pid}) ended with exit code {code} "
             f"during {during}; its messages, if any, are above",
             hint="run the command again; if it happens again, report it with those messages",
         )
-
-    def _close_pipes(self) -> None:
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None and not pipe.closed:
-                with contextlib.suppress(OSError):
-                    pipe.close()
 
 
 class RemoteTracker:
