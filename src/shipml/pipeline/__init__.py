@@ -6,9 +6,9 @@ data and model layers) load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from shipml.lazy import lazy_names
 from shipml.pipeline.step import Graph, Pipeline, Step, dataset, pipeline, step
 
 if TYPE_CHECKING:
@@ -27,13 +27,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'shipml.pipeline' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
+if not TYPE_CHECKING:  # for type checkers the imports above declare the names
+    __getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 __all__ = [
     "DatasetInput",
