@@ -3,6 +3,7 @@ a real MLflow store, records what a run tracked in process records."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -91,6 +92,42 @@ def test_a_failing_step_through_the_worker_ends_the_run_failed_with_its_tracebac
     c = client(config)
     (run,) = c.search_runs([c.get_experiment_by_name("penguins").experiment_id])
     assert run.info.status == "FAILED" and run.data.tags["shipml.failed_step"] == "evaluate"
+
+
+def _log_a_metric_mlflow_refuses(project: Path) -> None:
+    """The train step logs ``top@1`` too, a name MLflow refuses."""
+    pipeline_py = project / "pipeline.py"
+    text = pipeline_py.read_text()
+    assert "log_metrics(" in text
+    refused = 'log_metrics({"top@1": 1.0}); log_metrics('
+    pipeline_py.write_text(text.replace("log_metrics(", refused, 1))
+
+
+def test_a_step_whose_metrics_the_store_refuses_fails_the_run_there(
+    config: ProjectConfig, project: Path, remote: RemoteTracker
+):
+    _log_a_metric_mlflow_refuses(project)
+    with pytest.raises(TrackingError, match=r"log_metrics.*top@1"):
+        run_pipeline(config, params=FAST, tracker=remote)
+    c = client(config)
+    (run,) = c.search_runs([c.get_experiment_by_name("penguins").experiment_id])
+    assert run.info.status == "FAILED"
+    ran = {json.loads(e.read_text())["step"] for e in (config.cache_dir / "entries").iterdir()}
+    assert "train" in ran and not {"evaluate", "package"} & ran  # what follows did not run
+    assert c.search_registered_models() == []
+
+
+def test_a_posted_call_failing_at_the_end_of_a_cached_run_ends_it_failed(
+    config: ProjectConfig, project: Path
+):
+    _log_a_metric_mlflow_refuses(project)
+    with pytest.raises(TrackingError):
+        run_pipeline(config, params=FAST)  # in process: the step's result is cached
+    with TrackingWorker.start() as worker, pytest.raises(TrackingError, match="log_batch"):
+        run_pipeline(config, params=FAST, tracker=remote_tracker_for(worker, config))
+    c = client(config)
+    runs = c.search_runs([c.get_experiment_by_name("penguins").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED", "FAILED"]
 
 
 def test_errors_keep_their_class_message_and_hint_and_the_pipe_stays_in_step(
@@ -213,6 +250,97 @@ def test_ctrl_c_during_shipml_run_ends_the_run_failed_and_leaves_no_worker(
     assert _workers_in(project) == []
 
 
+def test_ctrl_c_while_the_command_waits_for_the_worker_leaves_no_run_running(
+    config: ProjectConfig, project: Path
+):
+    """The worker (its own process group) goes on with what it was sent after the command
+    gave up; whatever run that makes is ended, not left RUNNING."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
+    proc = subprocess.Popen([*SHIPML, "run"], cwd=project, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (workers := _workers_in(project)):
+        assert time.monotonic() < deadline and proc.poll() is None, "no worker started"
+        time.sleep(0.01)
+    (worker_pid,) = workers
+    os.kill(worker_pid, signal.SIGSTOP)  # the command is now bound to wait for start_run
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    os.kill(worker_pid, signal.SIGCONT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    deadline = time.monotonic() + 30
+    while _workers_in(project) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _workers_in(project) == []
+    c = client(config)
+    experiment = c.get_experiment_by_name("penguins")
+    runs = c.search_runs([experiment.experiment_id]) if experiment else []
+    assert [r.info.status for r in runs if r.info.status != "FAILED"] == []
+
+
+def test_a_run_left_open_by_a_command_that_dies_is_ended_failed_by_the_worker(
+    config: ProjectConfig, project: Path
+):
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from shipml.config import load_config\n"
+        "from shipml.tracking.worker import TrackingWorker, remote_tracker_for\n"
+        "worker = TrackingWorker.start()\n"
+        "run_id = remote_tracker_for(worker, load_config(Path(sys.argv[1]))).start_run('x', {})\n"
+        "print(run_id, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    command = subprocess.Popen([sys.executable, "-c", script, str(project)],
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert command.stdout is not None
+    run_id = command.stdout.readline().strip()
+    assert client(config).get_run(run_id).info.status == "RUNNING"
+    command.kill()  # no finally, no end_run: the worker sees its input end
+    command.wait()
+    deadline = time.monotonic() + 30
+    while client(config).get_run(run_id).info.status == "RUNNING":
+        assert time.monotonic() < deadline, "the run was left RUNNING"
+        time.sleep(0.1)
+    assert client(config).get_run(run_id).info.status == "FAILED"
+
+
+def test_an_interrupt_in_the_middle_of_a_request_ends_the_run_failed(config: ProjectConfig):
+    worker = TrackingWorker.start()
+    remote = remote_tracker_for(worker, config)
+    run_id = remote.start_run("probe", {})
+    os.kill(worker.process.pid, signal.SIGSTOP)  # it reads nothing: the pipe fills
+    main = threading.main_thread().ident
+    assert main == threading.get_ident()
+    timer = threading.Timer(1.0, signal.pthread_kill, (main, signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            remote.log_text(run_id, "x" * 2_000_000, "big.txt")  # interrupted half-written
+    finally:
+        timer.cancel()
+        os.kill(worker.process.pid, signal.SIGCONT)
+    assert not worker.usable
+    remote.end_run(run_id, "FINISHED")  # nothing more is sent
+    worker.close()
+    assert worker.process.returncode == 0
+    assert client(config).get_run(run_id).info.status == "FAILED"
+
+
+def test_a_project_module_named_like_one_mlflow_imports_does_not_break_the_worker(
+    project: Path,
+):
+    (project / "secrets.py").write_text('raise RuntimeError("the project\'s secrets.py")\n')
+    console_script = Path(sys.executable).parent / "shipml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
+    done = subprocess.run([str(console_script), "run", "-p", "n_estimators=5"], cwd=project,
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "registered penguins/1" in done.stdout
+
+
 def _workers_in(folder: Path) -> list[int]:
     """Processes running the tracking worker with ``folder`` as their working folder."""
     found = []
@@ -227,31 +355,6 @@ def _workers_in(folder: Path) -> list[int]:
         if b"shipml.tracking.worker" in cmdline and Path(cwd) == folder.resolve():
             found.append(int(entry.name))
     return found
-
-
-def test_importing_shipml_loads_neither_pandas_nor_mlflow():
-    """What lets `shipml run` start its worker before anything heavy is loaded."""
-    code = (
-        "import sys, shipml; from shipml import step, pipeline, dataset; "
-        "print(sorted(m for m in ('pandas', 'mlflow', 'pydantic', 'sklearn') if m in sys.modules))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
-
-
-def test_the_public_names_are_the_decorators_and_functions_even_after_the_runner_loads():
-    import shipml
-    import shipml.pipeline.runner  # loading the subpackage must not shadow the names
-    from shipml import pipeline, run_pipeline, step
-    from shipml.pipeline.step import pipeline as pipeline_decorator
-    from shipml.pipeline.step import step as step_decorator
-
-    assert pipeline is pipeline_decorator and step is step_decorator
-    assert run_pipeline is sys.modules["shipml.pipeline.runner"].run_pipeline
-    assert shipml.ModelPackage.__name__ == "ModelPackage"
-    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
-        _ = shipml.nothing_here
 
 
 def test_tracker_for_still_tracks_in_process(config: ProjectConfig):

@@ -10,10 +10,15 @@ One JSON object per line each way. A request names an allowed method of ``Tracke
 ``Registry``; the answer carries its result, or its error (a ``TrackingError`` or
 ``RegistryError`` keeps its class, message and hint; anything else becomes a
 ``TrackingError`` naming the call). Calls that return nothing and read no local file
-are posted without waiting; their errors are raised by the next call that waits, at
-the latest by ``close``. The worker runs in its own process group, so Ctrl-C reaches
-only the command (which still ends the run as failed through the worker), and it ends
-when its input closes: a command that dies leaves nothing behind.
+are posted without waiting; every call that waits first waits for those, and raises
+the first of their errors *before* it is sent, so nothing runs after a failed call.
+A run whose logging failed is ended as failed.
+
+Interrupts and deaths: the worker runs in its own process group, so Ctrl-C reaches
+only the command; a command interrupted while it talks to the worker stops talking to
+it. When its input ends (the command closed it, was interrupted or died) the worker
+ends every run it started and nobody ended as ``FAILED``, then exits: nothing is left
+running, no run is left ``RUNNING``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import sys
 import threading
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict
 from types import TracebackType
 from typing import IO, Any
@@ -56,11 +62,12 @@ class TrackingWorker:
     A thread reads the answers as they come, so the worker never blocks on a full pipe
     while the command is still sending. Use it as a context manager: leaving the block
     waits for the posted calls and ends the worker (their errors are raised only if the
-    block itself did not raise)."""
+    block itself did not raise; otherwise they are added to its exception as a note)."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
         self.sent = 0  # requests sent so far
+        self.interrupted = False  # an interrupt came while talking to the worker
         self._owed: deque[str] = deque()  # the calls whose answers are not taken yet
         self._error: ShipmlError | None = None  # the first error of a posted call
         self._closed = False
@@ -75,7 +82,9 @@ class TrackingWorker:
         """Start the worker; it begins importing MLflow at once."""
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "shipml.tracking.worker"],
+                # -P: the current folder (a project with a secrets.py or a yaml.py) must
+                # not shadow the modules MLflow imports.
+                [sys.executable, "-P", "-m", "shipml.tracking.worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -97,35 +106,46 @@ class TrackingWorker:
         tb: TracebackType | None,
     ) -> None:
         self.close(raise_errors=exc is None)
+        if exc is not None and self._error is not None:
+            exc.add_note(f"tracking error too: {self._take_error().message}")
 
     # -- calls ----------------------------------------------------------------------------
     def post(self, target: str, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a call that returns nothing; do not wait for it."""
         self._send(target, method, list(args), kwargs)
 
-    def call(self, target: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Send a call and return its result (raising first the error of a posted call)."""
-        self._send(target, method, list(args), kwargs)
-        while len(self._owed) > 1:
-            self._keep_error()
+    def sync(self) -> None:
+        """Wait for every call sent so far; raise the first error of a posted one."""
+        self._guarded(self._drain)
         if self._error is not None:
-            self._keep_error()  # take ours too, to keep answers and calls in step
             raise self._take_error()
-        return self._answer()
+
+    def call(self, target: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Send a call and return its result. The posted calls are waited for first, and
+        if one of them failed its error is raised and this call is not sent."""
+        self.sync()
+        self._send(target, method, list(args), kwargs)
+        return self._guarded(self._answer)
+
+    @property
+    def usable(self) -> bool:
+        """False once the worker is closed, dead or was interrupted mid-conversation."""
+        return not (self._closed or self.interrupted)
 
     def close(self, *, raise_errors: bool = True, timeout: float = 300.0) -> None:
         """Wait for the posted calls and end the worker.
 
         A worker that was sent nothing has changed nothing and is stopped at once;
-        otherwise it finishes what it was sent and ends when its input closes."""
+        otherwise it finishes what it was sent, ends the runs left open as failed, and
+        exits when its input closes."""
         if self._closed:
             return
         self._closed = True
         try:
             if self.sent == 0:
                 self.process.kill()
-            while self._owed:
-                self._keep_error()
+            elif not self.interrupted:
+                self._guarded(self._drain)
         finally:
             if self.process.stdin is not None:
                 with contextlib.suppress(OSError):  # a worker that died closed its end
@@ -140,6 +160,17 @@ class TrackingWorker:
             raise self._take_error()
 
     # -- the pipe -------------------------------------------------------------------------
+    def _guarded(self, action: Callable[[], Any]) -> Any:
+        """Run ``action``; an interrupt in the middle of it (a request half written, an
+        answer taken but not counted) leaves the pipe unusable, so stop using it."""
+        try:
+            return action()
+        except Exception:
+            raise
+        except BaseException:
+            self.interrupted = True
+            raise
+
     def _read(self) -> None:
         """The reader thread: every answer line into the queue; None when the pipe ends."""
         assert self.process.stdout is not None
@@ -151,17 +182,27 @@ class TrackingWorker:
             self._answers.put(None)
 
     def _send(self, target: str, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
-        if self._closed:
-            raise TrackingError(f"the tracking worker is closed; cannot call {method}")
+        if not self.usable:
+            raise TrackingError(f"the tracking worker is no longer in use; cannot call {method}")
         request = {"target": target, "method": method, "args": args, "kwargs": kwargs}
+        line = json.dumps(request) + "\n"
         assert self.process.stdin is not None
+        stdin = self.process.stdin
+
+        def write() -> None:
+            self._owed.append(f"{target}.{method}")
+            self.sent += 1
+            stdin.write(line)
+            stdin.flush()
+
         try:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
+            self._guarded(write)
         except OSError:
             raise self._died(f"{target}.{method}") from None
-        self.sent += 1
-        self._owed.append(f"{target}.{method}")
+
+    def _drain(self) -> None:
+        while self._owed:
+            self._keep_error()
 
     def _answer(self) -> Any:
         """The next answer's result, or its error raised (the oldest call owed)."""
@@ -251,14 +292,25 @@ class RemoteTracker:
         return str(self._call("start_run", name, tags))
 
     def end_run(self, run_id: str, status: str) -> None:
-        # Waits: when the run is over, everything it logged is in the store.
+        """End the run; waits, so that everything it logged is in the store. A run whose
+        logging failed ends as FAILED, and the failure is raised."""
+        if not self.worker.usable:
+            return  # interrupted or dead: the worker ends its open runs as FAILED itself
+        try:
+            self.worker.sync()
+        except ShipmlError:
+            if self.worker.usable:
+                self._call("end_run", run_id, "FAILED")
+            raise
         self._call("end_run", run_id, status)
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         self._post("log_params", run_id, params)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-        self._post("log_metrics", run_id, {k: float(v) for k, v in metrics.items()}, step)
+        # Waits (once per executed step): a step whose metrics the store refuses fails
+        # the run there, as in one process, before the next step runs.
+        self._call("log_metrics", run_id, {k: float(v) for k, v in metrics.items()}, step)
 
     def log_batch(self, run_id: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
         metrics = {k: float(v) for k, v in metrics.items()}
@@ -355,29 +407,43 @@ def _plain(value: Any) -> Any:
 
 
 def serve(requests: IO[str], answers: IO[str]) -> None:
-    """Answer requests until the input ends (the worker's main loop)."""
+    """Answer requests until the input ends (the worker's main loop); then end the runs
+    that were started and not ended (their command was interrupted or died) as FAILED."""
     from shipml.tracking.registry import Registry
     from shipml.tracking.store import Tracker
 
     tracker: Tracker | None = None
     registry: Registry | None = None
+    open_runs: list[str] = []
     for line in requests:
-        request = json.loads(line)
-        target, method = request.get("target"), request.get("method")
-        args, kwargs = request.get("args", []), request.get("kwargs", {})
+        method = "a request"
         try:
+            try:
+                request = json.loads(line)
+            except ValueError:
+                raise TrackingError(
+                    f"the tracking worker got a line it cannot read: {line[:80]!r}"
+                ) from None
+            target, method = request.get("target"), request.get("method")
+            args, kwargs = request.get("args", []), request.get("kwargs", {})
             if target == "open":
-                tracker = Tracker(*args, **kwargs)
-                registry = Registry(tracker)
-                # MLflow and its store are loaded: keep those objects out of the cyclic
-                # collector's passes from now on, and let it run again (see ``main``).
-                gc.freeze()
-                gc.enable()
+                try:
+                    tracker = Tracker(*args, **kwargs)
+                    registry = Registry(tracker)
+                finally:
+                    # MLflow and its store are loaded: keep those objects out of the
+                    # cyclic collector's passes from now on, and let it run (see main).
+                    gc.freeze()
+                    gc.enable()
                 result: Any = None
             elif tracker is None or registry is None:
                 raise TrackingError(f"{target}.{method} was called before the store was opened")
             elif target == "tracker" and method in TRACKER_CALLS:
                 result = getattr(tracker, method)(*args, **kwargs)
+                if method == "start_run":
+                    open_runs.append(result)
+                elif method == "end_run" and args and args[0] in open_runs:
+                    open_runs.remove(args[0])
             elif target == "registry" and method in REGISTRY_CALLS:
                 result = getattr(registry, method)(*args, **kwargs)
             else:
@@ -394,6 +460,10 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
                                 "traceback": detail}}  # fmt: skip
         answers.write(json.dumps(answer, default=str) + "\n")
         answers.flush()
+    for run_id in open_runs:
+        if tracker is not None:
+            with contextlib.suppress(Exception):  # nobody is left to tell
+                tracker.end_run(run_id, "FAILED")
 
 
 def main() -> None:
