@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -103,31 +104,33 @@ def _log_a_metric_mlflow_refuses(project: Path) -> None:
     pipeline_py.write_text(text.replace("log_metrics(", refused, 1))
 
 
-def test_a_step_whose_metrics_the_store_refuses_fails_the_run_there(
-    config: ProjectConfig, project: Path, remote: RemoteTracker
-):
+def test_a_step_whose_metrics_the_store_refuses_fails_the_run_there_and_is_not_cached(
+    config: ProjectConfig, project: Path, remote: RemoteTracker, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):  # fmt: skip
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     _log_a_metric_mlflow_refuses(project)
-    with pytest.raises(TrackingError, match=r"log_metrics.*top@1"):
-        run_pipeline(config, params=FAST, tracker=remote)
-    c = client(config)
-    (run,) = c.search_runs([c.get_experiment_by_name("penguins").experiment_id])
-    assert run.info.status == "FAILED"
-    ran = {json.loads(e.read_text())["step"] for e in (config.cache_dir / "entries").iterdir()}
-    assert "train" in ran and not {"evaluate", "package"} & ran  # what follows did not run
-    assert c.search_registered_models() == []
-
-
-def test_a_posted_call_failing_at_the_end_of_a_cached_run_ends_it_failed(
-    config: ProjectConfig, project: Path
-):
-    _log_a_metric_mlflow_refuses(project)
-    with pytest.raises(TrackingError):
-        run_pipeline(config, params=FAST)  # in process: the step's result is cached
-    with TrackingWorker.start() as worker, pytest.raises(TrackingError, match="log_batch"):
-        run_pipeline(config, params=FAST, tracker=remote_tracker_for(worker, config))
+    for _ in range(2):  # and again: the failed step was not cached, nothing was registered
+        with pytest.raises(TrackingError, match=r"log_metrics.*top@1"):
+            run_pipeline(config, params=FAST, tracker=remote)
     c = client(config)
     runs = c.search_runs([c.get_experiment_by_name("penguins").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED", "FAILED"]
+    ran = {json.loads(e.read_text())["step"] for e in (config.cache_dir / "entries").iterdir()}
+    assert ran == {"ingest", "validate", "split"}  # train, and what follows, are not cached
+    assert c.search_registered_models() == []
+    assert list((tmp_path / "tmp").iterdir()) == []  # the run's work folder is gone
+
+
+def test_a_posted_call_that_fails_makes_end_run_end_the_run_failed(
+    config: ProjectConfig, remote: RemoteTracker
+):
+    run_id = remote.start_run("probe", {})
+    remote.set_tags(run_id, {"bad@key": "v"})  # posted; MLflow refuses the name
+    with pytest.raises(TrackingError, match="set_tags"):
+        remote.end_run(run_id, "FINISHED")
+    assert client(config).get_run(run_id).info.status == "FAILED"
 
 
 def test_errors_keep_their_class_message_and_hint_and_the_pipe_stays_in_step(
@@ -142,17 +145,16 @@ def test_errors_keep_their_class_message_and_hint_and_the_pipe_stays_in_step(
     assert remote.artifact_uri(run_id).endswith(f"{run_id}/artifacts")
 
 
-def test_a_posted_call_that_fails_is_raised_by_the_next_call_that_waits(
+def test_a_posted_call_that_fails_is_raised_by_the_next_call_that_waits_before_it_is_sent(
     config: ProjectConfig, remote: RemoteTracker
 ):
     run_id = remote.start_run("probe", {})
-    remote.log_params("0" * 32, {"alpha": 1})  # no such run; posted, not awaited
-    remote.log_params(run_id, {"alpha": 2})
-    with pytest.raises(TrackingError, match="log_params"):
-        remote.artifact_uri(run_id)
+    remote.set_tags("0" * 32, {"alpha": "1"})  # no such run; posted, not awaited
+    with pytest.raises(TrackingError, match="set_tags"):
+        remote.log_params(run_id, {"alpha": 2})
     remote.end_run(run_id, "FINISHED")  # later calls are unaffected
     run = client(config).get_run(run_id)
-    assert run.data.params == {"alpha": "2"} and run.info.status == "FINISHED"
+    assert run.data.params == {} and run.info.status == "FINISHED"  # log_params not sent
 
 
 def test_a_posted_error_still_pending_at_close_is_raised_by_close(config: ProjectConfig):
@@ -270,6 +272,7 @@ def test_ctrl_c_while_the_command_waits_for_the_worker_leaves_no_run_running(
     os.kill(worker_pid, signal.SIGCONT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "waiting for the tracking worker" in err  # the wait is explained
     deadline = time.monotonic() + 30
     while _workers_in(project) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -305,6 +308,43 @@ def test_a_run_left_open_by_a_command_that_dies_is_ended_failed_by_the_worker(
         assert time.monotonic() < deadline, "the run was left RUNNING"
         time.sleep(0.1)
     assert client(config).get_run(run_id).info.status == "FAILED"
+
+
+def test_what_a_command_sent_before_it_died_is_still_recorded_and_its_run_ended(
+    config: ProjectConfig, project: Path
+):
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from shipml.config import load_config\n"
+        "from shipml.tracking.worker import TrackingWorker, remote_tracker_for\n"
+        "worker = TrackingWorker.start()\n"
+        "run_id = remote_tracker_for(worker, load_config(Path(sys.argv[1]))).start_run('x', {})\n"
+        "print(run_id, worker.process.pid, flush=True)\n"
+        "sys.stdin.readline()\n"
+        "worker.post('tracker', 'set_tags', run_id, {'sent': 'before dying'})\n"
+        "print('posted', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    command = subprocess.Popen(
+        [sys.executable, "-c", script, str(project)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert command.stdin is not None and command.stdout is not None
+    run_id, worker_pid = command.stdout.readline().split()
+    os.kill(int(worker_pid), signal.SIGSTOP)  # it answers only after the command is gone
+    command.stdin.write("go\n")
+    command.stdin.flush()
+    assert command.stdout.readline().strip() == "posted"
+    command.kill()
+    command.wait()
+    os.kill(int(worker_pid), signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while client(config).get_run(run_id).info.status == "RUNNING":
+        assert time.monotonic() < deadline, "the run was left RUNNING"
+        time.sleep(0.1)
+    run = client(config).get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["sent"] == "before dying"
 
 
 def test_an_interrupt_in_the_middle_of_a_request_ends_the_run_failed(config: ProjectConfig):

@@ -69,9 +69,12 @@ def run(
         return
     from shipml.tracking.worker import TrackingWorker, remote_tracker_for
 
+    def notify(message: str) -> None:
+        stderr.print(f"[yellow]{message}[/]", soft_wrap=True)
+
     # First of all: the worker imports MLflow (about 1.5 s) while this process loads
     # the project, its pipeline and the step cache.
-    with TrackingWorker.start() as worker:
+    with TrackingWorker.start(notify) as worker:
         from shipml.pipeline import run_pipeline
         from shipml.pipeline.display import ConsoleReporter
 

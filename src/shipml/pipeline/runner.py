@@ -300,6 +300,7 @@ def run_pipeline(
     run = _Run(config, tracker, ArtifactCache(config.cache_dir), store)
     workdir = Path(tempfile.mkdtemp(prefix="shipml-run-"))
     result = RunResult(run_id, pipe.name, "RUNNING", [], graph.params, {}, snapshots, 0.0)
+    failure: BaseException | None = None
     try:
         tracker.log_params(run_id, graph.params)
         for ref, snap in by_ref.items():
@@ -341,13 +342,20 @@ def run_pipeline(
             _register(run, result, config, alias)
         _log_summary(run, run_id, graph, result)
         result.status = "FAILED" if failed else "FINISHED"
-    except BaseException:
-        result.status = "FAILED"
+    except BaseException as exc:
+        result.status, failure = "FAILED", exc
         raise
     finally:
         result.seconds = time.perf_counter() - started
-        tracker.end_run(run_id, result.status if result.status != "RUNNING" else "FAILED")
-        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            tracker.end_run(run_id, result.status if result.status != "RUNNING" else "FAILED")
+        except ShipmlError as exc:
+            if failure is None:
+                raise
+            # The run's own failure (or Ctrl-C) is what the user must see first.
+            failure.add_note(f"ending the MLflow run failed too: {exc.message}")
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     if result.failed_step:
         failed_res = result.step(result.failed_step)
         hint = f"full traceback: {result.traceback_file}; downstream steps were skipped"
@@ -414,9 +422,11 @@ def _run_step(
         run.values[(node.name, name)] = val
     res.outputs = {o.name: o for o in stored}
     res.status = "done"
+    # Metrics first: a step whose metrics the store refuses is not cached, so the next
+    # run fails at the same place instead of registering a model from a failed run.
+    run.tracker.log_metrics(ctx.run_id or "", res.metrics)
     if node.step.cache:
         run.cache.save(res.key, node.name, stored, res.metrics, res.seconds, ctx.run_id)
-    run.tracker.log_metrics(ctx.run_id or "", res.metrics)
     reporter.step_finished(node.name, "done", res.seconds)
     return res
 

@@ -9,16 +9,16 @@ work is the same as in one process; it runs on two cores at once.
 One JSON object per line each way. A request names an allowed method of ``Tracker`` or
 ``Registry``; the answer carries its result, or its error (a ``TrackingError`` or
 ``RegistryError`` keeps its class, message and hint; anything else becomes a
-``TrackingError`` naming the call). Calls that return nothing and read no local file
-are posted without waiting; every call that waits first waits for those, and raises
-the first of their errors *before* it is sent, so nothing runs after a failed call.
-A run whose logging failed is ended as failed.
+``TrackingError`` naming the call). Calls wait for their answer, as in one process,
+except the run's closing writes (texts, tags, the metrics of cached steps), which are
+posted; ``end_run`` waits for them and ends the run as FAILED if one failed. A call
+that waits first raises the error of any posted call, before it is sent.
 
 Interrupts and deaths: the worker runs in its own process group, so Ctrl-C reaches
 only the command; a command interrupted while it talks to the worker stops talking to
 it. When its input ends (the command closed it, was interrupted or died) the worker
-ends every run it started and nobody ended as ``FAILED``, then exits: nothing is left
-running, no run is left ``RUNNING``.
+carries out what it was sent, ends every run it started and nobody ended as
+``FAILED``, and exits: nothing is left running, no run is left ``RUNNING``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import gc
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -64,8 +65,11 @@ class TrackingWorker:
     waits for the posted calls and ends the worker (their errors are raised only if the
     block itself did not raise; otherwise they are added to its exception as a note)."""
 
-    def __init__(self, process: subprocess.Popen[str]) -> None:
+    def __init__(
+        self, process: subprocess.Popen[str], notify: Callable[[str], None] | None = None
+    ) -> None:
         self.process = process
+        self.notify = notify  # says why the command waits, when it waits after Ctrl-C
         self.sent = 0  # requests sent so far
         self.interrupted = False  # an interrupt came while talking to the worker
         self._owed: deque[str] = deque()  # the calls whose answers are not taken yet
@@ -78,7 +82,7 @@ class TrackingWorker:
         self._reader.start()
 
     @classmethod
-    def start(cls) -> TrackingWorker:
+    def start(cls, notify: Callable[[str], None] | None = None) -> TrackingWorker:
         """Start the worker; it begins importing MLflow at once."""
         try:
             process = subprocess.Popen(
@@ -94,7 +98,7 @@ class TrackingWorker:
             raise TrackingError(
                 f"cannot start the tracking worker with {sys.executable}: {exc}"
             ) from exc
-        return cls(process)
+        return cls(process, notify)
 
     def __enter__(self) -> TrackingWorker:
         return self
@@ -150,14 +154,28 @@ class TrackingWorker:
             if self.process.stdin is not None:
                 with contextlib.suppress(OSError):  # a worker that died closed its end
                     self.process.stdin.close()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self._wait(timeout)
             self._reader.join(timeout=10)
         if self._error is not None and raise_errors:
             raise self._take_error()
+
+    def _wait(self, timeout: float) -> None:
+        """Wait for the worker to exit; after an interrupt, say what it is finishing."""
+        try:
+            self.process.wait(timeout=1.0)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        if self.interrupted and self.notify is not None:
+            self.notify(
+                "waiting for the tracking worker to record what it was sent and end the run "
+                "as FAILED; Ctrl-C again leaves it to finish on its own"
+            )
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
     # -- the pipe -------------------------------------------------------------------------
     def _guarded(self, action: Callable[[], Any]) -> Any:
@@ -295,7 +313,7 @@ class RemoteTracker:
         """End the run; waits, so that everything it logged is in the store. A run whose
         logging failed ends as FAILED, and the failure is raised."""
         if not self.worker.usable:
-            return  # interrupted or dead: the worker ends its open runs as FAILED itself
+            return  # interrupted: the worker ends the runs left open as FAILED itself
         try:
             self.worker.sync()
         except ShipmlError:
@@ -305,7 +323,7 @@ class RemoteTracker:
         self._call("end_run", run_id, status)
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        self._post("log_params", run_id, params)
+        self._call("log_params", run_id, params)  # waits: before any step runs
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         # Waits (once per executed step): a step whose metrics the store refuses fails
@@ -343,7 +361,7 @@ class RemoteTracker:
         context: str = "training",
         version: int | None = None,
     ) -> None:
-        self._post("log_dataset", run_id, name=name, digest=digest, source=source,
+        self._call("log_dataset", run_id, name=name, digest=digest, source=source,
                    schema=schema, rows=rows, context=context, version=version)  # fmt: skip
 
     def registry(self) -> RemoteRegistry:
@@ -408,62 +426,72 @@ def _plain(value: Any) -> Any:
 
 def serve(requests: IO[str], answers: IO[str]) -> None:
     """Answer requests until the input ends (the worker's main loop); then end the runs
-    that were started and not ended (their command was interrupted or died) as FAILED."""
+    that were started and not ended (their command was interrupted or died) as FAILED.
+
+    If the command is gone (its end of the answer pipe closed), what it sent is still
+    carried out, unanswered: it was sent to be recorded."""
     from shipml.tracking.registry import Registry
     from shipml.tracking.store import Tracker
 
     tracker: Tracker | None = None
     registry: Registry | None = None
     open_runs: list[str] = []
-    for line in requests:
-        method = "a request"
-        try:
+    answering = True
+    try:
+        for line in requests:
+            method = "a request"
             try:
-                request = json.loads(line)
-            except ValueError:
-                raise TrackingError(
-                    f"the tracking worker got a line it cannot read: {line[:80]!r}"
-                ) from None
-            target, method = request.get("target"), request.get("method")
-            args, kwargs = request.get("args", []), request.get("kwargs", {})
-            if target == "open":
                 try:
-                    tracker = Tracker(*args, **kwargs)
-                    registry = Registry(tracker)
-                finally:
-                    # MLflow and its store are loaded: keep those objects out of the
-                    # cyclic collector's passes from now on, and let it run (see main).
-                    gc.freeze()
-                    gc.enable()
-                result: Any = None
-            elif tracker is None or registry is None:
-                raise TrackingError(f"{target}.{method} was called before the store was opened")
-            elif target == "tracker" and method in TRACKER_CALLS:
-                result = getattr(tracker, method)(*args, **kwargs)
-                if method == "start_run":
-                    open_runs.append(result)
-                elif method == "end_run" and args and args[0] in open_runs:
-                    open_runs.remove(args[0])
-            elif target == "registry" and method in REGISTRY_CALLS:
-                result = getattr(registry, method)(*args, **kwargs)
-            else:
-                raise TrackingError(f"the tracking worker does not serve {target}.{method}")
-            answer: dict[str, Any] = {"result": _plain(result)}
-        except Exception as exc:
-            if isinstance(exc, ShipmlError) and type(exc).__name__ in _ERRORS:
-                kind, message, hint = type(exc).__name__, exc.message, exc.hint
-            else:
-                kind, hint = "TrackingError", None
-                message = f"the MLflow store failed in {method}: {type(exc).__name__}: {exc}"
-            detail = "".join(traceback.format_exception(exc))
-            answer = {"error": {"kind": kind, "message": message, "hint": hint,
-                                "traceback": detail}}  # fmt: skip
-        answers.write(json.dumps(answer, default=str) + "\n")
-        answers.flush()
-    for run_id in open_runs:
+                    request = json.loads(line)
+                except ValueError:
+                    raise TrackingError(
+                        f"the tracking worker got a line it cannot read: {line[:80]!r}"
+                    ) from None
+                target, method = request.get("target"), request.get("method")
+                args, kwargs = request.get("args", []), request.get("kwargs", {})
+                if target == "open":
+                    try:
+                        tracker = Tracker(*args, **kwargs)
+                        registry = Registry(tracker)
+                    finally:
+                        # MLflow and its store are loaded: keep those objects out of the
+                        # cyclic collector's passes from now on, and let it run (see main).
+                        gc.freeze()
+                        gc.enable()
+                    result: Any = None
+                elif tracker is None or registry is None:
+                    raise TrackingError(f"{target}.{method} was called before the store was opened")
+                elif target == "tracker" and method in TRACKER_CALLS:
+                    result = getattr(tracker, method)(*args, **kwargs)
+                    if method == "start_run":
+                        open_runs.append(result)
+                    elif method == "end_run" and args and args[0] in open_runs:
+                        open_runs.remove(args[0])
+                elif target == "registry" and method in REGISTRY_CALLS:
+                    result = getattr(registry, method)(*args, **kwargs)
+                else:
+                    raise TrackingError(f"the tracking worker does not serve {target}.{method}")
+                answer: dict[str, Any] = {"result": _plain(result)}
+            except Exception as exc:
+                if isinstance(exc, ShipmlError) and type(exc).__name__ in _ERRORS:
+                    kind, message, hint = type(exc).__name__, exc.message, exc.hint
+                else:
+                    kind, hint = "TrackingError", None
+                    message = f"the MLflow store failed in {method}: {type(exc).__name__}: {exc}"
+                detail = "".join(traceback.format_exception(exc))
+                answer = {"error": {"kind": kind, "message": message, "hint": hint,
+                                    "traceback": detail}}  # fmt: skip
+            if answering:
+                try:
+                    answers.write(json.dumps(answer, default=str) + "\n")
+                    answers.flush()
+                except OSError:  # the command is gone
+                    answering = False
+    finally:
         if tracker is not None:
-            with contextlib.suppress(Exception):  # nobody is left to tell
-                tracker.end_run(run_id, "FAILED")
+            for run_id in open_runs:
+                with contextlib.suppress(Exception):  # nobody is left to tell
+                    tracker.end_run(run_id, "FAILED")
 
 
 def main() -> None:
@@ -472,6 +500,9 @@ def main() -> None:
     # a full pass of the cyclic collector over all of them: about a fifth of the
     # worker's start. Nothing cyclic needs freeing before the store is open.
     gc.disable()
+    # The worker lives as long as its input: a hang-up (its process group orphaned when
+    # the command dies) must not cut short the recording of what the command sent.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # Answers go to the real stdout; anything printed by libraries goes to stderr.
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
@@ -483,8 +514,9 @@ def main() -> None:
     serve(sys.stdin, answers)
     # Every call was answered after MLflow finished it (its writes are committed), so
     # nothing is left to flush: skip the interpreter's teardown of MLflow (about 0.5 s).
-    answers.close()
-    sys.stderr.flush()
+    with contextlib.suppress(OSError):  # the command may be gone
+        answers.close()
+        sys.stderr.flush()
     os._exit(0)
 
 
