@@ -283,68 +283,65 @@ def test_ctrl_c_while_the_command_waits_for_the_worker_leaves_no_run_running(
     assert [r.info.status for r in runs if r.info.status != "FAILED"] == []
 
 
+# A command, in its own process, that starts a run through a worker, says the run id and
+# the worker's pid, then (when told to on its input) posts a tag, says so, and waits.
+COMMAND = """\
+import sys, time
+from pathlib import Path
+from shipml.config import load_config
+from shipml.tracking.worker import TrackingWorker, remote_tracker_for
+worker = TrackingWorker.start()
+run_id = remote_tracker_for(worker, load_config(Path(sys.argv[1]))).start_run("x", {})
+print(run_id, worker.process.pid, flush=True)
+sys.stdin.readline()
+worker.post("tracker", "set_tags", run_id, {"sent": "before dying"})
+print("posted", flush=True)
+time.sleep(600)
+"""
+
+
+def _start_command(project: Path) -> tuple[subprocess.Popen[str], str, int]:
+    command = subprocess.Popen(
+        [sys.executable, "-c", COMMAND, str(project)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert command.stdout is not None
+    run_id, worker_pid = command.stdout.readline().split()
+    return command, run_id, int(worker_pid)
+
+
+def _status_once_settled(config: ProjectConfig, run_id: str) -> str:
+    deadline = time.monotonic() + 30
+    while (status := client(config).get_run(run_id).info.status) == "RUNNING":
+        assert time.monotonic() < deadline, "the run was left RUNNING"
+        time.sleep(0.1)
+    return str(status)
+
+
 def test_a_run_left_open_by_a_command_that_dies_is_ended_failed_by_the_worker(
     config: ProjectConfig, project: Path
 ):
-    script = (
-        "import sys, time\n"
-        "from pathlib import Path\n"
-        "from shipml.config import load_config\n"
-        "from shipml.tracking.worker import TrackingWorker, remote_tracker_for\n"
-        "worker = TrackingWorker.start()\n"
-        "run_id = remote_tracker_for(worker, load_config(Path(sys.argv[1]))).start_run('x', {})\n"
-        "print(run_id, flush=True)\n"
-        "time.sleep(600)\n"
-    )
-    command = subprocess.Popen([sys.executable, "-c", script, str(project)],
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
-    assert command.stdout is not None
-    run_id = command.stdout.readline().strip()
+    command, run_id, _ = _start_command(project)
     assert client(config).get_run(run_id).info.status == "RUNNING"
     command.kill()  # no finally, no end_run: the worker sees its input end
     command.wait()
-    deadline = time.monotonic() + 30
-    while client(config).get_run(run_id).info.status == "RUNNING":
-        assert time.monotonic() < deadline, "the run was left RUNNING"
-        time.sleep(0.1)
-    assert client(config).get_run(run_id).info.status == "FAILED"
+    assert _status_once_settled(config, run_id) == "FAILED"
 
 
 def test_what_a_command_sent_before_it_died_is_still_recorded_and_its_run_ended(
     config: ProjectConfig, project: Path
 ):
-    script = (
-        "import sys, time\n"
-        "from pathlib import Path\n"
-        "from shipml.config import load_config\n"
-        "from shipml.tracking.worker import TrackingWorker, remote_tracker_for\n"
-        "worker = TrackingWorker.start()\n"
-        "run_id = remote_tracker_for(worker, load_config(Path(sys.argv[1]))).start_run('x', {})\n"
-        "print(run_id, worker.process.pid, flush=True)\n"
-        "sys.stdin.readline()\n"
-        "worker.post('tracker', 'set_tags', run_id, {'sent': 'before dying'})\n"
-        "print('posted', flush=True)\n"
-        "time.sleep(600)\n"
-    )
-    command = subprocess.Popen(
-        [sys.executable, "-c", script, str(project)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    command, run_id, worker_pid = _start_command(project)
     assert command.stdin is not None and command.stdout is not None
-    run_id, worker_pid = command.stdout.readline().split()
-    os.kill(int(worker_pid), signal.SIGSTOP)  # it answers only after the command is gone
+    os.kill(worker_pid, signal.SIGSTOP)  # it answers only after the command is gone
     command.stdin.write("go\n")
     command.stdin.flush()
     assert command.stdout.readline().strip() == "posted"
     command.kill()
     command.wait()
-    os.kill(int(worker_pid), signal.SIGCONT)
-    deadline = time.monotonic() + 30
-    while client(config).get_run(run_id).info.status == "RUNNING":
-        assert time.monotonic() < deadline, "the run was left RUNNING"
-        time.sleep(0.1)
-    run = client(config).get_run(run_id)
-    assert run.info.status == "FAILED" and run.data.tags["sent"] == "before dying"
+    os.kill(worker_pid, signal.SIGCONT)
+    assert _status_once_settled(config, run_id) == "FAILED"
+    assert client(config).get_run(run_id).data.tags["sent"] == "before dying"
 
 
 def test_an_interrupt_in_the_middle_of_a_request_ends_the_run_failed(config: ProjectConfig):
