@@ -58,7 +58,7 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
     if run_id:
         try:
             run = registry.tracker.get_run(run_id)
-        except Exception as exc:  # MLflow raises its own types for an unknown run
+        except Exception as exc:  # an unknown run (a TrackingError), or a store out of reach
             links.append(Link("training run", f"{run_id} (not in this tracking store: "
                               f"{type(exc).__name__})"))  # fmt: skip
         else:

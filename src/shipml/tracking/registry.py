@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from shipml.errors import RegistryError
-from shipml.tracking.store import Tracker
+from shipml.tracking.store import Tracker, store_call
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -103,9 +103,11 @@ class Registry:
         self.client = tracker.client
 
     # -- reading ------------------------------------------------------------------
+    @store_call
     def model_names(self) -> list[str]:
         return sorted(m.name for m in self.client.search_registered_models())
 
+    @store_call
     def versions(self, name: str) -> list[VersionInfo]:
         model = self._require_model(name)
         by_version: dict[str, list[str]] = {}
@@ -117,6 +119,7 @@ class Registry:
             info.aliases[:] = sorted(set(info.aliases) | set(by_version.get(info.version, [])))
         return sorted(infos, key=lambda v: int(v.version))
 
+    @store_call
     def aliases(self, name: str) -> dict[str, str]:
         model = self._require_model(name)
         return {str(k): str(v) for k, v in (model.aliases or {}).items()}
@@ -135,6 +138,7 @@ class Registry:
                 hint="run the pipeline (`shipml run`) to register one",
             ) from exc
 
+    @store_call
     def resolve(self, ref: ModelRef | str) -> VersionInfo:
         ref = parse_model_ref(ref) if isinstance(ref, str) else ref
         if ref.path is not None or ref.name is None:
@@ -162,6 +166,7 @@ class Registry:
             ) from exc
         return _info(mv)
 
+    @store_call
     def local_path(self, info: VersionInfo) -> Path:
         """A local folder with the version's package (downloaded if the store is remote)."""
         parsed = urlparse(info.source)
@@ -175,6 +180,7 @@ class Registry:
             )
         )
 
+    @store_call
     def find_by_digest(self, name: str, content_digest: str) -> VersionInfo | None:
         """The version of ``name`` registered with this package content digest, if any."""
         from mlflow.exceptions import MlflowException
@@ -190,6 +196,7 @@ class Registry:
         return self.resolve(ModelRef(name=name, version=str(found[0].version)))  # with aliases
 
     # -- writing ------------------------------------------------------------------
+    @store_call
     def register(
         self,
         name: str,
@@ -223,6 +230,7 @@ class Registry:
         )
         return _info(mv), True
 
+    @store_call
     def set_alias(self, name: str, version: str, alias: str) -> VersionInfo:
         if not ALIAS_RE.match(alias) or alias.lower() == "latest" or alias.isdigit():
             raise RegistryError(
@@ -233,9 +241,11 @@ class Registry:
         self.client.set_registered_model_alias(name, alias, info.version)
         return self.resolve(ModelRef(name=name, version=info.version))
 
+    @store_call
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         self.client.set_model_version_tag(name, version, key, value)
 
+    @store_call
     def delete_version_tag(self, name: str, version: str, key: str) -> None:
         """Remove a tag if it is there."""
         from mlflow.exceptions import MlflowException

@@ -43,16 +43,15 @@ def quiet_mlflow() -> None:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+S = TypeVar("S")
 
 
-def _store_call(
-    method: Callable[Concatenate[Tracker, P], R],
-) -> Callable[Concatenate[Tracker, P], R]:
+def store_call(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
     """MLflow's own errors (a name it refuses, a store it cannot reach) as a TrackingError
-    naming the call, instead of a traceback."""
+    naming the call, instead of a traceback (for the methods of Tracker and Registry)."""
 
     @functools.wraps(method)
-    def call(self: Tracker, *args: P.args, **kwargs: P.kwargs) -> R:
+    def call(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
         except ShipmlError:
@@ -114,16 +113,16 @@ class Tracker:
                 ) from exc
         return self._experiment_id
 
-    @_store_call
+    @store_call
     def start_run(self, name: str, tags: dict[str, str]) -> str:
         run = self.client.create_run(self.experiment_id(), run_name=name, tags=tags)
         return str(run.info.run_id)
 
-    @_store_call
+    @store_call
     def end_run(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status, end_time=int(time.time() * 1000))
 
-    @_store_call
+    @store_call
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
@@ -133,7 +132,7 @@ class Tracker:
         if items:
             self.client.log_batch(run_id, params=items)
 
-    @_store_call
+    @store_call
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
 
@@ -142,7 +141,7 @@ class Tracker:
         if items:
             self.client.log_batch(run_id, metrics=items)
 
-    @_store_call
+    @store_call
     def log_batch(self, run_id: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
         """Metrics and tags in one write (one transaction on a SQL store)."""
         from mlflow.entities import Metric, RunTag
@@ -154,26 +153,26 @@ class Tracker:
             tags=[RunTag(k, str(v)) for k, v in tags.items()],
         )
 
-    @_store_call
+    @store_call
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
         if tags:
             self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    @_store_call
+    @store_call
     def log_artifacts(self, run_id: str, local_dir: Path, path: str | None = None) -> None:
         self.client.log_artifacts(run_id, str(local_dir), path)
 
-    @_store_call
+    @store_call
     def log_text(self, run_id: str, text: str, file: str) -> None:
         self.client.log_text(run_id, text, file)
 
-    @_store_call
+    @store_call
     def artifact_uri(self, run_id: str) -> str:
         return str(self.client.get_run(run_id).info.artifact_uri)
 
-    @_store_call
+    @store_call
     def log_dataset(
         self,
         run_id: str,
@@ -211,7 +210,7 @@ class Tracker:
         tags = [InputTag("mlflow.data.context", context)]
         self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
 
-    @_store_call
+    @store_call
     def get_run(self, run_id: str) -> Any:
         return self.client.get_run(run_id)
 

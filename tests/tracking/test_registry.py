@@ -1,0 +1,23 @@
+"""The registry in process: what MLflow refuses is a TrackingError naming the call."""
+
+from __future__ import annotations
+
+import pytest
+
+from shipml.config import ProjectConfig
+from shipml.errors import TrackingError
+from shipml.tracking import Registry, tracker_for
+
+
+def test_a_call_mlflow_refuses_is_a_tracking_error_not_a_traceback(config: ProjectConfig):
+    tracker = tracker_for(config)
+    registry = Registry(tracker)
+    run_id = tracker.start_run("probe", {})
+    info, created = registry.register(
+        "penguins", run_id=run_id, source="file:///nowhere", content_digest="d", tags={}
+    )
+    assert created and info.version == "1"
+    with pytest.raises(TrackingError, match=r"set_version_tag: MlflowException: .*bad@key"):
+        registry.set_version_tag("penguins", "1", "bad@key", "v")
+    with pytest.raises(TrackingError, match=r"log_params: MlflowException"):
+        tracker.log_params("0" * 32, {"alpha": 1})  # no such run
