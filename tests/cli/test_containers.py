@@ -79,6 +79,27 @@ def test_notebook_runs_jupyterlab_on_the_project(project: Path) -> None:
         ) as r:
             names = [c["name"] for c in json.loads(r.read())["content"]]
         assert "explore.ipynb" in names  # JupyterLab opens on the project folder
-    finally:
-        proc.terminate()
+        children = _children(proc.pid)
+        assert children, "JupyterLab runs as a child of shipml notebook"
+        proc.terminate()  # SIGTERM, as a cancelled job or a closed terminal sends
         proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{c}").exists() for c in children):
+            assert time.monotonic() < deadline, "JupyterLab outlived shipml notebook"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -193,10 +192,10 @@ def ui(
         f"MLflow UI on http://{host}:{port} (store {config.tracking_uri}); Ctrl-C stops it"
     )
     env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false"}
+    from shipml.processes import run_in_foreground
+
     try:
-        code = subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        code = 0
+        code = run_in_foreground(cmd, env=env)
     except OSError as exc:
         raise ConfigError(f"cannot start the MLflow UI: {exc}") from exc
     raise typer.Exit(code)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from shipml.containers.containerfile import NOTEBOOK_PORT
 from shipml.containers.engine import Engine, Log, find_engine
 from shipml.containers.image import build_image
 from shipml.errors import ContainerError
+from shipml.processes import run_in_foreground
 
 SQLITE = "sqlite:///"
 
@@ -129,11 +129,9 @@ def run_notebook(
     and the store mounted. Returns its exit code when it stops."""
     env = {**os.environ, "SHIPML_PROJECT": str(config.root)}
     if not container:
-        try:
-            return subprocess.call(jupyter_command(config.root, host=host, port=port,
-                                                   browser=browser), env=env)  # fmt: skip
-        except KeyboardInterrupt:
-            return 0
+        return run_in_foreground(
+            jupyter_command(config.root, host=host, port=port, browser=browser), env=env
+        )
     if not isinstance(engine, Engine):
         engine = find_engine(engine or config.containers.engine or None)
     image = build_image(config, "notebook", engine=engine, log=log)

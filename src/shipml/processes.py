@@ -1,0 +1,51 @@
+"""Child processes that run in the foreground of a command (JupyterLab, the MLflow UI).
+
+``subprocess.call`` leaves the child running when the command itself is stopped with
+SIGTERM or SIGHUP (a CI job cancelled, a terminal closed, a test tearing down): the
+child is orphaned and keeps its port. Here those signals are passed on to the child,
+and Ctrl-C (which the child gets too, being in the same process group) stops it
+cleanly: terminate, then kill if it does not end.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+
+
+def run_in_foreground(
+    cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> int:
+    """Run ``cmd`` until it ends and return its exit code (0 when stopped with Ctrl-C,
+    128 + N when ended by signal N); SIGTERM and SIGHUP sent here go to it as well."""
+    proc = subprocess.Popen(list(cmd), env=env, cwd=cwd)
+    previous: dict[int, object] = {}
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in FORWARDED:
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        code = proc.wait()
+        return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
