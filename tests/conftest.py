@@ -100,3 +100,16 @@ def hammer_then_kill(port: int, bodies: list[bytes], proc: subprocess.Popen[byte
     for t in threads:
         t.join(timeout=30)
     return answered
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found

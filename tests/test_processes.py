@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import children_of
+
 PARENT = """\
 import sys
 from shipml.processes import run_in_foreground
@@ -20,16 +22,10 @@ sys.exit(run_in_foreground([sys.executable, "-c", "import time; time.sleep(600)"
 
 def _child_of(pid: int, timeout: float = 30) -> int:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                return int(entry.name)
+    while not (children := children_of(pid)):
+        assert time.monotonic() < deadline, "no child started"
         time.sleep(0.05)
-    raise AssertionError("no child started")
+    return children[0]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])

@@ -24,17 +24,24 @@ def run_in_foreground(
 ) -> int:
     """Run ``cmd`` until it ends and return its exit code (0 when stopped with Ctrl-C,
     128 + N when ended by signal N); SIGTERM and SIGHUP sent here go to it as well."""
-    proc = subprocess.Popen(list(cmd), env=env, cwd=cwd)
+    started: list[subprocess.Popen[bytes]] = []
+    early: list[int] = []  # signals that came before the child existed
     previous: dict[int, object] = {}
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signum)
+        if not started:
+            early.append(signum)
+        elif started[0].poll() is None:
+            started[0].send_signal(signum)
 
     if threading.current_thread() is threading.main_thread():
-        for sig in FORWARDED:
+        for sig in FORWARDED:  # before the child starts: no signal slips through
             previous[sig] = signal.signal(sig, forward)
     try:
+        started.append(subprocess.Popen(list(cmd), env=env, cwd=cwd))
+        proc = started[0]
+        for signum in early:
+            proc.send_signal(signum)
         code = proc.wait()
         return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
     except KeyboardInterrupt:
@@ -42,10 +49,11 @@ def run_in_foreground(
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        for proc in started:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import shipml
+from tests.conftest import children_of, shipml
 
 
 def test_unknown_kind_and_stray_argument(project: Path) -> None:
@@ -79,7 +79,7 @@ def test_notebook_runs_jupyterlab_on_the_project(project: Path) -> None:
         ) as r:
             names = [c["name"] for c in json.loads(r.read())["content"]]
         assert "explore.ipynb" in names  # JupyterLab opens on the project folder
-        children = _children(proc.pid)
+        children = children_of(proc.pid)
         assert children, "JupyterLab runs as a child of shipml notebook"
         proc.terminate()  # SIGTERM, as a cancelled job or a closed terminal sends
         proc.wait(timeout=30)
@@ -91,15 +91,3 @@ def test_notebook_runs_jupyterlab_on_the_project(project: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
