@@ -187,32 +187,19 @@ def test_data_image_refuses_altered_data(data_image: BuiltImage) -> None:
         "import pandas as pd; df = pd.read_parquet('/data/data.parquet'); "
         "df.loc[0, 'body_mass_g'] = 1.0; df.to_parquet('/data/data.parquet', index=False)"
     )
-    done = podman(
-        "run",
-        "--rm",
-        "--user",
-        "0",
-        "--entrypoint",
-        "sh",
-        data_image.id,
-        "-c",
-        f'python3 -c "{alter}" && shipml data verify /data',
-    )
+
+    def as_root(script: str) -> subprocess.CompletedProcess[str]:
+        return podman("run", "--rm", "--user", "0", "--entrypoint", "sh", data_image.id,
+                      "-c", script)  # fmt: skip
+
+    done = as_root(f'python3 -c "{alter}" && shipml data verify /data')
     assert done.returncode == 5, done.stdout + done.stderr
     message = " ".join(done.stderr.split())
     assert "data error: /data/data.parquet does not match its manifest" in message
     assert "Traceback" not in done.stderr
-    truncated = podman(
-        "run",
-        "--rm",
-        "--user",
-        "0",
-        "--entrypoint",
-        "sh",
-        data_image.id,
-        "-c",
+    truncated = as_root(
         "head -c 100 /data/data.parquet > /tmp/d && cp /tmp/d /data/data.parquet"
-        " && shipml data verify /data",
+        " && shipml data verify /data"
     )
     assert truncated.returncode == 5 and "cannot be read as Parquet" in truncated.stderr
 
