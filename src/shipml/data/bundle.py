@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import pandas as pd
 from shipml.data.digest import FORMAT, table_digest
 from shipml.data.snapshot import DatasetStore, Snapshot
 from shipml.errors import DataError
-from shipml.files import sha256_file
+from shipml.files import replacing_folder, sha256_file
 
 BUNDLE_FORMAT = "shipml-data-bundle-v1"
 MANIFEST = "manifest.json"
@@ -61,9 +60,7 @@ def public_uri(uri: str) -> str:
 def write_bundle(store: DatasetStore, snap: Snapshot, folder: Path) -> Bundle:
     """Write ``snap`` (verified on the way out) as a bundle into ``folder`` (replaced)."""
     df = store.load(snap, verify=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=folder.parent))
-    try:
+    with replacing_folder(folder, prefix=".bundle-") as tmp:
         df.to_parquet(tmp / DATA_FILE, index=False)
         manifest = {
             "format": BUNDLE_FORMAT,
@@ -82,12 +79,6 @@ def write_bundle(store: DatasetStore, snap: Snapshot, folder: Path) -> Bundle:
         for file in tmp.iterdir():
             file.chmod(0o644)
         tmp.chmod(0o755)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return Bundle(folder, manifest)
 
 

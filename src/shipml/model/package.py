@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -31,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from shipml.errors import ModelError
-from shipml.files import sha256_file
+from shipml.files import replacing_folder, sha256_file
 from shipml.model.convert import (
     ConversionUnsupported,
     check_parity,
@@ -204,9 +202,7 @@ def build_package(
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     signature = infer_signature(frame, y, classes=getattr(final, "classes_", None))
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".pkg-", dir=target.parent))
-    try:
+    with replacing_folder(target, prefix=".pkg-") as tmp:
         manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -251,10 +247,4 @@ def build_package(
             p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST
         }
         (tmp / MANIFEST).write_bytes(_json_bytes(manifest))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ModelPackage(target, manifest)
