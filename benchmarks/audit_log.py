@@ -22,14 +22,30 @@ from shipml.audit import AuditLog, verify
 
 def record(i: int) -> dict[str, object]:
     return {
-        "kind": "prediction", "request_id": f"bench-{i}", "variant": "direct",
-        "model": "cancer", "version": "3", "onnx_sha256": "ab" * 32, "run_id": "f" * 32,
-        "datasets": {"cancer": "cd" * 32}, "git_commit": "e" * 40, "image_digest": None,
-        "input": {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32",
-                              "data": [float(j) + i for j in range(30)]}]},
+        "kind": "prediction",
+        "request_id": f"bench-{i}",
+        "variant": "direct",
+        "model": "cancer",
+        "version": "3",
+        "onnx_sha256": "ab" * 32,
+        "run_id": "f" * 32,
+        "datasets": {"cancer": "cd" * 32},
+        "git_commit": "e" * 40,
+        "image_digest": None,
+        "input": {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, 30],
+                    "datatype": "FP32",
+                    "data": [float(j) + i for j in range(30)],
+                }
+            ]
+        },
         "output": {"label": [i % 2], "probabilities": [[0.25, 0.75]]},
-        "latency_ms": 0.42, "trace_id": None,
-    }  # fmt: skip
+        "latency_ms": 0.42,
+        "trace_id": None,
+    }
 
 
 def main() -> None:
@@ -38,8 +54,12 @@ def main() -> None:
     n = parser.parse_args().records
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        log = AuditLog(folder / "a.db", signing_key=folder / "k.pem",
-                       checkpoint_dir=folder / "cp", checkpoint_every=10_000)  # fmt: skip
+        log = AuditLog(
+            folder / "a.db",
+            signing_key=folder / "k.pem",
+            checkpoint_dir=folder / "cp",
+            checkpoint_every=10_000,
+        )
         records = [record(i) for i in range(n)]
         start = time.perf_counter()
         for s in range(0, n, 1000):
@@ -66,8 +86,10 @@ def main() -> None:
     print(f"records per run: {n:,}")
     print(f"append_many (batches of 1,000)     {batched:>10,.0f} records/s")
     print(f"append_async (256 in flight)       {grouped:>10,.0f} records/s")
-    print(f"verify ({2 * n:,} records, {result.checkpoints} checkpoints) {verify_s:.2f} s "
-          f"({2 * n / verify_s:,.0f} records/s)")  # fmt: skip
+    print(
+        f"verify ({2 * n:,} records, {result.checkpoints} checkpoints) {verify_s:.2f} s "
+        f"({2 * n / verify_s:,.0f} records/s)"
+    )
 
 
 if __name__ == "__main__":

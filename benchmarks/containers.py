@@ -48,12 +48,16 @@ def main() -> None:
             ]
             rebuild = statistics.median(again)
             rows.append((kind, first.seconds, rebuild, first.size, first.name))
-    print(f"podman {engine.path}; base {base.tag} {base_info.size / 1e6:.0f} MB "
-          f"({'built' if base.built else 'reused'} in {base_s:.1f} s)")  # fmt: skip
+    print(
+        f"podman {engine.path}; base {base.tag} {base_info.size / 1e6:.0f} MB "
+        f"({'built' if base.built else 'reused'} in {base_s:.1f} s)"
+    )
     print(f"{'image':8} {'first s':>8} {'rebuild s':>10} {'ratio':>7} {'size MB':>8}")
     for kind, first_s, rebuild_s, size, name in rows:
-        print(f"{kind:8} {first_s:8.1f} {rebuild_s:10.2f} {rebuild_s / first_s:7.3f} "
-              f"{size / 1e6:8.0f}   {name}")  # fmt: skip
+        print(
+            f"{kind:8} {first_s:8.1f} {rebuild_s:10.2f} {rebuild_s / first_s:7.3f} "
+            f"{size / 1e6:8.0f}   {name}"
+        )
     print("target: rebuild / first < 0.20")
 
 

@@ -30,8 +30,9 @@ BIN = Path(sys.executable).parent
 
 
 def start(cmd: list[str], url: str, body: bytes) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=tempfile.gettempdir())  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir()
+    )
     if not wait_ready(url, body):
         proc.kill()
         raise SystemExit(f"{cmd[1]} did not answer at {url}")
@@ -62,8 +63,11 @@ def main() -> None:
     pkg = build_package(model.fit(model_input(X), y), X, y, path=work / "cancer").path
     row = X.iloc[0].astype(float).tolist()
     body = work / "v2.json"
-    body.write_text(json.dumps({"inputs": [{"name": "input", "shape": [1, 30],
-                                            "datatype": "FP32", "data": row}]}))  # fmt: skip
+    body.write_text(
+        json.dumps(
+            {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": row}]}
+        )
+    )
     raw = body.read_bytes()
     path = "/v2/models/cancer/infer"
     serve = [str(BIN / "shipml"), "serve", str(pkg)]
@@ -79,15 +83,26 @@ def main() -> None:
     direct, direct_url = launch(serve)
     direct_base = direct_url[: -len(path)]
     results["direct"] = load(direct_url, body, args.duration, args.repeat)
-    for name, champion in (("gateway, champion in process", f"cancer={pkg}"),
-                           ("gateway, champion remote", f"cancer={direct_base}")):  # fmt: skip
+    for name, champion in (
+        ("gateway, champion in process", f"cancer={pkg}"),
+        ("gateway, champion remote", f"cancer={direct_base}"),
+    ):
         gw, url = launch([*gateway, "--champion", champion])
         results[name] = load(url, body, args.duration, args.repeat)
         gw.terminate()
         gw.wait()
     # shadow isolation: the direct server becomes the shadow
-    gw, url = launch([*gateway, "--mode", "shadow", "--champion", f"cancer={pkg}",
-                      "--challenger", f"shadow={direct_base}"])  # fmt: skip
+    gw, url = launch(
+        [
+            *gateway,
+            "--mode",
+            "shadow",
+            "--champion",
+            f"cancer={pkg}",
+            "--challenger",
+            f"shadow={direct_base}",
+        ]
+    )
     results["shadow 100%, shadow alive"] = load(url, body, args.duration, args.repeat)
     direct.kill()
     direct.wait()
@@ -105,14 +120,18 @@ def main() -> None:
         print(f"{name:<34}{rps:>9.0f}{p99:>9.2f}")
     d = results["direct"][0]
     in_process = results["gateway, champion in process"][0]
-    print(f"gateway cost, champion in process: {1 - in_process / d:.1%}"
-          f" of direct throughput (target <= 15%)")  # fmt: skip
+    print(
+        f"gateway cost, champion in process: {1 - in_process / d:.1%}"
+        f" of direct throughput (target <= 15%)"
+    )
     print(
         f"gateway cost, champion remote:     {1 - results['gateway, champion remote'][0] / d:.1%}"
     )
     alive, dead = results["shadow 100%, shadow alive"][1], results["shadow 100%, shadow killed"][1]
-    print(f"champion p99 with the shadow killed: {dead / alive - 1:+.1%} (target < +20%); "
-          f"shadow outcomes {shadow}")  # fmt: skip
+    print(
+        f"champion p99 with the shadow killed: {dead / alive - 1:+.1%} (target < +20%); "
+        f"shadow outcomes {shadow}"
+    )
 
 
 if __name__ == "__main__":

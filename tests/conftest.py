@@ -60,8 +60,13 @@ def wait_until_ready(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError(f"nothing became ready on port {port}")
 
 
-def hammer_then_kill(port: int, bodies: list[bytes], proc: subprocess.Popen[bytes],
-                     clients: int = 8, seconds: float = 2.0) -> list[str]:  # fmt: skip
+def hammer_then_kill(
+    port: int,
+    bodies: list[bytes],
+    proc: subprocess.Popen[bytes],
+    clients: int = 8,
+    seconds: float = 2.0,
+) -> list[str]:
     """POST /predict from several clients, SIGKILL ``proc`` mid-load; returns the request
     ids that were answered 200 before it died."""
     import http.client

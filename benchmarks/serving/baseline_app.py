@@ -42,9 +42,18 @@ async def app(scope, receive, send):
         x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
         label, proba = session.run(output_names, {input_name: x})
         payload = orjson.dumps(
-            {"outputs": [{"name": "label", "data": label.tolist()},
-                         {"name": "probabilities", "data": proba.reshape(-1).tolist()}]}
-        )  # fmt: skip
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            {
+                "outputs": [
+                    {"name": "label", "data": label.tolist()},
+                    {"name": "probabilities", "data": proba.reshape(-1).tolist()},
+                ]
+            }
+        )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})

@@ -131,23 +131,61 @@ def servers(paths: dict[str, Path], port: int) -> dict[str, tuple[list[str], str
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }  # mlflow execs uvicorn
     return {
-        "shipml": ([str(BIN / "shipml"), "serve", str(paths["package"]), "--port", str(port)],
-                   f"/v2/models/{paths['package'].name}/infer", env),
-        "mlflow": ([str(BIN / "mlflow"), "models", "serve", "-m", str(paths["mlflow"]),
-                    "--env-manager", "local", "-p", str(port), "-w", "1"],
-                   "/invocations", env),
-        "baseline": ([str(BIN / "uvicorn"), "baseline_app:app", "--loop", "uvloop", "--http",
-                      "httptools", "--port", str(port), "--log-level", "warning"],
-                     "/v2/models/x/infer", env),
-    }  # fmt: skip
+        "shipml": (
+            [str(BIN / "shipml"), "serve", str(paths["package"]), "--port", str(port)],
+            f"/v2/models/{paths['package'].name}/infer",
+            env,
+        ),
+        "mlflow": (
+            [
+                str(BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(paths["mlflow"]),
+                "--env-manager",
+                "local",
+                "-p",
+                str(port),
+                "-w",
+                "1",
+            ],
+            "/invocations",
+            env,
+        ),
+        "baseline": (
+            [
+                str(BIN / "uvicorn"),
+                "baseline_app:app",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            "/v2/models/x/infer",
+            env,
+        ),
+    }
 
 
-def measure(name: str, cmd: list[str], path: str, env: dict[str, str], port: int,
-            body: Path, args: argparse.Namespace) -> dict[str, float]:  # fmt: skip
+def measure(
+    name: str,
+    cmd: list[str],
+    path: str,
+    env: dict[str, str],
+    port: int,
+    body: Path,
+    args: argparse.Namespace,
+) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}{path}"
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=HERE, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         if not wait_ready(url, body.read_bytes()):
             raise SystemExit(f"{name} did not answer at {url}")
@@ -190,19 +228,27 @@ def main() -> None:
             cmd = [str(port) if c == "0" else c for c in cmd]
             body = workdir / ("mlflow.json" if server == "mlflow" else "v2.json")
             results[server] = measure(server, cmd, path, env, port, body, args)
-        print(f"\n{names[key]} — single-row requests, wrk -t1, median of {args.repeat} x "
-              f"{args.duration}s")  # fmt: skip
-        print(f"{'server':<10}{'c4 req/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'c32 req/s':>11}"
-              f"{'p50 ms':>8}{'p99 ms':>8}{'RSS MB':>8}{'cold s':>8}")  # fmt: skip
+        print(
+            f"\n{names[key]} — single-row requests, wrk -t1, median of {args.repeat} x "
+            f"{args.duration}s"
+        )
+        print(
+            f"{'server':<10}{'c4 req/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'c32 req/s':>11}"
+            f"{'p50 ms':>8}{'p99 ms':>8}{'RSS MB':>8}{'cold s':>8}"
+        )
         for server, r in results.items():
-            print(f"{server:<10}{r['rps_c4']:>10.0f}{r['p50_c4']:>8.2f}{r['p99_c4']:>8.2f}"
-                  f"{r['rps_c32']:>11.0f}{r['p50_c32']:>8.2f}{r['p99_c32']:>8.2f}"
-                  f"{r['rss_mb']:>8.0f}{r['cold_s']:>8.2f}")  # fmt: skip
+            print(
+                f"{server:<10}{r['rps_c4']:>10.0f}{r['p50_c4']:>8.2f}{r['p99_c4']:>8.2f}"
+                f"{r['rps_c32']:>11.0f}{r['p50_c32']:>8.2f}{r['p99_c32']:>8.2f}"
+                f"{r['rss_mb']:>8.0f}{r['cold_s']:>8.2f}"
+            )
         ship = results.get("shipml")
         for other in ("mlflow", "baseline"):
             if ship and other in results:
-                print(f"shipml/{other}: c4 {ship['rps_c4'] / results[other]['rps_c4']:.2f}x, "
-                      f"c32 {ship['rps_c32'] / results[other]['rps_c32']:.2f}x")  # fmt: skip
+                print(
+                    f"shipml/{other}: c4 {ship['rps_c4'] / results[other]['rps_c4']:.2f}x, "
+                    f"c32 {ship['rps_c32'] / results[other]['rps_c32']:.2f}x"
+                )
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -270,9 +270,14 @@ class DeployEnvSection(_Section):
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "dev": {},
     "staging": {"replicas": 2, "max_replicas": 4, "mode": "shadow", "host_port": 8001},
-    "prod": {"replicas": 3, "max_replicas": 10, "cpu_limit": "2", "memory_limit": "2Gi",
-             "host_port": 8002},
-}  # fmt: skip
+    "prod": {
+        "replicas": 3,
+        "max_replicas": 10,
+        "cpu_limit": "2",
+        "memory_limit": "2Gi",
+        "host_port": 8002,
+    },
+}
 
 
 def _env(name: str) -> Any:

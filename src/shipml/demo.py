@@ -108,8 +108,9 @@ def serve_one(
     app = build_app(spec)
     names = ModelPackage.load(spec.package).signature.names
     row = store.load(snapshot)[names].iloc[0]
-    instance = {k: (None if v != v else (v.item() if hasattr(v, "item") else v))
-                for k, v in row.items()}  # fmt: skip
+    instance = {
+        k: (None if v != v else (v.item() if hasattr(v, "item") else v)) for k, v in row.items()
+    }
     body = orjson.dumps({"instances": [instance]})
     status, headers, answer = asyncio.run(_call(app, "/predict", body))
     if status != 200:
@@ -123,8 +124,12 @@ async def _call(app: Any, path: str, body: bytes) -> tuple[int, dict[str, str], 
     """A minimal ASGI client: warm the model up, then one POST."""
     app.warm_up()
     sent: list[dict[str, Any]] = []
-    scope = {"type": "http", "method": "POST", "path": path,
-             "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "headers": [(b"content-type", b"application/json")],
+    }
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}

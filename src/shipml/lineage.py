@@ -38,33 +38,50 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
             hint="the id is the X-Request-ID header of the answer",
         )
     rec = records[0]
-    links = [Link("prediction", f"request {request_id} at {rec.get('time')} · variant "
-                  f"{rec.get('variant')} · {rec.get('latency_ms')} ms",
-                  {"output": rec.get("output"), "seq": rec.get("seq"),
-                   "trace_id": rec.get("trace_id")})]  # fmt: skip
+    links = [
+        Link(
+            "prediction",
+            f"request {request_id} at {rec.get('time')} · variant "
+            f"{rec.get('variant')} · {rec.get('latency_ms')} ms",
+            {"output": rec.get("output"), "seq": rec.get("seq"), "trace_id": rec.get("trace_id")},
+        )
+    ]
     registry = Registry(tracker_for(config))
     name, version = str(rec.get("model")), str(rec.get("version"))
     try:
         info = registry.resolve(ModelRef(name=name, version=version))
-        links.append(Link("model version", f"{name}/{version} · aliases "
-                          f"{', '.join(info.aliases) or '-'} · onnx sha256 "
-                          f"{rec.get('onnx_sha256')}", {"source": info.source}))  # fmt: skip
+        links.append(
+            Link(
+                "model version",
+                f"{name}/{version} · aliases "
+                f"{', '.join(info.aliases) or '-'} · onnx sha256 "
+                f"{rec.get('onnx_sha256')}",
+                {"source": info.source},
+            )
+        )
         tags = info.tags
     except ShipmlError as exc:
-        links.append(Link("model version", f"{name}/{version} (not in this registry: "
-                          f"{exc.message})"))  # fmt: skip
+        links.append(
+            Link("model version", f"{name}/{version} (not in this registry: {exc.message})")
+        )
         tags = {}
     run_id = rec.get("run_id")
     if run_id:
         try:
             run = registry.tracker.get_run(run_id)
         except Exception as exc:  # an unknown run (a TrackingError), or a store out of reach
-            links.append(Link("training run", f"{run_id} (not in this tracking store: "
-                              f"{type(exc).__name__})"))  # fmt: skip
+            links.append(
+                Link("training run", f"{run_id} (not in this tracking store: {type(exc).__name__})")
+            )
         else:
             metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.data.metrics.items()))
-            links.append(Link("training run", f"{run_id} ({run.info.status}) · {metrics}",
-                              {"params": dict(run.data.params)}))  # fmt: skip
+            links.append(
+                Link(
+                    "training run",
+                    f"{run_id} ({run.info.status}) · {metrics}",
+                    {"params": dict(run.data.params)},
+                )
+            )
     else:
         links.append(Link("training run", "not recorded (the package was made outside a run)"))
     store = DatasetStore(config.artifact_root, config.root)
@@ -78,7 +95,7 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
             if versions
             else f"{dname} (snapshot not in this store)"
         )
-        links.append(Link("dataset", f"{where} · sha256 {digest}"))  # fmt: skip
+        links.append(Link("dataset", f"{where} · sha256 {digest}"))
     commit = rec.get("git_commit")
     links.append(Link("code", f"git commit {commit}" if commit else "no git commit recorded"))
     # The server's own record (it ran in that image) first, else the image `shipml build
@@ -86,8 +103,13 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
     image = rec.get("image_digest") or tags.get("shipml.image_digest")
     built = tags.get("shipml.image") if tags.get("shipml.image_digest") == image else None
     summary = f"{built} · {image}" if built else image
-    links.append(Link("image", summary or "not recorded (served outside a shipml image)",
-                      {"name": built} if built else {}))  # fmt: skip
+    links.append(
+        Link(
+            "image",
+            summary or "not recorded (served outside a shipml image)",
+            {"name": built} if built else {},
+        )
+    )
     status = tags.get("shipml.tests.status")
     if status:
         files = json.loads(tags.get("shipml.tests.files") or "[]")
@@ -100,7 +122,12 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
         tested = "none recorded for this version (`shipml test` records them)"
     links.append(Link("tests", tested))
     if tags.get("shipml.promotion.forced") == "true":
-        links.append(Link("promotion", f"forced by {tags.get('shipml.promotion.by')} at "
-                          f"{tags.get('shipml.promotion.time')}: "
-                          f"{tags.get('shipml.promotion.reason')}"))  # fmt: skip
+        links.append(
+            Link(
+                "promotion",
+                f"forced by {tags.get('shipml.promotion.by')} at "
+                f"{tags.get('shipml.promotion.time')}: "
+                f"{tags.get('shipml.promotion.reason')}",
+            )
+        )
     return links

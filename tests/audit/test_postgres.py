@@ -34,16 +34,18 @@ def url():
 
 
 def test_append_checkpoint_verify_and_tamper(url, tmp_path):
-    log = AuditLog(url, signing_key=tmp_path / "k.pem", checkpoint_dir=tmp_path / "cp",
-                   checkpoint_every=25)  # fmt: skip
+    log = AuditLog(
+        url, signing_key=tmp_path / "k.pem", checkpoint_dir=tmp_path / "cp", checkpoint_every=25
+    )
     for start in range(0, 100, 10):
-        log.append_many([{"kind": "prediction", "request_id": f"p{i}"}
-                         for i in range(start, start + 10)])  # fmt: skip
+        log.append_many(
+            [{"kind": "prediction", "request_id": f"p{i}"} for i in range(start, start + 10)]
+        )
 
     async def grouped():
-        return await asyncio.gather(*[log.append_async({"kind": "prediction",
-                                                         "request_id": f"a{i}"})
-                                      for i in range(50)])  # fmt: skip
+        return await asyncio.gather(
+            *[log.append_async({"kind": "prediction", "request_id": f"a{i}"}) for i in range(50)]
+        )
 
     assert sorted(asyncio.run(grouped())) == list(range(100, 150))
     log.close()
@@ -63,8 +65,9 @@ def test_processes_share_one_chain_on_postgres(url):
         "    log.append({'kind': 'prediction', 'request_id': f'{sys.argv[2]}-{i}'})\n"
     )
     AuditLog(url).db.close()
-    procs = [subprocess.Popen([sys.executable, "-c", script, url, name])
-             for name in ("a", "b", "c")]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, url, name]) for name in ("a", "b", "c")
+    ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     log = AuditLog(url)
     assert log.size == 300 and verify(log).ok

@@ -14,16 +14,22 @@ from tests.serving.conftest import free_port
 
 
 def _row(X, i):
-    return {k: (None if v != v else (v.item() if hasattr(v, "item") else v))
-            for k, v in X.iloc[i].items()}  # fmt: skip
+    return {
+        k: (None if v != v else (v.item() if hasattr(v, "item") else v))
+        for k, v in X.iloc[i].items()
+    }
 
 
 def test_records_carry_the_lineage_and_verify(tmp_path, penguins_package, penguins_data):
     X, _ = penguins_data
-    log = AuditLog(tmp_path / "a.db", signing_key=tmp_path / "k.pem",
-                   checkpoint_dir=tmp_path / "cp")  # fmt: skip
-    app = ModelServer(Predictor.load(penguins_package.path, name="penguins", version="2"),
-                      audit=log, image_digest="sha256:abc")  # fmt: skip
+    log = AuditLog(
+        tmp_path / "a.db", signing_key=tmp_path / "k.pem", checkpoint_dir=tmp_path / "cp"
+    )
+    app = ModelServer(
+        Predictor.load(penguins_package.path, name="penguins", version="2"),
+        audit=log,
+        image_digest="sha256:abc",
+    )
     with TestClient(app) as client:
         resp = client.post(
             "/predict",
@@ -46,8 +52,9 @@ def test_records_carry_the_lineage_and_verify(tmp_path, penguins_package, pengui
 def test_inputs_can_be_kept_as_a_hash(tmp_path, penguins_package, penguins_data):
     X, _ = penguins_data
     log = AuditLog(tmp_path / "a.db")
-    app = ModelServer(Predictor.load(penguins_package.path, name="penguins"), audit=log,
-                      audit_inputs=False)  # fmt: skip
+    app = ModelServer(
+        Predictor.load(penguins_package.path, name="penguins"), audit=log, audit_inputs=False
+    )
     with TestClient(app) as client:
         client.post("/predict", json={"instances": [_row(X, 0)]}, headers={"X-Request-ID": "h"})
     (record,) = AuditLog(tmp_path / "a.db").find("h")
@@ -59,9 +66,13 @@ def test_kill_9_under_load_loses_no_answered_request(tmp_path, penguins_package,
     (tmp_path / "shipml.toml").write_text('[project]\nname = "audited"\n')
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
-    proc = subprocess.Popen([sys.executable, "-m", "shipml", "serve", str(penguins_package.path),
-                             "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipml", "serve", str(penguins_package.path), "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     wait_until_ready(port)
     bodies = [json.dumps({"instances": [_row(X, i)]}).encode() for i in range(50)]
     answered = hammer_then_kill(port, bodies, proc)

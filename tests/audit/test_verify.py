@@ -13,11 +13,19 @@ from shipml.audit.merkle import Frontier, leaf_hash, root
 
 @pytest.fixture
 def log(tmp_path: Path) -> AuditLog:
-    log = AuditLog(tmp_path / "audit.db", signing_key=tmp_path / "key.pem",
-                   checkpoint_dir=tmp_path / "checkpoints", checkpoint_every=50)  # fmt: skip
+    log = AuditLog(
+        tmp_path / "audit.db",
+        signing_key=tmp_path / "key.pem",
+        checkpoint_dir=tmp_path / "checkpoints",
+        checkpoint_every=50,
+    )
     for start in range(0, 120, 10):  # batches, as group commit writes them
-        log.append_many([{"kind": "prediction", "request_id": f"r{i}", "output": {"label": i % 3}}
-                         for i in range(start, start + 10)])  # fmt: skip
+        log.append_many(
+            [
+                {"kind": "prediction", "request_id": f"r{i}", "output": {"label": i % 3}}
+                for i in range(start, start + 10)
+            ]
+        )
     log.checkpoint()
     return log
 
@@ -74,8 +82,10 @@ def test_an_inserted_record_is_named(log, tmp_path):
     db.execute("UPDATE entries SET seq = seq + 1000 WHERE seq >= 80")
     db.execute("UPDATE entries SET seq = seq - 999 WHERE seq >= 1000")
     fake = orjson.dumps({"kind": "prediction", "prev": "00", "request_id": "x", "seq": 80})
-    db.execute("INSERT INTO entries (seq, leaf, entry, kind) VALUES (80, ?, ?, 'prediction')",
-               (leaf_hash(fake), fake))  # fmt: skip
+    db.execute(
+        "INSERT INTO entries (seq, leaf, entry, kind) VALUES (80, ?, ?, 'prediction')",
+        (leaf_hash(fake), fake),
+    )
     result = check(log, tmp_path)
     assert not result.ok and result.first_bad == 80
 
@@ -107,8 +117,9 @@ def test_a_consistently_rewritten_log_fails_its_signed_checkpoint(log, tmp_path)
             entry["output"]["label"] = 7
         entry["prev"] = prev
         new = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
-        db.execute("UPDATE entries SET entry = ?, leaf = ? WHERE seq = ?",
-                   (new, leaf_hash(new), seq))  # fmt: skip
+        db.execute(
+            "UPDATE entries SET entry = ?, leaf = ? WHERE seq = ?", (new, leaf_hash(new), seq)
+        )
         prev = leaf_hash(new).hex()
     result = check(log, tmp_path)
     assert not result.ok and "signed checkpoint" in result.problem and result.first_bad == 49
@@ -130,13 +141,17 @@ def test_frontier_matches_rfc6962_root():
 
 
 def test_group_commit_shares_transactions_and_survives_reopen(tmp_path):
-    log = AuditLog(tmp_path / "a.db", signing_key=tmp_path / "k.pem",
-                   checkpoint_dir=tmp_path / "c", checkpoint_every=1000)  # fmt: skip
+    log = AuditLog(
+        tmp_path / "a.db",
+        signing_key=tmp_path / "k.pem",
+        checkpoint_dir=tmp_path / "c",
+        checkpoint_every=1000,
+    )
 
     async def many():
-        return await asyncio.gather(*[log.append_async({"kind": "prediction",
-                                                         "request_id": f"q{i}"})
-                                      for i in range(500)])  # fmt: skip
+        return await asyncio.gather(
+            *[log.append_async({"kind": "prediction", "request_id": f"q{i}"}) for i in range(500)]
+        )
 
     seqs = asyncio.run(many())
     assert sorted(seqs) == list(range(500))
@@ -149,9 +164,11 @@ def test_cli_verify_fails_naming_the_record(tmp_path):
     from tests.conftest import shipml
 
     (tmp_path / "shipml.toml").write_text('[project]\nname = "x"\n')
-    log = AuditLog(tmp_path / ".shipml/audit/audit.db",
-                   signing_key=tmp_path / ".shipml/audit/signing.key",
-                   checkpoint_dir=tmp_path / ".shipml/audit/checkpoints")  # fmt: skip
+    log = AuditLog(
+        tmp_path / ".shipml/audit/audit.db",
+        signing_key=tmp_path / ".shipml/audit/signing.key",
+        checkpoint_dir=tmp_path / ".shipml/audit/checkpoints",
+    )
     log.append_many([{"kind": "event", "request_id": f"e{i}"} for i in range(5)])
     log.close()
     assert shipml("audit", "verify", cwd=tmp_path).returncode == 0
@@ -174,8 +191,10 @@ def test_several_processes_share_one_chain(tmp_path):
     )
     db = tmp_path / "shared.db"
     AuditLog(db).conn.close()
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), name])
-             for name in ("champion", "challenger", "gateway")]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(db), name])
+        for name in ("champion", "challenger", "gateway")
+    ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     log = AuditLog(db)
     assert log.size == 600

@@ -13,9 +13,14 @@ from tests.serving.conftest import free_port
 def test_selected_stages_pass_and_the_rest_is_skipped(project: Path):
     result = run_stages(load_config(project), only=["check", "pipeline"])
     assert [(r.name, r.status) for r in result.results] == [
-        ("check", "passed"), ("pipeline", "passed"), ("model-tests", "skipped"),
-        ("images", "skipped"), ("deploy-staging", "skipped"), ("analysis", "skipped"),
-        ("promote", "skipped")]  # fmt: skip
+        ("check", "passed"),
+        ("pipeline", "passed"),
+        ("model-tests", "skipped"),
+        ("images", "skipped"),
+        ("deploy-staging", "skipped"),
+        ("analysis", "skipped"),
+        ("promote", "skipped"),
+    ]
     assert result.failed is None
 
 

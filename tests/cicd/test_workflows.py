@@ -20,8 +20,18 @@ ORDER = ["check", "pipeline", "model-tests", "images", "deploy-staging", "analys
 
 def _validate(path: Path, provider: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", SCHEMAS[provider],
-         str(path)], capture_output=True, text=True, timeout=120)  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            SCHEMAS[provider],
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("provider", ["github", "gitlab"])
@@ -47,8 +57,11 @@ def test_stages_in_order_every_command_is_shipml(config):
     gl = yaml.safe_load(render(config, "gitlab"))
     assert list(gh["jobs"]) == ORDER and gl["stages"] == ORDER
     for name, job in gh["jobs"].items():
-        runs = [s["run"] for s in job["steps"] if "run" in s and s.get("name") not in
-                ("install", "kube config")]  # fmt: skip
+        runs = [
+            s["run"]
+            for s in job["steps"]
+            if "run" in s and s.get("name") not in ("install", "kube config")
+        ]
         assert runs and all(r.startswith("shipml ") for r in runs), name
         assert gl[name]["script"] == runs
     assert gh["jobs"]["promote"]["environment"] == "production"  # required reviewers

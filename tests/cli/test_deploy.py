@@ -32,8 +32,14 @@ def test_mistakes_exit_13_with_a_hint(project: Path):
     env = {"SHIPML_DEPLOY_KUBERNETES_VERSION": "1.99", "SHIPML_DEPLOY_CHAMPION": "penguins/1"}
     version = shipml("deploy", "render", cwd=project, env=env)
     assert version.returncode == 13 and "'1.99' has no schema" in version.stderr
-    target = shipml("deploy", "apply", "--target", "nomad", cwd=project,
-                    env={"SHIPML_DEPLOY_CHAMPION": "penguins/1"})  # fmt: skip
+    target = shipml(
+        "deploy",
+        "apply",
+        "--target",
+        "nomad",
+        cwd=project,
+        env={"SHIPML_DEPLOY_CHAMPION": "penguins/1"},
+    )
     assert target.returncode == 13 and "unknown target 'nomad'" in target.stderr
     for done in (no_model, version, target):
         assert "Traceback" not in done.stderr

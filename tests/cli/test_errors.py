@@ -76,8 +76,17 @@ def test_a_protected_alias_moves_only_through_the_gates(project: Path):
     assert "registered penguins/1" in ran.stdout and "tested" in ran.stdout
     moved = shipml("models", "alias", "penguins", "1", "champion", cwd=project)
     assert_clean_failure(moved, code=12, says="gate(s) do not hold")
-    forced = shipml("models", "alias", "penguins", "1", "champion", "--force", "--reason",
-                    "first deployment, tests run by hand", cwd=project)  # fmt: skip
+    forced = shipml(
+        "models",
+        "alias",
+        "penguins",
+        "1",
+        "champion",
+        "--force",
+        "--reason",
+        "first deployment, tests run by hand",
+        cwd=project,
+    )
     assert forced.returncode == 0, forced.stderr
     assert "forced" in forced.stdout
 

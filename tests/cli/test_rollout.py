@@ -30,8 +30,13 @@ weights = {{ v1 = 50, v2 = 50 }}
 """
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
-    proc = subprocess.Popen([sys.executable, "-m", "shipml", "gateway"], cwd=project, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipml", "gateway"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_until_ready(port)
         gateway_url = f"http://127.0.0.1:{port}"
@@ -41,8 +46,16 @@ weights = {{ v1 = 50, v2 = 50 }}
         refused = shipml("rollout", "promote", "--gateway", gateway_url, cwd=project)
         assert refused.returncode != 0 and "promotion refused" in refused.stderr
         assert "labelled predictions" in refused.stderr
-        forced = shipml("rollout", "promote", "--gateway", gateway_url, "--force", "--reason",
-                        "ship the fix", cwd=project)  # fmt: skip
+        forced = shipml(
+            "rollout",
+            "promote",
+            "--gateway",
+            gateway_url,
+            "--force",
+            "--reason",
+            "ship the fix",
+            cwd=project,
+        )
         assert forced.returncode == 0, forced.stderr
         assert "champion is now v2" in forced.stdout
     finally:

@@ -27,8 +27,14 @@ def test_base_image_is_made_once_and_reused(engine: Engine, base_image: str) -> 
     again = build_base(engine)
     assert again.tag == base_image == "localhost/shipml-base:bookworm"
     assert not again.built and again.seconds < 10
-    python = podman("run", "--rm", base_image, "python3", "-c",
-                    "import sys, venv, ssl; print(sys.version_info[:2] >= (3, 11))")  # fmt: skip
+    python = podman(
+        "run",
+        "--rm",
+        base_image,
+        "python3",
+        "-c",
+        "import sys, venv, ssl; print(sys.version_info[:2] >= (3, 11))",
+    )
     assert python.stdout.strip() == "True", python.stderr
     labels = engine.inspect(base_image).labels
     assert labels["io.shipml.base.suite"] == "bookworm"

@@ -48,9 +48,14 @@ def test_run_passes_variables_by_name_only() -> None:
     from shipml.containers import Engine
 
     cmd = Engine("podman", "/usr/bin/podman").run_command(
-        "img", ["run"], env={"SHIPML_TRACKING_URI": "postgresql://u:s3cret@db/mlflow"},
-        read_only=True, user="0:0", volumes=["/a:/a"], ports=["127.0.0.1:1:2"],
-    )  # fmt: skip
+        "img",
+        ["run"],
+        env={"SHIPML_TRACKING_URI": "postgresql://u:s3cret@db/mlflow"},
+        read_only=True,
+        user="0:0",
+        volumes=["/a:/a"],
+        ports=["127.0.0.1:1:2"],
+    )
     assert not any("s3cret" in part for part in cmd)  # a password never shows in `ps`
     assert cmd[:3] == ["/usr/bin/podman", "run", "--rm"] and cmd[-2:] == ["img", "run"]
     assert cmd[cmd.index("--env") : cmd.index("--env") + 2] == ["--env", "SHIPML_TRACKING_URI"]

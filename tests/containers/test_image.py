@@ -189,8 +189,9 @@ def test_data_image_refuses_altered_data(data_image: BuiltImage) -> None:
     )
 
     def as_root(script: str) -> subprocess.CompletedProcess[str]:
-        return podman("run", "--rm", "--user", "0", "--entrypoint", "sh", data_image.id,
-                      "-c", script)  # fmt: skip
+        return podman(
+            "run", "--rm", "--user", "0", "--entrypoint", "sh", data_image.id, "-c", script
+        )
 
     done = as_root(f'python3 -c "{alter}" && shipml data verify /data')
     assert done.returncode == 5, done.stdout + done.stderr
@@ -290,10 +291,27 @@ def test_test_image_writes_results_against_the_served_container(
 
     def run_tests(results: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         results.mkdir()
-        return podman("run", "--rm", "--network", "host", "--user", "0:0", "-e", "HOME=/tmp",
-                      *store, *extra, "-v", f"{results}:/results", test_image.id,
-                      "ctpenguins@champion", "--against", f"http://127.0.0.1:{port}",
-                      "--suite", "api", timeout=600)  # fmt: skip
+        return podman(
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--user",
+            "0:0",
+            "-e",
+            "HOME=/tmp",
+            *store,
+            *extra,
+            "-v",
+            f"{results}:/results",
+            test_image.id,
+            "ctpenguins@champion",
+            "--against",
+            f"http://127.0.0.1:{port}",
+            "--suite",
+            "api",
+            timeout=600,
+        )
 
     passed = run_tests(tmp_path / "passed")
     assert passed.returncode == 0, passed.stdout + passed.stderr
@@ -361,10 +379,21 @@ def test_notebook_container_through_the_cli_and_stopped_with_it(
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
     env["JUPYTER_TOKEN"] = "t" * 48
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shipml", "notebook", "--container", "--no-browser",
-         "--port", str(port)],
-        cwd=ct_project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "shipml",
+            "notebook",
+            "--container",
+            "--no-browser",
+            "--port",
+            str(port),
+        ],
+        cwd=ct_project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         assert wait_http(f"http://127.0.0.1:{port}/api", timeout=180) == 200
         # the project folder is mounted: the template's notebook is there

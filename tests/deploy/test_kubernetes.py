@@ -48,34 +48,50 @@ def test_without_a_kube_context_the_error_says_what_to_do(deploy_project: Path, 
     empty = tmp_path / "kubeconfig"
     empty.write_text("")
     env = {"KUBECONFIG": str(empty)}
-    done = shipml("deploy", "apply", "--env", "dev", "--target", "kubernetes", cwd=deploy_project,
-                  env=env)  # fmt: skip
+    done = shipml(
+        "deploy", "apply", "--env", "dev", "--target", "kubernetes", cwd=deploy_project, env=env
+    )
     assert done.returncode == 13, done.stderr
     assert "kubectl has no current context" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_server_side_apply_then_rollouts_then_down(deploy_project: Path, tmp_path):
     env, log = _fake_kubectl(tmp_path)
-    up = shipml("deploy", "apply", "--env", "staging", "--target", "kubernetes",
-                cwd=deploy_project, env=env)  # fmt: skip
+    up = shipml(
+        "deploy", "apply", "--env", "staging", "--target", "kubernetes", cwd=deploy_project, env=env
+    )
     assert up.returncode == 0, up.stderr
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     applied = next(c for c in calls if c[0] == "apply")
     overlay = deploy_project / ".shipml" / "deploy" / "staging" / "overlays" / "staging"
     assert applied == ["apply", "--server-side", "--field-manager=shipml", "-k", str(overlay)]
     rollouts = [c[2] for c in calls if c[0] == "rollout"]
-    assert set(rollouts) == {"deployment/penguins-champion", "deployment/penguins-challenger",
-                             "deployment/penguins-gateway", "deployment/penguins-mlflow",
-                             "statefulset/penguins-postgres"}  # fmt: skip
+    assert set(rollouts) == {
+        "deployment/penguins-champion",
+        "deployment/penguins-challenger",
+        "deployment/penguins-gateway",
+        "deployment/penguins-mlflow",
+        "statefulset/penguins-postgres",
+    }
     assert all(c[3:5] == ["-n", "penguins-staging"] for c in calls if c[0] == "rollout")
     assert "context test-cluster" in up.stderr and "staging is up" in up.stdout
     # The project's own deploy/ tree is not touched by an apply.
     assert not (deploy_project / "deploy").exists()
     log.write_text("")
-    dry = shipml("deploy", "apply", "--env", "prod", "--target", "kubernetes", "--dry-run",
-                 cwd=deploy_project, env=env)  # fmt: skip
+    dry = shipml(
+        "deploy",
+        "apply",
+        "--env",
+        "prod",
+        "--target",
+        "kubernetes",
+        "--dry-run",
+        cwd=deploy_project,
+        env=env,
+    )
     assert dry.returncode == 0, dry.stderr
     assert "--dry-run=server" in log.read_text() and "rollout" not in log.read_text()
-    down = shipml("deploy", "down", "--env", "staging", "--target", "kubernetes",
-                  cwd=deploy_project, env=env)  # fmt: skip
+    down = shipml(
+        "deploy", "down", "--env", "staging", "--target", "kubernetes", cwd=deploy_project, env=env
+    )
     assert down.returncode == 0 and "delete" in log.read_text()

@@ -23,9 +23,15 @@ from tests.conftest import shipml
 from tests.deploy.conftest import require
 from tests.serving.conftest import free_port
 
-ROW = {"island": "Biscoe", "bill_length_mm": 45.1, "bill_depth_mm": 14.5,
-       "flipper_length_mm": 215.0, "body_mass_g": 5000.0, "sex": "female",
-       "year": 2008}  # fmt: skip
+ROW = {
+    "island": "Biscoe",
+    "bill_length_mm": 45.1,
+    "bill_depth_mm": 14.5,
+    "flipper_length_mm": 215.0,
+    "body_mass_g": 5000.0,
+    "sex": "female",
+    "year": 2008,
+}
 SERVE_LABEL = "io.shipml.kind=serve"  # what issue 6's serve images are labelled with
 
 
@@ -48,12 +54,14 @@ def _serve_image(project: Path, name: str) -> tuple[str, bool, str]:
         return image, False, name
     if "No such command 'build'" not in built.stderr:
         raise AssertionError(f"shipml build serve failed: {built.stderr}")
-    found = _podman("images", "--filter", f"label={SERVE_LABEL}", "--format",
-                    "{{.Repository}}:{{.Tag}}").stdout.split()  # fmt: skip
+    found = _podman(
+        "images", "--filter", f"label={SERVE_LABEL}", "--format", "{{.Repository}}:{{.Tag}}"
+    ).stdout.split()
     found = [ref for ref in found if not ref.startswith("<none>")]
     if found:
-        model = _podman("image", "inspect", found[0], "--format",
-                        '{{index .Labels "io.shipml.model.name"}}').stdout.strip()  # fmt: skip
+        model = _podman(
+            "image", "inspect", found[0], "--format", '{{index .Labels "io.shipml.model.name"}}'
+        ).stdout.strip()
         assert _podman("tag", found[0], image).returncode == 0
         return image, True, model
     message = "no `shipml build` (issue 6) and no serve image built by it to deploy"
@@ -66,21 +74,27 @@ def _infer(port: int, model: str, server: str) -> tuple[dict, str]:
     """A V2 request made from the served model's own metadata (read inside its
     container), sent through the gateway on ``port``."""
     meta_url = f"http://127.0.0.1:8080/v2/models/{model}"
-    read = _podman("exec", server, "python3", "-c",
-                   f"import urllib.request; print(urllib.request.urlopen({meta_url!r}).read()"
-                   ".decode())")  # fmt: skip
+    read = _podman(
+        "exec",
+        server,
+        "python3",
+        "-c",
+        f"import urllib.request; print(urllib.request.urlopen({meta_url!r}).read().decode())",
+    )
     assert read.returncode == 0, read.stderr
     inputs = []
     for spec in json.loads(read.stdout)["inputs"]:
         value = ROW.get(spec["name"])
         if spec["datatype"] not in ("BYTES",) and isinstance(value, str):
             value = None
-        inputs.append({"name": spec["name"], "shape": [1], "datatype": spec["datatype"],
-                       "data": [value]})  # fmt: skip
+        inputs.append(
+            {"name": spec["name"], "shape": [1], "datatype": spec["datatype"], "data": [value]}
+        )
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/v2/models/{model}/infer",
         data=json.dumps({"id": "e2e-1", "inputs": inputs}).encode(),
-        headers={"Content-Type": "application/json"})  # fmt: skip
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as resp:
         return json.loads(resp.read()), resp.headers["X-Shipml-Variant"]
 
@@ -97,10 +111,12 @@ def test_dev_and_staging_on_podman_answer_v2_through_the_gateway_and_down_remove
     dev_port, staging_port = free_port(), free_port()
     toml = project / "shipml.toml"
     # Version 1 plays both parts (champion moves only through the promotion gates).
-    toml.write_text(toml.read_text() + f'\n[deploy]\nchampion = "{name}/1"\n'
-                    f'challenger = "{name}/1"\n'
-                    f"\n[deploy.dev]\nhost_port = {dev_port}\n"
-                    f"\n[deploy.staging]\nhost_port = {staging_port}\n")  # fmt: skip
+    toml.write_text(
+        toml.read_text() + f'\n[deploy]\nchampion = "{name}/1"\n'
+        f'challenger = "{name}/1"\n'
+        f"\n[deploy.dev]\nhost_port = {dev_port}\n"
+        f"\n[deploy.staging]\nhost_port = {staging_port}\n"
+    )
     downs = {}
     try:
         up = shipml("deploy", "apply", "--env", "dev", "--target", "podman", cwd=project)
@@ -115,16 +131,14 @@ def test_dev_and_staging_on_podman_answer_v2_through_the_gateway_and_down_remove
         label = next(o for o in answer["outputs"] if o["name"] == "label")
         assert label["data"][0] in {"Adelie", "Chinstrap", "Gentoo"}
         # Staging (challenger in shadow) runs beside dev: podman's names are global.
-        staging = shipml("deploy", "apply", "--env", "staging", "--target", "podman",
-                         cwd=project)  # fmt: skip
+        staging = shipml("deploy", "apply", "--env", "staging", "--target", "podman", cwd=project)
         assert staging.returncode == 0, staging.stderr
         assert f"pod {name}-challenger-staging ready" in staging.stderr
         _infer(staging_port, model, f"{name}-champion-staging-server")
         _infer(dev_port, model, f"{name}-champion-dev-server")
     finally:
         for env in ("staging", "dev"):
-            downs[env] = shipml("deploy", "down", "--env", env, "--target", "podman",
-                                cwd=project)  # fmt: skip
+            downs[env] = shipml("deploy", "down", "--env", env, "--target", "podman", cwd=project)
         if tagged:
             _podman("rmi", image)
     for env, down in downs.items():
@@ -141,8 +155,9 @@ def test_dev_and_staging_on_podman_answer_v2_through_the_gateway_and_down_remove
 def test_a_missing_image_is_named_before_anything_starts(deploy_project: Path):
     require("podman")
     toml = deploy_project / "shipml.toml"
-    toml.write_text(toml.read_text().replace('champion = "penguins/1"',
-                                             'champion = "penguins/999"'))  # fmt: skip
+    toml.write_text(
+        toml.read_text().replace('champion = "penguins/1"', 'champion = "penguins/999"')
+    )
     up = shipml("deploy", "apply", "--target", "podman", cwd=deploy_project)
     assert up.returncode == 13
     assert "image localhost/penguins-serve:999 is not in podman's local storage" in up.stderr

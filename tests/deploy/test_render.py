@@ -82,10 +82,14 @@ def test_pods_are_locked_down_probed_and_spread(deploy_project: Path):
             assert pod["topologySpreadConstraints"]
             assert pod["containers"][0]["readinessProbe"] and pod["containers"][0]["livenessProbe"]
     sizes = {
-        env: next(o for o in objs if o["metadata"]["name"] == "penguins-champion"
-                  and o["kind"] == "HorizontalPodAutoscaler")["spec"]["minReplicas"]
+        env: next(
+            o
+            for o in objs
+            if o["metadata"]["name"] == "penguins-champion"
+            and o["kind"] == "HorizontalPodAutoscaler"
+        )["spec"]["minReplicas"]
         for env, objs in result.objects.items()
-    }  # fmt: skip
+    }
     # The autoscaler owns the replica count; the Deployment does not fight it.
     for obj in result.objects["prod"]:
         if obj["kind"] == "Deployment" and obj["metadata"]["name"] != "penguins-mlflow":

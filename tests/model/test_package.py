@@ -178,8 +178,13 @@ def test_the_same_model_gives_the_same_onnx_bytes_under_any_hash_seed(tmp_path):
     digests = set()
     for seed in ("1", "2", "5"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run([sys.executable, "-c", script, str(tmp_path / seed)], env=env,
-                             capture_output=True, text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / seed)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         digests.add(out.stdout.strip())
     assert len(digests) == 1
 

@@ -17,9 +17,14 @@ FAST = {"n_estimators": 5}
 
 def _chain(config) -> dict[str, str]:
     done: dict[str, str] = {}
-    for name, ups in [("ingest", []), ("validate", ["ingest"]), ("split", ["validate"]),
-                      ("train", ["split"]), ("evaluate", ["train", "split"]),
-                      ("package", ["train", "split"])]:  # fmt: skip
+    for name, ups in [
+        ("ingest", []),
+        ("validate", ["ingest"]),
+        ("split", ["validate"]),
+        ("train", ["split"]),
+        ("evaluate", ["train", "split"]),
+        ("package", ["train", "split"]),
+    ]:
         result = run_step(config, name, [done[u] for u in ups], params=FAST)
         assert result.status == "done", name
         done[name] = result.manifest

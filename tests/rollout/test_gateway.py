@@ -27,8 +27,11 @@ def worse_package(tmp_path_factory, penguins_data):
 def servers(penguins_package, worse_package):
     procs = {}
     urls = {}
-    for name, pkg in (("good", penguins_package), ("twin", penguins_package),
-                      ("worse", worse_package)):  # fmt: skip
+    for name, pkg in (
+        ("good", penguins_package),
+        ("twin", penguins_package),
+        ("worse", worse_package),
+    ):
         procs[name], urls[name] = start_server(pkg.path)
     yield urls, procs
     for proc in procs.values():
@@ -41,8 +44,10 @@ def rows(penguins_data):
     X, y = penguins_data
     out = []
     for i in range(len(X)):
-        inst = {k: (None if v != v else (v.item() if hasattr(v, "item") else v))
-                for k, v in X.iloc[i].items()}  # fmt: skip
+        inst = {
+            k: (None if v != v else (v.item() if hasattr(v, "item") else v))
+            for k, v in X.iloc[i].items()
+        }
         out.append((inst, y.iloc[i]))
     return out
 
@@ -61,8 +66,9 @@ async def drive(gateway, requests, concurrency=16, feedback=False):
                     headers = {"X-Request-ID": f"r{i}"}
                     if key is not None:
                         headers["X-User"] = key
-                    resp = await client.post("/predict", json={"instances": [inst]},
-                                             headers=headers)  # fmt: skip
+                    resp = await client.post(
+                        "/predict", json={"instances": [inst]}, headers=headers
+                    )
                     answers.append((key, resp.status_code, resp.headers.get("x-shipml-variant")))
                     if feedback and resp.status_code == 200:
                         await client.post(
@@ -77,8 +83,13 @@ async def drive(gateway, requests, concurrency=16, feedback=False):
 
 def test_ab_80_20_split_is_sticky_by_key(servers, penguins_data):
     urls, _ = servers
-    policy = TrafficPolicy("ab", Variant("good", urls["good"]), [Variant("twin", urls["twin"])],
-                           weights={"good": 80, "twin": 20}, sticky="header:x-user")  # fmt: skip
+    policy = TrafficPolicy(
+        "ab",
+        Variant("good", urls["good"]),
+        [Variant("twin", urls["twin"])],
+        weights={"good": 80, "twin": 20},
+        sticky="header:x-user",
+    )
     data = rows(penguins_data)
     rng = random.Random(7)
     keys = [f"user-{rng.randrange(10**9)}" for _ in range(2500)]
@@ -96,9 +107,13 @@ def test_ab_80_20_split_is_sticky_by_key(servers, penguins_data):
 def test_shadow_failures_never_touch_the_primary(servers, penguins_data, penguins_package):
     urls, _ = servers
     shadow_proc, shadow_url = start_server(penguins_package.path)
-    policy = TrafficPolicy("shadow", Variant("good", urls["good"]),
-                           [Variant("shadow", shadow_url)], shadow_fraction=1.0,
-                           timeout_s=1.0)  # fmt: skip
+    policy = TrafficPolicy(
+        "shadow",
+        Variant("good", urls["good"]),
+        [Variant("shadow", shadow_url)],
+        shadow_fraction=1.0,
+        timeout_s=1.0,
+    )
     gateway = Gateway(policy, seed=1)
     data = rows(penguins_data)
 
@@ -130,16 +145,24 @@ def test_shadow_failures_never_touch_the_primary(servers, penguins_data, penguin
     assert 'shipml_gateway_shadow_total{outcome="shadow_failed"}' in gateway.metrics()
 
 
-@pytest.mark.parametrize(("challenger", "outcome"), [("worse", "rolled back"),
-                                                     ("twin", "promoted")])  # fmt: skip
-def test_canary_decides_by_itself_and_audits_why(servers, penguins_data, tmp_path, challenger,
-                                                 outcome):  # fmt: skip
+@pytest.mark.parametrize(
+    ("challenger", "outcome"), [("worse", "rolled back"), ("twin", "promoted")]
+)
+def test_canary_decides_by_itself_and_audits_why(
+    servers, penguins_data, tmp_path, challenger, outcome
+):
     urls, _ = servers
-    audit = AuditLog(tmp_path / "audit.db", signing_key=tmp_path / "k.pem",
-                     checkpoint_dir=tmp_path / "cp")  # fmt: skip
-    policy = TrafficPolicy("canary", Variant("champion", urls["good"]),
-                           [Variant("challenger", urls[challenger])], steps=[50.0, 100.0],
-                           min_samples=40, interval_s=3600)  # fmt: skip
+    audit = AuditLog(
+        tmp_path / "audit.db", signing_key=tmp_path / "k.pem", checkpoint_dir=tmp_path / "cp"
+    )
+    policy = TrafficPolicy(
+        "canary",
+        Variant("champion", urls["good"]),
+        [Variant("challenger", urls[challenger])],
+        steps=[50.0, 100.0],
+        min_samples=40,
+        interval_s=3600,
+    )
     gateway = Gateway(policy, audit=audit, seed=2)
     data = rows(penguins_data)
     rng = np.random.default_rng(0)
@@ -161,8 +184,9 @@ def test_canary_decides_by_itself_and_audits_why(servers, penguins_data, tmp_pat
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             for inst, label in part:
                 rid = f"q{rng.integers(10**12)}"
-                resp = await client.post("/predict", json={"instances": [inst]},
-                                         headers={"X-Request-ID": rid})  # fmt: skip
+                resp = await client.post(
+                    "/predict", json={"instances": [inst]}, headers={"X-Request-ID": rid}
+                )
                 assert resp.status_code == 200
                 await client.post("/v1/feedback", json={"request_id": rid, "label": label})
 
@@ -185,8 +209,12 @@ def test_canary_decides_by_itself_and_audits_why(servers, penguins_data, tmp_pat
 
 def test_manual_promotion_passes_the_quality_gate_or_is_overridden(servers, penguins_data):
     urls, _ = servers
-    policy = TrafficPolicy("ab", Variant("champion", urls["good"]),
-                           [Variant("challenger", urls["worse"])], min_samples=20)  # fmt: skip
+    policy = TrafficPolicy(
+        "ab",
+        Variant("champion", urls["good"]),
+        [Variant("challenger", urls["worse"])],
+        min_samples=20,
+    )
     gateway = Gateway(policy, admin_token="s3cret", seed=4)
     data = rows(penguins_data)
 
@@ -195,16 +223,18 @@ def test_manual_promotion_passes_the_quality_gate_or_is_overridden(servers, peng
         transport = httpx.ASGITransport(app=gateway)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             for i, (inst, label) in enumerate(data[:200]):
-                await client.post("/predict", json={"instances": [inst]},
-                                  headers={"X-Request-ID": f"m{i}"})  # fmt: skip
+                await client.post(
+                    "/predict", json={"instances": [inst]}, headers={"X-Request-ID": f"m{i}"}
+                )
                 await client.post("/v1/feedback", json={"request_id": f"m{i}", "label": label})
             no_token = await client.post("/v1/rollout/promote")
             refused = await client.post(
                 "/v1/rollout/promote", headers={"Authorization": "Bearer s3cret"}
             )
-            forced = await client.post("/v1/rollout/promote",
-                                       headers={"Authorization": "Bearer s3cret",
-                                                "X-Shipml-Force": "ana: hotfix"})  # fmt: skip
+            forced = await client.post(
+                "/v1/rollout/promote",
+                headers={"Authorization": "Bearer s3cret", "X-Shipml-Force": "ana: hotfix"},
+            )
         await gateway.stop()
         return no_token, refused, forced
 
@@ -216,8 +246,7 @@ def test_manual_promotion_passes_the_quality_gate_or_is_overridden(servers, peng
     assert events[-2:] == ["manual override", "promotion"]
 
 
-def test_kill_9_of_the_gateway_loses_no_answered_request(tmp_path, penguins_package,
-                                                         penguins_data):  # fmt: skip
+def test_kill_9_of_the_gateway_loses_no_answered_request(tmp_path, penguins_package, penguins_data):
     import json
     import os
     import subprocess
@@ -259,9 +288,13 @@ def test_kill_9_of_the_gateway_loses_no_answered_request(tmp_path, penguins_pack
 
 def test_a_challenger_that_answers_4xx_is_rolled_back(servers, penguins_data):
     urls, _ = servers
-    policy = TrafficPolicy("canary", Variant("champion", urls["good"]),
-                           [Variant("challenger", urls["good"] + "/nope")], steps=[50.0],
-                           interval_s=3600)  # fmt: skip
+    policy = TrafficPolicy(
+        "canary",
+        Variant("champion", urls["good"]),
+        [Variant("challenger", urls["good"] + "/nope")],
+        steps=[50.0],
+        interval_s=3600,
+    )
     gateway = Gateway(policy, seed=5)
     data = rows(penguins_data)
 
@@ -273,8 +306,9 @@ def test_a_challenger_that_answers_4xx_is_rolled_back(servers, penguins_data):
                 await client.post("/predict", json={"instances": [inst]})
             no_challenger = None
             decision = gateway.decide()
-            single = Gateway(TrafficPolicy("single", Variant("only", urls["good"])),
-                             admin_token="t")  # fmt: skip
+            single = Gateway(
+                TrafficPolicy("single", Variant("only", urls["good"])), admin_token="t"
+            )
             await single.start()
             t2 = httpx.ASGITransport(app=single)
             async with httpx.AsyncClient(transport=t2, base_url="http://gw") as c2:

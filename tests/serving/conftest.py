@@ -36,13 +36,18 @@ def penguins_model(X: pd.DataFrame, y) -> Pipeline:
     cat, num = ["island", "sex"], [c for c in X.columns if c not in ("island", "sex")]
     pre = ColumnTransformer(
         [
-            ("cat", make_pipeline(SimpleImputer(missing_values="", strategy="constant",
-                                                fill_value="?"),
-                                  OneHotEncoder(handle_unknown="ignore")), cat),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(missing_values="", strategy="constant", fill_value="?"),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                cat,
+            ),
             ("num", SimpleImputer(strategy="median"), num),
         ],
         sparse_threshold=0,
-    )  # fmt: skip
+    )
     model = Pipeline([("pre", pre), ("rf", RandomForestClassifier(30, random_state=0))])
     return model.fit(model_input(X), y)
 
@@ -80,8 +85,10 @@ def start_server(package: Path, *extra: str) -> tuple[subprocess.Popen[bytes], s
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "shipml", "serve", str(package), "--port", str(port), *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

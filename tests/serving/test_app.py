@@ -27,8 +27,9 @@ def v2_body(rows, **extra):
         col = rows[name]
         if col.dtype == object or str(col.dtype) in ("str", "string"):
             data = [None if v != v else v for v in col.tolist()]
-            inputs.append({"name": name, "shape": [len(rows), 1], "datatype": "BYTES",
-                           "data": data})  # fmt: skip
+            inputs.append(
+                {"name": name, "shape": [len(rows), 1], "datatype": "BYTES", "data": data}
+            )
         else:
             data = [None if np.isnan(v) else float(v) for v in col.astype(float).tolist()]
             inputs.append({"name": name, "shape": [len(rows)], "datatype": "FP64", "data": data})
@@ -64,15 +65,17 @@ def test_v2_infer_matches_the_model(client, penguins_package, rows):
     assert outs["label"]["data"] == labels and outs["label"]["datatype"] == "BYTES"
     assert outs["probabilities"]["shape"] == [3, 3]
     assert np.allclose(np.reshape(outs["probabilities"]["data"], (3, 3)), proba, atol=1e-6)
-    only = client.post("/v2/models/penguins/versions/3/infer",
-                       json=v2_body(rows, outputs=[{"name": "label"}]))  # fmt: skip
+    only = client.post(
+        "/v2/models/penguins/versions/3/infer", json=v2_body(rows, outputs=[{"name": "label"}])
+    )
     assert [o["name"] for o in only.json()["outputs"]] == ["label"]
 
 
 def test_mlflow_and_predict_bodies(client, penguins_package, rows):
     labels, proba = expected(penguins_package, rows)
-    records = [{k: (None if v != v else v) for k, v in r.items()}
-               for r in rows.to_dict(orient="records")]  # fmt: skip
+    records = [
+        {k: (None if v != v else v) for k, v in r.items()} for r in rows.to_dict(orient="records")
+    ]
     split = {
         "columns": list(rows.columns),
         "data": [[None if v != v else v for v in r] for r in rows.values.tolist()],
@@ -82,7 +85,7 @@ def test_mlflow_and_predict_bodies(client, penguins_package, rows):
         {"dataframe_records": records},
         {"instances": records},
         {"inputs": {c: [r[c] for r in records] for c in rows.columns}},
-    ]  # fmt: skip
+    ]
     for body in bodies:
         resp = client.post("/invocations", json=body)
         assert resp.status_code == 200, (body, resp.text)
@@ -98,10 +101,14 @@ def test_mlflow_and_predict_bodies(client, penguins_package, rows):
     [
         (b"{not json", 400, "malformed JSON"),
         (b'{"inputs": []}', 400, "'inputs' must be a non-empty list"),
-        (b'{"inputs": [{"name": "island", "shape": [1], "datatype": "BYTES", "data": ["Mars"]}]}',
-         400, "missing feature"),
+        (
+            b'{"inputs": [{"name": "island", "shape": [1], "datatype": "BYTES",'
+            b' "data": ["Mars"]}]}',
+            400,
+            "missing feature",
+        ),
     ],
-)  # fmt: skip
+)
 def test_errors_are_json_with_a_message(client, body, status, text):
     resp = client.post("/v2/models/penguins/infer", content=body)
     assert resp.status_code == status
@@ -127,8 +134,9 @@ def test_body_too_large(penguins_package):
 
 
 def test_request_id_echoed_or_generated(client, rows):
-    resp = client.post("/v2/models/penguins/infer", json=v2_body(rows),
-                       headers={"X-Request-ID": "abc-123"})  # fmt: skip
+    resp = client.post(
+        "/v2/models/penguins/infer", json=v2_body(rows), headers={"X-Request-ID": "abc-123"}
+    )
     assert resp.headers["x-request-id"] == "abc-123"
     a = client.get("/v2").headers["x-request-id"]
     b = client.get("/v2").headers["x-request-id"]
@@ -156,8 +164,12 @@ def test_matrix_input_for_numeric_models(cancer_package, cancer_data):
     app = ModelServer(Predictor.load(cancer_package.path, name="cancer"))
     with TestClient(app) as c:
         data = X.iloc[:4].to_numpy().tolist()
-        resp = c.post("/v2/models/cancer/infer", json={"inputs": [
-            {"name": "input", "shape": [4, 30], "datatype": "FP32", "data": data}]})  # fmt: skip
+        resp = c.post(
+            "/v2/models/cancer/infer",
+            json={
+                "inputs": [{"name": "input", "shape": [4, 30], "datatype": "FP32", "data": data}]
+            },
+        )
         assert resp.status_code == 200, resp.text
         labels, _ = cancer_package.predict(X.iloc[:4])
         assert resp.json()["outputs"][0]["data"] == labels.tolist()
@@ -178,8 +190,11 @@ def test_tracing_spans_follow_the_traceparent(penguins_package, rows):
     app = ModelServer(Predictor.load(penguins_package.path, name="penguins"), tracing=tracing)
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     with TestClient(app) as c:
-        resp = c.post("/v2/models/penguins/infer", json=v2_body(rows),
-                      headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})  # fmt: skip
+        resp = c.post(
+            "/v2/models/penguins/infer",
+            json=v2_body(rows),
+            headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        )
         assert resp.status_code == 200
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert set(spans) == {"POST /v2/models/{name}/infer", "validate", "infer"}
@@ -219,9 +234,19 @@ def test_regression_answers_are_not_truncated(tmp_path, cancer_data):
     with TestClient(app) as c:
         meta = c.get("/v2/models/reg").json()
         assert meta["outputs"] == [{"name": "label", "datatype": "FP32", "shape": [-1]}]
-        resp = c.post("/v2/models/reg/infer", json={"inputs": [
-            {"name": "input", "shape": [3, 30], "datatype": "FP32",
-             "data": X.iloc[:3].to_numpy().tolist()}]})  # fmt: skip
+        resp = c.post(
+            "/v2/models/reg/infer",
+            json={
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [3, 30],
+                        "datatype": "FP32",
+                        "data": X.iloc[:3].to_numpy().tolist(),
+                    }
+                ]
+            },
+        )
         out = resp.json()["outputs"][0]
         assert out["datatype"] == "FP32"
         assert np.allclose(out["data"], reg.predict(model_input(X.iloc[:3])), atol=1e-4)

@@ -84,8 +84,16 @@ def test_every_feature_has_a_field_of_its_kind(client, penguins_package):
             (field,) = page.find("input", **{"data-feature": feature.name})
             assert field["data-type"] == "float"
             assert field["inputmode"] == "decimal"
-    for element_id in ("demo-form", "predict", "output", "prediction", "label", "probabilities",
-                       "error", "model"):  # fmt: skip
+    for element_id in (
+        "demo-form",
+        "predict",
+        "output",
+        "prediction",
+        "label",
+        "probabilities",
+        "error",
+        "model",
+    ):
         assert len([a for _, a in page.tags if a.get("id") == element_id]) == 1, element_id
     (output,) = page.find("section", id="output")
     assert output["data-state"] == "idle"
@@ -147,9 +155,11 @@ def test_signature_text_is_escaped(penguins_package):
 
 
 def test_required_and_regression_pages(penguins_package):
-    signature = Signature([Feature("size", "float", False), Feature("colour", "string", False,
-                                                                     ["red", "blue"])],
-                          task="regression", label_type="float")  # fmt: skip
+    signature = Signature(
+        [Feature("size", "float", False), Feature("colour", "string", False, ["red", "blue"])],
+        task="regression",
+        label_type="float",
+    )
     html = build_page(signature, name="price", version="2").decode()
     page = Elements(html)
     assert "regression" in html and "classifier" not in html
@@ -163,11 +173,13 @@ def test_required_and_regression_pages(penguins_package):
 def test_profile_fills_typical_values(penguins_data):
     X, _ = penguins_data
     signature = Signature(
-        [Feature("island", "string", True, ["Biscoe", "Dream", "Torgersen"]),
-         Feature("bill_length_mm", "float", True)], classes=["Adelie"]
-    )  # fmt: skip
-    page = Elements(build_page(signature, name="p", version="1",
-                               profile=table_profile(X)).decode())  # fmt: skip
+        [
+            Feature("island", "string", True, ["Biscoe", "Dream", "Torgersen"]),
+            Feature("bill_length_mm", "float", True),
+        ],
+        classes=["Adelie"],
+    )
+    page = Elements(build_page(signature, name="p", version="1", profile=table_profile(X)).decode())
     (bill,) = page.find("input", **{"data-feature": "bill_length_mm"})
     assert float(bill["value"]) == pytest.approx(X["bill_length_mm"].median(), rel=1e-5)
     assert bill["placeholder"] == "missing"

@@ -16,8 +16,9 @@ from sklearn.linear_model import LogisticRegression
 from tests.conftest import shipml
 
 
-def test_triton_client_gets_the_in_process_predictions(penguins_server, penguins_package,
-                                                       penguins_data):  # fmt: skip
+def test_triton_client_gets_the_in_process_predictions(
+    penguins_server, penguins_package, penguins_data
+):
     X, _ = penguins_data
     rows = X.iloc[:25]
     client = triton.InferenceServerClient(urlparse(penguins_server).netloc)
@@ -34,8 +35,9 @@ def test_triton_client_gets_the_in_process_predictions(penguins_server, penguins
         tensor = triton.InferInput(name, list(data.shape), feature["datatype"])
         tensor.set_data_from_numpy(data, binary_data=False)
         inputs.append(tensor)
-    outputs = [triton.InferRequestedOutput(n, binary_data=False)
-               for n in ("label", "probabilities")]  # fmt: skip
+    outputs = [
+        triton.InferRequestedOutput(n, binary_data=False) for n in ("label", "probabilities")
+    ]
     result = client.infer("penguins", inputs, outputs=outputs, request_id="t-1")
     labels, proba = penguins_package.predict(rows)
     got = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label").tolist()]
@@ -79,11 +81,12 @@ def _penguin_request(row) -> bytes:
                     "data": [None if value != value else float(value)],
                 }
             )
-    return json.dumps({"inputs": inputs}).encode()  # fmt: skip
+    return json.dumps({"inputs": inputs}).encode()
 
 
-def test_32_clients_2000_requests_each_answers_equal_unbatched(penguins_server, penguins_package,
-                                                               penguins_data):  # fmt: skip
+def test_32_clients_2000_requests_each_answers_equal_unbatched(
+    penguins_server, penguins_package, penguins_data
+):
     X, _ = penguins_data
     labels, _ = penguins_package.predict(X)  # the unbatched reference is one row at a time:
     single = [penguins_package.predict(X.iloc[[i]]) for i in range(len(X))]
@@ -97,8 +100,9 @@ def test_32_clients_2000_requests_each_answers_equal_unbatched(penguins_server, 
         conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
         for _ in range(2000):
             i = rng.randrange(len(bodies))
-            conn.request("POST", "/v2/models/penguins/infer", bodies[i],
-                         {"Content-Type": "application/json"})  # fmt: skip
+            conn.request(
+                "POST", "/v2/models/penguins/infer", bodies[i], {"Content-Type": "application/json"}
+            )
             resp = conn.getresponse()
             data = resp.read()
             if resp.status != 200:
@@ -109,7 +113,7 @@ def test_32_clients_2000_requests_each_answers_equal_unbatched(penguins_server, 
             if outs["label"] != ref_label.tolist() or not np.array_equal(
                 np.float32(outs["probabilities"]), ref_proba.reshape(-1).astype(np.float32)
             ):
-                mismatches.append(i)  # fmt: skip
+                mismatches.append(i)
         conn.close()
 
     threads = [threading.Thread(target=client, args=(s,)) for s in range(32)]
@@ -129,27 +133,45 @@ def test_32_clients_2000_requests_each_answers_equal_unbatched(penguins_server, 
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False)
     | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
-)  # fmt: skip
-FEATURES = ["island", "sex", "bill_length_mm", "bill_depth_mm", "flipper_length_mm",
-            "body_mass_g", "year", "input", "extra"]  # fmt: skip
+)
+FEATURES = [
+    "island",
+    "sex",
+    "bill_length_mm",
+    "bill_depth_mm",
+    "flipper_length_mm",
+    "body_mass_g",
+    "year",
+    "input",
+    "extra",
+]
 TENSOR = st.fixed_dictionaries(
-    {"name": st.sampled_from(FEATURES),
-     "shape": st.lists(st.integers(-1, 3), min_size=0, max_size=3) | JSON_VALUES,
-     "datatype": st.sampled_from(["BYTES", "FP32", "INT64", "BOOL", "FP64", "nope"]),
-     "data": st.lists(JSON_VALUES, max_size=4) | JSON_VALUES},
-)  # fmt: skip
+    {
+        "name": st.sampled_from(FEATURES),
+        "shape": st.lists(st.integers(-1, 3), min_size=0, max_size=3) | JSON_VALUES,
+        "datatype": st.sampled_from(["BYTES", "FP32", "INT64", "BOOL", "FP64", "nope"]),
+        "data": st.lists(JSON_VALUES, max_size=4) | JSON_VALUES,
+    },
+)
 BODIES = (
-    st.fixed_dictionaries({"inputs": st.lists(TENSOR, max_size=9)},
-                          optional={"id": JSON_VALUES, "outputs": JSON_VALUES})
-    | st.fixed_dictionaries({"instances": st.lists(st.dictionaries(
-        st.sampled_from(FEATURES), JSON_VALUES), max_size=3)})
+    st.fixed_dictionaries(
+        {"inputs": st.lists(TENSOR, max_size=9)},
+        optional={"id": JSON_VALUES, "outputs": JSON_VALUES},
+    )
+    | st.fixed_dictionaries(
+        {"instances": st.lists(st.dictionaries(st.sampled_from(FEATURES), JSON_VALUES), max_size=3)}
+    )
     | JSON_VALUES
-)  # fmt: skip
+)
 PATHS = ["/v2/models/penguins/infer", "/invocations", "/predict"]
 FUZZED: list[int] = []
 
@@ -158,8 +180,9 @@ def test_fuzzing_never_gives_a_5xx_and_every_4xx_says_why(penguins_server):
     host = urlparse(penguins_server)
     conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
 
-    @settings(max_examples=600, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=600, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(body=BODIES, path=st.sampled_from(PATHS), raw=st.booleans())
     def one(body, path, raw):
         data = json.dumps(body).encode()
@@ -202,8 +225,12 @@ def test_several_workers_serve_the_same_model(penguins_package, penguins_data):
         host = urlparse(url)
         conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
         for i in range(20):
-            conn.request("POST", "/v2/models/penguins/infer", _penguin_request(X.iloc[i].to_dict()),
-                         {"Content-Type": "application/json"})  # fmt: skip
+            conn.request(
+                "POST",
+                "/v2/models/penguins/infer",
+                _penguin_request(X.iloc[i].to_dict()),
+                {"Content-Type": "application/json"},
+            )
             resp = conn.getresponse()
             assert resp.status == 200, resp.read()
             resp.read()
@@ -230,8 +257,9 @@ def test_sigterm_drains_in_flight_requests(penguins_package, penguins_data):
         while not stop.is_set():
             try:
                 conn = http.client.HTTPConnection(host.hostname, host.port, timeout=10)
-                conn.request("POST", "/v2/models/penguins/infer", body,
-                             {"Content-Type": "application/json"})  # fmt: skip
+                conn.request(
+                    "POST", "/v2/models/penguins/infer", body, {"Content-Type": "application/json"}
+                )
                 resp = conn.getresponse()
                 resp.read()
                 statuses.append(resp.status)

@@ -73,8 +73,9 @@ def assert_png(path: Path) -> None:
         assert image.format == "PNG" and image.width >= 800 and image.height >= 400
 
 
-def test_page_shows_the_models_prediction(penguins_server, penguins_package, penguins_data,
-                                          tmp_path):  # fmt: skip
+def test_page_shows_the_models_prediction(
+    penguins_server, penguins_package, penguins_data, tmp_path
+):
     X, _ = penguins_data
     for i in (0, 150, 300):  # one row of each species
         row = row_of(X, i)
@@ -94,13 +95,15 @@ def test_page_shows_the_models_prediction(penguins_server, penguins_package, pen
         assert_png(shot)
 
 
-def test_missing_values_are_sent_as_missing(penguins_server, penguins_package, penguins_data,
-                                            tmp_path):  # fmt: skip
+def test_missing_values_are_sent_as_missing(
+    penguins_server, penguins_package, penguins_data, tmp_path
+):
     X, _ = penguins_data
     assert X.iloc[3].isna().sum() >= 5  # row 3 has no measurements and no sex
     row = row_of(X, 3)
-    result = check_demo_page(penguins_server + "/", row, tmp_path / "missing.png",
-                             executable=CHROMIUM)  # fmt: skip
+    result = check_demo_page(
+        penguins_server + "/", row, tmp_path / "missing.png", executable=CHROMIUM
+    )
     assert result.ok, result
     labels, _ = penguins_package.predict(X.iloc[[3]])
     assert result.label == labels[0]
@@ -113,8 +116,9 @@ def test_missing_values_are_sent_as_missing(penguins_server, penguins_package, p
     assert other["predictions"][0]["probabilities"] != result.probabilities
     # a key left out of the row is missing too
     partial = {k: v for k, v in row.items() if k != "sex"}
-    again = check_demo_page(penguins_server + "/", partial, tmp_path / "partial.png",
-                            executable=CHROMIUM)  # fmt: skip
+    again = check_demo_page(
+        penguins_server + "/", partial, tmp_path / "partial.png", executable=CHROMIUM
+    )
     assert again.label == result.label and again.probabilities == result.probabilities
 
 
@@ -132,12 +136,10 @@ def test_an_invalid_value_shows_the_servers_error(penguins_server, penguins_data
     assert_png(shot)
 
 
-def test_numeric_model_with_required_features(cancer_server, cancer_package, cancer_data,
-                                              tmp_path):  # fmt: skip
+def test_numeric_model_with_required_features(cancer_server, cancer_package, cancer_data, tmp_path):
     X, _ = cancer_data
     row = row_of(X, 7)
-    result = check_demo_page(cancer_server + "/", row, tmp_path / "cancer.png",
-                             executable=CHROMIUM)  # fmt: skip
+    result = check_demo_page(cancer_server + "/", row, tmp_path / "cancer.png", executable=CHROMIUM)
     labels, proba = cancer_package.predict(X.iloc[[7]])
     assert result.ok, result
     assert result.label == str(labels[0])  # integer classes are shown as their number
@@ -145,8 +147,9 @@ def test_numeric_model_with_required_features(cancer_server, cancer_package, can
     assert np.allclose(list(result.probabilities.values()), proba[0], atol=1e-6)
     # leaving a required feature empty: the server says which one
     row["mean radius"] = None
-    refused = check_demo_page(cancer_server + "/", row, tmp_path / "cancer-missing.png",
-                              executable=CHROMIUM)  # fmt: skip
+    refused = check_demo_page(
+        cancer_server + "/", row, tmp_path / "cancer-missing.png", executable=CHROMIUM
+    )
     status, body = predict_over_http(cancer_server, row)
     assert status == 400 and refused.error == body["error"]
     assert "'mean radius' is missing" in refused.error
@@ -160,13 +163,24 @@ def test_regression_shows_the_predicted_value(penguins_data, tmp_path):
     frame = X[["island", "bill_length_mm", "flipper_length_mm", "body_mass_g"]]
     frame = frame.dropna(subset=["body_mass_g"]).reset_index(drop=True)
     features, target = frame.drop(columns=["body_mass_g"]), frame["body_mass_g"] / 1000  # kg
-    model = Pipeline([
-        ("pre", ColumnTransformer([
-            ("cat", OneHotEncoder(handle_unknown="ignore"), ["island"]),
-            ("num", SimpleImputer(strategy="median"), ["bill_length_mm", "flipper_length_mm"]),
-        ])),
-        ("lr", LinearRegression()),
-    ]).fit(model_input(features), target)  # fmt: skip
+    model = Pipeline(
+        [
+            (
+                "pre",
+                ColumnTransformer(
+                    [
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), ["island"]),
+                        (
+                            "num",
+                            SimpleImputer(strategy="median"),
+                            ["bill_length_mm", "flipper_length_mm"],
+                        ),
+                    ]
+                ),
+            ),
+            ("lr", LinearRegression()),
+        ]
+    ).fit(model_input(features), target)
     package = build_package(model, features, target, path=tmp_path / "mass")
     assert package.signature.task == "regression"
     proc, url = start_server(package.path)
@@ -191,11 +205,18 @@ def test_escaped_categories_reach_the_model_intact(tmp_path):
     colours = rng.choice(["plain", NASTY, "a<i>b</i>"], size=120)
     X = pd.DataFrame({"colour": colours, "size": rng.normal(size=120)})
     y = np.where(X["colour"] == NASTY, "yes", "no")
-    model = Pipeline([
-        ("pre", ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), ["colour"])],
-                                  remainder="passthrough")),
-        ("lr", LogisticRegression()),
-    ]).fit(model_input(X), y)  # fmt: skip
+    model = Pipeline(
+        [
+            (
+                "pre",
+                ColumnTransformer(
+                    [("cat", OneHotEncoder(handle_unknown="ignore"), ["colour"])],
+                    remainder="passthrough",
+                ),
+            ),
+            ("lr", LogisticRegression()),
+        ]
+    ).fit(model_input(X), y)
     package = build_package(model, X, y, path=tmp_path / "nasty")
     assert NASTY in package.signature.features[0].categories
     proc, url = start_server(package.path)
@@ -207,8 +228,9 @@ def test_escaped_categories_reach_the_model_intact(tmp_path):
             assert result.ok, result
             assert result.label == expected[0] == ("yes" if colour == NASTY else "no")
         with pytest.raises(TestingError, match="cannot enter 'Atlantis' for 'colour'"):
-            check_demo_page(url + "/", {"colour": "Atlantis"}, tmp_path / "x.png",
-                            executable=CHROMIUM)  # fmt: skip
+            check_demo_page(
+                url + "/", {"colour": "Atlantis"}, tmp_path / "x.png", executable=CHROMIUM
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -216,13 +238,15 @@ def test_escaped_categories_reach_the_model_intact(tmp_path):
 
 def test_driver_errors_are_clear(penguins_server, tmp_path):
     with pytest.raises(TestingError, match="no field for 'species'"):
-        check_demo_page(penguins_server + "/", {"species": "Adelie"}, tmp_path / "a.png",
-                        executable=CHROMIUM)  # fmt: skip
+        check_demo_page(
+            penguins_server + "/", {"species": "Adelie"}, tmp_path / "a.png", executable=CHROMIUM
+        )
     with pytest.raises(TestingError, match="is not a shipml demo page"):
         check_demo_page(penguins_server + "/v2", {}, tmp_path / "b.png", executable=CHROMIUM)
     with pytest.raises(TestingError, match="cannot open") as info:
-        check_demo_page(f"http://127.0.0.1:{free_port()}/", {}, tmp_path / "c.png",
-                        executable=CHROMIUM)  # fmt: skip
+        check_demo_page(
+            f"http://127.0.0.1:{free_port()}/", {}, tmp_path / "c.png", executable=CHROMIUM
+        )
     assert "server running" in (info.value.hint or "")
 
 
@@ -257,8 +281,13 @@ def test_no_answer_in_time_is_an_error_with_a_screenshot(penguins_package, tmp_p
     try:
         started = time.monotonic()
         with pytest.raises(TestingError, match="showed no answer within 2s of Predict"):
-            check_demo_page(f"http://127.0.0.1:{server.server_port}/", {}, shot,
-                            executable=CHROMIUM, timeout_s=2)  # fmt: skip
+            check_demo_page(
+                f"http://127.0.0.1:{server.server_port}/",
+                {},
+                shot,
+                executable=CHROMIUM,
+                timeout_s=2,
+            )
         assert time.monotonic() - started < 20
         assert_png(shot)  # what the page showed while waiting
     finally:
@@ -269,8 +298,9 @@ def test_no_answer_in_time_is_an_error_with_a_screenshot(penguins_package, tmp_p
 
 def test_a_missing_chromium_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(BrowserUnavailable, match="no Chromium at '/nonexistent/chromium'") as info:
-        check_demo_page("http://127.0.0.1:9/", {}, tmp_path / "x.png",
-                        executable="/nonexistent/chromium")  # fmt: skip
+        check_demo_page(
+            "http://127.0.0.1:9/", {}, tmp_path / "x.png", executable="/nonexistent/chromium"
+        )
     assert "apt-get install chromium" in (info.value.hint or "")
     assert "shipml[browser]" in (info.value.hint or "")
     assert info.value.exit_code == 11
@@ -282,6 +312,7 @@ def test_a_missing_chromium_is_a_clear_error(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\nexit 3\n")
     fake.chmod(0o755)
     with pytest.raises(BrowserUnavailable, match="cannot start Chromium") as info:
-        check_demo_page("http://127.0.0.1:9/", {}, tmp_path / "y.png", executable=str(fake),
-                        timeout_s=10)  # fmt: skip
+        check_demo_page(
+            "http://127.0.0.1:9/", {}, tmp_path / "y.png", executable=str(fake), timeout_s=10
+        )
     assert "apt-get install chromium" in (info.value.hint or "")

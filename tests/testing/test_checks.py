@@ -20,15 +20,16 @@ from shipml.testing import data_checks, model_checks
 from shipml.testing.check import Env, NotApplicable
 from shipml.testing.subject import Subject
 
-FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
-            "sex"]  # fmt: skip
+FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex"]
 
 
 def _model() -> Pipeline:
     prep = ColumnTransformer(
-        [("cat", OneHotEncoder(handle_unknown="ignore"), ["island", "sex"]),
-         ("num", SimpleImputer(), FEATURES[1:5])]
-    )  # fmt: skip
+        [
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["island", "sex"]),
+            ("num", SimpleImputer(), FEATURES[1:5]),
+        ]
+    )
     return Pipeline([("prep", prep), ("rf", RandomForestClassifier(30, random_state=0))])
 
 
@@ -37,8 +38,9 @@ def data() -> pd.DataFrame:
     return load_penguins().drop(columns=["year"]).dropna(subset=["species"])
 
 
-def make_subject(tmp: Path, frame: pd.DataFrame, *, train_idx=None, valid_idx=None,
-                 labels=None, **tests) -> Subject:  # fmt: skip
+def make_subject(
+    tmp: Path, frame: pd.DataFrame, *, train_idx=None, valid_idx=None, labels=None, **tests
+) -> Subject:
     data = frame
     rng = np.random.default_rng(0)
     order = rng.permutation(len(data))
@@ -47,8 +49,9 @@ def make_subject(tmp: Path, frame: pd.DataFrame, *, train_idx=None, valid_idx=No
     train, valid = data.iloc[train_idx], data.iloc[valid_idx]
     y_train = train["species"] if labels is None else labels(train["species"])
     model = _model().fit(model_input(train[FEATURES]), y_train)
-    pkg = build_package(model, valid[FEATURES], valid["species"], path=tmp / "pkg",
-                        train=train[FEATURES])  # fmt: skip
+    pkg = build_package(
+        model, valid[FEATURES], valid["species"], path=tmp / "pkg", train=train[FEATURES]
+    )
     config = ProjectConfig.model_validate({"model": {"target": "species"}, "tests": tests})
     config.root = tmp
     subject = Subject(config, pkg)
@@ -61,9 +64,16 @@ ENV = Env(output=Path("."), server_url=lambda: "http://127.0.0.1:9")
 
 def test_a_good_model_passes_the_core_checks(tmp_path, data):
     subject = make_subject(tmp_path, data, model={"min": {"accuracy": 0.9}, "slices": ["island"]})
-    checks = [data_checks.schema, data_checks.leakage, data_checks.skew, model_checks.quality,
-              model_checks.baseline_dummy, model_checks.slices, model_checks.missing_values,
-              model_checks.parity]  # fmt: skip
+    checks = [
+        data_checks.schema,
+        data_checks.leakage,
+        data_checks.skew,
+        model_checks.quality,
+        model_checks.baseline_dummy,
+        model_checks.slices,
+        model_checks.missing_values,
+        model_checks.parity,
+    ]
     for check in checks:
         result = check(subject, ENV)
         assert result.passed, (check.__name__, result.message)
@@ -92,10 +102,14 @@ def test_schema_flags_an_unknown_category_and_names_the_column(tmp_path, data):
 
 def test_ranges_nulls_and_balance_fail_past_their_bounds(tmp_path, data):
     subject = make_subject(
-        tmp_path, data,
-        data={"ranges": {"body_mass_g": [3000, 6000]}, "max_null_fraction": 0.01,
-              "min_class_fraction": 0.3},
-    )  # fmt: skip
+        tmp_path,
+        data,
+        data={
+            "ranges": {"body_mass_g": [3000, 6000]},
+            "max_null_fraction": 0.01,
+            "min_class_fraction": 0.3,
+        },
+    )
     ranges = data_checks.ranges(subject, ENV)
     assert not ranges.passed and "body_mass_g" in ranges.message
     nulls = data_checks.nulls(subject, ENV)
@@ -109,9 +123,11 @@ def test_quality_slices_and_baselines_fail_for_a_model_trained_on_shuffled_label
         return y.sample(frac=1.0, random_state=0).to_numpy()
 
     subject = make_subject(
-        tmp_path, data, labels=shuffle,
+        tmp_path,
+        data,
+        labels=shuffle,
         model={"min": {"accuracy": 0.9}, "slices": ["island"], "max_slice_gap": 0.01},
-    )  # fmt: skip
+    )
     quality = model_checks.quality(subject, ENV)
     assert not quality.passed and "accuracy" in quality.message
     simpler = model_checks.baseline_simpler(subject, ENV)
@@ -120,11 +136,20 @@ def test_quality_slices_and_baselines_fail_for_a_model_trained_on_shuffled_label
 
 def test_invariance_and_directional_fail_when_the_expectation_is_wrong(tmp_path, data):
     subject = make_subject(
-        tmp_path, data,
-        model={"invariance": [{"feature": "bill_length_mm", "shift": 12.0}],
-               "directional": [{"feature": "flipper_length_mm", "shift": 30.0,
-                                "label": "Gentoo", "direction": "decrease"}]},
-    )  # fmt: skip
+        tmp_path,
+        data,
+        model={
+            "invariance": [{"feature": "bill_length_mm", "shift": 12.0}],
+            "directional": [
+                {
+                    "feature": "flipper_length_mm",
+                    "shift": 30.0,
+                    "label": "Gentoo",
+                    "direction": "decrease",
+                }
+            ],
+        },
+    )
     # A 12 mm longer bill turns many Adelies into Chinstraps: not an irrelevant change.
     invariance = model_checks.invariance(subject, ENV)
     assert not invariance.passed and "bill_length_mm" in invariance.message

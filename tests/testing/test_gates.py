@@ -15,9 +15,14 @@ from shipml.tracking import VersionInfo
 def version(number: str, metrics: dict[str, float] | None, suites: dict[str, str]) -> VersionInfo:
     tags = {}
     if metrics is not None:
-        record = {"status": "failed" if "failed" in suites.values() else "passed",
-                  "summary": "n passed", "suites": suites, "metrics": metrics, "files": [],
-                  "time": "2026-11-28T00:00:00+00:00"}  # fmt: skip
+        record = {
+            "status": "failed" if "failed" in suites.values() else "passed",
+            "summary": "n passed",
+            "suites": suites,
+            "metrics": metrics,
+            "files": [],
+            "time": "2026-11-28T00:00:00+00:00",
+        }
         tags = {"shipml.tests.record": json.dumps(record)}
     return VersionInfo("m", number, "file:///x", "run", tags=tags)
 
@@ -58,10 +63,14 @@ def test_a_champion_that_was_never_tested_cannot_vouch_for_a_relative_bound():
 
 
 def test_a_failed_suite_an_unmeasured_metric_and_a_max_bound_fail():
-    cfg = config(suites=["data", "model", "api"], max={"model.latency_p95_ms": 5.0},
-                 min={"api.p95_ms": 1.0})  # fmt: skip
-    gates = evaluate(cfg, version("2", {"model.latency_p95_ms": 7.5},
-                                  {"data": "passed", "model": "failed"}), None)  # fmt: skip
+    cfg = config(
+        suites=["data", "model", "api"], max={"model.latency_p95_ms": 5.0}, min={"api.p95_ms": 1.0}
+    )
+    gates = evaluate(
+        cfg,
+        version("2", {"model.latency_p95_ms": 7.5}, {"data": "passed", "model": "failed"}),
+        None,
+    )
     by_name = {g.name: g for g in gates}
     assert by_name["suite data passed"].holds
     assert not by_name["suite model passed"].holds

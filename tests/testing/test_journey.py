@@ -59,8 +59,17 @@ def test_every_suite_passes_on_the_template_project(tested):
         assert results["suites"][suite]["status"] == "passed", (suite, output)
         assert results["suites"][suite]["passed"] >= 1
     checks = {t["check"] for t in results["tests"] if t["check"]}
-    expected = {"data.schema", "data.leakage", "data.skew", "model.quality", "model.slices",
-                "model.invariance", "model.directional", "api.contract", "api.load"}  # fmt: skip
+    expected = {
+        "data.schema",
+        "data.leakage",
+        "data.skew",
+        "model.quality",
+        "model.slices",
+        "model.invariance",
+        "model.directional",
+        "api.contract",
+        "api.load",
+    }
     assert expected <= checks
     assert results["model"]["name"] == "penguins" and results["model"]["version"] == "1"
 
@@ -115,22 +124,44 @@ def test_api_suite_against_a_server_started_by_hand(tested, tmp_path):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "shipml", "serve", "penguins/1", "--port", str(port)],
-        cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until_ready(port)
         url = f"http://127.0.0.1:{port}"
         out = tmp_path / "against"
-        ran = shipml("test", "penguins/1", "--against", url, "--suite", "api", "-o", str(out),
-                     "--no-export", cwd=project)  # fmt: skip
+        ran = shipml(
+            "test",
+            "penguins/1",
+            "--against",
+            url,
+            "--suite",
+            "api",
+            "-o",
+            str(out),
+            "--no-export",
+            cwd=project,
+        )
         assert ran.returncode == 0, ran.stdout + ran.stderr
         results = json.loads((out / "results.json").read_text())
         assert results["against"] == url and results["suites"]["api"]["passed"] >= 5
     finally:
         server.terminate()
         server.wait(timeout=30)
-    dead = shipml("test", "penguins/1", "--against", url, "--suite", "api", "-o", str(out),
-                  "--no-export", cwd=project)  # fmt: skip
+    dead = shipml(
+        "test",
+        "penguins/1",
+        "--against",
+        url,
+        "--suite",
+        "api",
+        "-o",
+        str(out),
+        "--no-export",
+        cwd=project,
+    )
     assert dead.returncode == 1
     results = json.loads((out / "results.json").read_text())
     contract = next(t for t in results["tests"] if t["check"] == "api.contract")
@@ -144,8 +175,10 @@ def test_score_counts_automated_tests_as_the_paper_does(tested):
     score = json.loads(shown.stdout)
     assert score["automated"] >= 20
     assert len(score["tests"]) == 28
-    sections = {s: sum(t["points"] for t in score["tests"] if t["id"].startswith(s + "-"))
-                for s in ("data", "model", "infra", "monitor")}  # fmt: skip
+    sections = {
+        s: sum(t["points"] for t in score["tests"] if t["id"].startswith(s + "-"))
+        for s in ("data", "model", "infra", "monitor")
+    }
     assert score["sections"] == sections
     assert score["final"] == min(sections.values())
 
@@ -154,12 +187,14 @@ def test_a_challenger_on_shuffled_labels_fails_and_is_not_promoted(tested):
     project, _ = tested
     pipeline = project / "pipeline.py"
     source = pipeline.read_text()
-    pipeline.write_text(source.replace(
-        "    return df.dropna(subset=[TARGET]).reset_index(drop=True)",
-        "    df = df.dropna(subset=[TARGET]).reset_index(drop=True)\n"
-        "    df[TARGET] = df[TARGET].sample(frac=1.0, random_state=0).to_numpy()\n"
-        "    return df",
-    ))  # fmt: skip
+    pipeline.write_text(
+        source.replace(
+            "    return df.dropna(subset=[TARGET]).reset_index(drop=True)",
+            "    df = df.dropna(subset=[TARGET]).reset_index(drop=True)\n"
+            "    df[TARGET] = df[TARGET].sample(frac=1.0, random_state=0).to_numpy()\n"
+            "    return df",
+        )
+    )
     try:
         run = shipml("run", "--alias", "challenger", cwd=project)
         assert run.returncode == 0, run.stderr
@@ -174,16 +209,25 @@ def test_a_challenger_on_shuffled_labels_fails_and_is_not_promoted(tested):
         assert refused.returncode == 12, refused.stdout + refused.stderr
         message = " ".join((refused.stdout + refused.stderr).split())
         assert "model.accuracy >= 0.9" in message
-        assert re.search(r"model\.roc_auc_ovr >= champion - 0\.005: 0\.\d+ \(needs >= "
-                         r"champion - 0\.005 = 0\.99", message), message  # fmt: skip
+        assert re.search(
+            r"model\.roc_auc_ovr >= champion - 0\.005: 0\.\d+ \(needs >= "
+            r"champion - 0\.005 = 0\.99",
+            message,
+        ), message
         config = load_config(project)
         registry = Registry(tracker_for(config))
         assert registry.aliases("penguins")["champion"] == "1"
 
         no_reason = shipml("promote", "penguins@challenger", "--force", cwd=project)
         assert no_reason.returncode == 11 and "--reason" in no_reason.stderr
-        forced = shipml("promote", "penguins@challenger", "--force", "--reason",
-                        "trial of the override", cwd=project)  # fmt: skip
+        forced = shipml(
+            "promote",
+            "penguins@challenger",
+            "--force",
+            "--reason",
+            "trial of the override",
+            cwd=project,
+        )
         assert forced.returncode == 0, forced.stderr
         assert registry.aliases("penguins")["champion"] == "2"
         info = registry.resolve(parse_model_ref("penguins/2"))

@@ -50,11 +50,27 @@ def test_counts_match_junit_with_setup_and_teardown_errors(tmp_path: Path):
     (tmp_path / "test_edge.py").write_text(TESTS)
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "test_edge.py", "-p", "shipml.testing.plugin",
-         "-p", "no:cacheprovider", "--shipml-results", str(out), f"--junitxml={out}/j.xml",
-         "-o", "junit_family=xunit2", "-q"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "test_edge.py",
+            "-p",
+            "shipml.testing.plugin",
+            "-p",
+            "no:cacheprovider",
+            "--shipml-results",
+            str(out),
+            f"--junitxml={out}/j.xml",
+            "-o",
+            "junit_family=xunit2",
+            "-q",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     xmlschema.XMLSchema(str(SCHEMA)).validate(str(out / "j.xml"))
     root = ET.parse(out / "j.xml").getroot()

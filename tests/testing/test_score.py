@@ -13,24 +13,31 @@ from shipml.testing.score import TESTS, compute
 
 
 def results(*tests: tuple[str, str, list[str]]) -> dict:
-    return {"model": {}, "tests": [
-        {"check": c, "name": c, "outcome": o, "score": s} for c, o, s in tests
-    ]}  # fmt: skip
+    return {
+        "model": {},
+        "tests": [{"check": c, "name": c, "outcome": o, "score": s} for c, o, s in tests],
+    }
 
 
 def test_points_sections_and_final(tmp_path: Path):
     (tmp_path / "privacy.md").write_text("reviewed on 2026-11-01: no personal data")
     cfg = ProjectConfig.model_validate(
-        {"score": {"manual": {"data-5": "privacy.md", "data-6": "missing.md"}},
-         "rollout": {"mode": "single"}, "gates": {"suites": [], "min": {}}}
-    )  # fmt: skip
+        {
+            "score": {"manual": {"data-5": "privacy.md", "data-6": "missing.md"}},
+            "rollout": {"mode": "single"},
+            "gates": {"suites": [], "min": {}},
+        }
+    )
     cfg.root = tmp_path
-    score = compute(cfg, results(
-        ("data.schema", "passed", ["data-1"]),
-        ("data.meta", "failed", ["data-4"]),      # a failing test is still automated
-        ("model.calibration", "skipped", ["model-2"]),  # skipped: did not run
-        ("model.simpler", "passed", ["model-5"]),
-    ))  # fmt: skip
+    score = compute(
+        cfg,
+        results(
+            ("data.schema", "passed", ["data-1"]),
+            ("data.meta", "failed", ["data-4"]),  # a failing test is still automated
+            ("model.calibration", "skipped", ["model-2"]),  # skipped: did not run
+            ("model.simpler", "passed", ["model-5"]),
+        ),
+    )
     by_id = {t.id: t for t in score.tests}
     assert len(score.tests) == len(TESTS) == 28
     assert by_id["data-1"].points == 1.0 and by_id["data-4"].points == 1.0

@@ -54,9 +54,18 @@ def test_a_run_through_the_worker_records_what_a_run_in_process_records(
 ):
     by_worker = run_pipeline(config, params=FAST, alias="challenger", tracker=remote)
     in_process = run_pipeline(config, params=FAST, use_cache=False)
-    assert by_worker.executed == in_process.executed == [
-        "ingest", "validate", "split", "train", "evaluate", "package",
-    ]  # fmt: skip
+    assert (
+        by_worker.executed
+        == in_process.executed
+        == [
+            "ingest",
+            "validate",
+            "split",
+            "train",
+            "evaluate",
+            "package",
+        ]
+    )
     assert by_worker.model_created and not in_process.model_created  # same seed, same model
     assert by_worker.model_version == in_process.model_version
     assert by_worker.model_version is not None
@@ -69,8 +78,12 @@ def test_a_run_through_the_worker_records_what_a_run_in_process_records(
     assert a.data.params == b.data.params
     assert a.data.metrics == b.data.metrics and "accuracy" in a.data.metrics
     assert set(a.data.tags) == set(b.data.tags)
-    for key in ("mlflow.source.git.commit", "shipml.dataset.penguins.sha256",
-                "shipml.model.version", "shipml.steps.cached"):  # fmt: skip
+    for key in (
+        "mlflow.source.git.commit",
+        "shipml.dataset.penguins.sha256",
+        "shipml.model.version",
+        "shipml.steps.cached",
+    ):
         assert a.data.tags[key] == b.data.tags[key]
     (da,), (db,) = a.inputs.dataset_inputs, b.inputs.dataset_inputs
     assert (da.dataset.digest, da.dataset.profile) == (db.dataset.digest, db.dataset.profile)
@@ -82,10 +95,13 @@ def test_a_failing_step_through_the_worker_ends_the_run_failed_with_its_tracebac
     config: ProjectConfig, project: Path, remote: RemoteTracker
 ):
     pipeline_py = project / "pipeline.py"
-    pipeline_py.write_text(pipeline_py.read_text().replace(
-        '    """Quality on the held-out rows."""\n',
-        '    """Quality on the held-out rows."""\n    raise RuntimeError("metric server down")\n',
-    ))  # fmt: skip
+    pipeline_py.write_text(
+        pipeline_py.read_text().replace(
+            '    """Quality on the held-out rows."""\n',
+            '    """Quality on the held-out rows."""\n'
+            '    raise RuntimeError("metric server down")\n',
+        )
+    )
     with pytest.raises(StepFailed) as err:
         run_pipeline(config, params=FAST, tracker=remote)
     tb_file = Path(err.value.hint.split("full traceback: ")[1].split(";")[0])
@@ -105,9 +121,12 @@ def _log_a_metric_mlflow_refuses(project: Path) -> None:
 
 
 def test_a_step_whose_metrics_the_store_refuses_fails_the_run_there_and_is_not_cached(
-    config: ProjectConfig, project: Path, remote: RemoteTracker, tmp_path: Path,
+    config: ProjectConfig,
+    project: Path,
+    remote: RemoteTracker,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-):  # fmt: skip
+):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     _log_a_metric_mlflow_refuses(project)
@@ -231,9 +250,13 @@ def test_ctrl_c_during_shipml_run_ends_the_run_failed_and_leaves_no_worker(
 ):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
     proc = subprocess.Popen(
-        [*SHIPML, "run"], cwd=project, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [*SHIPML, "run"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     seen = ""
     while "split" not in seen:  # the run has started: its steps are being shown
@@ -258,8 +281,14 @@ def test_ctrl_c_while_the_command_waits_for_the_worker_leaves_no_run_running(
     """The worker (its own process group) goes on with what it was sent after the command
     gave up; whatever run that makes is ended, not left RUNNING."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
-    proc = subprocess.Popen([*SHIPML, "run"], cwd=project, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [*SHIPML, "run"],
+        cwd=project,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while not (workers := _workers_in(project)):
         assert time.monotonic() < deadline and proc.poll() is None, "no worker started"
@@ -303,8 +332,10 @@ time.sleep(600)
 def _start_command(project: Path) -> tuple[subprocess.Popen[str], str, int]:
     command = subprocess.Popen(
         [sys.executable, "-c", COMMAND, str(project)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert command.stdout is not None
     run_id, worker_pid = command.stdout.readline().split()
     return command, run_id, int(worker_pid)
@@ -372,8 +403,14 @@ def test_a_project_module_named_like_one_mlflow_imports_does_not_break_the_worke
     (project / "secrets.py").write_text('raise RuntimeError("the project\'s secrets.py")\n')
     console_script = Path(sys.executable).parent / "shipml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
-    done = subprocess.run([str(console_script), "run", "-p", "n_estimators=5"], cwd=project,
-                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [str(console_script), "run", "-p", "n_estimators=5"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "registered penguins/1" in done.stdout
 

@@ -66,8 +66,9 @@ class Database:
         try:
             import psycopg
         except ImportError as exc:
-            raise AuditError("a PostgreSQL audit log needs psycopg",
-                             hint="pip install 'shipml[postgres]'") from exc  # fmt: skip
+            raise AuditError(
+                "a PostgreSQL audit log needs psycopg", hint="pip install 'shipml[postgres]'"
+            ) from exc
         if self.conn is not None:
             with contextlib.suppress(psycopg.Error):
                 self.conn.close()
@@ -131,9 +132,11 @@ class Database:
 
     def upsert_checkpoint(self, size: int, root: str, time: str, signature: str) -> None:
         if self.kind == "postgres":
-            sql = ("INSERT INTO checkpoints (size, root, time, signature) VALUES (?,?,?,?) "
-                   "ON CONFLICT (size) DO UPDATE SET root = EXCLUDED.root, "
-                   "time = EXCLUDED.time, signature = EXCLUDED.signature")  # fmt: skip
+            sql = (
+                "INSERT INTO checkpoints (size, root, time, signature) VALUES (?,?,?,?) "
+                "ON CONFLICT (size) DO UPDATE SET root = EXCLUDED.root, "
+                "time = EXCLUDED.time, signature = EXCLUDED.signature"
+            )
         else:
             sql = (
                 "INSERT OR REPLACE INTO checkpoints (size, root, time, signature) VALUES (?,?,?,?)"

@@ -110,8 +110,9 @@ class AuditLog:
                     entry = {**record, "time": now, "seq": seq, "prev": self.last_leaf.hex()}
                     raw = canonical(entry)
                     leaf = leaf_hash(raw)
-                    rows.append((seq, leaf, raw, str(entry.get("kind", "event")),
-                                 entry.get("request_id")))  # fmt: skip
+                    rows.append(
+                        (seq, leaf, raw, str(entry.get("kind", "event")), entry.get("request_id"))
+                    )
                     self.frontier.append(leaf)
                     self.last_leaf = leaf
                 self.db.executemany(
@@ -149,8 +150,9 @@ class AuditLog:
         """Group commit: resumes once the record is durable, sharing the fsync with every
         record queued meanwhile."""
         if self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop, daemon=True,
-                                            name="shipml-audit-writer")  # fmt: skip
+            self._writer = threading.Thread(
+                target=self._write_loop, daemon=True, name="shipml-audit-writer"
+            )
             self._writer.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()

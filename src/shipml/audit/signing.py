@@ -25,8 +25,9 @@ class Checkpoint:
     def message(self) -> bytes:
         return json.dumps(
             {"root": self.root, "size": self.size, "time": self.time},
-            sort_keys=True, separators=(",", ":"),
-        ).encode()  # fmt: skip
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2)
@@ -41,15 +42,18 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     if path.is_file():
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
-            raise AuditError(f"{path} is not an Ed25519 private key",
-                             hint="point [audit] signing_key at an Ed25519 PEM key")  # fmt: skip
+            raise AuditError(
+                f"{path} is not an Ed25519 private key",
+                hint="point [audit] signing_key at an Ed25519 PEM key",
+            )
         return key
     key = Ed25519PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
     pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
-    )  # fmt: skip
+    )
     # Written whole under a temporary name, then linked into place: several workers
     # starting together agree on one key, and nobody reads a half-written file.
     tmp = path.with_name(f".{path.name}.{os.getpid()}")

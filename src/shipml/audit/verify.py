@@ -39,8 +39,9 @@ def _checkpoints(log: AuditLog, checkpoint_dir: Path | None) -> tuple[list[Check
     return log.checkpoints(), False
 
 
-def verify(log: AuditLog, *, checkpoint_dir: Path | None = None,
-           public_key: Path | None = None) -> Verification:  # fmt: skip
+def verify(
+    log: AuditLog, *, checkpoint_dir: Path | None = None, public_key: Path | None = None
+) -> Verification:
     checkpoints, from_files = _checkpoints(log, checkpoint_dir)
     key_file = public_key or (checkpoint_dir / "public.pem" if checkpoint_dir else None)
     key = load_public_key(key_file) if key_file is not None and key_file.is_file() else None
@@ -51,11 +52,12 @@ def verify(log: AuditLog, *, checkpoint_dir: Path | None = None,
     for cp in checkpoints:
         if key is not None and not check_signature(key, cp):
             if from_files:
-                return _bad(result, None, f"checkpoint at size {cp.size} has an invalid "
-                            "signature")  # fmt: skip
+                return _bad(result, None, f"checkpoint at size {cp.size} has an invalid signature")
             # In the database, another machine's key may have signed it (team mode).
-            result.notes.append(f"checkpoint at size {cp.size} in the database is not signed "
-                                "by this machine's key: not used")  # fmt: skip
+            result.notes.append(
+                f"checkpoint at size {cp.size} in the database is not signed "
+                "by this machine's key: not used"
+            )
             continue
         trusted.append(cp)
     checkpoints = trusted
@@ -71,34 +73,53 @@ def verify(log: AuditLog, *, checkpoint_dir: Path | None = None,
             stored_leaf = stored_leaf.encode("utf-8")
         leaf = leaf_hash(raw)
         if leaf != stored_leaf:
-            return _bad(result, position, f"record {position} was modified: its content no "
-                        "longer matches its hash")  # fmt: skip
+            return _bad(
+                result,
+                position,
+                f"record {position} was modified: its content no longer matches its hash",
+            )
         try:
             entry = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return _bad(result, position, f"record {position} is not valid JSON")
         if stored_seq != position or entry.get("seq") != position:
-            return _bad(result, position, f"record {position} is out of place: it says "
-                        f"seq {entry.get('seq')} (stored as {stored_seq}); a record was "
-                        "deleted, inserted or moved here")  # fmt: skip
+            return _bad(
+                result,
+                position,
+                f"record {position} is out of place: it says "
+                f"seq {entry.get('seq')} (stored as {stored_seq}); a record was "
+                "deleted, inserted or moved here",
+            )
         if entry.get("prev") != prev:
-            return _bad(result, position, f"record {position} does not follow record "
-                        f"{position - 1}: the chain of hashes is broken (a record before it "
-                        "was changed, removed or reordered)")  # fmt: skip
+            return _bad(
+                result,
+                position,
+                f"record {position} does not follow record "
+                f"{position - 1}: the chain of hashes is broken (a record before it "
+                "was changed, removed or reordered)",
+            )
         frontier.append(leaf)
         prev = leaf.hex()
         position += 1
         covering = by_size.get(position)
         if covering is not None and frontier.root().hex() != covering.root:
-            return _bad(result, position - 1, f"the first {position} records do not match the "
-                        f"signed checkpoint of {covering.time}: the log was rewritten")  # fmt: skip
+            return _bad(
+                result,
+                position - 1,
+                f"the first {position} records do not match the "
+                f"signed checkpoint of {covering.time}: the log was rewritten",
+            )
     result.records = position
     beyond = [cp for cp in checkpoints if cp.size > position]
     if beyond:
         cp = max(beyond, key=lambda c: c.size)
-        return _bad(result, position, f"the log was truncated: it has {position} record(s) but "
-                    f"the signed checkpoint of {cp.time} covers {cp.size}; record(s) {position} "
-                    f"to {cp.size - 1} are missing")  # fmt: skip
+        return _bad(
+            result,
+            position,
+            f"the log was truncated: it has {position} record(s) but "
+            f"the signed checkpoint of {cp.time} covers {cp.size}; record(s) {position} "
+            f"to {cp.size - 1} are missing",
+        )
     return result
 
 

@@ -69,8 +69,13 @@ def run_command(argv: list[str], cwd: Path, emit: Reporter, stage: str) -> tuple
     return proc.wait(), "".join(tail)
 
 
-def run_stages(config: ProjectConfig, *, only: list[str] | None = None, approve: bool = False,
-               emit: Reporter | None = None) -> CIRun:  # fmt: skip
+def run_stages(
+    config: ProjectConfig,
+    *,
+    only: list[str] | None = None,
+    approve: bool = False,
+    emit: Reporter | None = None,
+) -> CIRun:
     """Run the stages in order; stops at the first failure (the rest are "not run")."""
     emit = emit or (lambda _stage, _line: None)
     chosen: list[Stage] = stages(config, config.ci.local_target)
@@ -88,8 +93,9 @@ def run_stages(config: ProjectConfig, *, only: list[str] | None = None, approve:
             result.results.append(StageResult(stage.name, "skipped", reason="not selected"))
             continue
         if stage.manual and not approve:
-            result.results.append(StageResult(stage.name, "skipped",
-                                              reason="needs approval (--approve)"))  # fmt: skip
+            result.results.append(
+                StageResult(stage.name, "skipped", reason="needs approval (--approve)")
+            )
             continue
         started = time.perf_counter()
         res = StageResult(stage.name, "passed")
@@ -97,8 +103,13 @@ def run_stages(config: ProjectConfig, *, only: list[str] | None = None, approve:
             emit(stage.name, "$ " + shlex.join(["shipml", *argv]))
             code, output = run_command(argv, config.root, emit, stage.name)
             if code != 0:
-                res = StageResult(stage.name, "failed", command=shlex.join(["shipml", *argv]),
-                                  exit_code=code, reason=_why(output, argv, code))  # fmt: skip
+                res = StageResult(
+                    stage.name,
+                    "failed",
+                    command=shlex.join(["shipml", *argv]),
+                    exit_code=code,
+                    reason=_why(output, argv, code),
+                )
                 failed = True
                 break
         res.seconds = time.perf_counter() - started
@@ -140,11 +151,14 @@ def check(config: ProjectConfig, emit: Reporter | None = None) -> list[str]:
     if (root / "tests").is_dir():
         tools.append(("pytest", [sys.executable, "-m", "pytest", "-q", "-m", UNIT, "tests"]))
     if not tools:
-        raise CIError(f"nothing to check in {root}: no tests/ folder and no ruff",
-                      hint="add tests under tests/ (shipml init makes some)")  # fmt: skip
+        raise CIError(
+            f"nothing to check in {root}: no tests/ folder and no ruff",
+            hint="add tests under tests/ (shipml init makes some)",
+        )
     for name, argv in tools:
-        proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         assert proc.stdout is not None
         tail = ""
         for line in proc.stdout:
@@ -155,8 +169,9 @@ def check(config: ProjectConfig, emit: Reporter | None = None) -> list[str]:
             ran.append("pytest (no unit tests)")
             continue
         if code != 0:
-            raise CIError(f"{name} failed (exit code {code}): {tail.strip()}",
-                          hint=f"run `python {shlex.join(argv[1:])}` in the project and fix "
-                          "what it reports")  # fmt: skip
+            raise CIError(
+                f"{name} failed (exit code {code}): {tail.strip()}",
+                hint=f"run `python {shlex.join(argv[1:])}` in the project and fix what it reports",
+            )
         ran.append(name)
     return ran

@@ -10,8 +10,9 @@ import typer
 from shipml.cli.output import project_config, stdout
 from shipml.errors import AuditError
 
-app = typer.Typer(help="The tamper-evident audit log of predictions and lifecycle events.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="The tamper-evident audit log of predictions and lifecycle events.", no_args_is_help=True
+)
 
 
 @app.command("verify")
@@ -38,8 +39,10 @@ def verify_cmd() -> None:
                 else ""
             ),
         )
-    stdout.print(f"[green]verified[/] {result.records} records against "
-                 f"{result.checkpoints} signed checkpoint(s)")  # fmt: skip
+    stdout.print(
+        f"[green]verified[/] {result.records} records against "
+        f"{result.checkpoints} signed checkpoint(s)"
+    )
 
 
 @app.command("checkpoint")
@@ -79,18 +82,26 @@ def export_cmd(
     finally:
         log.close()
     if output.is_dir():
-        raise AuditError(f"{output} is a folder", hint="give a file name ending in .jsonl "
-                         "or .parquet")  # fmt: skip
+        raise AuditError(
+            f"{output} is a folder", hint="give a file name ending in .jsonl or .parquet"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         keys = sorted({k for r in rows for k in r})
-        flat = [{k: (json.dumps(r[k]) if isinstance(r.get(k), dict | list) else r.get(k))
-                 for k in keys} for r in rows]  # fmt: skip
-        columns = {k: [str(v) if v is not None and not isinstance(v, str | int | float) else v
-                       for v in (f[k] for f in flat)] for k in keys}  # fmt: skip
+        flat = [
+            {k: (json.dumps(r[k]) if isinstance(r.get(k), dict | list) else r.get(k)) for k in keys}
+            for r in rows
+        ]
+        columns = {
+            k: [
+                str(v) if v is not None and not isinstance(v, str | int | float) else v
+                for v in (f[k] for f in flat)
+            ]
+            for k in keys
+        }
         pq.write_table(pa.table(columns), output)
     else:
         output.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))

@@ -9,8 +9,7 @@ from rich.table import Table
 from shipml.cli.output import project_config, stderr, stdout
 from shipml.errors import CIError
 
-app = typer.Typer(help="CI/CD: workflow files, and their stages run locally.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(help="CI/CD: workflow files, and their stages run locally.", no_args_is_help=True)
 
 
 def _emit(stage: str, line: str) -> None:
@@ -49,16 +48,21 @@ def run(
     table = Table("stage", "result", "seconds", "note", box=None)
     colours = {"passed": "green", "failed": "red", "skipped": "yellow", "not run": "dim"}
     for res in result.results:
-        table.add_row(res.name, f"[{colours[res.status]}]{res.status}[/]",
-                      f"{res.seconds:.1f}" if res.status in ("passed", "failed") else "",
-                      escape(res.reason))  # fmt: skip
+        table.add_row(
+            res.name,
+            f"[{colours[res.status]}]{res.status}[/]",
+            f"{res.seconds:.1f}" if res.status in ("passed", "failed") else "",
+            escape(res.reason),
+        )
     stdout.print(table)
     failed = result.failed
     if failed is not None:
-        raise CIError(f"stage '{failed.name}' failed: `{failed.command}` exited with "
-                      f"{failed.exit_code}: {failed.reason}",
-                      hint="fix it and run `shipml ci run` again (or --stage "
-                      f"{failed.name} to run that stage alone)")  # fmt: skip
+        raise CIError(
+            f"stage '{failed.name}' failed: `{failed.command}` exited with "
+            f"{failed.exit_code}: {failed.reason}",
+            hint="fix it and run `shipml ci run` again (or --stage "
+            f"{failed.name} to run that stage alone)",
+        )
 
 
 @app.command("check")

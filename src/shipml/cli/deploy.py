@@ -8,8 +8,9 @@ import typer
 
 from shipml.cli.output import project_config, stderr, stdout
 
-app = typer.Typer(help="Kubernetes manifests: render, apply (podman or kubernetes), down.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Kubernetes manifests: render, apply (podman or kubernetes), down.", no_args_is_help=True
+)
 
 ENV_HELP = "dev, staging or prod."
 TARGET_HELP = "podman (this machine) or kubernetes (the current kube context)."
@@ -60,14 +61,18 @@ def apply(
     """Render one environment and start it; waits until it is ready, prints its URLs."""
     from shipml.deploy.target import apply as apply_env
 
-    result = apply_env(project_config(), env, target, dry_run=dry_run, host_port=port,
-                       timeout_s=timeout)  # fmt: skip
+    result = apply_env(
+        project_config(), env, target, dry_run=dry_run, host_port=port, timeout_s=timeout
+    )
     for line in result.status:
         stderr.print(line)
     if result.skipped:
         stderr.print(f"not run by {target}: {', '.join(result.skipped)}", soft_wrap=True)
-    stdout.print(f"[green]{env} is up[/] on {target}" if not dry_run else
-                 f"[green]{env} passed the API server's dry run[/]")  # fmt: skip
+    stdout.print(
+        f"[green]{env} is up[/] on {target}"
+        if not dry_run
+        else f"[green]{env} passed the API server's dry run[/]"
+    )
     for name, url in result.urls.items():
         stdout.print(f"{name}: {url}")
 

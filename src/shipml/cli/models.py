@@ -91,8 +91,10 @@ def show(
                 )
         stdout.print(f"source   {info.source}")
         if info.tags.get("shipml.image_digest"):  # recorded by `shipml build serve`
-            stdout.print(f"image    {info.tags.get('shipml.image', '')} "
-                         f"{info.tags['shipml.image_digest']}", soft_wrap=True)  # fmt: skip
+            stdout.print(
+                f"image    {info.tags.get('shipml.image', '')} {info.tags['shipml.image_digest']}",
+                soft_wrap=True,
+            )
         _print_tests(info.tags)
         if info.tags.get("shipml.promotion.forced") == "true":
             stdout.print(
@@ -167,15 +169,25 @@ def alias(
         promote_or_explain(config, f"{name}/{version}", alias_name, force=force, reason=reason)
         return
     if force or reason:
-        stderr.print(f"note: {alias_name!r} is not a protected alias; --force/--reason do "
-                     "nothing here ([gates] protect)")  # fmt: skip
+        stderr.print(
+            f"note: {alias_name!r} is not a protected alias; --force/--reason do "
+            "nothing here ([gates] protect)"
+        )
     from shipml.audit import record_event
     from shipml.tracking import Registry, tracker_for
 
     registry = Registry(tracker_for(config))
     before = registry.aliases(name).get(alias_name)
     info = registry.set_alias(name, version, alias_name)
-    record_event(config, {"event": "alias", "model": name, "alias": alias_name,
-                          "version": info.version, "previous_version": before,
-                          "by": getpass.getuser()})  # fmt: skip
+    record_event(
+        config,
+        {
+            "event": "alias",
+            "model": name,
+            "alias": alias_name,
+            "version": info.version,
+            "previous_version": before,
+            "by": getpass.getuser(),
+        },
+    )
     stdout.print(f"{name}@{alias_name} → version {info.version}")

@@ -61,8 +61,9 @@ def run_step(
     prints the URI of its outputs' manifest."""
     from shipml.pipeline.exchange import run_step as run
 
-    result = run(project_config(), name, input_, params=_parse_params(param),
-                 use_cache=not no_cache)  # fmt: skip
+    result = run(
+        project_config(), name, input_, params=_parse_params(param), use_cache=not no_cache
+    )
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
     stderr.print(
         f"step {name} {result.status} in {result.seconds:.2f}s · "

@@ -157,17 +157,25 @@ def demo(
     if result.tests is not None:
         s = result.tests.results["summary"]
         suites = ", ".join(result.tests.results["suites"])
-        table.add_row("tests", f"{s['passed']} passed, {s['failed']} failed ({suites}) → "
-                      f"{result.tests.output}/report.html")  # fmt: skip
+        table.add_row(
+            "tests",
+            f"{s['passed']} passed, {s['failed']} failed ({suites}) → "
+            f"{result.tests.output}/report.html",
+        )
     if result.promotion is not None:
         held = sum(g.holds for g in result.promotion.gates)
-        table.add_row("promotion", f"challenger → champion: {held} of "
-                      f"{len(result.promotion.gates)} gates hold")  # fmt: skip
+        table.add_row(
+            "promotion",
+            f"challenger → champion: {held} of {len(result.promotion.gates)} gates hold",
+        )
     table.add_row("store", result.store_uri)
     if result.request_id:
         first = (result.prediction.get("predictions") or [{}])[0]
-        table.add_row("prediction", f"request {result.request_id} → {first.get('label')} "
-                      "(served by the model server, audited)")  # fmt: skip
+        table.add_row(
+            "prediction",
+            f"request {result.request_id} → {first.get('label')} "
+            "(served by the model server, audited)",
+        )
     stdout.print(table)
     stdout.print(
         f"[green]done[/] in {result.seconds:.1f}s. Next: cd {result.folder} && "
@@ -182,12 +190,23 @@ def ui(
     """Start the MLflow UI on the project's store."""
     config = project_config()
     cmd = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", config.tracking_uri,
-        "--registry-store-uri", config.registry_uri,
-        "--default-artifact-root", config.artifact_root.rstrip("/") + "/mlruns",
-        "--host", host, "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        config.tracking_uri,
+        "--registry-store-uri",
+        config.registry_uri,
+        "--default-artifact-root",
+        config.artifact_root.rstrip("/") + "/mlruns",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     stdout.print(
         f"MLflow UI on http://{host}:{port} (store {config.tracking_uri}); Ctrl-C stops it"
     )

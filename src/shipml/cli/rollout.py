@@ -26,9 +26,11 @@ def _variant(spec: str, role: str, config: Any) -> Any:
 
     name, sep, target = spec.partition("=")
     if not sep or not name or not target:
-        raise ConfigError(f"--{role} expects NAME=URL or NAME=REF, got {spec!r}",
-                          hint=f"for example --{role} v2=http://127.0.0.1:8081 or "
-                          f"--{role} v2=penguins@challenger")  # fmt: skip
+        raise ConfigError(
+            f"--{role} expects NAME=URL or NAME=REF, got {spec!r}",
+            hint=f"for example --{role} v2=http://127.0.0.1:8081 or "
+            f"--{role} v2=penguins@challenger",
+        )
     if target.startswith(("http://", "https://")):
         return Variant(name, url=target.rstrip("/"))
     from shipml.serving.server import build_app, resolve_spec
@@ -77,8 +79,10 @@ def gateway(
     )
     champion = champion or section.champion
     if not champion:
-        raise ConfigError("no champion given", hint="pass --champion NAME=URL|REF or set "
-                          "[rollout] champion in shipml.toml")  # fmt: skip
+        raise ConfigError(
+            "no champion given",
+            hint="pass --champion NAME=URL|REF or set [rollout] champion in shipml.toml",
+        )
     parsed_weights = dict(section.weights)
     for item in filter(None, (weights or "").split(",")):
         name, _, value = item.partition("=")
@@ -94,25 +98,39 @@ def gateway(
             raise ConfigError(f"--steps expects numbers like 5,25,50,100, got {steps!r}") from exc
     mode = mode or section.mode
     policy = TrafficPolicy(
-        mode=mode, champion=_variant(champion, "champion", config),
-        challengers=[_variant(c, "challenger", config)
-                     for c in (challenger or section.challengers)],
+        mode=mode,
+        champion=_variant(champion, "champion", config),
+        challengers=[
+            _variant(c, "challenger", config) for c in (challenger or section.challengers)
+        ],
         shadow_fraction=section.shadow_fraction if fraction is None else fraction,
-        weights=parsed_weights, sticky=sticky or section.sticky or None, steps=step_list,
+        weights=parsed_weights,
+        sticky=sticky or section.sticky or None,
+        steps=step_list,
         min_samples=section.min_samples if min_samples is None else min_samples,
         interval_s=section.interval_s if interval is None else interval,
-    )  # fmt: skip
+    )
     audit = open_log(config) if config is not None and config.audit.enabled else None
     host = host or section.host
     port = port if port is not None else section.port
-    stderr.print(f"gateway ({mode}) on http://{host}:{port}: champion {policy.champion.name}"
-                 + (f", challengers {', '.join(v.name for v in policy.challengers)}"
-                    if policy.challengers else ""))  # fmt: skip
+    stderr.print(
+        f"gateway ({mode}) on http://{host}:{port}: champion {policy.champion.name}"
+        + (
+            f", challengers {', '.join(v.name for v in policy.challengers)}"
+            if policy.challengers
+            else ""
+        )
+    )
     on_promote = _registry_promoter(config) if config is not None else None
-    uvicorn.run(Gateway(policy, audit=audit, admin_token=section.admin_token,
-                        on_promote=on_promote),
-                host=host, port=port, loop="uvloop", http="httptools", log_level="warning",
-                lifespan="on")  # fmt: skip
+    uvicorn.run(
+        Gateway(policy, audit=audit, admin_token=section.admin_token, on_promote=on_promote),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        lifespan="on",
+    )
 
 
 def _registry_promoter(config: Any) -> Any:
@@ -158,19 +176,25 @@ GATEWAY_OPT = typer.Option("http://127.0.0.1:8000", "--gateway", help="The gatew
 def status(gateway_url: str = GATEWAY_OPT) -> None:
     """Per-variant traffic, errors, latency, agreement and accuracy with confidence."""
     data = _call(gateway_url.rstrip("/") + "/v1/rollout")
-    stdout.print(f"mode [bold]{data['mode']}[/] · state {data['state']} · champion "
-                 f"{data['champion']} · weights {data['weights']}")  # fmt: skip
-    table = Table("variant", "requests", "errors", "p99 ms", "labelled", "accuracy",
-                  "95% CI", "p vs champion")  # fmt: skip
+    stdout.print(
+        f"mode [bold]{data['mode']}[/] · state {data['state']} · champion "
+        f"{data['champion']} · weights {data['weights']}"
+    )
+    table = Table(
+        "variant", "requests", "errors", "p99 ms", "labelled", "accuracy", "95% CI", "p vs champion"
+    )
     for name, row in data["analysis"]["variants"].items():
         ci = row.get("accuracy_ci95")
         table.add_row(
-            name, str(row["requests"]), f"{row['error_rate']:.2%}",
-            f"{row['p99_ms']:.1f}" if row["p99_ms"] is not None else "-", str(row["labelled"]),
+            name,
+            str(row["requests"]),
+            f"{row['error_rate']:.2%}",
+            f"{row['p99_ms']:.1f}" if row["p99_ms"] is not None else "-",
+            str(row["labelled"]),
             f"{row['accuracy']:.3f}" if row["accuracy"] is not None else "-",
             f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "-",
             f"{row['p_value_vs_champion']:.3g}" if "p_value_vs_champion" in row else "-",
-        )  # fmt: skip
+        )
     stdout.print(table)
     for name, sh in data["analysis"]["shadow"].items():
         agree = sh["agreement"]
@@ -211,14 +235,19 @@ def promote(
     import getpass
 
     who = getpass.getuser()
-    data = _call(gateway_url.rstrip("/") + "/v1/rollout/promote", "POST", _token(token),
-                 force=f"{who}: {reason}" if force else "")  # fmt: skip
+    data = _call(
+        gateway_url.rstrip("/") + "/v1/rollout/promote",
+        "POST",
+        _token(token),
+        force=f"{who}: {reason}" if force else "",
+    )
     stdout.print(f"promoted: champion is now {data['champion']}")
 
 
 @app.command("rollback")
-def rollback(gateway_url: str = GATEWAY_OPT,
-             token: str | None = typer.Option(None, help="Admin token.")) -> None:  # fmt: skip
+def rollback(
+    gateway_url: str = GATEWAY_OPT, token: str | None = typer.Option(None, help="Admin token.")
+) -> None:
     """Send all traffic back to the champion now (recorded in the audit log)."""
     data = _call(gateway_url.rstrip("/") + "/v1/rollout/rollback", "POST", _token(token))
     stdout.print(f"rolled back: all traffic to {data['champion']}")

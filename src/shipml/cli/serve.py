@@ -56,8 +56,14 @@ def serve(
         f"serving [bold]{spec.name}[/] version {spec.version} on http://{host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''}); V2 at /v2/models/{spec.name}/infer"
     )
-    run(spec, host=host, port=port, workers=workers, graceful_shutdown_s=grace,
-        access_log=access_log)  # fmt: skip
+    run(
+        spec,
+        host=host,
+        port=port,
+        workers=workers,
+        graceful_shutdown_s=grace,
+        access_log=access_log,
+    )
 
 
 def predict(
@@ -72,10 +78,15 @@ def predict(
     from shipml.serving.server import resolve_spec
 
     spec = resolve_spec(ref, _config_or_none())
-    predictor = Predictor.load(Path(spec.package), name=spec.name, version=spec.version,
-                               trusted_types=spec.trusted_types)  # fmt: skip
-    columns = [TextColumn("scoring"), BarColumn(), TextColumn("{task.completed:,} rows"),
-               TimeElapsedColumn()]  # fmt: skip
+    predictor = Predictor.load(
+        Path(spec.package), name=spec.name, version=spec.version, trusted_types=spec.trusted_types
+    )
+    columns = [
+        TextColumn("scoring"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, console=stderr, transient=True) as bar:
         task = bar.add_task("score", total=None)
 

@@ -95,14 +95,17 @@ def promote_or_explain(config: Any, ref: str, alias: str, *, force: bool, reason
         raise
     _print_gates(result.gates)
     if not result.moved:
-        stdout.print(f"{escape(result.model)}@{result.alias} already is version "
-                     f"{result.version}: nothing to do")  # fmt: skip
+        stdout.print(
+            f"{escape(result.model)}@{result.alias} already is version "
+            f"{result.version}: nothing to do"
+        )
         return
     moved = f"{result.model}@{result.alias} → version {result.version}"
     was = f" (was version {result.previous})" if result.previous else ""
     if result.forced:
-        stdout.print(f"[yellow]forced[/]: {escape(moved)}{was}; reason recorded: "
-                     f"{escape(result.reason)}")  # fmt: skip
+        stdout.print(
+            f"[yellow]forced[/]: {escape(moved)}{was}; reason recorded: {escape(result.reason)}"
+        )
     else:
         stdout.print(f"[green]promoted[/]: {escape(moved)}{was}")
 
@@ -139,8 +142,9 @@ def score(
         mark = {"automated": "[green]automated[/]", "manual": "[yellow]manual[/]"}.get(
             t.how, "[red]missing[/]"
         )
-        table.add_row(f"{t.id} {escape(t.title)}", mark, f"{t.points:g}",
-                      escape("; ".join(t.evidence)[:90]))  # fmt: skip
+        table.add_row(
+            f"{t.id} {escape(t.title)}", mark, f"{t.points:g}", escape("; ".join(t.evidence)[:90])
+        )
     model = (loaded.get("model") or {}).get("ref", "?")
     suites = ", ".join(loaded.get("suites", {}))
     when = loaded.get("created", "?")

@@ -32,8 +32,10 @@ def store_mounts(config: ProjectConfig) -> tuple[list[str], dict[str, str]]:
     the project's store. Remote stores (a server, PostgreSQL, s3://) pass by URI only."""
     folders: list[Path] = []
     env: dict[str, str] = {}
-    for var, uri in (("SHIPML_TRACKING_URI", config.tracking_uri),
-                     ("SHIPML_TRACKING_REGISTRY_URI", config.registry_uri)):  # fmt: skip
+    for var, uri in (
+        ("SHIPML_TRACKING_URI", config.tracking_uri),
+        ("SHIPML_TRACKING_REGISTRY_URI", config.registry_uri),
+    ):
         env[var] = uri
         if uri.startswith(SQLITE) and uri != SQLITE + ":memory:":
             folders.append(Path(uri[len(SQLITE) :]).parent)
@@ -44,9 +46,11 @@ def store_mounts(config: ProjectConfig) -> tuple[list[str], dict[str, str]]:
     folders.append(config.cache_dir)
     audit = config.audit
     if audit.enabled and "://" not in audit.path:
-        for var, value in (("SHIPML_AUDIT_PATH", audit.path),
-                           ("SHIPML_AUDIT_SIGNING_KEY", audit.signing_key),
-                           ("SHIPML_AUDIT_CHECKPOINT_DIR", audit.checkpoint_dir)):  # fmt: skip
+        for var, value in (
+            ("SHIPML_AUDIT_PATH", audit.path),
+            ("SHIPML_AUDIT_SIGNING_KEY", audit.signing_key),
+            ("SHIPML_AUDIT_CHECKPOINT_DIR", audit.checkpoint_dir),
+        ):
             path = config.path(value)
             env[var] = str(path)
             folders.append(path if var.endswith("DIR") else path.parent)
@@ -90,8 +94,7 @@ def run_in_container(
     env["HOME"] = "/tmp"
     if log:
         log(f"running the pipeline in {image.name} ({image.id[:19]})")
-    return engine.run(image.id, ["run", *args], volumes=volumes, env=env,
-                      **caller_identity(engine))  # fmt: skip
+    return engine.run(image.id, ["run", *args], volumes=volumes, env=env, **caller_identity(engine))
 
 
 def jupyter_command(root: Path, *, host: str, port: int, browser: bool) -> list[str]:
@@ -105,9 +108,16 @@ def jupyter_command(root: Path, *, host: str, port: int, browser: bool) -> list[
             hint="pip install jupyterlab (or run it in the notebook image: "
             "`shipml notebook --container`)",
         ) from exc
-    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.ip={host}",
-           f"--ServerApp.port={port}", f"--ServerApp.root_dir={root}",
-           "--ServerApp.port_retries=0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        f"--ServerApp.ip={host}",
+        f"--ServerApp.port={port}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.port_retries=0",
+    ]
     if not browser:
         cmd.append("--no-browser")
     if os.geteuid() == 0:

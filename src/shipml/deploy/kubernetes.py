@@ -31,15 +31,18 @@ class ClusterDeployment:
 def _kubectl(*args: str, timeout: float = 600) -> str:
     proc = subprocess.run([kubectl(), *args], capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise DeployError(f"kubectl {' '.join(args[:2])} failed: {proc.stderr.strip()}",
-                          hint="check the context (`kubectl config current-context`) and "
-                          "your permissions in its namespace")  # fmt: skip
+        raise DeployError(
+            f"kubectl {' '.join(args[:2])} failed: {proc.stderr.strip()}",
+            hint="check the context (`kubectl config current-context`) and "
+            "your permissions in its namespace",
+        )
     return proc.stdout
 
 
 def current_context() -> str:
-    proc = subprocess.run([kubectl(), "config", "current-context"], capture_output=True,
-                          text=True, timeout=30)  # fmt: skip
+    proc = subprocess.run(
+        [kubectl(), "config", "current-context"], capture_output=True, text=True, timeout=30
+    )
     if proc.returncode != 0 or not proc.stdout.strip():
         raise DeployError(
             f"kubectl has no current context ({proc.stderr.strip() or 'none set'})",
@@ -49,8 +52,9 @@ def current_context() -> str:
     return proc.stdout.strip()
 
 
-def apply(overlay: Path, objects: list[Obj], *, dry_run: bool = False,
-          timeout_s: int = 300) -> ClusterDeployment:  # fmt: skip
+def apply(
+    overlay: Path, objects: list[Obj], *, dry_run: bool = False, timeout_s: int = 300
+) -> ClusterDeployment:
     """Server-side apply of ``overlay``; then wait for the rollouts of ``objects``."""
     context = current_context()
     args = ["apply", "--server-side", "--field-manager=shipml", "-k", str(overlay)]
@@ -63,8 +67,15 @@ def apply(overlay: Path, objects: list[Obj], *, dry_run: bool = False,
     for obj in objects:
         if obj["kind"] in ROLLED_OUT:
             ref = f"{obj['kind'].lower()}/{obj['metadata']['name']}"
-            out = _kubectl("rollout", "status", ref, "-n", obj["metadata"]["namespace"],
-                           f"--timeout={timeout_s}s", timeout=timeout_s + 30)  # fmt: skip
+            out = _kubectl(
+                "rollout",
+                "status",
+                ref,
+                "-n",
+                obj["metadata"]["namespace"],
+                f"--timeout={timeout_s}s",
+                timeout=timeout_s + 30,
+            )
             result.rollouts.append(out.strip().splitlines()[-1] if out.strip() else ref)
     return result
 

@@ -63,9 +63,10 @@ def split(per_env: dict[str, list[Obj]], namespaces: dict[str, Obj]) -> Tree:
     envs = list(per_env)
     first = {key(o): o for o in per_env[envs[0]]}
     shared = {
-        k for k, obj in first.items()
+        k
+        for k, obj in first.items()
         if all(any(key(o) == k and o == obj for o in per_env[e]) for e in envs[1:])
-    }  # fmt: skip
+    }
     tree = Tree(namespaces=namespaces)
     tree.base = [o for o in per_env[envs[0]] if key(o) in shared]
     for env in envs:

@@ -26,8 +26,12 @@ POSTGRES_UID = 999  # the postgres image's user
 
 
 def labels(plan: Plan, component: str, variant: str = "") -> dict[str, str]:
-    out = {NAME: plan.project, COMPONENT: component, "app.kubernetes.io/part-of": "shipml",
-           "app.kubernetes.io/managed-by": "shipml"}  # fmt: skip
+    out = {
+        NAME: plan.project,
+        COMPONENT: component,
+        "app.kubernetes.io/part-of": "shipml",
+        "app.kubernetes.io/managed-by": "shipml",
+    }
     if variant:
         out[VARIANT] = variant
     return out
@@ -45,8 +49,13 @@ def _meta(name: str, lab: dict[str, str], **extra: Any) -> Obj:
 
 
 def _pod_security(uid: int) -> Obj:
-    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
-            "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 CONTAINER_SECURITY: Obj = {
@@ -59,25 +68,43 @@ CONTAINER_SECURITY: Obj = {
 
 def _resources(plan: Plan) -> Obj:
     s = plan.settings
-    return {"requests": {"cpu": s.cpu_request, "memory": s.memory_request},
-            "limits": {"cpu": s.cpu_limit, "memory": s.memory_limit}}  # fmt: skip
+    return {
+        "requests": {"cpu": s.cpu_request, "memory": s.memory_request},
+        "limits": {"cpu": s.cpu_limit, "memory": s.memory_limit},
+    }
 
 
 def _probe(path: str, *, delay: int, period: int = 10) -> Obj:
-    return {"httpGet": {"path": path, "port": "http"}, "initialDelaySeconds": delay,
-            "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": 3}  # fmt: skip
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "initialDelaySeconds": delay,
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }
 
 
 def _spread(sel: dict[str, str]) -> list[Obj]:
     return [
-        {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
-         "labelSelector": {"matchLabels": dict(sel)}}
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": dict(sel)},
+        }
         for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
-    ]  # fmt: skip
+    ]
 
 
-def _pod(plan: Plan, containers: list[Obj], volumes: list[Obj], *, uid: int = 0,
-         restart: str = "", sel: dict[str, str] | None = None) -> Obj:  # fmt: skip
+def _pod(
+    plan: Plan,
+    containers: list[Obj],
+    volumes: list[Obj],
+    *,
+    uid: int = 0,
+    restart: str = "",
+    sel: dict[str, str] | None = None,
+) -> Obj:
     spec: Obj = {
         "serviceAccountName": plan.project,
         "automountServiceAccountToken": False,
@@ -103,67 +130,107 @@ def _container(name: str, image: str, port: int | None, **extra: Any) -> Obj:
     return c
 
 
-def _deployment(plan: Plan, name: str, component: str, variant: str, pod: Obj,
-                version: str = "") -> Obj:  # fmt: skip
+def _deployment(
+    plan: Plan, name: str, component: str, variant: str, pod: Obj, version: str = ""
+) -> Obj:
     """A Deployment without ``replicas``: its HorizontalPodAutoscaler owns the count (a
     count here would reset it to the minimum on every server-side apply)."""
     lab = labels(plan, component, variant)
     if version:
         lab["app.kubernetes.io/version"] = version
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, lab),
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, lab),
         "spec": {
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": selector(plan, component, variant)},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
             "template": {"metadata": {"labels": lab}, "spec": pod},
         },
-    }  # fmt: skip
+    }
 
 
 def _service(plan: Plan, name: str, component: str, variant: str, port: int) -> Obj:
     lab = {**labels(plan, component, variant), "shipml.io/metrics": "true"}
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, lab),
-            "spec": {"type": "ClusterIP", "selector": selector(plan, component, variant),
-                     "ports": [{"name": "http", "port": port, "targetPort": "http",
-                                "protocol": "TCP"}]}}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, lab),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(plan, component, variant),
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
 
 
 def _hpa(plan: Plan, name: str, component: str, variant: str) -> Obj:
     s = plan.settings
-    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": _meta(name, labels(plan, component, variant)),
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                        "name": name},
-                     "minReplicas": s.replicas, "maxReplicas": max(s.max_replicas, s.replicas),
-                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                         "type": "Utilization", "averageUtilization": 70}}}]}}  # fmt: skip
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(name, labels(plan, component, variant)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": s.replicas,
+            "maxReplicas": max(s.max_replicas, s.replicas),
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                }
+            ],
+        },
+    }
 
 
 def _pdb(plan: Plan, name: str, component: str, variant: str) -> Obj:
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": _meta(name, labels(plan, component, variant)),
-            "spec": {"maxUnavailable": 1,
-                     "selector": {"matchLabels": selector(plan, component, variant)}}}  # fmt: skip
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(name, labels(plan, component, variant)),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector(plan, component, variant)},
+        },
+    }
 
 
-def _netpol(plan: Plan, name: str, component: str, variant: str, port: int,
-            sources: list[Obj] | None) -> Obj:  # fmt: skip
+def _netpol(
+    plan: Plan, name: str, component: str, variant: str, port: int, sources: list[Obj] | None
+) -> Obj:
     """Ingress to the pods on ``port`` only, from ``sources`` (None: from anywhere)."""
     rule: Obj = {"ports": [{"protocol": "TCP", "port": port}]}
     if sources is not None:
         rule["from"] = sources
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": _meta(name, labels(plan, component, variant)),
-            "spec": {"podSelector": {"matchLabels": selector(plan, component, variant)},
-                     "policyTypes": ["Ingress"], "ingress": [rule]}}  # fmt: skip
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(name, labels(plan, component, variant)),
+        "spec": {
+            "podSelector": {"matchLabels": selector(plan, component, variant)},
+            "policyTypes": ["Ingress"],
+            "ingress": [rule],
+        },
+    }
 
 
 def _from_components(plan: Plan, *components: str) -> Obj:
-    return {"podSelector": {"matchExpressions": [
-        {"key": NAME, "operator": "In", "values": [plan.project]},
-        {"key": COMPONENT, "operator": "In", "values": list(components)}]}}  # fmt: skip
+    return {
+        "podSelector": {
+            "matchExpressions": [
+                {"key": NAME, "operator": "In", "values": [plan.project]},
+                {"key": COMPONENT, "operator": "In", "values": list(components)},
+            ]
+        }
+    }
 
 
 # Prometheus, wherever it runs, may scrape the metrics endpoints.
@@ -180,10 +247,13 @@ def model_server(plan: Plan, variant_index: int) -> list[Obj]:
     v = plan.variants[variant_index]
     name = plan.name(v.name)
     container = _container(
-        "server", v.image, SERVE_PORT, resources=_resources(plan),
+        "server",
+        v.image,
+        SERVE_PORT,
+        resources=_resources(plan),
         readinessProbe=_probe("/v2/health/ready", delay=2, period=5),
         livenessProbe=_probe("/v2/health/live", delay=10),
-    )  # fmt: skip
+    )
     pod = _pod(plan, [container], [], sel=selector(plan, "model-server", v.name))
     sources = [_from_components(plan, "gateway", "tests", "monitor"), FROM_PROMETHEUS]
     return [
@@ -205,16 +275,25 @@ def gateway_config(plan: Plan, team_tracking: str = "") -> str:
     s = plan.settings
     lines = [
         "# The gateway's settings, rendered by `shipml deploy render`.",
-        "[project]", f"name = {json.dumps(plan.project)}", "",
-        "[audit]", 'path = "/var/lib/shipml/audit/audit.db"',
+        "[project]",
+        f"name = {json.dumps(plan.project)}",
+        "",
+        "[audit]",
+        'path = "/var/lib/shipml/audit/audit.db"',
         'signing_key = "/var/lib/shipml/audit/signing.key"',
-        'checkpoint_dir = "/var/lib/shipml/audit/checkpoints"', "",
-    ]  # fmt: skip
+        'checkpoint_dir = "/var/lib/shipml/audit/checkpoints"',
+        "",
+    ]
     if team_tracking:
         lines += ["[tracking]", f"uri = {json.dumps(team_tracking)}", ""]
-    lines += ["[rollout]", 'host = "0.0.0.0"', f"port = {GATEWAY_PORT}",
-              f"mode = {json.dumps(s.mode)}", f"champion = {json.dumps(url(champion.name))}",
-              f"challengers = {json.dumps([url(c.name) for c in challengers])}"]  # fmt: skip
+    lines += [
+        "[rollout]",
+        'host = "0.0.0.0"',
+        f"port = {GATEWAY_PORT}",
+        f"mode = {json.dumps(s.mode)}",
+        f"champion = {json.dumps(url(champion.name))}",
+        f"challengers = {json.dumps([url(c.name) for c in challengers])}",
+    ]
     if s.mode == "shadow":
         lines.append(f"shadow_fraction = {s.shadow_fraction}")
     return "\n".join(lines) + "\n"
@@ -225,23 +304,39 @@ def gateway(plan: Plan) -> list[Obj]:
     team = plan.name("mlflow") if plan.settings.team_mode else ""
     tracking = f"http://{team}:{MLFLOW_PORT}" if team else ""
     toml = gateway_config(plan, tracking)
-    config = {"apiVersion": "v1", "kind": "ConfigMap",
-              "metadata": _meta(name, labels(plan, "gateway")),
-              "data": {"shipml.toml": toml}}  # fmt: skip
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(name, labels(plan, "gateway")),
+        "data": {"shipml.toml": toml},
+    }
     container = _container(
-        "gateway", plan.champion.image, GATEWAY_PORT,
-        command=["shipml", "-C", "/etc/shipml", "gateway"], resources=_resources(plan),
+        "gateway",
+        plan.champion.image,
+        GATEWAY_PORT,
+        command=["shipml", "-C", "/etc/shipml", "gateway"],
+        resources=_resources(plan),
         readinessProbe=_probe("/v2/health/ready", delay=2, period=5),
         livenessProbe=_probe("/v2/health/live", delay=10),
-        volumeMounts=[{"name": "config", "mountPath": "/etc/shipml", "readOnly": True},
-                      {"name": "state", "mountPath": "/var/lib/shipml"}],
-    )  # fmt: skip
-    volumes = [{"name": "config", "configMap": {"name": name}},
-               {"name": "state", "emptyDir": {}}]  # fmt: skip
+        volumeMounts=[
+            {"name": "config", "mountPath": "/etc/shipml", "readOnly": True},
+            {"name": "state", "mountPath": "/var/lib/shipml"},
+        ],
+    )
+    volumes = [{"name": "config", "configMap": {"name": name}}, {"name": "state", "emptyDir": {}}]
     pod = _pod(plan, [container], volumes, sel=selector(plan, "gateway"))
-    pod["containers"][0]["env"] = [{"name": "SHIPML_ROLLOUT_ADMIN_TOKEN", "valueFrom": {
-        "secretKeyRef": {"name": plan.name("gateway-admin"), "key": "token",
-                         "optional": True}}}]  # fmt: skip
+    pod["containers"][0]["env"] = [
+        {
+            "name": "SHIPML_ROLLOUT_ADMIN_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": plan.name("gateway-admin"),
+                    "key": "token",
+                    "optional": True,
+                }
+            },
+        }
+    ]
     deployment = _deployment(plan, name, "gateway", "", pod)
     # A new policy rolls the gateway: the ConfigMap's digest is part of the pod template.
     digest = hashlib.sha256(toml.encode()).hexdigest()[:16]
@@ -261,11 +356,17 @@ def tests_job(plan: Plan) -> Obj:
     lab = labels(plan, "tests")
     container = _container("tests", plan.test_image, None, resources=_resources(plan))
     pod = _pod(plan, [container], [], restart="Never")
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": _meta(plan.name("tests", plan.champion.version), lab),
-            "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 1800,
-                     "ttlSecondsAfterFinished": 86400,
-                     "template": {"metadata": {"labels": lab}, "spec": pod}}}  # fmt: skip
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(plan.name("tests", plan.champion.version), lab),
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 1800,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {"metadata": {"labels": lab}, "spec": pod},
+        },
+    }
 
 
 def monitor_cronjob(plan: Plan) -> Obj:
@@ -273,15 +374,24 @@ def monitor_cronjob(plan: Plan) -> Obj:
     lab = labels(plan, "monitor")
     gateway_url = f"http://{plan.name('gateway')}:{GATEWAY_PORT}"
     command = ["shipml", "rollout", "status", "--gateway", gateway_url]
-    container = _container("monitor", plan.champion.image, None, resources=_resources(plan),
-                           command=command)  # fmt: skip
+    container = _container(
+        "monitor", plan.champion.image, None, resources=_resources(plan), command=command
+    )
     pod = _pod(plan, [container], [], restart="Never")
-    return {"apiVersion": "batch/v1", "kind": "CronJob",
-            "metadata": _meta(plan.name("monitor"), lab),
-            "spec": {"schedule": plan.monitor_schedule, "concurrencyPolicy": "Forbid",
-                     "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
-                     "jobTemplate": {"spec": {"backoffLimit": 1, "template": {
-                         "metadata": {"labels": lab}, "spec": pod}}}}}  # fmt: skip
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _meta(plan.name("monitor"), lab),
+        "spec": {
+            "schedule": plan.monitor_schedule,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "spec": {"backoffLimit": 1, "template": {"metadata": {"labels": lab}, "spec": pod}}
+            },
+        },
+    }
 
 
 def prometheus(plan: Plan) -> list[Obj]:
@@ -289,29 +399,64 @@ def prometheus(plan: Plan) -> list[Obj]:
     lab = labels(plan, "monitoring")
     svc = f"{plan.project}-.*"
     rules = [
-        ("ShipmlGatewayErrors", "warning", "the gateway answers more than 2% errors",
-         f'sum(rate(shipml_gateway_requests_total{{service="{plan.name("gateway")}",'
-         f'code=~"5.."}}[5m])) / sum(rate(shipml_gateway_requests_total{{service='
-         f'"{plan.name("gateway")}"}}[5m])) > 0.02', "10m"),
-        ("ShipmlModelServerDown", "critical", "a model server does not answer scrapes",
-         f'up{{service=~"{svc}"}} == 0', "5m"),
-        ("ShipmlSlowPredictions", "warning", "p99 latency of predictions above 250 ms",
-         "histogram_quantile(0.99, sum by (le, service) (rate("
-         f'shipml_request_duration_seconds_bucket{{service=~"{svc}"}}[5m]))) > 0.25', "10m"),
-    ]  # fmt: skip
+        (
+            "ShipmlGatewayErrors",
+            "warning",
+            "the gateway answers more than 2% errors",
+            f'sum(rate(shipml_gateway_requests_total{{service="{plan.name("gateway")}",'
+            f'code=~"5.."}}[5m])) / sum(rate(shipml_gateway_requests_total{{service='
+            f'"{plan.name("gateway")}"}}[5m])) > 0.02',
+            "10m",
+        ),
+        (
+            "ShipmlModelServerDown",
+            "critical",
+            "a model server does not answer scrapes",
+            f'up{{service=~"{svc}"}} == 0',
+            "5m",
+        ),
+        (
+            "ShipmlSlowPredictions",
+            "warning",
+            "p99 latency of predictions above 250 ms",
+            "histogram_quantile(0.99, sum by (le, service) (rate("
+            f'shipml_request_duration_seconds_bucket{{service=~"{svc}"}}[5m]))) > 0.25',
+            "10m",
+        ),
+    ]
     return [
-        {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-         "metadata": _meta(plan.project, lab),
-         "spec": {"selector": {"matchLabels": {NAME: plan.project,
-                                               "shipml.io/metrics": "true"}},
-                  "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}]}},
-        {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
-         "metadata": _meta(plan.project, lab),
-         "spec": {"groups": [{"name": f"{plan.project}.shipml", "rules": [
-             {"alert": alert, "expr": expr, "for": wait, "labels": {"severity": severity},
-              "annotations": {"summary": summary}}
-             for alert, severity, summary, expr, wait in rules]}]}},
-    ]  # fmt: skip
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": _meta(plan.project, lab),
+            "spec": {
+                "selector": {"matchLabels": {NAME: plan.project, "shipml.io/metrics": "true"}},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+            },
+        },
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": _meta(plan.project, lab),
+            "spec": {
+                "groups": [
+                    {
+                        "name": f"{plan.project}.shipml",
+                        "rules": [
+                            {
+                                "alert": alert,
+                                "expr": expr,
+                                "for": wait,
+                                "labels": {"severity": severity},
+                                "annotations": {"summary": summary},
+                            }
+                            for alert, severity, summary, expr, wait in rules
+                        ],
+                    }
+                ]
+            },
+        },
+    ]
 
 
 def tracking_server(plan: Plan) -> list[Obj]:
@@ -320,49 +465,86 @@ def tracking_server(plan: Plan) -> list[Obj]:
     Expects two Secrets made outside shipml: ``<project>-mlflow-db`` (key ``password``)
     and ``<project>-object-store`` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
     if not plan.object_store:
-        raise DeployError(f"[deploy.{plan.env}] team_mode needs an object store for MLflow's "
-                          "artifacts, and [deploy] object_store is empty",
-                          hint='set [deploy] object_store = "s3://BUCKET/PREFIX"')  # fmt: skip
+        raise DeployError(
+            f"[deploy.{plan.env}] team_mode needs an object store for MLflow's "
+            "artifacts, and [deploy] object_store is empty",
+            hint='set [deploy] object_store = "s3://BUCKET/PREFIX"',
+        )
     db, mlflow = plan.name("postgres"), plan.name("mlflow")
-    password = {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {
-        "name": plan.name("mlflow-db"), "key": "password"}}}  # fmt: skip
+    password = {
+        "name": "DB_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": plan.name("mlflow-db"), "key": "password"}},
+    }
     pg = _container(
-        "postgres", plan.postgres_image, POSTGRES_PORT,
-        env=[{"name": "POSTGRES_USER", "value": "mlflow"},
-             {"name": "POSTGRES_DB", "value": "mlflow"},
-             {**password, "name": "POSTGRES_PASSWORD"},
-             {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"}],
+        "postgres",
+        plan.postgres_image,
+        POSTGRES_PORT,
+        env=[
+            {"name": "POSTGRES_USER", "value": "mlflow"},
+            {"name": "POSTGRES_DB", "value": "mlflow"},
+            {**password, "name": "POSTGRES_PASSWORD"},
+            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+        ],
         resources=_resources(plan),
         readinessProbe={"exec": {"command": ["pg_isready", "-U", "mlflow"]}, "periodSeconds": 5},
-        livenessProbe={"exec": {"command": ["pg_isready", "-U", "mlflow"]}, "periodSeconds": 10,
-                       "initialDelaySeconds": 30},
-        volumeMounts=[{"name": "data", "mountPath": "/var/lib/postgresql/data"},
-                      {"name": "run", "mountPath": "/var/run/postgresql"}],
-    )  # fmt: skip
+        livenessProbe={
+            "exec": {"command": ["pg_isready", "-U", "mlflow"]},
+            "periodSeconds": 10,
+            "initialDelaySeconds": 30,
+        },
+        volumeMounts=[
+            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+            {"name": "run", "mountPath": "/var/run/postgresql"},
+        ],
+    )
     pg_lab = labels(plan, "postgres")
     pg_pod = _pod(plan, [pg], [{"name": "run", "emptyDir": {}}], uid=POSTGRES_UID)
     statefulset = {
-        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(db, pg_lab),
-        "spec": {"serviceName": db, "replicas": 1,
-                 "selector": {"matchLabels": selector(plan, "postgres")},
-                 "template": {"metadata": {"labels": pg_lab}, "spec": pg_pod},
-                 "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
-                     "accessModes": ["ReadWriteOnce"],
-                     "resources": {"requests": {"storage": "10Gi"}}}}]},
-    }  # fmt: skip
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(db, pg_lab),
+        "spec": {
+            "serviceName": db,
+            "replicas": 1,
+            "selector": {"matchLabels": selector(plan, "postgres")},
+            "template": {"metadata": {"labels": pg_lab}, "spec": pg_pod},
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "10Gi"}},
+                    },
+                }
+            ],
+        },
+    }
     env = [password]
     if plan.object_store_endpoint:
         env.append({"name": "MLFLOW_S3_ENDPOINT_URL", "value": plan.object_store_endpoint})
     server = _container(
-        "mlflow", plan.mlflow_image, MLFLOW_PORT,
-        command=["mlflow", "server", "--host", "0.0.0.0", "--port", str(MLFLOW_PORT),
-                 "--backend-store-uri",
-                 f"postgresql+psycopg://mlflow:$(DB_PASSWORD)@{db}:{POSTGRES_PORT}/mlflow",
-                 "--artifacts-destination", plan.object_store, "--serve-artifacts"],
-        env=env, envFrom=[{"secretRef": {"name": plan.name("object-store"), "optional": True}}],
+        "mlflow",
+        plan.mlflow_image,
+        MLFLOW_PORT,
+        command=[
+            "mlflow",
+            "server",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(MLFLOW_PORT),
+            "--backend-store-uri",
+            f"postgresql+psycopg://mlflow:$(DB_PASSWORD)@{db}:{POSTGRES_PORT}/mlflow",
+            "--artifacts-destination",
+            plan.object_store,
+            "--serve-artifacts",
+        ],
+        env=env,
+        envFrom=[{"secretRef": {"name": plan.name("object-store"), "optional": True}}],
         resources=_resources(plan),
-        readinessProbe=_probe("/health", delay=5), livenessProbe=_probe("/health", delay=30),
-    )  # fmt: skip
+        readinessProbe=_probe("/health", delay=5),
+        livenessProbe=_probe("/health", delay=30),
+    )
     pod = _pod(plan, [server], [], sel=selector(plan, "mlflow"))
     deployment = _deployment(plan, mlflow, "mlflow", "", pod)
     deployment["spec"]["replicas"] = 1  # no autoscaler: one tracking server
@@ -380,10 +562,13 @@ def tracking_server(plan: Plan) -> list[Obj]:
 def build(plan: Plan) -> list[Obj]:
     """Every object of the plan's environment (without namespace and env label)."""
     objects: list[Obj] = [
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": _meta(plan.project, labels(plan, "identity")),
-         "automountServiceAccountToken": False},
-    ]  # fmt: skip
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(plan.project, labels(plan, "identity")),
+            "automountServiceAccountToken": False,
+        },
+    ]
     for i in range(len(plan.variants)):
         objects += model_server(plan, i)
     objects += gateway(plan)

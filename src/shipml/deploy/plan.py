@@ -82,12 +82,16 @@ def resolve_version(config: ProjectConfig, ref: str) -> tuple[str, str]:
     try:
         parsed = parse_model_ref(ref)
     except RegistryError as exc:
-        raise DeployError(f"[deploy] cannot use the model reference {ref!r}: {exc.message}",
-                          hint="write NAME@ALIAS or NAME/VERSION") from exc  # fmt: skip
+        raise DeployError(
+            f"[deploy] cannot use the model reference {ref!r}: {exc.message}",
+            hint="write NAME@ALIAS or NAME/VERSION",
+        ) from exc
     if parsed.name is None:
         raise DeployError(
             f"[deploy] model reference {ref!r} is a folder; images are built per registered "
-            "version", hint="write NAME@ALIAS or NAME/VERSION")  # fmt: skip
+            "version",
+            hint="write NAME@ALIAS or NAME/VERSION",
+        )
     if parsed.version is not None:
         return parsed.name, parsed.version
     try:
@@ -111,8 +115,10 @@ def make_plan(config: ProjectConfig, env: str) -> Plan:
     if settings.mode != "single":
         refs.append(("challenger", deploy.challenger or f"{config.model_name}@challenger"))
     if settings.mode not in ("single", "shadow", "ab", "canary"):
-        raise DeployError(f"[deploy.{env}] mode {settings.mode!r} is not a traffic mode",
-                          hint="use single, shadow, ab or canary")  # fmt: skip
+        raise DeployError(
+            f"[deploy.{env}] mode {settings.mode!r} is not a traffic mode",
+            hint="use single, shadow, ab or canary",
+        )
     variants = []
     for role, ref in refs:
         model, version = resolve_version(config, ref)

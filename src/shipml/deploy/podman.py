@@ -59,9 +59,11 @@ class PodmanDeployment:
 def podman() -> str:
     path = shutil.which("podman")
     if path is None:
-        raise DeployError("podman is not installed",
-                          hint="install it (Debian: apt-get install podman runc), or deploy "
-                          "with --target kubernetes")  # fmt: skip
+        raise DeployError(
+            "podman is not installed",
+            hint="install it (Debian: apt-get install podman runc), or deploy "
+            "with --target kubernetes",
+        )
     return path
 
 
@@ -69,9 +71,11 @@ def _run(*args: str, check: bool = True, timeout: float = 300) -> subprocess.Com
     proc = subprocess.run([podman(), *args], capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-        raise DeployError(f"podman {args[0]} {args[1] if len(args) > 1 else ''} failed: "
-                          f"{detail[-1] if detail else proc.returncode}",
-                          hint="see `podman ps -a` and `podman logs NAME`")  # fmt: skip
+        raise DeployError(
+            f"podman {args[0]} {args[1] if len(args) > 1 else ''} failed: "
+            f"{detail[-1] if detail else proc.returncode}",
+            hint="see `podman ps -a` and `podman logs NAME`",
+        )
     return proc
 
 
@@ -79,8 +83,11 @@ def adapt(objects: list[Obj], env: str, host_port: int) -> tuple[list[Obj], list
     """The objects podman plays (Deployments as Pods) and the ``Kind/name`` left out."""
     # Podman's names are global, not per namespace: every pod and ConfigMap gets the
     # environment as a suffix, and the gateway's policy is pointed at the renamed pods.
-    names = {o["metadata"]["name"]: f"{o['metadata']['name']}-{env}" for o in objects
-             if o["kind"] in PLAYED}  # fmt: skip
+    names = {
+        o["metadata"]["name"]: f"{o['metadata']['name']}-{env}"
+        for o in objects
+        if o["kind"] in PLAYED
+    }
     played: list[Obj] = []
     skipped: list[str] = []
     for obj in objects:
@@ -94,8 +101,14 @@ def adapt(objects: list[Obj], env: str, host_port: int) -> tuple[list[Obj], list
                 for old, new in names.items():
                     text = text.replace(f"//{old}:", f"//{new}:")
                 data[key] = text
-            played.append({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": names[name]}, "data": data})  # fmt: skip
+            played.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": names[name]},
+                    "data": data,
+                }
+            )
             continue
         pod_name = names[name]
         template = json.loads(json.dumps(obj["spec"]["template"]))
@@ -120,9 +133,14 @@ def adapt(objects: list[Obj], env: str, host_port: int) -> tuple[list[Obj], list
                     port.update(hostPort=host_port, hostIP="127.0.0.1")
             else:
                 c.pop("ports", None)
-        played.append({"apiVersion": "v1", "kind": "Pod",
-                       "metadata": {"name": pod_name, "labels": template["metadata"]["labels"]},
-                       "spec": spec})  # fmt: skip
+        played.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": pod_name, "labels": template["metadata"]["labels"]},
+                "spec": spec,
+            }
+        )
     return played, skipped
 
 
@@ -144,16 +162,25 @@ def _ready(pod: Obj) -> str | None:
     return None
 
 
-def apply(objects: list[Obj], env: str, project: str, state_dir: Path, *, host_port: int,
-          timeout: float = 120.0) -> PodmanDeployment:  # fmt: skip
+def apply(
+    objects: list[Obj],
+    env: str,
+    project: str,
+    state_dir: Path,
+    *,
+    host_port: int,
+    timeout: float = 120.0,
+) -> PodmanDeployment:
     """Play ``objects`` (one environment, as rendered) and wait until every pod is ready."""
     played, skipped = adapt(objects, env, host_port)
     pods = [p for p in played if p["kind"] == "Pod"]
     for image in _images(played):
         if _run("image", "exists", image, check=False).returncode != 0:
-            raise DeployError(f"image {image} is not in podman's local storage",
-                              hint="build it first (`shipml build serve REF`), or pin the "
-                              "deployed version in [deploy]")  # fmt: skip
+            raise DeployError(
+                f"image {image} is not in podman's local storage",
+                hint="build it first (`shipml build serve REF`), or pin the "
+                "deployed version in [deploy]",
+            )
     network = f"shipml-{project}-{env}"
     if _run("network", "exists", network, check=False).returncode != 0:
         _run("network", "create", network)
@@ -176,11 +203,11 @@ def apply(objects: list[Obj], env: str, project: str, state_dir: Path, *, host_p
             hint=f"see `podman logs {waiting.split(':')[0]}`; remove them with "
             f"`shipml deploy down --env {env} --target podman`",
         )
-    gateway = next((p for p in pods if p["metadata"]["labels"].get(COMPONENT) == "gateway"),
-                   None)  # fmt: skip
+    gateway = next((p for p in pods if p["metadata"]["labels"].get(COMPONENT) == "gateway"), None)
     urls = {"gateway": f"http://127.0.0.1:{host_port}"} if gateway else {}
-    return PodmanDeployment(env, network, manifest, [p["metadata"]["name"] for p in pods],
-                            urls, skipped)  # fmt: skip
+    return PodmanDeployment(
+        env, network, manifest, [p["metadata"]["name"] for p in pods], urls, skipped
+    )
 
 
 def down(env: str, project: str, state_dir: Path) -> list[str]:
@@ -195,8 +222,14 @@ def down(env: str, project: str, state_dir: Path) -> list[str]:
 
     docs = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
     names = [d["metadata"]["name"] for d in docs if d["kind"] == "Pod"]
-    volumes = {n for d in docs if d["kind"] == "Pod" for v in d["spec"].get("volumes", [])
-               for n in (v["name"], v.get("configMap", {}).get("name")) if n}  # fmt: skip
+    volumes = {
+        n
+        for d in docs
+        if d["kind"] == "Pod"
+        for v in d["spec"].get("volumes", [])
+        for n in (v["name"], v.get("configMap", {}).get("name"))
+        if n
+    }
     _run("kube", "down", str(manifest))
     for volume in sorted(volumes):
         _run("volume", "rm", "--force", volume, check=False)

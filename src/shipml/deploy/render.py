@@ -37,8 +37,9 @@ def environments(envs: list[str] | None) -> list[str]:
     chosen = list(dict.fromkeys(envs or ENVS))
     unknown = [e for e in chosen if e not in ENVS]
     if unknown:
-        raise DeployError(f"unknown environment(s) {', '.join(unknown)}",
-                          hint=f"use {', '.join(ENVS)}")  # fmt: skip
+        raise DeployError(
+            f"unknown environment(s) {', '.join(unknown)}", hint=f"use {', '.join(ENVS)}"
+        )
     return chosen
 
 
@@ -52,8 +53,9 @@ def same_objects(a: list[Obj], b: list[Obj]) -> list[str]:
     """Keys of objects that differ between two renderings (empty: identical)."""
     left = {manifests.key(o): o for o in a}
     right = {manifests.key(o): o for o in b}
-    return sorted("/".join(k[1:]) for k in left.keys() | right.keys()
-                  if left.get(k) != right.get(k))  # fmt: skip
+    return sorted(
+        "/".join(k[1:]) for k in left.keys() | right.keys() if left.get(k) != right.get(k)
+    )
 
 
 def render(
@@ -76,8 +78,9 @@ def render(
         validation.validate(final[env], version, where=f" of {env}")
     tree = kustomize.split(raw, {e: manifests.namespace(p) for e, p in plans.items()})
     folder = kustomize.write(tree, output or config.path(config.deploy.output))
-    result = Rendered(folder, plans, final, version,
-                      base=[kustomize.filename(o) for o in tree.base])  # fmt: skip
+    result = Rendered(
+        folder, plans, final, version, base=[kustomize.filename(o) for o in tree.base]
+    )
     if check_kustomize and shutil.which("kubectl"):
         for env in chosen:
             differ = same_objects(validation.kustomize(result.overlay(env)), final[env])

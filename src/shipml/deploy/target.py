@@ -36,27 +36,42 @@ def _check(target: str) -> None:
         raise DeployError(f"unknown target {target!r}", hint=f"use {' or '.join(TARGETS)}")
 
 
-def apply(config: ProjectConfig, env: str, target: str, *, dry_run: bool = False,
-          host_port: int | None = None, timeout_s: float = 120.0) -> Applied:  # fmt: skip
+def apply(
+    config: ProjectConfig,
+    env: str,
+    target: str,
+    *,
+    dry_run: bool = False,
+    host_port: int | None = None,
+    timeout_s: float = 120.0,
+) -> Applied:
     """Render ``env``, then start it on ``target`` and wait until it is ready."""
     _check(target)
     rendered = render(config, [env], _state(config) / env)
     objects = rendered.objects[env]
     if target == "podman":
         if dry_run:
-            raise DeployError("--dry-run needs an API server to check against",
-                              hint="use it with --target kubernetes")  # fmt: skip
+            raise DeployError(
+                "--dry-run needs an API server to check against",
+                hint="use it with --target kubernetes",
+            )
         from shipml.deploy import podman
 
         port = host_port or config.deploy.env(env).host_port
-        done = podman.apply(objects, env, rendered.plans[env].project, _state(config),
-                            host_port=port, timeout=timeout_s)  # fmt: skip
-        return Applied(env, target, done.urls, [f"pod {p} ready" for p in done.pods],
-                       done.skipped)  # fmt: skip
+        done = podman.apply(
+            objects,
+            env,
+            rendered.plans[env].project,
+            _state(config),
+            host_port=port,
+            timeout=timeout_s,
+        )
+        return Applied(env, target, done.urls, [f"pod {p} ready" for p in done.pods], done.skipped)
     from shipml.deploy import kubernetes
 
-    cluster = kubernetes.apply(rendered.overlay(env), objects, dry_run=dry_run,
-                               timeout_s=int(timeout_s))  # fmt: skip
+    cluster = kubernetes.apply(
+        rendered.overlay(env), objects, dry_run=dry_run, timeout_s=int(timeout_s)
+    )
     head = f"context {cluster.context}" + (" (dry run: nothing persisted)" if dry_run else "")
     return Applied(env, target, {}, [head, *cluster.applied, *cluster.rollouts])
 
@@ -73,8 +88,10 @@ def down(config: ProjectConfig, env: str, target: str) -> list[str]:
 
     overlay = _state(config) / env / "overlays" / env
     if not overlay.is_dir():
-        raise DeployError(f"nothing was applied for {env} from this project",
-                          hint=f"apply it first: `shipml deploy apply --env {env}`")  # fmt: skip
+        raise DeployError(
+            f"nothing was applied for {env} from this project",
+            hint=f"apply it first: `shipml deploy apply --env {env}`",
+        )
     return kubernetes.down(overlay)
 
 

@@ -38,34 +38,83 @@ _DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)(ms|s|m|h|d|w|y))+)$"}
 def _crd(kind: str, spec: Obj) -> Obj:
     return {
         "$id": f"https://kubernetes.io/api/{kind.lower()}-monitoring-v1.json",
-        **_strict({"apiVersion": {"enum": ["monitoring.coreos.com/v1"]},
-                   "kind": {"enum": [kind]}, "metadata": META, "spec": spec},
-                  ["apiVersion", "kind", "metadata", "spec"]),
-    }  # fmt: skip
+        **_strict(
+            {
+                "apiVersion": {"enum": ["monitoring.coreos.com/v1"]},
+                "kind": {"enum": [kind]},
+                "metadata": META,
+                "spec": spec,
+            },
+            ["apiVersion", "kind", "metadata", "spec"],
+        ),
+    }
 
 
 # The fields of monitoring.coreos.com/v1 that shipml writes (a subset of the operator's
 # API; anything else is refused, so a typo cannot slip through).
 CRD_SCHEMAS: dict[str, Obj] = {
-    "ServiceMonitor": _crd("ServiceMonitor", _strict({
-        "selector": SELECTOR,
-        "namespaceSelector": _strict({"any": {"type": "boolean"},
-                                      "matchNames": {"type": "array", "items": _STR}}),
-        "jobLabel": _STR,
-        "endpoints": {"type": "array", "minItems": 1, "items": _strict({
-            "port": _STR, "path": _STR, "interval": _DURATION, "scrapeTimeout": _DURATION,
-            "scheme": {"enum": ["http", "https"]}})},
-    }, ["selector", "endpoints"])),
-    "PrometheusRule": _crd("PrometheusRule", _strict({
-        "groups": {"type": "array", "items": _strict({
-            "name": {"type": "string", "minLength": 1}, "interval": _DURATION,
-            "rules": {"type": "array", "items": {**_strict({
-                "alert": _STR, "record": _STR, "expr": {"type": "string", "minLength": 1},
-                "for": _DURATION, "labels": _STR_MAP, "annotations": _STR_MAP}, ["expr"]),
-                "oneOf": [{"required": ["alert"]}, {"required": ["record"]}]}},
-        }, ["name", "rules"])},
-    }, ["groups"])),
-}  # fmt: skip
+    "ServiceMonitor": _crd(
+        "ServiceMonitor",
+        _strict(
+            {
+                "selector": SELECTOR,
+                "namespaceSelector": _strict(
+                    {"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": _STR}}
+                ),
+                "jobLabel": _STR,
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _strict(
+                        {
+                            "port": _STR,
+                            "path": _STR,
+                            "interval": _DURATION,
+                            "scrapeTimeout": _DURATION,
+                            "scheme": {"enum": ["http", "https"]},
+                        }
+                    ),
+                },
+            },
+            ["selector", "endpoints"],
+        ),
+    ),
+    "PrometheusRule": _crd(
+        "PrometheusRule",
+        _strict(
+            {
+                "groups": {
+                    "type": "array",
+                    "items": _strict(
+                        {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": _DURATION,
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    **_strict(
+                                        {
+                                            "alert": _STR,
+                                            "record": _STR,
+                                            "expr": {"type": "string", "minLength": 1},
+                                            "for": _DURATION,
+                                            "labels": _STR_MAP,
+                                            "annotations": _STR_MAP,
+                                        },
+                                        ["expr"],
+                                    ),
+                                    "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+                                },
+                            },
+                        },
+                        ["name", "rules"],
+                    ),
+                },
+            },
+            ["groups"],
+        ),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -85,8 +134,9 @@ def _crd_problems(obj: Obj, version: str) -> list[Problem]:
     from referencing.jsonschema import DRAFT202012
 
     schema = CRD_SCHEMAS[obj["kind"]]
-    versions = [v for v in utils.all_versions()
-                if utils.major_minor(v) <= utils.major_minor(version)]  # fmt: skip
+    versions = [
+        v for v in utils.all_versions() if utils.major_minor(v) <= utils.major_minor(version)
+    ]
     defs = utils.schema_contents(
         f"kubernetes-json-schema/v{versions[-1]}-local-strict/_definitions.json", version
     )
@@ -95,10 +145,13 @@ def _crd_problems(obj: Obj, version: str) -> list[Problem]:
     )
     validator = jsonschema.Draft202012Validator(schema, registry=registry)
     return [
-        Problem(f"{obj['kind']}/{obj['metadata'].get('name')}",
-                ".".join(str(p) for p in e.absolute_path), e.message)
+        Problem(
+            f"{obj['kind']}/{obj['metadata'].get('name')}",
+            ".".join(str(p) for p in e.absolute_path),
+            e.message,
+        )
         for e in validator.iter_errors(obj)
-    ]  # fmt: skip
+    ]
 
 
 def check_version(version: str) -> str:
@@ -154,8 +207,10 @@ def validate(objects: list[Obj], version: str, where: str = "") -> None:
 def kubectl() -> str:
     path = shutil.which("kubectl")
     if path is None:
-        raise DeployError("kubectl is not installed", hint="install kubectl (the client is "
-                          "enough to render; applying needs a cluster)")  # fmt: skip
+        raise DeployError(
+            "kubectl is not installed",
+            hint="install kubectl (the client is enough to render; applying needs a cluster)",
+        )
     return path
 
 
@@ -163,9 +218,12 @@ def kustomize(folder: Path) -> list[Obj]:
     """The objects `kubectl kustomize FOLDER` renders (offline)."""
     import yaml
 
-    proc = subprocess.run([kubectl(), "kustomize", str(folder)], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [kubectl(), "kustomize", str(folder)], capture_output=True, text=True, timeout=120
+    )
     if proc.returncode != 0:
-        raise DeployError(f"kubectl kustomize {folder} failed: {proc.stderr.strip()}",
-                          hint="render the tree again with `shipml deploy render`")  # fmt: skip
+        raise DeployError(
+            f"kubectl kustomize {folder} failed: {proc.stderr.strip()}",
+            hint="render the tree again with `shipml deploy render`",
+        )
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]

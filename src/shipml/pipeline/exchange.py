@@ -71,8 +71,9 @@ class Exchange:
         try:
             data = json.loads(self.fs.cat_file(path))
         except FileNotFoundError as exc:
-            raise PipelineError(f"no step manifest at {uri}",
-                                hint="run the upstream step first") from exc  # fmt: skip
+            raise PipelineError(
+                f"no step manifest at {uri}", hint="run the upstream step first"
+            ) from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise PipelineError(f"{uri} is not a shipml step manifest")
         return data
@@ -128,8 +129,9 @@ def _node(graph: Any, name: str) -> Node:
         node: Node = graph.node(name)
     except KeyError:
         names = ", ".join(n.name for n in graph.nodes)
-        raise PipelineError(f"pipeline '{graph.pipeline}' has no step {name!r}",
-                            hint=f"its steps: {names}") from None  # fmt: skip
+        raise PipelineError(
+            f"pipeline '{graph.pipeline}' has no step {name!r}", hint=f"its steps: {names}"
+        ) from None
     return node
 
 
@@ -167,9 +169,10 @@ def run_step(
     if missing:
         raise PipelineError(
             f"step '{name}' needs the outputs of {', '.join(missing)}",
-            hint="pass " + " ".join(f"--input URI_OF_{up.upper()}" for up in missing)
+            hint="pass "
+            + " ".join(f"--input URI_OF_{up.upper()}" for up in missing)
             + " (the manifest URI each of those steps printed)",
-        )  # fmt: skip
+        )
     extra = sorted(set(upstream) - set(node.upstream))
     if extra:
         raise PipelineError(
@@ -194,8 +197,12 @@ def run_step(
         elif isinstance(value, DatasetRef):
             snap = resolve_dataset(config, store, value.name)
             digests[arg] = snap.digest
-            datasets[snap.name] = {"version": snap.version, "sha256": snap.digest,
-                                   "source": snap.source, "rows": snap.rows}  # fmt: skip
+            datasets[snap.name] = {
+                "version": snap.version,
+                "sha256": snap.digest,
+                "source": snap.source,
+                "rows": snap.rows,
+            }
             kwargs[arg] = DatasetInput(snap, store)
         else:
             _check_json(name, arg, value)
@@ -205,13 +212,24 @@ def run_step(
     key = cache_key(node.step.name, code, args, digests, settings)
     if use_cache and node.step.cache and exchange.exists(key):
         data = exchange.read_manifest(exchange.manifest_uri(key))
-        return StepRun(name, "cached", key, exchange.manifest_uri(key),
-                       [StoredOutput(**o) for o in data["outputs"]], data.get("metrics", {}),
-                       time.perf_counter() - started)  # fmt: skip
+        return StepRun(
+            name,
+            "cached",
+            key,
+            exchange.manifest_uri(key),
+            [StoredOutput(**o) for o in data["outputs"]],
+            data.get("metrics", {}),
+            time.perf_counter() - started,
+        )
     call = {k: cache.load(v) if isinstance(v, StoredOutput) else v for k, v in kwargs.items()}
     workdir = Path(tempfile.mkdtemp(prefix="shipml-step-"))
-    lineage = {"pipeline": graph.pipeline, "params": graph.params, "datasets": datasets,
-               "step": name, "cache_key": key}  # fmt: skip
+    lineage = {
+        "pipeline": graph.pipeline,
+        "params": graph.params,
+        "datasets": datasets,
+        "step": name,
+        "cache_key": key,
+    }
     ctx = RunContext(config, None, lineage, workdir, step=name)
     token = activate(ctx)
     try:
@@ -230,10 +248,19 @@ def run_step(
         deactivate(token)
         shutil.rmtree(workdir, ignore_errors=True)
     exchange.publish(stored, cache)
-    manifest = exchange.write_manifest(key, {
-        "format": FORMAT, "step": name, "pipeline": graph.pipeline, "key": key,
-        "outputs": [asdict(o) for o in stored], "metrics": dict(ctx.metrics),
-        "inputs": given, "params": args,
-    })  # fmt: skip
-    return StepRun(name, "done", key, manifest, stored, dict(ctx.metrics),
-                   time.perf_counter() - started)  # fmt: skip
+    manifest = exchange.write_manifest(
+        key,
+        {
+            "format": FORMAT,
+            "step": name,
+            "pipeline": graph.pipeline,
+            "key": key,
+            "outputs": [asdict(o) for o in stored],
+            "metrics": dict(ctx.metrics),
+            "inputs": given,
+            "params": args,
+        },
+    )
+    return StepRun(
+        name, "done", key, manifest, stored, dict(ctx.metrics), time.perf_counter() - started
+    )

@@ -121,10 +121,12 @@ def compile_pipeline(
             task.set_env_variable("SHIPML_ARTIFACTS_ROOT", root)
             res = resources.get(node.name)
             if res is not None:
-                for setting, method in (("cpu_request", task.set_cpu_request),
-                                        ("cpu_limit", task.set_cpu_limit),
-                                        ("memory_request", task.set_memory_request),
-                                        ("memory_limit", task.set_memory_limit)):  # fmt: skip
+                for setting, method in (
+                    ("cpu_request", task.set_cpu_request),
+                    ("cpu_limit", task.set_cpu_limit),
+                    ("memory_request", task.set_memory_request),
+                    ("memory_limit", task.set_memory_limit),
+                ):
                     if getattr(res, setting):
                         method(getattr(res, setting))
             tasks[node.name] = task
@@ -159,8 +161,7 @@ def submit(path: Path, host: str, *, run_name: str | None = None) -> str:
     kfp = _kfp()
     try:
         client = kfp.Client(host=host)
-        run = client.create_run_from_pipeline_package(str(path), arguments={},
-                                                      run_name=run_name)  # fmt: skip
+        run = client.create_run_from_pipeline_package(str(path), arguments={}, run_name=run_name)
     except Exception as exc:  # kfp raises urllib3, ApiException, ValueError...
         raise PipelineError(
             f"cannot submit {path.name} to Kubeflow Pipelines at {host}: "

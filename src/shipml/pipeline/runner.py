@@ -493,10 +493,18 @@ def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | 
     if alias and result.model_version is not None:
         before = registry.aliases(name).get(alias)
         result.model_version = registry.set_alias(name, result.model_version.version, alias)
-        record_event(config, {"event": "alias", "model": name, "alias": alias,
-                              "version": result.model_version.version,
-                              "previous_version": before, "by": "shipml run",
-                              "run_id": result.run_id})  # fmt: skip
+        record_event(
+            config,
+            {
+                "event": "alias",
+                "model": name,
+                "alias": alias,
+                "version": result.model_version.version,
+                "previous_version": before,
+                "by": "shipml run",
+                "run_id": result.run_id,
+            },
+        )
     run.pending_tags.update(
         {"shipml.model.name": name, "shipml.model.version": result.model_version.version}
     )

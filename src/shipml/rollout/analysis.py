@@ -79,8 +79,9 @@ class Analysis:
             found = self.variants[variant] = VariantStats()
         return found
 
-    def record(self, variant: str, seconds: float, ok: bool, request_id: str | None,
-               label: Any = None) -> None:  # fmt: skip
+    def record(
+        self, variant: str, seconds: float, ok: bool, request_id: str | None, label: Any = None
+    ) -> None:
         s = self.stats(variant)
         s.requests += 1
         s.latencies.append(seconds)
@@ -97,8 +98,13 @@ class Analysis:
                 self.predictions.popitem(last=False)
         entry[variant] = label
 
-    def compare(self, shadow: str, primary_out: dict[str, Any], shadow_out: dict[str, Any],
-                request_id: str | None) -> None:  # fmt: skip
+    def compare(
+        self,
+        shadow: str,
+        primary_out: dict[str, Any],
+        shadow_out: dict[str, Any],
+        request_id: str | None,
+    ) -> None:
         s = self.shadow.setdefault(shadow, ShadowStats())
         s.compared += 1
         if primary_out.get("label") == shadow_out.get("label"):

@@ -50,9 +50,10 @@ def outputs_of(path: str, body: Any) -> dict[str, Any]:
         first = body["predictions"][0]
         if isinstance(first, dict):
             probs = first.get("probabilities")
-            return {"label": first.get("label"),
-                    "probabilities": (list(probs.values()) if isinstance(probs, dict)
-                                      else probs)}  # fmt: skip
+            return {
+                "label": first.get("label"),
+                "probabilities": (list(probs.values()) if isinstance(probs, dict) else probs),
+            }
         probs = body.get("probabilities")
         return {"label": first, "probabilities": probs[0] if probs else None}
     except (KeyError, IndexError, TypeError):
@@ -80,15 +81,19 @@ class Gateway:
         self.state = "running"  # running | promoted | rolled back
         self.history: list[dict[str, Any]] = []
         self.counters: dict[str, int] = {
-            "mirrored": 0, "dropped": 0, "shadow_failed": 0, "skipped_circuit_open": 0,
-        }  # fmt: skip
+            "mirrored": 0,
+            "dropped": 0,
+            "shadow_failed": 0,
+            "skipped_circuit_open": 0,
+        }
         # Per shadow: consecutive failures and, while its circuit is open, until when.
         self._failures: dict[str, int] = {}
         self._open_until: dict[str, float] = {}
         self.requests: dict[tuple[str, int], int] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._queue: asyncio.Queue[tuple[str, bytes, list[tuple[bytes, bytes]], str,
-                                         dict[str, Any]]] | None  # fmt: skip
+        self._queue: (
+            asyncio.Queue[tuple[str, bytes, list[tuple[bytes, bytes]], str, dict[str, Any]]] | None
+        )
         self._queue = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ids = itertools.count(1)
@@ -150,8 +155,9 @@ class Gateway:
         elif method == "GET" and path == "/metrics":
             await _send(send, 200, self.metrics().encode(), rid, b"text/plain; version=0.0.4")
         elif method == "GET" and path in ("/v2/health/live", "/v2/health/ready"):
-            await _send(send, 200, b'{"live":true}' if path.endswith("live") else
-                        b'{"ready":true}', rid)  # fmt: skip
+            await _send(
+                send, 200, b'{"live":true}' if path.endswith("live") else b'{"ready":true}', rid
+            )
         else:
             await _send(send, 404, _json({"error": f"no such endpoint: {method} {path}"}), rid)
 
@@ -179,8 +185,12 @@ class Gateway:
             self._tasks += [asyncio.create_task(self._shadow_worker()) for _ in range(4)]
         if self.policy.mode == "canary":
             self._tasks.append(asyncio.create_task(self._canary_loop()))
-        self.event("start", mode=self.policy.mode, weights=dict(self.weights()),
-                   variants={v.name: v.where for v in self.policy.variants})  # fmt: skip
+        self.event(
+            "start",
+            mode=self.policy.mode,
+            weights=dict(self.weights()),
+            variants={v.name: v.where for v in self.policy.variants},
+        )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -193,8 +203,9 @@ class Gateway:
         if self.audit is not None:
             self.audit.close()
 
-    async def _forward(self, path: str, body: bytes, headers: dict[bytes, bytes], rid: bytes,
-                       send: Any) -> None:  # fmt: skip
+    async def _forward(
+        self, path: str, body: bytes, headers: dict[bytes, bytes], rid: bytes, send: Any
+    ) -> None:
         single = self.policy.mode == "single"
         if single:  # the fast path: everything to the champion
             variant = self.policy.champion
@@ -202,8 +213,11 @@ class Gateway:
         else:
             name = choose(self.weights(), self._sticky_key(headers, body), self.rng)
             variant = self.policy.variant(name)
-        raw_headers = [(b"content-type", JSON), (b"x-request-id", rid),
-                       (b"x-shipml-variant", variant.name_bytes)]  # fmt: skip
+        raw_headers = [
+            (b"content-type", JSON),
+            (b"x-request-id", rid),
+            (b"x-shipml-variant", variant.name_bytes),
+        ]
         trace = headers.get(b"traceparent")
         if trace:
             raw_headers.append((b"traceparent", trace))
@@ -221,8 +235,9 @@ class Gateway:
             except orjson.JSONDecodeError:
                 parsed = None
         rid_text = rid.decode("latin-1")
-        self.analysis.record(name, seconds, status < 400, rid_text,
-                             parsed["label"] if parsed else None)  # fmt: skip
+        self.analysis.record(
+            name, seconds, status < 400, rid_text, parsed["label"] if parsed else None
+        )
         await _send(send, status, answer, rid, extra=[(b"x-shipml-variant", variant.name_bytes)])
         if self.policy.mode == "shadow" and status == 200 and parsed is not None:
             self._mirror(path, body, raw_headers, rid_text, parsed)
@@ -233,12 +248,19 @@ class Gateway:
             async with self._session.post(url, data=body, headers=headers) as resp:
                 return resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return 502, _json({"error": f"model server {url} did not answer: "
-                               f"{type(exc).__name__}: {exc}"})  # fmt: skip
+            return 502, _json(
+                {"error": f"model server {url} did not answer: {type(exc).__name__}: {exc}"}
+            )
 
     # -- shadow -------------------------------------------------------------------------
-    def _mirror(self, path: str, body: bytes, headers: list[tuple[bytes, bytes]], rid: str,
-                primary: dict[str, Any]) -> None:  # fmt: skip
+    def _mirror(
+        self,
+        path: str,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        rid: str,
+        primary: dict[str, Any],
+    ) -> None:
         if self.rng.random() >= self.policy.shadow_fraction or self._queue is None:
             return
         try:
@@ -257,8 +279,14 @@ class Gateway:
                 self.counters["shadow_failed"] += 1
                 log.exception("shadow mirroring failed")
 
-    async def _shadow_one(self, path: str, body: bytes, headers: list[tuple[bytes, bytes]],
-                          rid: str, primary: dict[str, Any]) -> None:  # fmt: skip
+    async def _shadow_one(
+        self,
+        path: str,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        rid: str,
+        primary: dict[str, Any],
+    ) -> None:
         for shadow in self.policy.challengers:
             if time.monotonic() < self._open_until.get(shadow.name, 0.0):
                 self.counters["skipped_circuit_open"] += 1  # a dead shadow costs nothing
@@ -269,8 +297,7 @@ class Gateway:
             if shadow.app is not None:
                 status, answer = await _call_app(shadow.app, path, body, shadow_headers)
             else:
-                status, answer = await self._post(shadow.url + path, body,
-                                                  _text(shadow_headers))  # fmt: skip
+                status, answer = await self._post(shadow.url + path, body, _text(shadow_headers))
             seconds = time.perf_counter() - started
             if status != 200:
                 self.counters["shadow_failed"] += 1
@@ -302,10 +329,15 @@ class Gateway:
             await _send(send, 400, _json({"error": f"malformed JSON: {exc}"}), rid)
             return
         items = data if isinstance(data, list) else [data]
-        if not items or not all(isinstance(i, dict) and "request_id" in i and "label" in i
-                                for i in items):  # fmt: skip
-            await _send(send, 400, _json({"error": 'expected {"request_id": ..., "label": ...} '
-                                          "or a list of them"}), rid)  # fmt: skip
+        if not items or not all(
+            isinstance(i, dict) and "request_id" in i and "label" in i for i in items
+        ):
+            await _send(
+                send,
+                400,
+                _json({"error": 'expected {"request_id": ..., "label": ...} or a list of them'}),
+                rid,
+            )
             return
         matched = sum(self.analysis.feedback(str(i["request_id"]), i["label"]) for i in items)
         await _send(send, 200, _json({"received": len(items), "matched": matched}), rid)
@@ -323,20 +355,36 @@ class Gateway:
             "history": self.history,
         }
 
-    async def _admin(self, action: str, headers: dict[bytes, bytes], rid: bytes,
-                     send: Any) -> None:  # fmt: skip
+    async def _admin(self, action: str, headers: dict[bytes, bytes], rid: bytes, send: Any) -> None:
         given = headers.get(b"authorization", b"").decode("latin-1").removeprefix("Bearer ")
         if not self.admin_token:
-            await _send(send, 403, _json({"error": "admin endpoints are off: no admin token "
-                                          "configured ([rollout] admin_token)"}), rid)  # fmt: skip
+            await _send(
+                send,
+                403,
+                _json(
+                    {
+                        "error": "admin endpoints are off: no admin token "
+                        "configured ([rollout] admin_token)"
+                    }
+                ),
+                rid,
+            )
             return
         if not hmac.compare_digest(given, self.admin_token):
-            await _send(send, 401, _json({"error": "a valid admin token is required "
-                                          "(Authorization: Bearer TOKEN)"}), rid)  # fmt: skip
+            await _send(
+                send,
+                401,
+                _json({"error": "a valid admin token is required (Authorization: Bearer TOKEN)"}),
+                rid,
+            )
             return
         if not self.policy.challengers:
-            await _send(send, 409, _json({"error": f"nothing to {action}: the gateway has "
-                                          "only a champion"}), rid)  # fmt: skip
+            await _send(
+                send,
+                409,
+                _json({"error": f"nothing to {action}: the gateway has only a champion"}),
+                rid,
+            )
             return
         if action == "promote":
             refusal = self.promotion_gate()
@@ -369,8 +417,10 @@ class Gateway:
         champ = self.analysis.stats(self.policy.champion.name)
         chall = self.analysis.stats(self.policy.challengers[0].name)
         if chall.labelled < self.policy.min_samples:
-            return (f"the challenger has {chall.labelled} labelled predictions; "
-                    f"{self.policy.min_samples} are needed")  # fmt: skip
+            return (
+                f"the challenger has {chall.labelled} labelled predictions; "
+                f"{self.policy.min_samples} are needed"
+            )
         acc_c, acc_b = chall.accuracy() or 0.0, champ.accuracy() or 0.0
         if acc_c < acc_b - tolerance:
             return f"challenger accuracy {acc_c:.3f} < champion {acc_b:.3f} - {tolerance}"
@@ -394,13 +444,17 @@ class Gateway:
         chall_name = p.challengers[0].name
         chall = self.analysis.stats(chall_name)
         report = self.analysis.report(p.champion.name)
-        numbers = {"step": self.step, "weight": p.steps[self.step],
-                   "champion": report["variants"].get(p.champion.name),
-                   "challenger": report["variants"].get(chall_name)}  # fmt: skip
+        numbers = {
+            "step": self.step,
+            "weight": p.steps[self.step],
+            "champion": report["variants"].get(p.champion.name),
+            "challenger": report["variants"].get(chall_name),
+        }
         if chall.requests >= p.min_requests:
             if chall.error_rate() > p.max_error_rate:
-                self.rollback(f"error rate {chall.error_rate():.2%} > {p.max_error_rate:.2%}",
-                              numbers)  # fmt: skip
+                self.rollback(
+                    f"error rate {chall.error_rate():.2%} > {p.max_error_rate:.2%}", numbers
+                )
                 return self.state
             p99 = chall.p99_ms()
             if p99 is not None and p99 > p.max_p99_ms:
@@ -409,11 +463,14 @@ class Gateway:
         if chall.labelled < p.min_samples or champ.labelled < p.min_samples:
             return "waiting"
         acc_c, acc_b = chall.accuracy() or 0.0, champ.accuracy() or 0.0
-        p_value = numbers["challenger"].get("p_value_vs_champion", 1.0) if numbers[
-            "challenger"] else 1.0  # fmt: skip
+        p_value = (
+            numbers["challenger"].get("p_value_vs_champion", 1.0) if numbers["challenger"] else 1.0
+        )
         if acc_c < acc_b and p_value < p.alpha:
-            self.rollback(f"accuracy {acc_c:.3f} vs champion {acc_b:.3f}, p = {p_value:.2g} "
-                          f"< {p.alpha}", numbers)  # fmt: skip
+            self.rollback(
+                f"accuracy {acc_c:.3f} vs champion {acc_b:.3f}, p = {p_value:.2g} < {p.alpha}",
+                numbers,
+            )
             return self.state
         if self.step + 1 < len(p.steps):
             self.step += 1
@@ -424,8 +481,9 @@ class Gateway:
                 numbers=numbers,
             )
             return "advanced"
-        self.promote(f"all steps passed: accuracy {acc_c:.3f} vs {acc_b:.3f} (p = {p_value:.2g})",
-                     numbers)  # fmt: skip
+        self.promote(
+            f"all steps passed: accuracy {acc_c:.3f} vs {acc_b:.3f} (p = {p_value:.2g})", numbers
+        )
         return self.state
 
     def promote(self, reason: str, numbers: dict[str, Any] | None = None) -> None:
@@ -438,8 +496,15 @@ class Gateway:
                 registry = self.on_promote(new.ref)
             except Exception as exc:  # the registry may be unreachable; the switch stands
                 registry = f"not updated: {type(exc).__name__}: {exc}"
-        self.event("promotion", reason=reason, champion=new.name, previous=old.name,
-                   ref=new.ref, registry=registry, numbers=numbers)  # fmt: skip
+        self.event(
+            "promotion",
+            reason=reason,
+            champion=new.name,
+            previous=old.name,
+            ref=new.ref,
+            registry=registry,
+            numbers=numbers,
+        )
 
     def rollback(self, reason: str, numbers: dict[str, Any] | None = None) -> None:
         registry = None
@@ -452,9 +517,14 @@ class Gateway:
                 except Exception as exc:
                     registry = f"not updated: {type(exc).__name__}: {exc}"
         self.policy.mode, self.state = "single", "rolled back"
-        self.event("rollback", reason=reason, champion=self.policy.champion.name,
-                   challenger=self.policy.challengers[0].name, registry=registry,
-                   numbers=numbers)  # fmt: skip
+        self.event(
+            "rollback",
+            reason=reason,
+            champion=self.policy.champion.name,
+            challenger=self.policy.challengers[0].name,
+            registry=registry,
+            numbers=numbers,
+        )
 
     def event(self, event: str, **details: Any) -> None:
         entry = {"event": event, **details}
@@ -484,8 +554,9 @@ def _text(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
 
 
-async def _call_app(app: Any, path: str, body: bytes,
-                    headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:  # fmt: skip
+async def _call_app(
+    app: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, bytes]:
     """A request to a model server hosted in this process: plain ASGI, no socket."""
     scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
     sent: list[dict[str, Any]] = []
@@ -509,9 +580,19 @@ async def _read(receive: Any) -> bytes:
             return b"".join(chunks)
 
 
-async def _send(send: Any, status: int, body: bytes, rid: bytes, ctype: bytes = JSON,
-                extra: list[tuple[bytes, bytes]] | None = None) -> None:  # fmt: skip
-    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()),
-               (b"x-request-id", rid), *(extra or [])]  # fmt: skip
+async def _send(
+    send: Any,
+    status: int,
+    body: bytes,
+    rid: bytes,
+    ctype: bytes = JSON,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", ctype),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", rid),
+        *(extra or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

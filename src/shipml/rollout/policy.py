@@ -53,31 +53,40 @@ class TrafficPolicy:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ConfigError(f"unknown traffic mode {self.mode!r}",
-                              hint=f"use one of: {', '.join(MODES)}")  # fmt: skip
+            raise ConfigError(
+                f"unknown traffic mode {self.mode!r}", hint=f"use one of: {', '.join(MODES)}"
+            )
         if self.mode != "single" and not self.challengers:
-            raise ConfigError(f"mode {self.mode!r} needs at least one challenger",
-                              hint="give --challenger NAME=URL")  # fmt: skip
+            raise ConfigError(
+                f"mode {self.mode!r} needs at least one challenger",
+                hint="give --challenger NAME=URL",
+            )
         if not 0.0 <= self.shadow_fraction <= 1.0:
-            raise ConfigError(f"shadow fraction must be between 0 and 1, got "
-                              f"{self.shadow_fraction}")  # fmt: skip
+            raise ConfigError(
+                f"shadow fraction must be between 0 and 1, got {self.shadow_fraction}"
+            )
         if self.sticky and not self.sticky.startswith(("header:", "field:")):
-            raise ConfigError(f"invalid sticky key {self.sticky!r}",
-                              hint="write header:NAME or field:NAME")  # fmt: skip
+            raise ConfigError(
+                f"invalid sticky key {self.sticky!r}", hint="write header:NAME or field:NAME"
+            )
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ConfigError(f"variant names must differ, got {names}")
         unknown = sorted(set(self.weights) - set(names))
         if unknown:
-            raise ConfigError(f"weights name unknown variants {unknown}",
-                              hint=f"the variants are {', '.join(names)}")  # fmt: skip
+            raise ConfigError(
+                f"weights name unknown variants {unknown}",
+                hint=f"the variants are {', '.join(names)}",
+            )
         if self.mode == "canary" and (
             not self.steps
             or any(not 0 < s <= 100 for s in self.steps)
             or self.steps != sorted(self.steps)
         ):
-            raise ConfigError(f"canary steps must be increasing percentages in (0, 100], "
-                              f"got {self.steps}", hint="for example 5,25,50,100")  # fmt: skip
+            raise ConfigError(
+                f"canary steps must be increasing percentages in (0, 100], got {self.steps}",
+                hint="for example 5,25,50,100",
+            )
         if self.min_samples < 1 or self.interval_s <= 0:
             raise ConfigError("min_samples must be at least 1 and interval above 0")
         if self.mode == "ab" and not self.weights:

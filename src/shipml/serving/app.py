@@ -95,32 +95,40 @@ class ModelServer:
         self._server_meta = _json(
             {"name": "shipml", "version": package_version("shipml"), "extensions": []}
         )
-        self._page = build_page(predictor.signature, name=self.name, version=self.version,
-                                profile=_profile(predictor))  # fmt: skip
+        self._page = build_page(
+            predictor.signature, name=self.name, version=self.version, profile=_profile(predictor)
+        )
 
     # -- metadata ------------------------------------------------------------------------
     def _metadata_body(self) -> dict[str, Any]:
         sig = self.predictor.signature
         inputs = [
-            {"name": f.name, "datatype": "BYTES" if f.type == "string" else "FP32",
-             "shape": [-1, 1], "parameters": {"nullable": f.nullable,
-                                              "categories": f.categories}}
+            {
+                "name": f.name,
+                "datatype": "BYTES" if f.type == "string" else "FP32",
+                "shape": [-1, 1],
+                "parameters": {"nullable": f.nullable, "categories": f.categories},
+            }
             for f in sig.features
-        ]  # fmt: skip
+        ]
         label_datatype = {"string": "BYTES", "float": "FP32"}.get(sig.label_type, "INT64")
         outputs = [{"name": "label", "datatype": label_datatype, "shape": [-1]}]
         if sig.task == "classification":
-            outputs.append({"name": "probabilities", "datatype": "FP32",
-                            "shape": [-1, len(sig.classes)]})  # fmt: skip
+            outputs.append(
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(sig.classes)]}
+            )
         return {
             "name": self.name,
             "versions": [self.version],
             "platform": "onnxruntime_onnx" if self.predictor.package.format == "onnx" else "skops",
             "inputs": inputs,
             "outputs": outputs,
-            "parameters": {"classes": sig.classes, "onnx_sha256": self.predictor.onnx_sha256,
-                           "matrix_input": sig.all_numeric},
-        }  # fmt: skip
+            "parameters": {
+                "classes": sig.classes,
+                "onnx_sha256": self.predictor.onnx_sha256,
+                "matrix_input": sig.all_numeric,
+            },
+        }
 
     def warm_up(self) -> None:
         """A prediction through the whole path; the server is ready only after it works."""
@@ -165,8 +173,9 @@ class ModelServer:
         if method == "POST":
             protocol = self._post_route(path)
             if protocol is None:
-                await _send(send, 404, _json({"error": f"no such endpoint: POST {path}"}),
-                            request_id)  # fmt: skip
+                await _send(
+                    send, 404, _json({"error": f"no such endpoint: POST {path}"}), request_id
+                )
                 return
             await self._infer(protocol, scope, receive, send, request_id)
             return
@@ -277,17 +286,26 @@ class ModelServer:
                     with tracing.span("infer"):
                         outputs = await self.batcher.predict(rows)
                     if self.audit is not None:
-                        await _audit_record(self, scope, request_id, protocol, body, raw,
-                                            outputs, started, span)  # fmt: skip
+                        await _audit_record(
+                            self, scope, request_id, protocol, body, raw, outputs, started, span
+                        )
                     if protocol == "v2":
-                        payload = _json(render_v2(
-                            outputs, model=self.name, version=self.version, request_id=rid,
-                            wanted=wanted, label_type=self.predictor.signature.label_type,
-                        ))  # fmt: skip
+                        payload = _json(
+                            render_v2(
+                                outputs,
+                                model=self.name,
+                                version=self.version,
+                                request_id=rid,
+                                wanted=wanted,
+                                label_type=self.predictor.signature.label_type,
+                            )
+                        )
                     else:
-                        payload = _json(render_predictions(
-                            outputs, self.predictor.classes, detailed=protocol == "predict"
-                        ))  # fmt: skip
+                        payload = _json(
+                            render_predictions(
+                                outputs, self.predictor.classes, detailed=protocol == "predict"
+                            )
+                        )
                 except ServingError as exc:
                     code = exc.status
                     text = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
@@ -307,9 +325,16 @@ class ModelServer:
 
 
 async def _audit_record(
-    server: ModelServer, scope: Scope, request_id: bytes, protocol: str, body: Any, raw: bytes,
-    outputs: Outputs, started: float, span: Any,
-) -> None:  # fmt: skip
+    server: ModelServer,
+    scope: Scope,
+    request_id: bytes,
+    protocol: str,
+    body: Any,
+    raw: bytes,
+    outputs: Outputs,
+    started: float,
+    span: Any,
+) -> None:
     """Write the prediction's audit record; the answer waits until it is durable."""
     assert server.audit is not None
     variant = None

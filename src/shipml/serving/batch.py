@@ -61,8 +61,10 @@ def predict_file(
         raise DataError(f"input file not found: {source}", hint="check the path")
     validator = Validator(predictor.signature)
     try:
-        types = {f.name: pa.string() if f.type == "string" else pa.float64()
-                 for f in predictor.signature.features}  # fmt: skip
+        types = {
+            f.name: pa.string() if f.type == "string" else pa.float64()
+            for f in predictor.signature.features
+        }
         batches, total = _chunks(source, chunk_rows, types)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"cannot read {source}: {exc}") from exc
@@ -76,9 +78,12 @@ def predict_file(
             frame = batch.to_pandas()
             try:
                 rows_in = validator.columns(
-                    {name: frame[name].to_numpy() for name in frame.columns
-                     if name in validator.features}  # extra columns pass through
-                )  # fmt: skip
+                    {
+                        name: frame[name].to_numpy()
+                        for name in frame.columns
+                        if name in validator.features
+                    }  # extra columns pass through
+                )
             except InvalidRequest as exc:
                 raise DataError(
                     f"{source}, rows {rows}-{rows + len(frame) - 1}: {exc.message}",
@@ -93,8 +98,11 @@ def predict_file(
                     table = table.append_column(f"probability_{cls}", pa.array(proba[:, i]))
             if writer is None:
                 parquet = output.name.lower().endswith((".parquet", ".pq"))
-                writer = (pq.ParquetWriter(tmp, table.schema) if parquet
-                          else pacsv.CSVWriter(tmp, table.schema))  # fmt: skip
+                writer = (
+                    pq.ParquetWriter(tmp, table.schema)
+                    if parquet
+                    else pacsv.CSVWriter(tmp, table.schema)
+                )
             writer.write_table(table)
             rows += rows_in.n
             chunks += 1

@@ -77,10 +77,13 @@ class Batcher:
             rows = Rows(total, matrix=np.concatenate([p.rows.matrix for p in batch]))
         else:
             names = self.predictor.names
-            rows = Rows(total, columns={
-                n: np.concatenate([p.rows.column(n, i) for p in batch])
-                for i, n in enumerate(names)
-            })  # fmt: skip
+            rows = Rows(
+                total,
+                columns={
+                    n: np.concatenate([p.rows.column(n, i) for p in batch])
+                    for i, n in enumerate(names)
+                },
+            )
         try:
             out = self.predictor.run(self.predictor.feeds(rows))
         except Exception as exc:

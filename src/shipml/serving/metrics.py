@@ -32,31 +32,43 @@ class ServerMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "shipml_requests", "Requests answered, by protocol and HTTP status code.",
-            ["model", "version", "protocol", "code"], registry=r,
-        )  # fmt: skip
+            "shipml_requests",
+            "Requests answered, by protocol and HTTP status code.",
+            ["model", "version", "protocol", "code"],
+            registry=r,
+        )
         self.latency = Histogram(
-            "shipml_request_duration_seconds", "Time from request to response.",
-            ["model", "version", "protocol"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "shipml_request_duration_seconds",
+            "Time from request to response.",
+            ["model", "version", "protocol"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
-            "shipml_batch_size_rows", "Rows per onnxruntime call (micro-batching).",
-            ["model", "version"], buckets=BATCH_BUCKETS, registry=r,
-        ).labels(model, version)  # fmt: skip
+            "shipml_batch_size_rows",
+            "Rows per onnxruntime call (micro-batching).",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        ).labels(model, version)
         # A plain counter read at scrape time: no lock on the request path.
         self.in_flight = 0
         Gauge("shipml_requests_in_flight", "Requests being handled now.", registry=r).set_function(
             lambda: self.in_flight
         )
         info = Gauge(
-            "shipml_model_info", "The model being served.",
-            ["model", "version", "onnx_sha256"], registry=r,
-        )  # fmt: skip
+            "shipml_model_info",
+            "The model being served.",
+            ["model", "version", "onnx_sha256"],
+            registry=r,
+        )
         info.labels(model, version, onnx_sha256).set(1)
         self.predicted = Counter(
-            "shipml_predictions", "Predicted rows by class.",
-            ["model", "version", "class"], registry=r,
-        )  # fmt: skip
+            "shipml_predictions",
+            "Predicted rows by class.",
+            ["model", "version", "class"],
+            registry=r,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
 
     def observe(self, protocol: str, code: int, seconds: float) -> None:

@@ -170,8 +170,9 @@ def _field(index: int, feature: Feature, stats: Mapping[str, Any]) -> str:
         options = ['<option value="">(missing)</option>'] if feature.nullable else []
         for category in feature.categories:
             selected = " selected" if category == top else ""
-            options.append(f'<option value="{escape(category)}"{selected}>'
-                           f"{escape(category)}</option>")  # fmt: skip
+            options.append(
+                f'<option value="{escape(category)}"{selected}>{escape(category)}</option>'
+            )
         control = f'<select {attrs} data-type="string">{"".join(options)}</select>'
     elif feature.type == "string":
         note = "text"
@@ -180,11 +181,15 @@ def _field(index: int, feature: Feature, stats: Mapping[str, Any]) -> str:
         low, high = _number(stats.get("min")), _number(stats.get("max"))
         note = f"{low}–{high}" if low and high else "number"
         median = _number((stats.get("quantiles") or {}).get("p50"))
-        control = (f'<input {attrs} data-type="float" type="text" inputmode="decimal" '
-                   f'value="{median}"{empty}>')  # fmt: skip
+        control = (
+            f'<input {attrs} data-type="float" type="text" inputmode="decimal" '
+            f'value="{median}"{empty}>'
+        )
     required = "" if feature.nullable else '<abbr class="req" title="required">*</abbr>'
-    return (f'<div><label for="{key}">{name}{required} <small>{escape(note)}</small></label>'
-            f"{control}</div>")  # fmt: skip
+    return (
+        f'<div><label for="{key}">{name}{required} <small>{escape(note)}</small></label>'
+        f"{control}</div>"
+    )
 
 
 def build_page(

@@ -50,9 +50,13 @@ class Predictor:
 
     @classmethod
     def load(
-        cls, path: Path, *, name: str | None = None, version: str = "1",
+        cls,
+        path: Path,
+        *,
+        name: str | None = None,
+        version: str = "1",
         trusted_types: list[str] | None = None,
-    ) -> Predictor:  # fmt: skip
+    ) -> Predictor:
         """Load a package folder; a pickle-family file is refused before anything runs."""
         if path.is_file():
             refuse_pickle(path)

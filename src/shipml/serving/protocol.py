@@ -17,9 +17,20 @@ from shipml.serving.predictor import Outputs
 from shipml.serving.validation import Rows, Validator
 
 NUMERIC_TYPES = frozenset(
-    {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
-     "UINT64"}
-)  # fmt: skip
+    {
+        "FP16",
+        "FP32",
+        "FP64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+    }
+)
 OUTPUT_NAMES = ("label", "probabilities")
 Columns = Rows
 
@@ -134,14 +145,32 @@ def render_v2(
     result: list[dict[str, Any]] = []
     if wanted is None or "label" in wanted:
         if label_type == "string":
-            result.append({"name": "label", "shape": [n], "datatype": "BYTES",
-                           "data": outputs.labels.tolist()})  # fmt: skip
+            result.append(
+                {
+                    "name": "label",
+                    "shape": [n],
+                    "datatype": "BYTES",
+                    "data": outputs.labels.tolist(),
+                }
+            )
         elif label_type == "float":  # regression: never truncate a prediction
-            result.append({"name": "label", "shape": [n], "datatype": "FP32",
-                           "data": outputs.labels.astype(np.float32)})  # fmt: skip
+            result.append(
+                {
+                    "name": "label",
+                    "shape": [n],
+                    "datatype": "FP32",
+                    "data": outputs.labels.astype(np.float32),
+                }
+            )
         else:
-            result.append({"name": "label", "shape": [n], "datatype": "INT64",
-                           "data": outputs.labels.astype(np.int64)})  # fmt: skip
+            result.append(
+                {
+                    "name": "label",
+                    "shape": [n],
+                    "datatype": "INT64",
+                    "data": outputs.labels.astype(np.int64),
+                }
+            )
     proba = outputs.probabilities
     if proba is not None and (wanted is None or "probabilities" in wanted):
         flat = np.ascontiguousarray(proba, dtype=np.float32).reshape(-1)
@@ -187,8 +216,10 @@ def parse_invocations(body: Any, validator: Validator) -> Columns:
     )
     if "dataframe_split" in body:
         split = body["dataframe_split"]
-        _require(isinstance(split, dict) and isinstance(split.get("columns"), list),
-                 "'dataframe_split' needs 'columns' and 'data'")  # fmt: skip
+        _require(
+            isinstance(split, dict) and isinstance(split.get("columns"), list),
+            "'dataframe_split' needs 'columns' and 'data'",
+        )
         return _rows(split.get("data"), split["columns"], validator, "dataframe_split.data")
     if "dataframe_records" in body:
         return _records(body["dataframe_records"], validator, "dataframe_records")
@@ -207,8 +238,10 @@ def parse_invocations(body: Any, validator: Validator) -> Columns:
 
 
 def parse_predict(body: Any, validator: Validator) -> Columns:
-    _require(isinstance(body, dict) and "instances" in body,
-             'the body must be {"instances": [{feature: value, ...}]}')  # fmt: skip
+    _require(
+        isinstance(body, dict) and "instances" in body,
+        'the body must be {"instances": [{feature: value, ...}]}',
+    )
     return _records(body["instances"], validator, "instances")
 
 

@@ -31,9 +31,10 @@ class Tracing:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
         provider = TracerProvider(
-            resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME",
-                                                                     "shipml-serve")})
-        )  # fmt: skip
+            resource=Resource.create(
+                {"service.name": os.environ.get("OTEL_SERVICE_NAME", "shipml-serve")}
+            )
+        )
         if exporter == "console":
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         elif exporter == "otlp":

@@ -83,8 +83,7 @@ def v2_body(subject: Subject, rows: pd.DataFrame) -> dict[str, Any]:
         else:
             data = [None if v != v else float(v) for v in col]
             datatype = "FP32"
-        inputs.append({"name": f.name, "shape": [len(rows), 1], "datatype": datatype,
-                       "data": data})  # fmt: skip
+        inputs.append({"name": f.name, "shape": [len(rows), 1], "datatype": datatype, "data": data})
     return {"inputs": inputs}
 
 
@@ -121,40 +120,59 @@ def contract(subject: Subject, env: Env) -> CheckResult:
         expect(f"GET /v2/models/{name} is 200", status == 200, status)
         if status == 200:
             names = [i.get("name") for i in meta.get("inputs", [])]
-            expect("metadata inputs are the signature's features",
-                   names == subject.signature.names, names)  # fmt: skip
+            expect(
+                "metadata inputs are the signature's features",
+                names == subject.signature.names,
+                names,
+            )
             outputs = [o.get("name") for o in meta.get("outputs", [])]
             expect("metadata outputs include label", "label" in outputs, outputs)
             if subject.version is not None:  # the server serves the version under test
                 versions = [str(v) for v in meta.get("versions", [])]
-                expect(f"the server serves version {subject.version.version}",
-                       subject.version.version in versions, versions)  # fmt: skip
+                expect(
+                    f"the server serves version {subject.version.version}",
+                    subject.version.version in versions,
+                    versions,
+                )
         status, _, body = client.request("POST", f"/v2/models/{name}/infer", v2_body(subject, rows))
         expect("POST infer is 200", status == 200, body if status != 200 else status)
         if status == 200:
             out = {o["name"]: o for o in body.get("outputs", [])}
             labels = out.get("label", {}).get("data")
             if subject.task == "regression" and labels is not None:
-                same = bool(np.allclose(np.asarray(labels, float), np.asarray(expected, float),
-                                        rtol=1e-5, atol=1e-6))  # fmt: skip
+                same = bool(
+                    np.allclose(
+                        np.asarray(labels, float), np.asarray(expected, float), rtol=1e-5, atol=1e-6
+                    )
+                )
             else:
                 same = labels is not None and list(labels) == np.asarray(expected).tolist()
             expect("infer answers the package's labels", same, labels)
-            expect("infer echoes the model name", body.get("model_name") == name,
-                   body.get("model_name"))  # fmt: skip
+            expect(
+                "infer echoes the model name",
+                body.get("model_name") == name,
+                body.get("model_name"),
+            )
         bad = v2_body(subject, rows)
         bad["inputs"] = bad["inputs"][1:]
         status, ctype, body = client.request("POST", f"/v2/models/{name}/infer", bad)
-        expect("a request missing a feature is 400 with a JSON error",
-               status == 400 and isinstance(body, dict) and bool(body.get("error")),
-               (status, body))  # fmt: skip
+        expect(
+            "a request missing a feature is 400 with a JSON error",
+            status == 400 and isinstance(body, dict) and bool(body.get("error")),
+            (status, body),
+        )
         status, _, body = client.request("POST", "/v2/models/no-such-model/infer", bad)
-        expect("an unknown model is 404 with a JSON error",
-               status == 404 and isinstance(body, dict) and bool(body.get("error")),
-               (status, body))  # fmt: skip
+        expect(
+            "an unknown model is 404 with a JSON error",
+            status == 404 and isinstance(body, dict) and bool(body.get("error")),
+            (status, body),
+        )
         status, ctype, body = client.request("GET", "/metrics")
-        expect("GET /metrics is Prometheus text", status == 200 and "text/plain" in ctype,
-               (status, ctype))  # fmt: skip
+        expect(
+            "GET /metrics is Prometheus text",
+            status == 200 and "text/plain" in ctype,
+            (status, ctype),
+        )
     finally:
         client.close()
     passed = sum(s["ok"] for s in steps)
@@ -178,8 +196,9 @@ def input_validation(subject: Subject, env: Env) -> CheckResult:
     if numeric is not None:
         cases.append(("text in a numeric feature", {**good, numeric.name: "abc"}, numeric.name))
     if category is not None:
-        cases.append(("an unknown category",
-                      {**good, category.name: "no-such-category"}, category.name))  # fmt: skip
+        cases.append(
+            ("an unknown category", {**good, category.name: "no-such-category"}, category.name)
+        )
     first = sig.names[0]
     cases.append(("a missing feature", {k: v for k, v in good.items() if k != first}, first))
     cases.append(("an unknown feature", {**good, "no_such_feature": 1}, "no_such_feature"))
@@ -308,8 +327,9 @@ def load(subject: Subject, env: Env) -> CheckResult:
 
 CHECKS = [
     Check("api.contract", "the V2 protocol contract", contract, always, ("infra-3",)),
-    Check("api.input_validation", "invalid inputs refused", input_validation, always,
-          ("monitor-2",)),
+    Check(
+        "api.input_validation", "invalid inputs refused", input_validation, always, ("monitor-2",)
+    ),
     Check("api.golden", "golden requests answered as expected", golden, always, ()),
     Check("api.load", "a short load test", load, always, ("monitor-6",)),
-]  # fmt: skip
+]

@@ -67,8 +67,9 @@ def chromium_executable(executable: str | None = None) -> str | None:
         path = shutil.which(chosen) or chosen
         if not Path(path).is_file():
             source = "executable" if executable else CHROMIUM_ENV
-            raise BrowserUnavailable(f"no Chromium at {chosen!r} (from {source})",
-                                     hint=INSTALL_HINT)  # fmt: skip
+            raise BrowserUnavailable(
+                f"no Chromium at {chosen!r} (from {source})", hint=INSTALL_HINT
+            )
         return path
     return DEBIAN_CHROMIUM if Path(DEBIAN_CHROMIUM).is_file() else None
 
@@ -109,8 +110,7 @@ def check_demo_page(
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
-        raise BrowserUnavailable(f"Playwright is not installed ({exc})",
-                                 hint=INSTALL_HINT) from exc  # fmt: skip
+        raise BrowserUnavailable(f"Playwright is not installed ({exc})", hint=INSTALL_HINT) from exc
     path = chromium_executable(executable)
     screenshot = Path(screenshot)
     screenshot.parent.mkdir(parents=True, exist_ok=True)
@@ -118,9 +118,13 @@ def check_demo_page(
     with fresh as profile, sync_playwright() as p:
         try:
             context = p.chromium.launch_persistent_context(
-                profile, executable_path=path, headless=True, args=list(CHROMIUM_ARGS),
-                viewport={"width": 1000, "height": 800}, timeout=timeout_s * 1000,
-            )  # fmt: skip
+                profile,
+                executable_path=path,
+                headless=True,
+                args=list(CHROMIUM_ARGS),
+                viewport={"width": 1000, "height": 800},
+                timeout=timeout_s * 1000,
+            )
         except PlaywrightError as exc:
             raise BrowserUnavailable(
                 f"cannot start Chromium ({path or 'Playwright bundled browser'}): {_first(exc)}",
@@ -129,15 +133,17 @@ def check_demo_page(
         try:
             return _drive(context.new_page(), url, row, screenshot, timeout_s)
         except PlaywrightError as exc:
-            raise TestingError(f"the browser failed on {url}: {_first(exc)}",
-                               hint=f"see the screenshot {screenshot} if there is one, and the "
-                                    "server's log") from exc  # fmt: skip
+            raise TestingError(
+                f"the browser failed on {url}: {_first(exc)}",
+                hint=f"see the screenshot {screenshot} if there is one, and the server's log",
+            ) from exc
         finally:
             context.close()
 
 
-def _drive(page: Any, url: str, row: Mapping[str, Any], screenshot: Path,
-           timeout_s: float) -> PageResult:  # fmt: skip
+def _drive(
+    page: Any, url: str, row: Mapping[str, Any], screenshot: Path, timeout_s: float
+) -> PageResult:
     """Open, fill, click, wait, read, screenshot (in an open browser page)."""
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -149,8 +155,9 @@ def _drive(page: Any, url: str, row: Mapping[str, Any], screenshot: Path,
     try:
         response = page.goto(url, wait_until="load")
     except PlaywrightError as exc:
-        raise TestingError(f"cannot open {url}: {_first(exc)}",
-                           hint="is the model server running there?") from exc  # fmt: skip
+        raise TestingError(
+            f"cannot open {url}: {_first(exc)}", hint="is the model server running there?"
+        ) from exc
     if response is None or response.status != 200 or not page.locator("#demo-form").count():
         status = response.status if response is not None else "no response"
         raise TestingError(

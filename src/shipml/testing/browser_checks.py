@@ -40,8 +40,15 @@ def demo_page(subject: Subject, env: Env) -> CheckResult:
             got = np.asarray([page.probabilities.get(c, np.nan) for c in classes])
             ok = bool(np.allclose(got, expected_proba[n], atol=1e-3))
         console = len(page.console_errors)
-        details.append({"row": i, "expected": str(want), "shown": page.label,
-                        "error": page.error or "", "console_errors": console})  # fmt: skip
+        details.append(
+            {
+                "row": i,
+                "expected": str(want),
+                "shown": page.label,
+                "error": page.error or "",
+                "console_errors": console,
+            }
+        )
         if not ok:
             problems.append(
                 f"row {i}: page showed {page.label!r} (expected {want!r})"

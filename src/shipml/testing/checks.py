@@ -14,5 +14,10 @@ def all_checks() -> list[Check]:
         rollout_checks,
     )
 
-    return [*data_checks.CHECKS, *model_checks.CHECKS, *rollout_checks.CHECKS,
-            *api_checks.CHECKS, *browser_checks.CHECKS]  # fmt: skip
+    return [
+        *data_checks.CHECKS,
+        *model_checks.CHECKS,
+        *rollout_checks.CHECKS,
+        *api_checks.CHECKS,
+        *browser_checks.CHECKS,
+    ]

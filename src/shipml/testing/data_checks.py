@@ -87,9 +87,14 @@ def ranges(subject: Subject, env: Env) -> CheckResult:
         values = pd.to_numeric(df[column], errors="coerce").dropna()
         outside = values[(values < low) | (values > high)]
         rows.append(
-            {"column": column, "min": float(values.min()), "max": float(values.max()),
-             "allowed": [low, high], "outside": len(outside)}
-        )  # fmt: skip
+            {
+                "column": column,
+                "min": float(values.min()),
+                "max": float(values.max()),
+                "allowed": [low, high],
+                "outside": len(outside),
+            }
+        )
         bad += int(len(outside) > 0)
     failed = [r for r in rows if r.get("outside") or r.get("problem")]
     if failed:
@@ -244,16 +249,36 @@ def meta(subject: Subject, env: Env) -> CheckResult:
 
 
 CHECKS = [
-    Check("data.schema", "data matches the model's schema", schema,
-          lambda c: c.tests.data.schema_check, ("data-1", "monitor-2")),
-    Check("data.ranges", "numeric values within their ranges", ranges,
-          lambda c: bool(c.tests.data.ranges), ("data-1",)),
+    Check(
+        "data.schema",
+        "data matches the model's schema",
+        schema,
+        lambda c: c.tests.data.schema_check,
+        ("data-1", "monitor-2"),
+    ),
+    Check(
+        "data.ranges",
+        "numeric values within their ranges",
+        ranges,
+        lambda c: bool(c.tests.data.ranges),
+        ("data-1",),
+    ),
     Check("data.nulls", "missing values within the limit", nulls, always, ("monitor-2",)),
     Check("data.duplicates", "duplicate rows within the limit", duplicates, always, ()),
     Check("data.label_balance", "every class well represented", label_balance, always, ()),
-    Check("data.leakage", "no held-out row is a training row", leakage,
-          lambda c: c.tests.data.leakage, ()),
-    Check("data.skew", "training and serving features agree", skew,
-          lambda c: c.tests.data.skew, ("monitor-3",)),
+    Check(
+        "data.leakage",
+        "no held-out row is a training row",
+        leakage,
+        lambda c: c.tests.data.leakage,
+        (),
+    ),
+    Check(
+        "data.skew",
+        "training and serving features agree",
+        skew,
+        lambda c: c.tests.data.skew,
+        ("monitor-3",),
+    ),
     Check("data.meta", "no forbidden feature; supported types", meta, always, ("data-4",)),
-]  # fmt: skip
+]

@@ -77,8 +77,15 @@ def evaluate(
     gates_cfg = config.gates
     results = version_results(candidate.tags)
     if results is None:
-        return [Gate("tested", False, "never tested", "shipml test results",
-                     f"run `shipml test {candidate.ref}` first")]  # fmt: skip
+        return [
+            Gate(
+                "tested",
+                False,
+                "never tested",
+                "shipml test results",
+                f"run `shipml test {candidate.ref}` first",
+            )
+        ]
     theirs = (
         version_results(champion.tags)
         if champion and champion.version != candidate.version
@@ -95,20 +102,41 @@ def evaluate(
             op = ">=" if kind == "min" else "<="
             name = f"{metric} {op} {raw if isinstance(raw, str) else f'{raw:g}'}"
             if metric not in metrics:
-                gates.append(Gate(name, False, "not measured", f"{op} {reads}",
-                                  "run the suite that measures it"))  # fmt: skip
+                gates.append(
+                    Gate(
+                        name,
+                        False,
+                        "not measured",
+                        f"{op} {reads}",
+                        "run the suite that measures it",
+                    )
+                )
                 continue
             value = float(metrics[metric])
             if bound is None and champion is not None and champion.version != candidate.version:
                 # A champion that was never tested (or lacks the metric) cannot vouch for
                 # anything: the gate does not hold until it is tested.
-                gates.append(Gate(name, False, f"{value:.4g}", f"{op} {reads}",
-                                  f"the champion ({champion.ref}) has no {metric}; run "
-                                  f"`shipml test {champion.ref}`"))  # fmt: skip
+                gates.append(
+                    Gate(
+                        name,
+                        False,
+                        f"{value:.4g}",
+                        f"{op} {reads}",
+                        f"the champion ({champion.ref}) has no {metric}; run "
+                        f"`shipml test {champion.ref}`",
+                    )
+                )
                 continue
             if bound is None:
-                gates.append(Gate(name, True, f"{value:.4g}", f"{op} {reads}",
-                                  "no champion yet: the first promotion"))  # fmt: skip
+                gates.append(
+                    Gate(
+                        name,
+                        True,
+                        f"{value:.4g}",
+                        f"{op} {reads}",
+                        "no champion yet: the first promotion",
+                    )
+                )
                 continue
             holds = value >= bound if kind == "min" else value <= bound
             gates.append(Gate(name, holds, f"{value:.4g}", f"{op} {reads}"))
@@ -166,18 +194,34 @@ def promote(
     when = datetime.now(UTC).isoformat(timespec="seconds")
     unmet = [f"{g.name}: {g.value} (needs {g.bound})" for g in result.unmet]
     # Recorded before the alias moves: a move is never unrecorded.
-    record_event(config, {"event": "promotion", "model": candidate.name, "alias": alias,
-                          "version": candidate.version, "previous_version": previous,
-                          "by": user, "forced": forced, "reason": reason,
-                          "unmet_gates": unmet,
-                          "gates": [g.name for g in result.gates if g.holds]})  # fmt: skip
+    record_event(
+        config,
+        {
+            "event": "promotion",
+            "model": candidate.name,
+            "alias": alias,
+            "version": candidate.version,
+            "previous_version": previous,
+            "by": user,
+            "forced": forced,
+            "reason": reason,
+            "unmet_gates": unmet,
+            "gates": [g.name for g in result.gates if g.holds],
+        },
+    )
     registry.set_alias(candidate.name, candidate.version, alias)
     result.moved, result.forced, result.reason = True, forced, reason
-    tags = {"shipml.promotion.by": user, "shipml.promotion.time": when,
-            "shipml.promotion.alias": alias}  # fmt: skip
+    tags = {
+        "shipml.promotion.by": user,
+        "shipml.promotion.time": when,
+        "shipml.promotion.alias": alias,
+    }
     if forced:
-        tags |= {"shipml.promotion.forced": "true", "shipml.promotion.reason": reason,
-                 "shipml.promotion.unmet_gates": "; ".join(unmet)[:4000]}  # fmt: skip
+        tags |= {
+            "shipml.promotion.forced": "true",
+            "shipml.promotion.reason": reason,
+            "shipml.promotion.unmet_gates": "; ".join(unmet)[:4000],
+        }
     else:  # a promotion on merit replaces an earlier override's record on this version
         for key in ("forced", "reason", "unmet_gates"):
             registry.delete_version_tag(

@@ -21,8 +21,14 @@ from shipml.errors import TestingError
 from shipml.testing.check import Check, CheckResult, Env, NotApplicable, always, fmt
 from shipml.testing.subject import Subject
 
-HIGHER_IS_BETTER = {"accuracy": True, "f1_macro": True, "roc_auc_ovr": True, "r2": True,
-                    "rmse": False, "mae": False}  # fmt: skip
+HIGHER_IS_BETTER = {
+    "accuracy": True,
+    "f1_macro": True,
+    "roc_auc_ovr": True,
+    "r2": True,
+    "rmse": False,
+    "mae": False,
+}
 
 
 def quality_metrics(subject: Subject, y: pd.Series, labels: Any, proba: Any) -> dict[str, float]:
@@ -135,9 +141,11 @@ def _simple_model(subject: Subject) -> Any:
     strings = [f.name for f in sig.features if f.type == "string"]
     numbers = [f.name for f in sig.features if f.type != "string"]
     prep = ColumnTransformer(
-        [("cat", OneHotEncoder(handle_unknown="ignore"), strings),
-         ("num", make_pipeline(SimpleImputer(), StandardScaler()), numbers)]
-    )  # fmt: skip
+        [
+            ("cat", OneHotEncoder(handle_unknown="ignore"), strings),
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), numbers),
+        ]
+    )
     final = LogisticRegression(max_iter=1000) if subject.task == "classification" else Ridge()
     return make_pipeline(prep, final)
 
@@ -198,8 +206,14 @@ def _slice_check(subject: Subject, columns: list[str], what: str) -> CheckResult
             value = float(correct[mask].mean())
             # accuracy points for a classifier; the relative rise of MAE for a regressor
             gap = overall - value if classify else (value - overall) / max(overall, 1e-12)
-            rows.append({"slice": f"{column}={key}", "rows": int(mask.sum()),
-                         metric: round(value, 4), "gap": round(gap, 4)})  # fmt: skip
+            rows.append(
+                {
+                    "slice": f"{column}={key}",
+                    "rows": int(mask.sum()),
+                    metric: round(value, 4),
+                    "gap": round(gap, 4),
+                }
+            )
     if not rows:
         raise NotApplicable(f"no slice has {cfg.min_slice_rows} or more held-out rows")
     worst = max(rows, key=lambda r: r["gap"])
@@ -241,9 +255,14 @@ def calibration(subject: Subject, env: Env) -> CheckResult:
         if mask.any():
             gap = abs(float(correct[mask].mean()) - float(confidence[mask].mean()))
             ece += mask.mean() * gap
-            rows.append({"bin": f"{lo:.1f}-{hi:.1f}", "rows": int(mask.sum()),
-                         "accuracy": round(float(correct[mask].mean()), 4),
-                         "confidence": round(float(confidence[mask].mean()), 4)})  # fmt: skip
+            rows.append(
+                {
+                    "bin": f"{lo:.1f}-{hi:.1f}",
+                    "rows": int(mask.sum()),
+                    "accuracy": round(float(correct[mask].mean()), 4),
+                    "confidence": round(float(confidence[mask].mean()), 4),
+                }
+            )
     limit = subject.config.tests.model.max_calibration_error
     return CheckResult(
         ece <= limit,
@@ -341,8 +360,13 @@ def directional(subject: Subject, env: Env) -> CheckResult:
         fraction = float(moved.mean())
         need = spec.min_fraction
         what = spec.model_dump(exclude_defaults=True)
-        rows.append({"expectation": str(what), "as_expected": round(fraction, 4),
-                     "mean_change": round(float(delta.mean()), 5)})  # fmt: skip
+        rows.append(
+            {
+                "expectation": str(what),
+                "as_expected": round(fraction, 4),
+                "mean_change": round(float(delta.mean()), 5),
+            }
+        )
         mean = float(delta.mean())
         wrong_way = mean <= 0 if up else mean >= 0  # no effect at all is not "as expected"
         if fraction < need or wrong_way:
@@ -562,30 +586,79 @@ def dependencies(subject: Subject, env: Env) -> CheckResult:
 
 
 CHECKS = [
-    Check("model.quality", "quality thresholds on held-out rows", quality,
-          lambda c: bool(c.tests.model.min or c.tests.model.max), ("infra-4",)),
-    Check("model.baseline", "better than a dummy baseline", baseline_dummy, always,
-          ("infra-4",)),
-    Check("model.simpler", "a simpler model is not better", baseline_simpler,
-          lambda c: c.tests.model.simpler, ("model-5",)),
-    Check("model.slices", "quality on each data slice", slices,
-          lambda c: bool(c.tests.model.slices), ("model-6",)),
-    Check("model.inclusion", "quality on each sensitive group", fairness,
-          lambda c: bool(c.tests.model.sensitive), ("model-7",)),
+    Check(
+        "model.quality",
+        "quality thresholds on held-out rows",
+        quality,
+        lambda c: bool(c.tests.model.min or c.tests.model.max),
+        ("infra-4",),
+    ),
+    Check("model.baseline", "better than a dummy baseline", baseline_dummy, always, ("infra-4",)),
+    Check(
+        "model.simpler",
+        "a simpler model is not better",
+        baseline_simpler,
+        lambda c: c.tests.model.simpler,
+        ("model-5",),
+    ),
+    Check(
+        "model.slices",
+        "quality on each data slice",
+        slices,
+        lambda c: bool(c.tests.model.slices),
+        ("model-6",),
+    ),
+    Check(
+        "model.inclusion",
+        "quality on each sensitive group",
+        fairness,
+        lambda c: bool(c.tests.model.sensitive),
+        ("model-7",),
+    ),
     Check("model.calibration", "probabilities are calibrated", calibration, always, ()),
-    Check("model.invariance", "irrelevant changes leave predictions alone", invariance,
-          lambda c: bool(c.tests.model.invariance), ()),
-    Check("model.directional", "directional expectations hold", directional,
-          lambda c: bool(c.tests.model.directional), ()),
-    Check("model.missing_values", "valid answers when values are missing", missing_values,
-          lambda c: c.tests.model.missing_values, ()),
-    Check("model.numeric_stability", "finite outputs on extreme inputs", numeric_stability,
-          always, ("monitor-5",)),
+    Check(
+        "model.invariance",
+        "irrelevant changes leave predictions alone",
+        invariance,
+        lambda c: bool(c.tests.model.invariance),
+        (),
+    ),
+    Check(
+        "model.directional",
+        "directional expectations hold",
+        directional,
+        lambda c: bool(c.tests.model.directional),
+        (),
+    ),
+    Check(
+        "model.missing_values",
+        "valid answers when values are missing",
+        missing_values,
+        lambda c: c.tests.model.missing_values,
+        (),
+    ),
+    Check(
+        "model.numeric_stability",
+        "finite outputs on extreme inputs",
+        numeric_stability,
+        always,
+        ("monitor-5",),
+    ),
     Check("model.parity", "the serving path gives the package's predictions", parity, always),
     Check("model.latency", "one-row latency within budget", latency, always, ("monitor-6",)),
-    Check("model.feature_importance", "every feature is beneficial", feature_importance,
-          lambda c: c.tests.model.min_feature_importance is not None, ("data-2",)),
+    Check(
+        "model.feature_importance",
+        "every feature is beneficial",
+        feature_importance,
+        lambda c: c.tests.model.min_feature_importance is not None,
+        ("data-2",),
+    ),
     Check("model.staleness", "the model is not stale", staleness, always, ("monitor-4",)),
-    Check("model.dependencies", "dependencies unchanged since training", dependencies,
-          always, ("monitor-1",)),
-]  # fmt: skip
+    Check(
+        "model.dependencies",
+        "dependencies unchanged since training",
+        dependencies,
+        always,
+        ("monitor-1",),
+    ),
+]

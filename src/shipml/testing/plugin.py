@@ -110,8 +110,11 @@ class _State:
         with self._server_log.open("wb") as log:  # the child keeps its own descriptor
             self._server = subprocess.Popen(
                 [sys.executable, "-m", "shipml", "serve", target, "--port", str(port)],
-                cwd=self.config.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                cwd=self.config.root,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -169,8 +172,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="write results.json and report.html into DIR",
     )
-    group.addoption("--shipml-project", default=None, metavar="DIR",
-                    help="the shipml project (default: found from the current folder)")  # fmt: skip
+    group.addoption(
+        "--shipml-project",
+        default=None,
+        metavar="DIR",
+        help="the shipml project (default: found from the current folder)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -382,8 +389,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "name": item.name,
             "suite": _suite(item),
             "check": check.id if check else None,
-            "title": check.title if check else (item.obj.__doc__ or "").strip().split("\n")[0]
-            if hasattr(item, "obj") else "",
+            "title": check.title
+            if check
+            else (item.obj.__doc__ or "").strip().split("\n")[0]
+            if hasattr(item, "obj")
+            else "",
             "score": list(check.score) if check else _score_ids(item),
             "outcome": "passed",
             "duration": 0.0,
@@ -391,7 +401,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "metrics": {},
             "details": [],
             "attachments": [],
-        }  # fmt: skip
+        }
         state.records.append(record)
     record["duration"] += report.duration
     if report.failed:
@@ -399,9 +409,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             record["outcome"] = "failed" if report.when == "call" else "error"
             record["message"] = _message(report)
         elif report.when == "teardown":  # pytest (and junit.xml) count this error apart
-            state.records.append({**record, "nodeid": item.nodeid + "::teardown",
-                                  "outcome": "error", "message": _message(report),
-                                  "metrics": {}, "details": [], "attachments": []})  # fmt: skip
+            state.records.append(
+                {
+                    **record,
+                    "nodeid": item.nodeid + "::teardown",
+                    "outcome": "error",
+                    "message": _message(report),
+                    "metrics": {},
+                    "details": [],
+                    "attachments": [],
+                }
+            )
     elif report.skipped and record["outcome"] == "passed":
         record["outcome"] = "skipped"
         longrepr = report.longrepr

@@ -47,9 +47,12 @@ def _champion(subject: Subject) -> tuple[Subject, str]:
 async def _post(app: Any, path: str, body: Any, rid: str) -> tuple[int, dict[str, str], Any]:
     sent: list[dict[str, Any]] = []
     raw = orjson.dumps(body)
-    scope = {"type": "http", "method": "POST", "path": path,
-             "headers": [(b"content-type", b"application/json"),
-                         (b"x-request-id", rid.encode())]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "headers": [(b"content-type", b"application/json"), (b"x-request-id", rid.encode())],
+    }
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": raw, "more_body": False}
@@ -77,9 +80,11 @@ async def _rehearse(subject: Subject, champion: Subject) -> dict[str, Any]:
         mode="canary",
         champion=Variant("champion", app=_server(champion)),
         challengers=[Variant("challenger", app=_server(subject))],
-        steps=[50.0, 100.0], min_samples=min(40, len(records)), min_requests=20,
+        steps=[50.0, 100.0],
+        min_samples=min(40, len(records)),
+        min_requests=20,
         interval_s=3600.0,
-    )  # fmt: skip
+    )
     gateway = Gateway(policy, seed=0)
     ids = itertools.count(1)
     served: dict[str, int] = {}
@@ -107,8 +112,14 @@ async def _rehearse(subject: Subject, champion: Subject) -> dict[str, Any]:
         weight = policy.steps[gateway.step]
         counts = await traffic(per_step)
         decision = gateway.decide()
-        steps.append({"step": f"canary {weight:g}%", "challenger": counts.get("challenger", 0),
-                      "champion": counts.get("champion", 0), "decision": decision})  # fmt: skip
+        steps.append(
+            {
+                "step": f"canary {weight:g}%",
+                "challenger": counts.get("challenger", 0),
+                "champion": counts.get("champion", 0),
+                "decision": decision,
+            }
+        )
     promoted = gateway.state == "promoted"
     report = gateway.analysis.report("champion")
     restored = None
@@ -116,10 +127,22 @@ async def _rehearse(subject: Subject, champion: Subject) -> dict[str, Any]:
         gateway.rollback("rehearsal: the rollback path must work")
         after = await traffic(40)
         restored = after.get("champion", 0) == sum(after.values())
-        steps.append({"step": "after rollback", "challenger": after.get("challenger", 0),
-                      "champion": after.get("champion", 0), "decision": gateway.state})  # fmt: skip
-    return {"promoted": promoted, "state": gateway.state, "restored": restored,
-            "history": gateway.history, "report": report, "steps": steps}  # fmt: skip
+        steps.append(
+            {
+                "step": "after rollback",
+                "challenger": after.get("challenger", 0),
+                "champion": after.get("champion", 0),
+                "decision": gateway.state,
+            }
+        )
+    return {
+        "promoted": promoted,
+        "state": gateway.state,
+        "restored": restored,
+        "history": gateway.history,
+        "report": report,
+        "steps": steps,
+    }
 
 
 def canary(subject: Subject, env: Env) -> CheckResult:
@@ -159,6 +182,11 @@ def canary(subject: Subject, env: Env) -> CheckResult:
 
 
 CHECKS = [
-    Check("model.canary", "canary, online quality and rollback, rehearsed", canary,
-          lambda c: c.tests.model.canary, ("infra-6", "infra-7", "monitor-7")),
-]  # fmt: skip
+    Check(
+        "model.canary",
+        "canary, online quality and rollback, rehearsed",
+        canary,
+        lambda c: c.tests.model.canary,
+        ("infra-6", "infra-7", "monitor-7"),
+    ),
+]

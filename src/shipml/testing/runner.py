@@ -91,18 +91,37 @@ def run_tests(
     paths = [str(config.root / "shipml.toml")]
     paths += [str(config.path(p)) for p in config.tests.paths if config.path(p).exists()]
     cmd = [
-        sys.executable, "-m", "pytest", *paths,
-        "-p", "shipml.testing.plugin", "-p", "no:cacheprovider",
-        "-m", " or ".join(chosen),
-        "--rootdir", str(config.root),
-        f"--junitxml={out / JUNIT}", "-o", "junit_family=xunit2",
-        "-o", "junit_suite_name=shipml", "-o", "junit_duration_report=call",
-        "--shipml-model", ref, "--shipml-results", str(out),
-        "--shipml-project", str(config.root),
-        "-q", "-rfEs", "--color=no",
+        sys.executable,
+        "-m",
+        "pytest",
+        *paths,
+        "-p",
+        "shipml.testing.plugin",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        " or ".join(chosen),
+        "--rootdir",
+        str(config.root),
+        f"--junitxml={out / JUNIT}",
+        "-o",
+        "junit_family=xunit2",
+        "-o",
+        "junit_suite_name=shipml",
+        "-o",
+        "junit_duration_report=call",
+        "--shipml-model",
+        ref,
+        "--shipml-results",
+        str(out),
+        "--shipml-project",
+        str(config.root),
+        "-q",
+        "-rfEs",
+        "--color=no",
         *(["--shipml-against", against] if against else []),
         *(extra_args or []),
-    ]  # fmt: skip
+    ]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.run(cmd, cwd=config.root, env=env, check=False)
     if proc.returncode in (2, 3, 4):  # interrupted, internal error, usage error
@@ -190,14 +209,22 @@ def merge_record(
         metrics = {k: v for k, v in metrics.items() if not k.startswith(suite + ".")}
     metrics.update({k: round(float(v), 6) for k, v in results["metrics"].items()})
     status = (
-        "failed" if "failed" in suites.values()
-        else "passed" if "passed" in suites.values()
+        "failed"
+        if "failed" in suites.values()
+        else "passed"
+        if "passed" in suites.values()
         else "skipped"
-    )  # fmt: skip
-    return {"status": status, "suites": suites, "suite_times": times, "metrics": metrics,
-            "files": uris, "time": results["created"],
-            "summary": f"{_summary(results['summary'])} (latest run: "
-                       f"{', '.join(results['suites']) or 'nothing'})"}  # fmt: skip
+    )
+    return {
+        "status": status,
+        "suites": suites,
+        "suite_times": times,
+        "metrics": metrics,
+        "files": uris,
+        "time": results["created"],
+        "summary": f"{_summary(results['summary'])} (latest run: "
+        f"{', '.join(results['suites']) or 'nothing'})",
+    }
 
 
 def _summary(s: dict[str, Any]) -> str:

@@ -22,8 +22,7 @@ from shipml.config import ProjectConfig
 from shipml.errors import TestingError
 from shipml.testing.report import RESULTS
 
-SECTIONS = {"data": "Data", "model": "Model", "infra": "ML infrastructure",
-            "monitor": "Monitoring"}  # fmt: skip
+SECTIONS = {"data": "Data", "model": "Model", "infra": "ML infrastructure", "monitor": "Monitoring"}
 
 # (id, title) in the paper's order.
 TESTS: list[tuple[str, str]] = [
@@ -108,8 +107,10 @@ def _config_evidence(config: ProjectConfig, results: dict[str, Any]) -> dict[str
     found: dict[str, list[str]] = {}
     model = results.get("model") or {}
     if model.get("run_id") and config.audit.enabled:
-        found["infra-5"] = ["lineage (run, dataset digests, commit) in every package and "
-                            "`shipml audit explain` for every prediction"]  # fmt: skip
+        found["infra-5"] = [
+            "lineage (run, dataset digests, commit) in every package and "
+            "`shipml audit explain` for every prediction"
+        ]
     if config.gates.suites:
         found.setdefault("infra-4", []).append(
             f"promotion gate: suites {', '.join(config.gates.suites)} must pass"

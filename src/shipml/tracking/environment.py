@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any
 
 KEY_PACKAGES = (
-    "shipml", "mlflow", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "skops",
-    "numpy", "pandas", "pyarrow",
-)  # fmt: skip
+    "shipml",
+    "mlflow",
+    "scikit-learn",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+    "skops",
+    "numpy",
+    "pandas",
+    "pyarrow",
+)
 
 
 def _git(root: Path, *args: str) -> str | None:

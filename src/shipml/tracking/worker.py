@@ -42,10 +42,20 @@ from typing import IO, Any
 from shipml.errors import RegistryError, ShipmlError, TrackingError
 from shipml.tracking.registry import VersionInfo
 
-TRACKER_CALLS = frozenset({
-    "start_run", "end_run", "log_params", "log_metrics", "log_batch", "set_tags",
-    "log_artifacts", "log_text", "artifact_uri", "log_dataset",
-})  # fmt: skip
+TRACKER_CALLS = frozenset(
+    {
+        "start_run",
+        "end_run",
+        "log_params",
+        "log_metrics",
+        "log_batch",
+        "set_tags",
+        "log_artifacts",
+        "log_text",
+        "artifact_uri",
+        "log_dataset",
+    }
+)
 REGISTRY_CALLS = frozenset({"find_by_digest", "register", "aliases", "set_alias"})
 _ERRORS: dict[str, type[ShipmlError]] = {
     "TrackingError": TrackingError,
@@ -294,9 +304,13 @@ class RemoteTracker:
         if not self._opened:
             self._opened = True
             self.worker.post(
-                "open", "tracker",
-                self.tracking_uri, self.registry_uri, self.experiment, self.artifact_root,
-            )  # fmt: skip
+                "open",
+                "tracker",
+                self.tracking_uri,
+                self.registry_uri,
+                self.experiment,
+                self.artifact_root,
+            )
 
     def _post(self, method: str, *args: Any, **kwargs: Any) -> None:
         self._open()
@@ -361,8 +375,17 @@ class RemoteTracker:
         context: str = "training",
         version: int | None = None,
     ) -> None:
-        self._call("log_dataset", run_id, name=name, digest=digest, source=source,
-                   schema=schema, rows=rows, context=context, version=version)  # fmt: skip
+        self._call(
+            "log_dataset",
+            run_id,
+            name=name,
+            digest=digest,
+            source=source,
+            schema=schema,
+            rows=rows,
+            context=context,
+            version=version,
+        )
 
     def registry(self) -> RemoteRegistry:
         return RemoteRegistry(self)
@@ -392,9 +415,15 @@ class RemoteRegistry:
         tags: dict[str, str],
         description: str = "",
     ) -> tuple[VersionInfo, bool]:
-        info, created = self._call("register", name, run_id=run_id, source=source,
-                                   content_digest=content_digest, tags=tags,
-                                   description=description)  # fmt: skip
+        info, created = self._call(
+            "register",
+            name,
+            run_id=run_id,
+            source=source,
+            content_digest=content_digest,
+            tags=tags,
+            description=description,
+        )
         return VersionInfo(**info), bool(created)
 
     def aliases(self, name: str) -> dict[str, str]:
@@ -407,9 +436,12 @@ class RemoteRegistry:
 def remote_tracker_for(worker: TrackingWorker, config: Any) -> RemoteTracker:
     """The project's tracker, served by ``worker`` (``config`` is a ``ProjectConfig``)."""
     return RemoteTracker(
-        worker, config.tracking_uri, config.registry_uri, config.experiment_name,
+        worker,
+        config.tracking_uri,
+        config.registry_uri,
+        config.experiment_name,
         config.artifact_root,
-    )  # fmt: skip
+    )
 
 
 # -- the worker's side ---------------------------------------------------------------------
@@ -479,8 +511,9 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
                     kind, hint = "TrackingError", None
                     message = f"the MLflow store failed in {method}: {type(exc).__name__}: {exc}"
                 detail = "".join(traceback.format_exception(exc))
-                answer = {"error": {"kind": kind, "message": message, "hint": hint,
-                                    "traceback": detail}}  # fmt: skip
+                answer = {
+                    "error": {"kind": kind, "message": message, "hint": hint, "traceback": detail}
+                }
             if answering:
                 try:
                     answers.write(json.dumps(answer, default=str) + "\n")
