@@ -197,6 +197,14 @@ def _write_model(
         handles = probe_missing(sess, frame, signature)
     except ConversionUnsupported as exc:
         boosted = frameworks_in(model)
+        strings = [f.name for f in signature.features if f.type == "string"]
+        if boosted and strings and not hasattr(model, "steps"):
+            raise ModelError(
+                f"a bare {type(model).__name__} cannot take the string features "
+                f"{', '.join(strings[:3])} in ONNX",
+                hint="encode them in a Pipeline before the model (a ColumnTransformer with "
+                "a OneHotEncoder, as the template's features.py does)",
+            ) from exc
         if boosted:
             raise ModelError(
                 f"the {', '.join(boosted)} model cannot be converted to ONNX: {exc.message}",
