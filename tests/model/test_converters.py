@@ -164,3 +164,20 @@ def test_a_boosted_model_onnx_cannot_express_is_refused_never_pickled(penguins, 
     assert "island" in err.value.message and "OneHotEncoder" in (err.value.hint or "")
     assert not (tmp_path / "pkg").exists()
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_lightgbm_thresholds_between_two_float32_values_keep_their_side(tmp_path):
+    """LightGBM splits two adjacent float32 values at their midpoint (a double); cast to
+    float32 it rounds up onto the upper value, which would go left in ONNX and right in
+    LightGBM: every row of the upper value would change class."""
+    low = np.nextafter(np.float32(1.0), np.float32(2.0))
+    high = np.nextafter(low, np.float32(2.0))
+    X = pd.DataFrame({"x": np.r_[np.full(60, low), np.full(60, high)].astype(np.float32)})
+    y = np.r_[np.full(60, "low"), np.full(60, "high")]
+    model = LGBMClassifier(n_estimators=5, min_child_samples=5, verbose=-1).fit(X, y)
+    threshold = model.booster_.dump_model()["tree_info"][0]["tree_structure"]["threshold"]
+    assert float(np.float32(threshold)) == float(high) > threshold  # the trap is there
+    pkg = build_package(model, X, y, path=tmp_path / "pkg")
+    assert pkg.manifest["parity"]["label_agreement"] == 1.0
+    labels, _ = pkg.predict(X)
+    assert (labels == y).all()

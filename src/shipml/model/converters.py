@@ -106,9 +106,59 @@ def prepare(model: Any) -> dict[str, int] | None:
 _CLASSIFIER_OPTIONS = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
 
 
+class _Float32Thresholds:
+    """A LightGBM booster whose dump has every ``<=`` threshold rounded down to a float32.
+
+    LightGBM compares doubles; ONNX compares float32 features with float32 thresholds.
+    A threshold such as 40.69999885559083 lies between two float32 values and rounds to
+    the upper one, 40.70000076: a feature of exactly that value went right in LightGBM and
+    goes left in ONNX. For a float32 ``x``, ``x <= t`` holds exactly when ``x`` is at most
+    the largest float32 not above ``t``: that is the threshold the graph gets.
+    (``is_mock`` is onnxmltools' hook for a booster that dumps itself.)"""
+
+    is_mock = True
+
+    def __init__(self, booster: Any) -> None:
+        self._booster = booster
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._booster, name)
+
+    def dump_model(self) -> dict[str, Any]:
+        dump: dict[str, Any] = self._booster.dump_model()
+        for tree in dump.get("tree_info", []):
+            _round_down(tree["tree_structure"])
+        return dump
+
+
+def _round_down(node: dict[str, Any]) -> None:
+    import numpy as np
+
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if "split_feature" not in node:
+            continue
+        threshold = node["threshold"]
+        if node.get("decision_type") == "<=" and isinstance(threshold, float):
+            single = np.float32(threshold)
+            if float(single) > threshold:
+                single = np.nextafter(single, np.float32(-np.inf))
+            node["threshold"] = float(single)
+        stack.extend((node["left_child"], node["right_child"]))
+
+
+def _convert_lightgbm(scope: Any, operator: Any, container: Any) -> None:
+    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+
+    rounded = copy.copy(operator.raw_operator)
+    rounded._Booster = _Float32Thresholds(operator.raw_operator.booster_)
+    operator.raw_operator = rounded
+    convert_lightgbm(scope, operator, container)
+
+
 def _register_lightgbm() -> None:
     from lightgbm import LGBMClassifier, LGBMRegressor
-    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
     from skl2onnx import update_registered_converter
     from skl2onnx.common.shape_calculator import (
         calculate_linear_classifier_output_shapes,
@@ -119,14 +169,14 @@ def _register_lightgbm() -> None:
         LGBMClassifier,
         "LightGbmLGBMClassifier",
         calculate_linear_classifier_output_shapes,
-        convert_lightgbm,
+        _convert_lightgbm,
         options=_CLASSIFIER_OPTIONS,
     )
     update_registered_converter(
         LGBMRegressor,
         "LightGbmLGBMRegressor",
         calculate_linear_regressor_output_shapes,
-        convert_lightgbm,
+        _convert_lightgbm,
     )
 
 
