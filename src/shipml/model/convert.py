@@ -175,6 +175,9 @@ def probe_missing(
     sample = frame.head(rows)
     result: dict[str, bool] = {}
     for feature in signature.features:
+        if feature.type == "tensor":  # a tensor is never missing
+            result[feature.name] = False
+            continue
         probe = sample.copy()
         probe[feature.name] = "" if feature.type == "string" else np.float32(np.nan)
         try:

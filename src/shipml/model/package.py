@@ -226,6 +226,45 @@ def _write_model(
     )
 
 
+def new_manifest(**fields: Any) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **fields,
+    }
+
+
+def write_rest(
+    folder: Path,
+    frame: pd.DataFrame,
+    y: Any,
+    signature: Signature,
+    manifest: dict[str, Any],
+    lineage: dict[str, Any] | None,
+    reference_profile: dict[str, Any] | None,
+) -> None:
+    """signature.json, holdout.parquet (with the labels ``y``), profile and lineage."""
+    (folder / "signature.json").write_text(signature.to_json())
+    holdout = frame.copy()
+    if y is not None:
+        label = str(getattr(y, "name", None) or "label")
+        if label in holdout.columns:
+            label = f"{label}__label"
+        holdout[label] = np.asarray(y)
+        manifest["label"] = label
+    holdout.reset_index(drop=True).to_parquet(folder / "holdout.parquet", index=False)
+    (folder / "profile.json").write_bytes(_json_bytes(reference_profile or {}))
+    (folder / "lineage.json").write_bytes(_json_bytes(lineage or {}))
+
+
+def seal(folder: Path, manifest: dict[str, Any]) -> None:
+    """The manifest, with the sha256 of every other file: written last."""
+    manifest["files"] = {
+        p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST
+    }
+    (folder / MANIFEST).write_bytes(_json_bytes(manifest))
+
+
 def build_package(
     model: Any,
     X: pd.DataFrame,
@@ -260,32 +299,16 @@ def build_package(
     signature = infer_signature(frame, y, classes=classes)
     target = Path(path)
     with replacing_folder(target, prefix=".pkg-") as tmp:
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "estimator": f"{type(model).__module__}.{type(model).__qualname__}",
-        }
-        final = _final_estimator(model)
-        manifest["final_estimator"] = f"{type(final).__module__}.{type(final).__qualname__}"
+        manifest = new_manifest(
+            estimator=f"{type(model).__module__}.{type(model).__qualname__}",
+            final_estimator=f"{type(final).__module__}.{type(final).__qualname__}",
+        )
         signature = _write_model(model, frame, signature, tolerance, tmp, manifest)
-        (tmp / "signature.json").write_text(signature.to_json())
-        holdout = frame.copy()
-        if y is not None:
-            label = str(getattr(y, "name", None) or "label")
-            if label in holdout.columns:
-                label = f"{label}__label"
-            holdout[label] = np.asarray(y)
-            manifest["label"] = label
-        holdout.reset_index(drop=True).to_parquet(tmp / "holdout.parquet", index=False)
+        write_rest(tmp, frame, y, signature, manifest, lineage, reference_profile)
         if train is not None:
             rows = pd.DataFrame({"hash": row_hashes(model_input(train[frame.columns]))})
             if train_labels is not None:
                 rows["label"] = np.asarray(train_labels)
             rows.to_parquet(tmp / "train_rows.parquet", index=False)
-        (tmp / "profile.json").write_bytes(_json_bytes(reference_profile or {}))
-        (tmp / "lineage.json").write_bytes(_json_bytes(lineage or {}))
-        manifest["files"] = {
-            p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST
-        }
-        (tmp / MANIFEST).write_bytes(_json_bytes(manifest))
+        seal(tmp, manifest)
     return ModelPackage(target, manifest)

@@ -37,7 +37,9 @@ _ARGS = "n_estimators=n_estimators, random_state=seed, n_jobs=1"
 # Small data (a few hundred rows): smaller leaves and half the features per tree, so that
 # every feature earns its place (the template's model.feature_importance check); CatBoost
 # learns faster than its default, which leaves a feature (sex) almost unused here.
-_LIGHTGBM = f"\n        {_ARGS},\n        min_child_samples=10, colsample_bytree=0.5, verbose=-1,\n    "
+_LIGHTGBM = (
+    f"\n        {_ARGS},\n        min_child_samples=10, colsample_bytree=0.5, verbose=-1,\n    "
+)
 _CATBOOST = (
     "\n        iterations=n_estimators, random_seed=seed, thread_count=1, learning_rate=0.2,"
     "\n        verbose=0, allow_writing_files=False,\n    "
