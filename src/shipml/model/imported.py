@@ -197,7 +197,8 @@ def standard_graph(model: Any, signature: Signature, outputs: dict[str, str]) ->
         )
     nodes: list[Any] = []
     if signature.onnx_input == "matrix" and graph.input[0].name != MATRIX_INPUT:
-        nodes.append(helper.make_node("Identity", [MATRIX_INPUT], [graph.input[0].name]))
+        rename = helper.make_node("Identity", [MATRIX_INPUT], [graph.input[0].name])
+        graph.node.insert(0, rename)  # nodes stay in topological order
         renamed = helper.make_tensor_value_info(
             MATRIX_INPUT, TensorProto.FLOAT, [None, len(signature.names)]
         )
@@ -327,6 +328,53 @@ def score(sess: Any, frame: pd.DataFrame, signature: Signature, y: Any) -> dict[
     return report
 
 
+def _parity(
+    original: Any, packaged: Any, frame: pd.DataFrame, signature: Signature, roles: dict[str, str]
+) -> dict[str, Any]:
+    """The packaged graph against the graph as exported, on the validation rows: the outputs
+    shipml added (softmax, arg-max, renamed inputs) change nothing."""
+    feeds = onnx_feeds(frame, signature)
+    if signature.onnx_input == "matrix":
+        feeds = {original.get_inputs()[0].name: feeds[MATRIX_INPUT]}
+    names = [o.name for o in original.get_outputs()]
+    raw = dict(zip(names, original.run(None, feeds), strict=True))
+    got = packaged.run(None, onnx_feeds(frame, signature))
+    roles = roles or _default_roles(set(names), signature)
+    if signature.task == "regression":
+        want = np.asarray(raw[roles.get("prediction") or roles["label"]], dtype=np.float64)
+        diff = float(np.abs(want.reshape(-1) - np.asarray(got[0], dtype=np.float64)).max())
+        return {
+            "rows": len(frame),
+            "label_agreement": 1.0 if diff == 0 else 0.0,
+            "max_probability_diff": diff,
+            "tolerance": 0.0,
+        }
+    if "logits" in roles:
+        logits = np.asarray(raw[roles["logits"]], dtype=np.float64)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        want = e / e.sum(axis=1, keepdims=True)
+    else:
+        want = np.asarray(raw[roles["probabilities"]], dtype=np.float64)
+    proba = np.asarray(got[1], dtype=np.float64)
+    expected = np.asarray(signature.classes)[want.argmax(axis=1)].astype(str)
+    if "label" in roles:
+        expected = np.asarray(raw[roles["label"]]).reshape(-1).astype(str)
+    agree = float((np.asarray(got[0]).reshape(-1).astype(str) == expected).mean())
+    diff = float(np.abs(proba - want).max())
+    if agree < 1.0 or diff > 1e-5:
+        raise _bad(
+            f"the packaged graph does not reproduce the exported one: labels agree on "
+            f"{agree:.2%}, probabilities differ by up to {diff:.3g}",
+            "report it with the graph and the signature",
+        )
+    return {
+        "rows": len(frame),
+        "label_agreement": agree,
+        "max_probability_diff": diff,
+        "tolerance": 1e-5,
+    }
+
+
 def import_onnx(
     onnx_file: str | Path,
     signature_file: str | Path,
@@ -346,10 +394,12 @@ def import_onnx(
     signature, roles = read_signature(Path(signature_file))
     model, sha256 = load_graph(Path(onnx_file))
     signature = match_inputs(model.graph, signature)
+    original = model.SerializeToString()
     onnx_bytes = standard_graph(model, signature, roles)
     frame, y = _validation_frame(rows, signature, labels)
     sess = session(onnx_bytes)
     report = score(sess, frame, signature, y)
+    parity = _parity(session(original), sess, frame, signature, roles)
     handles = probe_missing(sess, frame, signature)
     features = [replace(f, nullable=f.nullable or handles[f.name]) for f in signature.features]
     signature = replace(signature, features=features)
@@ -358,6 +408,7 @@ def import_onnx(
         estimator="onnx (imported)",
         imported={"file": Path(onnx_file).name, "sha256": sha256, "outputs": roles},
         validation=report,
+        parity=parity,
     )
     target = Path(path)
     with replacing_folder(target, prefix=".pkg-") as tmp:
