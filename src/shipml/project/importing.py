@@ -47,6 +47,23 @@ def read_rows(file: Path) -> pd.DataFrame:
         ) from exc
 
 
+def _record(
+    config: ProjectConfig, name: str, alias: str | None, version: VersionInfo, pkg: ModelPackage
+) -> None:
+    record_event(
+        config,
+        {
+            "event": "import",
+            "model": name,
+            "version": version.version,
+            "alias": alias,
+            "onnx_sha256": pkg.onnx_sha256,
+            "source_sha256": pkg.manifest["imported"]["sha256"],
+            "by": getpass.getuser(),
+        },
+    )
+
+
 def import_model(
     config: ProjectConfig,
     onnx_file: Path,
@@ -99,16 +116,5 @@ def import_model(
         tracker.end_run(run_id, status)
     if alias is not None:
         version = registry.set_alias(name, version.version, alias)
-    record_event(
-        config,
-        {
-            "event": "import",
-            "model": name,
-            "version": version.version,
-            "alias": alias,
-            "onnx_sha256": package.onnx_sha256,
-            "source_sha256": package.manifest["imported"]["sha256"],
-            "by": getpass.getuser(),
-        },
-    )
+    _record(config, name, alias, version, package)
     return Imported(package, version, created, run_id)

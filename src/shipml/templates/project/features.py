@@ -53,7 +53,7 @@ def build_search(
 ) -> GridSearchCV:
     model = build_model(X, n_estimators=n_estimators, seed=seed, task=task)
     # a wrapped estimator (LabelEncodedClassifier) takes its parameters as estimator__...
-    wrapped = hasattr(model.named_steps["model"], "estimator")
+    wrapped = "estimator" in model.named_steps["model"].get_params(deep=False)
     prefix = "model__estimator__" if wrapped else "model__"
     return GridSearchCV(
         model, {prefix + name: values for name, values in SEARCH.items()}, cv=5, n_jobs=1
