@@ -232,6 +232,16 @@ class AuditLog:
         )
         return [dict(orjson.loads(raw)) for (raw,) in rows]
 
+    def scan(self, kind: str, *, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+        """Every record of ``kind`` (prediction, feedback, event), in log order or newest
+        first; read as it streams (the monitor's windows)."""
+        order = "DESC" if newest_first else "ASC"
+        rows = self.db.execute(
+            f"SELECT entry FROM entries WHERE kind = ? ORDER BY seq {order}", (kind,)
+        )
+        for (raw,) in rows:
+            yield dict(orjson.loads(raw))
+
     def find_events(self) -> list[dict[str, Any]]:
         """Lifecycle events (deploy, traffic change, promotion, rollback...), oldest first."""
         rows = self.db.execute("SELECT entry FROM entries WHERE kind = 'event' ORDER BY seq")

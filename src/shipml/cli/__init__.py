@@ -21,6 +21,7 @@ from shipml.cli import (
     data,
     deploy,
     models,
+    monitor,
     pipeline,
     project,
     rollout,
@@ -67,6 +68,7 @@ project.register(app)
 serve.register(app)
 testing.register(app)
 containers.register(app)
+monitor.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
