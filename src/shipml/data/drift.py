@@ -301,6 +301,13 @@ class FeatureDrift:
         return out
 
 
+def method_for(ref: FeatureReference, settings: Settings, key: str) -> str:
+    """The configured method of a feature, else the default for its reference."""
+    return settings.methods.get(key) or stattests.default_method(
+        ref.numeric, ref.rows, ref.distinct, settings.large_reference
+    )
+
+
 def judge(ref: FeatureReference, counts: Counts, settings: Settings, key: str) -> FeatureDrift:
     """Every test and check of one feature."""
     bins = counts.bins
@@ -310,9 +317,7 @@ def judge(ref: FeatureReference, counts: Counts, settings: Settings, key: str) -
     judged = key not in settings.disabled and present >= settings.min_rows and ref.rows > 0
     test = psi = None
     if judged:
-        method = settings.methods.get(key) or stattests.default_method(
-            ref.numeric, ref.rows, ref.distinct, settings.large_reference
-        )
+        method = method_for(ref, settings, key)
         test = stattests.verdict(
             method, _statistic(method, ref, counts), settings.thresholds.get(key)
         )

@@ -1,81 +1,18 @@
-"""Quality from feedback: how right the model is once true labels come back.
-
-Counts stream like the drift counts (a confusion table for classifiers; counts, absolute
-and squared errors for regressors), per window and per slice of ``[tests.model]
-slices``. Metrics come from scikit-learn on the confusion table (its cells as weighted
-samples), so they are the same numbers ``shipml test`` reports on the hold-out rows.
-"""
+"""Quality from feedback per slice of ``[tests.model] slices``, and its verdicts against
+the hold-out's metrics (the streaming counts are ``shipml.data.quality.Quality``)."""
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from shipml.data.drift import FeatureReference
+from shipml.data.quality import Quality, present
 
-CLASSIFICATION_METRICS = ("accuracy", "f1_macro")
 REGRESSION_METRICS = ("mae", "rmse")
 MISSING = "(missing)"
-
-
-def _present(value: Any) -> bool:
-    return (
-        value is not None and value != "" and not (isinstance(value, float) and math.isnan(value))
-    )
-
-
-class Quality:
-    """Labelled predictions counted: enough to compute the task's metrics."""
-
-    def __init__(self, task: str) -> None:
-        self.task = task
-        self.cells: Counter[tuple[str, str]] = Counter()
-        self.n = 0
-        self.abs_error = self.sq_error = 0.0
-
-    def add(self, truth: Iterable[Any], predicted: Iterable[Any]) -> None:
-        for t, p in zip(truth, predicted, strict=False):
-            if not _present(t):
-                continue
-            if self.task == "classification":
-                self.cells[(str(t), str(p))] += 1
-            else:
-                try:
-                    err = float(p) - float(t)
-                except (TypeError, ValueError):
-                    continue
-                if not math.isfinite(err):
-                    continue
-                self.abs_error += abs(err)
-                self.sq_error += err * err
-            self.n += 1
-
-    def merge(self, other: Quality) -> None:
-        self.cells.update(other.cells)
-        self.n += other.n
-        self.abs_error += other.abs_error
-        self.sq_error += other.sq_error
-
-    def metrics(self) -> dict[str, float]:
-        if not self.n:
-            return {}
-        if self.task != "classification":
-            return {"mae": self.abs_error / self.n, "rmse": math.sqrt(self.sq_error / self.n)}
-        from sklearn.metrics import accuracy_score, f1_score
-
-        pairs = list(self.cells.items())
-        truth = [t for (t, _), _ in pairs]
-        pred = [p for (_, p), _ in pairs]
-        weight = [n for _, n in pairs]
-        return {
-            "accuracy": float(accuracy_score(truth, pred, sample_weight=weight)),
-            "f1_macro": float(
-                f1_score(truth, pred, average="macro", sample_weight=weight, zero_division=0)
-            ),
-        }
 
 
 class Slicer:
@@ -88,7 +25,7 @@ class Slicer:
         self.edges = sorted(q for q in quantiles if q is not None and math.isfinite(q))
 
     def key(self, value: Any) -> str:
-        if not _present(value):
+        if not present(value):
             return MISSING
         if not self.numeric:
             return str(value)
@@ -114,7 +51,7 @@ class SliceQuality:
             values = [] if found is None else found
             group = self.groups.setdefault(slicer.name, {})
             for i, (t, p) in enumerate(zip(truth, predicted, strict=False)):
-                if not _present(t):
+                if not present(t):
                     continue
                 key = slicer.key(values[i] if i < len(values) else None)
                 group.setdefault(key, Quality(self.task)).add([t], [p])

@@ -22,13 +22,9 @@ from shipml.data.drift import (
     compare,
     reference_of,
 )
+from shipml.data.quality import Quality
 from shipml.model import ModelPackage
-from shipml.monitor.quality import (
-    Quality,
-    SliceQuality,
-    Slicer,
-    judge_quality,
-)
+from shipml.monitor.quality import SliceQuality, Slicer, judge_quality
 from shipml.monitor.records import Batch
 from shipml.monitor.window import Windows, WindowSpec
 

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shipml.data.drift import Reference, Window
+from shipml.data.quality import Quality
 from shipml.errors import ConfigError
-from shipml.monitor.quality import Quality
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")

@@ -339,8 +339,30 @@ class Gateway:
                 rid,
             )
             return
+        refused = _unloggable(items)
+        if refused:
+            await _send(send, 400, _json({"error": refused}), rid)
+            return
         matched = sum(self.analysis.feedback(str(i["request_id"]), i["label"]) for i in items)
-        await _send(send, 200, _json({"received": len(items), "matched": matched}), rid)
+        recorded = await self._record_feedback(items)
+        answer = {"received": len(items), "matched": matched, "recorded": recorded}
+        await _send(send, 200, _json(answer), rid)
+
+    async def _record_feedback(self, items: list[dict[str, Any]]) -> int:
+        """Each label into the audit log, where the monitor joins it to its prediction
+        (quality from feedback); one group commit for the lot."""
+        if self.audit is None:
+            return 0
+        records = [
+            {"kind": "feedback", "request_id": str(i["request_id"]), "label": i["label"]}
+            for i in items
+        ]
+        try:
+            await asyncio.gather(*(self.audit.append_async(r) for r in records))
+        except AuditError as exc:
+            log.error("feedback labels were not written to the audit log: %s", exc.message)
+            return 0
+        return len(records)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -548,6 +570,32 @@ class Gateway:
         for variant, w in self.weights():
             lines.append(f'shipml_gateway_weight{{variant="{variant}"}} {w}')
         return "\n".join(lines) + "\n"
+
+
+MAX_FEEDBACK = 10_000  # labels per request
+MAX_ID = 200  # characters of a request id
+
+
+def _unloggable(items: list[dict[str, Any]]) -> str | None:
+    """Why these labels cannot be recorded (too many, an id or label of the wrong kind),
+    or None: a label is a string, number or boolean, or a list of them (one per row)."""
+    if len(items) > MAX_FEEDBACK:
+        return f"{len(items)} labels in one request; send at most {MAX_FEEDBACK}"
+    for item in items:
+        rid, label = item["request_id"], item["label"]
+        if not isinstance(rid, str | int) or len(str(rid)) > MAX_ID:
+            return (
+                f"request_id must be a string of at most {MAX_ID} characters, got {str(rid)[:40]!r}"
+            )
+        values = label if isinstance(label, list) else [label]
+        if len(values) > MAX_FEEDBACK or not all(
+            isinstance(v, str | int | float | bool) and len(str(v)) <= MAX_ID for v in values
+        ):
+            return (
+                f"label of {str(rid)[:40]!r} must be a string, number or boolean "
+                "(or a list of them)"
+            )
+    return None
 
 
 def _text(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from shipml.audit import AuditLog
 from shipml.audit.database import is_url
+from shipml.config import MonitorSection
 from shipml.serving.app import ModelServer
 from shipml.serving.predictor import Predictor
 from shipml.serving.tracing import Tracing
@@ -38,6 +39,8 @@ class ServeSpec:
     checkpoint_every: int = 10_000
     audit_inputs: bool = True
     image_digest: str = ""
+    # [monitor] settings (MonitorSection as a dict): the live drift and quality metrics.
+    monitor: dict[str, Any] = field(default_factory=dict)
 
 
 def build_app(spec: ServeSpec) -> ModelServer:
@@ -61,6 +64,7 @@ def build_app(spec: ServeSpec) -> ModelServer:
         audit=audit,
         audit_inputs=spec.audit_inputs,
         image_digest=spec.image_digest,
+        monitor=MonitorSection(**spec.monitor),
     )
 
 
@@ -123,6 +127,9 @@ def resolve_spec(ref: str, config: object | None = None) -> ServeSpec:
             "max_batch_size": serving.max_batch_size,
             "max_wait_ms": serving.max_wait_ms,
         }
+    monitoring = getattr(config, "monitor", None)
+    if monitoring is not None:
+        limits["monitor"] = monitoring.model_dump()
     audit = getattr(config, "audit", None)
     if audit is not None and audit.enabled:
         path = config.path  # type: ignore[union-attr]
