@@ -199,6 +199,12 @@ class LiveMonitor:
             ["model", "version", "metric"],
             registry=r,
         )
+        self.g_holdout = Gauge(
+            "shipml_quality_holdout",
+            "The package's quality on its hold-out rows (what shipml_quality is compared with).",
+            ["model", "version", "metric"],
+            registry=r,
+        )
         self.g_labelled = Gauge(
             "shipml_quality_labelled",
             "Labelled predictions in the live window.",
@@ -244,9 +250,13 @@ class LiveMonitor:
     def _loop(self) -> None:
         if self._prediction_reference is not None:
             try:
-                self.reference.prediction = self._prediction_reference()
+                self.reference.prediction, holdout = self._prediction_reference()
             except Exception:  # no hold-out rows to predict: no prediction drift
                 log.warning("no prediction reference: prediction drift is not measured")
+            else:
+                m, v = self.metrics.model, self.metrics.version
+                for metric, value in holdout.items():
+                    self.g_holdout.labels(m, v, metric).set(value)
         while not self._stop.wait(self.interval_s):
             try:
                 self.refresh()
@@ -368,14 +378,20 @@ def live_monitor(
                 holder["db"] = Database(path)
             return list(scan(holder["db"], "feedback", after=after))
 
-    def prediction_reference() -> Any:
+    def prediction_reference() -> tuple[Any, dict[str, float]]:
+        """The model's predictions on (up to 5000 of) its hold-out rows, and its metrics."""
         from shipml.data.drift import reference_of
+        from shipml.data.quality import Quality
         from shipml.serving.validation import Rows
 
-        X, _ = package.holdout()
+        X, y = package.holdout()
         X = X.head(5000)
         rows = Rows(len(X), columns={n: X[n].to_numpy() for n in predictor.names})
-        return reference_of("prediction", predictor.run(predictor.feeds(rows)).labels)
+        labels = predictor.run(predictor.feeds(rows)).labels
+        quality = Quality(predictor.signature.task)
+        if y is not None:
+            quality.add(y.head(5000).tolist(), labels.tolist())
+        return reference_of("prediction", labels), quality.metrics()
 
     return LiveMonitor(
         metrics,
