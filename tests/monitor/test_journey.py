@@ -67,7 +67,7 @@ def predict_through_the_server(project: Path, frame: pd.DataFrame, prefix: str) 
             async def receive(body=body):
                 return {"type": "http.request", "body": body, "more_body": False}
 
-            async def send(message):
+            async def send(message, sent=sent):
                 sent.append(message)
 
             await app(scope, receive, send)
