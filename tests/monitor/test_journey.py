@@ -186,3 +186,48 @@ def test_on_breach_retrain_makes_a_gated_challenger(project, package):
         assert registry.aliases("penguins")["champion"] == "2"
     else:
         assert decision["unmet_gates"]
+
+
+def test_the_dashboard_renders_in_chromium(project):
+    """`shipml dashboard` over the project as the tests above left it (two monitoring
+    passes, a retrained challenger, audited predictions)."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.monitor.conftest import ARTIFACTS, look_at
+    from tests.serving.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipml", "dashboard", "--port", str(port)],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url + "healthz", timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                time.sleep(0.2)
+        seen = look_at(url, ARTIFACTS / "dashboard.png")
+        with urllib.request.urlopen(url + "api/overview", timeout=30) as resp:
+            overview = json.loads(resp.read())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert seen["status"] == 200 and seen["console"] == [] and seen["refused"] == []
+    assert seen["marks"] and all(n >= 1 for n in seen["marks"]), seen["marks"]
+    text = seen["text"]
+    for shown in ("penguins", "challenger", "Recent predictions", "verified", "drift-0"):
+        assert shown in text, shown
+    versions = overview["models"][0]["versions"]
+    assert [v["version"] for v in versions] == ["2", "1"]
+    assert versions[1]["monitor"] == "breach" and versions[0]["tests"] in ("passed", "failed")
+    assert overview["predictions"]["verified"]["ok"] is True

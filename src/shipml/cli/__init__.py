@@ -18,6 +18,7 @@ from shipml.cli import (
     audit,
     ci,
     containers,
+    dashboard,
     data,
     deploy,
     models,
@@ -69,6 +70,7 @@ serve.register(app)
 testing.register(app)
 containers.register(app)
 monitor.register(app)
+dashboard.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")
