@@ -225,7 +225,7 @@ def test_the_dashboard_renders_in_chromium(project):
     assert seen["status"] == 200 and seen["console"] == [] and seen["refused"] == []
     assert seen["marks"] and all(n >= 1 for n in seen["marks"]), seen["marks"]
     text = seen["text"]
-    for shown in ("penguins", "challenger", "Recent predictions", "verified", "drift-0"):
+    for shown in ("penguins", "challenger", "Recent predictions", "verified", "drift-171"):
         assert shown in text, shown
     versions = overview["models"][0]["versions"]
     assert [v["version"] for v in versions] == ["2", "1"]
