@@ -69,8 +69,11 @@ class Gateway:
         admin_token: str = "",
         seed: int | None = None,
         on_promote: Any = None,
+        tracing: Any = None,
     ) -> None:
         self.policy = policy
+        # shipml.serving.tracing.Tracing, given by whoever builds the gateway (None: off).
+        self.tracing = tracing
         # Called with the promoted variant's registry reference (name/version), if known.
         self.on_promote = on_promote
         self.audit = audit
@@ -219,13 +222,14 @@ class Gateway:
             (b"x-shipml-variant", variant.name_bytes),
         ]
         trace = headers.get(b"traceparent")
-        if trace:
-            raw_headers.append((b"traceparent", trace))
         started = time.perf_counter()
-        if variant.app is not None:
-            status, answer = await _call_app(variant.app, path, body, raw_headers)
+        tracing = self.tracing
+        if tracing is not None and tracing.enabled:
+            with tracing.client_span(f"gateway {name}", _text(list(headers.items())), rid.decode()):
+                trace = tracing.inject() or trace
+                status, answer = await self._call(variant, path, body, raw_headers, trace)
         else:
-            status, answer = await self._post(variant.url + path, body, _text(raw_headers))
+            status, answer = await self._call(variant, path, body, raw_headers, trace)
         seconds = time.perf_counter() - started
         self.requests[(name, status)] = self.requests.get((name, status), 0) + 1
         parsed: dict[str, Any] | None = None
@@ -241,6 +245,15 @@ class Gateway:
         await _send(send, status, answer, rid, extra=[(b"x-shipml-variant", variant.name_bytes)])
         if self.policy.mode == "shadow" and status == 200 and parsed is not None:
             self._mirror(path, body, raw_headers, rid_text, parsed)
+
+    async def _call(
+        self, variant: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]], trace: Any
+    ) -> tuple[int, bytes]:
+        if trace:
+            headers = [*headers, (b"traceparent", trace)]
+        if variant.app is not None:
+            return await _call_app(variant.app, path, body, headers)
+        return await self._post(variant.url + path, body, _text(headers))
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         assert self._session is not None

@@ -282,7 +282,9 @@ class ModelServer:
             else {}
         )
         try:
-            with tracing.request_span("POST", _route(protocol), scope["path"], headers) as span:
+            rid_text = request_id.decode("latin-1")
+            route = _route(protocol)
+            with tracing.request_span("POST", route, scope["path"], headers, rid_text) as span:
                 try:
                     if protocol == "v2":
                         self._check_model(
@@ -297,8 +299,11 @@ class ModelServer:
                             rows = parse_invocations(body, self.validator)
                         else:
                             rows = parse_predict(body, self.validator)
-                    with tracing.span("infer"):
+                    with tracing.span("batch", **{"shipml.request_id": rid_text}):
                         outputs = await self.batcher.predict(rows)
+                        if outputs.timing is not None:
+                            started, ended, size = outputs.timing
+                            tracing.record("model", started, ended, **{"shipml.batch.rows": size})
                     if self.live is not None:
                         self.live.observe(rows, outputs.labels, request_id)
                     if self.audit is not None:
