@@ -152,46 +152,50 @@ class Counts:
     def _add_numeric(self, values: np.ndarray) -> None:
         x = np.asarray(values, dtype=np.float64).reshape(-1)
         nan = np.isnan(x)
-        if nan.any():
-            self.missing += int(nan.sum())
+        missing = int(np.count_nonzero(nan))
+        if missing:
+            self.missing += missing
             x = x[~nan]
         if not len(x):
             return
         edges = self.ref.edges
         assert edges is not None
-        index = np.searchsorted(edges, x, side="right")
-        index[x == edges[-1]] = len(edges) - 1  # the last bin includes its right edge
-        self.bins += np.bincount(index, minlength=len(self.bins))
-        finite = x[np.isfinite(x)]
+        last = len(edges) - 1
+        index = _bin_index(x, edges)
+        counts = np.bincount(index, minlength=len(self.bins))
+        self.bins += counts
+        total = float(x.sum())
+        finite = x if math.isfinite(total) else x[np.isfinite(x)]
         if len(finite):
-            self.sum += float(finite.sum())
+            self.sum += float(finite.sum()) if finite is not x else total
             self.sumsq += float(np.dot(finite, finite))
-            self.low, self.high = (
-                min(self.low, float(finite.min())),
-                max(self.high, float(finite.max())),
-            )
-        below, above = x[index == 0], x[index == len(edges)]
-        self.outside[0] += float(below[np.isfinite(below)].sum()) if len(below) else 0.0
-        self.outside[1] += float(above[np.isfinite(above)].sum()) if len(above) else 0.0
+            self.low = min(self.low, float(finite.min()))
+            self.high = max(self.high, float(finite.max()))
+        if counts[0] or counts[-1]:  # values outside the reference's range (rare)
+            for side, where in ((0, index == 0), (1, index == last + 1)):
+                part = x[where]
+                self.outside[side] += float(part[np.isfinite(part)].sum()) if len(part) else 0.0
 
     def _add_categories(self, values: np.ndarray) -> None:
         import pandas as pd
 
-        series = pd.Series(np.asarray(values, dtype=object).reshape(-1))
-        absent = series.isna() | (series == "")
-        self.missing += int(absent.sum())
-        counted = series[~absent].astype(str).value_counts()
+        # One hashing pass: counts of every value, missing ones (None, NaN, "") included.
+        counted = pd.Series(np.asarray(values, dtype=object).reshape(-1)).value_counts(dropna=False)
         cats = self.ref.categories
         index = {c: i for i, c in enumerate(cats)}
         lumped = cats[-1] == OTHER if cats else False
         for value, n in counted.items():
-            i = index.get(str(value))
+            if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+                self.missing += int(n)
+                continue
+            text = str(value)
+            i = index.get(text)
             if i is not None:
                 self.bins[i] += n
             elif lumped:
                 self.bins[-1] += n
-            elif str(value) in self.unseen or len(self.unseen) < MAX_UNSEEN:
-                self.unseen[str(value)] = self.unseen.get(str(value), 0) + int(n)
+            elif text in self.unseen or len(self.unseen) < MAX_UNSEEN:
+                self.unseen[text] = self.unseen.get(text, 0) + int(n)
             else:
                 self.unseen[OTHER] = self.unseen.get(OTHER, 0) + int(n)
 
@@ -204,6 +208,14 @@ class Counts:
         self.outside = [self.outside[0] + other.outside[0], self.outside[1] + other.outside[1]]
         for k, v in other.unseen.items():
             self.unseen[k] = self.unseen.get(k, 0) + v
+
+
+def _bin_index(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin of each value: 0 below the range, 1..k inside (the last bin includes its right
+    edge, as np.histogram counts), k + 1 above."""
+    index = np.searchsorted(edges, x, side="right")
+    index[x == edges[-1]] = len(edges) - 1
+    return index
 
 
 class Window:
