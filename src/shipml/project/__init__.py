@@ -1,1 +1,2 @@
-"""The session the CLI calls: one function per command, the product's rules in one place."""
+"""The session layer the CLI calls: one function per command, orchestrating the layers
+below (the product's rules live in the library, once)."""
