@@ -184,6 +184,13 @@ def psi(ref: np.ndarray, cur: np.ndarray) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
+def warm_up() -> None:
+    """Import the scipy modules the tests use, ahead of the first comparison (a few
+    hundred milliseconds, paid once per process)."""
+    import scipy.spatial.distance
+    import scipy.stats  # noqa: F401
+
+
 def default_method(numeric: bool, reference_rows: int, distinct: int, large: int) -> str:
     """Evidently's choice by the reference's size: p-value tests for small references,
     distances for large ones; few distinct values are treated as categories."""

@@ -202,7 +202,10 @@ def _chunks(path: Path, chunk_rows: int) -> Iterator[Any]:
         if name.endswith((".parquet", ".pq")):
             import pyarrow.parquet as pq
 
-            for part in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            # pre_buffer=False: pages are read as the batches need them (the default
+            # reads the file ahead, which holds most of it in memory).
+            rows = pq.ParquetFile(path, pre_buffer=False)
+            for part in rows.iter_batches(batch_size=chunk_rows, use_threads=False):
                 yield part.to_pandas()
         elif name.endswith((".csv", ".csv.gz")):
             yield from pd.read_csv(path, chunksize=chunk_rows)

@@ -7,10 +7,13 @@ row's window is known from its time alone, whatever order rows arrive in.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import numpy as np
 
 from shipml.data.drift import Reference, Window
 from shipml.data.quality import Quality
@@ -95,12 +98,16 @@ class Windows:
             found = self.slots[key] = Slot(key, Window(self.reference), Quality(self.task))
         return found
 
-    def key_of(self, index: int, when: datetime | None) -> int:
+    def keys_of(self, n: int, times: list[datetime]) -> np.ndarray:
+        """The window of each of ``n`` rows following the ones already counted."""
         if self.spec.rows:
-            return index // self.spec.rows
-        if self.spec.seconds and when is not None:
-            return int(when.timestamp() // self.spec.seconds)
-        return 0
+            return (self.rows + np.arange(n)) // self.spec.rows
+        if self.spec.seconds and times:
+            stamps = np.fromiter((t.timestamp() for t in times), np.float64, len(times))
+            keys = np.zeros(n, dtype=np.int64)
+            keys[: len(stamps)] = np.floor_divide(stamps[:n], self.spec.seconds)
+            return keys
+        return np.zeros(n, dtype=np.int64)
 
     def add(
         self,
@@ -109,22 +116,19 @@ class Windows:
         labels: list[Any],
         times: list[datetime],
     ) -> None:
-        """Count rows into their windows (grouped, so each window gets one vectorised add)."""
+        """Count rows into their windows: each run of rows of the same window is one
+        vectorised add (no per-row work but reading the rows' times)."""
         n = len(predictions)
-        keys = [self.key_of(self.rows + i, times[i] if i < len(times) else None) for i in range(n)]
-        start = 0
-        while start < n:
-            end = start
-            while end < n and keys[end] == keys[start]:
-                end += 1
-            slot = self.slot(keys[start])
+        keys = self.keys_of(n, times)
+        cuts = [0, *(np.flatnonzero(np.diff(keys)) + 1).tolist(), n] if n else [0]
+        for start, end in itertools.pairwise(cuts):
+            slot = self.slot(int(keys[start]))
             part = slice(start, end)
             slot.drift.add({k: v[part] for k, v in columns.items()}, predictions[part], end - start)
             if labels:
                 slot.quality.add(labels[part], predictions[part])
-            for when in (times[start], times[end - 1]) if times else ():
+            for when in (times[start], times[end - 1]) if len(times) >= end else ():
                 slot.seen(when)
-            start = end
         self.rows += n
 
     def ordered(self) -> list[Slot]:
