@@ -59,7 +59,6 @@ def _variable(name: str, query: str) -> dict[str, Any]:
         "type": "query",
         "datasource": {"type": "prometheus", "uid": "${datasource}"},
         "query": {"query": query, "refId": name},
-        "definition": query,
         "includeAll": True,
         "multi": True,
         "allValue": ".*",
