@@ -176,35 +176,6 @@ def test_matrix_input_for_numeric_models(cancer_package, cancer_data):
         assert resp.json()["outputs"][0]["datatype"] == "INT64"
 
 
-def test_tracing_spans_follow_the_traceparent(penguins_package, rows):
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from shipml.serving.tracing import Tracing
-
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing = Tracing(provider.get_tracer("test"))
-    app = ModelServer(Predictor.load(penguins_package.path, name="penguins"), tracing=tracing)
-    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    with TestClient(app) as c:
-        resp = c.post(
-            "/v2/models/penguins/infer",
-            json=v2_body(rows),
-            headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
-        )
-        assert resp.status_code == 200
-    spans = {s.name: s for s in exporter.get_finished_spans()}
-    assert set(spans) == {"POST /v2/models/{name}/infer", "validate", "infer"}
-    root = spans["POST /v2/models/{name}/infer"]
-    assert format(root.context.trace_id, "032x") == trace_id
-    assert root.attributes["http.response.status_code"] == 200
-    assert root.attributes["http.request.method"] == "POST"
-    assert spans["infer"].parent.span_id == root.context.span_id
-
-
 def test_not_ready_until_warm_up(penguins_package):
     app = ModelServer(Predictor.load(penguins_package.path, name="penguins"))
     assert not app.ready  # no lifespan startup yet

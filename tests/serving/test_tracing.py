@@ -1,7 +1,9 @@
 """Traces people can use: a request through the gateway and a model server reaches an
 OTLP receiver (HTTP/protobuf, decoded here with opentelemetry-proto) as one trace —
 gateway → server → batch → model — every span carrying the request id; sampling keeps
-the ratio asked for and creates no span for the others."""
+the ratio asked for and creates no span for the others; an upstream traceparent is
+obeyed and a forged or malformed one ignored; a dead or refusing collector costs the
+answers nothing; the exporter process ends with the server, even after kill -9."""
 
 from __future__ import annotations
 
@@ -50,6 +52,9 @@ class Receiver:
                                     "request_id": attrs["shipml.request_id"].string_value
                                     if "shipml.request_id" in attrs
                                     else None,
+                                    "attributes": attrs,
+                                    "kind": s.kind,
+                                    "status": s.status.code,
                                 }
                             )
                 self.send_response(200)
@@ -160,3 +165,135 @@ def test_tracing_off_costs_nothing_and_unknown_exporters_are_refused(monkeypatch
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin2")
     with pytest.raises(ConfigError, match="zipkin2"):
         Tracing.configure("none")
+
+
+def _send_all(app: Any, bodies: list[tuple[bytes, list]]) -> list[int]:
+    async def go() -> list[int]:
+        return [(await _post(app, "/predict", body, headers))[0] for body, headers in bodies]
+
+    return asyncio.run(go())
+
+
+def test_the_traceparent_is_followed_and_forged_ones_are_ignored(
+    cancer_package, cancer_data, receiver
+):
+    otlp = {"exporter": "otlp", "endpoint": receiver.url, "sampling_ratio": 1.0}
+    server = build_app(ServeSpec(str(cancer_package.path), "cancer", tracing=otlp))
+    server.warm_up()
+    row = _row(cancer_data)
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    forged = [
+        b"not a traceparent",
+        b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01",  # an all-zero trace id
+        b"ff-" + trace.encode() + b"-00f067aa0ba902b7-01",  # version ff is invalid
+        b"00-" + trace.encode() + b"-00f067aa0ba902b7-01" + b"x" * 5000,  # huge
+        b"00-ZZf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ]
+    bodies = [(row, [(b"traceparent", f"00-{trace}-00f067aa0ba902b7-01".encode())])]
+    bodies += [
+        (row, [(b"traceparent", f), (b"x-request-id", f"forged-{i}".encode())])
+        for i, f in enumerate(forged)
+    ]
+    bodies.append(
+        (row, [(b"traceparent", f"00-{trace}-00f067aa0ba902b7-00".encode())])
+    )  # unsampled
+    assert _send_all(server, bodies) == [200] * len(bodies)
+    server.tracing.flush()
+    roots = [s for s in receiver.spans if s["name"] == "POST /predict"]
+    followed = next(s for s in roots if s["trace"] == trace)
+    assert followed["parent"] == "00f067aa0ba902b7" and followed["kind"] == 2  # SERVER
+    assert followed["attributes"]["http.response.status_code"].int_value == 200
+    assert followed["attributes"]["http.request.method"].string_value == "POST"
+    children = {s["name"]: s for s in receiver.spans if s["trace"] == trace}
+    assert children["batch"]["parent"] == followed["id"]
+    assert children["model"]["parent"] == children["batch"]["id"]
+    assert children["model"]["attributes"]["shipml.batch.rows"].int_value == 1
+    # every forged traceparent started a trace of its own, with no parent; the unsampled
+    # one (flag 00) made no span at all
+    mine = {s["request_id"]: s for s in roots if s["request_id"].startswith("forged-")}
+    assert set(mine) == {f"forged-{i}" for i in range(len(forged))}
+    assert all(s["parent"] == "" and s["trace"] != trace for s in mine.values())
+    assert len(roots) == 1 + len(forged)
+
+
+def test_a_dead_collector_costs_the_answers_nothing(cancer_package, cancer_data):
+    from tests.serving.conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1/traces"  # nothing listens there
+    otlp = {"exporter": "otlp", "endpoint": dead, "sampling_ratio": 1.0}
+    server = build_app(ServeSpec(str(cancer_package.path), "cancer", tracing=otlp))
+    server.warm_up()
+    bodies = [(_row(cancer_data), [(b"x-request-id", f"d{i}".encode())]) for i in range(20)]
+    assert _send_all(server, bodies) == [200] * 20
+    counts = server.tracing.exporter.flush()
+    assert counts == {"sent": 0, "failed": 20 * 4}  # counted, and the answers were all 200
+    server.tracing.shutdown()
+
+
+def test_the_exporter_queue_is_bounded_and_odd_attributes_are_sent_plain(receiver):
+    import numpy as np
+
+    from shipml.serving.otlp import Exporter
+    from shipml.serving.tracing import Span
+
+    exporter = Exporter("bounded", endpoint=receiver.url, interval_s=3600)
+    exporter.QUEUE = 50
+    exporter._thread = object()  # as if started: nothing drains while spans are added
+    for i in range(200):
+        attributes = {"n": np.int64(i), "x": np.float32(0.5), "odd": [i], "i": i}
+        exporter.add(Span(exporter, "s", 1, 0, 1, attributes))
+    assert len(exporter.queue) == 50 and exporter.dropped == 150
+    assert exporter.flush() == {"sent": 50, "failed": 0}
+    sent = [s for s in receiver.spans if s["service"] == "bounded"]
+    assert [s["attributes"]["n"].int_value for s in sent] == list(range(150, 200))
+    first = sent[0]["attributes"]
+    assert first["x"].double_value == 0.5 and first["odd"].string_value == "[150]"
+    assert first["i"].int_value == 150
+    exporter._thread = None
+    exporter.shutdown()
+
+
+def test_the_exporter_process_ends_with_the_server_even_after_kill_9(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = (
+        "import time\n"
+        "from shipml.serving.tracing import Tracing\n"
+        "t = Tracing.configure('otlp', endpoint='http://127.0.0.1:9/v1/traces')\n"
+        "with t.request_span('POST', '/predict', '/predict', {}, 'k'):\n"
+        "    pass\n"
+        "t.exporter._hand_over()\n"
+        "print(t.exporter._child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = psutil.Process(int(server.stdout.readline()))
+    assert child.is_running() and child.ppid() == server.pid
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait(timeout=10)
+    child.wait(timeout=30)  # its input ended: it sends what it has and exits
+    assert not psutil.pid_exists(child.pid) or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_console_exporter_prints_json_lines(capfd):
+    import json
+
+    tracing = Tracing.configure("console", service="printed")
+    with (
+        tracing.request_span("POST", "/predict", "/predict", {}, "c-1"),
+        tracing.span("batch", **{"shipml.request_id": "c-1"}),
+    ):
+        pass
+    tracing.flush()
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line]
+    assert [(s["name"], s["service"]) for s in lines] == [
+        ("batch", "printed"),
+        ("POST /predict", "printed"),
+    ]
+    assert lines[0]["parent_id"] == lines[1]["span_id"]
+    tracing.shutdown()

@@ -53,8 +53,8 @@ RUNTIME = (
     "httptools",
     "orjson",
     "prometheus-client",
-    "opentelemetry-api",
-    "opentelemetry-sdk",
+    "opentelemetry-proto",  # traces: OTLP's protobuf messages (serving/otlp.py)
+    "protobuf",
     "aiohttp",
     "cryptography",
 )

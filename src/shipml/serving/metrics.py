@@ -229,9 +229,12 @@ class LiveMonitor:
     def observe(self, rows: Any, labels: np.ndarray, request_id: bytes) -> None:
         """Called once per answered request: one append."""
         queue = self.queue
-        queue.append((rows, labels, request_id))
+        # An all-numeric model's rows are one float32 matrix: keep just that (a tuple of
+        # arrays and bytes, which the garbage collector stops tracking).
+        matrix = rows.matrix
+        queue.append((rows if matrix is None else matrix, labels, request_id))
         if len(queue) > self.QUEUE:
-            self._dropped += queue.popleft()[0].n
+            self._dropped += len(queue.popleft()[1])
 
     # -- the thread ----------------------------------------------------------------------
     def start(self) -> None:
@@ -248,6 +251,9 @@ class LiveMonitor:
             self._thread = None
 
     def _loop(self) -> None:
+        from shipml.data import stattests
+
+        stattests.warm_up()  # scipy imported now, not in the first update under traffic
         if self._prediction_reference is not None:
             try:
                 self.reference.prediction, holdout = self._prediction_reference()
@@ -285,21 +291,25 @@ class LiveMonitor:
         self._publish(compare(total, self.settings), labelled)
 
     def _drain(self, window: Any) -> None:
-        batch = []
-        while self.queue:
-            batch.append(self.queue.popleft())
+        queue = self.queue
+        batch = [queue.popleft() for _ in range(len(queue))]
         if not batch:
             return
-        columns = {
-            n: np.concatenate([rows.column(n, i) for rows, _, _ in batch])
-            for i, n in enumerate(self.names)
-        }
+        parts = [rows for rows, _, _ in batch]
+        if all(isinstance(p, np.ndarray) for p in parts):  # matrices: one copy for all
+            matrix = np.concatenate(parts)
+            columns = {n: matrix[:, i] for i, n in enumerate(self.names)}
+        else:
+            columns = {
+                n: np.concatenate([_column(p, n, i) for p in parts])
+                for i, n in enumerate(self.names)
+            }
         labels = np.concatenate([labels for _, labels, _ in batch])
         window.add(columns, labels, len(labels))
         if self.feedback is not None:
-            for rows, predicted, rid in batch:
+            for _, predicted, rid in batch:
                 key = rid.decode("latin-1")
-                self.recent[key] = predicted[0] if rows.n == 1 else predicted
+                self.recent[key] = predicted[0] if len(predicted) == 1 else predicted
                 self._recent_order.append(key)
             while len(self._recent_order) > self.RECENT:
                 self.recent.pop(self._recent_order.popleft(), None)
@@ -341,6 +351,10 @@ class LiveMonitor:
         self.g_labelled.set(quality.n)
         for metric, value in quality.metrics().items():
             self.g_quality.labels(m, v, metric).set(value)
+
+
+def _column(rows: Any, name: str, index: int) -> np.ndarray:
+    return rows[:, index] if isinstance(rows, np.ndarray) else rows.column(name, index)
 
 
 def live_monitor(

@@ -1,35 +1,172 @@
-"""OpenTelemetry tracing for the model server and the gateway.
+"""Traces of the model server and the gateway: OpenTelemetry's data model and protocols
+(W3C ``traceparent``, OTLP over HTTP/protobuf), recorded with as little work per
+request as a trace allows.
 
-``[tracing]`` in shipml.toml chooses the exporter (``otlp``: OTLP over HTTP/protobuf to
-a collector, Jaeger or Tempo; ``console``; ``none``), the endpoint and the sampling
-ratio; the standard ``OTEL_*`` environment variables, when set, win. With ``none`` every
-call here is a constant and costs nothing per request.
+``[tracing]`` in shipml.toml chooses the exporter (``otlp``: to a collector, Jaeger or
+Tempo; ``console``: JSON lines on stdout; ``none``), the endpoint and the sampling
+ratio; the standard ``OTEL_*`` environment variables, when set, win. With ``none``
+every call here is a constant and costs nothing per request.
 
 Spans, all carrying the request id (``shipml.request_id``): the gateway's ``gateway``
 (CLIENT; it sends ``traceparent`` on) → the server's request span (SERVER, HTTP
 semantic conventions) → ``validate`` and ``batch`` (the wait in the micro-batch and the
 run) → ``model`` (the onnxruntime call, with the batch's row count). A request is
 sampled once, where its trace starts (``ratio``), and an unsampled one creates no span
-at all; a ``traceparent`` from upstream is obeyed (parent-based sampling).
+at all; a valid ``traceparent`` from upstream is obeyed (parent-based sampling), a
+malformed one is ignored (a new trace starts, as the W3C spec says).
+
+A span is a small object with its ids, times and attributes; the current one lives in
+a context variable (so concurrent requests on one event loop never mix). Finished
+spans go to ``shipml.serving.otlp.Exporter``, which encodes and sends them in a thread.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
+import time
 from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar
 from typing import Any
+
+from shipml.serving.otlp import Exporter
 
 _NULL = nullcontext()
 EXPORTERS = ("none", "otlp", "console")
+SERVER, CLIENT, INTERNAL = 2, 3, 1  # OTLP's SpanKind values
+TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+_current: ContextVar[list[Span] | None] = ContextVar("shipml_spans", default=None)
+_ids = random.Random()  # seeded from the OS; ids need to be unique, not secret
+
+
+class Span:
+    """One span. A root span (a request's, the gateway's) makes a stack of the
+    request's open spans current (one context-variable write per request); a child is
+    pushed on that stack and popped when it ends."""
+
+    __slots__ = (
+        "attributes",
+        "end",
+        "error",
+        "exporter",
+        "kind",
+        "name",
+        "parent_id",
+        "span_id",
+        "stack",
+        "start",
+        "token",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        exporter: Exporter,
+        name: str,
+        trace_id: int,
+        parent_id: int,
+        kind: int,
+        attributes: dict[str, Any] | None,
+        stack: list[Span] | None = None,
+    ) -> None:
+        self.exporter = exporter
+        self.name, self.kind, self.attributes = name, kind, attributes
+        self.trace_id, self.parent_id = trace_id, parent_id
+        self.span_id = _ids.getrandbits(64) or 1
+        self.start = self.end = time.time_ns()
+        self.error = ""
+        self.stack = stack  # None: a root span, which makes its own
+        self.token: Any = None
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self.attributes is None:
+            self.attributes = {}
+        self.attributes[key] = value
+
+    @property
+    def traceparent(self) -> str:
+        return f"00-{self.trace_id:032x}-{self.span_id:016x}-01"
+
+    def __enter__(self) -> Span:
+        if self.stack is None:
+            self.token = _current.set([self])
+        else:
+            self.stack.append(self)
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        self.end = time.time_ns()
+        if exc is not None:
+            self.error = f"{kind.__name__}: {exc}"[:200]
+        if self.stack is None:
+            _current.reset(self.token)
+        else:
+            self.stack.pop()
+        self.exporter.add(self)
+
+    def fields(self) -> tuple[Any, ...]:
+        """What the exporter process needs, as plain values."""
+        return (
+            self.trace_id,
+            self.span_id,
+            self.parent_id,
+            self.name,
+            self.kind,
+            self.start,
+            self.end,
+            self.attributes,
+            self.error,
+        )
+
+    def to_dict(self, service: str) -> dict[str, Any]:
+        """The span as the console exporter prints it."""
+        return {
+            "service": service,
+            "name": self.name,
+            "trace_id": f"{self.trace_id:032x}",
+            "span_id": f"{self.span_id:016x}",
+            "parent_id": f"{self.parent_id:016x}" if self.parent_id else None,
+            "kind": self.kind,
+            "start_unix_nano": self.start,
+            "end_unix_nano": self.end,
+            "attributes": self.attributes or {},
+            "error": self.error or None,
+        }
+
+
+class _Detached:
+    """An unsampled request inside a traced one (an in-process variant of the gateway):
+    no span of its own, and no current span for its children."""
+
+    __slots__ = ("token",)
+
+    def __enter__(self) -> None:
+        self.token = _current.set(None)
+
+    def __exit__(self, *exc: Any) -> None:
+        _current.reset(self.token)
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int, bool] | None:
+    """(trace id, parent span id, sampled) of a valid W3C ``traceparent``, else None."""
+    if not value or len(value) > 128:
+        return None
+    match = TRACEPARENT.match(value.strip().lower())
+    if match is None or match.group(1) == "ff":
+        return None
+    trace, span = int(match.group(2), 16), int(match.group(3), 16)
+    if not trace or not span:
+        return None
+    return trace, span, bool(int(match.group(4), 16) & 1)
 
 
 class Tracing:
-    def __init__(self, tracer: Any = None, *, ratio: float = 1.0, provider: Any = None) -> None:
-        self.tracer = tracer
-        self.enabled = tracer is not None
+    def __init__(self, exporter: Exporter | None = None, *, ratio: float = 1.0) -> None:
+        self.exporter = exporter
+        self.enabled = exporter is not None
         self.ratio = ratio
-        self.provider = provider
         self._random = random.random
 
     @classmethod
@@ -45,45 +182,56 @@ class Tracing:
         ratio: float = 1.0,
         service: str = "shipml-serve",
     ) -> Tracing:
-        """A tracer with its own provider (no global state: a process may hold a server
-        and a gateway), exporting in batches off the request path."""
+        """Tracing of one service (no global state: a process may hold a server and a
+        gateway), exporting in batches off the request path."""
+        from shipml.errors import ConfigError
+
         exporter = os.environ.get("OTEL_TRACES_EXPORTER", exporter).strip().lower()
         if exporter in ("", "none"):
             return cls(None)
         if exporter not in EXPORTERS:
-            from shipml.errors import ConfigError
-
             raise ConfigError(
                 f"unknown trace exporter {exporter[:40]!r}", hint="use otlp, console or none"
             )
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-
-        ratio = float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", ratio))
-        provider = TracerProvider(
-            resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
-        )
-        if exporter == "console":
-            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-        else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            target = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or endpoint or None
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=target)))
-        return cls(provider.get_tracer("shipml"), ratio=ratio, provider=provider)
+        text = os.environ.get("OTEL_TRACES_SAMPLER_ARG")
+        try:
+            ratio = float(text) if text is not None else float(ratio)
+        except ValueError:
+            raise ConfigError(
+                f"OTEL_TRACES_SAMPLER_ARG={str(text)[:40]!r} is not a number",
+                hint="a sampling ratio between 0 and 1, e.g. 0.1",
+            ) from None
+        if not 0.0 <= ratio <= 1.0:
+            raise ConfigError(
+                f"the trace sampling ratio must be between 0 and 1, got {ratio!r}",
+                hint="[tracing] sampling_ratio or OTEL_TRACES_SAMPLER_ARG, e.g. 0.1",
+            )
+        name = os.environ.get("OTEL_SERVICE_NAME") or service
+        return cls(Exporter(name, endpoint=endpoint, console=exporter == "console"), ratio=ratio)
 
     def sampled(self, headers: dict[str, str]) -> bool:
         """Whether this request is traced: its upstream's decision, else the ratio."""
         if not self.enabled:
             return False
-        parent = headers.get("traceparent")
-        if parent:
-            try:
-                return bool(int(parent.strip()[-2:], 16) & 1)  # the W3C "sampled" flag
-            except ValueError:
-                return False
+        parent = parse_traceparent(headers.get("traceparent"))
+        if parent is not None:
+            return parent[2]
         return self.ratio >= 1.0 or self._random() < self.ratio
+
+    def _root(self, name: str, headers: dict[str, str], kind: int) -> AbstractContextManager[Any]:
+        if not self.enabled:
+            return _NULL
+        parent = parse_traceparent(headers.get("traceparent"))
+        if parent is not None:
+            if not parent[2]:
+                return _NULL if _current.get() is None else _Detached()
+            trace, parent_id = parent[0], parent[1]
+        elif self.ratio >= 1.0 or self._random() < self.ratio:
+            trace, parent_id = _ids.getrandbits(128) or 1, 0
+        else:
+            return _NULL if _current.get() is None else _Detached()
+        assert self.exporter is not None
+        return Span(self.exporter, name, trace, parent_id, kind, {})
 
     def request_span(
         self,
@@ -93,76 +241,74 @@ class Tracing:
         headers: dict[str, str],
         request_id: str = "",
     ) -> AbstractContextManager[Any]:
-        if not self.sampled(headers):
+        """The server's span of one request (None inside when it is not sampled)."""
+        if not self.enabled:
             return _NULL
-        from opentelemetry.propagate import extract
-        from opentelemetry.trace import SpanKind
-
-        return self.tracer.start_as_current_span(
-            f"{method} {route}",
-            context=extract(headers),
-            kind=SpanKind.SERVER,
-            attributes={
+        scope = self._root(f"{method} {route}", headers, SERVER)
+        if isinstance(scope, Span):
+            scope.attributes = {
                 "http.request.method": method,
                 "http.route": route,
                 "url.path": path,
                 "shipml.request_id": request_id,
-            },
-        )
+            }
+        return scope
 
     def span(self, name: str, **attributes: Any) -> AbstractContextManager[Any]:
         """A child of the current span; nothing when this request is not traced."""
         if not self.enabled:
             return _NULL
-        from opentelemetry import trace
-
-        if not trace.get_current_span().get_span_context().is_valid:
+        stack = _current.get()
+        if not stack:
             return _NULL
-        return self.tracer.start_as_current_span(name, attributes=attributes)
+        parent = stack[-1]
+        assert self.exporter is not None
+        return Span(
+            self.exporter,
+            name,
+            parent.trace_id,
+            parent.span_id,
+            INTERNAL,
+            attributes or None,
+            stack,
+        )
 
     def record(self, name: str, start_ns: int, end_ns: int, **attributes: Any) -> None:
         """A finished child span of the current one (e.g. the model run, timed by the
         batcher on behalf of every request in the batch)."""
         if not self.enabled:
             return
-        from opentelemetry import trace
-
-        if not trace.get_current_span().get_span_context().is_valid:
+        stack = _current.get()
+        if not stack:
             return
-        span = self.tracer.start_span(name, start_time=start_ns, attributes=attributes)
-        span.end(end_time=end_ns)
+        parent = stack[-1]
+        assert self.exporter is not None
+        span = Span(
+            self.exporter, name, parent.trace_id, parent.span_id, INTERNAL, attributes or None
+        )
+        span.start, span.end = start_ns, end_ns
+        self.exporter.add(span)
 
     def client_span(
         self, name: str, headers: dict[str, str], request_id: str
     ) -> AbstractContextManager[Any]:
         """The gateway's span for one forwarded request (CLIENT)."""
-        if not self.sampled(headers):
-            return _NULL
-        from opentelemetry.propagate import extract
-        from opentelemetry.trace import SpanKind
-
-        return self.tracer.start_as_current_span(
-            name,
-            context=extract(headers),
-            kind=SpanKind.CLIENT,
-            attributes={"shipml.request_id": request_id},
-        )
+        scope = self._root(name, headers, CLIENT)
+        if isinstance(scope, Span):
+            scope.set_attribute("shipml.request_id", request_id)
+        return scope
 
     def inject(self) -> bytes | None:
         """The ``traceparent`` of the current span, to send downstream (None: untraced)."""
         if not self.enabled:
             return None
-        from opentelemetry.propagate import inject
-
-        carrier: dict[str, str] = {}
-        inject(carrier)
-        value = carrier.get("traceparent")
-        return value.encode("latin-1") if value else None
+        stack = _current.get()
+        return stack[-1].traceparent.encode("latin-1") if stack else None
 
     def flush(self) -> None:
-        if self.provider is not None:
-            self.provider.force_flush()
+        if self.exporter is not None:
+            self.exporter.flush()
 
     def shutdown(self) -> None:
-        if self.provider is not None:
-            self.provider.shutdown()
+        if self.exporter is not None:
+            self.exporter.shutdown()

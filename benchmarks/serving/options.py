@@ -1,0 +1,216 @@
+"""What each serving option costs: live drift metrics on vs off, and OpenTelemetry
+tracing (OTLP over HTTP/protobuf) at sampling ratio 1.0 and 0.1, against the default.
+
+One model (scikit-learn's breast-cancer data, a StandardScaler + LogisticRegression
+pipeline: 30 numeric features), four `shipml serve` processes started together, each
+with one configuration:
+
+    off       [monitor] live = false, no tracing
+    default   live drift on (the default), no tracing
+    otlp-1.0  live drift on, [tracing] exporter = "otlp", sampling_ratio = 1.0
+    otlp-0.1  live drift on, [tracing] exporter = "otlp", sampling_ratio = 0.1
+
+The OTLP exporter sends to a receiver on this machine (a small HTTP server that reads
+each export and answers 200, counting requests and bytes), so the spans really leave
+the server. Each round loads every server in turn with wrk (single-row V2 requests,
+-t1, a rotated order per round); per round, the throughput ratios default/off,
+otlp-1.0/default and otlp-0.1/default; reported: the median of the per-round ratios.
+Beside throughput, the server's CPU time per answered request (user + system of the
+whole process, every thread, and of its span exporter process), which a busy machine
+disturbs far less than throughput. Live drift updates every 5 s (the default), so
+each run of 5 s or more includes an update; the warm-up (6 s per server) lets the
+first update happen before anything is measured. Needs wrk (`apt-get install wrk`).
+
+    .venv/bin/python benchmarks/serving/options.py [--rounds 7] [--duration 5] [--connections 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import psutil
+from run import free_port, wait_ready, wrk
+
+CONFIGS = ("off", "default", "otlp-1.0", "otlp-0.1")
+RATIOS = (("live drift on/off", "default", "off"),)
+RATIOS += (
+    ("OTLP ratio 1.0/none", "otlp-1.0", "default"),
+    ("OTLP ratio 0.1/none", "otlp-0.1", "default"),
+)
+TARGETS = {"live drift on/off": 0.95, "OTLP ratio 1.0/none": 0.80, "OTLP ratio 0.1/none": 0.95}
+
+LAUNCH = """
+import json, sys
+from shipml.serving.server import ServeSpec, run
+run(ServeSpec(**json.loads(sys.argv[1])), port=int(sys.argv[2]))
+"""
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """An OTLP/HTTP traces endpoint that reads and counts what it is sent."""
+
+    counts: ClassVar[dict[str, int]] = {"requests": 0, "bytes": 0}
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.lock:
+            self.counts["requests"] += 1
+            self.counts["bytes"] += len(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _cpu(server: psutil.Process) -> float:
+    """CPU seconds of the server: every thread, and its span exporter process."""
+    total = 0.0
+    for proc in (server, *server.children(recursive=True)):
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def package(workdir: Path) -> Path:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from shipml.data import table_profile
+    from shipml.model import build_package, model_input
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    model.fit(model_input(X), y)
+    # with its reference profile, as `shipml run` packages it: live drift needs one
+    built = build_package(model, X, y, path=workdir / "bc", reference_profile=table_profile(X))
+    path = built.path
+    row = X.iloc[0].astype(float).tolist()
+    body = {"inputs": [{"name": "input", "shape": [1, len(row)], "datatype": "FP32", "data": row}]}
+    (workdir / "v2.json").write_text(json.dumps(body))
+    return Path(path)
+
+
+def spec(config: str, folder: Path, otlp: str) -> dict[str, object]:
+    monitor = {"live": config != "off"}  # updated every live_interval_s (5 s by default)
+    tracing: dict[str, object] = {}
+    if config.startswith("otlp"):
+        ratio = float(config.split("-")[1])
+        tracing = {"exporter": "otlp", "endpoint": otlp, "sampling_ratio": ratio}
+    return {
+        "package": str(folder),
+        "name": "bc",
+        "monitor": monitor,
+        "tracing": tracing,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--duration", type=int, default=6)
+    parser.add_argument("--connections", type=int, default=4)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="shipml-bench-options-"))
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    otlp = f"http://127.0.0.1:{receiver.server_address[1]}/v1/traces"
+    folder = package(workdir)
+    body = workdir / "v2.json"
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    urls: dict[str, str] = {}
+    try:
+        for config in CONFIGS:
+            port = free_port()
+            procs[config] = subprocess.Popen(
+                [sys.executable, "-c", LAUNCH, json.dumps(spec(config, folder, otlp)), str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            urls[config] = f"http://127.0.0.1:{port}/v2/models/bc/infer"
+        for config, url in urls.items():
+            if not wait_ready(url, body.read_bytes()):
+                raise SystemExit(f"{config} did not answer at {url}")
+            wrk(url, body, args.connections, 6)  # warm-up
+        rps: dict[str, list[float]] = {c: [] for c in CONFIGS}
+        p99: dict[str, list[float]] = {c: [] for c in CONFIGS}
+        cpu: dict[str, list[float]] = {c: [] for c in CONFIGS}
+        ratios: dict[str, list[float]] = {name: [] for name, _, _ in RATIOS}
+        cpu_ratios: dict[str, list[float]] = {name: [] for name, _, _ in RATIOS}
+        for r in range(args.rounds):
+            order = CONFIGS[r % len(CONFIGS) :] + CONFIGS[: r % len(CONFIGS)]
+            got, cost = {}, {}
+            for config in order:
+                server = psutil.Process(procs[config].pid)
+                before = _cpu(server)
+                got[config] = wrk(urls[config], body, args.connections, args.duration)
+                used = _cpu(server) - before
+                cost[config] = used / (got[config][0] * args.duration) * 1e6
+                rps[config].append(got[config][0])
+                p99[config].append(got[config][2])
+                cpu[config].append(cost[config])
+            for name, a, b in RATIOS:
+                ratios[name].append(got[a][0] / got[b][0])
+                cpu_ratios[name].append(cost[a] / cost[b])
+            print(
+                f"round {r + 1}: "
+                + "  ".join(f"{c} {got[c][0]:.0f}/s" for c in CONFIGS)
+                + "  |  "
+                + "  ".join(f"{n} {ratios[n][-1]:.3f}" for n, _, _ in RATIOS),
+                flush=True,
+            )
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        receiver.shutdown()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        f"\nwrk -t1 -c{args.connections}, {args.rounds} rounds x {args.duration}s per "
+        "configuration, single-row V2 requests"
+    )
+    print(f"{'configuration':<12}{'req/s':>10}{'p99 ms':>9}{'cpu µs/req':>12}   (medians)")
+    for c in CONFIGS:
+        print(
+            f"{c:<12}{statistics.median(rps[c]):>10.0f}{statistics.median(p99[c]):>9.2f}"
+            f"{statistics.median(cpu[c]):>12.1f}"
+        )
+    got = Receiver.counts
+    print(f"OTLP receiver: {got['requests']} exports, {got['bytes']:,} bytes")
+    for name, _, _ in RATIOS:
+        median = statistics.median(ratios[name])
+        verdict = "meets" if median >= TARGETS[name] else "misses"
+        print(
+            f"{name:<22} throughput ratio {median:.3f} (cost {1 - median:+.1%}; "
+            f"target cost <= {1 - TARGETS[name]:.0%}: {verdict}); "
+            f"cpu per request {statistics.median(cpu_ratios[name]):.3f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
