@@ -71,11 +71,13 @@ def test_monitoring_counts_only_what_the_configuration_makes_run(tmp_path: Path)
     base = {"rollout": {"mode": "single"}, "gates": {"suites": [], "min": {}}}
     quiet = ProjectConfig.model_validate(base)
     assert compute(quiet, results()).sections["monitor"] == 0.0  # live metrics, no alerts
+    shared = {"path": "postgresql://shipml@db.internal/audit"}  # every pod's audit log
     watched = ProjectConfig.model_validate(
         {
             **base,
             "deploy": {"prod": {"prometheus_operator": True}},
             "monitor": {"on_breach": "retrain"},
+            "audit": shared,
         }
     )
     by_id = {t.id: t for t in compute(watched, results()).tests}
@@ -96,3 +98,16 @@ def test_monitoring_counts_only_what_the_configuration_makes_run(tmp_path: Path)
     by_id = {t.id: t for t in compute(unaudited, results()).tests}
     assert by_id["monitor-7"].how == "missing"  # no feedback join without the audit log
     assert by_id["monitor-4"].how == "missing"  # no retraining configured
+    # An audit log file in each pod: the monitor CronJob and the servers never see the
+    # gateway's feedback or the servers' predictions, so retraining and quality do not run.
+    per_pod = ProjectConfig.model_validate(
+        {
+            **base,
+            "deploy": {"prod": {"prometheus_operator": True}},
+            "monitor": {"on_breach": "retrain"},
+        }
+    )
+    by_id = {t.id: t for t in compute(per_pod, results()).tests}
+    for test_id in ("monitor-4", "model-4", "monitor-7", "model-2"):
+        assert by_id[test_id].how == "missing", test_id
+    assert by_id["monitor-2"].how == "automated"  # the live drift alert still runs

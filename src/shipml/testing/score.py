@@ -121,11 +121,17 @@ def _config_evidence(config: ProjectConfig, results: dict[str, Any]) -> dict[str
 
 
 def _monitoring_evidence(config: ProjectConfig) -> dict[str, list[str]]:
-    """What the monitoring configuration makes run and act (docs/monitoring.md): the
-    server's live metrics count only with the alert rules a Prometheus evaluates on them
-    (``prometheus_operator`` in an environment); the retraining loop with ``on_breach``."""
+    """What the monitoring configuration makes run and act (docs/monitoring.md), on the
+    cluster ``shipml deploy render`` describes: the server's live metrics count only with
+    the alert rules a Prometheus evaluates on them (``prometheus_operator`` in an
+    environment). What reads the audit log — the monitor CronJob that retrains, and the
+    servers' quality from the gateway's feedback labels — counts only when every pod
+    reaches the same log: an audit database (PostgreSQL URL), not a file in each pod."""
+    from shipml.audit.database import is_url
+
     m = config.monitor
     alerting = any(config.deploy.env(e).prometheus_operator for e in ("dev", "staging", "prod"))
+    shared_log = config.audit.enabled and is_url(config.audit.path)
     found: dict[str, list[str]] = {}
     if m.live and alerting:
         found["monitor-2"] = [
@@ -136,9 +142,10 @@ def _monitoring_evidence(config: ProjectConfig) -> dict[str, list[str]]:
             "the server compares serving inputs with the training-time profile "
             "(shipml_feature_drift); ShipmlFeatureDrift and ShipmlPredictionDrift alert"
         ]
-    if m.on_breach == "retrain":
+    if m.on_breach == "retrain" and shared_log:
         found["monitor-4"] = [
-            "the monitor CronJob retrains when the champion goes stale ([monitor] on_breach)"
+            "the monitor CronJob reads the shared audit log and retrains when the champion "
+            "goes stale ([monitor] on_breach)"
         ]
         found["model-4"] = [
             "the champion is scored on newer data (drift, quality) before each retraining"
@@ -147,7 +154,7 @@ def _monitoring_evidence(config: ProjectConfig) -> dict[str, list[str]]:
         found["monitor-6"] = [
             "ShipmlSlowPredictions and ShipmlErrorRate alert rules (PrometheusRule)"
         ]
-    if alerting and m.live and config.audit.enabled:
+    if alerting and m.live and shared_log:
         found["monitor-7"] = ["ShipmlQualityDrop: quality from feedback below the hold-out's"]
         found["model-2"] = [
             "online quality (feedback labels) is compared with the offline hold-out metrics "
