@@ -175,9 +175,11 @@ def main() -> None:
                 cpu_ratios[name].append(cost[a] / cost[b])
             print(
                 f"round {r + 1}: "
-                + "  ".join(f"{c} {got[c][0]:.0f}/s" for c in CONFIGS)
+                + "  ".join(f"{c} {got[c][0]:.0f}/s {cost[c]:.0f}µs" for c in CONFIGS)
                 + "  |  "
-                + "  ".join(f"{n} {ratios[n][-1]:.3f}" for n, _, _ in RATIOS),
+                + "  ".join(
+                    f"{n} {ratios[n][-1]:.3f} (cpu {cpu_ratios[n][-1]:.3f})" for n, _, _ in RATIOS
+                ),
                 flush=True,
             )
     finally:

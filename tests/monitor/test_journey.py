@@ -31,14 +31,19 @@ ENV = {"COLUMNS": "200"}
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The template project, trained and registered (penguins/1); lean test suites."""
+    """The template project, trained and registered (penguins/1). Lean: a 20-tree forest,
+    the data and model suites without the canary rehearsal (tests/testing has those)."""
     folder = create_project(tmp_path_factory.mktemp("m") / "penguins", "penguins")
     toml = folder / "shipml.toml"
-    toml.write_text(
-        toml.read_text().replace(
-            'suites = ["unit", "data", "model", "api", "browser"]', 'suites = ["data", "model"]'
-        )
-    )
+    text = toml.read_text()
+    for old, new in (
+        ('suites = ["unit", "data", "model", "api", "browser"]', 'suites = ["data", "model"]'),
+        ("n_estimators = 200", "n_estimators = 20"),
+        ("[tests.model]\n", "[tests.model]\ncanary = false\n"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    toml.write_text(text)
     run = shipml("run", cwd=folder)
     assert run.returncode == 0, run.stderr
     return folder

@@ -21,6 +21,8 @@ def dashboard(
     from shipml.report.dashboard import Dashboard
 
     config = project_config()
+    stderr.print(f"reading the registry and the audit log of [bold]{config.project.name}[/] ...")
+    overview(config)  # MLflow imported and read now, not by the first visitor
     stderr.print(
         f"dashboard of [bold]{config.project.name}[/] on http://{host}:{port} (Ctrl-C stops it)"
     )
