@@ -115,10 +115,11 @@ class LiveMonitor:
     """Drift and quality of recent traffic, on ``/metrics``.
 
     The request path only appends (rows, predicted labels, request id) to a bounded
-    queue: O(1), no lock, no counting. A thread, every ``interval_s``, counts what was
-    queued into the current bucket of a rolling window (``window_s``, ten buckets; the
-    counting is vectorised, ``shipml.data.drift``), compares the window with the
-    package's reference, and sets the gauges. When the audit log is on it also reads the
+    queue: O(1), no lock, no counting. A thread counts what was queued into the current
+    bucket of a rolling window (``window_s``, ten buckets; the counting is vectorised,
+    ``shipml.data.drift``) as soon as ``DRAIN_AT`` requests wait, so little is ever held;
+    every ``interval_s`` it also compares the window with the package's reference and
+    sets the gauges. When the audit log is on it also reads the
     feedback labels recorded since its last look and joins them to recent predictions
     (quality). If traffic outruns the thread, the oldest queued batches are dropped and
     counted (``shipml_monitor_dropped_rows``); the answers never wait.
@@ -126,6 +127,7 @@ class LiveMonitor:
 
     BUCKETS = 10
     QUEUE = 100_000  # queued requests at most; beyond, the oldest are dropped
+    DRAIN_AT = 1024  # queued requests that wake the thread to count them before the interval
     RECENT = 200_000  # predictions remembered for joining feedback labels
 
     def __init__(
@@ -156,6 +158,7 @@ class LiveMonitor:
         self._after = -1  # the last feedback record read
         self._dropped = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._window_type = Window
         self._gauges(metrics.registry)
@@ -233,7 +236,9 @@ class LiveMonitor:
         # arrays and bytes, which the garbage collector stops tracking).
         matrix = rows.matrix
         queue.append((rows if matrix is None else matrix, labels, request_id))
-        if len(queue) > self.QUEUE:
+        if len(queue) == self.DRAIN_AT:  # count it now: little is held, nothing piles up
+            self._wake.set()
+        elif len(queue) > self.QUEUE:
             self._dropped += len(queue.popleft()[1])
 
     # -- the thread ----------------------------------------------------------------------
@@ -246,6 +251,7 @@ class LiveMonitor:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
@@ -263,11 +269,32 @@ class LiveMonitor:
                 m, v = self.metrics.model, self.metrics.version
                 for metric, value in holdout.items():
                     self.g_holdout.labels(m, v, metric).set(value)
-        while not self._stop.wait(self.interval_s):
+        due = time.monotonic() + self.interval_s
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, due - time.monotonic()))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                self.refresh()
+                if time.monotonic() >= due:
+                    due = time.monotonic() + self.interval_s
+                    self.refresh()
+                else:  # DRAIN_AT requests queued: count them, score at the interval
+                    self._drain(self._bucket(time.time())[1])
             except Exception:  # the scores stay as they were; the server keeps serving
                 log.exception("live drift update failed")
+
+    def _bucket(self, now: float) -> tuple[float, Any, Any]:
+        """The rolling window's current bucket (the expired ones forgotten)."""
+        from shipml.data.drift import Window
+        from shipml.data.quality import Quality
+
+        start = now - now % self.bucket_s
+        if not self.buckets or self.buckets[-1][0] != start:
+            self.buckets.append((start, Window(self.reference), Quality(self.task)))
+        while self.buckets and self.buckets[0][0] <= now - self.window_s:
+            self.buckets.popleft()
+        return self.buckets[-1]
 
     def refresh(self, now: float | None = None) -> None:
         """Count what was queued, read new feedback, update every gauge."""
@@ -275,12 +302,7 @@ class LiveMonitor:
         from shipml.data.quality import Quality
 
         now = time.time() if now is None else now
-        start = now - now % self.bucket_s
-        if not self.buckets or self.buckets[-1][0] != start:
-            self.buckets.append((start, Window(self.reference), Quality(self.task)))
-        while self.buckets and self.buckets[0][0] <= now - self.window_s:
-            self.buckets.popleft()
-        _, window, quality = self.buckets[-1]
+        _, window, quality = self._bucket(now)
         self._drain(window)
         if self.feedback is not None:
             self._read_feedback(quality)
