@@ -152,6 +152,13 @@ class ModelNotFound(ServingError):
     status = 404
 
 
+class PayloadTooLarge(InvalidRequest):
+    """A request body over the server's limit (HTTP 413); nothing past the limit is read."""
+
+    kind = "payload too large"
+    status = 413
+
+
 class InferenceFailed(ServingError):
     """The model failed on input that passed validation (HTTP 500)."""
 
@@ -200,6 +207,7 @@ __all__ = [
     "ModelError",
     "ModelNotFound",
     "ParityError",
+    "PayloadTooLarge",
     "PipelineError",
     "ProjectError",
     "RegistryError",

@@ -130,7 +130,7 @@ def test_body_too_large(penguins_package):
     app = ModelServer(Predictor.load(penguins_package.path, name="penguins"), max_body_bytes=2048)
     with TestClient(app) as c:
         resp = c.post("/predict", content=b"x" * 5000)
-        assert resp.status_code == 400 and "larger than the limit" in resp.json()["error"]
+        assert resp.status_code == 413 and "larger than the limit" in resp.json()["error"]
 
 
 def test_request_id_echoed_or_generated(client, rows):
