@@ -84,6 +84,16 @@ class ServingSection(_Section):
     graceful_shutdown_s: float = Field(default=10.0, ge=0.0)
 
 
+class HttpSection(_Section):
+    """Connection deadlines and the head-size cap of every shipml HTTP server (the model
+    server and the gateway); see docs/security.md."""
+
+    idle_timeout_s: float = Field(default=5.0, gt=0.0)  # no request on an open connection
+    header_timeout_s: float = Field(default=10.0, gt=0.0)  # first byte to end of headers
+    body_timeout_s: float = Field(default=30.0, gt=0.0)  # end of headers to end of body
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # request line + headers
+
+
 class AuditSection(_Section):
     """The tamper-evident audit log of predictions and lifecycle events."""
 
@@ -363,6 +373,7 @@ class ProjectConfig(_Section):
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     model: ModelSection = Field(default_factory=ModelSection)
     serving: ServingSection = Field(default_factory=ServingSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     audit: AuditSection = Field(default_factory=AuditSection)
     rollout: RolloutSection = Field(default_factory=RolloutSection)
     containers: ContainersSection = Field(default_factory=ContainersSection)

@@ -15,6 +15,7 @@ from typing import Any
 from shipml.audit import AuditLog
 from shipml.audit.database import is_url
 from shipml.serving.app import ModelServer
+from shipml.serving.connection import ConnectionLimits, GuardedProtocol, uvicorn_options
 from shipml.serving.predictor import Predictor
 from shipml.serving.tracing import Tracing
 
@@ -38,6 +39,7 @@ class ServeSpec:
     checkpoint_every: int = 10_000
     audit_inputs: bool = True
     image_digest: str = ""
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 def build_app(spec: ServeSpec) -> ModelServer:
@@ -65,7 +67,10 @@ def build_app(spec: ServeSpec) -> ModelServer:
 
 
 def app_from_environment() -> ModelServer:
-    return build_app(ServeSpec(**json.loads(os.environ[SPEC_ENV])))
+    data = json.loads(os.environ[SPEC_ENV])
+    spec = ServeSpec(**{**data, "limits": ConnectionLimits(**data.get("limits", {}))})
+    GuardedProtocol.limits = spec.limits  # this worker process's connections
+    return build_app(spec)
 
 
 def run(
@@ -81,10 +86,9 @@ def run(
     import uvicorn
 
     options: dict[str, Any] = {
+        **uvicorn_options(spec.limits),
         "host": host,
         "port": port,
-        "loop": "uvloop",
-        "http": "httptools",
         "log_level": "info" if access_log else "warning",
         "access_log": access_log,
         "timeout_graceful_shutdown": graceful_shutdown_s,
@@ -123,6 +127,8 @@ def resolve_spec(ref: str, config: object | None = None) -> ServeSpec:
             "max_batch_size": serving.max_batch_size,
             "max_wait_ms": serving.max_wait_ms,
         }
+    if getattr(config, "http", None) is not None:
+        limits["limits"] = ConnectionLimits.from_config(config)
     audit = getattr(config, "audit", None)
     if audit is not None and audit.enabled:
         path = config.path  # type: ignore[union-attr]
