@@ -70,7 +70,9 @@ def test_idle_and_half_sent_connections_are_closed_within_the_deadlines(url):
 def test_half_sent_requests_are_answered_408(url):
     head_only = raw_request(url, b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n")
     assert status_of(head_only) == 408 and b"headers" in head_only
-    half_body = raw_request(url, b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n\r\n{")
+    half_body = raw_request(
+        url, b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n\r\n{"
+    )
     assert status_of(half_body) == 408 and b"body" in half_body
 
 

@@ -208,9 +208,7 @@ class ModelServer:
         """``name[/versions/v]...``: 404 unless it names this model; returns the rest."""
         name = parts[0] if parts else ""
         if name != self.name:
-            raise ModelNotFound(
-                f"unknown model {shorten(name)}; this server serves {self.name!r}"
-            )
+            raise ModelNotFound(f"unknown model {shorten(name)}; this server serves {self.name!r}")
         rest = parts[1:]
         if rest[:1] == ["versions"]:
             version = rest[1] if len(rest) > 1 else ""
@@ -279,9 +277,7 @@ class ModelServer:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLarge(
-                    f"body is larger than the limit of {limit} bytes", hint=hint
-                )
+                raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes", hint=hint)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -303,9 +299,7 @@ class ModelServer:
             outputs = self.predictor.run(self.predictor.feeds(rows))
         return body, rid, wanted, outputs
 
-    async def _score(
-        self, protocol: str, raw: bytes
-    ) -> tuple[Any, Any, list[str] | None, Outputs]:
+    async def _score(self, protocol: str, raw: bytes) -> tuple[Any, Any, list[str] | None, Outputs]:
         if len(raw) > self.off_loop_bytes:
             async with self._off_loop:
                 return await asyncio.to_thread(self._score_big, protocol, raw)

@@ -17,6 +17,7 @@ The status is sent only if no response has started; the connection is then close
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -83,7 +84,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _write_refusal(self, status: int, text: str) -> None:
-        body = ('{"error":"%s"}' % text).encode()
+        body = json.dumps({"error": text}).encode()
         head = b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Bad Request"))
         head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
         self.transport.write(head + b"connection: close\r\n\r\n" + body)

@@ -137,8 +137,8 @@ class Validator:
         """One [rows, features] numeric tensor, columns in signature order."""
         if not self.all_numeric:
             raise InvalidRequest(
-                f"tensor {shorten(name)} is not a feature, and a single 2-D tensor is accepted only "
-                "by all-numeric models",
+                f"tensor {shorten(name)} is not a feature, and a single 2-D tensor is "
+                "accepted only by all-numeric models",
                 hint=f"send one tensor per feature: {', '.join(self.names)}",
             )
         arr = self._numbers(values, name)
@@ -146,7 +146,8 @@ class Validator:
             arr = arr.reshape(1, -1)
         if arr.ndim != 2 or arr.shape[1] != len(self.names):
             raise InvalidRequest(
-                f"tensor {shorten(name)} has shape {list(arr.shape)}; expected [rows, {len(self.names)}]",
+                f"tensor {shorten(name)} has shape {list(arr.shape)}; "
+                f"expected [rows, {len(self.names)}]",
                 hint=f"columns in this order: {', '.join(self.names)}",
             )
         if arr.shape[0] == 0:
@@ -187,7 +188,8 @@ class Validator:
         if infer_dtype(flat, skipna=True) not in NUMERIC_KINDS:  # one C pass, no Python loop
             row, value = _first_bad(flat.tolist(), _is_number)
             raise InvalidRequest(
-                f"feature {shorten(name)} expects numbers; got {shorten(value)} at row {max(row, 0)}",
+                f"feature {shorten(name)} expects numbers; "
+                f"got {shorten(value)} at row {max(row, 0)}",
                 hint="send JSON numbers (null for a missing value), not strings or booleans",
             )
         try:
@@ -220,7 +222,8 @@ class Validator:
             if not known.all():
                 row = int(np.argmax(~known))
                 raise InvalidRequest(
-                    f"feature {feature.name!r} has unknown category {shorten(arr[row])} at row {row}",
+                    f"feature {feature.name!r} has unknown category {shorten(arr[row])} "
+                    f"at row {row}",
                     hint=f"known categories: {', '.join(map(str, cats))}",
                 )
         return arr
