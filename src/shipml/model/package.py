@@ -37,6 +37,7 @@ from shipml.model.convert import (
     session,
     to_onnx,
 )
+from shipml.model.loading import confined, onnx_session
 from shipml.model.signature import Signature, infer_signature, model_input, onnx_feeds
 
 MANIFEST = "package.json"
@@ -59,12 +60,23 @@ class ModelPackage:
     def load(cls, path: str | Path, *, verify: bool = True) -> ModelPackage:
         folder = Path(path)
         manifest_path = folder / MANIFEST
+        if manifest_path.is_symlink():
+            confined(folder, MANIFEST)  # raises: a manifest is the package's own file
         if not manifest_path.is_file():
             raise ModelError(
                 f"{folder} is not a shipml model package (no {MANIFEST})",
                 hint="make one with shipml.package_model(model, X) in a pipeline step",
             )
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            files = manifest["files"]
+            if not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
+                raise TypeError("'files' is not a table of file digests")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ModelError(
+                f"{manifest_path} is not a valid package manifest: {str(exc)[:200]}",
+                hint="re-package the model; never edit package.json",
+            ) from exc
         pkg = cls(folder, manifest)
         if verify:
             pkg.verify()
@@ -73,7 +85,7 @@ class ModelPackage:
     def verify(self) -> None:
         """Every file listed in the manifest exists and has its recorded sha256."""
         for name, digest in self.manifest["files"].items():
-            file = self.path / name
+            file = confined(self.path, name)
             if not file.is_file():
                 raise ModelError(f"model package {self.path} lacks {name}", hint="re-package it")
             actual = sha256_file(file)
@@ -152,7 +164,11 @@ class ModelPackage:
 
     @cached_property
     def _session(self) -> tuple[Any, Signature]:
-        return session(self.model_file.read_bytes()), self.signature
+        return self.onnx_session(), self.signature
+
+    def onnx_session(self) -> Any:
+        """The graph's onnxruntime session, confined to the package's own files."""
+        return onnx_session(self.path, self.model_file, set(self.manifest["files"]))
 
     def predict(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels and (for classifiers) class probabilities, through ONNX."""
