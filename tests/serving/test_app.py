@@ -115,14 +115,24 @@ def test_errors_are_json_with_a_message(client, body, status, text):
     assert text in resp.json()["error"]
 
 
-def test_unknown_category_and_unknown_model(client, rows):
+def test_unknown_category_and_unknown_model(client, rows, penguins_strict_package):
     body = v2_body(rows)
     for tensor in body["inputs"]:
         if tensor["name"] == "island":
             tensor["data"][1] = "Atlantis"
-    resp = client.post("/v2/models/penguins/infer", json=body)
-    assert resp.status_code == 400
-    assert "unknown category 'Atlantis' at row 1" in resp.json()["error"]
+    # The default package's encoder handles unseen values: packaging recorded "accept".
+    assert client.post("/v2/models/penguins/infer", json=body).status_code == 200
+    meta = client.get("/v2/models/penguins").json()
+    assert {i["name"]: i["parameters"].get("unseen") for i in meta["inputs"]}["island"] == "accept"
+    strict = ModelServer(Predictor.load(penguins_strict_package.path, name="penguins"))
+    with TestClient(strict) as c:
+        resp = c.post("/v2/models/penguins/infer", json=body)
+        assert resp.status_code == 400
+        assert "unknown category 'Atlantis' at row 1" in resp.json()["error"]
+        meta = c.get("/v2/models/penguins").json()
+        assert {i["name"]: i["parameters"].get("unseen") for i in meta["inputs"]}["island"] == (
+            "error"
+        )
     assert client.post("/v2/models/nope/infer", json=v2_body(rows)).status_code == 404
 
 

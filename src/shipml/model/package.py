@@ -38,7 +38,14 @@ from shipml.model.convert import (
     to_onnx,
 )
 from shipml.model.loading import confined, onnx_session
-from shipml.model.signature import Signature, infer_signature, model_input, onnx_feeds
+from shipml.model.signature import (
+    Signature,
+    infer_signature,
+    model_input,
+    onnx_feeds,
+    probe_unseen,
+    with_unseen_policy,
+)
 
 MANIFEST = "package.json"
 FORMAT_VERSION = 1
@@ -200,6 +207,7 @@ def build_package(
     tolerance: float = 1e-4,
     train: pd.DataFrame | None = None,
     train_labels: Any = None,
+    unseen: dict[str, str] | None = None,
 ) -> ModelPackage:
     """Package a fitted scikit-learn model, validated on ``X`` (and ``y``), into ``path``.
 
@@ -216,7 +224,8 @@ def build_package(
         )
     frame = model_input(X)
     final = model.steps[-1][1] if hasattr(model, "steps") else model
-    signature = infer_signature(frame, y, classes=getattr(final, "classes_", None))
+    seen = frame if train is None else pd.concat([model_input(train[frame.columns]), frame])
+    signature = infer_signature(seen, y, classes=getattr(final, "classes_", None))
     target = Path(path)
     with replacing_folder(target, prefix=".pkg-") as tmp:
         manifest: dict[str, Any] = {
@@ -235,11 +244,16 @@ def build_package(
                     replace(f, nullable=f.nullable or handles[f.name]) for f in signature.features
                 ],
             )
+            sig = signature
+            handled = probe_unseen(lambda f: sess.run(None, onnx_feeds(f, sig)), frame, sig)
+            signature = with_unseen_policy(signature, handled, unseen)
             (tmp / "model.onnx").write_bytes(onnx_bytes)
             manifest.update(format="onnx", parity=parity.to_dict())
         except ConversionUnsupported as exc:
             import skops.io as sio
 
+            handled = probe_unseen(lambda f: [model.predict(f)], frame, signature)
+            signature = with_unseen_policy(signature, handled, unseen)
             sio.dump(model, tmp / "model.skops")
             needed = sorted(sio.get_untrusted_types(file=tmp / "model.skops"))
             manifest.update(format="skops", onnx_error=exc.message, types_to_trust=needed)

@@ -13,7 +13,8 @@ parity check and serving all see the same values.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,12 +26,21 @@ MAX_CATEGORIES = 100
 MATRIX_INPUT = "input"
 
 
+UNSEEN_POLICIES = ("accept", "error")
+UNSEEN_PROBE = "\x00shipml-unseen-category"  # a value no real data holds
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
     type: str  # "string" | "float"
     nullable: bool
     categories: list[str] | None = None
+    # A category outside ``categories``: "error" refuses the row (400 when serving),
+    # "accept" scores it. Packaging sets "accept" where it showed the model handles one
+    # (``handles_unseen``: finite predictions for a value never seen in training).
+    unseen: str = "error"
+    handles_unseen: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,8 @@ class Signature:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Signature:
-        feats = [Feature(**f) for f in data["features"]]
+        known = set(Feature.__dataclass_fields__)
+        feats = [Feature(**{k: v for k, v in f.items() if k in known}) for f in data["features"]]
         return cls(
             features=feats,
             task=data.get("task", "classification"),
@@ -97,7 +108,8 @@ def model_input(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def infer_signature(X: pd.DataFrame, y: Any = None, *, classes: Any = None) -> Signature:
-    """Read a signature off the features the model was validated on."""
+    """Read a signature off every row the model saw: pass the training and the validation
+    rows together (categories and nullability come from all of them)."""
     feats = []
     for name in X.columns:
         col = X[name]
@@ -134,3 +146,57 @@ def onnx_feeds(frame: pd.DataFrame, signature: Signature) -> dict[str, np.ndarra
         else:
             feeds[f.name] = col.to_numpy(dtype=np.float32).reshape(-1, 1)
     return feeds
+
+
+def probe_unseen(
+    predict: Callable[[pd.DataFrame], list[Any]], frame: pd.DataFrame, signature: Signature
+) -> dict[str, bool]:
+    """For each string feature: does the model give finite predictions when it gets a
+    category it never saw? (``predict`` returns the model's outputs for a frame.)"""
+    sample = frame.head(16)
+    result: dict[str, bool] = {}
+    for feature in signature.features:
+        if feature.type != "string":
+            continue
+        probe = sample.copy()
+        probe[feature.name] = UNSEEN_PROBE
+        try:
+            outputs = [np.asarray(o) for o in predict(probe)]
+        except Exception:  # onnxruntime/sklearn raise their own types: "not handled"
+            result[feature.name] = False
+            continue
+        numeric = [o for o in outputs if o.dtype.kind == "f"]
+        result[feature.name] = all(np.isfinite(o).all() for o in numeric)
+    return result
+
+
+def with_unseen_policy(
+    signature: Signature, handled: dict[str, bool], policy: dict[str, str] | None = None
+) -> Signature:
+    """The signature with each string feature's unseen-category policy: ``policy`` where
+    given, else "accept" where the model handles unseen values and "error" elsewhere."""
+    policy = dict(policy or {})
+    unknown = sorted(set(policy) - {f.name for f in signature.features if f.type == "string"})
+    bad = sorted(v for v in policy.values() if v not in UNSEEN_POLICIES)
+    if unknown or bad:
+        raise ModelError(
+            f"invalid unseen-category policy: {', '.join(unknown) or ''} {', '.join(bad)}".strip()
+            + " (keys are string features, values accept or error)",
+            hint="e.g. unseen={'island': 'error'}",
+        )
+    features = []
+    for f in signature.features:
+        if f.type != "string":
+            features.append(f)
+            continue
+        handles = handled.get(f.name, False)
+        chosen = policy.get(f.name, "accept" if handles else "error")
+        if chosen == "accept" and not handles:
+            raise ModelError(
+                f"feature {f.name!r}: unseen categories cannot be accepted, the model fails "
+                "on a category it never saw",
+                hint="make the encoder handle them (OneHotEncoder(handle_unknown='ignore')) "
+                "or keep the policy 'error'",
+            )
+        features.append(replace(f, unseen=chosen, handles_unseen=handles))
+    return replace(signature, features=features)

@@ -126,7 +126,11 @@ class ModelServer:
                 "name": f.name,
                 "datatype": "BYTES" if f.type == "string" else "FP32",
                 "shape": [-1, 1],
-                "parameters": {"nullable": f.nullable, "categories": f.categories},
+                "parameters": {
+                    "nullable": f.nullable,
+                    "categories": f.categories,
+                    **({"unseen": f.unseen} if f.type == "string" else {}),
+                },
             }
             for f in sig.features
         ]

@@ -99,10 +99,11 @@ class Validator:
         self.signature = signature
         self.features = {f.name: f for f in signature.features}
         self.names = signature.names
+        # Features whose unknown categories are refused ("accept" ones are not checked).
         self.categories = {
             f.name: np.asarray(f.categories, dtype=object)
             for f in signature.features
-            if f.type == "string" and f.categories is not None
+            if f.type == "string" and f.categories is not None and f.unseen != "accept"
         }
         self.nullable = np.asarray([f.nullable for f in signature.features])
         self.all_numeric = signature.all_numeric
@@ -224,6 +225,7 @@ class Validator:
                 raise InvalidRequest(
                     f"feature {feature.name!r} has unknown category {shorten(arr[row])} "
                     f"at row {row}",
-                    hint=f"known categories: {', '.join(map(str, cats))}",
+                    hint=f"known categories: {', '.join(map(str, cats))} (the model refuses "
+                    "categories it never saw)",
                 )
         return arr
