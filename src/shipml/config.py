@@ -50,6 +50,15 @@ class ArtifactsSection(_Section):
     root: str = ".shipml/artifacts"
 
 
+class DataSection(_Section):
+    """Limits of every data source read (``shipml data add``, the pipeline's datasets)."""
+
+    max_bytes: int = Field(default=1 << 30, ge=1)  # after decompression
+    max_rows: int = Field(default=10_000_000, ge=1)
+    max_line_bytes: int = Field(default=1 << 20, ge=64)  # CSV: the longest line
+    allow_http: bool = False  # http(s):// sources
+
+
 class DatasetSection(_Section):
     source: str
     description: str = ""
@@ -370,6 +379,7 @@ class ProjectConfig(_Section):
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     artifacts: ArtifactsSection = Field(default_factory=ArtifactsSection)
     datasets: dict[str, DatasetSection] = Field(default_factory=dict)
+    data: DataSection = Field(default_factory=DataSection)
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     model: ModelSection = Field(default_factory=ModelSection)
     serving: ServingSection = Field(default_factory=ServingSection)

@@ -148,10 +148,13 @@ class DatasetStore:
         )
 
     # -- add / load -------------------------------------------------------------
-    def add(self, name: str, source: str, *, description: str = "") -> Snapshot:
-        """Snapshot ``source`` under ``name``. Unchanged content returns the latest version."""
+    def add(
+        self, name: str, source: str, *, description: str = "", fmt: str | None = None
+    ) -> Snapshot:
+        """Snapshot ``source`` under ``name`` (``fmt``: csv or parquet, default from the
+        name). Unchanged content returns the latest version."""
         check_name(name)
-        raw = read_source(source, self.base)
+        raw = read_source(source, self.base, fmt=fmt)
         versions = self.versions(name)
         latest = versions[-1] if versions else None
         if (
