@@ -42,6 +42,8 @@ class TrackingSection(_Section):
     uri: str = "sqlite:///.shipml/mlflow.db"
     registry_uri: str = ""  # empty: same as uri
     experiment: str = ""  # empty: the project name
+    # A tracking server's calls give up after this many seconds (no retries).
+    timeout_s: float = Field(default=5.0, gt=0.0)
 
 
 class ArtifactsSection(_Section):

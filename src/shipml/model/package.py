@@ -156,7 +156,7 @@ class ModelPackage:
         frame = pd.read_parquet(file)
         label = self.label
         y = frame.pop(label) if label is not None and label in frame.columns else None
-        return model_input(frame[self.signature.names]), y
+        return model_input(frame[self.signature.names], self.signature), y
 
     def train_rows(self) -> pd.DataFrame | None:
         """The training rows as ``hash`` (64-bit, of the features) and, when given,
@@ -185,7 +185,7 @@ class ModelPackage:
                 hint="list its types in [model] trusted_types first",
             )
         sess, sig = self._session
-        outputs = sess.run(None, onnx_feeds(model_input(df[sig.names]), sig))
+        outputs = sess.run(None, onnx_feeds(model_input(df[sig.names], sig), sig))
         proba = np.asarray(outputs[1]) if len(outputs) > 1 else None
         return np.asarray(outputs[0]).reshape(-1), proba
 

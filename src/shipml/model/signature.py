@@ -88,23 +88,48 @@ def _is_string(series: pd.Series) -> bool:
     )
 
 
-def model_input(df: pd.DataFrame) -> pd.DataFrame:
+def model_input(df: pd.DataFrame, signature: Signature | None = None) -> pd.DataFrame:
     """``df`` in the model-boundary convention: strings as Python ``str`` with ``""`` for
-    missing, every other column as float32 with NaN for missing."""
+    missing, every other column as float32 with NaN for missing. With a ``signature``, each
+    feature gets the signature's type (a column of only missing values is numeric where the
+    model wants a number)."""
+    types = {f.name: f.type for f in signature.features} if signature is not None else {}
     out = {}
     for name in df.columns:
         col = df[name]
-        if _is_string(col):
+        want = types.get(str(name))
+        if want == "float" or (want is None and not _is_string(col)):
+            out[name] = _floats(col, str(name))
+        else:
             values = col.astype(object).where(col.notna(), "")
             out[name] = values.map(str).astype(object)
-        elif pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
-            out[name] = col.astype("float32")
-        else:
-            raise ModelError(
-                f"feature '{name}' has type {col.dtype}; models take strings and numbers",
-                hint="convert it (dates to numbers, for example) in a pipeline step",
-            )
     return pd.DataFrame(out, index=df.index)
+
+
+def _floats(col: pd.Series, name: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        return col.astype("float32")
+    if _is_string(col):
+        try:
+            return col.where(col.notna(), np.nan).astype("float32")
+        except (TypeError, ValueError):
+            bad = next(v for v in col.dropna() if not _parses(v))
+            raise ModelError(
+                f"feature '{name}' expects numbers; got {str(bad)[:60]!r}",
+                hint="convert the column to numbers (missing values as None or NaN)",
+            ) from None
+    raise ModelError(
+        f"feature '{name}' has type {col.dtype}; models take strings and numbers",
+        hint="convert it (dates to numbers, for example) in a pipeline step",
+    )
+
+
+def _parses(value: Any) -> bool:
+    try:
+        np.float32(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def infer_signature(X: pd.DataFrame, y: Any = None, *, classes: Any = None) -> Signature:
@@ -137,14 +162,15 @@ def infer_signature(X: pd.DataFrame, y: Any = None, *, classes: Any = None) -> S
 def onnx_feeds(frame: pd.DataFrame, signature: Signature) -> dict[str, np.ndarray]:
     """ONNX inputs (one [n, 1] tensor per feature) from a frame in the model convention."""
     if signature.onnx_input == "matrix":
-        return {MATRIX_INPUT: frame[signature.names].to_numpy(dtype=np.float32)}
+        numbers = {f.name: _floats(frame[f.name], f.name) for f in signature.features}
+        return {MATRIX_INPUT: pd.DataFrame(numbers).to_numpy(dtype=np.float32)}
     feeds: dict[str, np.ndarray] = {}
     for f in signature.features:
         col = frame[f.name]
         if f.type == "string":
             feeds[f.name] = col.to_numpy(dtype=object).reshape(-1, 1)
         else:
-            feeds[f.name] = col.to_numpy(dtype=np.float32).reshape(-1, 1)
+            feeds[f.name] = _floats(col, f.name).to_numpy(dtype=np.float32).reshape(-1, 1)
     return feeds
 
 

@@ -12,6 +12,8 @@ import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from shipml.errors import ConfigError
+
 _NULL = nullcontext()
 
 
@@ -25,6 +27,20 @@ class Tracing:
         exporter = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
         if exporter in ("", "none"):
             return cls(None)
+        if exporter not in ("console", "otlp"):
+            raise ConfigError(
+                f"OTEL_TRACES_EXPORTER={exporter[:40]!r} is not an exporter shipml knows",
+                hint="use none, console or otlp",
+            )
+        if exporter == "otlp":
+            try:
+                import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+            except ImportError as exc:
+                raise ConfigError(
+                    "OTEL_TRACES_EXPORTER=otlp, but the OTLP exporter is not installed",
+                    hint="pip install opentelemetry-exporter-otlp-proto-http, or set "
+                    "OTEL_TRACES_EXPORTER=console or none",
+                ) from exc
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
