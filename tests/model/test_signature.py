@@ -98,3 +98,16 @@ def test_an_older_signature_without_policies_still_loads():
     }
     sig = Signature.from_dict(json.loads(json.dumps(old)))
     assert sig.features[0].unseen == "error" and not sig.features[0].handles_unseen
+
+
+def test_a_one_row_frame_with_none_in_a_numeric_column(tmp_path, split):
+    X, y, Xv, yv = split
+    package = build_package(fitted(X, y, "ignore"), Xv, yv, path=tmp_path / "p")
+    row = pd.DataFrame([{"island": "Dream", "sex": None, "bill_length_mm": None}])
+    row["flipper_length_mm"] = [None]
+    assert model_input(row, package.signature)["bill_length_mm"].isna().all()
+    labels, _ = package.predict(row)  # imputed: a prediction, not a pandas ValueError
+    assert len(labels) == 1
+    row["bill_length_mm"] = ["long"]
+    with pytest.raises(ModelError, match="feature 'bill_length_mm' expects numbers; got 'long'"):
+        package.predict(row)
