@@ -192,7 +192,11 @@ def input_validation(subject: Subject, env: Env) -> CheckResult:
     good = _records(_raw_rows(subject, 1))[0]
     cases: list[tuple[str, dict[str, Any], str]] = []
     numeric = next((f for f in sig.features if f.type != "string"), None)
-    category = next((f for f in sig.features if f.type == "string" and f.categories), None)
+    # Only features whose unseen-category policy is "error" refuse a new category.
+    category = next(
+        (f for f in sig.features if f.type == "string" and f.categories and f.unseen != "accept"),
+        None,
+    )
     if numeric is not None:
         cases.append(("text in a numeric feature", {**good, numeric.name: "abc"}, numeric.name))
     if category is not None:
