@@ -1,6 +1,9 @@
 """The model server in process (Starlette's test client drives the ASGI app)."""
 
+from typing import Any
+
 import numpy as np
+import orjson
 import pytest
 from starlette.testclient import TestClient
 
@@ -275,3 +278,47 @@ def test_pathological_json_is_a_400(client, body):
     for path in ("/invocations", "/predict", "/v2/models/penguins/infer"):
         resp = client.post(path, content=body)
         assert resp.status_code == 400, (path, resp.text)
+
+
+def test_health_is_answered_while_a_10_mb_request_is_scored(penguins_package, rows):
+    """The big batch is scored off the event loop: the scoring is held until a health check
+    has been answered, which can only happen if the loop is free meanwhile."""
+    import threading
+
+    import httpx
+
+    from tests.serving.hostile import serve
+
+    app = ModelServer(Predictor.load(penguins_package.path, name="penguins"))
+    scoring, answered = threading.Event(), threading.Event()
+    run = app.predictor.run
+
+    def held_run(feeds):
+        if len(next(iter(feeds.values()))) > 10_000:  # the big batch, not the warm-up
+            scoring.set()
+            answered.wait(timeout=20)  # released by the health check (never, if blocked)
+        return run(feeds)
+
+    app.predictor.run = held_run
+    record = {
+        k: (None if v != v else getattr(v, "item", lambda v=v: v)())
+        for k, v in rows.iloc[0].items()
+    }
+    body = orjson.dumps({"instances": [record] * 75_000})
+    assert len(body) > 10_000_000
+    big: dict[str, Any] = {}
+    with serve(app) as url:
+
+        def send_big() -> None:
+            resp = httpx.post(f"{url}/predict", content=body, timeout=60)
+            big["status"], big["rows"] = resp.status_code, len(resp.json()["predictions"])
+
+        thread = threading.Thread(target=send_big)
+        thread.start()
+        assert scoring.wait(timeout=60)
+        health = httpx.get(f"{url}/v2/health/ready", timeout=20)
+        in_flight = "status" not in big  # the big request has not been answered yet
+        answered.set()
+        thread.join(timeout=60)
+    assert health.status_code == 200 and in_flight
+    assert big == {"status": 200, "rows": 75_000}
