@@ -173,6 +173,14 @@ CASES = {
     ),
     "over [data] max_bytes": Case(ADD, 5, "more than 1,000 bytes", setup=_small_max_bytes),
     "unknown --format": Case([*ADD, "--format", "xlsx"], 5, "unknown format"),
+    "unknown --on-error": Case(
+        ["predict", "{package}", "data/penguins.csv", "-o", "o.csv", "--on-error", "maybe"],
+        5,
+        "unknown --on-error 'maybe'",
+    ),
+    "predict a file that lacks the features": Case(
+        ["predict", "{package}", "data/penguins.csv", "-o", "o.csv"], 5, "missing feature"
+    ),
 }
 
 
