@@ -92,9 +92,7 @@ def tests_failed(tests: TestRun) -> ShipmlError:
     """The error for a failed demo: a timing check on a busy machine is the environment's
     doing and said so; any other failure is a bug in shipml's template."""
     report = tests.output / "report.html"
-    failed = [
-        t for t in tests.results.get("tests", []) if t.get("outcome") in ("failed", "error")
-    ]
+    failed = [t for t in tests.results.get("tests", []) if t.get("outcome") in ("failed", "error")]
     if failed and all(t.get("check") in TIMING_CHECKS for t in failed):
         said = "; ".join(f"{t['check']}: {t.get('message', '')}" for t in failed)
         return TestingError(
