@@ -120,7 +120,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--parts", default="throughput,health,big")
+    parser.add_argument(
+        "--compare",
+        default="",
+        help="another shipml executable (e.g. main's checkout) served side by side",
+    )
     args = parser.parse_args()
+    parts = args.parts.split(",")
     from shipml.templates import create_project
 
     workdir = Path(tempfile.mkdtemp(prefix="shipml-hostile-"))
@@ -129,13 +136,18 @@ def main() -> None:
     specs = servers(model, 0)
     procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
-        for name, (cmd, path, env) in (
+        chosen = [
             ("shipml", specs["shipml"]),
             ("shipml-audited", specs["shipml"]),
             ("baseline", specs["baseline"]),
-        ):
+        ]
+        if args.compare:
+            chosen.insert(1, ("shipml-compared", specs["shipml"]))
+        for name, (cmd, path, env) in chosen:
             port = free_port()
             cmd = [str(port) if c == "0" else c for c in cmd]
+            if name == "shipml-compared":
+                cmd = [args.compare, *cmd[1:]]
             cwd = project if name == "shipml-audited" else HERE
             proc = start(cmd, cwd, env)
             url = f"http://127.0.0.1:{port}{path}"
@@ -143,14 +155,19 @@ def main() -> None:
                 raise SystemExit(f"{name} did not answer")
             wrk(url, workdir / "v2.json", 4, 1)  # warm-up
             procs[name] = (proc, url)
-        throughput(
-            {n: u for n, (_, u) in procs.items()}, workdir / "v2.json", args.rounds, args.seconds
-        )
+        urls = {n: u for n, (_, u) in procs.items()}
+        if "throughput" in parts:
+            throughput(urls, workdir / "v2.json", args.rounds, args.seconds)
         proc, url = procs["shipml"]
         base = url.split("/v2/")[0]
         name = model["package"].name
-        health_while_big(base, name, rows=65_000, seconds=10)
-        big_bodies(base, proc, name)
+        if "health" in parts:
+            health_while_big(base, name, rows=65_000, seconds=10)
+            if args.compare:
+                print("  (the same, served by --compare:)")
+                health_while_big(urls["shipml-compared"].split("/v2/")[0], name, 65_000, 10)
+        if "big" in parts:
+            big_bodies(base, proc, name)
     finally:
         for proc, _ in procs.values():
             proc.terminate()

@@ -322,3 +322,29 @@ def test_health_is_answered_while_a_10_mb_request_is_scored(penguins_package, ro
         thread.join(timeout=60)
     assert health.status_code == 200 and in_flight
     assert big == {"status": 200, "rows": 75_000}
+
+
+def test_big_bodies_are_validated_like_small_ones(penguins_strict_package, rows):
+    """Bodies over 256 KiB are parsed and validated in a worker process: same answers,
+    same errors."""
+    app = ModelServer(Predictor.load(penguins_strict_package.path, name="penguins"))
+    record = {
+        k: (None if v != v else getattr(v, "item", lambda v=v: v)())
+        for k, v in rows.iloc[0].items()
+    }
+    many = [record] * 3000
+    assert len(orjson.dumps({"instances": many})) > app.off_loop_bytes
+    with TestClient(app) as c:
+        ok = c.post("/predict", content=orjson.dumps({"instances": many}))
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 3000
+        small = c.post("/predict", content=orjson.dumps({"instances": many[:1]}))
+        assert ok.json()["predictions"][0] == small.json()["predictions"][0]
+        bad = [*many[:2999], {**record, "island": "Atlantis"}]
+        resp = c.post("/predict", content=orjson.dumps({"instances": bad}))
+        assert resp.status_code == 400
+        assert "unknown category 'Atlantis' at row 2999" in resp.json()["error"]
+        text = orjson.dumps({"instances": many}).replace(b"39.1", b"Infinity", 1)
+        resp = c.post("/predict", content=text)
+        assert resp.status_code == 400 and "non-finite" in resp.json()["error"]
+        resp = c.post("/predict", content=b"[" * 300_000)
+        assert resp.status_code == 400 and "malformed JSON" in resp.json()["error"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import json
 import logging
 import time
 import uuid
@@ -31,12 +30,12 @@ from shipml.errors import (
 )
 from shipml.serving.batching import Batcher
 from shipml.serving.metrics import ServerMetrics
+from shipml.serving.offload import Offload
 from shipml.serving.page import build_page
 from shipml.serving.predictor import Outputs, Predictor
 from shipml.serving.protocol import (
-    parse_invocations,
-    parse_predict,
-    parse_v2,
+    loads,
+    parse_body,
     render_predictions,
     render_v2,
 )
@@ -91,6 +90,7 @@ class ModelServer:
         self.max_body_bytes = max_body_bytes
         self.off_loop_bytes = off_loop_bytes
         self._off_loop = asyncio.Semaphore(2)  # big batches scored at once (memory bound)
+        self.offload = Offload(predictor.signature)
         self.tracing = tracing or Tracing(None)
         self.audit = audit
         self.audit_inputs = audit_inputs
@@ -178,6 +178,7 @@ class ModelServer:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
+                self.offload.close()
                 if self.audit is not None:
                     self.audit.close()  # drains the writer, signs a final checkpoint
                 await send({"type": "lifespan.shutdown.complete"})
@@ -289,29 +290,35 @@ class ModelServer:
     def _parse(self, protocol: str, body: Any) -> tuple[Rows, Any, list[str] | None]:
         """Validated rows, the V2 request id and the V2 outputs wanted."""
         with self.tracing.span("validate"):
-            if protocol == "v2":
-                return parse_v2(body, self.validator)
-            if protocol == "invocations":
-                return parse_invocations(body, self.validator), None, None
-            return parse_predict(body, self.validator), None, None
+            return parse_body(protocol, body, self.validator)
 
     def _score_big(self, protocol: str, raw: bytes) -> tuple[Any, Any, list[str] | None, Outputs]:
         """Parse, validate and score a big body in one go (run in a worker thread)."""
-        body = _loads(raw)
+        body = loads(raw)
         rows, rid, wanted = self._parse(protocol, body)
         with self.tracing.span("infer"):
             outputs = self.predictor.run(self.predictor.feeds(rows))
         return body, rid, wanted, outputs
 
     async def _score(self, protocol: str, raw: bytes) -> tuple[Any, Any, list[str] | None, Outputs]:
-        if len(raw) > self.off_loop_bytes:
-            async with self._off_loop:
+        """Small bodies on the event loop, through the batcher. Big ones off it: parsed and
+        validated in a worker process (parsing millions of numbers holds the GIL), scored in
+        a thread; if the audit log must store the body, it is parsed here, in a thread."""
+        if len(raw) <= self.off_loop_bytes:
+            body = loads(raw)
+            rows, rid, wanted = self._parse(protocol, body)
+            with self.tracing.span("infer"):
+                outputs = await self.batcher.predict(rows)
+            return body, rid, wanted, outputs
+        async with self._off_loop:
+            if self.audit is not None and self.audit_inputs:
                 return await asyncio.to_thread(self._score_big, protocol, raw)
-        body = _loads(raw)
-        rows, rid, wanted = self._parse(protocol, body)
-        with self.tracing.span("infer"):
-            outputs = await self.batcher.predict(rows)
-        return body, rid, wanted, outputs
+            with self.tracing.span("validate"):
+                rows, rid, wanted = await self.offload.parse(protocol, raw)
+            with self.tracing.span("infer"):
+                feeds = self.predictor.feeds(rows)
+                outputs = await asyncio.to_thread(self.predictor.run, feeds)
+            return None, rid, wanted, outputs
 
     async def _infer(
         self, protocol: str, scope: Scope, receive: Any, send: Any, request_id: bytes
@@ -424,30 +431,6 @@ def _profile(predictor: Predictor) -> dict[str, Any] | None:
         return predictor.package.profile
     except (OSError, ValueError):
         return None
-
-
-def _loads(raw: bytes) -> Any:
-    """orjson on the fast path; Python's json as a fallback, because Python clients (Triton's
-    among them) write a missing float as the non-standard literal NaN."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        try:
-            return json.loads(raw, parse_constant=_constant)
-        except InvalidRequest:
-            raise
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise InvalidRequest(f"malformed JSON: {shorten(str(exc), 200)}") from exc
-
-
-def _constant(name: str) -> float:
-    """NaN is a missing value; Infinity and -Infinity are refused."""
-    if name == "NaN":
-        return float("nan")
-    raise InvalidRequest(
-        f"non-finite number {name} in the body",
-        hint="send finite numbers; null (or NaN) for a missing value",
-    )
 
 
 def _route(protocol: str) -> str:

@@ -7,10 +7,12 @@ protocol's JSON (numbers stay NumPy arrays; orjson serialises them natively).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import numpy as np
+import orjson
 
 from shipml.errors import InvalidRequest
 from shipml.serving.predictor import Outputs
@@ -270,3 +272,39 @@ def render_predictions(outputs: Outputs, classes: np.ndarray, detailed: bool) ->
             row["probabilities"] = dict(zip(names, proba[i].tolist(), strict=True))
         preds.append(row)
     return {"predictions": preds}
+
+
+def parse_body(
+    protocol: str, body: Any, validator: Validator
+) -> tuple[Columns, Any, list[str] | None]:
+    """Validated rows, the V2 request id and the V2 outputs wanted, for ``protocol``
+    (``v2``, ``invocations`` or ``predict``)."""
+    if protocol == "v2":
+        return parse_v2(body, validator)
+    if protocol == "invocations":
+        return parse_invocations(body, validator), None, None
+    return parse_predict(body, validator), None, None
+
+
+def loads(raw: bytes) -> Any:
+    """orjson on the fast path; Python's json as a fallback, because Python clients (Triton's
+    among them) write a missing float as the non-standard literal NaN."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(raw, parse_constant=_constant)
+        except InvalidRequest:
+            raise
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise InvalidRequest(f"malformed JSON: {shorten(str(exc), 200)}") from exc
+
+
+def _constant(name: str) -> float:
+    """NaN is a missing value; Infinity and -Infinity are refused."""
+    if name == "NaN":
+        return float("nan")
+    raise InvalidRequest(
+        f"non-finite number {name} in the body",
+        hint="send finite numbers; null (or NaN) for a missing value",
+    )
