@@ -10,9 +10,9 @@ import pytest
 from palmerpenguins import load_penguins
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
+from sklearn.tree import DecisionTreeClassifier
 
 from shipml.errors import InvalidRequest, ModelError
 from shipml.model import Signature, build_package, model_input
@@ -40,7 +40,7 @@ def fitted(X: pd.DataFrame, y: pd.Series, handle_unknown: str) -> Pipeline:
         [("cat", cats, ["island", "sex"]), ("num", SimpleImputer(), FEATURES[2:])],
         sparse_threshold=0,
     )
-    model = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=3000))])
+    model = Pipeline([("pre", pre), ("clf", DecisionTreeClassifier(max_depth=4, random_state=0))])
     return model.fit(model_input(X), y)
 
 
