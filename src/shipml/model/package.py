@@ -37,6 +37,7 @@ from shipml.model.convert import (
     session,
     to_onnx,
 )
+from shipml.model.converters import frameworks_in
 from shipml.model.loading import confined, onnx_session
 from shipml.model.signature import (
     Signature,
@@ -196,6 +197,115 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return hashed.to_numpy(dtype=np.uint64)
 
 
+def _final_estimator(model: Any) -> Any:
+    steps = getattr(model, "steps", None)
+    return _final_estimator(steps[-1][1]) if steps else model
+
+
+def _write_model(
+    model: Any,
+    frame: pd.DataFrame,
+    signature: Signature,
+    tolerance: float,
+    folder: Path,
+    manifest: dict[str, Any],
+) -> Signature:
+    """model.onnx, checked for parity, or model.skops when skl2onnx cannot express the
+    model; a boosted-tree model (XGBoost, LightGBM, CatBoost) is ONNX or an error. Returns
+    the signature with the ONNX input layout and the measured nullability."""
+    try:
+        onnx_bytes, signature = to_onnx(model, signature)
+        sess = session(onnx_bytes)
+        parity = check_parity(model, sess, frame, signature, tolerance)
+        handles = probe_missing(sess, frame, signature)
+    except ConversionUnsupported as exc:
+        boosted = frameworks_in(model)
+        strings = [f.name for f in signature.features if f.type == "string"]
+        if boosted and strings and not hasattr(model, "steps"):
+            raise ModelError(
+                f"a bare {type(model).__name__} cannot take the string features "
+                f"{', '.join(strings[:3])} in ONNX",
+                hint="encode them in a Pipeline before the model (a ColumnTransformer with "
+                "a OneHotEncoder, as the template's features.py does)",
+            ) from exc
+        if boosted:
+            raise ModelError(
+                f"the {', '.join(boosted)} model cannot be converted to ONNX: {exc.message}",
+                hint="shipml packages boosted trees as ONNX only (never pickle or skops); "
+                "keep the pipeline to steps skl2onnx converts, with numeric and string "
+                "features",
+            ) from exc
+        import skops.io as sio
+
+        sio.dump(model, folder / "model.skops")
+        needed = sorted(sio.get_untrusted_types(file=folder / "model.skops"))
+        manifest.update(format="skops", onnx_error=exc.message, types_to_trust=needed)
+        return signature
+    (folder / "model.onnx").write_bytes(onnx_bytes)
+    manifest.update(format="onnx", parity=parity.to_dict())
+    return replace(
+        signature,
+        features=[replace(f, nullable=f.nullable or handles[f.name]) for f in signature.features],
+    )
+
+
+def _with_unseen_policy(
+    model: Any,
+    frame: pd.DataFrame,
+    signature: Signature,
+    folder: Path,
+    unseen: dict[str, str] | None,
+) -> Signature:
+    """The signature with each string feature's unseen-category policy, after running the
+    packaged model (ONNX, else the skops fallback) on a category it never saw."""
+    onnx_file = folder / "model.onnx"
+    if onnx_file.is_file():
+        sess = session(onnx_file.read_bytes())
+        handled = probe_unseen(lambda f: sess.run(None, onnx_feeds(f, signature)), frame, signature)
+    else:
+        handled = probe_unseen(lambda f: [model.predict(f)], frame, signature)
+    return with_unseen_policy(signature, handled, unseen)
+
+
+def new_manifest(**fields: Any) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **fields,
+    }
+
+
+def write_rest(
+    folder: Path,
+    frame: pd.DataFrame,
+    y: Any,
+    signature: Signature,
+    manifest: dict[str, Any],
+    lineage: dict[str, Any] | None,
+    reference_profile: dict[str, Any] | None,
+) -> None:
+    """signature.json, holdout.parquet (with the labels ``y``), profile and lineage."""
+    (folder / "signature.json").write_text(signature.to_json())
+    holdout = frame.copy()
+    if y is not None:
+        label = str(getattr(y, "name", None) or "label")
+        if label in holdout.columns:
+            label = f"{label}__label"
+        holdout[label] = np.asarray(y)
+        manifest["label"] = label
+    holdout.reset_index(drop=True).to_parquet(folder / "holdout.parquet", index=False)
+    (folder / "profile.json").write_bytes(_json_bytes(reference_profile or {}))
+    (folder / "lineage.json").write_bytes(_json_bytes(lineage or {}))
+
+
+def seal(folder: Path, manifest: dict[str, Any]) -> None:
+    """The manifest, with the sha256 of every other file: written last."""
+    manifest["files"] = {
+        p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST
+    }
+    (folder / MANIFEST).write_bytes(_json_bytes(manifest))
+
+
 def build_package(
     model: Any,
     X: pd.DataFrame,
@@ -214,8 +324,11 @@ def build_package(
     The ONNX graph must reproduce ``model`` on ``X``: labels on every row and
     probabilities within ``tolerance``. Models skl2onnx cannot express are saved
     with skops instead. ``X`` and ``y`` are kept as the package's holdout rows; the rows
-    of ``train``, if given, only as hashes (with ``train_labels``, if given). Written
-    atomically: a failed packaging leaves nothing."""
+    of ``train``, if given, only as hashes (with ``train_labels``, if given). The signature
+    is read from every row given (``train`` and ``X``); ``unseen`` sets a string feature's
+    unseen-category policy (accept | error; default: accept where the model is shown to
+    handle a category it never saw). Written atomically: a failed packaging leaves
+    nothing."""
     if not isinstance(X, pd.DataFrame) or X.empty:
         raise ModelError(
             f"package_model needs the validation features as a non-empty DataFrame, got "
@@ -223,58 +336,26 @@ def build_package(
             hint="pass the held-out rows, e.g. package_model(model, valid.drop(columns=[target]))",
         )
     frame = model_input(X)
-    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    from sklearn.base import is_classifier
+
+    final = _final_estimator(model)
+    # CatBoostRegressor has an (empty) classes_ too: only a classifier has classes
+    classes = getattr(final, "classes_", None) if is_classifier(final) else None
     seen = frame if train is None else pd.concat([model_input(train[frame.columns]), frame])
-    signature = infer_signature(seen, y, classes=getattr(final, "classes_", None))
+    signature = infer_signature(seen, y, classes=classes)
     target = Path(path)
     with replacing_folder(target, prefix=".pkg-") as tmp:
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "estimator": f"{type(model).__module__}.{type(model).__qualname__}",
-        }
-        try:
-            onnx_bytes, signature = to_onnx(model, signature)
-            sess = session(onnx_bytes)
-            parity = check_parity(model, sess, frame, signature, tolerance)
-            handles = probe_missing(sess, frame, signature)
-            signature = replace(
-                signature,
-                features=[
-                    replace(f, nullable=f.nullable or handles[f.name]) for f in signature.features
-                ],
-            )
-            sig = signature
-            handled = probe_unseen(lambda f: sess.run(None, onnx_feeds(f, sig)), frame, sig)
-            signature = with_unseen_policy(signature, handled, unseen)
-            (tmp / "model.onnx").write_bytes(onnx_bytes)
-            manifest.update(format="onnx", parity=parity.to_dict())
-        except ConversionUnsupported as exc:
-            import skops.io as sio
-
-            handled = probe_unseen(lambda f: [model.predict(f)], frame, signature)
-            signature = with_unseen_policy(signature, handled, unseen)
-            sio.dump(model, tmp / "model.skops")
-            needed = sorted(sio.get_untrusted_types(file=tmp / "model.skops"))
-            manifest.update(format="skops", onnx_error=exc.message, types_to_trust=needed)
-        (tmp / "signature.json").write_text(signature.to_json())
-        holdout = frame.copy()
-        if y is not None:
-            label = str(getattr(y, "name", None) or "label")
-            if label in holdout.columns:
-                label = f"{label}__label"
-            holdout[label] = np.asarray(y)
-            manifest["label"] = label
-        holdout.reset_index(drop=True).to_parquet(tmp / "holdout.parquet", index=False)
+        manifest = new_manifest(
+            estimator=f"{type(model).__module__}.{type(model).__qualname__}",
+            final_estimator=f"{type(final).__module__}.{type(final).__qualname__}",
+        )
+        signature = _write_model(model, frame, signature, tolerance, tmp, manifest)
+        signature = _with_unseen_policy(model, frame, signature, tmp, unseen)
+        write_rest(tmp, frame, y, signature, manifest, lineage, reference_profile)
         if train is not None:
             rows = pd.DataFrame({"hash": row_hashes(model_input(train[frame.columns]))})
             if train_labels is not None:
                 rows["label"] = np.asarray(train_labels)
             rows.to_parquet(tmp / "train_rows.parquet", index=False)
-        (tmp / "profile.json").write_bytes(_json_bytes(reference_profile or {}))
-        (tmp / "lineage.json").write_bytes(_json_bytes(lineage or {}))
-        manifest["files"] = {
-            p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST
-        }
-        (tmp / MANIFEST).write_bytes(_json_bytes(manifest))
+        seal(tmp, manifest)
     return ModelPackage(target, manifest)

@@ -4,7 +4,9 @@ shipml models take one column per feature. Two feature types exist at the model
 boundary (both ONNX and the server use them):
 
 - ``string``: UTF-8 text; a missing value is the empty string ``""``;
-- ``float``: 32-bit float; a missing value is NaN.
+- ``float``: 32-bit float; a missing value is NaN;
+- ``tensor``: a float32 array of a fixed ``shape`` per row (an image, a sequence), for
+  graphs brought with ``shipml models import``; never missing.
 
 ``model_input`` turns any DataFrame into that convention, so training, the ONNX
 parity check and serving all see the same values.
@@ -33,9 +35,10 @@ UNSEEN_PROBE = "\x00shipml-unseen-category"  # a value no real data holds
 @dataclass(frozen=True)
 class Feature:
     name: str
-    type: str  # "string" | "float"
+    type: str  # "string" | "float" | "tensor"
     nullable: bool
     categories: list[str] | None = None
+    shape: list[int] | None = None  # a tensor's shape per row, e.g. [1, 28, 28]
     # A category outside ``categories``: "error" refuses the row (400 when serving),
     # "accept" scores it. Packaging sets "accept" where it showed the model handles one
     # (``handles_unseen``: finite predictions for a value never seen in training).
@@ -62,7 +65,11 @@ class Signature:
         return [f.name for f in self.features]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for feature in data["features"]:  # only tensors have a shape (same bytes as before)
+            if feature["shape"] is None:
+                del feature["shape"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -88,17 +95,26 @@ def _is_string(series: pd.Series) -> bool:
     )
 
 
+def is_tensor(series: pd.Series) -> bool:
+    """A column whose cells are arrays (a tensor feature), not text."""
+    if not pd.api.types.is_object_dtype(series.dtype) or series.empty:
+        return False
+    return isinstance(series.iloc[0], list | tuple | np.ndarray)
+
+
 def model_input(df: pd.DataFrame, signature: Signature | None = None) -> pd.DataFrame:
     """``df`` in the model-boundary convention: strings as Python ``str`` with ``""`` for
-    missing, every other column as float32 with NaN for missing. With a ``signature``, each
-    feature gets the signature's type (a column of only missing values is numeric where the
-    model wants a number)."""
+    missing, arrays (tensor features) as float32 arrays, every other column as float32
+    with NaN for missing. With a ``signature``, each feature gets the signature's type (a
+    column of only missing values is numeric where the model wants a number)."""
     types = {f.name: f.type for f in signature.features} if signature is not None else {}
     out = {}
     for name in df.columns:
         col = df[name]
         want = types.get(str(name))
-        if want == "float" or (want is None and not _is_string(col)):
+        if want == "tensor" or (want is None and is_tensor(col)):
+            out[name] = col.map(lambda v: np.asarray(v, dtype=np.float32)).astype(object)
+        elif want == "float" or (want is None and not _is_string(col)):
             out[name] = _floats(col, str(name))
         else:
             values = col.astype(object).where(col.notna(), "")
@@ -167,7 +183,10 @@ def onnx_feeds(frame: pd.DataFrame, signature: Signature) -> dict[str, np.ndarra
     feeds: dict[str, np.ndarray] = {}
     for f in signature.features:
         col = frame[f.name]
-        if f.type == "string":
+        if f.type == "tensor":
+            rows = [np.asarray(v, dtype=np.float32) for v in col]
+            feeds[f.name] = np.stack(rows).reshape(-1, *(f.shape or []))
+        elif f.type == "string":
             feeds[f.name] = col.to_numpy(dtype=object).reshape(-1, 1)
         else:
             feeds[f.name] = _floats(col, f.name).to_numpy(dtype=np.float32).reshape(-1, 1)

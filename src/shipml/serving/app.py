@@ -29,7 +29,7 @@ from shipml.errors import (
     ServingError,
 )
 from shipml.serving.batching import Batcher
-from shipml.serving.metrics import ServerMetrics
+from shipml.serving.metrics import ServerMetrics, live_monitor
 from shipml.serving.offload import Offload
 from shipml.serving.page import build_page
 from shipml.serving.predictor import Outputs, Predictor
@@ -51,6 +51,11 @@ Scope = dict[str, Any]
 # loop keeps answering (health checks, small requests) while a big batch is scored.
 OFF_LOOP_BYTES = 256 * 1024
 MAX_ERROR_CHARS = 1000  # an error body never grows with the request
+
+
+# What scoring a body gives: the parsed body (None when parsed in the worker process), the
+# validated rows, the V2 request id and outputs wanted, and the model's outputs.
+Scored = tuple[Any, Rows, Any, list[str] | None, Outputs]
 
 
 class ClientGone(Exception):
@@ -75,6 +80,7 @@ class ModelServer:
         audit: AuditLog | None = None,
         audit_inputs: bool = True,
         image_digest: str = "",
+        monitor: Any = None,
         off_loop_bytes: int = OFF_LOOP_BYTES,
     ) -> None:
         self.predictor = predictor
@@ -92,6 +98,15 @@ class ModelServer:
         self._off_loop = asyncio.Semaphore(2)  # big batches scored at once (memory bound)
         self.offload = Offload(predictor.signature)
         self.tracing = tracing or Tracing(None)
+        # Live drift and quality (a MonitorSection): an O(1) append per request, counted
+        # and scored off the request path (serving/metrics.py).
+        self.live = (
+            live_monitor(
+                self.metrics, predictor, monitor, audit_path=str(audit.path) if audit else ""
+            )
+            if monitor is not None
+            else None
+        )
         self.audit = audit
         self.audit_inputs = audit_inputs
         lineage = predictor.lineage
@@ -175,10 +190,14 @@ class ModelServer:
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self.live is not None:
+                    self.live.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
                 self.offload.close()
+                if self.live is not None:
+                    self.live.stop()
                 if self.audit is not None:
                     self.audit.close()  # drains the writer, signs a final checkpoint
                 await send({"type": "lifespan.shutdown.complete"})
@@ -292,33 +311,37 @@ class ModelServer:
         with self.tracing.span("validate"):
             return parse_body(protocol, body, self.validator)
 
-    def _score_big(self, protocol: str, raw: bytes) -> tuple[Any, Any, list[str] | None, Outputs]:
+    def _score_big(self, protocol: str, raw: bytes) -> Scored:
         """Parse, validate and score a big body in one go (run in a worker thread)."""
         body = loads(raw)
         rows, rid, wanted = self._parse(protocol, body)
-        with self.tracing.span("infer"):
+        with self.tracing.span("model", **{"shipml.batch.rows": rows.n}):
             outputs = self.predictor.run(self.predictor.feeds(rows))
-        return body, rid, wanted, outputs
+        return body, rows, rid, wanted, outputs
 
-    async def _score(self, protocol: str, raw: bytes) -> tuple[Any, Any, list[str] | None, Outputs]:
+    async def _score(self, protocol: str, raw: bytes, rid_text: str) -> Scored:
         """Small bodies on the event loop, through the batcher. Big ones off it: parsed and
         validated in a worker process (parsing millions of numbers holds the GIL), scored in
         a thread; if the audit log must store the body, it is parsed here, in a thread."""
+        tracing = self.tracing
         if len(raw) <= self.off_loop_bytes:
             body = loads(raw)
             rows, rid, wanted = self._parse(protocol, body)
-            with self.tracing.span("infer"):
+            with tracing.span("batch", **{"shipml.request_id": rid_text}):
                 outputs = await self.batcher.predict(rows)
-            return body, rid, wanted, outputs
+                if outputs.timing is not None:
+                    begun, ended, size = outputs.timing
+                    tracing.record("model", begun, ended, **{"shipml.batch.rows": size})
+            return body, rows, rid, wanted, outputs
         async with self._off_loop:
             if self.audit is not None and self.audit_inputs:
                 return await asyncio.to_thread(self._score_big, protocol, raw)
-            with self.tracing.span("validate"):
+            with tracing.span("validate"):
                 rows, rid, wanted = await self.offload.parse(protocol, raw)
-            with self.tracing.span("infer"):
+            with tracing.span("model", **{"shipml.batch.rows": rows.n}):
                 feeds = self.predictor.feeds(rows)
                 outputs = await asyncio.to_thread(self.predictor.run, feeds)
-            return None, rid, wanted, outputs
+            return None, rows, rid, wanted, outputs
 
     async def _infer(
         self, protocol: str, scope: Scope, receive: Any, send: Any, request_id: bytes
@@ -335,14 +358,18 @@ class ModelServer:
             else {}
         )
         try:
-            with tracing.request_span("POST", _route(protocol), scope["path"], headers) as span:
+            rid_text = request_id.decode("latin-1")
+            route = _route(protocol)
+            with tracing.request_span("POST", route, scope["path"], headers, rid_text) as span:
                 try:
                     if protocol == "v2":
                         self._check_model(
                             scope["path"][len("/v2/models/") : -len("/infer")].split("/")
                         )
                     raw = await self._read_body(scope, receive)
-                    body, rid, wanted, outputs = await self._score(protocol, raw)
+                    body, rows, rid, wanted, outputs = await self._score(protocol, raw, rid_text)
+                    if self.live is not None:
+                        self.live.observe(rows, outputs.labels, request_id)
                     if self.audit is not None:
                         await _audit_record(
                             self, scope, request_id, protocol, body, raw, outputs, started, span
