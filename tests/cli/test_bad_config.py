@@ -132,11 +132,14 @@ CASES = {
     "audit path cannot be created": Case(
         SERVE, 10, "cannot open the audit log", {"SHIPML_AUDIT_PATH": "/proc/x/audit.db"}
     ),
-    "OTLP exporter not installed": Case(
-        SERVE, 3, "OTLP exporter is not installed", {"OTEL_TRACES_EXPORTER": "otlp"}
+    "trace sampling ratio not a number": Case(
+        SERVE,
+        3,
+        "OTEL_TRACES_SAMPLER_ARG='half' is not a number",
+        {"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER_ARG": "half"},
     ),
     "unknown trace exporter": Case(
-        SERVE, 3, "not an exporter shipml knows", {"OTEL_TRACES_EXPORTER": "zipkin"}
+        SERVE, 3, "unknown trace exporter 'zipkin'", {"OTEL_TRACES_EXPORTER": "zipkin"}
     ),
     "tracking server that never answers": Case(
         ["models", "ls"],
