@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -26,6 +29,14 @@ _validator: Validator | None = None  # in the worker process
 def _start(signature: dict[str, Any]) -> None:
     global _validator
     _validator = Validator(Signature.from_dict(signature))
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker never outlives its server (killed with -9, it cannot say goodbye)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _parse(protocol: str, raw: bytes) -> tuple[str, Any]:
@@ -71,5 +82,5 @@ class Offload:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
