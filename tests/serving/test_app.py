@@ -352,3 +352,27 @@ def test_big_bodies_are_validated_like_small_ones(penguins_strict_package, rows)
         assert resp.status_code == 400 and "non-finite" in resp.json()["error"]
         resp = c.post("/predict", content=b"[" * 300_000)
         assert resp.status_code == 400 and "malformed JSON" in resp.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/models/penguins/x/y/z/infer",
+        "/v2/models/penguins/versions/1/x/infer",
+        "/v2/models/penguins//infer",
+        "/v2/models/penguins/infer/",
+        "/predict/",
+    ],
+)
+def test_routes_are_exact(client, rows, path):
+    resp = client.post(path, json=v2_body(rows))
+    assert resp.status_code == 404 and "no such endpoint" in resp.json()["error"]
+
+
+def test_an_error_quotes_only_a_prefix_of_a_huge_value(client, rows):
+    body = v2_body(rows)
+    numeric = next(t for t in body["inputs"] if t["datatype"] != "BYTES")
+    numeric["data"][0] = "A" * 5_000_000
+    resp = client.post("/v2/models/penguins/infer", json=body)
+    assert resp.status_code == 400 and len(resp.content) < 2000
+    assert "expects numbers; got 'AAAA" in resp.json()["error"]
