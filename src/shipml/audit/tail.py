@@ -9,8 +9,9 @@ tampering, and these rules say so:
 - each tail record names its writer session (``w``), which must have signed an ``open``
   checkpoint and no ``closed`` one (a record after a clean stop was appended by someone
   else; a writer that signed nothing cannot have written it: checkpoints were deleted);
-- the tail holds at most what one cadence leaves unsigned: ``checkpoint_every`` plus one
-  commit's batch, and its records span at most ``checkpoint_interval_s`` plus a grace.
+- the tail holds at most what one cadence leaves unsigned: fewer than ``checkpoint_every``
+  records before its last commit (the records of one commit share their ``time``), and its
+  records span at most ``checkpoint_interval_s`` plus a grace.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class TailCheck:
     first_time: datetime | None = None
     last_time: datetime | None = None
     writers: set[str] = field(default_factory=set)
+    commit: tuple[str, str] = ("", "")  # (time, writer) of the commit being read
+    before_commit: int = 0  # tail records before that commit
     problem: str = ""
     first_bad: int | None = None
 
@@ -83,11 +86,13 @@ class TailCheck:
                 "written by someone else",
             )
         self.writers.add(name)
-        limit = self.checkpoint_every + MAX_BATCH
-        if self.count > limit:
+        if (str(time), name) != self.commit:
+            self.commit = (str(time), name)
+            self.before_commit = self.count - 1
+        if self.before_commit >= self.checkpoint_every or self.count > self.limit:
             return self._bad(
                 self.start,
-                f"more than {limit} records after the last signed checkpoint, more than a "
+                f"{self.count} or more records after the last signed checkpoint, more than a "
                 f"writer leaves unsigned (checkpoint_every = {self.checkpoint_every}): "
                 "checkpoints were deleted",
             )
@@ -105,6 +110,10 @@ class TailCheck:
                 f"running writer signs every {self.interval_s:g} s: checkpoints were deleted",
             )
         return True
+
+    @property
+    def limit(self) -> int:
+        return self.checkpoint_every + MAX_BATCH
 
     def _bad(self, seq: int, problem: str) -> bool:
         self.problem = problem
