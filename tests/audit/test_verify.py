@@ -167,8 +167,8 @@ def resign(f: LogFolder, db):
                     Checkpoint(origin, seq, frontier.root().hex(), "t", name, state),
                 )
                 db.execute(
-                    "INSERT INTO checkpoints (size, session, state, body, frontier) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO checkpoints (size, session, state, ended, body, frontier) "
+                    "VALUES (?, ?, ?, '', ?, ?)",
                     (seq, name, state, cp.to_json(), frontier.saved()),
                 )
         if seq < len(leaves):

@@ -69,20 +69,24 @@ def exact(values: Any) -> Any:
     the array itself when every number is finite, else a list with the strings
     ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` in place of those values."""
     arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
-    if arr.dtype.kind in "fc":
+    if arr.dtype.kind == "f":
         if not arr.size or np.isfinite(arr).all():
             return arr
-        return _spell(arr.tolist())
+        return _spell(arr.tolist(), arr.dtype == np.float32)
     if arr.dtype == object:
         return _spell(arr.tolist())
     return arr
 
 
-def _spell(value: Any) -> Any:
+def _spell(value: Any, single: bool = False) -> Any:
+    """Non-finite floats as strings; float32 values written as orjson writes a float32
+    array (the shortest text that reads back as the same float32)."""
     if isinstance(value, list):
-        return [_spell(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if value != value else NON_FINITE[value]
+        return [_spell(v, single) for v in value]
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "NaN" if value != value else NON_FINITE[value]
+        return float(str(np.float32(value))) if single else value
     return value
 
 

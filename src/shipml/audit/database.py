@@ -25,7 +25,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS entries_request ON entries (request_id, varian
 CREATE TABLE IF NOT EXISTS dictionaries (id {int} PRIMARY KEY, data {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     id {serial} PRIMARY KEY, size {int} NOT NULL, session TEXT NOT NULL, state TEXT NOT NULL,
-    body TEXT NOT NULL, frontier {blob});
+    ended TEXT NOT NULL, body TEXT NOT NULL, frontier {blob});
 CREATE INDEX IF NOT EXISTS checkpoints_size ON checkpoints (size);
 CREATE INDEX IF NOT EXISTS checkpoints_session ON checkpoints (session);
 """

@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,12 @@ class AuditLog(Reader):
         self._lock = threading.RLock()
         self._compressor = Compressor()
         self._dict_id = 0
+        self._ending: list[str] = []
+        self._fresh = 0.0  # seconds until the freshest unsigned record is stale
         self.frontier = self._load_frontier() if writer else Frontier()
+        if self._fresh > 0:  # a writer may have just died: give it time to prove alive
+            time.sleep(self._fresh)
+            self.frontier = self._load_frontier()
         self.signed_size = self.frontier.size
         self._unsigned_since: float | None = None
         self._pending: dict[Any, list[tuple[dict[str, Any], asyncio.Future[int]]]] = {}
@@ -156,7 +161,25 @@ class AuditLog(Reader):
             )
             if not all(check.feed(*item) for item in tail) or frontier.size > tail[-1][0] + 1:
                 raise self._damaged(check.problem or "its unsigned tail is too long")
+            self._ending = self._dead_writers(tail)
         return frontier
+
+    def _dead_writers(self, tail: list[tuple[int, Any, Any]]) -> list[str]:
+        """Sessions whose newest unsigned record is older than a live writer would leave
+        it unsigned (``interval`` + 1 s): they died. The open checkpoint ends them, so a
+        record forged in their name later is caught. A fresh tail may belong to a live
+        writer: it is left to sign (or to a later start to end)."""
+        newest: dict[str, datetime] = {}
+        for _, writer, when in tail:
+            try:
+                newest[str(writer)] = datetime.fromisoformat(str(when))
+            except ValueError:
+                continue
+        limit = timedelta(seconds=self.interval_s + 1)
+        now = datetime.now(UTC)
+        ages = [now - when for when in newest.values()]
+        self._fresh = min(limit, limit - min(ages, default=limit)).total_seconds()
+        return sorted(name for name, when in newest.items() if now - when > limit)
 
     def _sessions(self, names: set[str]) -> Sessions:
         """What the checkpoints say of these writer sessions (from the indexed columns:
@@ -171,6 +194,12 @@ class AuditLog(Reader):
             sessions.opened[str(name)] = int(opened)
             if closed is not None:
                 sessions.closed[str(name)] = int(closed)
+        for name in names:
+            (at,) = self.db.execute(
+                "SELECT MIN(size) FROM checkpoints WHERE ended LIKE ?", (f"%{name}%",)
+            ).fetchone()
+            if at is not None:
+                sessions.closed[name] = min(int(at), sessions.closed.get(name, int(at)))
         return sessions
 
     def _damaged(self, problem: str) -> AuditError:
@@ -428,14 +457,16 @@ class AuditLog(Reader):
                     time=datetime.now(UTC).isoformat(timespec="microseconds"),
                     session=self.session,
                     state=state,
+                    ended=",".join(self._ending),
                 ),
             )
             self.db.execute(
-                "INSERT INTO checkpoints (size, session, state, body, frontier) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (cp.size, cp.session, cp.state, cp.to_json(), self.frontier.saved()),
+                "INSERT INTO checkpoints (size, session, state, ended, body, frontier) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (cp.size, cp.session, cp.state, cp.ended, cp.to_json(), self.frontier.saved()),
             )
             self.db.commit()
+            self._ending = []
         except self.db.error as exc:
             self.db.rollback()
             self.frontier = saved

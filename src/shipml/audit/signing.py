@@ -3,8 +3,9 @@
 A checkpoint (a signed tree head, as in RFC 6962/9162) says: the log ``origin`` had
 ``size`` records whose Merkle root was ``root`` at ``time``, signed by writer session
 ``session`` which was then ``open`` (it may write more) or ``closed`` (it stopped
-cleanly and writes nothing more). The signature covers the compact, key-sorted JSON of
-those six fields; ``key`` is the signer's raw public key (hex), which a verifier accepts
+cleanly and writes nothing more), and which found the sessions ``ended`` dead (they left
+records unsigned for longer than a live writer would). The signature covers the compact,
+key-sorted JSON of those seven fields; ``key`` is the signer's raw public key (hex), which a verifier accepts
 only if its fingerprint is the pinned one.
 """
 
@@ -35,12 +36,13 @@ class Checkpoint:
     time: str
     session: str
     state: str  # open | closed
+    ended: str = ""  # writer sessions (comma-separated) this one found dead and ended
     key: str = ""  # the signer's raw Ed25519 public key, hex
     signature: str = ""  # base64
 
     def message(self) -> bytes:
-        fields = {k: getattr(self, k) for k in ("origin", "root", "session", "size", "state")}
-        fields["time"] = self.time
+        names = ("ended", "origin", "root", "session", "size", "state", "time")
+        fields = {k: getattr(self, k) for k in names}
         return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
     def to_json(self) -> str:

@@ -39,12 +39,20 @@ class Sessions:
     @classmethod
     def of(cls, checkpoints: list[Checkpoint]) -> Sessions:
         sessions = cls()
-        for cp in checkpoints:
-            known = sessions.opened.get(cp.session)
-            sessions.opened[cp.session] = cp.size if known is None else min(known, cp.size)
-            if cp.state == "closed":
-                sessions.closed[cp.session] = cp.size
+        for cp in sorted(checkpoints, key=lambda c: c.size):
+            sessions.saw(cp)
         return sessions
+
+    def saw(self, cp: Checkpoint) -> None:
+        """A checkpoint: its session has opened; a closing one, and the sessions it
+        ended, write nothing from its size on."""
+        self.opened.setdefault(cp.session, cp.size)
+        for name in ([cp.session] if cp.state == "closed" else []) + ended(cp):
+            self.closed.setdefault(name, cp.size)
+
+
+def ended(cp: Checkpoint) -> list[str]:
+    return [name for name in cp.ended.split(",") if name]
 
 
 @dataclass
@@ -81,8 +89,8 @@ class TailCheck:
         if name in self.sessions.closed:
             return self._bad(
                 seq,
-                f"record {seq} was appended after its writer {name!r} closed the log "
-                f"(its closing checkpoint covers {self.sessions.closed[name]} records): "
+                f"record {seq} was appended after its writer {name!r} closed the log, or "
+                f"was ended by a later writer (at {self.sessions.closed[name]} records): "
                 "written by someone else",
             )
         self.writers.add(name)

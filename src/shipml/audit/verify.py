@@ -193,9 +193,7 @@ def _against(cp: Checkpoint, frontier: Frontier, sessions: Sessions) -> None:
             f"the first {cp.size} records do not match the signed checkpoint of {cp.time}: "
             "the log was rewritten",
         )
-    sessions.opened.setdefault(cp.session, cp.size)
-    if cp.state == "closed":
-        sessions.closed.setdefault(cp.session, cp.size)
+    sessions.saw(cp)
 
 
 def _record(
@@ -234,6 +232,7 @@ def _record(
     if writer in sessions.closed and position >= sessions.closed[writer]:
         raise _Failed(
             position,
-            f"record {position} claims writer {writer!r}, which had closed the log at "
-            f"{sessions.closed[writer]} records: it was appended by someone else",
+            f"record {position} claims writer {writer!r}, which had closed the log (or was "
+            f"ended by a later writer) at {sessions.closed[writer]} records: it was appended "
+            "by someone else",
         )
