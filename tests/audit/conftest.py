@@ -13,6 +13,7 @@ import pytest
 from tests.audit.helpers import INTERVAL, LogFolder, record
 from tests.serving.conftest import penguins_data, penguins_package  # noqa: F401  (shared fixtures)
 
+
 @pytest.fixture(scope="session")
 def clean_log(tmp_path_factory) -> LogFolder:
     """About 300 records from sync batches and concurrent async appends, then a clean

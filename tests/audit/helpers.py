@@ -72,5 +72,3 @@ def record(i: int, prefix: str = "r") -> dict:
         "input": {"matrix": [[float(i), 2.5, -1.0]]},
         "output": {"label": [i % 3], "probabilities": [[0.2, 0.3, 0.5]]},
     }
-
-

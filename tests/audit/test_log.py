@@ -114,7 +114,7 @@ def test_a_dead_writers_tail_is_adopted_and_a_forged_one_refused(folder, tmp_pat
     from shipml.audit.codec import canonical
 
     reader = AuditLog(folder.db, writer=False)
-    last = orjson.loads(list(reader.rows(reader_size(reader) - 1))[0].raw)
+    last = orjson.loads(next(iter(reader.rows(reader_size(reader) - 1))).raw)
     forged = canonical({**record(0, "forged-"), "seq": last["seq"] + 1, **_keep(last)})
     db = folder.sql()
     db.execute(

@@ -139,9 +139,7 @@ def _join(threads, answered):
     return answered
 
 
-def test_three_kill_9_rounds_lose_no_answered_prediction(
-    tmp_path, penguins_package, penguins_data
-):
+def test_three_kill_9_rounds_lose_no_answered_prediction(tmp_path, penguins_package, penguins_data):
     """`shipml serve` in a project (audited by default, its key pinned on first use),
     SIGKILLed under load three times; every answer given is in the log, which verifies."""
     X, _ = penguins_data
@@ -152,8 +150,15 @@ def test_three_kill_9_rounds_lose_no_answered_prediction(
     for round_ in range(3):
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shipml", "serve", str(penguins_package.path)]
-            + ["--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "shipml",
+                "serve",
+                str(penguins_package.path),
+                "--port",
+                str(port),
+            ],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.DEVNULL,

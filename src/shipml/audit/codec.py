@@ -27,7 +27,7 @@ from shipml.errors import AuditError
 
 OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
-LEVEL = 3
+LEVEL = 1  # on records of a few hundred bytes, level 3 saves 1% for 40% more time
 
 
 def canonical(obj: Any) -> bytes:
@@ -51,10 +51,16 @@ def _check_finite(obj: Any) -> None:
             if type(value) not in _PLAIN:
                 _check_finite(value)
     elif isinstance(obj, np.ndarray):
-        if obj.dtype.kind in "fc" and obj.size and not np.isfinite(obj).all():
+        if obj.dtype.kind in "fc" and not _finite_array(obj):
             raise AuditError(_NON_FINITE_MESSAGE)
     elif isinstance(obj, float | np.floating) and not math.isfinite(obj):
         raise AuditError(_NON_FINITE_MESSAGE)
+
+
+def _finite_array(arr: np.ndarray) -> bool:
+    if arr.size <= 64 and arr.dtype.kind == "f":  # a row or two: Python beats two NumPy calls
+        return all(map(math.isfinite, arr.ravel().tolist()))
+    return bool(np.isfinite(arr).all())
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})

@@ -34,6 +34,7 @@ SCHEMA = {
     "postgres": _SCHEMA.format(int="BIGINT", blob="BYTEA", serial="BIGSERIAL"),
 }
 DURABILITY = ("process", "power")
+WAL_RESTART_FRAMES = 16_384  # 64 MiB of 4 KiB pages
 NOT_A_LOG_HINT = (
     "point [audit] path at a shipml audit log, or move this file away to start a new log "
     "(keep it: it may be evidence)"
@@ -96,6 +97,9 @@ class Database:
                 # kill -9; power: fsynced too, safe against power loss.
                 sync = "FULL" if self.durability == "power" else "NORMAL"
                 self.conn.execute(f"PRAGMA synchronous={sync}")
+                # Copying the WAL into the database fsyncs even in NORMAL mode: a writer
+                # thread does it (wal_checkpointer), never a commit.
+                self.conn.execute("PRAGMA wal_autocheckpoint=0")
                 self._refuse_foreign()
                 self.conn.executescript(SCHEMA["sqlite"])
         except sqlite3.DatabaseError as exc:
@@ -130,13 +134,34 @@ class Database:
                 hint="check [audit] path (a postgresql:// URL) and the server",
             ) from exc
 
+    def wal_checkpointer(self) -> Any:
+        """For SQLite, a function that copies the WAL into the database on a connection
+        of its own (call it from one thread); None for PostgreSQL."""
+        if self.kind != "sqlite":
+            return None
+        conn = sqlite3.connect(self.target, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=1000")
+        if self.durability == "process":
+            conn.execute("PRAGMA synchronous=NORMAL")
+
+        def copy() -> None:
+            with contextlib.suppress(sqlite3.Error):
+                _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames > WAL_RESTART_FRAMES:  # under steady load PASSIVE never ends
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)")  # the WAL starts over
+
+        return copy
+
     def _refuse_foreign(self) -> None:
         """A database holding tables but no ``meta`` table is someone else's: never add
         our tables to it."""
         if self.kind == "sqlite":
             sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
         else:
-            sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            sql = (
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema()"
+            )
         tables = {name for (name,) in self.conn.execute(sql).fetchall()}
         if tables and "meta" not in tables:
             raise AuditError(

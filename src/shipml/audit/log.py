@@ -47,8 +47,7 @@ from shipml.audit.tail import MAX_BATCH, Sessions, TailCheck
 from shipml.errors import AuditError, DuplicateRecord
 
 INSERT = (
-    "INSERT INTO entries (seq, leaf, entry, dict, kind, request_id, variant) "
-    "VALUES (?,?,?,?,?,?,?)"
+    "INSERT INTO entries (seq, leaf, entry, dict, kind, request_id, variant) VALUES (?,?,?,?,?,?,?)"
 )
 
 
@@ -132,7 +131,7 @@ class AuditLog(Reader):
             try:
                 frontier = Frontier.restore(int(row[0]), bytes(row[2]))
             except ValueError as exc:
-                raise self._damaged(f"its newest checkpoint's frontier is damaged ({exc})")
+                raise self._damaged(f"its newest checkpoint's frontier is damaged ({exc})") from exc
             if (
                 cp is None
                 or cp.size != frontier.size
@@ -286,19 +285,18 @@ class AuditLog(Reader):
                 outcome[i] = exc
                 continue
             kind = str(record.get("kind", "event"))
-            if not self._dict_id and kind == "prediction":
+            dict_id = self._dict_id if kind == "prediction" else 0
+            blob = (self._compressor if dict_id else _PLAIN).compress(raw)
+            if not self._dict_id and kind == "prediction":  # this session's dictionary
                 self._dict_id = seq + 1
                 self.db.execute(
                     "INSERT INTO dictionaries (id, data) VALUES (?, ?)", (self._dict_id, raw)
                 )
                 self._compressor = Compressor(raw)
-                rows.append((seq, leaf_hash(raw), _PLAIN.compress(raw), 0, kind))
-            else:
-                dict_id = self._dict_id if kind == "prediction" else 0
-                compressor = self._compressor if dict_id else _PLAIN
-                rows.append((seq, leaf_hash(raw), compressor.compress(raw), dict_id, kind))
-            rows[-1] += (_text(record.get("request_id")), _text(record.get("variant")) or "")
-            self.frontier.append(rows[-1][1])
+            leaf = leaf_hash(raw)
+            rid, variant = _text(record.get("request_id")), _text(record.get("variant")) or ""
+            rows.append((seq, leaf, blob, dict_id, kind, rid, variant))
+            self.frontier.append(leaf)
             outcome[i] = seq
         return rows
 
@@ -349,13 +347,15 @@ class AuditLog(Reader):
             self.frontier.append(leaf)
 
     def _after_commit(self) -> None:
+        if self._signer is None:
+            self._start_signer()
         if self.key is None or self.frontier.size == self.signed_size:
             return
         if self.frontier.size - self.signed_size >= self.checkpoint_every:
             self._checkpoint_locked("open")
         elif self._unsigned_since is None:
             self._unsigned_since = time.monotonic()
-            self._start_signer()
+            self._tick.set()
 
     # -- group commit ---------------------------------------------------------------------
     async def append_async(self, record: dict[str, Any]) -> int:
@@ -386,7 +386,8 @@ class AuditLog(Reader):
         batch = self._pending.pop(loop, [])
         for start in range(0, len(batch), MAX_BATCH):
             part = batch[start : start + MAX_BATCH]
-            _settle(list(zip((f for _, f in part), self._write([r for r, _ in part]))))
+            outcome = self._write([r for r, _ in part])
+            _settle(list(zip((f for _, f in part), outcome, strict=True)))
 
     def _write_loop(self) -> None:
         while True:
@@ -412,16 +413,20 @@ class AuditLog(Reader):
 
     # -- checkpoints ----------------------------------------------------------------------
     def _start_signer(self) -> None:
-        if self._signer is None:
-            self._signer = threading.Thread(
-                target=self._sign_loop, daemon=True, name="shipml-audit-signer"
-            )
-            self._signer.start()
-        self._tick.set()
+        self._signer = threading.Thread(
+            target=self._sign_loop, daemon=True, name="shipml-audit-signer"
+        )
+        self._signer.start()
 
     def _sign_loop(self) -> None:
-        """Sign within ``checkpoint_interval_s`` of the first record no checkpoint covers."""
+        """Sign within ``checkpoint_interval_s`` of the first record no checkpoint covers;
+        and, for SQLite, copy the WAL into the database here, off the commit path."""
+        wal = self.db.wal_checkpointer()
+        copied = time.monotonic()
         while not self._stopping:
+            if wal is not None and time.monotonic() - copied >= 1.0:
+                wal()
+                copied = time.monotonic()
             since = self._unsigned_since
             wait = 0.5 if since is None else since + self.interval_s - time.monotonic()
             if wait > 0:

@@ -58,7 +58,9 @@ class Reader:
             problem = f"cannot be decompressed ({type(exc).__name__}: {str(exc)[:80]})"
         return Row(int(seq), _bytes(leaf), raw, str(kind), rid, variant, problem)
 
-    def leaves(self, start: int, *, hashes_only: bool = False) -> Iterator[tuple[int, bytes, bytes]]:
+    def leaves(
+        self, start: int, *, hashes_only: bool = False
+    ) -> Iterator[tuple[int, bytes, bytes]]:
         """(seq, stored leaf hash, canonical JSON) from ``start``; ``hashes_only`` skips
         reading the records (catching up with other writers)."""
         if hashes_only:

@@ -5,8 +5,8 @@ A checkpoint (a signed tree head, as in RFC 6962/9162) says: the log ``origin`` 
 ``session`` which was then ``open`` (it may write more) or ``closed`` (it stopped
 cleanly and writes nothing more), and which found the sessions ``ended`` dead (they left
 records unsigned for longer than a live writer would). The signature covers the compact,
-key-sorted JSON of those seven fields; ``key`` is the signer's raw public key (hex), which a verifier accepts
-only if its fingerprint is the pinned one.
+key-sorted JSON of those seven fields; ``key`` is the signer's raw public key (hex),
+which a verifier accepts only if its fingerprint is the pinned one.
 """
 
 from __future__ import annotations

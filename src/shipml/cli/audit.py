@@ -41,11 +41,7 @@ def verify_cmd(
         raise AuditError(
             f"audit log {redact(config.audit.path)} failed verification: {result.problem}",
             hint="keep this log as evidence and restore it from a backup"
-            + (
-                f"; the records before {result.first_bad} are intact"
-                if result.first_bad
-                else ""
-            ),
+            + (f"; the records before {result.first_bad} are intact" if result.first_bad else ""),
         )
     stdout.print(
         f"[green]verified[/] {result.records} records against {result.checkpoints} signed "

@@ -86,8 +86,14 @@ def run(
     access_log: bool = False,
 ) -> None:
     """Serve until interrupted; on SIGTERM in-flight requests finish (up to the grace time)."""
+    import gc
+
     import uvicorn
 
+    # Resolving a registry reference loads MLflow: millions of objects that never change.
+    # Frozen, the collector stops walking them on every full pass while serving.
+    gc.collect()
+    gc.freeze()
     options: dict[str, Any] = {
         "host": host,
         "port": port,
