@@ -80,7 +80,7 @@ def test_checkpoints_follow_the_clock_while_records_arrive(folder):
     assert '"size": 1' in head
     log.close()
     states = [(cp.size, cp.state) for cp in AuditLog(folder.db, writer=False).checkpoints()]
-    assert states[0] == (0, "open") and states[-1] == (1, "closed")
+    assert states[0] == (0, "start") and states[-1] == (1, "closed")
 
 
 def test_start_up_reads_a_frontier_not_the_log(folder):
@@ -125,6 +125,33 @@ def test_a_dead_writers_tail_is_adopted_and_a_forged_one_refused(folder, tmp_pat
     with pytest.raises(AuditError, match="appended after its writer"):
         folder.writer()  # will not sign over it
     assert "appended" in folder.verify().problem
+
+
+def test_a_live_writer_ended_by_a_new_one_goes_on_as_a_new_session(folder):
+    first = folder.writer()
+    first.append(record(1))
+    old = first.session
+    second = folder.writer()  # starts: ends every open session, the live one included
+    second.append(record(2))
+    first.append(record(3))  # notices, and writes as a new session
+    assert first.session != old
+    second.close()
+    first.close()
+    result = folder.verify()
+    assert result.ok and result.records == 3, result.problem
+
+
+def test_a_start_that_does_not_end_an_open_writer_is_caught(folder):
+    log = folder.writer()
+    log.append(record(1))
+    while log.signed_size < 1:  # its cadence checkpoint is in
+        time.sleep(0.02)
+    db = folder.sql()
+    db.execute("DELETE FROM sessions")  # hide the open writer from the next start
+    db.close()
+    folder.writer().close()
+    log.close()
+    assert "did not end the writer" in folder.verify().problem
 
 
 def reader_size(reader: AuditLog) -> int:

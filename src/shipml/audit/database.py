@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     ended TEXT NOT NULL, body TEXT NOT NULL, frontier {blob});
 CREATE INDEX IF NOT EXISTS checkpoints_size ON checkpoints (size);
 CREATE INDEX IF NOT EXISTS checkpoints_session ON checkpoints (session);
+CREATE TABLE IF NOT EXISTS sessions (session TEXT PRIMARY KEY);
 """
 SCHEMA = {
     "sqlite": _SCHEMA.format(int="INTEGER", blob="BLOB", serial="INTEGER"),

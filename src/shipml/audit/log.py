@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +87,9 @@ class AuditLog(Reader):
         self._lock = threading.RLock()
         self._compressor = Compressor()
         self._dict_id = 0
-        self._ending: list[str] = []
-        self._fresh = 0.0  # seconds until the freshest unsigned record is stale
+        self._seen = 0  # the newest checkpoint row this writer has looked at
+        self._version: Any = None  # SQLite's data_version when this writer last looked
         self.frontier = self._load_frontier() if writer else Frontier()
-        if self._fresh > 0:  # a writer may have just died: give it time to prove alive
-            time.sleep(self._fresh)
-            self.frontier = self._load_frontier()
         self.signed_size = self.frontier.size
         self._unsigned_since: float | None = None
         self._pending: dict[Any, list[tuple[dict[str, Any], asyncio.Future[int]]]] = {}
@@ -106,7 +103,7 @@ class AuditLog(Reader):
         self.closed = False
         if self.key is not None:
             with self._lock:
-                self._checkpoint_locked("open")
+                self._checkpoint_locked("start")
 
     @property
     def conn(self) -> Any:
@@ -122,6 +119,8 @@ class AuditLog(Reader):
         """The tree state from the newest checkpoint (checked against its signed root),
         then the unsigned tail after it, which must be one a writer may leave."""
         frontier = Frontier()
+        (newest,) = self.db.execute("SELECT MAX(id) FROM checkpoints").fetchone()
+        self._seen = int(newest or 0)
         row = self.db.execute(
             "SELECT size, body, frontier FROM checkpoints WHERE frontier IS NOT NULL "
             "ORDER BY size DESC, id DESC LIMIT 1"
@@ -160,25 +159,7 @@ class AuditLog(Reader):
             )
             if not all(check.feed(*item) for item in tail) or frontier.size > tail[-1][0] + 1:
                 raise self._damaged(check.problem or "its unsigned tail is too long")
-            self._ending = self._dead_writers(tail)
         return frontier
-
-    def _dead_writers(self, tail: list[tuple[int, Any, Any]]) -> list[str]:
-        """Sessions whose newest unsigned record is older than a live writer would leave
-        it unsigned (``interval`` + 1 s): they died. The open checkpoint ends them, so a
-        record forged in their name later is caught. A fresh tail may belong to a live
-        writer: it is left to sign (or to a later start to end)."""
-        newest: dict[str, datetime] = {}
-        for _, writer, when in tail:
-            try:
-                newest[str(writer)] = datetime.fromisoformat(str(when))
-            except ValueError:
-                continue
-        limit = timedelta(seconds=self.interval_s + 1)
-        now = datetime.now(UTC)
-        ages = [now - when for when in newest.values()]
-        self._fresh = min(limit, limit - min(ages, default=limit)).total_seconds()
-        return sorted(name for name, when in newest.items() if now - when > limit)
 
     def _sessions(self, names: set[str]) -> Sessions:
         """What the checkpoints say of these writer sessions (from the indexed columns:
@@ -330,21 +311,37 @@ class AuditLog(Reader):
         return skip
 
     def _catch_up(self) -> None:
-        """Fold in records other processes appended since this one last looked."""
+        """Fold in what other processes wrote since this one last looked: their records,
+        and a writer that started and ended this session (it then goes on as a new one)."""
+        if self.db.kind == "sqlite":  # changes only when another connection committed
+            (version,) = self.db.execute("PRAGMA data_version").fetchone()
+            if version == self._version:
+                return
+            self._version = version
         (top,) = self.db.execute("SELECT MAX(seq) FROM entries").fetchone()
         size = 0 if top is None else int(top) + 1
-        if size == self.frontier.size:
-            return
         if size < self.frontier.size:
             raise AuditError(
                 f"the audit log {self.db.shown} shrank from {self.frontier.size} to {size} "
                 "records while this writer ran: records were deleted",
                 hint="run `shipml audit verify`",
             )
-        for seq, leaf, _ in self.leaves(self.frontier.size, hashes_only=True):
-            if seq != self.frontier.size:
-                raise AuditError(f"the audit log has a gap before record {seq}")
-            self.frontier.append(leaf)
+        if size > self.frontier.size:
+            for seq, leaf, _ in self.leaves(self.frontier.size, hashes_only=True):
+                if seq != self.frontier.size:
+                    raise AuditError(f"the audit log has a gap before record {seq}")
+                self.frontier.append(leaf)
+        if self.key is None:
+            return
+        rows = self.db.execute(
+            "SELECT id, ended FROM checkpoints WHERE id > ? AND state = 'start' ORDER BY id",
+            (self._seen,),
+        ).fetchall()
+        if rows:
+            self._seen = max(int(i) for i, _ in rows)
+        if any(self.session in str(ended).split(",") for _, ended in rows):
+            self.session = secrets.token_hex(4)  # ended by a writer that started: go on anew
+            self._sign_in_transaction("open")
 
     def _after_commit(self) -> None:
         if self._signer is None:
@@ -453,25 +450,8 @@ class AuditLog(Reader):
                 self.db.reconnect()
             self.db.begin_write()
             self._catch_up()
-            cp = sign(
-                self.key,
-                Checkpoint(
-                    origin=self.origin,
-                    size=self.frontier.size,
-                    root=self.frontier.root().hex(),
-                    time=datetime.now(UTC).isoformat(timespec="microseconds"),
-                    session=self.session,
-                    state=state,
-                    ended=",".join(self._ending),
-                ),
-            )
-            self.db.execute(
-                "INSERT INTO checkpoints (size, session, state, ended, body, frontier) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (cp.size, cp.session, cp.state, cp.ended, cp.to_json(), self.frontier.saved()),
-            )
+            cp = self._sign_in_transaction(state)
             self.db.commit()
-            self._ending = []
         except self.db.error as exc:
             self.db.rollback()
             self.frontier = saved
@@ -483,6 +463,44 @@ class AuditLog(Reader):
         if self.checkpoint_dir is not None:
             data = cp.to_json().encode()
             _replace(self.checkpoint_dir / "head.json", data, self.db.durability == "power")
+        return cp
+
+    def _sign_in_transaction(self, state: str) -> Checkpoint:
+        """Sign and store a checkpoint inside the caller's write transaction. ``start``
+        ends every session the ``sessions`` table holds as open (a live one notices at
+        its next write and goes on as a new session; a dead one can no longer be posed
+        as); ``closed`` removes this session from it."""
+        assert self.key is not None
+        ended: list[str] = []
+        if state == "start":
+            ended = [str(s) for (s,) in self.db.execute("SELECT session FROM sessions")]
+            self.db.execute("DELETE FROM sessions")
+        if state == "closed":
+            self.db.execute("DELETE FROM sessions WHERE session = ?", (self.session,))
+        else:
+            self.db.execute(
+                "INSERT INTO sessions (session) VALUES (?) ON CONFLICT DO NOTHING",
+                (self.session,),
+            )
+        cp = sign(
+            self.key,
+            Checkpoint(
+                origin=self.origin,
+                size=self.frontier.size,
+                root=self.frontier.root().hex(),
+                time=datetime.now(UTC).isoformat(timespec="microseconds"),
+                session=self.session,
+                state=state,
+                ended=",".join(sorted(set(ended) - {self.session})),
+            ),
+        )
+        self.db.execute(
+            "INSERT INTO checkpoints (size, session, state, ended, body, frontier) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (cp.size, cp.session, cp.state, cp.ended, cp.to_json(), self.frontier.saved()),
+        )
+        (newest,) = self.db.execute("SELECT MAX(id) FROM checkpoints").fetchone()
+        self._seen = int(newest)
         return cp
 
     def close(self) -> None:

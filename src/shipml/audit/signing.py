@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from shipml.errors import AuditError
 
-STATES = ("open", "closed")
+STATES = ("start", "open", "closed")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Checkpoint:
     root: str  # hex
     time: str
     session: str
-    state: str  # open | closed
+    state: str  # start | open | closed
     ended: str = ""  # writer sessions (comma-separated) this one found dead and ended
     key: str = ""  # the signer's raw Ed25519 public key, hex
     signature: str = ""  # base64

@@ -6,9 +6,11 @@ cleanly. So the records no checkpoint covers can only be the last cadence of a w
 that is still running or died (``kill -9``, power loss). Anything else in the tail is
 tampering, and these rules say so:
 
-- each tail record names its writer session (``w``), which must have signed an ``open``
-  checkpoint and no ``closed`` one (a record after a clean stop was appended by someone
-  else; a writer that signed nothing cannot have written it: checkpoints were deleted);
+- each tail record names its writer session (``w``), which must have signed a checkpoint
+  before it and must be neither ``closed`` (a record after a clean stop was appended by
+  someone else) nor ended by a writer that started later (every ``start`` checkpoint
+  ends the sessions then open: a dead writer cannot be posed as); a writer that signed
+  nothing cannot have written it: checkpoints were deleted;
 - the tail holds at most what one cadence leaves unsigned: fewer than ``checkpoint_every``
   records before its last commit (the records of one commit share their ``time``), and its
   records span at most ``checkpoint_interval_s`` plus a grace.
@@ -35,6 +37,7 @@ class Sessions:
 
     opened: dict[str, int] = field(default_factory=dict)  # session -> size it opened at
     closed: dict[str, int] = field(default_factory=dict)  # session -> size it closed at
+    live: set[str] = field(default_factory=set)  # open now: neither closed nor ended
 
     @classmethod
     def of(cls, checkpoints: list[Checkpoint]) -> Sessions:
@@ -43,12 +46,18 @@ class Sessions:
             sessions.saw(cp)
         return sessions
 
-    def saw(self, cp: Checkpoint) -> None:
+    def saw(self, cp: Checkpoint) -> set[str]:
         """A checkpoint: its session has opened; a closing one, and the sessions it
-        ended, write nothing from its size on."""
+        ended, write nothing from its size on. Returns the sessions a ``start`` should
+        have ended (they were open) but did not."""
         self.opened.setdefault(cp.session, cp.size)
+        missed = self.live - set(ended(cp)) - {cp.session} if cp.state == "start" else set()
         for name in ([cp.session] if cp.state == "closed" else []) + ended(cp):
             self.closed.setdefault(name, cp.size)
+            self.live.discard(name)
+        if cp.state != "closed":
+            self.live.add(cp.session)
+        return missed
 
 
 def ended(cp: Checkpoint) -> list[str]:

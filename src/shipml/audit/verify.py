@@ -20,7 +20,7 @@ import orjson
 
 from shipml.audit.merkle import Frontier, leaf_hash
 from shipml.audit.reading import Reader
-from shipml.audit.signing import Checkpoint, check_signature
+from shipml.audit.signing import STATES, Checkpoint, check_signature
 from shipml.audit.tail import Sessions, TailCheck
 from shipml.errors import AuditError
 
@@ -107,6 +107,8 @@ def _checked(
                 f"no pinned key: signatures were checked against {cp.fingerprint}, the key "
                 "the log names; pin it ([audit] key_fingerprint) to detect a re-signed log"
             )
+        if cp.state not in STATES:
+            raise _Failed(None, f"the checkpoint of size {cp.size} {where} has no valid state")
         if cp.origin != log.origin:
             raise _Failed(None, f"the checkpoint of size {cp.size} {where} is of another log")
         result.checkpoints += isinstance(size, int)
@@ -193,7 +195,13 @@ def _against(cp: Checkpoint, frontier: Frontier, sessions: Sessions) -> None:
             f"the first {cp.size} records do not match the signed checkpoint of {cp.time}: "
             "the log was rewritten",
         )
-    sessions.saw(cp)
+    missed = sessions.saw(cp)
+    if missed:
+        raise _Failed(
+            max(cp.size - 1, 0),
+            f"the writer that started at {cp.size} records did not end the writer(s) "
+            f"{', '.join(sorted(missed))} that were open: the log's sessions were changed",
+        )
 
 
 def _record(
