@@ -101,6 +101,7 @@ class Database:
                 # Copying the WAL into the database fsyncs even in NORMAL mode: a writer
                 # thread does it (wal_checkpointer), never a commit.
                 self.conn.execute("PRAGMA wal_autocheckpoint=0")
+                self.conn.execute(f"PRAGMA journal_size_limit={WAL_RESTART_FRAMES * 4096}")
                 self._refuse_foreign()
                 self.conn.executescript(SCHEMA["sqlite"])
         except sqlite3.DatabaseError as exc:
@@ -280,5 +281,9 @@ class Database:
         return sqlite3.IntegrityError
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.kind == "sqlite" and self.writer:  # leave the WAL copied in and empty
+                self.conn.execute("PRAGMA busy_timeout=200")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         with contextlib.suppress(Exception):
             self.conn.close()

@@ -67,7 +67,9 @@ def key_cmd(
         return
     current = key_fingerprint(path) if path.is_file() else "none yet (made by the first writer)"
     pinned = config.audit.key_fingerprint or "nothing pinned"
-    stdout.print(f"signing key  {path}\nfingerprint  {current}\npinned       {pinned}")
+    stdout.print(
+        f"signing key  {path}\nfingerprint  {current}\npinned       {pinned}", soft_wrap=True
+    )
     if config.audit.key_fingerprint and path.is_file() and current != pinned:
         raise AuditError(
             f"the signing key {path} is not the pinned key",
