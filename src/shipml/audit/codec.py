@@ -97,6 +97,34 @@ def _spell(value: Any, single: bool = False) -> Any:
     return value
 
 
+SPELLED = {"NaN": None, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def input_columns(recorded: Any, names: list[str]) -> dict[str, list[Any]] | None:
+    """A prediction record's ``input`` as the server writes it (``{"matrix": rows}`` in
+    feature order, or ``{"columns": {feature: values}}``) as one list per feature, a
+    missing number (``"NaN"``) as None and the infinities as floats; None for anything
+    else (an older record's request body, or ``{"sha256": ...}``)."""
+    if not isinstance(recorded, dict):
+        return None
+    matrix = recorded.get("matrix")
+    if isinstance(matrix, list) and all(isinstance(r, list) for r in matrix):
+        return {n: [_number(row[i]) for row in matrix] for i, n in enumerate(names)}
+    columns = recorded.get("columns")
+    if isinstance(columns, dict):
+        return {k: _column(v) for k, v in columns.items() if isinstance(v, list)}
+    return None
+
+
+def _number(value: Any) -> Any:
+    return SPELLED.get(value, value) if isinstance(value, str) else value
+
+
+def _column(values: list[Any]) -> list[Any]:
+    numeric = any(isinstance(v, int | float) for v in values) or all(v in SPELLED for v in values)
+    return [_number(v) for v in values] if numeric else values
+
+
 class Compressor:
     """zstd with an optional raw-content dictionary (one per writer session)."""
 

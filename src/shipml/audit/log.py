@@ -33,7 +33,7 @@ import orjson
 from shipml.audit.codec import Compressor, canonical
 from shipml.audit.database import Database
 from shipml.audit.merkle import Frontier, leaf_hash
-from shipml.audit.reading import Reader
+from shipml.audit.reading import Reader, scan
 from shipml.audit.signing import (
     Checkpoint,
     check_signature,
@@ -45,6 +45,8 @@ from shipml.audit.signing import (
 )
 from shipml.audit.tail import MAX_BATCH, Sessions, TailCheck
 from shipml.errors import AuditError, DuplicateRecord
+
+__all__ = ["AuditLog", "scan"]
 
 INSERT = (
     "INSERT INTO entries (seq, leaf, entry, dict, kind, request_id, variant) VALUES (?,?,?,?,?,?,?)"
@@ -557,6 +559,21 @@ def _replace(path: Path, data: bytes, durable: bool) -> None:
             fh.flush()
             os.fsync(fh.fileno())
     tmp.replace(path)
+
+
+def scan(
+    db: Database, kind: str, *, newest_first: bool = False, after: int = -1
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(seq, record) of every record of ``kind`` with a sequence number above ``after``.
+    A reader that is not the log's writer (the model server reading feedback labels)
+    opens its own ``Database`` and calls this."""
+    order = "DESC" if newest_first else "ASC"
+    rows = db.execute(
+        f"SELECT seq, entry FROM entries WHERE kind = ? AND seq > ? ORDER BY seq {order}",
+        (kind, after),
+    )
+    for seq, raw in rows:
+        yield int(seq), dict(orjson.loads(raw))
 
 
 def _settle(items: list[tuple[asyncio.Future[int], Any]]) -> None:

@@ -109,6 +109,12 @@ class Reader:
             if row.raw is not None
         ]
 
+    def scan(self, kind: str, *, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+        """Every record of ``kind`` (prediction, feedback, event), in log order or newest
+        first; read as it streams (the monitor's windows)."""
+        for _, record in scan(self.db, kind, newest_first=newest_first):
+            yield record
+
     def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints stored in the database, by size (unreadable ones left out)."""
         return [cp for cp, _ in self.checkpoint_rows() if cp is not None]
@@ -125,6 +131,27 @@ class Reader:
 
     def close(self) -> None:
         self.db.close()
+
+
+def scan(
+    db: Database, kind: str, *, newest_first: bool = False, after: int = -1
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(seq, record) of every record of ``kind`` with a sequence number above ``after``,
+    decompressed; a record that cannot be read is left out (``verify`` reports it). A
+    reader that is not the log's writer (the model server reading feedback labels) opens
+    its own ``Database`` and calls this."""
+    order = "DESC" if newest_first else "ASC"
+    decompressor = Decompressor(_LazyDicts(db))
+    rows = db.stream(
+        f"SELECT seq, entry, dict FROM entries WHERE kind = ? AND seq > ? ORDER BY seq {order}",
+        (kind, after),
+    )
+    for seq, blob, dict_id in rows:
+        try:
+            raw = decompressor.decompress(_bytes(blob), int(dict_id))
+            yield int(seq), dict(orjson.loads(raw))
+        except (*DECODE_ERRORS, orjson.JSONDecodeError, TypeError):
+            continue
 
 
 class _LazyDicts(dict[int, bytes]):
