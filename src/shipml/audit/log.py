@@ -561,21 +561,6 @@ def _replace(path: Path, data: bytes, durable: bool) -> None:
     tmp.replace(path)
 
 
-def scan(
-    db: Database, kind: str, *, newest_first: bool = False, after: int = -1
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(seq, record) of every record of ``kind`` with a sequence number above ``after``.
-    A reader that is not the log's writer (the model server reading feedback labels)
-    opens its own ``Database`` and calls this."""
-    order = "DESC" if newest_first else "ASC"
-    rows = db.execute(
-        f"SELECT seq, entry FROM entries WHERE kind = ? AND seq > ? ORDER BY seq {order}",
-        (kind, after),
-    )
-    for seq, raw in rows:
-        yield int(seq), dict(orjson.loads(raw))
-
-
 def _settle(items: list[tuple[asyncio.Future[int], Any]]) -> None:
     for fut, value in items:
         if fut.done():
