@@ -115,3 +115,31 @@ def test_export_refuses_a_damaged_record(project):
     result = shipml("audit", "export", "-o", "a.jsonl", cwd=project)
     assert result.returncode == 10 and "record 3" in result.stderr
     assert not (project / "a.jsonl").exists()  # nothing half-written
+
+
+def test_a_rollback_to_an_older_copy_is_caught_by_a_published_head(project, tmp_path):
+    import shutil
+
+    from shipml.audit import verify_project
+
+    audit = project / ".shipml/audit"
+    older = tmp_path / "older"
+    shutil.copytree(audit, older)  # yesterday's backup of the whole folder
+    log = open_log(load_config(project))
+    log.append_many([{"kind": "prediction", "request_id": f"n{i}"} for i in range(10)])
+    log.close()
+    published = tmp_path / "head-published.json"  # copied off the machine
+    shutil.copy(audit / "checkpoints/head.json", published)
+    shutil.rmtree(audit)
+    shutil.copytree(older, audit)  # the rollback: database, head.json, everything
+    config = load_config(project)
+    assert verify_project(config).ok  # on its own, the older copy is a valid log
+    result = verify_project(config, heads=[published])
+    assert not result.ok and "truncated" in result.problem
+
+
+def test_a_garbage_head_file_is_a_clear_error(project):
+    (project / ".shipml/audit/checkpoints/head.json").write_bytes(b"\x00garbage{")
+    result = shipml("audit", "verify", cwd=project)
+    assert result.returncode == 10 and "cannot read the signed head" in result.stderr
+    assert "Traceback" not in result.stderr

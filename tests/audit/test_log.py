@@ -7,7 +7,9 @@ import sys
 import time
 
 import numpy as np
+import orjson
 import pytest
+import zstandard
 
 from shipml.audit import AuditLog, exact
 from shipml.audit.merkle import Frontier, leaf_hash, root
@@ -108,8 +110,6 @@ def test_a_dead_writers_tail_is_adopted_and_a_forged_one_refused(folder, tmp_pat
     log.close()
     assert folder.verify().unsigned == 0
     # a record appended after that clean stop, posing as the writer that closed the log
-    import orjson
-    import zstandard
 
     from shipml.audit.codec import canonical
 
@@ -209,3 +209,21 @@ def test_settings_are_checked(folder):
     with pytest.raises(AuditError, match="unknown audit durability 'fast'"):
         folder.writer(durability="fast")
     assert INTERVAL < 1  # the tests' cadence is short; the default is 1 s
+
+
+def test_a_large_payload_is_stored_compressed_and_a_bomb_is_refused(folder):
+    rows = np.random.default_rng(0).normal(size=(20_000, 30)).astype(np.float32)
+    log = folder.writer()
+    log.append({"kind": "prediction", "request_id": "big", "input": {"matrix": rows}})
+    log.close()
+    raw = len(orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY))
+    db = folder.sql()
+    (stored,) = db.execute("SELECT length(entry) FROM entries WHERE seq = 0").fetchone()
+    assert raw > 5_000_000 and stored < 0.6 * raw
+    # a forged frame that claims 4 GiB: refused before anything is allocated
+    big = zstandard.ZstdCompressor().compressobj(size=4 << 30)
+    forged = big.compress(b"x" * 100) + big.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+    assert zstandard.get_frame_parameters(forged).content_size == 4 << 30
+    db.execute("UPDATE entries SET entry = ?, dict = 0 WHERE seq = 0", (forged,))
+    db.close()
+    assert "cannot be decompressed" in folder.verify().problem
