@@ -19,13 +19,15 @@ from typing import Any
 
 import orjson
 
-from shipml.audit import AuditLog
+from shipml.audit import AuditLog, exact
 from shipml.errors import (
     AuditError,
+    DuplicateRecord,
     InferenceFailed,
     InvalidRequest,
     ModelNotFound,
     PayloadTooLarge,
+    RequestConflict,
     ServingError,
 )
 from shipml.serving.batching import Batcher
@@ -53,9 +55,9 @@ OFF_LOOP_BYTES = 256 * 1024
 MAX_ERROR_CHARS = 1000  # an error body never grows with the request
 
 
-# What scoring a body gives: the parsed body (None when parsed in the worker process), the
-# validated rows, the V2 request id and outputs wanted, and the model's outputs.
-Scored = tuple[Any, Rows, Any, list[str] | None, Outputs]
+# What scoring a body gives: the validated rows, the V2 request id and outputs wanted, and
+# the model's outputs.
+Scored = tuple[Rows, Any, list[str] | None, Outputs]
 
 
 class ClientGone(Exception):
@@ -311,37 +313,26 @@ class ModelServer:
         with self.tracing.span("validate"):
             return parse_body(protocol, body, self.validator)
 
-    def _score_big(self, protocol: str, raw: bytes) -> Scored:
-        """Parse, validate and score a big body in one go (run in a worker thread)."""
-        body = loads(raw)
-        rows, rid, wanted = self._parse(protocol, body)
-        with self.tracing.span("model", **{"shipml.batch.rows": rows.n}):
-            outputs = self.predictor.run(self.predictor.feeds(rows))
-        return body, rows, rid, wanted, outputs
-
     async def _score(self, protocol: str, raw: bytes, rid_text: str) -> Scored:
         """Small bodies on the event loop, through the batcher. Big ones off it: parsed and
-        validated in a worker process (parsing millions of numbers holds the GIL), scored in
-        a thread; if the audit log must store the body, it is parsed here, in a thread."""
+        validated in a worker process (parsing millions of numbers holds the GIL, so a
+        thread would not free the loop), scored in a thread."""
         tracing = self.tracing
         if len(raw) <= self.off_loop_bytes:
-            body = loads(raw)
-            rows, rid, wanted = self._parse(protocol, body)
+            rows, rid, wanted = self._parse(protocol, loads(raw))
             with tracing.span("batch", **{"shipml.request_id": rid_text}):
                 outputs = await self.batcher.predict(rows)
                 if outputs.timing is not None:
                     begun, ended, size = outputs.timing
                     tracing.record("model", begun, ended, **{"shipml.batch.rows": size})
-            return body, rows, rid, wanted, outputs
+            return rows, rid, wanted, outputs
         async with self._off_loop:
-            if self.audit is not None and self.audit_inputs:
-                return await asyncio.to_thread(self._score_big, protocol, raw)
             with tracing.span("validate"):
                 rows, rid, wanted = await self.offload.parse(protocol, raw)
             with tracing.span("model", **{"shipml.batch.rows": rows.n}):
                 feeds = self.predictor.feeds(rows)
                 outputs = await asyncio.to_thread(self.predictor.run, feeds)
-            return None, rows, rid, wanted, outputs
+            return rows, rid, wanted, outputs
 
     async def _infer(
         self, protocol: str, scope: Scope, receive: Any, send: Any, request_id: bytes
@@ -367,12 +358,12 @@ class ModelServer:
                             scope["path"][len("/v2/models/") : -len("/infer")].split("/")
                         )
                     raw = await self._read_body(scope, receive)
-                    body, rows, rid, wanted, outputs = await self._score(protocol, raw, rid_text)
+                    rows, rid, wanted, outputs = await self._score(protocol, raw, rid_text)
                     if self.live is not None:
                         self.live.observe(rows, outputs.labels, request_id)
                     if self.audit is not None:
                         await _audit_record(
-                            self, scope, request_id, protocol, body, raw, outputs, started, span
+                            self, scope, request_id, protocol, rows, raw, outputs, started, span
                         )
                     if protocol == "v2":
                         payload = _json(
@@ -418,34 +409,46 @@ async def _audit_record(
     scope: Scope,
     request_id: bytes,
     protocol: str,
-    body: Any,
+    rows: Rows,
     raw: bytes,
     outputs: Outputs,
     started: float,
     span: Any,
 ) -> None:
-    """Write the prediction's audit record; the answer waits until it is durable."""
+    """Write the prediction's audit record: the validated input exactly as the model
+    received it, and its output. The answer waits until the record is committed (the
+    log's durability mode says how far: the OS, or the disk)."""
     assert server.audit is not None
     variant = None
     for key, value in scope["headers"]:
         if key == b"x-shipml-variant":
             variant = value.decode("latin-1")
-    labels = outputs.labels
+    if not server.audit_inputs:
+        model_input: Any = {"sha256": hashlib.sha256(raw).hexdigest()}
+    elif rows.matrix is not None:
+        model_input = {"matrix": exact(rows.matrix)}
+    else:
+        model_input = {"columns": {k: exact(v) for k, v in (rows.columns or {}).items()}}
+    probabilities = outputs.probabilities
     record = {
         **server._audit_static,
         "request_id": request_id.decode("latin-1"),
         "variant": variant or "direct",
         "protocol": protocol,
-        "input": body if server.audit_inputs else {"sha256": hashlib.sha256(raw).hexdigest()},
+        "input": model_input,
         "output": {
-            "label": labels.tolist() if labels.dtype == object else labels,
-            "probabilities": outputs.probabilities,
+            "label": exact(outputs.labels),
+            "probabilities": None if probabilities is None else exact(probabilities),
         },
         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         "trace_id": format(span.get_span_context().trace_id, "032x") if span else None,
     }
     try:
         await server.audit.append_async(record)
+    except DuplicateRecord as exc:
+        raise RequestConflict(
+            exc.message, hint="request ids are unique: send a new X-Request-ID"
+        ) from exc
     except AuditError as exc:
         raise InferenceFailed(
             f"the audit log cannot record this prediction: {exc.message}"

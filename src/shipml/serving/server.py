@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipml.audit import AuditLog
+from shipml.audit import AuditLog, prepare_key
 from shipml.audit.database import is_url
 from shipml.config import MonitorSection, TracingSection
 from shipml.errors import AuditError
@@ -39,6 +39,10 @@ class ServeSpec:
     signing_key: str = ""
     checkpoint_dir: str = ""
     checkpoint_every: int = 10_000
+    checkpoint_interval_s: float = 1.0
+    key_fingerprint: str = ""  # the pinned key the server must sign with
+    durability: str = "process"
+    commit_window_ms: float = 0.0
     audit_inputs: bool = True
     image_digest: str = ""
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
@@ -91,6 +95,10 @@ def open_audit(spec: ServeSpec) -> AuditLog:
             signing_key=key,
             checkpoint_dir=Path(spec.checkpoint_dir) if spec.checkpoint_dir else None,
             checkpoint_every=spec.checkpoint_every,
+            checkpoint_interval_s=spec.checkpoint_interval_s,
+            durability=spec.durability,
+            commit_window_ms=spec.commit_window_ms,
+            key_fingerprint=spec.key_fingerprint,
         )
     except (OSError, ValueError, TypeError, RecursionError) as exc:
         raise AuditError(
@@ -123,8 +131,14 @@ def run(
     access_log: bool = False,
 ) -> None:
     """Serve until interrupted; on SIGTERM in-flight requests finish (up to the grace time)."""
+    import gc
+
     import uvicorn
 
+    # Resolving a registry reference loads MLflow: millions of objects that never change.
+    # Frozen, the collector stops walking them on every full pass while serving.
+    gc.collect()
+    gc.freeze()
     options: dict[str, Any] = {
         **uvicorn_options(spec.limits),
         "host": host,
@@ -181,6 +195,10 @@ def resolve_spec(ref: str, config: object | None = None) -> ServeSpec:
             signing_key=str(path(audit.signing_key)),
             checkpoint_dir=str(path(audit.checkpoint_dir)),
             checkpoint_every=audit.checkpoint_every,
+            checkpoint_interval_s=audit.checkpoint_interval_s,
+            durability=audit.durability,
+            commit_window_ms=audit.commit_window_ms,
+            key_fingerprint=prepare_key(config),
             audit_inputs=audit.store_inputs,
             image_digest=audit.image_digest,
         )
