@@ -79,7 +79,15 @@ def _reads_the_signing_key(project: Path, package: Path) -> None:
     folder = project / "bad-pkg"
     shutil.copytree(package, folder)
     (project / ".shipml/audit").mkdir(parents=True, exist_ok=True)
-    (project / ".shipml/audit/signing.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\n" * 50)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (project / ".shipml/audit/signing.key").write_bytes(pem * 4)  # a real key, as served
     proto = onnx.load_model(str(folder / "model.onnx"))
     tensor = max(proto.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
     tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
@@ -120,12 +128,12 @@ CASES = {
         ADD, 5, "cannot open the artifact store s3://", {"SHIPML_ARTIFACTS_ROOT": "s3://b/x"}
     ),
     "signing key is a folder": Case(
-        SERVE, 10, "is not a file", {"SHIPML_AUDIT_SIGNING_KEY": "keydir"}, _key_folder
+        SERVE, 10, "signing key", {"SHIPML_AUDIT_SIGNING_KEY": "keydir"}, _key_folder
     ),
     "signing key is garbage": Case(
         SERVE,
         10,
-        "cannot open the audit log",
+        "cannot read the audit signing key",
         {"SHIPML_AUDIT_SIGNING_KEY": "bad.pem"},
         _garbage_key,
     ),
