@@ -211,6 +211,7 @@ def test_tracing_spans_follow_the_traceparent(penguins_package, rows):
         )
         assert resp.status_code == 200
     spans = {s.name: s for s in exporter.get_finished_spans()}
+    # server → batch → model (issue 14: spans a person can follow, the request id on them)
     assert set(spans) == {"POST /v2/models/{name}/infer", "validate", "batch", "model"}
     root = spans["POST /v2/models/{name}/infer"]
     assert format(root.context.trace_id, "032x") == trace_id
@@ -218,6 +219,7 @@ def test_tracing_spans_follow_the_traceparent(penguins_package, rows):
     assert root.attributes["http.request.method"] == "POST"
     assert spans["batch"].parent.span_id == root.context.span_id
     assert spans["model"].parent.span_id == spans["batch"].context.span_id
+    assert spans["model"].context.trace_id == root.context.trace_id
 
 
 def test_not_ready_until_warm_up(penguins_package):
