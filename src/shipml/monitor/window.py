@@ -103,9 +103,10 @@ class Windows:
         if self.spec.rows:
             return (self.rows + np.arange(n)) // self.spec.rows
         if self.spec.seconds and times:
-            stamps = np.fromiter((t.timestamp() for t in times), np.float64, len(times))
+            known = min(n, len(times))  # rows without a time go to window 0
+            stamps = np.fromiter((t.timestamp() for t in times[:known]), np.float64, known)
             keys = np.zeros(n, dtype=np.int64)
-            keys[: len(stamps)] = np.floor_divide(stamps[:n], self.spec.seconds)
+            keys[:known] = np.floor_divide(stamps, self.spec.seconds)
             return keys
         return np.zeros(n, dtype=np.int64)
 
