@@ -355,6 +355,20 @@ class CISection(_Section):
     staging_gateway: str = "http://127.0.0.1:8001"
 
 
+class ServerSection(_Section):
+    """``shipml server start``: a team's MLflow tracking server (docs/team.md). Passwords
+    never go here: PGPASSWORD (or SHIPML_SERVER_BACKEND_URI) and AWS_* come from the
+    environment."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    # postgresql://USER@HOST:5432/DB; empty: SQLite in .shipml/server/mlflow.db
+    backend_uri: str = ""
+    # Where the server keeps artifacts: s3://BUCKET/PREFIX; empty: .shipml/server/artifacts
+    artifacts: str = ""
+
+
 class ProjectConfig(_Section):
     project: ProjectSection = Field(default_factory=ProjectSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
@@ -372,6 +386,7 @@ class ProjectConfig(_Section):
     deploy: DeploySection = Field(default_factory=DeploySection)
     kubeflow: KubeflowSection = Field(default_factory=KubeflowSection)
     ci: CISection = Field(default_factory=CISection)
+    server: ServerSection = Field(default_factory=ServerSection)
 
     # Set by load_config; not a setting.
     root: Path = Field(default_factory=Path.cwd, exclude=True)
