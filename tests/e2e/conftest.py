@@ -44,7 +44,8 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"{url}: the process ended ({proc.returncode}):\n{log.read_text()}")
+            ended = f"the process ended ({proc.returncode})"
+            raise AssertionError(f"{url}: {ended}:\n{log.read_text()}")
         try:
             with urllib.request.urlopen(url, timeout=3):
                 return

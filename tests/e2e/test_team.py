@@ -56,7 +56,8 @@ def test_two_clones_share_one_store(tmp_path: Path, team_server: Service, pg_sch
     audit_url = pg_schema(pg_schemas, "audit")
     first = create_project(tmp_path / "first" / PROJECT, PROJECT)
     toml = first / "shipml.toml"
-    text = toml.read_text().replace('uri = "sqlite:///.shipml/mlflow.db"', f'uri = "{team_server.url}"')
+    text = toml.read_text()
+    text = text.replace('uri = "sqlite:///.shipml/mlflow.db"', f'uri = "{team_server.url}"')
     text = text.replace('root = ".shipml/artifacts"', f'root = "s3://{BUCKET}/{PROJECT}"')
     toml.write_text(text + f'\n[audit]\npath = "{audit_url}"\n')
     _git("commit", "-qam", "team store", cwd=first)

@@ -10,7 +10,9 @@ import typer
 from shipml.cli.output import state, stderr
 from shipml.errors import ConfigError
 
-app = typer.Typer(help="A team's tracking server: MLflow on PostgreSQL and S3.", no_args_is_help=True)
+app = typer.Typer(
+    help="A team's tracking server: MLflow on PostgreSQL and S3.", no_args_is_help=True
+)
 
 
 @app.command("start")
