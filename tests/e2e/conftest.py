@@ -24,6 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.containers.conftest import (  # noqa: F401  (the container tests' images, shared)
+    base_image,
+    ct_project,
+    engine,
+    train_image,
+)
 from tests.serving.conftest import free_port
 
 BUCKET = "shipml-team"
@@ -167,5 +173,30 @@ def team_server(
     try:
         wait_for(f"{url}/health", proc, log, timeout=180)
         yield Service(url, proc, log, {**s3_server.env, "PGPASSWORD": pg_schemas[1]})
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def podman_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """podman's Docker-compatible API on a socket of this session's own
+    (`podman system service`); yields its DOCKER_HOST."""
+    from tests.containers.conftest import need_podman
+
+    need_podman()
+    folder = tmp_path_factory.mktemp("podman-api")
+    sock = folder / "podman.sock"
+    host = f"unix://{sock}"
+    with (folder / "service.log").open("wb") as out:
+        proc = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", host], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((folder / "service.log").read_text())
+            time.sleep(0.1)
+        yield host
     finally:
         stop(proc)
