@@ -15,31 +15,37 @@ import time
 from pathlib import Path
 
 import boto3
+import pytest
 
 from shipml.config import ProjectConfig, load_config
 from shipml.containers import BuiltImage
 from shipml.model import ModelPackage
 from shipml.pipeline import load_pipeline
-from shipml.pipeline.kubeflow import REGISTER, compile_pipeline, load_tasks, rehearse, task_name
+from shipml.pipeline.kubeflow import (
+    REGISTER,
+    REHEARSAL_LABEL,
+    compile_pipeline,
+    load_tasks,
+    rehearse,
+    task_name,
+)
 from shipml.tracking import Registry, tracker_for
 from tests.e2e.conftest import BUCKET, Service
 
 PREFIX = "kfp-rehearsal"
 
 
-def _started_containers(image: str, since: float) -> list[dict]:
+def _started_containers(rehearsal: str, since: float) -> list[dict]:
+    """The containers podman started with the rehearsal's label (from its event log)."""
     done = subprocess.run(
         [
             "podman",
             "events",
+            "--stream=false",
             "--since",
-            str(int(since)),
-            "--until",
-            str(int(time.time()) + 1),
+            f"{int(time.time() - since) + 5}s",
             "--filter",
             "event=start",
-            "--filter",
-            f"image={image}",
             "--format",
             "json",
         ],
@@ -48,7 +54,8 @@ def _started_containers(image: str, since: float) -> list[dict]:
         timeout=60,
         check=True,
     )
-    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return [e for e in events if e.get("Attributes", {}).get(REHEARSAL_LABEL) == rehearsal]
 
 
 def _steps_json(tracker, run_id: str) -> dict:
@@ -63,6 +70,7 @@ def test_kfp_local_runs_every_task_in_a_container(
     train_image: BuiltImage,
     team_server: Service,
     podman_socket: str,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     env = {
         "SHIPML_ARTIFACTS_ROOT": f"s3://{BUCKET}/{PREFIX}",
@@ -83,7 +91,8 @@ def test_kfp_local_runs_every_task_in_a_container(
     steps = [task_name(n.name) for n in graph.nodes]
     assert sorted(result.tasks) == sorted([*steps, REGISTER])
     # Every task ran in a container of the train image (podman's own record of it) ...
-    started = _started_containers(compiled.image, since)
+    started = _started_containers(result.id, since)
+    assert {e["Image"] for e in started} == {compiled.image}
     assert len(started) == len(steps) + 1, started
     # ... each step wrote its manifest, and its outputs went through the object store.
     assert sorted(result.manifests) == sorted(steps)
@@ -103,6 +112,8 @@ def test_kfp_local_runs_every_task_in_a_container(
     assert any("/objects/package-" in k for k in keys)
 
     # The run registered the model on the team's server ...
+    for key, value in team_server.env.items():  # to read the run's artifacts in the bucket
+        monkeypatch.setenv(key, value)
     team = load_config(ct_project.root, environ=env)
     registry = Registry(tracker_for(team))
     (version,) = registry.versions(team.model_name)

@@ -32,6 +32,7 @@ from shipml.tracking.server import split_password
 OUTPUT = "manifest"
 REGISTER = "shipml-register"  # the last task's name (a step's name has no "-")
 RUN_OUTPUT = "run"  # its output: the MLflow run it recorded
+REHEARSAL_LABEL = "io.shipml.rehearsal"  # on the containers of `rehearse`
 # Tracking stores the pods cannot share: a file on the machine that compiled.
 LOCAL_STORES = ("sqlite:", "file:", "./", "/")
 # What a task may need from the environment of `rehearse`: the object store's and the
@@ -240,6 +241,7 @@ class Rehearsal:
     tasks: list[str]  # the tasks that ran, in order
     manifests: dict[str, str]  # task -> the URI of its step's manifest
     seconds: float
+    id: str  # the value of the label REHEARSAL_LABEL on its containers
     run_id: str | None = None  # the MLflow run the last task recorded
 
 
@@ -258,6 +260,7 @@ def rehearse(
     ``PASSED_ENV`` found in ``environ`` (default: this process's environment)."""
     import os
     import time
+    import uuid
 
     _kfp()
     try:
@@ -285,6 +288,7 @@ def rehearse(
     pipeline_root.chmod(0o777)  # the image's user (not root) writes the tasks' outputs
     env = {name: environ[name] for name in PASSED_ENV if environ.get(name)}
     saved = os.environ.get("DOCKER_HOST")
+    rehearsal = uuid.uuid4().hex
     started = time.perf_counter()
     try:
         if host:
@@ -292,7 +296,10 @@ def rehearse(
         # Kubernetes runs a task's command in place of the image's ENTRYPOINT (shipml);
         # the docker API appends it to the ENTRYPOINT. /usr/bin/env runs it as-is.
         runner = local.DockerRunner(
-            network_mode=network, environment=env, entrypoint=["/usr/bin/env"]
+            network_mode=network,
+            environment=env,
+            entrypoint=["/usr/bin/env"],
+            labels={REHEARSAL_LABEL: rehearsal},  # the engine's events name the run's tasks
         )
         local.init(
             runner=runner,
@@ -326,4 +333,4 @@ def rehearse(
             f"the local Kubeflow run failed: task(s) {', '.join(missing)} wrote no output",
             hint="the tasks' own output above says why",
         )
-    return Rehearsal(pipe.name, tasks, manifests, seconds, runs[0] if runs else None)
+    return Rehearsal(pipe.name, tasks, manifests, seconds, rehearsal, runs[0] if runs else None)
