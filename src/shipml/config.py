@@ -347,7 +347,10 @@ class CISection(_Section):
 
     provider: str = "github"  # github | gitlab
     python: str = "3.11"
-    install: str = "pip install shipml"  # how a CI job installs the project's tools
+    # How a CI job installs shipml; empty: the exact version and source that generated the
+    # workflow (a wheel `shipml ci init` builds into ci/, a git URL, or an index).
+    install: str = ""
+    index_url: str = ""  # install shipml==VERSION from this package index
     branch: str = "main"  # deploys and promotions happen from this branch only
     target: str = "kubernetes"  # where the generated workflows deploy
     local_target: str = "podman"  # where `shipml ci run` deploys
