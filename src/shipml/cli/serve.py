@@ -79,8 +79,8 @@ def predict(
         None, help="With --engine: the cluster's scheduler (tcp://HOST:8786); default local."
     ),
     workers: int = typer.Option(2, min=1, help="With --engine and no --scheduler: workers."),
-    partition_mb: float = typer.Option(
-        64.0, min=0.001, help="With --engine: the size of a partition (MB of input)."
+    partition_mb: float | None = typer.Option(
+        None, min=0.001, help="With --engine: MB of input per partition (default: ~4 a worker)."
     ),
 ) -> None:
     """Score a file in chunks: every input row, plus prediction and class probabilities.
@@ -122,7 +122,7 @@ def _predict_on_engine(
     output: str,
     scheduler: str | None,
     workers: int,
-    partition_mb: float,
+    partition_mb: float | None,
 ) -> None:
     from shipml.serving.distributed import ENGINES, predict_distributed
 

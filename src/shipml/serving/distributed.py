@@ -107,12 +107,34 @@ def _kind(uri: str) -> str:
     )
 
 
-def partitions(uri: str, partition_mb: float) -> list[Part]:
-    """The partitions of a CSV or Parquet file, each about ``partition_mb``."""
+def auto_partition_mb(uri: str, workers: int) -> float:
+    """About four partitions per worker (so a slow one does not hold the others up),
+    between 1 and 64 MB of input each."""
     fs, path = _fs(uri)
+    size = int(fs.size(path))
+    if _kind(uri) == "parquet":  # partitions are counted in row groups' (uncompressed) bytes
+        import pyarrow.parquet as pq
+
+        with fs.open(path, "rb") as fh:
+            meta = pq.ParquetFile(fh).metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    size_mb = size / (1024 * 1024)
+    return min(64.0, max(1.0, size_mb / (4 * max(1, workers))))
+
+
+def check_input(uri: str) -> tuple[Any, str, str]:
+    """The input's filesystem, path and kind (csv or parquet); a clear error if it is
+    not a CSV or Parquet file that exists."""
     kind = _kind(uri)
+    fs, path = _fs(uri)
     if not fs.isfile(path):
         raise DataError(f"input file not found: {uri}", hint="check the path")
+    return fs, path, kind
+
+
+def partitions(uri: str, partition_mb: float) -> list[Part]:
+    """The partitions of a CSV or Parquet file, each about ``partition_mb``."""
+    fs, path, kind = check_input(uri)
     size = int(fs.size(path))
     block = max(1, int(partition_mb * 1024 * 1024))
     if kind == "csv":
@@ -262,7 +284,7 @@ def predict_distributed(
     version: str,
     scheduler: str | None = None,
     workers: int = 2,
-    partition_mb: float = 64.0,
+    partition_mb: float | None = None,
     chunk_rows: int = 50_000,
     connect_timeout: float = 30.0,
     progress: Callable[[int, int], None] | None = None,
@@ -272,8 +294,8 @@ def predict_distributed(
     ``workers`` processes unless ``scheduler`` is given); ``progress(parts done, parts)``
     as partitions finish; ``audit`` gets the batch's one record."""
     started = time.perf_counter()
+    check_input(source)
     suffix = ".parquet" if output.lower().rstrip("/").endswith((".parquet", ".pq")) else ".csv"
-    parts = partitions(source, partition_mb)
     fs, out_path = _fs(output)
     if fs.exists(out_path) and not fs.exists(f"{out_path}/{MANIFEST}"):
         raise DataError(
@@ -297,6 +319,7 @@ def predict_distributed(
 
         client.register_plugin(ModelPlugin(key, files, name, version), name=f"shipml-{key}")
         n_workers = len(client.scheduler_info().get("workers", {}))
+        parts = partitions(source, partition_mb or auto_partition_mb(source, n_workers))
         futures = [
             client.submit(score_part, p, key, staging, suffix, chunk_rows, pure=False)
             for p in parts
