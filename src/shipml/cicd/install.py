@@ -77,14 +77,20 @@ def source(config: ProjectConfig) -> Source:
     return Source("wheel", shlex.join(["pip", "install", wheel]), Path(unquote(parsed.path)))
 
 
-def prepare(config: ProjectConfig, log: Callable[[str], None] | None = None) -> Source:
-    """The install source, with its wheel built (or copied) into ``ci/`` when it is one."""
+def prepare(
+    config: ProjectConfig, log: Callable[[str], None] | None = None, *, rebuild: bool = True
+) -> Source:
+    """The install source, with its wheel built (or copied) into ``ci/`` when it is one:
+    anew with ``rebuild`` (`shipml ci init`), else only when it is missing (`shipml ci
+    run` installs the wheel the workflows install, the one committed)."""
     found = source(config)
     if found.kind != "wheel" or found.wheel_from is None:
         return found
     target = config.root / WHEEL_DIR
     target.mkdir(parents=True, exist_ok=True)
     name = _wheel_name(metadata.version("shipml"))
+    if not rebuild and (target / name).is_file():
+        return found
     for old in target.glob("shipml-*.whl"):
         old.unlink()
     origin = found.wheel_from
@@ -138,7 +144,7 @@ def layered_venv(folder: Path) -> Path:
 def install(config: ProjectConfig, emit: Callable[[str], None]) -> Path:
     """Run the install line, as a CI job does, in ``.shipml/ci/venv`` (kept while the line
     and the wheels are the same); returns the python the stages run with."""
-    found = prepare(config, emit)
+    found = prepare(config, emit, rebuild=False)
     folder = config.path(VENV)
     stamp = "\n".join([found.line, *_digests(config.root)])
     python = folder / "bin" / "python"
