@@ -320,7 +320,10 @@ def rehearse(
         else:
             os.environ["DOCKER_HOST"] = saved
     seconds = time.perf_counter() - started
-    tasks = list(load_tasks(path))
+    deps = load_tasks(path)
+    tasks: list[str] = []
+    while len(tasks) < len(deps):  # in the order they ran: each after its dependencies
+        tasks += sorted(t for t, d in deps.items() if t not in tasks and set(d) <= set(tasks))
     root = pipeline_root.resolve()
     manifests = {out.parent.name: out.read_text().strip() for out in root.glob(f"*/*/{OUTPUT}")}
     runs = [out.read_text().strip() for out in root.glob(f"*/{REGISTER}/{RUN_OUTPUT}")]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -255,6 +256,10 @@ def _client(scheduler: str | None, workers: int, timeout: float) -> tuple[Any, A
                 f"no Dask scheduler answers at {scheduler}: {exc}",
                 hint="give its address (tcp://HOST:8786), or leave it out for a local cluster",
             ) from exc
+    # Its workers' start and stop chatter (a nanny killing a slow worker at the end) is
+    # not the command's output.
+    for name in ("distributed", "distributed.nanny", "distributed.scheduler"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
     )
