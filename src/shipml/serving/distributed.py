@@ -198,7 +198,11 @@ def score_part(part: Part, key: str, staging: str, suffix: str, chunk_rows: int)
         source = work / f"in.{part.kind}"
         if not _read_part(part, source):
             return {"index": part.index, "rows": 0, "file": None, "sha256": None}
-        out = work / f"out{suffix}"
+        name = f"part-{part.index:05d}{suffix}"
+        fs, base = _fs(staging)
+        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        # A local folder is written in place; a bucket gets the part once it is whole.
+        out = Path(base) / name if "file" in protocols else work / f"out{suffix}"
         try:
             result = predict_file(predictor, source, out, chunk_rows=chunk_rows)
         except DataError as exc:
@@ -209,9 +213,8 @@ def score_part(part: Part, key: str, staging: str, suffix: str, chunk_rows: int)
                 f"partition {part.index} ({where}): {exc.message}", hint=exc.hint
             ) from exc
         data = out.read_bytes()
-        name = f"part-{part.index:05d}{suffix}"
-        fs, base = _fs(staging)
-        fs.pipe_file(f"{base}/{name}", data)
+        if out.parent == work:
+            fs.pipe_file(f"{base}/{name}", data)
         return {
             "index": part.index,
             "rows": result.rows,
@@ -280,6 +283,56 @@ def _package_files(package: Path) -> dict[str, bytes]:
     }
 
 
+def _score_all(
+    client: Any,
+    plugin: ModelPlugin,
+    source: str,
+    partition_mb: float | None,
+    job: tuple[str, str, int],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Every partition scored on the cluster; (their results, the number of workers)."""
+    from distributed import as_completed, wait
+
+    staging, suffix, chunk_rows = job
+    client.register_plugin(plugin, name=f"shipml-{plugin.key}")
+    n_workers = len(client.scheduler_info().get("workers", {}))
+    parts = partitions(source, partition_mb or auto_partition_mb(source, n_workers))
+    futures = [
+        client.submit(score_part, p, plugin.key, staging, suffix, chunk_rows, pure=False)
+        for p in parts
+    ]
+    done: list[dict[str, Any]] = []
+    try:
+        for future in as_completed(futures):
+            done.append(future.result())
+            if progress is not None:
+                progress(len(done), len(parts))
+    except BaseException:
+        # Nothing may still be writing parts when the caller removes them: a task that
+        # runs goes on even when cancelled, so every task is let finish.
+        wait(futures)
+        raise
+    return done, n_workers
+
+
+def audit_record(run: BatchRun, source: str) -> dict[str, Any]:
+    """The one audit record of a batch."""
+    return {
+        "kind": "batch",
+        "request_id": run.batch_id,
+        "model": run.model["name"],
+        "version": run.model["version"],
+        "onnx_sha256": run.model["onnx_sha256"],
+        "engine": run.engine,
+        "workers": run.workers,
+        "rows": run.rows,
+        "partitions": len(run.parts),
+        "input": {"uri": source, "sha256": run.input_sha256},
+        "output": {"uri": run.output, "sha256": run.output_sha256},
+    }
+
+
 def predict_distributed(
     package: Path,
     source: str,
@@ -311,54 +364,41 @@ def predict_distributed(
     local = "file" in protocols  # a folder is renamed into place; a bucket has no rename
     batch_id = uuid.uuid4().hex
     staging = f"{output.rstrip('/')}.partial-{batch_id[:8]}" if local else output.rstrip("/")
-    fs.makedirs(_fs(staging)[1], exist_ok=True)
+    staged = _fs(staging)[1]
     digest: dict[str, str] = {}
     hasher = threading.Thread(target=_sha256, args=(source, digest), daemon=True)
     hasher.start()
     files = _package_files(package)
     key = hashlib.sha256(b"".join(files.get(n, b"") for n in sorted(files))).hexdigest()[:16]
     client, cluster = _client(scheduler, workers, connect_timeout)
-    done: list[dict[str, Any]] = []
+    fs.makedirs(staged, exist_ok=True)
     try:
-        from distributed import as_completed
-
-        client.register_plugin(ModelPlugin(key, files, name, version), name=f"shipml-{key}")
-        n_workers = len(client.scheduler_info().get("workers", {}))
-        parts = partitions(source, partition_mb or auto_partition_mb(source, n_workers))
-        futures = [
-            client.submit(score_part, p, key, staging, suffix, chunk_rows, pure=False)
-            for p in parts
-        ]
-        for future in as_completed(futures):
-            done.append(future.result())
-            if progress is not None:
-                progress(len(done), len(parts))
+        done, n_workers = _score_all(
+            client,
+            ModelPlugin(key, files, name, version),
+            source,
+            partition_mb,
+            (staging, suffix, chunk_rows),
+            progress,
+        )
+        written = sorted((d for d in done if d["file"]), key=lambda d: d["index"])
+        if not written:
+            raise DataError(f"{source} has no rows", hint="give a file with a header and rows")
     except BaseException:
         if local:
-            fs.rm(_fs(staging)[1], recursive=True)
+            fs.rm(staged, recursive=True)
         raise
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
     hasher.join()
-    written = sorted((d for d in done if d["file"]), key=lambda d: d["index"])
-    if not written:
-        raise DataError(f"{source} has no rows", hint="give a file with a header and rows")
     out_digest = hashlib.sha256("".join(d["sha256"] for d in written).encode()).hexdigest()
+    model = {"name": name, "version": version, "onnx_sha256": onnx_sha256(package)}
+    rows = sum(d["rows"] for d in written)
     run = BatchRun(
-        batch_id,
-        sum(d["rows"] for d in written),
-        written,
-        output,
-        digest["sha256"],
-        out_digest,
-        "dask",
-        n_workers,
-        0.0,
-        {"name": name, "version": version, "onnx_sha256": onnx_sha256(package)},
+        batch_id, rows, written, output, digest["sha256"], out_digest, "dask", n_workers, 0, model
     )
-    staged = _fs(staging)[1]
     fs.pipe_file(f"{staged}/{MANIFEST}", json.dumps(asdict(run), indent=2).encode())
     if local:
         if fs.exists(out_path):
@@ -366,19 +406,5 @@ def predict_distributed(
         Path(staged).rename(out_path)
     run.seconds = time.perf_counter() - started
     if audit is not None:
-        audit(
-            {
-                "kind": "batch",
-                "request_id": batch_id,
-                "model": name,
-                "version": version,
-                "onnx_sha256": run.model["onnx_sha256"],
-                "engine": run.engine,
-                "workers": run.workers,
-                "rows": run.rows,
-                "partitions": len(written),
-                "input": {"uri": source, "sha256": run.input_sha256},
-                "output": {"uri": output, "sha256": run.output_sha256},
-            }
-        )
+        audit(audit_record(run, source))
     return run
