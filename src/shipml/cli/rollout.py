@@ -123,7 +123,13 @@ def gateway(
     )
     on_promote = _registry_promoter(config) if config is not None else None
     uvicorn.run(
-        Gateway(policy, audit=audit, admin_token=section.admin_token, on_promote=on_promote),
+        Gateway(
+            policy,
+            audit=audit,
+            admin_token=section.admin_token,
+            on_promote=on_promote,
+            tracing=_tracing(config),
+        ),
         host=host,
         port=port,
         loop="uvloop",
@@ -251,3 +257,11 @@ def rollback(
     """Send all traffic back to the champion now (recorded in the audit log)."""
     data = _call(gateway_url.rstrip("/") + "/v1/rollout/rollback", "POST", _token(token))
     stdout.print(f"rolled back: all traffic to {data['champion']}")
+
+
+def _tracing(config: Any) -> Any:
+    """The gateway's tracer from ``[tracing]`` (the OTEL_* variables win)."""
+    from shipml.serving.server import tracing_of
+
+    settings = config.tracing.model_dump() if config is not None else {}
+    return tracing_of(settings, "shipml-gateway")

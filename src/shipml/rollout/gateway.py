@@ -69,8 +69,11 @@ class Gateway:
         admin_token: str = "",
         seed: int | None = None,
         on_promote: Any = None,
+        tracing: Any = None,
     ) -> None:
         self.policy = policy
+        # shipml.serving.tracing.Tracing, given by whoever builds the gateway (None: off).
+        self.tracing = tracing
         # Called with the promoted variant's registry reference (name/version), if known.
         self.on_promote = on_promote
         self.audit = audit
@@ -219,13 +222,14 @@ class Gateway:
             (b"x-shipml-variant", variant.name_bytes),
         ]
         trace = headers.get(b"traceparent")
-        if trace:
-            raw_headers.append((b"traceparent", trace))
         started = time.perf_counter()
-        if variant.app is not None:
-            status, answer = await _call_app(variant.app, path, body, raw_headers)
+        tracing = self.tracing
+        if tracing is not None and tracing.enabled:
+            with tracing.client_span(f"gateway {name}", _text(list(headers.items())), rid.decode()):
+                trace = tracing.inject() or trace
+                status, answer = await self._call(variant, path, body, raw_headers, trace)
         else:
-            status, answer = await self._post(variant.url + path, body, _text(raw_headers))
+            status, answer = await self._call(variant, path, body, raw_headers, trace)
         seconds = time.perf_counter() - started
         self.requests[(name, status)] = self.requests.get((name, status), 0) + 1
         parsed: dict[str, Any] | None = None
@@ -241,6 +245,15 @@ class Gateway:
         await _send(send, status, answer, rid, extra=[(b"x-shipml-variant", variant.name_bytes)])
         if self.policy.mode == "shadow" and status == 200 and parsed is not None:
             self._mirror(path, body, raw_headers, rid_text, parsed)
+
+    async def _call(
+        self, variant: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]], trace: Any
+    ) -> tuple[int, bytes]:
+        if trace:
+            headers = [*headers, (b"traceparent", trace)]
+        if variant.app is not None:
+            return await _call_app(variant.app, path, body, headers)
+        return await self._post(variant.url + path, body, _text(headers))
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         assert self._session is not None
@@ -339,8 +352,30 @@ class Gateway:
                 rid,
             )
             return
+        refused = _unloggable(items)
+        if refused:
+            await _send(send, 400, _json({"error": refused}), rid)
+            return
         matched = sum(self.analysis.feedback(str(i["request_id"]), i["label"]) for i in items)
-        await _send(send, 200, _json({"received": len(items), "matched": matched}), rid)
+        recorded = await self._record_feedback(items)
+        answer = {"received": len(items), "matched": matched, "recorded": recorded}
+        await _send(send, 200, _json(answer), rid)
+
+    async def _record_feedback(self, items: list[dict[str, Any]]) -> int:
+        """Each label into the audit log, where the monitor joins it to its prediction
+        (quality from feedback); one group commit for the lot."""
+        if self.audit is None:
+            return 0
+        records = [
+            {"kind": "feedback", "request_id": str(i["request_id"]), "label": i["label"]}
+            for i in items
+        ]
+        try:
+            await asyncio.gather(*(self.audit.append_async(r) for r in records))
+        except AuditError as exc:
+            log.error("feedback labels were not written to the audit log: %s", exc.message)
+            return 0
+        return len(records)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -548,6 +583,32 @@ class Gateway:
         for variant, w in self.weights():
             lines.append(f'shipml_gateway_weight{{variant="{variant}"}} {w}')
         return "\n".join(lines) + "\n"
+
+
+MAX_FEEDBACK = 10_000  # labels per request
+MAX_ID = 200  # characters of a request id
+
+
+def _unloggable(items: list[dict[str, Any]]) -> str | None:
+    """Why these labels cannot be recorded (too many, an id or label of the wrong kind),
+    or None: a label is a string, number or boolean, or a list of them (one per row)."""
+    if len(items) > MAX_FEEDBACK:
+        return f"{len(items)} labels in one request; send at most {MAX_FEEDBACK}"
+    for item in items:
+        rid, label = item["request_id"], item["label"]
+        if not isinstance(rid, str | int) or len(str(rid)) > MAX_ID:
+            return (
+                f"request_id must be a string of at most {MAX_ID} characters, got {str(rid)[:40]!r}"
+            )
+        values = label if isinstance(label, list) else [label]
+        if len(values) > MAX_FEEDBACK or not all(
+            isinstance(v, str | int | float | bool) and len(str(v)) <= MAX_ID for v in values
+        ):
+            return (
+                f"label of {str(rid)[:40]!r} must be a string, number or boolean "
+                "(or a list of them)"
+            )
+    return None
 
 
 def _text(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:

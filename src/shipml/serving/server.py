@@ -14,6 +14,7 @@ from typing import Any
 
 from shipml.audit import AuditLog
 from shipml.audit.database import is_url
+from shipml.config import MonitorSection, TracingSection
 from shipml.serving.app import ModelServer
 from shipml.serving.predictor import Predictor
 from shipml.serving.tracing import Tracing
@@ -38,6 +39,10 @@ class ServeSpec:
     checkpoint_every: int = 10_000
     audit_inputs: bool = True
     image_digest: str = ""
+    # [monitor] settings (MonitorSection as a dict): the live drift and quality metrics.
+    monitor: dict[str, Any] = field(default_factory=dict)
+    # [tracing] settings (TracingSection as a dict).
+    tracing: dict[str, Any] = field(default_factory=dict)
 
 
 def build_app(spec: ServeSpec) -> ModelServer:
@@ -57,10 +62,22 @@ def build_app(spec: ServeSpec) -> ModelServer:
         max_body_bytes=spec.max_body_bytes,
         max_batch_size=spec.max_batch_size,
         max_wait_ms=spec.max_wait_ms,
-        tracing=Tracing.from_environment(),
+        tracing=tracing_of(spec.tracing, "shipml-serve"),
         audit=audit,
         audit_inputs=spec.audit_inputs,
         image_digest=spec.image_digest,
+        monitor=MonitorSection(**spec.monitor),
+    )
+
+
+def tracing_of(settings: dict[str, Any], service: str) -> Tracing:
+    """A Tracing from ``[tracing]`` settings (the OTEL_* variables win)."""
+    section = TracingSection(**settings)
+    return Tracing.configure(
+        section.exporter,
+        endpoint=section.endpoint,
+        ratio=section.sampling_ratio,
+        service=section.service_name or service,
     )
 
 
@@ -123,6 +140,10 @@ def resolve_spec(ref: str, config: object | None = None) -> ServeSpec:
             "max_batch_size": serving.max_batch_size,
             "max_wait_ms": serving.max_wait_ms,
         }
+    monitoring = getattr(config, "monitor", None)
+    if monitoring is not None:
+        limits["monitor"] = monitoring.model_dump()
+        limits["tracing"] = config.tracing.model_dump()  # type: ignore[union-attr]
     audit = getattr(config, "audit", None)
     if audit is not None and audit.enabled:
         path = config.path  # type: ignore[union-attr]
