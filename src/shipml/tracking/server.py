@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from shipml.config import ServerSection
 from shipml.errors import ConfigError
@@ -51,11 +51,12 @@ def _netloc(parts: SplitResult, password: str | None) -> str:
 
 
 def split_password(uri: str) -> tuple[str, str | None]:
-    """``uri`` without its password, and the password (None when it has none)."""
+    """``uri`` without its password, and the password, decoded (None when it has none)."""
     parts = urlsplit(uri)
     if parts.password is None:
         return uri, None
-    return urlunsplit(parts._replace(netloc=_netloc(parts, None))), parts.password
+    # A URI's password is percent-encoded; PGPASSWORD holds it as it is.
+    return urlunsplit(parts._replace(netloc=_netloc(parts, None))), unquote(parts.password)
 
 
 def redact(uri: str) -> str:
