@@ -82,6 +82,12 @@ def predict(
     partition_mb: float | None = typer.Option(
         None, min=0.001, help="With --engine: MB of input per partition (default: ~4 a worker)."
     ),
+    on_error: str = typer.Option(
+        "fail",
+        "--on-error",
+        help="A row the model cannot take (unknown category, missing value): fail (stop and "
+        "name the row and column), skip it, or flag it (an 'error' column, no prediction).",
+    ),
 ) -> None:
     """Score a file in chunks: every input row, plus prediction and class probabilities.
     With --engine dask, partition by partition on a cluster's workers (docs/serving.md)."""
@@ -92,7 +98,7 @@ def predict(
     config = _config_or_none()
     spec = resolve_spec(ref, config)
     if engine is not None:
-        where = (str(source), str(output), scheduler, workers, partition_mb)
+        where = (str(source), str(output), scheduler, workers, partition_mb, on_error)
         _predict_on_engine(spec, config, engine, *where)
         return
     predictor = Predictor.load(
@@ -110,8 +116,16 @@ def predict(
         def advance(rows: int, total: int | None) -> None:
             bar.update(task, completed=rows, total=total)
 
-        result = predict_file(predictor, source, output, chunk_rows=chunk_rows, progress=advance)
-    stdout.print(f"scored {result.rows:,} rows in {result.chunks} chunk(s) → {result.output}")
+        result = predict_file(
+            predictor, source, output, chunk_rows=chunk_rows, progress=advance, on_error=on_error
+        )
+    refused = ""
+    if result.refused:
+        done = "skipped" if on_error == "skip" else "flagged in the 'error' column"
+        refused = f"; {result.refused:,} row(s) {done}"
+    stdout.print(
+        f"scored {result.rows:,} rows in {result.chunks} chunk(s) → {result.output}{refused}"
+    )
 
 
 def _predict_on_engine(
@@ -123,6 +137,7 @@ def _predict_on_engine(
     scheduler: str | None,
     workers: int,
     partition_mb: float | None,
+    on_error: str,
 ) -> None:
     from shipml.serving.distributed import ENGINES, predict_distributed
 
@@ -157,6 +172,7 @@ def _predict_on_engine(
             scheduler=scheduler,
             workers=workers,
             partition_mb=partition_mb,
+            on_error=on_error,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             audit=audit,
         )

@@ -186,7 +186,9 @@ def _read_part(part: Part, target: Path) -> bool:
     return True
 
 
-def score_part(part: Part, key: str, staging: str, suffix: str, chunk_rows: int) -> dict[str, Any]:
+def score_part(
+    part: Part, key: str, staging: str, suffix: str, chunk_rows: int, on_error: str = "fail"
+) -> dict[str, Any]:
     """On a worker: score one partition with the worker's model; write it to ``staging``."""
     from shipml.serving.batch import predict_file
 
@@ -204,7 +206,7 @@ def score_part(part: Part, key: str, staging: str, suffix: str, chunk_rows: int)
         # A local folder is written in place; a bucket gets the part once it is whole.
         out = Path(base) / name if "file" in protocols else work / f"out{suffix}"
         try:
-            result = predict_file(predictor, source, out, chunk_rows=chunk_rows)
+            result = predict_file(predictor, source, out, chunk_rows=chunk_rows, on_error=on_error)
         except DataError as exc:
             where = (
                 f"bytes {part.offset}+" if part.kind == "csv" else f"row groups {part.row_groups}"
@@ -218,6 +220,7 @@ def score_part(part: Part, key: str, staging: str, suffix: str, chunk_rows: int)
         return {
             "index": part.index,
             "rows": result.rows,
+            "refused": result.refused,
             "file": name,
             "sha256": hashlib.sha256(data).hexdigest(),
             "worker": _worker_address(),
@@ -288,18 +291,18 @@ def _score_all(
     plugin: ModelPlugin,
     source: str,
     partition_mb: float | None,
-    job: tuple[str, str, int],
+    job: tuple[str, str, int, str],
     progress: Callable[[int, int], None] | None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Every partition scored on the cluster; (their results, the number of workers)."""
     from distributed import as_completed, wait
 
-    staging, suffix, chunk_rows = job
+    staging, suffix, chunk_rows, on_error = job
     client.register_plugin(plugin, name=f"shipml-{plugin.key}")
     n_workers = len(client.scheduler_info().get("workers", {}))
     parts = partitions(source, partition_mb or auto_partition_mb(source, n_workers))
     futures = [
-        client.submit(score_part, p, plugin.key, staging, suffix, chunk_rows, pure=False)
+        client.submit(score_part, p, plugin.key, staging, suffix, chunk_rows, on_error, pure=False)
         for p in parts
     ]
     done: list[dict[str, Any]] = []
@@ -344,13 +347,15 @@ def predict_distributed(
     workers: int = 2,
     partition_mb: float | None = None,
     chunk_rows: int = 50_000,
+    on_error: str = "fail",
     connect_timeout: float = 30.0,
     progress: Callable[[int, int], None] | None = None,
     audit: Callable[[dict[str, Any]], None] | None = None,
 ) -> BatchRun:
     """Score ``source`` into the folder ``output`` on a Dask cluster (a local one of
     ``workers`` processes unless ``scheduler`` is given); ``progress(parts done, parts)``
-    as partitions finish; ``audit`` gets the batch's one record."""
+    as partitions finish; ``audit`` gets the batch's one record. ``on_error`` is the local
+    scoring's (fail, skip or flag a row the model cannot take)."""
     started = time.perf_counter()
     check_input(source)
     suffix = ".parquet" if output.lower().rstrip("/").endswith((".parquet", ".pq")) else ".csv"
@@ -378,7 +383,7 @@ def predict_distributed(
             ModelPlugin(key, files, name, version),
             source,
             partition_mb,
-            (staging, suffix, chunk_rows),
+            (staging, suffix, chunk_rows, on_error),
             progress,
         )
         written = sorted((d for d in done if d["file"]), key=lambda d: d["index"])
