@@ -87,11 +87,13 @@ def test_a_bad_row_names_its_partition_and_leaves_no_output(
     tmp_path, scheduler, penguins_package, penguins_data
 ):
     rows = _rows(penguins_data)
-    rows.loc[2000, "island"] = "Atlantis"
+    rows["body_mass_g"] = rows["body_mass_g"].astype(object)
+    rows.loc[2000, "body_mass_g"] = "heavy"
     source = tmp_path / "in.csv"
     rows.to_csv(source, index=False)
     out = tmp_path / "scored.csv"
-    with pytest.raises(DataError, match=r"partition \d+ \(bytes \d+\+\).*'Atlantis'"):
+    pattern = rf"partition \d+ \(bytes \d+\+\): cannot read {source}: .*'heavy'"
+    with pytest.raises(DataError, match=pattern):
         predict_distributed(
             penguins_package.path,
             str(source),

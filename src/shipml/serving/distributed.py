@@ -211,9 +211,8 @@ def score_part(
             where = (
                 f"bytes {part.offset}+" if part.kind == "csv" else f"row groups {part.row_groups}"
             )
-            raise DataError(
-                f"partition {part.index} ({where}): {exc.message}", hint=exc.hint
-            ) from exc
+            message = exc.message.replace(str(source), part.uri)  # not the worker's copy
+            raise DataError(f"partition {part.index} ({where}): {message}", hint=exc.hint) from exc
         data = out.read_bytes()
         if out.parent == work:
             fs.pipe_file(f"{base}/{name}", data)
