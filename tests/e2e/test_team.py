@@ -59,6 +59,9 @@ def test_two_clones_share_one_store(tmp_path: Path, team_server: Service, pg_sch
     text = toml.read_text()
     text = text.replace('uri = "sqlite:///.shipml/mlflow.db"', f'uri = "{team_server.url}"')
     text = text.replace('root = ".shipml/artifacts"', f'root = "s3://{BUCKET}/{PROJECT}"')
+    # The canary rehearsal (a latency bound, tested on its own) is left out: what is
+    # tested here is the shared store, and a loaded machine must not fail it.
+    text = text.replace("[tests.model]\n", "[tests.model]\ncanary = false\n")
     toml.write_text(text + f'\n[audit]\npath = "{audit_url}"\n')
     _git("commit", "-qam", "team store", cwd=first)
     second = tmp_path / "second" / PROJECT
