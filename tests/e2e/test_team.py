@@ -62,7 +62,10 @@ def test_two_clones_share_one_store(tmp_path: Path, team_server: Service, pg_sch
     # The canary rehearsal (a latency bound, tested on its own) is left out: what is
     # tested here is the shared store, and a loaded machine must not fail it.
     text = text.replace("[tests.model]\n", "[tests.model]\ncanary = false\n")
-    toml.write_text(text + f'\n[audit]\npath = "{audit_url}"\n')
+    # One audit log, one signing key: a team keeps it in its secret store, mounted at the
+    # same path for every writer (here a file both clones point at).
+    key = tmp_path / "team-secrets" / "audit-signing.key"
+    toml.write_text(text + f'\n[audit]\npath = "{audit_url}"\nsigning_key = "{key}"\n')
     _git("commit", "-qam", "team store", cwd=first)
     second = tmp_path / "second" / PROJECT
     _git("clone", "-q", str(first), str(second), cwd=tmp_path)
@@ -90,7 +93,7 @@ def test_two_clones_share_one_store(tmp_path: Path, team_server: Service, pg_sch
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until_ready(port, timeout=120)
+        wait_until_ready(port, timeout=300)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/predict",
             json.dumps({"instances": [ROW]}).encode(),
