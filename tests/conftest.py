@@ -124,10 +124,12 @@ def children_of(pid: int) -> list[int]:
 # under pytest-xdist (`make test` runs `-n` workers with `--dist loadgroup`) they run on
 # one worker, in order, so each image is built once and no two builds race for a tag.
 PODMAN_FILES = (
+    "tests/cicd/test_install.py",
     "tests/cicd/test_runner.py",
     "tests/cli/test_containers.py",
     "tests/containers/",
     "tests/deploy/test_podman.py",
+    "tests/e2e/test_kubeflow.py",
 )
 
 

@@ -435,12 +435,29 @@ class CISection(_Section):
 
     provider: str = "github"  # github | gitlab
     python: str = "3.11"
-    install: str = "pip install shipml"  # how a CI job installs the project's tools
+    # How a CI job installs shipml; empty: the exact version and source that generated the
+    # workflow (a wheel `shipml ci init` builds into ci/, a git URL, or an index).
+    install: str = ""
+    index_url: str = ""  # install shipml==VERSION from this package index
     branch: str = "main"  # deploys and promotions happen from this branch only
     target: str = "kubernetes"  # where the generated workflows deploy
     local_target: str = "podman"  # where `shipml ci run` deploys
     # The staging gateway the analysis stage reads (default: staging on podman, here).
     staging_gateway: str = "http://127.0.0.1:8001"
+
+
+class ServerSection(_Section):
+    """``shipml server start``: a team's MLflow tracking server (docs/team.md). Passwords
+    never go here: PGPASSWORD (or SHIPML_SERVER_BACKEND_URI) and AWS_* come from the
+    environment."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    # postgresql://USER@HOST:5432/DB; empty: SQLite in .shipml/server/mlflow.db
+    backend_uri: str = ""
+    # Where the server keeps artifacts: s3://BUCKET/PREFIX; empty: .shipml/server/artifacts
+    artifacts: str = ""
 
 
 class ProjectConfig(_Section):
@@ -464,6 +481,7 @@ class ProjectConfig(_Section):
     ci: CISection = Field(default_factory=CISection)
     monitor: MonitorSection = Field(default_factory=MonitorSection)
     tracing: TracingSection = Field(default_factory=TracingSection)
+    server: ServerSection = Field(default_factory=ServerSection)
 
     # Set by load_config; not a setting.
     root: Path = Field(default_factory=Path.cwd, exclude=True)

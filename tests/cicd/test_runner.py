@@ -36,8 +36,9 @@ def test_the_first_failure_stops_the_run_and_is_named(project: Path):
 
 
 def test_ci_run_on_the_demo_project(tmp_path: Path):
-    """Every stage passes on the demo project (images on the offline base, staging on
-    podman); promotion to production waits for approval."""
+    """`shipml ci init`, then every stage passes on the demo project, with shipml as the
+    workflow installs it (images on the offline base, staging on podman); promotion to
+    production waits for approval."""
     demo = tmp_path / "demo"
     made = shipml("demo", "--dir", str(demo), cwd=tmp_path)
     assert made.returncode == 0, made.stderr
@@ -51,7 +52,11 @@ def test_ci_run_on_the_demo_project(tmp_path: Path):
         f'\n[ci]\nstaging_gateway = "http://127.0.0.1:{port}"\n'
         f'\n[containers]\nbase_image = "{base}"\n'
     )
+    init = shipml("ci", "init", cwd=demo)  # the install line is not edited
+    assert init.returncode == 0, init.stderr
     done = shipml("ci", "run", cwd=demo)
     shipml("deploy", "down", "--env", "staging", "--target", "podman", cwd=demo)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "promote" in done.stdout and "needs approval" in done.stdout
+    # The stages ran with the shipml the workflow's own install line installed.
+    assert "$ pip install ./ci/shipml-" in done.stderr

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shipml.config import load_config
 from shipml.errors import PipelineError
+from shipml.pipeline import load_pipeline
 from shipml.pipeline.exchange import run_step
+from shipml.pipeline.stepwise import register_run
+from shipml.tracking import tracker_for
 from tests.conftest import shipml
 
 FAST = {"n_estimators": 5}
@@ -31,22 +35,61 @@ def _chain(config) -> dict[str, str]:
     return done
 
 
-def test_the_template_pipeline_runs_step_by_step_through_an_object_store(project):
-    """memory:// is a real fsspec filesystem that is not a local folder, as a bucket is."""
-    config = load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": "memory://shipml-test"})
-    done = _chain(config)
-    assert all(uri.startswith("memory://shipml-test/steps/manifests/") for uri in done.values())
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """moto's S3, a real HTTP server in a thread, with a bucket; its environment."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        boto3.client("s3").create_bucket(Bucket="shipml-test")
+        yield env
+    server.stop()
+
+
+def test_the_template_pipeline_runs_step_by_step_through_an_object_store(project, s3):
+    """Through a bucket of an S3-compatible server (moto), as on a cluster; then recorded
+    as one MLflow run with its model registered, as Kubeflow's last task does."""
     import fsspec
 
-    fs = fsspec.filesystem("memory")
-    package = json.loads(fs.cat_file(done["package"].removeprefix("memory://")))
+    scheme = "s3"
+    fs = fsspec.filesystem(scheme)
+    fs.invalidate_cache()
+    prefix = "shipml-test/steps-test"
+    config = load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": f"{scheme}://{prefix}"})
+    done = _chain(config)
+    assert all(uri.startswith(f"{scheme}://{prefix}/steps/manifests/") for uri in done.values())
+    package = json.loads(fs.cat_file(done["package"].split("://", 1)[1]))
     assert package["outputs"][0]["kind"] == "package"
-    assert fs.exists(f"/shipml-test/steps/objects/{package['outputs'][0]['file']}/model.onnx")
-    evaluate = json.loads(fs.cat_file(done["evaluate"].removeprefix("memory://")))
+    folder = f"{prefix}/steps/objects/{package['outputs'][0]['file']}"
+    assert fs.exists(f"{folder}/model.onnx") and fs.exists(f"{folder}.complete")
+    evaluate = json.loads(fs.cat_file(done["evaluate"].split("://", 1)[1]))
     assert evaluate["metrics"]["accuracy"] > 0.9
     # Same code, inputs and arguments: the manifest is there, the step is not run again.
     again = run_step(config, "split", [done["validate"]], params=FAST)
     assert again.status == "cached" and again.manifest == done["split"]
+    # The last step's manifest leads to all the others: one MLflow run, the model registered.
+    recorded = register_run(config, [done["evaluate"], done["package"]], params=FAST)
+    assert recorded.model_version is not None and recorded.model_version.version == "1"
+    graph = load_pipeline(config).build({**config.pipeline.params, **FAST})
+    assert sorted(recorded.edges) == sorted(graph.edges())
+    run = tracker_for(config).get_run(recorded.run_id)
+    assert run.data.tags["shipml.orchestrator"] == "kubeflow" and run.info.status == "FINISHED"
+    assert run.data.metrics["accuracy"] == evaluate["metrics"]["accuracy"]
+    assert run.inputs.dataset_inputs[0].dataset.name == "penguins"
+    with pytest.raises(PipelineError, match="no outputs of step"):
+        register_run(config, [done["split"]], params=FAST)
 
 
 def test_wrong_or_missing_inputs_are_named(project):

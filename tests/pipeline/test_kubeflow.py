@@ -11,7 +11,14 @@ import yaml
 from shipml.config import load_config
 from shipml.errors import PipelineError
 from shipml.pipeline import load_pipeline
-from shipml.pipeline.kubeflow import compile_pipeline, load_tasks, submit, task_name
+from shipml.pipeline.kubeflow import (
+    REGISTER,
+    compile_pipeline,
+    load_tasks,
+    rehearse,
+    submit,
+    task_name,
+)
 from tests.conftest import shipml
 
 DIAMOND = """
@@ -122,3 +129,38 @@ def test_cli_compile(project: Path):
     assert "6 tasks" in done.stdout and (project / "kfp" / "pipeline.yaml").is_file()
     refused = shipml("pipeline", "compile", "--target", "airflow", cwd=project)
     assert refused.returncode == 6 and "unknown target 'airflow'" in refused.stderr
+
+
+def test_a_shared_tracking_store_adds_the_register_task_after_the_last_steps(project, tmp_path):
+    env = {"SHIPML_ARTIFACTS_ROOT": "s3://b/p", "SHIPML_TRACKING_URI": "http://mlflow:5000"}
+    config = load_config(project, environ=env)
+    compiled = compile_pipeline(config, tmp_path / "p.yaml")
+    assert compiled.registers
+    tasks = load_tasks(compiled.path)
+    assert tasks.pop(REGISTER) == ["evaluate", "package"]  # the steps nothing else reads
+    assert tasks == _expected(config)
+    spec = yaml.safe_load(compiled.path.read_text())
+    register = spec["deploymentSpec"]["executors"][f"exec-{REGISTER}"]["container"]
+    assert register["command"][:3] == ["shipml", "step", "register"]
+    assert {"name": "SHIPML_TRACKING_URI", "value": "http://mlflow:5000"} in register["env"]
+    # A password in the tracking URI would be written into the file: refused.
+    env["SHIPML_TRACKING_URI"] = "postgresql://u:hunter2@db/mlflow"
+    with pytest.raises(PipelineError, match="holds a password"):
+        compile_pipeline(load_config(project, environ=env), tmp_path / "q.yaml")
+    assert not (tmp_path / "q.yaml").exists()
+
+
+def test_rehearse_without_an_engine_says_how_to_start_one(project, tmp_path):
+    config = load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": "s3://b/p"})
+    compiled = compile_pipeline(config, tmp_path / "p.yaml")
+    with pytest.raises(PipelineError, match="no Docker-compatible engine answers") as err:
+        rehearse(compiled.path, tmp_path / "root", docker_host=f"unix://{tmp_path}/none.sock")
+    assert "podman system service" in (err.value.hint or "")
+
+
+def test_step_register_refuses_missing_or_foreign_manifests(project: Path):
+    done = shipml("step", "register", cwd=project)
+    assert done.returncode == 6 and "no manifests given" in done.stderr
+    done = shipml("step", "register", "--input", "s3://elsewhere/m.json", cwd=project)
+    assert done.returncode == 6 and "not in this project's artifact store" in done.stderr
+    assert "Traceback" not in done.stderr

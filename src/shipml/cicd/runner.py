@@ -52,10 +52,12 @@ def _why(output: str, argv: list[str], code: int) -> str:
     return lines[-1][:300] if lines else f"exit code {code}"
 
 
-def run_command(argv: list[str], cwd: Path, emit: Reporter, stage: str) -> tuple[int, str]:
-    """Run `shipml ARGV` in ``cwd``, streaming its output to ``emit``."""
+def run_command(
+    argv: list[str], cwd: Path, emit: Reporter, stage: str, python: str = sys.executable
+) -> tuple[int, str]:
+    """Run `shipml ARGV` in ``cwd`` with ``python``, streaming its output to ``emit``."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shipml", *argv],
+        [python, "-m", "shipml", *argv],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -75,14 +77,22 @@ def run_stages(
     only: list[str] | None = None,
     approve: bool = False,
     emit: Reporter | None = None,
+    install: bool = True,
 ) -> CIRun:
-    """Run the stages in order; stops at the first failure (the rest are "not run")."""
+    """Run the stages in order; stops at the first failure (the rest are "not run").
+    With ``install``, first run the workflows' install line in ``.shipml/ci/venv`` and run
+    the stages with the shipml it installed, as a CI job does; else with this one."""
     emit = emit or (lambda _stage, _line: None)
     chosen: list[Stage] = stages(config, config.ci.local_target)
     names = [s.name for s in chosen]
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise CIError(f"unknown stage(s) {', '.join(unknown)}", hint=f"stages: {', '.join(names)}")
+    python = sys.executable
+    if install:
+        from shipml.cicd.install import install as install_shipml
+
+        python = str(install_shipml(config, lambda line: emit("install", line)))
     result = CIRun()
     failed = False
     for stage in chosen:
@@ -101,7 +111,7 @@ def run_stages(
         res = StageResult(stage.name, "passed")
         for argv in stage.commands:
             emit(stage.name, "$ " + shlex.join(["shipml", *argv]))
-            code, output = run_command(argv, config.root, emit, stage.name)
+            code, output = run_command(argv, config.root, emit, stage.name, python)
             if code != 0:
                 res = StageResult(
                     stage.name,

@@ -27,6 +27,7 @@ from shipml.cli import (
     project,
     rollout,
     serve,
+    server,
     testing,
 )
 from shipml.cli.output import state, stderr
@@ -80,6 +81,7 @@ app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(pipeline.step_app, name="step")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(ci.app, name="ci")
+app.add_typer(server.app, name="server")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,10 +26,15 @@ def init(
     """Write the CI workflow: lint and unit tests → pipeline run → model tests → images →
     staging with the challenger in shadow → analysis → promotion (manual approval)."""
     from shipml.cicd import stages, write
+    from shipml.cicd.install import WHEEL_DIR, source
 
     config = project_config()
     path = write(config, provider or config.ci.provider, force=force)
     stdout.print(f"[green]wrote[/] {path.relative_to(config.root)}")
+    found = source(config)
+    stdout.print(f"  install: {escape(found.line)}", soft_wrap=True)
+    if found.kind == "wheel":
+        stdout.print(f"  commit the wheel it installs: {WHEEL_DIR}/ (git add {WHEEL_DIR})")
     for stage in stages(config, config.ci.target):
         note = " (manual approval)" if stage.manual else ""
         stdout.print(f"  {stage.name}{note}: {escape('; '.join(stage.shell()))}", soft_wrap=True)
@@ -39,12 +44,19 @@ def init(
 def run(
     stage: list[str] = typer.Option([], "--stage", help="Run only this stage (repeatable)."),
     approve: bool = typer.Option(False, help="Also run the stages that need approval."),
+    install: bool = typer.Option(
+        True,
+        help="First run the workflows' install line in .shipml/ci/venv and run the stages "
+        "with the shipml it installs (--no-install: with this one).",
+    ),
 ) -> None:
     """Run the CI stages here, in order (deploying with \\[ci] local_target); stops at the
     first failure."""
     from shipml.cicd import run_stages
 
-    result = run_stages(project_config(), only=stage or None, approve=approve, emit=_emit)
+    result = run_stages(
+        project_config(), only=stage or None, approve=approve, emit=_emit, install=install
+    )
     table = Table("stage", "result", "seconds", "note", box=None)
     colours = {"passed": "green", "failed": "red", "skipped": "yellow", "not run": "dim"}
     for res in result.results:

@@ -73,3 +73,76 @@ def run_step(
         output_file.parent.mkdir(parents=True, exist_ok=True)
         output_file.write_text(result.manifest)
     print(result.manifest)
+
+
+@app.command("rehearse")
+def rehearse(
+    output: Path = typer.Option(Path("pipeline.yaml"), "--output", "-o", help="Where to write."),
+    param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE (repeatable)."),
+    image: str | None = typer.Option(
+        None, help="The train image (default \\[kubeflow] image, or <registry>/<project>-train)."
+    ),
+    docker_host: str | None = typer.Option(
+        None, help="The engine's API: unix:///run/podman/podman.sock (default $DOCKER_HOST)."
+    ),
+    root: Path = typer.Option(
+        Path(".shipml/kfp-local"), help="kfp's local pipeline root (the tasks' outputs)."
+    ),
+) -> None:
+    """Compile the pipeline and run it with Kubeflow's own local runner (kfp.local,
+    DockerRunner): every task in its own container, outputs through the artifact store,
+    the model registered when the tracking store is a server. AWS_* and MLFLOW_* from
+    your environment reach the containers; they are never printed."""
+    from shipml.pipeline.kubeflow import compile_pipeline
+    from shipml.pipeline.kubeflow import rehearse as run_locally
+
+    config = project_config()
+    compiled = compile_pipeline(config, output, params=_parse_params(param), image=image)
+    stderr.print(
+        f"compiled {compiled.pipeline} → {compiled.path} ({len(compiled.tasks)} tasks, image "
+        f"{compiled.image}); running it with kfp.local's DockerRunner",
+        soft_wrap=True,
+    )
+    result = run_locally(compiled.path, config.path(str(root)), docker_host=docker_host)
+    stdout.print(
+        f"[green]ran[/] {len(result.tasks)} tasks in {result.seconds:.1f}s, each in its own "
+        f"container: {', '.join(result.tasks)}",
+        soft_wrap=True,
+    )
+    if not compiled.registers:
+        stdout.print(
+            "no model registered: \\[tracking] uri is a file the containers cannot share "
+            "(point it at `shipml server start`)"
+        )
+
+
+@step_app.command("register")
+def register(
+    input_: list[str] = typer.Option(
+        [], "--input", "-i", help="URI of a last step's manifest (repeatable)."
+    ),
+    param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE (repeatable)."),
+    output_file: Path | None = typer.Option(
+        None, help="Also write the run id to this file (for orchestrators)."
+    ),
+) -> None:
+    """Record a pipeline that ran step by step (Kubeflow) as one MLflow run and register
+    its model: the pipeline's last task. The other steps' manifests are found from those
+    of the last steps."""
+    from shipml.pipeline.stepwise import register_run
+
+    if not input_:
+        raise PipelineError(
+            "no manifests given", hint="pass --input URI for each of the pipeline's last steps"
+        )
+    result = register_run(project_config(), input_, params=_parse_params(param))
+    stdout.print(
+        f"recorded {result.pipeline} ({len(result.steps)} steps) as run {result.run_id}",
+        soft_wrap=True,
+    )
+    if output_file is not None:
+        output_file.parent.mkdir(parents=True, exist_ok=True)
+        output_file.write_text(result.run_id)
+    if result.model_version is not None:
+        state = "registered" if result.model_created else "unchanged, still"
+        stdout.print(f"model: {state} {result.model_version.ref}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shipml.cli.output import project_config, state, stderr, stdout
-from shipml.errors import ConfigError
+from shipml.errors import ConfigError, ServingError
 
 
 def _config_or_none() -> object | None:
@@ -71,6 +72,16 @@ def predict(
     source: Path = typer.Argument(..., metavar="INPUT", help="CSV or Parquet file to score."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write (.csv or .parquet)."),
     chunk_rows: int = typer.Option(50_000, min=1, help="Rows per chunk (memory stays flat)."),
+    engine: str | None = typer.Option(
+        None, help="dask: score partitions on a Dask cluster; OUTPUT is then a folder of parts."
+    ),
+    scheduler: str | None = typer.Option(
+        None, help="With --engine: the cluster's scheduler (tcp://HOST:8786); default local."
+    ),
+    workers: int = typer.Option(2, min=1, help="With --engine and no --scheduler: workers."),
+    partition_mb: float | None = typer.Option(
+        None, min=0.001, help="With --engine: MB of input per partition (default: ~4 a worker)."
+    ),
     on_error: str = typer.Option(
         "fail",
         "--on-error",
@@ -78,12 +89,18 @@ def predict(
         "name the row and column), skip it, or flag it (an 'error' column, no prediction).",
     ),
 ) -> None:
-    """Score a file in chunks: every input row, plus prediction and class probabilities."""
+    """Score a file in chunks: every input row, plus prediction and class probabilities.
+    With --engine dask, partition by partition on a cluster's workers (docs/serving.md)."""
     from shipml.serving.batch import predict_file
     from shipml.serving.predictor import Predictor
     from shipml.serving.server import resolve_spec
 
-    spec = resolve_spec(ref, _config_or_none())
+    config = _config_or_none()
+    spec = resolve_spec(ref, config)
+    if engine is not None:
+        where = (str(source), str(output), scheduler, workers, partition_mb, on_error)
+        _predict_on_engine(spec, config, engine, *where)
+        return
     predictor = Predictor.load(
         Path(spec.package), name=spec.name, version=spec.version, trusted_types=spec.trusted_types
     )
@@ -108,6 +125,62 @@ def predict(
         refused = f"; {result.refused:,} row(s) {done}"
     stdout.print(
         f"scored {result.rows:,} rows in {result.chunks} chunk(s) → {result.output}{refused}"
+    )
+
+
+def _predict_on_engine(
+    spec: Any,
+    config: Any,
+    engine: str,
+    source: str,
+    output: str,
+    scheduler: str | None,
+    workers: int,
+    partition_mb: float | None,
+    on_error: str,
+) -> None:
+    from shipml.serving.distributed import ENGINES, predict_distributed
+
+    if engine not in ENGINES:
+        raise ServingError(f"unknown engine {engine!r}", hint=f"engines: {', '.join(ENGINES)}")
+    audit = None
+    if config is not None and config.audit.enabled:
+        from shipml.audit import open_log
+
+        def audit(record: dict[str, Any]) -> None:
+            log = open_log(config)
+            try:
+                log.append(record)
+            finally:
+                log.close()
+
+    with Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} partitions"),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("score", total=None)
+        run = predict_distributed(
+            Path(spec.package),
+            source,
+            output,
+            name=spec.name,
+            version=spec.version,
+            scheduler=scheduler,
+            workers=workers,
+            partition_mb=partition_mb,
+            on_error=on_error,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            audit=audit,
+        )
+    stdout.print(
+        f"scored {run.rows:,} rows in {len(run.parts)} partition(s) on {run.workers} "
+        f"{engine} worker(s) in {run.seconds:.1f}s → {run.output}/ · batch {run.batch_id} · "
+        f"input sha256 {run.input_sha256[:12]}… · output sha256 {run.output_sha256[:12]}…",
+        soft_wrap=True,
     )
 
 

@@ -423,7 +423,10 @@ def _project_context(
         source = json.dumps({**git, "remote": remote}, indent=2) + "\n"
         (context / "project" / SOURCE_FILE).write_text(source, encoding="utf-8")
     has_requirements = (context / "project" / "requirements.txt").is_file()
-    _write_lines(context / "requirements" / "full.txt", _shipml_requirements())
+    # The full toolset reaches an object store (s3fs, boto3): on Kubeflow the artifact
+    # store is one, and a team's tracking server keeps its artifacts in one.
+    full = [*_shipml_requirements(), *_shipml_requirements("s3")]
+    _write_lines(context / "requirements" / "full.txt", full)
     if kind == "test":
         _write_lines(
             context / "requirements" / "test.txt", [_pin("pytest"), *_shipml_requirements("test")]

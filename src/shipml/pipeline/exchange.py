@@ -33,6 +33,7 @@ from shipml.pipeline.runner import _check_json, _split_outputs, load_pipeline, r
 from shipml.pipeline.step import DatasetRef, Node, OutputRef
 
 FORMAT = 1
+COMPLETE = ".complete"  # beside a folder object: all its files are there
 
 
 @dataclass
@@ -97,19 +98,24 @@ class Exchange:
         shutil.rmtree(tmp, ignore_errors=True)
 
     def publish(self, outputs: list[StoredOutput], cache: ArtifactCache) -> None:
-        """Upload outputs under a temporary name, then move them in place: an object that
-        exists is complete."""
+        """Upload outputs so that an object that exists is complete: a file under a
+        temporary name, then moved in place; a folder (a model package) file by file, then
+        its ``.complete`` marker (an object store cannot rename a folder at once)."""
         self.fs.makedirs(f"{self.base}/objects", exist_ok=True)
         for out in outputs:
             remote = f"{self.base}/objects/{out.file}"
-            if self.fs.exists(remote):
-                continue  # content-addressed: already there
             local = cache.objects / out.file
-            tmp = f"{self.base}/objects/.tmp-{time.time_ns()}-{out.file}"
             if local.is_dir():
-                self.fs.put(str(local) + "/", tmp + "/", recursive=True)
-                self.fs.mv(tmp, remote, recursive=True)
-            else:
+                marker = f"{remote}{COMPLETE}"
+                if self.fs.exists(marker):
+                    continue  # content-addressed: already there
+                for file in sorted(p for p in local.rglob("*") if p.is_file()):
+                    target = f"{remote}/{file.relative_to(local).as_posix()}"
+                    self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                    self.fs.put_file(str(file), target)
+                self.fs.pipe_file(marker, b"")
+            elif not self.fs.exists(remote):
+                tmp = f"{self.base}/objects/.tmp-{time.time_ns()}-{out.file}"
                 self.fs.put_file(str(local), tmp)
                 self.fs.mv(tmp, remote)
 
@@ -259,6 +265,8 @@ def run_step(
             "metrics": dict(ctx.metrics),
             "inputs": given,
             "params": args,
+            "datasets": datasets,
+            "seconds": round(time.perf_counter() - started, 4),
         },
     )
     return StepRun(

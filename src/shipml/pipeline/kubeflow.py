@@ -7,6 +7,14 @@ outputs to the artifact store and hands the next task only the URI of its manife
 KFP string output), so the tasks' data edges are exactly the local DAG's edges.
 KFP caching is on for steps with ``@step(cache=True)`` (and ``[kubeflow] caching``);
 a step's CPU and memory come from ``[kubeflow.resources.STEP]``.
+
+When the tracking store can be reached from the pods (a server or a database, not a
+SQLite file), a last task, ``shipml-register``, records the run in it and registers the
+model (``shipml step register``, see ``shipml.pipeline.stepwise``).
+
+``rehearse`` runs a compiled file with the kfp SDK's own local runner (``kfp.local``,
+``DockerRunner``): every task in its own container, on Docker or on podman's
+Docker-compatible API.
 """
 
 from __future__ import annotations
@@ -19,8 +27,29 @@ from shipml.config import ProjectConfig
 from shipml.errors import PipelineError
 from shipml.pipeline.runner import load_pipeline
 from shipml.pipeline.step import Graph
+from shipml.tracking.server import split_password
 
 OUTPUT = "manifest"
+REGISTER = "shipml-register"  # the last task's name (a step's name has no "-")
+RUN_OUTPUT = "run"  # its output: the MLflow run it recorded
+REHEARSAL_LABEL = "io.shipml.rehearsal"  # on the containers of `rehearse`
+# Tracking stores the pods cannot share: a file on the machine that compiled.
+LOCAL_STORES = ("sqlite:", "file:", "./", "/")
+# What a task may need from the environment of `rehearse`: the object store's and the
+# tracking server's credentials and endpoints. Passed by name, never printed.
+PASSED_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "PGPASSWORD",
+)
 
 
 @dataclass
@@ -29,6 +58,7 @@ class Compiled:
     pipeline: str
     image: str
     tasks: dict[str, list[str]]  # KFP task name -> the task names it depends on
+    registers: bool = False  # a last task records the run and registers the model
 
 
 def _kfp() -> Any:
@@ -54,24 +84,34 @@ def _input(up: str) -> str:
 
 
 def _component(name: str, upstream: list[str], image: str, params: dict[str, Any]) -> str:
+    """A step's component; for REGISTER, the last task, which takes the manifests of the
+    steps nothing else reads."""
     import json
 
     import yaml
 
-    command: list[Any] = ["shipml", "step", "run", name]
+    register = name == REGISTER
+    command: list[Any] = ["shipml", "step", "register" if register else "run"]
+    command += [] if register else [name]
     for key, value in params.items():
         command += ["--param", f"{key}={json.dumps(value)}"]
     for up in upstream:
         command += ["--input", {"inputValue": _input(up)}]
-    command += ["--output-file", {"outputPath": OUTPUT}]
+    output = RUN_OUTPUT if register else OUTPUT
+    command += ["--output-file", {"outputPath": output}]
     spec = {
         "name": name,
-        "description": f"shipml step {name}",
+        "description": "record the run and register its model" if register else f"step {name}",
         "inputs": [{"name": _input(up), "type": "String"} for up in upstream],
-        "outputs": [{"name": OUTPUT, "type": "String"}],
+        "outputs": [{"name": output, "type": "String"}],
         "implementation": {"container": {"image": image, "command": command}},
     }
     return str(yaml.safe_dump(spec, sort_keys=False))
+
+
+def shared_tracking(config: ProjectConfig) -> bool:
+    """Whether the pods can reach the tracking store (a server or a database)."""
+    return not config.tracking_uri.startswith(LOCAL_STORES)
 
 
 def image_of(config: ProjectConfig) -> str:
@@ -109,6 +149,19 @@ def compile_pipeline(
             hint=f"the steps: {', '.join(n.name for n in graph.nodes)}",
         )
 
+    registers = shared_tracking(config)
+    if registers and split_password(config.tracking_uri)[1] is not None:
+        raise PipelineError(
+            "[tracking] uri holds a password, which would be written into the compiled file",
+            hint="take it out of the URI; give it to the pods from a Secret (PGPASSWORD)",
+        )
+    if registers and REGISTER in {task_name(n.name) for n in graph.nodes}:
+        raise PipelineError(
+            f"a step's task is named {REGISTER}, the name of shipml's last task",
+            hint="rename that step",
+        )
+    last = [n.name for n in graph.nodes if not any(n.name in m.upstream for m in graph.nodes)]
+
     def body() -> None:
         tasks: dict[str, Any] = {}
         for node in graph.nodes:
@@ -130,6 +183,17 @@ def compile_pipeline(
                     if getattr(res, setting):
                         method(getattr(res, setting))
             tasks[node.name] = task
+        if registers:
+            factory = components.load_component_from_text(
+                _component(REGISTER, last, image, graph.params)
+            )
+            task = factory(**{_input(up): tasks[up].outputs[OUTPUT] for up in last})
+            task.set_display_name("register")
+            task.set_caching_options(False)
+            task.set_env_variable("SHIPML_ARTIFACTS_ROOT", root)
+            task.set_env_variable("SHIPML_TRACKING_URI", config.tracking_uri)
+            if config.tracking.registry_uri:
+                task.set_env_variable("SHIPML_TRACKING_REGISTRY_URI", config.registry_uri)
 
     body.__name__ = graph.pipeline
     body.__annotations__ = {}  # kfp reads a return annotation as an output type
@@ -143,7 +207,7 @@ def compile_pipeline(
             f"kfp cannot compile the pipeline: {exc}",
             hint=f"kfp {kfp.__version__}; check the step names",
         ) from exc
-    return Compiled(output, graph.pipeline, image, load_tasks(output))
+    return Compiled(output, graph.pipeline, image, load_tasks(output), registers)
 
 
 def load_tasks(path: Path) -> dict[str, list[str]]:
@@ -169,3 +233,107 @@ def submit(path: Path, host: str, *, run_name: str | None = None) -> str:
             hint="check the URL (the KFP API, e.g. http://HOST:8888) and that you can reach it",
         ) from exc
     return str(run.run_id)
+
+
+@dataclass
+class Rehearsal:
+    pipeline: str
+    tasks: list[str]  # the tasks that ran, in order
+    manifests: dict[str, str]  # task -> the URI of its step's manifest
+    seconds: float
+    id: str  # the value of the label REHEARSAL_LABEL on its containers
+    run_id: str | None = None  # the MLflow run the last task recorded
+
+
+def rehearse(
+    path: Path,
+    pipeline_root: Path,
+    *,
+    docker_host: str | None = None,
+    network: str = "host",
+    environ: dict[str, str] | None = None,
+) -> Rehearsal:
+    """Run the compiled pipeline ``path`` with kfp's local runner, every task in its own
+    container (``kfp.local.DockerRunner``) on Docker or podman's Docker-compatible API
+    (``docker_host``, default $DOCKER_HOST). Containers join ``network`` ("host": they
+    reach servers on this machine at 127.0.0.1) and get the credentials of
+    ``PASSED_ENV`` found in ``environ`` (default: this process's environment)."""
+    import os
+    import time
+    import uuid
+
+    _kfp()
+    try:
+        import docker
+    except ImportError as exc:
+        raise PipelineError(
+            "rehearsing needs the docker package", hint="pip install 'shipml[kubeflow]'"
+        ) from exc
+    from kfp import components, local
+
+    environ = dict(os.environ if environ is None else environ)
+    host = docker_host or environ.get("DOCKER_HOST", "")
+    try:
+        client = docker.DockerClient(base_url=host) if host else docker.from_env()
+        client.ping()
+        client.close()
+    except Exception as exc:  # docker raises DockerException, requests' errors...
+        raise PipelineError(
+            f"no Docker-compatible engine answers at {host or 'the default socket'}: "
+            f"{type(exc).__name__}",
+            hint="start one: `podman system service --time=0 unix:///run/podman/podman.sock` "
+            "and DOCKER_HOST=unix:///run/podman/podman.sock (scripts/podman-socket.sh)",
+        ) from exc
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    pipeline_root.chmod(0o777)  # the image's user (not root) writes the tasks' outputs
+    env = {name: environ[name] for name in PASSED_ENV if environ.get(name)}
+    saved = os.environ.get("DOCKER_HOST")
+    rehearsal = uuid.uuid4().hex
+    started = time.perf_counter()
+    try:
+        if host:
+            os.environ["DOCKER_HOST"] = host  # kfp's handler calls docker.from_env()
+        # Kubernetes runs a task's command in place of the image's ENTRYPOINT (shipml);
+        # the docker API appends it to the ENTRYPOINT. /usr/bin/env runs it as-is.
+        runner = local.DockerRunner(
+            network_mode=network,
+            environment=env,
+            entrypoint=["/usr/bin/env"],
+            labels={REHEARSAL_LABEL: rehearsal},  # the engine's events name the run's tasks
+        )
+        local.init(
+            runner=runner,
+            pipeline_root=str(pipeline_root.resolve()),
+            raise_on_error=True,
+        )
+        pipe = components.load_component_from_file(str(path))
+        try:
+            pipe()
+        except (RuntimeError, ValueError) as exc:  # a task failed / left no output
+            raise PipelineError(
+                f"the local Kubeflow run failed: {str(exc).splitlines()[0]}",
+                hint="the tasks' own output above says why",
+            ) from exc
+    finally:
+        if saved is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = saved
+    seconds = time.perf_counter() - started
+    deps = load_tasks(path)
+    tasks: list[str] = []
+    while len(tasks) < len(deps):  # in the order they ran: each after its dependencies
+        tasks += sorted(t for t, d in deps.items() if t not in tasks and set(d) <= set(tasks))
+    root = pipeline_root.resolve()
+    manifests = {out.parent.name: out.read_text().strip() for out in root.glob(f"*/*/{OUTPUT}")}
+    runs = [out.read_text().strip() for out in root.glob(f"*/{REGISTER}/{RUN_OUTPUT}")]
+    # kfp counts a container that was gone before it was asked for its exit code as a
+    # success: a step task succeeded only if it wrote its manifest's URI.
+    missing = [t for t in tasks if t != REGISTER and t not in manifests]
+    missing += [REGISTER] if REGISTER in tasks and not runs else []
+    if missing:
+        raise PipelineError(
+            f"the local Kubeflow run failed: task(s) {', '.join(missing)} wrote no output",
+            hint="the tasks' own output above says why",
+        )
+    return Rehearsal(pipe.name, tasks, manifests, seconds, rehearsal, runs[0] if runs else None)

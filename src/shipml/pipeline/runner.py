@@ -30,6 +30,7 @@ from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key
 from shipml.pipeline.context import DatasetInput, RunContext, activate, deactivate
 from shipml.pipeline.display import Reporter, SilentReporter
 from shipml.pipeline.fingerprint import Fingerprinter
+from shipml.pipeline.registration import register_package
 from shipml.pipeline.step import DatasetRef, Graph, Node, OutputRef, Pipeline
 from shipml.tracking import (
     Tracker,
@@ -465,31 +466,12 @@ def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | 
     ]
     if not packages:
         return
-    from shipml.model import ModelPackage
-
     _, out = packages[-1]
-    path = run.cache.objects / out.file
-    pkg = ModelPackage.load(path)
     registry = run.tracker.registry()
     name = config.model_name
-    existing = registry.find_by_digest(name, pkg.model_digest)
-    if existing is not None:
-        result.model_version, result.model_created = existing, False
-    else:
-        run.tracker.log_artifacts(result.run_id, path, "model")
-        lineage = pkg.lineage
-        tags = {
-            "shipml.onnx_sha256": pkg.onnx_sha256 or "",
-            "shipml.format": pkg.format,
-            "shipml.run_id": str(lineage.get("run_id", result.run_id)),
-            "shipml.git_commit": str((lineage.get("git") or {}).get("commit") or ""),
-        }
-        for dname, info in (lineage.get("datasets") or {}).items():
-            tags[f"shipml.dataset.{dname}.sha256"] = str(info.get("sha256"))
-        source = f"{run.tracker.artifact_uri(result.run_id)}/model"
-        result.model_version, result.model_created = registry.register(
-            name, run_id=result.run_id, source=source, content_digest=pkg.model_digest, tags=tags
-        )
+    result.model_version, result.model_created = register_package(
+        run.tracker, name, result.run_id, run.cache.objects / out.file
+    )
     if alias and result.model_version is not None:
         before = registry.aliases(name).get(alias)
         result.model_version = registry.set_alias(name, result.model_version.version, alias)

@@ -1,0 +1,1 @@
+from tests.containers.conftest import base_image, engine  # noqa: F401  (shared, session-scoped)

@@ -1,0 +1,57 @@
+"""`shipml server start`: the MLflow command it runs, and no password in it or its output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipml.config import ServerSection
+from shipml.errors import ConfigError
+from shipml.tracking.server import plan_server, redact, split_password
+from tests.conftest import shipml
+
+URI = "postgresql://team:s3cr%40t@db.acme.io:5432/mlflow?sslmode=require"
+
+
+def test_a_password_leaves_the_command_line_for_pgpassword(tmp_path: Path):
+    plan = plan_server(ServerSection(backend_uri=URI, artifacts="s3://b/mlflow"), tmp_path)
+    argv = " ".join(plan.argv)
+    assert "s3cr" not in argv and "s3cr" not in plan.backend
+    assert "postgresql+psycopg://team@db.acme.io:5432/mlflow?sslmode=require" in argv
+    assert plan.env == {"PGPASSWORD": "s3cr@t"}  # decoded, as libpq decodes it in a URI
+    assert plan.backend == "postgresql+psycopg://team@db.acme.io:5432/mlflow?sslmode=require"
+    assert redact(URI) == "postgresql://team:***@db.acme.io:5432/mlflow?sslmode=require"
+    assert "--serve-artifacts" in plan.argv and "s3://b/mlflow" in plan.argv
+    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert split_password("http://[::1]:5000") == ("http://[::1]:5000", None)
+
+
+def test_defaults_keep_the_store_under_the_folder(tmp_path: Path):
+    plan = plan_server(ServerSection(), tmp_path, port=0)
+    assert f"sqlite:///{tmp_path}/.shipml/server/mlflow.db" in plan.argv
+    assert str(tmp_path / ".shipml/server/artifacts") in plan.argv
+    assert plan.url == "http://127.0.0.1:0" and plan.env == {}
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://mlflow:5000", "../../etc/passwd", "", "postgresql" + "x" * 5000]
+)
+def test_what_is_not_a_database_is_refused(tmp_path: Path, uri: str):
+    if not uri:
+        return  # empty is the SQLite default
+    with pytest.raises(ConfigError, match="must be a database URI"):
+        plan_server(ServerSection(backend_uri=uri), tmp_path)
+
+
+def test_cli_never_prints_the_password(tmp_path: Path):
+    done = shipml(
+        "server",
+        "start",
+        "--port",
+        "0",
+        cwd=tmp_path,
+        env={"SHIPML_SERVER_BACKEND_URI": "mongodb://u:hunter2@h/db"},
+    )
+    assert done.returncode == 3 and "must be a database URI" in done.stderr
+    assert "hunter2" not in done.stdout + done.stderr and "Traceback" not in done.stderr
