@@ -186,6 +186,14 @@ class CIError(ShipmlError):
     kind = "ci error"
 
 
+class TuneError(ShipmlError):
+    """`shipml tune` cannot search: a bad budget or search space, an objective the
+    pipeline does not log, a study of another direction, or no trial finished in time."""
+
+    exit_code = 17  # 16 is the monitor's (issue 14)
+    kind = "tune error"
+
+
 __all__ = [
     "AuditError",
     "BrowserUnavailable",
@@ -208,5 +216,6 @@ __all__ = [
     "StepFailed",
     "TestingError",
     "TrackingError",
+    "TuneError",
     "UnsafeModelError",
 ]

@@ -26,6 +26,7 @@ from shipml.cli import (
     rollout,
     serve,
     testing,
+    tune,
 )
 from shipml.cli.output import state, stderr
 from shipml.errors import ShipmlError
@@ -67,6 +68,7 @@ project.register(app)
 serve.register(app)
 testing.register(app)
 containers.register(app)
+tune.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")

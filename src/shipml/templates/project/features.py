@@ -1,16 +1,23 @@
-"""Feature preprocessing and the model search, shared by the pipeline and the notebook."""
+"""Feature preprocessing and the model, shared by the pipeline and the notebook."""
 
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 
-def build_model(X: pd.DataFrame, n_estimators: int = 200, seed: int = 42) -> Pipeline:
-    """Imputation and one-hot encoding, then a random forest.
+def build_model(
+    X: pd.DataFrame,
+    n_estimators: int = 200,
+    max_depth: int = 10,
+    min_samples_leaf: int = 1,
+    max_features: float = 0.5,
+    seed: int = 42,
+) -> Pipeline:
+    """Imputation and one-hot encoding, then a random forest (its hyperparameters are
+    the pipeline's parameters: `shipml tune` searches them).
 
     X follows shipml.model_input: strings with "" for missing, float32 numbers."""
     categorical = [c for c in X.columns if X[c].dtype == object]
@@ -29,14 +36,12 @@ def build_model(X: pd.DataFrame, n_estimators: int = 200, seed: int = 42) -> Pip
         ],
         sparse_threshold=0,
     )
-    forest = RandomForestClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=1)
-    return Pipeline([("features", features), ("model", forest)])
-
-
-def build_search(X: pd.DataFrame, n_estimators: int = 200, seed: int = 42) -> GridSearchCV:
-    return GridSearchCV(
-        build_model(X, n_estimators=n_estimators, seed=seed),
-        {"model__max_depth": [3, 6, None]},
-        cv=5,
+    forest = RandomForestClassifier(
+        n_estimators=n_estimators,
+        max_depth=max_depth,
+        min_samples_leaf=min_samples_leaf,
+        max_features=max_features,
+        random_state=seed,
         n_jobs=1,
     )
+    return Pipeline([("features", features), ("model", forest)])

@@ -1,0 +1,2 @@
+"""Self-contained HTML reports: model cards and comparisons, charts inline (matplotlib
+rendering SVG), viewable offline."""
