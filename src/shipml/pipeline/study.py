@@ -9,6 +9,7 @@ Anything else (an MLflow server over HTTP) keeps it in ``.shipml/optuna.db``, un
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,11 @@ def open_storage(url: str) -> Any:
         elif url.startswith(SQLITE):
             Path(url[len(SQLITE) :]).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 60}
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
-        )
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 4 and 5
+            warnings.simplefilter("ignore")
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
+            )
     except Exception as exc:  # SQLAlchemy and Optuna raise many kinds
         raise TuneError(
             f"cannot open the study storage {redact(url)}: {type(exc).__name__}: "

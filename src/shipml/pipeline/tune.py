@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
+import socket
 import signal
 import threading
 import time
@@ -38,6 +40,8 @@ ATTR_PARENT = "shipml.parent_run"
 ATTR_SESSION = "shipml.session."
 ATTR_METRIC = "shipml.metric"
 MAX_BUDGET_S = 7 * 24 * 3600.0
+PROCESS = f"{socket.gethostname()}:{os.getpid()}"  # which worker ran a trial
+STUDY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
 
@@ -297,6 +301,7 @@ def run_search(
             "mlflow.parentRunId": parent,
             "shipml.tune.study": name,
             "shipml.tune.trial": str(trial.number),
+            "shipml.tune.process": PROCESS,
         }
         try:
             result = run_pipeline(
@@ -340,7 +345,8 @@ def run_search(
         except ValueError:
             pass
         if record.state == "complete" and state.best is not None:
-            tracker.log_metrics(parent, {f"best_{tune.metric}": state.best}, step=state.done)
+            complete = study_.get_trials(deepcopy=False, states=(frozen.state,))
+            tracker.log_metrics(parent, {f"best_{tune.metric}": state.best}, step=len(complete))
         if progress:
             progress(state)
         if len(failures) >= 3 or stopper.reason or stopper.remaining == 0:
@@ -350,6 +356,7 @@ def run_search(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            stopper.check()  # the budget may be spent before the first trial
             study.optimize(
                 objective,
                 n_trials=trials or None,
@@ -393,6 +400,11 @@ def _prepare(
     defaults = load_pipeline(config).build(config.pipeline.params).params
     check_space(config, defaults)
     name = study_name or tune.study or config.project.name
+    if not STUDY_RE.match(name):
+        raise TuneError(
+            f"invalid study name {name[:60]!r}",
+            hint="use letters, digits, '_', '.' or '-' (at most 100), starting with a letter",
+        )
     url = storage_url(config)
     study, created = _open_study(
         optuna, open_storage(url), name, tune.direction, tune.metric, tune.seed

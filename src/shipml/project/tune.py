@@ -100,9 +100,9 @@ def tune(
         signalled = failed or (stopper.reason or "").startswith("signal")
         codes = _stop_workers(workers, forward=signalled) if workers else []
     outcome = TuneOutcome(search, worker_codes=codes)
+    outcome.search_seconds = time.monotonic() - t0
     if workers:
         outcome.search = load_search(config, search, tracker, study)
-    outcome.search_seconds = time.monotonic() - t0
     if worker:
         return outcome
     begun = time.monotonic()
