@@ -364,8 +364,9 @@ def run_search(
                 callbacks=[after_trial],
                 gc_after_trial=False,
             )
-        except SearchStopped as exc:
-            stopped_by = str(exc) or "budget"
+        except SearchStopped:
+            # Not the exception's text: raised inside a codec, Python rewrites it.
+            stopped_by = stopper.reason or "budget"
         finally:
             study.set_user_attr(session, [started_at, time.time()])
     if len(failures) >= 3 and not any(t.state.name == "COMPLETE" for t in study.trials):

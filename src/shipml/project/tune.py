@@ -100,7 +100,8 @@ def tune(
         signalled = failed or (stopper.reason or "").startswith("signal")
         codes = _stop_workers(workers, forward=signalled) if workers else []
     outcome = TuneOutcome(search, worker_codes=codes)
-    outcome.search_seconds = time.monotonic() - t0
+    # The budget counts from the command's start (imports and loading included).
+    outcome.search_seconds = search.seconds = time.monotonic() - t0
     if workers:
         outcome.search = load_search(config, search, tracker, study)
     if worker:
