@@ -1,4 +1,5 @@
-"""The project template behind ``shipml init``."""
+"""The project templates behind ``shipml init``: the penguins example (``project/``), and
+a project made for the user's own table (``table.py``, ``table/``)."""
 
 from __future__ import annotations
 
@@ -66,13 +67,13 @@ def write_data(folder: Path) -> Path:
     return path
 
 
-def create_project(folder: Path, name: str | None = None, *, git: bool = True) -> Path:
-    """Create a runnable project in ``folder`` (which must be missing or empty)."""
+def check_new_folder(folder: Path, name: str) -> Path:
+    """``folder`` (expanded) if a project named ``name`` may be created there: a valid
+    name, and a folder that is missing or empty."""
     folder = folder.expanduser()
-    name = name or folder.name
     if not NAME_RE.match(name):
         raise ProjectError(
-            f"invalid project name {name!r}",
+            f"invalid project name {name[:80]!r}",
             hint="start with a letter; use letters, digits, '_' or '-' (at most 64)",
         )
     if folder.exists():
@@ -85,6 +86,13 @@ def create_project(folder: Path, name: str | None = None, *, git: bool = True) -
                 f"{folder} is not empty ({len(entries)} entries: {shown})",
                 hint="shipml init never overwrites files: give a new or empty folder",
             )
+    return folder
+
+
+def create_project(folder: Path, name: str | None = None, *, git: bool = True) -> Path:
+    """Create a runnable project in ``folder`` (which must be missing or empty)."""
+    name = name or folder.expanduser().name
+    folder = check_new_folder(folder, name)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         template = resources.files("shipml.templates") / "project"
