@@ -73,7 +73,7 @@ def test_hostile_tables_and_column_names(tmp_path: Path) -> None:
     rows = 60
     frame = pd.DataFrame(
         {
-            'quote"\n\'name': [float(i % 7) for i in range(rows)],
+            "quote\"\n'name": [float(i % 7) for i in range(rows)],
             "$name ${x}": ["a", "b", "c"] * (rows // 3),
             "y": ["yes", "no"] * (rows // 2),
         }
@@ -86,7 +86,7 @@ def test_hostile_tables_and_column_names(tmp_path: Path) -> None:
     compile(source, "pipeline.py", "exec")  # names are literals, never code
     compile((made.folder / "tests" / "test_api.py").read_text(), "test_api.py", "exec")
     config = load_config(made.folder)
-    assert 'quote"\n\'name' in config.tests.data.ranges
+    assert "quote\"\n'name" in config.tests.data.ranges
     with pytest.raises(ProjectError, match="no column 'nope'"):
         describe(frame, "nope", None)
     with pytest.raises(ProjectError, match="not numeric"):

@@ -23,6 +23,7 @@ from shipml.cli import (
     models,
     pipeline,
     project,
+    report,
     rollout,
     serve,
     testing,
@@ -69,6 +70,7 @@ serve.register(app)
 testing.register(app)
 containers.register(app)
 tune.register(app)
+report.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")

@@ -40,9 +40,7 @@ def init(
     data: Path | None = typer.Option(
         None, "--data", help="Your table (CSV or Parquet): the project is made for it."
     ),
-    target: str | None = typer.Option(
-        None, "--target", help="With --data: the column to predict."
-    ),
+    target: str | None = typer.Option(None, "--target", help="With --data: the column to predict."),
     task: str | None = typer.Option(
         None,
         "--task",

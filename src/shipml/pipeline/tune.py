@@ -19,8 +19,8 @@ import contextlib
 import math
 import os
 import re
-import socket
 import signal
+import socket
 import threading
 import time
 import uuid

@@ -244,8 +244,11 @@ def _values(p: TableProject, df: pd.DataFrame, est: Estimator) -> dict[str, str]
             "    accuracy = (model.predict(X) == y).mean()\n"
             "    assert accuracy > y.value_counts(normalize=True).max()"
         )
-        api = "    assert answer[\"label\"] in " + repr(p.classes) + "\n" + (
-            "    assert abs(sum(answer[\"probabilities\"].values()) - 1.0) < 1e-4"
+        api = (
+            '    assert answer["label"] in '
+            + repr(p.classes)
+            + "\n"
+            + ('    assert abs(sum(answer["probabilities"].values()) - 1.0) < 1e-4')
         )
         model_tests = _CLASSIFIER_TESTS
         target_values = (
@@ -312,12 +315,12 @@ def _values(p: TableProject, df: pd.DataFrame, est: Estimator) -> dict[str, str]
     }
 
 
-_CLASSIFIER_TESTS = '''def test_every_answer_is_a_known_class_with_probabilities(model, holdout):
+_CLASSIFIER_TESTS = """def test_every_answer_is_a_known_class_with_probabilities(model, holdout):
     X, _ = holdout
     labels, probabilities = model.predict(X.head(50))
     assert set(labels) <= set(model.signature.classes)
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
-'''
+"""
 
 _REGRESSOR_TESTS = '''def residuals(model, holdout):
     X, y = holdout
