@@ -28,6 +28,11 @@ def compare(
         "--summary",
         help="Append a markdown table to the CI job summary ($GITHUB_STEP_SUMMARY).",
     ),
+    skip_missing: bool = typer.Option(
+        False,
+        "--skip-missing",
+        help="Leave out references that do not resolve (a first run has no champion).",
+    ),
 ) -> None:
     """Compare runs or model versions: parameters, metrics with deltas, dataset digests,
     code commits and their diff, test results and slices; with --html, ROC and
@@ -42,6 +47,11 @@ def compare(
     if len(refs) < 2:
         raise RegistryError("compare needs at least two runs or models", hint="give A B [C ...]")
     config = project_config()
+    if skip_missing:
+        refs = _resolvable(config, refs)
+        if len(refs) < 2:
+            stdout.print("nothing to compare: fewer than two of the references resolve")
+            return
     result = do_compare(config, refs, predictions=html_file is not None)
     if html_file is not None:
         write_atomic(html_file, to_html(result))
@@ -59,12 +69,12 @@ def compare(
         table.add_row(escape(k), *[escape(str(v)) for v in vs])
     stdout.print(table if params else "parameters: the same")
     table = Table("metric", *heads, title="metrics (delta against the first)")
-    for k, vs in result.metrics.items():
-        ds = deltas(vs)
-        cells = ["–" if v is None else f"{v:.4g}" for v in vs[:1]]
+    for k, ms in result.metrics.items():
+        ds = deltas(ms)
+        cells = ["–" if v is None else f"{v:.4g}" for v in ms[:1]]
         cells += [
             "–" if v is None else f"{v:.4g}" + (f" ({d:+.4g})" if d else "")
-            for v, d in zip(vs[1:], ds[1:], strict=True)
+            for v, d in zip(ms[1:], ds[1:], strict=True)
         ]
         table.add_row(escape(k), *cells)
     stdout.print(table)
@@ -76,6 +86,20 @@ def compare(
     stdout.print(f"commits: {commits}" + (f" ({changed} file(s) differ)" if changed else ""))
     if html_file is not None:
         stdout.print(f"html: {html_file}")
+
+
+def _resolvable(config: object, refs: list[str]) -> list[str]:
+    from shipml.report.compare import entry
+
+    kept = []
+    for ref in refs:
+        try:
+            entry(config, ref, predictions=False)  # type: ignore[arg-type]
+        except RegistryError as exc:
+            stdout.print(f"[yellow]left out[/] {escape(ref)}: {escape(exc.message)}")
+            continue
+        kept.append(ref)
+    return kept
 
 
 def report(

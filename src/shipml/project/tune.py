@@ -36,10 +36,10 @@ from shipml.pipeline.tune import (
     parse_duration,
     run_search,
 )
+from shipml.testing.score import TAG_REPRODUCIBILITY
+from shipml.testing.score import TAG_TUNE_RECORD as TAG_TUNE
 from shipml.tracking import Registry, Tracker, VersionInfo, tracker_for
 
-TAG_TUNE = "shipml.tune.record"
-TAG_REPRODUCIBILITY = "shipml.reproducibility"
 WORKER_GRACE_S = 30.0
 
 

@@ -135,7 +135,7 @@ def describe(df: pd.DataFrame, target: str, task: str | None) -> dict[str, Any]:
             )
         if counts.min() < 10:
             raise ProjectError(
-                f"class {counts.idxmin()[:40]!r} of {target!r} has {counts.min()} rows",
+                f"class {str(counts.idxmin())[:40]!r} of {target!r} has {counts.min()} rows",
                 hint="cross-validation needs at least 10 rows of every class: merge or drop "
                 "the rare classes first",
             )
