@@ -214,7 +214,7 @@ def _curve_charts(c: Comparison) -> list[str]:
             continue
         positive = p["classes"][-1]
         truth = np.asarray([str(v) == str(positive) for v in p["y"]])
-        score = np.asarray(p["proba"])[:, -1]
+        score = np.clip(np.asarray(p["proba"])[:, -1], 0.0, 1.0)  # ONNX floats: 1.0000003
         if truth.all() or not truth.any():
             continue
         fpr, tpr, _ = m.roc_curve(truth, score)
