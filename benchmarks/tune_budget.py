@@ -30,13 +30,15 @@ def one_round(budget: float) -> dict[str, float]:
         )
         started = time.monotonic()
         out = subprocess.run(
-            [sys.executable, "-m", "shipml", "tune", "--budget", f"{budget}s"],
+            [sys.executable, "-m", "shipml", "tune", "--budget", f"{budget:g}s"],
             cwd=root,
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
         )
         wall = time.monotonic() - started
+        if out.returncode != 0:
+            raise SystemExit(f"shipml tune failed ({out.returncode}):\n{out.stderr[-3000:]}")
         text = out.stdout.replace("\n", " ")
         search = float(re.search(r"trial\(s\) in ([0-9.]+)s", text).group(1))
         trials = int(re.search(r"search bench: (\d+) trial", text).group(1))

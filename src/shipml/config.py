@@ -294,8 +294,6 @@ class TuneSection(_Section):
     holdout_metric: str = ""
     # The winning trial is trained again from scratch; its metrics must match within this.
     reproducibility_tolerance: float = Field(default=1e-6, ge=0.0)
-    # `shipml deploy render`: worker Jobs sharing the study (needs a PostgreSQL storage).
-    workers: int = Field(default=0, ge=0, le=100)
 
 
 class ScoreSection(_Section):

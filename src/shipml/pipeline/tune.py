@@ -408,7 +408,7 @@ def _prepare(
         )
     url = storage_url(config)
     study, created = _open_study(
-        optuna, open_storage(url), name, tune.direction, tune.metric, tune.seed
+        optuna, open_storage(url), name, tune.direction, tune.metric, tune.seed, tune.pruner
     )
     return name, url, defaults, study, created
 
@@ -448,10 +448,14 @@ def read_record(tracker: Tracker, run_id: str) -> dict[str, Any] | None:
 
 
 def _open_study(
-    optuna: Any, storage: Any, name: str, direction: str, metric: str, seed: int
+    optuna: Any, storage: Any, name: str, direction: str, metric: str, seed: int, prune: str
 ) -> tuple[Any, bool]:
     sampler = optuna.samplers.TPESampler(seed=seed or None, n_startup_trials=5)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        if prune == "median"
+        else optuna.pruners.NopPruner()
+    )
     try:
         study = optuna.create_study(
             storage=storage, study_name=name, direction=direction, sampler=sampler, pruner=pruner
