@@ -116,7 +116,7 @@ class ModelServer:
             {
                 "name": f.name,
                 "datatype": "BYTES" if f.type == "string" else "FP32",
-                "shape": [-1, 1],
+                "shape": [-1, *(f.shape or [1])],
                 "parameters": {"nullable": f.nullable, "categories": f.categories},
             }
             for f in sig.features
@@ -302,8 +302,10 @@ class ModelServer:
                     with tracing.span("batch", **{"shipml.request_id": rid_text}):
                         outputs = await self.batcher.predict(rows)
                         if outputs.timing is not None:
-                            started, ended, size = outputs.timing
-                            tracing.record("model", started, ended, **{"shipml.batch.rows": size})
+                            model_start, model_end, size = outputs.timing
+                            tracing.record(
+                                "model", model_start, model_end, **{"shipml.batch.rows": size}
+                            )
                     if self.live is not None:
                         self.live.observe(rows, outputs.labels, request_id)
                     if self.audit is not None:
