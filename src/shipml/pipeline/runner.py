@@ -105,6 +105,11 @@ def load_module(config: ProjectConfig) -> ModuleType:
             hint="set [pipeline] file in shipml.toml to your pipeline module",
         )
     root = str(config.root)
+    # The project's own top-level modules (features.py...): a module of that name
+    # imported from another project earlier in this process must not stand in for it.
+    own = {p.stem for p in config.root.glob("*.py")} | {
+        p.parent.name for p in config.root.glob("*/__init__.py")
+    }
     # Thousands of modules are loaded (MLflow alone brings ~2,000): compare resolved paths
     # only for files that can lie in the project, i.e. not in an installed package.
     for name, mod in list(sys.modules.items()):
@@ -113,7 +118,7 @@ def load_module(config: ProjectConfig) -> ModuleType:
             mod_file
             and "site-packages" not in mod_file
             and not mod_file.startswith(sys.base_prefix)
-            and os.path.realpath(mod_file).startswith(root + "/")
+            and (os.path.realpath(mod_file).startswith(root + "/") or name.partition(".")[0] in own)
         ):
             del sys.modules[name]
     if root not in sys.path:
