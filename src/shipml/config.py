@@ -43,12 +43,23 @@ class TrackingSection(_Section):
     uri: str = "sqlite:///.shipml/mlflow.db"
     registry_uri: str = ""  # empty: same as uri
     experiment: str = ""  # empty: the project name
+    # A tracking server's calls give up after this many seconds (no retries).
+    timeout_s: float = Field(default=5.0, gt=0.0)
 
 
 class ArtifactsSection(_Section):
     """Where artifacts (dataset snapshots, run artifacts, model packages) are stored."""
 
     root: str = ".shipml/artifacts"
+
+
+class DataSection(_Section):
+    """Limits of every data source read (``shipml data add``, the pipeline's datasets)."""
+
+    max_bytes: int = Field(default=1 << 30, ge=1)  # after decompression
+    max_rows: int = Field(default=10_000_000, ge=1)
+    max_line_bytes: int = Field(default=1 << 20, ge=64)  # CSV: the longest line
+    allow_http: bool = False  # http(s):// sources
 
 
 class DatasetSection(_Section):
@@ -85,17 +96,39 @@ class ServingSection(_Section):
     graceful_shutdown_s: float = Field(default=10.0, ge=0.0)
 
 
+class HttpSection(_Section):
+    """Connection deadlines and the head-size cap of every shipml HTTP server (the model
+    server and the gateway); see docs/security.md."""
+
+    idle_timeout_s: float = Field(default=5.0, gt=0.0)  # no request on an open connection
+    header_timeout_s: float = Field(default=10.0, gt=0.0)  # first byte to end of headers
+    body_timeout_s: float = Field(default=30.0, gt=0.0)  # end of headers to end of body
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # request line + headers
+
+
 class AuditSection(_Section):
-    """The tamper-evident audit log of predictions and lifecycle events."""
+    """The tamper-evident audit log of predictions and lifecycle events (docs/audit.md)."""
 
     enabled: bool = True
     path: str = ".shipml/audit/audit.db"
-    # Ed25519 private key (PEM) that signs checkpoints; created if missing. Keep it, and
-    # the checkpoint folder, where whoever can write the database cannot.
+    # Ed25519 private key (PEM) that signs checkpoints; created if missing. Keep it where
+    # whoever can write the log cannot read it.
     signing_key: str = ".shipml/audit/signing.key"
+    # The verifying key's fingerprint ("sha256:<hex>"); written here when the key is
+    # created. `shipml audit verify` trusts no other key.
+    key_fingerprint: str = Field(default="", pattern=r"^(sha256:[0-9a-f]{64})?$")
+    # head.json (the newest signed checkpoint) and public.pem.
     checkpoint_dir: str = ".shipml/audit/checkpoints"
+    # A checkpoint is signed every this many records and at least this often while
+    # records arrive: the unsigned tail is at most one cadence.
     checkpoint_every: int = Field(default=10_000, ge=1)
-    # False: a record keeps the sha256 of the request body instead of the body.
+    checkpoint_interval_s: float = Field(default=1.0, gt=0.0, le=3600.0)
+    # process: a record is in the OS before the answer (safe against kill -9);
+    # power: fsynced before the answer (safe against power loss).
+    durability: Literal["process", "power"] = "process"
+    # Extra time a commit waits for more records (0: only what is already queued).
+    commit_window_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
+    # False: a record keeps the sha256 of the request body instead of the model's input.
     store_inputs: bool = True
     # Digest of the image the server runs in, when known (set by the container).
     image_digest: str = ""
@@ -474,9 +507,11 @@ class ProjectConfig(_Section):
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     artifacts: ArtifactsSection = Field(default_factory=ArtifactsSection)
     datasets: dict[str, DatasetSection] = Field(default_factory=dict)
+    data: DataSection = Field(default_factory=DataSection)
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     model: ModelSection = Field(default_factory=ModelSection)
     serving: ServingSection = Field(default_factory=ServingSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     audit: AuditSection = Field(default_factory=AuditSection)
     rollout: RolloutSection = Field(default_factory=RolloutSection)
     containers: ContainersSection = Field(default_factory=ContainersSection)

@@ -70,6 +70,7 @@ def gateway(
     from shipml.cli.serve import _config_or_none
     from shipml.config import RolloutSection
     from shipml.rollout import Gateway, TrafficPolicy
+    from shipml.serving.connection import ConnectionLimits, uvicorn_options
 
     config: Any = _config_or_none()
     section = (
@@ -132,8 +133,7 @@ def gateway(
         ),
         host=host,
         port=port,
-        loop="uvloop",
-        http="httptools",
+        **uvicorn_options(ConnectionLimits.from_config(config)),  # deadlines, head-size cap
         log_level="warning",
         lifespan="on",
     )

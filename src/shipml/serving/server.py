@@ -12,10 +12,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipml.audit import AuditLog
+from shipml.audit import AuditLog, prepare_key
 from shipml.audit.database import is_url
 from shipml.config import MonitorSection, TracingSection
+from shipml.errors import AuditError
 from shipml.serving.app import ModelServer
+from shipml.serving.connection import ConnectionLimits, GuardedProtocol, uvicorn_options
 from shipml.serving.predictor import Predictor
 from shipml.serving.tracing import Tracing
 
@@ -37,8 +39,13 @@ class ServeSpec:
     signing_key: str = ""
     checkpoint_dir: str = ""
     checkpoint_every: int = 10_000
+    checkpoint_interval_s: float = 1.0
+    key_fingerprint: str = ""  # the pinned key the server must sign with
+    durability: str = "process"
+    commit_window_ms: float = 0.0
     audit_inputs: bool = True
     image_digest: str = ""
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # [monitor] settings (MonitorSection as a dict): the live drift and quality metrics.
     monitor: dict[str, Any] = field(default_factory=dict)
     # [tracing] settings (TracingSection as a dict).
@@ -49,14 +56,7 @@ def build_app(spec: ServeSpec) -> ModelServer:
     predictor = Predictor.load(
         Path(spec.package), name=spec.name, version=spec.version, trusted_types=spec.trusted_types
     )
-    audit = None
-    if spec.audit_path:
-        audit = AuditLog(
-            spec.audit_path if is_url(spec.audit_path) else Path(spec.audit_path),
-            signing_key=Path(spec.signing_key) if spec.signing_key else None,
-            checkpoint_dir=Path(spec.checkpoint_dir) if spec.checkpoint_dir else None,
-            checkpoint_every=spec.checkpoint_every,
-        )
+    audit = open_audit(spec) if spec.audit_path else None
     return ModelServer(
         predictor,
         max_body_bytes=spec.max_body_bytes,
@@ -81,8 +81,44 @@ def tracing_of(settings: dict[str, Any], service: str) -> Tracing:
     )
 
 
+def open_audit(spec: ServeSpec) -> AuditLog:
+    """The server's audit log; a setting that cannot work is an AuditError naming it."""
+    key = Path(spec.signing_key) if spec.signing_key else None
+    if key is not None and key.exists() and not key.is_file():
+        raise AuditError(
+            f"[audit] signing_key {key} is not a file",
+            hint="point it at an Ed25519 PEM key, or at a path where shipml may create one",
+        )
+    try:
+        return AuditLog(
+            spec.audit_path if is_url(spec.audit_path) else Path(spec.audit_path),
+            signing_key=key,
+            checkpoint_dir=Path(spec.checkpoint_dir) if spec.checkpoint_dir else None,
+            checkpoint_every=spec.checkpoint_every,
+            checkpoint_interval_s=spec.checkpoint_interval_s,
+            durability=spec.durability,
+            commit_window_ms=spec.commit_window_ms,
+            key_fingerprint=spec.key_fingerprint,
+        )
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
+        raise AuditError(
+            f"cannot open the audit log ({_audit_settings(spec)}): "
+            f"{type(exc).__name__}: {str(exc)[:200]}",
+            hint="check [audit] path, signing_key and checkpoint_dir in shipml.toml (the key "
+            "must be an Ed25519 PEM private key; the folders must be writable)",
+        ) from exc
+
+
+def _audit_settings(spec: ServeSpec) -> str:
+    path = spec.audit_path if not is_url(spec.audit_path) else spec.audit_path.split("@")[-1]
+    return f"path {path}, signing_key {spec.signing_key}, checkpoint_dir {spec.checkpoint_dir}"
+
+
 def app_from_environment() -> ModelServer:
-    return build_app(ServeSpec(**json.loads(os.environ[SPEC_ENV])))
+    data = json.loads(os.environ[SPEC_ENV])
+    spec = ServeSpec(**{**data, "limits": ConnectionLimits(**data.get("limits", {}))})
+    GuardedProtocol.limits = spec.limits  # this worker process's connections
+    return build_app(spec)
 
 
 def run(
@@ -95,13 +131,18 @@ def run(
     access_log: bool = False,
 ) -> None:
     """Serve until interrupted; on SIGTERM in-flight requests finish (up to the grace time)."""
+    import gc
+
     import uvicorn
 
+    # Resolving a registry reference loads MLflow: millions of objects that never change.
+    # Frozen, the collector stops walking them on every full pass while serving.
+    gc.collect()
+    gc.freeze()
     options: dict[str, Any] = {
+        **uvicorn_options(spec.limits),
         "host": host,
         "port": port,
-        "loop": "uvloop",
-        "http": "httptools",
         "log_level": "info" if access_log else "warning",
         "access_log": access_log,
         "timeout_graceful_shutdown": graceful_shutdown_s,
@@ -140,6 +181,8 @@ def resolve_spec(ref: str, config: object | None = None) -> ServeSpec:
             "max_batch_size": serving.max_batch_size,
             "max_wait_ms": serving.max_wait_ms,
         }
+    if getattr(config, "http", None) is not None:
+        limits["limits"] = ConnectionLimits.from_config(config)
     monitoring = getattr(config, "monitor", None)
     if monitoring is not None:
         limits["monitor"] = monitoring.model_dump()
@@ -152,6 +195,10 @@ def resolve_spec(ref: str, config: object | None = None) -> ServeSpec:
             signing_key=str(path(audit.signing_key)),
             checkpoint_dir=str(path(audit.checkpoint_dir)),
             checkpoint_every=audit.checkpoint_every,
+            checkpoint_interval_s=audit.checkpoint_interval_s,
+            durability=audit.durability,
+            commit_window_ms=audit.commit_window_ms,
+            key_fingerprint=prepare_key(config),
             audit_inputs=audit.store_inputs,
             image_digest=audit.image_digest,
         )

@@ -292,8 +292,10 @@ class RemoteTracker:
         registry_uri: str,
         experiment: str,
         artifact_root: str,
+        timeout_s: float = 5.0,
     ) -> None:
         self.worker = worker
+        self.timeout_s = timeout_s
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri
         self.experiment = experiment
@@ -310,6 +312,7 @@ class RemoteTracker:
                 self.registry_uri,
                 self.experiment,
                 self.artifact_root,
+                timeout_s=self.timeout_s,
             )
 
     def _post(self, method: str, *args: Any, **kwargs: Any) -> None:
@@ -441,6 +444,7 @@ def remote_tracker_for(worker: TrackingWorker, config: Any) -> RemoteTracker:
         config.registry_uri,
         config.experiment_name,
         config.artifact_root,
+        timeout_s=getattr(config.tracking, "timeout_s", 5.0),
     )
 
 
