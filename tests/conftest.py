@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,35 @@ def shipml(
     return subprocess.run(
         [*SHIPML, *args], cwd=cwd, capture_output=True, text=True, env=full_env, timeout=600
     )
+
+
+@dataclass
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Ran]]:
+    """``cli(*args, cwd=folder)``: the real `shipml` command line run in this process
+    (``shipml.cli.main``: the same parsing, library calls, rendering and exit codes as the
+    console script, without starting an interpreter and importing MLflow each time)."""
+    from shipml.cli import main
+    from shipml.cli.output import state
+
+    def invoke(*args: str, cwd: Path) -> Ran:
+        monkeypatch.chdir(cwd)
+        capfd.readouterr()
+        code = main(["--project", str(cwd), *args])
+        out, err = capfd.readouterr()
+        return Ran(code, out, err)
+
+    yield invoke
+    state.project = None
+    state.debug = False
 
 
 def wait_until_ready(port: int, timeout: float = 60.0) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         log_metric,
         log_metrics,
         package_model,
+        report_intermediate,
         run_pipeline,
     )
 
@@ -39,6 +40,7 @@ _LAZY = {
     "log_metric": "shipml.pipeline",
     "log_metrics": "shipml.pipeline",
     "package_model": "shipml.pipeline",
+    "report_intermediate": "shipml.pipeline",
     "run_pipeline": "shipml.pipeline",
 }
 
@@ -59,6 +61,7 @@ __all__ = [
     "model_input",
     "package_model",
     "pipeline",
+    "report_intermediate",
     "run_pipeline",
     "step",
 ]

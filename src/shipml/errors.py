@@ -212,7 +212,7 @@ class MonitorError(ShipmlError):
     """Monitoring found a breach: features drifted, predictions drifted or quality fell
     below its bound (``details`` holds the verdicts). CronJobs and CI act on exit 16."""
 
-    exit_code = 16  # 1-15 are taken; 17 is reserved by another subsystem
+    exit_code = 16  # 1-15 are taken; 17 is the tuner's
     kind = "monitor breach"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
@@ -224,6 +224,14 @@ class DriftDetected(MonitorError):
     """The breach is drift (of features or predictions)."""
 
     kind = "drift detected"
+
+
+class TuneError(ShipmlError):
+    """`shipml tune` cannot search: a bad budget or search space, an objective the
+    pipeline does not log, a study of another direction, or no trial finished in time."""
+
+    exit_code = 17  # 16 is the monitor's (issue 14)
+    kind = "tune error"
 
 
 __all__ = [
@@ -253,5 +261,6 @@ __all__ = [
     "StepFailed",
     "TestingError",
     "TrackingError",
+    "TuneError",
     "UnsafeModelError",
 ]

@@ -16,6 +16,7 @@ def test_selected_stages_pass_and_the_rest_is_skipped(project: Path):
         ("check", "passed"),
         ("pipeline", "passed"),
         ("model-tests", "skipped"),
+        ("report", "skipped"),
         ("images", "skipped"),
         ("deploy-staging", "skipped"),
         ("analysis", "skipped"),

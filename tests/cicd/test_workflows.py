@@ -15,7 +15,16 @@ from shipml.errors import CIError
 from tests.conftest import shipml
 
 SCHEMAS = {"github": "vendor.github-workflows", "gitlab": "vendor.gitlab-ci"}
-ORDER = ["check", "pipeline", "model-tests", "images", "deploy-staging", "analysis", "promote"]
+ORDER = [
+    "check",
+    "pipeline",
+    "model-tests",
+    "report",
+    "images",
+    "deploy-staging",
+    "analysis",
+    "promote",
+]
 
 
 def _validate(path: Path, provider: str) -> subprocess.CompletedProcess[str]:
@@ -70,7 +79,7 @@ def test_stages_in_order_every_command_is_shipml(config):
     assert gh["jobs"]["pipeline"]["needs"] == ["check"]
     local = stages(config, config.ci.local_target)
     assert [s.name for s in local] == ORDER
-    assert "--target podman" in local[4].shell()[0]
+    assert "--target podman" in local[ORDER.index("deploy-staging")].shell()[0]
 
 
 def test_a_hand_written_workflow_is_not_replaced(config):

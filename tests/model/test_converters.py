@@ -157,7 +157,9 @@ def test_a_boosted_model_onnx_cannot_express_is_refused_never_pickled(penguins, 
     df = penguins.dropna(subset=["species"])
     X = model_input(df[["island", "bill_length_mm", "flipper_length_mm"]])
     # CatBoost's own categorical features have no ONNX export
-    model = CatBoostClassifier(iterations=5, verbose=0, cat_features=["island"])
+    model = CatBoostClassifier(
+        iterations=5, verbose=0, cat_features=["island"], allow_writing_files=False
+    )
     model.fit(X, df["species"])
     with pytest.raises(ModelError, match="bare CatBoostClassifier cannot take") as err:
         build_package(model, X, df["species"], path=tmp_path / "pkg")

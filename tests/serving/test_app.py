@@ -346,3 +346,20 @@ def test_an_error_quotes_only_a_prefix_of_a_huge_value(client, rows):
     resp = client.post("/v2/models/penguins/infer", json=body)
     assert resp.status_code == 400 and len(resp.content) < 2000
     assert "expects numbers; got 'AAAA" in resp.json()["error"]
+
+
+def test_request_durations_are_the_requests_own(client, rows):
+    """The duration observed is the request's wall time (the model's timing, recorded for
+    traces, once replaced the start time: every duration came out about -1.8e18 s)."""
+    import re
+    import time
+
+    t0 = time.perf_counter()
+    for _ in range(3):
+        assert client.post("/v2/models/penguins/infer", json=v2_body(rows)).status_code == 200
+    elapsed = time.perf_counter() - t0
+    text = client.get("/metrics").text
+    [total] = re.findall(
+        r'shipml_request_duration_seconds_sum\{[^}]*protocol="v2"[^}]*\} (\S+)', text
+    )
+    assert 0.0 < float(total) <= elapsed

@@ -8,6 +8,7 @@ that needs approval (promotion) runs only with ``approve``.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -42,6 +43,7 @@ class CIRun:
 
 
 Reporter = Callable[[str, str], None]  # (stage, line)
+SUMMARY = "results/ci-summary.md"  # the job summary of `shipml ci run` (GitHub's, locally)
 
 
 def _why(output: str, argv: list[str], code: int) -> str:
@@ -56,9 +58,14 @@ def run_command(
     argv: list[str], cwd: Path, emit: Reporter, stage: str, python: str = sys.executable
 ) -> tuple[int, str]:
     """Run `shipml ARGV` in ``cwd`` with ``python``, streaming its output to ``emit``."""
+    # Where GitHub Actions takes the job summary from; locally, a file in the project.
+    env = dict(os.environ)
+    env.setdefault("GITHUB_STEP_SUMMARY", str(cwd / SUMMARY))
+    (cwd / SUMMARY).parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [python, "-m", "shipml", *argv],
         cwd=cwd,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

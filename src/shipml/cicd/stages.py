@@ -7,6 +7,8 @@ CI, ``[ci] local_target`` (podman) locally.
     check           lint and unit tests of the project's code
     pipeline        run the pipeline; the new model becomes the challenger
     model-tests     the test suites on the challenger (`shipml test`)
+    report          the challenger's model card and its comparison with the champion, in
+                    the job summary and as an artifact (what a reviewer reads on a PR)
     images          serve, test and train images (`shipml build`)
     deploy-staging  staging, the challenger in shadow behind the gateway
     analysis        the gateway's online comparison of champion and challenger
@@ -31,6 +33,7 @@ class Stage:
     commands: list[list[str]]  # argv after `shipml`
     manual: bool = False  # needs a person's approval
     deploys: bool = False  # talks to a cluster (needs its credentials in CI)
+    artifacts: tuple[str, ...] = ()  # files the CI job keeps (uploaded)
 
     def shell(self) -> list[str]:
         return [shlex.join(["shipml", *argv]) for argv in self.commands]
@@ -48,6 +51,23 @@ def stages(config: ProjectConfig, target: str) -> list[Stage]:
         Stage("check", "lint and unit tests", [["ci", "check"]]),
         Stage("pipeline", "pipeline run", [["run", "--alias", "challenger"]]),
         Stage("model-tests", "model tests", [["test", challenger]]),
+        Stage(
+            "report",
+            "model card and comparison with the champion",
+            [
+                ["report", challenger, "-o", "results/model-card.html", "--summary"],
+                [
+                    "compare",
+                    f"{model}@champion",
+                    challenger,
+                    "--html",
+                    "results/compare.html",
+                    "--summary",
+                    "--skip-missing",  # the first run has no champion yet
+                ],
+            ],
+            artifacts=("results/model-card.html", "results/compare.html"),
+        ),
         Stage(
             "images",
             "build images",

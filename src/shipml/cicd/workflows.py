@@ -58,6 +58,19 @@ def github(config: ProjectConfig) -> dict[str, Any]:
                 }
             )
         steps += [{"name": line, "run": line} for line in stage.shell()]
+        if stage.artifacts:
+            steps.append(
+                {
+                    "name": "keep the reports",
+                    "if": "always()",
+                    "uses": "actions/upload-artifact@v4",
+                    "with": {
+                        "name": f"shipml-{stage.name}",
+                        "path": "\n".join(stage.artifacts),
+                        "if-no-files-found": "ignore",
+                    },
+                }
+            )
         job: dict[str, Any] = {
             "name": stage.title,
             "runs-on": "ubuntu-latest",
@@ -98,6 +111,12 @@ def gitlab(config: ProjectConfig) -> dict[str, Any]:
                 rule["when"] = "manual"
             job["rules"] = [rule]
             job["resource_group"] = stage.name
+        if stage.artifacts:
+            job["artifacts"] = {
+                "when": "always",
+                "paths": list(stage.artifacts),
+                "expose_as": "shipml report",  # linked from the merge request
+            }
         if stage.name == "deploy-staging":
             job["environment"] = {"name": "staging"}
         if stage.manual:

@@ -25,10 +25,12 @@ from shipml.cli import (
     monitor,
     pipeline,
     project,
+    report,
     rollout,
     serve,
     server,
     testing,
+    tune,
 )
 from shipml.cli.output import state, stderr
 from shipml.errors import ShipmlError
@@ -72,6 +74,8 @@ testing.register(app)
 containers.register(app)
 monitor.register(app)
 dashboard.register(app)
+tune.register(app)
+report.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from shipml.cli.output import human_bytes, project_config, stderr, stdout
-from shipml.errors import ConfigError, PipelineError
+from shipml.errors import ConfigError, PipelineError, ProjectError
 
 
 def _parse_params(values: list[str]) -> dict[str, Any]:
@@ -41,15 +41,48 @@ def init(
         "sklearn",
         "--model",
         help="The estimator in features.py: sklearn (a random forest), lightgbm, xgboost or "
-        "catboost (each packaged as ONNX; install shipml\\[lightgbm] etc. first).",
+        "catboost, each packaged as ONNX (install shipml\\[lightgbm] etc. first); its "
+        "hyperparameters are pipeline parameters and shipml.toml gets their [tune.space].",
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Your table (CSV or Parquet): the project is made for it."
+    ),
+    target: str | None = typer.Option(None, "--target", help="With --data: the column to predict."),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="With --data: classification or regression (default: inferred from the target).",
     ),
 ) -> None:
-    """Create a runnable project: shipml.toml, pipeline.py, data, tests and a notebook."""
-    from shipml.templates import create_project
+    """Create a runnable project: shipml.toml, pipeline.py, data, tests and a notebook.
+    Without --data it is the penguins example; with --data FILE --target COLUMN it is
+    made for your table (features, ranges, tests and gates read from the data).
 
-    folder = create_project(directory or Path(name), name, git=not no_git, model=model)
-    stdout.print(f"[green]created[/] project [bold]{name}[/] in {folder}")
-    stdout.print(f"next: cd {folder} && shipml run")
+    Examples: `shipml init penguins`, `shipml init penguins --model lightgbm`,
+    `shipml init cars --data cars.csv --target mpg --model xgboost`."""
+    if data is None:
+        if target or task:
+            raise ProjectError("--target and --task need --data", hint="give --data FILE")
+        from shipml.templates import create_project
+
+        folder = create_project(directory or Path(name), name, git=not no_git, model=model)
+        stdout.print(f"[green]created[/] project [bold]{name}[/] in {folder} (model: {model})")
+        stdout.print(f"next: cd {folder} && shipml run")
+        return
+    if not target:
+        raise ProjectError("--data needs --target COLUMN", hint="name the column to predict")
+    from shipml.templates.table import create_table_project
+
+    made = create_table_project(
+        directory or Path(name), name, data, target, task=task, model=model, git=not no_git
+    )
+    stdout.print(f"[green]created[/] project [bold]{name}[/] in {made.folder} from {data.name}")
+    stdout.print(f"task: {made.task} ({made.task_reason}); target {made.target!r}; model {model}")
+    stdout.print(
+        f"features: {len(made.numeric)} numeric, {len(made.categorical)} categorical"
+        + "".join(f"; left out {c!r}: {why}" for c, why in made.dropped.items())
+    )
+    stdout.print(f"next: cd {made.folder} && shipml run --alias challenger")
 
 
 def run(

@@ -287,6 +287,9 @@ def write_rest(
     """signature.json, holdout.parquet (with the labels ``y``), profile and lineage."""
     (folder / "signature.json").write_text(signature.to_json())
     holdout = frame.copy()
+    for f in signature.features:  # Parquet keeps lists: a tensor row flattened (the
+        if f.type == "tensor":  # signature holds its shape)
+            holdout[f.name] = holdout[f.name].map(lambda v: np.asarray(v).reshape(-1))
     if y is not None:
         label = str(getattr(y, "name", None) or "label")
         if label in holdout.columns:

@@ -102,6 +102,15 @@ def is_tensor(series: pd.Series) -> bool:
     return isinstance(series.iloc[0], list | tuple | np.ndarray)
 
 
+def tensor_value(value: Any) -> np.ndarray:
+    """One row of a tensor feature as a float32 array: a nested list, an array, or the
+    nested object arrays a Parquet list column reads back as."""
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        parts = [tensor_value(v) for v in value]
+        return np.stack(parts) if parts else np.zeros(0, dtype=np.float32)
+    return np.asarray(value, dtype=np.float32)
+
+
 def model_input(df: pd.DataFrame, signature: Signature | None = None) -> pd.DataFrame:
     """``df`` in the model-boundary convention: strings as Python ``str`` with ``""`` for
     missing, arrays (tensor features) as float32 arrays, every other column as float32
@@ -113,7 +122,15 @@ def model_input(df: pd.DataFrame, signature: Signature | None = None) -> pd.Data
         col = df[name]
         want = types.get(str(name))
         if want == "tensor" or (want is None and is_tensor(col)):
-            out[name] = col.map(lambda v: np.asarray(v, dtype=np.float32)).astype(object)
+            try:
+                out[name] = col.map(tensor_value).astype(object)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(
+                    f"tensor feature '{name}' has a row that is not an array of numbers of "
+                    f"one shape ({str(exc)[:120]})",
+                    hint="store each row as a nested list (or array) of numbers, all rows "
+                    "of the same shape",
+                ) from exc
         elif want == "float" or (want is None and not _is_string(col)):
             out[name] = _floats(col, str(name))
         else:

@@ -12,7 +12,13 @@ from shipml.lazy import lazy_names
 from shipml.pipeline.step import Graph, Pipeline, Step, dataset, pipeline, step
 
 if TYPE_CHECKING:
-    from shipml.pipeline.context import DatasetInput, log_metric, log_metrics, package_model
+    from shipml.pipeline.context import (
+        DatasetInput,
+        log_metric,
+        log_metrics,
+        package_model,
+        report_intermediate,
+    )
     from shipml.pipeline.runner import RunResult, StepResult, load_pipeline, run_pipeline
 
 _LAZY = {
@@ -20,6 +26,7 @@ _LAZY = {
     "log_metric": "shipml.pipeline.context",
     "log_metrics": "shipml.pipeline.context",
     "package_model": "shipml.pipeline.context",
+    "report_intermediate": "shipml.pipeline.context",
     "RunResult": "shipml.pipeline.runner",
     "StepResult": "shipml.pipeline.runner",
     "load_pipeline": "shipml.pipeline.runner",
@@ -43,6 +50,7 @@ __all__ = [
     "log_metrics",
     "package_model",
     "pipeline",
+    "report_intermediate",
     "run_pipeline",
     "step",
 ]

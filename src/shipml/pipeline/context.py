@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,35 @@ class RunContext:
     workdir: Path
     step: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+class RunStopped(KeyboardInterrupt):
+    """Raised into a running step to stop its run on purpose (a search's deadline, a
+    signal, a pruned trial): not a failure of the step's code, so the run ends ``KILLED``
+    and nothing is cached for the step. A ``KeyboardInterrupt``, so code that lets Ctrl-C
+    through lets it through too."""
+
+
+class TrialPruned(RunStopped):
+    """The search's pruner stopped this trial (``report_intermediate``)."""
+
+
+# The Optuna trial a run belongs to, when `shipml tune` runs it.
+trial_var: ContextVar[Any] = ContextVar("shipml_trial", default=None)
+
+
+def report_intermediate(value: float, step: int) -> None:
+    """Report an intermediate score of the running trial (a cross-validation fold, an
+    epoch), in the direction of `shipml tune`'s objective: the pruner may stop the trial
+    here, when it is clearly worse than the others at the same step. Outside `shipml
+    tune` it does nothing."""
+    trial = trial_var.get()
+    value = float(value)
+    if trial is None or not math.isfinite(value):
+        return
+    trial.report(value, int(step))
+    if trial.should_prune():
+        raise TrialPruned(f"pruned at step {step}")
 
 
 _current: ContextVar[RunContext | None] = ContextVar("shipml_run_context", default=None)

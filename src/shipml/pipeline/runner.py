@@ -27,7 +27,13 @@ from shipml.config import ProjectConfig
 from shipml.data import DatasetStore, Snapshot, parse_ref
 from shipml.errors import DataError, PipelineError, ShipmlError, StepFailed
 from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key
-from shipml.pipeline.context import DatasetInput, RunContext, activate, deactivate
+from shipml.pipeline.context import (
+    DatasetInput,
+    RunContext,
+    RunStopped,
+    activate,
+    deactivate,
+)
 from shipml.pipeline.display import Reporter, SilentReporter
 from shipml.pipeline.fingerprint import Fingerprinter
 from shipml.pipeline.registration import register_package
@@ -100,6 +106,11 @@ def load_module(config: ProjectConfig) -> ModuleType:
             hint="set [pipeline] file in shipml.toml to your pipeline module",
         )
     root = str(config.root)
+    # The project's own top-level modules (features.py...): a module of that name
+    # imported from another project earlier in this process must not stand in for it.
+    own = {p.stem for p in config.root.glob("*.py")} | {
+        p.parent.name for p in config.root.glob("*/__init__.py")
+    }
     # Thousands of modules are loaded (MLflow alone brings ~2,000): compare resolved paths
     # only for files that can lie in the project, i.e. not in an installed package.
     for name, mod in list(sys.modules.items()):
@@ -108,7 +119,7 @@ def load_module(config: ProjectConfig) -> ModuleType:
             mod_file
             and "site-packages" not in mod_file
             and not mod_file.startswith(sys.base_prefix)
-            and os.path.realpath(mod_file).startswith(root + "/")
+            and (os.path.realpath(mod_file).startswith(root + "/") or name.partition(".")[0] in own)
         ):
             del sys.modules[name]
     if root not in sys.path:
@@ -265,13 +276,16 @@ def run_pipeline(
     register: bool = True,
     alias: str | None = None,
     tracker: Tracker | RemoteTracker | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RunResult:
     """Run the project's pipeline locally as one MLflow run. Raises ``StepFailed`` after
     recording the failure when a step raises.
 
     ``tracker`` defaults to the project's, in this process; `shipml run` passes one served
-    by a worker process, which has imported MLflow meanwhile."""
+    by a worker process, which has imported MLflow meanwhile. ``tags`` are added to the
+    run's (`shipml tune` makes each trial a child run of the search's run with them)."""
     started = time.perf_counter()
+    extra_tags = dict(tags or {})
     reporter = reporter or SilentReporter()
     pipe = load_pipeline(config)
     graph = pipe.build({**config.pipeline.params, **(params or {})})
@@ -297,6 +311,7 @@ def run_pipeline(
             tags["mlflow.source.git.branch"] = git["branch"]
     else:
         tags["shipml.git.commit"] = "none (not a git repository)"
+    tags.update(extra_tags)
     run_id = tracker.start_run(pipe.name, tags)
     run = _Run(config, tracker, ArtifactCache(config.cache_dir), store)
     workdir = Path(tempfile.mkdtemp(prefix="shipml-run-"))
@@ -344,7 +359,9 @@ def run_pipeline(
         _log_summary(run, run_id, graph, result)
         result.status = "FAILED" if failed else "FINISHED"
     except BaseException as exc:
-        result.status, failure = "FAILED", exc
+        # Stopped on purpose (a search's deadline or a pruned trial): KILLED, not FAILED.
+        result.status = "KILLED" if isinstance(exc, RunStopped) else "FAILED"
+        failure = exc
         raise
     finally:
         result.seconds = time.perf_counter() - started

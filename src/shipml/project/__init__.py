@@ -1,2 +1,3 @@
-"""The session layer the CLI calls: one function per command, orchestrating the layers
-below (the product's rules live in the library, once)."""
+"""The session layer the CLI calls: one function per command, the orchestration that
+needs several layers (search, then package, test and register; monitor; import). The
+product's rules live in the library, once."""

@@ -1,15 +1,17 @@
-"""Charts as inline SVG, drawn by matplotlib (Agg, imported on first use).
+"""Charts as inline SVG, drawn by matplotlib (the project's one plotting library).
 
-An SVG string goes straight into a self-contained HTML page: no network, no script,
-text kept as text. Every chart has ``role="img"`` and a title for screen readers, and
-the class ``chart`` (browser tests count the drawn marks inside).
+matplotlib is imported on first use, with its object API (``Figure``: no pyplot, no
+global figure state, so the dashboard may draw from several threads) and its SVG
+backend: no display, no network, no script. Text stays text (searchable, read by screen
+readers), the same data gives the same SVG. Every chart is an ``<svg class="chart"
+role="img">`` with its title as label (browser tests count the drawn marks inside), ready
+to put in a page built with ``shipml.report.html``.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import re
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
@@ -20,38 +22,46 @@ BAD = "#b42318"
 PALETTE = ("#2f6fde", "#e07a1f", "#2a9d5b", "#b42318", "#7b4fc9", "#8c6d1f", "#d0457f", "#3a8fa8")
 
 
-def _pyplot() -> Any:
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, list[Any]]:
     import matplotlib
 
-    matplotlib.use("Agg", force=True)
     matplotlib.rcParams.update(
         {
             "svg.fonttype": "none",  # text stays text
-            "svg.hashsalt": "shipml",  # the same chart gives the same SVG
+            "svg.hashsalt": "shipml",  # stable ids: the same chart gives the same SVG
             "font.size": 9,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
         }
     )
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    return plt
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = list(fig.subplots(1, ncols, squeeze=False)[0])
+    for ax in axes:
+        ax.spines[["top", "right"]].set_visible(False)
+    return fig, axes
 
 
-def _svg(fig: Any, title: str) -> str:
-    plt = _pyplot()
+def render(fig: Any, title: str) -> str:
+    """The figure as an ``<svg class="chart">`` element (no XML prolog, no date)."""
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    text = buffer.getvalue()
-    text = text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE
+    fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": "shipml"})
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]  # drop the XML declaration and DOCTYPE
     label = escape(title, quote=True)
-    return re.sub(
-        r"<svg ",
-        f'<svg class="chart" role="img" aria-label="{label}" ',
-        text,
-        count=1,
-    )
+    return svg.replace("<svg ", f'<svg class="chart" role="img" aria-label="{label}" ', 1)
+
+
+def _finite(values: Sequence[float | None]) -> list[float]:
+    out = []
+    for v in values:
+        f = math.nan if v is None else float(v)
+        out.append(f if math.isfinite(f) else math.nan)
+    return out
+
+
+def _short(text: str, limit: int = 14) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def compare_bars(
@@ -63,8 +73,7 @@ def compare_bars(
     width: float = 5.2,
 ) -> str:
     """Reference and current shares per bin or category, side by side."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(width, 2.4))
+    fig, (ax,) = _figure(width, 2.4)
     n = len(labels)
     xs = range(n)
     ax.bar([x - 0.2 for x in xs], reference, 0.4, label="reference", color=REFERENCE)
@@ -77,7 +86,7 @@ def compare_bars(
     ax.set_ylabel("share")
     ax.set_title(title, loc="left")
     ax.legend(frameon=False, fontsize=8)
-    return _svg(fig, title)
+    return render(fig, title)
 
 
 def lines(
@@ -90,18 +99,11 @@ def lines(
     width: float = 7.0,
 ) -> str:
     """One line per series over ``x`` (gaps where a value is None); a dashed threshold."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(width, 2.6))
+    fig, (ax,) = _figure(width, 2.6)
     for i, (name, values) in enumerate(series.items()):
-        ys = [math.nan if v is None else float(v) for v in values]
+        color = PALETTE[i % len(PALETTE)]
         ax.plot(
-            list(range(len(x))),
-            ys,
-            marker="o",
-            ms=3,
-            lw=1.4,
-            label=name,
-            color=PALETTE[i % len(PALETTE)],
+            list(range(len(x))), _finite(values), marker="o", ms=3, lw=1.4, label=name, color=color
         )
     if threshold is not None:
         ax.axhline(threshold, ls="--", lw=1, color=BAD, label=f"threshold {threshold:g}")
@@ -112,9 +114,69 @@ def lines(
     ax.set_title(title, loc="left")
     if series:
         ax.legend(frameon=False, fontsize=8, ncol=min(4, len(series) + 1))
-    return _svg(fig, title)
+    return render(fig, title)
 
 
-def _short(text: str, limit: int = 14) -> str:
-    text = str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def line_chart(xs: Sequence[tuple[str, Sequence[float]]], y: Sequence[float], *, title: str) -> str:
+    """One step line per x axis, side by side (the tuning curve against search time and
+    against trials)."""
+    fig, axes = _figure(3.6 * len(xs), 2.8, ncols=len(xs))
+    for ax, (label, x) in zip(axes, xs, strict=True):
+        ax.grid(True, color="#e3e6eb", linewidth=0.6)
+        ax.step(_finite(x), _finite(y), where="post", color=PALETTE[0], linewidth=1.6)
+        ax.plot(_finite(x), _finite(y), "o", color=PALETTE[0], markersize=3)
+        ax.set_xlabel(label)
+        ax.set_title(title, fontsize=10)
+    return render(fig, title)
+
+
+def curves(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    diagonal: bool = False,
+) -> str:
+    """Several named curves on one axis (ROC, precision-recall, calibration)."""
+    fig, (ax,) = _figure(4.2, 3.4)
+    ax.grid(True, color="#e3e6eb", linewidth=0.6)
+    for i, (name, (x, y)) in enumerate(series.items()):
+        ax.plot(_finite(x), _finite(y), color=PALETTE[i % len(PALETTE)], label=name, lw=1.5)
+    if diagonal:
+        ax.plot([0, 1], [0, 1], ls="--", color=REFERENCE, lw=0.8)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.title.set_fontsize(10)
+    if series:
+        ax.legend(fontsize=7, frameon=False)
+    return render(fig, title)
+
+
+def matrix(values: Sequence[Sequence[float]], labels: Sequence[str], *, title: str) -> str:
+    """A confusion matrix: true labels down, predicted across, counts in the cells."""
+    n = len(labels)
+    fig, (ax,) = _figure(1.2 + 0.55 * max(n, 2), 1.0 + 0.5 * max(n, 2))
+    data = [[float(v) for v in row] for row in values]
+    ax.imshow(data, cmap="Blues")
+    peak = max((v for row in data for v in row), default=0.0)
+    for i, row in enumerate(data):
+        for j, v in enumerate(row):
+            color = "white" if peak and v > peak / 2 else "#1d2330"
+            ax.text(j, i, f"{v:g}", ha="center", va="center", color=color, fontsize=8)
+    short = [_short(label) for label in labels]
+    ax.set_xticks(range(n), short, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(n), short, fontsize=7)
+    ax.set(title=title, xlabel="predicted", ylabel="true")
+    ax.title.set_fontsize(10)
+    return render(fig, title)
+
+
+def bars(values: dict[str, float], *, title: str) -> str:
+    """Horizontal bars, one per name (metrics of a slice, feature importances)."""
+    fig, (ax,) = _figure(4.2, 0.8 + 0.28 * max(len(values), 1))
+    names = [_short(k, 30) for k in values]
+    ax.barh(names, _finite(list(values.values())), color=PALETTE[0])
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(labelsize=7)
+    return render(fig, title)

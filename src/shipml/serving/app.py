@@ -142,7 +142,7 @@ class ModelServer:
             {
                 "name": f.name,
                 "datatype": "BYTES" if f.type == "string" else "FP32",
-                "shape": [-1, 1],
+                "shape": [-1, *(f.shape or [1])],
                 "parameters": {
                     "nullable": f.nullable,
                     "categories": f.categories,

@@ -41,6 +41,8 @@ class Predictor:
         self.classes = np.asarray(self.signature.classes)
         self.names = self.signature.names
         self.matrix = self.signature.onnx_input == "matrix"
+        # the graph's input shape per feature: [n, 1], or [n, *shape] for a tensor feature
+        self._shapes = {f.name: (-1, *(f.shape or [1])) for f in self.signature.features}
         self._model: Any = None
         self._session: Any = None
         if package.format == "onnx":
@@ -75,7 +77,7 @@ class Predictor:
             if rows.matrix is not None:
                 return {MATRIX_INPUT: rows.matrix}
             return {MATRIX_INPUT: np.column_stack([rows.column(n, 0) for n in self.names])}
-        return {n: rows.column(n, i).reshape(-1, 1) for i, n in enumerate(self.names)}
+        return {n: rows.column(n, i).reshape(self._shapes[n]) for i, n in enumerate(self.names)}
 
     def run(self, feeds: dict[str, np.ndarray]) -> Outputs:
         try:
@@ -101,7 +103,7 @@ class Predictor:
                 value = f.categories[0] if f.categories else ""
                 cols[f.name] = np.asarray([value], dtype=object)
             else:
-                cols[f.name] = np.zeros(1, dtype=np.float32)
+                cols[f.name] = np.zeros((1, *(f.shape or [])), dtype=np.float32)
         return Rows(1, columns=cols)
 
     def warm_up(self) -> Outputs:

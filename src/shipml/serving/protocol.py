@@ -96,6 +96,8 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
     data = tensor.get("data")
     if not isinstance(name, str) or not name:
         raise InvalidRequest("an input tensor has no 'name'")
+    if name in validator.tensors:
+        return name, _tensor_feature(name, shape, dtype, data, validator)
     if (
         not isinstance(shape, list)
         or not 1 <= len(shape) <= 2
@@ -126,6 +128,35 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
     if is_bytes:
         return name, np.asarray(flat, dtype=object).reshape(shape)
     return name, validator._numbers(flat, name).reshape(shape)
+
+
+def _tensor_feature(name: str, shape: Any, dtype: Any, data: Any, validator: Validator) -> Any:
+    """A tensor feature (an image, a sequence): ``[rows, *shape]`` in the signature's
+    shape, or ``[rows, size]`` flattened; numbers only."""
+    rank = 1 + len(validator.tensors[name])
+    if (
+        not isinstance(shape, list)
+        or not 2 <= len(shape) <= rank
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise InvalidRequest(
+            f"tensor {name!r} has an invalid shape {str(shape)[:80]}",
+            hint=f"shape is [rows, {', '.join(map(str, validator.tensors[name]))}]",
+        )
+    if dtype not in NUMERIC_TYPES:
+        raise InvalidRequest(
+            f"feature {name!r} is a tensor of numbers; got datatype {str(dtype)[:20]!r}",
+            hint="use FP32 (or another numeric datatype)",
+        )
+    if not isinstance(data, list):
+        raise InvalidRequest(f"tensor {name!r} has no 'data' list")
+    flat = _flatten(data) if data and isinstance(data[0], list) else data
+    size = math.prod(shape)
+    if len(flat) != size:
+        raise InvalidRequest(
+            f"tensor {name!r} has {len(flat)} values but shape {shape} needs {size}"
+        )
+    return validator._numbers(flat, name).reshape(shape)  # checked as a feature next
 
 
 def _flatten(data: list[Any], depth: int = 0) -> list[Any]:

@@ -7,6 +7,7 @@ Every failure is an ``InvalidRequest`` naming the feature, the row and the value
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,10 @@ class Validator:
         }
         self.nullable = np.asarray([f.nullable for f in signature.features])
         self.all_numeric = signature.all_numeric
+        # tensor features (an image, a sequence): name -> shape of one row
+        self.tensors = {
+            f.name: tuple(f.shape or ()) for f in signature.features if f.type == "tensor"
+        }
 
     # -- whole requests ---------------------------------------------------------------
     def columns(self, raw: dict[str, Any]) -> Rows:
@@ -166,6 +171,8 @@ class Validator:
     def column(self, feature: Feature, values: Any) -> np.ndarray:
         if feature.type == "string":
             return self._strings(feature, values)
+        if feature.type == "tensor":
+            return self.tensor(feature.name, values)
         arr = _one_column(feature.name, self._numbers(values, feature.name))
         if not feature.nullable:
             nan = np.isnan(arr)
@@ -175,6 +182,30 @@ class Validator:
                     "the model needs a value",
                 )
         return arr
+
+    def tensor(self, name: str, values: Any) -> np.ndarray:
+        """A tensor feature as float32 ``[rows, *shape]``: each row of the signature's
+        shape (or flattened to its size), every value a finite number (never missing)."""
+        shape = self.tensors[name]
+        arr = self._numbers(values, name)
+        size = math.prod(shape)
+        if arr.ndim == 2 and arr.shape[1] == size and len(shape) != 1:
+            arr = arr.reshape(-1, *shape)  # rows sent flattened
+        if arr.ndim != 1 + len(shape) or tuple(arr.shape[1:]) != shape:
+            raise InvalidRequest(
+                f"tensor feature {name!r} has shape {list(arr.shape)[:10]}; expected "
+                f"[rows, {', '.join(map(str, shape))}]",
+                hint=f"send one array of shape {list(shape)} per row (or {size} values a row)",
+            )
+        finite = np.isfinite(arr)
+        if not finite.all():
+            index = np.unravel_index(int(np.argmin(finite)), arr.shape)
+            raise InvalidRequest(
+                f"tensor feature {name!r} has {arr[index]} at row {int(index[0])}; "
+                "every value must be a finite number",
+                hint="a tensor has no missing values: fill them before sending",
+            )
+        return np.ascontiguousarray(arr, dtype=np.float32)
 
     def _numbers(self, values: Any, name: str) -> np.ndarray:
         if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":

@@ -1,4 +1,5 @@
-"""The project template behind ``shipml init``."""
+"""The project templates behind ``shipml init``: the penguins example (``project/``), and
+a project made for the user's own table (``table.py``, ``table/``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from string import Template
 
 from shipml.errors import ProjectError
-from shipml.templates.models import DEFAULT, estimator_choice
+from shipml.templates.estimators import DEFAULT, estimator, write_tune_space
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 RENAMES = {"gitignore": ".gitignore"}
@@ -67,17 +68,13 @@ def write_data(folder: Path) -> Path:
     return path
 
 
-def create_project(
-    folder: Path, name: str | None = None, *, git: bool = True, model: str = DEFAULT
-) -> Path:
-    """Create a runnable project in ``folder`` (which must be missing or empty), with
-    ``model`` (sklearn, lightgbm, xgboost or catboost) at the end of its pipeline."""
+def check_new_folder(folder: Path, name: str) -> Path:
+    """``folder`` (expanded) if a project named ``name`` may be created there: a valid
+    name, and a folder that is missing or empty."""
     folder = folder.expanduser()
-    name = name or folder.name
-    choice = estimator_choice(model)
     if not NAME_RE.match(name):
         raise ProjectError(
-            f"invalid project name {name!r}",
+            f"invalid project name {name[:80]!r}",
             hint="start with a letter; use letters, digits, '_' or '-' (at most 64)",
         )
     if folder.exists():
@@ -90,10 +87,23 @@ def create_project(
                 f"{folder} is not empty ({len(entries)} entries: {shown})",
                 hint="shipml init never overwrites files: give a new or empty folder",
             )
+    return folder
+
+
+def create_project(
+    folder: Path, name: str | None = None, *, git: bool = True, model: str = DEFAULT
+) -> Path:
+    """Create a runnable project in ``folder`` (which must be missing or empty), with
+    ``model`` (sklearn, lightgbm, xgboost or catboost; ``templates/estimators.py``) at the
+    end of its pipeline and its ``[tune.space]`` in ``shipml.toml``."""
+    name = name or folder.expanduser().name
+    chosen = estimator(model)
+    folder = check_new_folder(folder, name)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         template = resources.files("shipml.templates") / "project"
-        _copy(template, folder, {"name": name, **choice.values()})
+        _copy(template, folder, {"name": name, **chosen.values("classification")})
+        write_tune_space(folder / "shipml.toml", chosen)
         write_data(folder)
         nb = folder / "notebooks" / "explore.ipynb"
         nb.parent.mkdir(exist_ok=True)

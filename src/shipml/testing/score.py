@@ -22,6 +22,11 @@ from shipml.config import ProjectConfig
 from shipml.errors import TestingError
 from shipml.testing.report import RESULTS
 
+# Written on a model version by `shipml tune` (read here for model-3 and infra-1).
+TAG_TUNE_RECORD = "shipml.tune.record"
+TAG_REPRODUCIBILITY = "shipml.reproducibility"
+CI_FILES = (".github/workflows/shipml.yml", ".gitlab-ci.yml")
+
 SECTIONS = {"data": "Data", "model": "Model", "infra": "ML infrastructure", "monitor": "Monitoring"}
 
 # (id, title) in the paper's order.
@@ -195,6 +200,8 @@ def compute(config: ProjectConfig, results: dict[str, Any]) -> Score:
                 )
     for test_id, items in _config_evidence(config, results).items():
         evidence.setdefault(test_id, []).extend(items)
+    for test_id, items in _version_evidence(config, results).items():
+        evidence.setdefault(test_id, []).extend(items)
     manual = config.score.manual
     unknown = [k for k in manual if k not in TITLES]
     if unknown:
@@ -211,3 +218,51 @@ def compute(config: ProjectConfig, results: dict[str, Any]) -> Score:
         else:
             scores.append(TestScore(test_id, title, 0.0, "missing"))
     return Score(scores)
+
+
+def _version_evidence(config: ProjectConfig, results: dict[str, Any]) -> dict[str, list[str]]:
+    """What the tested version's records show: its tuning (model-3), a second training
+    with the same seed (infra-1), and code under review (model-1)."""
+    model = results.get("model") or {}
+    if not model.get("name") or not model.get("version"):
+        return {}
+    from shipml.errors import ShipmlError
+    from shipml.tracking import Registry, tracker_for
+
+    try:
+        tracker = tracker_for(config)
+        info = Registry(tracker).resolve(f"{model['name']}/{model['version']}")
+        run = tracker.get_run(info.run_id) if info.run_id else None
+    except ShipmlError:
+        return {}
+    found: dict[str, list[str]] = {}
+    tuned = _json(info.tags.get(TAG_TUNE_RECORD))
+    if tuned and not tuned.get("untuned") and int(tuned.get("trials_complete", 0)) >= 2:
+        fixed = ", ".join(tuned.get("fixed") or []) or "none"
+        found["model-3"] = [
+            f"`shipml tune` study {tuned.get('study')}: {tuned['trials_complete']} trials over "
+            f"{', '.join(tuned.get('searched') or [])} (not hyperparameters: {fixed})"
+        ]
+    repro = _json(info.tags.get(TAG_REPRODUCIBILITY))
+    if repro and repro.get("status") in ("passed", "failed"):
+        found["infra-1"] = [
+            f"trained twice with the same seed: {repro['status']} (largest metric difference "
+            f"{float(repro.get('max_difference', 0)):.2g}, tolerance {repro.get('tolerance')})"
+        ]
+    tags = run.data.tags if run is not None else {}
+    commit = tags.get("mlflow.source.git.commit")
+    ci = [f for f in CI_FILES if config.path(f).is_file()]
+    if commit and tags.get("shipml.git.dirty") == "false" and ci:
+        found["model-1"] = [
+            f"trained from committed code ({commit[:12]}, no uncommitted change); {ci[0]} "
+            "posts the comparison with the champion on every pull request for review"
+        ]
+    return found
+
+
+def _json(raw: str | None) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,131 @@
+"""`shipml compare` and `shipml report` on two real runs of the template (different
+parameters, different data), their HTML opened offline in a real Chromium, and the
+report stage of the generated GitHub workflow run locally (`shipml ci run`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shipml.config import load_config
+from shipml.templates import create_project
+from shipml.testing.browser import chromium_executable
+from shipml.tracking import Registry, tracker_for
+from tests.conftest import shipml
+
+
+def open_offline(page_file: Path, shot: Path) -> dict[str, int]:
+    """Open a page in headless Chromium with every network request refused; returns what
+    it drew and how many requests it tried."""
+    from playwright.sync_api import sync_playwright
+
+    path = chromium_executable()
+    if path is None:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError("CI needs Chromium for the browser tests")
+        pytest.skip("no Chromium")
+    tried: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.route(
+            "**/*",
+            lambda r: (
+                (tried.append(r.request.url), r.abort())
+                if not r.request.url.startswith("file://")
+                else r.continue_()
+            ),
+        )
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(page_file.as_uri())
+        drawn = page.evaluate(
+            "() => Array.from(document.querySelectorAll('svg')).filter("
+            "s => s.getBoundingClientRect().width > 100 && s.querySelectorAll('path').length > 5"
+            ").length"
+        )
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    return {"charts": drawn, "requests": len(tried), "errors": len(errors)}
+
+
+def commit(root: Path, message: str) -> None:
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", *ident, "commit", "-qm", message], cwd=root, check=True)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = create_project(tmp_path_factory.mktemp("cmp") / "cmp", "cmp")
+    assert shipml("run", cwd=root).returncode == 0
+    toml = (root / "shipml.toml").read_text().replace("n_estimators = 200", "n_estimators = 30")
+    (root / "shipml.toml").write_text(toml)
+    data = pd.read_csv(root / "data" / "penguins.csv")
+    data.iloc[:-20].to_csv(root / "data" / "penguins.csv", index=False)  # other data
+    commit(root, "fewer trees, fewer penguins")
+    second = shipml("run", "--alias", "challenger", cwd=root)
+    assert second.returncode == 0, second.stderr
+    return root
+
+
+def test_compare_shows_exactly_the_differences_and_its_html_draws_offline(
+    two_runs: Path, tmp_path: Path
+) -> None:
+    out = shipml(
+        "compare", "cmp/1", "cmp/2", "--json", "--html", str(tmp_path / "c.html"), cwd=two_runs
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["params"] == {"n_estimators": ["200", "30"]}  # only what differs
+    assert result["same_data"] is False
+    [(name, digests)] = result["datasets"].items()
+    assert name == "penguins" and digests[0] != digests[1]
+    assert "n_estimators = 30" in result["code_diff"]  # the commits' diff of shipml.toml
+    assert result["deltas"]["accuracy"][0] == 0.0
+    seen = open_offline(tmp_path / "c.html", tmp_path / "compare.png")
+    assert seen["requests"] == 0 and seen["errors"] == 0
+    assert seen["charts"] >= 5  # ROC, PR, calibration, two confusion matrices
+    same = shipml("compare", "cmp/1", "cmp/1", "--json", cwd=two_runs)
+    assert json.loads(same.stdout)["params"] == {}
+    bad = shipml("compare", "cmp/1", "nope/9", cwd=two_runs)
+    assert bad.returncode == 7 and "Traceback" not in bad.stderr
+    bad = shipml("compare", "cmp/1", "'; DROP TABLE runs;--", cwd=two_runs)
+    assert bad.returncode == 7 and "cannot read the model reference" in bad.stderr
+    skipped = shipml("compare", "cmp@champion", "cmp/1", "--skip-missing", cwd=two_runs)
+    assert skipped.returncode == 0 and "nothing to compare" in skipped.stdout
+
+
+def test_the_model_card_opens_offline_and_is_attached(two_runs: Path, tmp_path: Path) -> None:
+    out = shipml("report", "cmp@challenger", "-o", str(tmp_path / "card.html"), cwd=two_runs)
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "card.html").read_text()
+    for heading in (
+        "Purpose",
+        "Data",
+        "Training parameters",
+        "95% interval",
+        "Lineage",
+        "Known limits",
+    ):
+        assert heading in text
+    seen = open_offline(tmp_path / "card.html", tmp_path / "card.png")
+    assert seen["requests"] == 0 and seen["errors"] == 0 and seen["charts"] >= 1
+    version = Registry(tracker_for(load_config(two_runs))).resolve("cmp@challenger")
+    assert version.tags["shipml.report"].endswith(f"report/{version.version}/model-card.html")
+
+
+def test_the_github_workflow_publishes_the_report_in_its_job_summary(two_runs: Path) -> None:
+    assert shipml("ci", "init", "--provider", "github", cwd=two_runs).returncode == 0
+    workflow = (two_runs / ".github" / "workflows" / "shipml.yml").read_text()
+    assert "--summary" in workflow and "actions/upload-artifact" in workflow
+    ran = shipml("ci", "run", "--stage", "report", cwd=two_runs)
+    assert ran.returncode == 0, ran.stdout[-2000:]
+    summary = (two_runs / "results" / "ci-summary.md").read_text()
+    assert "## Model card: cmp/2" in summary and "| accuracy |" in summary
+    assert (two_runs / "results" / "model-card.html").is_file()
