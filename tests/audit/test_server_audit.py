@@ -41,7 +41,8 @@ def test_records_carry_the_lineage_and_verify(tmp_path, penguins_package, pengui
     reopened = AuditLog(tmp_path / "a.db")
     (record,) = reopened.find("req-1")
     assert record["model"] == "penguins" and record["version"] == "2"
-    assert record["variant"] == "challenger" and record["image_digest"] == "sha256:abc"
+    # A client cannot choose the variant recorded (issue 12): unattested, it is "direct".
+    assert record["variant"] == "direct" and record["image_digest"] == "sha256:abc"
     assert record["onnx_sha256"] == penguins_package.onnx_sha256
     assert record["output"]["label"] == resp.json()["predictions"][0:1] or record["output"]
     assert record["input"]["instances"][0]["island"] == X.iloc[3]["island"]

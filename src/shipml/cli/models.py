@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shipml.cli.output import human_bytes, project_config, stderr, stdout
+from shipml.errors import GateFailed
 
 if TYPE_CHECKING:  # MLflow and the model layer load when a command needs them
     from shipml.tracking import Registry
@@ -22,9 +22,9 @@ app = typer.Typer(
 
 
 def _registry() -> Registry:
-    from shipml.tracking import Registry, tracker_for
+    from shipml.tracking import registry_for
 
-    return Registry(tracker_for(project_config()))
+    return registry_for(project_config())
 
 
 def _when(ms: int) -> str:
@@ -67,7 +67,7 @@ def show(
         stdout.print(table)
         return
     from shipml.model import ModelPackage
-    from shipml.tracking import parse_model_ref
+    from shipml.tracking import parse_model_ref, resolve_model
 
     parsed = parse_model_ref(ref)
     if parsed.path is not None:
@@ -75,8 +75,10 @@ def show(
         stdout.print(f"[bold]package[/] {parsed.path}")
     else:
         registry = _registry()
-        info = registry.resolve(parsed)
-        package = ModelPackage.load(registry.local_path(info))
+        model = resolve_model(None, parsed, full=True, registry=registry)
+        info = model.info
+        assert info is not None  # a registry reference resolved in full
+        package = ModelPackage.load(model.path)
         stdout.print(
             f"[bold]{info.name}/{info.version}[/]  aliases: {', '.join(info.aliases) or '-'}"
             f"  created {_when(info.created)}"
@@ -162,32 +164,20 @@ def alias(
     r"""Point ALIAS of NAME at VERSION (e.g. make version 3 the challenger). A protected
     alias (\[gates] protect, default champion) moves only when the gates hold, as with
     `shipml promote`."""
-    config = project_config()
-    if alias_name in config.gates.protect:
-        from shipml.cli.testing import promote_or_explain
+    from shipml.cli.testing import print_gates, show_promotion
+    from shipml.project.promotion import set_alias
 
-        promote_or_explain(config, f"{name}/{version}", alias_name, force=force, reason=reason)
+    try:
+        done = set_alias(project_config(), name, version, alias_name, force=force, reason=reason)
+    except GateFailed as exc:
+        print_gates(exc.details.get("gates", []))
+        raise
+    if done.promotion is not None:
+        show_promotion(done.promotion)
         return
-    if force or reason:
+    if done.ignored_override:
         stderr.print(
             f"note: {alias_name!r} is not a protected alias; --force/--reason do "
             "nothing here ([gates] protect)"
         )
-    from shipml.audit import record_event
-    from shipml.tracking import Registry, tracker_for
-
-    registry = Registry(tracker_for(config))
-    before = registry.aliases(name).get(alias_name)
-    info = registry.set_alias(name, version, alias_name)
-    record_event(
-        config,
-        {
-            "event": "alias",
-            "model": name,
-            "alias": alias_name,
-            "version": info.version,
-            "previous_version": before,
-            "by": getpass.getuser(),
-        },
-    )
-    stdout.print(f"{name}@{alias_name} → version {info.version}")
+    stdout.print(f"{name}@{alias_name} → version {done.version}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -10,8 +11,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from shipml.cli.output import project_config, state, stderr, stdout
 from shipml.errors import ConfigError
 
+if TYPE_CHECKING:
+    from shipml.config import ProjectConfig
 
-def _config_or_none() -> object | None:
+
+def _config_or_none() -> ProjectConfig | None:
     """The project's configuration, or None outside a project. A project whose
     shipml.toml is wrong is an error (never silently unaudited)."""
     from shipml.config import find_root
@@ -39,29 +43,29 @@ def serve(
     ),
 ) -> None:
     """Serve a model over the Open Inference Protocol (V2), /invocations and /predict."""
-    from dataclasses import replace
+    from shipml.project.serving import plan_serve
+    from shipml.serving.server import run
 
-    from shipml.serving.server import resolve_spec, run
-
-    config = _config_or_none()
-    spec = resolve_spec(ref, config)
-    if name or model_version:  # a serve image names its baked-in package this way
-        spec = replace(spec, name=name or spec.name, version=model_version or spec.version)
-    serving = getattr(config, "serving", None)
-    host = host or (serving.host if serving else "127.0.0.1")
-    port = port if port is not None else (serving.port if serving else 8080)
-    workers = workers or (serving.workers if serving else 1)
-    grace = serving.graceful_shutdown_s if serving else 10.0
+    plan = plan_serve(
+        _config_or_none(),
+        ref,
+        host=host,
+        port=port,
+        workers=workers,
+        name=name,
+        version=model_version,
+    )
+    spec, workers = plan.spec, plan.workers
     stderr.print(
-        f"serving [bold]{spec.name}[/] version {spec.version} on http://{host}:{port} "
+        f"serving [bold]{spec.name}[/] version {spec.version} on http://{plan.host}:{plan.port} "
         f"({workers} worker{'s' if workers > 1 else ''}); V2 at /v2/models/{spec.name}/infer"
     )
     run(
         spec,
-        host=host,
-        port=port,
+        host=plan.host,
+        port=plan.port,
         workers=workers,
-        graceful_shutdown_s=grace,
+        graceful_shutdown_s=plan.graceful_shutdown_s,
         access_log=access_log,
     )
 
@@ -73,14 +77,10 @@ def predict(
     chunk_rows: int = typer.Option(50_000, min=1, help="Rows per chunk (memory stays flat)."),
 ) -> None:
     """Score a file in chunks: every input row, plus prediction and class probabilities."""
+    from shipml.project.serving import load_predictor
     from shipml.serving.batch import predict_file
-    from shipml.serving.predictor import Predictor
-    from shipml.serving.server import resolve_spec
 
-    spec = resolve_spec(ref, _config_or_none())
-    predictor = Predictor.load(
-        Path(spec.package), name=spec.name, version=spec.version, trusted_types=spec.trusted_types
-    )
+    predictor = load_predictor(_config_or_none(), ref)
     columns = [
         TextColumn("scoring"),
         BarColumn(),

@@ -37,6 +37,7 @@ from shipml.tracking import (
     environment,
     git_info,
     package_versions,
+    registry_of,
     tracker_for,
 )
 
@@ -271,6 +272,12 @@ def run_pipeline(
     ``tracker`` defaults to the project's, in this process; `shipml run` passes one served
     by a worker process, which has imported MLflow meanwhile."""
     started = time.perf_counter()
+    if alias is not None and alias in config.gates.protect:
+        raise PipelineError(
+            f"run_pipeline does not move the protected alias {alias!r} ([gates] protect)",
+            hint="shipml.project.run (`shipml run --alias`) registers, then promotes "
+            "through the gates",
+        )
     reporter = reporter or SilentReporter()
     pipe = load_pipeline(config)
     graph = pipe.build({**config.pipeline.params, **(params or {})})
@@ -470,7 +477,7 @@ def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | 
     _, out = packages[-1]
     path = run.cache.objects / out.file
     pkg = ModelPackage.load(path)
-    registry = run.tracker.registry()
+    registry = registry_of(run.tracker)
     name = config.model_name
     existing = registry.find_by_digest(name, pkg.model_digest)
     if existing is not None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from shipml.attestation import attested_variant
 from shipml.audit import AuditLog
 from shipml.errors import AuditError, InferenceFailed, InvalidRequest, ModelNotFound, ServingError
 from shipml.serving.batching import Batcher
@@ -60,6 +61,7 @@ class ModelServer:
         audit: AuditLog | None = None,
         audit_inputs: bool = True,
         image_digest: str = "",
+        attestation_key: bytes = b"",
     ) -> None:
         self.predictor = predictor
         self.name, self.version = predictor.name, predictor.version
@@ -75,6 +77,7 @@ class ModelServer:
         self.tracing = tracing or Tracing(None)
         self.audit = audit
         self.audit_inputs = audit_inputs
+        self.attestation_key = attestation_key  # believes a remote gateway's variant
         lineage = predictor.lineage
         self._audit_static = {
             "kind": "prediction",
@@ -337,15 +340,12 @@ async def _audit_record(
 ) -> None:
     """Write the prediction's audit record; the answer waits until it is durable."""
     assert server.audit is not None
-    variant = None
-    for key, value in scope["headers"]:
-        if key == b"x-shipml-variant":
-            variant = value.decode("latin-1")
+    variant = attested_variant(scope, request_id, server.attestation_key)
     labels = outputs.labels
     record = {
         **server._audit_static,
         "request_id": request_id.decode("latin-1"),
-        "variant": variant or "direct",
+        "variant": variant,
         "protocol": protocol,
         "input": body if server.audit_inputs else {"sha256": hashlib.sha256(raw).hexdigest()},
         "output": {

@@ -1,4 +1,7 @@
-"""Running the model server: resolve what to serve, build the app, start uvicorn.
+"""Running the model server: build the app for a resolved package, start uvicorn.
+
+What to serve is resolved above this layer (``shipml.project.serving``): the server gets
+a package folder and never needs the registry or MLflow.
 
 With several workers uvicorn imports the app in each process, so the spec travels in
 the ``SHIPML_SERVE_SPEC`` environment variable (JSON) to ``app_from_environment``.
@@ -38,6 +41,7 @@ class ServeSpec:
     checkpoint_every: int = 10_000
     audit_inputs: bool = True
     image_digest: str = ""
+    attestation_key: str = ""  # hex; empty: a remote gateway's variant is not believed
 
 
 def build_app(spec: ServeSpec) -> ModelServer:
@@ -61,6 +65,7 @@ def build_app(spec: ServeSpec) -> ModelServer:
         audit=audit,
         audit_inputs=spec.audit_inputs,
         image_digest=spec.image_digest,
+        attestation_key=bytes.fromhex(spec.attestation_key),
     )
 
 
@@ -97,50 +102,3 @@ def run(
         )
     else:
         uvicorn.run(build_app(spec), **options)
-
-
-def resolve_spec(ref: str, config: object | None = None) -> ServeSpec:
-    """What ``shipml serve REF`` serves: a package folder, or ``name@alias`` /
-    ``name/version`` from the project's registry (``config`` is a ProjectConfig)."""
-    from shipml.errors import ConfigError, ModelError
-    from shipml.model import refuse_pickle
-    from shipml.tracking import Registry, parse_model_ref, tracker_for
-
-    path = Path(ref).expanduser()
-    if path.is_file():
-        refuse_pickle(path)
-        raise ModelError(
-            f"{ref} is a file; shipml serves model package folders or registry references",
-            hint="give NAME@ALIAS, NAME/VERSION or a folder made by shipml.package_model",
-        )
-    parsed = parse_model_ref(ref)
-    serving = getattr(config, "serving", None)
-    trusted = list(getattr(getattr(config, "model", None), "trusted_types", []) or [])
-    limits: dict[str, Any] = {}
-    if serving is not None:
-        limits = {
-            "max_body_bytes": serving.max_body_bytes,
-            "max_batch_size": serving.max_batch_size,
-            "max_wait_ms": serving.max_wait_ms,
-        }
-    audit = getattr(config, "audit", None)
-    if audit is not None and audit.enabled:
-        path = config.path  # type: ignore[union-attr]
-        limits.update(
-            audit_path=audit.path if is_url(audit.path) else str(path(audit.path)),
-            signing_key=str(path(audit.signing_key)),
-            checkpoint_dir=str(path(audit.checkpoint_dir)),
-            checkpoint_every=audit.checkpoint_every,
-            audit_inputs=audit.store_inputs,
-            image_digest=audit.image_digest,
-        )
-    if parsed.path is not None:
-        return ServeSpec(str(parsed.path), parsed.path.name, "1", trusted, **limits)
-    if config is None:
-        raise ConfigError(
-            f"{ref} is a registry reference, but there is no project here",
-            hint="run inside a project (or -C DIR), or give a package folder",
-        )
-    registry = Registry(tracker_for(config))
-    info = registry.resolve(parsed)
-    return ServeSpec(str(registry.local_path(info)), info.name, info.version, trusted, **limits)

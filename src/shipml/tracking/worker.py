@@ -292,12 +292,14 @@ class RemoteTracker:
         registry_uri: str,
         experiment: str,
         artifact_root: str,
+        protected_aliases: tuple[str, ...] | list[str] = ("champion",),
     ) -> None:
         self.worker = worker
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri
         self.experiment = experiment
         self.artifact_root = artifact_root
+        self.protected_aliases = tuple(protected_aliases)
         self._opened = False
 
     def _open(self) -> None:
@@ -310,6 +312,7 @@ class RemoteTracker:
                 self.registry_uri,
                 self.experiment,
                 self.artifact_root,
+                list(self.protected_aliases),
             )
 
     def _post(self, method: str, *args: Any, **kwargs: Any) -> None:
@@ -441,6 +444,7 @@ def remote_tracker_for(worker: TrackingWorker, config: Any) -> RemoteTracker:
         config.registry_uri,
         config.experiment_name,
         config.artifact_root,
+        tuple(config.gates.protect),
     )
 
 
