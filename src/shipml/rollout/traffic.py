@@ -70,7 +70,8 @@ class Traffic:
         self.event("traffic", reason=reason, weights=dict(self.weights()), numbers=numbers)
 
     def hold(self, reason: str, numbers: dict[str, Any] | None = None) -> None:
-        """Stay at this step and say why (an event when the reason is new)."""
+        """Stay at this step although the online analysis passed, and say why (an event
+        when the reason is new)."""
         if reason != self.held:
             self.held = reason
             self.event("hold", reason=reason, step=self.step, numbers=numbers)
