@@ -7,46 +7,52 @@ rehearsal of ``shipml test`` call the server and the gateway with it too.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+ASGI = {"version": "3.0"}
+Headers = list[tuple[bytes, bytes]]
 
-@dataclass(frozen=True)
+
 class Answer:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    """What the app answered: status, body and its raw headers."""
+
+    __slots__ = ("body", "raw_headers", "status")
+
+    def __init__(self, status: int, body: bytes, raw_headers: Headers) -> None:
+        self.status, self.body, self.raw_headers = status, body, raw_headers
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw_headers}
 
     def json(self) -> Any:
         return orjson.loads(self.body)
 
+    def __repr__(self) -> str:
+        return f"Answer({self.status}, {self.body[:200]!r})"
 
-async def call(
-    app: Any,
-    method: str,
-    path: str,
-    body: bytes = b"",
-    headers: Iterable[tuple[bytes, bytes]] = (),
-    *,
-    scope: dict[str, Any] | None = None,
-) -> Answer:
-    """One request to ``app``; ``scope`` adds keys to the ASGI scope (keys no HTTP
-    client can set, such as ``shipml.variant``)."""
-    sent: list[dict[str, Any]] = []
-    request = {
+
+def scope_of(method: str, path: str, headers: Headers, **extra: Any) -> dict[str, Any]:
+    """An HTTP scope; ``extra`` adds keys no HTTP client can set (``shipml.variant``)."""
+    scope = {
         "type": "http",
-        "asgi": {"version": "3.0"},
+        "asgi": ASGI,
         "http_version": "1.1",
         "method": method,
         "scheme": "http",
         "path": path,
-        "raw_path": path.encode("latin-1", "replace"),
         "query_string": b"",
-        "headers": list(headers),
-        **(scope or {}),
+        "headers": headers,
     }
+    scope.update(extra)
+    return scope
+
+
+async def exchange(app: Any, scope: dict[str, Any], body: bytes) -> Answer:
+    """Send ``body`` to ``app`` under ``scope``; the whole answer."""
+    sent: list[dict[str, Any]] = []
     done = False
 
     async def receive() -> dict[str, Any]:
@@ -56,26 +62,36 @@ async def call(
         done = True
         return {"type": "http.request", "body": body, "more_body": False}
 
+    await app(scope, receive, _sender(sent))
+    start = sent[0]
+    if len(sent) == 2:
+        payload = sent[1].get("body", b"")
+    else:
+        payload = b"".join(m.get("body", b"") for m in sent[1:])
+    return Answer(int(start["status"]), payload, start.get("headers", []))
+
+
+def _sender(sent: list[dict[str, Any]]) -> Any:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await app(request, receive, send)
-    start = sent[0]
-    return Answer(
-        int(start["status"]),
-        b"".join(m.get("body", b"") for m in sent[1:]),
-        {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", [])},
-    )
+    return send
+
+
+async def call(
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> Answer:
+    """One request to ``app``."""
+    return await exchange(app, scope_of(method, path, list(headers)), body)
 
 
 async def post_json(
     app: Any, path: str, payload: Any, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> Answer:
     """POST ``payload`` as JSON."""
-    return await call(
-        app,
-        "POST",
-        path,
-        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
-        [(b"content-type", b"application/json"), *headers],
-    )
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return await call(app, "POST", path, body, [(b"content-type", b"application/json"), *headers])

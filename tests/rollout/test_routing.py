@@ -173,3 +173,49 @@ def test_no_malformed_request_gets_a_5xx_from_any_endpoint(gateway):
             assert len(answer.body) < 2000, (path, body[:60])  # no echo of a big value
             seen.add(answer.status)
     assert 400 in seen and 409 in seen  # malformed; a promotion the gates refuse
+
+
+def test_single_mode_hands_the_request_to_its_in_process_champion_within_the_limit(
+    penguins_package, penguins_data
+):
+    app = server(penguins_package)
+    gw = Gateway(TrafficPolicy("single", Variant("only", app=app)), max_body_bytes=LIMIT)
+    (row, _), *_ = instances(penguins_data, 1)
+    body = orjson.dumps({"instances": [row]})
+
+    async def streamed(size):
+        """A body of ``size`` bytes in 1 KiB chunks, without Content-Length."""
+        sent = []
+
+        async def receive():
+            left = size - 1024 * len(sent)
+            sent.append(1)
+            return {
+                "type": "http.request",
+                "body": b" " * min(1024, left),
+                "more_body": left > 1024,
+            }
+
+        answers = []
+
+        async def send(message):
+            answers.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/predict", "headers": JSON}
+        await gw(scope, receive, send)
+        return answers[0]["status"], len(sent)
+
+    async def scenario():
+        await gw.start()
+        ok = await call(gw, "POST", "/predict", body, [(b"x-request-id", b"handed")])
+        announced = await call(gw, "POST", "/predict", b"", [(b"content-length", b"99999999")])
+        chunked = await streamed(1024 * 1024)
+        await gw.stop()
+        return ok, announced, chunked
+
+    ok, announced, (status, chunks) = asyncio.run(scenario())
+    assert ok.status == 200 and ok.headers["x-request-id"] == "handed"
+    assert ok.headers["x-shipml-variant"] == "only" and gw.requests[("only", 200)] == 1
+    assert announced.status == 413
+    assert 400 <= status < 500 and chunks <= LIMIT // 1024 + 1  # read no further than the limit
+    assert app.max_body_bytes == LIMIT

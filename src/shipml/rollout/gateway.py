@@ -50,6 +50,7 @@ from shipml.rollout.traffic import RUNNING, Traffic
 
 log = logging.getLogger("shipml.rollout")
 ADMIN_BODY_BYTES = 64 * 1024
+VARIANT = b"x-shipml-variant"
 
 
 class Gateway:
@@ -143,18 +144,20 @@ class Gateway:
 
     # -- ASGI ---------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
         headers = dict(scope["headers"])
         rid = b""
         try:
             name = route(scope["method"], scope["path"])
-            rid = request_id(headers) or self._new_id()
+            given = request_id(headers)
+            champion = self.traffic.hand_over
+            if name == INFER and champion is not None:
+                await self._hand_to(champion, scope, headers, receive, send)
+                return
+            rid = given or self._new_id()
             if name == INFER:
                 await self._infer(scope["path"], headers, rid, receive, send)
             else:
@@ -168,6 +171,25 @@ class Gateway:
 
     def _new_id(self) -> bytes:
         return b"%s-%d" % (self._prefix, next(self._ids))
+
+    async def _hand_to(
+        self,
+        variant: Variant,
+        scope: dict[str, Any],
+        headers: dict[bytes, bytes],
+        receive: Any,
+        send: Any,
+    ) -> None:
+        """Single mode, champion in process: the request goes to it unread and unbuffered
+        (its body limit is at most the gateway's, see ``start``)."""
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await read_body(headers, receive, self.max_body_bytes)  # the gateway's 413
+        started = time.perf_counter()
+        status = await self.upstream.hand_over(variant, scope, receive, send)
+        key = (variant.name, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.analysis.record(variant.name, time.perf_counter() - started, outcome_of(status))
 
     async def _infer(
         self, path: str, headers: dict[bytes, bytes], rid: bytes, receive: Any, send: Any
@@ -188,16 +210,18 @@ class Gateway:
         seconds = time.perf_counter() - started
         key = (variant.name, status)
         self.requests[key] = self.requests.get(key, 0) + 1
+        if single:  # nothing to compare or label: the analysis counts and times
+            self.analysis.record(variant.name, seconds, outcome_of(status))
+            await send_bytes(send, status, answer, rid, extra=[(VARIANT, variant.name_bytes)])
+            return
         parsed: dict[str, Any] | None = None
-        if status == 200 and not single:
+        if status == 200:
             with contextlib.suppress(orjson.JSONDecodeError):
                 parsed = outputs_of(path, orjson.loads(answer))
         label = parsed["label"] if parsed else None
         rid_text = rid.decode("latin-1")
         self.analysis.record(variant.name, seconds, outcome_of(status), rid_text, label)
-        await send_bytes(
-            send, status, answer, rid, extra=[(b"x-shipml-variant", variant.name_bytes)]
-        )
+        await send_bytes(send, status, answer, rid, extra=[(VARIANT, variant.name_bytes)])
         if policy.mode == "shadow" and status == 200 and parsed is not None:
             self.shadow.mirror(path, body, rid, trace, parsed)
 
@@ -259,8 +283,11 @@ class Gateway:
 
     async def start(self) -> None:
         for variant in self.policy.variants:
-            if variant.app is not None and not variant.app.ready:
-                variant.app.warm_up()
+            if variant.app is not None:
+                if not variant.app.ready:
+                    variant.app.warm_up()
+                limit = getattr(variant.app, "max_body_bytes", self.max_body_bytes)
+                variant.app.max_body_bytes = min(limit, self.max_body_bytes)
         await self.upstream.start()
         if self.policy.mode == "shadow":
             self.shadow.start()

@@ -8,6 +8,7 @@ value), so any ASGI app, and the fuzz tests, can use them as they are.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -69,6 +70,7 @@ def v2_infer_path(path: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=512)  # only routes found are cached: bounded, never hostile
 def route(method: str, path: str) -> str:
     """The route of ``method path``: 404 for an unknown path, 405 for a wrong method."""
     table = ROUTES.get(path)

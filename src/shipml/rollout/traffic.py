@@ -40,6 +40,7 @@ class Traffic:
         self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()  # the canary decides on a thread
         self.table: tuple[tuple[tuple[str, float], ...], dict[str, Variant]] = ((), {})
+        self.hand_over: Variant | None = None
         self.refresh()
 
     # -- routing ------------------------------------------------------------------------
@@ -54,8 +55,12 @@ class Traffic:
 
     def refresh(self) -> None:
         """Publish the routing table in one store: a request reads one consistent view
-        while the canary changes it from another thread."""
+        while the canary changes it from another thread. ``hand_over``: in single mode, an
+        in-process champion, which gets requests unread (the fast path)."""
         self.table = (tuple(self.weights()), {v.name: v for v in self.policy.variants})
+        champion = self.policy.champion
+        single = self.policy.mode == "single" and champion.app is not None
+        self.hand_over = champion if single else None
 
     @property
     def single(self) -> bool:
