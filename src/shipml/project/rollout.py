@@ -158,9 +158,9 @@ def plan_gateway(config: ProjectConfig | None, options: GatewayOptions) -> Gatew
     )
     key = b""
     if config is not None:
-        from shipml.attestation import load_key
+        from shipml.project.serving import attestation_key
 
-        key = load_key(config.path(section.attestation_key))
+        key = attestation_key(config)
     gateway = Gateway(
         policy,
         audit=open_log(config) if config is not None and config.audit.enabled else None,

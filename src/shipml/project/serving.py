@@ -3,18 +3,21 @@ project's settings; the server itself only ever sees a package folder."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipml.audit.database import is_url
-from shipml.errors import ModelError
+from shipml.errors import ConfigError, ModelError
 from shipml.serving.server import ServeSpec
 from shipml.tracking import ResolvedModel, resolve_model
 
 if TYPE_CHECKING:
     from shipml.config import ProjectConfig
     from shipml.serving.predictor import Predictor
+
+log = logging.getLogger("shipml")
 
 
 def resolve(config: ProjectConfig | None, ref: str) -> ResolvedModel:
@@ -38,15 +41,13 @@ def serve_spec(config: ProjectConfig | None, ref: str | ResolvedModel) -> ServeS
     model = resolve(config, ref) if isinstance(ref, str) else ref
     if config is None:
         return ServeSpec(str(model.path), model.name, model.version)
-    from shipml.attestation import load_key
-
     serving, audit = config.serving, config.audit
     settings: dict[str, Any] = {
         "trusted_types": list(config.model.trusted_types),
         "max_body_bytes": serving.max_body_bytes,
         "max_batch_size": serving.max_batch_size,
         "max_wait_ms": serving.max_wait_ms,
-        "attestation_key": load_key(config.path(config.rollout.attestation_key)).hex(),
+        "attestation_key": attestation_key(config).hex(),
     }
     if audit.enabled:
         settings.update(
@@ -58,6 +59,19 @@ def serve_spec(config: ProjectConfig | None, ref: str | ResolvedModel) -> ServeS
             image_digest=audit.image_digest,
         )
     return ServeSpec(str(model.path), model.name, model.version, **settings)
+
+
+def attestation_key(config: ProjectConfig) -> bytes:
+    """The key the gateway and the project's servers share (``[rollout] attestation_key``),
+    made if missing. Where it can be neither read nor made (a read-only folder), there is
+    none: the server then records every request as ``direct``, and says so."""
+    from shipml.attestation import load_key
+
+    try:
+        return load_key(config.path(config.rollout.attestation_key))
+    except ConfigError as exc:
+        log.warning("no variant attestation: %s (%s)", exc.message, exc.hint)
+        return b""
 
 
 @dataclass(frozen=True)
