@@ -22,10 +22,12 @@ lint: $(STAMP)
 # The team-mode tests need PostgreSQL: scripts/postgres.sh installs and starts it and
 # prints its URL. The browser tests need Chromium: scripts/chromium.sh installs Debian's
 # chromium. The container and deploy tests need podman: scripts/podman.sh installs it and
-# prints the containers.conf to use. Without them those tests are skipped, except in CI
+# prints the containers.conf to use. The alert tests need Prometheus and promtool:
+# scripts/prometheus.sh installs Debian's prometheus. Without them those tests are skipped, except in CI
 # (CI=true), where they fail.
 unit: $(STAMP)
 	./scripts/chromium.sh >/dev/null || echo "no Chromium: the browser tests cannot run" >&2
+	./scripts/prometheus.sh >/dev/null || echo "no Prometheus: the alert tests cannot run" >&2
 	conf="$$(VENV=$(VENV) ./scripts/podman.sh || true)"; \
 	if [ -n "$$conf" ]; then export CONTAINERS_CONF="$$conf"; fi; \
 	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" $(BIN)/python -m pytest

@@ -126,6 +126,61 @@ class RolloutSection(_Section):
     interval_s: float = Field(default=5.0, gt=0.0)
 
 
+DriftMethod = Literal["auto", "ks", "wasserstein", "chisquare", "z", "jensenshannon", "psi"]
+
+
+class FeatureMonitorSpec(_Section):
+    """How one feature's drift is judged (``[monitor.features.NAME]``)."""
+
+    method: DriftMethod = "auto"  # auto: chosen by the reference's size (docs/monitoring.md)
+    threshold: float | None = Field(default=None, gt=0.0)  # None: the method's default
+    enabled: bool = True  # false: the feature is not tested (it is still shown)
+
+
+class MonitorSection(_Section):
+    """Drift and quality monitoring (``shipml monitor``, the server's live metrics)."""
+
+    ref: str = ""  # the model monitored by default; empty: <model>@champion
+    since: str = "24h"  # the period read from the audit log (e.g. 30m, 1h, 7d)
+    window: str = ""  # split the period into windows (10m, 1h... or a number of rows)
+    output: str = "monitor"  # where monitor.json and monitor.html are written
+    # A dataset drifts when at least this share of its tested features drift (Evidently's
+    # DataDriftPreset default).
+    drift_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    # Above this many reference rows, distances (Wasserstein, Jensen-Shannon) replace the
+    # p-value tests (KS, chi-squared): with large samples every tiny change is significant.
+    large_reference: int = Field(default=1000, ge=1)
+    features: dict[str, FeatureMonitorSpec] = Field(default_factory=dict)
+    prediction: FeatureMonitorSpec = Field(default_factory=FeatureMonitorSpec)
+    min_rows: int = Field(default=30, ge=1)  # a window with fewer rows is not judged
+    max_missing_increase: float = Field(default=0.1, ge=0.0, le=1.0)  # share, absolute
+    max_unseen_share: float = Field(default=0.05, ge=0.0, le=1.0)  # unseen categories
+    max_out_of_range_share: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Quality from feedback labels: classification metrics (accuracy, f1_macro) may drop at
+    # most this much below the hold-out's; regression errors (mae, rmse) may grow at most
+    # this fraction above the hold-out's.
+    max_quality_drop: float = Field(default=0.05, ge=0.0)
+    min_labels: int = Field(default=30, ge=1)  # fewer labels: quality is shown, not judged
+    # What a breach does: fail (exit code 16) or retrain (snapshot, run, test, promote).
+    on_breach: Literal["fail", "retrain"] = "fail"
+    dataset: str = ""  # the dataset snapshotted again to retrain; empty: the only one
+    # The model server's live drift and quality on /metrics.
+    live: bool = True
+    live_window_s: float = Field(default=300.0, gt=0.0)  # the recent traffic compared
+    live_interval_s: float = Field(default=5.0, gt=0.0)  # how often the scores update
+
+
+class TracingSection(_Section):
+    """OpenTelemetry traces of the server and the gateway (docs/monitoring.md)."""
+
+    # none | otlp (HTTP/protobuf) | console. The OTEL_TRACES_EXPORTER environment variable,
+    # when set, wins (as do the other OTEL_* variables).
+    exporter: Literal["none", "otlp", "console"] = "none"
+    endpoint: str = ""  # OTLP/HTTP traces URL; empty: OTEL_EXPORTER_OTLP_ENDPOINT or default
+    sampling_ratio: float = Field(default=1.0, ge=0.0, le=1.0)  # of requests traced
+    service_name: str = ""  # empty: shipml-serve / shipml-gateway
+
+
 class ContainersSection(_Section):
     """Container images (``shipml build``, ``shipml base build``); see docs/containers.md."""
 
@@ -379,6 +434,8 @@ class ProjectConfig(_Section):
     deploy: DeploySection = Field(default_factory=DeploySection)
     kubeflow: KubeflowSection = Field(default_factory=KubeflowSection)
     ci: CISection = Field(default_factory=CISection)
+    monitor: MonitorSection = Field(default_factory=MonitorSection)
+    tracing: TracingSection = Field(default_factory=TracingSection)
 
     # Set by load_config; not a setting.
     root: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -186,6 +186,24 @@ class CIError(ShipmlError):
     kind = "ci error"
 
 
+class MonitorError(ShipmlError):
+    """Monitoring found a breach: features drifted, predictions drifted or quality fell
+    below its bound (``details`` holds the verdicts). CronJobs and CI act on exit 16."""
+
+    exit_code = 16  # 1-15 are taken; 17 is reserved by another subsystem
+    kind = "monitor breach"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.details: dict[str, Any] = {}
+
+
+class DriftDetected(MonitorError):
+    """The breach is drift (of features or predictions)."""
+
+    kind = "drift detected"
+
+
 __all__ = [
     "AuditError",
     "BrowserUnavailable",
@@ -194,11 +212,13 @@ __all__ = [
     "ContainerError",
     "DataError",
     "DeployError",
+    "DriftDetected",
     "GateFailed",
     "InferenceFailed",
     "InvalidRequest",
     "ModelError",
     "ModelNotFound",
+    "MonitorError",
     "ParityError",
     "PipelineError",
     "ProjectError",

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from shipml.asgi import call, post_json
+from shipml.audit import AuditLog
 from shipml.rollout import Gateway, Rehearsal, TrafficPolicy, Variant
 from shipml.rollout.feedback import parse_labels
 from shipml.rollout.routing import Refused
@@ -50,8 +51,8 @@ async def predict(gateway, rows, prefix):
     return out
 
 
-def test_forged_feedback_and_client_error_floods_move_no_decision(apps, penguins_data):
-    gateway = canary(*apps)
+def test_forged_feedback_and_client_error_floods_move_no_decision(apps, penguins_data, tmp_path):
+    gateway = canary(*apps, audit=AuditLog(tmp_path / "audit.db"))
     rows = instances(penguins_data)[:150]
 
     async def scenario():
@@ -75,7 +76,12 @@ def test_forged_feedback_and_client_error_floods_move_no_decision(apps, penguins
         return answered, unknown, decision
 
     answered, unknown, decision = asyncio.run(scenario())
-    assert unknown == {"received": 300, "matched": 0, "unmatched": {"unknown": 300}}
+    assert unknown == {
+        "received": 300,
+        "matched": 0,
+        "unmatched": {"unknown": 300},
+        "recorded": 0,  # only a label for an answer of this gateway goes into the audit log
+    }
     assert decision == "waiting" and gateway.step == 0 and gateway.state == "running"
     variants = gateway.status()["analysis"]["variants"]
     assert variants["challenger"]["labelled"] == 0 and variants["challenger"]["error_rate"] == 0
@@ -91,9 +97,13 @@ def test_forged_feedback_and_client_error_floods_move_no_decision(apps, penguins
         return counted, replayed, decision
 
     counted, replayed, decision = asyncio.run(honest())
-    assert counted["matched"] == 150
-    assert replayed == {"received": 150, "matched": 0, "unmatched": {"already labelled": 150}}
+    assert counted["matched"] == counted["recorded"] == 150
+    assert replayed["unmatched"] == {"already labelled": 150} and replayed["recorded"] == 0
     assert decision == "rolled back"  # the true labels show the challenger worse
+    log = AuditLog(tmp_path / "audit.db")
+    kinds = [[r["kind"] for r in log.find(rid)] for rid, _, _ in answered]
+    assert all(k.count("feedback") == 1 for k in kinds)  # each label once, no forged one
+    assert log.find("made-up-1") == []
 
 
 def test_a_label_for_an_old_answer_is_refused(apps, penguins_data):
@@ -106,7 +116,8 @@ def test_a_label_for_an_old_answer_is_refused(apps, penguins_data):
         late = [{"request_id": rid, "label": "Adelie"} for rid, _, _ in answered]
         return (await post_json(gateway, "/v1/feedback", late, LABELLER)).json()
 
-    assert asyncio.run(scenario())["unmatched"] == {"expired": 3}
+    late = asyncio.run(scenario())
+    assert late["unmatched"] == {"expired": 3} and late["matched"] == 0
 
 
 @pytest.mark.parametrize(
@@ -114,7 +125,8 @@ def test_a_label_for_an_old_answer_is_refused(apps, penguins_data):
     [
         (b"[]", "no labels"),
         (b'{"request_id": "a"}', "expected"),
-        (b'[{"request_id": 7, "label": "x"}]', "request_id must be a string"),
+        (b'[{"request_id": true, "label": "x"}]', "request_id must be a string"),
+        (b'[{"request_id": ["a"], "label": "x"}]', "request_id must be a string"),
         (b'[{"request_id": "", "label": "x"}]', "request_id must be a string"),
         (orjson.dumps([{"request_id": "r" * 500, "label": "x"}]), "of 1 to 128"),
         (b'[{"request_id": "a", "label": {"k": 1}}]', "label must be"),
@@ -130,6 +142,10 @@ def test_malformed_feedback_is_a_400_that_names_the_problem(body, says):
     assert len(refused.value.message) < 300
 
 
-def test_a_list_label_of_one_row_counts_like_the_row():
+def test_labels_of_one_row_or_several_and_numeric_ids():
     assert parse_labels(b'[{"request_id": "a", "label": ["Gentoo"]}]') == [("a", "Gentoo")]
-    assert parse_labels(b'{"request_id": "a", "label": 1.5}') == [("a", 1.5)]
+    assert parse_labels(b'{"request_id": 7, "label": 1.5}') == [("7", 1.5)]
+    rows = parse_labels(b'{"request_id": "b", "label": ["Adelie", "Gentoo"]}')
+    assert rows == [("b", ["Adelie", "Gentoo"])]
+    with pytest.raises(Refused, match="label must be"):
+        parse_labels(b'{"request_id": "b", "label": ["Adelie", [1]]}')

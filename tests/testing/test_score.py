@@ -65,3 +65,34 @@ def test_a_results_file_that_is_not_json_is_a_clear_error(tmp_path: Path):
     bad.write_text("[1, 2]")
     with pytest.raises(TestingError, match="not a shipml results file"):
         load_results(ProjectConfig(), bad)
+
+
+def test_monitoring_counts_only_what_the_configuration_makes_run(tmp_path: Path):
+    base = {"rollout": {"mode": "single"}, "gates": {"suites": [], "min": {}}}
+    quiet = ProjectConfig.model_validate(base)
+    assert compute(quiet, results()).sections["monitor"] == 0.0  # live metrics, no alerts
+    watched = ProjectConfig.model_validate(
+        {
+            **base,
+            "deploy": {"prod": {"prometheus_operator": True}},
+            "monitor": {"on_breach": "retrain"},
+        }
+    )
+    by_id = {t.id: t for t in compute(watched, results()).tests}
+    for test_id in (
+        "monitor-2",
+        "monitor-3",
+        "monitor-4",
+        "monitor-6",
+        "monitor-7",
+        "model-2",
+        "model-4",
+    ):
+        assert by_id[test_id].how == "automated", test_id
+    assert by_id["monitor-1"].how == "missing" and by_id["monitor-5"].how == "missing"
+    unaudited = ProjectConfig.model_validate(
+        {**base, "deploy": {"prod": {"prometheus_operator": True}}, "audit": {"enabled": False}}
+    )
+    by_id = {t.id: t for t in compute(unaudited, results()).tests}
+    assert by_id["monitor-7"].how == "missing"  # no feedback join without the audit log
+    assert by_id["monitor-4"].how == "missing"  # no retraining configured

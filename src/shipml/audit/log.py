@@ -232,6 +232,12 @@ class AuditLog:
         )
         return [dict(orjson.loads(raw)) for (raw,) in rows]
 
+    def scan(self, kind: str, *, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+        """Every record of ``kind`` (prediction, feedback, event), in log order or newest
+        first; read as it streams (the monitor's windows)."""
+        for _, record in scan(self.db, kind, newest_first=newest_first):
+            yield record
+
     def find_events(self) -> list[dict[str, Any]]:
         """Lifecycle events (deploy, traffic change, promotion, rollback...), oldest first."""
         rows = self.db.execute("SELECT entry FROM entries WHERE kind = 'event' ORDER BY seq")
@@ -240,6 +246,21 @@ class AuditLog:
     def checkpoints(self) -> list[Checkpoint]:
         rows = self.db.execute("SELECT size, root, time, signature FROM checkpoints ORDER BY size")
         return [Checkpoint(*row) for row in rows]
+
+
+def scan(
+    db: Database, kind: str, *, newest_first: bool = False, after: int = -1
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(seq, record) of every record of ``kind`` with a sequence number above ``after``.
+    A reader that is not the log's writer (the model server reading feedback labels)
+    opens its own ``Database`` and calls this."""
+    order = "DESC" if newest_first else "ASC"
+    rows = db.execute(
+        f"SELECT seq, entry FROM entries WHERE kind = ? AND seq > ? ORDER BY seq {order}",
+        (kind, after),
+    )
+    for seq, raw in rows:
+        yield int(seq), dict(orjson.loads(raw))
 
 
 def _settle(items: list[tuple[asyncio.Future[int], Any]]) -> None:

@@ -18,9 +18,11 @@ from shipml.cli import (
     audit,
     ci,
     containers,
+    dashboard,
     data,
     deploy,
     models,
+    monitor,
     pipeline,
     project,
     rollout,
@@ -67,6 +69,8 @@ project.register(app)
 serve.register(app)
 testing.register(app)
 containers.register(app)
+monitor.register(app)
+dashboard.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(audit.app, name="audit")

@@ -44,6 +44,9 @@ def render(
     stdout.print(
         f"valid against Kubernetes {result.kubernetes_version} (strict) {checked}", soft_wrap=True
     )
+    if result.monitoring:
+        files = ", ".join(p.name for p in result.monitoring)
+        stdout.print(f"monitoring: {files} → {result.monitoring[0].parent}", soft_wrap=True)
 
 
 @app.command("apply")

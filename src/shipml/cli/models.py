@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -151,6 +152,39 @@ def _print_tests(tags: dict[str, str]) -> None:
     stdout.print(f"         suites: {suites}")
     for uri in results["files"]:
         stdout.print(f"         {escape(uri)}")
+
+
+@app.command("import")
+def import_(
+    onnx_file: Path = typer.Argument(..., metavar="MODEL.onnx", help="The exported graph."),
+    signature: Path = typer.Option(
+        ..., "--signature", help="signature.json: features, task, classes, outputs."
+    ),
+    validation: Path = typer.Option(
+        ..., "--validation", help="Held-out rows (Parquet): one column per feature."
+    ),
+    labels: str | None = typer.Option(
+        None, "--labels", help="The column of the validation rows that holds the labels."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Model name (default: [model] name)."),
+    alias: str | None = typer.Option(
+        None, "--alias", help="Point this alias (e.g. challenger) at the new version."
+    ),
+) -> None:
+    """Package an ONNX graph exported elsewhere (torch.onnx.export, tf2onnx...): the
+    signature is checked against the graph, the validation rows scored and kept as the
+    hold-out, the package registered (test, serve and promote it like any other)."""
+    from shipml.project.importing import import_model
+
+    done = import_model(
+        project_config(), onnx_file, signature, validation, labels=labels, name=name, alias=alias
+    )
+    report = done.package.manifest["validation"]
+    quality = f", accuracy {report['accuracy']:.4g}" if "accuracy" in report else ""
+    state = "registered" if done.created else "unchanged, still"
+    aliases = f" ({', '.join(done.version.aliases)})" if done.version.aliases else ""
+    stdout.print(f"scored {report['rows']} validation rows{quality}")
+    stdout.print(f"model: {state} {done.version.name}/{done.version.version}{aliases}")
 
 
 @app.command("alias")

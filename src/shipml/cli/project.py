@@ -37,11 +37,17 @@ def init(
         None, "--dir", help="Folder to create (default: ./NAME). Must be missing or empty."
     ),
     no_git: bool = typer.Option(False, "--no-git", help="Do not create a git repository."),
+    model: str = typer.Option(
+        "sklearn",
+        "--model",
+        help="The estimator in features.py: sklearn (a random forest), lightgbm, xgboost or "
+        "catboost (each packaged as ONNX; install shipml\\[lightgbm] etc. first).",
+    ),
 ) -> None:
     """Create a runnable project: shipml.toml, pipeline.py, data, tests and a notebook."""
     from shipml.templates import create_project
 
-    folder = create_project(directory or Path(name), name, git=not no_git)
+    folder = create_project(directory or Path(name), name, git=not no_git, model=model)
     stdout.print(f"[green]created[/] project [bold]{name}[/] in {folder}")
     stdout.print(f"next: cd {folder} && shipml run")
 

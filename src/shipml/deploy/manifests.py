@@ -15,6 +15,7 @@ from typing import Any
 
 from shipml.deploy.plan import GATEWAY_PORT, MLFLOW_PORT, POSTGRES_PORT, SERVE_PORT, Plan
 from shipml.errors import DeployError
+from shipml.monitor import alerts, grafana
 
 Obj = dict[str, Any]
 NAME = "app.kubernetes.io/name"
@@ -370,12 +371,19 @@ def tests_job(plan: Plan) -> Obj:
 
 
 def monitor_cronjob(plan: Plan) -> Obj:
-    """Every ``monitor_schedule``: the gateway's online analysis, in the job's log."""
+    """Every ``monitor_schedule``: ``shipml monitor`` of the champion (drift and quality
+    from the audit log), retraining on a breach when ``[monitor] on_breach = "retrain"``.
+    It runs in the train image (the project, shipml and MLflow)."""
     lab = labels(plan, "monitor")
-    gateway_url = f"http://{plan.name('gateway')}:{GATEWAY_PORT}"
-    command = ["shipml", "rollout", "status", "--gateway", gateway_url]
+    command = [
+        "shipml",
+        "monitor",
+        f"{plan.champion.model}@champion",
+        "--on-breach",
+        plan.on_breach,
+    ]
     container = _container(
-        "monitor", plan.champion.image, None, resources=_resources(plan), command=command
+        "monitor", plan.train_image, None, resources=_resources(plan), command=command
     )
     pod = _pod(plan, [container], [], restart="Never")
     return {
@@ -394,36 +402,17 @@ def monitor_cronjob(plan: Plan) -> Obj:
     }
 
 
+def rules_group(plan: Plan) -> Obj:
+    """The project's alert rules (shipml.monitor.alerts), on its Services' series."""
+    return alerts.group(
+        f"{plan.project}.shipml", f'service=~"{plan.project}-.*"', thresholds=plan.alerts
+    )
+
+
 def prometheus(plan: Plan) -> list[Obj]:
-    """ServiceMonitor for every shipml Service, and alert rules on their metrics."""
+    """ServiceMonitor for every shipml Service, the alert rules (PrometheusRule) and the
+    Grafana dashboard (a ConfigMap that Grafana's sidecar loads)."""
     lab = labels(plan, "monitoring")
-    svc = f"{plan.project}-.*"
-    rules = [
-        (
-            "ShipmlGatewayErrors",
-            "warning",
-            "the gateway answers more than 2% errors",
-            f'sum(rate(shipml_gateway_requests_total{{service="{plan.name("gateway")}",'
-            f'code=~"5.."}}[5m])) / sum(rate(shipml_gateway_requests_total{{service='
-            f'"{plan.name("gateway")}"}}[5m])) > 0.02',
-            "10m",
-        ),
-        (
-            "ShipmlModelServerDown",
-            "critical",
-            "a model server does not answer scrapes",
-            f'up{{service=~"{svc}"}} == 0',
-            "5m",
-        ),
-        (
-            "ShipmlSlowPredictions",
-            "warning",
-            "p99 latency of predictions above 250 ms",
-            "histogram_quantile(0.99, sum by (le, service) (rate("
-            f'shipml_request_duration_seconds_bucket{{service=~"{svc}"}}[5m]))) > 0.25',
-            "10m",
-        ),
-    ]
     return [
         {
             "apiVersion": "monitoring.coreos.com/v1",
@@ -438,23 +427,13 @@ def prometheus(plan: Plan) -> list[Obj]:
             "apiVersion": "monitoring.coreos.com/v1",
             "kind": "PrometheusRule",
             "metadata": _meta(plan.project, lab),
-            "spec": {
-                "groups": [
-                    {
-                        "name": f"{plan.project}.shipml",
-                        "rules": [
-                            {
-                                "alert": alert,
-                                "expr": expr,
-                                "for": wait,
-                                "labels": {"severity": severity},
-                                "annotations": {"summary": summary},
-                            }
-                            for alert, severity, summary, expr, wait in rules
-                        ],
-                    }
-                ]
-            },
+            "spec": {"groups": [rules_group(plan)]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(plan.name("dashboard"), {**lab, "grafana_dashboard": "1"}),
+            "data": {f"{plan.project}-shipml.json": grafana.dashboard_json()},
         },
     ]
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from shipml.config import ENV_DEFAULTS, DeployEnvSection, ProjectConfig
 from shipml.errors import DeployError, RegistryError
+from shipml.monitor.alerts import Thresholds, thresholds_of
 
 ENVS = tuple(ENV_DEFAULTS)
 SERVE_PORT = 8080  # the serve image's V2 port (the image contract)
@@ -48,6 +49,8 @@ class Plan:
     object_store_endpoint: str = ""
     run_as_user: int = 10001
     monitor_schedule: str = "*/15 * * * *"
+    on_breach: str = "fail"  # [monitor] on_breach: what the monitor CronJob does
+    alerts: Thresholds = field(default_factory=Thresholds)  # the alert rules' bounds
     extra_labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -144,4 +147,6 @@ def make_plan(config: ProjectConfig, env: str) -> Plan:
         object_store_endpoint=deploy.object_store_endpoint,
         run_as_user=deploy.run_as_user,
         monitor_schedule=deploy.monitor_schedule,
+        on_breach=config.monitor.on_breach,
+        alerts=thresholds_of(config.monitor),
     )

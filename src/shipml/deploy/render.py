@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from shipml.config import ProjectConfig
 from shipml.deploy import kustomize, manifests, validation
 from shipml.deploy.plan import ENVS, Plan, make_plan
 from shipml.errors import DeployError
+from shipml.monitor import grafana
 
 Obj = dict[str, Any]
 
@@ -28,6 +31,7 @@ class Rendered:
     kubernetes_version: str
     kustomize_checked: bool = False
     base: list[str] = field(default_factory=list)  # file names in the base
+    monitoring: list[Path] = field(default_factory=list)  # alert rules, Grafana dashboard
 
     def overlay(self, env: str) -> Path:
         return self.folder / "overlays" / env
@@ -58,6 +62,29 @@ def same_objects(a: list[Obj], b: list[Obj]) -> list[str]:
     )
 
 
+MONITORING = "monitoring"
+RULES_FILE = "alerts.rules.yaml"
+DASHBOARD_FILE = "grafana-dashboard.json"
+
+
+def write_monitoring(folder: Path, plan: Plan) -> list[Path]:
+    """The alert rules as a plain Prometheus rules file and the Grafana dashboard as a
+    file to import, beside the manifests (each written whole, then renamed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    group = manifests.rules_group(plan)
+    files = {
+        RULES_FILE: yaml.safe_dump({"groups": [group]}, sort_keys=False),
+        DASHBOARD_FILE: grafana.dashboard_json(),
+    }
+    written = []
+    for name, content in files.items():
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(content, encoding="utf-8")
+        tmp.replace(folder / name)
+        written.append(folder / name)
+    return written
+
+
 def render(
     config: ProjectConfig,
     envs: list[str] | None = None,
@@ -81,6 +108,7 @@ def render(
     result = Rendered(
         folder, plans, final, version, base=[kustomize.filename(o) for o in tree.base]
     )
+    result.monitoring = write_monitoring(folder / MONITORING, next(iter(plans.values())))
     if check_kustomize and shutil.which("kubectl"):
         for env in chosen:
             differ = same_objects(validation.kustomize(result.overlay(env)), final[env])

@@ -37,6 +37,7 @@ from shipml.model.convert import (
     session,
     to_onnx,
 )
+from shipml.model.converters import frameworks_in
 from shipml.model.signature import Signature, infer_signature, model_input, onnx_feeds
 
 MANIFEST = "package.json"
@@ -173,6 +174,97 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return hashed.to_numpy(dtype=np.uint64)
 
 
+def _final_estimator(model: Any) -> Any:
+    steps = getattr(model, "steps", None)
+    return _final_estimator(steps[-1][1]) if steps else model
+
+
+def _write_model(
+    model: Any,
+    frame: pd.DataFrame,
+    signature: Signature,
+    tolerance: float,
+    folder: Path,
+    manifest: dict[str, Any],
+) -> Signature:
+    """model.onnx, checked for parity, or model.skops when skl2onnx cannot express the
+    model; a boosted-tree model (XGBoost, LightGBM, CatBoost) is ONNX or an error. Returns
+    the signature with the ONNX input layout and the measured nullability."""
+    try:
+        onnx_bytes, signature = to_onnx(model, signature)
+        sess = session(onnx_bytes)
+        parity = check_parity(model, sess, frame, signature, tolerance)
+        handles = probe_missing(sess, frame, signature)
+    except ConversionUnsupported as exc:
+        boosted = frameworks_in(model)
+        strings = [f.name for f in signature.features if f.type == "string"]
+        if boosted and strings and not hasattr(model, "steps"):
+            raise ModelError(
+                f"a bare {type(model).__name__} cannot take the string features "
+                f"{', '.join(strings[:3])} in ONNX",
+                hint="encode them in a Pipeline before the model (a ColumnTransformer with "
+                "a OneHotEncoder, as the template's features.py does)",
+            ) from exc
+        if boosted:
+            raise ModelError(
+                f"the {', '.join(boosted)} model cannot be converted to ONNX: {exc.message}",
+                hint="shipml packages boosted trees as ONNX only (never pickle or skops); "
+                "keep the pipeline to steps skl2onnx converts, with numeric and string "
+                "features",
+            ) from exc
+        import skops.io as sio
+
+        sio.dump(model, folder / "model.skops")
+        needed = sorted(sio.get_untrusted_types(file=folder / "model.skops"))
+        manifest.update(format="skops", onnx_error=exc.message, types_to_trust=needed)
+        return signature
+    (folder / "model.onnx").write_bytes(onnx_bytes)
+    manifest.update(format="onnx", parity=parity.to_dict())
+    return replace(
+        signature,
+        features=[replace(f, nullable=f.nullable or handles[f.name]) for f in signature.features],
+    )
+
+
+def new_manifest(**fields: Any) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **fields,
+    }
+
+
+def write_rest(
+    folder: Path,
+    frame: pd.DataFrame,
+    y: Any,
+    signature: Signature,
+    manifest: dict[str, Any],
+    lineage: dict[str, Any] | None,
+    reference_profile: dict[str, Any] | None,
+) -> None:
+    """signature.json, holdout.parquet (with the labels ``y``), profile and lineage."""
+    (folder / "signature.json").write_text(signature.to_json())
+    holdout = frame.copy()
+    if y is not None:
+        label = str(getattr(y, "name", None) or "label")
+        if label in holdout.columns:
+            label = f"{label}__label"
+        holdout[label] = np.asarray(y)
+        manifest["label"] = label
+    holdout.reset_index(drop=True).to_parquet(folder / "holdout.parquet", index=False)
+    (folder / "profile.json").write_bytes(_json_bytes(reference_profile or {}))
+    (folder / "lineage.json").write_bytes(_json_bytes(lineage or {}))
+
+
+def seal(folder: Path, manifest: dict[str, Any]) -> None:
+    """The manifest, with the sha256 of every other file: written last."""
+    manifest["files"] = {
+        p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST
+    }
+    (folder / MANIFEST).write_bytes(_json_bytes(manifest))
+
+
 def build_package(
     model: Any,
     X: pd.DataFrame,
@@ -199,52 +291,24 @@ def build_package(
             hint="pass the held-out rows, e.g. package_model(model, valid.drop(columns=[target]))",
         )
     frame = model_input(X)
-    final = model.steps[-1][1] if hasattr(model, "steps") else model
-    signature = infer_signature(frame, y, classes=getattr(final, "classes_", None))
+    from sklearn.base import is_classifier
+
+    final = _final_estimator(model)
+    # CatBoostRegressor has an (empty) classes_ too: only a classifier has classes
+    classes = getattr(final, "classes_", None) if is_classifier(final) else None
+    signature = infer_signature(frame, y, classes=classes)
     target = Path(path)
     with replacing_folder(target, prefix=".pkg-") as tmp:
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "estimator": f"{type(model).__module__}.{type(model).__qualname__}",
-        }
-        try:
-            onnx_bytes, signature = to_onnx(model, signature)
-            sess = session(onnx_bytes)
-            parity = check_parity(model, sess, frame, signature, tolerance)
-            handles = probe_missing(sess, frame, signature)
-            signature = replace(
-                signature,
-                features=[
-                    replace(f, nullable=f.nullable or handles[f.name]) for f in signature.features
-                ],
-            )
-            (tmp / "model.onnx").write_bytes(onnx_bytes)
-            manifest.update(format="onnx", parity=parity.to_dict())
-        except ConversionUnsupported as exc:
-            import skops.io as sio
-
-            sio.dump(model, tmp / "model.skops")
-            needed = sorted(sio.get_untrusted_types(file=tmp / "model.skops"))
-            manifest.update(format="skops", onnx_error=exc.message, types_to_trust=needed)
-        (tmp / "signature.json").write_text(signature.to_json())
-        holdout = frame.copy()
-        if y is not None:
-            label = str(getattr(y, "name", None) or "label")
-            if label in holdout.columns:
-                label = f"{label}__label"
-            holdout[label] = np.asarray(y)
-            manifest["label"] = label
-        holdout.reset_index(drop=True).to_parquet(tmp / "holdout.parquet", index=False)
+        manifest = new_manifest(
+            estimator=f"{type(model).__module__}.{type(model).__qualname__}",
+            final_estimator=f"{type(final).__module__}.{type(final).__qualname__}",
+        )
+        signature = _write_model(model, frame, signature, tolerance, tmp, manifest)
+        write_rest(tmp, frame, y, signature, manifest, lineage, reference_profile)
         if train is not None:
             rows = pd.DataFrame({"hash": row_hashes(model_input(train[frame.columns]))})
             if train_labels is not None:
                 rows["label"] = np.asarray(train_labels)
             rows.to_parquet(tmp / "train_rows.parquet", index=False)
-        (tmp / "profile.json").write_bytes(_json_bytes(reference_profile or {}))
-        (tmp / "lineage.json").write_bytes(_json_bytes(lineage or {}))
-        manifest["files"] = {
-            p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST
-        }
-        (tmp / MANIFEST).write_bytes(_json_bytes(manifest))
+        seal(tmp, manifest)
     return ModelPackage(target, manifest)

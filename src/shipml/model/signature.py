@@ -4,7 +4,9 @@ shipml models take one column per feature. Two feature types exist at the model
 boundary (both ONNX and the server use them):
 
 - ``string``: UTF-8 text; a missing value is the empty string ``""``;
-- ``float``: 32-bit float; a missing value is NaN.
+- ``float``: 32-bit float; a missing value is NaN;
+- ``tensor``: a float32 array of a fixed ``shape`` per row (an image, a sequence), for
+  graphs brought with ``shipml models import``; never missing.
 
 ``model_input`` turns any DataFrame into that convention, so training, the ONNX
 parity check and serving all see the same values.
@@ -28,9 +30,10 @@ MATRIX_INPUT = "input"
 @dataclass(frozen=True)
 class Feature:
     name: str
-    type: str  # "string" | "float"
+    type: str  # "string" | "float" | "tensor"
     nullable: bool
     categories: list[str] | None = None
+    shape: list[int] | None = None  # a tensor's shape per row, e.g. [1, 28, 28]
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,11 @@ class Signature:
         return [f.name for f in self.features]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for feature in data["features"]:  # only tensors have a shape (same bytes as before)
+            if feature["shape"] is None:
+                del feature["shape"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -77,13 +84,23 @@ def _is_string(series: pd.Series) -> bool:
     )
 
 
+def is_tensor(series: pd.Series) -> bool:
+    """A column whose cells are arrays (a tensor feature), not text."""
+    if not pd.api.types.is_object_dtype(series.dtype) or series.empty:
+        return False
+    return isinstance(series.iloc[0], list | tuple | np.ndarray)
+
+
 def model_input(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` in the model-boundary convention: strings as Python ``str`` with ``""`` for
-    missing, every other column as float32 with NaN for missing."""
+    missing, arrays (tensor features) as float32 arrays, every other column as float32
+    with NaN for missing."""
     out = {}
     for name in df.columns:
         col = df[name]
-        if _is_string(col):
+        if is_tensor(col):
+            out[name] = col.map(lambda v: np.asarray(v, dtype=np.float32)).astype(object)
+        elif _is_string(col):
             values = col.astype(object).where(col.notna(), "")
             out[name] = values.map(str).astype(object)
         elif pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
@@ -129,7 +146,10 @@ def onnx_feeds(frame: pd.DataFrame, signature: Signature) -> dict[str, np.ndarra
     feeds: dict[str, np.ndarray] = {}
     for f in signature.features:
         col = frame[f.name]
-        if f.type == "string":
+        if f.type == "tensor":
+            rows = [np.asarray(v, dtype=np.float32) for v in col]
+            feeds[f.name] = np.stack(rows).reshape(-1, *(f.shape or []))
+        elif f.type == "string":
             feeds[f.name] = col.to_numpy(dtype=object).reshape(-1, 1)
         else:
             feeds[f.name] = col.to_numpy(dtype=np.float32).reshape(-1, 1)

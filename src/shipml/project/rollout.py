@@ -170,9 +170,18 @@ def plan_gateway(config: ProjectConfig | None, options: GatewayOptions) -> Gatew
         max_body_bytes=section.max_body_bytes,
         feedback_window_s=section.feedback_window_s,
         attestation_key=key,
+        tracing=_tracing(config),
     )
     port = o.port if o.port is not None else section.port
     return GatewayPlan(gateway, o.host or section.host, port)
+
+
+def _tracing(config: ProjectConfig | None) -> Any:
+    """The gateway's tracer from ``[tracing]`` (the OTEL_* variables win)."""
+    from shipml.serving.server import tracing_of
+
+    settings = config.tracing.model_dump() if config is not None else {}
+    return tracing_of(settings, "shipml-gateway")
 
 
 def _section(config: ProjectConfig | None) -> RolloutSection:

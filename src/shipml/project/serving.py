@@ -48,6 +48,8 @@ def serve_spec(config: ProjectConfig | None, ref: str | ResolvedModel) -> ServeS
         "max_batch_size": serving.max_batch_size,
         "max_wait_ms": serving.max_wait_ms,
         "attestation_key": attestation_key(config).hex(),
+        "monitor": config.monitor.model_dump(),
+        "tracing": config.tracing.model_dump(),
     }
     if audit.enabled:
         settings.update(

@@ -116,7 +116,7 @@ class Analysis:
         s.latencies.append(seconds)
         if outcome != OK:
             s.errors += 1
-        elif request_id is not None and label is not None:
+        elif request_id is not None:  # answered: a label may come for it
             self._remember(request_id, variant, label)
 
     def seen(self, request_id: str) -> bool:
@@ -137,7 +137,8 @@ class Analysis:
             ):
                 pending.popitem(last=False)  # the oldest: past the window, or too many
             found = pending[request_id] = (now, {})
-        found[1][variant] = label
+        if label is not None:  # a label counts for the variants whose answer is known
+            found[1][variant] = label
 
     def compare(
         self,
@@ -210,6 +211,9 @@ class Analysis:
 
 
 def _same(predicted: Any, label: Any) -> bool:
-    if isinstance(predicted, list) and len(predicted) == 1:
+    """The first row's prediction against the first row's label."""
+    if isinstance(predicted, list) and predicted:
         predicted = predicted[0]
+    if isinstance(label, list) and label:
+        label = label[0]
     return str(predicted) == str(label)

@@ -3,8 +3,10 @@
 Labels decide canaries, so they must not be forged: the endpoint needs a bearer token
 (``[rollout] feedback_token``; the admin token works too), and a label counts only for a
 request id this gateway answered, once per id, within ``[rollout] feedback_window_s``.
-The body is bounded (``[rollout] max_body_bytes``, and at most ``MAX_LABELS`` labels),
-and a label is a string, a finite number or a boolean.
+The body is bounded (``[rollout] max_body_bytes``, and at most ``MAX_LABELS`` labels);
+a label is a string, a finite number or a boolean, or a list of them (one per row of the
+request). Each label that counts is written to the audit log (``kind: feedback``), where
+the monitor joins it to its prediction.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from shipml.rollout.analysis import MATCHED, Analysis
+from shipml.rollout.analysis import EXPIRED, MATCHED, Analysis
 from shipml.rollout.routing import MAX_REQUEST_ID, Refused, preview
 
 MAX_LABELS = 10_000
@@ -59,6 +61,8 @@ def parse_labels(raw: bytes) -> list[tuple[str, Any]]:
         if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
             raise Refused(400, f"{where}{SHAPE}")
         rid, label = item["request_id"], item["label"]
+        if isinstance(rid, int) and not isinstance(rid, bool):
+            rid = str(rid)
         if not isinstance(rid, str) or not 0 < len(rid) <= MAX_REQUEST_ID:
             shown = preview(rid) if isinstance(rid, str) else type(rid).__name__
             raise Refused(
@@ -71,6 +75,13 @@ def parse_labels(raw: bytes) -> list[tuple[str, Any]]:
 
 
 def _label(label: Any, where: str) -> Any:
+    if isinstance(label, list) and 0 < len(label) <= MAX_LABELS:  # one label per row
+        values = [_scalar(v, where) for v in label]
+        return values[0] if len(values) == 1 else values
+    return _scalar(label, where)
+
+
+def _scalar(label: Any, where: str) -> Any:
     if isinstance(label, str):
         if len(label) > MAX_LABEL_CHARS:
             raise Refused(
@@ -81,15 +92,22 @@ def _label(label: Any, where: str) -> Any:
         return label
     if isinstance(label, float) and math.isfinite(label):
         return label
-    if isinstance(label, list) and len(label) == 1 and not isinstance(label[0], list | dict):
-        return _label(label[0], where)  # [label]: one row's label as a list
     shown = type(label).__name__ if not isinstance(label, float) else str(label)
     raise Refused(400, f"{where}label must be a string, a finite number or a boolean, got {shown}")
 
 
-def apply(analysis: Analysis, pairs: list[tuple[str, Any]], counts: Counter[str]) -> dict[str, Any]:
-    """Count the labels; the answer says how many matched and why the others did not."""
-    outcomes = Counter(analysis.feedback(rid, label) for rid, label in pairs)
+def apply(
+    analysis: Analysis, pairs: list[tuple[str, Any]], counts: Counter[str]
+) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """Count the labels: the answer (how many matched, why the others did not) and the
+    labels to record (the first label of an answer this gateway gave, late or not)."""
+    outcomes: Counter[str] = Counter()
+    kept = []
+    for rid, label in pairs:
+        outcome = analysis.feedback(rid, label)
+        outcomes[outcome] += 1
+        if outcome in (MATCHED, EXPIRED):
+            kept.append((rid, label))
     counts.update(outcomes)
     refused = {k: v for k, v in sorted(outcomes.items()) if k != MATCHED}
-    return {"received": len(pairs), "matched": outcomes[MATCHED], "unmatched": refused}
+    return {"received": len(pairs), "matched": outcomes[MATCHED], "unmatched": refused}, kept

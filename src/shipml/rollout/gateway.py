@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from shipml.audit import AuditLog
+from shipml.errors import AuditError
 from shipml.rollout import admin, feedback, metrics
 from shipml.rollout.analysis import Analysis, outcome_of
 from shipml.rollout.assignment import choose
@@ -66,8 +67,12 @@ class Gateway:
         max_body_bytes: int = 10 * 1024 * 1024,
         feedback_window_s: float = 86_400.0,
         attestation_key: bytes = b"",
+        tracing: Any = None,
     ) -> None:
         self.admin_token = admin_token
+        # shipml.serving.tracing.Tracing, given by whoever builds the gateway (None: off);
+        # with tracing on, every request takes the buffered path, inside the gateway's span.
+        self.tracing = tracing if tracing is not None and tracing.enabled else None
         self.feedback_token = feedback_token
         self.max_body_bytes = max_body_bytes
         self.rng = random.Random(seed)
@@ -154,8 +159,8 @@ class Gateway:
             name = route(scope["method"], scope["path"])
             given = request_id(headers)
             champion = self.traffic.hand_over
-            if name == INFER and champion is not None:
-                await self._hand_to(champion, scope, headers, receive, send)
+            if name == INFER and champion is not None and self.tracing is None:
+                await self._hand_to(champion, scope, headers, given, receive, send)
                 return
             rid = given or self._new_id()
             if name == INFER:
@@ -177,6 +182,7 @@ class Gateway:
         variant: Variant,
         scope: dict[str, Any],
         headers: dict[bytes, bytes],
+        rid: bytes | None,
         receive: Any,
         send: Any,
     ) -> None:
@@ -185,11 +191,15 @@ class Gateway:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await read_body(headers, receive, self.max_body_bytes)  # the gateway's 413
+        if rid is None:  # the id a label will name
+            rid = self._new_id()
+            scope = {**scope, "headers": [*scope["headers"], (b"x-request-id", rid)]}
         started = time.perf_counter()
         status = await self.upstream.hand_over(variant, scope, receive, send)
+        seconds = time.perf_counter() - started
         key = (variant.name, status)
         self.requests[key] = self.requests.get(key, 0) + 1
-        self.analysis.record(variant.name, time.perf_counter() - started, outcome_of(status))
+        self.analysis.record(variant.name, seconds, outcome_of(status), rid.decode("latin-1"))
 
     async def _infer(
         self, path: str, headers: dict[bytes, bytes], rid: bytes, receive: Any, send: Any
@@ -206,12 +216,18 @@ class Gateway:
                 rid = b"%s.%s" % (rid[:100], self._new_id())
         trace = headers.get(b"traceparent")
         started = time.perf_counter()
-        status, answer = await self.upstream.send(variant, path, body, rid, trace)
+        if self.tracing is not None:
+            text = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
+            with self.tracing.client_span(f"gateway {variant.name}", text, rid.decode()):
+                trace = self.tracing.inject() or trace
+                status, answer = await self.upstream.send(variant, path, body, rid, trace)
+        else:
+            status, answer = await self.upstream.send(variant, path, body, rid, trace)
         seconds = time.perf_counter() - started
         key = (variant.name, status)
         self.requests[key] = self.requests.get(key, 0) + 1
-        if single:  # nothing to compare or label: the analysis counts and times
-            self.analysis.record(variant.name, seconds, outcome_of(status))
+        if single:  # nothing to compare: the analysis counts, times, and awaits a label
+            self.analysis.record(variant.name, seconds, outcome_of(status), rid.decode("latin-1"))
             await send_bytes(send, status, answer, rid, extra=[(VARIANT, variant.name_bytes)])
             return
         parsed: dict[str, Any] | None = None
@@ -236,9 +252,9 @@ class Gateway:
                 "[rollout] feedback_token",
             )
             pairs = feedback.parse_labels(await read_body(headers, receive, self.max_body_bytes))
-            await send_json(
-                send, 200, feedback.apply(self.analysis, pairs, self.feedback_counts), rid
-            )
+            counted, kept = feedback.apply(self.analysis, pairs, self.feedback_counts)
+            counted["recorded"] = await self._record_labels(kept)
+            await send_json(send, 200, counted, rid)
         elif name in ("promote", "rollback"):
             await self._admin(name, headers, rid, receive, send)
         elif name == "status":
@@ -249,6 +265,19 @@ class Gateway:
             await send_bytes(send, 200, b'{"live":true}', rid)
         else:
             await send_bytes(send, 200, b'{"ready":true}', rid)
+
+    async def _record_labels(self, labels: list[tuple[str, Any]]) -> int:
+        """The labels into the audit log, where the monitor joins each to its prediction
+        (quality from feedback); one group commit for the lot."""
+        if self.audit is None or not labels:
+            return 0
+        records = [{"kind": "feedback", "request_id": r, "label": label} for r, label in labels]
+        try:
+            await asyncio.gather(*(self.audit.append_async(r) for r in records))
+        except AuditError as exc:
+            log.error("feedback labels were not written to the audit log: %s", exc.message)
+            return 0
+        return len(records)
 
     async def _admin(
         self, action: str, headers: dict[bytes, bytes], rid: bytes, receive: Any, send: Any

@@ -23,7 +23,7 @@ from shipml.attestation import attested_variant
 from shipml.audit import AuditLog
 from shipml.errors import AuditError, InferenceFailed, InvalidRequest, ModelNotFound, ServingError
 from shipml.serving.batching import Batcher
-from shipml.serving.metrics import ServerMetrics
+from shipml.serving.metrics import ServerMetrics, live_monitor
 from shipml.serving.page import build_page
 from shipml.serving.predictor import Outputs, Predictor
 from shipml.serving.protocol import (
@@ -62,6 +62,7 @@ class ModelServer:
         audit_inputs: bool = True,
         image_digest: str = "",
         attestation_key: bytes = b"",
+        monitor: Any = None,
     ) -> None:
         self.predictor = predictor
         self.name, self.version = predictor.name, predictor.version
@@ -75,6 +76,15 @@ class ModelServer:
         )
         self.max_body_bytes = max_body_bytes
         self.tracing = tracing or Tracing(None)
+        # Live drift and quality (a MonitorSection): an O(1) append per request, counted
+        # and scored off the request path (serving/metrics.py).
+        self.live = (
+            live_monitor(
+                self.metrics, predictor, monitor, audit_path=str(audit.path) if audit else ""
+            )
+            if monitor is not None
+            else None
+        )
         self.audit = audit
         self.audit_inputs = audit_inputs
         self.attestation_key = attestation_key  # believes a remote gateway's variant
@@ -155,9 +165,13 @@ class ModelServer:
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self.live is not None:
+                    self.live.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
+                if self.live is not None:
+                    self.live.stop()
                 if self.audit is not None:
                     self.audit.close()  # drains the writer, signs a final checkpoint
                 await send({"type": "lifespan.shutdown.complete"})
@@ -271,7 +285,9 @@ class ModelServer:
             else {}
         )
         try:
-            with tracing.request_span("POST", _route(protocol), scope["path"], headers) as span:
+            rid_text = request_id.decode("latin-1")
+            route = _route(protocol)
+            with tracing.request_span("POST", route, scope["path"], headers, rid_text) as span:
                 try:
                     if protocol == "v2":
                         self._check_model(
@@ -286,8 +302,13 @@ class ModelServer:
                             rows = parse_invocations(body, self.validator)
                         else:
                             rows = parse_predict(body, self.validator)
-                    with tracing.span("infer"):
+                    with tracing.span("batch", **{"shipml.request_id": rid_text}):
                         outputs = await self.batcher.predict(rows)
+                        if outputs.timing is not None:
+                            started, ended, size = outputs.timing
+                            tracing.record("model", started, ended, **{"shipml.batch.rows": size})
+                    if self.live is not None:
+                        self.live.observe(rows, outputs.labels, request_id)
                     if self.audit is not None:
                         await _audit_record(
                             self, scope, request_id, protocol, body, raw, outputs, started, span

@@ -10,6 +10,7 @@ themselves. ``max_wait_ms`` can add a short wait to gather larger batches.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -84,6 +85,7 @@ class Batcher:
                     for i, n in enumerate(names)
                 },
             )
+        started = time.time_ns()
         try:
             out = self.predictor.run(self.predictor.feeds(rows))
         except Exception as exc:
@@ -91,10 +93,11 @@ class Batcher:
                 if not p.future.done():
                     p.future.set_exception(exc)
             return
+        timing = (started, time.time_ns(), total)
         start = 0
         for p in batch:
             end = start + p.rows.n
             proba = out.probabilities[start:end] if out.probabilities is not None else None
             if not p.future.done():
-                p.future.set_result(Outputs(out.labels[start:end], proba))
+                p.future.set_result(Outputs(out.labels[start:end], proba, timing))
             start = end

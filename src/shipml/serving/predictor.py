@@ -20,6 +20,8 @@ from shipml.serving.validation import Rows
 class Outputs:
     labels: np.ndarray
     probabilities: np.ndarray | None
+    # (start ns, end ns, rows) of the model run that answered this batch (tracing)
+    timing: tuple[int, int, int] | None = None
 
 
 class Predictor:

@@ -17,6 +17,7 @@ from typing import Any
 
 from shipml.audit import AuditLog
 from shipml.audit.database import is_url
+from shipml.config import MonitorSection, TracingSection
 from shipml.serving.app import ModelServer
 from shipml.serving.predictor import Predictor
 from shipml.serving.tracing import Tracing
@@ -42,6 +43,10 @@ class ServeSpec:
     audit_inputs: bool = True
     image_digest: str = ""
     attestation_key: str = ""  # hex; empty: a remote gateway's variant is not believed
+    # [monitor] settings (MonitorSection as a dict): the live drift and quality metrics.
+    monitor: dict[str, Any] = field(default_factory=dict)
+    # [tracing] settings (TracingSection as a dict).
+    tracing: dict[str, Any] = field(default_factory=dict)
 
 
 def build_app(spec: ServeSpec) -> ModelServer:
@@ -61,11 +66,23 @@ def build_app(spec: ServeSpec) -> ModelServer:
         max_body_bytes=spec.max_body_bytes,
         max_batch_size=spec.max_batch_size,
         max_wait_ms=spec.max_wait_ms,
-        tracing=Tracing.from_environment(),
+        tracing=tracing_of(spec.tracing, "shipml-serve"),
         audit=audit,
         audit_inputs=spec.audit_inputs,
         image_digest=spec.image_digest,
         attestation_key=bytes.fromhex(spec.attestation_key),
+        monitor=MonitorSection(**spec.monitor),
+    )
+
+
+def tracing_of(settings: dict[str, Any], service: str) -> Tracing:
+    """A Tracing from ``[tracing]`` settings (the OTEL_* variables win)."""
+    section = TracingSection(**settings)
+    return Tracing.configure(
+        section.exporter,
+        endpoint=section.endpoint,
+        ratio=section.sampling_ratio,
+        service=section.service_name or service,
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from string import Template
 
 from shipml.errors import ProjectError
+from shipml.templates.models import DEFAULT, estimator_choice
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 RENAMES = {"gitignore": ".gitignore"}
@@ -66,10 +67,14 @@ def write_data(folder: Path) -> Path:
     return path
 
 
-def create_project(folder: Path, name: str | None = None, *, git: bool = True) -> Path:
-    """Create a runnable project in ``folder`` (which must be missing or empty)."""
+def create_project(
+    folder: Path, name: str | None = None, *, git: bool = True, model: str = DEFAULT
+) -> Path:
+    """Create a runnable project in ``folder`` (which must be missing or empty), with
+    ``model`` (sklearn, lightgbm, xgboost or catboost) at the end of its pipeline."""
     folder = folder.expanduser()
     name = name or folder.name
+    choice = estimator_choice(model)
     if not NAME_RE.match(name):
         raise ProjectError(
             f"invalid project name {name!r}",
@@ -88,7 +93,7 @@ def create_project(folder: Path, name: str | None = None, *, git: bool = True) -
     folder.mkdir(parents=True, exist_ok=True)
     try:
         template = resources.files("shipml.templates") / "project"
-        _copy(template, folder, {"name": name})
+        _copy(template, folder, {"name": name, **choice.values()})
         write_data(folder)
         nb = folder / "notebooks" / "explore.ipynb"
         nb.parent.mkdir(exist_ok=True)

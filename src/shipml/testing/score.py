@@ -115,6 +115,44 @@ def _config_evidence(config: ProjectConfig, results: dict[str, Any]) -> dict[str
         found.setdefault("infra-4", []).append(
             f"promotion gate: suites {', '.join(config.gates.suites)} must pass"
         )
+    for test_id, items in _monitoring_evidence(config).items():
+        found.setdefault(test_id, []).extend(items)
+    return found
+
+
+def _monitoring_evidence(config: ProjectConfig) -> dict[str, list[str]]:
+    """What the monitoring configuration makes run and act (docs/monitoring.md): the
+    server's live metrics count only with the alert rules a Prometheus evaluates on them
+    (``prometheus_operator`` in an environment); the retraining loop with ``on_breach``."""
+    m = config.monitor
+    alerting = any(config.deploy.env(e).prometheus_operator for e in ("dev", "staging", "prod"))
+    found: dict[str, list[str]] = {}
+    if m.live and alerting:
+        found["monitor-2"] = [
+            "the server's live window tests every input feature against its reference; "
+            "ShipmlFeatureDrift alerts"
+        ]
+        found["monitor-3"] = [
+            "the server compares serving inputs with the training-time profile "
+            "(shipml_feature_drift); ShipmlFeatureDrift and ShipmlPredictionDrift alert"
+        ]
+    if m.on_breach == "retrain":
+        found["monitor-4"] = [
+            "the monitor CronJob retrains when the champion goes stale ([monitor] on_breach)"
+        ]
+        found["model-4"] = [
+            "the champion is scored on newer data (drift, quality) before each retraining"
+        ]
+    if alerting:
+        found["monitor-6"] = [
+            "ShipmlSlowPredictions and ShipmlErrorRate alert rules (PrometheusRule)"
+        ]
+    if alerting and m.live and config.audit.enabled:
+        found["monitor-7"] = ["ShipmlQualityDrop: quality from feedback below the hold-out's"]
+        found["model-2"] = [
+            "online quality (feedback labels) is compared with the offline hold-out metrics "
+            "(shipml_quality vs shipml_quality_holdout)"
+        ]
     return found
 
 

@@ -2,15 +2,30 @@
 
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
+$model_imports
+
+# The estimator `shipml init --model` chose (sklearn, lightgbm, xgboost or catboost):
+# change it here, in build_estimator, and in SEARCH.
+MODEL = "$model"
+# The estimator's parameters the search tries.
+SEARCH = $search
 
 
-def build_model(X: pd.DataFrame, n_estimators: int = 200, seed: int = 42) -> Pipeline:
-    """Imputation and one-hot encoding, then a random forest.
+def build_estimator(task: str = "classification", n_estimators: int = 200, seed: int = 42):
+    """The model at the end of the pipeline: a classifier, or a regressor."""
+    if task == "regression":
+        return $regressor
+    return $classifier
+
+
+def build_model(
+    X: pd.DataFrame, n_estimators: int = 200, seed: int = 42, task: str = "classification"
+) -> Pipeline:
+    """Imputation and one-hot encoding, then the estimator.
 
     X follows shipml.model_input: strings with "" for missing, float32 numbers."""
     categorical = [c for c in X.columns if X[c].dtype == object]
@@ -29,14 +44,17 @@ def build_model(X: pd.DataFrame, n_estimators: int = 200, seed: int = 42) -> Pip
         ],
         sparse_threshold=0,
     )
-    forest = RandomForestClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=1)
-    return Pipeline([("features", features), ("model", forest)])
+    model = build_estimator(task, n_estimators=n_estimators, seed=seed)
+    return Pipeline([("features", features), ("model", model)])
 
 
-def build_search(X: pd.DataFrame, n_estimators: int = 200, seed: int = 42) -> GridSearchCV:
+def build_search(
+    X: pd.DataFrame, n_estimators: int = 200, seed: int = 42, task: str = "classification"
+) -> GridSearchCV:
+    model = build_model(X, n_estimators=n_estimators, seed=seed, task=task)
+    # a wrapped estimator (LabelEncodedClassifier) takes its parameters as estimator__...
+    wrapped = "estimator" in model.named_steps["model"].get_params(deep=False)
+    prefix = "model__estimator__" if wrapped else "model__"
     return GridSearchCV(
-        build_model(X, n_estimators=n_estimators, seed=seed),
-        {"model__max_depth": [3, 6, None]},
-        cv=5,
-        n_jobs=1,
+        model, {prefix + name: values for name, values in SEARCH.items()}, cv=5, n_jobs=1
     )

@@ -1,0 +1,2 @@
+"""Self-contained HTML reports: page helpers, inline SVG charts (matplotlib), and the
+reports built from them (monitoring; experiments and comparisons)."""

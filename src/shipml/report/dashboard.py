@@ -1,0 +1,263 @@
+"""The ``shipml dashboard`` page: how every model is doing, on one page.
+
+A plain ASGI app (like the model server's page): ``GET /`` renders the project's
+overview (gathered by a callable, ``shipml.project.dashboard.overview``) as one
+self-contained HTML page — tables, inline SVG charts, no script, no external resource
+(a Content-Security-Policy forbids any), refreshed every 30 s. ``GET /api/overview``
+returns the same data as JSON; ``GET /healthz`` answers ``ok``. Every text from the
+project (names, labels, request ids) is escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from shipml.report import charts
+from shipml.report.html import Markup, number, page, table, tag
+
+log = logging.getLogger("shipml.dashboard")
+Scope = dict[str, Any]
+
+
+def _status(value: str) -> Markup:
+    good = value in ("passed", "ok", "promoted")
+    bad = value in ("failed", "breach")
+    return tag("span", value, class_="good" if good else "bad" if bad else None)
+
+
+def _models(models: list[dict[str, Any]]) -> list[Markup]:
+    out = []
+    for model in models:
+        aliases = ", ".join(f"{a} → v{v}" for a, v in sorted(model.get("aliases", {}).items()))
+        out.append(tag("h3", f"{model['name']}", " ", tag("small", aliases or "no aliases")))
+        if model.get("error"):
+            out.append(tag("p", model["error"], class_="bad"))
+        rows = []
+        for v in model["versions"]:
+            unmet = [g["name"] for g in v["gates"] if not g["holds"]]
+            gates = "all hold" if not unmet else "unmet: " + ", ".join(unmet)
+            rows.append(
+                [
+                    v["version"],
+                    ", ".join(v["aliases"]) or "–",
+                    v["created"][:16].replace("T", " "),
+                    tag("span", f"run {str(v['run_id'])[:8]}", title=v["run_id"] or ""),
+                    v["datasets"] or "–",
+                    (v["commit"] or "–")[:10],
+                    _status(v["tests"]),
+                    tag("span", gates, class_="good" if not unmet else "bad"),
+                    _status(v["monitor"]),
+                ]
+            )
+        headers = [
+            "version",
+            "aliases",
+            "created",
+            "run",
+            "data",
+            "commit",
+            "tests",
+            "gates",
+            "monitor",
+        ]
+        out.append(table(headers, rows, class_="versions", data_model=model["name"]))
+    return out
+
+
+def _rollout(rollout: dict[str, Any]) -> Markup:
+    if rollout.get("error"):
+        return tag("p", f"{rollout['error']} at {rollout['url']}", class_="meta")
+    weights = rollout.get("weights") or {}
+    chart = charts.compare_bars(
+        list(weights),
+        [0.0] * len(weights),
+        [w / 100 for w in weights.values()],
+        title=f"traffic weights ({rollout.get('mode')}, {rollout.get('state')})",
+    )
+    variants = (rollout.get("analysis") or {}).get("variants") or {}
+    rows = [
+        [
+            name,
+            s.get("requests"),
+            number(s.get("error_rate")),
+            number(s.get("p99_ms")),
+            s.get("labelled"),
+            number(s.get("accuracy")),
+        ]
+        for name, s in variants.items()
+    ]
+    return tag(
+        "div",
+        tag(
+            "p",
+            f"mode {rollout.get('mode')}, state {rollout.get('state')}, canary step "
+            f"{rollout.get('step')}",
+            class_="meta",
+        ),
+        tag("div", Markup(chart), class_="card chart-card"),
+        table(
+            ["variant", "requests", "error rate", "p99 ms", "labelled", "accuracy"],
+            rows,
+            numeric=(1, 2, 3, 4, 5),
+        ),
+    )
+
+
+def _monitor(result: dict[str, Any] | None) -> list[Markup]:
+    if result is None:
+        return [tag("p", "No monitoring pass yet: run `shipml monitor`.", class_="meta")]
+    drift = result["drift"]
+    names = [f["name"] for f in drift["features"]]
+    stats = [f["test"]["statistic"] if f.get("test") else None for f in drift["features"]]
+    flagged = [f["name"] for f in drift["features"] if f["drifted"]]
+    out = [
+        tag(
+            "p",
+            f"{result['model']} version {result['version']}: {result['rows']} rows, "
+            f"{result['created'][:16].replace('T', ' ')} · drifted: "
+            f"{', '.join(flagged) or 'none'}",
+            class_="meta",
+        ),
+    ]
+    cards = [
+        Markup(
+            charts.compare_bars(
+                names,
+                [0.0] * len(names),
+                [s or 0.0 for s in stats],
+                title="drift statistic per feature (p-value or distance)",
+            )
+        )
+    ]
+    for f in drift["features"]:
+        if f["drifted"]:
+            cards.append(
+                Markup(
+                    charts.compare_bars(
+                        f["labels"],
+                        f["reference_shares"],
+                        f["current_shares"],
+                        title=f"{f['name']}: drifted",
+                    )
+                )
+            )
+    windows = result.get("windows") or []
+    metrics = sorted({m for w in windows for m in w.get("quality", {})})
+    if windows and metrics:
+        x = [
+            str(w.get("start") or w.get("first") or i)[:16].replace("T", " ")
+            for i, w in enumerate(windows)
+        ]
+        series = {m: [w["quality"].get(m) for w in windows] for m in metrics}
+        cards.append(Markup(charts.lines(x, series, title="quality over time (feedback labels)")))
+    out.append(tag("div", *(tag("div", c, class_="card chart-card") for c in cards), class_="grid"))
+    return out
+
+
+def _predictions(predictions: dict[str, Any]) -> Markup:
+    if predictions.get("error"):
+        return tag("p", predictions["error"], class_="meta")
+    verified = predictions.get("verified") or {}
+    state = (
+        tag(
+            "span",
+            f"verified: {verified.get('records')} records, hash chain and checkpoints hold",
+            class_="good",
+        )
+        if verified.get("ok")
+        else tag("span", f"verification FAILED: {verified.get('problem')}", class_="bad")
+    )
+    rows = [
+        [
+            r["seq"],
+            r["time"].replace("T", " "),
+            r["request_id"],
+            r["model"],
+            r["variant"],
+            r["label"],
+            number(r["latency_ms"]),
+        ]
+        for r in predictions["rows"]
+    ]
+    return tag(
+        "div",
+        tag("p", "audit log ", state, id="audit-status"),
+        table(
+            ["seq", "time", "request id", "model", "variant", "label", "ms"],
+            rows,
+            numeric=(0, 6),
+            id="predictions",
+        ),
+    )
+
+
+def render(data: dict[str, Any]) -> str:
+    html = page(
+        f"{data['project']}: models in production",
+        tag("h2", "Models, versions and aliases"),
+        *_models(data["models"]),
+        tag("h2", "Rollout"),
+        _rollout(data["rollout"]),
+        tag("h2", "Drift and quality"),
+        *_monitor(data["monitor"]),
+        tag("h2", "Recent predictions"),
+        _predictions(data["predictions"]),
+        subtitle=f"as of {data['time']} · refreshed every 30 s",
+        footer="shipml dashboard · docs/monitoring.md",
+    )
+    return html.replace("<head>", '<head><meta http-equiv="refresh" content="30">', 1)
+
+
+class Dashboard:
+    """ASGI app over ``gather`` (a callable returning the overview dict)."""
+
+    def __init__(self, gather: Callable[[], dict[str, Any]]) -> None:
+        self.gather = gather
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if method not in ("GET", "HEAD"):
+            await _send(send, 405, b"only GET", b"text/plain")
+        elif path == "/healthz":
+            await _send(send, 200, b"ok", b"text/plain")
+        elif path in ("/", "/api/overview"):
+            try:
+                data = self.gather()
+                if path == "/":
+                    body, ctype = render(data).encode(), b"text/html; charset=utf-8"
+                else:
+                    body, ctype = json.dumps(data, default=str).encode(), b"application/json"
+            except Exception as exc:  # a broken store must not take the page down with a trace
+                log.exception("the dashboard could not gather the overview")
+                message = f"cannot gather the overview: {type(exc).__name__}"
+                await _send(send, 500, message.encode(), b"text/plain")
+                return
+            await _send(send, 200, body, ctype)
+        else:
+            await _send(send, 404, b"not found", b"text/plain")
+
+
+async def _send(send: Any, status: int, body: bytes, ctype: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", ctype),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-content-type-options", b"nosniff"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
