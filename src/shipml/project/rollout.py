@@ -258,7 +258,10 @@ def _call(url: str, method: str = "GET", token: str = "", force: str = "") -> di
             detail = json.loads(raw or b"{}").get("error", exc.reason)
         except ValueError:
             detail = raw.decode("utf-8", "replace")[:300] or exc.reason
-        raise ShipmlError(f"the gateway answered {exc.code}: {detail}") from exc
+        hint = None
+        if exc.code == 409 and url.endswith("/promote"):
+            hint = "`shipml rollout promote --force --reason TEXT` overrides (recorded)"
+        raise ShipmlError(f"the gateway answered {exc.code}: {detail}", hint=hint) from exc
     except OSError as exc:
         raise ShipmlError(
             f"cannot reach the gateway at {url}: {exc}",
