@@ -9,21 +9,12 @@ import numpy as np
 import pytest
 
 from shipml.audit import AuditLog
-from shipml.model import build_package
 from shipml.rollout import Gateway, Rehearsal, TrafficPolicy, Variant
-from tests.serving.conftest import penguins_model, start_server
+from tests.rollout.conftest import instances
+from tests.serving.conftest import start_server
 
 TOKEN = "label-t0ken"  # the feedback token of these gateways
 LABELLER = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-def worse_package(tmp_path_factory, penguins_data):
-    """A challenger trained on shuffled labels."""
-    X, y = penguins_data
-    shuffled = y.sample(frac=1.0, random_state=3).to_numpy()
-    model = penguins_model(X, shuffled)
-    return build_package(model, X, y, path=tmp_path_factory.mktemp("pkg") / "penguins")
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +35,7 @@ def servers(penguins_package, worse_package):
 
 
 def rows(penguins_data):
-    X, y = penguins_data
-    out = []
-    for i in range(len(X)):
-        inst = {
-            k: (None if v != v else (v.item() if hasattr(v, "item") else v))
-            for k, v in X.iloc[i].items()
-        }
-        out.append((inst, y.iloc[i]))
-    return out
+    return instances(penguins_data)
 
 
 async def drive(gateway, requests, concurrency=16, feedback=False):
