@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -77,34 +77,8 @@ def show(
     else:
         registry = _registry()
         model = resolve_model(None, parsed, full=True, registry=registry)
-        info = model.info
-        assert info is not None  # a registry reference resolved in full
         package = ModelPackage.load(model.path)
-        stdout.print(
-            f"[bold]{info.name}/{info.version}[/]  aliases: {', '.join(info.aliases) or '-'}"
-            f"  created {_when(info.created)}"
-        )
-        stdout.print(f"run      {info.run_id}")
-        if info.run_id:
-            run = registry.tracker.get_run(info.run_id)
-            metrics = run.data.metrics
-            if metrics:
-                stdout.print(
-                    "metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-                )
-        stdout.print(f"source   {info.source}")
-        if info.tags.get("shipml.image_digest"):  # recorded by `shipml build serve`
-            stdout.print(
-                f"image    {info.tags.get('shipml.image', '')} {info.tags['shipml.image_digest']}",
-                soft_wrap=True,
-            )
-        _print_tests(info.tags)
-        if info.tags.get("shipml.promotion.forced") == "true":
-            stdout.print(
-                f"[yellow]forced promotion[/] by {info.tags.get('shipml.promotion.by')} at "
-                f"{info.tags.get('shipml.promotion.time')}: "
-                f"{escape(info.tags.get('shipml.promotion.reason', ''))}"
-            )
+        _print_version(registry, model.info)
     lineage = package.lineage
     git = lineage.get("git") or {}
     stdout.print(f"format   {package.format}  (onnx sha256 {package.onnx_sha256 or '-'})")
@@ -135,6 +109,35 @@ def show(
     for name, digest in sorted(package.manifest["files"].items()):
         files.add_row(name, human_bytes((package.path / name).stat().st_size), digest[:16] + "…")
     stdout.print(files)
+
+
+def _print_version(registry: Registry, info: Any) -> None:
+    """The registry's record of a version: aliases, run and metrics, source, image, tests,
+    a forced promotion."""
+    stdout.print(
+        f"[bold]{info.name}/{info.version}[/]  aliases: {', '.join(info.aliases) or '-'}"
+        f"  created {_when(info.created)}"
+    )
+    stdout.print(f"run      {info.run_id}")
+    if info.run_id:
+        metrics = registry.tracker.get_run(info.run_id).data.metrics
+        if metrics:
+            stdout.print(
+                "metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+            )
+    stdout.print(f"source   {info.source}")
+    if info.tags.get("shipml.image_digest"):  # recorded by `shipml build serve`
+        stdout.print(
+            f"image    {info.tags.get('shipml.image', '')} {info.tags['shipml.image_digest']}",
+            soft_wrap=True,
+        )
+    _print_tests(info.tags)
+    if info.tags.get("shipml.promotion.forced") == "true":
+        stdout.print(
+            f"[yellow]forced promotion[/] by {info.tags.get('shipml.promotion.by')} at "
+            f"{info.tags.get('shipml.promotion.time')}: "
+            f"{escape(info.tags.get('shipml.promotion.reason', ''))}"
+        )
 
 
 def _print_tests(tags: dict[str, str]) -> None:

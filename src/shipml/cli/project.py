@@ -93,7 +93,17 @@ def run(
             alias=alias,
             tracker=remote_tracker_for(worker, config),
         )
-    result = done.result
+    _show_run(done.result)
+    from shipml.cli.testing import print_gates, show_promotion
+
+    if done.refused is not None:  # a protected alias moves only through the gates
+        print_gates(done.refused.details.get("gates", []))
+        raise done.refused
+    if done.promotion is not None:
+        show_promotion(done.promotion)
+
+
+def _show_run(result: Any) -> None:
     cached = len(result.cached)
     stdout.print(
         f"[green]finished[/] in {result.seconds:.2f}s · {len(result.executed)} ran, "
@@ -106,13 +116,6 @@ def run(
         state = "registered" if result.model_created else "unchanged, still"
         aliases = f" ({', '.join(mv.aliases)})" if mv.aliases else ""
         stdout.print(f"model: {state} {mv.name}/{mv.version}{aliases}")
-    from shipml.cli.testing import print_gates, show_promotion
-
-    if done.refused is not None:  # a protected alias moves only through the gates
-        print_gates(done.refused.details.get("gates", []))
-        raise done.refused
-    if done.promotion is not None:
-        show_promotion(done.promotion)
 
 
 def _run_in_container(

@@ -76,49 +76,37 @@ def evaluate(
     for suite in gates_cfg.suites:
         status = results["suites"].get(suite, "not run")
         gates.append(Gate(f"suite {suite} passed", status == "passed", status, "passed"))
-    metrics = results["metrics"]
+    other = champion if champion and champion.version != candidate.version else None
     for kind, bounds in (("min", gates_cfg.min), ("max", gates_cfg.max)):
         for metric, raw in bounds.items():
-            bound, reads = _bound(raw, metric, theirs)
-            op = ">=" if kind == "min" else "<="
-            name = f"{metric} {op} {raw if isinstance(raw, str) else f'{raw:g}'}"
-            if metric not in metrics:
-                gates.append(
-                    Gate(
-                        name,
-                        False,
-                        "not measured",
-                        f"{op} {reads}",
-                        "run the suite that measures it",
-                    )
-                )
-                continue
-            value = float(metrics[metric])
-            if bound is None and champion is not None and champion.version != candidate.version:
-                # A champion that was never tested (or lacks the metric) cannot vouch for
-                # anything: the gate does not hold until it is tested.
-                gates.append(
-                    Gate(
-                        name,
-                        False,
-                        f"{value:.4g}",
-                        f"{op} {reads}",
-                        f"the champion ({champion.ref}) has no {metric}; run "
-                        f"`shipml test {champion.ref}`",
-                    )
-                )
-                continue
-            if bound is None:
-                gates.append(
-                    Gate(
-                        name,
-                        True,
-                        f"{value:.4g}",
-                        f"{op} {reads}",
-                        "no champion yet: the first promotion",
-                    )
-                )
-                continue
-            holds = value >= bound if kind == "min" else value <= bound
-            gates.append(Gate(name, holds, f"{value:.4g}", f"{op} {reads}"))
+            gates.append(_metric_gate(kind, metric, raw, results["metrics"], theirs, other))
     return gates
+
+
+def _metric_gate(
+    kind: str,
+    metric: str,
+    raw: float | str,
+    metrics: dict[str, Any],
+    theirs: dict[str, Any] | None,
+    champion: VersionInfo | None,
+) -> Gate:
+    """The gate of one bound (``kind`` min or max) on one recorded metric; ``champion``
+    is the current champion when it is another version."""
+    bound, reads = _bound(raw, metric, theirs)
+    op = ">=" if kind == "min" else "<="
+    name = f"{metric} {op} {raw if isinstance(raw, str) else f'{raw:g}'}"
+    if metric not in metrics:
+        return Gate(name, False, "not measured", f"{op} {reads}", "run the suite that measures it")
+    value = float(metrics[metric])
+    if bound is None and champion is not None:
+        # A champion that was never tested (or lacks the metric) cannot vouch for
+        # anything: the gate does not hold until it is tested.
+        note = f"the champion ({champion.ref}) has no {metric}; run `shipml test {champion.ref}`"
+        return Gate(name, False, f"{value:.4g}", f"{op} {reads}", note)
+    if bound is None:
+        return Gate(
+            name, True, f"{value:.4g}", f"{op} {reads}", "no champion yet: the first promotion"
+        )
+    holds = value >= bound if kind == "min" else value <= bound
+    return Gate(name, holds, f"{value:.4g}", f"{op} {reads}")
