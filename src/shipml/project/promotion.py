@@ -53,9 +53,11 @@ class Promotion:
         return f"{self.model}@{self.alias} -> version {self.version}"
 
 
-def check(config: ProjectConfig, ref: str, *, alias: str = "champion") -> Promotion:
+def check(
+    config: ProjectConfig, ref: str, *, alias: str = "champion", registry: Registry | None = None
+) -> Promotion:
     """The gates of promoting ``ref`` to ``alias``, evaluated; nothing moves."""
-    registry = registry_for(config)
+    registry = registry or registry_for(config)
     candidate, previous, champion = _parties(registry, ref, alias)
     result = Promotion(candidate.name, candidate.version, alias, previous)
     result.gates = evaluate(config, candidate, champion)

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from shipml.errors import ConfigError, GateFailed, ShipmlError, TestingError
 from shipml.project import promotion
 from shipml.rollout import Closed, Gateway, TrafficPolicy, Variant
-from shipml.tracking import parse_model_ref, resolve_version
+from shipml.tracking import Registry, parse_model_ref, registry_for, resolve_version
 
 if TYPE_CHECKING:
     from shipml.config import ProjectConfig, RolloutSection
@@ -29,6 +29,7 @@ class ProjectGates:
 
     def __init__(self, config: ProjectConfig) -> None:
         self.config = config
+        self._registry: Registry | None = None  # kept: a held canary asks every interval
 
     def check(self, variant: Variant) -> str | None:
         if not variant.ref:
@@ -37,7 +38,8 @@ class ProjectGates:
                 "NAME=URL#NAME/VERSION), so its offline gates cannot be checked"
             )
         try:
-            result = promotion.check(self.config, variant.ref, alias=ALIAS)
+            self._registry = self._registry or registry_for(self.config)
+            result = promotion.check(self.config, variant.ref, alias=ALIAS, registry=self._registry)
         except ShipmlError as exc:
             return f"the offline gates of {variant.ref} cannot be checked: {exc.message}"
         if not result.unmet or result.previous == result.version:
