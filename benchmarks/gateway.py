@@ -5,7 +5,10 @@
    champion as a remote `shipml serve` (one more HTTP hop). All three run at once; each
    round loads them one after the other (the order rotates from round to round), and a
    gateway's cost is the median over rounds of its per-round ratio to the direct server:
-   a busy machine slows a whole round, not one configuration.
+   a busy machine slows a whole round, not one configuration. Each run also counts
+   the CPU time the serving processes spent per request (the gateway and, behind a
+   remote one, the server): on a shared machine that is the steadier figure, and for a
+   process that is CPU-bound on one core its inverse is the throughput it can reach.
 2. Shadow at 100% with the champion in process and the shadow a remote server: the
    champion's p99 with the shadow alive, then killed (SIGKILL), in every round (the
    shadow is started again for the next round).
@@ -29,11 +32,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "serving"))
 from run import free_port, wait_ready, wrk
 
 BIN = Path(sys.executable).parent
 PATH = "/v2/models/cancer/infer"
+Runs = dict[str, list[tuple[float, float, float, float]]]
 
 
 def start(cmd: list[str], port: int, body: bytes) -> subprocess.Popen[bytes]:
@@ -47,6 +53,24 @@ def start(cmd: list[str], port: int, body: bytes) -> subprocess.Popen[bytes]:
         proc.kill()
         raise SystemExit(f"{cmd[1]} did not answer on port {port}")
     return proc
+
+
+def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    total = 0.0
+    for proc in procs:
+        times = psutil.Process(proc.pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def measured(
+    url: str, body: Path, seconds: int, procs: list[subprocess.Popen[bytes]]
+) -> tuple[float, float, float, float]:
+    """(req/s, p50 ms, p99 ms, CPU µs per request of ``procs``) of one wrk run."""
+    before = cpu_seconds(procs)
+    rps, p50, p99 = wrk(url, body, 4, seconds)
+    spent = cpu_seconds(procs) - before
+    return rps, p50, p99, spent / max(rps * seconds, 1.0) * 1e6
 
 
 def package(work: Path) -> tuple[Path, Path]:
@@ -89,23 +113,26 @@ def main() -> None:
         [*mirror, "--challenger", f"shadow={url['shadow']}"], ports["sh-gw"], raw
     )
     configs = ["direct", "in process", "remote"]
-    runs: dict[str, list[tuple[float, float, float]]] = {}
+    serving = {"direct": ["direct"], "in process": ["in process"], "remote": ["remote", "direct"]}
+    runs: Runs = {}
     try:
         for name in [*configs, "sh-gw"]:
             wrk(url[name] + PATH, body, 4, 2)  # warm-up
         for r in range(args.rounds):
             for name in configs[r % 3 :] + configs[: r % 3]:  # A B C, B C A, C A B, ...
-                runs.setdefault(name, []).append(wrk(url[name] + PATH, body, 4, args.duration))
+                who = [procs[p] for p in serving[name]]
+                run = measured(url[name] + PATH, body, args.duration, who)
+                runs.setdefault(name, []).append(run)
             if procs["shadow"].poll() is not None:  # killed last round: start it again
                 procs["shadow"] = start(serve, ports["shadow"], raw)
             runs.setdefault("shadow alive", []).append(
-                wrk(url["sh-gw"] + PATH, body, 4, args.duration)
+                measured(url["sh-gw"] + PATH, body, args.duration, [procs["sh-gw"]])
             )
             procs["shadow"].send_signal(signal.SIGKILL)
             procs["shadow"].wait()
             time.sleep(0.5)
             runs.setdefault("shadow killed", []).append(
-                wrk(url["sh-gw"] + PATH, body, 4, args.duration)
+                measured(url["sh-gw"] + PATH, body, args.duration, [procs["sh-gw"]])
             )
             print(f"round {r + 1} of {args.rounds} done", file=sys.stderr)
         with urllib.request.urlopen(url["sh-gw"] + "/v1/rollout") as resp:
@@ -118,19 +145,17 @@ def main() -> None:
     report(runs, args, shadow)
 
 
-def ratio(runs: dict[str, list[tuple[float, float, float]]], a: str, b: str, i: int) -> float:
+def ratio(runs: Runs, a: str, b: str, i: int) -> float:
     """Median over rounds of a's metric ``i`` divided by b's in the same round."""
     return statistics.median(x[i] / y[i] for x, y in zip(runs[a], runs[b], strict=True))
 
 
-def report(
-    runs: dict[str, list[tuple[float, float, float]]], args: argparse.Namespace, shadow: dict
-) -> None:
+def report(runs: Runs, args: argparse.Namespace, shadow: dict[str, int]) -> None:
     print(f"wrk -t1 -c4, {args.rounds} interleaved rounds of {args.duration} s (medians)")
-    print(f"{'':<28}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'':<28}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}")
     for name, values in runs.items():
-        rps, p50, p99 = (statistics.median(v[i] for v in values) for i in range(3))
-        print(f"{name:<28}{rps:>9.0f}{p50:>9.2f}{p99:>9.2f}")
+        rps, p50, p99, cpu = (statistics.median(v[i] for v in values) for i in range(4))
+        print(f"{name:<28}{rps:>9.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>12.0f}")
     pairs = zip(runs["in process"], runs["direct"], strict=True)
     per_round = [f"{x[0] / y[0]:.2f}" for x, y in pairs]
     print(f"in process / direct, per round: {' '.join(per_round)}")
@@ -139,6 +164,11 @@ def report(
         " of direct throughput (median of per-round ratios; target <= 15%)"
     )
     print(f"gateway cost, champion remote:     {1 - ratio(runs, 'remote', 'direct', 0):.1%}")
+    print(
+        "gateway cost in CPU per request (1 - direct / gateway, median of per-round ratios): "
+        f"champion in process {1 - ratio(runs, 'direct', 'in process', 3):.1%}, "
+        f"remote {1 - ratio(runs, 'direct', 'remote', 3):.1%}"
+    )
     dead = ratio(runs, "shadow killed", "shadow alive", 2)
     print(
         f"champion p99 with the shadow killed: {dead - 1:+.1%} of its p99 with the shadow alive "

@@ -68,6 +68,7 @@ def gateway(
         loop="uvloop",
         http="httptools",
         log_level="warning",
+        access_log=False,  # as the model server: no per-request log line to format
         lifespan="on",
     )
 

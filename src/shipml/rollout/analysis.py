@@ -88,8 +88,8 @@ class Analysis:
         self.window_s = window_s
         self.variants: dict[str, VariantStats] = {}
         self.shadow: dict[str, ShadowStats] = {}
-        # request id -> (when answered, {variant: predicted label}), oldest first, bounded
-        self.predictions: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        # request id -> (when answered, {variant: predicted label} or None), oldest first
+        self.predictions: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
         # request ids labelled already (a second label for one is refused), bounded
         self.labelled: OrderedDict[str, None] = OrderedDict()
         self.unmatched_feedback = 0
@@ -125,20 +125,26 @@ class Analysis:
         return request_id in self.predictions or request_id in self.labelled
 
     def _remember(self, request_id: str, variant: str, label: Any) -> None:
-        found = self.predictions.get(request_id)
+        pending = self.predictions
+        found = pending.get(request_id)
         if found is None:
             if request_id in self.labelled:  # labelled before this (mirrored) answer came
                 return
             now = time.monotonic()
-            pending = self.predictions
             while pending and (
                 len(pending) >= MAX_PENDING_LABELS
                 or now - next(iter(pending.values()))[0] > self.window_s
             ):
                 pending.popitem(last=False)  # the oldest: past the window, or too many
-            found = pending[request_id] = (now, {})
+            # No label known (single mode): no dict, so that 200,000 waiting answers are
+            # nothing for the garbage collector to walk.
+            pending[request_id] = found = (now, None if label is None else {variant: label})
+            return
         if label is not None:  # a label counts for the variants whose answer is known
-            found[1][variant] = label
+            if found[1] is None:
+                pending[request_id] = (found[0], {variant: label})
+            else:
+                found[1][variant] = label
 
     def compare(
         self,
@@ -171,7 +177,7 @@ class Analysis:
         if time.monotonic() - answered > self.window_s:
             self.unmatched_feedback += 1
             return EXPIRED
-        for variant, predicted in entry.items():
+        for variant, predicted in (entry or {}).items():
             s = self.stats(variant)
             s.labelled += 1
             s.correct += int(_same(predicted, label))

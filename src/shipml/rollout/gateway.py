@@ -191,9 +191,10 @@ class Gateway:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await read_body(headers, receive, self.max_body_bytes)  # the gateway's 413
-        if rid is None:  # the id a label will name
+        scope = dict(scope)  # the server's view: the variant, and the id a label will name
+        if rid is None:
             rid = self._new_id()
-            scope = {**scope, "headers": [*scope["headers"], (b"x-request-id", rid)]}
+            scope["headers"] = [*scope["headers"], (b"x-request-id", rid)]
         started = time.perf_counter()
         status = await self.upstream.hand_over(variant, scope, receive, send)
         seconds = time.perf_counter() - started

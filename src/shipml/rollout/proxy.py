@@ -73,18 +73,20 @@ class Upstream:
         self, variant: Variant, scope: dict[str, Any], receive: Any, send: Any
     ) -> int:
         """The request, unread, to an in-process ``variant`` (the single mode's fast path:
-        the server reads the body and answers the client itself); its status."""
+        the server reads the body and answers the client itself); its status. ``scope``
+        is the gateway's own copy: the variant's key is set in it."""
         status = 500
         served = (b"x-shipml-variant", variant.name_bytes)
 
         async def answer(message: dict[str, Any]) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start":  # the app's own message: add to it
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), served]}
+                message["headers"] = [*message.get("headers", ()), served]
             await send(message)
 
-        await variant.app({**scope, SCOPE_KEY: variant.name}, receive, answer)
+        scope[SCOPE_KEY] = variant.name
+        await variant.app(scope, receive, answer)
         return status
 
     async def _post(
