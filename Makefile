@@ -3,6 +3,9 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.shipml-installed
+# pytest-xdist workers: most tests wait on subprocesses, servers and sockets, so more
+# workers than the CI machine's 2 cores pays off; podman tests share one worker.
+TEST_WORKERS ?= 3
 
 .PHONY: demo test lint unit bench bench-containers clean
 
@@ -30,7 +33,8 @@ unit: $(STAMP)
 	./scripts/prometheus.sh >/dev/null || echo "no Prometheus: the alert tests cannot run" >&2
 	conf="$$(VENV=$(VENV) ./scripts/podman.sh || true)"; \
 	if [ -n "$$conf" ]; then export CONTAINERS_CONF="$$conf"; fi; \
-	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" $(BIN)/python -m pytest
+	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" \
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test: lint unit
 

@@ -118,3 +118,22 @@ def children_of(pid: int) -> list[int]:
         if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             found.append(int(entry.name))
     return found
+
+
+# Tests that drive podman share one engine, its image store and built-image fixtures:
+# under pytest-xdist (`make test` runs `-n` workers with `--dist loadgroup`) they run on
+# one worker, in order, so each image is built once and no two builds race for a tag.
+PODMAN_FILES = (
+    "tests/cicd/test_runner.py",
+    "tests/cli/test_containers.py",
+    "tests/containers/",
+    "tests/deploy/test_podman.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parent.parent
+    for item in items:
+        where = Path(str(item.path)).resolve().relative_to(root).as_posix()
+        if where.startswith(PODMAN_FILES):
+            item.add_marker(pytest.mark.xdist_group("podman"))

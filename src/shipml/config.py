@@ -85,16 +85,28 @@ class ServingSection(_Section):
 
 
 class AuditSection(_Section):
-    """The tamper-evident audit log of predictions and lifecycle events."""
+    """The tamper-evident audit log of predictions and lifecycle events (docs/audit.md)."""
 
     enabled: bool = True
     path: str = ".shipml/audit/audit.db"
-    # Ed25519 private key (PEM) that signs checkpoints; created if missing. Keep it, and
-    # the checkpoint folder, where whoever can write the database cannot.
+    # Ed25519 private key (PEM) that signs checkpoints; created if missing. Keep it where
+    # whoever can write the log cannot read it.
     signing_key: str = ".shipml/audit/signing.key"
+    # The verifying key's fingerprint ("sha256:<hex>"); written here when the key is
+    # created. `shipml audit verify` trusts no other key.
+    key_fingerprint: str = Field(default="", pattern=r"^(sha256:[0-9a-f]{64})?$")
+    # head.json (the newest signed checkpoint) and public.pem.
     checkpoint_dir: str = ".shipml/audit/checkpoints"
+    # A checkpoint is signed every this many records and at least this often while
+    # records arrive: the unsigned tail is at most one cadence.
     checkpoint_every: int = Field(default=10_000, ge=1)
-    # False: a record keeps the sha256 of the request body instead of the body.
+    checkpoint_interval_s: float = Field(default=1.0, gt=0.0, le=3600.0)
+    # process: a record is in the OS before the answer (safe against kill -9);
+    # power: fsynced before the answer (safe against power loss).
+    durability: Literal["process", "power"] = "process"
+    # Extra time a commit waits for more records (0: only what is already queued).
+    commit_window_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
+    # False: a record keeps the sha256 of the request body instead of the model's input.
     store_inputs: bool = True
     # Digest of the image the server runs in, when known (set by the container).
     image_digest: str = ""

@@ -108,6 +108,13 @@ class AuditError(ShipmlError):
     kind = "audit error"
 
 
+class DuplicateRecord(AuditError):
+    """A record's request id (for its variant) is already in the audit log: request ids
+    are the log's key, so the record is refused and the prediction is not answered."""
+
+    kind = "duplicate request id"
+
+
 class ContainerError(ShipmlError):
     """An image cannot be built or run: no container engine, a failed build, an image that
     is not there, or a base image that cannot be made."""
@@ -150,6 +157,14 @@ class ModelNotFound(ServingError):
 
     kind = "model not found"
     status = 404
+
+
+class RequestConflict(ServingError):
+    """The request's X-Request-ID was already answered (HTTP 409): request ids are the
+    audit log's key, so a duplicate is refused rather than recorded twice."""
+
+    kind = "request conflict"
+    status = 409
 
 
 class InferenceFailed(ServingError):
@@ -213,6 +228,7 @@ __all__ = [
     "DataError",
     "DeployError",
     "DriftDetected",
+    "DuplicateRecord",
     "GateFailed",
     "InferenceFailed",
     "InvalidRequest",
@@ -223,6 +239,7 @@ __all__ = [
     "PipelineError",
     "ProjectError",
     "RegistryError",
+    "RequestConflict",
     "ServingError",
     "ShipmlError",
     "StepFailed",

@@ -46,6 +46,15 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
             {"output": rec.get("output"), "seq": rec.get("seq"), "trace_id": rec.get("trace_id")},
         )
     ]
+    for other in records[1:]:  # the same request answered by another variant (a shadow)
+        links.append(
+            Link(
+                "prediction",
+                f"request {request_id} also answered by variant {other.get('variant')} "
+                f"({other.get('model')}/{other.get('version')}) at {other.get('time')}",
+                {"output": other.get("output"), "seq": other.get("seq")},
+            )
+        )
     registry = registry_for(config)
     name, version = str(rec.get("model")), str(rec.get("version"))
     try:

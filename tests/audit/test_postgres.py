@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from shipml.audit import AuditLog, verify
+from shipml.audit import AuditLog, key_fingerprint, verify
+from shipml.errors import AuditError, DuplicateRecord
 
 URL = os.environ.get("POSTGRES_TEST_URL", "")
 if not URL:
@@ -33,60 +34,102 @@ def url():
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def test_append_checkpoint_verify_and_tamper(url, tmp_path):
-    log = AuditLog(
-        url, signing_key=tmp_path / "k.pem", checkpoint_dir=tmp_path / "cp", checkpoint_every=25
+def writer(url, tmp_path, **options):
+    return AuditLog(
+        url,
+        signing_key=tmp_path / "k.pem",
+        checkpoint_dir=tmp_path / "cp",
+        checkpoint_every=25,
+        checkpoint_interval_s=0.2,
+        **options,
     )
+
+
+def check(url, tmp_path):
+    reader = AuditLog(url, writer=False)
+    try:
+        return verify(
+            reader,
+            pin=key_fingerprint(tmp_path / "k.pem"),
+            checkpoint_dir=tmp_path / "cp",
+            checkpoint_every=25,
+            interval_s=0.2,
+        )
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("durability", ["process", "power"])
+def test_append_checkpoint_verify_and_tamper(url, tmp_path, durability):
+    log = writer(url, tmp_path, durability=durability)
     for start in range(0, 100, 10):
         log.append_many(
             [{"kind": "prediction", "request_id": f"p{i}"} for i in range(start, start + 10)]
         )
 
     async def grouped():
-        return await asyncio.gather(
-            *[log.append_async({"kind": "prediction", "request_id": f"a{i}"}) for i in range(50)]
-        )
+        jobs = [log.append_async({"kind": "prediction", "request_id": f"a{i}"}) for i in range(50)]
+        jobs.append(log.append_async({"kind": "prediction", "request_id": "p3"}))
+        return await asyncio.gather(*jobs, return_exceptions=True)
 
-    assert sorted(asyncio.run(grouped())) == list(range(100, 150))
+    outcome = asyncio.run(grouped())
+    assert sorted(outcome[:50]) == list(range(100, 150))
+    assert isinstance(outcome[50], DuplicateRecord)
     log.close()
-    reader = AuditLog(url)
-    assert reader.size == 150 and reader.find("p7")[0]["seq"] == 7
-    assert verify(reader, checkpoint_dir=tmp_path / "cp").ok
+    reader = AuditLog(url, writer=False)
+    assert reader.find("p7")[0]["seq"] == 7
+    result = check(url, tmp_path)
+    assert result.ok and result.records == 150, result.problem
     reader.conn.execute("DELETE FROM entries WHERE seq = 42")
-    result = verify(AuditLog(url), checkpoint_dir=tmp_path / "cp")
+    result = check(url, tmp_path)
     assert not result.ok and result.first_bad == 42
 
 
-def test_processes_share_one_chain_on_postgres(url):
+def test_processes_share_one_tree_on_postgres(url, tmp_path):
     script = (
-        "import sys; from shipml.audit import AuditLog\n"
-        "log = AuditLog(sys.argv[1])\n"
+        "import sys; from pathlib import Path; from shipml.audit import AuditLog\n"
+        "log = AuditLog(sys.argv[1], signing_key=Path(sys.argv[3]), checkpoint_every=25)\n"
         "for i in range(100):\n"
         "    log.append({'kind': 'prediction', 'request_id': f'{sys.argv[2]}-{i}'})\n"
+        "log.close()\n"
     )
-    AuditLog(url).db.close()
+    writer(url, tmp_path).close()
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, url, name]) for name in ("a", "b", "c")
+        subprocess.Popen([sys.executable, "-c", script, url, name, str(tmp_path / "k.pem")])
+        for name in ("a", "b", "c")
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
-    log = AuditLog(url)
-    assert log.size == 300 and verify(log).ok
+    result = check(url, tmp_path)
+    assert result.ok and result.records == 300, result.problem
 
 
-def test_a_lost_connection_is_reopened_and_passwords_never_show(url):
+def test_a_lost_connection_is_reopened_and_passwords_never_show(url, tmp_path):
     import psycopg
 
     from shipml.audit.database import redact
 
-    log = AuditLog(url)
+    log = writer(url, tmp_path)
     log.append({"kind": "event", "request_id": "before"})
     pid = log.conn.info.backend_pid
     with psycopg.connect(URL, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    with pytest.raises(Exception) as err:  # the write that meets the dead connection fails...
+    with pytest.raises(AuditError) as err:  # the write that meets the dead connection fails
         log.append({"kind": "event", "request_id": "lost"})
     assert "shipml_test:shipml_test" not in str(err.value)
     log.append({"kind": "event", "request_id": "after"})  # ...and the next one reconnects
-    assert [r["request_id"] for r in AuditLog(url).find_events()] == ["before", "after"]
-    assert verify(AuditLog(url)).ok
+    log.close()
+    events = AuditLog(url, writer=False).find_events()
+    assert [r["request_id"] for r in events] == ["before", "after"]
+    assert check(url, tmp_path).ok
     assert redact("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
+
+
+def test_a_foreign_schema_is_refused_untouched(url):
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE customers (id int)")
+    with pytest.raises(AuditError, match="is not a shipml audit log"):
+        AuditLog(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('entries')").fetchone()[0] is None

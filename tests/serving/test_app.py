@@ -6,6 +6,7 @@ from starlette.testclient import TestClient
 
 from shipml.model import model_input
 from shipml.serving import ModelServer, Predictor
+from tests.serving.conftest import penguins_model
 
 
 @pytest.fixture
@@ -215,10 +216,12 @@ def test_not_ready_until_warm_up(penguins_package):
 
 
 def test_in_process_predictions_match_sklearn(penguins_package, penguins_data):
-    X, _ = penguins_data
-    labels, _ = penguins_package.predict(X)
-    assert len(labels) == len(X) and set(labels) <= {"Adelie", "Chinstrap", "Gentoo"}
-    assert model_input(X).shape == X.shape
+    X, y = penguins_data
+    model = penguins_model(X, y)  # the same fit (random_state=0) as the package's
+    labels, proba = penguins_package.predict(X)
+    assert list(labels) == list(model.predict(model_input(X)))
+    assert proba is not None
+    np.testing.assert_allclose(proba, model.predict_proba(model_input(X)), atol=1e-4)
 
 
 def test_regression_answers_are_not_truncated(tmp_path, cancer_data):

@@ -157,10 +157,28 @@ def test_invariance_and_directional_fail_when_the_expectation_is_wrong(tmp_path,
     assert not directional.passed
 
 
-def test_calibration_does_not_apply_to_a_model_without_probabilities_or_a_regressor(tmp_path, data):
+def test_calibration_error_is_measured_and_needs_probabilities(tmp_path, data):
     subject = make_subject(tmp_path, data)
-    result = model_checks.calibration(subject, ENV)
-    assert result.metrics["calibration_error"] >= 0
+    _, y = subject.holdout
+    truth = y.to_numpy()
+    classes = list(subject.signature.classes)
+    n = len(truth)
+    # Always 90% sure, right on every other row: accuracy 0.5 in the 0.8-0.9 bin, ECE 0.4.
+    wrong = np.array([next(c for c in classes if c != t) for t in truth], dtype=object)
+    labels = np.where(np.arange(n) % 2 == 0, truth, wrong)
+    proba = np.full((n, len(classes)), 0.1 / (len(classes) - 1))
+    proba[np.arange(n), [classes.index(v) for v in labels]] = 0.9
+    subject.__dict__["holdout_predictions"] = (labels, proba)
+    overconfident = model_checks.calibration(subject, ENV)
+    half = (n + 1) // 2 / n  # rows 0, 2, 4, ... are right
+    assert overconfident.metrics["calibration_error"] == pytest.approx(abs(0.9 - half))
+    assert not overconfident.passed
+    # Certain and always right: perfectly calibrated.
+    proba = np.zeros((n, len(classes)))
+    proba[np.arange(n), [classes.index(v) for v in truth]] = 1.0
+    subject.__dict__["holdout_predictions"] = (truth.astype(object), proba)
+    certain = model_checks.calibration(subject, ENV)
+    assert certain.metrics["calibration_error"] == pytest.approx(0.0) and certain.passed
     subject.__dict__["holdout_predictions"] = (subject.holdout_predictions[0], None)
     with pytest.raises(NotApplicable):
         model_checks.calibration(subject, ENV)

@@ -48,6 +48,22 @@ class Frontier:
         self._stack.append(node)
         self.size += 1
 
+    @classmethod
+    def restore(cls, size: int, stack: bytes) -> Frontier:
+        """The frontier saved by ``saved()`` (a wrong length is a ValueError)."""
+        if size < 0 or len(stack) != 32 * bin(size).count("1"):
+            raise ValueError(f"a frontier of {size} leaves has {bin(size).count('1')} hashes")
+        frontier = cls()
+        frontier.size = size
+        frontier._stack = [stack[i : i + 32] for i in range(0, len(stack), 32)]
+        return frontier
+
+    def saved(self) -> bytes:
+        return b"".join(self._stack)
+
+    def copy(self) -> Frontier:
+        return Frontier.restore(self.size, self.saved())
+
     def root(self) -> bytes:
         if not self._stack:
             return EMPTY_ROOT

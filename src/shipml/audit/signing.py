@@ -1,12 +1,23 @@
-"""Ed25519 keys and signed checkpoints (size, root, time) of the audit log."""
+"""Ed25519 keys, their fingerprints, and signed checkpoints of the audit log.
+
+A checkpoint (a signed tree head, as in RFC 6962/9162) says: the log ``origin`` had
+``size`` records whose Merkle root was ``root`` at ``time``, signed by writer session
+``session`` which was then ``open`` (it may write more) or ``closed`` (it stopped
+cleanly and writes nothing more), and which found the sessions ``ended`` dead (they left
+records unsigned for longer than a live writer would). The signature covers the compact,
+key-sorted JSON of those seven fields; ``key`` is the signer's raw public key (hex),
+which a verifier accepts only if its fingerprint is the pinned one.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -14,39 +25,80 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from shipml.errors import AuditError
 
+STATES = ("start", "open", "closed")
+
 
 @dataclass(frozen=True)
 class Checkpoint:
+    origin: str
     size: int
     root: str  # hex
     time: str
-    signature: str = ""  # base64 Ed25519 over the canonical JSON of size, root, time
+    session: str
+    state: str  # start | open | closed
+    ended: str = ""  # writer sessions (comma-separated) this one found dead and ended
+    key: str = ""  # the signer's raw Ed25519 public key, hex
+    signature: str = ""  # base64
 
     def message(self) -> bytes:
-        return json.dumps(
-            {"root": self.root, "size": self.size, "time": self.time},
-            sort_keys=True,
-            separators=(",", ":"),
-        ).encode()
+        names = ("ended", "origin", "root", "session", "size", "state", "time")
+        fields = {k: getattr(self, k) for k in names}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> Checkpoint:
-        return cls(**json.loads(text))
+    def from_dict(cls, data: Any) -> Checkpoint:
+        """A checkpoint from untrusted JSON: wrong fields or types are an AuditError."""
+        names = set(cls.__dataclass_fields__)
+        if not isinstance(data, dict) or set(data) != names:
+            raise AuditError(f"not a checkpoint: expected the fields {sorted(names)}")
+        if not isinstance(data["size"], int) or isinstance(data["size"], bool):
+            raise AuditError("not a checkpoint: size is not an integer")
+        if not all(isinstance(data[k], str) for k in names - {"size"}):
+            raise AuditError("not a checkpoint: a field that should be text is not")
+        return cls(**data)
+
+    @property
+    def fingerprint(self) -> str:
+        try:
+            return fingerprint_of(bytes.fromhex(self.key))
+        except ValueError:
+            return "sha256:?"
 
 
-def load_or_create_key(path: Path) -> Ed25519PrivateKey:
-    """The signing key at ``path`` (PEM, PKCS#8); created with mode 0600 if missing."""
-    if path.is_file():
+def fingerprint_of(raw_public: bytes) -> str:
+    """``sha256:<hex>`` of the raw 32-byte Ed25519 public key."""
+    return "sha256:" + hashlib.sha256(raw_public).hexdigest()
+
+
+def raw_public(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def load_key(path: Path) -> Ed25519PrivateKey:
+    try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise AuditError(
-                f"{path} is not an Ed25519 private key",
-                hint="point [audit] signing_key at an Ed25519 PEM key",
-            )
-        return key
+    except (ValueError, TypeError, OSError) as exc:
+        raise AuditError(
+            f"cannot read the audit signing key {path}: {exc}",
+            hint="point [audit] signing_key at an Ed25519 private key (PEM)",
+        ) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AuditError(
+            f"{path} is not an Ed25519 private key",
+            hint="point [audit] signing_key at an Ed25519 PEM key",
+        )
+    return key
+
+
+def load_or_create_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
+    """The signing key at ``path`` (PEM, PKCS#8), created with mode 0600 if missing;
+    and whether this call created it."""
+    if path.is_file():
+        return load_key(path), False
     key = Ed25519PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
     pem = key.private_bytes(
@@ -60,13 +112,15 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
+        fh.flush()
+        os.fsync(fh.fileno())
     try:
         os.link(tmp, path)
     except FileExistsError:
-        return load_or_create_key(path)  # another process won: use its key
+        return load_key(path), False  # another process won: use its key
     finally:
         tmp.unlink(missing_ok=True)
-    return key
+    return key, True
 
 
 def public_pem(key: Ed25519PrivateKey) -> bytes:
@@ -75,21 +129,34 @@ def public_pem(key: Ed25519PrivateKey) -> bytes:
     )
 
 
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    key = serialization.load_pem_public_key(path.read_bytes())
-    if not isinstance(key, Ed25519PublicKey):
-        raise AuditError(f"{path} is not an Ed25519 public key")
-    return key
+def load_public_key(path: Path) -> bytes:
+    """The raw public key in a PEM file (public or private)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AuditError(f"cannot read the key {path}: {exc.strerror}") from exc
+    try:
+        key: Any = serialization.load_pem_public_key(data)
+    except ValueError:
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            raise AuditError(f"{path} is not a PEM key: {exc}") from exc
+    if not isinstance(key, Ed25519PublicKey | Ed25519PrivateKey):
+        raise AuditError(f"{path} is not an Ed25519 key")
+    return raw_public(key)
 
 
 def sign(key: Ed25519PrivateKey, checkpoint: Checkpoint) -> Checkpoint:
     signature = base64.b64encode(key.sign(checkpoint.message())).decode()
-    return Checkpoint(checkpoint.size, checkpoint.root, checkpoint.time, signature)
+    return replace(checkpoint, key=raw_public(key).hex(), signature=signature)
 
 
-def check_signature(key: Ed25519PublicKey, checkpoint: Checkpoint) -> bool:
+def check_signature(checkpoint: Checkpoint) -> bool:
+    """Whether ``checkpoint`` is signed by the key it names (pinning is the caller's)."""
     try:
-        key.verify(base64.b64decode(checkpoint.signature), checkpoint.message())
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(checkpoint.key))
+        key.verify(base64.b64decode(checkpoint.signature, validate=True), checkpoint.message())
     except (InvalidSignature, ValueError):
         return False
     return True

@@ -1,21 +1,28 @@
-"""Verification of the audit log: every record re-hashed, the chain followed, and the
-Merkle root compared with each signed checkpoint.
+"""Verification of the audit log, in one streaming pass (bounded memory).
 
-What it detects, naming the first bad record: a changed field (its hash no longer
-matches), a deleted, inserted or reordered record (sequence numbers and the chain of
-previous-hashes break), and a truncated or rewritten log (a signed checkpoint covers
-records that are missing, or its root no longer matches the records)."""
+The checkpoints (from the database, the ``head.json`` beside the log and any head
+published elsewhere) must each carry a valid signature by the pinned key and this log's
+origin. Then every record is read in order: it must decompress, match its stored leaf
+hash, say its own position, agree with the lookup columns, and have been written by a
+writer session between its ``open`` and ``closed`` checkpoints; at each checkpoint's size
+the Merkle root must match. Checkpoints beyond the end mean truncation. The records
+after the newest checkpoint (the unsigned tail) must be one a writer may leave (see
+``tail``) and are reported.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
-from shipml.audit.log import GENESIS, AuditLog
 from shipml.audit.merkle import Frontier, leaf_hash
-from shipml.audit.signing import Checkpoint, check_signature, load_public_key
+from shipml.audit.reading import Reader
+from shipml.audit.signing import STATES, Checkpoint, check_signature
+from shipml.audit.tail import Sessions, TailCheck
+from shipml.errors import AuditError
 
 
 @dataclass
@@ -26,105 +33,214 @@ class Verification:
     first_bad: int | None = None
     problem: str = ""
     notes: list[str] = field(default_factory=list)
+    unsigned: int = 0  # records after the newest signed checkpoint
+    key: str = ""  # fingerprint of the key the checkpoints were checked against
 
 
-def _checkpoints(log: AuditLog, checkpoint_dir: Path | None) -> tuple[list[Checkpoint], bool]:
-    """Checkpoints from the operator's folder when there is one (outside the database,
-    so rewriting the database cannot rewrite them), else from the database; and whether
-    they came from the folder."""
-    if checkpoint_dir is not None and checkpoint_dir.is_dir():
-        files = sorted(checkpoint_dir.glob("checkpoint-*.json"))
-        if files:
-            return [Checkpoint.from_json(f.read_text()) for f in files], True
-    return log.checkpoints(), False
+class _Failed(Exception):
+    def __init__(self, first_bad: int | None, problem: str) -> None:
+        super().__init__(problem)
+        self.first_bad = first_bad
+        self.problem = problem
 
 
 def verify(
-    log: AuditLog, *, checkpoint_dir: Path | None = None, public_key: Path | None = None
+    log: Reader,
+    *,
+    pin: str = "",
+    checkpoint_dir: Path | None = None,
+    heads: list[Path] | None = None,
+    checkpoint_every: int = 10_000,
+    interval_s: float = 1.0,
 ) -> Verification:
-    checkpoints, from_files = _checkpoints(log, checkpoint_dir)
-    key_file = public_key or (checkpoint_dir / "public.pem" if checkpoint_dir else None)
-    key = load_public_key(key_file) if key_file is not None and key_file.is_file() else None
-    result = Verification(ok=True, records=0, checkpoints=len(checkpoints))
-    if checkpoints and key is None:
-        result.notes.append("no public key: checkpoint signatures were not checked")
-    trusted = []
-    for cp in checkpoints:
-        if key is not None and not check_signature(key, cp):
-            if from_files:
-                return _bad(result, None, f"checkpoint at size {cp.size} has an invalid signature")
-            # In the database, another machine's key may have signed it (team mode).
-            result.notes.append(
-                f"checkpoint at size {cp.size} in the database is not signed "
-                "by this machine's key: not used"
+    """Check ``log``; ``pin`` is the trusted key's fingerprint (``sha256:...``). Without
+    one, signatures are checked against the key the checkpoints name, and a note says
+    that a rewrite re-signed with another key would pass."""
+    result = Verification(ok=True, records=0, checkpoints=0, key=pin)
+    extra = _heads(checkpoint_dir, heads or [])
+    try:
+        _run(log, result, extra, checkpoint_every, interval_s)
+    except _Failed as failed:
+        result.ok = False
+        result.first_bad = failed.first_bad
+        result.problem = failed.problem
+    return result
+
+
+def _heads(checkpoint_dir: Path | None, heads: list[Path]) -> list[tuple[Checkpoint, str]]:
+    """Signed heads kept outside the database: ``head.json`` and published copies."""
+    files = [checkpoint_dir / "head.json"] if checkpoint_dir is not None else []
+    found = []
+    for file in [*files, *heads]:
+        if file in heads or file.is_file():
+            try:
+                cp = Checkpoint.from_dict(orjson.loads(file.read_bytes()))
+            except (OSError, orjson.JSONDecodeError, AuditError) as exc:
+                raise AuditError(f"cannot read the signed head {file}: {exc}") from exc
+            found.append((cp, str(file)))
+    return found
+
+
+def _checked(
+    log: Reader, result: Verification, extra: list[tuple[Checkpoint, str]]
+) -> Iterator[Checkpoint]:
+    """Every checkpoint in size order, each checked (signature, key, origin, columns)."""
+    merged = sorted(((cp, where) for cp, where in extra), key=lambda item: item[0].size)
+    stored = log.checkpoint_rows()
+    for cp, size in _merge(stored, merged):
+        where = "in the database" if isinstance(size, int) else f"in {size}"
+        if cp is None:
+            raise _Failed(None, f"the checkpoint of size {size} {where} is not a checkpoint")
+        if isinstance(size, int) and cp.size != size:
+            raise _Failed(None, f"the checkpoint of size {cp.size} is stored as size {size}")
+        if not check_signature(cp):
+            raise _Failed(None, f"the checkpoint of size {cp.size} {where} has a bad signature")
+        if result.key and cp.fingerprint != result.key:
+            raise _Failed(
+                None,
+                f"the checkpoint of size {cp.size} {where} is signed by {cp.fingerprint}, not "
+                f"by the pinned key {result.key}: the log was re-signed with another key",
             )
-            continue
-        trusted.append(cp)
-    checkpoints = trusted
-    result.checkpoints = len(trusted)
-    by_size = {cp.size: cp for cp in checkpoints}
+        if not result.key:
+            result.key = cp.fingerprint
+            result.notes.append(
+                f"no pinned key: signatures were checked against {cp.fingerprint}, the key "
+                "the log names; pin it ([audit] key_fingerprint) to detect a re-signed log"
+            )
+        if cp.state not in STATES:
+            raise _Failed(None, f"the checkpoint of size {cp.size} {where} has no valid state")
+        if cp.origin != log.origin:
+            raise _Failed(None, f"the checkpoint of size {cp.size} {where} is of another log")
+        result.checkpoints += isinstance(size, int)
+        yield cp
+
+
+def _merge(
+    stored: Iterator[tuple[Checkpoint | None, int]], files: list[tuple[Checkpoint, str]]
+) -> Iterator[tuple[Checkpoint | None, int | str]]:
+    pending = list(files)
+    for cp, size in stored:
+        while pending and pending[0][0].size <= size:
+            yield pending.pop(0)
+        yield cp, size
+    yield from pending
+
+
+def _run(
+    log: Reader,
+    result: Verification,
+    extra: list[tuple[Checkpoint, str]],
+    checkpoint_every: int,
+    interval_s: float,
+) -> None:
+    (last,) = log.db.execute("SELECT MAX(size) FROM checkpoints").fetchone()
+    newest = max([int(last or 0), *(cp.size for cp, _ in extra)])
+    checkpoints = _checked(log, result, extra)
+    upcoming = next(checkpoints, None)
+    sessions = Sessions()
+    tail = TailCheck(sessions, newest, checkpoint_every, interval_s)
     frontier = Frontier()
-    prev = GENESIS
-    position = 0
-    for stored_seq, stored_leaf, raw in log.entries():
-        if isinstance(raw, str):  # an SQL UPDATE can store the entry as text
-            raw = raw.encode("utf-8")
-        if isinstance(stored_leaf, str):
-            stored_leaf = stored_leaf.encode("utf-8")
-        leaf = leaf_hash(raw)
-        if leaf != stored_leaf:
-            return _bad(
-                result,
+    for row in log.rows():
+        position = frontier.size
+        while upcoming is not None and upcoming.size <= position:
+            _against(upcoming, frontier, sessions)
+            upcoming = next(checkpoints, None)
+        if row.seq != position:
+            raise _Failed(
                 position,
-                f"record {position} was modified: its content no longer matches its hash",
+                f"record {position} is out of place: the next stored record is {row.seq}; "
+                "records were deleted, inserted or moved",
+            )
+        if row.raw is None:
+            raise _Failed(position, f"record {position} {row.problem}")
+        if leaf_hash(row.raw) != row.leaf:
+            raise _Failed(
+                position, f"record {position} was modified: its content no longer matches its hash"
             )
         try:
-            entry = orjson.loads(raw)
+            entry = orjson.loads(row.raw)
         except orjson.JSONDecodeError:
-            return _bad(result, position, f"record {position} is not valid JSON")
-        if stored_seq != position or entry.get("seq") != position:
-            return _bad(
-                result,
-                position,
-                f"record {position} is out of place: it says "
-                f"seq {entry.get('seq')} (stored as {stored_seq}); a record was "
-                "deleted, inserted or moved here",
-            )
-        if entry.get("prev") != prev:
-            return _bad(
-                result,
-                position,
-                f"record {position} does not follow record "
-                f"{position - 1}: the chain of hashes is broken (a record before it "
-                "was changed, removed or reordered)",
-            )
-        frontier.append(leaf)
-        prev = leaf.hex()
-        position += 1
-        covering = by_size.get(position)
-        if covering is not None and frontier.root().hex() != covering.root:
-            return _bad(
-                result,
-                position - 1,
-                f"the first {position} records do not match the "
-                f"signed checkpoint of {covering.time}: the log was rewritten",
-            )
-    result.records = position
-    beyond = [cp for cp in checkpoints if cp.size > position]
-    if beyond:
-        cp = max(beyond, key=lambda c: c.size)
-        return _bad(
-            result,
-            position,
-            f"the log was truncated: it has {position} record(s) but "
-            f"the signed checkpoint of {cp.time} covers {cp.size}; record(s) {position} "
-            f"to {cp.size - 1} are missing",
+            raise _Failed(position, f"record {position} is not valid JSON") from None
+        _record(entry, row.kind, row.request_id, row.variant, position, sessions)
+        if position >= newest and not tail.feed(position, entry.get("w"), entry.get("time")):
+            raise _Failed(tail.first_bad, tail.problem)
+        frontier.append(row.leaf)
+    while upcoming is not None:
+        _against(upcoming, frontier, sessions)
+        upcoming = next(checkpoints, None)
+    result.records = frontier.size
+    if not result.checkpoints and frontier.size:
+        raise _Failed(
+            0,
+            f"the log has {frontier.size} record(s) and no signed checkpoint: checkpoints "
+            "were deleted, or it was written without a signing key",
         )
-    return result
+    result.unsigned = tail.count
+    if tail.count:
+        result.notes.append(tail.note())
 
 
-def _bad(result: Verification, first: int | None, problem: str) -> Verification:
-    result.ok = False
-    result.first_bad = first
-    result.problem = problem
-    return result
+def _against(cp: Checkpoint, frontier: Frontier, sessions: Sessions) -> None:
+    """A checkpoint reached in the stream: its root must match the records so far."""
+    if cp.size > frontier.size:
+        raise _Failed(
+            frontier.size,
+            f"the log was truncated: it has {frontier.size} record(s) but the signed "
+            f"checkpoint of {cp.time} covers {cp.size}; record(s) {frontier.size} to "
+            f"{cp.size - 1} are missing",
+        )
+    if frontier.root().hex() != cp.root:
+        raise _Failed(
+            max(cp.size - 1, 0),
+            f"the first {cp.size} records do not match the signed checkpoint of {cp.time}: "
+            "the log was rewritten",
+        )
+    missed = sessions.saw(cp)
+    if missed:
+        raise _Failed(
+            max(cp.size - 1, 0),
+            f"the writer that started at {cp.size} records did not end the writer(s) "
+            f"{', '.join(sorted(missed))} that were open: the log's sessions were changed",
+        )
+
+
+def _record(
+    entry: object,
+    kind: str,
+    request_id: str | None,
+    variant: str | None,
+    position: int,
+    sessions: Sessions,
+) -> None:
+    """The record's own claims: its place, its lookup columns, its writer."""
+    if not isinstance(entry, dict) or entry.get("seq") != position:
+        seen = entry.get("seq") if isinstance(entry, dict) else None
+        raise _Failed(
+            position,
+            f"record {position} is out of place: it says seq {seen}; a record was deleted, "
+            "inserted or moved here",
+        )
+    defaults = {"kind": "event", "request_id": None, "variant": ""}
+    for column, stored in (("kind", kind), ("request_id", request_id), ("variant", variant)):
+        signed = entry.get(column)
+        signed = defaults[column] if signed is None else str(signed)
+        if (defaults[column] if column == "variant" and not signed else signed) != stored:
+            raise _Failed(
+                position,
+                f"record {position}'s {column} column says {str(stored)[:60]!r} but the "
+                f"record says {str(signed)[:60]!r}: the column was changed",
+            )
+    writer = str(entry.get("w"))
+    if writer not in sessions.opened:
+        raise _Failed(
+            position,
+            f"record {position} claims writer {writer!r}, which signed no checkpoint before "
+            "it: the record was forged, or checkpoints were deleted",
+        )
+    if writer in sessions.closed and position >= sessions.closed[writer]:
+        raise _Failed(
+            position,
+            f"record {position} claims writer {writer!r}, which had closed the log (or was "
+            f"ended by a later writer) at {sessions.closed[writer]} records: it was appended "
+            "by someone else",
+        )

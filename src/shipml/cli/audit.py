@@ -1,8 +1,7 @@
-"""``shipml audit``: verify the log, explain a prediction, export for analytics."""
+"""``shipml audit``: verify the log, show its key, explain a prediction, export it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -16,33 +15,66 @@ app = typer.Typer(
 
 
 @app.command("verify")
-def verify_cmd() -> None:
-    """Re-hash every record, follow the chain, check each signed checkpoint."""
-    from shipml.audit import open_log, verify
+def verify_cmd(
+    key: Path | None = typer.Option(
+        None, "--key", help="Trust this key (a PEM file) instead of the pin in shipml.toml."
+    ),
+    fingerprint: str = typer.Option(
+        "", "--fingerprint", help="Trust the key with this fingerprint (sha256:...)."
+    ),
+    head: list[Path] = typer.Option(
+        [], "--head", help="A signed head published earlier (JSON); the log must extend it."
+    ),
+) -> None:
+    """Check every record, checkpoint and signature against the pinned key.
+
+    Exit 0: intact (records after the newest checkpoint are reported as the unsigned
+    tail). Exit 10: tampered, damaged, not an audit log, or no pinned key."""
+    from shipml.audit import verify_project
     from shipml.audit.database import redact
 
     config = project_config()
-    log = open_log(config, writer=False)
-    try:
-        result = verify(log, checkpoint_dir=config.path(config.audit.checkpoint_dir))
-    finally:
-        log.close()
+    result = verify_project(config, key=key, fingerprint=fingerprint, heads=head)
     for note in result.notes:
-        stdout.print(f"note: {note}")
+        stdout.print(f"note: {note}", soft_wrap=True)
     if not result.ok:
         raise AuditError(
             f"audit log {redact(config.audit.path)} failed verification: {result.problem}",
-            hint="restore the log from a backup"
-            + (
-                "; the records before the first bad one are intact"
-                if result.first_bad is not None
-                else ""
-            ),
+            hint="keep this log as evidence and restore it from a backup"
+            + (f"; the records before {result.first_bad} are intact" if result.first_bad else ""),
         )
     stdout.print(
-        f"[green]verified[/] {result.records} records against "
-        f"{result.checkpoints} signed checkpoint(s)"
+        f"[green]verified[/] {result.records} records against {result.checkpoints} signed "
+        f"checkpoint(s) of key {result.key}"
+        + (f"; {result.unsigned} record(s) not yet signed" if result.unsigned else ""),
+        soft_wrap=True,
     )
+
+
+@app.command("key")
+def key_cmd(
+    pin: bool = typer.Option(
+        False, "--pin", help="Pin the current key's fingerprint in shipml.toml (check it first)."
+    ),
+) -> None:
+    """Show the signing key's fingerprint and the one pinned in shipml.toml."""
+    from shipml.audit import key_fingerprint, pin_key
+
+    config = project_config()
+    path = config.path(config.audit.signing_key)
+    if pin:
+        stdout.print(f"pinned {pin_key(config)} in shipml.toml ([audit] key_fingerprint)")
+        return
+    current = key_fingerprint(path) if path.is_file() else "none yet (made by the first writer)"
+    pinned = config.audit.key_fingerprint or "nothing pinned"
+    stdout.print(
+        f"signing key  {path}\nfingerprint  {current}\npinned       {pinned}", soft_wrap=True
+    )
+    if config.audit.key_fingerprint and path.is_file() and current != pinned:
+        raise AuditError(
+            f"the signing key {path} is not the pinned key",
+            hint="restore the pinned key; writers refuse to sign with another one",
+        )
 
 
 @app.command("checkpoint")
@@ -71,38 +103,9 @@ def explain_cmd(request_id: str = typer.Argument(..., metavar="REQUEST_ID")) -> 
 def export_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="A .jsonl or .parquet file."),
 ) -> None:
-    """Every record, for analytics (JSON Lines, or Parquet with nested values as JSON)."""
-    import orjson
+    """Every record, for analytics (JSON Lines, or Parquet with nested values as JSON),
+    streamed; each record is checked against its hash on the way."""
+    from shipml.audit import export
 
-    from shipml.audit import open_log
-
-    log = open_log(project_config(), writer=False)
-    try:
-        rows = [orjson.loads(raw) for _, _, raw in log.entries()]
-    finally:
-        log.close()
-    if output.is_dir():
-        raise AuditError(
-            f"{output} is a folder", hint="give a file name ending in .jsonl or .parquet"
-        )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        keys = sorted({k for r in rows for k in r})
-        flat = [
-            {k: (json.dumps(r[k]) if isinstance(r.get(k), dict | list) else r.get(k)) for k in keys}
-            for r in rows
-        ]
-        columns = {
-            k: [
-                str(v) if v is not None and not isinstance(v, str | int | float) else v
-                for v in (f[k] for f in flat)
-            ]
-            for k in keys
-        }
-        pq.write_table(pa.table(columns), output)
-    else:
-        output.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    stdout.print(f"exported {len(rows)} records → {output}")
+    count = export(project_config(), output)
+    stdout.print(f"exported {count} records → {output}")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from shipml.audit.codec import input_columns
 from shipml.errors import DataError
 from shipml.model import ModelPackage
 
@@ -44,6 +45,9 @@ def body_columns(body: Any, names: list[str]) -> dict[str, list[Any]] | None:
     (the log kept only its digest: ``[audit] store_inputs = false``)."""
     if not isinstance(body, dict):
         return None
+    recorded = input_columns(body, names)  # what the model received (shipml.audit.codec)
+    if recorded is not None:
+        return recorded
     if "dataframe_split" in body:
         split = body["dataframe_split"]
         cols, data = split.get("columns") or [], split.get("data") or []

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shipml.audit import prepare_key
 from shipml.audit.database import is_url
 from shipml.errors import ConfigError, ModelError
 from shipml.serving.server import ServeSpec
@@ -57,6 +58,10 @@ def serve_spec(config: ProjectConfig | None, ref: str | ResolvedModel) -> ServeS
             signing_key=str(config.path(audit.signing_key)),
             checkpoint_dir=str(config.path(audit.checkpoint_dir)),
             checkpoint_every=audit.checkpoint_every,
+            checkpoint_interval_s=audit.checkpoint_interval_s,
+            durability=audit.durability,
+            commit_window_ms=audit.commit_window_ms,
+            key_fingerprint=prepare_key(config),
             audit_inputs=audit.store_inputs,
             image_digest=audit.image_digest,
         )

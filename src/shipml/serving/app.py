@@ -20,8 +20,16 @@ from typing import Any
 import orjson
 
 from shipml.attestation import attested_variant
-from shipml.audit import AuditLog
-from shipml.errors import AuditError, InferenceFailed, InvalidRequest, ModelNotFound, ServingError
+from shipml.audit import AuditLog, exact
+from shipml.errors import (
+    AuditError,
+    DuplicateRecord,
+    InferenceFailed,
+    InvalidRequest,
+    ModelNotFound,
+    RequestConflict,
+    ServingError,
+)
 from shipml.serving.batching import Batcher
 from shipml.serving.metrics import ServerMetrics, live_monitor
 from shipml.serving.page import build_page
@@ -34,7 +42,7 @@ from shipml.serving.protocol import (
     render_v2,
 )
 from shipml.serving.tracing import Tracing
-from shipml.serving.validation import Validator
+from shipml.serving.validation import Rows, Validator
 
 log = logging.getLogger("shipml.serving")
 JSON = b"application/json"
@@ -311,7 +319,7 @@ class ModelServer:
                         self.live.observe(rows, outputs.labels, request_id)
                     if self.audit is not None:
                         await _audit_record(
-                            self, scope, request_id, protocol, body, raw, outputs, started, span
+                            self, scope, request_id, protocol, rows, raw, outputs, started, span
                         )
                     if protocol == "v2":
                         payload = _json(
@@ -353,31 +361,43 @@ async def _audit_record(
     scope: Scope,
     request_id: bytes,
     protocol: str,
-    body: Any,
+    rows: Rows,
     raw: bytes,
     outputs: Outputs,
     started: float,
     span: Any,
 ) -> None:
-    """Write the prediction's audit record; the answer waits until it is durable."""
+    """Write the prediction's audit record: the validated input exactly as the model
+    received it, and its output. The answer waits until the record is committed (the
+    log's durability mode says how far: the OS, or the disk)."""
     assert server.audit is not None
     variant = attested_variant(scope, request_id, server.attestation_key)
-    labels = outputs.labels
+    if not server.audit_inputs:
+        model_input: Any = {"sha256": hashlib.sha256(raw).hexdigest()}
+    elif rows.matrix is not None:
+        model_input = {"matrix": exact(rows.matrix)}
+    else:
+        model_input = {"columns": {k: exact(v) for k, v in (rows.columns or {}).items()}}
+    probabilities = outputs.probabilities
     record = {
         **server._audit_static,
         "request_id": request_id.decode("latin-1"),
         "variant": variant,
         "protocol": protocol,
-        "input": body if server.audit_inputs else {"sha256": hashlib.sha256(raw).hexdigest()},
+        "input": model_input,
         "output": {
-            "label": labels.tolist() if labels.dtype == object else labels,
-            "probabilities": outputs.probabilities,
+            "label": exact(outputs.labels),
+            "probabilities": None if probabilities is None else exact(probabilities),
         },
         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         "trace_id": format(span.get_span_context().trace_id, "032x") if span else None,
     }
     try:
         await server.audit.append_async(record)
+    except DuplicateRecord as exc:
+        raise RequestConflict(
+            exc.message, hint="request ids are unique: send a new X-Request-ID"
+        ) from exc
     except AuditError as exc:
         raise InferenceFailed(
             f"the audit log cannot record this prediction: {exc.message}"

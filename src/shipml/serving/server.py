@@ -40,6 +40,10 @@ class ServeSpec:
     signing_key: str = ""
     checkpoint_dir: str = ""
     checkpoint_every: int = 10_000
+    checkpoint_interval_s: float = 1.0
+    key_fingerprint: str = ""  # the pinned key the server must sign with
+    durability: str = "process"
+    commit_window_ms: float = 0.0
     audit_inputs: bool = True
     image_digest: str = ""
     attestation_key: str = ""  # hex; empty: a remote gateway's variant is not believed
@@ -60,6 +64,10 @@ def build_app(spec: ServeSpec) -> ModelServer:
             signing_key=Path(spec.signing_key) if spec.signing_key else None,
             checkpoint_dir=Path(spec.checkpoint_dir) if spec.checkpoint_dir else None,
             checkpoint_every=spec.checkpoint_every,
+            checkpoint_interval_s=spec.checkpoint_interval_s,
+            durability=spec.durability,
+            commit_window_ms=spec.commit_window_ms,
+            key_fingerprint=spec.key_fingerprint,
         )
     return ModelServer(
         predictor,
@@ -100,8 +108,14 @@ def run(
     access_log: bool = False,
 ) -> None:
     """Serve until interrupted; on SIGTERM in-flight requests finish (up to the grace time)."""
+    import gc
+
     import uvicorn
 
+    # Resolving a registry reference loads MLflow: millions of objects that never change.
+    # Frozen, the collector stops walking them on every full pass while serving.
+    gc.collect()
+    gc.freeze()
     options: dict[str, Any] = {
         "host": host,
         "port": port,
