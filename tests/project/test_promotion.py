@@ -16,6 +16,10 @@ from shipml.project.run import run
 from shipml.tracking import registry_for
 from tests.conftest import shipml
 
+# The package's project (conftest.two_versions) is made once and its registry changes in
+# order: these tests run on one pytest-xdist worker (`--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("project-two-versions")
+
 
 def champion(config) -> str:
     return registry_for(config).aliases("penguins")["champion"]

@@ -13,6 +13,10 @@ from shipml.errors import UnsafeModelError
 from shipml.project.serving import plan_serve, serve_spec
 from shipml.tracking import registry_for
 
+# The package's project (conftest.two_versions) is made once and its registry changes in
+# order: these tests run on one pytest-xdist worker (`--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("project-two-versions")
+
 
 def test_a_registry_reference_is_served_without_importing_mlflow(two_versions):
     code = (

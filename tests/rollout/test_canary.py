@@ -35,6 +35,7 @@ def test_outside_a_project_the_canary_holds_and_only_an_override_promotes(
         steps=[50.0, 100.0],
         min_samples=20,
         min_requests=10,
+        max_p99_ms=60_000,  # latency is not under test (a loaded CI machine)
         interval_s=3600,
     )
     gateway = Gateway(policy, admin_token="adm", seed=7)  # no gatekeeper: Closed
