@@ -219,3 +219,15 @@ def test_single_mode_hands_the_request_to_its_in_process_champion_within_the_lim
     assert announced.status == 413
     assert 400 <= status < 500 and chunks <= LIMIT // 1024 + 1  # read no further than the limit
     assert app.max_body_bytes == LIMIT
+
+
+def test_an_override_needs_a_reason_of_bounded_length():
+    from shipml.rollout.admin import forced
+
+    assert forced({}) is None
+    assert forced({b"x-shipml-force": b"ana%3A%20hotfix%2042"}) == "ana: hotfix 42"
+    assert forced({b"x-shipml-force": b"just a reason"}) == "just a reason"
+    for bad in (b"", b"ana:", b"ana:   ", b"x" * 1001):
+        with pytest.raises(Refused) as refused:
+            forced({b"x-shipml-force": bad})
+        assert refused.value.status == 400 and len(refused.value.message) < 200
