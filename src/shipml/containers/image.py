@@ -57,6 +57,8 @@ RUNTIME = (
     "opentelemetry-sdk",
     "aiohttp",
     "cryptography",
+    "tomlkit",  # the audit log's key pin (shipml.audit imports it)
+    "zstandard",  # the audit log's compressed records
 )
 NOTEBOOK = ("jupyterlab", "ipykernel", "nbclient")
 NOTEBOOK_FALLBACK = {"jupyterlab": "jupyterlab>=4.2,<5"}
