@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import pytest
 
-from shipml.config import ProjectConfig
+from shipml.config import ProjectConfig, load_config
 from shipml.errors import ConfigError, RegistryError
+from shipml.templates import create_project
 from shipml.tracking import registry_for, resolve_model
 from shipml.tracking.reference import _sqlite_lookup
 from shipml.tracking.registry import parse_model_ref
 
 
-@pytest.fixture
-def registered(config: ProjectConfig, tmp_path):
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> ProjectConfig:
+    """One store for the module (the last test changes it)."""
+    return load_config(create_project(tmp_path_factory.mktemp("ref") / "penguins", "penguins"))
+
+
+@pytest.fixture(scope="module")
+def registered(config: ProjectConfig, tmp_path_factory: pytest.TempPathFactory):
     """Two versions of ``penguins`` whose sources are local package folders."""
+    tmp_path = tmp_path_factory.mktemp("packages")
     registry = registry_for(config)
     run_id = registry.tracker.start_run("probe", {})
     folders = []
