@@ -42,12 +42,23 @@ class TrackingSection(_Section):
     uri: str = "sqlite:///.shipml/mlflow.db"
     registry_uri: str = ""  # empty: same as uri
     experiment: str = ""  # empty: the project name
+    # A tracking server's calls give up after this many seconds (no retries).
+    timeout_s: float = Field(default=5.0, gt=0.0)
 
 
 class ArtifactsSection(_Section):
     """Where artifacts (dataset snapshots, run artifacts, model packages) are stored."""
 
     root: str = ".shipml/artifacts"
+
+
+class DataSection(_Section):
+    """Limits of every data source read (``shipml data add``, the pipeline's datasets)."""
+
+    max_bytes: int = Field(default=1 << 30, ge=1)  # after decompression
+    max_rows: int = Field(default=10_000_000, ge=1)
+    max_line_bytes: int = Field(default=1 << 20, ge=64)  # CSV: the longest line
+    allow_http: bool = False  # http(s):// sources
 
 
 class DatasetSection(_Section):
@@ -82,6 +93,16 @@ class ServingSection(_Section):
     # already queued (adaptive: no wait for a lone client).
     max_wait_ms: float = Field(default=0.0, ge=0.0)
     graceful_shutdown_s: float = Field(default=10.0, ge=0.0)
+
+
+class HttpSection(_Section):
+    """Connection deadlines and the head-size cap of every shipml HTTP server (the model
+    server and the gateway); see docs/security.md."""
+
+    idle_timeout_s: float = Field(default=5.0, gt=0.0)  # no request on an open connection
+    header_timeout_s: float = Field(default=10.0, gt=0.0)  # first byte to end of headers
+    body_timeout_s: float = Field(default=30.0, gt=0.0)  # end of headers to end of body
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # request line + headers
 
 
 class AuditSection(_Section):
@@ -434,9 +455,11 @@ class ProjectConfig(_Section):
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     artifacts: ArtifactsSection = Field(default_factory=ArtifactsSection)
     datasets: dict[str, DatasetSection] = Field(default_factory=dict)
+    data: DataSection = Field(default_factory=DataSection)
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     model: ModelSection = Field(default_factory=ModelSection)
     serving: ServingSection = Field(default_factory=ServingSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     audit: AuditSection = Field(default_factory=AuditSection)
     rollout: RolloutSection = Field(default_factory=RolloutSection)
     containers: ContainersSection = Field(default_factory=ContainersSection)

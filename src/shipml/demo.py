@@ -17,7 +17,7 @@ from typing import Any
 from shipml.asgi import post_json
 from shipml.config import ProjectConfig, load_config
 from shipml.data import DatasetStore, Snapshot
-from shipml.errors import ShipmlError
+from shipml.errors import ShipmlError, TestingError
 from shipml.model import ModelPackage
 from shipml.pipeline import RunResult, run_pipeline
 from shipml.pipeline.display import Reporter
@@ -63,10 +63,7 @@ def run_demo(folder: Path, *, reporter: Reporter | None = None) -> DemoResult:
     suites = ["unit", "data", "model", "api"] + (["browser"] if browser_available() else [])
     tests = run_tests(config, challenger, suites=suites)
     if not tests.passed:
-        raise ShipmlError(
-            f"the demo model failed its tests (see {tests.output / 'report.html'})",
-            hint="this is a bug in shipml's template; please report it",
-        )
+        raise tests_failed(tests)
     promotion = promote(config, challenger)
     registry = registry_for(config)
     version = registry.resolve(f"{config.model_name}@champion")
@@ -84,6 +81,29 @@ def run_demo(folder: Path, *, reporter: Reporter | None = None) -> DemoResult:
         tests=tests,
         promotion=promotion,
         version=version,
+    )
+
+
+# Checks whose outcome depends on how busy the machine is, not only on shipml.
+TIMING_CHECKS = frozenset({"model.latency", "api.load"})
+
+
+def tests_failed(tests: TestRun) -> ShipmlError:
+    """The error for a failed demo: a timing check on a busy machine is the environment's
+    doing and said so; any other failure is a bug in shipml's template."""
+    report = tests.output / "report.html"
+    failed = [t for t in tests.results.get("tests", []) if t.get("outcome") in ("failed", "error")]
+    if failed and all(t.get("check") in TIMING_CHECKS for t in failed):
+        said = "; ".join(f"{t['check']}: {t.get('message', '')}" for t in failed)
+        return TestingError(
+            f"the machine is too busy for the demo's latency budgets ({said[:400]})",
+            hint=f"this is the environment, not a bug: rerun `shipml demo` when the machine "
+            f"is quieter (details in {report})",
+        )
+    names = ", ".join(str(t.get("check") or t.get("nodeid")) for t in failed[:5])
+    return ShipmlError(
+        f"the demo model failed its tests ({names or 'see the report'}; {report})",
+        hint="this is a bug in shipml's template; please report it",
     )
 
 

@@ -159,6 +159,13 @@ class ModelNotFound(ServingError):
     status = 404
 
 
+class PayloadTooLarge(InvalidRequest):
+    """A request body over the server's limit (HTTP 413); nothing past the limit is read."""
+
+    kind = "payload too large"
+    status = 413
+
+
 class RequestConflict(ServingError):
     """The request's X-Request-ID was already answered (HTTP 409): request ids are the
     audit log's key, so a duplicate is refused rather than recorded twice."""
@@ -236,6 +243,7 @@ __all__ = [
     "ModelNotFound",
     "MonitorError",
     "ParityError",
+    "PayloadTooLarge",
     "PipelineError",
     "ProjectError",
     "RegistryError",

@@ -41,3 +41,77 @@ def test_file_uri_and_parquet_sources(tmp_path):
     raw = read_source((tmp_path / "d.parquet").as_uri())
     assert raw.uri.startswith("file://") and raw.format == "parquet"
     assert parse_source(raw).equals(pd.read_parquet(tmp_path / "d.parquet"))
+
+
+# -- hostile sources -----------------------------------------------------------------------
+
+import gzip  # noqa: E402
+
+from shipml.data.source import SourceLimits, source_format  # noqa: E402
+
+
+def test_the_format_comes_from_the_path_not_the_query_string(tmp_path):
+    assert source_format("https://example.org/data.csv?x=1") == "csv"
+    with pytest.raises(DataError, match="cannot tell the format"):
+        source_format("https://example.org/notes.txt?name=.csv")
+    with pytest.raises(DataError, match="cannot tell the format"):
+        source_format("s3://bucket/notes.txt#.parquet")
+    assert source_format("s3://bucket/notes.txt", "csv") == "csv"
+    (tmp_path / "table.txt").write_text("a,b\n1,2\n")
+    raw = read_source("table.txt", tmp_path, fmt="csv")
+    assert parse_source(raw).shape == (1, 2)
+    with pytest.raises(DataError, match="unknown format"):
+        read_source("table.txt", tmp_path, fmt="xlsx")
+
+
+def test_a_gzip_bomb_stops_at_the_row_limit_while_streaming(tmp_path):
+    bomb = tmp_path / "bomb.csv.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as fh:
+        fh.write(b"a\n")
+        for _ in range(50):
+            fh.write(b"1\n" * 1_000_000)  # 50 M rows from a few hundred KB
+    assert bomb.stat().st_size < 1_000_000
+    with pytest.raises(DataError, match="more than 1,000 rows"):
+        read_source("bomb.csv.gz", tmp_path, limits=SourceLimits(max_rows=1000))
+    with pytest.raises(DataError, match="more than 10,000 bytes"):
+        read_source("bomb.csv.gz", tmp_path, limits=SourceLimits(max_bytes=10_000))
+
+
+def test_a_huge_field_is_refused_before_parsing(tmp_path):
+    (tmp_path / "wide.csv").write_bytes(b"a,b\n1," + b"x" * 5_000_000 + b"\n2,y\n")
+    with pytest.raises(DataError, match="line longer than 1,048,576 bytes"):
+        read_source("wide.csv", tmp_path)
+
+
+def test_parquet_rows_are_counted_from_the_footer(tmp_path):
+    pd.DataFrame({"a": range(5000)}).to_parquet(tmp_path / "d.parquet")
+    with pytest.raises(DataError, match="5,000 rows, more than 100"):
+        read_source("d.parquet", tmp_path, limits=SourceLimits(max_rows=100))
+    assert read_source("d.parquet", tmp_path).format == "parquet"
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("http://127.0.0.1:9/data.csv", "reading data from the web is off"),
+        ("https://example.org/data.csv", "reading data from the web is off"),
+        ("zip://x.csv::file:///tmp/a.zip", "unsupported data source"),
+        ("ftp://example.org/x.csv", "unsupported data source"),
+        ("memory://x.csv", "unsupported data source"),
+    ],
+)
+def test_only_plain_uris_of_known_stores(uri, message):
+    with pytest.raises(DataError, match=message):
+        read_source(uri)
+
+
+def test_web_sources_when_allowed_fail_with_a_clear_error():
+    with pytest.raises(DataError, match=r"http://127\.0\.0\.1:9/data\.csv"):
+        read_source("http://127.0.0.1:9/data.csv", limits=SourceLimits(allow_http=True))
+
+
+def test_limits_come_from_the_project(tmp_path):
+    (tmp_path / "shipml.toml").write_text("[data]\nmax_rows = 2\n")
+    (tmp_path / "d.csv").write_text("a\n1\n2\n3\n4\n")
+    with pytest.raises(DataError, match="more than 2 rows"):
+        read_source("d.csv", tmp_path)

@@ -60,6 +60,15 @@ def penguins_package(tmp_path_factory, penguins_data) -> ModelPackage:
 
 
 @pytest.fixture(scope="session")
+def penguins_strict_package(tmp_path_factory, penguins_data) -> ModelPackage:
+    """The penguins model whose string features refuse categories they never saw."""
+    X, y = penguins_data
+    model = penguins_model(X, y)
+    path = tmp_path_factory.mktemp("pkg") / "penguins-strict"
+    return build_package(model, X, y, path=path, unseen={"island": "error", "sex": "error"})
+
+
+@pytest.fixture(scope="session")
 def cancer_data() -> tuple[pd.DataFrame, pd.Series]:
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     return X, y

@@ -1,6 +1,9 @@
 """The model server in process (Starlette's test client drives the ASGI app)."""
 
+from typing import Any
+
 import numpy as np
+import orjson
 import pytest
 from starlette.testclient import TestClient
 
@@ -116,14 +119,24 @@ def test_errors_are_json_with_a_message(client, body, status, text):
     assert text in resp.json()["error"]
 
 
-def test_unknown_category_and_unknown_model(client, rows):
+def test_unknown_category_and_unknown_model(client, rows, penguins_strict_package):
     body = v2_body(rows)
     for tensor in body["inputs"]:
         if tensor["name"] == "island":
             tensor["data"][1] = "Atlantis"
-    resp = client.post("/v2/models/penguins/infer", json=body)
-    assert resp.status_code == 400
-    assert "unknown category 'Atlantis' at row 1" in resp.json()["error"]
+    # The default package's encoder handles unseen values: packaging recorded "accept".
+    assert client.post("/v2/models/penguins/infer", json=body).status_code == 200
+    meta = client.get("/v2/models/penguins").json()
+    assert {i["name"]: i["parameters"].get("unseen") for i in meta["inputs"]}["island"] == "accept"
+    strict = ModelServer(Predictor.load(penguins_strict_package.path, name="penguins"))
+    with TestClient(strict) as c:
+        resp = c.post("/v2/models/penguins/infer", json=body)
+        assert resp.status_code == 400
+        assert "unknown category 'Atlantis' at row 1" in resp.json()["error"]
+        meta = c.get("/v2/models/penguins").json()
+        assert {i["name"]: i["parameters"].get("unseen") for i in meta["inputs"]}["island"] == (
+            "error"
+        )
     assert client.post("/v2/models/nope/infer", json=v2_body(rows)).status_code == 404
 
 
@@ -131,7 +144,7 @@ def test_body_too_large(penguins_package):
     app = ModelServer(Predictor.load(penguins_package.path, name="penguins"), max_body_bytes=2048)
     with TestClient(app) as c:
         resp = c.post("/predict", content=b"x" * 5000)
-        assert resp.status_code == 400 and "larger than the limit" in resp.json()["error"]
+        assert resp.status_code == 413 and "larger than the limit" in resp.json()["error"]
 
 
 def test_request_id_echoed_or_generated(client, rows):
@@ -198,12 +211,15 @@ def test_tracing_spans_follow_the_traceparent(penguins_package, rows):
         )
         assert resp.status_code == 200
     spans = {s.name: s for s in exporter.get_finished_spans()}
-    assert set(spans) == {"POST /v2/models/{name}/infer", "validate", "infer"}
+    # server → batch → model (issue 14: spans a person can follow, the request id on them)
+    assert set(spans) == {"POST /v2/models/{name}/infer", "validate", "batch", "model"}
     root = spans["POST /v2/models/{name}/infer"]
     assert format(root.context.trace_id, "032x") == trace_id
     assert root.attributes["http.response.status_code"] == 200
     assert root.attributes["http.request.method"] == "POST"
-    assert spans["infer"].parent.span_id == root.context.span_id
+    assert spans["batch"].parent.span_id == root.context.span_id
+    assert spans["model"].parent.span_id == spans["batch"].context.span_id
+    assert spans["model"].context.trace_id == root.context.trace_id
 
 
 def test_not_ready_until_warm_up(penguins_package):
@@ -268,3 +284,97 @@ def test_pathological_json_is_a_400(client, body):
     for path in ("/invocations", "/predict", "/v2/models/penguins/infer"):
         resp = client.post(path, content=body)
         assert resp.status_code == 400, (path, resp.text)
+
+
+def test_health_is_answered_while_a_10_mb_request_is_scored(penguins_package, rows):
+    """The big batch is scored off the event loop: the scoring is held until a health check
+    has been answered, which can only happen if the loop is free meanwhile."""
+    import threading
+
+    import httpx
+
+    from tests.serving.hostile import serve
+
+    app = ModelServer(Predictor.load(penguins_package.path, name="penguins"))
+    scoring, answered = threading.Event(), threading.Event()
+    run = app.predictor.run
+
+    def held_run(feeds):
+        if len(next(iter(feeds.values()))) > 10_000:  # the big batch, not the warm-up
+            scoring.set()
+            answered.wait(timeout=20)  # released by the health check (never, if blocked)
+        return run(feeds)
+
+    app.predictor.run = held_run
+    record = {
+        k: (None if v != v else getattr(v, "item", lambda v=v: v)())
+        for k, v in rows.iloc[0].items()
+    }
+    body = orjson.dumps({"instances": [record] * 75_000})
+    assert len(body) > 10_000_000
+    big: dict[str, Any] = {}
+    with serve(app) as url:
+
+        def send_big() -> None:
+            resp = httpx.post(f"{url}/predict", content=body, timeout=60)
+            big["status"], big["rows"] = resp.status_code, len(resp.json()["predictions"])
+
+        thread = threading.Thread(target=send_big)
+        thread.start()
+        assert scoring.wait(timeout=60)
+        health = httpx.get(f"{url}/v2/health/ready", timeout=20)
+        in_flight = "status" not in big  # the big request has not been answered yet
+        answered.set()
+        thread.join(timeout=60)
+    assert health.status_code == 200 and in_flight
+    assert big == {"status": 200, "rows": 75_000}
+
+
+def test_big_bodies_are_validated_like_small_ones(penguins_strict_package, rows):
+    """Bodies over 256 KiB are parsed and validated in a worker process: same answers,
+    same errors."""
+    app = ModelServer(Predictor.load(penguins_strict_package.path, name="penguins"))
+    record = {
+        k: (None if v != v else getattr(v, "item", lambda v=v: v)())
+        for k, v in rows.iloc[0].items()
+    }
+    many = [record] * 3000
+    assert len(orjson.dumps({"instances": many})) > app.off_loop_bytes
+    with TestClient(app) as c:
+        ok = c.post("/predict", content=orjson.dumps({"instances": many}))
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 3000
+        small = c.post("/predict", content=orjson.dumps({"instances": many[:1]}))
+        assert ok.json()["predictions"][0] == small.json()["predictions"][0]
+        bad = [*many[:2999], {**record, "island": "Atlantis"}]
+        resp = c.post("/predict", content=orjson.dumps({"instances": bad}))
+        assert resp.status_code == 400
+        assert "unknown category 'Atlantis' at row 2999" in resp.json()["error"]
+        text = orjson.dumps({"instances": many}).replace(b"39.1", b"Infinity", 1)
+        resp = c.post("/predict", content=text)
+        assert resp.status_code == 400 and "non-finite" in resp.json()["error"]
+        resp = c.post("/predict", content=b"[" * 300_000)
+        assert resp.status_code == 400 and "malformed JSON" in resp.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/models/penguins/x/y/z/infer",
+        "/v2/models/penguins/versions/1/x/infer",
+        "/v2/models/penguins//infer",
+        "/v2/models/penguins/infer/",
+        "/predict/",
+    ],
+)
+def test_routes_are_exact(client, rows, path):
+    resp = client.post(path, json=v2_body(rows))
+    assert resp.status_code == 404 and "no such endpoint" in resp.json()["error"]
+
+
+def test_an_error_quotes_only_a_prefix_of_a_huge_value(client, rows):
+    body = v2_body(rows)
+    numeric = next(t for t in body["inputs"] if t["datatype"] != "BYTES")
+    numeric["data"][0] = "A" * 5_000_000
+    resp = client.post("/v2/models/penguins/infer", json=body)
+    assert resp.status_code == 400 and len(resp.content) < 2000
+    assert "expects numbers; got 'AAAA" in resp.json()["error"]

@@ -37,7 +37,7 @@ def test_scores_every_row_in_chunks(tmp_path, penguins_package, penguins_data, s
 
 
 def test_bad_rows_name_the_chunk_and_leave_no_partial_output(
-    tmp_path, penguins_package, penguins_data
+    tmp_path, penguins_strict_package, penguins_data
 ):
     X, _ = penguins_data
     bad = X.copy()
@@ -47,7 +47,7 @@ def test_bad_rows_name_the_chunk_and_leave_no_partial_output(
     out = tmp_path / "out.csv"
     result = shipml(
         "predict",
-        str(penguins_package.path),
+        str(penguins_strict_package.path),
         str(source),
         "-o",
         str(out),
@@ -56,7 +56,8 @@ def test_bad_rows_name_the_chunk_and_leave_no_partial_output(
         cwd=tmp_path,
     )
     assert result.returncode == 5
-    assert "rows 100-199" in result.stderr and "unknown category 'Atlantis'" in result.stderr
+    assert "row 120:" in result.stderr and "island" in result.stderr
+    assert "unknown category 'Atlantis'" in result.stderr
     assert not out.exists() and list(tmp_path.glob(".out.csv*")) == []
 
 
@@ -91,3 +92,44 @@ def test_a_column_empty_early_in_a_big_csv_is_read_by_its_signature_type(
     )
     assert result.returncode == 0, result.stderr
     assert len(pd.read_csv(out)) == len(big)
+
+
+def test_on_error_flag_scores_the_rest_and_flags_the_unseen_category(
+    tmp_path, penguins_strict_package, penguins_data
+):
+    X, _ = penguins_data
+    bad = X.copy()
+    bad.loc[7, "island"] = "Atlantis"
+    bad.loc[130, "island"] = "Atlantis"
+    source = tmp_path / "in.csv"
+    bad.to_csv(source, index=False)
+    out = tmp_path / "out.csv"
+    args = ["predict", str(penguins_strict_package.path), str(source), "-o", str(out)]
+    result = shipml(*args, "--on-error", "flag", "--chunk-rows", "100", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 row(s) flagged" in " ".join(result.stdout.split())
+    scored = pd.read_csv(out)
+    assert len(scored) == len(X)
+    flagged = scored["error"].notna()
+    assert flagged.sum() == 2 and flagged[[7, 130]].all()
+    assert "unknown category 'Atlantis'" in scored.loc[7, "error"]
+    assert scored.loc[~flagged, "prediction"].notna().all()
+    assert scored.loc[flagged, ["prediction", "probability_Adelie"]].isna().all().all()
+    labels, _ = penguins_strict_package.predict(X.drop(index=[7, 130]))
+    assert scored.loc[~flagged, "prediction"].tolist() == labels.tolist()
+
+
+def test_on_error_skip_leaves_the_row_out(tmp_path, penguins_strict_package, penguins_data):
+    from shipml.serving.batch import predict_file
+    from shipml.serving.predictor import Predictor
+
+    X, _ = penguins_data
+    bad = X.copy()
+    bad.loc[3, "sex"] = "unknown"
+    source = tmp_path / "in.parquet"
+    bad.to_parquet(source)
+    predictor = Predictor.load(penguins_strict_package.path)
+    result = predict_file(predictor, source, tmp_path / "out.parquet", on_error="skip")
+    assert result.refused == 1 and result.rows == len(X) - 1
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    assert len(scored) == len(X) - 1 and "unknown" not in scored["sex"].tolist()

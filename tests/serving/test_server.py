@@ -5,9 +5,12 @@ import json
 import pickle
 import random
 import threading
+import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+import pytest
 import tritonclient.http as triton
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -283,3 +286,40 @@ def test_sigterm_drains_in_flight_requests(penguins_package, penguins_data):
     assert statuses and set(statuses) == {200}
     # a connection may be closed between requests, never in the middle of an answer
     assert all("RemoteDisconnected" in f or "Connection reset" in f for f in failures), failures
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_the_worker_that_parses_big_bodies_never_outlives_the_server(
+    penguins_package, penguins_data, signal_name
+):
+    """A body over 256 KiB starts a parsing process; the server's end (SIGTERM, or kill -9)
+    is its end too."""
+    import json
+    import os
+    import signal
+    import urllib.request
+
+    from tests.conftest import children_of
+    from tests.serving.conftest import start_server
+
+    proc, url = start_server(penguins_package.path)
+    X, _ = penguins_data
+    record = json.loads(X.iloc[[0]].to_json(orient="records"))[0]
+    body = json.dumps({"instances": [record] * 3000}).encode()
+    request = urllib.request.Request(
+        f"{url}/predict", data=body, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert answer.status == 200
+    helpers = children_of(proc.pid)
+    assert helpers  # the parsing worker (and multiprocessing's resource tracker)
+    os.kill(proc.pid, getattr(signal, signal_name))
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    alive = helpers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in helpers if Path(f"/proc/{pid}").exists()]
+    for pid in alive:  # do not leave them behind if the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert alive == []

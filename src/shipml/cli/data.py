@@ -30,11 +30,15 @@ def add(
     name: str = typer.Argument(..., help="Dataset name, e.g. penguins."),
     source: str = typer.Argument(..., help="CSV or Parquet path, or a URI (file://, s3://...)."),
     description: str = typer.Option("", help="A line describing the data."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="csv or parquet (default: from the name's ending)."
+    ),
 ) -> None:
-    """Snapshot SOURCE as a new version of NAME (unchanged content keeps the version)."""
+    """Snapshot SOURCE as a new version of NAME (unchanged content keeps the version).
+    Limits on size and rows, and whether http(s) is allowed: \\[data] in shipml.toml."""
     store = _store()
     before = len(store.versions(name))
-    snap = store.add(name, source, description=description)
+    snap = store.add(name, source, description=description, fmt=fmt)
     new = snap.version > before
     verb = "[green]added[/]" if new else "unchanged:"
     stdout.print(f"{verb} {snap.ref} · {snap.rows} rows × {snap.columns} columns")

@@ -39,6 +39,7 @@ def gateway(
 
     from shipml.cli.serve import _config_or_none
     from shipml.project.rollout import GatewayOptions, plan_gateway
+    from shipml.serving.connection import ConnectionLimits, uvicorn_options
 
     options = GatewayOptions(
         mode,
@@ -53,7 +54,8 @@ def gateway(
         host,
         port,
     )
-    plan = plan_gateway(_config_or_none(), options)
+    config = _config_or_none()
+    plan = plan_gateway(config, options)
     policy = plan.gateway.policy
     challengers = ", ".join(v.name for v in policy.challengers)
     where = f"http://{plan.host}:{plan.port}"
@@ -65,8 +67,7 @@ def gateway(
         plan.gateway,
         host=plan.host,
         port=plan.port,
-        loop="uvloop",
-        http="httptools",
+        **uvicorn_options(ConnectionLimits.from_config(config)),  # deadlines, head-size cap
         log_level="warning",
         access_log=False,  # as the model server: no per-request log line to format
         lifespan="on",

@@ -75,6 +75,12 @@ def predict(
     source: Path = typer.Argument(..., metavar="INPUT", help="CSV or Parquet file to score."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write (.csv or .parquet)."),
     chunk_rows: int = typer.Option(50_000, min=1, help="Rows per chunk (memory stays flat)."),
+    on_error: str = typer.Option(
+        "fail",
+        "--on-error",
+        help="A row the model cannot take (unknown category, missing value): fail (stop and "
+        "name the row and column), skip it, or flag it (an 'error' column, no prediction).",
+    ),
 ) -> None:
     """Score a file in chunks: every input row, plus prediction and class probabilities."""
     from shipml.project.serving import load_predictor
@@ -93,8 +99,16 @@ def predict(
         def advance(rows: int, total: int | None) -> None:
             bar.update(task, completed=rows, total=total)
 
-        result = predict_file(predictor, source, output, chunk_rows=chunk_rows, progress=advance)
-    stdout.print(f"scored {result.rows:,} rows in {result.chunks} chunk(s) → {result.output}")
+        result = predict_file(
+            predictor, source, output, chunk_rows=chunk_rows, progress=advance, on_error=on_error
+        )
+    refused = ""
+    if result.refused:
+        done = "skipped" if on_error == "skip" else "flagged in the 'error' column"
+        refused = f"; {result.refused:,} row(s) {done}"
+    stdout.print(
+        f"scored {result.rows:,} rows in {result.chunks} chunk(s) → {result.output}{refused}"
+    )
 
 
 def register(app: typer.Typer) -> None:

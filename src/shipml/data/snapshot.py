@@ -86,7 +86,14 @@ class DatasetStore:
     def __init__(self, artifact_root: str, base: Path | None = None) -> None:
         self.root = artifact_root.rstrip("/") + "/datasets"
         self.base = base
-        self.fs, self._root_path = fsspec.core.url_to_fs(self.root)
+        try:
+            self.fs, self._root_path = fsspec.core.url_to_fs(self.root)
+        except (ImportError, ValueError) as exc:
+            raise DataError(
+                f"cannot open the artifact store {artifact_root[:200]}: {str(exc)[:200]}",
+                hint="check [artifacts] root in shipml.toml (for s3:// install s3fs, "
+                "for gs:// gcsfs)",
+            ) from exc
 
     # -- paths ------------------------------------------------------------------
     def _object(self, digest: str, file: str) -> str:
@@ -97,6 +104,15 @@ class DatasetStore:
 
     def _write(self, path: str, data: bytes) -> None:
         """Write atomically: a temporary name, then a rename (a single PUT on object stores)."""
+        try:
+            self._write_once(path, data)
+        except OSError as exc:
+            raise DataError(
+                f"cannot write to the artifact store {self.root[:200]}: {str(exc)[:200]}",
+                hint="point [artifacts] root in shipml.toml at a folder you can write to",
+            ) from exc
+
+    def _write_once(self, path: str, data: bytes) -> None:
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         tmp = f"{path}.tmp-{datetime.now(UTC).strftime('%H%M%S%f')}"
         with self.fs.open(tmp, "wb") as fh:
@@ -148,10 +164,13 @@ class DatasetStore:
         )
 
     # -- add / load -------------------------------------------------------------
-    def add(self, name: str, source: str, *, description: str = "") -> Snapshot:
-        """Snapshot ``source`` under ``name``. Unchanged content returns the latest version."""
+    def add(
+        self, name: str, source: str, *, description: str = "", fmt: str | None = None
+    ) -> Snapshot:
+        """Snapshot ``source`` under ``name`` (``fmt``: csv or parquet, default from the
+        name). Unchanged content returns the latest version."""
         check_name(name)
-        raw = read_source(source, self.base)
+        raw = read_source(source, self.base, fmt=fmt)
         versions = self.versions(name)
         latest = versions[-1] if versions else None
         if (

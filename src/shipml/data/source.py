@@ -1,4 +1,7 @@
-"""Reading a data source: a CSV or Parquet file given as a path or any URI fsspec understands."""
+"""Reading a data source: a CSV or Parquet file given as a path or a URI (file, s3, gs,
+az; http and https only where ``[data] allow_http`` says so), within the limits of
+``[data]``: bytes (after decompression), rows and, for CSV, the length of a line. Limits are
+enforced while the bytes stream in, so a gzip bomb stops at the limit."""
 
 from __future__ import annotations
 
@@ -6,14 +9,46 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 import pandas as pd
 import pyarrow as pa
 
-from shipml.errors import DataError
+from shipml.errors import ConfigError, DataError
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+PROTOCOLS = frozenset({"file", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+WEB = frozenset({"http", "https"})
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SourceLimits:
+    """What one source may hold (``[data]`` in shipml.toml)."""
+
+    max_bytes: int = 1 << 30  # after decompression
+    max_rows: int = 10_000_000  # CSV: lines after the header; Parquet: rows
+    max_line_bytes: int = 1 << 20  # CSV: the longest line (a field cannot be larger)
+    allow_http: bool = False
+
+    @classmethod
+    def of_project(cls, base: Path | None) -> SourceLimits:
+        """The ``[data]`` limits of the project at ``base`` (defaults outside a project)."""
+        if base is None or not (base / "shipml.toml").is_file():
+            return cls()
+        from shipml.config import load_config
+
+        section: Any = getattr(load_config(base), "data", None)
+        if section is None:
+            return cls()
+        return cls(
+            max_bytes=section.max_bytes,
+            max_rows=section.max_rows,
+            max_line_bytes=section.max_line_bytes,
+            allow_http=section.allow_http,
+        )
 
 
 @dataclass(frozen=True)
@@ -39,24 +74,92 @@ def normalize_uri(source: str, base: Path | None = None) -> str:
     return path.resolve().as_uri()
 
 
-def source_format(uri: str) -> str:
-    name = uri.rsplit("/", 1)[-1].lower()
-    for ext, fmt in FORMATS.items():
+def source_format(uri: str, fmt: str | None = None) -> str:
+    """``fmt`` if given, else the format named by the path's ending (without any query
+    string or fragment: ``x.txt?a=.csv`` is not a CSV)."""
+    if fmt:
+        if fmt not in ("csv", "parquet"):
+            raise DataError(f"unknown format {fmt[:40]!r}", hint="use csv or parquet")
+        return fmt
+    name = urlsplit(uri).path.rsplit("/", 1)[-1].lower() if "://" in uri else uri.lower()
+    for ext, found in FORMATS.items():
         if name.endswith(ext) or name.endswith(ext + ".gz"):
-            return fmt
+            return found
     raise DataError(
-        f"cannot tell the format of {uri!r} from its name",
-        hint="give a file ending in .csv, .csv.gz, .parquet or .pq",
+        f"cannot tell the format of {uri[:200]!r} from its name",
+        hint="give a file ending in .csv, .csv.gz, .parquet or .pq, or --format csv|parquet",
     )
 
 
-def read_source(source: str, base: Path | None = None) -> RawSource:
-    """Fetch the raw bytes of a source (local path, file://, s3://, ...)."""
+def check_uri(uri: str, limits: SourceLimits) -> None:
+    """Only plain URIs of known stores; http(s) only where allowed."""
+    protocol = uri.split("://", 1)[0].lower()
+    if "::" in uri or protocol not in PROTOCOLS | WEB:
+        raise DataError(
+            f"unsupported data source {uri[:200]!r}",
+            hint="give a path, or a file://, s3://, gs:// or az:// URI (no chained URLs)",
+        )
+    if protocol in WEB and not limits.allow_http:
+        raise DataError(
+            f"{uri[:200]} is a web address, and reading data from the web is off",
+            hint="download the file, or set [data] allow_http = true in shipml.toml",
+        )
+
+
+def _stream(fh: Any, uri: str, fmt: str, limits: SourceLimits) -> bytes:
+    """Read ``fh`` in chunks, stopping at the first limit passed."""
+    buf = bytearray()
+    lines = line = longest = 0
+    while chunk := fh.read(CHUNK):
+        buf += chunk
+        if len(buf) > limits.max_bytes:
+            raise DataError(
+                f"{uri[:200]} holds more than {limits.max_bytes:,} bytes (after decompression)",
+                hint="raise [data] max_bytes in shipml.toml, or split the data",
+            )
+        if fmt == "csv":
+            parts = chunk.split(b"\n")
+            if len(parts) == 1:
+                line += len(chunk)
+            else:
+                inner = max(map(len, parts[1:-1]), default=0)
+                longest = max(longest, line + len(parts[0]), inner)
+                line = len(parts[-1])
+                lines += len(parts) - 1
+            if longest > limits.max_line_bytes or line > limits.max_line_bytes:
+                raise DataError(
+                    f"{uri[:200]} has a line longer than {limits.max_line_bytes:,} bytes "
+                    f"(near line {lines + 1})",
+                    hint="raise [data] max_line_bytes in shipml.toml if such fields are real",
+                )
+            if lines > limits.max_rows + 1:
+                raise DataError(
+                    f"{uri[:200]} has more than {limits.max_rows:,} rows",
+                    hint="raise [data] max_rows in shipml.toml, or sample the data",
+                )
+    return bytes(buf)
+
+
+def read_source(
+    source: str,
+    base: Path | None = None,
+    *,
+    fmt: str | None = None,
+    limits: SourceLimits | None = None,
+) -> RawSource:
+    """Fetch the raw bytes of a source (local path, file://, s3://, ...) within ``limits``
+    (default: the ``[data]`` section of the project at ``base``)."""
+    limits = limits or SourceLimits.of_project(base)
     uri = normalize_uri(source, base)
-    fmt = source_format(uri)
+    check_uri(uri, limits)
+    fmt = source_format(uri, fmt)
     try:
         with fsspec.open(uri, "rb", compression="infer") as fh:
-            data = fh.read()
+            data = _stream(fh, uri, fmt, limits)
+        if fmt == "parquet":
+            _check_parquet(data, uri, limits)
+    except (DataError, ConfigError):
+        raise
     except FileNotFoundError as exc:
         raise DataError(
             f"data file not found: {source}" + (f" (looked at {uri})" if uri != source else ""),
@@ -64,12 +167,40 @@ def read_source(source: str, base: Path | None = None) -> RawSource:
         ) from exc
     except (ImportError, ValueError) as exc:
         raise DataError(
-            f"cannot open {uri}: {exc}",
+            f"cannot open {uri}: {str(exc)[:300]}",
             hint="for s3:// install s3fs, for gs:// gcsfs; check the URI's spelling",
         ) from exc
-    except OSError as exc:
-        raise DataError(f"cannot read {uri}: {exc}", hint="check permissions and the URI") from exc
+    except (OSError, EOFError) as exc:  # EOFError: a truncated gzip
+        raise DataError(
+            f"cannot read {uri}: {str(exc)[:300]}", hint="check permissions and the URI"
+        ) from exc
+    except Exception as exc:  # fsspec backends raise their own types (aiohttp, botocore...)
+        raise DataError(
+            f"cannot read {uri}: {type(exc).__name__}: {str(exc)[:300]}",
+            hint="check the URI, the network and the credentials",
+        ) from exc
     return RawSource(uri=uri, format=fmt, data=data)
+
+
+def _check_parquet(data: bytes, uri: str, limits: SourceLimits) -> None:
+    """Rows and decompressed size from the Parquet footer, before anything is decoded."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    except (pa.ArrowException, OSError, ValueError):
+        return  # not Parquet: parse_source says so
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if meta.num_rows > limits.max_rows:
+        raise DataError(
+            f"{uri[:200]} has {meta.num_rows:,} rows, more than {limits.max_rows:,}",
+            hint="raise [data] max_rows in shipml.toml, or sample the data",
+        )
+    if size > limits.max_bytes:
+        raise DataError(
+            f"{uri[:200]} decodes to {size:,} bytes, more than {limits.max_bytes:,}",
+            hint="raise [data] max_bytes in shipml.toml, or split the data",
+        )
 
 
 def parse_source(raw: RawSource) -> pd.DataFrame:

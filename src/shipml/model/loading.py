@@ -4,14 +4,19 @@ ONNX graphs load through onnxruntime. A skops file loads only with the trusted
 types listed in the configuration (``[model] trusted_types``), never with types
 read from the file. Pickle-family files (pickle, joblib, cloudpickle, dill) are
 refused outright.
+
+A package reads only its own files: every file its manifest names, and every file its
+ONNX graph names as external data, must be a plain path inside the package folder (no
+absolute path, no ``..``, no symlink); the graph is loaded from that folder.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from shipml.errors import UnsafeModelError
+from shipml.errors import ModelError, UnsafeModelError
 
 PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".cloudpickle", ".dill", ".sav", ".p"})
 _REPACKAGE = (
@@ -54,3 +59,117 @@ def load_skops(path: Path, trusted_types: list[str]) -> Any:
             hint="if you trust them, list them in shipml.toml under [model] trusted_types",
         )
     return sio.load(path, trusted=sorted(untrusted))
+
+
+# -- confinement: a package reads only its own files ------------------------------------------
+
+
+def confined(folder: Path, name: str) -> Path:
+    """``folder/name`` if ``name`` is a plain relative path to a regular file inside
+    ``folder`` (no absolute path, no ``..``, no symlink on the way); else an error."""
+    pure = PurePosixPath(name)
+    if (
+        not name
+        or "\\" in name
+        or "\x00" in name
+        or pure.is_absolute()
+        or any(part in ("..", "") for part in name.split("/"))
+    ):
+        raise UnsafeModelError(
+            f"model package {folder} names the file {name[:80]!r}, which is not a plain "
+            "path inside the package",
+            hint="a package may name only files inside its own folder; re-package the model",
+        )
+    path = folder
+    for part in pure.parts:
+        path = path / part
+        if path.is_symlink():
+            raise UnsafeModelError(
+                f"model package {folder}: {name[:80]!r} is, or goes through, a symbolic link",
+                hint="a package holds its files itself; re-package the model",
+            )
+    return path
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor of a graph: initializers, sparse ones, attribute values, subgraphs."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        yield from _attribute_tensors(node.attribute)
+
+
+def _attribute_tensors(attributes: Any) -> Iterator[Any]:
+    for attr in attributes:
+        if attr.HasField("t"):
+            yield attr.t
+        yield from attr.tensors
+        if attr.HasField("sparse_tensor"):
+            yield attr.sparse_tensor.values
+            yield attr.sparse_tensor.indices
+        for sparse in attr.sparse_tensors:
+            yield sparse.values
+            yield sparse.indices
+        if attr.HasField("g"):
+            yield from _tensors(attr.g)
+        for sub in attr.graphs:
+            yield from _tensors(sub)
+
+
+def external_data_files(model_file: Path) -> list[str]:
+    """The files an ONNX graph reads its tensors from (external data), as written in it.
+    The graph is parsed without loading any of them."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        proto = onnx.load_model(str(model_file), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        raise ModelError(
+            f"{model_file} is not a readable ONNX model: {str(exc)[:200]}",
+            hint="re-package the model with shipml.package_model",
+        ) from exc
+    tensors = list(_tensors(proto.graph))
+    for function in proto.functions:
+        for node in function.node:
+            tensors.extend(_attribute_tensors(node.attribute))
+    names: list[str] = []
+    for tensor in tensors:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            entries = {e.key: e.value for e in tensor.external_data}
+            names.append(entries.get("location", ""))
+    return names
+
+
+def check_external_data(folder: Path, model_file: Path, listed: set[str]) -> None:
+    """Refuse a graph whose external data lies outside ``folder``, goes through a symlink,
+    or is not one of the package's ``listed`` (sha256-checked) files."""
+    for name in external_data_files(model_file):
+        path = confined(folder, name)
+        if name not in listed or not path.is_file():
+            raise UnsafeModelError(
+                f"{model_file} reads tensor data from {name[:80]!r}, which is not a file of "
+                "the package's manifest",
+                hint="external data must be a file inside the package, listed in package.json",
+            )
+
+
+def onnx_session(folder: Path, model_file: Path, listed: set[str]) -> Any:
+    """An onnxruntime session for a package's graph, loaded from the package's own folder
+    (external data resolves there, never against the working directory), after
+    ``check_external_data``. One thread per session, like every shipml session."""
+    import onnxruntime as ort
+
+    check_external_data(folder, model_file, listed)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(
+            f"onnxruntime cannot load {model_file}: {str(exc)[:300]}",
+            hint="re-package the model with shipml.package_model",
+        ) from exc

@@ -38,7 +38,15 @@ from shipml.model.convert import (
     to_onnx,
 )
 from shipml.model.converters import frameworks_in
-from shipml.model.signature import Signature, infer_signature, model_input, onnx_feeds
+from shipml.model.loading import confined, onnx_session
+from shipml.model.signature import (
+    Signature,
+    infer_signature,
+    model_input,
+    onnx_feeds,
+    probe_unseen,
+    with_unseen_policy,
+)
 
 MANIFEST = "package.json"
 FORMAT_VERSION = 1
@@ -60,12 +68,23 @@ class ModelPackage:
     def load(cls, path: str | Path, *, verify: bool = True) -> ModelPackage:
         folder = Path(path)
         manifest_path = folder / MANIFEST
+        if manifest_path.is_symlink():
+            confined(folder, MANIFEST)  # raises: a manifest is the package's own file
         if not manifest_path.is_file():
             raise ModelError(
                 f"{folder} is not a shipml model package (no {MANIFEST})",
                 hint="make one with shipml.package_model(model, X) in a pipeline step",
             )
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            files = manifest["files"]
+            if not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
+                raise TypeError("'files' is not a table of file digests")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ModelError(
+                f"{manifest_path} is not a valid package manifest: {str(exc)[:200]}",
+                hint="re-package the model; never edit package.json",
+            ) from exc
         pkg = cls(folder, manifest)
         if verify:
             pkg.verify()
@@ -74,7 +93,7 @@ class ModelPackage:
     def verify(self) -> None:
         """Every file listed in the manifest exists and has its recorded sha256."""
         for name, digest in self.manifest["files"].items():
-            file = self.path / name
+            file = confined(self.path, name)
             if not file.is_file():
                 raise ModelError(f"model package {self.path} lacks {name}", hint="re-package it")
             actual = sha256_file(file)
@@ -138,7 +157,7 @@ class ModelPackage:
         frame = pd.read_parquet(file)
         label = self.label
         y = frame.pop(label) if label is not None and label in frame.columns else None
-        return model_input(frame[self.signature.names]), y
+        return model_input(frame[self.signature.names], self.signature), y
 
     def train_rows(self) -> pd.DataFrame | None:
         """The training rows as ``hash`` (64-bit, of the features) and, when given,
@@ -153,7 +172,11 @@ class ModelPackage:
 
     @cached_property
     def _session(self) -> tuple[Any, Signature]:
-        return session(self.model_file.read_bytes()), self.signature
+        return self.onnx_session(), self.signature
+
+    def onnx_session(self) -> Any:
+        """The graph's onnxruntime session, confined to the package's own files."""
+        return onnx_session(self.path, self.model_file, set(self.manifest["files"]))
 
     def predict(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels and (for classifiers) class probabilities, through ONNX."""
@@ -163,7 +186,7 @@ class ModelPackage:
                 hint="list its types in [model] trusted_types first",
             )
         sess, sig = self._session
-        outputs = sess.run(None, onnx_feeds(model_input(df[sig.names]), sig))
+        outputs = sess.run(None, onnx_feeds(model_input(df[sig.names], sig), sig))
         proba = np.asarray(outputs[1]) if len(outputs) > 1 else None
         return np.asarray(outputs[0]).reshape(-1), proba
 
@@ -226,6 +249,24 @@ def _write_model(
     )
 
 
+def _with_unseen_policy(
+    model: Any,
+    frame: pd.DataFrame,
+    signature: Signature,
+    folder: Path,
+    unseen: dict[str, str] | None,
+) -> Signature:
+    """The signature with each string feature's unseen-category policy, after running the
+    packaged model (ONNX, else the skops fallback) on a category it never saw."""
+    onnx_file = folder / "model.onnx"
+    if onnx_file.is_file():
+        sess = session(onnx_file.read_bytes())
+        handled = probe_unseen(lambda f: sess.run(None, onnx_feeds(f, signature)), frame, signature)
+    else:
+        handled = probe_unseen(lambda f: [model.predict(f)], frame, signature)
+    return with_unseen_policy(signature, handled, unseen)
+
+
 def new_manifest(**fields: Any) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
@@ -276,14 +317,18 @@ def build_package(
     tolerance: float = 1e-4,
     train: pd.DataFrame | None = None,
     train_labels: Any = None,
+    unseen: dict[str, str] | None = None,
 ) -> ModelPackage:
     """Package a fitted scikit-learn model, validated on ``X`` (and ``y``), into ``path``.
 
     The ONNX graph must reproduce ``model`` on ``X``: labels on every row and
     probabilities within ``tolerance``. Models skl2onnx cannot express are saved
     with skops instead. ``X`` and ``y`` are kept as the package's holdout rows; the rows
-    of ``train``, if given, only as hashes (with ``train_labels``, if given). Written
-    atomically: a failed packaging leaves nothing."""
+    of ``train``, if given, only as hashes (with ``train_labels``, if given). The signature
+    is read from every row given (``train`` and ``X``); ``unseen`` sets a string feature's
+    unseen-category policy (accept | error; default: accept where the model is shown to
+    handle a category it never saw). Written atomically: a failed packaging leaves
+    nothing."""
     if not isinstance(X, pd.DataFrame) or X.empty:
         raise ModelError(
             f"package_model needs the validation features as a non-empty DataFrame, got "
@@ -296,7 +341,8 @@ def build_package(
     final = _final_estimator(model)
     # CatBoostRegressor has an (empty) classes_ too: only a classifier has classes
     classes = getattr(final, "classes_", None) if is_classifier(final) else None
-    signature = infer_signature(frame, y, classes=classes)
+    seen = frame if train is None else pd.concat([model_input(train[frame.columns]), frame])
+    signature = infer_signature(seen, y, classes=classes)
     target = Path(path)
     with replacing_folder(target, prefix=".pkg-") as tmp:
         manifest = new_manifest(
@@ -304,6 +350,7 @@ def build_package(
             final_estimator=f"{type(final).__module__}.{type(final).__qualname__}",
         )
         signature = _write_model(model, frame, signature, tolerance, tmp, manifest)
+        signature = _with_unseen_policy(model, frame, signature, tmp, unseen)
         write_rest(tmp, frame, y, signature, manifest, lineage, reference_profile)
         if train is not None:
             rows = pd.DataFrame({"hash": row_hashes(model_input(train[frame.columns]))})

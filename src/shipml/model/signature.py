@@ -15,7 +15,8 @@ parity check and serving all see the same values.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,10 @@ MAX_CATEGORIES = 100
 MATRIX_INPUT = "input"
 
 
+UNSEEN_POLICIES = ("accept", "error")
+UNSEEN_PROBE = "\x00shipml-unseen-category"  # a value no real data holds
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
@@ -34,6 +39,11 @@ class Feature:
     nullable: bool
     categories: list[str] | None = None
     shape: list[int] | None = None  # a tensor's shape per row, e.g. [1, 28, 28]
+    # A category outside ``categories``: "error" refuses the row (400 when serving),
+    # "accept" scores it. Packaging sets "accept" where it showed the model handles one
+    # (``handles_unseen``: finite predictions for a value never seen in training).
+    unseen: str = "error"
+    handles_unseen: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,8 @@ class Signature:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Signature:
-        feats = [Feature(**f) for f in data["features"]]
+        known = set(Feature.__dataclass_fields__)
+        feats = [Feature(**{k: v for k, v in f.items() if k in known}) for f in data["features"]]
         return cls(
             features=feats,
             task=data.get("task", "classification"),
@@ -91,30 +102,55 @@ def is_tensor(series: pd.Series) -> bool:
     return isinstance(series.iloc[0], list | tuple | np.ndarray)
 
 
-def model_input(df: pd.DataFrame) -> pd.DataFrame:
+def model_input(df: pd.DataFrame, signature: Signature | None = None) -> pd.DataFrame:
     """``df`` in the model-boundary convention: strings as Python ``str`` with ``""`` for
     missing, arrays (tensor features) as float32 arrays, every other column as float32
-    with NaN for missing."""
+    with NaN for missing. With a ``signature``, each feature gets the signature's type (a
+    column of only missing values is numeric where the model wants a number)."""
+    types = {f.name: f.type for f in signature.features} if signature is not None else {}
     out = {}
     for name in df.columns:
         col = df[name]
-        if is_tensor(col):
+        want = types.get(str(name))
+        if want == "tensor" or (want is None and is_tensor(col)):
             out[name] = col.map(lambda v: np.asarray(v, dtype=np.float32)).astype(object)
-        elif _is_string(col):
+        elif want == "float" or (want is None and not _is_string(col)):
+            out[name] = _floats(col, str(name))
+        else:
             values = col.astype(object).where(col.notna(), "")
             out[name] = values.map(str).astype(object)
-        elif pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
-            out[name] = col.astype("float32")
-        else:
-            raise ModelError(
-                f"feature '{name}' has type {col.dtype}; models take strings and numbers",
-                hint="convert it (dates to numbers, for example) in a pipeline step",
-            )
     return pd.DataFrame(out, index=df.index)
 
 
+def _floats(col: pd.Series, name: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        return col.astype("float32")
+    if _is_string(col):
+        try:
+            return col.where(col.notna(), np.nan).astype("float32")
+        except (TypeError, ValueError):
+            bad = next(v for v in col.dropna() if not _parses(v))
+            raise ModelError(
+                f"feature '{name}' expects numbers; got {str(bad)[:60]!r}",
+                hint="convert the column to numbers (missing values as None or NaN)",
+            ) from None
+    raise ModelError(
+        f"feature '{name}' has type {col.dtype}; models take strings and numbers",
+        hint="convert it (dates to numbers, for example) in a pipeline step",
+    )
+
+
+def _parses(value: Any) -> bool:
+    try:
+        np.float32(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def infer_signature(X: pd.DataFrame, y: Any = None, *, classes: Any = None) -> Signature:
-    """Read a signature off the features the model was validated on."""
+    """Read a signature off every row the model saw: pass the training and the validation
+    rows together (categories and nullability come from all of them)."""
     feats = []
     for name in X.columns:
         col = X[name]
@@ -142,7 +178,8 @@ def infer_signature(X: pd.DataFrame, y: Any = None, *, classes: Any = None) -> S
 def onnx_feeds(frame: pd.DataFrame, signature: Signature) -> dict[str, np.ndarray]:
     """ONNX inputs (one [n, 1] tensor per feature) from a frame in the model convention."""
     if signature.onnx_input == "matrix":
-        return {MATRIX_INPUT: frame[signature.names].to_numpy(dtype=np.float32)}
+        numbers = {f.name: _floats(frame[f.name], f.name) for f in signature.features}
+        return {MATRIX_INPUT: pd.DataFrame(numbers).to_numpy(dtype=np.float32)}
     feeds: dict[str, np.ndarray] = {}
     for f in signature.features:
         col = frame[f.name]
@@ -152,5 +189,59 @@ def onnx_feeds(frame: pd.DataFrame, signature: Signature) -> dict[str, np.ndarra
         elif f.type == "string":
             feeds[f.name] = col.to_numpy(dtype=object).reshape(-1, 1)
         else:
-            feeds[f.name] = col.to_numpy(dtype=np.float32).reshape(-1, 1)
+            feeds[f.name] = _floats(col, f.name).to_numpy(dtype=np.float32).reshape(-1, 1)
     return feeds
+
+
+def probe_unseen(
+    predict: Callable[[pd.DataFrame], list[Any]], frame: pd.DataFrame, signature: Signature
+) -> dict[str, bool]:
+    """For each string feature: does the model give finite predictions when it gets a
+    category it never saw? (``predict`` returns the model's outputs for a frame.)"""
+    sample = frame.head(16)
+    result: dict[str, bool] = {}
+    for feature in signature.features:
+        if feature.type != "string":
+            continue
+        probe = sample.copy()
+        probe[feature.name] = UNSEEN_PROBE
+        try:
+            outputs = [np.asarray(o) for o in predict(probe)]
+        except Exception:  # onnxruntime/sklearn raise their own types: "not handled"
+            result[feature.name] = False
+            continue
+        numeric = [o for o in outputs if o.dtype.kind == "f"]
+        result[feature.name] = all(np.isfinite(o).all() for o in numeric)
+    return result
+
+
+def with_unseen_policy(
+    signature: Signature, handled: dict[str, bool], policy: dict[str, str] | None = None
+) -> Signature:
+    """The signature with each string feature's unseen-category policy: ``policy`` where
+    given, else "accept" where the model handles unseen values and "error" elsewhere."""
+    policy = dict(policy or {})
+    unknown = sorted(set(policy) - {f.name for f in signature.features if f.type == "string"})
+    bad = sorted(v for v in policy.values() if v not in UNSEEN_POLICIES)
+    if unknown or bad:
+        raise ModelError(
+            f"invalid unseen-category policy: {', '.join(unknown) or ''} {', '.join(bad)}".strip()
+            + " (keys are string features, values accept or error)",
+            hint="e.g. unseen={'island': 'error'}",
+        )
+    features = []
+    for f in signature.features:
+        if f.type != "string":
+            features.append(f)
+            continue
+        handles = handled.get(f.name, False)
+        chosen = policy.get(f.name, "accept" if handles else "error")
+        if chosen == "accept" and not handles:
+            raise ModelError(
+                f"feature {f.name!r}: unseen categories cannot be accepted, the model fails "
+                "on a category it never saw",
+                hint="make the encoder handle them (OneHotEncoder(handle_unknown='ignore')) "
+                "or keep the policy 'error'",
+            )
+        features.append(replace(f, unseen=chosen, handles_unseen=handles))
+    return replace(signature, features=features)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from shipml.audit import prepare_key
 from shipml.audit.database import is_url
 from shipml.errors import ConfigError, ModelError
+from shipml.serving.connection import ConnectionLimits
 from shipml.serving.server import ServeSpec
 from shipml.tracking import ResolvedModel, resolve_model
 
@@ -51,6 +52,7 @@ def serve_spec(config: ProjectConfig | None, ref: str | ResolvedModel) -> ServeS
         "attestation_key": attestation_key(config).hex(),
         "monitor": config.monitor.model_dump(),
         "tracing": config.tracing.model_dump(),
+        "limits": ConnectionLimits.from_config(config),
     }
     if audit.enabled:
         settings.update(

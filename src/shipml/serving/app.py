@@ -8,9 +8,9 @@ load time (metadata bodies, lookups, metric children) is.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
-import json
 import logging
 import time
 import uuid
@@ -27,28 +27,42 @@ from shipml.errors import (
     InferenceFailed,
     InvalidRequest,
     ModelNotFound,
+    PayloadTooLarge,
     RequestConflict,
     ServingError,
 )
 from shipml.serving.batching import Batcher
 from shipml.serving.metrics import ServerMetrics, live_monitor
+from shipml.serving.offload import Offload
 from shipml.serving.page import build_page
 from shipml.serving.predictor import Outputs, Predictor
 from shipml.serving.protocol import (
-    parse_invocations,
-    parse_predict,
-    parse_v2,
+    loads,
+    parse_body,
     render_predictions,
     render_v2,
 )
 from shipml.serving.tracing import Tracing
-from shipml.serving.validation import Rows, Validator
+from shipml.serving.validation import Rows, Validator, shorten
 
 log = logging.getLogger("shipml.serving")
 JSON = b"application/json"
 HTML = b"text/html; charset=utf-8"
 DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY
 Scope = dict[str, Any]
+# Bodies larger than this are parsed, validated and scored in a worker thread, so the event
+# loop keeps answering (health checks, small requests) while a big batch is scored.
+OFF_LOOP_BYTES = 256 * 1024
+MAX_ERROR_CHARS = 1000  # an error body never grows with the request
+
+
+# What scoring a body gives: the validated rows, the V2 request id and outputs wanted, and
+# the model's outputs.
+Scored = tuple[Rows, Any, list[str] | None, Outputs]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body arrived: there is no one to answer."""
 
 
 def _json(obj: Any) -> bytes:
@@ -71,6 +85,7 @@ class ModelServer:
         image_digest: str = "",
         attestation_key: bytes = b"",
         monitor: Any = None,
+        off_loop_bytes: int = OFF_LOOP_BYTES,
     ) -> None:
         self.predictor = predictor
         self.name, self.version = predictor.name, predictor.version
@@ -83,6 +98,9 @@ class ModelServer:
             on_batch=self.metrics.batch_size.observe,
         )
         self.max_body_bytes = max_body_bytes
+        self.off_loop_bytes = off_loop_bytes
+        self._off_loop = asyncio.Semaphore(2)  # big batches scored at once (memory bound)
+        self.offload = Offload(predictor.signature)
         self.tracing = tracing or Tracing(None)
         # Live drift and quality (a MonitorSection): an O(1) append per request, counted
         # and scored off the request path (serving/metrics.py).
@@ -128,7 +146,11 @@ class ModelServer:
                 "name": f.name,
                 "datatype": "BYTES" if f.type == "string" else "FP32",
                 "shape": [-1, 1],
-                "parameters": {"nullable": f.nullable, "categories": f.categories},
+                "parameters": {
+                    "nullable": f.nullable,
+                    "categories": f.categories,
+                    **({"unseen": f.unseen} if f.type == "string" else {}),
+                },
             }
             for f in sig.features
         ]
@@ -178,6 +200,7 @@ class ModelServer:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
+                self.offload.close()
                 if self.live is not None:
                     self.live.stop()
                 if self.audit is not None:
@@ -198,9 +221,8 @@ class ModelServer:
         if method == "POST":
             protocol = self._post_route(path)
             if protocol is None:
-                await _send(
-                    send, 404, _json({"error": f"no such endpoint: POST {path}"}), request_id
-                )
+                error = f"no such endpoint: POST {shorten(path)}"
+                await _send(send, 404, _json({"error": error}), request_id)
                 return
             await self._infer(protocol, scope, receive, send, request_id)
             return
@@ -208,30 +230,35 @@ class ModelServer:
             status, body, ctype = self._get(path)
             await _send(send, status, body, request_id, ctype)
             return
-        await _send(send, 405, _json({"error": f"method {method} is not allowed"}), request_id)
+        error = f"method {shorten(method)} is not allowed"
+        await _send(send, 405, _json({"error": error}), request_id)
 
     def _check_model(self, parts: list[str]) -> list[str]:
         """``name[/versions/v]...``: 404 unless it names this model; returns the rest."""
         name = parts[0] if parts else ""
         if name != self.name:
-            raise ModelNotFound(f"unknown model {name!r}; this server serves {self.name!r}")
+            raise ModelNotFound(f"unknown model {shorten(name)}; this server serves {self.name!r}")
         rest = parts[1:]
         if rest[:1] == ["versions"]:
             version = rest[1] if len(rest) > 1 else ""
             if version != self.version:
                 raise ModelNotFound(
-                    f"model {self.name!r} has no version {version!r} here; serving {self.version!r}"
+                    f"model {self.name!r} has no version {shorten(version)} here; "
+                    f"serving {self.version!r}"
                 )
             rest = rest[2:]
         return rest
 
     def _post_route(self, path: str) -> str | None:
+        """Exact routes only: ``/v2/models/NAME[/versions/V]/infer``, nothing in between."""
         if path == "/predict":
             return "predict"
         if path == "/invocations":
             return "invocations"
         if path.startswith("/v2/models/") and path.endswith("/infer"):
-            return "v2"
+            parts = path[len("/v2/models/") : -len("/infer")].split("/")
+            if len(parts) == 1 or (len(parts) == 3 and parts[1] == "versions"):
+                return "v2"
         return None
 
     def _get(self, path: str) -> tuple[int, bytes, bytes]:
@@ -247,36 +274,68 @@ class ModelServer:
             return 200, self._page, HTML
         if path.startswith("/v2/models/"):
             try:
-                rest = self._check_model(path[len("/v2/models/") :].strip("/").split("/"))
+                rest = self._check_model(path[len("/v2/models/") :].split("/"))
             except ModelNotFound as exc:
                 return 404, _json({"error": exc.message}), JSON
             if rest == []:
                 return 200, self._metadata, JSON
             if rest == ["ready"]:
                 return 200, _json({"name": self.name, "ready": self.ready}), JSON
-        return 404, _json({"error": f"no such endpoint: GET {path}"}), JSON
+        return 404, _json({"error": f"no such endpoint: GET {shorten(path)}"}), JSON
 
     async def _read_body(self, scope: Scope, receive: Any) -> bytes:
+        """The whole body, or ``PayloadTooLarge`` as soon as it passes the limit (from its
+        Content-Length, before a byte is read, or while it streams in)."""
+        limit = self.max_body_bytes
+        hint = "send fewer rows per request, or raise [serving] max_body_bytes"
         for key, value in scope["headers"]:
-            if key == b"content-length" and int(value or 0) > self.max_body_bytes:
-                raise InvalidRequest(
-                    f"body of {int(value)} bytes is larger than the limit of {self.max_body_bytes}",
-                    hint="send fewer rows per request, or raise [serving] max_body_bytes",
-                )
+            if key == b"content-length":
+                if not value.isdigit():
+                    raise InvalidRequest(f"invalid Content-Length {shorten(value)}")
+                if int(value) > limit:
+                    raise PayloadTooLarge(
+                        f"body of {int(value)} bytes is larger than the limit of {limit}",
+                        hint=hint,
+                    )
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                raise InvalidRequest(
-                    f"body is larger than the limit of {self.max_body_bytes} bytes",
-                    hint="send fewer rows per request, or raise [serving] max_body_bytes",
-                )
+            if size > limit:
+                raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes", hint=hint)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _parse(self, protocol: str, body: Any) -> tuple[Rows, Any, list[str] | None]:
+        """Validated rows, the V2 request id and the V2 outputs wanted."""
+        with self.tracing.span("validate"):
+            return parse_body(protocol, body, self.validator)
+
+    async def _score(self, protocol: str, raw: bytes, rid_text: str) -> Scored:
+        """Small bodies on the event loop, through the batcher. Big ones off it: parsed and
+        validated in a worker process (parsing millions of numbers holds the GIL, so a
+        thread would not free the loop), scored in a thread."""
+        tracing = self.tracing
+        if len(raw) <= self.off_loop_bytes:
+            rows, rid, wanted = self._parse(protocol, loads(raw))
+            with tracing.span("batch", **{"shipml.request_id": rid_text}):
+                outputs = await self.batcher.predict(rows)
+                if outputs.timing is not None:
+                    begun, ended, size = outputs.timing
+                    tracing.record("model", begun, ended, **{"shipml.batch.rows": size})
+            return rows, rid, wanted, outputs
+        async with self._off_loop:
+            with tracing.span("validate"):
+                rows, rid, wanted = await self.offload.parse(protocol, raw)
+            with tracing.span("model", **{"shipml.batch.rows": rows.n}):
+                feeds = self.predictor.feeds(rows)
+                outputs = await asyncio.to_thread(self.predictor.run, feeds)
+            return rows, rid, wanted, outputs
 
     async def _infer(
         self, protocol: str, scope: Scope, receive: Any, send: Any, request_id: bytes
@@ -302,19 +361,7 @@ class ModelServer:
                             scope["path"][len("/v2/models/") : -len("/infer")].split("/")
                         )
                     raw = await self._read_body(scope, receive)
-                    body = _loads(raw)
-                    with tracing.span("validate"):
-                        if protocol == "v2":
-                            rows, rid, wanted = parse_v2(body, self.validator)
-                        elif protocol == "invocations":
-                            rows = parse_invocations(body, self.validator)
-                        else:
-                            rows = parse_predict(body, self.validator)
-                    with tracing.span("batch", **{"shipml.request_id": rid_text}):
-                        outputs = await self.batcher.predict(rows)
-                        if outputs.timing is not None:
-                            started, ended, size = outputs.timing
-                            tracing.record("model", started, ended, **{"shipml.batch.rows": size})
+                    rows, rid, wanted, outputs = await self._score(protocol, raw, rid_text)
                     if self.live is not None:
                         self.live.observe(rows, outputs.labels, request_id)
                     if self.audit is not None:
@@ -341,11 +388,15 @@ class ModelServer:
                 except ServingError as exc:
                     code = exc.status
                     text = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-                    payload = _json({"error": text})
+                    payload = _json({"error": text[:MAX_ERROR_CHARS]})
+                except ClientGone:
+                    code = 499  # nginx's "client closed request": counted, never sent
+                    return
                 except Exception as exc:  # a bug: answer 500 with a message, log the traceback
                     log.exception("unexpected error while serving a request")
                     code = 500
-                    payload = _json({"error": f"internal error: {type(exc).__name__}: {exc}"})
+                    text = f"internal error: {type(exc).__name__}: {shorten(str(exc), 200)}"
+                    payload = _json({"error": text})
                 if span is not None:
                     span.set_attribute("http.response.status_code", code)
             await _send(send, code, payload, request_id)
@@ -410,18 +461,6 @@ def _profile(predictor: Predictor) -> dict[str, Any] | None:
         return predictor.package.profile
     except (OSError, ValueError):
         return None
-
-
-def _loads(raw: bytes) -> Any:
-    """orjson on the fast path; Python's json as a fallback, because Python clients (Triton's
-    among them) write a missing float as the non-standard literal NaN."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise InvalidRequest(f"malformed JSON: {exc}") from exc
 
 
 def _route(protocol: str) -> str:

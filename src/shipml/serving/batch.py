@@ -5,9 +5,11 @@ is validated like a request and scored in one onnxruntime call."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,9 +23,10 @@ from shipml.serving.validation import Validator
 
 @dataclass
 class BatchResult:
-    rows: int
+    rows: int  # rows scored
     chunks: int
     output: Path
+    refused: int = 0  # rows skipped or flagged (--on-error skip|flag)
 
 
 def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
@@ -49,6 +52,100 @@ def _chunks(
     raise DataError(f"cannot tell the format of {path}", hint="give a .csv or .parquet file")
 
 
+ON_ERROR = ("fail", "skip", "flag")
+LABEL_TYPES = {"string": pa.string(), "int": pa.int64(), "float": pa.float64()}
+
+
+def bad_rows(validator: Validator, columns: dict[str, np.ndarray]) -> dict[int, str]:
+    """Row index -> why it is refused, found by bisection (a valid half is checked once)."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    found: dict[int, str] = {}
+
+    def search(start: int, end: int) -> None:
+        try:
+            validator.columns({k: v[start:end] for k, v in columns.items()})
+        except InvalidRequest as exc:
+            if end - start == 1:
+                found[start] = re.sub(r" at row \d+", "", exc.message)
+                return
+            middle = (start + end) // 2
+            search(start, middle)
+            search(middle, end)
+
+    if n:
+        search(0, n)
+    return found
+
+
+@dataclass
+class _Scored:
+    """One chunk: which rows were scored, their outputs, and why the others were not."""
+
+    keep: np.ndarray  # bool per row of the chunk
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    errors: dict[int, str]
+
+
+def _score_chunk(
+    predictor: Predictor,
+    validator: Validator,
+    frame: Any,
+    first_row: int,
+    source: Path,
+    on_error: str,
+) -> _Scored:
+    columns = {n: frame[n].to_numpy() for n in frame.columns if n in validator.features}
+    keep = np.ones(len(frame), dtype=bool)
+    errors: dict[int, str] = {}
+    try:
+        rows_in = validator.columns(columns)  # extra columns pass through
+    except InvalidRequest as exc:
+        errors = bad_rows(validator, columns) if set(columns) == set(validator.names) else {}
+        if on_error == "fail" or not errors:
+            where = f"row {first_row + min(errors)}" if errors else f"rows from {first_row}"
+            detail = errors[min(errors)] if errors else exc.message
+            raise DataError(
+                f"{source}, {where}: {detail}",
+                hint=(exc.hint or "fix the row")
+                + "; or score the other rows with --on-error skip|flag",
+            ) from exc
+        keep[list(errors)] = False
+        if not keep.any():
+            return _Scored(keep, np.asarray([]), None, errors)
+        rows_in = validator.columns({k: v[keep] for k, v in columns.items()})
+    out = predictor.run(predictor.feeds(rows_in))
+    return _Scored(keep, out.labels, out.probabilities, errors)
+
+
+def _output_table(
+    batch: pa.RecordBatch,
+    scored: _Scored,
+    classes: list[str],
+    on_error: str,
+    label_type: pa.DataType,
+) -> pa.Table:
+    keep = scored.keep
+    table = pa.Table.from_batches([batch])
+    if on_error == "skip" and not keep.all():
+        table = table.filter(pa.array(keep))
+        keep = keep[keep]
+    labels: list[Any] = [None] * len(keep)
+    for row, label in zip(np.flatnonzero(keep).tolist(), scored.labels.tolist(), strict=True):
+        labels[row] = label
+    table = table.append_column("prediction", pa.array(labels, type=label_type))
+    if classes and (scored.probabilities is not None or not keep.any()):
+        proba = np.full((len(keep), len(classes)), np.nan)
+        if scored.probabilities is not None:
+            proba[keep] = np.asarray(scored.probabilities, dtype=np.float64)
+        for i, cls in enumerate(classes):
+            table = table.append_column(f"probability_{cls}", pa.array(proba[:, i], mask=~keep))
+    if on_error == "flag":
+        errors = [scored.errors.get(i) for i in range(len(keep))]
+        table = table.append_column("error", pa.array(errors, type=pa.string()))
+    return table
+
+
 def predict_file(
     predictor: Predictor,
     source: Path,
@@ -56,7 +153,13 @@ def predict_file(
     *,
     chunk_rows: int = 50_000,
     progress: Callable[[int, int | None], None] | None = None,
+    on_error: str = "fail",
 ) -> BatchResult:
+    """Score ``source`` into ``output``. A row the model cannot take (a missing value, an
+    unknown category...) stops the scoring (``fail``, naming the row and the column), is
+    left out (``skip``), or is kept with an ``error`` column and no prediction (``flag``)."""
+    if on_error not in ON_ERROR:
+        raise DataError(f"unknown --on-error {on_error!r}", hint="use fail, skip or flag")
     if not source.is_file():
         raise DataError(f"input file not found: {source}", hint="check the path")
     validator = Validator(predictor.signature)
@@ -71,31 +174,13 @@ def predict_file(
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.partial")
     writer: pacsv.CSVWriter | pq.ParquetWriter | None = None
-    rows = chunks = 0
+    rows = chunks = refused = 0
     classes = [str(c) for c in predictor.signature.classes]
+    label_type = LABEL_TYPES.get(predictor.signature.label_type, pa.string())
     try:
         for batch in batches:
-            frame = batch.to_pandas()
-            try:
-                rows_in = validator.columns(
-                    {
-                        name: frame[name].to_numpy()
-                        for name in frame.columns
-                        if name in validator.features
-                    }  # extra columns pass through
-                )
-            except InvalidRequest as exc:
-                raise DataError(
-                    f"{source}, rows {rows}-{rows + len(frame) - 1}: {exc.message}",
-                    hint=exc.hint,
-                ) from exc
-            out = predictor.run(predictor.feeds(rows_in))
-            table = pa.Table.from_batches([batch])
-            table = table.append_column("prediction", pa.array(out.labels.tolist()))
-            if out.probabilities is not None:
-                proba = np.asarray(out.probabilities, dtype=np.float64)
-                for i, cls in enumerate(classes):
-                    table = table.append_column(f"probability_{cls}", pa.array(proba[:, i]))
+            scored = _score_chunk(predictor, validator, batch.to_pandas(), rows, source, on_error)
+            table = _output_table(batch, scored, classes, on_error, label_type)
             if writer is None:
                 parquet = output.name.lower().endswith((".parquet", ".pq"))
                 writer = (
@@ -104,7 +189,8 @@ def predict_file(
                     else pacsv.CSVWriter(tmp, table.schema)
                 )
             writer.write_table(table)
-            rows += rows_in.n
+            rows += batch.num_rows
+            refused += len(scored.errors)
             chunks += 1
             if progress is not None:
                 progress(rows, total)
@@ -119,4 +205,4 @@ def predict_file(
         if writer is not None:
             writer.close()
         tmp.unlink(missing_ok=True)
-    return BatchResult(rows, chunks, output)
+    return BatchResult(rows - refused, chunks, output, refused=refused)

@@ -165,7 +165,7 @@ def _field(index: int, feature: Feature, stats: Mapping[str, Any]) -> str:
     attrs = f'id="{key}" name="{name}" data-feature="{name}"'
     empty = ' placeholder="missing"' if feature.nullable else ""
     if feature.type == "string" and feature.categories is not None:
-        note = "category"
+        note = "category" if feature.unseen != "accept" else "category; new values accepted"
         top = next(iter(stats.get("top") or {}), None)
         options = ['<option value="">(missing)</option>'] if feature.nullable else []
         for category in feature.categories:

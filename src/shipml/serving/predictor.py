@@ -11,7 +11,6 @@ import numpy as np
 
 from shipml.errors import InferenceFailed, ModelError
 from shipml.model import ModelPackage, load_skops, refuse_pickle
-from shipml.model.convert import session
 from shipml.model.signature import MATRIX_INPUT, Signature
 from shipml.serving.validation import Rows
 
@@ -45,7 +44,7 @@ class Predictor:
         self._model: Any = None
         self._session: Any = None
         if package.format == "onnx":
-            self._session = session(package.model_file.read_bytes())
+            self._session = package.onnx_session()
             self._output_names = [o.name for o in self._session.get_outputs()]
         else:
             self._model = load_skops(package.model_file, trusted_types or [])

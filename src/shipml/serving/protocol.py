@@ -7,14 +7,16 @@ protocol's JSON (numbers stay NumPy arrays; orjson serialises them natively).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import numpy as np
+import orjson
 
 from shipml.errors import InvalidRequest
 from shipml.serving.predictor import Outputs
-from shipml.serving.validation import Rows, Validator
+from shipml.serving.validation import Rows, Validator, shorten
 
 NUMERIC_TYPES = frozenset(
     {
@@ -32,6 +34,7 @@ NUMERIC_TYPES = frozenset(
     }
 )
 OUTPUT_NAMES = ("label", "probabilities")
+MAX_ID = 256  # characters of a V2 request id (echoed back)
 Columns = Rows
 
 
@@ -55,7 +58,7 @@ def parse_v2(body: Any, validator: Validator) -> tuple[Columns, Any, list[str] |
     tensors: dict[str, Any] = {}
     for tensor in inputs:
         name, values = _tensor(tensor, validator)
-        _require(name not in tensors, f"tensor {name!r} appears twice")
+        _require(name not in tensors, f"tensor {shorten(name)} appears twice")
         tensors[name] = values
     if len(tensors) == 1 and next(iter(tensors)) not in validator.features:
         name, values = next(iter(tensors.items()))
@@ -71,11 +74,16 @@ def parse_v2(body: Any, validator: Validator) -> tuple[Columns, Any, list[str] |
             oname = out.get("name") if isinstance(out, dict) else None
             _require(
                 oname in OUTPUT_NAMES,
-                f"unknown output {oname!r}",
+                f"unknown output {shorten(oname)}",
                 hint=f"outputs: {', '.join(OUTPUT_NAMES)}",
             )
             wanted.append(str(oname))
-    return columns, body.get("id"), wanted
+    rid = body.get("id")
+    _require(
+        rid is None or (isinstance(rid, str) and len(rid) <= MAX_ID),
+        f"'id' must be a string of at most {MAX_ID} characters, got {shorten(rid)}",
+    )
+    return columns, rid, wanted
 
 
 def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
@@ -94,26 +102,26 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
         or not all(type(d) is int and d >= 0 for d in shape)
     ):
         raise InvalidRequest(
-            f"tensor {name!r} has an invalid shape {shape!r}",
+            f"tensor {shorten(name)} has an invalid shape {shorten(shape)}",
             hint="shape is a list of 1 or 2 non-negative integers, e.g. [rows] or [rows, 1]",
         )
     is_bytes = dtype == "BYTES"
-    if not is_bytes and dtype not in NUMERIC_TYPES:
+    if not is_bytes and (not isinstance(dtype, str) or dtype not in NUMERIC_TYPES):
         raise InvalidRequest(
-            f"tensor {name!r} has unsupported datatype {dtype!r}",
+            f"tensor {shorten(name)} has unsupported datatype {shorten(dtype)}",
             hint="use BYTES for strings, FP32/FP64/INT* for numbers",
         )
     if not isinstance(data, list):
-        raise InvalidRequest(f"tensor {name!r} has no 'data' list")
+        raise InvalidRequest(f"tensor {shorten(name)} has no 'data' list")
     feature = validator.features.get(name)
     if feature is not None and is_bytes != (feature.type == "string"):
         expected = "BYTES" if feature.type == "string" else "a numeric datatype (FP32...)"
-        raise InvalidRequest(f"feature {name!r} expects {expected}, got {dtype}")
+        raise InvalidRequest(f"feature {shorten(name)} expects {expected}, got {dtype}")
     flat = _flatten(data) if data and isinstance(data[0], list) else data
     size = math.prod(shape)
     if len(flat) != size:
         raise InvalidRequest(
-            f"tensor {name!r} has {len(flat)} values but shape {shape} needs {size}"
+            f"tensor {shorten(name)} has {len(flat)} values but shape {shape} needs {size}"
         )
     if is_bytes:
         return name, np.asarray(flat, dtype=object).reshape(shape)
@@ -217,8 +225,10 @@ def parse_invocations(body: Any, validator: Validator) -> Columns:
     if "dataframe_split" in body:
         split = body["dataframe_split"]
         _require(
-            isinstance(split, dict) and isinstance(split.get("columns"), list),
-            "'dataframe_split' needs 'columns' and 'data'",
+            isinstance(split, dict)
+            and isinstance(split.get("columns"), list)
+            and all(isinstance(c, str) for c in split["columns"]),
+            "'dataframe_split' needs 'columns' (a list of feature names) and 'data'",
         )
         return _rows(split.get("data"), split["columns"], validator, "dataframe_split.data")
     if "dataframe_records" in body:
@@ -232,7 +242,7 @@ def parse_invocations(body: Any, validator: Validator) -> Columns:
                 return _rows(value, validator.names, validator, key)
             return _records(value, validator, key)
     raise InvalidRequest(
-        f"unknown body keys {sorted(body)}",
+        f"unknown body keys {shorten(sorted(body))}",
         hint="use dataframe_split, dataframe_records, instances or inputs",
     )
 
@@ -262,3 +272,39 @@ def render_predictions(outputs: Outputs, classes: np.ndarray, detailed: bool) ->
             row["probabilities"] = dict(zip(names, proba[i].tolist(), strict=True))
         preds.append(row)
     return {"predictions": preds}
+
+
+def parse_body(
+    protocol: str, body: Any, validator: Validator
+) -> tuple[Columns, Any, list[str] | None]:
+    """Validated rows, the V2 request id and the V2 outputs wanted, for ``protocol``
+    (``v2``, ``invocations`` or ``predict``)."""
+    if protocol == "v2":
+        return parse_v2(body, validator)
+    if protocol == "invocations":
+        return parse_invocations(body, validator), None, None
+    return parse_predict(body, validator), None, None
+
+
+def loads(raw: bytes) -> Any:
+    """orjson on the fast path; Python's json as a fallback, because Python clients (Triton's
+    among them) write a missing float as the non-standard literal NaN."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(raw, parse_constant=_constant)
+        except InvalidRequest:
+            raise
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise InvalidRequest(f"malformed JSON: {shorten(str(exc), 200)}") from exc
+
+
+def _constant(name: str) -> float:
+    """NaN is a missing value; Infinity and -Infinity are refused."""
+    if name == "NaN":
+        return float("nan")
+    raise InvalidRequest(
+        f"non-finite number {name} in the body",
+        hint="send finite numbers; null (or NaN) for a missing value",
+    )

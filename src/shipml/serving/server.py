@@ -18,7 +18,9 @@ from typing import Any
 from shipml.audit import AuditLog
 from shipml.audit.database import is_url
 from shipml.config import MonitorSection, TracingSection
+from shipml.errors import AuditError
 from shipml.serving.app import ModelServer
+from shipml.serving.connection import ConnectionLimits, GuardedProtocol, uvicorn_options
 from shipml.serving.predictor import Predictor
 from shipml.serving.tracing import Tracing
 
@@ -47,6 +49,7 @@ class ServeSpec:
     audit_inputs: bool = True
     image_digest: str = ""
     attestation_key: str = ""  # hex; empty: a remote gateway's variant is not believed
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # [monitor] settings (MonitorSection as a dict): the live drift and quality metrics.
     monitor: dict[str, Any] = field(default_factory=dict)
     # [tracing] settings (TracingSection as a dict).
@@ -57,18 +60,7 @@ def build_app(spec: ServeSpec) -> ModelServer:
     predictor = Predictor.load(
         Path(spec.package), name=spec.name, version=spec.version, trusted_types=spec.trusted_types
     )
-    audit = None
-    if spec.audit_path:
-        audit = AuditLog(
-            spec.audit_path if is_url(spec.audit_path) else Path(spec.audit_path),
-            signing_key=Path(spec.signing_key) if spec.signing_key else None,
-            checkpoint_dir=Path(spec.checkpoint_dir) if spec.checkpoint_dir else None,
-            checkpoint_every=spec.checkpoint_every,
-            checkpoint_interval_s=spec.checkpoint_interval_s,
-            durability=spec.durability,
-            commit_window_ms=spec.commit_window_ms,
-            key_fingerprint=spec.key_fingerprint,
-        )
+    audit = open_audit(spec) if spec.audit_path else None
     return ModelServer(
         predictor,
         max_body_bytes=spec.max_body_bytes,
@@ -94,8 +86,44 @@ def tracing_of(settings: dict[str, Any], service: str) -> Tracing:
     )
 
 
+def open_audit(spec: ServeSpec) -> AuditLog:
+    """The server's audit log; a setting that cannot work is an AuditError naming it."""
+    key = Path(spec.signing_key) if spec.signing_key else None
+    if key is not None and key.exists() and not key.is_file():
+        raise AuditError(
+            f"[audit] signing_key {key} is not a file",
+            hint="point it at an Ed25519 PEM key, or at a path where shipml may create one",
+        )
+    try:
+        return AuditLog(
+            spec.audit_path if is_url(spec.audit_path) else Path(spec.audit_path),
+            signing_key=key,
+            checkpoint_dir=Path(spec.checkpoint_dir) if spec.checkpoint_dir else None,
+            checkpoint_every=spec.checkpoint_every,
+            checkpoint_interval_s=spec.checkpoint_interval_s,
+            durability=spec.durability,
+            commit_window_ms=spec.commit_window_ms,
+            key_fingerprint=spec.key_fingerprint,
+        )
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
+        raise AuditError(
+            f"cannot open the audit log ({_audit_settings(spec)}): "
+            f"{type(exc).__name__}: {str(exc)[:200]}",
+            hint="check [audit] path, signing_key and checkpoint_dir in shipml.toml (the key "
+            "must be an Ed25519 PEM private key; the folders must be writable)",
+        ) from exc
+
+
+def _audit_settings(spec: ServeSpec) -> str:
+    path = spec.audit_path if not is_url(spec.audit_path) else spec.audit_path.split("@")[-1]
+    return f"path {path}, signing_key {spec.signing_key}, checkpoint_dir {spec.checkpoint_dir}"
+
+
 def app_from_environment() -> ModelServer:
-    return build_app(ServeSpec(**json.loads(os.environ[SPEC_ENV])))
+    data = json.loads(os.environ[SPEC_ENV])
+    spec = ServeSpec(**{**data, "limits": ConnectionLimits(**data.get("limits", {}))})
+    GuardedProtocol.limits = spec.limits  # this worker process's connections
+    return build_app(spec)
 
 
 def run(
@@ -117,10 +145,9 @@ def run(
     gc.collect()
     gc.freeze()
     options: dict[str, Any] = {
+        **uvicorn_options(spec.limits),
         "host": host,
         "port": port,
-        "loop": "uvloop",
-        "http": "httptools",
         "log_level": "info" if access_log else "warning",
         "access_log": access_log,
         "timeout_graceful_shutdown": graceful_shutdown_s,

@@ -60,7 +60,16 @@ class Tracing:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-        ratio = float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", ratio))
+        try:
+            ratio = float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", ratio))
+        except ValueError:
+            from shipml.errors import ConfigError
+
+            raise ConfigError(
+                "OTEL_TRACES_SAMPLER_ARG="
+                f"{os.environ.get('OTEL_TRACES_SAMPLER_ARG', '')[:40]!r} is not a number",
+                hint="a sampling ratio between 0 and 1, e.g. 0.1",
+            ) from None
         provider = TracerProvider(
             resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
         )

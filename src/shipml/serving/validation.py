@@ -35,6 +35,18 @@ class Rows:
 
 
 NUMERIC_KINDS = frozenset({"floating", "integer", "mixed-integer-float", "decimal", "empty"})
+SHORT = 60  # characters of a bad value quoted back in an error message
+
+
+def shorten(value: Any, limit: int = SHORT) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error never echoes a huge value."""
+    if isinstance(value, str | bytes) and len(value) > limit:
+        value = value[:limit]  # repr of a 5 MB string is never built
+        return repr(value)[: limit + 2] + f"... ({len(value)}+ characters)"
+    if isinstance(value, list | dict) and len(value) > 8:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _first_bad(values: Any, ok: Any) -> tuple[int, Any]:
@@ -57,6 +69,21 @@ def _one_column(name: str, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _finite(arr: np.ndarray, values: Any, name: str) -> np.ndarray:
+    """``arr`` unless it holds an infinity: ``Infinity``, ``1e400`` or a number beyond float32
+    (NaN is a missing value, checked against nullability by the caller)."""
+    inf = np.isinf(arr)
+    if inf.any():
+        index = np.unravel_index(int(np.argmax(inf)), arr.shape)
+        seen = np.asarray(values, dtype=object)[index] if arr.ndim else values
+        raise InvalidRequest(
+            f"feature {shorten(name)} has a non-finite or out-of-range value {shorten(seen)} "
+            f"at row {int(index[0]) if index else 0}",
+            hint="send finite numbers within float32 range (about ±3.4e38); null for missing",
+        )
+    return arr
+
+
 def _is_number(v: Any) -> bool:
     return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
 
@@ -72,10 +99,11 @@ class Validator:
         self.signature = signature
         self.features = {f.name: f for f in signature.features}
         self.names = signature.names
+        # Features whose unknown categories are refused ("accept" ones are not checked).
         self.categories = {
             f.name: np.asarray(f.categories, dtype=object)
             for f in signature.features
-            if f.type == "string" and f.categories is not None
+            if f.type == "string" and f.categories is not None and f.unseen != "accept"
         }
         self.nullable = np.asarray([f.nullable for f in signature.features])
         self.all_numeric = signature.all_numeric
@@ -93,7 +121,7 @@ class Validator:
         extra = [n for n in raw if n not in self.features]
         if extra:
             raise InvalidRequest(
-                f"unknown feature {extra[0]!r}",
+                f"unknown feature {shorten(extra[0])}",
                 hint=f"the model's features: {', '.join(self.names)}",
             )
         cols = {name: self.column(self.features[name], raw[name]) for name in self.names}
@@ -110,8 +138,8 @@ class Validator:
         """One [rows, features] numeric tensor, columns in signature order."""
         if not self.all_numeric:
             raise InvalidRequest(
-                f"tensor {name!r} is not a feature, and a single 2-D tensor is accepted only "
-                "by all-numeric models",
+                f"tensor {shorten(name)} is not a feature, and a single 2-D tensor is "
+                "accepted only by all-numeric models",
                 hint=f"send one tensor per feature: {', '.join(self.names)}",
             )
         arr = self._numbers(values, name)
@@ -119,7 +147,8 @@ class Validator:
             arr = arr.reshape(1, -1)
         if arr.ndim != 2 or arr.shape[1] != len(self.names):
             raise InvalidRequest(
-                f"tensor {name!r} has shape {list(arr.shape)}; expected [rows, {len(self.names)}]",
+                f"tensor {shorten(name)} has shape {list(arr.shape)}; "
+                f"expected [rows, {len(self.names)}]",
                 hint=f"columns in this order: {', '.join(self.names)}",
             )
         if arr.shape[0] == 0:
@@ -149,30 +178,34 @@ class Validator:
 
     def _numbers(self, values: Any, name: str) -> np.ndarray:
         if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
-            return values.astype(np.float32, copy=False)
+            with np.errstate(over="ignore"):
+                return _finite(values.astype(np.float32, copy=False), values, name)
         objects = np.asarray(values, dtype=object)
         flat = objects.reshape(-1)
         if flat.size and isinstance(flat[0], list):
             raise InvalidRequest(
-                f"feature {name!r} has ragged nested lists (rows of unequal length)"
+                f"feature {shorten(name)} has ragged or nested lists (one number per row expected)"
             )
         if infer_dtype(flat, skipna=True) not in NUMERIC_KINDS:  # one C pass, no Python loop
             row, value = _first_bad(flat.tolist(), _is_number)
             raise InvalidRequest(
-                f"feature {name!r} expects numbers; got {value!r} at row {max(row, 0)}",
+                f"feature {shorten(name)} expects numbers; "
+                f"got {shorten(value)} at row {max(row, 0)}",
                 hint="send JSON numbers (null for a missing value), not strings or booleans",
             )
         try:
-            return np.asarray(values, dtype=np.float32)
+            with np.errstate(over="ignore"):
+                arr = np.asarray(values, dtype=np.float32)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidRequest(f"feature {name!r}: {exc}") from exc
+            raise InvalidRequest(f"feature {shorten(name)}: {shorten(str(exc))}") from exc
+        return _finite(arr, values, name)
 
     def _strings(self, feature: Feature, values: Any) -> np.ndarray:
         arr = _one_column(feature.name, np.asarray(values, dtype=object))
         if infer_dtype(arr, skipna=True) not in ("string", "empty"):
             row, value = _first_bad(arr, _is_text)
             raise InvalidRequest(
-                f"feature {feature.name!r} expects strings; got {value!r} at row {row}",
+                f"feature {feature.name!r} expects strings; got {shorten(value)} at row {row}",
                 hint="send JSON strings (null for a missing value)",
             )
         missing = pd.isna(arr) | (arr == "")  # None and NaN; elementwise, vectorised
@@ -190,7 +223,9 @@ class Validator:
             if not known.all():
                 row = int(np.argmax(~known))
                 raise InvalidRequest(
-                    f"feature {feature.name!r} has unknown category {arr[row]!r} at row {row}",
-                    hint=f"known categories: {', '.join(map(str, cats))}",
+                    f"feature {feature.name!r} has unknown category {shorten(arr[row])} "
+                    f"at row {row}",
+                    hint=f"known categories: {', '.join(map(str, cats))} (the model refuses "
+                    "categories it never saw)",
                 )
         return arr

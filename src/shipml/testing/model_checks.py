@@ -480,9 +480,16 @@ def parity(subject: Subject, env: Env) -> CheckResult:
     )
 
 
+LATENCY_ROUNDS = 7  # rounds of interleaved samples; the best round is judged
+LATENCY_SAMPLES = 60  # one-row predictions per round, each path
+
+
 def latency(subject: Subject, env: Env) -> CheckResult:
-    """One-row predictions through the serving path (validation to model output): p95
-    within ``latency_budget_ms``."""
+    """One-row predictions through the serving path (validation to model output), measured
+    against a baseline in the same run: the bare model on the same rows, already converted.
+    The two are interleaved over several rounds and the best round's p95 is judged, so a
+    busy machine slows both and does not fail a fast model; if even the bare model misses
+    the budget, the message says the machine, not the model, is too slow."""
     from shipml.serving.validation import Validator
 
     X = subject.holdout_features
@@ -492,21 +499,56 @@ def latency(subject: Subject, env: Env) -> CheckResult:
     ]
     validator = Validator(subject.signature)
     predictor = subject.predictor
-    for record in records[:10]:  # warm up
-        predictor.run(predictor.feeds(validator.columns({k: [v] for k, v in record.items()})))
-    times = []
-    for i in range(300):
-        record = records[i % len(records)]
-        start = time.perf_counter()
-        predictor.run(predictor.feeds(validator.columns({k: [v] for k, v in record.items()})))
-        times.append((time.perf_counter() - start) * 1000)
-    p50, p95 = (float(np.percentile(times, q)) for q in (50, 95))
-    budget = subject.config.tests.model.latency_budget_ms
-    return CheckResult(
-        p95 <= budget,
-        f"one-row prediction p95 {p95:.3f} ms, p50 {p50:.3f} ms (budget {budget} ms)",
-        {"latency_p95_ms": p95, "latency_p50_ms": p50},
+    feeds = [predictor.feeds(validator.columns({k: [v] for k, v in r.items()})) for r in records]
+    for i in range(10):  # warm up both paths
+        served_once(predictor, validator, records[i % len(records)])
+        predictor.run(feeds[i % len(feeds)])
+    served, bare = [], []
+    for _ in range(LATENCY_ROUNDS):
+        times: tuple[list[float], list[float]] = ([], [])
+        for i in range(LATENCY_SAMPLES):
+            k = i % len(records)
+            times[0].append(served_once(predictor, validator, records[k]))
+            start = time.perf_counter()
+            predictor.run(feeds[k])
+            times[1].append((time.perf_counter() - start) * 1000)
+        served.append(times[0])
+        bare.append(times[1])
+    return _latency_result(served, bare, subject.config.tests.model.latency_budget_ms)
+
+
+def served_once(predictor: Any, validator: Any, record: dict[str, Any]) -> float:
+    """Milliseconds of one one-row prediction through validation and the model."""
+    start = time.perf_counter()
+    predictor.run(predictor.feeds(validator.columns({k: [v] for k, v in record.items()})))
+    return (time.perf_counter() - start) * 1000
+
+
+def _latency_result(
+    served: list[list[float]], bare: list[list[float]], budget: float
+) -> CheckResult:
+    p95s = [float(np.percentile(r, 95)) for r in served]
+    base95 = [float(np.percentile(r, 95)) for r in bare]
+    p95, baseline = min(p95s), min(base95)
+    p50 = float(np.median([t for r in served for t in r]))
+    ratio = float(np.median([a / b for a, b in zip(p95s, base95, strict=True) if b > 0] or [1.0]))
+    metrics = {
+        "latency_p95_ms": p95,
+        "latency_p50_ms": p50,
+        "latency_baseline_p95_ms": baseline,
+        "latency_overhead_ratio": ratio,
+    }
+    text = (
+        f"one-row prediction p95 {p95:.3f} ms (best of {len(served)} rounds), p50 {p50:.3f} "
+        f"ms, budget {budget} ms; the bare model on the same rows: p95 {baseline:.3f} ms "
+        f"({ratio:.2f}x)"
     )
+    if p95 > budget and baseline > budget / 2:
+        text += (
+            "; ENVIRONMENT: the bare model alone is near or over the budget, so this machine "
+            "is too slow or too busy to judge the latency (rerun on a quieter machine)"
+        )
+    return CheckResult(p95 <= budget, text, metrics)
 
 
 def _loss(subject: Subject, y: pd.Series, labels: Any, proba: Any) -> float:

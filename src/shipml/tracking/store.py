@@ -54,12 +54,33 @@ def store_call(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S
         except ShipmlError:
             raise
         except Exception as exc:
+            uri = getattr(self, "tracking_uri", None) or getattr(
+                getattr(self, "tracker", None), "tracking_uri", "?"
+            )
             raise TrackingError(
-                f"the MLflow store failed in {method.__name__}: {type(exc).__name__}: {exc}",
-                hint="`shipml --debug ...` shows MLflow's traceback",
+                f"the MLflow store at {_public(str(uri))} failed in {method.__name__}: "
+                f"{type(exc).__name__}: {str(exc)[:300]}",
+                hint="check [tracking] uri (and that the server is up); `shipml --debug ...` "
+                "shows MLflow's traceback",
             ) from exc
 
     return call
+
+
+def _public(uri: str) -> str:
+    """A URI without its password (user:password@host -> user@host)."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        auth, _, host = rest.partition("@")
+        return f"{scheme}://{auth.split(':', 1)[0]}@{host}"
+    return uri
+
+
+def http_timeout(timeout_s: float) -> None:
+    """MLflow's HTTP calls (a tracking server) give up after ``timeout_s`` seconds, without
+    retries: an unreachable server is an error within the timeout, not after minutes."""
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout_s)))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
 
 
 def _file_uri(path: str) -> str:
@@ -78,11 +99,13 @@ class Tracker:
         registry_uri: str,
         experiment: str,
         artifact_root: str,
+        timeout_s: float = 5.0,
         protected_aliases: tuple[str, ...] | list[str] = ("champion",),
     ) -> None:
         from mlflow import MlflowClient
 
         quiet_mlflow()
+        http_timeout(timeout_s)
         for uri in {tracking_uri, registry_uri}:
             if uri.startswith("sqlite:///"):
                 Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +118,7 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         except Exception as exc:  # MLflow raises assorted types for a bad URI
             raise TrackingError(
-                f"cannot open the MLflow store at {tracking_uri}: {exc}",
+                f"cannot open the MLflow store at {_public(tracking_uri)}: {str(exc)[:300]}",
                 hint="check [tracking] uri in shipml.toml or SHIPML_TRACKING_URI",
             ) from exc
         self._experiment_id: str | None = None
@@ -114,7 +137,8 @@ class Tracker:
                     self._experiment_id = exp.experiment_id
             except Exception as exc:
                 raise TrackingError(
-                    f"cannot reach the MLflow store at {self.tracking_uri}: {exc}",
+                    f"cannot reach the MLflow store at {_public(self.tracking_uri)}: "
+                    f"{type(exc).__name__}: {str(exc)[:300]}",
                     hint="check [tracking] uri in shipml.toml; for a server, that it is up",
                 ) from exc
         return self._experiment_id
@@ -228,5 +252,6 @@ def tracker_for(config: Any) -> Tracker:
         config.registry_uri,
         config.experiment_name,
         config.artifact_root,
-        tuple(config.gates.protect),
+        protected_aliases=tuple(config.gates.protect),
+        timeout_s=getattr(config.tracking, "timeout_s", 5.0),
     )

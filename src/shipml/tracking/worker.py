@@ -292,9 +292,11 @@ class RemoteTracker:
         registry_uri: str,
         experiment: str,
         artifact_root: str,
+        timeout_s: float = 5.0,
         protected_aliases: tuple[str, ...] | list[str] = ("champion",),
     ) -> None:
         self.worker = worker
+        self.timeout_s = timeout_s
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri
         self.experiment = experiment
@@ -312,7 +314,8 @@ class RemoteTracker:
                 self.registry_uri,
                 self.experiment,
                 self.artifact_root,
-                list(self.protected_aliases),
+                timeout_s=self.timeout_s,
+                protected_aliases=list(self.protected_aliases),
             )
 
     def _post(self, method: str, *args: Any, **kwargs: Any) -> None:
@@ -444,7 +447,8 @@ def remote_tracker_for(worker: TrackingWorker, config: Any) -> RemoteTracker:
         config.registry_uri,
         config.experiment_name,
         config.artifact_root,
-        tuple(config.gates.protect),
+        protected_aliases=tuple(config.gates.protect),
+        timeout_s=getattr(config.tracking, "timeout_s", 5.0),
     )
 
 

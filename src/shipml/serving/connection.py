@@ -1,0 +1,149 @@
+"""HTTP connections that cannot be held open: idle, header and body deadlines, and a cap on
+the size of a request's head, for every shipml HTTP server (the model server and the gateway).
+
+uvicorn closes a keep-alive connection only after a response; a client that connects and
+sends nothing, or half a request, or a body one byte a second, holds its connection (and
+its memory) forever. ``GuardedProtocol`` is uvicorn's httptools protocol with deadlines:
+
+- ``idle_timeout_s``: from the connection (or the last response) to a request's first byte;
+  the connection is closed silently (it is also uvicorn's keep-alive timeout);
+- ``header_timeout_s``: from a request's first byte to the end of its headers; 408;
+- ``body_timeout_s``: from the end of the headers to the end of the body; 408;
+- ``max_header_bytes``: request line and headers together; 431.
+
+The status is sent only if no response has started; the connection is then closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Deadlines and the head-size cap of one server (``[http]`` in shipml.toml)."""
+
+    idle_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_header_bytes: int = 64 * 1024
+
+    @classmethod
+    def from_config(cls, config: Any) -> ConnectionLimits:
+        """From a ProjectConfig's ``[http]`` section (defaults outside a project)."""
+        section = getattr(config, "http", None)
+        if section is None:
+            return cls()
+        return cls(
+            idle_timeout_s=section.idle_timeout_s,
+            header_timeout_s=section.header_timeout_s,
+            body_timeout_s=section.body_timeout_s,
+            max_header_bytes=section.max_header_bytes,
+        )
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the deadlines of ``limits``."""
+
+    # Set by uvicorn_options() in the serving process (and again in each worker process).
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._refusal: tuple[int, str] | None = None
+
+    # -- deadlines -------------------------------------------------------------------------
+    def _arm(self, seconds: float, status: int | None, what: str) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expire, status, what)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self, status: int | None, what: str) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        started = self.cycle is not None and self.cycle.response_started
+        if status is not None and not started:
+            self._write_refusal(status, what)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True  # the app's receive() returns http.disconnect
+            self.cycle.message_event.set()
+        self.transport.close()
+
+    def _write_refusal(self, status: int, text: str) -> None:
+        body = json.dumps({"error": text}).encode()
+        head = b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Bad Request"))
+        head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        self.transport.write(head + b"connection: close\r\n\r\n" + body)
+
+    # -- uvicorn's callbacks -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.limits.idle_timeout_s, None, "idle")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        seconds = self.limits.header_timeout_s
+        self._arm(seconds, 408, f"the request headers did not arrive within {seconds:g} s")
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        limit = self.limits.max_header_bytes
+        if self._head_bytes > limit:
+            self._refusal = (431, f"the request line and headers exceed {limit} bytes")
+            raise ValueError("request head too large")  # the parser stops; see below
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        seconds = self.limits.body_timeout_s
+        self._arm(seconds, 408, f"the request body did not arrive within {seconds:g} s")
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request the parser refused (here also: a head too large)."""
+        self._disarm()
+        if self._refusal is None:
+            super().send_400_response(msg)
+            return
+        status, text = self._refusal
+        self._write_refusal(status, text)
+        self.transport.close()
+
+
+def uvicorn_options(limits: ConnectionLimits) -> dict[str, Any]:
+    """The uvicorn settings every shipml server runs with (pass them to ``uvicorn.run``)."""
+    GuardedProtocol.limits = limits
+    return {
+        "loop": "uvloop",
+        "http": GuardedProtocol,
+        "timeout_keep_alive": limits.idle_timeout_s,
+    }

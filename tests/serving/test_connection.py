@@ -1,0 +1,123 @@
+"""Connections that try to stay open or to fill memory: idle, half-sent headers, a body one
+byte at a time, a huge head, a 200 MB body. Real sockets against the model server run with
+shipml's uvicorn options (short deadlines here, so the test is quick)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import orjson
+import pytest
+
+from shipml.serving.app import ModelServer
+from shipml.serving.connection import ConnectionLimits
+from shipml.serving.predictor import Predictor
+from tests.serving.hostile import (
+    address,
+    raw_request,
+    read_response,
+    rss_mb,
+    send_big_body,
+    serve,
+    status_of,
+)
+
+LIMITS = ConnectionLimits(
+    idle_timeout_s=0.5, header_timeout_s=0.5, body_timeout_s=0.5, max_header_bytes=8192
+)
+
+
+@pytest.fixture(scope="module")
+def url(penguins_package):
+    app = ModelServer(Predictor.load(penguins_package.path, name="penguins"))
+    with serve(app, LIMITS) as base:
+        yield base
+
+
+def _closed_within(conns: list[socket.socket], seconds: float) -> int:
+    """How many of ``conns`` the server closed within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    closed = 0
+    for conn in conns:
+        conn.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            while conn.recv(65536):
+                pass
+            closed += 1
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            closed += 1
+    return closed
+
+
+def test_idle_and_half_sent_connections_are_closed_within_the_deadlines(url):
+    host, port = address(url)
+    conns = [socket.create_connection((host, port)) for _ in range(30)]
+    for i, conn in enumerate(conns):
+        if i % 3 == 1:  # half a request line
+            conn.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\n")
+        elif i % 3 == 2:  # headers, then half the body
+            conn.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+    try:
+        assert _closed_within(conns, 3.0) == 30  # deadlines are 0.5 s
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_half_sent_requests_are_answered_408(url):
+    head_only = raw_request(url, b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n")
+    assert status_of(head_only) == 408 and b"headers" in head_only
+    half_body = raw_request(
+        url, b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n\r\n{"
+    )
+    assert status_of(half_body) == 408 and b"body" in half_body
+
+
+def test_a_slow_drip_body_is_cut_at_the_body_deadline(url):
+    host, port = address(url)
+    started = time.monotonic()
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n")
+        try:
+            for _ in range(20):  # one byte every 0.1 s: never idle, never finished
+                conn.sendall(b" ")
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = read_response(conn)
+    assert status_of(answer) == 408
+    assert time.monotonic() - started < 1.9
+
+
+def test_a_huge_request_head_gets_431(url):
+    answer = raw_request(url, b"GET / HTTP/1.1\r\nhost: x\r\nx-junk: " + b"a" * 20000 + b"\r\n\r\n")
+    assert status_of(answer) == 431
+    long_url = raw_request(url, b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert status_of(long_url) == 431
+
+
+def test_keep_alive_requests_still_work(url):
+    host, port = address(url)
+    body = orjson.dumps({"inputs": {"island": ["Biscoe"], "sex": ["male"]}})
+    with socket.create_connection((host, port), timeout=5) as conn:
+        for _ in range(3):
+            conn.sendall(b"GET /v2/health/ready HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert status_of(read_response(conn)) == 200
+        conn.sendall(
+            b"POST /invocations HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+        assert status_of(read_response(conn)) == 400  # a real answer: features are missing
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("path", ["/predict", "/invocations", "/v2/models/penguins/infer"])
+def test_a_200_mb_body_is_a_413_and_memory_stays_flat(url, path, chunked):
+    before = rss_mb()
+    answer = send_big_body(url, path, 200 * 1024 * 1024, chunked=chunked)
+    assert status_of(answer) == 413, answer[:300]
+    assert b"larger than the limit" in answer
+    assert rss_mb() - before < 50
