@@ -141,6 +141,13 @@ class RolloutSection(_Section):
     port: int = Field(default=8000, ge=0, le=65535)
     # Bearer token for /v1/rollout/promote and /rollback; empty turns them off.
     admin_token: str = ""
+    # Bearer token for /v1/feedback (the admin token works too); empty turns it off.
+    feedback_token: str = ""
+    # A label counts only for a prediction the gateway answered at most this long ago.
+    feedback_window_s: float = Field(default=86_400.0, gt=0.0)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # every endpoint
+    # Key shared with the model servers to attest the variant they record (made if missing).
+    attestation_key: str = ".shipml/rollout/attestation.key"
     # The traffic policy (each can be given on the command line instead).
     mode: str = "single"  # single | shadow | ab | canary
     champion: str = ""  # NAME=URL of a `shipml serve`, or NAME=REF to host it in process

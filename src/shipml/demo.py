@@ -14,19 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from shipml.asgi import post_json
 from shipml.config import ProjectConfig, load_config
 from shipml.data import DatasetStore, Snapshot
 from shipml.errors import ShipmlError, TestingError
 from shipml.model import ModelPackage
 from shipml.pipeline import RunResult, run_pipeline
 from shipml.pipeline.display import Reporter
-from shipml.serving.server import build_app, resolve_spec
+from shipml.project.promotion import Promotion, promote
+from shipml.project.serving import serve_spec
+from shipml.serving.server import build_app
 from shipml.templates import create_project
-from shipml.testing.gates import Promotion, promote
 from shipml.testing.runner import TestRun, run_tests
-from shipml.tracking import Registry, VersionInfo, tracker_for
+from shipml.tracking import VersionInfo, registry_for
 
 
 @dataclass
@@ -65,7 +65,7 @@ def run_demo(folder: Path, *, reporter: Reporter | None = None) -> DemoResult:
     if not tests.passed:
         raise tests_failed(tests)
     promotion = promote(config, challenger)
-    registry = Registry(tracker_for(config))
+    registry = registry_for(config)
     version = registry.resolve(f"{config.model_name}@champion")
     package = ModelPackage.load(registry.local_path(version))
     request_id, prediction = serve_one(config, f"{config.model_name}@champion", snapshot, store)
@@ -124,40 +124,19 @@ def serve_one(
     config: ProjectConfig, ref: str, snapshot: Snapshot, store: DatasetStore
 ) -> tuple[str, dict[str, Any]]:
     """One prediction through the model server (in process, audited like any other)."""
-    spec = resolve_spec(ref, config)
+    spec = serve_spec(config, ref)
     app = build_app(spec)
     names = ModelPackage.load(spec.package).signature.names
     row = store.load(snapshot)[names].iloc[0]
     instance = {
         k: (None if v != v else (v.item() if hasattr(v, "item") else v)) for k, v in row.items()
     }
-    body = orjson.dumps({"instances": [instance]})
-    status, headers, answer = asyncio.run(_call(app, "/predict", body))
-    if status != 200:
-        raise ShipmlError(f"the demo prediction failed ({status}): {answer.decode()}")
+    app.warm_up()
+    answer = asyncio.run(post_json(app, "/predict", {"instances": [instance]}))
+    if answer.status != 200:
+        raise ShipmlError(
+            f"the demo prediction failed ({answer.status}): {answer.body[:300].decode()}"
+        )
     if app.audit is not None:
         app.audit.close()
-    return headers["x-request-id"], dict(orjson.loads(answer))
-
-
-async def _call(app: Any, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
-    """A minimal ASGI client: warm the model up, then one POST."""
-    app.warm_up()
-    sent: list[dict[str, Any]] = []
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": path,
-        "headers": [(b"content-type", b"application/json")],
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start = sent[0]
-    headers = {k.decode(): v.decode() for k, v in start["headers"]}
-    return int(start["status"]), headers, b"".join(m.get("body", b"") for m in sent[1:])
+    return answer.headers["x-request-id"], dict(answer.json())

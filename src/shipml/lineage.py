@@ -16,7 +16,7 @@ from shipml.audit.database import redact
 from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
 from shipml.errors import AuditError, ShipmlError
-from shipml.tracking import ModelRef, Registry, tracker_for
+from shipml.tracking import ModelRef, registry_for
 
 
 @dataclass
@@ -55,7 +55,7 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
                 {"output": other.get("output"), "seq": other.get("seq")},
             )
         )
-    registry = Registry(tracker_for(config))
+    registry = registry_for(config)
     name, version = str(rec.get("model")), str(rec.get("version"))
     try:
         info = registry.resolve(ModelRef(name=name, version=version))

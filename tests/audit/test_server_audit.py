@@ -52,7 +52,8 @@ def test_records_hold_what_the_model_received(tmp_path, penguins_package, pengui
     reopened = AuditLog(tmp_path / "a.db", writer=False)
     (record,) = reopened.find("req-1")
     assert record["model"] == "penguins" and record["version"] == "2"
-    assert record["variant"] == "challenger" and record["image_digest"] == "sha256:abc"
+    # A client cannot choose the variant recorded (issue 12): unattested, it is "direct".
+    assert record["variant"] == "direct" and record["image_digest"] == "sha256:abc"
     assert record["onnx_sha256"] == penguins_package.onnx_sha256
     assert record["output"]["label"] == [p["label"] for p in resp.json()["predictions"]]
     columns = record["input"]["columns"]

@@ -21,6 +21,7 @@ import pytest
 from shipml.config import ProjectConfig, load_config
 from shipml.containers import BuiltImage, Engine, build_base, build_image, find_engine
 from shipml.pipeline import run_pipeline
+from shipml.project.promotion import promote
 from shipml.templates import create_project
 
 PROJECT = "ctpenguins"  # a name of its own, so images do not collide with other projects
@@ -61,8 +62,10 @@ def ct_project(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Pro
     toml = folder / "shipml.toml"
     toml.write_text(toml.read_text() + f'\n[containers]\nbase_image = "{base_image}"\n')
     config = load_config(folder)
-    result = run_pipeline(config, params={"n_estimators": 20}, alias="champion")
+    result = run_pipeline(config, params={"n_estimators": 20})
     assert result.model_version is not None
+    # champion moves only through the promotion function: here a recorded override
+    promote(config, result.model_version.ref, force=True, reason="the container tests' model")
     return config
 
 

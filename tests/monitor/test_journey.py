@@ -20,7 +20,8 @@ import pytest
 from shipml.audit import open_log
 from shipml.config import load_config
 from shipml.model import ModelPackage
-from shipml.serving.server import build_app, resolve_spec
+from shipml.project.serving import serve_spec
+from shipml.serving.server import build_app
 from shipml.templates import create_project
 from shipml.tracking import Registry, parse_model_ref, tracker_for
 from tests.conftest import shipml
@@ -52,7 +53,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def predict_through_the_server(project: Path, frame: pd.DataFrame, prefix: str) -> list[str]:
     """Each row through the real model server app (in process), audited as when served."""
     config = load_config(project)
-    app = build_app(resolve_spec("penguins/1", config))
+    app = build_app(serve_spec(config, "penguins/1"))
     app.warm_up()
     ids = []
 

@@ -20,11 +20,12 @@ def client(config: ProjectConfig) -> MlflowClient:
 
 
 def test_a_run_is_tracked_registered_and_fully_cached_the_second_time(config: ProjectConfig):
-    first = run_pipeline(config, params=FAST, alias="champion")
+    # challenger: run_pipeline moves no protected alias (champion goes through the gates)
+    first = run_pipeline(config, params=FAST, alias="challenger")
     assert first.status == "FINISHED"
     assert first.executed == ["ingest", "validate", "split", "train", "evaluate", "package"]
     assert first.model_created and first.model_version is not None
-    assert "champion" in first.model_version.aliases
+    assert "challenger" in first.model_version.aliases
 
     run = client(config).get_run(first.run_id)
     assert run.data.params["n_estimators"] == "10" and run.data.params["test_size"] == "0.25"
@@ -49,13 +50,13 @@ def test_a_run_is_tracked_registered_and_fully_cached_the_second_time(config: Pr
     # the same seed trains the same model: the registry keeps its version
     assert not no_cache.model_created
     assert no_cache.model_version.version == first.model_version.version
-    assert "champion" in no_cache.model_version.aliases
+    assert "challenger" in no_cache.model_version.aliases
 
 
-def test_champion_package_holds_onnx_signature_profile_and_lineage(config: ProjectConfig):
-    result = run_pipeline(config, params=FAST, alias="champion")
+def test_the_registered_package_holds_onnx_signature_profile_and_lineage(config: ProjectConfig):
+    result = run_pipeline(config, params=FAST, alias="challenger")
     registry = Registry(tracker_for(config))
-    info = registry.resolve("penguins@champion")
+    info = registry.resolve("penguins@challenger")
     pkg = ModelPackage.load(registry.local_path(info))
     assert {"model.onnx", "signature.json", "profile.json", "lineage.json"} <= set(
         pkg.manifest["files"]

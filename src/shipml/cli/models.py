@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import getpass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from shipml.cli.output import human_bytes, project_config, stderr, stdout
+from shipml.errors import GateFailed
 
 if TYPE_CHECKING:  # MLflow and the model layer load when a command needs them
     from shipml.tracking import Registry
@@ -23,9 +23,9 @@ app = typer.Typer(
 
 
 def _registry() -> Registry:
-    from shipml.tracking import Registry, tracker_for
+    from shipml.tracking import registry_for
 
-    return Registry(tracker_for(project_config()))
+    return registry_for(project_config())
 
 
 def _when(ms: int) -> str:
@@ -68,7 +68,7 @@ def show(
         stdout.print(table)
         return
     from shipml.model import ModelPackage
-    from shipml.tracking import parse_model_ref
+    from shipml.tracking import parse_model_ref, resolve_model
 
     parsed = parse_model_ref(ref)
     if parsed.path is not None:
@@ -76,33 +76,9 @@ def show(
         stdout.print(f"[bold]package[/] {parsed.path}")
     else:
         registry = _registry()
-        info = registry.resolve(parsed)
-        package = ModelPackage.load(registry.local_path(info))
-        stdout.print(
-            f"[bold]{info.name}/{info.version}[/]  aliases: {', '.join(info.aliases) or '-'}"
-            f"  created {_when(info.created)}"
-        )
-        stdout.print(f"run      {info.run_id}")
-        if info.run_id:
-            run = registry.tracker.get_run(info.run_id)
-            metrics = run.data.metrics
-            if metrics:
-                stdout.print(
-                    "metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-                )
-        stdout.print(f"source   {info.source}")
-        if info.tags.get("shipml.image_digest"):  # recorded by `shipml build serve`
-            stdout.print(
-                f"image    {info.tags.get('shipml.image', '')} {info.tags['shipml.image_digest']}",
-                soft_wrap=True,
-            )
-        _print_tests(info.tags)
-        if info.tags.get("shipml.promotion.forced") == "true":
-            stdout.print(
-                f"[yellow]forced promotion[/] by {info.tags.get('shipml.promotion.by')} at "
-                f"{info.tags.get('shipml.promotion.time')}: "
-                f"{escape(info.tags.get('shipml.promotion.reason', ''))}"
-            )
+        model = resolve_model(None, parsed, full=True, registry=registry)
+        package = ModelPackage.load(model.path)
+        _print_version(registry, model.info)
     lineage = package.lineage
     git = lineage.get("git") or {}
     stdout.print(f"format   {package.format}  (onnx sha256 {package.onnx_sha256 or '-'})")
@@ -133,6 +109,35 @@ def show(
     for name, digest in sorted(package.manifest["files"].items()):
         files.add_row(name, human_bytes((package.path / name).stat().st_size), digest[:16] + "…")
     stdout.print(files)
+
+
+def _print_version(registry: Registry, info: Any) -> None:
+    """The registry's record of a version: aliases, run and metrics, source, image, tests,
+    a forced promotion."""
+    stdout.print(
+        f"[bold]{info.name}/{info.version}[/]  aliases: {', '.join(info.aliases) or '-'}"
+        f"  created {_when(info.created)}"
+    )
+    stdout.print(f"run      {info.run_id}")
+    if info.run_id:
+        metrics = registry.tracker.get_run(info.run_id).data.metrics
+        if metrics:
+            stdout.print(
+                "metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+            )
+    stdout.print(f"source   {info.source}")
+    if info.tags.get("shipml.image_digest"):  # recorded by `shipml build serve`
+        stdout.print(
+            f"image    {info.tags.get('shipml.image', '')} {info.tags['shipml.image_digest']}",
+            soft_wrap=True,
+        )
+    _print_tests(info.tags)
+    if info.tags.get("shipml.promotion.forced") == "true":
+        stdout.print(
+            f"[yellow]forced promotion[/] by {info.tags.get('shipml.promotion.by')} at "
+            f"{info.tags.get('shipml.promotion.time')}: "
+            f"{escape(info.tags.get('shipml.promotion.reason', ''))}"
+        )
 
 
 def _print_tests(tags: dict[str, str]) -> None:
@@ -196,32 +201,20 @@ def alias(
     r"""Point ALIAS of NAME at VERSION (e.g. make version 3 the challenger). A protected
     alias (\[gates] protect, default champion) moves only when the gates hold, as with
     `shipml promote`."""
-    config = project_config()
-    if alias_name in config.gates.protect:
-        from shipml.cli.testing import promote_or_explain
+    from shipml.cli.testing import print_gates, show_promotion
+    from shipml.project.promotion import set_alias
 
-        promote_or_explain(config, f"{name}/{version}", alias_name, force=force, reason=reason)
+    try:
+        done = set_alias(project_config(), name, version, alias_name, force=force, reason=reason)
+    except GateFailed as exc:
+        print_gates(exc.details.get("gates", []))
+        raise
+    if done.promotion is not None:
+        show_promotion(done.promotion)
         return
-    if force or reason:
+    if done.ignored_override:
         stderr.print(
             f"note: {alias_name!r} is not a protected alias; --force/--reason do "
             "nothing here ([gates] protect)"
         )
-    from shipml.audit import record_event
-    from shipml.tracking import Registry, tracker_for
-
-    registry = Registry(tracker_for(config))
-    before = registry.aliases(name).get(alias_name)
-    info = registry.set_alias(name, version, alias_name)
-    record_event(
-        config,
-        {
-            "event": "alias",
-            "model": name,
-            "alias": alias_name,
-            "version": info.version,
-            "previous_version": before,
-            "by": getpass.getuser(),
-        },
-    )
-    stdout.print(f"{name}@{alias_name} → version {info.version}")
+    stdout.print(f"{name}@{alias_name} → version {done.version}")

@@ -113,20 +113,30 @@ def run(
     # First of all: the worker imports MLflow (about 1.5 s) while this process loads
     # the project, its pipeline and the step cache.
     with TrackingWorker.start(notify) as worker:
-        from shipml.pipeline import run_pipeline
         from shipml.pipeline.display import ConsoleReporter
+        from shipml.project.run import run as run_project
 
         config = project_config()
-        gated = alias is not None and alias in config.gates.protect
-        result = run_pipeline(
+        done = run_project(
             config,
             params=_parse_params(param),
             use_cache=not no_cache,
             reporter=ConsoleReporter(stderr),
             register=not no_register,
-            alias=None if gated else alias,
+            alias=alias,
             tracker=remote_tracker_for(worker, config),
         )
+    _show_run(done.result)
+    from shipml.cli.testing import print_gates, show_promotion
+
+    if done.refused is not None:  # a protected alias moves only through the gates
+        print_gates(done.refused.details.get("gates", []))
+        raise done.refused
+    if done.promotion is not None:
+        show_promotion(done.promotion)
+
+
+def _show_run(result: Any) -> None:
     cached = len(result.cached)
     stdout.print(
         f"[green]finished[/] in {result.seconds:.2f}s · {len(result.executed)} ran, "
@@ -139,10 +149,6 @@ def run(
         state = "registered" if result.model_created else "unchanged, still"
         aliases = f" ({', '.join(mv.aliases)})" if mv.aliases else ""
         stdout.print(f"model: {state} {mv.name}/{mv.version}{aliases}")
-        if gated and alias is not None:  # a protected alias moves only through the gates
-            from shipml.cli.testing import promote_or_explain
-
-            promote_or_explain(config, mv.ref, alias, force=False, reason="")
 
 
 def _run_in_container(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -11,8 +11,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from shipml.cli.output import project_config, state, stderr, stdout
 from shipml.errors import ConfigError, ServingError
 
+if TYPE_CHECKING:
+    from shipml.config import ProjectConfig
 
-def _config_or_none() -> object | None:
+
+def _config_or_none() -> ProjectConfig | None:
     """The project's configuration, or None outside a project. A project whose
     shipml.toml is wrong is an error (never silently unaudited)."""
     from shipml.config import find_root
@@ -40,29 +43,29 @@ def serve(
     ),
 ) -> None:
     """Serve a model over the Open Inference Protocol (V2), /invocations and /predict."""
-    from dataclasses import replace
+    from shipml.project.serving import plan_serve
+    from shipml.serving.server import run
 
-    from shipml.serving.server import resolve_spec, run
-
-    config = _config_or_none()
-    spec = resolve_spec(ref, config)
-    if name or model_version:  # a serve image names its baked-in package this way
-        spec = replace(spec, name=name or spec.name, version=model_version or spec.version)
-    serving = getattr(config, "serving", None)
-    host = host or (serving.host if serving else "127.0.0.1")
-    port = port if port is not None else (serving.port if serving else 8080)
-    workers = workers or (serving.workers if serving else 1)
-    grace = serving.graceful_shutdown_s if serving else 10.0
+    plan = plan_serve(
+        _config_or_none(),
+        ref,
+        host=host,
+        port=port,
+        workers=workers,
+        name=name,
+        version=model_version,
+    )
+    spec, workers = plan.spec, plan.workers
     stderr.print(
-        f"serving [bold]{spec.name}[/] version {spec.version} on http://{host}:{port} "
+        f"serving [bold]{spec.name}[/] version {spec.version} on http://{plan.host}:{plan.port} "
         f"({workers} worker{'s' if workers > 1 else ''}); V2 at /v2/models/{spec.name}/infer"
     )
     run(
         spec,
-        host=host,
-        port=port,
+        host=plan.host,
+        port=plan.port,
         workers=workers,
-        graceful_shutdown_s=grace,
+        graceful_shutdown_s=plan.graceful_shutdown_s,
         access_log=access_log,
     )
 
@@ -91,19 +94,15 @@ def predict(
 ) -> None:
     """Score a file in chunks: every input row, plus prediction and class probabilities.
     With --engine dask, partition by partition on a cluster's workers (docs/serving.md)."""
+    from shipml.project.serving import load_predictor, resolve
     from shipml.serving.batch import predict_file
-    from shipml.serving.predictor import Predictor
-    from shipml.serving.server import resolve_spec
 
     config = _config_or_none()
-    spec = resolve_spec(ref, config)
     if engine is not None:
         where = (str(source), str(output), scheduler, workers, partition_mb, on_error)
-        _predict_on_engine(spec, config, engine, *where)
+        _predict_on_engine(resolve(config, ref), config, engine, *where)
         return
-    predictor = Predictor.load(
-        Path(spec.package), name=spec.name, version=spec.version, trusted_types=spec.trusted_types
-    )
+    predictor = load_predictor(config, ref)
     columns = [
         TextColumn("scoring"),
         BarColumn(),
@@ -129,7 +128,7 @@ def predict(
 
 
 def _predict_on_engine(
-    spec: Any,
+    model: Any,
     config: Any,
     engine: str,
     source: str,
@@ -164,11 +163,11 @@ def _predict_on_engine(
     ) as bar:
         task = bar.add_task("score", total=None)
         run = predict_distributed(
-            Path(spec.package),
+            Path(model.path),
             source,
             output,
-            name=spec.name,
-            version=spec.version,
+            name=model.name,
+            version=model.version,
             scheduler=scheduler,
             workers=workers,
             partition_mb=partition_mb,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -11,6 +11,9 @@ from rich.table import Table
 
 from shipml.cli.output import project_config, stdout
 from shipml.errors import GateFailed
+
+if TYPE_CHECKING:
+    from shipml.project.promotion import Promotion
 
 
 def test(
@@ -80,20 +83,19 @@ def promote(
     """Make a tested version the champion if every gate in \\[gates] holds; otherwise show
     the unmet gates and exit non-zero. --force --reason overrides, recorded in the audit
     log and on the version."""
-    promote_or_explain(project_config(), ref, alias, force=force, reason=reason)
-
-
-def promote_or_explain(config: Any, ref: str, alias: str, *, force: bool, reason: str) -> None:
-    """Promote through the gates and print them (shared by promote, run --alias and
-    models alias for a protected alias)."""
-    from shipml.testing.gates import promote as do_promote
+    from shipml.project.promotion import promote as do_promote
 
     try:
-        result = do_promote(config, ref, alias=alias, force=force, reason=reason)
+        result = do_promote(project_config(), ref, alias=alias, force=force, reason=reason)
     except GateFailed as exc:
-        _print_gates(exc.details.get("gates", []))
+        print_gates(exc.details.get("gates", []))
         raise
-    _print_gates(result.gates)
+    show_promotion(result)
+
+
+def show_promotion(result: Promotion) -> None:
+    """The gate table and what moved (promote, run --alias and models alias share it)."""
+    print_gates(result.gates)
     if not result.moved:
         stdout.print(
             f"{escape(result.model)}@{result.alias} already is version "
@@ -110,7 +112,7 @@ def promote_or_explain(config: Any, ref: str, alias: str, *, force: bool, reason
         stdout.print(f"[green]promoted[/]: {escape(moved)}{was}")
 
 
-def _print_gates(gates: list[Any]) -> None:
+def print_gates(gates: list[Any]) -> None:
     table = Table("gate", "holds", "value", "needs", "note")
     for g in gates:
         mark = "[green]yes[/]" if g.holds else "[bold red]NO[/]"

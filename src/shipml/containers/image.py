@@ -57,6 +57,8 @@ RUNTIME = (
     "protobuf",
     "aiohttp",
     "cryptography",
+    "tomlkit",  # the audit log's key pin (shipml.audit imports it)
+    "zstandard",  # the audit log's compressed records
 )
 NOTEBOOK = ("jupyterlab", "ipykernel", "nbclient")
 NOTEBOOK_FALLBACK = {"jupyterlab": "jupyterlab>=4.2,<5"}
@@ -256,13 +258,13 @@ def _resolve_model(config: ProjectConfig, ref: str | None) -> tuple[Any, Any, An
     """(package, VersionInfo or None, Registry or None) for ``ref``; without ``ref`` the
     model's champion, or its latest version when it has no champion."""
     from shipml.model import ModelPackage
-    from shipml.tracking import ModelRef, Registry, parse_model_ref, tracker_for
+    from shipml.tracking import ModelRef, parse_model_ref, registry_for, resolve_model
 
     if ref is not None:
         parsed = parse_model_ref(ref)
         if parsed.path is not None:
             return ModelPackage.load(parsed.path), None, None
-    registry = Registry(tracker_for(config))
+    registry = registry_for(config)
     if ref is None:
         name = config.model_name
         versions = registry.versions(name)
@@ -272,11 +274,13 @@ def _resolve_model(config: ProjectConfig, ref: str | None) -> tuple[Any, Any, An
                 hint="run the pipeline first: `shipml run`",
             )
         aliases = registry.aliases(name)
-        version = aliases.get("champion", versions[-1].version)
-        info = registry.resolve(ModelRef(name=name, version=version))
+        wanted: str | ModelRef = ModelRef(
+            name=name, version=aliases.get("champion", versions[-1].version)
+        )
     else:
-        info = registry.resolve(ref)
-    return ModelPackage.load(registry.local_path(info)), info, registry
+        wanted = ref
+    model = resolve_model(config, wanted, full=True, registry=registry)
+    return ModelPackage.load(model.path), model.info, registry
 
 
 def build_image(

@@ -80,7 +80,7 @@ def dns_name(value: str, what: str) -> str:
 def resolve_version(config: ProjectConfig, ref: str) -> tuple[str, str]:
     """(model name, version) of ``NAME/VERSION`` as written, or of ``NAME@ALIAS`` from the
     project's registry."""
-    from shipml.tracking import Registry, parse_model_ref, tracker_for
+    from shipml.tracking import parse_model_ref, resolve_version
 
     try:
         parsed = parse_model_ref(ref)
@@ -98,7 +98,7 @@ def resolve_version(config: ProjectConfig, ref: str) -> tuple[str, str]:
     if parsed.version is not None:
         return parsed.name, parsed.version
     try:
-        info = Registry(tracker_for(config)).resolve(parsed)
+        info = resolve_version(config, parsed)
     except RegistryError as exc:
         raise DeployError(
             f"cannot deploy {ref}: {exc.message}",

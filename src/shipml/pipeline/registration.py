@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipml.tracking import Tracker, VersionInfo
+from shipml.tracking import Tracker, VersionInfo, registry_of
 
 if TYPE_CHECKING:
     from shipml.tracking.worker import RemoteTracker
@@ -24,7 +24,7 @@ def register_package(
     from shipml.model import ModelPackage
 
     pkg = ModelPackage.load(path)
-    registry = tracker.registry()
+    registry = registry_of(tracker)
     existing = registry.find_by_digest(name, pkg.model_digest)
     if existing is not None:
         return existing, False

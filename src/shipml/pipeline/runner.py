@@ -44,6 +44,7 @@ from shipml.tracking import (
     environment,
     git_info,
     package_versions,
+    registry_of,
     tracker_for,
 )
 
@@ -285,6 +286,12 @@ def run_pipeline(
     by a worker process, which has imported MLflow meanwhile. ``tags`` are added to the
     run's (`shipml tune` makes each trial a child run of the search's run with them)."""
     started = time.perf_counter()
+    if alias is not None and alias in config.gates.protect:
+        raise PipelineError(
+            f"run_pipeline does not move the protected alias {alias!r} ([gates] protect)",
+            hint="shipml.project.run (`shipml run --alias`) registers, then promotes "
+            "through the gates",
+        )
     extra_tags = dict(tags or {})
     reporter = reporter or SilentReporter()
     pipe = load_pipeline(config)
@@ -484,7 +491,7 @@ def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | 
     if not packages:
         return
     _, out = packages[-1]
-    registry = run.tracker.registry()
+    registry = registry_of(run.tracker)
     name = config.model_name
     result.model_version, result.model_created = register_package(
         run.tracker, name, result.run_id, run.cache.objects / out.file

@@ -1,3 +1,6 @@
-"""The session layer the CLI calls: one function per command, the orchestration that
-needs several layers (search, then package, test and register; monitor; import). The
-product's rules live in the library, once."""
+"""The session the CLI calls: one function per command, and the product's rules that
+span several layers (promotion through the gates, model references, the gateway's
+assembly; search, then package, test and register; monitor; import) in one place. A
+command parses its options, calls one function here and renders the result; Python can
+call the same functions.
+"""

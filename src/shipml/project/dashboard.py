@@ -33,10 +33,10 @@ def overview(config: ProjectConfig) -> dict[str, Any]:
 def _models(config: ProjectConfig) -> list[dict[str, Any]]:
     from shipml.testing.gates import evaluate
     from shipml.testing.runner import version_results
-    from shipml.tracking import Registry, tracker_for
+    from shipml.tracking import registry_for
 
     try:
-        registry = Registry(tracker_for(config))
+        registry = registry_for(config)
         names = registry.model_names()
     except ShipmlError as exc:
         return [{"name": config.model_name, "error": exc.message, "versions": []}]

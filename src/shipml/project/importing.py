@@ -114,7 +114,10 @@ def import_model(
         status = "FINISHED"
     finally:
         tracker.end_run(run_id, status)
-    if alias is not None:
-        version = registry.set_alias(name, version.version, alias)
+    if alias is not None:  # unprotected (checked above); still through the one rule
+        from shipml.project.promotion import set_alias
+
+        set_alias(config, name, version.version, alias)
+        version = registry.resolve(version.ref)
     _record(config, name, alias, version, package)
     return Imported(package, version, created, run_id)

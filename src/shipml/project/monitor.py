@@ -71,15 +71,11 @@ class MonitorRun:
 
 def resolve_target(config: ProjectConfig, ref: str | None) -> Target:
     """``ref``, ``[monitor] ref``, else ``<model>@champion``: a registry entry or a folder."""
-    from shipml.tracking import Registry, parse_model_ref, tracker_for
+    from shipml.tracking import resolve_model
 
     chosen = ref or config.monitor.ref or f"{config.model_name}@champion"
-    parsed = parse_model_ref(chosen)
-    if parsed.path is not None:
-        return Target(parsed.path.name, "1", ModelPackage.load(parsed.path))
-    registry = Registry(tracker_for(config))
-    info = registry.resolve(parsed)
-    return Target(info.name, info.version, ModelPackage.load(registry.local_path(info)), info)
+    model = resolve_model(config, chosen, full=True)
+    return Target(model.name, model.version, ModelPackage.load(model.path), model.info)
 
 
 def run_monitor(
@@ -259,7 +255,7 @@ def retrain(
 
 
 def _test_and_promote(config: ProjectConfig, ref: str, out: Retraining, say: Say) -> None:
-    from shipml.testing.gates import promote
+    from shipml.project.promotion import promote
     from shipml.testing.runner import run_tests
 
     tests = run_tests(config, ref, output=config.path(config.tests.output) / "retrain")

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipml.audit import record_event
 from shipml.config import ProjectConfig
 from shipml.errors import TuneError
 from shipml.pipeline.runner import RunResult, run_pipeline
@@ -253,26 +252,12 @@ def _record(search: SearchResult, chosen: TrialRecord) -> dict[str, Any]:
 def _point_challenger(
     config: ProjectConfig, registry: Registry, version: VersionInfo
 ) -> VersionInfo:
-    alias = "challenger"
-    if alias in config.gates.protect:  # moves only through the gates, as everywhere
-        from shipml.testing.gates import promote
+    """Point ``challenger`` at the tuned version, through the one promotion rule (the
+    gates, when a project protects ``challenger``)."""
+    from shipml.project.promotion import set_alias
 
-        promote(config, version.ref, alias=alias)
-        return registry.resolve(version.ref)
-    before = registry.aliases(version.name).get(alias)
-    info = registry.set_alias(version.name, version.version, alias)
-    record_event(
-        config,
-        {
-            "event": "alias",
-            "model": version.name,
-            "alias": alias,
-            "version": info.version,
-            "previous_version": before,
-            "by": "shipml tune",
-        },
-    )
-    return info
+    set_alias(config, version.name, version.version, "challenger")
+    return registry.resolve(version.ref)
 
 
 def _finish_parent(

@@ -1,10 +1,17 @@
 """Online analysis of a rollout: per-variant errors and latency, champion/challenger
 agreement on mirrored traffic, and, once labels arrive, each variant's accuracy with a
-confidence interval and a significance test against the champion."""
+confidence interval and a significance test against the champion.
+
+What counts against a variant: its server errors and timeouts (5xx) and its labelled
+quality. A client error (4xx: a request the client got wrong) is counted apart and
+never does: a flood of bad requests moves no decision. A label counts once, only for a
+request id this gateway answered, within the feedback window.
+"""
 
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +20,16 @@ import numpy as np
 
 LATENCY_WINDOW = 5_000
 MAX_PENDING_LABELS = 200_000
+OK, ERROR, CLIENT_ERROR = "ok", "error", "client error"
+# What a label sent as feedback did: counted, or why not.
+MATCHED, UNKNOWN, ALREADY_LABELLED, EXPIRED = "matched", "unknown", "already labelled", "expired"
+
+
+def outcome_of(status: int) -> str:
+    """ok (2xx, 3xx), client error (4xx) or error (5xx and the gateway's 502/504)."""
+    if status < 400:
+        return OK
+    return CLIENT_ERROR if status < 500 else ERROR
 
 
 def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -40,8 +57,9 @@ def two_proportion_p(c1: int, n1: int, c2: int, n2: int) -> float:
 
 @dataclass
 class VariantStats:
-    requests: int = 0
+    requests: int = 0  # answered or failed by the variant (client errors apart)
     errors: int = 0
+    client_errors: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     labelled: int = 0
     correct: int = 0
@@ -66,11 +84,14 @@ class ShadowStats:
 
 
 class Analysis:
-    def __init__(self) -> None:
+    def __init__(self, window_s: float = 86_400.0) -> None:
+        self.window_s = window_s
         self.variants: dict[str, VariantStats] = {}
         self.shadow: dict[str, ShadowStats] = {}
-        # request id -> {variant: predicted label}, bounded (oldest forgotten first)
-        self.predictions: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # request id -> (when answered, {variant: predicted label} or None), oldest first
+        self.predictions: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
+        # request ids labelled already (a second label for one is refused), bounded
+        self.labelled: OrderedDict[str, None] = OrderedDict()
         self.unmatched_feedback = 0
 
     def stats(self, variant: str) -> VariantStats:
@@ -80,23 +101,50 @@ class Analysis:
         return found
 
     def record(
-        self, variant: str, seconds: float, ok: bool, request_id: str | None, label: Any = None
+        self,
+        variant: str,
+        seconds: float,
+        outcome: str,
+        request_id: str | None = None,
+        label: Any = None,
     ) -> None:
         s = self.stats(variant)
+        if outcome == CLIENT_ERROR:
+            s.client_errors += 1
+            return
         s.requests += 1
         s.latencies.append(seconds)
-        if not ok:
+        if outcome != OK:
             s.errors += 1
-        elif request_id is not None and label is not None:
+        elif request_id is not None:  # answered: a label may come for it
             self._remember(request_id, variant, label)
 
+    def seen(self, request_id: str) -> bool:
+        """Whether a label could refer to ``request_id`` already (a client that reuses
+        an id gets a new one: a label must name one answer)."""
+        return request_id in self.predictions or request_id in self.labelled
+
     def _remember(self, request_id: str, variant: str, label: Any) -> None:
-        entry = self.predictions.get(request_id)
-        if entry is None:
-            entry = self.predictions[request_id] = {}
-            if len(self.predictions) > MAX_PENDING_LABELS:
-                self.predictions.popitem(last=False)
-        entry[variant] = label
+        pending = self.predictions
+        found = pending.get(request_id)
+        if found is None:
+            if request_id in self.labelled:  # labelled before this (mirrored) answer came
+                return
+            now = time.monotonic()
+            while pending and (
+                len(pending) >= MAX_PENDING_LABELS
+                or now - next(iter(pending.values()))[0] > self.window_s
+            ):
+                pending.popitem(last=False)  # the oldest: past the window, or too many
+            # No label known (single mode): no dict, so that 200,000 waiting answers are
+            # nothing for the garbage collector to walk.
+            pending[request_id] = found = (now, None if label is None else {variant: label})
+            return
+        if label is not None:  # a label counts for the variants whose answer is known
+            if found[1] is None:
+                pending[request_id] = (found[0], {variant: label})
+            else:
+                found[1][variant] = label
 
     def compare(
         self,
@@ -115,16 +163,25 @@ class Analysis:
         if request_id is not None and shadow_out.get("label") is not None:
             self._remember(request_id, shadow, shadow_out["label"])
 
-    def feedback(self, request_id: str, label: Any) -> bool:
-        entry = self.predictions.pop(request_id, None)
-        if entry is None:
+    def feedback(self, request_id: str, label: Any) -> str:
+        """Count ``label`` for the answers to ``request_id``; what it did (``MATCHED``) or
+        why it did not count."""
+        found = self.predictions.pop(request_id, None)
+        if found is None:
             self.unmatched_feedback += 1
-            return False
-        for variant, predicted in entry.items():
+            return ALREADY_LABELLED if request_id in self.labelled else UNKNOWN
+        self.labelled[request_id] = None
+        if len(self.labelled) > MAX_PENDING_LABELS:
+            self.labelled.popitem(last=False)
+        answered, entry = found
+        if time.monotonic() - answered > self.window_s:
+            self.unmatched_feedback += 1
+            return EXPIRED
+        for variant, predicted in (entry or {}).items():
             s = self.stats(variant)
             s.labelled += 1
             s.correct += int(_same(predicted, label))
-        return True
+        return MATCHED
 
     def report(self, champion: str) -> dict[str, Any]:
         base = self.stats(champion)
@@ -133,6 +190,7 @@ class Analysis:
             low, high = wilson(s.correct, s.labelled)
             row: dict[str, Any] = {
                 "requests": s.requests,
+                "client_errors": s.client_errors,
                 "error_rate": s.error_rate(),
                 "p99_ms": s.p99_ms(),
                 "labelled": s.labelled,
@@ -159,6 +217,9 @@ class Analysis:
 
 
 def _same(predicted: Any, label: Any) -> bool:
-    if isinstance(predicted, list) and len(predicted) == 1:
+    """The first row's prediction against the first row's label."""
+    if isinstance(predicted, list) and predicted:
         predicted = predicted[0]
+    if isinstance(label, list) and label:
+        label = label[0]
     return str(predicted) == str(label)

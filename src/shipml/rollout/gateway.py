@@ -1,63 +1,57 @@
 """The gateway: one address in front of model servers, with shadow, A/B and canary
-traffic, feedback labels, online analysis and automatic promotion or rollback.
+traffic, feedback labels, online analysis and promotion or rollback.
 
 It speaks the model server's protocols (V2, /invocations, /predict) and forwards each
-request to the variant the policy picks, adding ``X-Shipml-Variant`` so the model
-server's audit record says which arm served it. Lifecycle events (start, traffic
-change, promotion, rollback) go into the audit log with the numbers behind them.
+request to the variant the policy picks; the model server's audit record says which
+variant served it (attested: see ``shipml.attestation``). Lifecycle events (start,
+traffic change, hold, promotion, rollback) go into the audit log with the numbers behind
+them. The rooms: ``routing`` (reading requests), ``proxy`` (forwarding), ``shadow``,
+``canary``, ``traffic`` (state and events), ``feedback``, ``admin`` and ``metrics``.
+
+Every endpoint reads at most ``max_body_bytes`` (413 beyond), answers a malformed
+request with a 4xx and a JSON error, and never lets a client choose what is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import itertools
 import logging
 import random
 import time
 import uuid
+from collections import Counter
 from typing import Any
-from urllib.parse import unquote
 
-import aiohttp
 import orjson
 
 from shipml.audit import AuditLog
 from shipml.errors import AuditError
-from shipml.rollout.analysis import Analysis
+from shipml.rollout import admin, feedback, metrics
+from shipml.rollout.analysis import Analysis, outcome_of
 from shipml.rollout.assignment import choose
-from shipml.rollout.policy import TrafficPolicy
+from shipml.rollout.canary import Canary
+from shipml.rollout.gatekeeper import Gatekeeper
+from shipml.rollout.policy import TrafficPolicy, Variant
+from shipml.rollout.proxy import Upstream, outputs_of
+from shipml.rollout.routing import (
+    INFER,
+    Refused,
+    bearer,
+    read_body,
+    request_id,
+    route,
+    send_bytes,
+    send_json,
+    sticky_key,
+)
+from shipml.rollout.shadow import Shadow
+from shipml.rollout.traffic import RUNNING, Traffic
 
 log = logging.getLogger("shipml.rollout")
-JSON = b"application/json"
-INFER_PATHS = ("/predict", "/invocations")
-
-
-def _json(obj: Any) -> bytes:
-    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def outputs_of(path: str, body: Any) -> dict[str, Any]:
-    """The first row's label and probabilities from a model server's answer."""
-    try:
-        if path.startswith("/v2/"):
-            outs = {o["name"]: o for o in body["outputs"]}
-            label = outs["label"]["data"][0] if "label" in outs else None
-            proba = outs.get("probabilities")
-            n = proba["shape"][-1] if proba else 0
-            return {"label": label, "probabilities": proba["data"][:n] if proba else None}
-        first = body["predictions"][0]
-        if isinstance(first, dict):
-            probs = first.get("probabilities")
-            return {
-                "label": first.get("label"),
-                "probabilities": (list(probs.values()) if isinstance(probs, dict) else probs),
-            }
-        probs = body.get("probabilities")
-        return {"label": first, "probabilities": probs[0] if probs else None}
-    except (KeyError, IndexError, TypeError):
-        return {"label": None, "probabilities": None}
+ADMIN_BODY_BYTES = 64 * 1024
+VARIANT = b"x-shipml-variant"
 
 
 class Gateway:
@@ -67,103 +61,245 @@ class Gateway:
         *,
         audit: AuditLog | None = None,
         admin_token: str = "",
+        feedback_token: str = "",
         seed: int | None = None,
-        on_promote: Any = None,
+        gatekeeper: Gatekeeper | None = None,
+        max_body_bytes: int = 10 * 1024 * 1024,
+        feedback_window_s: float = 86_400.0,
+        attestation_key: bytes = b"",
         tracing: Any = None,
     ) -> None:
-        self.policy = policy
-        # shipml.serving.tracing.Tracing, given by whoever builds the gateway (None: off).
-        self.tracing = tracing
-        # Called with the promoted variant's registry reference (name/version), if known.
-        self.on_promote = on_promote
-        self.audit = audit
         self.admin_token = admin_token
+        # shipml.serving.tracing.Tracing, given by whoever builds the gateway (None: off);
+        # with tracing on, every request takes the buffered path, inside the gateway's span.
+        self.tracing = tracing if tracing is not None and tracing.enabled else None
+        self.feedback_token = feedback_token
+        self.max_body_bytes = max_body_bytes
         self.rng = random.Random(seed)
-        self.analysis = Analysis()
-        self.step = 0  # canary: index into policy.steps
-        self.state = "running"  # running | promoted | rolled back
-        self.history: list[dict[str, Any]] = []
-        self.counters: dict[str, int] = {
-            "mirrored": 0,
-            "dropped": 0,
-            "shadow_failed": 0,
-            "skipped_circuit_open": 0,
-        }
-        # Per shadow: consecutive failures and, while its circuit is open, until when.
-        self._failures: dict[str, int] = {}
-        self._open_until: dict[str, float] = {}
+        self.traffic = Traffic(policy, audit=audit, gatekeeper=gatekeeper)
+        self.analysis = Analysis(feedback_window_s)
+        self.upstream = Upstream(policy.timeout_s, attestation_key)
+        self.shadow = Shadow(policy, self.upstream, self.analysis, self.rng)
+        self.canary = Canary(self.traffic, self.analysis)
         self.requests: dict[tuple[str, int], int] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self._queue: (
-            asyncio.Queue[tuple[str, bytes, list[tuple[bytes, bytes]], str, dict[str, Any]]] | None
-        )
-        self._queue = None
+        self.feedback_counts: Counter[str] = Counter()
+        self.started = False
         self._tasks: list[asyncio.Task[None]] = []
         self._ids = itertools.count(1)
-        self._prefix = uuid.uuid4().hex[:12]
+        self._prefix = uuid.uuid4().hex[:12].encode()
+        self._metrics = metrics.registry_for(
+            metrics.GatewayCollector(
+                self.traffic, self.requests, self.shadow.counters, self.feedback_counts
+            )
+        )
 
-    # -- traffic ------------------------------------------------------------------------
+    # -- what the rollout is now (see Traffic) ------------------------------------------
+    @property
+    def policy(self) -> TrafficPolicy:
+        return self.traffic.policy
+
+    @property
+    def audit(self) -> AuditLog | None:
+        return self.traffic.audit
+
+    @property
+    def state(self) -> str:
+        return self.traffic.state
+
+    @property
+    def step(self) -> int:
+        return self.traffic.step
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.traffic.history
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.shadow.counters
+
     def weights(self) -> list[tuple[str, float]]:
-        p = self.policy
-        if p.mode == "ab":
-            return [(v.name, p.weights.get(v.name, 0.0)) for v in p.variants]
-        if p.mode == "canary" and self.state == "running":
-            share = p.steps[self.step]
-            return [(p.champion.name, 100.0 - share), (p.challengers[0].name, share)]
-        return [(p.champion.name, 100.0)]
+        return self.traffic.weights()
 
-    def _sticky_key(self, headers: dict[bytes, bytes], body: bytes) -> str | None:
-        sticky = self.policy.sticky
-        if not sticky:
-            return None
-        kind, _, name = sticky.partition(":")
-        if kind == "header":
-            value = headers.get(name.lower().encode())
-            return value.decode("latin-1") if value is not None else None
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        if isinstance(data, dict):
-            for key in ("instances", "dataframe_records"):
-                rows = data.get(key)
-                if isinstance(rows, list) and rows and isinstance(rows[0], dict):
-                    value = rows[0].get(name)
-                    return None if value is None else str(value)
-            for tensor in data.get("inputs") or []:
-                if isinstance(tensor, dict) and tensor.get("name") == name and tensor.get("data"):
-                    return str(tensor["data"][0])
-        return None
+    def decide(self) -> str:
+        """One canary analysis (blocking: the gatekeeper may read the registry)."""
+        return self.canary.decide()
+
+    def rollback(self, reason: str) -> None:
+        self.traffic.rollback(reason, by=admin.BY)
+
+    def status(self) -> dict[str, Any]:
+        p, t = self.policy, self.traffic
+        return {
+            "mode": p.mode,
+            "state": t.state,
+            "held": t.held,
+            "champion": p.champion.name,
+            "challengers": [v.name for v in p.challengers],
+            "weights": dict(t.weights()),
+            "step": t.step if p.mode == "canary" or t.step else None,
+            "shadow": dict(self.shadow.counters) if p.mode == "shadow" else None,
+            "analysis": self.analysis.report(p.champion.name),
+            "feedback": dict(self.feedback_counts),
+            "history": t.history,
+        }
+
+    def metrics(self) -> str:
+        return metrics.render(self._metrics).decode()
 
     # -- ASGI ---------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
             return
-        method, path = scope["method"], scope["path"]
         headers = dict(scope["headers"])
-        rid = headers.get(b"x-request-id") or f"{self._prefix}-{next(self._ids)}".encode()
-        if method == "POST" and (path in INFER_PATHS or path.startswith("/v2/models/")):
-            body = await _read(receive)
-            await self._forward(path, body, headers, rid, send)
-        elif method == "POST" and path == "/v1/feedback":
-            await self._feedback(await _read(receive), rid, send)
-        elif method == "POST" and path in ("/v1/rollout/promote", "/v1/rollout/rollback"):
-            await _read(receive)
-            await self._admin(path.rsplit("/", 1)[1], headers, rid, send)
-        elif method == "GET" and path == "/v1/rollout":
-            await _send(send, 200, _json(self.status()), rid)
-        elif method == "GET" and path == "/metrics":
-            await _send(send, 200, self.metrics().encode(), rid, b"text/plain; version=0.0.4")
-        elif method == "GET" and path in ("/v2/health/live", "/v2/health/ready"):
-            await _send(
-                send, 200, b'{"live":true}' if path.endswith("live") else b'{"ready":true}', rid
-            )
-        else:
-            await _send(send, 404, _json({"error": f"no such endpoint: {method} {path}"}), rid)
+        rid = b""
+        try:
+            name = route(scope["method"], scope["path"])
+            given = request_id(headers)
+            champion = self.traffic.hand_over
+            if name == INFER and champion is not None and self.tracing is None:
+                await self._hand_to(champion, scope, headers, given, receive, send)
+                return
+            rid = given or self._new_id()
+            if name == INFER:
+                await self._infer(scope["path"], headers, rid, receive, send)
+            else:
+                await self._other(name, headers, rid, receive, send)
+        except Refused as exc:
+            await send_bytes(send, exc.status, exc.body(), rid or self._new_id())
+        except Exception as exc:  # a bug: a 500 that says so, and the traceback in the log
+            log.exception("unexpected error in the gateway")
+            body = orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
+            await send_bytes(send, 500, body, rid or self._new_id())
 
+    def _new_id(self) -> bytes:
+        return b"%s-%d" % (self._prefix, next(self._ids))
+
+    async def _hand_to(
+        self,
+        variant: Variant,
+        scope: dict[str, Any],
+        headers: dict[bytes, bytes],
+        rid: bytes | None,
+        receive: Any,
+        send: Any,
+    ) -> None:
+        """Single mode, champion in process: the request goes to it unread and unbuffered
+        (its body limit is at most the gateway's, see ``start``)."""
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await read_body(headers, receive, self.max_body_bytes)  # the gateway's 413
+        scope = dict(scope)  # the server's view: the variant, and the id a label will name
+        if rid is None:
+            rid = self._new_id()
+            scope["headers"] = [*scope["headers"], (b"x-request-id", rid)]
+        started = time.perf_counter()
+        status = await self.upstream.hand_over(variant, scope, receive, send)
+        seconds = time.perf_counter() - started
+        key = (variant.name, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.analysis.record(variant.name, seconds, outcome_of(status), rid.decode("latin-1"))
+
+    async def _infer(
+        self, path: str, headers: dict[bytes, bytes], rid: bytes, receive: Any, send: Any
+    ) -> None:
+        body = await read_body(headers, receive, self.max_body_bytes)
+        policy = self.traffic.policy
+        single = policy.mode == "single"
+        if single:  # the fast path: everything to the champion
+            variant = policy.champion
+        else:
+            weights, by_name = self.traffic.table
+            variant = by_name[choose(weights, sticky_key(policy.sticky, headers, body), self.rng)]
+            if self.analysis.seen(rid.decode("latin-1")):  # a reused id: a label must name one
+                rid = b"%s.%s" % (rid[:100], self._new_id())
+        trace = headers.get(b"traceparent")
+        started = time.perf_counter()
+        if self.tracing is not None:
+            text = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
+            with self.tracing.client_span(f"gateway {variant.name}", text, rid.decode()):
+                trace = self.tracing.inject() or trace
+                status, answer = await self.upstream.send(variant, path, body, rid, trace)
+        else:
+            status, answer = await self.upstream.send(variant, path, body, rid, trace)
+        seconds = time.perf_counter() - started
+        key = (variant.name, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        if single:  # nothing to compare: the analysis counts, times, and awaits a label
+            self.analysis.record(variant.name, seconds, outcome_of(status), rid.decode("latin-1"))
+            await send_bytes(send, status, answer, rid, extra=[(VARIANT, variant.name_bytes)])
+            return
+        parsed: dict[str, Any] | None = None
+        if status == 200:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                parsed = outputs_of(path, orjson.loads(answer))
+        label = parsed["label"] if parsed else None
+        rid_text = rid.decode("latin-1")
+        self.analysis.record(variant.name, seconds, outcome_of(status), rid_text, label)
+        await send_bytes(send, status, answer, rid, extra=[(VARIANT, variant.name_bytes)])
+        if policy.mode == "shadow" and status == 200 and parsed is not None:
+            self.shadow.mirror(path, body, rid, trace, parsed)
+
+    async def _other(
+        self, name: str, headers: dict[bytes, bytes], rid: bytes, receive: Any, send: Any
+    ) -> None:
+        if name == "feedback":
+            feedback.authorize(
+                bearer(headers),
+                [self.feedback_token, self.admin_token],
+                "POST /v1/feedback",
+                "[rollout] feedback_token",
+            )
+            pairs = feedback.parse_labels(await read_body(headers, receive, self.max_body_bytes))
+            counted, kept = feedback.apply(self.analysis, pairs, self.feedback_counts)
+            counted["recorded"] = await self._record_labels(kept)
+            await send_json(send, 200, counted, rid)
+        elif name in ("promote", "rollback"):
+            await self._admin(name, headers, rid, receive, send)
+        elif name == "status":
+            await send_json(send, 200, self.status(), rid)
+        elif name == "metrics":
+            await send_bytes(send, 200, metrics.render(self._metrics), rid, metrics.CONTENT_TYPE)
+        elif name == "live":
+            await send_bytes(send, 200, b'{"live":true}', rid)
+        else:
+            await send_bytes(send, 200, b'{"ready":true}', rid)
+
+    async def _record_labels(self, labels: list[tuple[str, Any]]) -> int:
+        """The labels into the audit log, where the monitor joins each to its prediction
+        (quality from feedback); one group commit for the lot."""
+        if self.audit is None or not labels:
+            return 0
+        records = [{"kind": "feedback", "request_id": r, "label": label} for r, label in labels]
+        try:
+            await asyncio.gather(*(self.audit.append_async(r) for r in records))
+        except AuditError as exc:
+            log.error("feedback labels were not written to the audit log: %s", exc.message)
+            return 0
+        return len(records)
+
+    async def _admin(
+        self, action: str, headers: dict[bytes, bytes], rid: bytes, receive: Any, send: Any
+    ) -> None:
+        feedback.authorize(
+            bearer(headers),
+            [self.admin_token],
+            f"POST /v1/rollout/{action}",
+            "[rollout] admin_token",
+        )
+        await read_body(headers, receive, ADMIN_BODY_BYTES)
+        if not self.policy.challengers:
+            raise Refused(409, f"nothing to {action}: the gateway has only a champion")
+        if action == "promote":
+            force = admin.forced(headers)
+            await asyncio.to_thread(admin.promote, self.traffic, self.analysis, force)
+        else:
+            await asyncio.to_thread(admin.rollback, self.traffic)
+        await send_json(send, 200, self.status(), rid)
+
+    # -- lifespan -----------------------------------------------------------------------
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
             message = await receive()
@@ -177,18 +313,18 @@ class Gateway:
 
     async def start(self) -> None:
         for variant in self.policy.variants:
-            if variant.app is not None and not variant.app.ready:
-                variant.app.warm_up()
-        timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
-        self._session = aiohttp.ClientSession(
-            timeout=timeout, connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30)
-        )
+            if variant.app is not None:
+                if not variant.app.ready:
+                    variant.app.warm_up()
+                limit = getattr(variant.app, "max_body_bytes", self.max_body_bytes)
+                variant.app.max_body_bytes = min(limit, self.max_body_bytes)
+        await self.upstream.start()
         if self.policy.mode == "shadow":
-            self._queue = asyncio.Queue(maxsize=self.policy.queue_size)
-            self._tasks += [asyncio.create_task(self._shadow_worker()) for _ in range(4)]
+            self.shadow.start()
         if self.policy.mode == "canary":
             self._tasks.append(asyncio.create_task(self._canary_loop()))
-        self.event(
+        self.started = True
+        self.traffic.event(
             "start",
             mode=self.policy.mode,
             weights=dict(self.weights()),
@@ -201,459 +337,25 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._session is not None:
-            await self._session.close()
+        self._tasks = []
+        await self.shadow.stop()
+        await self.upstream.stop()
+        for variant in self.policy.variants:  # in-process servers sign their last checkpoint
+            _close_audit(variant)
         if self.audit is not None:
             self.audit.close()
+        self.started = False
 
-    async def _forward(
-        self, path: str, body: bytes, headers: dict[bytes, bytes], rid: bytes, send: Any
-    ) -> None:
-        single = self.policy.mode == "single"
-        if single:  # the fast path: everything to the champion
-            variant = self.policy.champion
-            name = variant.name
-        else:
-            name = choose(self.weights(), self._sticky_key(headers, body), self.rng)
-            variant = self.policy.variant(name)
-        raw_headers = [
-            (b"content-type", JSON),
-            (b"x-request-id", rid),
-            (b"x-shipml-variant", variant.name_bytes),
-        ]
-        trace = headers.get(b"traceparent")
-        started = time.perf_counter()
-        tracing = self.tracing
-        if tracing is not None and tracing.enabled:
-            with tracing.client_span(f"gateway {name}", _text(list(headers.items())), rid.decode()):
-                trace = tracing.inject() or trace
-                status, answer = await self._call(variant, path, body, raw_headers, trace)
-        else:
-            status, answer = await self._call(variant, path, body, raw_headers, trace)
-        seconds = time.perf_counter() - started
-        self.requests[(name, status)] = self.requests.get((name, status), 0) + 1
-        parsed: dict[str, Any] | None = None
-        if status == 200 and not single:
-            try:
-                parsed = outputs_of(path, orjson.loads(answer))
-            except orjson.JSONDecodeError:
-                parsed = None
-        rid_text = rid.decode("latin-1")
-        self.analysis.record(
-            name, seconds, status < 400, rid_text, parsed["label"] if parsed else None
-        )
-        await _send(send, status, answer, rid, extra=[(b"x-shipml-variant", variant.name_bytes)])
-        if self.policy.mode == "shadow" and status == 200 and parsed is not None:
-            self._mirror(path, body, raw_headers, rid_text, parsed)
-
-    async def _call(
-        self, variant: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]], trace: Any
-    ) -> tuple[int, bytes]:
-        if trace:
-            headers = [*headers, (b"traceparent", trace)]
-        if variant.app is not None:
-            return await _call_app(variant.app, path, body, headers)
-        return await self._post(variant.url + path, body, _text(headers))
-
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        assert self._session is not None
-        try:
-            async with self._session.post(url, data=body, headers=headers) as resp:
-                return resp.status, await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return 502, _json(
-                {"error": f"model server {url} did not answer: {type(exc).__name__}: {exc}"}
-            )
-
-    # -- shadow -------------------------------------------------------------------------
-    def _mirror(
-        self,
-        path: str,
-        body: bytes,
-        headers: list[tuple[bytes, bytes]],
-        rid: str,
-        primary: dict[str, Any],
-    ) -> None:
-        if self.rng.random() >= self.policy.shadow_fraction or self._queue is None:
-            return
-        try:
-            self._queue.put_nowait((path, body, headers, rid, primary))
-            self.counters["mirrored"] += 1
-        except asyncio.QueueFull:
-            self.counters["dropped"] += 1
-
-    async def _shadow_worker(self) -> None:
-        assert self._queue is not None
-        while True:
-            item = await self._queue.get()
-            try:
-                await self._shadow_one(*item)
-            except Exception:  # a bug must not silently stop mirroring for good
-                self.counters["shadow_failed"] += 1
-                log.exception("shadow mirroring failed")
-
-    async def _shadow_one(
-        self,
-        path: str,
-        body: bytes,
-        headers: list[tuple[bytes, bytes]],
-        rid: str,
-        primary: dict[str, Any],
-    ) -> None:
-        for shadow in self.policy.challengers:
-            if time.monotonic() < self._open_until.get(shadow.name, 0.0):
-                self.counters["skipped_circuit_open"] += 1  # a dead shadow costs nothing
-                continue
-            started = time.perf_counter()
-            shadow_headers = [h for h in headers if h[0] != b"x-shipml-variant"]
-            shadow_headers.append((b"x-shipml-variant", shadow.name_bytes))
-            if shadow.app is not None:
-                status, answer = await _call_app(shadow.app, path, body, shadow_headers)
-            else:
-                status, answer = await self._post(shadow.url + path, body, _text(shadow_headers))
-            seconds = time.perf_counter() - started
-            if status != 200:
-                self.counters["shadow_failed"] += 1
-                self.analysis.record(shadow.name, seconds, False, None)
-                self._shadow_failed(shadow.name)
-                continue
-            self._failures[shadow.name] = 0
-            self.analysis.record(shadow.name, seconds, True, None)
-            try:
-                out = outputs_of(path, orjson.loads(answer))
-            except orjson.JSONDecodeError:
-                continue
-            self.analysis.compare(shadow.name, primary, out, rid)
-
-    def _shadow_failed(self, name: str, threshold: int = 5) -> None:
-        """Circuit breaker: after ``threshold`` failures in a row, stop calling the shadow
-        for 1 s, doubling up to 30 s while it keeps failing."""
-        failures = self._failures.get(name, 0) + 1
-        self._failures[name] = failures
-        if failures >= threshold:
-            pause = min(30.0, 2.0 ** (failures - threshold))
-            self._open_until[name] = time.monotonic() + pause
-
-    # -- feedback, status, admin ---------------------------------------------------------
-    async def _feedback(self, raw: bytes, rid: bytes, send: Any) -> None:
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            await _send(send, 400, _json({"error": f"malformed JSON: {exc}"}), rid)
-            return
-        items = data if isinstance(data, list) else [data]
-        if not items or not all(
-            isinstance(i, dict) and "request_id" in i and "label" in i for i in items
-        ):
-            await _send(
-                send,
-                400,
-                _json({"error": 'expected {"request_id": ..., "label": ...} or a list of them'}),
-                rid,
-            )
-            return
-        refused = _unloggable(items)
-        if refused:
-            await _send(send, 400, _json({"error": refused}), rid)
-            return
-        matched = sum(self.analysis.feedback(str(i["request_id"]), i["label"]) for i in items)
-        recorded = await self._record_feedback(items)
-        answer = {"received": len(items), "matched": matched, "recorded": recorded}
-        await _send(send, 200, _json(answer), rid)
-
-    async def _record_feedback(self, items: list[dict[str, Any]]) -> int:
-        """Each label into the audit log, where the monitor joins it to its prediction
-        (quality from feedback); one group commit for the lot."""
-        if self.audit is None:
-            return 0
-        records = [
-            {"kind": "feedback", "request_id": str(i["request_id"]), "label": i["label"]}
-            for i in items
-        ]
-        try:
-            await asyncio.gather(*(self.audit.append_async(r) for r in records))
-        except AuditError as exc:
-            log.error("feedback labels were not written to the audit log: %s", exc.message)
-            return 0
-        return len(records)
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "mode": self.policy.mode,
-            "state": self.state,
-            "champion": self.policy.champion.name,
-            "challengers": [v.name for v in self.policy.challengers],
-            "weights": dict(self.weights()),
-            "step": self.step if self.policy.mode == "canary" else None,
-            "shadow": dict(self.counters) if self.policy.mode == "shadow" else None,
-            "analysis": self.analysis.report(self.policy.champion.name),
-            "history": self.history,
-        }
-
-    async def _admin(self, action: str, headers: dict[bytes, bytes], rid: bytes, send: Any) -> None:
-        given = headers.get(b"authorization", b"").decode("latin-1").removeprefix("Bearer ")
-        if not self.admin_token:
-            await _send(
-                send,
-                403,
-                _json(
-                    {
-                        "error": "admin endpoints are off: no admin token "
-                        "configured ([rollout] admin_token)"
-                    }
-                ),
-                rid,
-            )
-            return
-        if not hmac.compare_digest(given, self.admin_token):
-            await _send(
-                send,
-                401,
-                _json({"error": "a valid admin token is required (Authorization: Bearer TOKEN)"}),
-                rid,
-            )
-            return
-        if not self.policy.challengers:
-            await _send(
-                send,
-                409,
-                _json({"error": f"nothing to {action}: the gateway has only a champion"}),
-                rid,
-            )
-            return
-        if action == "promote":
-            refusal = self.promotion_gate()
-            force = unquote(headers.get(b"x-shipml-force", b"").decode("latin-1"))
-            if refusal and not force:
-                await _send(
-                    send,
-                    409,
-                    _json(
-                        {
-                            "error": f"promotion refused: {refusal} (send "
-                            "X-Shipml-Force: REASON to override)"
-                        }
-                    ),
-                    rid,
-                )
-                return
-            if refusal:
-                self.event("manual override", reason=force, refused_because=refusal)
-            self.promote("manual" + (f" override: {force}" if refusal else ""))
-        else:
-            self.rollback("manual")
-        await _send(send, 200, _json(self.status()), rid)
-
-    def promotion_gate(self, tolerance: float = 0.005) -> str | None:
-        """Until shipml's promotion gates land: a challenger with enough labels must not be
-        less accurate than the champion by more than ``tolerance``."""
-        if not self.policy.challengers:
-            return "there is no challenger"
-        champ = self.analysis.stats(self.policy.champion.name)
-        chall = self.analysis.stats(self.policy.challengers[0].name)
-        if chall.labelled < self.policy.min_samples:
-            return (
-                f"the challenger has {chall.labelled} labelled predictions; "
-                f"{self.policy.min_samples} are needed"
-            )
-        acc_c, acc_b = chall.accuracy() or 0.0, champ.accuracy() or 0.0
-        if acc_c < acc_b - tolerance:
-            return f"challenger accuracy {acc_c:.3f} < champion {acc_b:.3f} - {tolerance}"
-        return None
-
-    # -- canary -------------------------------------------------------------------------
     async def _canary_loop(self) -> None:
-        while self.state == "running":
+        while self.traffic.state == RUNNING:
             await asyncio.sleep(self.policy.interval_s)
-            try:
-                self.decide()
+            try:  # on a thread: the gatekeeper may read the registry
+                await asyncio.to_thread(self.canary.decide)
             except Exception:  # keep analysing: one bad tick must not freeze the canary
                 log.exception("canary analysis failed; trying again next interval")
 
-    def decide(self) -> str:
-        """One analysis between canary steps: wait, advance, promote or roll back."""
-        if self.state != "running" or self.policy.mode != "canary":
-            return self.state
-        p = self.policy
-        champ = self.analysis.stats(p.champion.name)
-        chall_name = p.challengers[0].name
-        chall = self.analysis.stats(chall_name)
-        report = self.analysis.report(p.champion.name)
-        numbers = {
-            "step": self.step,
-            "weight": p.steps[self.step],
-            "champion": report["variants"].get(p.champion.name),
-            "challenger": report["variants"].get(chall_name),
-        }
-        if chall.requests >= p.min_requests:
-            if chall.error_rate() > p.max_error_rate:
-                self.rollback(
-                    f"error rate {chall.error_rate():.2%} > {p.max_error_rate:.2%}", numbers
-                )
-                return self.state
-            p99 = chall.p99_ms()
-            if p99 is not None and p99 > p.max_p99_ms:
-                self.rollback(f"p99 {p99:.1f} ms > {p.max_p99_ms} ms", numbers)
-                return self.state
-        if chall.labelled < p.min_samples or champ.labelled < p.min_samples:
-            return "waiting"
-        acc_c, acc_b = chall.accuracy() or 0.0, champ.accuracy() or 0.0
-        p_value = (
-            numbers["challenger"].get("p_value_vs_champion", 1.0) if numbers["challenger"] else 1.0
-        )
-        if acc_c < acc_b and p_value < p.alpha:
-            self.rollback(
-                f"accuracy {acc_c:.3f} vs champion {acc_b:.3f}, p = {p_value:.2g} < {p.alpha}",
-                numbers,
-            )
-            return self.state
-        if self.step + 1 < len(p.steps):
-            self.step += 1
-            self.event(
-                "traffic",
-                reason=f"step passed: accuracy {acc_c:.3f} vs {acc_b:.3f} (p = {p_value:.2g})",
-                weights=dict(self.weights()),
-                numbers=numbers,
-            )
-            return "advanced"
-        self.promote(
-            f"all steps passed: accuracy {acc_c:.3f} vs {acc_b:.3f} (p = {p_value:.2g})", numbers
-        )
-        return self.state
 
-    def promote(self, reason: str, numbers: dict[str, Any] | None = None) -> None:
-        old, new = self.policy.champion, self.policy.challengers[0]
-        self.policy.champion, self.policy.challengers = new, [old, *self.policy.challengers[1:]]
-        self.policy.mode, self.state = "single", "promoted"
-        registry = None
-        if self.on_promote is not None and new.ref:
-            try:
-                registry = self.on_promote(new.ref)
-            except Exception as exc:  # the registry may be unreachable; the switch stands
-                registry = f"not updated: {type(exc).__name__}: {exc}"
-        self.event(
-            "promotion",
-            reason=reason,
-            champion=new.name,
-            previous=old.name,
-            ref=new.ref,
-            registry=registry,
-            numbers=numbers,
-        )
-
-    def rollback(self, reason: str, numbers: dict[str, Any] | None = None) -> None:
-        registry = None
-        if self.state == "promoted":  # undo the promotion: the previous champion returns
-            new, old = self.policy.champion, self.policy.challengers[0]
-            self.policy.champion, self.policy.challengers = old, [new, *self.policy.challengers[1:]]
-            if self.on_promote is not None and old.ref:
-                try:
-                    registry = self.on_promote(old.ref)
-                except Exception as exc:
-                    registry = f"not updated: {type(exc).__name__}: {exc}"
-        self.policy.mode, self.state = "single", "rolled back"
-        self.event(
-            "rollback",
-            reason=reason,
-            champion=self.policy.champion.name,
-            challenger=self.policy.challengers[0].name,
-            registry=registry,
-            numbers=numbers,
-        )
-
-    def event(self, event: str, **details: Any) -> None:
-        entry = {"event": event, **details}
-        self.history.append({**entry, "at": time.time()})
-        log.warning("rollout %s: %s", event, details.get("reason", ""))
-        if self.audit is not None:
-            try:
-                self.audit.append({"kind": "event", **entry})
-            except AuditError as exc:  # the traffic decision stands; say loudly it is unlogged
-                self.history[-1]["audit"] = f"not recorded: {exc.message}"
-                log.error("rollout %s was not written to the audit log: %s", event, exc.message)
-
-    def metrics(self) -> str:
-        lines = ["# TYPE shipml_gateway_requests_total counter"]
-        for (variant, code), n in sorted(self.requests.items()):
-            lines.append(f'shipml_gateway_requests_total{{variant="{variant}",code="{code}"}} {n}')
-        lines.append("# TYPE shipml_gateway_shadow_total counter")
-        for outcome, n in sorted(self.counters.items()):
-            lines.append(f'shipml_gateway_shadow_total{{outcome="{outcome}"}} {n}')
-        lines.append("# TYPE shipml_gateway_weight gauge")
-        for variant, w in self.weights():
-            lines.append(f'shipml_gateway_weight{{variant="{variant}"}} {w}')
-        return "\n".join(lines) + "\n"
-
-
-MAX_FEEDBACK = 10_000  # labels per request
-MAX_ID = 200  # characters of a request id
-
-
-def _unloggable(items: list[dict[str, Any]]) -> str | None:
-    """Why these labels cannot be recorded (too many, an id or label of the wrong kind),
-    or None: a label is a string, number or boolean, or a list of them (one per row)."""
-    if len(items) > MAX_FEEDBACK:
-        return f"{len(items)} labels in one request; send at most {MAX_FEEDBACK}"
-    for item in items:
-        rid, label = item["request_id"], item["label"]
-        if not isinstance(rid, str | int) or len(str(rid)) > MAX_ID:
-            return (
-                f"request_id must be a string of at most {MAX_ID} characters, got {str(rid)[:40]!r}"
-            )
-        values = label if isinstance(label, list) else [label]
-        if len(values) > MAX_FEEDBACK or not all(
-            isinstance(v, str | int | float | bool) and len(str(v)) <= MAX_ID for v in values
-        ):
-            return (
-                f"label of {str(rid)[:40]!r} must be a string, number or boolean "
-                "(or a list of them)"
-            )
-    return None
-
-
-def _text(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
-
-
-async def _call_app(
-    app: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> tuple[int, bytes]:
-    """A request to a model server hosted in this process: plain ASGI, no socket."""
-    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return int(sent[0]["status"]), b"".join(m.get("body", b"") for m in sent[1:])
-
-
-async def _read(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _send(
-    send: Any,
-    status: int,
-    body: bytes,
-    rid: bytes,
-    ctype: bytes = JSON,
-    extra: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    headers = [
-        (b"content-type", ctype),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", rid),
-        *(extra or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _close_audit(variant: Variant) -> None:
+    audit = getattr(variant.app, "audit", None)
+    if audit is not None:
+        audit.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from shipml.errors import ConfigError
 
 MODES = ("single", "shadow", "ab", "canary")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 @dataclass
@@ -19,10 +21,15 @@ class Variant:
     url: str = ""  # base URL of a `shipml serve`
     ref: str = ""  # registry reference it serves (name/version), for promotion
     app: Any = field(default=None, repr=False)  # an in-process ModelServer
+    name_bytes: bytes = field(init=False, repr=False, compare=False)
 
-    @property
-    def name_bytes(self) -> bytes:
-        return self.name.encode("latin-1")
+    def __post_init__(self) -> None:
+        if not NAME_RE.match(self.name):
+            raise ConfigError(
+                f"invalid variant name {self.name[:80]!r}",
+                hint="use 1 to 64 letters, digits, '_', '-' or '.'",
+            )
+        self.name_bytes = self.name.encode("ascii")
 
     @property
     def where(self) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from shipml.attestation import attested_variant
 from shipml.audit import AuditLog, exact
 from shipml.errors import (
     AuditError,
@@ -82,6 +83,7 @@ class ModelServer:
         audit: AuditLog | None = None,
         audit_inputs: bool = True,
         image_digest: str = "",
+        attestation_key: bytes = b"",
         monitor: Any = None,
         off_loop_bytes: int = OFF_LOOP_BYTES,
     ) -> None:
@@ -111,6 +113,7 @@ class ModelServer:
         )
         self.audit = audit
         self.audit_inputs = audit_inputs
+        self.attestation_key = attestation_key  # believes a remote gateway's variant
         lineage = predictor.lineage
         self._audit_static = {
             "kind": "prediction",
@@ -419,10 +422,7 @@ async def _audit_record(
     received it, and its output. The answer waits until the record is committed (the
     log's durability mode says how far: the OS, or the disk)."""
     assert server.audit is not None
-    variant = None
-    for key, value in scope["headers"]:
-        if key == b"x-shipml-variant":
-            variant = value.decode("latin-1")
+    variant = attested_variant(scope, request_id, server.attestation_key)
     if not server.audit_inputs:
         model_input: Any = {"sha256": hashlib.sha256(raw).hexdigest()}
     elif rows.matrix is not None:
@@ -433,7 +433,7 @@ async def _audit_record(
     record = {
         **server._audit_static,
         "request_id": request_id.decode("latin-1"),
-        "variant": variant or "direct",
+        "variant": variant,
         "protocol": protocol,
         "input": model_input,
         "output": {

@@ -1,4 +1,7 @@
-"""Running the model server: resolve what to serve, build the app, start uvicorn.
+"""Running the model server: build the app for a resolved package, start uvicorn.
+
+What to serve is resolved above this layer (``shipml.project.serving``): the server gets
+a package folder and never needs the registry or MLflow.
 
 With several workers uvicorn imports the app in each process, so the spec travels in
 the ``SHIPML_SERVE_SPEC`` environment variable (JSON) to ``app_from_environment``.
@@ -12,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipml.audit import AuditLog, prepare_key
+from shipml.audit import AuditLog
 from shipml.audit.database import is_url
 from shipml.config import MonitorSection, TracingSection
 from shipml.errors import AuditError
@@ -45,6 +48,7 @@ class ServeSpec:
     commit_window_ms: float = 0.0
     audit_inputs: bool = True
     image_digest: str = ""
+    attestation_key: str = ""  # hex; empty: a remote gateway's variant is not believed
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     # [monitor] settings (MonitorSection as a dict): the live drift and quality metrics.
     monitor: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +70,7 @@ def build_app(spec: ServeSpec) -> ModelServer:
         audit=audit,
         audit_inputs=spec.audit_inputs,
         image_digest=spec.image_digest,
+        attestation_key=bytes.fromhex(spec.attestation_key),
         monitor=MonitorSection(**spec.monitor),
     )
 
@@ -155,60 +160,3 @@ def run(
         )
     else:
         uvicorn.run(build_app(spec), **options)
-
-
-def resolve_spec(ref: str, config: object | None = None) -> ServeSpec:
-    """What ``shipml serve REF`` serves: a package folder, or ``name@alias`` /
-    ``name/version`` from the project's registry (``config`` is a ProjectConfig)."""
-    from shipml.errors import ConfigError, ModelError
-    from shipml.model import refuse_pickle
-    from shipml.tracking import Registry, parse_model_ref, tracker_for
-
-    path = Path(ref).expanduser()
-    if path.is_file():
-        refuse_pickle(path)
-        raise ModelError(
-            f"{ref} is a file; shipml serves model package folders or registry references",
-            hint="give NAME@ALIAS, NAME/VERSION or a folder made by shipml.package_model",
-        )
-    parsed = parse_model_ref(ref)
-    serving = getattr(config, "serving", None)
-    trusted = list(getattr(getattr(config, "model", None), "trusted_types", []) or [])
-    limits: dict[str, Any] = {}
-    if serving is not None:
-        limits = {
-            "max_body_bytes": serving.max_body_bytes,
-            "max_batch_size": serving.max_batch_size,
-            "max_wait_ms": serving.max_wait_ms,
-        }
-    if getattr(config, "http", None) is not None:
-        limits["limits"] = ConnectionLimits.from_config(config)
-    monitoring = getattr(config, "monitor", None)
-    if monitoring is not None:
-        limits["monitor"] = monitoring.model_dump()
-        limits["tracing"] = config.tracing.model_dump()  # type: ignore[union-attr]
-    audit = getattr(config, "audit", None)
-    if audit is not None and audit.enabled:
-        path = config.path  # type: ignore[union-attr]
-        limits.update(
-            audit_path=audit.path if is_url(audit.path) else str(path(audit.path)),
-            signing_key=str(path(audit.signing_key)),
-            checkpoint_dir=str(path(audit.checkpoint_dir)),
-            checkpoint_every=audit.checkpoint_every,
-            checkpoint_interval_s=audit.checkpoint_interval_s,
-            durability=audit.durability,
-            commit_window_ms=audit.commit_window_ms,
-            key_fingerprint=prepare_key(config),
-            audit_inputs=audit.store_inputs,
-            image_digest=audit.image_digest,
-        )
-    if parsed.path is not None:
-        return ServeSpec(str(parsed.path), parsed.path.name, "1", trusted, **limits)
-    if config is None:
-        raise ConfigError(
-            f"{ref} is a registry reference, but there is no project here",
-            hint="run inside a project (or -C DIR), or give a package folder",
-        )
-    registry = Registry(tracker_for(config))
-    info = registry.resolve(parsed)
-    return ServeSpec(str(registry.local_path(info)), info.name, info.version, trusted, **limits)

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from typing import Any
 
 import numpy as np
-import orjson
 
+from shipml.asgi import post_json
 from shipml.testing.api_checks import _raw_rows
 from shipml.testing.check import Check, CheckResult, Env, NotApplicable
 from shipml.testing.data_checks import _records
 from shipml.testing.subject import Subject
+
+TOKEN = secrets.token_hex(16)  # the rehearsal's feedback token
 
 
 def _server(subject: Subject) -> Any:
@@ -33,9 +36,9 @@ def _server(subject: Subject) -> Any:
 def _champion(subject: Subject) -> tuple[Subject, str]:
     """The current champion (another version) to rehearse against, else the model itself."""
     if subject.version is not None:
-        from shipml.tracking import Registry, tracker_for
+        from shipml.tracking import registry_for
 
-        registry = Registry(tracker_for(subject.config))
+        registry = registry_for(subject.config)
         current = registry.aliases(subject.version.name).get("champion")
         if current and current != subject.version.version:
             return Subject.load(subject.config, f"{subject.version.name}/{current}"), (
@@ -45,29 +48,13 @@ def _champion(subject: Subject) -> tuple[Subject, str]:
 
 
 async def _post(app: Any, path: str, body: Any, rid: str) -> tuple[int, dict[str, str], Any]:
-    sent: list[dict[str, Any]] = []
-    raw = orjson.dumps(body)
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": path,
-        "headers": [(b"content-type", b"application/json"), (b"x-request-id", rid.encode())],
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
-    payload = b"".join(m.get("body", b"") for m in sent[1:])
-    return int(sent[0]["status"]), headers, orjson.loads(payload)
+    headers = [(b"x-request-id", rid.encode()), (b"authorization", b"Bearer " + TOKEN.encode())]
+    answer = await post_json(app, path, body, headers)
+    return answer.status, answer.headers, answer.json()
 
 
 async def _rehearse(subject: Subject, champion: Subject) -> dict[str, Any]:
-    from shipml.rollout import Gateway, TrafficPolicy, Variant
+    from shipml.rollout import Gateway, Rehearsal, TrafficPolicy, Variant
 
     # The traffic and its truth: the champion's held-out rows and labels (it passed its
     # gates), as production feedback would come from the world, not from the candidate's
@@ -85,7 +72,8 @@ async def _rehearse(subject: Subject, champion: Subject) -> dict[str, Any]:
         min_requests=20,
         interval_s=3600.0,
     )
-    gateway = Gateway(policy, seed=0)
+    # A rehearsal: the online analysis decides and no registry alias moves.
+    gateway = Gateway(policy, seed=0, gatekeeper=Rehearsal(), feedback_token=TOKEN)
     ids = itertools.count(1)
     served: dict[str, int] = {}
     steps: list[dict[str, Any]] = []

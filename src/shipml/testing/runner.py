@@ -22,7 +22,7 @@ from shipml.errors import TestingError
 from shipml.testing.check import SUITES
 from shipml.testing.report import JUNIT, REPORT, RESULTS
 from shipml.testing.subject import resolve_ref
-from shipml.tracking import Registry, parse_model_ref, tracker_for
+from shipml.tracking import parse_model_ref, registry_for, resolve_version
 
 # Model version tags written by `shipml test` (read by `shipml models show` and gates).
 TAG_RECORD = "shipml.tests.record"  # JSON: suites, metrics, files, time
@@ -146,8 +146,7 @@ def pin(config: ProjectConfig, ref: str) -> str:
         return str(parsed.path)
     if parsed.name is None:
         raise TestingError(f"cannot test {ref!r}", hint="give NAME@ALIAS, NAME/VERSION or a folder")
-    info = Registry(tracker_for(config)).resolve(parsed)
-    return info.ref
+    return resolve_version(config, parsed).ref
 
 
 def attach_results(
@@ -159,8 +158,8 @@ def attach_results(
     parsed = parse_model_ref(ref)
     if parsed.path is not None:
         return []
-    tracker = tracker_for(config)
-    registry = Registry(tracker)
+    registry = registry_for(config)
+    tracker = registry.tracker
     info = registry.resolve(parsed)
     tested = (results.get("model") or {}).get("version")
     if tested != info.version:

@@ -23,7 +23,7 @@ from shipml.model import ModelPackage, model_input
 from shipml.model.package import row_hashes
 from shipml.serving.predictor import Predictor
 from shipml.serving.validation import Rows
-from shipml.tracking import Registry, VersionInfo, parse_model_ref, tracker_for
+from shipml.tracking import VersionInfo, registry_for, resolve_model
 
 
 def resolve_ref(config: ProjectConfig, ref: str | None) -> str:
@@ -35,7 +35,7 @@ def resolve_ref(config: ProjectConfig, ref: str | None) -> str:
     try:
         with warnings.catch_warnings():  # MLflow's store warns about SQLAlchemy internals
             warnings.simplefilter("ignore", DeprecationWarning)
-            versions = Registry(tracker_for(config)).versions(config.model_name)
+            versions = registry_for(config).versions(config.model_name)
     except RegistryError:  # no such model yet
         versions = []
     if not versions:
@@ -58,15 +58,10 @@ class Subject:
 
     @classmethod
     def load(cls, config: ProjectConfig, ref: str | None = None) -> Subject:
-        ref = resolve_ref(config, ref)
-        parsed = parse_model_ref(ref)
-        if parsed.path is not None:
-            return cls(config, ModelPackage.load(parsed.path))
         with warnings.catch_warnings():  # MLflow's store warns about SQLAlchemy internals
             warnings.simplefilter("ignore", DeprecationWarning)
-            registry = Registry(tracker_for(config))
-            info = registry.resolve(parsed)
-        return cls(config, ModelPackage.load(registry.local_path(info)), info)
+            model = resolve_model(config, resolve_ref(config, ref), full=True)
+        return cls(config, ModelPackage.load(model.path), model.info)
 
     # -- identity -----------------------------------------------------------------
     @property

@@ -1,6 +1,11 @@
 """The model registry (MLflow's): versions, aliases (champion, challenger) and references.
 
 A model reference (REF) is ``name@alias``, ``name/version`` or a package folder.
+
+A protected alias (``[gates] protect``, by default ``champion``) is not moved by
+``Registry.set_alias``: it moves only through the promotion gates, whose one function
+(``shipml.project.promotion``) alone may use ``shipml.tracking.protected`` (an
+import-linter contract says so).
 """
 
 from __future__ import annotations
@@ -77,6 +82,22 @@ def parse_model_ref(ref: str) -> ModelRef:
     )
 
 
+def check_alias(alias: str) -> None:
+    """A RegistryError unless ``alias`` is a word an alias may be."""
+    if not ALIAS_RE.match(alias) or alias.lower() == "latest" or alias.isdigit():
+        raise RegistryError(
+            f"invalid alias {alias[:80]!r}",
+            hint="use a word such as champion or challenger ('latest' is reserved)",
+        )
+
+
+def registry_of(tracker: Any) -> Any:
+    """The registry of a tracker: ``Registry`` for a ``Tracker``, the worker's registry
+    for a ``RemoteTracker`` (which makes its calls in the tracking worker)."""
+    remote = getattr(tracker, "registry", None)
+    return remote() if callable(remote) else Registry(tracker)
+
+
 def _info(mv: Any) -> VersionInfo:
     return VersionInfo(
         name=mv.name,
@@ -101,6 +122,7 @@ class Registry:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
         self.client = tracker.client
+        self.protected = frozenset(getattr(tracker, "protected_aliases", ("champion",)))
 
     # -- reading ------------------------------------------------------------------
     @store_call
@@ -232,11 +254,20 @@ class Registry:
 
     @store_call
     def set_alias(self, name: str, version: str, alias: str) -> VersionInfo:
-        if not ALIAS_RE.match(alias) or alias.lower() == "latest" or alias.isdigit():
+        """Point an unprotected alias at ``version``; a protected one is refused."""
+        check_alias(alias)
+        if alias in self.protected:
             raise RegistryError(
-                f"invalid alias {alias!r}",
-                hint="use a word such as champion or challenger ('latest' is reserved)",
+                f"{alias!r} is a protected alias ([gates] protect): it moves only through "
+                "the promotion gates",
+                hint=f"use `shipml promote {name}/{version} --alias {alias}` (or "
+                "shipml.project.promotion.promote)",
             )
+        return self._move_alias(name, version, alias)
+
+    def _move_alias(self, name: str, version: str, alias: str) -> VersionInfo:
+        """The move itself, for any alias (``tracking.protected`` is its only other user)."""
+        check_alias(alias)
         info = self.resolve(ModelRef(name=name, version=str(version)))
         self.client.set_registered_model_alias(name, alias, info.version)
         return self.resolve(ModelRef(name=name, version=info.version))

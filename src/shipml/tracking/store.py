@@ -14,12 +14,9 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from shipml.errors import ShipmlError, TrackingError
-
-if TYPE_CHECKING:
-    from shipml.tracking.registry import Registry
 
 # MLflow chatters on stderr at INFO (database migrations); keep the CLI clean.
 for _name in ("mlflow", "alembic"):
@@ -91,7 +88,10 @@ def _file_uri(path: str) -> str:
 
 
 class Tracker:
-    """One project's view of MLflow: its experiment, runs and registry."""
+    """One project's view of MLflow: its experiment, runs and registry.
+
+    ``protected_aliases`` (``[gates] protect``) are the aliases the project's registry
+    refuses to move except through the promotion gates (see ``tracking.registry``)."""
 
     def __init__(
         self,
@@ -100,6 +100,7 @@ class Tracker:
         experiment: str,
         artifact_root: str,
         timeout_s: float = 5.0,
+        protected_aliases: tuple[str, ...] | list[str] = ("champion",),
     ) -> None:
         from mlflow import MlflowClient
 
@@ -112,6 +113,7 @@ class Tracker:
         self.registry_uri = registry_uri
         self.experiment = experiment
         self.artifact_root = artifact_root
+        self.protected_aliases = tuple(protected_aliases)
         try:
             self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         except Exception as exc:  # MLflow raises assorted types for a bad URI
@@ -242,11 +244,6 @@ class Tracker:
     def get_run(self, run_id: str) -> Any:
         return self.client.get_run(run_id)
 
-    def registry(self) -> Registry:
-        from shipml.tracking.registry import Registry
-
-        return Registry(self)
-
 
 def tracker_for(config: Any) -> Tracker:
     """The tracker of a project (``config`` is a ``ProjectConfig``)."""
@@ -255,5 +252,6 @@ def tracker_for(config: Any) -> Tracker:
         config.registry_uri,
         config.experiment_name,
         config.artifact_root,
+        protected_aliases=tuple(config.gates.protect),
         timeout_s=getattr(config.tracking, "timeout_s", 5.0),
     )

@@ -293,6 +293,7 @@ class RemoteTracker:
         experiment: str,
         artifact_root: str,
         timeout_s: float = 5.0,
+        protected_aliases: tuple[str, ...] | list[str] = ("champion",),
     ) -> None:
         self.worker = worker
         self.timeout_s = timeout_s
@@ -300,6 +301,7 @@ class RemoteTracker:
         self.registry_uri = registry_uri
         self.experiment = experiment
         self.artifact_root = artifact_root
+        self.protected_aliases = tuple(protected_aliases)
         self._opened = False
 
     def _open(self) -> None:
@@ -313,6 +315,7 @@ class RemoteTracker:
                 self.experiment,
                 self.artifact_root,
                 timeout_s=self.timeout_s,
+                protected_aliases=list(self.protected_aliases),
             )
 
     def _post(self, method: str, *args: Any, **kwargs: Any) -> None:
@@ -444,6 +447,7 @@ def remote_tracker_for(worker: TrackingWorker, config: Any) -> RemoteTracker:
         config.registry_uri,
         config.experiment_name,
         config.artifact_root,
+        protected_aliases=tuple(config.gates.protect),
         timeout_s=getattr(config.tracking, "timeout_s", 5.0),
     )
 

@@ -1,0 +1,77 @@
+"""Without a project there are no offline gates to check, so a canary holds at its
+step however good its online numbers; the hold shows in the status, in the metrics
+(valid for promtool) and in the history; only a forced promotion moves traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from shipml.asgi import call, post_json
+from shipml.rollout import Gateway, TrafficPolicy, Variant
+from tests.rollout.conftest import instances, server
+
+ADMIN = [(b"authorization", b"Bearer adm")]
+
+
+def promtool() -> str | None:
+    found = shutil.which("promtool")
+    if found is None and os.environ.get("CI") == "true":
+        raise RuntimeError("CI=true but promtool is missing (apt-get install prometheus)")
+    return found
+
+
+def test_outside_a_project_the_canary_holds_and_only_an_override_promotes(
+    penguins_package, penguins_data
+):
+    policy = TrafficPolicy(
+        "canary",
+        Variant("champion", app=server(penguins_package)),
+        [Variant("challenger", app=server(penguins_package))],
+        steps=[50.0, 100.0],
+        min_samples=20,
+        min_requests=10,
+        max_p99_ms=60_000,  # latency is not under test (a loaded CI machine)
+        interval_s=3600,
+    )
+    gateway = Gateway(policy, admin_token="adm", seed=7)  # no gatekeeper: Closed
+    rows = instances(penguins_data)[:120]
+
+    async def scenario():
+        await gateway.start()
+        labels = []
+        for i, (row, label) in enumerate(rows):
+            rid = f"c{i}".encode()
+            await post_json(gateway, "/predict", {"instances": [row]}, [(b"x-request-id", rid)])
+            labels.append({"request_id": rid.decode(), "label": label})
+        await post_json(gateway, "/v1/feedback", labels, ADMIN)  # the admin token labels too
+        decisions = [gateway.decide(), gateway.decide()]
+        held = (await call(gateway, "GET", "/v1/rollout")).json()["held"]
+        metrics = (await call(gateway, "GET", "/metrics")).body
+        refused = await call(gateway, "POST", "/v1/rollout/promote", b"", ADMIN)
+        forced = await call(
+            gateway, "POST", "/v1/rollout/promote", b"", [*ADMIN, (b"x-shipml-force", b"ana: why")]
+        )
+        await gateway.stop()
+        return decisions, held, metrics, refused, forced
+
+    decisions, held, metrics, refused, forced = asyncio.run(scenario())
+    assert decisions == ["held", "held"] and gateway.step == 0
+    assert "no project" in held
+    assert b"shipml_gateway_canary_held 1.0" in metrics
+    assert b'shipml_gateway_requests_total{code="200",variant="challenger"}' in metrics
+    assert [e["event"] for e in gateway.history].count("hold") == 1
+    assert refused.status == 409 and b"no project" in refused.body
+    assert forced.status == 200 and gateway.policy.champion.name == "challenger"
+    assert gateway.history[-1]["event"] == "promotion" and gateway.history[-1]["registry"] is None
+    tool = promtool()
+    if tool is None:
+        pytest.skip("promtool is not installed")
+    checked = subprocess.run(
+        [tool, "check", "metrics"], input=metrics, capture_output=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

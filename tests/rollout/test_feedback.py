@@ -1,0 +1,152 @@
+"""Online analysis that cannot be forged: without the token no label counts, a label
+counts once, only for a request this gateway answered, within the window; floods of
+client errors count against nobody. Neither moves a canary's step or its decision."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from shipml.asgi import call, post_json
+from shipml.audit import AuditLog
+from shipml.rollout import Gateway, Rehearsal, TrafficPolicy, Variant
+from shipml.rollout.feedback import parse_labels
+from shipml.rollout.routing import Refused
+from tests.rollout.conftest import instances, server
+
+LABELLER = [(b"authorization", b"Bearer fb-token")]
+
+
+def canary(good, worse, **kwargs):
+    policy = TrafficPolicy(
+        "canary",
+        Variant("champion", app=good),
+        [Variant("challenger", app=worse)],
+        steps=[50.0, 100.0],
+        min_samples=40,
+        min_requests=20,
+        max_p99_ms=60_000,  # latency is not under test (a loaded CI machine)
+        interval_s=3600,
+    )
+    return Gateway(policy, feedback_token="fb-token", gatekeeper=Rehearsal(), seed=3, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def apps(penguins_package, worse_package):
+    return server(penguins_package), server(worse_package)
+
+
+async def predict(gateway, rows, prefix):
+    """The rows through the gateway; (request id, variant, predicted label) per answer."""
+    out = []
+    for i, (row, _) in enumerate(rows):
+        rid = f"{prefix}{i}".encode()
+        answer = await post_json(
+            gateway, "/predict", {"instances": [row]}, [(b"x-request-id", rid)]
+        )
+        assert answer.status == 200
+        label = answer.json()["predictions"][0]["label"]
+        out.append((rid.decode(), answer.headers["x-shipml-variant"], label))
+    return out
+
+
+def test_forged_feedback_and_client_error_floods_move_no_decision(apps, penguins_data, tmp_path):
+    gateway = canary(*apps, audit=AuditLog(tmp_path / "audit.db"))
+    rows = instances(penguins_data)[:150]
+
+    async def scenario():
+        await gateway.start()
+        answered = await predict(gateway, rows, "p")
+        # The attacker's labels: the challenger always right, the champion always wrong.
+        forged = [
+            {"request_id": rid, "label": label if variant == "challenger" else "Nobody"}
+            for rid, variant, label in answered
+        ]
+        body = orjson.dumps(forged)
+        for headers in ([], [(b"authorization", b"fb-token")], [(b"authorization", b"Bearer x")]):
+            refused = await call(gateway, "POST", "/v1/feedback", body, headers)
+            assert refused.status == 401
+        never = [{"request_id": f"made-up-{i}", "label": "Adelie"} for i in range(300)]
+        unknown = (await post_json(gateway, "/v1/feedback", never, LABELLER)).json()
+        for _ in range(300):  # client errors, every kind
+            for bad in (b'{"inputs": []}', b"{", b'{"instances": [{"island": "Mars"}]}'):
+                await call(gateway, "POST", "/predict", bad, [(b"content-type", b"a/json")])
+        decision = gateway.decide()
+        return answered, unknown, decision
+
+    answered, unknown, decision = asyncio.run(scenario())
+    assert unknown == {
+        "received": 300,
+        "matched": 0,
+        "unmatched": {"unknown": 300},
+        "recorded": 0,  # only a label for an answer of this gateway goes into the audit log
+    }
+    assert decision == "waiting" and gateway.step == 0 and gateway.state == "running"
+    variants = gateway.status()["analysis"]["variants"]
+    assert variants["challenger"]["labelled"] == 0 and variants["challenger"]["error_rate"] == 0
+    assert variants["challenger"]["client_errors"] + variants["champion"]["client_errors"] == 900
+
+    async def honest():
+        truth = dict((f"p{i}", label) for i, (_, label) in enumerate(rows))
+        labels = [{"request_id": rid, "label": truth[rid]} for rid, _, _ in answered]
+        counted = (await post_json(gateway, "/v1/feedback", labels, LABELLER)).json()
+        replayed = (await post_json(gateway, "/v1/feedback", labels, LABELLER)).json()
+        decision = gateway.decide()
+        await gateway.stop()
+        return counted, replayed, decision
+
+    counted, replayed, decision = asyncio.run(honest())
+    assert counted["matched"] == counted["recorded"] == 150
+    assert replayed["unmatched"] == {"already labelled": 150} and replayed["recorded"] == 0
+    assert decision == "rolled back"  # the true labels show the challenger worse
+    log = AuditLog(tmp_path / "audit.db")
+    kinds = [[r["kind"] for r in log.find(rid)] for rid, _, _ in answered]
+    assert all(k.count("feedback") == 1 for k in kinds)  # each label once, no forged one
+    assert log.find("made-up-1") == []
+
+
+def test_a_label_for_an_old_answer_is_refused(apps, penguins_data):
+    gateway = canary(*apps, feedback_window_s=0.2)
+    rows = instances(penguins_data)[:3]
+
+    async def scenario():
+        answered = await predict(gateway, rows, "w")
+        await asyncio.sleep(0.4)
+        late = [{"request_id": rid, "label": "Adelie"} for rid, _, _ in answered]
+        return (await post_json(gateway, "/v1/feedback", late, LABELLER)).json()
+
+    late = asyncio.run(scenario())
+    assert late["unmatched"] == {"expired": 3} and late["matched"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"[]", "no labels"),
+        (b'{"request_id": "a"}', "expected"),
+        (b'[{"request_id": true, "label": "x"}]', "request_id must be a string"),
+        (b'[{"request_id": ["a"], "label": "x"}]', "request_id must be a string"),
+        (b'[{"request_id": "", "label": "x"}]', "request_id must be a string"),
+        (orjson.dumps([{"request_id": "r" * 500, "label": "x"}]), "of 1 to 128"),
+        (b'[{"request_id": "a", "label": {"k": 1}}]', "label must be"),
+        (b'[{"request_id": "a", "label": NaN}]', "malformed JSON"),
+        (orjson.dumps([{"request_id": "a", "label": "x" * 300}]), "longer than 256"),
+        (orjson.dumps([{"request_id": f"{i}", "label": 1} for i in range(10_001)]), "at most"),
+    ],
+)
+def test_malformed_feedback_is_a_400_that_names_the_problem(body, says):
+    with pytest.raises(Refused) as refused:
+        parse_labels(body)
+    assert refused.value.status == 400 and says in refused.value.message
+    assert len(refused.value.message) < 300
+
+
+def test_labels_of_one_row_or_several_and_numeric_ids():
+    assert parse_labels(b'[{"request_id": "a", "label": ["Gentoo"]}]') == [("a", "Gentoo")]
+    assert parse_labels(b'{"request_id": 7, "label": 1.5}') == [("7", 1.5)]
+    rows = parse_labels(b'{"request_id": "b", "label": ["Adelie", "Gentoo"]}')
+    assert rows == [("b", ["Adelie", "Gentoo"])]
+    with pytest.raises(Refused, match="label must be"):
+        parse_labels(b'{"request_id": "b", "label": ["Adelie", [1]]}')
