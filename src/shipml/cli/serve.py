@@ -30,6 +30,13 @@ def serve(
         None, min=0, max=65535, help="Port (default \\[serving] port, 8080)."
     ),
     workers: int | None = typer.Option(None, min=1, help="Worker processes (default 1)."),
+    grpc_port: int | None = typer.Option(
+        None,
+        min=0,
+        max=65535,
+        help="Also serve the V2 gRPC service on this port (default \\[serving] grpc_port; "
+        "none). Needs the grpc extra: pip install 'shipml\\[grpc]'.",
+    ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
     name: str | None = typer.Option(
         None, help="Serve a package folder under this model name (default: the folder's name)."
@@ -45,9 +52,12 @@ def serve(
 
     config = _config_or_none()
     spec = resolve_spec(ref, config)
+    serving = getattr(config, "serving", None)
     if name or model_version:  # a serve image names its baked-in package this way
         spec = replace(spec, name=name or spec.name, version=model_version or spec.version)
-    serving = getattr(config, "serving", None)
+    grpc_port = grpc_port if grpc_port is not None else getattr(serving, "grpc_port", None)
+    if grpc_port is not None:  # like the HTTP port, a setting of this command only
+        spec = replace(spec, grpc_port=grpc_port)
     host = host or (serving.host if serving else "127.0.0.1")
     port = port if port is not None else (serving.port if serving else 8080)
     workers = workers or (serving.workers if serving else 1)
@@ -55,6 +65,7 @@ def serve(
     stderr.print(
         f"serving [bold]{spec.name}[/] version {spec.version} on http://{host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''}); V2 at /v2/models/{spec.name}/infer"
+        + (f"; gRPC on {host}:{spec.grpc_port}" if spec.grpc_port is not None else "")
     )
     run(
         spec,
