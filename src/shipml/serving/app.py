@@ -30,7 +30,8 @@ from shipml.errors import (
     RequestConflict,
     ServingError,
 )
-from shipml.serving import binary
+from shipml.serving import binary, openapi
+from shipml.serving.apidocs import build_docs
 from shipml.serving.batching import Batcher
 from shipml.serving.metrics import ServerMetrics, live_monitor
 from shipml.serving.offload import Offload
@@ -134,6 +135,11 @@ class ModelServer:
         self._page = build_page(
             predictor.signature, name=self.name, version=self.version, profile=_profile(predictor)
         )
+        document = openapi.document(
+            predictor.signature, name=self.name, version=self.version, profile=_profile(predictor)
+        )
+        self._openapi = _json(document)
+        self._docs = build_docs(document, self.name)
 
     # -- metadata ------------------------------------------------------------------------
     def _metadata_body(self) -> dict[str, Any]:
@@ -269,6 +275,10 @@ class ModelServer:
             return (200, b'{"ready":true}', JSON) if self.ready else (503, b'{"ready":false}', JSON)
         if path in ("/", "/index.html"):
             return 200, self._page, HTML
+        if path == "/openapi.json":
+            return 200, self._openapi, JSON
+        if path == "/docs":
+            return 200, self._docs, HTML
         if path.startswith("/v2/models/"):
             try:
                 rest = self._check_model(path[len("/v2/models/") :].split("/"))
