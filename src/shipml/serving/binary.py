@@ -73,7 +73,7 @@ def header_length(headers: list[tuple[bytes, bytes]]) -> int | None:
         if key == HEADER:
             if not value.isdigit() or len(value) > 18:
                 raise InvalidRequest(
-                    f"invalid Inference-Header-Content-Length {shorten(value)}",
+                    f"invalid Inference-Header-Content-Length {shorten(value.decode('latin-1'))}",
                     hint="the length in bytes of the JSON header that starts the body",
                 )
             return int(value)
