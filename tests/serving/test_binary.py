@@ -242,7 +242,7 @@ def test_more_malformed_binary_requests(app, rows):
     # a non-UTF-8 category, a NaN where the model needs a value, an infinity
     text = binary_request([("island", "BYTES", np.asarray([b"\xff\xfe"], dtype=object))])
     assert "is not UTF-8 text" in post(app, *text).json()["error"]
-    for value, message in [(np.inf, "non-finite"), (np.float32(3.0e38) * 10, "non-finite")]:
+    for value, message in [(np.inf, "non-finite"), (-np.inf, "non-finite")]:
         tensors = penguin_tensors(rows.iloc[:1])
         tensors[1] = (tensors[1][0], "FP32", np.asarray([[value]], dtype=np.float32))
         resp = post(app, *binary_request(tensors))

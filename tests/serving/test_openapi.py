@@ -106,12 +106,12 @@ def test_schemathesis_finds_no_5xx_and_no_answer_off_the_document(penguins_app):
             # optional, and for binary bodies only: an example is plain JSON
             (case.headers or {}).pop("Inference-Header-Content-Length", None)
             assert case.call_and_validate(checks=CHECKS).status_code == 200, case
-        sent += _run(operation, operation.as_strategy(GenerationMode.POSITIVE), 20)
-        sent += _run(operation, operation.as_strategy(GenerationMode.NEGATIVE), 20)
+        sent += _run(operation, operation.as_strategy(GenerationMode.POSITIVE), 15)
+        sent += _run(operation, operation.as_strategy(GenerationMode.NEGATIVE), 15)
     documented = {
         f"{method.upper()} {path}"
         for path, item in schema.raw_schema["paths"].items()
         for method in item
     }
     assert tested == documented - {"GET /openapi.json"}  # schemathesis skips its source
-    assert sent > 200
+    assert sent > 150
