@@ -94,6 +94,8 @@ class ServingSection(_Section):
     # already queued (adaptive: no wait for a lone client).
     max_wait_ms: float = Field(default=0.0, ge=0.0)
     graceful_shutdown_s: float = Field(default=10.0, ge=0.0)
+    # The V2 gRPC service (needs shipml[grpc]) on this port, beside HTTP; unset: no gRPC.
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
 
 
 class HttpSection(_Section):

@@ -25,7 +25,8 @@ from starlette.testclient import TestClient
 
 from shipml.config import load_config
 from shipml.model import ModelPackage
-from shipml.serving.server import build_app, resolve_spec
+from shipml.project.serving import serve_spec
+from shipml.serving.server import build_app
 from tests.conftest import wait_until_ready
 from tests.serving.conftest import free_port
 
@@ -78,7 +79,7 @@ def serve_over_a_socket(project: Path, name: str, body: dict[str, Any]) -> dict[
 
 
 def serve_in_process(project: Path, name: str, body: dict[str, Any]) -> dict[str, Any]:
-    app = build_app(resolve_spec(f"{name}@champion", load_config(project)))
+    app = build_app(serve_spec(load_config(project), f"{name}@champion"))
     with TestClient(app) as client:
         response = client.post(f"/v2/models/{name}/infer", json=body)
     assert response.status_code == 200, response.text

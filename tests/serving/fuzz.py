@@ -28,6 +28,8 @@ class Endpoint:
     method: str
     path: str
     bodies: tuple[Any, ...] = ()  # valid bodies (JSON values) to mutate
+    # valid binary tensor bodies (JSON header, tensor bytes) to mutate
+    binary: tuple[tuple[Any, bytes], ...] = ()
 
 
 @dataclass
@@ -119,6 +121,10 @@ def requests(
     }
     if draw(st.integers(0, 7)) == 0:
         headers["x-request-id"] = draw(st.sampled_from([b"", b"r" * 2000, b"a b", b"\xe9"]))
+    if endpoint.binary and draw(st.integers(0, 2)) == 0:
+        body, length = draw(binary_bodies(endpoint.binary))
+        headers["inference-header-content-length"] = length
+        return method, path, headers, body
     kind = draw(st.integers(0, 9)) if endpoint.bodies else 9
     if kind <= 4:  # a valid body with one value replaced
         doc = _pick(draw, endpoint.bodies)
@@ -140,6 +146,27 @@ def requests(
     else:  # any JSON at all
         body = json.dumps(draw(ANY_JSON)).encode()
     return method, path, headers, body
+
+
+@st.composite
+def binary_bodies(draw: st.DrawFn, valid: tuple[tuple[Any, bytes], ...]) -> tuple[bytes, str]:
+    """(body, Inference-Header-Content-Length) of a hostile binary tensor request: a value
+    of the JSON header replaced (sizes, shapes, datatypes...), the tensor bytes cut, padded
+    or random, or a header length that lies."""
+    header, blob = _pick(draw, valid)
+    kind = draw(st.integers(0, 4))
+    if kind <= 1:
+        where = _pick(draw, _paths(header))
+        header = _replace(header, where, draw(VALUES | st.integers(-5, 10**12)))
+    elif kind == 2:
+        blob = blob[: draw(st.integers(0, len(blob)))] + draw(st.binary(max_size=16))
+    elif kind == 3:
+        blob = draw(st.binary(max_size=len(blob) + 8))
+    text = json.dumps(header).replace(f'"{DEEP}"', "[" * 5000 + "1" + "]" * 5000).encode()
+    length = str(len(text))
+    if kind == 4:
+        length = draw(st.sampled_from(["-1", "", "x", "9" * 30, "0", str(len(text) + 5)]))
+    return text + blob, length
 
 
 def fuzz(target: Any, endpoints: list[Endpoint], *, examples: int) -> FuzzReport:
@@ -190,3 +217,81 @@ async def _send(
     except httpx.TransportError as exc:  # the server closed or broke the connection
         return 0, repr(exc).encode()
     return resp.status_code, resp.content
+
+
+# -- gRPC ----------------------------------------------------------------------------------
+GRPC_METHODS = ["ModelInfer", "ModelMetadata", "ModelReady", "ServerLive", "ServerMetadata"]
+GRPC_FAILURES = {"INTERNAL", "UNKNOWN", "UNAVAILABLE", "DATA_LOSS"}  # the 5xx of gRPC
+DATATYPES = ["FP32", "FP64", "FP16", "BF16", "INT64", "INT8", "UINT64", "BOOL", "BYTES", "", "x"]
+
+
+@st.composite
+def grpc_calls(draw: st.DrawFn, valid: Any) -> tuple[str, bytes]:
+    """(method, body) of one hostile gRPC call: ``valid`` (a ModelInferRequest) with its
+    fields changed (shapes, datatypes, names, raw contents cut or random, typed contents
+    beside raw ones, inputs dropped or doubled), or random bytes to any method."""
+    if draw(st.integers(0, 5)) == 0:
+        return draw(st.sampled_from(GRPC_METHODS)), draw(st.binary(max_size=300))
+    request = type(valid).FromString(valid.SerializeToString())
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(request.inputs) - 1))
+        tensor = request.inputs[i]
+        change = draw(st.integers(0, 8))
+        if change == 0:
+            del tensor.shape[:]
+            tensor.shape.extend(draw(st.lists(st.integers(-3, 10**15), max_size=4)))
+        elif change == 1:
+            tensor.datatype = draw(st.sampled_from(DATATYPES))
+        elif change == 2:
+            tensor.name = draw(st.text(max_size=20) | st.sampled_from(["input", ""]))
+        elif change == 3 and len(request.raw_input_contents) > i:
+            raw = request.raw_input_contents[i]
+            request.raw_input_contents[i] = raw[: draw(st.integers(0, len(raw)))]
+        elif change == 4 and len(request.raw_input_contents) > i:
+            request.raw_input_contents[i] = draw(st.binary(max_size=64))
+        elif change == 5:
+            tensor.contents.fp32_contents.extend(draw(st.lists(st.floats(), max_size=4)))
+        elif change == 6:
+            del request.raw_input_contents[:]
+        elif change == 7:
+            request.inputs.add().CopyFrom(tensor)
+        else:
+            request.model_name = draw(st.sampled_from(["", "x", "penguins/versions/1", "☃"]))
+            request.model_version = draw(st.sampled_from(["", "1", "2", "../1"]))
+    return "ModelInfer", request.SerializeToString()
+
+
+def fuzz_grpc(address: str, valid: Any, *, examples: int) -> FuzzReport:
+    """Send ``examples`` generated calls to the V2 gRPC service at ``address``."""
+    import grpc
+
+    report = FuzzReport()
+    channel = grpc.insecure_channel(address)
+
+    @settings(
+        max_examples=examples,
+        phases=[Phase.generate],
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(grpc_calls(valid))
+    def one(call: tuple[str, bytes]) -> None:
+        method, body = call
+        try:
+            channel.unary_unary(f"/inference.GRPCInferenceService/{method}")(body, timeout=30)
+            code, details = "OK", ""
+        except grpc.RpcError as exc:
+            code, details = exc.code().name, exc.details() or ""
+        report.sent += 1
+        report.statuses[code] += 1  # type: ignore[index]
+        report.per_endpoint[method] += 1
+        if code in GRPC_FAILURES:
+            report.failures.append(Failure("gRPC", method, body, 0, details.encode()))
+
+    try:
+        one()
+    finally:
+        channel.close()
+    return report

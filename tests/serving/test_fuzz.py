@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from shipml.rollout import Gateway, TrafficPolicy, Variant
 from shipml.serving.app import ModelServer
 from shipml.serving.predictor import Predictor
-from tests.serving.fuzz import Endpoint, fuzz
+from tests.serving.fuzz import Endpoint, fuzz, fuzz_grpc
 from tests.serving.hostile import rss_mb, serve
 
 ROW = {
@@ -46,15 +47,40 @@ INVOCATIONS = (
 PREDICT = ({"instances": [ROW, {**ROW, "bill_depth_mm": 0.5}]},)
 
 
+def _binary_v2() -> tuple[dict, bytes]:
+    """The V2 body as binary tensors (Inference-Header-Content-Length), outputs binary."""
+    inputs, blobs = [], []
+    for tensor in V2["inputs"]:
+        if tensor["datatype"] == "BYTES":
+            blob = b"".join(
+                len(v.encode()).to_bytes(4, "little") + v.encode() for v in (tensor["data"][0], "")
+            )
+        else:
+            blob = np.asarray([tensor["data"][0], np.nan], np.float32).tobytes()
+        inputs.append(
+            {
+                **{k: v for k, v in tensor.items() if k != "data"},
+                "parameters": {"binary_data_size": len(blob)},
+            }
+        )
+        blobs.append(blob)
+    header = {"inputs": inputs, "parameters": {"binary_data_output": True}}
+    return header, b"".join(blobs)
+
+
+BINARY = (_binary_v2(),)
+
+
 def server_endpoints(name: str) -> list[Endpoint]:
     gets = ["/", "/index.html", "/metrics", "/v2", "/v2/health/live", "/v2/health/ready"]
+    gets += ["/openapi.json", "/docs"]
     gets += [f"/v2/models/{name}", f"/v2/models/{name}/ready", f"/v2/models/{name}/versions/1"]
     return [
         *(Endpoint("GET", path) for path in gets),
         Endpoint("POST", "/predict", PREDICT),
         Endpoint("POST", "/invocations", INVOCATIONS),
-        Endpoint("POST", f"/v2/models/{name}/infer", (V2,)),
-        Endpoint("POST", f"/v2/models/{name}/versions/1/infer", (V2,)),
+        Endpoint("POST", f"/v2/models/{name}/infer", (V2,), BINARY),
+        Endpoint("POST", f"/v2/models/{name}/versions/1/infer", (V2,), BINARY),
     ]
 
 
@@ -114,3 +140,27 @@ def test_the_gateway_survives_800_hostile_requests(penguins_package, server):
     check(report, endpoints, 800)
     assert rss_mb() - before < 100
     assert asyncio.iscoroutinefunction(gateway.stop)
+
+
+def test_the_grpc_service_survives_600_hostile_calls(penguins_package):
+    from tritonclient.grpc import service_pb2 as pb
+
+    from shipml.serving.server import ServeSpec, build_app
+
+    app = build_app(ServeSpec(str(penguins_package.path), "penguins", grpc_port=0))
+    valid = pb.ModelInferRequest(model_name="penguins", id="r1")
+    for tensor in V2["inputs"]:
+        values = tensor["data"]
+        valid.inputs.add(name=tensor["name"], datatype=tensor["datatype"], shape=[2, 1])
+        if tensor["datatype"] == "BYTES":
+            raw = b"".join(len(v).to_bytes(4, "little") + v for v in (values[0].encode(), b""))
+        else:
+            raw = np.asarray([values[0], np.nan], np.float32).tobytes()
+        valid.raw_input_contents.append(raw)
+    before = rss_mb()
+    with serve(app):
+        report = fuzz_grpc(f"127.0.0.1:{app.service.port}", valid, examples=600)
+    assert not report.failures, "\n".join(map(str, report.failures[:20]))
+    assert report.sent >= 600 and report.statuses["OK"] > 0
+    assert report.statuses["INVALID_ARGUMENT"] > 100 and len(report.per_endpoint) == 5
+    assert rss_mb() - before < 100

@@ -17,7 +17,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from shipml.config import load_config
-from shipml.serving.server import build_app, resolve_spec
+from shipml.project.serving import serve_spec
+from shipml.serving.server import build_app
 from shipml.templates import create_project
 from tests.model.test_imported import mlp_graph
 
@@ -65,7 +66,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame
 @pytest.fixture(scope="module")
 def client(digits: tuple[Path, pd.DataFrame]) -> Any:
     project, _ = digits
-    app = build_app(resolve_spec("digits@challenger", load_config(project)))
+    app = build_app(serve_spec(load_config(project), "digits@challenger"))
     with TestClient(app) as c:
         yield c
 
@@ -95,9 +96,7 @@ def test_a_batch_of_images_is_answered_as_the_package_predicts(client, digits):
     batch = images(valid, 5)
     from shipml.model import ModelPackage
 
-    package = ModelPackage.load(
-        Path(resolve_spec("digits@challenger", load_config(project)).package)
-    )
+    package = ModelPackage.load(Path(serve_spec(load_config(project), "digits@challenger").package))
     expected, proba = package.predict(pd.DataFrame({"image": list(batch)}))
     assert (expected == valid["digit"][:5].to_numpy()).mean() >= 0.8  # a real model
     nested = infer(

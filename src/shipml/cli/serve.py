@@ -34,6 +34,13 @@ def serve(
         None, min=0, max=65535, help="Port (default \\[serving] port, 8080)."
     ),
     workers: int | None = typer.Option(None, min=1, help="Worker processes (default 1)."),
+    grpc_port: int | None = typer.Option(
+        None,
+        min=0,
+        max=65535,
+        help="Also serve the V2 gRPC service on this port (default \\[serving] grpc_port; "
+        "none). Needs the grpc extra: pip install 'shipml\\[grpc]'.",
+    ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
     name: str | None = typer.Option(
         None, help="Serve a package folder under this model name (default: the folder's name)."
@@ -54,11 +61,13 @@ def serve(
         workers=workers,
         name=name,
         version=model_version,
+        grpc_port=grpc_port,
     )
     spec, workers = plan.spec, plan.workers
     stderr.print(
         f"serving [bold]{spec.name}[/] version {spec.version} on http://{plan.host}:{plan.port} "
         f"({workers} worker{'s' if workers > 1 else ''}); V2 at /v2/models/{spec.name}/infer"
+        + (f"; gRPC on {plan.host}:{spec.grpc_port}" if spec.grpc_port is not None else "")
     )
     run(
         spec,

@@ -103,13 +103,18 @@ def plan_serve(
     workers: int | None = None,
     name: str | None = None,
     version: str | None = None,
+    grpc_port: int | None = None,
 ) -> ServePlan:
     """What ``shipml serve REF`` runs; options given win over ``[serving]``. ``name`` and
-    ``version`` rename a package folder (a serve image names its baked-in package so)."""
+    ``version`` rename a package folder (a serve image names its baked-in package so);
+    ``grpc_port`` (or ``[serving] grpc_port``) also serves the V2 gRPC service."""
     spec = serve_spec(config, ref)
     if name or version:
         spec = replace(spec, name=name or spec.name, version=version or spec.version)
     serving = config.serving if config is not None else None
+    grpc_port = grpc_port if grpc_port is not None else getattr(serving, "grpc_port", None)
+    if grpc_port is not None:  # like the HTTP port, a setting of this command only
+        spec = replace(spec, grpc_port=grpc_port)
     return ServePlan(
         spec,
         host or (serving.host if serving else "127.0.0.1"),

@@ -31,17 +31,14 @@ from shipml.errors import (
     RequestConflict,
     ServingError,
 )
+from shipml.serving import binary, openapi
+from shipml.serving.apidocs import build_docs
 from shipml.serving.batching import Batcher
 from shipml.serving.metrics import ServerMetrics, live_monitor
 from shipml.serving.offload import Offload
 from shipml.serving.page import build_page
 from shipml.serving.predictor import Outputs, Predictor
-from shipml.serving.protocol import (
-    loads,
-    parse_body,
-    render_predictions,
-    render_v2,
-)
+from shipml.serving.protocol import render_predictions, render_v2
 from shipml.serving.tracing import Tracing
 from shipml.serving.validation import Rows, Validator, shorten
 
@@ -56,9 +53,9 @@ OFF_LOOP_BYTES = 256 * 1024
 MAX_ERROR_CHARS = 1000  # an error body never grows with the request
 
 
-# What scoring a body gives: the validated rows, the V2 request id and outputs wanted, and
-# the model's outputs.
-Scored = tuple[Rows, Any, list[str] | None, Outputs]
+# What scoring a body gives: the validated rows, the V2 request id and outputs wanted, the
+# model's outputs, and which outputs go back as binary tensors (serving/binary.py).
+Scored = tuple[Rows, Any, list[str] | None, Outputs, binary.BinaryOutputs | None]
 
 
 class ClientGone(Exception):
@@ -132,11 +129,20 @@ class ModelServer:
         self._ids = itertools.count(1)
         self._metadata = _json(self._metadata_body())
         self._server_meta = _json(
-            {"name": "shipml", "version": package_version("shipml"), "extensions": []}
+            {
+                "name": "shipml",
+                "version": package_version("shipml"),
+                "extensions": ["binary_tensor_data"],
+            }
         )
         self._page = build_page(
             predictor.signature, name=self.name, version=self.version, profile=_profile(predictor)
         )
+        document = openapi.document(
+            predictor.signature, name=self.name, version=self.version, profile=_profile(predictor)
+        )
+        self._openapi = _json(document)
+        self._docs = build_docs(document, self.name)
 
     # -- metadata ------------------------------------------------------------------------
     def _metadata_body(self) -> dict[str, Any]:
@@ -272,6 +278,10 @@ class ModelServer:
             return (200, b'{"ready":true}', JSON) if self.ready else (503, b'{"ready":false}', JSON)
         if path in ("/", "/index.html"):
             return 200, self._page, HTML
+        if path == "/openapi.json":
+            return 200, self._openapi, JSON
+        if path == "/docs":
+            return 200, self._docs, HTML
         if path.startswith("/v2/models/"):
             try:
                 rest = self._check_model(path[len("/v2/models/") :].split("/"))
@@ -311,31 +321,33 @@ class ModelServer:
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def _parse(self, protocol: str, body: Any) -> tuple[Rows, Any, list[str] | None]:
-        """Validated rows, the V2 request id and the V2 outputs wanted."""
+    def _parse(self, protocol: str, raw: bytes, length: int | None) -> binary.Parsed:
+        """Validated rows, the V2 request id, the V2 outputs wanted and which are binary."""
         with self.tracing.span("validate"):
-            return parse_body(protocol, body, self.validator)
+            return binary.parse_request(protocol, raw, length, self.validator)
 
-    async def _score(self, protocol: str, raw: bytes, rid_text: str) -> Scored:
+    async def _score(
+        self, protocol: str, raw: bytes, rid_text: str, length: int | None = None
+    ) -> Scored:
         """Small bodies on the event loop, through the batcher. Big ones off it: parsed and
         validated in a worker process (parsing millions of numbers holds the GIL, so a
         thread would not free the loop), scored in a thread."""
         tracing = self.tracing
         if len(raw) <= self.off_loop_bytes:
-            rows, rid, wanted = self._parse(protocol, loads(raw))
+            rows, rid, wanted, binary_out = self._parse(protocol, raw, length)
             with tracing.span("batch", **{"shipml.request_id": rid_text}):
                 outputs = await self.batcher.predict(rows)
                 if outputs.timing is not None:
                     begun, ended, size = outputs.timing
                     tracing.record("model", begun, ended, **{"shipml.batch.rows": size})
-            return rows, rid, wanted, outputs
+            return rows, rid, wanted, outputs, binary_out
         async with self._off_loop:
             with tracing.span("validate"):
-                rows, rid, wanted = await self.offload.parse(protocol, raw)
+                rows, rid, wanted, binary_out = await self.offload.parse(protocol, raw, length)
             with tracing.span("model", **{"shipml.batch.rows": rows.n}):
                 feeds = self.predictor.feeds(rows)
                 outputs = await asyncio.to_thread(self.predictor.run, feeds)
-            return rows, rid, wanted, outputs
+            return rows, rid, wanted, outputs, binary_out
 
     async def _infer(
         self, protocol: str, scope: Scope, receive: Any, send: Any, request_id: bytes
@@ -345,6 +357,7 @@ class ModelServer:
         metrics.in_flight += 1
         code = 200
         outputs: Outputs | None = None
+        head: int | None = None  # the JSON header's length in a binary answer
         tracing = self.tracing
         headers = (
             {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -360,8 +373,11 @@ class ModelServer:
                         self._check_model(
                             scope["path"][len("/v2/models/") : -len("/infer")].split("/")
                         )
+                    length = binary.header_length(scope["headers"])
                     raw = await self._read_body(scope, receive)
-                    rows, rid, wanted, outputs = await self._score(protocol, raw, rid_text)
+                    rows, rid, wanted, outputs, binary_out = await self._score(
+                        protocol, raw, rid_text, length
+                    )
                     if self.live is not None:
                         self.live.observe(rows, outputs.labels, request_id)
                     if self.audit is not None:
@@ -369,7 +385,7 @@ class ModelServer:
                             self, scope, request_id, protocol, rows, raw, outputs, started, span
                         )
                     if protocol == "v2":
-                        payload = _json(
+                        payload, head = binary.render(
                             render_v2(
                                 outputs,
                                 model=self.name,
@@ -377,7 +393,8 @@ class ModelServer:
                                 request_id=rid,
                                 wanted=wanted,
                                 label_type=self.predictor.signature.label_type,
-                            )
+                            ),
+                            binary_out,
                         )
                     else:
                         payload = _json(
@@ -399,10 +416,16 @@ class ModelServer:
                     payload = _json({"error": text})
                 if span is not None:
                     span.set_attribute("http.response.status_code", code)
-            await _send(send, code, payload, request_id)
+            if head is None:
+                await _send(send, code, payload, request_id)
+            else:
+                await _send(send, code, payload, request_id, binary.OCTETS, head)
         finally:
             metrics.in_flight -= 1
-            metrics.observe(protocol, code, time.perf_counter() - started)
+            # the gRPC service (serving/grpc.py) calls this app: counted as "grpc"
+            metrics.observe(
+                scope.get("shipml.protocol", protocol), code, time.perf_counter() - started
+            )
             if outputs is not None and self._classifier:
                 metrics.count_classes(outputs.labels)  # bounded: one series per class
 
@@ -470,17 +493,19 @@ def _route(protocol: str) -> str:
 
 
 async def _send(
-    send: Any, status: int, body: bytes, request_id: bytes, content_type: bytes = JSON
+    send: Any,
+    status: int,
+    body: bytes,
+    request_id: bytes,
+    content_type: bytes = JSON,
+    header_length: int | None = None,
 ) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id),
+    ]
+    if header_length is not None:  # a binary answer: its JSON header's length
+        headers.append((binary.HEADER, str(header_length).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

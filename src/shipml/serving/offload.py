@@ -20,8 +20,8 @@ from typing import Any
 
 from shipml.errors import InferenceFailed, InvalidRequest, ServingError
 from shipml.model.signature import Signature
-from shipml.serving.protocol import loads, parse_body
-from shipml.serving.validation import Rows, Validator
+from shipml.serving.binary import Parsed, parse_request
+from shipml.serving.validation import Validator
 
 _validator: Validator | None = None  # in the worker process
 
@@ -39,11 +39,11 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _parse(protocol: str, raw: bytes) -> tuple[str, Any]:
-    """In the worker: ("ok", (rows, id, wanted)) or ("error", (status, message, hint))."""
+def _parse(protocol: str, raw: bytes, length: int | None) -> tuple[str, Any]:
+    """In the worker: ("ok", (rows, id, wanted, binary)) or ("error", (status, message, hint))."""
     assert _validator is not None
     try:
-        return "ok", parse_body(protocol, loads(raw), _validator)
+        return "ok", parse_request(protocol, raw, length, _validator)
     except ServingError as exc:
         return "error", (exc.status, exc.message, exc.hint)
 
@@ -65,16 +65,20 @@ class Offload:
             )
         return self._pool
 
-    async def parse(self, protocol: str, raw: bytes) -> tuple[Rows, Any, list[str] | None]:
+    async def parse(self, protocol: str, raw: bytes, length: int | None = None) -> Parsed:
+        """``raw`` parsed and validated in the worker (``length``: a binary request's
+        Inference-Header-Content-Length)."""
         loop = asyncio.get_running_loop()
         try:
-            kind, value = await loop.run_in_executor(self._executor(), _parse, protocol, raw)
+            kind, value = await loop.run_in_executor(
+                self._executor(), _parse, protocol, raw, length
+            )
         except BrokenProcessPool as exc:  # the worker died (killed, out of memory)
             self._pool = None
             raise InferenceFailed("the worker that parses big requests died; retry") from exc
         if kind == "ok":
-            rows, rid, wanted = value
-            return rows, rid, wanted
+            rows, rid, wanted, binary = value
+            return rows, rid, wanted, binary
         status, message, hint = value
         error = InvalidRequest(message, hint=hint)
         error.status = status  # 400, or 413 for a body too large once parsed

@@ -113,13 +113,17 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
             f"tensor {shorten(name)} has unsupported datatype {shorten(dtype)}",
             hint="use BYTES for strings, FP32/FP64/INT* for numbers",
         )
-    if not isinstance(data, list):
+    if not isinstance(data, list | np.ndarray):  # an array: binary data (serving/binary.py)
         raise InvalidRequest(f"tensor {shorten(name)} has no 'data' list")
     feature = validator.features.get(name)
     if feature is not None and is_bytes != (feature.type == "string"):
         expected = "BYTES" if feature.type == "string" else "a numeric datatype (FP32...)"
         raise InvalidRequest(f"feature {shorten(name)} expects {expected}, got {dtype}")
-    flat = _flatten(data) if data and isinstance(data[0], list) else data
+    flat: Any
+    if isinstance(data, np.ndarray):
+        flat = data.reshape(-1)
+    else:
+        flat = _flatten(data) if data and isinstance(data[0], list) else data
     size = math.prod(shape)
     if len(flat) != size:
         raise InvalidRequest(

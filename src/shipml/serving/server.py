@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,34 @@ class ServeSpec:
     monitor: dict[str, Any] = field(default_factory=dict)
     # [tracing] settings (TracingSection as a dict).
     tracing: dict[str, Any] = field(default_factory=dict)
+    # The V2 gRPC service (serving/grpc.py, shipml[grpc]) on this port; None: no gRPC.
+    grpc_port: int | None = None
+    grpc_host: str = "127.0.0.1"
+    grpc_reuse_port: bool = False  # several worker processes share the port
+    grpc_grace_s: float = 10.0
 
 
-def build_app(spec: ServeSpec) -> ModelServer:
+def build_app(spec: ServeSpec) -> Any:
+    """The server's ASGI app: a ModelServer, with its gRPC service when the spec has a
+    gRPC port."""
+    app = model_server(spec)
+    if spec.grpc_port is None:
+        return app
+    from shipml.serving.grpc import GrpcService, WithGrpc
+
+    service = GrpcService(
+        app,
+        host=spec.grpc_host,
+        port=spec.grpc_port,
+        max_message_bytes=spec.max_body_bytes,
+        limits=spec.limits,
+        reuse_port=spec.grpc_reuse_port,
+        grace_s=spec.grpc_grace_s,
+    )
+    return WithGrpc(app, service)
+
+
+def model_server(spec: ServeSpec) -> ModelServer:
     predictor = Predictor.load(
         Path(spec.package), name=spec.name, version=spec.version, trusted_types=spec.trusted_types
     )
@@ -119,7 +144,7 @@ def _audit_settings(spec: ServeSpec) -> str:
     return f"path {path}, signing_key {spec.signing_key}, checkpoint_dir {spec.checkpoint_dir}"
 
 
-def app_from_environment() -> ModelServer:
+def app_from_environment() -> Any:
     data = json.loads(os.environ[SPEC_ENV])
     spec = ServeSpec(**{**data, "limits": ConnectionLimits(**data.get("limits", {}))})
     GuardedProtocol.limits = spec.limits  # this worker process's connections
@@ -142,6 +167,14 @@ def run(
 
     # Resolving a registry reference loads MLflow: millions of objects that never change.
     # Frozen, the collector stops walking them on every full pass while serving.
+    if spec.grpc_port is not None:  # a clear error now, not a failed start later
+        from shipml.serving.grpc import port_free, require_grpc
+
+        require_grpc()
+        port_free(host, spec.grpc_port)
+        spec = replace(
+            spec, grpc_host=host, grpc_reuse_port=workers > 1, grpc_grace_s=graceful_shutdown_s
+        )
     gc.collect()
     gc.freeze()
     options: dict[str, Any] = {

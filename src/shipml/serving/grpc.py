@@ -1,0 +1,450 @@
+"""The Open Inference Protocol's gRPC service (KServe's ``grpc_predict_v2.proto``, package
+``inference``), on a second port of the model server (``shipml[grpc]``).
+
+The service is an adapter, not a second server: each call becomes a request to the same
+ASGI app the HTTP port serves, in process. ``ModelInfer`` turns its tensors into a binary
+V2 request (``raw_input_contents`` are already in the binary extension's layout; typed
+``contents`` are packed into it) and reads the binary answer back into
+``raw_output_contents``. So the one validator, the one batcher, the metrics (protocol
+``grpc``), tracing and the audit log see gRPC requests exactly as HTTP ones, and an error
+is the app's message with the gRPC code of its HTTP status.
+
+Messages come from grpc_descriptor.py, loaded into a private descriptor pool: the
+generated ``*_pb2`` modules of tritonclient and KServe register the same message names
+in protobuf's default pool, and a second copy there would clash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+import numpy as np
+import orjson
+
+from shipml.errors import ConfigError
+from shipml.serving import binary
+from shipml.serving.connection import ConnectionLimits
+from shipml.serving.grpc_descriptor import FILE
+from shipml.serving.validation import shorten
+
+log = logging.getLogger("shipml.serving")
+SERVICE = "inference.GRPCInferenceService"
+# Metadata a call may carry into the app as HTTP headers (the rest is not read).
+FORWARDED = ("x-request-id", "traceparent", "tracestate", "x-shipml-variant")
+MAX_CONCURRENT_RPCS = 1000  # beyond: RESOURCE_EXHAUSTED at once, never an unbounded queue
+# Typed ``contents`` fields per datatype, and the datatype their values are packed as.
+CONTENTS = {
+    "BOOL": ("bool_contents", "BOOL"),
+    "INT8": ("int_contents", "INT32"),
+    "INT16": ("int_contents", "INT32"),
+    "INT32": ("int_contents", "INT32"),
+    "INT64": ("int64_contents", "INT64"),
+    "UINT8": ("uint_contents", "UINT32"),
+    "UINT16": ("uint_contents", "UINT32"),
+    "UINT32": ("uint_contents", "UINT32"),
+    "UINT64": ("uint64_contents", "UINT64"),
+    "FP32": ("fp32_contents", "FP32"),
+    "FP64": ("fp64_contents", "FP64"),
+    "BYTES": ("bytes_contents", "BYTES"),
+}
+
+
+def require_grpc() -> Any:
+    """The grpc module, or a ConfigError naming the extra to install."""
+    try:
+        import grpc
+        import grpc.aio
+    except ImportError as exc:
+        raise ConfigError(
+            f"the gRPC port needs the grpc extra ({exc.name} is not installed)",
+            hint="pip install 'shipml[grpc]', or serve without --grpc-port / [serving] grpc_port",
+        ) from exc
+    return grpc
+
+
+class Messages:
+    """The service's message classes, from a private descriptor pool."""
+
+    def __init__(self) -> None:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(descriptor_pb2.FileDescriptorProto.FromString(FILE))
+        for name in pool.FindFileByName("grpc_predict_v2.proto").message_types_by_name:
+            kind = pool.FindMessageTypeByName(f"inference.{name}")
+            setattr(self, name, message_factory.GetMessageClass(kind))
+        from google.protobuf.message import DecodeError
+
+        self.DecodeError = DecodeError
+
+    def __getattr__(self, name: str) -> Any:  # the classes set above (for mypy)
+        raise AttributeError(name)
+
+
+class Refused(Exception):
+    """A call the service answers with an error status (``code`` names a grpc.StatusCode)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+# The gRPC status of each HTTP status the app answers with.
+STATUS = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    408: "DEADLINE_EXCEEDED",
+    409: "ALREADY_EXISTS",
+    413: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+}
+
+
+def _model_path(name: str, version: str, suffix: str) -> str:
+    """``/v2/models/NAME[/versions/V]SUFFIX``; a name or version with a '/' names nothing."""
+    if "/" in name or "/" in version or not name:
+        raise Refused("NOT_FOUND", f"unknown model {shorten(name)}")
+    versions = f"/versions/{version}" if version else ""
+    return f"/v2/models/{name}{versions}{suffix}"
+
+
+async def call_app(
+    app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One request to the ASGI app, in process: its status, headers and body."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "2",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        "client": None,
+        "server": None,
+        "shipml.protocol": "grpc",  # the protocol label of the app's metrics
+    }
+    sent = False
+    answer: dict[str, Any] = {"status": 500, "headers": [], "body": []}
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.Event().wait()  # nothing more will come (the app never asks)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"], answer["headers"] = message["status"], message["headers"]
+        elif message["type"] == "http.response.body":
+            answer["body"].append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return answer["status"], dict(answer["headers"]), b"".join(answer["body"])
+
+
+def _checked(status: int, body: bytes) -> bytes:
+    """The body of a 200; any other answer becomes the gRPC error of its status."""
+    if status == 200:
+        return body
+    try:
+        message = str(orjson.loads(body).get("error", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        message = body[:200].decode("utf-8", "replace")
+    raise Refused(STATUS.get(status, "INTERNAL" if status >= 500 else "UNKNOWN"), message)
+
+
+def infer_body(request: Any) -> tuple[bytes, int, bool]:
+    """A ModelInferRequest as a binary V2 request body: the body, its JSON header's length,
+    and whether the tensors came as ``raw_input_contents``."""
+    raw = list(request.raw_input_contents)
+    inputs = list(request.inputs)
+    if raw and len(raw) != len(inputs):
+        raise Refused(
+            "INVALID_ARGUMENT",
+            f"{len(raw)} raw_input_contents for {len(inputs)} inputs; send one per input",
+        )
+    tensors, blobs = [], []
+    for i, tensor in enumerate(inputs):
+        datatype = tensor.datatype
+        if raw:
+            if tensor.HasField("contents"):
+                raise Refused(
+                    "INVALID_ARGUMENT",
+                    f"input {shorten(tensor.name)} has contents and raw_input_contents; "
+                    "send one or the other",
+                )
+            blob = raw[i]
+        else:
+            datatype, blob = _packed(tensor)
+        blobs.append(blob)
+        tensors.append(
+            {
+                "name": tensor.name,
+                "datatype": datatype,
+                "shape": list(tensor.shape),
+                "parameters": {"binary_data_size": len(blob)},
+            }
+        )
+    header: dict[str, Any] = {"inputs": tensors, "parameters": {"binary_data_output": True}}
+    if request.id:
+        header["id"] = request.id
+    if len(request.outputs):
+        header["outputs"] = [{"name": out.name} for out in request.outputs]
+    head = orjson.dumps(header)
+    return b"".join([head, *blobs]), len(head), bool(raw)
+
+
+def _packed(tensor: Any) -> tuple[str, bytes]:
+    """A tensor's typed ``contents`` as binary data (the datatype they are packed as)."""
+    field = CONTENTS.get(tensor.datatype)
+    if field is None:
+        raise Refused(
+            "INVALID_ARGUMENT",
+            f"input {shorten(tensor.name)}: datatype {shorten(tensor.datatype)} has no typed "
+            "contents; send it in raw_input_contents",
+        )
+    name, packed_as = field
+    values = getattr(tensor.contents, name)
+    if packed_as == "BYTES":
+        return packed_as, binary.encode_bytes(values)
+    return packed_as, np.asarray(values, dtype=binary.DTYPES[packed_as]).tobytes()
+
+
+def infer_response(messages: Messages, answer: bytes, head: int, raw: bool) -> Any:
+    """The app's binary V2 answer as a ModelInferResponse (raw contents when the request
+    sent raw contents, typed contents otherwise)."""
+    body = orjson.loads(answer[:head])
+    blob = memoryview(answer)[head:]
+    response = messages.ModelInferResponse(
+        model_name=body["model_name"], model_version=body["model_version"], id=body.get("id", "")
+    )
+    offset = 0
+    for out in body["outputs"]:
+        size = out["parameters"]["binary_data_size"]
+        data = blob[offset : offset + size]
+        offset += size
+        tensor = response.outputs.add(
+            name=out["name"], datatype=out["datatype"], shape=out["shape"]
+        )
+        if raw:
+            response.raw_output_contents.append(bytes(data))
+            continue
+        values = binary.decode(out["name"], out["datatype"], out["shape"], data)
+        getattr(tensor.contents, CONTENTS[out["datatype"]][0]).extend(
+            [v.encode() for v in values] if out["datatype"] == "BYTES" else values.tolist()
+        )
+    return response
+
+
+def metadata_response(messages: Messages, meta: dict[str, Any]) -> Any:
+    """The app's model metadata (JSON) as a ModelMetadataResponse (no parameters: the
+    message has no field for them)."""
+    response = messages.ModelMetadataResponse(
+        name=meta["name"], versions=meta["versions"], platform=meta["platform"]
+    )
+    for kind in ("inputs", "outputs"):
+        for tensor in meta[kind]:
+            getattr(response, kind).add(
+                name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"]
+            )
+    return response
+
+
+def port_free(host: str, port: int) -> None:
+    """A ConfigError now, rather than a failed start later, if the gRPC port is taken."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen for gRPC on {host}:{port}: {exc.strerror}",
+                hint="choose another --grpc-port (or [serving] grpc_port)",
+            ) from exc
+
+
+class GrpcService:
+    """The gRPC server in front of one app, on the app's event loop (so a gRPC request
+    joins the same batches as HTTP ones); started and stopped with the app's lifespan."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_message_bytes: int = 10 * 1024 * 1024,
+        limits: ConnectionLimits | None = None,
+        reuse_port: bool = False,
+        grace_s: float = 10.0,
+    ) -> None:
+        self.grpc = require_grpc()
+        self.messages = Messages()
+        self.app, self.host, self.port = app, host, port
+        self.grace_s = grace_s
+        limits = limits or ConnectionLimits()
+        self.options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_metadata_size", limits.max_header_bytes),
+            ("grpc.max_connection_idle_ms", int(limits.idle_timeout_s * 1000)),
+            ("grpc.server_handshake_timeout_ms", int(limits.header_timeout_s * 1000)),
+            ("grpc.max_concurrent_streams", 100),
+            # several uvicorn workers each run this server on one port (the kernel spreads
+            # connections); a lone server refuses a port another process holds
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ]
+        self.server: Any = None
+        self._calls: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> int:
+        """Listen; the bound port (``port`` 0 picks a free one)."""
+        grpc = self.grpc
+        server = grpc.aio.server(options=self.options, maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
+        server.add_generic_rpc_handlers((self._handlers(),))
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        try:
+            self.port = server.add_insecure_port(f"{host}:{self.port}")
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"cannot listen for gRPC on {self.host}:{self.port}: {exc}",
+                hint="choose another --grpc-port (or [serving] grpc_port)",
+            ) from exc
+        await server.start()
+        self.server = server
+        log.info("gRPC (V2) on %s:%d", self.host, self.port)
+        return int(self.port)
+
+    async def stop(self) -> None:
+        """Refuse new calls, let in-flight ones finish (up to the grace time)."""
+        if self.server is not None:
+            await self.server.stop(self.grace_s)
+            self.server = None
+
+    # -- the calls ---------------------------------------------------------------------
+    def _handlers(self) -> Any:
+        grpc, m = self.grpc, self.messages
+        calls = {
+            "ServerLive": (m.ServerLiveRequest, self._live),
+            "ServerReady": (m.ServerReadyRequest, self._ready),
+            "ModelReady": (m.ModelReadyRequest, self._model_ready),
+            "ServerMetadata": (m.ServerMetadataRequest, self._server_metadata),
+            "ModelMetadata": (m.ModelMetadataRequest, self._model_metadata),
+            "ModelInfer": (m.ModelInferRequest, self._infer),
+        }
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                name: grpc.unary_unary_rpc_method_handler(
+                    self._guarded(name, kind, call),
+                    request_deserializer=None,  # parsed in _guarded: garbage is our 400
+                    response_serializer=lambda message: message.SerializeToString(),
+                )
+                for name, (kind, call) in calls.items()
+            },
+        )
+
+    def _guarded(self, name: str, kind: Any, call: Any) -> Any:
+        """A handler that parses its request itself and answers every refusal with its
+        status (a message that does not parse is INVALID_ARGUMENT, not INTERNAL)."""
+        grpc, decode_error = self.grpc, self.messages.DecodeError
+
+        async def handler(raw: bytes, context: Any) -> Any:
+            try:
+                try:
+                    request = kind.FromString(raw)
+                except decode_error as exc:
+                    raise Refused(
+                        "INVALID_ARGUMENT", f"malformed {name} request: {shorten(str(exc))}"
+                    ) from exc
+                return await call(request, context)
+            except Refused as exc:
+                await context.abort(getattr(grpc.StatusCode, exc.code), exc.message[:1000])
+
+        return handler
+
+    async def _live(self, request: Any, context: Any) -> Any:
+        return self.messages.ServerLiveResponse(live=True)
+
+    async def _ready(self, request: Any, context: Any) -> Any:
+        return self.messages.ServerReadyResponse(ready=bool(self.app.ready))
+
+    async def _get(self, path: str) -> Any:
+        """The JSON of a GET to the app (an error status becomes the call's)."""
+        status, _, body = await call_app(self.app, "GET", path, [])
+        return orjson.loads(_checked(status, body))
+
+    async def _model_ready(self, request: Any, context: Any) -> Any:
+        answer = await self._get(_model_path(request.name, request.version, "/ready"))
+        return self.messages.ModelReadyResponse(ready=bool(answer["ready"]))
+
+    async def _server_metadata(self, request: Any, context: Any) -> Any:
+        meta = await self._get("/v2")
+        return self.messages.ServerMetadataResponse(
+            name=meta["name"], version=meta["version"], extensions=meta["extensions"]
+        )
+
+    async def _model_metadata(self, request: Any, context: Any) -> Any:
+        meta = await self._get(_model_path(request.name, request.version, ""))
+        return metadata_response(self.messages, meta)
+
+    async def _infer(self, request: Any, context: Any) -> Any:
+        path = _model_path(request.model_name, request.model_version, "/infer")
+        body, head, raw = infer_body(request)
+        headers = [(binary.HEADER, str(head).encode()), (b"content-type", binary.OCTETS)]
+        for key, value in context.invocation_metadata() or ():
+            if key in FORWARDED and isinstance(value, str):
+                headers.append((key.encode(), value.encode("latin-1", "replace")))
+        # A cancelled call does not cancel its request: like an HTTP request whose client
+        # left, it is scored and audited to the end (nothing half-recorded).
+        task = asyncio.ensure_future(call_app(self.app, "POST", path, headers, body))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+        status, answer_headers, answer = await asyncio.shield(task)
+        request_id = answer_headers.get(b"x-request-id")
+        if request_id:
+            context.set_trailing_metadata((("x-request-id", request_id.decode("latin-1")),))
+        answer = _checked(status, answer)
+        return infer_response(self.messages, answer, int(answer_headers[binary.HEADER]), raw)
+
+
+class WithGrpc:
+    """An ASGI app whose lifespan also starts and stops its gRPC service."""
+
+    def __init__(self, app: Any, service: GrpcService) -> None:
+        self.app, self.service = app, service
+
+    def __getattr__(self, name: str) -> Any:  # ready, metrics...: the app's
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        service = self.service
+
+        async def started(message: dict[str, Any]) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                try:
+                    await service.start()
+                except Exception as exc:
+                    text = exc.message if isinstance(exc, ConfigError) else repr(exc)
+                    await send({"type": "lifespan.startup.failed", "message": text})
+                    return
+            await send(message)
+
+        async def stopping() -> dict[str, Any]:
+            message: dict[str, Any] = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await service.stop()  # before the app closes its audit log
+            return message
+
+        await self.app(scope, stopping, started)

@@ -1,0 +1,521 @@
+"""The model server's OpenAPI 3 document (``/openapi.json``), generated from the model's
+signature when the server loads, and the ``/docs`` page that reads it.
+
+The document describes this server as it is: the V2 REST paths of the Open Inference
+Protocol (health, metadata, inference in JSON and in binary tensor form), MLflow's
+``/invocations``, ``/predict``, ``/metrics`` and the demo page, with the model's own
+features in the request schemas: each feature's type, whether it may be missing, its
+categories (an ``enum`` where unseen categories are refused), the float32 range of its
+numbers. A request that matches a schema can still be refused by the validator for what a
+schema cannot say (tensors of different row counts, a shape that does not fit its data);
+every refusal is a documented 4xx with an ``{"error": ...}`` body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipml.model.signature import Feature, Signature
+from shipml.serving.protocol import MAX_ID, NUMERIC_TYPES, OUTPUT_NAMES
+
+FLOAT32_MAX = 3.4028234663852886e38
+REF = "#/components/schemas/"
+ERRORS = {
+    "400": "the request does not match the protocol or the model's signature",
+    "404": "no such model or version here",
+    "408": "the request did not arrive in time",
+    "409": "this X-Request-ID was already answered (audited servers)",
+    "413": "the body is larger than [serving] max_body_bytes",
+    "500": "the model failed on input that passed validation",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF + name}
+
+
+def _nullable(schema: dict[str, Any], feature: Feature) -> dict[str, Any]:
+    if feature.nullable:
+        schema["nullable"] = True
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]
+    return schema
+
+
+def value_schema(feature: Feature) -> dict[str, Any]:
+    """One value of a feature, as JSON carries it."""
+    if feature.type == "float":
+        schema: dict[str, Any] = {
+            "type": "number",
+            "minimum": -FLOAT32_MAX,
+            "maximum": FLOAT32_MAX,
+            "description": "a number (float32 range)"
+            + ("; null when missing" if feature.nullable else ""),
+        }
+        return _nullable(schema, feature)
+    if feature.type == "string":
+        cats = feature.categories or []
+        if cats and feature.unseen != "accept":
+            schema = {"type": "string", "enum": list(cats)}
+            text = "one of the categories seen in training"
+        else:
+            schema = {"type": "string"} if feature.nullable else {"type": "string", "minLength": 1}
+            text = "text" + (
+                f"; {len(cats)} categories seen in training, new ones accepted" if cats else ""
+            )
+        schema["description"] = text + ("; null when missing" if feature.nullable else "")
+        if cats:
+            schema["x-shipml-categories"] = list(cats)
+        schema["x-shipml-unseen"] = feature.unseen
+        return _nullable(schema, feature)
+    # a tensor-shaped feature (an image, a sequence): nested lists of numbers per row
+    return {
+        "type": "array",
+        "items": {},
+        "description": f"a tensor of shape {feature.shape} (nested lists of numbers)",
+    }
+
+
+def example_value(feature: Feature, profile: dict[str, Any]) -> Any:
+    """A typical value: the profile's median or commonest category, else a plain one."""
+    stats = (profile.get("columns") or {}).get(feature.name) or {}
+    if feature.type == "float":
+        median = (stats.get("quantiles") or {}).get("p50")
+        return float(median) if isinstance(median, int | float) and median == median else 0.0
+    if feature.type == "string":
+        top = next(iter(stats.get("top") or {}), None)  # the commonest category
+        if isinstance(top, str) and top in (feature.categories or [top]):
+            return top
+        return (feature.categories or ["text"])[0]
+    return None
+
+
+def _row(signature: Signature) -> dict[str, Any]:
+    """One row of records: a feature that may be missing may be left out (null), as long
+    as some row of the request has it."""
+    row: dict[str, Any] = {
+        "type": "object",
+        "description": "one row: a value for every feature of the model",
+        "properties": {f.name: value_schema(f) for f in signature.features},
+        "additionalProperties": False,
+    }
+    required = [f.name for f in signature.features if not f.nullable]
+    if required:  # OpenAPI 3.0: never an empty list
+        row["required"] = required
+    return row
+
+
+def _tensor(feature: Feature) -> dict[str, Any]:
+    numeric = feature.type != "string"
+    return {
+        "type": "object",
+        "description": f"feature {feature.name!r} as a tensor of [rows] or [rows, 1]",
+        "required": ["name", "shape", "datatype"],
+        "properties": {
+            "name": {"type": "string", "enum": [feature.name]},
+            "shape": _ref("Shape"),
+            "datatype": {"type": "string", "enum": sorted(NUMERIC_TYPES) if numeric else ["BYTES"]},
+            "data": {"type": "array", "items": value_schema(feature)},
+            "parameters": _ref("TensorParameters"),
+        },
+    }
+
+
+def _matrix(signature: Signature) -> dict[str, Any]:
+    number = {"type": "number", "nullable": True, "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+    return {
+        "type": "object",
+        "description": f"all {len(signature.names)} features as one [rows, "
+        f"{len(signature.names)}] tensor, columns in this order: {', '.join(signature.names)}",
+        "required": ["name", "shape", "datatype"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": _ref("Shape"),
+            "datatype": {"type": "string", "enum": sorted(NUMERIC_TYPES)},
+            "data": {"type": "array", "items": {"anyOf": [number, {"type": "array"}]}},
+            "parameters": _ref("TensorParameters"),
+        },
+    }
+
+
+def _v2_request(signature: Signature) -> dict[str, Any]:
+    tensors = [_tensor(f) for f in signature.features]
+    if signature.all_numeric:
+        tensors.append(_matrix(signature))
+    return {
+        "type": "object",
+        "description": "one tensor per feature (or, for all-numeric models, one matrix)",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string", "maxLength": MAX_ID},
+            "parameters": {
+                "type": "object",
+                "properties": {"binary_data_output": {"type": "boolean"}},
+            },
+            "inputs": {"type": "array", "minItems": 1, "items": {"anyOf": tensors}},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "enum": list(OUTPUT_NAMES)},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"binary_data": {"type": "boolean"}},
+                        },
+                    },
+                },
+            },
+        },
+    }
+
+
+def _label(signature: Signature) -> dict[str, str]:
+    return {"string": {"type": "string"}, "float": {"type": "number"}}.get(
+        signature.label_type, {"type": "integer"}
+    )
+
+
+def _schemas(signature: Signature, name: str, version: str) -> dict[str, Any]:
+    return {
+        **_v2_schemas(signature, name, version),
+        **_mlflow_schemas(signature),
+        **_metadata_schemas(name),
+    }
+
+
+def _v2_schemas(signature: Signature, name: str, version: str) -> dict[str, Any]:
+    return {
+        "Row": _row(signature),
+        "Shape": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 2,
+            "items": {"type": "integer", "minimum": 0},
+        },
+        "TensorParameters": {
+            "type": "object",
+            "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+        },
+        "V2InferenceRequest": _v2_request(signature),
+        "V2InferenceResponse": {
+            "type": "object",
+            "required": ["model_name", "model_version", "outputs"],
+            "properties": {
+                "model_name": {"type": "string", "enum": [name]},
+                "model_version": {"type": "string", "enum": [version]},
+                "id": {"type": "string"},
+                "outputs": {"type": "array", "items": _ref("V2Output")},
+            },
+        },
+        "V2Output": {
+            "type": "object",
+            "required": ["name", "shape", "datatype"],
+            "properties": {
+                "name": {"type": "string", "enum": list(OUTPUT_NAMES)},
+                "shape": {"type": "array", "items": {"type": "integer"}},
+                "datatype": {"type": "string"},
+                "data": {"type": "array", "items": {}},
+                "parameters": _ref("TensorParameters"),
+            },
+        },
+    }
+
+
+def _mlflow_schemas(signature: Signature) -> dict[str, Any]:
+    label = _label(signature)
+    return {
+        "InvocationsRequest": {
+            "type": "object",
+            "description": "MLflow's scoring bodies: one of these keys",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "properties": {
+                "dataframe_split": {
+                    "type": "object",
+                    "required": ["columns", "data"],
+                    "properties": {
+                        "columns": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": signature.names},
+                        },
+                        "data": {"type": "array", "items": {"type": "array"}},
+                    },
+                },
+                "dataframe_records": {"type": "array", "minItems": 1, "items": _ref("Row")},
+                "instances": {"type": "array", "minItems": 1, "items": _ref("Row")},
+                "inputs": {"type": "object"},
+            },
+        },
+        "InvocationsResponse": {
+            "type": "object",
+            "required": ["predictions"],
+            "properties": {
+                "predictions": {"type": "array", "items": label},
+                "probabilities": {"type": "array", "items": {"type": "array"}},
+                "classes": {"type": "array", "items": label},
+            },
+        },
+        "PredictRequest": {
+            "type": "object",
+            "required": ["instances"],
+            "properties": {"instances": {"type": "array", "minItems": 1, "items": _ref("Row")}},
+        },
+        "PredictResponse": {
+            "type": "object",
+            "required": ["predictions"],
+            "properties": {
+                "predictions": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["label"],
+                        "properties": {
+                            "label": label,
+                            "probabilities": {
+                                "type": "object",
+                                "additionalProperties": {"type": "number"},
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    }
+
+
+def _metadata_schemas(name: str) -> dict[str, Any]:
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}},
+        },
+        "ServerMetadata": {
+            "type": "object",
+            "required": ["name", "version", "extensions"],
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "extensions": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "ModelMetadata": {
+            "type": "object",
+            "required": ["name", "versions", "platform", "inputs", "outputs"],
+            "properties": {
+                "name": {"type": "string", "enum": [name]},
+                "versions": {"type": "array", "items": {"type": "string"}},
+                "platform": {"type": "string"},
+                "inputs": {"type": "array", "items": {"type": "object"}},
+                "outputs": {"type": "array", "items": {"type": "object"}},
+                "parameters": {"type": "object"},
+            },
+        },
+    }
+
+
+def _json_body(schema: str, example: Any = None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": _ref(schema)}
+    if example is not None:
+        media["example"] = example
+    return {"application/json": media}
+
+
+def _answers(ok: str | None, *errors: str, content: dict[str, Any] | None = None) -> Any:
+    answers: dict[str, Any] = {}
+    if ok is not None or content is not None:
+        answers["200"] = {"description": "OK", "content": content or _json_body(ok or "")}
+    for code in errors:
+        answers[code] = {"description": ERRORS[code], "content": _json_body("Error")}
+    return answers
+
+
+def _model_params(name: str, version: str, versioned: bool) -> list[dict[str, Any]]:
+    params = [
+        {
+            "name": "model_name",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "enum": [name]},
+        }
+    ]
+    if versioned:
+        params.append(
+            {
+                "name": "model_version",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "enum": [version]},
+            }
+        )
+    return params
+
+
+def _infer(example: dict[str, Any], versioned: bool, name: str, version: str) -> Any:
+    binary = {
+        "schema": {"type": "string", "format": "binary"},
+        "x-shipml-extension": "binary_tensor_data",
+    }
+    return {
+        "post": {
+            "operationId": "v2_infer_version" if versioned else "v2_infer",
+            "summary": "V2 inference",
+            "description": "One tensor per feature (BYTES for text, a numeric datatype for "
+            "numbers); answers the label and class probabilities. Binary tensor data "
+            "extension: a JSON header of Inference-Header-Content-Length bytes, then each "
+            "input's raw little-endian bytes (binary_data_size in its parameters); outputs "
+            "come back binary when binary_data_output (request) or binary_data (output) "
+            "is true.",
+            "parameters": [
+                *_model_params(name, version, versioned),
+                {
+                    "name": "Inference-Header-Content-Length",
+                    "in": "header",
+                    "required": False,
+                    "description": "binary tensor data: the JSON header's length in bytes",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    **_json_body("V2InferenceRequest", example),
+                    "application/octet-stream": binary,
+                },
+            },
+            "responses": _answers(
+                None,
+                "400",
+                "404",
+                "409",
+                "413",
+                "500",
+                content={
+                    **_json_body("V2InferenceResponse"),
+                    "application/octet-stream": binary,
+                },
+            ),
+        }
+    }
+
+
+def _get(operation: str, summary: str, ok: Any, *errors: str, **extra: Any) -> Any:
+    """A GET operation answering ``ok`` (its 200 content) or the documented ``errors``."""
+    answers = {"200": {"description": "OK", **({"content": ok} if ok else {})}}
+    for code in errors:
+        answers[code] = {"description": ERRORS[code], "content": _json_body("Error")}
+    return {"get": {"operationId": operation, "summary": summary, "responses": answers, **extra}}
+
+
+def _text(kind: str) -> dict[str, Any]:
+    return {kind: {"schema": {"type": "string"}}}
+
+
+def _flag(key: str) -> dict[str, Any]:
+    """``{"<key>": true|false}`` (and the model's name, for a model's readiness)."""
+    properties = {"name": {"type": "string"}, key: {"type": "boolean"}}
+    return {
+        "application/json": {
+            "schema": {"type": "object", "required": [key], "properties": properties}
+        }
+    }
+
+
+def _v2_paths(name: str, version: str, example: dict[str, Any]) -> dict[str, Any]:
+    ready = _flag("ready")
+    meta = _json_body("ModelMetadata")
+    model, versioned = _model_params(name, version, False), _model_params(name, version, True)
+    live = _get("server_live", "the server is live", _flag("live"))
+    is_ready = _get("server_ready", "the model loaded and a warm-up prediction succeeded", ready)
+    is_ready["get"]["responses"]["503"] = {"description": "not ready yet", "content": ready}
+    return {
+        "/v2/health/live": live,
+        "/v2/health/ready": is_ready,
+        "/v2": _get("server_metadata", "server metadata", _json_body("ServerMetadata")),
+        "/v2/models/{model_name}": _get(
+            "model_metadata", "model metadata", meta, "404", parameters=model
+        ),
+        "/v2/models/{model_name}/versions/{model_version}": _get(
+            "model_version_metadata", "model metadata", meta, "404", parameters=versioned
+        ),
+        "/v2/models/{model_name}/ready": _get(
+            "model_ready", "model readiness", ready, "404", parameters=model
+        ),
+        "/v2/models/{model_name}/versions/{model_version}/ready": _get(
+            "model_version_ready", "model readiness", ready, "404", parameters=versioned
+        ),
+        "/v2/models/{model_name}/infer": _infer(example, False, name, version),
+        "/v2/models/{model_name}/versions/{model_version}/infer": _infer(
+            example, True, name, version
+        ),
+    }
+
+
+def _post(operation: str, summary: str, request: str, response: str, example: Any) -> Any:
+    return {
+        "post": {
+            "operationId": operation,
+            "summary": summary,
+            "requestBody": {"required": True, "content": _json_body(request, example)},
+            "responses": _answers(response, "400", "409", "413", "500"),
+        }
+    }
+
+
+def document(
+    signature: Signature, *, name: str, version: str, profile: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of a server of this model."""
+    row = {f.name: example_value(f, profile or {}) for f in signature.features}
+    v2_example = {
+        "id": "example-1",
+        "inputs": [
+            {
+                "name": f.name,
+                "shape": [1],
+                "datatype": "BYTES" if f.type == "string" else "FP32",
+                "data": [row[f.name]],
+            }
+            for f in signature.features
+        ],
+    }
+    paths = {
+        **_v2_paths(name, version, v2_example),
+        "/invocations": _post(
+            "invocations",
+            "MLflow scoring-server bodies",
+            "InvocationsRequest",
+            "InvocationsResponse",
+            {"dataframe_records": [row]},
+        ),
+        "/predict": _post(
+            "predict",
+            "plain records: one answer object per row",
+            "PredictRequest",
+            "PredictResponse",
+            {"instances": [row]},
+        ),
+        "/metrics": _get("metrics", "Prometheus metrics (text format)", _text("text/plain")),
+        "/": _get("demo_page", "the demo page: a form for one prediction", _text("text/html")),
+        "/docs": _get("docs", "this document as a page", _text("text/html")),
+        "/openapi.json": _get(
+            "openapi", "this document", {"application/json": {"schema": {"type": "object"}}}
+        ),
+    }
+    kind = "classifier" if signature.task == "classification" else "regressor"
+    classes = f" predicting one of {len(signature.classes)} classes" if signature.classes else ""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": f"{name} (shipml model server)",
+            "version": version,
+            "description": f"Model {name!r} version {version}, a {kind} of "
+            f"{len(signature.features)} features{classes}. The Open Inference Protocol (V2) "
+            "over REST (JSON and binary tensors) and gRPC (when served with --grpc-port), "
+            "MLflow's /invocations and /predict.",
+        },
+        "paths": paths,
+        "components": {"schemas": _schemas(signature, name, version)},
+    }
