@@ -34,7 +34,7 @@ unit: $(STAMP)
 	conf="$$(VENV=$(VENV) ./scripts/podman.sh || true)"; \
 	if [ -n "$$conf" ]; then export CONTAINERS_CONF="$$conf"; fi; \
 	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" \
-		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 test: lint unit
 
