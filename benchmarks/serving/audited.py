@@ -31,9 +31,11 @@ from run import BIN, free_port, train, wait_ready  # noqa: E402
 
 
 def register(project: Path, package: Path, name: str) -> None:
-    """The package as version 1 of ``name`` in the project's registry, alias champion."""
+    """The package as version 1 of ``name`` in the project's registry, alias champion
+    (moved through the one promotion function; the benchmark model has no test report)."""
     from shipml.config import load_config
     from shipml.model import ModelPackage
+    from shipml.project.promotion import promote
     from shipml.tracking import Registry, tracker_for
 
     config = load_config(project)
@@ -50,7 +52,7 @@ def register(project: Path, package: Path, name: str) -> None:
         content_digest=pkg.model_digest,
         tags={},
     )
-    registry.set_alias(name, info.version, "champion")
+    promote(config, f"{name}/{info.version}", force=True, reason="benchmark")
 
 
 def requests_done(url: str, body: Path, seconds: int) -> tuple[float, int]:
