@@ -71,6 +71,15 @@ def requests_done(url: str, body: Path, seconds: int) -> tuple[float, int]:
     return rps, count
 
 
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a server process has used: its cost
+    per request does not depend on how busy the machine is, as throughput does."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()  # `env` and the scripts exec: one process
+    return float(times.user + times.system)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=8)
@@ -132,10 +141,13 @@ def main() -> None:
         log = project / ".shipml" / "audit"
         answered = 0
         rps: dict[str, list[float]] = {name: [] for name in servers}
+        cpu: dict[str, list[float]] = {name: [] for name in servers}
         for _ in range(args.rounds):
             for name, url in urls.items():  # interleaved: A B C A B C ...
+                used = server_cpu(procs[name].pid)
                 rate, count = requests_done(url, body, args.duration)
                 rps[name].append(rate)
+                cpu[name].append((server_cpu(procs[name].pid) - used) / count * 1e6)
                 answered += count if name == "audited" else 0
     finally:
         for proc in procs.values():
@@ -154,7 +166,10 @@ def main() -> None:
         f"{args.duration}s (median)"
     )
     for name in servers:
-        print(f"{name:<20}{statistics.median(rps[name]):>8.0f} req/s   cold {cold[name]:.2f} s")
+        print(
+            f"{name:<20}{statistics.median(rps[name]):>8.0f} req/s   cold {cold[name]:.2f} s   "
+            f"server CPU {statistics.median(cpu[name]):.0f} us/request"
+        )
     for name, value in ratio.items():
         print(f"{name + ' / baseline:':<32}{value:.2f}x (median of per-round ratios)")
     print(
