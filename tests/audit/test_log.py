@@ -200,7 +200,9 @@ def test_power_durability_commits_on_a_writer_thread(folder):
         return await asyncio.gather(*(log.append_async(record(i)) for i in range(200)))
 
     assert sorted(asyncio.run(many())) == list(range(200))
-    assert log._writer is not None and log._writer.is_alive()
+    committer = log._committer
+    assert committer is not None and committer._thread is not None
+    assert committer._thread.is_alive()
     log.close()
     assert folder.verify().ok
 

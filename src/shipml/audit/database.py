@@ -236,6 +236,17 @@ class Database:
         while rows := cur.fetchmany(size):
             yield from rows
 
+    def taken(self, request_ids: set[Any]) -> set[tuple[Any, Any]]:
+        """The (request id, variant) keys of the log among these request ids."""
+        ids = list(request_ids)
+        found: set[tuple[Any, Any]] = set()
+        for start in range(0, len(ids), 500):
+            chunk = tuple(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT request_id, variant FROM entries WHERE request_id IN ({marks})"
+            found |= {(rid, variant) for rid, variant in self.execute(sql, chunk)}
+        return found
+
     def begin_write(self) -> None:
         """Start a transaction holding the log's write lock (one appender at a time)."""
         if self.kind == "postgres":
