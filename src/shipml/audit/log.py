@@ -276,7 +276,7 @@ class AuditLog(Reader):
             if self.window_s:
                 loop.call_later(self.window_s, self._flush, loop)
             else:
-                loop.call_soon(self._flush_when_quiet, loop, 1, 0)
+                loop.call_soon(self._flush_when_quiet, loop, 0, 0)
         batch.append((record, future))
         return await future
 
