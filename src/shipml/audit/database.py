@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS entries (
     seq {int} PRIMARY KEY, leaf {blob} NOT NULL, entry {blob} NOT NULL, dict {int} NOT NULL,
     kind TEXT NOT NULL, request_id TEXT, variant TEXT NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS entries_request ON entries (request_id, variant);
+CREATE INDEX IF NOT EXISTS entries_feedback ON entries (seq) WHERE kind = 'feedback';
 CREATE TABLE IF NOT EXISTS dictionaries (id {int} PRIMARY KEY, data {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     id {serial} PRIMARY KEY, size {int} NOT NULL, session TEXT NOT NULL, state TEXT NOT NULL,
