@@ -55,6 +55,30 @@ def test_group_commit_refuses_only_the_duplicate(folder):
     assert folder.verify().ok
 
 
+def test_requests_a_few_loop_turns_apart_share_one_commit(folder):
+    """process mode: a commit waits while each turn of the event loop adds a record (the
+    requests being served alongside), and no longer once a turn adds none."""
+    log = folder.writer()
+
+    async def request(i: int, turns: int) -> int:
+        for _ in range(turns):  # its record reaches the log `turns` turns late
+            await asyncio.sleep(0)
+        return await log.append_async(record(i))
+
+    async def served() -> list[int]:
+        together = [request(i, i) for i in range(4)]  # one more record every turn
+        seqs = await asyncio.gather(*together)
+        return [*seqs, await request(9, 0)]  # alone, once the others are answered
+
+    assert asyncio.run(served()) == [0, 1, 2, 3, 4]
+    log.close()
+    reader = AuditLog(folder.db, writer=False)
+    times = [reader.find(f"r{i}")[0]["time"] for i in (0, 1, 2, 3, 9)]
+    assert len(set(times[:4])) == 1  # one commit, one time
+    assert times[4] != times[0]  # the next request is not held for company
+    assert folder.verify().ok
+
+
 def test_a_record_never_turns_a_value_into_null(folder):
     log = folder.writer()
     with pytest.raises(AuditError, match="NaN or infinity"):
@@ -200,7 +224,9 @@ def test_power_durability_commits_on_a_writer_thread(folder):
         return await asyncio.gather(*(log.append_async(record(i)) for i in range(200)))
 
     assert sorted(asyncio.run(many())) == list(range(200))
-    assert log._writer is not None and log._writer.is_alive()
+    committer = log._committer
+    assert committer is not None and committer._thread is not None
+    assert committer._thread.is_alive()
     log.close()
     assert folder.verify().ok
 

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS entries (
     seq {int} PRIMARY KEY, leaf {blob} NOT NULL, entry {blob} NOT NULL, dict {int} NOT NULL,
     kind TEXT NOT NULL, request_id TEXT, variant TEXT NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS entries_request ON entries (request_id, variant);
+CREATE INDEX IF NOT EXISTS entries_feedback ON entries (seq) WHERE kind = 'feedback';
 CREATE TABLE IF NOT EXISTS dictionaries (id {int} PRIMARY KEY, data {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     id {serial} PRIMARY KEY, size {int} NOT NULL, session TEXT NOT NULL, state TEXT NOT NULL,
@@ -235,6 +236,17 @@ class Database:
         cur = self.conn.execute(sql, params)
         while rows := cur.fetchmany(size):
             yield from rows
+
+    def taken(self, request_ids: set[Any]) -> set[tuple[Any, Any]]:
+        """The (request id, variant) keys of the log among these request ids."""
+        ids = list(request_ids)
+        found: set[tuple[Any, Any]] = set()
+        for start in range(0, len(ids), 500):
+            chunk = tuple(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT request_id, variant FROM entries WHERE request_id IN ({marks})"
+            found |= {(rid, variant) for rid, variant in self.execute(sql, chunk)}
+        return found
 
     def begin_write(self) -> None:
         """Start a transaction holding the log's write lock (one appender at a time)."""

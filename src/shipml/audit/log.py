@@ -1,53 +1,49 @@
 """The audit log: append-only, Merkle-checkpointed, in SQLite (WAL) or PostgreSQL.
 
 Each record is its canonical JSON plus ``time``, ``seq`` (its position) and ``w`` (the
-writer session), hashed as an RFC 6962 leaf; the stored leaf hash names a record changed
-on its own, and signed checkpoints (size, Merkle root) on a time cadence and a count
-catch everything else. Records are stored zstd-compressed (see ``codec``).
+writer session), hashed as an RFC 6962 leaf and stored zstd-compressed (``codec``);
+signed checkpoints (size, Merkle root) on a time cadence (``cadence``) and a count catch
+any change. A writer opens the log from a frontier, not from every record (``startup``).
 
-Start-up reads a frontier, not the log: the newest checkpoint keeps the O(log n) subtree
-roots, checked against its signed root, and only the unsigned tail after it is read.
-
-Writes are group-committed. ``durability="process"`` (default): a commit is in the OS
-before the caller resumes, safe against ``kill -9``; with SQLite the event loop commits
-the records its requests queued in the same turn, no thread in between.
-``durability="power"`` (and PostgreSQL): a writer thread commits whatever is queued in one
-transaction and one fsync. Several processes may share one log: inside the write lock
-each first folds in what the others appended, so there is one tree whoever writes.
+Writes are group-committed. ``durability="process"`` (default, SQLite): the event loop
+commits (written to the OS, safe against ``kill -9``) once a turn of the loop adds no
+record, so records of requests served together share one commit. ``"power"`` and
+PostgreSQL: a thread commits what is queued, one transaction, one fsync (``committer``).
+Several processes may share one log: inside the write lock each first folds in what the
+others appended, so there is one tree whoever writes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import threading
-import time
-from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from shipml.audit.cadence import Cadence
 from shipml.audit.codec import Compressor, canonical
+from shipml.audit.committer import Committer, settle
 from shipml.audit.database import Database
 from shipml.audit.merkle import Frontier, leaf_hash
 from shipml.audit.reading import Reader, scan
 from shipml.audit.signing import (
     Checkpoint,
-    check_signature,
     fingerprint_of,
     load_or_create_key,
     public_pem,
     raw_public,
     sign,
 )
-from shipml.audit.tail import MAX_BATCH, Sessions, TailCheck
+from shipml.audit.startup import load_frontier
+from shipml.audit.tail import MAX_BATCH
 from shipml.errors import AuditError, DuplicateRecord
+from shipml.files import replace_file
 
 __all__ = ["AuditLog", "scan"]
 
+GATHER_TURNS = 8  # event-loop turns a process-mode commit may wait for more records
 INSERT = (
     "INSERT INTO entries (seq, leaf, entry, dict, kind, request_id, variant) VALUES (?,?,?,?,?,?,?)"
 )
@@ -89,19 +85,17 @@ class AuditLog(Reader):
         self._lock = threading.RLock()
         self._compressor = Compressor()
         self._dict_id = 0
-        self._seen = 0  # the newest checkpoint row this writer has looked at
         self._version: Any = None  # SQLite's data_version when this writer last looked
-        self.frontier = self._load_frontier() if writer else Frontier()
+        self.frontier, self._seen = (
+            load_frontier(self, self.key, checkpoint_every, self.interval_s)
+            if writer
+            else (Frontier(), 0)
+        )
         self.signed_size = self.frontier.size
-        self._unsigned_since: float | None = None
         self._pending: dict[Any, list[tuple[dict[str, Any], asyncio.Future[int]]]] = {}
-        self._queue: deque[tuple[dict[str, Any], Any, Any]] = deque()
-        self._wake = threading.Event()  # the writer thread's
-        self._tick = threading.Event()  # the signer thread's
-        self._stopping = False
-        self._writer: threading.Thread | None = None
-        self._signer: threading.Thread | None = None
-        self._inline = self.db.kind == "sqlite" and durability == "process"
+        self._cadence = Cadence(self._cadence_due, self.interval_s, self.db.wal_checkpointer)
+        inline = self.db.kind == "sqlite" and durability == "process"
+        self._committer = None if inline else Committer(self._write, self.window_s)
         self.closed = False
         if self.key is not None:
             with self._lock:
@@ -116,81 +110,6 @@ class AuditLog(Reader):
     def size(self) -> int:
         return self.frontier.size
 
-    # -- start-up -------------------------------------------------------------------------
-    def _load_frontier(self) -> Frontier:
-        """The tree state from the newest checkpoint (checked against its signed root),
-        then the unsigned tail after it, which must be one a writer may leave."""
-        frontier = Frontier()
-        (newest,) = self.db.execute("SELECT MAX(id) FROM checkpoints").fetchone()
-        self._seen = int(newest or 0)
-        row = self.db.execute(
-            "SELECT size, body, frontier FROM checkpoints WHERE frontier IS NOT NULL "
-            "ORDER BY size DESC, id DESC LIMIT 1"
-        ).fetchone()
-        if row is not None:
-            cp = _parse(row[1])
-            try:
-                frontier = Frontier.restore(int(row[0]), bytes(row[2]))
-            except ValueError as exc:
-                raise self._damaged(f"its newest checkpoint's frontier is damaged ({exc})") from exc
-            if (
-                cp is None
-                or cp.size != frontier.size
-                or cp.origin != self.origin
-                or frontier.root().hex() != cp.root
-                or not check_signature(cp)
-                or (self.key is not None and cp.key != raw_public(self.key).hex())
-            ):
-                raise self._damaged(
-                    f"its newest checkpoint (size {row[0]}) does not verify with this key"
-                )
-        tail: list[tuple[int, Any, Any]] = []
-        for seq, leaf, raw in self.leaves(frontier.size):
-            if seq != frontier.size or leaf_hash(raw) != leaf:
-                raise self._damaged(f"record {seq} does not match its hash or place")
-            if len(tail) <= self.checkpoint_every + MAX_BATCH:
-                data = orjson.loads(raw)
-                tail.append((seq, data.get("w"), data.get("time")))
-            frontier.append(leaf)
-        if self.key is not None and tail:
-            check = TailCheck(
-                self._sessions({str(w) for _, w, _ in tail}),
-                tail[0][0],
-                self.checkpoint_every,
-                self.interval_s,
-            )
-            if not all(check.feed(*item) for item in tail) or frontier.size > tail[-1][0] + 1:
-                raise self._damaged(check.problem or "its unsigned tail is too long")
-        return frontier
-
-    def _sessions(self, names: set[str]) -> Sessions:
-        """What the checkpoints say of these writer sessions (from the indexed columns:
-        start-up reads O(sessions), ``verify`` checks the columns against the bodies)."""
-        sessions = Sessions()
-        marks = ",".join("?" * len(names))
-        for name, opened, closed in self.db.execute(
-            "SELECT session, MIN(size), MAX(CASE WHEN state = 'closed' THEN size END) "
-            f"FROM checkpoints WHERE session IN ({marks}) GROUP BY session",
-            tuple(names),
-        ):
-            sessions.opened[str(name)] = int(opened)
-            if closed is not None:
-                sessions.closed[str(name)] = int(closed)
-        for name in names:
-            (at,) = self.db.execute(
-                "SELECT MIN(size) FROM checkpoints WHERE ended LIKE ?", (f"%{name}%",)
-            ).fetchone()
-            if at is not None:
-                sessions.closed[name] = min(int(at), sessions.closed.get(name, int(at)))
-        return sessions
-
-    def _damaged(self, problem: str) -> AuditError:
-        return AuditError(
-            f"will not write to the audit log {self.db.shown}: {problem}",
-            hint="run `shipml audit verify`; keep the damaged log as evidence and move it "
-            "away to start a new one",
-        )
-
     def _write_public_key(self) -> None:
         if self.checkpoint_dir is None or self.key is None:
             return
@@ -198,7 +117,7 @@ class AuditLog(Reader):
         pub = self.checkpoint_dir / "public.pem"
         pem = public_pem(self.key)
         if not pub.is_file() or pub.read_bytes() != pem:
-            _replace(pub, pem, durable=False)
+            replace_file(pub, pem)
 
     # -- writing --------------------------------------------------------------------------
     def append_many(self, records: list[dict[str, Any]]) -> list[int]:
@@ -287,18 +206,7 @@ class AuditLog(Reader):
         """Records whose (request id, variant) is already taken, in the log or earlier in
         this batch: refused one by one."""
         seen: set[tuple[str | None, str]] = set()
-        ids = list({_text(r.get("request_id")) for r in records} - {None})
-        taken: set[tuple[str | None, str]] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            taken |= {
-                (rid, var)
-                for rid, var in self.db.execute(
-                    f"SELECT request_id, variant FROM entries WHERE request_id IN ({marks})",
-                    tuple(chunk),
-                )
-            }
+        taken = self.db.taken({_text(r.get("request_id")) for r in records} - {None})
         skip = set()
         for i, record in enumerate(records):
             key = (_text(record.get("request_id")), _text(record.get("variant")) or "")
@@ -346,102 +254,62 @@ class AuditLog(Reader):
             self._sign_in_transaction("open")
 
     def _after_commit(self) -> None:
-        if self._signer is None:
-            self._start_signer()
+        self._cadence.start()
         if self.key is None or self.frontier.size == self.signed_size:
             return
         if self.frontier.size - self.signed_size >= self.checkpoint_every:
             self._checkpoint_locked("open")
-        elif self._unsigned_since is None:
-            self._unsigned_since = time.monotonic()
-            self._tick.set()
+        else:
+            self._cadence.unsigned()
 
     # -- group commit ---------------------------------------------------------------------
     async def append_async(self, record: dict[str, Any]) -> int:
         """Resumes once the record is committed (see the module's durability modes),
         sharing the commit with every record queued meanwhile."""
+        if self._committer is not None:
+            return await self._committer.submit(record)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        if self._inline:
-            batch = self._pending.get(loop)
-            if batch is None:
-                batch = self._pending[loop] = []
-                if self.window_s:
-                    loop.call_later(self.window_s, self._flush, loop)
-                else:
-                    loop.call_soon(self._flush, loop)
-            batch.append((record, future))
-        else:
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_loop, daemon=True, name="shipml-audit-writer"
-                )
-                self._writer.start()
-            self._queue.append((record, loop, future))
-            self._wake.set()
+        batch = self._pending.get(loop)
+        if batch is None:
+            batch = self._pending[loop] = []
+            if self.window_s:
+                loop.call_later(self.window_s, self._flush, loop)
+            else:
+                loop.call_soon(self._flush_when_quiet, loop, 0, 0)
+        batch.append((record, future))
         return await future
+
+    def _flush_when_quiet(self, loop: Any, seen: int, turns: int) -> None:
+        """Commit once a turn of the event loop has added no record to the batch: records
+        of requests still being served join the commit (a commit costs more than a
+        record), and nothing waits once every request has its record in. At most
+        ``GATHER_TURNS`` turns, ``MAX_BATCH`` records."""
+        batch = self._pending.get(loop)
+        if batch is None:
+            return
+        if seen < len(batch) < MAX_BATCH and turns < GATHER_TURNS:
+            loop.call_soon(self._flush_when_quiet, loop, len(batch), turns + 1)
+            return
+        self._flush(loop)
 
     def _flush(self, loop: Any) -> None:
         batch = self._pending.pop(loop, [])
         for start in range(0, len(batch), MAX_BATCH):
             part = batch[start : start + MAX_BATCH]
             outcome = self._write([r for r, _ in part])
-            _settle(list(zip((f for _, f in part), outcome, strict=True)))
-
-    def _write_loop(self) -> None:
-        while True:
-            if not self._queue:
-                if self._stopping:
-                    return
-                self._wake.wait(timeout=0.5)  # a timeout, so a missed wake-up cannot hang
-                self._wake.clear()
-                continue
-            if self.window_s:
-                time.sleep(self.window_s)
-            batch: list[tuple[dict[str, Any], Any, Any]] = []
-            while self._queue and len(batch) < MAX_BATCH:
-                batch.append(self._queue.popleft())
-            outcome = self._write([r for r, _, _ in batch])
-            # One wake-up per event loop for the whole batch, not one per record.
-            by_loop: dict[Any, list[tuple[Any, Any]]] = {}
-            for (_, loop, fut), value in zip(batch, outcome, strict=True):
-                by_loop.setdefault(loop, []).append((fut, value))
-            for loop, items in by_loop.items():
-                if not loop.is_closed():
-                    loop.call_soon_threadsafe(_settle, items)
+            settle(list(zip((f for _, f in part), outcome, strict=True)))
 
     # -- checkpoints ----------------------------------------------------------------------
-    def _start_signer(self) -> None:
-        self._signer = threading.Thread(
-            target=self._sign_loop, daemon=True, name="shipml-audit-signer"
-        )
-        self._signer.start()
-
-    def _sign_loop(self) -> None:
-        """Sign within ``checkpoint_interval_s`` of the first record no checkpoint covers;
-        and, for SQLite, copy the WAL into the database here, off the commit path."""
-        wal = self.db.wal_checkpointer()
-        copied = time.monotonic()
-        while not self._stopping:
-            if wal is not None and time.monotonic() - copied >= 1.0:
-                wal()
-                copied = time.monotonic()
-            since = self._unsigned_since
-            wait = 0.5 if since is None else since + self.interval_s - time.monotonic()
-            if wait > 0:
-                self._tick.wait(timeout=min(wait, 0.5))
-                self._tick.clear()
-                continue
-            with self._lock:
-                if not self.closed and self._unsigned_since is not None:
-                    try:
-                        self._checkpoint_locked("open")
-                    except AuditError:
-                        self._unsigned_since = time.monotonic()  # retry a cadence later
-
     def checkpoint(self) -> Checkpoint:
         with self._lock:
             return self._checkpoint_locked("open")
+
+    def _cadence_due(self) -> None:
+        """(The cadence thread.) Sign what is still unsigned."""
+        with self._lock:
+            if not self.closed and self._cadence.since is not None:
+                self._checkpoint_locked("open")
 
     def _checkpoint_locked(self, state: str) -> Checkpoint:
         if self.key is None:
@@ -461,10 +329,10 @@ class AuditLog(Reader):
                 f"cannot sign a checkpoint of {self.db.shown}: {type(exc).__name__}"
             ) from exc
         self.signed_size = cp.size
-        self._unsigned_since = None
+        self._cadence.signed()
         if self.checkpoint_dir is not None:
-            data = cp.to_json().encode()
-            _replace(self.checkpoint_dir / "head.json", data, self.db.durability == "power")
+            head = self.checkpoint_dir / "head.json"
+            replace_file(head, cp.to_json().encode(), durable=self.db.durability == "power")
         return cp
 
     def _sign_in_transaction(self, state: str) -> Checkpoint:
@@ -509,12 +377,9 @@ class AuditLog(Reader):
         """Drain the writer, then sign a closing checkpoint: this session writes no more."""
         if self.closed:
             return
-        self._stopping = True
-        self._wake.set()
-        self._tick.set()
-        for thread in (self._writer, self._signer):
-            if thread is not None:
-                thread.join(timeout=10)
+        if self._committer is not None:
+            self._committer.stop()
+        self._cadence.stop()
         for loop in list(self._pending):
             self._flush(loop)
         with self._lock:
@@ -526,46 +391,8 @@ class AuditLog(Reader):
                 self.db.close()
 
 
-class _Plain:
-    """Events and other rare records: zstd without a dictionary."""
-
-    def __init__(self) -> None:
-        self._zstd = Compressor()
-
-    def compress(self, raw: bytes) -> bytes:
-        return self._zstd.compress(raw)
-
-
-_PLAIN = _Plain()
+_PLAIN = Compressor()  # events and other rare records: zstd without a dictionary
 
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _parse(body: str) -> Checkpoint | None:
-    try:
-        return Checkpoint.from_dict(orjson.loads(body))
-    except (orjson.JSONDecodeError, AuditError):
-        return None
-
-
-def _replace(path: Path, data: bytes, durable: bool) -> None:
-    """Write ``path`` whole: a reader sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
-def _settle(items: list[tuple[asyncio.Future[int], Any]]) -> None:
-    for fut, value in items:
-        if fut.done():
-            continue
-        if isinstance(value, BaseException):
-            fut.set_exception(value)
-        else:
-            fut.set_result(value)

@@ -142,9 +142,12 @@ def scan(
     its own ``Database`` and calls this."""
     order = "DESC" if newest_first else "ASC"
     decompressor = Decompressor(_LazyDicts(db))
+    # Feedback labels are rare among predictions: their partial index is used only when
+    # the query names the kind itself (the model server polls for them every few seconds).
+    where = "kind = 'feedback'" if kind == "feedback" else "kind = ?"
     rows = db.stream(
-        f"SELECT seq, entry, dict FROM entries WHERE kind = ? AND seq > ? ORDER BY seq {order}",
-        (kind, after),
+        f"SELECT seq, entry, dict FROM entries WHERE {where} AND seq > ? ORDER BY seq {order}",
+        (after,) if kind == "feedback" else (kind, after),
     )
     for seq, blob, dict_id in rows:
         try:
