@@ -547,9 +547,10 @@ def main() -> None:
     # Answers go to the real stdout; anything printed by libraries goes to stderr.
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    import mlflow  # noqa: F401  (the reason for the worker: import it before it is needed)
+    from shipml.tracking.store import no_telemetry, quiet_mlflow
 
-    from shipml.tracking.store import quiet_mlflow
+    no_telemetry()
+    import mlflow  # noqa: F401  (the reason for the worker: import it before it is needed)
 
     quiet_mlflow()
     serve(sys.stdin, answers)
