@@ -30,7 +30,8 @@ from shipml.config import ProjectConfig, TuneParam
 from shipml.errors import StepFailed, TuneError
 from shipml.pipeline.budget import SearchStopped, Stopper
 from shipml.pipeline.context import TrialPruned, trial_var
-from shipml.pipeline.runner import load_pipeline, run_pipeline
+from shipml.pipeline.loading import load_pipeline
+from shipml.pipeline.runner import run_pipeline
 from shipml.pipeline.study import open_storage, redact, storage_url
 from shipml.pipeline.trials import (
     ATTR_SESSION,
