@@ -388,10 +388,10 @@ def live_monitor(
 ) -> LiveMonitor | None:
     """The live monitor of a served package (``settings``: a MonitorSection), or None when
     it is off or the package has no reference profile."""
-    from shipml.data.drift import Reference, Settings
-
     if not settings.live:
         return None
+    from shipml.data.drift import Reference, Settings
+
     package = predictor.package
     try:
         profile = package.profile
