@@ -15,7 +15,7 @@ from shipml.pipeline.step import Graph
 from shipml.tracking import Tracker, environment, package_versions
 
 if TYPE_CHECKING:
-    from shipml.tracking.worker import RemoteTracker
+    from shipml.tracking.remote import RemoteTracker
 
 
 def lineage(

@@ -47,7 +47,7 @@ from shipml.tracking import (
 )
 
 if TYPE_CHECKING:
-    from shipml.tracking.worker import RemoteTracker
+    from shipml.tracking.remote import RemoteTracker
 
 
 # -- running ---------------------------------------------------------------------------
