@@ -34,7 +34,8 @@ from shipml.errors import (
 from shipml.serving import binary, openapi
 from shipml.serving.apidocs import build_docs
 from shipml.serving.batching import Batcher
-from shipml.serving.metrics import ServerMetrics, live_monitor
+from shipml.serving.live import live_monitor
+from shipml.serving.metrics import ServerMetrics
 from shipml.serving.offload import Offload
 from shipml.serving.page import build_page
 from shipml.serving.predictor import Outputs, Predictor
@@ -100,7 +101,7 @@ class ModelServer:
         self.offload = Offload(predictor.signature)
         self.tracing = tracing or Tracing(None)
         # Live drift and quality (a MonitorSection): an O(1) append per request, counted
-        # and scored off the request path (serving/metrics.py).
+        # and scored off the request path (serving/live.py).
         self.live = (
             live_monitor(
                 self.metrics, predictor, monitor, audit_path=str(audit.path) if audit else ""
