@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,9 @@ def _run_job(name: str, job: dict, doc: dict, home: Path, context: dict[str, Any
             venv = layered_venv(home / "python")  # the runner's Python, with pip
             env["PATH"] = f"{venv.parent}{os.pathsep}{env['PATH']}"
             continue
+        if uses.startswith("actions/upload-artifact@"):
+            _keep_artifact(step.get("with") or {}, workspace, home / "artifacts")
+            continue
         assert not uses, f"the workflow uses {uses}, which this test cannot run"
         step_env = {**env, **{k: _expand(str(v), context) for k, v in step.get("env", {}).items()}}
         done = subprocess.run(
@@ -169,6 +173,19 @@ def _run_job(name: str, job: dict, doc: dict, home: Path, context: dict[str, Any
             print(f"{name} / {step.get('name')}: {shown}\n{done.stdout}\n{done.stderr}")
             return "failure"
     return "success"
+
+
+def _keep_artifact(given: dict[str, Any], workspace: Path, store: Path) -> None:
+    """What actions/upload-artifact does: the files its ``path`` lines name, kept under
+    the artifact's ``name`` (none found is an error unless ``if-no-files-found``
+    says ignore)."""
+    kept = store / given["name"]
+    found = [f for line in str(given["path"]).splitlines() for f in workspace.glob(line.strip())]
+    assert found or given.get("if-no-files-found") == "ignore", f"no files for {given}"
+    for file in found:
+        target = kept / file.relative_to(workspace)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, target)
 
 
 def test_the_generated_github_workflow_runs_step_by_step(tmp_path: Path, base_image: str):
@@ -199,8 +216,12 @@ def test_the_generated_github_workflow_runs_step_by_step(tmp_path: Path, base_im
         ("check", "success"),
         ("pipeline", "success"),
         ("model-tests", "success"),
+        ("report", "success"),
         ("images", "success"),
         ("deploy-staging", "skipped"),
         ("analysis", "skipped"),
         ("promote", "skipped"),
     ]
+    # The report job kept the model card (the first run has no champion to compare with).
+    card = tmp_path / "runner/report/artifacts/shipml-report/results/model-card.html"
+    assert "<html" in card.read_text().lower()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -53,6 +55,8 @@ class Case:
     says: str
     env: dict[str, str] = field(default_factory=dict)
     setup: Callable[[Path, Path], None] | None = None  # (project, package)
+    # Modules made unimportable for the case (an extra the dev install has, e.g. s3fs).
+    absent: tuple[str, ...] = ()
 
 
 def _key_folder(project: Path, package: Path) -> None:
@@ -125,7 +129,14 @@ CASES = {
         ADD, 5, "cannot write to the artifact store", {"SHIPML_ARTIFACTS_ROOT": "/sys/x"}
     ),
     "artifacts on s3 without s3fs": Case(
-        ADD, 5, "cannot open the artifact store s3://", {"SHIPML_ARTIFACTS_ROOT": "s3://b/x"}
+        ADD,
+        5,
+        "cannot open the artifact store s3://",
+        {"SHIPML_ARTIFACTS_ROOT": "s3://b/x"},
+        absent=("s3fs",),
+    ),
+    "artifacts on s3 without credentials": Case(
+        ADD, 5, "cannot reach the artifact store s3://", {"SHIPML_ARTIFACTS_ROOT": "s3://b/x"}
     ),
     "signing key is a folder": Case(
         SERVE, 10, "signing key", {"SHIPML_AUDIT_SIGNING_KEY": "keydir"}, _key_folder
@@ -175,7 +186,9 @@ CASES = {
     "web source while http is off": Case(
         ["data", "add", "z", "https://example.org/x.csv"], 5, "reading data from the web is off"
     ),
-    "s3 source without s3fs": Case(["data", "add", "z", "s3://b/x.csv"], 5, "install s3fs"),
+    "s3 source without s3fs": Case(
+        ["data", "add", "z", "s3://b/x.csv"], 5, "install s3fs", absent=("s3fs",)
+    ),
     "gzip bomb": Case(
         ["data", "add", "z", "bomb.csv.gz"], 5, "more than 10,000,000 rows", setup=_gzip_bomb
     ),
@@ -206,6 +219,13 @@ def test_bad_configuration_is_a_clear_error(
     monkeypatch.chdir(project)
     for key, value in case.env.items():
         monkeypatch.setenv(key, value.format(blackhole=blackhole))
+    for module in case.absent:
+        monkeypatch.setitem(sys.modules, module, None)  # `import s3fs` raises ImportError
+        for protocol in ("s3", "s3a"):  # and fsspec forgets a class it loaded before
+            monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, protocol, raising=False)
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)  # no credentials: the case's own, never the machine's
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no wait on a metadata server
 
     def no_server(*args: object, **kwargs: object) -> None:
         raise AssertionError("the command would have started a server")

@@ -100,9 +100,10 @@ def test_triton_http_binary_and_triton_grpc_get_the_json_answers(servers, rows):
     assert binary.get_response()["outputs"][0]["parameters"]["binary_data_size"] > 0
 
 
-def test_grpc_health_metadata_and_metrics(servers):
+def test_grpc_health_metadata_and_metrics(servers, rows):
     url, address = servers
     client = triton_grpc.InferenceServerClient(address)
+    client.infer("penguins", triton_inputs(triton_grpc, rows))  # counted in /metrics below
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("penguins") and client.is_model_ready("penguins", "1")
     assert "binary_tensor_data" in client.get_server_metadata().extensions

@@ -38,6 +38,7 @@ RUNTIME = (
     "typer",
     "rich",
     "onnxruntime",
+    "onnx",  # the graph is read before loading: external data must stay in the package
     "uvicorn",
     "uvloop",
     "httptools",

@@ -27,7 +27,7 @@ import pandas as pd
 from shipml.data.digest import FORMAT, table_digest
 from shipml.data.profile import table_profile, table_schema
 from shipml.data.source import parse_source, read_source
-from shipml.errors import DataError
+from shipml.errors import DataError, ShipmlError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -87,13 +87,14 @@ class DatasetStore:
         self.root = artifact_root.rstrip("/") + "/datasets"
         self.base = base
         try:
-            self.fs, self._root_path = fsspec.core.url_to_fs(self.root)
+            fs, self._root_path = fsspec.core.url_to_fs(self.root)
         except (ImportError, ValueError) as exc:
             raise DataError(
                 f"cannot open the artifact store {artifact_root[:200]}: {str(exc)[:200]}",
                 hint="check [artifacts] root in shipml.toml (for s3:// install s3fs, "
                 "for gs:// gcsfs)",
             ) from exc
+        self.fs: Any = _Reached(fs, artifact_root)
 
     # -- paths ------------------------------------------------------------------
     def _object(self, digest: str, file: str) -> str:
@@ -235,6 +236,37 @@ class DatasetStore:
                     f"source with `shipml data add {snap.name} {snap.source}`",
                 )
         return df
+
+
+class _Reached:
+    """An artifact store's filesystem whose calls fail as a ``DataError`` naming the store
+    when the store cannot be reached for a reason of the store's library (missing
+    credentials, a refused signature): botocore's errors are no ``OSError``. An
+    ``OSError`` passes as it is (its callers say what they were doing)."""
+
+    def __init__(self, fs: Any, root: str) -> None:
+        self._fs, self._root = fs, root
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._fs, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except (OSError, ShipmlError):
+                raise
+            except Exception as exc:
+                raise DataError(
+                    f"cannot reach the artifact store {self._root[:200]}: "
+                    f"{type(exc).__name__}: {str(exc)[:200]}",
+                    hint="check the store's credentials (for s3://: AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE; AWS_ENDPOINT_URL for an "
+                    "S3-compatible server) and [artifacts] root in shipml.toml",
+                ) from exc
+
+        return call
 
 
 def _parquet_bytes(df: pd.DataFrame) -> bytes:
