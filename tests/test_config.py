@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,39 @@ def test_environment_value_errors_name_the_variable_and_text_stays_text(tmp_path
     with pytest.raises(ConfigError) as err:
         load_config(root, environ={"SHIPML_MODEL_PARITY_TOLERANCE": "tiny"})
     assert "environment variable SHIPML_MODEL_PARITY_TOLERANCE" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[rollout]\nmode = 'blue-green'\n", "rollout.mode"),
+        ("[deploy.prod]\nmode = 'Canary'\n", "deploy.prod.mode"),
+        ("[containers]\nengine = 'lxc'\n", "containers.engine"),
+        ("[ci]\nprovider = 'jenkins'\n", "ci.provider"),
+        ("[ci]\nlocal_target = 'nomad'\n", "ci.local_target"),
+    ],
+)
+def test_a_setting_with_fixed_choices_rejects_any_other_value(tmp_path, text, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), environ={})
+    assert key in err.value.message and "Input should be" in err.value.message
+
+
+def test_fixed_choices_from_the_environment_are_read_as_text(tmp_path):
+    cfg = load_config(write(tmp_path, ""), environ={"SHIPML_ROLLOUT_MODE": "canary"})
+    assert cfg.rollout.mode == "canary"
+    with pytest.raises(ConfigError, match="environment variable SHIPML_CI_PROVIDER"):
+        load_config(tmp_path, environ={"SHIPML_CI_PROVIDER": "1"})
+
+
+def test_importing_the_configuration_changes_nothing_in_the_process():
+    code = (
+        "import logging, os, sys; env = dict(os.environ); "
+        "levels = {n: logging.getLogger(n).level for n in ('', 'mlflow', 'alembic')}; "
+        "import shipml.config; "
+        "assert dict(os.environ) == env, 'environment changed'; "
+        "assert levels == {n: logging.getLogger(n).level for n in levels}, 'log levels'; "
+        "heavy = {'pandas', 'mlflow', 'sklearn'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

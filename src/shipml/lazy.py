@@ -16,12 +16,14 @@ def lazy_names(
     package: str, names: dict[str, str], namespace: dict[str, Any]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for ``package``: each of ``names`` is imported from
-    its module when first asked for, then kept in ``namespace`` (the package's globals)."""
+    its module when first asked for, then kept in ``namespace`` (the package's globals).
+    A module written ``module:attr`` gives its ``attr`` under the name."""
 
     def __getattr__(name: str) -> Any:
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(names[name]), name)
+        module, _, attr = names[name].partition(":")
+        value = getattr(importlib.import_module(module), attr or name)
         namespace[name] = value
         return value
 

@@ -1,5 +1,6 @@
 """The read-side commands print what the store holds."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -22,6 +23,15 @@ def test_data_add_ls_show(project: Path):
     assert shown.returncode == 0, shown.stderr
     for text in ("sha256", "island", "Biscoe", "sex", "yes", "bill_length_mm", "every row"):
         assert text in shown.stdout
+    # --json: machine-readable, the full digest and path a table would have to fold.
+    listed = json.loads(shipml("data", "ls", "--json", cwd=project).stdout)
+    assert [(d["name"], d["version"], d["rows"]) for d in listed] == [("penguins", 1, 344)]
+    assert len(listed[0]["sha256"]) == 64 and listed[0]["source"].endswith("penguins.csv")
+    shown_json = json.loads(shipml("data", "show", "penguins", "--json", cwd=project).stdout)
+    assert shown_json["sha256"] == listed[0]["sha256"] and shown_json["ref"] == "penguins@1"
+    assert {c["name"] for c in shown_json["schema"]} >= {"island", "sex", "bill_length_mm"}
+    assert shown_json["profile"]["columns"]["island"]["missing"] == 0
+    assert shown_json["stored"] and shown_json["versions"][0]["version"] == 1
 
 
 def test_run_then_models_ls_show_alias(project: Path):
@@ -49,6 +59,21 @@ def test_run_then_models_ls_show_alias(project: Path):
         assert text in shown.stdout, text
     versions = shipml("models", "show", "penguins", cwd=project)
     assert "challenger" in versions.stdout
+    models = json.loads(shipml("models", "ls", "--json", cwd=project).stdout)
+    assert models == [
+        {"name": "penguins", "versions": 1, "latest": "1", "aliases": {"challenger": "1"}}
+    ]
+    one = json.loads(shipml("models", "show", "penguins@challenger", "--json", cwd=project).stdout)
+    assert one["version"]["ref"] == "penguins/1" and one["version"]["aliases"] == ["challenger"]
+    assert 0.0 <= one["version"]["metrics"]["accuracy"] <= 1.0
+    package = one["package"]
+    assert len(package["files"]["model.onnx"]["sha256"]) == 64
+    assert package["lineage"]["datasets"]["penguins"]["version"] == 1
+    assert "Chinstrap" in package["signature"]["classes"]
+    folder = json.loads(shipml("models", "show", package["path"], "--json", cwd=project).stdout)
+    assert folder["version"] is None and folder["package"]["files"] == package["files"]
+    listing = json.loads(shipml("models", "show", "penguins", "--json", cwd=project).stdout)
+    assert [v["version"] for v in listing["versions"]] == ["1"]
 
 
 def _free_port() -> int:

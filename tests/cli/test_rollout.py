@@ -1,5 +1,6 @@
 """`shipml gateway` from shipml.toml, steered by `shipml rollout`, in a real project."""
 
+import json
 import os
 import subprocess
 import sys
@@ -43,6 +44,11 @@ weights = {{ v1 = 50, v2 = 50 }}
         status = shipml("rollout", "status", "--gateway", gateway_url, cwd=project)
         assert status.returncode == 0, status.stderr
         assert "mode ab" in status.stdout and "champion v1" in status.stdout
+        as_json = shipml("rollout", "status", "--gateway", gateway_url, "--json", cwd=project)
+        assert as_json.returncode == 0, as_json.stderr
+        data = json.loads(as_json.stdout)
+        assert data["mode"] == "ab" and data["champion"] == "v1"
+        assert data["analysis"]["variants"]["v1"]["requests"] == 0  # nothing sent yet
         refused = shipml("rollout", "promote", "--gateway", gateway_url, cwd=project)
         assert refused.returncode != 0 and "promotion refused" in refused.stderr
         assert "labelled predictions" in refused.stderr

@@ -39,6 +39,6 @@ def test_bad_names_and_unknown_keys_are_refused(deploy_project):
     config = load_config(deploy_project, environ={"SHIPML_DEPLOY_NAMESPACE": "Not_Valid!"})
     with pytest.raises(DeployError, match="cannot name Kubernetes objects"):
         make_plan(config, "dev")
-    config = load_config(deploy_project, environ={"SHIPML_DEPLOY_DEV": '{"mode": "blue-green"}'})
-    with pytest.raises(DeployError, match="is not a traffic mode"):
-        make_plan(config, "dev")
+    # A traffic mode is one of a fixed set: refused when the configuration is read.
+    with pytest.raises(ConfigError, match=r"deploy\.dev\.mode.*SHIPML_DEPLOY_DEV.*blue-green"):
+        load_config(deploy_project, environ={"SHIPML_DEPLOY_DEV": '{"mode": "blue-green"}'})

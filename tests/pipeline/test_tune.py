@@ -15,15 +15,10 @@ import pytest
 
 from shipml.config import load_config
 from shipml.errors import ConfigError, TuneError
+from shipml.pipeline.budget import Stopper, parse_duration
 from shipml.pipeline.study import redact, storage_url
-from shipml.pipeline.tune import (
-    SearchResult,
-    Stopper,
-    TrialRecord,
-    _elapsed,
-    parse_duration,
-    run_search,
-)
+from shipml.pipeline.trials import SearchResult, TrialRecord, _elapsed
+from shipml.pipeline.tune import run_search
 from shipml.tracking import tracker_for
 
 PIPELINE = """

@@ -11,7 +11,7 @@ import pytest
 
 from shipml.config import load_config
 from shipml.errors import ProjectError
-from shipml.pipeline.runner import load_pipeline
+from shipml.pipeline.loading import load_pipeline
 from shipml.pipeline.tune import check_space
 from shipml.templates import create_project
 from shipml.templates.estimators import ESTIMATORS

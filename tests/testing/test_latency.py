@@ -1,6 +1,6 @@
 """The latency check judges the best round against a baseline measured in the same run."""
 
-from shipml.testing.model_checks import _latency_result
+from shipml.testing.serving_checks import _latency_result
 
 
 def test_one_busy_round_does_not_fail_a_fast_model():

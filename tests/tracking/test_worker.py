@@ -21,7 +21,8 @@ from shipml.config import ProjectConfig
 from shipml.errors import RegistryError, StepFailed, TrackingError
 from shipml.pipeline import run_pipeline
 from shipml.tracking import tracker_for
-from shipml.tracking.worker import RemoteTracker, TrackingWorker, remote_tracker_for
+from shipml.tracking.remote import RemoteTracker, remote_tracker_for
+from shipml.tracking.worker import TrackingWorker
 from tests.conftest import SHIPML
 
 FAST = {"n_estimators": 10}
@@ -318,7 +319,8 @@ COMMAND = """\
 import sys, time
 from pathlib import Path
 from shipml.config import load_config
-from shipml.tracking.worker import TrackingWorker, remote_tracker_for
+from shipml.tracking.remote import remote_tracker_for
+from shipml.tracking.worker import TrackingWorker
 worker = TrackingWorker.start()
 run_id = remote_tracker_for(worker, load_config(Path(sys.argv[1]))).start_run("x", {})
 print(run_id, worker.process.pid, flush=True)

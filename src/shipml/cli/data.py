@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from shipml.cli.output import project_config, stdout
+from shipml.cli.output import JSON_HELP, print_json, project_config, stdout
 
 if TYPE_CHECKING:
     from shipml.data import DatasetStore
@@ -47,56 +48,76 @@ def add(
 
 
 @app.command("ls")
-def ls() -> None:
-    """List datasets with their latest version."""
-    snaps = _store().latest()
-    if not snaps:
+def ls(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List datasets with their latest version (full sha256 and source: nothing is cut)."""
+    from shipml.project.datasets import list_datasets
+
+    rows = list_datasets(project_config())
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
         stdout.print("no datasets yet; add one with `shipml data add NAME PATH`")
         return
-    table = Table("name", "version", "rows", "columns", "sha256", "created", "source")
-    for s in snaps:
+    table = Table("name", "version", "rows", "columns", "created", "sha256")
+    for r in rows:
+        created = r["created"].replace("T", " ").removesuffix("+00:00")
         table.add_row(
-            s.name,
-            str(s.version),
-            str(s.rows),
-            str(s.columns),
-            s.digest[:16] + "…",
-            s.created,
-            s.source,
+            r["name"],
+            str(r["version"]),
+            str(r["rows"]),
+            str(r["columns"]),
+            created,
+            r["sha256"][:12],
         )
     stdout.print(table)
+    # Digests and paths a user copies, in full and unwrapped (the table has no room).
+    for r in rows:
+        ref = f"{r['name']}@{r['version']}"
+        stdout.print(f"{ref}  sha256 {r['sha256']}", soft_wrap=True)
+        stdout.print(f"{' ' * len(ref)}  source {escape(r['source'])}", soft_wrap=True)
 
 
 @app.command("show")
-def show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) -> None:
+def show(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """Show a snapshot: digest, source, schema and profile."""
-    store = _store()
-    snap = store.get(ref)
-    stdout.print(f"[bold]{snap.ref}[/]  {snap.description}")
-    stdout.print(f"sha256   {snap.digest}  ({snap.digest_format}, every row)")
-    stdout.print(f"source   {snap.source}")
-    stdout.print(f"stored   {store.data_uri(snap)}")
-    stdout.print(f"rows     {snap.rows}    created {snap.created}")
-    versions = store.versions(snap.name)
+    from shipml.project.datasets import describe_dataset
+
+    snap = describe_dataset(project_config(), ref)
+    if as_json:
+        print_json(snap)
+        return
+    stdout.print(f"[bold]{snap['ref']}[/]  {escape(snap['description'])}", soft_wrap=True)
+    stdout.print(f"sha256   {snap['sha256']}  ({snap['digest_format']}, every row)", soft_wrap=True)
+    stdout.print(f"source   {escape(snap['source'])}", soft_wrap=True)
+    stdout.print(f"stored   {escape(snap['stored'])}", soft_wrap=True)
+    stdout.print(f"rows     {snap['rows']}    created {snap['created']}")
+    versions = snap["versions"]
     if len(versions) > 1:
-        stdout.print("versions " + ", ".join(f"{v.version} ({v.digest[:8]})" for v in versions))
+        stdout.print(
+            "versions " + ", ".join(f"{v['version']} ({v['sha256'][:8]})" for v in versions)
+        )
     table = Table("column", "type", "nullable", "missing", "summary")
-    for col in snap.schema:
-        prof = snap.profile["columns"][col["name"]]
-        if col["type"] in ("int", "float") and prof.get("mean") is not None:
-            summary = f"min {prof['min']:.4g} · mean {prof['mean']:.4g} · max {prof['max']:.4g}"
-        elif col.get("categories") is not None:
-            summary = ", ".join(f"{k} ({v})" for k, v in list(prof.get("top", {}).items())[:6])
-        else:
-            summary = f"{prof.get('unique', '?')} distinct values"
+    for col in snap["schema"]:
         table.add_row(
             col["name"],
             col["type"],
             "yes" if col["nullable"] else "no",
-            str(prof["missing"]),
-            summary,
+            str(snap["profile"]["columns"][col["name"]]["missing"]),
+            _summary(col, snap["profile"]["columns"][col["name"]]),
         )
     stdout.print(table)
+
+
+def _summary(col: dict[str, Any], prof: dict[str, Any]) -> str:
+    if col["type"] in ("int", "float") and prof.get("mean") is not None:
+        return f"min {prof['min']:.4g} · mean {prof['mean']:.4g} · max {prof['max']:.4g}"
+    if col.get("categories") is not None:
+        return ", ".join(f"{k} ({v})" for k, v in list(prof.get("top", {}).items())[:6])
+    return f"{prof.get('unique', '?')} distinct values"
 
 
 @app.command("export")

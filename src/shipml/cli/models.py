@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from shipml.cli.output import human_bytes, project_config, stderr, stdout
+from shipml.cli.output import JSON_HELP, human_bytes, print_json, project_config, stderr, stdout
 from shipml.errors import GateFailed
-
-if TYPE_CHECKING:  # MLflow and the model layer load when a command needs them
-    from shipml.tracking import Registry
 
 app = typer.Typer(
     help="Registered models: versions, aliases (champion, challenger), packages.",
@@ -22,128 +18,115 @@ app = typer.Typer(
 )
 
 
-def _registry() -> Registry:
-    from shipml.tracking import registry_for
-
-    return registry_for(project_config())
-
-
-def _when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
-
-
 @app.command("ls")
-def ls() -> None:
+def ls(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List registered models, their versions and aliases."""
-    registry = _registry()
-    names = registry.model_names()
-    if not names:
+    from shipml.project.models import list_models
+
+    models = list_models(project_config())
+    if as_json:
+        print_json(models)
+        return
+    if not models:
         stdout.print("no registered models yet; `shipml run` registers one")
         return
     table = Table("model", "versions", "latest", "aliases")
-    for name in names:
-        versions = registry.versions(name)
-        aliases = ", ".join(f"{a} → v{v}" for a, v in sorted(registry.aliases(name).items()))
-        table.add_row(name, str(len(versions)), versions[-1].version if versions else "-", aliases)
+    for m in models:
+        aliases = ", ".join(f"{a} → v{v}" for a, v in m["aliases"].items())
+        table.add_row(m["name"], str(m["versions"]), m["latest"] or "-", aliases)
     stdout.print(table)
 
 
 @app.command("show")
 def show(
     ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION, NAME, or a folder."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show a model version (or all versions of NAME): lineage, metrics and package files."""
-    if "@" not in ref and "/" not in ref and not ref.startswith("."):
-        registry = _registry()
+    from shipml.project.models import describe_model
+    from shipml.tracking import parse_model_ref
+
+    folder = ("@" in ref or "/" in ref or ref.startswith(".")) and parse_model_ref(ref).path
+    shown = describe_model(None if folder else project_config(), ref)
+    if as_json:
+        print_json(shown)
+        return
+    if "versions" in shown:
         table = Table("version", "aliases", "created", "run", "onnx sha256")
-        for v in registry.versions(ref):
+        for v in shown["versions"]:
+            created = v["created"].replace("T", " ").removesuffix("+00:00") or "-"
             table.add_row(
-                v.version,
-                ", ".join(v.aliases),
-                _when(v.created),
-                v.run_id or "-",
-                v.tags.get("shipml.onnx_sha256", "")[:16],
+                v["version"],
+                ", ".join(v["aliases"]),
+                created,
+                v["run_id"] or "-",
+                v["onnx_sha256"][:16],
             )
         stdout.print(f"[bold]{ref}[/]")
         stdout.print(table)
         return
-    from shipml.model import ModelPackage
-    from shipml.tracking import parse_model_ref, resolve_model
-
-    parsed = parse_model_ref(ref)
-    if parsed.path is not None:
-        package = ModelPackage.load(parsed.path)
-        stdout.print(f"[bold]package[/] {parsed.path}")
+    package = shown["package"]
+    if shown["version"] is None:
+        stdout.print(f"[bold]package[/] {package['path']}", soft_wrap=True)
     else:
-        registry = _registry()
-        model = resolve_model(None, parsed, full=True, registry=registry)
-        package = ModelPackage.load(model.path)
-        _print_version(registry, model.info)
-    lineage = package.lineage
+        _print_version(shown["version"])
+    _print_package(package)
+
+
+def _print_package(package: dict[str, Any]) -> None:
+    lineage = package["lineage"]
     git = lineage.get("git") or {}
-    stdout.print(f"format   {package.format}  (onnx sha256 {package.onnx_sha256 or '-'})")
+    stdout.print(f"format   {package['format']}  (onnx sha256 {package['onnx_sha256'] or '-'})")
     stdout.print(
         f"commit   {git.get('commit') or 'unknown'}{' (dirty)' if git.get('dirty') else ''}"
     )
     for name, d in (lineage.get("datasets") or {}).items():
-        stdout.print(f"dataset  {name}@{d.get('version')} sha256 {d.get('sha256')}")
-    parity = package.manifest.get("parity")
+        stdout.print(f"dataset  {name}@{d.get('version')} sha256 {d.get('sha256')}", soft_wrap=True)
+    parity = package["parity"]
     if parity:
         stdout.print(
             f"parity   labels {parity['label_agreement']:.2%} on {parity['rows']} rows, "
             f"max probability diff {parity['max_probability_diff']:.2g}"
         )
-    sig = package.signature
+    sig = package["signature"]
     table = Table("feature", "type", "nullable", "categories")
-    for f in sig.features:
-        table.add_row(
-            f.name,
-            f.type,
-            "yes" if f.nullable else "no",
-            ", ".join(f.categories) if f.categories else "",
-        )
+    for f in sig["features"]:
+        cats = ", ".join(map(str, f["categories"])) if f.get("categories") else ""
+        table.add_row(f["name"], f["type"], "yes" if f["nullable"] else "no", cats)
     stdout.print(table)
-    if sig.classes:
-        stdout.print(f"classes  {', '.join(map(str, sig.classes))}")
+    if sig.get("classes"):
+        stdout.print(f"classes  {', '.join(map(str, sig['classes']))}")
     files = Table("file", "size", "sha256")
-    for name, digest in sorted(package.manifest["files"].items()):
-        files.add_row(name, human_bytes((package.path / name).stat().st_size), digest[:16] + "…")
+    for name, f in package["files"].items():
+        files.add_row(name, human_bytes(f["bytes"]), f["sha256"][:16] + "…")
     stdout.print(files)
+    stdout.print("(full digests: shipml models show REF --json)")
 
 
-def _print_version(registry: Registry, info: Any) -> None:
+def _print_version(info: dict[str, Any]) -> None:
     """The registry's record of a version: aliases, run and metrics, source, image, tests,
     a forced promotion."""
+    created = info["created"].replace("T", " ").removesuffix("+00:00") or "-"
     stdout.print(
-        f"[bold]{info.name}/{info.version}[/]  aliases: {', '.join(info.aliases) or '-'}"
-        f"  created {_when(info.created)}"
+        f"[bold]{info['ref']}[/]  aliases: {', '.join(info['aliases']) or '-'}  created {created}"
     )
-    stdout.print(f"run      {info.run_id}")
-    if info.run_id:
-        metrics = registry.tracker.get_run(info.run_id).data.metrics
-        if metrics:
-            stdout.print(
-                "metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-            )
-    stdout.print(f"source   {info.source}")
-    if info.tags.get("shipml.image_digest"):  # recorded by `shipml build serve`
+    stdout.print(f"run      {info['run_id']}")
+    metrics = info["metrics"]
+    if metrics:
+        stdout.print("metrics  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+    stdout.print(f"source   {info['source']}", soft_wrap=True)
+    if info["image_digest"]:  # recorded by `shipml build serve`
+        stdout.print(f"image    {info['image']} {info['image_digest']}", soft_wrap=True)
+    _print_tests(info["tests"])
+    forced = info["forced_promotion"]
+    if forced:
         stdout.print(
-            f"image    {info.tags.get('shipml.image', '')} {info.tags['shipml.image_digest']}",
-            soft_wrap=True,
-        )
-    _print_tests(info.tags)
-    if info.tags.get("shipml.promotion.forced") == "true":
-        stdout.print(
-            f"[yellow]forced promotion[/] by {info.tags.get('shipml.promotion.by')} at "
-            f"{info.tags.get('shipml.promotion.time')}: "
-            f"{escape(info.tags.get('shipml.promotion.reason', ''))}"
+            f"[yellow]forced promotion[/] by {forced['by']} at {forced['time']}: "
+            f"{escape(forced['reason'])}"
         )
 
 
-def _print_tests(tags: dict[str, str]) -> None:
-    from shipml.testing.runner import version_results
-
-    results = version_results(tags)
+def _print_tests(results: dict[str, Any] | None) -> None:
     if results is None:
         stdout.print("tests    never tested (`shipml test` attaches results here)")
         return

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -39,3 +42,28 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def as_json(data: Any) -> str:
+    """``data`` as JSON: numbers that JSON cannot hold (NaN, ±inf) become null; anything
+    else that is not JSON (paths, dates) becomes its text."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(data), indent=2, default=str, allow_nan=False)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output (``--json``): JSON alone on stdout, never wrapped or cut."""
+    sys.stdout.write(as_json(data) + "\n")
+    sys.stdout.flush()
+
+
+JSON_HELP = "Print JSON instead of a table: machine-readable, every digest and path in full."

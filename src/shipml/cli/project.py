@@ -105,7 +105,8 @@ def run(
     if in_container:
         _run_in_container(no_cache, param, alias, no_register, engine)
         return
-    from shipml.tracking.worker import TrackingWorker, remote_tracker_for
+    from shipml.tracking.remote import remote_tracker_for
+    from shipml.tracking.worker import TrackingWorker
 
     def notify(message: str) -> None:
         stderr.print(f"[yellow]{message}[/]", soft_wrap=True)

@@ -7,7 +7,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from shipml.cli.output import stderr, stdout
+from shipml.cli.output import JSON_HELP, print_json, stderr, stdout
 from shipml.errors import ConfigError
 
 app = typer.Typer(help="Watch and steer a running gateway.", no_args_is_help=True)
@@ -78,11 +78,17 @@ GATEWAY_OPT = typer.Option("http://127.0.0.1:8000", "--gateway", help="The gatew
 
 
 @app.command("status")
-def status(gateway_url: str = GATEWAY_OPT) -> None:
+def status(
+    gateway_url: str = GATEWAY_OPT,
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """Per-variant traffic, errors, latency, agreement and accuracy with confidence."""
     from shipml.project.rollout import status as gateway_status
 
     data = gateway_status(gateway_url)
+    if as_json:
+        print_json(data)
+        return
     stdout.print(
         f"mode [bold]{data['mode']}[/] · state {data['state']} · champion "
         f"{data['champion']} · weights {data['weights']}"

@@ -14,273 +14,30 @@ The model server (live metrics) and the monitor (`shipml monitor`) both use this
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from shipml.data import stattests
+from shipml.data.reference import OTHER, FeatureReference, Reference, reference_of
 from shipml.data.stattests import TestResult
+from shipml.data.window import MAX_UNSEEN, Counts, Window
 
-OTHER = "__other__"  # the reference's rare categories, lumped (profile keeps the top 50)
-MAX_UNSEEN = 1000  # distinct unseen values named per feature and window; more are counted
-
-
-@dataclass
-class FeatureReference:
-    """What the reference knows of one feature (or of the predictions)."""
-
-    name: str
-    numeric: bool
-    rows: int  # present (non-missing) values
-    missing: int
-    edges: np.ndarray | None = None  # numeric: k + 1 ascending edges
-    counts: np.ndarray = field(default_factory=lambda: np.zeros(0))  # numeric: k + 2 bins
-    categories: list[str] = field(default_factory=list)  # categorical, OTHER last if any
-    mean: float | None = None
-    std: float | None = None
-    # Made once, for counting (Counts): where each edge falls in a sorted chunk (the last
-    # edge nudged up, so a value on it is in the last bin), and each category's bin.
-    probes: np.ndarray = field(init=False, repr=False)
-    index: dict[str, int] = field(init=False, repr=False)
-    lumped: bool = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        probes = np.zeros(0) if self.edges is None else self.edges.astype(np.float64)
-        if len(probes):
-            probes[-1] = np.nextafter(probes[-1], np.inf)
-        self.probes = probes
-        self.index = {c: i for i, c in enumerate(self.categories)}
-        self.lumped = bool(self.categories) and self.categories[-1] == OTHER
-
-    @property
-    def missing_share(self) -> float:
-        total = self.rows + self.missing
-        return self.missing / total if total else 0.0
-
-    @property
-    def distinct(self) -> int:
-        return int(np.count_nonzero(self.counts))
-
-    @property
-    def labels(self) -> list[str]:
-        """A name per bin, for tables and charts."""
-        if not self.numeric:
-            return list(self.categories)
-        e = self.edges if self.edges is not None else np.zeros(1)
-        inner = [f"{_g(a)}–{_g(b)}" for a, b in itertools.pairwise(e)]
-        return [f"< {_g(e[0])}", *inner, f"> {_g(e[-1])}"]
-
-    @classmethod
-    def from_profile(cls, name: str, column: Mapping[str, Any]) -> FeatureReference | None:
-        """From one column of a profile; None when it holds nothing to compare with."""
-        count, missing = int(column.get("count") or 0), int(column.get("missing") or 0)
-        hist = column.get("histogram")
-        if column.get("type") in ("int", "float") and hist and len(hist.get("edges", [])) > 1:
-            inner = np.asarray(hist["counts"], dtype=np.int64)
-            return cls(
-                name,
-                True,
-                int(inner.sum()),
-                missing,
-                edges=np.asarray(hist["edges"], dtype=np.float64),
-                counts=np.concatenate([[0], inner, [0]]),
-                mean=column.get("mean"),
-                std=column.get("std"),
-            )
-        top = column.get("top")
-        if column.get("type") in ("string", "bool") and top:
-            cats = [str(k) for k in top]
-            counts = [int(v) for v in top.values()]
-            rest = count - sum(counts)
-            if rest > 0:
-                cats.append(OTHER)
-                counts.append(rest)
-            return cls(name, False, count, missing, categories=cats, counts=np.asarray(counts))
-        return None
-
-
-def _g(x: float) -> str:
-    return f"{x:.4g}"
-
-
-@dataclass
-class Reference:
-    features: dict[str, FeatureReference]
-    prediction: FeatureReference | None = None
-
-    @classmethod
-    def from_profile(
-        cls,
-        profile: Mapping[str, Any],
-        features: list[str] | None = None,
-        prediction: FeatureReference | None = None,
-    ) -> Reference:
-        columns = profile.get("columns") or {}
-        names = features if features is not None else list(columns)
-        refs = {}
-        for name in names:
-            ref = FeatureReference.from_profile(name, columns.get(name) or {})
-            if ref is not None:
-                refs[name] = ref
-        return cls(refs, prediction)
-
-
-def reference_of(name: str, values: Any) -> FeatureReference | None:
-    """A reference built from values (e.g. the model's predictions on its hold-out rows)."""
-    import pandas as pd
-
-    from shipml.data.profile import column_profile
-
-    return FeatureReference.from_profile(name, column_profile(pd.Series(values)))
-
-
-class Counts:
-    """One feature's counts in a window: fixed size whatever the rows.
-
-    Numeric values are counted by sorting each chunk (numpy's vectorised sort) and
-    finding the reference's edges in it: bin counts, missing and infinite values and the
-    sums below and above the range are then contiguous slices — no per-value Python and
-    a handful of passes over the chunk. Categories are counted by one hashing pass
-    (Arrow's ``value_counts`` for Arrow columns, pandas' otherwise); only the distinct
-    values are looked at in Python."""
-
-    __slots__ = ("bins", "missing", "outside", "ref", "sum", "unseen")
-
-    def __init__(self, ref: FeatureReference) -> None:
-        self.ref = ref
-        self.bins = np.zeros(len(ref.counts), dtype=np.int64)
-        self.missing = 0
-        self.sum = 0.0  # of the finite values
-        self.outside = [0.0, 0.0]  # sums of the finite values below / above the range
-        self.unseen: dict[str, int] = {}
-
-    @property
-    def rows(self) -> int:
-        return int(self.bins.sum()) + sum(self.unseen.values())
-
-    def add(self, values: Any) -> None:
-        """Count a chunk: a numpy array, a list, a pandas Series or an Arrow array."""
-        if self.ref.numeric:
-            self._add_numeric(_floats(values))
-        else:
-            self._add_categories(*_value_counts(values))
-
-    def _add_numeric(self, values: np.ndarray) -> None:
-        x = np.sort(values.reshape(-1))  # NaN last, after +inf
-        if not len(x):
-            return
-        valid = int(np.searchsorted(x, np.inf, side="right"))  # the first NaN
-        self.missing += len(x) - valid
-        if not valid:
-            return
-        # Positions of the edges: values below each inner edge, and at or below the last
-        # one (the last bin includes its right edge, as np.histogram counts).
-        pos = np.searchsorted(x[:valid], self.ref.probes, side="left")
-        self.bins[0] += pos[0]
-        self.bins[1:-1] += np.diff(pos)
-        self.bins[-1] += valid - pos[-1]
-        lo = int(np.searchsorted(x, -np.inf, side="right"))  # after the -inf values
-        hi = int(np.searchsorted(x, np.inf, side="left"))  # before the +inf values
-        self.sum += float(x[lo:hi].sum())
-        first, last = int(pos[0]), int(pos[-1])
-        if first > lo:
-            self.outside[0] += float(x[lo:first].sum())
-        if hi > last:
-            self.outside[1] += float(x[last:hi].sum())
-
-    def _add_categories(self, values: list[Any], counts: np.ndarray) -> None:
-        index = self.ref.index
-        lumped = self.ref.lumped
-        for value, n in zip(values, counts.tolist(), strict=True):
-            if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
-                self.missing += n
-                continue
-            text = str(value)
-            i = index.get(text)
-            if i is not None:
-                self.bins[i] += n
-            elif lumped:
-                self.bins[-1] += n
-            elif text in self.unseen or len(self.unseen) < MAX_UNSEEN:
-                self.unseen[text] = self.unseen.get(text, 0) + n
-            else:
-                self.unseen[OTHER] = self.unseen.get(OTHER, 0) + n
-
-    def merge(self, other: Counts) -> None:
-        self.bins += other.bins
-        self.missing += other.missing
-        self.sum += other.sum
-        self.outside = [self.outside[0] + other.outside[0], self.outside[1] + other.outside[1]]
-        for k, v in other.unseen.items():
-            self.unseen[k] = self.unseen.get(k, 0) + v
-
-
-def _is_arrow(values: Any) -> bool:
-    return type(values).__module__.startswith("pyarrow")
-
-
-def _floats(values: Any) -> np.ndarray:
-    """A chunk of a numeric feature as float64, missing values as NaN."""
-    if _is_arrow(values):
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        return np.asarray(
-            pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-        )
-    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):  # pandas
-        return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
-    return np.asarray(values, dtype=np.float64)
-
-
-def _value_counts(values: Any) -> tuple[list[Any], np.ndarray]:
-    """The distinct values of a chunk (missing ones included) and how often each occurs."""
-    if _is_arrow(values):
-        import pyarrow.compute as pc
-
-        counted = pc.value_counts(values)
-        return counted.field("values").to_pylist(), counted.field("counts").to_numpy()
-    import pandas as pd
-
-    if not isinstance(values, pd.Series):
-        # dtype=object: no conversion to pandas' string type first (it costs 5x the count)
-        values = pd.Series(np.asarray(values, dtype=object).reshape(-1), dtype=object)
-    counted = values.value_counts(dropna=False, sort=False)
-    return counted.index.tolist(), counted.to_numpy()
-
-
-class Window:
-    """Counts of every referenced feature, and of the predictions, over some rows."""
-
-    def __init__(self, reference: Reference) -> None:
-        self.reference = reference
-        self.features = {name: Counts(ref) for name, ref in reference.features.items()}
-        self.prediction = Counts(reference.prediction) if reference.prediction else None
-        self.rows = 0
-
-    def add(self, columns: Mapping[str, Any], predictions: Any = None, rows: int = 0) -> None:
-        """Count a batch: one array (numpy, Arrow, a list or a Series) per feature name."""
-        n = rows
-        for name, counts in self.features.items():
-            values = columns.get(name)
-            if values is not None:
-                counts.add(values)
-                n = n or len(values)
-        if predictions is not None and self.prediction is not None:
-            self.prediction.add(predictions)
-            n = n or len(predictions)
-        self.rows += n
-
-    def merge(self, other: Window) -> None:
-        for name, counts in self.features.items():
-            counts.merge(other.features[name])
-        if self.prediction is not None and other.prediction is not None:
-            self.prediction.merge(other.prediction)
-        self.rows += other.rows
+__all__ = [
+    "MAX_UNSEEN",
+    "OTHER",
+    "Counts",
+    "DriftResult",
+    "FeatureDrift",
+    "FeatureReference",
+    "Reference",
+    "Settings",
+    "Window",
+    "compare",
+    "judge",
+    "method_for",
+    "reference_of",
+]
 
 
 @dataclass(frozen=True)

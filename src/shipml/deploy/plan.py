@@ -117,11 +117,6 @@ def make_plan(config: ProjectConfig, env: str) -> Plan:
     refs = [("champion", deploy.champion or f"{config.model_name}@champion")]
     if settings.mode != "single":
         refs.append(("challenger", deploy.challenger or f"{config.model_name}@challenger"))
-    if settings.mode not in ("single", "shadow", "ab", "canary"):
-        raise DeployError(
-            f"[deploy.{env}] mode {settings.mode!r} is not a traffic mode",
-            hint="use single, shadow, ab or canary",
-        )
     variants = []
     for role, ref in refs:
         model, version = resolve_version(config, ref)

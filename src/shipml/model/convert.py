@@ -7,14 +7,14 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from shipml.errors import ModelError, ParityError
 from shipml.model.converters import prepare
 from shipml.model.signature import MATRIX_INPUT, Signature, onnx_feeds
 
-if TYPE_CHECKING:  # onnxruntime is imported when a session is made, not at import time
+if TYPE_CHECKING:  # onnxruntime and pandas are imported when needed, not at import time
     import onnxruntime as ort
+    import pandas as pd
 
 
 class ConversionUnsupported(ModelError):

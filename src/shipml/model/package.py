@@ -23,10 +23,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from shipml.errors import ModelError
 from shipml.files import replacing_folder, sha256_file
@@ -47,6 +46,9 @@ from shipml.model.signature import (
     probe_unseen,
     with_unseen_policy,
 )
+
+if TYPE_CHECKING:  # pandas is imported where a frame is read: the server never needs it
+    import pandas as pd
 
 MANIFEST = "package.json"
 FORMAT_VERSION = 1
@@ -148,6 +150,8 @@ class ModelPackage:
 
     def holdout(self) -> tuple[pd.DataFrame, pd.Series | None]:
         """The held-out features (model convention) and their labels."""
+        import pandas as pd
+
         file = self.path / "holdout.parquet"
         if not file.is_file():
             raise ModelError(
@@ -162,6 +166,8 @@ class ModelPackage:
     def train_rows(self) -> pd.DataFrame | None:
         """The training rows as ``hash`` (64-bit, of the features) and, when given,
         ``label``; None if the package was made without them."""
+        import pandas as pd
+
         file = self.path / "train_rows.parquet"
         return pd.read_parquet(file) if file.is_file() else None
 
@@ -193,6 +199,8 @@ class ModelPackage:
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash of each row's values, in row order (frame in the model convention)."""
+    import pandas as pd
+
     hashed = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=False)
     return hashed.to_numpy(dtype=np.uint64)
 
@@ -332,6 +340,8 @@ def build_package(
     unseen-category policy (accept | error; default: accept where the model is shown to
     handle a category it never saw). Written atomically: a failed packaging leaves
     nothing."""
+    import pandas as pd
+
     if not isinstance(X, pd.DataFrame) or X.empty:
         raise ModelError(
             f"package_model needs the validation features as a non-empty DataFrame, got "

@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from shipml.errors import ModelError
+
+if TYPE_CHECKING:  # pandas is imported where a frame is made: the server never needs it
+    import pandas as pd
 
 MAX_CATEGORIES = 100
 MATRIX_INPUT = "input"
@@ -88,6 +90,8 @@ class Signature:
 
 
 def _is_string(series: pd.Series) -> bool:
+    import pandas as pd
+
     return (
         isinstance(series.dtype, pd.CategoricalDtype)
         or pd.api.types.is_string_dtype(series.dtype)
@@ -97,6 +101,8 @@ def _is_string(series: pd.Series) -> bool:
 
 def is_tensor(series: pd.Series) -> bool:
     """A column whose cells are arrays (a tensor feature), not text."""
+    import pandas as pd
+
     if not pd.api.types.is_object_dtype(series.dtype) or series.empty:
         return False
     return isinstance(series.iloc[0], list | tuple | np.ndarray)
@@ -116,6 +122,8 @@ def model_input(df: pd.DataFrame, signature: Signature | None = None) -> pd.Data
     missing, arrays (tensor features) as float32 arrays, every other column as float32
     with NaN for missing. With a ``signature``, each feature gets the signature's type (a
     column of only missing values is numeric where the model wants a number)."""
+    import pandas as pd
+
     types = {f.name: f.type for f in signature.features} if signature is not None else {}
     out = {}
     for name in df.columns:
@@ -140,6 +148,8 @@ def model_input(df: pd.DataFrame, signature: Signature | None = None) -> pd.Data
 
 
 def _floats(col: pd.Series, name: str) -> pd.Series:
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
         return col.astype("float32")
     if _is_string(col):
@@ -168,6 +178,8 @@ def _parses(value: Any) -> bool:
 def infer_signature(X: pd.DataFrame, y: Any = None, *, classes: Any = None) -> Signature:
     """Read a signature off every row the model saw: pass the training and the validation
     rows together (categories and nullability come from all of them)."""
+    import pandas as pd
+
     feats = []
     for name in X.columns:
         col = X[name]
@@ -194,6 +206,8 @@ def infer_signature(X: pd.DataFrame, y: Any = None, *, classes: Any = None) -> S
 
 def onnx_feeds(frame: pd.DataFrame, signature: Signature) -> dict[str, np.ndarray]:
     """ONNX inputs (one [n, 1] tensor per feature) from a frame in the model convention."""
+    import pandas as pd
+
     if signature.onnx_input == "matrix":
         numbers = {f.name: _floats(frame[f.name], f.name) for f in signature.features}
         return {MATRIX_INPUT: pd.DataFrame(numbers).to_numpy(dtype=np.float32)}

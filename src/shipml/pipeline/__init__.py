@@ -19,7 +19,9 @@ if TYPE_CHECKING:
         package_model,
         report_intermediate,
     )
-    from shipml.pipeline.runner import RunResult, StepResult, load_pipeline, run_pipeline
+    from shipml.pipeline.loading import load_pipeline
+    from shipml.pipeline.result import RunResult, StepResult
+    from shipml.pipeline.runner import run_pipeline
 
 _LAZY = {
     "DatasetInput": "shipml.pipeline.context",
@@ -27,9 +29,9 @@ _LAZY = {
     "log_metrics": "shipml.pipeline.context",
     "package_model": "shipml.pipeline.context",
     "report_intermediate": "shipml.pipeline.context",
-    "RunResult": "shipml.pipeline.runner",
-    "StepResult": "shipml.pipeline.runner",
-    "load_pipeline": "shipml.pipeline.runner",
+    "RunResult": "shipml.pipeline.result",
+    "StepResult": "shipml.pipeline.result",
+    "load_pipeline": "shipml.pipeline.loading",
     "run_pipeline": "shipml.pipeline.runner",
 }
 

@@ -27,9 +27,16 @@ from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
 from shipml.errors import PipelineError, ShipmlError, StepFailed
 from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key
-from shipml.pipeline.context import DatasetInput, RunContext, activate, deactivate
+from shipml.pipeline.context import DatasetInput, RunContext
+from shipml.pipeline.executor import (
+    check_json,
+    dataset_lineage,
+    execute,
+    resolve_dataset,
+    step_settings,
+)
 from shipml.pipeline.fingerprint import Fingerprinter
-from shipml.pipeline.runner import _check_json, _split_outputs, load_pipeline, resolve_dataset
+from shipml.pipeline.loading import load_pipeline
 from shipml.pipeline.step import DatasetRef, Node, OutputRef
 
 FORMAT = 1
@@ -157,9 +164,89 @@ def run_step(
     graph = load_pipeline(config).build({**config.pipeline.params, **(params or {})})
     node = _node(graph, name)
     exchange = Exchange(config.artifact_root)
+    upstream, given = _upstream(exchange, node, inputs or [])
+    cache = ArtifactCache(config.cache_dir)
+    args = _Arguments(config, exchange, cache)
+    args.gather(node, upstream, given)
+    kwargs, digests, datasets = args.kwargs, args.digests, args.datasets
+    code, _files = Fingerprinter(config.root).fingerprint(node.step)
+    key = cache_key(node.step.name, code, args.params, digests, step_settings(config))
+    if use_cache and node.step.cache and exchange.exists(key):
+        data = exchange.read_manifest(exchange.manifest_uri(key))
+        outputs = [StoredOutput(**o) for o in data["outputs"]]
+        seconds = time.perf_counter() - started
+        uri = exchange.manifest_uri(key)
+        return StepRun(name, "cached", key, uri, outputs, data.get("metrics", {}), seconds)
+    call = {k: cache.load(v) if isinstance(v, StoredOutput) else v for k, v in kwargs.items()}
+    lineage = {
+        "pipeline": graph.pipeline,
+        "params": graph.params,
+        "datasets": datasets,
+        "step": name,
+        "cache_key": key,
+    }
+    stored, metrics = _execute(config, node, call, lineage, cache)
+    exchange.publish(stored, cache)
+    manifest = exchange.write_manifest(
+        key,
+        {
+            "format": FORMAT,
+            "step": name,
+            "pipeline": graph.pipeline,
+            "key": key,
+            "outputs": [asdict(o) for o in stored],
+            "metrics": metrics,
+            "inputs": given,
+            "params": args.params,
+            "datasets": datasets,
+            "seconds": round(time.perf_counter() - started, 4),
+        },
+    )
+    return StepRun(name, "done", key, manifest, stored, metrics, time.perf_counter() - started)
+
+
+class _Arguments:
+    """A step's arguments: upstream outputs fetched from the exchange, datasets resolved,
+    JSON values checked; with the digests and parameters its cache key is made of."""
+
+    def __init__(self, config: ProjectConfig, exchange: Exchange, cache: ArtifactCache) -> None:
+        self.config, self.exchange, self.cache = config, exchange, cache
+        self.store = DatasetStore(config.artifact_root, config.root)
+        self.kwargs: dict[str, Any] = {}
+        self.params: dict[str, Any] = {}
+        self.digests: dict[str, str] = {}
+        self.datasets: dict[str, Any] = {}
+
+    def gather(
+        self, node: Node, upstream: dict[str, dict[str, Any]], given: dict[str, str]
+    ) -> None:
+        for arg, value in node.arguments.items():
+            if isinstance(value, OutputRef):
+                outs = {o["name"]: StoredOutput(**o) for o in upstream[value.node]["outputs"]}
+                if value.name not in outs:
+                    raise PipelineError(f"{given[value.node]} has no output {value.name!r}")
+                out = outs[value.name]
+                self.digests[arg] = out.digest
+                self.exchange.fetch(out, self.cache)
+                self.kwargs[arg] = out
+            elif isinstance(value, DatasetRef):
+                snap = resolve_dataset(self.config, self.store, value.name)
+                self.digests[arg] = snap.digest
+                self.datasets[snap.name] = dataset_lineage(snap)
+                self.kwargs[arg] = DatasetInput(snap, self.store)
+            else:
+                check_json(node.name, arg, value)
+                self.params[arg] = self.kwargs[arg] = value
+
+
+def _upstream(
+    exchange: Exchange, node: Node, inputs: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The manifests of the step's upstream steps, by step, and the URI each came from;
+    exactly the step's upstream steps, each from where ``STEP=URI`` says."""
     upstream: dict[str, dict[str, Any]] = {}
     given: dict[str, str] = {}
-    for item in inputs or []:
+    for item in inputs:
         expected, sep, uri = item.partition("=")
         if not sep or "/" in expected or ":" in expected:
             expected, uri = "", item
@@ -174,7 +261,7 @@ def run_step(
     missing = [up for up in node.upstream if up not in upstream]
     if missing:
         raise PipelineError(
-            f"step '{name}' needs the outputs of {', '.join(missing)}",
+            f"step '{node.name}' needs the outputs of {', '.join(missing)}",
             hint="pass "
             + " ".join(f"--input URI_OF_{up.upper()}" for up in missing)
             + " (the manifest URI each of those steps printed)",
@@ -182,66 +269,25 @@ def run_step(
     extra = sorted(set(upstream) - set(node.upstream))
     if extra:
         raise PipelineError(
-            f"step '{name}' does not take the outputs of {', '.join(extra)}",
+            f"step '{node.name}' does not take the outputs of {', '.join(extra)}",
             hint=f"its upstream steps: {', '.join(node.upstream) or 'none'}",
         )
-    cache = ArtifactCache(config.cache_dir)
-    store = DatasetStore(config.artifact_root, config.root)
-    kwargs: dict[str, Any] = {}
-    args: dict[str, Any] = {}
-    digests: dict[str, str] = {}
-    datasets: dict[str, Any] = {}
-    for arg, value in node.arguments.items():
-        if isinstance(value, OutputRef):
-            outs = {o["name"]: StoredOutput(**o) for o in upstream[value.node]["outputs"]}
-            if value.name not in outs:
-                raise PipelineError(f"{given[value.node]} has no output {value.name!r}")
-            out = outs[value.name]
-            digests[arg] = out.digest
-            exchange.fetch(out, cache)
-            kwargs[arg] = out
-        elif isinstance(value, DatasetRef):
-            snap = resolve_dataset(config, store, value.name)
-            digests[arg] = snap.digest
-            datasets[snap.name] = {
-                "version": snap.version,
-                "sha256": snap.digest,
-                "source": snap.source,
-                "rows": snap.rows,
-            }
-            kwargs[arg] = DatasetInput(snap, store)
-        else:
-            _check_json(name, arg, value)
-            args[arg] = kwargs[arg] = value
-    code, _files = Fingerprinter(config.root).fingerprint(node.step)
-    settings = {"parity_tolerance": config.model.parity_tolerance}
-    key = cache_key(node.step.name, code, args, digests, settings)
-    if use_cache and node.step.cache and exchange.exists(key):
-        data = exchange.read_manifest(exchange.manifest_uri(key))
-        return StepRun(
-            name,
-            "cached",
-            key,
-            exchange.manifest_uri(key),
-            [StoredOutput(**o) for o in data["outputs"]],
-            data.get("metrics", {}),
-            time.perf_counter() - started,
-        )
-    call = {k: cache.load(v) if isinstance(v, StoredOutput) else v for k, v in kwargs.items()}
+    return upstream, given
+
+
+def _execute(
+    config: ProjectConfig,
+    node: Node,
+    call: dict[str, Any],
+    lineage: dict[str, Any],
+    cache: ArtifactCache,
+) -> tuple[list[StoredOutput], dict[str, float]]:
+    """Run the step (the runner's executor); its failure is a StepFailed naming it."""
+    name = node.name
     workdir = Path(tempfile.mkdtemp(prefix="shipml-step-"))
-    lineage = {
-        "pipeline": graph.pipeline,
-        "params": graph.params,
-        "datasets": datasets,
-        "step": name,
-        "cache_key": key,
-    }
     ctx = RunContext(config, None, lineage, workdir, step=name)
-    token = activate(ctx)
     try:
-        value = node.step.func(**call)
-        values = _split_outputs(node, value)
-        stored = [cache.store(name, n, v) for n, v in values.items()]
+        _values, stored = execute(node, call, ctx, cache)
     except ShipmlError as exc:
         raise StepFailed(name, f"step '{name}' failed: {exc.message}", hint=exc.hint) from exc
     except Exception as exc:
@@ -251,24 +297,5 @@ def run_step(
             hint="`shipml --debug step run ...` shows the traceback",
         ) from exc
     finally:
-        deactivate(token)
         shutil.rmtree(workdir, ignore_errors=True)
-    exchange.publish(stored, cache)
-    manifest = exchange.write_manifest(
-        key,
-        {
-            "format": FORMAT,
-            "step": name,
-            "pipeline": graph.pipeline,
-            "key": key,
-            "outputs": [asdict(o) for o in stored],
-            "metrics": dict(ctx.metrics),
-            "inputs": given,
-            "params": args,
-            "datasets": datasets,
-            "seconds": round(time.perf_counter() - started, 4),
-        },
-    )
-    return StepRun(
-        name, "done", key, manifest, stored, dict(ctx.metrics), time.perf_counter() - started
-    )
+    return stored, dict(ctx.metrics)

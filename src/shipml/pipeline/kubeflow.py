@@ -25,7 +25,7 @@ from typing import Any
 
 from shipml.config import ProjectConfig
 from shipml.errors import PipelineError
-from shipml.pipeline.runner import load_pipeline
+from shipml.pipeline.loading import load_pipeline
 from shipml.pipeline.step import Graph
 from shipml.tracking.server import split_password
 

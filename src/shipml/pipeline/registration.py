@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from shipml.tracking import Tracker, VersionInfo, registry_of
 
 if TYPE_CHECKING:
-    from shipml.tracking.worker import RemoteTracker
+    from shipml.tracking.remote import RemoteTracker
 
 
 def register_package(

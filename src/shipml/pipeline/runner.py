@@ -9,162 +9,45 @@ run and registered (a package already registered keeps its version).
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import shutil
-import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from shipml.audit import record_event
 from shipml.config import ProjectConfig
-from shipml.data import DatasetStore, Snapshot, parse_ref
-from shipml.errors import DataError, PipelineError, ShipmlError, StepFailed
+from shipml.data import DatasetStore, Snapshot
+from shipml.errors import PipelineError, ShipmlError, StepFailed
 from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key
 from shipml.pipeline.context import (
     DatasetInput,
     RunContext,
     RunStopped,
-    activate,
-    deactivate,
 )
 from shipml.pipeline.display import Reporter, SilentReporter
+from shipml.pipeline.executor import (
+    check_json,
+    execute,
+    resolve_dataset,
+    step_settings,
+)
 from shipml.pipeline.fingerprint import Fingerprinter
+from shipml.pipeline.loading import load_pipeline
+from shipml.pipeline.record import lineage, log_summary, run_tags
 from shipml.pipeline.registration import register_package
+from shipml.pipeline.result import RunResult, StepResult
 from shipml.pipeline.step import DatasetRef, Graph, Node, OutputRef, Pipeline
 from shipml.tracking import (
     Tracker,
-    VersionInfo,
-    environment,
     git_info,
-    package_versions,
     registry_of,
     tracker_for,
 )
 
 if TYPE_CHECKING:
-    from shipml.tracking.worker import RemoteTracker
-
-
-@dataclass
-class StepResult:
-    name: str
-    status: str  # done | cached | failed | skipped
-    seconds: float = 0.0
-    key: str = ""
-    outputs: dict[str, StoredOutput] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    hint: str | None = None
-    code_files: list[str] = field(default_factory=list)
-    traceback_file: str | None = None
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    pipeline: str
-    status: str  # FINISHED | FAILED
-    steps: list[StepResult]
-    params: dict[str, Any]
-    metrics: dict[str, float]
-    datasets: dict[str, Snapshot]
-    seconds: float
-    model_version: VersionInfo | None = None
-    model_created: bool = False
-    failed_step: str | None = None
-    error: str | None = None
-    traceback_file: str | None = None
-
-    def step(self, name: str) -> StepResult:
-        return next(s for s in self.steps if s.name == name)
-
-    @property
-    def executed(self) -> list[str]:
-        return [s.name for s in self.steps if s.status == "done"]
-
-    @property
-    def cached(self) -> list[str]:
-        return [s.name for s in self.steps if s.status == "cached"]
-
-
-# -- loading ---------------------------------------------------------------------------
-
-
-def load_module(config: ProjectConfig) -> ModuleType:
-    """Import the project's pipeline file afresh (project modules are re-imported too,
-    so edits to helpers take effect in a long-lived process)."""
-    file = config.path(config.pipeline.file)
-    if not file.is_file():
-        raise PipelineError(
-            f"pipeline file not found: {file}",
-            hint="set [pipeline] file in shipml.toml to your pipeline module",
-        )
-    root = str(config.root)
-    # The project's own top-level modules (features.py...): a module of that name
-    # imported from another project earlier in this process must not stand in for it.
-    own = {p.stem for p in config.root.glob("*.py")} | {
-        p.parent.name for p in config.root.glob("*/__init__.py")
-    }
-    # Thousands of modules are loaded (MLflow alone brings ~2,000): compare resolved paths
-    # only for files that can lie in the project, i.e. not in an installed package.
-    for name, mod in list(sys.modules.items()):
-        mod_file = getattr(mod, "__file__", None)
-        if (
-            mod_file
-            and "site-packages" not in mod_file
-            and not mod_file.startswith(sys.base_prefix)
-            and (os.path.realpath(mod_file).startswith(root + "/") or name.partition(".")[0] in own)
-        ):
-            del sys.modules[name]
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    name = file.stem
-    spec = importlib.util.spec_from_file_location(name, file)
-    if spec is None or spec.loader is None:
-        raise PipelineError(f"cannot import {file}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except ShipmlError:
-        raise
-    except Exception as exc:
-        del sys.modules[name]
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        raise PipelineError(
-            f"importing {file.name} failed: {type(exc).__name__}: {exc} "
-            f"({Path(frame.filename).name}:{frame.lineno})",
-            hint="fix the error above; `shipml --debug run` shows the whole traceback",
-        ) from exc
-    return module
-
-
-def load_pipeline(config: ProjectConfig) -> Pipeline:
-    module = load_module(config)
-    found = {p.name: p for p in vars(module).values() if isinstance(p, Pipeline)}
-    wanted = config.pipeline.name
-    if wanted:
-        if wanted not in found:
-            raise PipelineError(
-                f"no pipeline named {wanted!r} in {config.pipeline.file} "
-                f"(found: {', '.join(found) or 'none'})",
-                hint="check [pipeline] name in shipml.toml",
-            )
-        return found[wanted]
-    if len(found) != 1:
-        raise PipelineError(
-            f"{config.pipeline.file} defines {len(found)} pipelines "
-            f"({', '.join(found) or 'none'}); shipml needs to know which one to run",
-            hint="decorate one function with @shipml.pipeline, or set [pipeline] name",
-        )
-    return next(iter(found.values()))
+    from shipml.tracking.remote import RemoteTracker
 
 
 # -- running ---------------------------------------------------------------------------
@@ -177,35 +60,6 @@ def _dataset_refs(graph: Graph) -> list[str]:
             if isinstance(value, DatasetRef) and value.name not in names:
                 names.append(value.name)
     return names
-
-
-def resolve_dataset(config: ProjectConfig, store: DatasetStore, name: str) -> Snapshot:
-    """The snapshot a run uses: ``name@version`` pins a version; a configured source is
-    snapshotted if it changed; otherwise the latest version added with `shipml data add`."""
-    base, version = parse_ref(name)
-    if version is not None:
-        return store.get(name)
-    if base in config.datasets:
-        section = config.datasets[base]
-        return store.add(base, section.source, description=section.description)
-    if base in store.names():
-        return store.get(base)
-    raise DataError(
-        f"the pipeline uses dataset {name!r}, which is neither in shipml.toml [datasets] "
-        "nor added to the store",
-        hint=f"add it: `shipml data add {name} PATH_OR_URI`, or a [datasets.{name}] section",
-    )
-
-
-def _check_json(step: str, arg: str, value: Any) -> None:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise PipelineError(
-            f"step '{step}' got {type(value).__name__} for '{arg}', which is neither a step "
-            "output, a dataset nor a JSON value",
-            hint="pass step outputs, dataset(...) or plain values (numbers, strings, lists)",
-        ) from exc
 
 
 class _Run:
@@ -230,8 +84,7 @@ class _Run:
         # Written in one batch at the end of the run (one transaction, not one per step).
         self.pending_metrics: dict[str, float] = {}
         self.pending_tags: dict[str, str] = {}
-        # Settings a step's result depends on (package_model reads the parity tolerance).
-        self.settings = {"parity_tolerance": config.model.parity_tolerance}
+        self.settings = step_settings(config)
 
     def value(self, ref: OutputRef) -> Any:
         key = (ref.node, ref.name)
@@ -252,7 +105,7 @@ class _Run:
                 digests[arg] = self.inputs[value.name].digest
                 kwargs[arg] = self.inputs[value.name]
             else:
-                _check_json(node.name, arg, value)
+                check_json(node.name, arg, value)
                 params[arg] = value
                 kwargs[arg] = value
         return kwargs, params, digests
@@ -286,84 +139,29 @@ def run_pipeline(
     by a worker process, which has imported MLflow meanwhile. ``tags`` are added to the
     run's (`shipml tune` makes each trial a child run of the search's run with them)."""
     started = time.perf_counter()
-    if alias is not None and alias in config.gates.protect:
-        raise PipelineError(
-            f"run_pipeline does not move the protected alias {alias!r} ([gates] protect)",
-            hint="shipml.project.run (`shipml run --alias`) registers, then promotes "
-            "through the gates",
-        )
-    extra_tags = dict(tags or {})
     reporter = reporter or SilentReporter()
-    pipe = load_pipeline(config)
-    graph = pipe.build({**config.pipeline.params, **(params or {})})
-    for node in graph.nodes:
-        for arg, value in node.arguments.items():
-            if not isinstance(value, OutputRef | DatasetRef):
-                _check_json(node.name, arg, value)
+    pipe, graph = _plan(config, params, alias)
     store = DatasetStore(config.artifact_root, config.root)
     by_ref = {ref: resolve_dataset(config, store, ref) for ref in _dataset_refs(graph)}
     snapshots = {snap.name: snap for snap in by_ref.values()}
     tracker = tracker or tracker_for(config)
     git = git_info(config.root)
-    tags = {
-        "shipml.pipeline": pipe.name,
-        "mlflow.source.name": str(config.pipeline.file),
-        "mlflow.source.type": "LOCAL",
-        "shipml.python": sys.version.split()[0],
-    }
-    if git["commit"]:
-        tags["mlflow.source.git.commit"] = git["commit"]
-        tags["shipml.git.dirty"] = str(git["dirty"]).lower()
-        if git.get("branch"):
-            tags["mlflow.source.git.branch"] = git["branch"]
-    else:
-        tags["shipml.git.commit"] = "none (not a git repository)"
-    tags.update(extra_tags)
-    run_id = tracker.start_run(pipe.name, tags)
+    run_id = tracker.start_run(pipe.name, {**run_tags(config, pipe.name, git), **(tags or {})})
     run = _Run(config, tracker, ArtifactCache(config.cache_dir), store)
     workdir = Path(tempfile.mkdtemp(prefix="shipml-run-"))
     result = RunResult(run_id, pipe.name, "RUNNING", [], graph.params, {}, snapshots, 0.0)
     failure: BaseException | None = None
     try:
         tracker.log_params(run_id, graph.params)
-        for ref, snap in by_ref.items():
-            run.inputs[ref] = DatasetInput(snap, store)
-        for name, snap in snapshots.items():
-            tracker.log_dataset(
-                run_id,
-                name=name,
-                digest=snap.digest,
-                source=snap.source,
-                schema=snap.schema,
-                rows=snap.rows,
-                version=snap.version,
-            )
-            run.pending_tags[f"shipml.dataset.{name}.sha256"] = snap.digest
-        lineage = {
-            "run_id": run_id,
-            "experiment": config.experiment_name,
-            "pipeline": pipe.name,
-            "params": graph.params,
-            "datasets": {
-                n: {"version": s.version, "sha256": s.digest, "source": s.source, "rows": s.rows}
-                for n, s in snapshots.items()
-            },
-            "git": git,
-            "packages": package_versions(),
-            "python": sys.version.split()[0],
-        }
-        ctx = RunContext(config, run_id, lineage, workdir)
+        _log_inputs(run, run_id, by_ref)
+        record = lineage(config, run_id, pipe.name, graph.params, snapshots, git)
+        ctx = RunContext(config, run_id, record, workdir)
         reporter.pipeline_started(pipe.name, run_id, [n.name for n in graph.nodes])
-        for node in graph.nodes:
-            res = _run_step(run, node, ctx, use_cache, reporter)
-            result.steps.append(res)
-            result.metrics.update(res.metrics)
-            if res.status == "failed" and result.failed_step is None:
-                result.failed_step, result.error = node.name, res.error
+        _run_steps(run, graph, ctx, use_cache, reporter, result)
         failed = result.failed_step is not None
         if not failed and register:
             _register(run, result, config, alias)
-        _log_summary(run, run_id, graph, result)
+        log_summary(tracker, config, graph, result, run.pending_metrics, run.pending_tags)
         result.status = "FAILED" if failed else "FINISHED"
     except BaseException as exc:
         # Stopped on purpose (a search's deadline or a pruned trial): KILLED, not FAILED.
@@ -373,23 +171,89 @@ def run_pipeline(
     finally:
         result.seconds = time.perf_counter() - started
         try:
-            tracker.end_run(run_id, result.status if result.status != "RUNNING" else "FAILED")
-        except ShipmlError as exc:
-            if failure is None:
-                raise
-            # The run's own failure (or Ctrl-C) is what the user must see first.
-            failure.add_note(f"ending the MLflow run failed too: {exc.message}")
+            _end_run(tracker, result, failure)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     if result.failed_step:
-        failed_res = result.step(result.failed_step)
-        hint = f"full traceback: {result.traceback_file}; downstream steps were skipped"
-        raise StepFailed(
-            result.failed_step,
-            f"step '{result.failed_step}' failed: {failed_res.error}",
-            hint=f"{hint}; {failed_res.hint}" if failed_res.hint else hint,
-        )
+        raise _step_failure(result, result.failed_step)
     return result
+
+
+def _step_failure(result: RunResult, step: str) -> StepFailed:
+    """The error a run whose step failed ends with: the step's error, where its traceback is."""
+    failed = result.step(step)
+    hint = f"full traceback: {result.traceback_file}; downstream steps were skipped"
+    return StepFailed(
+        step,
+        f"step '{step}' failed: {failed.error}",
+        hint=f"{hint}; {failed.hint}" if failed.hint else hint,
+    )
+
+
+def _plan(
+    config: ProjectConfig, params: dict[str, Any] | None, alias: str | None
+) -> tuple[Pipeline, Graph]:
+    """The pipeline and its graph for ``params``, refused before anything is recorded if an
+    argument is not JSON or the alias is protected."""
+    if alias is not None and alias in config.gates.protect:
+        raise PipelineError(
+            f"run_pipeline does not move the protected alias {alias!r} ([gates] protect)",
+            hint="shipml.project.run (`shipml run --alias`) registers, then promotes "
+            "through the gates",
+        )
+    pipe = load_pipeline(config)
+    graph = pipe.build({**config.pipeline.params, **(params or {})})
+    for node in graph.nodes:
+        for arg, value in node.arguments.items():
+            if not isinstance(value, OutputRef | DatasetRef):
+                check_json(node.name, arg, value)
+    return pipe, graph
+
+
+def _run_steps(
+    run: _Run,
+    graph: Graph,
+    ctx: RunContext,
+    use_cache: bool,
+    reporter: Reporter,
+    result: RunResult,
+) -> None:
+    """Every step in order; a failed step's downstream steps are skipped, the others run."""
+    for node in graph.nodes:
+        res = _run_step(run, node, ctx, use_cache, reporter)
+        result.steps.append(res)
+        result.metrics.update(res.metrics)
+        if res.status == "failed" and result.failed_step is None:
+            result.failed_step, result.error = node.name, res.error
+
+
+def _log_inputs(run: _Run, run_id: str, by_ref: dict[str, Snapshot]) -> None:
+    """The run's datasets: inputs of its steps, and logged to MLflow once each."""
+    for ref, snap in by_ref.items():
+        run.inputs[ref] = DatasetInput(snap, run.store)
+    for name, snap in {s.name: s for s in by_ref.values()}.items():
+        run.tracker.log_dataset(
+            run_id,
+            name=name,
+            digest=snap.digest,
+            source=snap.source,
+            schema=snap.schema,
+            rows=snap.rows,
+            version=snap.version,
+        )
+        run.pending_tags[f"shipml.dataset.{name}.sha256"] = snap.digest
+
+
+def _end_run(
+    tracker: Tracker | RemoteTracker, result: RunResult, failure: BaseException | None
+) -> None:
+    try:
+        tracker.end_run(result.run_id, result.status if result.status != "RUNNING" else "FAILED")
+    except ShipmlError as exc:
+        if failure is None:
+            raise
+        # The run's own failure (or Ctrl-C) is what the user must see first.
+        failure.add_note(f"ending the MLflow run failed too: {exc.message}")
 
 
 def _run_step(
@@ -404,42 +268,19 @@ def _run_step(
     code, files = run.fingerprinter.fingerprint(node.step)
     res.key = cache_key(node.step.name, code, params, digests, run.settings)
     res.code_files = files
-    if use_cache and node.step.cache:
-        entry = run.cache.lookup(res.key)
-        if entry is not None:
-            for out in entry.outputs:
-                run.stored[(node.name, out.name)] = out
-            res.status, res.outputs, res.metrics = "cached", {o.name: o for o in entry.outputs}, {}
-            res.metrics = dict(entry.metrics)
-            run.pending_metrics.update(res.metrics)  # logged with the run's summary
-            reporter.step_finished(node.name, "cached", 0.0, f"from run {str(entry.run_id)[:8]}")
-            return res
+    if use_cache and node.step.cache and _from_cache(run, node, res, reporter):
+        return res
     reporter.step_started(node.name)
     call = {k: (v.get() if isinstance(v, _Lazy) else v) for k, v in kwargs.items()}
     ctx.step, ctx.metrics = node.name, {}
-    token = activate(ctx)
     t0 = time.perf_counter()
     try:
-        value = node.step.func(**call)
-        outputs = _split_outputs(node, value)
-        stored = [run.cache.store(node.name, n, v) for n, v in outputs.items()]
+        outputs, stored = execute(node, call, ctx, run.cache)
     except Exception as exc:
         res.seconds = time.perf_counter() - t0
-        res.status = "failed"
-        if isinstance(exc, ShipmlError):
-            res.error, res.hint = exc.message, exc.hint
-        else:
-            res.error = f"{type(exc).__name__}: {exc}"
-        tb = "".join(traceback.format_exception(exc))
-        artifact = f"steps/{node.name}/traceback.txt"
-        run.tracker.log_text(ctx.run_id or "", tb, artifact)
-        uri = run.tracker.artifact_uri(ctx.run_id or "")
-        res.traceback_file = f"{uri}/{artifact}".removeprefix("file://")
-        run.broken.add(node.name)
+        _step_failed(run, node, ctx, res, exc)
         reporter.step_finished(node.name, "failed", res.seconds, _user_frame(exc, run.config.root))
         return res
-    finally:
-        deactivate(token)
     res.seconds = time.perf_counter() - t0
     res.metrics = dict(ctx.metrics)
     for out, (name, val) in zip(stored, outputs.items(), strict=True):
@@ -456,17 +297,35 @@ def _run_step(
     return res
 
 
-def _split_outputs(node: Node, value: Any) -> dict[str, Any]:
-    names = node.step.outputs
-    if names is None:
-        return {"output": value}
-    if not isinstance(value, tuple | list) or len(value) != len(names):
-        got = len(value) if isinstance(value, tuple | list) else 1
-        raise PipelineError(
-            f"step '{node.name}' declares outputs ({', '.join(names)}) but returned {got} value(s)",
-            hint=f"return a tuple of {len(names)} values, in that order",
-        )
-    return dict(zip(names, value, strict=True))
+def _from_cache(run: _Run, node: Node, res: StepResult, reporter: Reporter) -> bool:
+    """Reuse the step's cached outputs (and re-log its metrics) if its key has an entry."""
+    entry = run.cache.lookup(res.key)
+    if entry is None:
+        return False
+    for out in entry.outputs:
+        run.stored[(node.name, out.name)] = out
+    res.status, res.outputs = "cached", {o.name: o for o in entry.outputs}
+    res.metrics = dict(entry.metrics)
+    run.pending_metrics.update(res.metrics)  # logged with the run's summary
+    reporter.step_finished(node.name, "cached", 0.0, f"from run {str(entry.run_id)[:8]}")
+    return True
+
+
+def _step_failed(
+    run: _Run, node: Node, ctx: RunContext, res: StepResult, exc: BaseException
+) -> None:
+    """Record a step's failure: its message, and its traceback as an artifact of the run."""
+    res.status = "failed"
+    if isinstance(exc, ShipmlError):
+        res.error, res.hint = exc.message, exc.hint
+    else:
+        res.error = f"{type(exc).__name__}: {exc}"
+    tb = "".join(traceback.format_exception(exc))
+    artifact = f"steps/{node.name}/traceback.txt"
+    run.tracker.log_text(ctx.run_id or "", tb, artifact)
+    uri = run.tracker.artifact_uri(ctx.run_id or "")
+    res.traceback_file = f"{uri}/{artifact}".removeprefix("file://")
+    run.broken.add(node.name)
 
 
 def _user_frame(exc: BaseException, root: Path) -> str:
@@ -514,35 +373,3 @@ def _register(run: _Run, result: RunResult, config: ProjectConfig, alias: str | 
     run.pending_tags.update(
         {"shipml.model.name": name, "shipml.model.version": result.model_version.version}
     )
-
-
-def _log_summary(run: _Run, run_id: str, graph: Graph, result: RunResult) -> None:
-    tracker = run.tracker
-    steps = [
-        {
-            "name": s.name,
-            "status": s.status,
-            "seconds": round(s.seconds, 4),
-            "cache_key": s.key,
-            "code_files": s.code_files,
-            "outputs": {n: {"kind": o.kind, "digest": o.digest} for n, o in s.outputs.items()},
-            "error": s.error,
-        }
-        for s in result.steps
-    ]
-    tracker.log_text(
-        run_id,
-        json.dumps({"steps": steps, "edges": graph.edges()}, indent=2),
-        "pipeline/steps.json",
-    )
-    tracker.log_text(
-        run_id,
-        json.dumps(environment(run.config.cache_dir, run.config.root), indent=2),
-        "environment.json",
-    )
-    cached = sum(s.status == "cached" for s in result.steps)
-    tags = {**run.pending_tags, "shipml.steps.cached": f"{cached}/{len(result.steps)}"}
-    if result.failed_step:
-        result.traceback_file = result.step(result.failed_step).traceback_file
-        tags["shipml.failed_step"] = result.failed_step
-    tracker.log_batch(run_id, run.pending_metrics, tags)

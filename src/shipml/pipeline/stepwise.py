@@ -21,8 +21,8 @@ from shipml.data import DatasetStore
 from shipml.errors import PipelineError
 from shipml.pipeline.cache import ArtifactCache, StoredOutput
 from shipml.pipeline.exchange import Exchange
+from shipml.pipeline.loading import load_pipeline
 from shipml.pipeline.registration import register_package
-from shipml.pipeline.runner import load_pipeline
 from shipml.tracking import VersionInfo, environment, git_info, tracker_for
 
 MAX_STEPS = 10_000  # manifests followed before a loop is assumed

@@ -15,112 +15,37 @@ session's work (``shipml.project.tune``).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
-import signal
 import socket
-import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from shipml.config import ProjectConfig, TuneParam
 from shipml.errors import StepFailed, TuneError
-from shipml.pipeline.context import RunStopped, TrialPruned, current, trial_var
-from shipml.pipeline.runner import load_pipeline, run_pipeline
+from shipml.pipeline.budget import SearchStopped, Stopper
+from shipml.pipeline.context import TrialPruned, trial_var
+from shipml.pipeline.loading import load_pipeline
+from shipml.pipeline.runner import run_pipeline
 from shipml.pipeline.study import open_storage, redact, storage_url
+from shipml.pipeline.trials import (
+    ATTR_SESSION,
+    SearchResult,
+    TrialRecord,
+    search_result,
+    trial_record,
+)
 from shipml.tracking import Tracker, tracker_for
 
 ATTR_PARENT = "shipml.parent_run"
-ATTR_SESSION = "shipml.session."
 ATTR_METRIC = "shipml.metric"
-MAX_BUDGET_S = 7 * 24 * 3600.0
 PROCESS = f"{socket.gethostname()}:{os.getpid()}"  # which worker ran a trial
 STUDY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``90``, ``90s``, ``10m``, ``1h30m``, ``1.5h``."""
-    raw = str(text).strip().lower().replace(" ", "")
-    match = _DURATION.match(raw) if raw and len(raw) <= 32 else None
-    if not match or not any(match.groups()):
-        raise TuneError(
-            f"cannot read the budget {str(text)[:40]!r}",
-            hint="write seconds, minutes or hours: 90s, 10m, 1h30m",
-        )
-    h, m, s = (float(g) if g else 0.0 for g in match.groups())
-    seconds = h * 3600 + m * 60 + s
-    if not 1.0 <= seconds <= MAX_BUDGET_S:
-        raise TuneError(
-            f"a budget of {seconds:g} s is out of range",
-            hint="give at least 1s and at most 7 days (168h)",
-        )
-    return seconds
-
-
-# -- stopping --------------------------------------------------------------------------
-
-
-class SearchStopped(RunStopped):
-    """The search's deadline passed or a signal asked it to stop."""
-
-
-class Stopper:
-    """The search's clock and its signals. When the deadline passes, or on SIGINT/SIGTERM,
-    the running step is interrupted (``SearchStopped``); between steps the stop waits
-    for the next step to start. A second signal aborts at once (``KeyboardInterrupt``).
-    Signals and the timer are handled only in the main thread; elsewhere the deadline is
-    checked between steps."""
-
-    def __init__(self, deadline: float | None) -> None:
-        self.deadline = deadline  # time.monotonic()
-        self.reason: str | None = None
-        self._saved: dict[int, Any] = {}
-
-    def __enter__(self) -> Stopper:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
-                self._saved[sig] = signal.signal(sig, self._handle)
-            if self.deadline is not None:
-                signal.setitimer(signal.ITIMER_REAL, max(self.deadline - time.monotonic(), 1e-3))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._saved:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            for sig, handler in self._saved.items():
-                signal.signal(sig, handler)
-            self._saved.clear()
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if signum == signal.SIGALRM:
-            if self.deadline is not None and time.monotonic() < self.deadline - 0.01:
-                signal.setitimer(signal.ITIMER_REAL, self.deadline - time.monotonic())
-                return
-            self.reason = self.reason or "budget"
-        elif self.reason is not None and self.reason != "budget":
-            raise KeyboardInterrupt  # a second Ctrl-C or SIGTERM: stop everything now
-        else:
-            self.reason = f"signal {signal.Signals(signum).name}"
-        if current() is not None:  # inside a step's code: stop it there
-            raise SearchStopped(self.reason)
-
-    @property
-    def remaining(self) -> float | None:
-        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-
-    def check(self) -> None:
-        """Raise ``SearchStopped`` if the search must stop (called between steps)."""
-        if self.reason is None and self.deadline is not None and self.remaining == 0:
-            self.reason = "budget"
-        if self.reason is not None:
-            raise SearchStopped(self.reason)
 
 
 # -- the search space ------------------------------------------------------------------
@@ -167,63 +92,6 @@ def check_space(config: ProjectConfig, defaults: dict[str, Any]) -> None:
                 f"the default of {name!r} ({value!r}) lies outside its [tune.space] entry",
                 hint="the search starts from the defaults: widen the range or add the choice",
             )
-
-
-# -- records ---------------------------------------------------------------------------
-
-
-@dataclass
-class TrialRecord:
-    number: int
-    state: str  # complete | pruned | failed | stopped | running
-    params: dict[str, Any]
-    value: float | None
-    run_id: str | None
-    metrics: dict[str, float]
-    seconds: float
-    finished: float | None  # epoch seconds
-    elapsed: float | None = None  # search time when it finished
-    error: str = ""
-
-
-@dataclass
-class SearchResult:
-    study: str
-    storage: str  # password hidden
-    metric: str
-    direction: str
-    parent_run_id: str
-    trials: list[TrialRecord]
-    best: TrialRecord | None
-    defaults: TrialRecord | None
-    seconds: float  # this session
-    session_trials: int
-    stopped_by: str  # budget | trials | signal ...
-    searched: list[str] = field(default_factory=list)
-    fixed: list[str] = field(default_factory=list)
-    untuned: list[str] = field(default_factory=list)
-
-    @property
-    def complete(self) -> list[TrialRecord]:
-        return [t for t in self.trials if t.state == "complete"]
-
-    def curve(self) -> list[dict[str, float]]:
-        """The completeness-versus-time curve: after each completed trial, the best value
-        so far, the search time and the number of trials finished."""
-        points: list[dict[str, float]] = []
-        best: float | None = None
-        ordered = sorted(
-            (t for t in self.trials if t.finished is not None), key=lambda t: t.finished or 0
-        )
-        for done, t in enumerate(ordered, start=1):
-            if t.state == "complete" and t.value is not None:
-                better = best is None or (
-                    t.value > best if self.direction == "maximize" else t.value < best
-                )
-                best = t.value if better else best
-            if best is not None:
-                points.append({"trials": done, "elapsed": t.elapsed or 0.0, "best": best})
-        return points
 
 
 @dataclass
@@ -273,102 +141,27 @@ def run_search(
 ) -> SearchResult:
     """Run trials until the stopper says stop (or ``trials`` trials ran in this session);
     returns every trial of the study and the best so far."""
-    import optuna
-
-    tune = config.tune
     tracker = tracker or tracker_for(config)
     name, url, defaults, study, created = _prepare(config, study_name)
     parent = _parent_run(study, created, tracker, config, name, worker)
     if created:
-        study.enqueue_trial({k: defaults[k] for k in tune.space}, skip_if_exists=True)
+        study.enqueue_trial({k: defaults[k] for k in config.tune.space}, skip_if_exists=True)
+    search = _Search(
+        config,
+        stopper,
+        tracker,
+        parent,
+        Progress(name, config.tune.metric, stopper.deadline),
+        progress,
+    )
     session = f"{ATTR_SESSION}{uuid.uuid4().hex[:12]}"
     started_at, t0 = time.time(), time.monotonic()
     study.set_user_attr(session, [started_at, None])
-    state = Progress(name, tune.metric, stopper.deadline)
-    failures: list[str] = []
-    session_trials = 0
-
-    def objective(trial: Any) -> float:
-        nonlocal session_trials
-        stopper.check()
-        session_trials += 1
-        params = {n: suggest(trial, n, spec) for n, spec in tune.space.items()}
-        state.running = trial.number
-        if progress:
-            progress(state)
-        token = trial_var.set(trial)
-        trial_tags = {
-            "mlflow.parentRunId": parent,
-            "shipml.tune.study": name,
-            "shipml.tune.trial": str(trial.number),
-            "shipml.tune.process": PROCESS,
-        }
-        try:
-            result = run_pipeline(
-                config,
-                params=params,
-                register=False,
-                reporter=_TrialReporter(stopper, trial),
-                tracker=tracker,
-                tags=trial_tags,
-            )
-        except TrialPruned as exc:
-            raise optuna.TrialPruned(str(exc)) from None
-        except StepFailed as exc:
-            trial.set_user_attr("error", exc.message[:500])
-            failures.append(exc.message)
-            raise
-        finally:
-            trial_var.reset(token)
-        failures.clear()
-        trial.set_user_attr("metrics", result.metrics)
-        if tune.metric not in result.metrics:
-            raise TuneError(
-                f"the pipeline logged no metric {tune.metric!r} (it logged: "
-                f"{', '.join(sorted(result.metrics)) or 'none'})",
-                hint="set [tune] metric to one of those, or log it with shipml.log_metrics",
-            )
-        value = float(result.metrics[tune.metric])
-        if not math.isfinite(value):
-            raise StepFailed("objective", f"the objective {tune.metric} is {value}")
-        return value
-
-    def after_trial(study_: Any, frozen: Any) -> None:
-        record = _record(frozen, study_)
-        state.running, state.last = None, record
-        state.done += record.state == "complete"
-        state.pruned += record.state == "pruned"
-        state.failed += record.state in ("failed", "stopped")
-        try:
-            best = study_.best_trial
-            state.best, state.best_trial = float(best.value), best.number
-        except ValueError:
-            pass
-        if record.state == "complete" and state.best is not None:
-            complete = study_.get_trials(deepcopy=False, states=(frozen.state,))
-            tracker.log_metrics(parent, {f"best_{tune.metric}": state.best}, step=len(complete))
-        if progress:
-            progress(state)
-        if len(failures) >= 3 or stopper.reason or stopper.remaining == 0:
-            study_.stop()
-
-    stopped_by = "trials"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            stopper.check()  # the budget may be spent before the first trial
-            study.optimize(
-                objective,
-                n_trials=trials or None,
-                catch=(StepFailed,),
-                callbacks=[after_trial],
-                gc_after_trial=False,
-            )
-        except SearchStopped:
-            # Not the exception's text: raised inside a codec, Python rewrites it.
-            stopped_by = stopper.reason or "budget"
-        finally:
-            study.set_user_attr(session, [started_at, time.time()])
+    try:
+        stopped_by = search.optimize(study, trials)
+    finally:
+        study.set_user_attr(session, [started_at, time.time()])
+    failures = search.failures
     if len(failures) >= 3 and not any(t.state.name == "COMPLETE" for t in study.trials):
         raise TuneError(
             f"the first trials all failed; the last: {failures[-1][:300]}",
@@ -378,17 +171,127 @@ def run_search(
         stopped_by = stopper.reason
     elif stopper.remaining == 0 and stopped_by == "trials":
         stopped_by = "budget"
-    return _result(
+    return search_result(
         study,
         config,
         name,
         redact(url),
         parent,
         defaults,
-        session_trials,
+        search.session_trials,
         time.monotonic() - t0,
         stopped_by,
     )
+
+
+class _Search:
+    """One session of a search: the objective (one pipeline run per trial) and what
+    happens after each trial (progress, the parent run's best-so-far, when to stop)."""
+
+    def __init__(
+        self,
+        config: ProjectConfig,
+        stopper: Stopper,
+        tracker: Tracker,
+        parent: str,
+        state: Progress,
+        progress: Callable[[Progress], None] | None,
+    ) -> None:
+        self.config, self.stopper, self.tracker, self.parent = config, stopper, tracker, parent
+        self.state, self.progress = state, progress
+        self.failures: list[str] = []
+        self.session_trials = 0
+
+    def optimize(self, study: Any, trials: int) -> str:
+        """Run the trials; returns what stopped them (``trials`` when Optuna returned)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                self.stopper.check()  # the budget may be spent before the first trial
+                study.optimize(
+                    self.objective,
+                    n_trials=trials or None,
+                    catch=(StepFailed,),
+                    callbacks=[self.after_trial],
+                    gc_after_trial=False,
+                )
+            except SearchStopped:
+                # Not the exception's text: raised inside a codec, Python rewrites it.
+                return self.stopper.reason or "budget"
+        return "trials"
+
+    def objective(self, trial: Any) -> float:
+        import optuna
+
+        tune = self.config.tune
+        self.stopper.check()
+        self.session_trials += 1
+        params = {n: suggest(trial, n, spec) for n, spec in tune.space.items()}
+        self.state.running = trial.number
+        if self.progress:
+            self.progress(self.state)
+        token = trial_var.set(trial)
+        trial_tags = {
+            "mlflow.parentRunId": self.parent,
+            "shipml.tune.study": self.state.study,
+            "shipml.tune.trial": str(trial.number),
+            "shipml.tune.process": PROCESS,
+        }
+        try:
+            result = run_pipeline(
+                self.config,
+                params=params,
+                register=False,
+                reporter=_TrialReporter(self.stopper, trial),
+                tracker=self.tracker,
+                tags=trial_tags,
+            )
+        except TrialPruned as exc:
+            raise optuna.TrialPruned(str(exc)) from None
+        except StepFailed as exc:
+            trial.set_user_attr("error", exc.message[:500])
+            self.failures.append(exc.message)
+            raise
+        finally:
+            trial_var.reset(token)
+        self.failures.clear()
+        trial.set_user_attr("metrics", result.metrics)
+        return _objective_value(tune.metric, result.metrics)
+
+    def after_trial(self, study: Any, frozen: Any) -> None:
+        state, metric = self.state, self.config.tune.metric
+        record = trial_record(frozen, study)
+        state.running, state.last = None, record
+        state.done += record.state == "complete"
+        state.pruned += record.state == "pruned"
+        state.failed += record.state in ("failed", "stopped")
+        try:
+            best = study.best_trial
+            state.best, state.best_trial = float(best.value), best.number
+        except ValueError:
+            pass
+        if record.state == "complete" and state.best is not None:
+            complete = study.get_trials(deepcopy=False, states=(frozen.state,))
+            self.tracker.log_metrics(
+                self.parent, {f"best_{metric}": state.best}, step=len(complete)
+            )
+        if self.progress:
+            self.progress(state)
+        if len(self.failures) >= 3 or self.stopper.reason or self.stopper.remaining == 0:
+            study.stop()
+
+
+def _objective_value(metric: str, metrics: dict[str, float]) -> float:
+    if metric not in metrics:
+        raise TuneError(
+            f"the pipeline logged no metric {metric!r} (it logged: "
+            f"{', '.join(sorted(metrics)) or 'none'})",
+            hint="set [tune] metric to one of those, or log it with shipml.log_metrics",
+        )
+    value = float(metrics[metric])
+    if not math.isfinite(value):
+        raise StepFailed("objective", f"the objective {metric} is {value}")
+    return value
 
 
 def _prepare(
@@ -420,7 +323,7 @@ def load_search(
     ``session`` says of this process's session."""
     name, url, defaults, study, _ = _prepare(config, study_name)
     parent = _parent_run(study, False, tracker, config, name, True)
-    return _result(
+    return search_result(
         study,
         config,
         name,
@@ -431,20 +334,6 @@ def load_search(
         session.seconds,
         session.stopped_by,
     )
-
-
-def read_record(tracker: Tracker, run_id: str) -> dict[str, Any] | None:
-    """A search run's ``tune/record.json`` (its trials and curve), if it has one."""
-    import json
-    import tempfile
-    from pathlib import Path
-
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = tracker.client.download_artifacts(run_id, "tune/record.json", tmp)
-            return dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    except Exception:  # no such artifact, an unreachable store: no record
-        return None
 
 
 def _open_study(
@@ -498,103 +387,3 @@ def _parent_run(
             return str(run_id)
         time.sleep(0.1)
     raise TuneError(f"study {name!r} has no search run recorded", hint="start a new study")
-
-
-_STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
-
-
-def _record(t: Any, study: Any) -> TrialRecord:
-    state = _STATES.get(t.state.name, t.state.name.lower())
-    error = str(t.user_attrs.get("error", ""))
-    if state == "failed" and not error:
-        state = "stopped"  # stopped by the deadline or a signal, not by its own failure
-    finished = t.datetime_complete.timestamp() if t.datetime_complete else None
-    seconds = (
-        (t.datetime_complete - t.datetime_start).total_seconds()
-        if t.datetime_complete and t.datetime_start
-        else 0.0
-    )
-    return TrialRecord(
-        number=t.number,
-        state=state,
-        params=dict(t.params),
-        value=float(t.value) if t.value is not None else None,
-        run_id=t.user_attrs.get("run_id"),
-        metrics=dict(t.user_attrs.get("metrics") or {}),
-        seconds=seconds,
-        finished=finished,
-        elapsed=_elapsed(finished, study.user_attrs) if finished else None,
-        error=error,
-    )
-
-
-def _elapsed(when: float, attrs: dict[str, Any]) -> float:
-    """Search time up to ``when``: the union of the sessions' intervals before it (time
-    between sessions does not count)."""
-    spans = sorted(
-        (float(v[0]), float(v[1]) if v[1] else math.inf)
-        for k, v in attrs.items()
-        if k.startswith(ATTR_SESSION) and isinstance(v, list) and len(v) == 2
-    )
-    total, covered = 0.0, -math.inf
-    for start, end in spans:
-        start, end = max(start, covered), min(end, when)
-        if end > start:
-            total += end - start
-            covered = end
-    return total
-
-
-def _result(
-    study: Any,
-    config: ProjectConfig,
-    name: str,
-    storage: str,
-    parent: str,
-    defaults: dict[str, Any],
-    session_trials: int,
-    seconds: float,
-    stopped_by: str,
-) -> SearchResult:
-    records = [_record(t, study) for t in study.get_trials(deepcopy=False)]
-    complete = [t for t in records if t.state == "complete" and t.value is not None]
-    sign = 1 if config.tune.direction == "maximize" else -1
-    best = max(complete, key=lambda t: (sign * (t.value or 0.0), -t.number), default=None)
-    first = next((t for t in records if t.number == 0), None)
-    searched = sorted(config.tune.space)
-    fixed = sorted(set(config.tune.fixed) & set(defaults))
-    untuned = sorted(set(defaults) - set(searched) - set(fixed))
-    return SearchResult(
-        study=name,
-        storage=storage,
-        metric=config.tune.metric,
-        direction=config.tune.direction,
-        parent_run_id=parent,
-        trials=records,
-        best=best,
-        defaults=first,
-        seconds=seconds,
-        session_trials=session_trials,
-        stopped_by=stopped_by,
-        searched=searched,
-        fixed=fixed,
-        untuned=untuned,
-    )
-
-
-@contextlib.contextmanager
-def no_signals() -> Iterator[None]:
-    """While the best trial is packaged and tested: SIGTERM stops it like Ctrl-C (cleanup
-    runs), and the search's timer is off."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    saved = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, saved)

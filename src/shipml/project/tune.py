@@ -24,17 +24,10 @@ from typing import Any
 
 from shipml.config import ProjectConfig
 from shipml.errors import TuneError
+from shipml.pipeline.budget import Stopper, no_signals, parse_duration
 from shipml.pipeline.runner import RunResult, run_pipeline
-from shipml.pipeline.tune import (
-    Progress,
-    SearchResult,
-    Stopper,
-    TrialRecord,
-    load_search,
-    no_signals,
-    parse_duration,
-    run_search,
-)
+from shipml.pipeline.trials import SearchResult, TrialRecord
+from shipml.pipeline.tune import Progress, load_search, run_search
 from shipml.testing.score import TAG_REPRODUCIBILITY
 from shipml.testing.score import TAG_TUNE_RECORD as TAG_TUNE
 from shipml.tracking import Registry, Tracker, VersionInfo, tracker_for

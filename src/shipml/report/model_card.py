@@ -192,7 +192,7 @@ def _lineage(e: Entry) -> str:
 
 
 def _tuning(config: ProjectConfig, e: Entry) -> str:
-    from shipml.pipeline.tune import read_record
+    from shipml.pipeline.trials import read_record
 
     raw = (e.version.tags if e.version else {}).get("shipml.tune.record")
     if not raw:

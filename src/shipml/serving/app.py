@@ -34,7 +34,8 @@ from shipml.errors import (
 from shipml.serving import binary, openapi
 from shipml.serving.apidocs import build_docs
 from shipml.serving.batching import Batcher
-from shipml.serving.metrics import ServerMetrics, live_monitor
+from shipml.serving.live import live_monitor
+from shipml.serving.metrics import ServerMetrics
 from shipml.serving.offload import Offload
 from shipml.serving.page import build_page
 from shipml.serving.predictor import Outputs, Predictor
@@ -100,7 +101,7 @@ class ModelServer:
         self.offload = Offload(predictor.signature)
         self.tracing = tracing or Tracing(None)
         # Live drift and quality (a MonitorSection): an O(1) append per request, counted
-        # and scored off the request path (serving/metrics.py).
+        # and scored off the request path (serving/live.py).
         self.live = (
             live_monitor(
                 self.metrics, predictor, monitor, audit_path=str(audit.path) if audit else ""
@@ -349,6 +350,25 @@ class ModelServer:
                 outputs = await asyncio.to_thread(self.predictor.run, feeds)
             return rows, rid, wanted, outputs, binary_out
 
+    def _render(
+        self, protocol: str, outputs: Outputs, rid: Any, wanted: Any, binary_out: Any
+    ) -> tuple[bytes, int | None]:
+        """The answer's body (and, for a binary V2 answer, its JSON header's length)."""
+        if protocol == "v2":
+            return binary.render(
+                render_v2(
+                    outputs,
+                    model=self.name,
+                    version=self.version,
+                    request_id=rid,
+                    wanted=wanted,
+                    label_type=self.predictor.signature.label_type,
+                ),
+                binary_out,
+            )
+        classes = self.predictor.classes
+        return _json(render_predictions(outputs, classes, detailed=protocol == "predict")), None
+
     async def _infer(
         self, protocol: str, scope: Scope, receive: Any, send: Any, request_id: bytes
     ) -> None:
@@ -384,36 +404,15 @@ class ModelServer:
                         await _audit_record(
                             self, scope, request_id, protocol, rows, raw, outputs, started, span
                         )
-                    if protocol == "v2":
-                        payload, head = binary.render(
-                            render_v2(
-                                outputs,
-                                model=self.name,
-                                version=self.version,
-                                request_id=rid,
-                                wanted=wanted,
-                                label_type=self.predictor.signature.label_type,
-                            ),
-                            binary_out,
-                        )
-                    else:
-                        payload = _json(
-                            render_predictions(
-                                outputs, self.predictor.classes, detailed=protocol == "predict"
-                            )
-                        )
+                    payload, head = self._render(protocol, outputs, rid, wanted, binary_out)
                 except ServingError as exc:
-                    code = exc.status
-                    text = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-                    payload = _json({"error": text[:MAX_ERROR_CHARS]})
+                    code, payload = exc.status, _error_body(exc)
                 except ClientGone:
                     code = 499  # nginx's "client closed request": counted, never sent
                     return
                 except Exception as exc:  # a bug: answer 500 with a message, log the traceback
                     log.exception("unexpected error while serving a request")
-                    code = 500
-                    text = f"internal error: {type(exc).__name__}: {shorten(str(exc), 200)}"
-                    payload = _json({"error": text})
+                    code, payload = 500, _internal_error_body(exc)
                 if span is not None:
                     span.set_attribute("http.response.status_code", code)
             if head is None:
@@ -476,6 +475,17 @@ async def _audit_record(
         raise InferenceFailed(
             f"the audit log cannot record this prediction: {exc.message}"
         ) from exc
+
+
+def _error_body(exc: ServingError) -> bytes:
+    """A refusal's body: its message and hint, never longer than MAX_ERROR_CHARS."""
+    text = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+    return _json({"error": text[:MAX_ERROR_CHARS]})
+
+
+def _internal_error_body(exc: Exception) -> bytes:
+    """A bug's body: its type and a short message (the traceback goes to the log)."""
+    return _json({"error": f"internal error: {type(exc).__name__}: {shorten(str(exc), 200)}"})
 
 
 def _profile(predictor: Predictor) -> dict[str, Any] | None:

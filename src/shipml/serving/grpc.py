@@ -21,13 +21,20 @@ import logging
 import socket
 from typing import Any
 
-import numpy as np
 import orjson
 
 from shipml.errors import ConfigError
 from shipml.serving import binary
 from shipml.serving.connection import ConnectionLimits
-from shipml.serving.grpc_descriptor import FILE
+from shipml.serving.grpc_messages import (
+    Messages,
+    Refused,
+    checked,
+    infer_body,
+    infer_response,
+    metadata_response,
+    model_path,
+)
 from shipml.serving.validation import shorten
 
 log = logging.getLogger("shipml.serving")
@@ -35,23 +42,9 @@ SERVICE = "inference.GRPCInferenceService"
 # Metadata a call may carry into the app as HTTP headers (the rest is not read).
 FORWARDED = ("x-request-id", "traceparent", "tracestate", "x-shipml-variant")
 MAX_CONCURRENT_RPCS = 1000  # beyond: RESOURCE_EXHAUSTED at once, never an unbounded queue
+
+
 # Typed ``contents`` fields per datatype, and the datatype their values are packed as.
-CONTENTS = {
-    "BOOL": ("bool_contents", "BOOL"),
-    "INT8": ("int_contents", "INT32"),
-    "INT16": ("int_contents", "INT32"),
-    "INT32": ("int_contents", "INT32"),
-    "INT64": ("int64_contents", "INT64"),
-    "UINT8": ("uint_contents", "UINT32"),
-    "UINT16": ("uint_contents", "UINT32"),
-    "UINT32": ("uint_contents", "UINT32"),
-    "UINT64": ("uint64_contents", "UINT64"),
-    "FP32": ("fp32_contents", "FP32"),
-    "FP64": ("fp64_contents", "FP64"),
-    "BYTES": ("bytes_contents", "BYTES"),
-}
-
-
 def require_grpc() -> Any:
     """The grpc module, or a ConfigError naming the extra to install."""
     try:
@@ -63,53 +56,6 @@ def require_grpc() -> Any:
             hint="pip install 'shipml[grpc]', or serve without --grpc-port / [serving] grpc_port",
         ) from exc
     return grpc
-
-
-class Messages:
-    """The service's message classes, from a private descriptor pool."""
-
-    def __init__(self) -> None:
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-        pool = descriptor_pool.DescriptorPool()
-        pool.Add(descriptor_pb2.FileDescriptorProto.FromString(FILE))
-        for name in pool.FindFileByName("grpc_predict_v2.proto").message_types_by_name:
-            kind = pool.FindMessageTypeByName(f"inference.{name}")
-            setattr(self, name, message_factory.GetMessageClass(kind))
-        from google.protobuf.message import DecodeError
-
-        self.DecodeError = DecodeError
-
-    def __getattr__(self, name: str) -> Any:  # the classes set above (for mypy)
-        raise AttributeError(name)
-
-
-class Refused(Exception):
-    """A call the service answers with an error status (``code`` names a grpc.StatusCode)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-# The gRPC status of each HTTP status the app answers with.
-STATUS = {
-    400: "INVALID_ARGUMENT",
-    404: "NOT_FOUND",
-    405: "UNIMPLEMENTED",
-    408: "DEADLINE_EXCEEDED",
-    409: "ALREADY_EXISTS",
-    413: "RESOURCE_EXHAUSTED",
-    503: "UNAVAILABLE",
-}
-
-
-def _model_path(name: str, version: str, suffix: str) -> str:
-    """``/v2/models/NAME[/versions/V]SUFFIX``; a name or version with a '/' names nothing."""
-    if "/" in name or "/" in version or not name:
-        raise Refused("NOT_FOUND", f"unknown model {shorten(name)}")
-    versions = f"/versions/{version}" if version else ""
-    return f"/v2/models/{name}{versions}{suffix}"
 
 
 async def call_app(
@@ -148,114 +94,6 @@ async def call_app(
 
     await app(scope, receive, send)
     return answer["status"], dict(answer["headers"]), b"".join(answer["body"])
-
-
-def _checked(status: int, body: bytes) -> bytes:
-    """The body of a 200; any other answer becomes the gRPC error of its status."""
-    if status == 200:
-        return body
-    try:
-        message = str(orjson.loads(body).get("error", ""))
-    except (orjson.JSONDecodeError, AttributeError):
-        message = body[:200].decode("utf-8", "replace")
-    raise Refused(STATUS.get(status, "INTERNAL" if status >= 500 else "UNKNOWN"), message)
-
-
-def infer_body(request: Any) -> tuple[bytes, int, bool]:
-    """A ModelInferRequest as a binary V2 request body: the body, its JSON header's length,
-    and whether the tensors came as ``raw_input_contents``."""
-    raw = list(request.raw_input_contents)
-    inputs = list(request.inputs)
-    if raw and len(raw) != len(inputs):
-        raise Refused(
-            "INVALID_ARGUMENT",
-            f"{len(raw)} raw_input_contents for {len(inputs)} inputs; send one per input",
-        )
-    tensors, blobs = [], []
-    for i, tensor in enumerate(inputs):
-        datatype = tensor.datatype
-        if raw:
-            if tensor.HasField("contents"):
-                raise Refused(
-                    "INVALID_ARGUMENT",
-                    f"input {shorten(tensor.name)} has contents and raw_input_contents; "
-                    "send one or the other",
-                )
-            blob = raw[i]
-        else:
-            datatype, blob = _packed(tensor)
-        blobs.append(blob)
-        tensors.append(
-            {
-                "name": tensor.name,
-                "datatype": datatype,
-                "shape": list(tensor.shape),
-                "parameters": {"binary_data_size": len(blob)},
-            }
-        )
-    header: dict[str, Any] = {"inputs": tensors, "parameters": {"binary_data_output": True}}
-    if request.id:
-        header["id"] = request.id
-    if len(request.outputs):
-        header["outputs"] = [{"name": out.name} for out in request.outputs]
-    head = orjson.dumps(header)
-    return b"".join([head, *blobs]), len(head), bool(raw)
-
-
-def _packed(tensor: Any) -> tuple[str, bytes]:
-    """A tensor's typed ``contents`` as binary data (the datatype they are packed as)."""
-    field = CONTENTS.get(tensor.datatype)
-    if field is None:
-        raise Refused(
-            "INVALID_ARGUMENT",
-            f"input {shorten(tensor.name)}: datatype {shorten(tensor.datatype)} has no typed "
-            "contents; send it in raw_input_contents",
-        )
-    name, packed_as = field
-    values = getattr(tensor.contents, name)
-    if packed_as == "BYTES":
-        return packed_as, binary.encode_bytes(values)
-    return packed_as, np.asarray(values, dtype=binary.DTYPES[packed_as]).tobytes()
-
-
-def infer_response(messages: Messages, answer: bytes, head: int, raw: bool) -> Any:
-    """The app's binary V2 answer as a ModelInferResponse (raw contents when the request
-    sent raw contents, typed contents otherwise)."""
-    body = orjson.loads(answer[:head])
-    blob = memoryview(answer)[head:]
-    response = messages.ModelInferResponse(
-        model_name=body["model_name"], model_version=body["model_version"], id=body.get("id", "")
-    )
-    offset = 0
-    for out in body["outputs"]:
-        size = out["parameters"]["binary_data_size"]
-        data = blob[offset : offset + size]
-        offset += size
-        tensor = response.outputs.add(
-            name=out["name"], datatype=out["datatype"], shape=out["shape"]
-        )
-        if raw:
-            response.raw_output_contents.append(bytes(data))
-            continue
-        values = binary.decode(out["name"], out["datatype"], out["shape"], data)
-        getattr(tensor.contents, CONTENTS[out["datatype"]][0]).extend(
-            [v.encode() for v in values] if out["datatype"] == "BYTES" else values.tolist()
-        )
-    return response
-
-
-def metadata_response(messages: Messages, meta: dict[str, Any]) -> Any:
-    """The app's model metadata (JSON) as a ModelMetadataResponse (no parameters: the
-    message has no field for them)."""
-    response = messages.ModelMetadataResponse(
-        name=meta["name"], versions=meta["versions"], platform=meta["platform"]
-    )
-    for kind in ("inputs", "outputs"):
-        for tensor in meta[kind]:
-            getattr(response, kind).add(
-                name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"]
-            )
-    return response
 
 
 def port_free(host: str, port: int) -> None:
@@ -380,10 +218,10 @@ class GrpcService:
     async def _get(self, path: str) -> Any:
         """The JSON of a GET to the app (an error status becomes the call's)."""
         status, _, body = await call_app(self.app, "GET", path, [])
-        return orjson.loads(_checked(status, body))
+        return orjson.loads(checked(status, body))
 
     async def _model_ready(self, request: Any, context: Any) -> Any:
-        answer = await self._get(_model_path(request.name, request.version, "/ready"))
+        answer = await self._get(model_path(request.name, request.version, "/ready"))
         return self.messages.ModelReadyResponse(ready=bool(answer["ready"]))
 
     async def _server_metadata(self, request: Any, context: Any) -> Any:
@@ -393,11 +231,11 @@ class GrpcService:
         )
 
     async def _model_metadata(self, request: Any, context: Any) -> Any:
-        meta = await self._get(_model_path(request.name, request.version, ""))
+        meta = await self._get(model_path(request.name, request.version, ""))
         return metadata_response(self.messages, meta)
 
     async def _infer(self, request: Any, context: Any) -> Any:
-        path = _model_path(request.model_name, request.model_version, "/infer")
+        path = model_path(request.model_name, request.model_version, "/infer")
         body, head, raw = infer_body(request)
         headers = [(binary.HEADER, str(head).encode()), (b"content-type", binary.OCTETS)]
         for key, value in context.invocation_metadata() or ():
@@ -412,7 +250,7 @@ class GrpcService:
         request_id = answer_headers.get(b"x-request-id")
         if request_id:
             context.set_trailing_metadata((("x-request-id", request_id.decode("latin-1")),))
-        answer = _checked(status, answer)
+        answer = checked(status, answer)
         return infer_response(self.messages, answer, int(answer_headers[binary.HEADER]), raw)
 
 

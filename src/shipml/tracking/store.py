@@ -18,13 +18,6 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from shipml.errors import ShipmlError, TrackingError
 
-# MLflow chatters on stderr at INFO (database migrations); keep the CLI clean.
-for _name in ("mlflow", "alembic"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
-
 # The dataset digest column in MLflow's store holds 36 characters; the full
 # sha256 travels in the dataset's profile and in a run tag.
 MLFLOW_DIGEST_CHARS = 32
@@ -32,8 +25,17 @@ MLFLOW_DIGEST_CHARS = 32
 _SCHEMA_TYPES = {"bool": "boolean", "int": "long", "float": "double", "datetime": "datetime"}
 
 
+def no_telemetry() -> None:
+    """MLflow's usage telemetry off unless the user chose otherwise: called just before
+    MLflow is imported (it reads these when imported), never when this module is."""
+    os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
 def quiet_mlflow() -> None:
-    """MLflow sets its own log level when imported; lower it after that."""
+    """MLflow chatters on stderr at INFO (database migrations) and sets its own log level
+    when imported; lower it after that to keep the CLI clean."""
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -102,6 +104,7 @@ class Tracker:
         timeout_s: float = 5.0,
         protected_aliases: tuple[str, ...] | list[str] = ("champion",),
     ) -> None:
+        no_telemetry()
         from mlflow import MlflowClient
 
         quiet_mlflow()

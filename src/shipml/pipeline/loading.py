@@ -1,0 +1,85 @@
+"""Loading a project's pipeline: its file imported afresh (with the project's own modules,
+so edits take effect in a long-lived process) and the one ``@pipeline`` in it chosen."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from shipml.config import ProjectConfig
+from shipml.errors import PipelineError, ShipmlError
+from shipml.pipeline.step import Pipeline
+
+
+def load_module(config: ProjectConfig) -> ModuleType:
+    """Import the project's pipeline file afresh (project modules are re-imported too,
+    so edits to helpers take effect in a long-lived process)."""
+    file = config.path(config.pipeline.file)
+    if not file.is_file():
+        raise PipelineError(
+            f"pipeline file not found: {file}",
+            hint="set [pipeline] file in shipml.toml to your pipeline module",
+        )
+    root = str(config.root)
+    # The project's own top-level modules (features.py...): a module of that name
+    # imported from another project earlier in this process must not stand in for it.
+    own = {p.stem for p in config.root.glob("*.py")} | {
+        p.parent.name for p in config.root.glob("*/__init__.py")
+    }
+    # Thousands of modules are loaded (MLflow alone brings ~2,000): compare resolved paths
+    # only for files that can lie in the project, i.e. not in an installed package.
+    for name, mod in list(sys.modules.items()):
+        mod_file = getattr(mod, "__file__", None)
+        if (
+            mod_file
+            and "site-packages" not in mod_file
+            and not mod_file.startswith(sys.base_prefix)
+            and (os.path.realpath(mod_file).startswith(root + "/") or name.partition(".")[0] in own)
+        ):
+            del sys.modules[name]
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    name = file.stem
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise PipelineError(f"cannot import {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except ShipmlError:
+        raise
+    except Exception as exc:
+        del sys.modules[name]
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise PipelineError(
+            f"importing {file.name} failed: {type(exc).__name__}: {exc} "
+            f"({Path(frame.filename).name}:{frame.lineno})",
+            hint="fix the error above; `shipml --debug run` shows the whole traceback",
+        ) from exc
+    return module
+
+
+def load_pipeline(config: ProjectConfig) -> Pipeline:
+    module = load_module(config)
+    found = {p.name: p for p in vars(module).values() if isinstance(p, Pipeline)}
+    wanted = config.pipeline.name
+    if wanted:
+        if wanted not in found:
+            raise PipelineError(
+                f"no pipeline named {wanted!r} in {config.pipeline.file} "
+                f"(found: {', '.join(found) or 'none'})",
+                hint="check [pipeline] name in shipml.toml",
+            )
+        return found[wanted]
+    if len(found) != 1:
+        raise PipelineError(
+            f"{config.pipeline.file} defines {len(found)} pipelines "
+            f"({', '.join(found) or 'none'}); shipml needs to know which one to run",
+            hint="decorate one function with @shipml.pipeline, or set [pipeline] name",
+        )
+    return next(iter(found.values()))

@@ -1,0 +1,366 @@
+"""The server's live monitor: drift and quality of recent traffic, as gauges on
+``/metrics`` (see ``LiveMonitor``)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+)
+
+from shipml.serving.metrics import ServerMetrics
+
+log = logging.getLogger("shipml.serving")
+
+
+class LiveMonitor:
+    """Drift and quality of recent traffic, on ``/metrics``.
+
+    The request path only appends (rows, predicted labels, request id) to a bounded
+    queue: O(1), no lock, no counting. A thread counts what was queued into the current
+    bucket of a rolling window (``window_s``, ten buckets; the counting is vectorised,
+    ``shipml.data.drift``) as soon as ``DRAIN_AT`` requests wait, so little is ever held;
+    every ``interval_s`` it also compares the window with the package's reference and
+    sets the gauges. When the audit log is on it also reads the
+    feedback labels recorded since its last look and joins them to recent predictions
+    (quality). If traffic outruns the thread, the oldest queued batches are dropped and
+    counted (``shipml_monitor_dropped_rows``); the answers never wait.
+    """
+
+    BUCKETS = 10
+    QUEUE = 100_000  # queued requests at most; beyond, the oldest are dropped
+    DRAIN_AT = 1024  # queued requests that wake the thread to count them before the interval
+    RECENT = 200_000  # predictions remembered for joining feedback labels
+
+    def __init__(
+        self,
+        metrics: ServerMetrics,
+        reference: Any,
+        settings: Any,
+        *,
+        names: list[str],
+        task: str,
+        window_s: float = 300.0,
+        interval_s: float = 5.0,
+        feedback: Callable[[int], list[tuple[int, dict[str, Any]]]] | None = None,
+        prediction_reference: Callable[[], Any] | None = None,
+    ) -> None:
+        from shipml.data.drift import Window
+
+        self.metrics, self.reference, self.settings = metrics, reference, settings
+        self.names, self.task = names, task
+        self.window_s, self.interval_s = window_s, interval_s
+        self.bucket_s = window_s / self.BUCKETS
+        self.feedback = feedback
+        self._prediction_reference = prediction_reference
+        self.queue: deque[tuple[Any, np.ndarray, bytes]] = deque()
+        self.buckets: deque[tuple[float, Any, Any]] = deque()  # (start, Window, Quality)
+        self.recent: dict[str, Any] = {}
+        self._recent_order: deque[str] = deque()
+        self._after = -1  # the last feedback record read
+        self._dropped = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._window_type = Window
+        self._gauges(metrics.registry)
+
+    def _gauges(self, r: CollectorRegistry) -> None:
+        self._drift_gauges(r)
+        self._quality_gauges(r)
+
+    def _drift_gauges(self, r: CollectorRegistry) -> None:
+        m, v = self.metrics.model, self.metrics.version
+        self.g_feature = Gauge(
+            "shipml_feature_drift",
+            "Drift statistic of each feature over the live window (p-value or distance, "
+            "by method).",
+            ["model", "version", "feature", "method"],
+            registry=r,
+        )
+        self.g_detected = Gauge(
+            "shipml_feature_drift_detected",
+            "1 when the feature's drift test flags the live window.",
+            ["model", "version", "feature"],
+            registry=r,
+        )
+        self.g_share = Gauge(
+            "shipml_drift_share",
+            "Share of tested features that drift.",
+            ["model", "version"],
+            registry=r,
+        ).labels(m, v)
+        self.g_prediction = Gauge(
+            "shipml_prediction_drift",
+            "Drift statistic of the predictions (class shares or values) over the live window.",
+            ["model", "version", "method"],
+            registry=r,
+        )
+        self.g_prediction_detected = Gauge(
+            "shipml_prediction_drift_detected",
+            "1 when the predictions' drift test flags the live window.",
+            ["model", "version"],
+            registry=r,
+        ).labels(m, v)
+
+    def _quality_gauges(self, r: CollectorRegistry) -> None:
+        m, v = self.metrics.model, self.metrics.version
+        self.g_quality = Gauge(
+            "shipml_quality",
+            "Quality from feedback labels over the live window (accuracy, f1_macro; mae, rmse).",
+            ["model", "version", "metric"],
+            registry=r,
+        )
+        self.g_holdout = Gauge(
+            "shipml_quality_holdout",
+            "The package's quality on its hold-out rows (what shipml_quality is compared with).",
+            ["model", "version", "metric"],
+            registry=r,
+        )
+        self.g_labelled = Gauge(
+            "shipml_quality_labelled",
+            "Labelled predictions in the live window.",
+            ["model", "version"],
+            registry=r,
+        ).labels(m, v)
+        self.g_rows = Gauge(
+            "shipml_monitor_window_rows",
+            "Rows in the live drift window.",
+            ["model", "version"],
+            registry=r,
+        ).labels(m, v)
+        dropped = Gauge(
+            "shipml_monitor_dropped_rows",
+            "Requests not counted because the drift thread fell behind.",
+            ["model", "version"],
+            registry=r,
+        )
+        dropped.labels(m, v).set_function(lambda: self._dropped)
+
+    # -- the request path ----------------------------------------------------------------
+    def observe(self, rows: Any, labels: np.ndarray, request_id: bytes) -> None:
+        """Called once per answered request: one append."""
+        queue = self.queue
+        # An all-numeric model's rows are one float32 matrix: keep just that (a tuple of
+        # arrays and bytes, which the garbage collector stops tracking).
+        matrix = rows.matrix
+        queue.append((rows if matrix is None else matrix, labels, request_id))
+        if len(queue) == self.DRAIN_AT:  # count it now: little is held, nothing piles up
+            self._wake.set()
+        elif len(queue) > self.QUEUE:
+            self._dropped += len(queue.popleft()[1])
+
+    # -- the thread ----------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, daemon=True, name="shipml-live-drift"
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _loop(self) -> None:
+        from shipml.data import stattests
+
+        stattests.warm_up()  # scipy imported now, not in the first update under traffic
+        if self._prediction_reference is not None:
+            try:
+                self.reference.prediction, holdout = self._prediction_reference()
+            except Exception:  # no hold-out rows to predict: no prediction drift
+                log.warning("no prediction reference: prediction drift is not measured")
+            else:
+                m, v = self.metrics.model, self.metrics.version
+                for metric, value in holdout.items():
+                    self.g_holdout.labels(m, v, metric).set(value)
+        due = time.monotonic() + self.interval_s
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, due - time.monotonic()))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                if time.monotonic() >= due:
+                    due = time.monotonic() + self.interval_s
+                    self.refresh()
+                else:  # DRAIN_AT requests queued: count them, score at the interval
+                    self._drain(self._bucket(time.time())[1])
+            except Exception:  # the scores stay as they were; the server keeps serving
+                log.exception("live drift update failed")
+
+    def _bucket(self, now: float) -> tuple[float, Any, Any]:
+        """The rolling window's current bucket (the expired ones forgotten)."""
+        from shipml.data.drift import Window
+        from shipml.data.quality import Quality
+
+        start = now - now % self.bucket_s
+        if not self.buckets or self.buckets[-1][0] != start:
+            self.buckets.append((start, Window(self.reference), Quality(self.task)))
+        while self.buckets and self.buckets[0][0] <= now - self.window_s:
+            self.buckets.popleft()
+        return self.buckets[-1]
+
+    def refresh(self, now: float | None = None) -> None:
+        """Count what was queued, read new feedback, update every gauge."""
+        from shipml.data.drift import Window, compare
+        from shipml.data.quality import Quality
+
+        now = time.time() if now is None else now
+        _, window, quality = self._bucket(now)
+        self._drain(window)
+        if self.feedback is not None:
+            self._read_feedback(quality)
+        total, labelled = Window(self.reference), Quality(self.task)
+        for _, w, q in self.buckets:
+            total.merge(w)
+            labelled.merge(q)
+        self._publish(compare(total, self.settings), labelled)
+
+    def _drain(self, window: Any) -> None:
+        queue = self.queue
+        batch = [queue.popleft() for _ in range(len(queue))]
+        if not batch:
+            return
+        parts = [rows for rows, _, _ in batch]
+        if all(isinstance(p, np.ndarray) for p in parts):  # matrices: one copy for all
+            matrix = np.concatenate(parts)
+            columns = {n: matrix[:, i] for i, n in enumerate(self.names)}
+        else:
+            columns = {
+                n: np.concatenate([_column(p, n, i) for p in parts])
+                for i, n in enumerate(self.names)
+            }
+        labels = np.concatenate([labels for _, labels, _ in batch])
+        window.add(columns, labels, len(labels))
+        if self.feedback is not None:
+            for _, predicted, rid in batch:
+                key = rid.decode("latin-1")
+                self.recent[key] = predicted[0] if len(predicted) == 1 else predicted
+                self._recent_order.append(key)
+            while len(self._recent_order) > self.RECENT:
+                self.recent.pop(self._recent_order.popleft(), None)
+
+    def _read_feedback(self, quality: Any) -> None:
+        assert self.feedback is not None
+        for seq, record in self.feedback(self._after):
+            self._after = max(self._after, seq)
+            predicted = self.recent.pop(str(record.get("request_id")), None)
+            if predicted is None:
+                continue
+            truth = record.get("label")
+            if isinstance(predicted, np.ndarray):
+                quality.add(truth if isinstance(truth, list) else [truth], predicted.tolist())
+            else:
+                quality.add(
+                    [truth], [predicted.item() if hasattr(predicted, "item") else predicted]
+                )
+
+    def _publish(self, result: Any, quality: Any) -> None:
+        from shipml.data.drift import method_for
+
+        m, v = self.metrics.model, self.metrics.version
+        self.g_rows.set(result.rows)
+        for f in result.features:
+            test = f.test
+            method = (
+                test.method
+                if test
+                else method_for(self.reference.features[f.name], self.settings, f.name)
+            )
+            self.g_feature.labels(m, v, f.name, method).set(test.statistic if test else math.nan)
+            self.g_detected.labels(m, v, f.name).set(1 if f.drifted else 0)
+        self.g_share.set(result.drift_share)
+        p = result.prediction
+        if p is not None and p.test is not None:
+            self.g_prediction.labels(m, v, p.test.method).set(p.test.statistic)
+        self.g_prediction_detected.set(1 if p is not None and p.drifted else 0)
+        self.g_labelled.set(quality.n)
+        for metric, value in quality.metrics().items():
+            self.g_quality.labels(m, v, metric).set(value)
+
+
+def _column(rows: Any, name: str, index: int) -> np.ndarray:
+    return rows[:, index] if isinstance(rows, np.ndarray) else rows.column(name, index)
+
+
+def _feedback_reader(audit_path: str) -> Callable[[int], list[tuple[int, dict[str, Any]]]]:
+    """The feedback records of the audit log after a position, read by the monitor's thread."""
+    from shipml.audit.database import Database, is_url
+    from shipml.audit.log import scan
+
+    path: Any = audit_path if is_url(audit_path) else Path(audit_path)
+    holder: dict[str, Any] = {}
+
+    def feedback(after: int) -> list[tuple[int, dict[str, Any]]]:
+        if "db" not in holder:  # opened by the monitor's thread, used only there
+            holder["db"] = Database(path)
+        return list(scan(holder["db"], "feedback", after=after))
+
+    return feedback
+
+
+def live_monitor(
+    metrics: ServerMetrics,
+    predictor: Any,
+    settings: Any,
+    *,
+    audit_path: str = "",
+) -> LiveMonitor | None:
+    """The live monitor of a served package (``settings``: a MonitorSection), or None when
+    it is off or the package has no reference profile."""
+    if not settings.live:
+        return None
+    from shipml.data.drift import Reference, Settings
+
+    package = predictor.package
+    try:
+        profile = package.profile
+    except (OSError, ValueError):
+        profile = {}
+    reference = Reference.from_profile(profile, predictor.names)
+    if not reference.features:
+        log.warning("the package has no reference profile: live drift is off")
+        return None
+    feedback = _feedback_reader(audit_path) if audit_path else None
+
+    def prediction_reference() -> tuple[Any, dict[str, float]]:
+        """The model's predictions on (up to 5000 of) its hold-out rows, and its metrics."""
+        from shipml.data.drift import reference_of
+        from shipml.data.quality import Quality
+        from shipml.serving.validation import Rows
+
+        X, y = package.holdout()
+        X = X.head(5000)
+        rows = Rows(len(X), columns={n: X[n].to_numpy() for n in predictor.names})
+        labels = predictor.run(predictor.feeds(rows)).labels
+        quality = Quality(predictor.signature.task)
+        if y is not None:
+            quality.add(y.head(5000).tolist(), labels.tolist())
+        return reference_of("prediction", labels), quality.metrics()
+
+    return LiveMonitor(
+        metrics,
+        reference,
+        Settings.from_config(settings),
+        names=predictor.names,
+        task=predictor.signature.task,
+        window_s=settings.live_window_s,
+        interval_s=settings.live_interval_s,
+        feedback=feedback,
+        prediction_reference=prediction_reference,
+    )
