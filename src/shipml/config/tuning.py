@@ -60,6 +60,10 @@ class TuneSection(Section):
     # schema "optuna"; SQLite: optuna.db beside the MLflow file).
     storage: str = ""
     seed: int = 0  # the TPE sampler's seed
+    # Kubernetes: `shipml deploy render` also emits a Job of this many `shipml tune
+    # --worker` pods and a lead Job that wraps up, sharing the study in PostgreSQL (team
+    # mode's database, or a PostgreSQL [tune] storage / [tracking] uri); 0: no tuning Jobs.
+    workers: int = Field(default=0, ge=0, le=64)
     pruner: Literal["median", "none"] = "median"
     # The registered best trial is never worse than the defaults on this hold-out metric
     # (empty: no guard). Its direction is the objective's.

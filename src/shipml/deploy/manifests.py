@@ -1,7 +1,7 @@
 """The Kubernetes objects of one environment, as plain dicts built from a ``Plan``.
 
-Plain objects only (Deployments, Services, a ConfigMap, HPAs, PDBs, NetworkPolicies, a
-Job and a CronJob): no operator is needed, except the Prometheus Operator's
+Plain objects only (Deployments, Services, a ConfigMap, HPAs, PDBs, NetworkPolicies,
+Jobs and a CronJob): no operator is needed, except the Prometheus Operator's
 ServiceMonitor and PrometheusRule when ``prometheus_operator`` is set. Objects carry no
 namespace and no environment label: the kustomize overlay adds both (``finalize`` does
 the same in Python), so objects that do not differ between environments live in the base.
@@ -16,6 +16,7 @@ from shipml.deploy import objects as k8s
 from shipml.deploy.objects import COMPONENT, FROM_PROMETHEUS, NAME, VARIANT, Obj
 from shipml.deploy.plan import GATEWAY_PORT, MLFLOW_PORT, SERVE_PORT, Plan
 from shipml.deploy.team import tracking_server
+from shipml.deploy.tuning import tune_jobs
 from shipml.monitor import alerts, grafana
 
 __all__ = ["COMPONENT", "NAME", "VARIANT", "build", "finalize", "key", "namespace"]
@@ -234,7 +235,7 @@ def build(plan: Plan) -> list[Obj]:
     for i in range(len(plan.variants)):
         objects += model_server(plan, i)
     objects += gateway(plan)
-    objects += [tests_job(plan), monitor_cronjob(plan)]
+    objects += [tests_job(plan), monitor_cronjob(plan), *tune_jobs(plan)]
     if plan.settings.prometheus_operator:
         objects += prometheus(plan)
     if plan.settings.team_mode:

@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass, field
 
 from shipml.config import ENV_DEFAULTS, DeployEnvSection, ProjectConfig
-from shipml.errors import DeployError, RegistryError
+from shipml.errors import ConfigError, DeployError, RegistryError
 from shipml.monitor.alerts import Thresholds, thresholds_of
+from shipml.pipeline.budget import parse_duration
 
 ENVS = tuple(ENV_DEFAULTS)
 SERVE_PORT = 8080  # the serve image's V2 port (the image contract)
@@ -35,6 +36,71 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class TunePlan:
+    """What the tuning Jobs run: how many workers, the study, its budget and where the
+    pods find the tracking store and the study."""
+
+    workers: int
+    study: str
+    budget: str
+    tracking_uri: str = ""  # empty: the image's shipml.toml says
+    storage: str = ""  # [tune] storage in the pods; empty: the tracking store's database
+    team: bool = False  # team mode's in-cluster PostgreSQL and MLflow server
+
+
+def _postgres(url: str) -> bool:
+    return url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
+
+
+def _has_password(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).password is not None
+    except Exception:  # not a URL SQLAlchemy reads: opening it fails in the pod instead
+        return False
+
+
+def tune_plan(config: ProjectConfig, env: str, team: bool) -> TunePlan | None:
+    """The tuning Jobs of environment ``env`` (None when ``[tune] workers`` is 0); a
+    ConfigError when their pods would not share one study."""
+    tune = config.tune
+    if tune.workers == 0:
+        return None
+    parse_duration(tune.budget)  # a bad budget fails here, not in the cluster
+    study = tune.study or config.project.name
+    if team:
+        return TunePlan(tune.workers, study, tune.budget, team=True)
+    shared = tune.storage or config.tracking.uri
+    if not _postgres(shared):
+        raise ConfigError(
+            f"[tune] workers = {tune.workers} asks for worker Jobs in {env}, but their "
+            f"study would be in {_what(tune.storage, config.tracking.uri)}, which pods "
+            "cannot share",
+            hint=f"turn on team mode ([deploy.{env}] team_mode = true), or set a PostgreSQL "
+            '[tracking] uri or [tune] storage ("postgresql+psycopg://USER@HOST:5432/DB"), '
+            "or set [tune] workers = 0",
+        )
+    if _has_password(shared):
+        raise ConfigError(
+            "the PostgreSQL URL the tuning Jobs would use has a password in it, and the "
+            "manifests would show it",
+            hint=f"remove it from the URL and put it in the Secret {config.project.name}-"
+            "mlflow-db (key password): the pods get it as PGPASSWORD",
+        )
+    storage = tune.storage if _postgres(tune.storage) else ""
+    return TunePlan(tune.workers, study, tune.budget, config.tracking.uri, storage)
+
+
+def _what(storage: str, uri: str) -> str:
+    if storage:
+        return f"[tune] storage {storage[:60]!r}"
+    if not uri or uri.startswith("sqlite:") or "://" not in uri:
+        return f"a SQLite file beside [tracking] uri {uri[:60]!r}"
+    return f"a SQLite file in each pod ([tracking] uri {uri[:60]!r} is not a database)"
+
+
+@dataclass(frozen=True)
 class Plan:
     project: str  # the DNS-safe prefix of every object name
     env: str
@@ -52,6 +118,7 @@ class Plan:
     on_breach: str = "fail"  # [monitor] on_breach: what the monitor CronJob does
     alerts: Thresholds = field(default_factory=Thresholds)  # the alert rules' bounds
     extra_labels: dict[str, str] = field(default_factory=dict)
+    tune: TunePlan | None = None  # [tune] workers: the tuning Jobs (deploy.tuning)
 
     @property
     def champion(self) -> Variant:
@@ -112,6 +179,7 @@ def make_plan(config: ProjectConfig, env: str) -> Plan:
     """Resolve the plan of environment ``env`` (dev, staging or prod)."""
     deploy = config.deploy
     settings = deploy.env(env)
+    tune = tune_plan(config, env, settings.team_mode)
     project = dns_name(config.project.name, "the project name")
     registry = deploy.image_registry.rstrip("/")
     refs = [("champion", deploy.champion or f"{config.model_name}@champion")]
@@ -144,4 +212,5 @@ def make_plan(config: ProjectConfig, env: str) -> Plan:
         monitor_schedule=deploy.monitor_schedule,
         on_breach=config.monitor.on_breach,
         alerts=thresholds_of(config.monitor),
+        tune=tune,
     )

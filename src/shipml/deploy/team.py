@@ -29,7 +29,10 @@ def tracking_server(plan: Plan) -> list[Obj]:
     return [
         _postgres(plan, db),
         k8s.service(plan, db, "postgres", "", POSTGRES_PORT),
-        k8s.netpol(plan, db, "postgres", "", POSTGRES_PORT, [k8s.from_components(plan, "mlflow")]),
+        # the tracking server, and the tuning Jobs' study (shipml.deploy.tuning)
+        k8s.netpol(
+            plan, db, "postgres", "", POSTGRES_PORT, [k8s.from_components(plan, "mlflow", "tune")]
+        ),
         *_mlflow(plan, db),
     ]
 
