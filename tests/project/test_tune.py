@@ -8,10 +8,15 @@ benchmarks/tune_budget.py."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from shipml.config import load_config
 from shipml.templates import create_project
@@ -86,3 +91,80 @@ def test_bad_tune_options_are_clear_errors(tmp_path: Path) -> None:
     (root / "shipml.toml").write_text(toml)
     bad = shipml("tune", cwd=root)
     assert bad.returncode == 3 and "low < high" in bad.stderr
+
+
+@pytest.fixture
+def pg_store() -> Iterator[tuple[str, str]]:
+    """(a tracking URI without the password whose search_path is a fresh schema, the
+    password) on POSTGRES_TEST_URL: skipped without it, a failure in CI."""
+    from sqlalchemy.engine import make_url
+
+    url = os.environ.get("POSTGRES_TEST_URL", "")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs PostgreSQL: POSTGRES_TEST_URL is not set (scripts/postgres.sh)")
+        pytest.skip("no PostgreSQL (set POSTGRES_TEST_URL)")
+    import psycopg
+
+    schema = f"tunejobs_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    parsed = make_url(url)
+    bare = parsed.set(drivername="postgresql+psycopg", password=None)
+    uri = bare.render_as_string(hide_password=False)
+    yield f"{uri}?options=-csearch_path%3D{schema}", str(parsed.password or "")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_a_worker_and_the_lead_share_one_study_in_postgresql(
+    tmp_path: Path, pg_store: tuple[str, str]
+) -> None:
+    """What the Kubernetes tuning Jobs run (deploy.tuning), as two processes: a worker and
+    the lead, started apart, on one PostgreSQL study; the lead wraps up the trials of both."""
+    uri, password = pg_store
+    root = create_project(tmp_path / "shared", "shared", git=False)
+    toml = root / "shipml.toml"
+    toml.write_text(toml.read_text().replace('"sqlite:///.shipml/mlflow.db"', f'"{uri}"'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
+    env["PGPASSWORD"] = password
+    # The store is made first, as it is for a deployed project (its champion is in it):
+    # two processes creating MLflow's tables at once collide in PostgreSQL.
+    os.environ["PGPASSWORD"] = password
+    try:
+        tracker_for(load_config(root)).experiment_id()
+    finally:
+        del os.environ["PGPASSWORD"]
+    # The study goes into the database's schema "optuna", whatever the search_path:
+    # a name of its own.
+    study = f"shared-{uuid.uuid4().hex[:8]}"
+    args = ["--study", study, "--budget", "20s"]
+    popen = {"cwd": root, "env": env, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    worker = subprocess.Popen([*SHIPML, "tune", "--worker", *args], text=True, **popen)
+    lead = subprocess.Popen([*SHIPML, "tune", "--no-test", *args], text=True, **popen)
+    w_out, w_err = worker.communicate(timeout=180)
+    out, err = lead.communicate(timeout=180)
+    assert worker.returncode == 0, w_err[-2000:]
+    assert lead.returncode == 0, err[-2000:]
+    assert password not in out + err + w_out + w_err
+
+    os.environ["PGPASSWORD"] = password  # this process reads the same store
+    try:
+        config = load_config(root)
+        registry = Registry(tracker_for(config))
+        challenger = registry.resolve("shared@challenger")
+        record = json.loads(challenger.tags["shipml.tune.record"])
+        assert record["study"] == study and record["storage"].startswith("postgresql")
+        children = _children(config, record["parent_run"])
+    finally:
+        del os.environ["PGPASSWORD"]
+    by = {}
+    for run in children:
+        if run.data.tags.get("shipml.tune.role") != "final":
+            by.setdefault(run.data.tags["shipml.tune.process"], []).append(run)
+    assert len(by) == 2, sorted(by)  # trials from both processes
+    assert any(p.endswith(f":{worker.pid}") for p in by)
+    assert any(p.endswith(f":{lead.pid}") for p in by)
+    numbers = [int(r.data.tags["shipml.tune.trial"]) for runs in by.values() for r in runs]
+    assert len(numbers) == len(set(numbers))  # one study numbers the trials of both
+    assert record["trials"] >= len(numbers) >= 2
