@@ -46,6 +46,7 @@ def test_workers_render_a_worker_job_and_a_lead_job(deploy_project: Path, tmp_pa
         workers, lead = jobs["penguins-tune-workers"], jobs["penguins-tune"]
         assert workers["spec"]["parallelism"] == workers["spec"]["completions"] == 2
         assert lead["spec"]["parallelism"] == lead["spec"]["completions"] == 1
+        assert lead["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 900
         args = ["--study", "wide", "--budget", "20m"]
         for job, command in (
             (workers, ["shipml", "tune", "--worker", *args]),

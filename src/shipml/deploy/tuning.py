@@ -20,6 +20,9 @@ from shipml.pipeline.budget import parse_duration
 COMPONENT = "tune"  # team mode's PostgreSQL admits this component (deploy.team)
 STATE = "/project/.shipml"  # the train image's project: the pipeline cache, logs
 SLACK_S = 1800  # the Jobs' deadline beyond the budget: start-up, the wrap-up, tests
+# A SIGTERM (the Job's deadline, a drained node) makes the lead wrap up the best-so-far:
+# a training and the gate suites must fit in the grace period.
+WRAP_UP_GRACE_S = 900
 
 
 def _env(plan: Plan, tp: TunePlan) -> list[Obj]:
@@ -62,6 +65,8 @@ def _job(plan: Plan, tp: TunePlan, role: str, command: list[str], pods: int) -> 
         volumeMounts=[{"name": "state", "mountPath": STATE}],
     )
     pod = k8s.pod(plan, [container], [{"name": "state", "emptyDir": {}}], restart="Never")
+    if role == "lead":
+        pod["terminationGracePeriodSeconds"] = WRAP_UP_GRACE_S
     name = plan.name("tune") if role == "lead" else plan.name("tune", "workers")
     return {
         "apiVersion": "batch/v1",
