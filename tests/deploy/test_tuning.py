@@ -39,7 +39,7 @@ def _set(project: Path, tracking: str, tune: str) -> None:
 def test_workers_render_a_worker_job_and_a_lead_job(deploy_project: Path, tmp_path: Path):
     _set(deploy_project, PG, 'workers = 2\nstudy = "wide"\nbudget = "20m"')
     config = load_config(deploy_project)
-    result = render(config, output=tmp_path / "out", check_kustomize=False)  # schema-checked
+    result = render(config, output=tmp_path / "out")  # schema-checked (and kustomize's)
     for env in ("dev", "staging", "prod"):
         jobs = _jobs(result.objects[env])
         assert set(jobs) == {"penguins-tune", "penguins-tune-workers"}
@@ -115,3 +115,20 @@ def test_bad_worker_counts_are_config_errors(deploy_project: Path, bad: str):
     _set(deploy_project, PG, bad)
     with pytest.raises(ShipmlError, match="workers"):
         load_config(deploy_project)
+
+
+@pytest.mark.parametrize(
+    ("tune", "message"),
+    [
+        ('workers = 2\nstudy = "x; rm -rf /"', "cannot name the tuning Jobs' study"),
+        ('workers = 2\nstudy = "' + "s" * 5000 + '"', "cannot name the tuning Jobs' study"),
+        ('workers = 2\nbudget = "ten minutes"', "ten minutes"),
+    ],
+)
+def test_bad_study_or_budget_is_refused_at_render(
+    deploy_project: Path, tmp_path: Path, tune: str, message: str
+):
+    _set(deploy_project, PG, tune)
+    with pytest.raises(ShipmlError, match=message) as caught:
+        render(load_config(deploy_project), ["dev"], tmp_path / "o", check_kustomize=False)
+    assert len(caught.value.message) < 400 and caught.value.hint

@@ -67,8 +67,15 @@ def tune_plan(config: ProjectConfig, env: str, team: bool) -> TunePlan | None:
     tune = config.tune
     if tune.workers == 0:
         return None
+    from shipml.pipeline.tune import STUDY_RE
+
     parse_duration(tune.budget)  # a bad budget fails here, not in the cluster
     study = tune.study or config.project.name
+    if not STUDY_RE.match(study):
+        raise ConfigError(
+            f"[tune] study {study[:60]!r} cannot name the tuning Jobs' study",
+            hint="use letters, digits, '_', '.' or '-' (at most 100), starting with a letter",
+        )
     if team:
         return TunePlan(tune.workers, study, tune.budget, team=True)
     shared = tune.storage or config.tracking.uri
