@@ -172,3 +172,20 @@ def test_an_answer_leaves_in_one_write_and_a_waiting_stream_still_gets_its_head(
         assert broken.writes == [b"HEAD"] and broken.closed
 
     asyncio.run(scenario())
+
+
+def test_a_kept_alive_connection_keeps_its_deadlines_request_after_request(url):
+    """One timer per connection: after answered requests, a half-sent next one is still
+    cut within its deadline (closed; uvicorn's keep-alive timer may close it before the
+    408 is written, as it did before the one-timer change)."""
+    host, port = address(url)
+    with socket.create_connection((host, port), timeout=5) as conn:
+        for _ in range(3):
+            conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert status_of(read_response(conn)) == 200
+            time.sleep(0.2)  # less than the 0.5 s idle deadline
+        started = time.monotonic()
+        conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n")  # no end of headers
+        answer = read_response(conn)
+    assert answer == b"" or (status_of(answer) == 408 and b"headers" in answer)
+    assert time.monotonic() - started < 1.5  # closed: read_response saw the end
