@@ -118,9 +118,10 @@ def in_process(package: Path, native: Path, body: Path, rounds: int, n: int = 50
     import baseline_app
     import lightgbm_app
 
-    from shipml.serving.server import build_app, resolve_spec
+    from shipml.project.serving import serve_spec
+    from shipml.serving.server import build_app
 
-    shipml_app = build_app(resolve_spec(str(package)))
+    shipml_app = build_app(serve_spec(None, str(package)))  # a package folder, as served
     shipml_app.warm_up()
     apps = {
         "shipml": (shipml_app, f"/v2/models/{package.name}/infer"),
