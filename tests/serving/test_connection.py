@@ -121,3 +121,71 @@ def test_a_200_mb_body_is_a_413_and_memory_stays_flat(url, path, chunked):
     assert status_of(answer) == 413, answer[:300]
     assert b"larger than the limit" in answer
     assert rss_mb() - before < 50
+
+
+def test_an_answer_leaves_in_one_write_and_a_waiting_stream_still_gets_its_head() -> None:
+    import asyncio
+
+    from shipml.serving.connection import OneWrite
+
+    class Transport:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+    class Cycle:
+        response_started = False
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        transport, cycle = Transport(), Cycle()
+        out = OneWrite(transport, cycle, loop)
+        out.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # before the start: at once
+        cycle.response_started = True
+        out.write(b"HEAD")
+        out.write(b"BODY")
+        assert transport.writes == [b"HTTP/1.1 100 Continue\r\n\r\n", b"HEADBODY"]
+        await asyncio.sleep(0)
+        assert len(transport.writes) == 2  # nothing left behind
+        stream, cycle = Transport(), Cycle()
+        out = OneWrite(stream, cycle, loop)
+        cycle.response_started = True
+        out.write(b"HEAD")
+        await asyncio.sleep(0)  # the body waits: the head goes on the next turn
+        assert stream.writes == [b"HEAD"]
+        out.write(b"CHUNK")
+        assert stream.writes == [b"HEAD", b"CHUNK"]
+        broken, cycle = Transport(), Cycle()
+        out = OneWrite(broken, cycle, loop)
+        cycle.response_started = True
+        out.write(b"HEAD")
+        out.close()  # an app that fails after its start: the head goes out, then the close
+        assert broken.writes == [b"HEAD"] and broken.closed
+
+    asyncio.run(scenario())
+
+
+def test_a_kept_alive_connection_keeps_its_deadlines_request_after_request(url):
+    """One timer per connection: after answered requests, a half-sent next one is still
+    cut within its deadline (closed; uvicorn's keep-alive timer may close it before the
+    408 is written, as it did before the one-timer change)."""
+    host, port = address(url)
+    with socket.create_connection((host, port), timeout=5) as conn:
+        for _ in range(3):
+            conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert status_of(read_response(conn)) == 200
+            time.sleep(0.2)  # less than the 0.5 s idle deadline
+        started = time.monotonic()
+        conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n")  # no end of headers
+        answer = read_response(conn)
+    assert answer == b"" or (status_of(answer) == 408 and b"headers" in answer)
+    assert time.monotonic() - started < 1.5  # closed: read_response saw the end

@@ -107,3 +107,35 @@ print(json.loads(answer.body)["outputs"][0]["data"])
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().startswith("[")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([1.0, 10**400], "int too large"),  # an int beyond float
+        ([1.0, 1e39], "non-finite or out-of-range value 1e+39 at row 1"),  # beyond float32
+        ([float("inf"), 1.0], "non-finite or out-of-range value inf at row 0"),
+        ([1.0, False], "expects numbers; got False at row 1"),  # a bool among plain numbers
+        ([1, "2"], "expects numbers; got '2' at row 1"),
+    ],
+)
+def test_plain_json_numbers_take_the_fast_path_and_keep_every_refusal(values, message):
+    with pytest.raises(InvalidRequest) as err:
+        V._numbers(values, "mass")
+    assert message in err.value.message
+    fast = V._numbers([1, 2.5, None], "mass")  # floats, ints and nulls: float32, NaN missing
+    slow = V._numbers(np.asarray([1, 2.5, None], dtype=object), "mass")
+    assert fast.dtype == np.float32 and np.array_equal(fast, slow, equal_nan=True)
+
+
+def test_a_checked_matrix_is_not_checked_twice_but_an_unchecked_one_is():
+    numeric = Validator(Signature([Feature("a", "float", False), Feature("b", "float", True)]))
+    checked = numeric._numbers([[1.0, None]], "x")
+    assert numeric.matrix(checked, "x", checked=True).matrix.tolist()[0][0] == 1.0
+    with pytest.raises(InvalidRequest, match="feature 'a' is missing at row 0"):
+        numeric.matrix(numeric._numbers([[None, 1.0]], "x"), "x", checked=True)
+    strings = np.asarray([["1", "2"]], dtype=object)  # a BYTES tensor is never "checked"
+    with pytest.raises(InvalidRequest, match="expects numbers"):
+        numeric.matrix(strings, "x", checked=True)
+    with pytest.raises(InvalidRequest, match="non-finite"):
+        numeric.matrix(np.asarray([[np.inf, 1.0]], dtype=np.float32), "x", checked=False)

@@ -45,6 +45,7 @@ from shipml.serving.validation import Rows, Validator, shorten
 
 log = logging.getLogger("shipml.serving")
 JSON = b"application/json"
+JSON_TYPE = (b"content-type", JSON)
 HTML = b"text/html; charset=utf-8"
 DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY
 Scope = dict[str, Any]
@@ -335,6 +336,11 @@ class ModelServer:
         thread would not free the loop), scored in a thread."""
         tracing = self.tracing
         if len(raw) <= self.off_loop_bytes:
+            if not tracing.enabled:  # the usual case: nothing to record, nothing built
+                rows, rid, wanted, binary_out = binary.parse_request(
+                    protocol, raw, length, self.validator
+                )
+                return rows, rid, wanted, await self.batcher.predict(rows), binary_out
             rows, rid, wanted, binary_out = self._parse(protocol, raw, length)
             with tracing.span("batch", **{"shipml.request_id": rid_text}):
                 outputs = await self.batcher.predict(rows)
@@ -386,7 +392,7 @@ class ModelServer:
         )
         try:
             rid_text = request_id.decode("latin-1")
-            route = _route(protocol)
+            route = ROUTES[protocol]
             with tracing.request_span("POST", route, scope["path"], headers, rid_text) as span:
                 try:
                     if protocol == "v2":
@@ -496,10 +502,7 @@ def _profile(predictor: Predictor) -> dict[str, Any] | None:
         return None
 
 
-def _route(protocol: str) -> str:
-    return {"v2": "/v2/models/{name}/infer", "invocations": "/invocations"}.get(
-        protocol, "/predict"
-    )
+ROUTES = {"v2": "/v2/models/{name}/infer", "invocations": "/invocations", "predict": "/predict"}
 
 
 async def _send(
@@ -511,8 +514,8 @@ async def _send(
     header_length: int | None = None,
 ) -> None:
     headers = [
-        (b"content-type", content_type),
-        (b"content-length", str(len(body)).encode()),
+        (b"content-type", content_type) if content_type is not JSON else JSON_TYPE,
+        (b"content-length", b"%d" % len(body)),
         (b"x-request-id", request_id),
     ]
     if header_length is not None:  # a binary answer: its JSON header's length

@@ -5,6 +5,13 @@ request on an empty queue schedules a flush for the event loop's next turn; ever
 request parsed in the meantime joins that batch (up to ``max_batch_size``). A lone
 client therefore waits for nothing but one loop turn, and under load batches form by
 themselves. ``max_wait_ms`` can add a short wait to gather larger batches.
+
+A lone client pays even that loop turn for nothing, so the batcher watches whether
+requests meet: after a flush that found one request alone, the next ``SOLO_RUNS``
+requests that find the queue empty run the model at once (no future, no loop turn), and
+then one goes through the queue again as a probe. A probe that meets others switches
+batching back on until a flush finds a request alone again. With ``max_wait_ms`` set,
+every request waits for its batch.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ class _Pending:
 
 
 class Batcher:
+    SOLO_RUNS = 16  # direct runs between two probes while requests arrive alone
+
     def __init__(
         self,
         predictor: Predictor,
@@ -41,8 +50,12 @@ class Batcher:
         self.on_batch = on_batch
         self._queue: list[_Pending] = []
         self._scheduled = False
+        self._solo = 0  # direct runs left before the next probe through the queue
 
     async def predict(self, rows: Rows) -> Outputs:
+        if self._solo and not self._queue:
+            self._solo -= 1
+            return self._direct(rows)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outputs] = loop.create_future()
         self._queue.append(_Pending(rows, future))
@@ -69,7 +82,18 @@ class Batcher:
                 taken += item.rows.n
             self._run(batch, taken)
 
+    def _direct(self, rows: Rows) -> Outputs:
+        """A request alone: the model runs now, as a batch of one."""
+        if self.on_batch is not None:
+            self.on_batch(rows.n)
+        started = time.time_ns()
+        out = self.predictor.run(self.predictor.feeds(rows))
+        out.timing = (started, time.time_ns(), rows.n)
+        return out
+
     def _run(self, batch: list[_Pending], total: int) -> None:
+        if self.max_wait == 0:  # alone: run the next ones directly; met others: batch
+            self._solo = self.SOLO_RUNS if len(batch) == 1 and not self._queue else 0
         if self.on_batch is not None:
             self.on_batch(total)
         if len(batch) == 1:

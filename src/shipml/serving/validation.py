@@ -36,6 +36,7 @@ class Rows:
 
 NONE = type(None)
 NUMBER_TYPES = (int, float, np.integer, np.floating, Decimal)
+PLAIN = frozenset({float, int, NONE})  # what orjson gives for a JSON number or null
 SHORT = 60  # characters of a bad value quoted back in an error message
 
 
@@ -180,15 +181,19 @@ class Validator:
             raise InvalidRequest("the request has no rows", hint="send at least one row")
         return Rows(n, columns=cols)
 
-    def matrix(self, values: Any, name: str = "input") -> Rows:
-        """One [rows, features] numeric tensor, columns in signature order."""
+    def matrix(self, values: Any, name: str = "input", *, checked: bool = False) -> Rows:
+        """One [rows, features] numeric tensor, columns in signature order. ``checked``:
+        a float32 ``values`` already passed ``_numbers`` (finite or NaN)."""
         if not self.all_numeric:
             raise InvalidRequest(
                 f"tensor {shorten(name)} is not a feature, and a single 2-D tensor is "
                 "accepted only by all-numeric models",
                 hint=f"send one tensor per feature: {', '.join(self.names)}",
             )
-        arr = self._numbers(values, name)
+        if checked and isinstance(values, np.ndarray) and values.dtype == np.float32:
+            arr = values
+        else:
+            arr = self._numbers(values, name)
         if arr.ndim == 1 and len(self.names) == arr.shape[0]:
             arr = arr.reshape(1, -1)
         if arr.ndim != 2 or arr.shape[1] != len(self.names):
@@ -252,6 +257,15 @@ class Validator:
         if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
             with np.errstate(over="ignore"):
                 return _finite(values.astype(np.float32, copy=False), values, name)
+        if type(values) is list and set(map(type, values)) <= PLAIN:
+            # The usual JSON column: floats, ints and nulls only (never a bool, a string,
+            # a list): straight to float32, no object array, no per-type walk.
+            try:
+                with np.errstate(over="ignore"):
+                    arr = np.asarray(values, dtype=np.float32)
+            except OverflowError as exc:  # an int beyond float
+                raise InvalidRequest(f"feature {shorten(name)}: {shorten(str(exc))}") from exc
+            return _finite(arr, values, name)
         objects = np.asarray(values, dtype=object)
         flat = objects.reshape(-1)
         if flat.size and isinstance(flat[0], list):
