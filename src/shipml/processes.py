@@ -29,18 +29,29 @@ def run_in_foreground(
     previous: dict[int, object] = {}
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        if not started:
+        if not started:  # Popen has not returned yet: act once it has
             early.append(signum)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
         elif started[0].poll() is None:
             started[0].send_signal(signum)
 
     if threading.current_thread() is threading.main_thread():
-        for sig in FORWARDED:  # before the child starts: no signal slips through
+        # Before the child starts, so no signal slips through. Ctrl-C is held back too
+        # while Popen runs: a KeyboardInterrupt inside it would orphan a forked child.
+        held = (
+            (signal.SIGINT,)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            else ()
+        )
+        for sig in (*FORWARDED, *held):
             previous[sig] = signal.signal(sig, forward)
     try:
         started.append(subprocess.Popen(list(cmd), env=env, cwd=cwd))
         proc = started[0]
         for signum in early:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
             proc.send_signal(signum)
         code = proc.wait()
         return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
