@@ -59,9 +59,7 @@ def test_no_module_over_400_lines_without_a_reason() -> None:
         reason = "400 lines" in (ast.get_docstring(tree) or "")
         if lines > MAX_MODULE and not reason:
             long.append(f"{path.relative_to(ROOT)} {lines}")
-    assert not long, "modules over 400 lines with no reason in their docstring:\n" + "\n".join(
-        long
-    )
+    assert not long, "modules over 400 lines with no reason in their docstring:\n" + "\n".join(long)
 
 
 def test_fmt_skip_is_rare() -> None:

@@ -159,5 +159,6 @@ def _breach_error(run: MonitorRun) -> MonitorError:
     error.details = result.to_dict()
     return error
 
+
 def register(app: typer.Typer) -> None:
     app.command()(monitor)

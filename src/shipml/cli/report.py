@@ -94,6 +94,7 @@ def _render(result: Any, all_params: bool) -> None:
     changed = len([ln for ln in result.code_diff.splitlines() if ln.startswith("diff --git")])
     stdout.print(f"commits: {commits}" + (f" ({changed} file(s) differ)" if changed else ""))
 
+
 def _resolvable(config: object, refs: list[str]) -> list[str]:
     from shipml.report.compare import entry
 

@@ -177,5 +177,6 @@ def _render(outcome: Any, worker: bool) -> None:
             f"{outcome.wrapup_seconds:.1f}s"
         )
 
+
 def register(app: typer.Typer) -> None:
     app.command("tune")(tune)
