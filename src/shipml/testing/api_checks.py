@@ -116,14 +116,14 @@ def contract(subject: Subject, env: Env) -> CheckResult:
     rows = subject.holdout_features.head(3)
     expect = _Expectations()
     try:
-        status, _, body = client.request("GET", "/v2/health/live")
+        status, _, _ = client.request("GET", "/v2/health/live")
         expect("GET /v2/health/live is 200", status == 200, status)
-        status, _, body = client.request("GET", "/v2/health/ready")
+        status, _, _ = client.request("GET", "/v2/health/ready")
         expect("GET /v2/health/ready is 200", status == 200, status)
         _metadata(client, subject, expect)
         _infer(client, subject, rows, expect)
         _errors(client, subject, rows, expect)
-        status, ctype, body = client.request("GET", "/metrics")
+        status, ctype, _ = client.request("GET", "/metrics")
         expect(
             "GET /metrics is Prometheus text",
             status == 200 and "text/plain" in ctype,

@@ -42,10 +42,8 @@ from typing import IO, Any
 from shipml.errors import RegistryError, ShipmlError, TrackingError
 from shipml.tracking.registry import VersionInfo
 
-TRACKER_CALLS = frozenset(
-    "start_run end_run log_params log_metrics log_batch set_tags log_artifacts log_text "
-    "artifact_uri log_dataset".split()
-)
+TRACKER_CALLS = frozenset({"start_run", "end_run", "log_params", "log_metrics", "log_batch"})
+TRACKER_CALLS |= {"set_tags", "log_artifacts", "log_text", "artifact_uri", "log_dataset"}
 REGISTRY_CALLS = frozenset({"find_by_digest", "register", "aliases", "set_alias"})
 _ERRORS: dict[str, type[ShipmlError]] = {e.__name__: e for e in (TrackingError, RegistryError)}
 
