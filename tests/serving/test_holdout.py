@@ -25,5 +25,6 @@ def test_a_package_without_holdout_rows_is_a_clear_failure(tmp_path, penguins_pa
     folder = tmp_path / "no-holdout"
     shutil.copytree(penguins_package.path, folder)
     (folder / "holdout.parquet").unlink()
-    with pytest.raises(RuntimeError, match="hold-out predictions failed: ModelError: .*holdout.parquet"):
+    message = r"hold-out predictions failed: ModelError: .*holdout\.parquet"
+    with pytest.raises(RuntimeError, match=message):
         holdout_predictions_aside(folder)
