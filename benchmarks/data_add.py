@@ -9,11 +9,13 @@ bytes, parse, digest, schema, profile, write Parquet and the catalog). Imports a
 timed. Reports the medians and the median of per-round ratios (target: ≤ 1.5).
 
     .venv/bin/python benchmarks/data_add.py [--rounds 5] [--rows 1000000] [--profile]
+        [--before CHECKOUT]    # also the add of another checkout (PYTHONPATH=CHECKOUT/src)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -59,9 +61,10 @@ def make_files(folder: Path, rows: int) -> list[Path]:
     return [csv, parquet]
 
 
-def seconds(code: str, *args: str) -> float:
+def seconds(code: str, *args: str, pythonpath: str | None = None) -> float:
+    env = {**os.environ, "PYTHONPATH": pythonpath} if pythonpath else None
     out = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, env=env
     ).stdout
     return float(out.split()[-1])
 
@@ -71,6 +74,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--profile", action="store_true", help="cProfile one add of each file.")
+    parser.add_argument("--before", type=Path, help="Also time the add of this checkout.")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="shipml-bench-add-"))
     files = make_files(folder, args.rows)
@@ -85,18 +89,23 @@ def main() -> None:
                 ).stdout
             )
         return
+    before = str(args.before.resolve() / "src") if args.before else None
+    kinds = ["read", "add"] + (["add before"] if before else [])
     for path in files:
-        times: dict[str, list[float]] = {"read": [], "add": []}
+        times: dict[str, list[float]] = {k: [] for k in kinds}
         for r in range(args.rounds):
-            for kind in ("read", "add") if r % 2 == 0 else ("add", "read"):
-                times[kind].append(seconds(READ if kind == "read" else ADD, str(path)))
+            for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
+                code = READ if kind == "read" else ADD
+                pythonpath = before if kind == "add before" else None
+                times[kind].append(seconds(code, str(path), pythonpath=pythonpath))
         size = path.stat().st_size / 2**20
         print(f"{path.name} ({args.rows:,} rows x 20 columns, {size:.0f} MiB), seconds")
         for kind, values in times.items():
             shown = " ".join(f"{v:.2f}" for v in values)
-            print(f"  {kind:<6}{statistics.median(values):>6.2f} s   ({shown})")
-        ratios = [a / b for a, b in zip(times["add"], times["read"], strict=True)]
-        print(f"  add / read: {statistics.median(ratios):.2f} (median of per-round ratios)")
+            print(f"  {kind:<11}{statistics.median(values):>6.2f} s   ({shown})")
+        for kind in kinds[1:]:
+            ratios = [a / b for a, b in zip(times[kind], times["read"], strict=True)]
+            print(f"  {kind} / read: {statistics.median(ratios):.2f} (median of per-round ratios)")
     print("target: add <= 1.5 x read")
 
 
