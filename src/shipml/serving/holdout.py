@@ -51,7 +51,7 @@ def holdout_predictions_aside(package: Path) -> tuple[np.ndarray, dict[str, floa
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         raise RuntimeError(f"the hold-out predictions failed: {tail[0][:300]}")
-    answer = json.loads(done.stdout)
+    answer = json.loads(done.stdout.strip().splitlines()[-1])  # a library may print first
     return np.asarray(answer["labels"], dtype=np.dtype(answer["dtype"])), answer["quality"]
 
 
