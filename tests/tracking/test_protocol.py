@@ -12,16 +12,24 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from shipml.config import ProjectConfig
+from shipml.config import ProjectConfig, load_config
 from shipml.errors import TrackingError
+from shipml.templates import create_project
 from shipml.tracking import tracker_for
 from shipml.tracking.protocol import RunTracker
 from shipml.tracking.remote import remote_tracker_for
 from shipml.tracking.worker import TrackingWorker
 
 
-@pytest.fixture(params=["in-process", "worker"])
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> ProjectConfig:
+    """One project (its MLflow store) for the module: each test makes its own runs."""
+    return load_config(create_project(tmp_path_factory.mktemp("protocol") / "p", "penguins"))
+
+
+@pytest.fixture(scope="module", params=["in-process", "worker"])
 def tracker(request: pytest.FixtureRequest, config: ProjectConfig) -> Iterator[RunTracker]:
+    """Each tracker once per module (a worker imports MLflow when it starts)."""
     if request.param == "in-process":
         yield tracker_for(config)
         return
