@@ -24,6 +24,7 @@ from typing import Any
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
 
 from shipml.data.digest import FORMAT, table_digest
 from shipml.data.profile import table_profile, table_schema
@@ -239,7 +240,7 @@ class DatasetStore:
         path = self._object(snap.digest, "data.parquet")
         try:
             with self.fs.open(path, "rb") as fh:
-                df = pd.read_parquet(io.BytesIO(fh.read()))
+                df = pd.read_parquet(pa.BufferReader(fh.read()))
         except FileNotFoundError as exc:
             raise DataError(
                 f"the data of {snap.ref} is missing from the store ({path})",
