@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -176,58 +177,70 @@ class DatasetStore:
         raw = read_source(source, self.base, fmt=fmt)
         versions = self.versions(name)
         latest = versions[-1] if versions else None
-        if (
-            latest is not None
-            and latest.source_sha256 == raw.sha256
-            and latest.source == raw.uri
-            and self.fs.exists(self._object(latest.digest, "data.parquet"))
-        ):
-            return latest  # the same bytes, still stored: no need to parse again
-        df = parse_source(raw)
-        # The Parquet encoding (its compression runs outside the GIL) is made while the
-        # digest, schema and profile are computed: on two cores most of it is free.
-        with ThreadPoolExecutor(1, thread_name_prefix="shipml-parquet") as pool:
-            encoded = pool.submit(_parquet_bytes, df)
-            try:
-                digest = table_digest(df)
-                data_path = self._object(digest, "data.parquet")
-                if latest is not None and latest.digest == digest:
-                    if not self.fs.exists(data_path):  # repair a snapshot whose data went missing
-                        self._write(data_path, encoded.result())
-                    return latest
-                snap = self._snapshot(name, raw, df, digest, latest, description)
-                if not self.fs.exists(data_path):
-                    self._write(data_path, encoded.result())
-            finally:
-                encoded.cancel()
+        with ThreadPoolExecutor(3, thread_name_prefix="shipml-add") as pool:
+            if latest is not None and latest.source == raw.uri:
+                if latest.source_sha256 == raw.sha256 and self.fs.exists(
+                    self._object(latest.digest, "data.parquet")
+                ):
+                    return latest  # the same bytes, still stored: no need to parse again
+            else:
+                pool.submit(lambda: raw.sha256)  # hashed (outside the GIL) during the parse
+            df = parse_source(raw)
+            snap = self._snapshot(pool, name, raw, df, latest, description)
+        if snap is latest:
+            return latest
         meta = snap.to_dict()
         for key in ("name", "version", "created", "description"):
             meta.pop(key)
-        self._write(self._object(digest, "snapshot.json"), _dumps(meta))
+        self._write(self._object(snap.digest, "snapshot.json"), _dumps(meta))
         catalog = {"name": name, "versions": [s.to_dict() for s in [*versions, snap]]}
         self._write(self._catalog(name), _dumps(catalog))
         return snap
 
     def _snapshot(
         self,
+        pool: ThreadPoolExecutor,
         name: str,
         raw: Any,
         df: pd.DataFrame,
-        digest: str,
         latest: Snapshot | None,
         description: str,
     ) -> Snapshot:
+        """The snapshot of ``df`` with its data stored (``latest`` if the content is
+        unchanged). The digest, the Parquet encoding and its write run in threads while
+        the schema and profile are computed: hashing, compression, file writes and
+        numpy's sorts release the GIL, so on two cores most of it overlaps."""
+        digest = pool.submit(table_digest, df)
+        encoded = pool.submit(_parquet_bytes, df)
+        failed = threading.Event()
+
+        def store() -> None:  # the data under its digest, unless it is there already
+            path = self._object(digest.result(), "data.parquet")
+            data = encoded.result()
+            if not failed.is_set() and not self.fs.exists(path):
+                self._write(path, data)
+
+        stored = pool.submit(store)
+        try:
+            schema, profile = table_schema(df), table_profile(df)
+            stored.result()
+        except BaseException:
+            failed.set()
+            encoded.cancel()
+            raise
+        if latest is not None and latest.digest == digest.result():
+            return latest
         return Snapshot(
             name=name,
             version=(latest.version + 1) if latest else 1,
-            digest=digest,
+            digest=digest.result(),
             source=raw.uri,
             rows=len(df),
             columns=len(df.columns),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             source_sha256=raw.sha256,
-            schema=table_schema(df),
-            profile=table_profile(df),
+            schema=schema,
+            profile=profile,
             description=description,
         )
 
