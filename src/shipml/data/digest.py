@@ -97,13 +97,13 @@ def _update_column(h: Any, series: pd.Series) -> None:
     _text(h, str(series.name))
     _text(h, kind)
     valid = series.notna().to_numpy(dtype=bool)
-    h.update(valid.astype(np.uint8).tobytes())
+    h.update(valid.view(np.uint8))  # arrays are hashed in place, not copied to bytes
     if kind == "string":
         arr = _string_values(series, valid)
         offsets = np.frombuffer(arr.buffers()[1], dtype="<i8")[
             arr.offset : arr.offset + len(arr) + 1
         ]
-        h.update(np.diff(offsets).astype("<u8").tobytes())
+        h.update(np.diff(offsets).astype("<u8"))
         data = arr.buffers()[2]
         if data is not None:
             h.update(memoryview(data)[int(offsets[0]) : int(offsets[-1])])
@@ -112,13 +112,13 @@ def _update_column(h: Any, series: pd.Series) -> None:
         stamps = pd.to_datetime(series, utc=True)
         values = stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view("<i8").copy()
         values[~valid] = 0
-        h.update(values.tobytes())
+        h.update(values)
         return
     target = {"bool": "u1", "int": "<i8", "float": "<f8"}[kind]
     filled = series.to_numpy(dtype="float64" if kind == "float" else target, na_value=0)
     if kind == "float":
         filled = np.where(valid, filled, 0.0) + 0.0  # +0.0 turns -0.0 into 0.0
-    h.update(np.ascontiguousarray(filled, dtype=target).tobytes())
+    h.update(np.ascontiguousarray(filled, dtype=target))
 
 
 def table_digest(df: pd.DataFrame) -> str:

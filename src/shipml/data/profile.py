@@ -72,14 +72,15 @@ def _numeric(col: pd.Series, out: dict[str, Any]) -> None:
     # quantiles of the sorted copy are np.quantile's (the same order statistics, the same
     # interpolation); mean, std, min and max are taken in the original order.
     ordered = np.sort(finite)
-    qs = np.quantile(ordered, QUANTILES)
+    histogram = _histogram(ordered)
+    qs = np.quantile(ordered, QUANTILES, overwrite_input=True)  # may reorder: used last
     out.update(
         mean=_num(finite.mean()),
         std=_num(finite.std(ddof=1)) if len(finite) > 1 else None,
         min=_num(finite.min()),  # not ordered[0]: which of -0.0 and 0.0 comes first varies
         max=_num(finite.max()),
         quantiles={f"p{round(q * 100):02d}": _num(v) for q, v in zip(QUANTILES, qs, strict=True)},
-        histogram=_histogram(ordered),
+        histogram=histogram,
     )
 
 
