@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,17 +33,21 @@ print(time.perf_counter() - started)
 """
 
 ADD = """
-import sys, tempfile, time
+import shutil, sys, tempfile, time
 from shipml.data import DatasetStore
-store = DatasetStore(tempfile.mkdtemp(prefix="shipml-add-"))
-started = time.perf_counter()
-if len(sys.argv) > 2:
-    import cProfile, pstats
-    cProfile.run("store.add('bench', sys.argv[1])", sys.argv[2])
-    pstats.Stats(sys.argv[2]).sort_stats("cumulative").print_stats(25)
-else:
-    store.add("bench", sys.argv[1])
-print(time.perf_counter() - started)
+root = tempfile.mkdtemp(prefix="shipml-add-")  # removed after: each store holds ~120 MB
+try:
+    store = DatasetStore(root)
+    started = time.perf_counter()
+    if len(sys.argv) > 2:
+        import cProfile, pstats
+        cProfile.run("store.add('bench', sys.argv[1])", sys.argv[2])
+        pstats.Stats(sys.argv[2]).sort_stats("cumulative").print_stats(25)
+    else:
+        store.add("bench", sys.argv[1])
+    print(time.perf_counter() - started)
+finally:
+    shutil.rmtree(root, ignore_errors=True)
 """
 
 
@@ -77,7 +82,13 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="Also time the add of this checkout.")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="shipml-bench-add-"))
-    files = make_files(folder, args.rows)
+    try:
+        run(args, make_files(folder, args.rows), folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, files: list[Path], folder: Path) -> None:
     if args.profile:
         for path in files:
             print(
