@@ -115,3 +115,18 @@ def test_limits_come_from_the_project(tmp_path):
     (tmp_path / "d.csv").write_text("a\n1\n2\n3\n4\n")
     with pytest.raises(DataError, match="more than 2 rows"):
         read_source("d.csv", tmp_path)
+
+
+@pytest.mark.parametrize("at", [0, 1, 40, 1 << 20, (1 << 20) - 3, (1 << 20) + 5, 3 << 19])
+def test_an_over_long_line_is_found_wherever_it_lies(tmp_path, at):
+    # Lines of 30 bytes around one of 101 bytes (the limit is 100), at offsets on, just
+    # before and just after the 1 MiB boundaries the stream reads by.
+    body = bytearray(b"x" * 29 + b"\n") * ((2 << 20) // 30)
+    start = at - at % 30
+    body[start : start + 30] = b"y" * 101 + b"\n"
+    (tmp_path / "t.csv").write_bytes(b"a\n" + bytes(body))
+    with pytest.raises(DataError, match="line longer than 100 bytes"):
+        read_source("t.csv", tmp_path, limits=SourceLimits(max_line_bytes=100))
+    body[start : start + 102] = b"y" * 100 + b"\n" + b"z"  # exactly at the limit: accepted
+    (tmp_path / "t.csv").write_bytes(b"a\n" + bytes(body))
+    read_source("t.csv", tmp_path, limits=SourceLimits(max_line_bytes=100))

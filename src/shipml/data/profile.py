@@ -45,11 +45,15 @@ def table_schema(df: pd.DataFrame) -> list[dict[str, Any]]:
     return schema
 
 
-def _histogram(ordered: np.ndarray) -> dict[str, list[Any]]:
+def _histogram(ordered: np.ndarray) -> dict[str, list[Any]] | None:
     """``np.histogram(values, HISTOGRAM_BINS)`` from the sorted values: the same edges, and
     the same half-open bins ``[edges[i], edges[i + 1])`` (the last one closed) counted by
-    binary search instead of a pass over every value."""
-    edges = np.histogram_bin_edges(ordered[[0, -1]], bins=HISTOGRAM_BINS)
+    binary search instead of a pass over every value. None when the range cannot be cut
+    into finite bins (a constant 1e17: ±0.5 is lost in rounding; a range beyond float)."""
+    try:
+        edges = np.histogram_bin_edges(ordered[[0, -1]], bins=HISTOGRAM_BINS)
+    except ValueError:
+        return None
     cuts = np.searchsorted(ordered, edges[1:-1], side="left")
     counts = np.diff(np.concatenate(([0], cuts, [len(ordered)])))
     return {"edges": edges.tolist(), "counts": counts.tolist()}
@@ -80,8 +84,9 @@ def _numeric(col: pd.Series, out: dict[str, Any]) -> None:
         min=_num(finite.min()),  # not ordered[0]: which of -0.0 and 0.0 comes first varies
         max=_num(finite.max()),
         quantiles={f"p{round(q * 100):02d}": _num(v) for q, v in zip(QUANTILES, qs, strict=True)},
-        histogram=histogram,
     )
+    if histogram is not None:
+        out["histogram"] = histogram
 
 
 def column_profile(col: pd.Series) -> dict[str, Any]:
@@ -90,7 +95,8 @@ def column_profile(col: pd.Series) -> dict[str, Any]:
     out: dict[str, Any] = {"type": kind, "count": int(len(col) - missing), "missing": missing}
     if kind in ("int", "float"):
         if missing < len(col):
-            _numeric(col, out)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflows become null
+                _numeric(col, out)
         return out
     present = col.dropna()
     if kind in ("string", "bool"):
