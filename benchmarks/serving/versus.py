@@ -33,7 +33,9 @@ def checkout(ref: str, into: Path) -> Path:
     """``src`` of ``ref`` unpacked under ``into``; the folder to put on PYTHONPATH."""
     into.mkdir()
     archive = subprocess.run(
-        ["git", "-C", str(HERE), "archive", ref, "src"], capture_output=True, check=True
+        ["git", "-C", str(HERE.parent.parent), "archive", ref, "src"],
+        capture_output=True,
+        check=True,
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into / "src"
