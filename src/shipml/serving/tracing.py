@@ -106,20 +106,6 @@ class Span:
             self.stack.pop()
         self.exporter.add(self)
 
-    def fields(self) -> tuple[Any, ...]:
-        """What the exporter process needs, as plain values."""
-        return (
-            self.trace_id,
-            self.span_id,
-            self.parent_id,
-            self.name,
-            self.kind,
-            self.start,
-            self.end,
-            self.attributes,
-            self.error,
-        )
-
     def to_dict(self, service: str) -> dict[str, Any]:
         """The span as the console exporter prints it."""
         return {
@@ -147,6 +133,20 @@ class _Detached:
 
     def __exit__(self, *exc: Any) -> None:
         _current.reset(self.token)
+
+
+Headers = dict[str, str] | list[tuple[bytes, bytes]]  # a dict, or ASGI's pairs
+
+
+def traceparent_of(headers: Headers) -> str | None:
+    """The ``traceparent`` header's value, from a dict or from ASGI's header pairs (read
+    as they are: no dict built for one header)."""
+    if isinstance(headers, dict):
+        return headers.get("traceparent")
+    for key, value in headers:
+        if key == b"traceparent":
+            return value.decode("latin-1")
+    return None
 
 
 def parse_traceparent(value: str | None) -> tuple[int, int, bool] | None:
@@ -209,19 +209,21 @@ class Tracing:
         name = os.environ.get("OTEL_SERVICE_NAME") or service
         return cls(Exporter(name, endpoint=endpoint, console=exporter == "console"), ratio=ratio)
 
-    def sampled(self, headers: dict[str, str]) -> bool:
+    def sampled(self, headers: Headers) -> bool:
         """Whether this request is traced: its upstream's decision, else the ratio."""
         if not self.enabled:
             return False
-        parent = parse_traceparent(headers.get("traceparent"))
+        parent = parse_traceparent(traceparent_of(headers))
         if parent is not None:
             return parent[2]
         return self.ratio >= 1.0 or self._random() < self.ratio
 
-    def _root(self, name: str, headers: dict[str, str], kind: int) -> AbstractContextManager[Any]:
+    def _root(self, name: str, headers: Headers, kind: int) -> AbstractContextManager[Any]:
+        """The root span of a request in this service, decided first: an unsampled
+        request gets a constant (no span, no context written)."""
         if not self.enabled:
             return _NULL
-        parent = parse_traceparent(headers.get("traceparent"))
+        parent = parse_traceparent(traceparent_of(headers))
         if parent is not None:
             if not parent[2]:
                 return _NULL if _current.get() is None else _Detached()
@@ -238,7 +240,7 @@ class Tracing:
         method: str,
         route: str,
         path: str,
-        headers: dict[str, str],
+        headers: Headers,
         request_id: str = "",
     ) -> AbstractContextManager[Any]:
         """The server's span of one request (None inside when it is not sampled)."""
@@ -253,6 +255,11 @@ class Tracing:
                 "shipml.request_id": request_id,
             }
         return scope
+
+    def recording(self) -> bool:
+        """Whether the current request is traced (a span of it is current): when not,
+        the caller can take its untraced path."""
+        return bool(_current.get())
 
     def span(self, name: str, **attributes: Any) -> AbstractContextManager[Any]:
         """A child of the current span; nothing when this request is not traced."""
@@ -290,7 +297,7 @@ class Tracing:
         self.exporter.add(span)
 
     def client_span(
-        self, name: str, headers: dict[str, str], request_id: str
+        self, name: str, headers: Headers, request_id: str
     ) -> AbstractContextManager[Any]:
         """The gateway's span for one forwarded request (CLIENT)."""
         scope = self._root(name, headers, CLIENT)
