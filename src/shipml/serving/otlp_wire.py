@@ -21,7 +21,7 @@ from __future__ import annotations
 import numbers
 import struct
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 _TIMES = struct.Struct("<BBBQBQ")  # kind (varint < 128), start, end (fixed64)
 _DOUBLE = struct.Struct("<d")
@@ -29,18 +29,9 @@ _UINT64 = 0xFFFFFFFFFFFFFFFF
 CACHED = 4096  # encoded names and attributes kept at most (a bound, not a tuning)
 
 
-class Finished(Protocol):
-    """What the encoder reads of a span (``shipml.serving.tracing.Span``)."""
-
-    trace_id: int
-    span_id: int
-    parent_id: int
-    name: str
-    kind: int
-    start: int
-    end: int
-    attributes: dict[str, Any] | None
-    error: str
+# A finished span as plain values (``shipml.serving.tracing.FIELDS``): trace id, span
+# id, parent span id (0: none), name, kind, start and end (ns), attributes, error text.
+Finished = tuple[int, int, int, str, int, int, int, "dict[str, Any] | None", str]
 
 
 def _varint(n: int) -> bytes:
@@ -104,6 +95,7 @@ class Encoder:
         self._resource = _field(0x0A, _field(0x0A, resource))
         self._scope = _field(0x0A, _field(0x0A, b"shipml"))
         self._cache: dict[Any, bytes] = {}
+        self._types: dict[Any, type] = {}
         self._unique: frozenset[str] = frozenset({"shipml.request_id"})
 
     def request(self, spans: Iterable[Finished]) -> bytes:
@@ -115,32 +107,44 @@ class Encoder:
     def span(self, span: Finished) -> bytes:
         """One span, as a ScopeSpans ``spans`` field."""
         cache = self._cache
-        name = cache.get(span.name)
-        if name is None:
-            name = self._remember(span.name, _field(0x2A, _text(span.name)))
-        body = b"\x0a\x10" + span.trace_id.to_bytes(16, "big")
-        body += b"\x12\x08" + span.span_id.to_bytes(8, "big")
-        if span.parent_id:
-            body += b"\x22\x08" + span.parent_id.to_bytes(8, "big")
-        body += name + _TIMES.pack(0x30, span.kind, 0x39, span.start, 0x41, span.end)
-        if span.attributes:
-            for item in span.attributes.items():
-                body += self._attribute(item)
-        if span.error:
-            body += _field(0x7A, _field(0x12, _text(span.error)) + b"\x18\x02")
+        trace, span_id, parent, name, kind, start, end, attributes, error = span
+        body = b"".join(
+            (
+                b"\x0a\x10",
+                trace.to_bytes(16, "big"),
+                b"\x12\x08",
+                span_id.to_bytes(8, "big"),
+                b"\x22\x08" + parent.to_bytes(8, "big") if parent else b"",
+                cache.get(name) or self._name(name),
+                _TIMES.pack(0x30, kind, 0x39, start, 0x41, end),
+            )
+        )
+        if attributes:
+            for item in attributes.items():
+                try:
+                    encoded = cache.get(item)
+                except TypeError:  # an unhashable value (a list...): sent as its text
+                    encoded = None
+                # True, 1 and 1.0 are equal keys but not equal values: the type is kept
+                if encoded is None or type(item[1]) is not self._types[item]:
+                    encoded = self._attribute(item)
+                body += encoded
+        if error:
+            body += _field(0x7A, _field(0x12, _text(error)) + b"\x18\x02")
         size = len(body)
         return (bytes((0x12, size)) if size < 0x80 else b"\x12" + _varint(size)) + body
 
+    def _name(self, name: str) -> bytes:
+        return self._remember(name, _field(0x2A, _text(name)))
+
     def _attribute(self, item: tuple[str, Any]) -> bytes:
-        if item[0] in self._unique:  # a value per request: nothing to remember
-            return _key_value(*item)
-        key = (*item, type(item[1]))  # True, 1 and 1.0 are equal keys, not equal values
-        try:
-            encoded = self._cache.get(key)
-        except TypeError:  # an unhashable value (a list...): sent as its text
-            return _key_value(*item)
-        if encoded is None:
-            encoded = self._remember(key, _key_value(*item))
+        encoded = _key_value(*item)
+        if item[0] not in self._unique and len(self._cache) < CACHED:
+            try:
+                self._cache[item] = encoded
+                self._types[item] = type(item[1])
+            except TypeError:  # unhashable
+                pass
         return encoded
 
     def _remember(self, key: Any, encoded: bytes) -> bytes:
