@@ -225,7 +225,7 @@ def main() -> None:
     print(f"OTLP receiver: {got['requests']} exports, {got['bytes']:,} bytes")
     for name, _, _ in ratios_of:
         median = statistics.median(ratios[name])
-        target = TARGETS[name.removeprefix("before: ").replace("OTLP ", "OTLP ratio ")]
+        target = TARGETS[name.replace("before: OTLP ", "OTLP ratio ")]
         verdict = "meets" if median >= target else "misses"
         print(
             f"{name:<24} throughput ratio {median:.3f} (cost {1 - median:+.1%}; "

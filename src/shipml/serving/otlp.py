@@ -100,6 +100,7 @@ class Exporter:
         self.queue: deque[Any] = deque()
         self.dropped = self.lost = 0  # queue overflow; batches the exporter process lost
         self._wake = threading.Event()
+        self._woken = False  # the thread was woken for a full batch and has not run yet
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one hand-over at a time (the thread, or flush)
         self._thread: threading.Thread | None = None
@@ -114,14 +115,20 @@ class Exporter:
 
     # -- the request path ----------------------------------------------------------------
     def add(self, span: Any) -> None:
+        self.extend([span])
+
+    def extend(self, spans: list[Any]) -> None:
+        """Queue finished spans (a request's, at once)."""
         queue = self.queue
-        queue.append(span)
+        queue.extend(spans)
         if len(queue) > self.QUEUE:
-            queue.popleft()
-            self.dropped += 1
-        if self._thread is None:  # the first span in this process
+            for _ in range(len(queue) - self.QUEUE):
+                queue.popleft()
+                self.dropped += 1
+        if self._thread is None:  # the first spans in this process
             self._start()
-        elif len(queue) == self.BATCH:  # a full batch: wake the thread (once, not per span)
+        elif len(queue) >= self.BATCH and not self._woken:  # wake the thread once
+            self._woken = True
             self._wake.set()
 
     # -- the thread ----------------------------------------------------------------------
@@ -133,6 +140,7 @@ class Exporter:
         while not self._stop.is_set():
             self._wake.wait(self.interval_s)
             self._wake.clear()
+            self._woken = False
             self._hand_over()
 
     def _hand_over(self) -> None:

@@ -39,15 +39,20 @@ TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 
 _current: ContextVar[list[Span] | None] = ContextVar("shipml_spans", default=None)
 _ids = random.Random()  # seeded from the OS; ids need to be unique, not secret
+_bits, _now = _ids.getrandbits, time.time_ns
+os.register_at_fork(after_in_child=_ids.seed)  # forked workers: ids of their own
 
 
 class Span:
     """One span. A root span (a request's, the gateway's) makes a stack of the
     request's open spans current (one context-variable write per request); a child is
-    pushed on that stack and popped when it ends."""
+    pushed on that stack and popped when it ends. Finished children wait in their root's
+    ``done`` list, and the root hands them all to the exporter at once when it ends (a
+    child ends before its root: they are nested ``with`` blocks)."""
 
     __slots__ = (
         "attributes",
+        "done",
         "end",
         "error",
         "exporter",
@@ -74,11 +79,12 @@ class Span:
         self.exporter = exporter
         self.name, self.kind, self.attributes = name, kind, attributes
         self.trace_id, self.parent_id = trace_id, parent_id
-        self.span_id = _ids.getrandbits(64) or 1
-        self.start = self.end = time.time_ns()
+        self.span_id = _bits(64) or 1
+        self.start = self.end = _now()
         self.error = ""
         self.stack = stack  # None: a root span, which makes its own
         self.token: Any = None
+        self.done: list[Span] | None = None
 
     def set_attribute(self, key: str, value: Any) -> None:
         if self.attributes is None:
@@ -91,20 +97,26 @@ class Span:
 
     def __enter__(self) -> Span:
         if self.stack is None:
+            self.done = []
             self.token = _current.set([self])
         else:
             self.stack.append(self)
         return self
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-        self.end = time.time_ns()
+        self.end = _now()
         if exc is not None:
             self.error = f"{kind.__name__}: {exc}"[:200]
-        if self.stack is None:
+        stack = self.stack
+        if stack is None:
             _current.reset(self.token)
+            done, self.done = self.done or [], None  # no cycle left for the collector
+            done.append(self)
+            self.exporter.extend(done)
         else:
-            self.stack.pop()
-        self.exporter.add(self)
+            stack.pop()
+            finished(stack, self)
+            self.stack = None
 
     def to_dict(self, service: str) -> dict[str, Any]:
         """The span as the console exporter prints it."""
@@ -120,6 +132,15 @@ class Span:
             "attributes": self.attributes or {},
             "error": self.error or None,
         }
+
+
+def finished(stack: list[Span], span: Span) -> None:
+    """A child span has ended: kept for its root (or sent now, if its root is not open)."""
+    done = stack[0].done if stack else None
+    if done is not None:
+        done.append(span)
+    else:
+        span.exporter.extend([span])
 
 
 class _Detached:
@@ -229,7 +250,7 @@ class Tracing:
                 return _NULL if _current.get() is None else _Detached()
             trace, parent_id = parent[0], parent[1]
         elif self.ratio >= 1.0 or self._random() < self.ratio:
-            trace, parent_id = _ids.getrandbits(128) or 1, 0
+            trace, parent_id = _bits(128) or 1, 0
         else:
             return _NULL if _current.get() is None else _Detached()
         assert self.exporter is not None
@@ -294,7 +315,7 @@ class Tracing:
             self.exporter, name, parent.trace_id, parent.span_id, INTERNAL, attributes or None
         )
         span.start, span.end = start_ns, end_ns
-        self.exporter.add(span)
+        finished(stack, span)
 
     def client_span(
         self, name: str, headers: Headers, request_id: str
