@@ -241,7 +241,7 @@ def test_the_exporter_queue_is_bounded_and_odd_attributes_are_sent_plain(receive
     exporter._thread = object()  # as if started: nothing drains while spans are added
     for i in range(200):
         attributes = {"n": np.int64(i), "x": np.float32(0.5), "odd": [i], "i": i}
-        exporter.add(Span(exporter, "s", 1, 0, 1, attributes))
+        exporter.add(Span(exporter, "s", 1, 0, 1, attributes).fields())
     assert len(exporter.queue) == 50 and exporter.dropped == 150
     assert exporter.flush() == {"sent": 50, "failed": 0}
     sent = [s for s in receiver.spans if s["service"] == "bounded"]

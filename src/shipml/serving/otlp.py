@@ -28,7 +28,6 @@ import json
 import logging
 import marshal
 import numbers
-import operator
 import os
 import select
 import struct
@@ -97,7 +96,7 @@ class Exporter:
         self.console = console
         self.endpoint = "" if console else traces_endpoint(endpoint)
         self.interval_s, self.timeout_s = interval_s, timeout_s
-        self.queue: deque[Any] = deque()
+        self.queue: deque[Finished] = deque()
         self.dropped = self.lost = 0  # queue overflow; batches the exporter process lost
         self._wake = threading.Event()
         self._woken = False  # the thread was woken for a full batch and has not run yet
@@ -114,11 +113,11 @@ class Exporter:
         self._lock = threading.Lock()
 
     # -- the request path ----------------------------------------------------------------
-    def add(self, span: Any) -> None:
+    def add(self, span: Finished) -> None:
         self.extend([span])
 
-    def extend(self, spans: list[Any]) -> None:
-        """Queue finished spans (a request's, at once)."""
+    def extend(self, spans: list[Finished]) -> None:
+        """Queue finished spans (``tracing.fields_of``: a request's, at once)."""
         queue = self.queue
         queue.extend(spans)
         if len(queue) > self.QUEUE:
@@ -149,11 +148,11 @@ class Exporter:
                 batch = [self.queue.popleft() for _ in range(min(self.BATCH, len(self.queue)))]
                 try:
                     if self.console:
-                        lines = [orjson.dumps(s.to_dict(self.service)) + b"\n" for s in batch]
+                        lines = [orjson.dumps(_as_dict(s, self.service)) + b"\n" for s in batch]
                         sys.stdout.buffer.write(b"".join(lines))
                         sys.stdout.flush()
                     else:
-                        self._write([_plain(f) for f in map(_FIELDS, batch)])
+                        self._write([_plain(f) for f in batch])
                 except (OSError, ValueError) as exc:  # the exporter process is gone
                     self.lost += len(batch)
                     self._child = None
@@ -210,9 +209,6 @@ class Exporter:
 
 
 _FRAME = struct.Struct(">I")
-_FIELDS = operator.attrgetter(  # a Span's fields as otlp_wire.Finished, read in C
-    "trace_id", "span_id", "parent_id", "name", "kind", "start", "end", "attributes", "error"
-)
 _PLAIN = frozenset({str, int, float, bool})
 
 
@@ -224,6 +220,23 @@ def _plain(fields: Finished) -> Finished:
         return fields
     plain = {str(k): _value(v) for k, v in attributes.items()}
     return (*fields[:7], plain, fields[8])
+
+
+def _as_dict(fields: Finished, service: str) -> dict[str, Any]:
+    """A span as the console exporter prints it."""
+    trace, span, parent, name, kind, start, end, attributes, error = fields
+    return {
+        "service": service,
+        "name": name,
+        "trace_id": f"{trace:032x}",
+        "span_id": f"{span:016x}",
+        "parent_id": f"{parent:016x}" if parent else None,
+        "kind": kind,
+        "start_unix_nano": start,
+        "end_unix_nano": end,
+        "attributes": attributes or {},
+        "error": error or None,
+    }
 
 
 def _value(value: Any) -> Any:

@@ -54,7 +54,7 @@ def _text(value: str) -> bytes:
     try:
         return value.encode()
     except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode()
+        return "".join("\ufffd" if 0xD800 <= ord(c) < 0xE000 else c for c in value).encode()
 
 
 def _any_value(value: Any) -> bytes:

@@ -22,6 +22,7 @@ spans go to ``shipml.serving.otlp.Exporter``, which encodes and sends them in a 
 
 from __future__ import annotations
 
+import operator
 import os
 import random
 import re
@@ -31,6 +32,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from shipml.serving.otlp import Exporter
+from shipml.serving.otlp_wire import Finished
 
 _NULL = nullcontext()
 EXPORTERS = ("none", "otlp", "console")
@@ -40,6 +42,14 @@ TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 _current: ContextVar[list[Span] | None] = ContextVar("shipml_spans", default=None)
 _ids = random.Random()  # seeded from the OS; ids need to be unique, not secret
 _bits, _now = _ids.getrandbits, time.time_ns
+# A finished span as plain values (otlp_wire.Finished), read in C: what the exporter
+# queues. A tuple of numbers, strings and a dict of them is not tracked by the garbage
+# collector once examined, where thousands of queued span objects were, and made its
+# full collections (which walk every tracked object of the server) several times
+# more frequent: that cost as much as recording the spans.
+fields_of = operator.attrgetter(
+    "trace_id", "span_id", "parent_id", "name", "kind", "start", "end", "attributes", "error"
+)
 os.register_at_fork(after_in_child=_ids.seed)  # forked workers: ids of their own
 
 
@@ -47,8 +57,9 @@ class Span:
     """One span. A root span (a request's, the gateway's) makes a stack of the
     request's open spans current (one context-variable write per request); a child is
     pushed on that stack and popped when it ends. Finished children wait in their root's
-    ``done`` list, and the root hands them all to the exporter at once when it ends (a
-    child ends before its root: they are nested ``with`` blocks)."""
+    ``done`` list (as ``fields_of`` tuples), and the root hands them all to the exporter
+    at once when it ends (a child ends before its root: they are nested ``with``
+    blocks)."""
 
     __slots__ = (
         "attributes",
@@ -84,7 +95,7 @@ class Span:
         self.error = ""
         self.stack = stack  # None: a root span, which makes its own
         self.token: Any = None
-        self.done: list[Span] | None = None
+        self.done: list[Finished] | None = None
 
     def set_attribute(self, key: str, value: Any) -> None:
         if self.attributes is None:
@@ -110,37 +121,27 @@ class Span:
         stack = self.stack
         if stack is None:
             _current.reset(self.token)
-            done, self.done = self.done or [], None  # no cycle left for the collector
-            done.append(self)
+            done, self.done = self.done or [], None
+            done.append(fields_of(self))
             self.exporter.extend(done)
         else:
             stack.pop()
             finished(stack, self)
             self.stack = None
 
-    def to_dict(self, service: str) -> dict[str, Any]:
-        """The span as the console exporter prints it."""
-        return {
-            "service": service,
-            "name": self.name,
-            "trace_id": f"{self.trace_id:032x}",
-            "span_id": f"{self.span_id:016x}",
-            "parent_id": f"{self.parent_id:016x}" if self.parent_id else None,
-            "kind": self.kind,
-            "start_unix_nano": self.start,
-            "end_unix_nano": self.end,
-            "attributes": self.attributes or {},
-            "error": self.error or None,
-        }
+    def fields(self) -> Finished:
+        """What the exporter queues: the span as plain values."""
+        fields: Finished = fields_of(self)
+        return fields
 
 
 def finished(stack: list[Span], span: Span) -> None:
     """A child span has ended: kept for its root (or sent now, if its root is not open)."""
     done = stack[0].done if stack else None
     if done is not None:
-        done.append(span)
+        done.append(fields_of(span))
     else:
-        span.exporter.extend([span])
+        span.exporter.extend([fields_of(span)])
 
 
 class _Detached:
@@ -310,12 +311,15 @@ class Tracing:
         if not stack:
             return
         parent = stack[-1]
-        assert self.exporter is not None
-        span = Span(
-            self.exporter, name, parent.trace_id, parent.span_id, INTERNAL, attributes or None
-        )
-        span.start, span.end = start_ns, end_ns
-        finished(stack, span)
+        done = stack[0].done
+        trace, parent_id, kind = parent.trace_id, parent.span_id, INTERNAL
+        span: Finished = (trace, _bits(64) or 1, parent_id, name, kind, start_ns, end_ns, None, "")
+        if attributes:
+            span = (*span[:7], attributes, "")
+        if done is not None:
+            done.append(span)
+        elif self.exporter is not None:
+            self.exporter.add(span)
 
     def client_span(
         self, name: str, headers: Headers, request_id: str
