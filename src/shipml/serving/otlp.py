@@ -96,7 +96,10 @@ class Exporter:
         self.console = console
         self.endpoint = "" if console else traces_endpoint(endpoint)
         self.interval_s, self.timeout_s = interval_s, timeout_s
-        self.queue: deque[Finished] = deque()
+        # (spans, marshalled list of them): a request's spans each; the thread joins them
+        self.queue: deque[tuple[int, bytes]] = deque()
+        self.queued = 0  # spans in the queue (the request path's count)
+        self.taken = 0  # spans the thread took (its own count)
         self.dropped = self.lost = 0  # queue overflow; batches the exporter process lost
         self._wake = threading.Event()
         self._woken = False  # the thread was woken for a full batch and has not run yet
@@ -117,16 +120,26 @@ class Exporter:
         self.extend([span])
 
     def extend(self, spans: list[Finished]) -> None:
-        """Queue finished spans (``tracing.fields_of``: a request's, at once)."""
+        """Queue finished spans (``tracing.fields_of``: a request's, at once), marshalled
+        now: bytes, which the garbage collector never walks, wait in the queue, where
+        thousands of span tuples made its collections frequent and long."""
+        for i, span in enumerate(spans):
+            attributes = span[7]
+            if attributes and not _PLAIN.issuperset(map(type, attributes.values())):
+                spans[i] = _plain(span)
         queue = self.queue
-        queue.extend(spans)
-        if len(queue) > self.QUEUE:
-            for _ in range(len(queue) - self.QUEUE):
-                queue.popleft()
-                self.dropped += 1
+        queue.append((len(spans), marshal.dumps(spans)))
+        self.queued += len(spans)
+        while self.queued - self.taken > self.QUEUE and queue:
+            try:
+                count, _ = queue.popleft()
+            except IndexError:  # the thread took it
+                break
+            self.queued -= count
+            self.dropped += count
         if self._thread is None:  # the first spans in this process
             self._start()
-        elif len(queue) >= self.BATCH and not self._woken:  # wake the thread once
+        elif self.queued - self.taken >= self.BATCH and not self._woken:  # wake it once
             self._woken = True
             self._wake.set()
 
@@ -142,26 +155,40 @@ class Exporter:
             self._woken = False
             self._hand_over()
 
+    def _take(self) -> tuple[int, list[bytes]]:
+        """Up to about BATCH spans from the queue: their count and marshalled lists."""
+        queue, chunks, count = self.queue, [], 0
+        while count < self.BATCH:
+            try:
+                size, chunk = queue.popleft()
+            except IndexError:
+                break
+            chunks.append(chunk)
+            count += size
+        self.taken += count
+        return count, chunks
+
     def _hand_over(self) -> None:
         with self._lock:
             while self.queue:
-                batch = [self.queue.popleft() for _ in range(min(self.BATCH, len(self.queue)))]
+                count, chunks = self._take()
                 try:
                     if self.console:
-                        lines = [orjson.dumps(_as_dict(s, self.service)) + b"\n" for s in batch]
+                        spans = [s for c in chunks for s in marshal.loads(c)]
+                        lines = [orjson.dumps(_as_dict(s, self.service)) + b"\n" for s in spans]
                         sys.stdout.buffer.write(b"".join(lines))
                         sys.stdout.flush()
                     else:
-                        self._write([_plain(f) for f in batch])
+                        self._write(chunks)
                 except (OSError, ValueError) as exc:  # the exporter process is gone
-                    self.lost += len(batch)
+                    self.lost += count
                     self._child = None
-                    log.warning("could not hand %d spans over: %s", len(batch), exc)
+                    log.warning("could not hand %d spans over: %s", count, exc)
 
-    def _write(self, spans: list[Finished] | None) -> None:
-        """One frame to the exporter process: a length, then the marshalled spans (None:
-        a flush)."""
-        data = marshal.dumps(spans)
+    def _write(self, chunks: list[bytes] | None) -> None:
+        """One frame to the exporter process: a length, then a marshalled list of
+        marshalled lists of spans (None: a flush)."""
+        data = marshal.dumps(chunks)
         child = self._process()
         assert child.stdin is not None
         child.stdin.write(_FRAME.pack(len(data)) + data)
@@ -323,13 +350,13 @@ def main() -> None:
         data = source.read(size)
         if len(data) < size:
             return
-        spans = marshal.loads(data)  # from the server that started us
-        if spans is None:
+        chunks = marshal.loads(data)  # from the server that started us
+        if chunks is None:
             answer.write(json.dumps({"sent": sender.sent, "failed": sender.failed}).encode())
             answer.write(b"\n")
             answer.flush()
         else:
-            sender.send(spans)
+            sender.send([span for chunk in chunks for span in marshal.loads(chunk)])
 
 
 if __name__ == "__main__":
