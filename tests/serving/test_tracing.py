@@ -152,6 +152,7 @@ def test_sampling_keeps_the_ratio_and_skips_the_rest(cancer_package, cancer_data
     server.tracing.flush()
     requests = [s for s in receiver.spans if s["name"] == "POST /predict"]
     assert len(requests) == 21
+    assert len(receiver.spans) == 21 * 4  # an unsampled request made no child span either
     assert {s["request_id"] for s in requests} == {f"s{i}" for i in range(0, 40, 2)} | {"up"}
     upstream = next(s for s in requests if s["request_id"] == "up")
     assert upstream["trace"] == "0af7651916cd43dd8448eb211c80319c"

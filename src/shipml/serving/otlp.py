@@ -1,15 +1,18 @@
 """Finished spans, sent off the request path: OTLP over HTTP/protobuf, or JSON lines.
 
-The request path only appends a finished span to a bounded queue (``Exporter.add``:
-O(1), no lock, no I/O). A thread wakes every ``interval_s`` — or as soon as a full
-batch is queued — and hands up to ``BATCH`` spans, as plain tuples (``marshal``: about
-0.3 µs a span, in C), to an exporter process of its own through one pipe write. That
-process (this file run as a script: ``main``) encodes each batch as one
-``ExportTraceServiceRequest`` (``shipml.serving.otlp_wire``) and POSTs it to the
-collector, retrying a refused or throttled export a few times with backoff. Everything
-the server's process does per span holds its GIL and so slows the answers down; the
-exporter process runs beside it. The pipe is the server's own (``marshal`` is read from
-nowhere else), and the exporter process ends when the server does (end of its input).
+The request path queues a request's finished spans at once, marshalled (``marshal``, in
+C: about 0.3 µs for four spans) into bytes, in a bounded queue (``Exporter.extend``: no
+lock, no I/O). Bytes, because the garbage collector never walks them: thousands of
+queued span objects or tuples made its full collections, which walk every object of
+the server, frequent and as costly as the recording. A thread wakes every
+``interval_s`` — or once a full batch (``BATCH`` spans) is queued — and hands what is
+queued, joined, to an exporter process of its own in one pipe write. That process (this
+file run as a script: ``main``) encodes each batch as one ``ExportTraceServiceRequest``
+(``shipml.serving.otlp_wire``) and POSTs it to the collector, retrying a refused or
+throttled export a few times with backoff. Whatever the server's process does per span
+holds its GIL and so slows the answers down; the exporter process runs beside it. The
+pipe is the server's own (``marshal`` is read from nowhere else), and the exporter
+process ends when the server does (end of its input).
 
 When spans come faster than the collector takes them, the oldest queued ones are
 dropped and counted (``dropped``): tracing never slows the answers down. The console

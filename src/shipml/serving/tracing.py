@@ -15,9 +15,12 @@ sampled once, where its trace starts (``ratio``), and an unsampled one creates n
 at all; a valid ``traceparent`` from upstream is obeyed (parent-based sampling), a
 malformed one is ignored (a new trace starts, as the W3C spec says).
 
-A span is a small object with its ids, times and attributes; the current one lives in
-a context variable (so concurrent requests on one event loop never mix). Finished
-spans go to ``shipml.serving.otlp.Exporter``, which encodes and sends them in a thread.
+Sampling is decided first: an unsampled request gets a constant and its caller takes
+the untraced path (``recording``). A span is a small object with its ids, times and
+attributes; the request's open spans are one stack in a context variable (so concurrent
+requests on one event loop never mix). A finished span becomes a tuple of plain values
+in its root's list, and when the root ends the request's spans go to
+``shipml.serving.otlp.Exporter`` at once (marshalled there, queued as bytes).
 """
 
 from __future__ import annotations
