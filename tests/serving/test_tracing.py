@@ -298,3 +298,28 @@ def test_the_console_exporter_prints_json_lines(capfd):
     ]
     assert lines[0]["parent_id"] == lines[1]["span_id"]
     tracing.shutdown()
+
+
+def test_an_audited_traced_prediction_records_its_trace_id(
+    tmp_path, penguins_package, penguins_data, receiver
+):
+    from starlette.testclient import TestClient
+
+    from shipml.audit import AuditLog
+    from shipml.serving import ModelServer, Predictor
+
+    X, _ = penguins_data
+    log = AuditLog(tmp_path / "a.db", signing_key=tmp_path / "k.pem")
+    predictor = Predictor.load(penguins_package.path, name="penguins", version="1")
+    tracing = Tracing.configure("otlp", endpoint=receiver.url)
+    server = ModelServer(predictor, audit=log, tracing=tracing)
+    row = {k: (v.item() if hasattr(v, "item") else v) for k, v in X.iloc[0].items()}
+    row = {k: (None if v != v else v) for k, v in row.items()}
+    with TestClient(server) as client:
+        resp = client.post("/predict", json={"instances": [row]}, headers={"X-Request-ID": "t-1"})
+    assert resp.status_code == 200, resp.text
+    tracing.flush()
+    (record,) = AuditLog(tmp_path / "a.db", writer=False).find("t-1")
+    (root,) = [s for s in receiver.spans if s["name"] == "POST /predict"]
+    assert record["trace_id"] == root["trace"]
+    tracing.shutdown()

@@ -45,11 +45,8 @@ TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 _current: ContextVar[list[Span] | None] = ContextVar("shipml_spans", default=None)
 _ids = random.Random()  # seeded from the OS; ids need to be unique, not secret
 _bits, _now = _ids.getrandbits, time.time_ns
-# A finished span as plain values (otlp_wire.Finished), read in C: what the exporter
-# queues. A tuple of numbers, strings and a dict of them is not tracked by the garbage
-# collector once examined, where thousands of queued span objects were, and made its
-# full collections (which walk every tracked object of the server) several times
-# more frequent: that cost as much as recording the spans.
+# A finished span as plain values (otlp_wire.Finished), read in C: what a root keeps of
+# its finished children, and what the exporter marshals.
 fields_of = operator.attrgetter(
     "trace_id", "span_id", "parent_id", "name", "kind", "start", "end", "attributes", "error"
 )
@@ -104,6 +101,11 @@ class Span:
         if self.attributes is None:
             self.attributes = {}
         self.attributes[key] = value
+
+    def get_span_context(self) -> Span:
+        """OpenTelemetry's way to the span's ids (``.trace_id``, ``.span_id``), as the
+        audit record reads its trace id."""
+        return self
 
     @property
     def traceparent(self) -> str:
