@@ -96,11 +96,11 @@ def test_processes_share_one_tree_on_postgres(url, tmp_path):
     writer(url, tmp_path).close()
     procs = [
         subprocess.Popen([sys.executable, "-c", script, url, name, str(tmp_path / "k.pem")])
-        for name in ("a", "b", "c")
+        for name in "abcdef"  # writers open while others append: each must read one state
     ]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 6
     result = check(url, tmp_path)
-    assert result.ok and result.records == 300, result.problem
+    assert result.ok and result.records == 600, result.problem
 
 
 def test_a_lost_connection_is_reopened_and_passwords_never_show(url, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,20 @@ class Database:
             self.conn.execute("LOCK TABLE entries IN EXCLUSIVE MODE")
         else:
             self.conn.execute("BEGIN IMMEDIATE")
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read the log as of one moment: several queries that must agree (checkpoints,
+        then the leaves after them, then the sessions) see the same committed state,
+        not one that other writers change between them."""
+        if self.kind == "postgres":
+            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        else:
+            self.conn.execute("BEGIN")  # WAL: the snapshot is taken at the first read
+        try:
+            yield
+        finally:
+            self.rollback()
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")

@@ -86,11 +86,12 @@ class AuditLog(Reader):
         self._compressor = Compressor()
         self._dict_id = 0
         self._version: Any = None  # SQLite's data_version when this writer last looked
-        self.frontier, self._seen = (
-            load_frontier(self, self.key, checkpoint_every, self.interval_s)
-            if writer
-            else (Frontier(), 0)
-        )
+        self.frontier, self._seen = Frontier(), 0
+        if writer:
+            with self.db.snapshot():  # other writers may append while this one opens
+                self.frontier, self._seen = load_frontier(
+                    self, self.key, checkpoint_every, self.interval_s
+                )
         self.signed_size = self.frontier.size
         self._pending: dict[Any, list[tuple[dict[str, Any], asyncio.Future[int]]]] = {}
         self._cadence = Cadence(self._cadence_due, self.interval_s, self.db.wal_checkpointer)
