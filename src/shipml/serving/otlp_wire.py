@@ -96,6 +96,8 @@ class Encoder:
         self._scope = _field(0x0A, _field(0x0A, b"shipml"))
         self._cache: dict[Any, bytes] = {}
         self._types: dict[Any, type] = {}
+        self._trace, self._trace_bytes = -1, b""  # the last span's trace id, encoded
+        self._last: tuple[tuple[str, Any], bytes] = (("", None), b"")  # its last attribute
         self._unique: frozenset[str] = frozenset({"shipml.request_id"})
 
     def request(self, spans: Iterable[Finished]) -> bytes:
@@ -108,10 +110,11 @@ class Encoder:
         """One span, as a ScopeSpans ``spans`` field."""
         cache = self._cache
         trace, span_id, parent, name, kind, start, end, attributes, error = span
+        if trace != self._trace:  # a request's spans are queued together: one trace
+            self._trace, self._trace_bytes = trace, b"\x0a\x10" + trace.to_bytes(16, "big")
         body = b"".join(
             (
-                b"\x0a\x10",
-                trace.to_bytes(16, "big"),
+                self._trace_bytes,
                 b"\x12\x08",
                 span_id.to_bytes(8, "big"),
                 b"\x22\x08" + parent.to_bytes(8, "big") if parent else b"",
@@ -138,7 +141,10 @@ class Encoder:
         return self._remember(name, _field(0x2A, _text(name)))
 
     def _attribute(self, item: tuple[str, Any]) -> bytes:
+        if item == self._last[0] and type(item[1]) is type(self._last[0][1]):
+            return self._last[1]  # the request id again (the request's and batch's span)
         encoded = _key_value(*item)
+        self._last = (item, encoded)
         if item[0] not in self._unique and len(self._cache) < CACHED:
             try:
                 self._cache[item] = encoded
