@@ -38,6 +38,21 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
             hint="the id is the X-Request-ID header of the answer",
         )
     rec = records[0]
+    links = _prediction_links(request_id, records)
+    registry = registry_for(config)
+    version_link, tags = _version_link(registry, rec)
+    links.append(version_link)
+    links.append(_run_link(registry, rec.get("run_id")))
+    links += _dataset_links(config, rec)
+    commit = rec.get("git_commit")
+    links.append(Link("code", f"git commit {commit}" if commit else "no git commit recorded"))
+    links.append(_image_link(rec, tags))
+    links += _test_links(tags)
+    return links
+
+
+def _prediction_links(request_id: str, records: list[dict[str, Any]]) -> list[Link]:
+    rec = records[0]
     links = [
         Link(
             "prediction",
@@ -55,45 +70,44 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
                 {"output": other.get("output"), "seq": other.get("seq")},
             )
         )
-    registry = registry_for(config)
+    return links
+
+
+def _version_link(registry: Any, rec: dict[str, Any]) -> tuple[Link, dict[str, str]]:
+    """The model version's link, and its tags (empty when the registry does not know it)."""
     name, version = str(rec.get("model")), str(rec.get("version"))
     try:
         info = registry.resolve(ModelRef(name=name, version=version))
-        links.append(
-            Link(
-                "model version",
-                f"{name}/{version} · aliases "
-                f"{', '.join(info.aliases) or '-'} · onnx sha256 "
-                f"{rec.get('onnx_sha256')}",
-                {"source": info.source},
-            )
-        )
-        tags = info.tags
     except ShipmlError as exc:
-        links.append(
-            Link("model version", f"{name}/{version} (not in this registry: {exc.message})")
-        )
-        tags = {}
-    run_id = rec.get("run_id")
-    if run_id:
-        try:
-            run = registry.tracker.get_run(run_id)
-        except Exception as exc:  # an unknown run (a TrackingError), or a store out of reach
-            links.append(
-                Link("training run", f"{run_id} (not in this tracking store: {type(exc).__name__})")
-            )
-        else:
-            metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.data.metrics.items()))
-            links.append(
-                Link(
-                    "training run",
-                    f"{run_id} ({run.info.status}) · {metrics}",
-                    {"params": dict(run.data.params)},
-                )
-            )
-    else:
-        links.append(Link("training run", "not recorded (the package was made outside a run)"))
+        return Link("model version", f"{name}/{version} (not in this registry: {exc.message})"), {}
+    link = Link(
+        "model version",
+        f"{name}/{version} · aliases "
+        f"{', '.join(info.aliases) or '-'} · onnx sha256 "
+        f"{rec.get('onnx_sha256')}",
+        {"source": info.source},
+    )
+    return link, info.tags
+
+
+def _run_link(registry: Any, run_id: str | None) -> Link:
+    if not run_id:
+        return Link("training run", "not recorded (the package was made outside a run)")
+    try:
+        run = registry.tracker.get_run(run_id)
+    except Exception as exc:  # an unknown run (a TrackingError), or a store out of reach
+        return Link("training run", f"{run_id} (not in this tracking store: {type(exc).__name__})")
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.data.metrics.items()))
+    return Link(
+        "training run",
+        f"{run_id} ({run.info.status}) · {metrics}",
+        {"params": dict(run.data.params)},
+    )
+
+
+def _dataset_links(config: ProjectConfig, rec: dict[str, Any]) -> list[Link]:
     store = DatasetStore(config.artifact_root, config.root)
+    links = []
     for dname, digest in (rec.get("datasets") or {}).items():
         versions = [s for s in store.versions(dname) if s.digest == digest]
         where = (
@@ -105,20 +119,24 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
             else f"{dname} (snapshot not in this store)"
         )
         links.append(Link("dataset", f"{where} · sha256 {digest}"))
-    commit = rec.get("git_commit")
-    links.append(Link("code", f"git commit {commit}" if commit else "no git commit recorded"))
+    return links
+
+
+def _image_link(rec: dict[str, Any], tags: dict[str, str]) -> Link:
     # The server's own record (it ran in that image) first, else the image `shipml build
     # serve` made of this version (recorded on the version).
     image = rec.get("image_digest") or tags.get("shipml.image_digest")
     built = tags.get("shipml.image") if tags.get("shipml.image_digest") == image else None
     summary = f"{built} · {image}" if built else image
-    links.append(
-        Link(
-            "image",
-            summary or "not recorded (served outside a shipml image)",
-            {"name": built} if built else {},
-        )
+    return Link(
+        "image",
+        summary or "not recorded (served outside a shipml image)",
+        {"name": built} if built else {},
     )
+
+
+def _test_links(tags: dict[str, str]) -> list[Link]:
+    """The tests that gated the version, and a forced promotion when there was one."""
     status = tags.get("shipml.tests.status")
     if status:
         files = json.loads(tags.get("shipml.tests.files") or "[]")
@@ -129,7 +147,7 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
         )
     else:
         tested = "none recorded for this version (`shipml test` records them)"
-    links.append(Link("tests", tested))
+    links = [Link("tests", tested)]
     if tags.get("shipml.promotion.forced") == "true":
         links.append(
             Link(

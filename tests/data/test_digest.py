@@ -72,3 +72,22 @@ def test_a_csv_boolean_column_with_missing_values(tmp_path):
     digest = table_digest(df)
     df.to_parquet(tmp_path / "b.parquet")
     assert table_digest(pd.read_parquet(tmp_path / "b.parquet")) == digest
+
+
+def test_every_kind_of_string_column_hashes_the_same_bytes():
+    """Arrow-backed, Python-backed, object and categorical string columns (the first three
+    digested by Arrow without a Python object per cell, the last through Python objects)
+    give one digest, slices (Arrow offsets) included; an object column holding bytes is
+    still refused."""
+    values = ["a", None, "é✓", "", "zz"] * 3
+    kinds = [
+        pd.array(values, dtype="str"),
+        pd.array(values, dtype="string[python]"),
+        pd.Series(values, dtype=object),
+        pd.Categorical(values),
+    ]
+    digests = {table_digest(pd.DataFrame({"s": kind})) for kind in kinds}
+    sliced = {table_digest(pd.DataFrame({"s": kind}).iloc[3:11]) for kind in kinds}
+    assert len(digests) == 1 and len(sliced) == 1 and digests != sliced
+    with pytest.raises(DataError, match="mixes strings with bytes"):
+        table_digest(pd.DataFrame({"s": pd.Series(["a", b"b"], dtype=object)}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -10,6 +11,37 @@ from rich.table import Table
 
 from shipml.cli.output import project_config, stderr, stdout
 from shipml.errors import DriftDetected, MonitorError
+
+if TYPE_CHECKING:
+    from shipml.project.monitor import MonitorRun
+
+
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="A CSV or Parquet file of inputs instead of the audit log "
+        "(with the label column, quality too).",
+    ),
+]
+OutputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Folder for monitor.json and monitor.html (default: \\[monitor] output).",
+    ),
+]
+OnBreachOption = Annotated[
+    str | None,
+    typer.Option(
+        "--on-breach",
+        metavar="fail|retrain",
+        help="On a breach: fail (exit 16) or retrain: snapshot the data again, run the "
+        "pipeline as challenger, test it and promote it through the gates "
+        "(default: \\[monitor] on_breach).",
+    ),
+]
 
 
 def monitor(
@@ -29,26 +61,9 @@ def monitor(
     window: str | None = typer.Option(
         None, "--window", help="Split into windows: a duration (10m, 1h) or a number of rows."
     ),
-    data: Path | None = typer.Option(
-        None,
-        "--data",
-        help="A CSV or Parquet file of inputs instead of the audit log "
-        "(with the label column, quality too).",
-    ),
-    output: Path | None = typer.Option(
-        None,
-        "--output",
-        "-o",
-        help="Folder for monitor.json and monitor.html (default: \\[monitor] output).",
-    ),
-    on_breach: str | None = typer.Option(
-        None,
-        "--on-breach",
-        metavar="fail|retrain",
-        help="On a breach: fail (exit 16) or retrain: snapshot the data again, run the "
-        "pipeline as challenger, test it and promote it through the gates "
-        "(default: \\[monitor] on_breach).",
-    ),
+    data: DataOption = None,
+    output: OutputOption = None,
+    on_breach: OnBreachOption = None,
     no_export: bool = typer.Option(
         False, "--no-export", help="Do not attach the results to the model version."
     ),
@@ -62,13 +77,8 @@ def monitor(
     `shipml monitor penguins/3 --data new_rows.parquet`, `shipml monitor --on-breach retrain`."""
     from shipml.project.monitor import run_monitor
 
-    config = project_config()
-
-    def say(message: str) -> None:
-        stderr.print(f"[dim]{escape(message)}[/]", soft_wrap=True)
-
     run = run_monitor(
-        config,
+        project_config(),
         ref,
         since=since,
         last=last,
@@ -77,10 +87,18 @@ def monitor(
         output=output,
         on_breach=on_breach,
         attach=not no_export,
-        say=say,
+        say=_say,
     )
-    result = run.result
-    drift = result.drift
+    _render(run)
+    if run.result.breached:
+        raise _breach_error(run)
+
+
+def _say(message: str) -> None:
+    stderr.print(f"[dim]{escape(message)}[/]", soft_wrap=True)
+
+
+def _drift_table(drift: Any) -> Table:
     table = Table("feature", "test", "statistic", "threshold", "drift", "PSI", "missing", "flags")
     rows = list(drift.features) + ([drift.prediction] if drift.prediction else [])
     for f in rows:
@@ -97,12 +115,17 @@ def monitor(
             f"{f.missing_share:.1%}",
             f"[red]{escape(flags)}[/]" if flags else "",
         )
+    return table
+
+
+def _render(run: MonitorRun) -> None:
+    result = run.result
     stdout.print(
         f"[bold]{escape(run.target.ref)}[/] · {result.rows} rows · {escape(result.source)}"
     )
     if not result.rows:
         stdout.print("[yellow]no predictions in this period: nothing judged[/]")
-    stdout.print(table)
+    stdout.print(_drift_table(result.drift))
     q = result.quality
     if q["labelled"]:
         metrics = ", ".join(
@@ -118,20 +141,23 @@ def monitor(
             f"retrain  {r.decision}: challenger {escape(str(r.version))}, tests {r.tests or '-'}"
             f" · {escape(r.reason)}"
         )
-    if result.breached:
-        for line in result.breaches:
-            stdout.print(f"[red]breach[/]   {escape(line)}")
-        kind = (
-            DriftDetected
-            if drift.drifted or (drift.prediction and drift.prediction.drifted)
-            else MonitorError
-        )
-        error = kind(
-            f"{run.target.ref}: {len(result.breaches)} breach(es): {result.breaches[0]}",
-            hint=f"see {run.folder}/monitor.html; `shipml monitor --on-breach retrain` retrains",
-        )
-        error.details = result.to_dict()
-        raise error
+
+
+def _breach_error(run: MonitorRun) -> MonitorError:
+    result, drift = run.result, run.result.drift
+    for line in result.breaches:
+        stdout.print(f"[red]breach[/]   {escape(line)}")
+    kind = (
+        DriftDetected
+        if drift.drifted or (drift.prediction and drift.prediction.drifted)
+        else MonitorError
+    )
+    error = kind(
+        f"{run.target.ref}: {len(result.breaches)} breach(es): {result.breaches[0]}",
+        hint=f"see {run.folder}/monitor.html; `shipml monitor --on-breach retrain` retrains",
+    )
+    error.details = result.to_dict()
+    return error
 
 
 def register(app: typer.Typer) -> None:

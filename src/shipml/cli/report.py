@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -41,7 +42,7 @@ def compare(
     Examples: `shipml compare penguins@champion penguins@challenger`,
     `shipml compare RUN_A RUN_B --json`, `shipml compare penguins/1 penguins/2 --html cmp.html`."""
     from shipml.report.compare import compare as do_compare
-    from shipml.report.compare import deltas, markdown, to_html, to_json
+    from shipml.report.compare import markdown, to_html, to_json
     from shipml.report.model_card import job_summary, write_atomic
 
     if len(refs) < 2:
@@ -62,6 +63,14 @@ def compare(
     if as_json:
         print(to_json(result))
         return
+    _render(result, all_params)
+    if html_file is not None:
+        stdout.print(f"html: {html_file}")
+
+
+def _render(result: Any, all_params: bool) -> None:
+    from shipml.report.compare import deltas
+
     heads = [escape(e.label) for e in result.entries]
     params = result.all_params if all_params else result.params
     table = Table("parameter", *heads, title="parameters" + ("" if all_params else " that differ"))
@@ -84,8 +93,6 @@ def compare(
     commits = " · ".join((e.commit or "–")[:12] for e in result.entries)
     changed = len([ln for ln in result.code_diff.splitlines() if ln.startswith("diff --git")])
     stdout.print(f"commits: {commits}" + (f" ({changed} file(s) differ)" if changed else ""))
-    if html_file is not None:
-        stdout.print(f"html: {html_file}")
 
 
 def _resolvable(config: object, refs: list[str]) -> list[str]:

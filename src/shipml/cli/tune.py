@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -65,6 +65,22 @@ def _short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+JobsOption = Annotated[
+    int,
+    typer.Option(
+        "--jobs", "-j", min=1, max=64, help="Trials at once: this many processes share the study."
+    ),
+]
+WorkerOption = Annotated[
+    bool,
+    typer.Option(
+        "--worker",
+        help="Only run trials for a study that another `shipml tune` wraps up "
+        "(Kubernetes worker Jobs, --jobs).",
+    ),
+]
+
+
 def tune(
     budget: str | None = typer.Option(
         None,
@@ -79,23 +95,11 @@ def tune(
         min=0,
         help="At most this many trials in this session (0: no limit).",
     ),
-    jobs: int = typer.Option(
-        1,
-        "--jobs",
-        "-j",
-        min=1,
-        max=64,
-        help="Trials at once: this many processes share the study.",
-    ),
+    jobs: JobsOption = 1,
     study: str | None = typer.Option(
         None, "--study", help="The study's name (default: \\[tune] study, else the project name)."
     ),
-    worker: bool = typer.Option(
-        False,
-        "--worker",
-        help="Only run trials for a study that another `shipml tune` wraps up "
-        "(Kubernetes worker Jobs, --jobs).",
-    ),
+    worker: WorkerOption = False,
     deadline: float | None = typer.Option(None, "--deadline", hidden=True),
     no_test: bool = typer.Option(
         False, "--no-test", help="Register the best trial as challenger without testing it."
@@ -130,6 +134,12 @@ def tune(
         )
     finally:
         display.stop()
+    _render(outcome, worker)
+    if not worker and outcome.tests is not None and not outcome.tests.passed:
+        raise typer.Exit(1)
+
+
+def _render(outcome: Any, worker: bool) -> None:
     search = outcome.search
     stopped = {"budget": "the budget ended", "trials": "the trials ran"}.get(
         search.stopped_by, search.stopped_by
@@ -166,8 +176,6 @@ def tune(
             f"model: {v.name}/{v.version} ({', '.join(v.aliases)}) · wrap-up "
             f"{outcome.wrapup_seconds:.1f}s"
         )
-    if outcome.tests is not None and not outcome.tests.passed:
-        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

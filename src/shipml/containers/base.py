@@ -58,6 +58,44 @@ def apt_mirror(sources: Path = Path("/etc/apt")) -> str:
     return DEFAULT_MIRROR
 
 
+def _debootstrap() -> str:
+    """debootstrap's path; it must be installed and run as root."""
+    debootstrap = shutil.which("debootstrap")
+    if debootstrap is None:
+        raise ContainerError(
+            "debootstrap is not installed here; it makes the base image from Debian's packages",
+            hint="apt-get install debootstrap (or set [containers] base_image to an image you "
+            "can pull, e.g. python:3.11-slim)",
+        )
+    if os.geteuid() != 0:
+        raise ContainerError(
+            f"debootstrap needs root to make a root filesystem (running as uid {os.geteuid()})",
+            hint="run `sudo shipml base build`, or use a base image you can pull",
+        )
+    return debootstrap
+
+
+def _bootstrap(debootstrap: str, suite: str, rootfs: Path, mirror: str, log: Log | None) -> None:
+    """A minimal Debian ``suite`` root filesystem in ``rootfs`` from ``mirror``."""
+    cmd = [
+        debootstrap,
+        "--variant=minbase",
+        f"--include={','.join(PACKAGES)}",
+        suite,
+        str(rootfs),
+        mirror,
+    ]
+    if log:
+        log(" ".join(cmd))
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
+        raise ContainerError(
+            f"debootstrap of {suite} from {mirror} failed (exit code {done.returncode}):\n{tail}",
+            hint="check that the mirror is reachable (it is the one apt uses here)",
+        )
+
+
 def build_base(
     engine: Engine,
     *,
@@ -77,39 +115,11 @@ def build_base(
     if not rebuild and engine.exists(tag):
         info = engine.inspect(tag)
         return BaseImage(tag, info.id, False, time.perf_counter() - started, suite, mirror)
-    debootstrap = shutil.which("debootstrap")
-    if debootstrap is None:
-        raise ContainerError(
-            "debootstrap is not installed here; it makes the base image from Debian's packages",
-            hint="apt-get install debootstrap (or set [containers] base_image to an image you "
-            "can pull, e.g. python:3.11-slim)",
-        )
-    if os.geteuid() != 0:
-        raise ContainerError(
-            f"debootstrap needs root to make a root filesystem (running as uid {os.geteuid()})",
-            hint="run `sudo shipml base build`, or use a base image you can pull",
-        )
+    debootstrap = _debootstrap()
     work = Path(tempfile.mkdtemp(prefix="shipml-base-", dir="/var/tmp"))
     rootfs = work / "rootfs"
     try:
-        cmd = [
-            debootstrap,
-            "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
-            suite,
-            str(rootfs),
-            mirror,
-        ]
-        if log:
-            log(" ".join(cmd))
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-10:])
-            raise ContainerError(
-                f"debootstrap of {suite} from {mirror} failed (exit code {done.returncode}):"
-                f"\n{tail}",
-                hint="check that the mirror is reachable (it is the one apt uses here)",
-            )
+        _bootstrap(debootstrap, suite, rootfs, mirror, log)
         # A slimmer image: package lists and caches are not needed at run time.
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             shutil.rmtree(rootfs / junk, ignore_errors=True)

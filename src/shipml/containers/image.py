@@ -14,10 +14,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shipml.config import ProjectConfig
 from shipml.containers.containerfile import (
     KINDS,
+    Recipe,
     render,
 )
 from shipml.containers.context import (
@@ -62,6 +64,38 @@ def image_repository(config: ProjectConfig, kind: str) -> str:
     return f"{registry}/{project}-{kind}" if registry else f"{project}-{kind}"
 
 
+def _context(
+    config: ProjectConfig, kind: str, ref: str | None, base: str, context: Path
+) -> tuple[Recipe, dict[str, str], Any, Any]:
+    """Fill the build ``context`` folder afresh; the image's recipe and labels, and for a
+    serve image the model version and its registry (else None)."""
+    if context.exists():
+        shutil.rmtree(context)
+    context.mkdir(parents=True)
+    write_lines(context / "requirements" / "runtime.txt", [pin(d) for d in RUNTIME])
+    copy_shipml(context / "shipml-src")
+    labels, git = git_labels(config.root)
+    labels.update(
+        {
+            OCI + "title": f"{config.project.name}-{kind}",
+            OCI + "description": config.project.description or f"shipml {kind} image",
+            OCI + "base.name": base,
+            LABEL_PREFIX + "kind": kind,
+            LABEL_PREFIX + "project": config.project.name,
+            LABEL_PREFIX + "shipml-version": shipml_version(),
+        }
+    )
+    info = registry = None
+    if kind == "serve":
+        recipe, version, info, registry = serve_context(config, ref, base, context, labels)
+    elif kind == "data":
+        recipe, version = data_context(config, ref, base, context, labels)
+    else:
+        recipe, version = project_context(config, kind, base, context, labels, git)
+    labels[OCI + "version"] = version
+    return recipe, labels, info, registry
+
+
 def build_image(
     config: ProjectConfig,
     kind: str,
@@ -90,33 +124,10 @@ def build_image(
     base = base_image or config.containers.base_image
     folder = config.root / "build" / kind
     context = folder / "context"
-    if context.exists():
-        shutil.rmtree(context)
-    context.mkdir(parents=True)
-    write_lines(context / "requirements" / "runtime.txt", [pin(d) for d in RUNTIME])
-    copy_shipml(context / "shipml-src")
-    labels, git = git_labels(config.root)
-    labels.update(
-        {
-            OCI + "title": f"{config.project.name}-{kind}",
-            OCI + "description": config.project.description or f"shipml {kind} image",
-            OCI + "base.name": base,
-            LABEL_PREFIX + "kind": kind,
-            LABEL_PREFIX + "project": config.project.name,
-            LABEL_PREFIX + "shipml-version": shipml_version(),
-        }
-    )
-    info = registry = None
-    if kind == "serve":
-        recipe, version, info, registry = serve_context(config, ref, base, context, labels)
-    elif kind == "data":
-        recipe, version = data_context(config, ref, base, context, labels)
-    else:
-        recipe, version = project_context(config, kind, base, context, labels, git)
-    labels[OCI + "version"] = version
+    recipe, labels, info, registry = _context(config, kind, ref, base, context)
     containerfile = folder / "Containerfile"
     containerfile.write_text(render(recipe), encoding="utf-8")
-    name = f"{image_repository(config, kind)}:{TAG_RE.sub('-', version)[:128]}"
+    name = f"{image_repository(config, kind)}:{TAG_RE.sub('-', labels[OCI + 'version'])[:128]}"
     volumes = [v for v in config.containers.build_volumes if Path(v.split(":", 1)[0]).exists()]
     model_ref = f"{info.name}/{info.version}" if info else None
     built = BuiltImage(kind, name, "", 0, 0.0, containerfile, engine.name, labels, model_ref)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from shipml.errors import DataError
 
@@ -68,6 +69,15 @@ def _text(h: Any, value: str) -> None:
 
 
 def _string_values(series: pd.Series, valid: np.ndarray) -> pa.LargeStringArray:
+    if isinstance(series.dtype, pd.StringDtype) or (
+        series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) == "string"
+    ):
+        # Only strings (and missing values): converted by Arrow in C, without a Python
+        # object per cell (pandas' own string columns are Arrow arrays already).
+        arr = pa.array(series, from_pandas=True)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        return pc.fill_null(arr.cast(pa.large_string()), "")
     values = series.astype(object).where(valid, "")
     objects = values.to_numpy(dtype=object)
     # The kinds of values in one pass in C; a Python check per value only when one is not

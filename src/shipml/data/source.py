@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import fsspec
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -118,14 +119,14 @@ def _stream(fh: Any, uri: str, fmt: str, limits: SourceLimits) -> bytes:
                 hint="raise [data] max_bytes in shipml.toml, or split the data",
             )
         if fmt == "csv":
-            parts = chunk.split(b"\n")
-            if len(parts) == 1:
+            ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)  # b"\n"
+            if not len(ends):
                 line += len(chunk)
             else:
-                inner = max(map(len, parts[1:-1]), default=0)
-                longest = max(longest, line + len(parts[0]), inner)
-                line = len(parts[-1])
-                lines += len(parts) - 1
+                inner = int(np.diff(ends).max()) - 1 if len(ends) > 1 else 0
+                longest = max(longest, line + int(ends[0]), inner)
+                line = len(chunk) - int(ends[-1]) - 1
+                lines += len(ends)
             if longest > limits.max_line_bytes or line > limits.max_line_bytes:
                 raise DataError(
                     f"{uri[:200]} has a line longer than {limits.max_line_bytes:,} bytes "
@@ -206,7 +207,7 @@ def _check_parquet(data: bytes, uri: str, limits: SourceLimits) -> None:
 def parse_source(raw: RawSource) -> pd.DataFrame:
     """Parse raw bytes into a table, turning parser failures into a clear DataError."""
     if raw.format == "csv":
-        if not raw.data.strip():
+        if not raw.data or raw.data.isspace():  # isspace stops at the first other byte
             raise DataError(f"{raw.uri} is empty", hint="a CSV needs a header line and rows")
         try:
             df = pd.read_csv(io.BytesIO(raw.data), low_memory=False)  # types from all rows

@@ -94,54 +94,60 @@ def adapt(objects: list[Obj], env: str, host_port: int) -> tuple[list[Obj], list
         kind, name = obj["kind"], obj["metadata"]["name"]
         if kind not in PLAYED:
             skipped.append(f"{kind}/{name}")
-            continue
-        if kind == "ConfigMap":
-            data = dict(obj["data"])
-            for key, text in data.items():
-                for old, new in names.items():
-                    text = text.replace(f"//{old}:", f"//{new}:")
-                data[key] = text
-            played.append(
-                {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {"name": names[name]},
-                    "data": data,
-                }
-            )
-            continue
-        pod_name = names[name]
-        template = json.loads(json.dumps(obj["spec"]["template"]))
-        spec = template["spec"]
-        spec["restartPolicy"] = "Always"
-        gateway = template["metadata"]["labels"].get(COMPONENT) == "gateway"
-        renamed = {v["name"]: f"{pod_name}-{v['name']}" for v in spec.get("volumes", [])}
-        for volume in spec.get("volumes", []):
-            volume["name"] = renamed[volume["name"]]
-            if "configMap" in volume:
-                volume["configMap"]["name"] = names[volume["configMap"]["name"]]
-        for c in spec["containers"]:
-            for mount in c.get("volumeMounts", []):
-                mount["name"] = renamed[mount["name"]]
-            numbers = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-            for key in ("readinessProbe", "livenessProbe"):
-                get = (c.get(key) or {}).get("httpGet")
-                if get and get["port"] in numbers:
-                    get["port"] = numbers[get["port"]]
-            if gateway:
-                for port in c.get("ports", []):
-                    port.update(hostPort=host_port, hostIP="127.0.0.1")
-            else:
-                c.pop("ports", None)
-        played.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": pod_name, "labels": template["metadata"]["labels"]},
-                "spec": spec,
-            }
-        )
+        elif kind == "ConfigMap":
+            played.append(_config_map(obj, names))
+        else:
+            played.append(_pod(obj, names, host_port))
     return played, skipped
+
+
+def _config_map(obj: Obj, names: dict[str, str]) -> Obj:
+    """The ConfigMap renamed, the pods its texts address renamed too."""
+    data = dict(obj["data"])
+    for key, text in data.items():
+        for old, new in names.items():
+            text = text.replace(f"//{old}:", f"//{new}:")
+        data[key] = text
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": names[obj["metadata"]["name"]]},
+        "data": data,
+    }
+
+
+def _pod(obj: Obj, names: dict[str, str], host_port: int) -> Obj:
+    """A Deployment's pod template as a Pod: volumes renamed, probes on port numbers, and
+    only the gateway's port published (on 127.0.0.1:``host_port``)."""
+    pod_name = names[obj["metadata"]["name"]]
+    template = json.loads(json.dumps(obj["spec"]["template"]))
+    spec = template["spec"]
+    spec["restartPolicy"] = "Always"
+    gateway = template["metadata"]["labels"].get(COMPONENT) == "gateway"
+    renamed = {v["name"]: f"{pod_name}-{v['name']}" for v in spec.get("volumes", [])}
+    for volume in spec.get("volumes", []):
+        volume["name"] = renamed[volume["name"]]
+        if "configMap" in volume:
+            volume["configMap"]["name"] = names[volume["configMap"]["name"]]
+    for c in spec["containers"]:
+        for mount in c.get("volumeMounts", []):
+            mount["name"] = renamed[mount["name"]]
+        numbers = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        for key in ("readinessProbe", "livenessProbe"):
+            get = (c.get(key) or {}).get("httpGet")
+            if get and get["port"] in numbers:
+                get["port"] = numbers[get["port"]]
+        if gateway:
+            for port in c.get("ports", []):
+                port.update(hostPort=host_port, hostIP="127.0.0.1")
+        else:
+            c.pop("ports", None)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod_name, "labels": template["metadata"]["labels"]},
+        "spec": spec,
+    }
 
 
 def _images(pods: list[Obj]) -> list[str]:

@@ -65,6 +65,11 @@ def rules(
     t, th = timing or Timing(), thresholds or Thresholds()
     sel = f"{{{selector}}}" if selector else ""
     inner = f"{selector}," if selector else ""
+    return _model_rules(t, th, sel, inner) + _service_rules(t, th, sel, inner)
+
+
+def _model_rules(t: Timing, th: Thresholds, sel: str, inner: str) -> list[dict[str, Any]]:
+    """Drift of the inputs and predictions, and quality from feedback."""
     drop, labels = th.max_quality_drop, th.min_labels
     quality = " or ".join(
         [
@@ -103,6 +108,12 @@ def rules(
             "{{ $labels.model }} {{ $labels.version }}: {{ $labels.metric }} "
             '{{ $value | printf "%.3f" }} from feedback is below the hold-out\'s',
         ),
+    ]
+
+
+def _service_rules(t: Timing, th: Thresholds, sel: str, inner: str) -> list[dict[str, Any]]:
+    """Errors, latency, traffic and reachability of the servers and the gateway."""
+    return [
         _rule(
             "ShipmlErrorRate",
             "sum by (model, version) "

@@ -127,16 +127,10 @@ def monitor_rows(
     baseline = Baseline.of(package)
     rules = Settings.from_config(section)
     windows = Windows(spec, baseline.reference, baseline.task)
-    profile_columns = _profile_columns(package)
-    slicers = [
-        Slicer(n, baseline.reference.features.get(n), _quartiles(profile_columns.get(n)))
-        for n in slices or []
-        if n in package.signature.names
-    ]
-    sliced = SliceQuality(slicers, baseline.task)
+    sliced = _slice_quality(package, baseline, slices or [])
     for batch in batches:
         windows.add(batch.columns, batch.predictions, batch.labels, batch.times)
-        if batch.labels and slicers:
+        if batch.labels and sliced.slicers:
             sliced.add(batch.columns, batch.labels, batch.predictions)
     overall = Window(baseline.reference)
     quality = Quality(baseline.task)
@@ -149,21 +143,7 @@ def monitor_rows(
         last = slot.last if last is None or (slot.last and slot.last > last) else last
         rows.append(_window_row(windows, slot, rules))
     drift = compare(overall, rules)
-    verdicts = judge_quality(
-        quality.metrics(),
-        baseline.metrics,
-        quality.n,
-        max_drop=section.max_quality_drop,
-        min_labels=section.min_labels,
-    )
-    quality_out = {
-        "labelled": quality.n,
-        "metrics": quality.metrics(),
-        "holdout": baseline.metrics,
-        "holdout_rows": baseline.holdout_rows,
-        "verdicts": verdicts,
-        "slices": sliced.to_dict(),
-    }
+    quality_out = _quality(quality, baseline, section, sliced)
     return MonitorResult(
         model,
         version,
@@ -172,10 +152,41 @@ def monitor_rows(
         drift,
         quality_out,
         rows,
-        breaches(drift, verdicts),
+        breaches(drift, quality_out["verdicts"]),
         first,
         last,
     )
+
+
+def _slice_quality(package: ModelPackage, baseline: Baseline, slices: list[str]) -> SliceQuality:
+    profile_columns = _profile_columns(package)
+    slicers = [
+        Slicer(n, baseline.reference.features.get(n), _quartiles(profile_columns.get(n)))
+        for n in slices
+        if n in package.signature.names
+    ]
+    return SliceQuality(slicers, baseline.task)
+
+
+def _quality(
+    quality: Quality, baseline: Baseline, section: MonitorSection, sliced: SliceQuality
+) -> dict[str, Any]:
+    """Quality from feedback labels, judged against the hold-out's."""
+    verdicts = judge_quality(
+        quality.metrics(),
+        baseline.metrics,
+        quality.n,
+        max_drop=section.max_quality_drop,
+        min_labels=section.min_labels,
+    )
+    return {
+        "labelled": quality.n,
+        "metrics": quality.metrics(),
+        "holdout": baseline.metrics,
+        "holdout_rows": baseline.holdout_rows,
+        "verdicts": verdicts,
+        "slices": sliced.to_dict(),
+    }
 
 
 def _window_row(windows: Windows, slot: Any, rules: Settings) -> dict[str, Any]:

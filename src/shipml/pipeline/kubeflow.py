@@ -19,6 +19,7 @@ Docker-compatible API.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,72 +130,13 @@ def compile_pipeline(
 ) -> Compiled:
     """Write the KFP pipeline YAML of the project's pipeline to ``output``."""
     kfp = _kfp()
-    from kfp import compiler, components, dsl
+    from kfp import compiler, dsl
 
     pipe = load_pipeline(config)
     graph: Graph = pipe.build({**config.pipeline.params, **(params or {})})
     image = image or image_of(config)
-    root = config.artifact_root
-    if "://" not in root or root.startswith("file://"):
-        raise PipelineError(
-            f"Kubeflow tasks run in separate pods, but [artifacts] root is a local folder "
-            f"({root}), which they cannot share",
-            hint='point the tasks at an object store: SHIPML_ARTIFACTS_ROOT="s3://BUCKET/PREFIX"',
-        )
-    resources = config.kubeflow.resources
-    unknown = sorted(set(resources) - {n.name for n in graph.nodes})
-    if unknown:
-        raise PipelineError(
-            f"[kubeflow.resources] names unknown steps {unknown}",
-            hint=f"the steps: {', '.join(n.name for n in graph.nodes)}",
-        )
-
-    registers = shared_tracking(config)
-    if registers and split_password(config.tracking_uri)[1] is not None:
-        raise PipelineError(
-            "[tracking] uri holds a password, which would be written into the compiled file",
-            hint="take it out of the URI; give it to the pods from a Secret (PGPASSWORD)",
-        )
-    if registers and REGISTER in {task_name(n.name) for n in graph.nodes}:
-        raise PipelineError(
-            f"a step's task is named {REGISTER}, the name of shipml's last task",
-            hint="rename that step",
-        )
-    last = [n.name for n in graph.nodes if not any(n.name in m.upstream for m in graph.nodes)]
-
-    def body() -> None:
-        tasks: dict[str, Any] = {}
-        for node in graph.nodes:
-            factory = components.load_component_from_text(
-                _component(node.name, node.upstream, image, graph.params)
-            )
-            task = factory(**{_input(up): tasks[up].outputs[OUTPUT] for up in node.upstream})
-            task.set_display_name(node.name)
-            task.set_caching_options(bool(config.kubeflow.caching and node.step.cache))
-            task.set_env_variable("SHIPML_ARTIFACTS_ROOT", root)
-            res = resources.get(node.name)
-            if res is not None:
-                for setting, method in (
-                    ("cpu_request", task.set_cpu_request),
-                    ("cpu_limit", task.set_cpu_limit),
-                    ("memory_request", task.set_memory_request),
-                    ("memory_limit", task.set_memory_limit),
-                ):
-                    if getattr(res, setting):
-                        method(getattr(res, setting))
-            tasks[node.name] = task
-        if registers:
-            factory = components.load_component_from_text(
-                _component(REGISTER, last, image, graph.params)
-            )
-            task = factory(**{_input(up): tasks[up].outputs[OUTPUT] for up in last})
-            task.set_display_name("register")
-            task.set_caching_options(False)
-            task.set_env_variable("SHIPML_ARTIFACTS_ROOT", root)
-            task.set_env_variable("SHIPML_TRACKING_URI", config.tracking_uri)
-            if config.tracking.registry_uri:
-                task.set_env_variable("SHIPML_TRACKING_REGISTRY_URI", config.registry_uri)
-
+    registers = _check(config, graph)
+    body = _pipeline_body(config, graph, image, registers)
     body.__name__ = graph.pipeline
     body.__annotations__ = {}  # kfp reads a return annotation as an output type
     description = (pipe.func.__doc__ or f"shipml pipeline {graph.pipeline}").strip()
@@ -208,6 +150,85 @@ def compile_pipeline(
             hint=f"kfp {kfp.__version__}; check the step names",
         ) from exc
     return Compiled(output, graph.pipeline, image, load_tasks(output), registers)
+
+
+def _check(config: ProjectConfig, graph: Graph) -> bool:
+    """Refuse what cannot run in pods; whether the pipeline ends with the register task."""
+    root = config.artifact_root
+    if "://" not in root or root.startswith("file://"):
+        raise PipelineError(
+            f"Kubeflow tasks run in separate pods, but [artifacts] root is a local folder "
+            f"({root}), which they cannot share",
+            hint='point the tasks at an object store: SHIPML_ARTIFACTS_ROOT="s3://BUCKET/PREFIX"',
+        )
+    unknown = sorted(set(config.kubeflow.resources) - {n.name for n in graph.nodes})
+    if unknown:
+        raise PipelineError(
+            f"[kubeflow.resources] names unknown steps {unknown}",
+            hint=f"the steps: {', '.join(n.name for n in graph.nodes)}",
+        )
+    registers = shared_tracking(config)
+    if registers and split_password(config.tracking_uri)[1] is not None:
+        raise PipelineError(
+            "[tracking] uri holds a password, which would be written into the compiled file",
+            hint="take it out of the URI; give it to the pods from a Secret (PGPASSWORD)",
+        )
+    if registers and REGISTER in {task_name(n.name) for n in graph.nodes}:
+        raise PipelineError(
+            f"a step's task is named {REGISTER}, the name of shipml's last task",
+            hint="rename that step",
+        )
+    return registers
+
+
+def _pipeline_body(
+    config: ProjectConfig, graph: Graph, image: str, registers: bool
+) -> Callable[[], None]:
+    """The function kfp's ``dsl.pipeline`` turns into the DAG: one task per step, then
+    (with a shared tracking store) the task that records the run and registers it."""
+    from kfp import components
+
+    root = config.artifact_root
+    last = [n.name for n in graph.nodes if not any(n.name in m.upstream for m in graph.nodes)]
+
+    def body() -> None:
+        tasks: dict[str, Any] = {}
+        for node in graph.nodes:
+            factory = components.load_component_from_text(
+                _component(node.name, node.upstream, image, graph.params)
+            )
+            task = factory(**{_input(up): tasks[up].outputs[OUTPUT] for up in node.upstream})
+            task.set_display_name(node.name)
+            task.set_caching_options(bool(config.kubeflow.caching and node.step.cache))
+            task.set_env_variable("SHIPML_ARTIFACTS_ROOT", root)
+            _set_resources(task, config.kubeflow.resources.get(node.name))
+            tasks[node.name] = task
+        if registers:
+            factory = components.load_component_from_text(
+                _component(REGISTER, last, image, graph.params)
+            )
+            task = factory(**{_input(up): tasks[up].outputs[OUTPUT] for up in last})
+            task.set_display_name("register")
+            task.set_caching_options(False)
+            task.set_env_variable("SHIPML_ARTIFACTS_ROOT", root)
+            task.set_env_variable("SHIPML_TRACKING_URI", config.tracking_uri)
+            if config.tracking.registry_uri:
+                task.set_env_variable("SHIPML_TRACKING_REGISTRY_URI", config.registry_uri)
+
+    return body
+
+
+def _set_resources(task: Any, res: Any) -> None:
+    if res is None:
+        return
+    for setting, method in (
+        ("cpu_request", task.set_cpu_request),
+        ("cpu_limit", task.set_cpu_limit),
+        ("memory_request", task.set_memory_request),
+        ("memory_limit", task.set_memory_limit),
+    ):
+        if getattr(res, setting):
+            method(getattr(res, setting))
 
 
 def load_tasks(path: Path) -> dict[str, list[str]]:
@@ -263,16 +284,27 @@ def rehearse(
     import uuid
 
     _kfp()
+    environ = dict(os.environ if environ is None else environ)
+    host = docker_host or environ.get("DOCKER_HOST", "")
+    _engine_answers(host)
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    pipeline_root.chmod(0o777)  # the image's user (not root) writes the tasks' outputs
+    env = {name: environ[name] for name in PASSED_ENV if environ.get(name)}
+    rehearsal = uuid.uuid4().hex
+    started = time.perf_counter()
+    name = _run_locally(path, pipeline_root, host, network, env, rehearsal)
+    seconds = time.perf_counter() - started
+    tasks, manifests, run_id = _outputs(path, pipeline_root)
+    return Rehearsal(name, tasks, manifests, seconds, rehearsal, run_id)
+
+
+def _engine_answers(host: str) -> None:
     try:
         import docker
     except ImportError as exc:
         raise PipelineError(
             "rehearsing needs the docker package", hint="pip install 'shipml[kubeflow]'"
         ) from exc
-    from kfp import components, local
-
-    environ = dict(os.environ if environ is None else environ)
-    host = docker_host or environ.get("DOCKER_HOST", "")
     try:
         client = docker.DockerClient(base_url=host) if host else docker.from_env()
         client.ping()
@@ -284,12 +316,17 @@ def rehearse(
             hint="start one: `podman system service --time=0 unix:///run/podman/podman.sock` "
             "and DOCKER_HOST=unix:///run/podman/podman.sock (scripts/podman-socket.sh)",
         ) from exc
-    pipeline_root.mkdir(parents=True, exist_ok=True)
-    pipeline_root.chmod(0o777)  # the image's user (not root) writes the tasks' outputs
-    env = {name: environ[name] for name in PASSED_ENV if environ.get(name)}
+
+
+def _run_locally(
+    path: Path, pipeline_root: Path, host: str, network: str, env: dict[str, str], label: str
+) -> str:
+    """Run the pipeline with kfp's DockerRunner; returns the pipeline's name."""
+    import os
+
+    from kfp import components, local
+
     saved = os.environ.get("DOCKER_HOST")
-    rehearsal = uuid.uuid4().hex
-    started = time.perf_counter()
     try:
         if host:
             os.environ["DOCKER_HOST"] = host  # kfp's handler calls docker.from_env()
@@ -299,7 +336,7 @@ def rehearse(
             network_mode=network,
             environment=env,
             entrypoint=["/usr/bin/env"],
-            labels={REHEARSAL_LABEL: rehearsal},  # the engine's events name the run's tasks
+            labels={REHEARSAL_LABEL: label},  # the engine's events name the run's tasks
         )
         local.init(
             runner=runner,
@@ -319,7 +356,12 @@ def rehearse(
             os.environ.pop("DOCKER_HOST", None)
         else:
             os.environ["DOCKER_HOST"] = saved
-    seconds = time.perf_counter() - started
+    return str(pipe.name)
+
+
+def _outputs(path: Path, pipeline_root: Path) -> tuple[list[str], dict[str, str], str | None]:
+    """The tasks in the order they ran, each step's manifest URI and the MLflow run id;
+    a task that left no output fails the rehearsal."""
     deps = load_tasks(path)
     tasks: list[str] = []
     while len(tasks) < len(deps):  # in the order they ran: each after its dependencies
@@ -336,4 +378,4 @@ def rehearse(
             f"the local Kubeflow run failed: task(s) {', '.join(missing)} wrote no output",
             hint="the tasks' own output above says why",
         )
-    return Rehearsal(pipe.name, tasks, manifests, seconds, rehearsal, runs[0] if runs else None)
+    return tasks, manifests, runs[0] if runs else None

@@ -12,10 +12,10 @@ from shipml.data import Snapshot
 from shipml.pipeline.executor import dataset_lineage
 from shipml.pipeline.result import RunResult
 from shipml.pipeline.step import Graph
-from shipml.tracking import Tracker, environment, package_versions
+from shipml.tracking import environment, package_versions
 
 if TYPE_CHECKING:
-    from shipml.tracking.remote import RemoteTracker
+    from shipml.tracking.protocol import RunTracker
 
 
 def lineage(
@@ -58,7 +58,7 @@ def run_tags(config: ProjectConfig, pipeline: str, git: dict[str, Any]) -> dict[
 
 
 def log_summary(
-    tracker: Tracker | RemoteTracker,
+    tracker: RunTracker,
     config: ProjectConfig,
     graph: Graph,
     result: RunResult,

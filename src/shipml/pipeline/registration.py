@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipml.tracking import Tracker, VersionInfo, registry_of
+from shipml.tracking import VersionInfo, registry_of
 
 if TYPE_CHECKING:
-    from shipml.tracking.remote import RemoteTracker
+    from shipml.tracking.protocol import RunTracker
 
 
 def register_package(
-    tracker: Tracker | RemoteTracker, name: str, run_id: str, path: Path
+    tracker: RunTracker, name: str, run_id: str, path: Path
 ) -> tuple[VersionInfo, bool]:
     """Register the package folder ``path`` made by run ``run_id``; returns its version
     and whether it was created now."""

@@ -40,14 +40,13 @@ from shipml.pipeline.registration import register_package
 from shipml.pipeline.result import RunResult, StepResult
 from shipml.pipeline.step import DatasetRef, Graph, Node, OutputRef, Pipeline
 from shipml.tracking import (
-    Tracker,
     git_info,
     registry_of,
     tracker_for,
 )
 
 if TYPE_CHECKING:
-    from shipml.tracking.remote import RemoteTracker
+    from shipml.tracking.protocol import RunTracker
 
 
 # -- running ---------------------------------------------------------------------------
@@ -68,7 +67,7 @@ class _Run:
     def __init__(
         self,
         config: ProjectConfig,
-        tracker: Tracker | RemoteTracker,
+        tracker: RunTracker,
         cache: ArtifactCache,
         store: DatasetStore,
     ) -> None:
@@ -129,7 +128,7 @@ def run_pipeline(
     reporter: Reporter | None = None,
     register: bool = True,
     alias: str | None = None,
-    tracker: Tracker | RemoteTracker | None = None,
+    tracker: RunTracker | None = None,
     tags: dict[str, str] | None = None,
 ) -> RunResult:
     """Run the project's pipeline locally as one MLflow run. Raises ``StepFailed`` after
@@ -244,9 +243,7 @@ def _log_inputs(run: _Run, run_id: str, by_ref: dict[str, Snapshot]) -> None:
         run.pending_tags[f"shipml.dataset.{name}.sha256"] = snap.digest
 
 
-def _end_run(
-    tracker: Tracker | RemoteTracker, result: RunResult, failure: BaseException | None
-) -> None:
+def _end_run(tracker: RunTracker, result: RunResult, failure: BaseException | None) -> None:
     try:
         tracker.end_run(result.run_id, result.status if result.status != "RUNNING" else "FAILED")
     except ShipmlError as exc:

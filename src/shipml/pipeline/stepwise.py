@@ -105,20 +105,7 @@ def register_run(
         for step in order:
             result.metrics.update(manifests[step].get("metrics") or {})
         tracker.log_metrics(run_id, result.metrics)
-        steps = [
-            {
-                "name": step,
-                "status": "done",
-                "seconds": manifests[step].get("seconds"),
-                "cache_key": manifests[step].get("key"),
-                "manifest": exchange.manifest_uri(str(manifests[step].get("key"))),
-                "outputs": {
-                    o["name"]: {"kind": o["kind"], "digest": o["digest"]}
-                    for o in manifests[step].get("outputs") or []
-                },
-            }
-            for step in order
-        ]
+        steps = _steps_record(exchange, manifests, order)
         tracker.log_text(
             run_id, json.dumps({"steps": steps, "edges": edges}, indent=2), "pipeline/steps.json"
         )
@@ -132,6 +119,26 @@ def register_run(
     finally:
         tracker.end_run(run_id, status)
     return result
+
+
+def _steps_record(
+    exchange: Exchange, manifests: dict[str, dict[str, Any]], order: list[str]
+) -> list[dict[str, Any]]:
+    """Each step as ``pipeline/steps.json`` records it: time, cache key, manifest, outputs."""
+    return [
+        {
+            "name": step,
+            "status": "done",
+            "seconds": manifests[step].get("seconds"),
+            "cache_key": manifests[step].get("key"),
+            "manifest": exchange.manifest_uri(str(manifests[step].get("key"))),
+            "outputs": {
+                o["name"]: {"kind": o["kind"], "digest": o["digest"]}
+                for o in manifests[step].get("outputs") or []
+            },
+        }
+        for step in order
+    ]
 
 
 def _log_datasets(

@@ -102,24 +102,7 @@ def run_monitor(
     spec = WindowSpec.parse(window if window is not None else section.window)
     target = resolve_target(config, ref)
     slices = list(config.tests.model.slices)
-    if data is not None:
-        source = f"file {data}"
-        batches: Any = file_batches(data, target.package)
-    else:
-        if not config.audit.enabled:
-            raise ConfigError(
-                "shipml monitor reads predictions from the audit log, and it is off "
-                "([audit] enabled = false)",
-                hint="turn the audit log on, or give a file of inputs with --data",
-            )
-        period = parse_period(since or section.since) if last is None or since else None
-        source = "the audit log" + (
-            f", last {last} rows" if last else f", since {since or section.since}"
-        )
-        log = open_log(config, writer=False)
-        batches = audit_batches(
-            log, target.package, target.name, target.version, since=since_time(period), last=last
-        )
+    source, batches = _batches(config, target, data, since, last)
     say(f"monitoring {target.ref} from {source}")
     result = monitor_rows(
         target.package,
@@ -140,6 +123,31 @@ def run_monitor(
     if result.breached and action == "retrain":
         run.retraining = retrain(config, target, result, say=say)
     return run
+
+
+def _batches(
+    config: ProjectConfig, target: Target, data: Path | None, since: str | None, last: int | None
+) -> tuple[str, Any]:
+    """Where the rows come from (said to the user) and the batches read from there: the
+    file ``data``, else the audit log over ``since`` or the ``last`` rows."""
+    section = config.monitor
+    if data is not None:
+        return f"file {data}", file_batches(data, target.package)
+    if not config.audit.enabled:
+        raise ConfigError(
+            "shipml monitor reads predictions from the audit log, and it is off "
+            "([audit] enabled = false)",
+            hint="turn the audit log on, or give a file of inputs with --data",
+        )
+    period = parse_period(since or section.since) if last is None or since else None
+    source = "the audit log" + (
+        f", last {last} rows" if last else f", since {since or section.since}"
+    )
+    log = open_log(config, writer=False)
+    batches = audit_batches(
+        log, target.package, target.name, target.version, since=since_time(period), last=last
+    )
+    return source, batches
 
 
 def _event(result: MonitorResult) -> dict[str, Any]:

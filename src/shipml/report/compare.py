@@ -258,13 +258,25 @@ def _curve_charts(c: Comparison) -> list[str]:
 
 
 def to_html(c: Comparison) -> str:
-    heads = ["", *[e.label for e in c.entries]]
+    heads = [e.label for e in c.entries]
+    sections = _run_sections(c, heads) + _test_sections(c, heads)
+    figures = _curve_charts(c)
+    if figures:
+        sections.append(
+            ("Hold-out predictions", "<div class='charts'>" + "".join(figures) + "</div>")
+        )
+    title = "Comparison: " + " · ".join(e.label for e in c.entries)
+    return html.page(title, *html.sections(sections), subtitle=f"{len(c.entries)} subjects")
+
+
+def _run_sections(c: Comparison, heads: list[str]) -> list[tuple[str, str]]:
+    """Parameters, metrics, data and code, one column per subject."""
     sections: list[tuple[str, str]] = []
     params = c.params or {}
     sections.append(
         (
             "Parameters that differ",
-            html.table(["parameter", *heads[1:]], [[k, *map(_fmt, v)] for k, v in params.items()])
+            html.table(["parameter", *heads], [[k, *map(_fmt, v)] for k, v in params.items()])
             if params
             else "<p class='note'>none: the same parameters</p>",
         )
@@ -282,14 +294,13 @@ def to_html(c: Comparison) -> str:
                 ],
             ]
         )
-    sections.append(("Metrics (delta against the first)", html.table(["metric", *heads[1:]], rows)))
+    sections.append(("Metrics (delta against the first)", html.table(["metric", *heads], rows)))
     data_rows = [[k, *[(v or "–")[:16] for v in vs]] for k, vs in c.datasets.items()]
     verdict = "the same data" if c.same_data else "different data"
     sections.append(
         (
             "Data",
-            f"<p>{html.text(verdict)}</p>"
-            + html.table(["dataset (sha256)", *heads[1:]], data_rows),
+            f"<p>{html.text(verdict)}</p>" + html.table(["dataset (sha256)", *heads], data_rows),
         )
     )
     commits = [[e.label, e.commit[:12] or "–", e.run_id] for e in c.entries]
@@ -299,6 +310,12 @@ def to_html(c: Comparison) -> str:
         else ("<p class='note'>no change to the project's code between them</p>")
     )
     sections.append(("Code", html.table(["subject", "commit", "run"], commits) + code))
+    return sections
+
+
+def _test_sections(c: Comparison, heads: list[str]) -> list[tuple[str, str]]:
+    """The test suites' verdicts and, when recorded, the metrics of slices."""
+    sections: list[tuple[str, str]] = []
     suites = sorted({s for e in c.entries for s in ((e.tests or {}).get("suites") or {})})
     test_rows = [
         [s, *[((e.tests or {}).get("suites") or {}).get(s, "–") for e in c.entries]] for s in suites
@@ -306,7 +323,7 @@ def to_html(c: Comparison) -> str:
     sections.append(
         (
             "Tests",
-            html.table(["suite", *heads[1:]], test_rows)
+            html.table(["suite", *heads], test_rows)
             if test_rows
             else "<p class='note'>not tested</p>",
         )
@@ -315,31 +332,10 @@ def to_html(c: Comparison) -> str:
         {k for e in c.entries for k in ((e.tests or {}).get("metrics") or {}) if "slice" in k}
     )
     if slices:
-        sections.append(
-            (
-                "Slices",
-                html.table(
-                    ["metric", *heads[1:]],
-                    [
-                        [
-                            k,
-                            *[
-                                _fmt(((e.tests or {}).get("metrics") or {}).get(k))
-                                for e in c.entries
-                            ],
-                        ]
-                        for k in slices
-                    ],
-                ),
-            )
-        )
-    figures = _curve_charts(c)
-    if figures:
-        sections.append(
-            ("Hold-out predictions", "<div class='charts'>" + "".join(figures) + "</div>")
-        )
-    title = "Comparison: " + " · ".join(e.label for e in c.entries)
-    return html.page(title, *html.sections(sections), subtitle=f"{len(c.entries)} subjects")
+        metrics = [((e.tests or {}).get("metrics") or {}) for e in c.entries]
+        rows = [[k, *[_fmt(m.get(k)) for m in metrics]] for k in slices]
+        sections.append(("Slices", html.table(["metric", *heads], rows)))
+    return sections
 
 
 def to_json(c: Comparison) -> str:

@@ -220,7 +220,7 @@ class ModelServer:
         thread would not free the loop), scored in a thread."""
         tracing = self.tracing
         if len(raw) <= self.off_loop_bytes:
-            if not tracing.enabled:  # the usual case: nothing to record, nothing built
+            if not (tracing.enabled and tracing.recording()):  # untraced: nothing built
                 rows, rid, wanted, binary_out = binary.parse_request(
                     protocol, raw, length, self.validator
                 )
@@ -269,15 +269,12 @@ class ModelServer:
         outputs: Outputs | None = None
         head: int | None = None  # the JSON header's length in a binary answer
         tracing = self.tracing
-        headers = (
-            {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            if tracing.enabled
-            else {}
-        )
         try:
             rid_text = request_id.decode("latin-1")
             route = ROUTES[protocol]
-            with tracing.request_span("POST", route, scope["path"], headers, rid_text) as span:
+            with tracing.request_span(
+                "POST", route, scope["path"], scope["headers"], rid_text
+            ) as span:
                 try:
                     if protocol == "v2":
                         self.documents.check_model(

@@ -36,6 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from shipml.errors import DataError, ServingError
+from shipml.serving.partitions import (
+    Part,
+    _fs,
+    _read_part,
+    auto_partition_mb,
+    check_input,
+    partitions,
+)
 
 try:  # the engine is an extra (shipml[dask]); without it, _client says what to install
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -45,16 +53,6 @@ except ImportError:  # pragma: no cover
 MANIFEST = "_shipml.json"
 ENGINES = ("dask",)
 _PREDICTORS: dict[str, Any] = {}  # in a worker process: the model, loaded once
-
-
-@dataclass(frozen=True)
-class Part:
-    index: int
-    uri: str
-    kind: str  # csv | parquet
-    offset: int = 0  # csv: byte range
-    length: int = 0
-    row_groups: tuple[int, ...] = ()  # parquet
 
 
 @dataclass
@@ -88,102 +86,6 @@ class ModelPlugin(WorkerPlugin):
 
     def teardown(self, worker: Any = None) -> None:
         _PREDICTORS.pop(self.key, None)
-
-
-def _fs(uri: str) -> tuple[Any, str]:
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(uri)
-    return fs, path
-
-
-def _kind(uri: str) -> str:
-    name = uri.lower()
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    if name.endswith(".csv"):
-        return "csv"
-    raise DataError(
-        f"cannot tell the format of {uri}", hint="give a .csv or .parquet file (not compressed)"
-    )
-
-
-def auto_partition_mb(uri: str, workers: int) -> float:
-    """About four partitions per worker (so a slow one does not hold the others up),
-    between 1 and 64 MB of input each."""
-    fs, path = _fs(uri)
-    size = int(fs.size(path))
-    if _kind(uri) == "parquet":  # partitions are counted in row groups' (uncompressed) bytes
-        import pyarrow.parquet as pq
-
-        with fs.open(path, "rb") as fh:
-            meta = pq.ParquetFile(fh).metadata
-        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    size_mb = size / (1024 * 1024)
-    return min(64.0, max(1.0, size_mb / (4 * max(1, workers))))
-
-
-def check_input(uri: str) -> tuple[Any, str, str]:
-    """The input's filesystem, path and kind (csv or parquet); a clear error if it is
-    not a CSV or Parquet file that exists."""
-    kind = _kind(uri)
-    fs, path = _fs(uri)
-    if not fs.isfile(path):
-        raise DataError(f"input file not found: {uri}", hint="check the path")
-    return fs, path, kind
-
-
-def partitions(uri: str, partition_mb: float) -> list[Part]:
-    """The partitions of a CSV or Parquet file, each about ``partition_mb``."""
-    fs, path, kind = check_input(uri)
-    size = int(fs.size(path))
-    block = max(1, int(partition_mb * 1024 * 1024))
-    if kind == "csv":
-        return [
-            Part(i, uri, kind, offset, min(block, size - offset))
-            for i, offset in enumerate(range(0, max(size, 1), block))
-        ]
-    import pyarrow.parquet as pq
-
-    with fs.open(path, "rb") as fh:
-        meta = pq.ParquetFile(fh).metadata
-    parts: list[Part] = []
-    group: list[int] = []
-    acc = 0
-    for rg in range(meta.num_row_groups):
-        group.append(rg)
-        acc += meta.row_group(rg).total_byte_size
-        if acc >= block:
-            parts.append(Part(len(parts), uri, kind, row_groups=tuple(group)))
-            group, acc = [], 0
-    if group or not parts:
-        parts.append(Part(len(parts), uri, kind, row_groups=tuple(group)))
-    return parts
-
-
-def _read_part(part: Part, target: Path) -> bool:
-    """Write the partition's rows to ``target`` (a local file); False when it is empty."""
-    from fsspec.utils import read_block
-
-    fs, path = _fs(part.uri)
-    if part.kind == "csv":
-        with fs.open(path, "rb") as fh:
-            header = fh.readline()
-            data = read_block(fh, part.offset, part.length, delimiter=b"\n")
-        if part.offset == 0:
-            data = data[len(header) :] if data.startswith(header) else data
-        if not data.strip():
-            return False
-        target.write_bytes(header + data if header.endswith(b"\n") else header + b"\n" + data)
-        return True
-    import pyarrow.parquet as pq
-
-    with fs.open(path, "rb") as fh:
-        table = pq.ParquetFile(fh).read_row_groups(list(part.row_groups))
-    if table.num_rows == 0 and part.index > 0:
-        return False
-    pq.write_table(table, target)
-    return True
 
 
 def score_part(
@@ -357,18 +259,10 @@ def predict_distributed(
     scoring's (fail, skip or flag a row the model cannot take)."""
     started = time.perf_counter()
     check_input(source)
-    suffix = ".parquet" if output.lower().rstrip("/").endswith((".parquet", ".pq")) else ".csv"
-    fs, out_path = _fs(output)
-    if fs.exists(out_path) and not fs.exists(f"{out_path}/{MANIFEST}"):
-        raise DataError(
-            f"{output} exists and is not the output of a shipml batch",
-            hint="give a new path (a folder of parts is written)",
-        )
-    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    local = "file" in protocols  # a folder is renamed into place; a bucket has no rename
     batch_id = uuid.uuid4().hex
-    staging = f"{output.rstrip('/')}.partial-{batch_id[:8]}" if local else output.rstrip("/")
+    fs, out_path, staging, local = _output(output, batch_id)
     staged = _fs(staging)[1]
+    suffix = ".parquet" if output.lower().rstrip("/").endswith((".parquet", ".pq")) else ".csv"
     digest: dict[str, str] = {}
     hasher = threading.Thread(target=_sha256, args=(source, digest), daemon=True)
     hasher.start()
@@ -377,25 +271,19 @@ def predict_distributed(
     client, cluster = _client(scheduler, workers, connect_timeout)
     fs.makedirs(staged, exist_ok=True)
     try:
-        done, n_workers = _score_all(
+        written, n_workers = _score_on(
             client,
+            cluster,
             ModelPlugin(key, files, name, version),
             source,
             partition_mb,
             (staging, suffix, chunk_rows, on_error),
             progress,
         )
-        written = sorted((d for d in done if d["file"]), key=lambda d: d["index"])
-        if not written:
-            raise DataError(f"{source} has no rows", hint="give a file with a header and rows")
     except BaseException:
         if local:
             fs.rm(staged, recursive=True)
         raise
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     hasher.join()
     out_digest = hashlib.sha256("".join(d["sha256"] for d in written).encode()).hexdigest()
     model = {"name": name, "version": version, "onnx_sha256": onnx_sha256(package)}
@@ -403,12 +291,56 @@ def predict_distributed(
     run = BatchRun(
         batch_id, rows, written, output, digest["sha256"], out_digest, "dask", n_workers, 0, model
     )
+    _publish(fs, run, staged, out_path, local)
+    run.seconds = time.perf_counter() - started
+    if audit is not None:
+        audit(audit_record(run, source))
+    return run
+
+
+def _score_on(
+    client: Any,
+    cluster: Any,
+    plugin: ModelPlugin,
+    source: str,
+    partition_mb: float | None,
+    job: tuple[str, str, int, str],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[dict[str, Any]], int]:
+    """The written parts in order and the number of workers; the client (and a local
+    cluster) closed after."""
+    try:
+        done, n_workers = _score_all(client, plugin, source, partition_mb, job, progress)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    written = sorted((d for d in done if d["file"]), key=lambda d: d["index"])
+    if not written:
+        raise DataError(f"{source} has no rows", hint="give a file with a header and rows")
+    return written, n_workers
+
+
+def _output(output: str, batch_id: str) -> tuple[Any, str, str, bool]:
+    """The output's filesystem and path, where the parts are written first, and whether it
+    is local (a local folder is written aside and renamed into place; a bucket has no
+    rename). An existing output must be a shipml batch's."""
+    fs, out_path = _fs(output)
+    if fs.exists(out_path) and not fs.exists(f"{out_path}/{MANIFEST}"):
+        raise DataError(
+            f"{output} exists and is not the output of a shipml batch",
+            hint="give a new path (a folder of parts is written)",
+        )
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    local = "file" in protocols
+    staging = f"{output.rstrip('/')}.partial-{batch_id[:8]}" if local else output.rstrip("/")
+    return fs, out_path, staging, local
+
+
+def _publish(fs: Any, run: BatchRun, staged: str, out_path: str, local: bool) -> None:
+    """The manifest written last; a local output then replaces the previous one whole."""
     fs.pipe_file(f"{staged}/{MANIFEST}", json.dumps(asdict(run), indent=2).encode())
     if local:
         if fs.exists(out_path):
             fs.rm(out_path, recursive=True)
         Path(staged).rename(out_path)
-    run.seconds = time.perf_counter() - started
-    if audit is not None:
-        audit(audit_record(run, source))
-    return run

@@ -341,17 +341,13 @@ def live_monitor(
     def prediction_reference() -> tuple[Any, dict[str, float]]:
         """The model's predictions on (up to 5000 of) its hold-out rows, and its metrics."""
         from shipml.data.drift import reference_of
-        from shipml.data.quality import Quality
-        from shipml.serving.validation import Rows
+        from shipml.serving.holdout import holdout_predictions, holdout_predictions_aside
 
-        X, y = package.holdout()
-        X = X.head(5000)
-        rows = Rows(len(X), columns={n: X[n].to_numpy() for n in predictor.names})
-        labels = predictor.run(predictor.feeds(rows)).labels
-        quality = Quality(predictor.signature.task)
-        if y is not None:
-            quality.add(y.head(5000).tolist(), labels.tolist())
-        return reference_of("prediction", labels), quality.metrics()
+        if predictor.package.format == "onnx":
+            labels, quality = holdout_predictions_aside(predictor.package.path)
+        else:  # a framework model: pandas and the framework are loaded in this process
+            labels, quality = holdout_predictions(predictor)
+        return reference_of("prediction", labels), quality
 
     return LiveMonitor(
         metrics,

@@ -218,51 +218,7 @@ def _row(df: pd.DataFrame, p: TableProject) -> dict[str, Any]:
 def _values(p: TableProject, df: pd.DataFrame, est: Estimator) -> dict[str, str]:
     classification = p.task == "classification"
     cv_metric = "cv_accuracy" if classification else "cv_r2"
-    if classification:
-        evaluate = (
-            "    values = {\n"
-            '        "accuracy": metrics.accuracy_score(y, predicted),\n'
-            '        "f1_macro": metrics.f1_score(y, predicted, average="macro"),\n'
-            "    }\n    return log_metrics(values)"
-        )
-        beats = (
-            "    accuracy = (np.ravel(model.predict(X)) == y).mean()\n"
-            "    assert accuracy > y.value_counts(normalize=True).max()"
-        )
-        api = (
-            '    assert answer["label"] in '
-            + repr(p.classes)
-            + "\n"
-            + ('    assert abs(sum(answer["probabilities"].values()) - 1.0) < 1e-4')
-        )
-        model_tests = _CLASSIFIER_TESTS
-        target_values = (
-            f"    assert set(dataset[TARGET].dropna().astype(str)) <= set({p.classes!r})"
-        )
-    else:
-        evaluate = (
-            "    return log_metrics(\n        {\n"
-            '            "mae": metrics.mean_absolute_error(y, predicted),\n'
-            '            "rmse": metrics.root_mean_squared_error(y, predicted),\n'
-            '            "r2": metrics.r2_score(y, predicted),\n'
-            "        }\n    )"
-        )
-        beats = (
-            "    rmse = ((np.ravel(model.predict(X)) - y) ** 2).mean() ** 0.5\n"
-            "    assert rmse < y.std()  # better than always answering the mean"
-        )
-        api = (
-            '    value = answer["label"] if isinstance(answer, dict) else answer\n'
-            "    assert math.isfinite(float(value))"
-        )
-        model_tests = _REGRESSOR_TESTS
-        y = df[p.target].dropna()
-        low, high = float(y.min()), float(y.max())
-        span = (high - low) or 1.0
-        target_values = (
-            f"    values = dataset[TARGET].dropna()\n"
-            f"    assert values.between({low - span:g}, {high + span:g}).all()"
-        )
+    task_values = _classifier_code(p) if classification else _regressor_code(p, df)
     read = (
         f"pd.read_csv(Path(__file__).parents[1] / {p.data_file!r})"
         if ".csv" in p.data_file
@@ -285,14 +241,49 @@ def _values(p: TableProject, df: pd.DataFrame, est: Estimator) -> dict[str, str]
         "cv_metric": cv_metric,
         "cv_metric_repr": repr(cv_metric),
         **est.values(p.task),
-        "evaluate": evaluate,
-        "beats_guess": beats,
+        **task_values,
         "parity": '["max_probability_diff"] <= package.manifest["parity"]["tolerance"]',
         "read_data": read,
-        "target_values": target_values,
-        "model_tests": model_tests,
         "row": repr(_row(df, p)),
-        "api_check": api,
+    }
+
+
+def _classifier_code(p: TableProject) -> dict[str, str]:
+    """The code of the generated project that is a classifier's."""
+    return {
+        "evaluate": "    values = {\n"
+        '        "accuracy": metrics.accuracy_score(y, predicted),\n'
+        '        "f1_macro": metrics.f1_score(y, predicted, average="macro"),\n'
+        "    }\n    return log_metrics(values)",
+        "beats_guess": "    accuracy = (np.ravel(model.predict(X)) == y).mean()\n"
+        "    assert accuracy > y.value_counts(normalize=True).max()",
+        "api_check": f'    assert answer["label"] in {p.classes!r}\n'
+        '    assert abs(sum(answer["probabilities"].values()) - 1.0) < 1e-4',
+        "model_tests": _CLASSIFIER_TESTS,
+        "target_values": "    assert set(dataset[TARGET].dropna().astype(str)) <= "
+        f"set({p.classes!r})",
+    }
+
+
+def _regressor_code(p: TableProject, df: pd.DataFrame) -> dict[str, str]:
+    """The code of the generated project that is a regressor's: the target's range from
+    the data."""
+    y = df[p.target].dropna()
+    low, high = float(y.min()), float(y.max())
+    span = (high - low) or 1.0
+    return {
+        "evaluate": "    return log_metrics(\n        {\n"
+        '            "mae": metrics.mean_absolute_error(y, predicted),\n'
+        '            "rmse": metrics.root_mean_squared_error(y, predicted),\n'
+        '            "r2": metrics.r2_score(y, predicted),\n'
+        "        }\n    )",
+        "beats_guess": "    rmse = ((np.ravel(model.predict(X)) - y) ** 2).mean() ** 0.5\n"
+        "    assert rmse < y.std()  # better than always answering the mean",
+        "api_check": '    value = answer["label"] if isinstance(answer, dict) else answer\n'
+        "    assert math.isfinite(float(value))",
+        "model_tests": _REGRESSOR_TESTS,
+        "target_values": "    values = dataset[TARGET].dropna()\n"
+        f"    assert values.between({low - span:g}, {high + span:g}).all()",
     }
 
 

@@ -96,78 +96,34 @@ def _raw_rows(subject: Subject, n: int) -> pd.DataFrame:
     return rows
 
 
+class _Expectations:
+    """The steps of a protocol check, each with what was seen; the failed ones as problems."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.steps: list[dict[str, Any]] = []
+
+    def __call__(self, what: str, ok: bool, seen: Any) -> None:
+        self.steps.append({"step": what, "ok": ok, "seen": str(seen)[:200]})
+        if not ok:
+            self.problems.append(f"{what} (got {str(seen)[:120]})")
+
+
 def contract(subject: Subject, env: Env) -> CheckResult:
     """The Open Inference Protocol (V2) contract: health, model metadata matching the
     signature, infer answers the package's predictions, errors are JSON with ``error``."""
     client = Client(env.server_url())
-    name = subject.name
     rows = subject.holdout_features.head(3)
-    expected, _ = subject.predict(rows)
-    problems: list[str] = []
-    steps: list[dict[str, Any]] = []
-
-    def expect(what: str, ok: bool, seen: Any) -> None:
-        steps.append({"step": what, "ok": ok, "seen": str(seen)[:200]})
-        if not ok:
-            problems.append(f"{what} (got {str(seen)[:120]})")
-
+    expect = _Expectations()
     try:
-        status, _, body = client.request("GET", "/v2/health/live")
+        status, _, _ = client.request("GET", "/v2/health/live")
         expect("GET /v2/health/live is 200", status == 200, status)
-        status, _, body = client.request("GET", "/v2/health/ready")
+        status, _, _ = client.request("GET", "/v2/health/ready")
         expect("GET /v2/health/ready is 200", status == 200, status)
-        status, _, meta = client.request("GET", f"/v2/models/{name}")
-        expect(f"GET /v2/models/{name} is 200", status == 200, status)
-        if status == 200:
-            names = [i.get("name") for i in meta.get("inputs", [])]
-            expect(
-                "metadata inputs are the signature's features",
-                names == subject.signature.names,
-                names,
-            )
-            outputs = [o.get("name") for o in meta.get("outputs", [])]
-            expect("metadata outputs include label", "label" in outputs, outputs)
-            if subject.version is not None:  # the server serves the version under test
-                versions = [str(v) for v in meta.get("versions", [])]
-                expect(
-                    f"the server serves version {subject.version.version}",
-                    subject.version.version in versions,
-                    versions,
-                )
-        status, _, body = client.request("POST", f"/v2/models/{name}/infer", v2_body(subject, rows))
-        expect("POST infer is 200", status == 200, body if status != 200 else status)
-        if status == 200:
-            out = {o["name"]: o for o in body.get("outputs", [])}
-            labels = out.get("label", {}).get("data")
-            if subject.task == "regression" and labels is not None:
-                same = bool(
-                    np.allclose(
-                        np.asarray(labels, float), np.asarray(expected, float), rtol=1e-5, atol=1e-6
-                    )
-                )
-            else:
-                same = labels is not None and list(labels) == np.asarray(expected).tolist()
-            expect("infer answers the package's labels", same, labels)
-            expect(
-                "infer echoes the model name",
-                body.get("model_name") == name,
-                body.get("model_name"),
-            )
-        bad = v2_body(subject, rows)
-        bad["inputs"] = bad["inputs"][1:]
-        status, ctype, body = client.request("POST", f"/v2/models/{name}/infer", bad)
-        expect(
-            "a request missing a feature is 400 with a JSON error",
-            status == 400 and isinstance(body, dict) and bool(body.get("error")),
-            (status, body),
-        )
-        status, _, body = client.request("POST", "/v2/models/no-such-model/infer", bad)
-        expect(
-            "an unknown model is 404 with a JSON error",
-            status == 404 and isinstance(body, dict) and bool(body.get("error")),
-            (status, body),
-        )
-        status, ctype, body = client.request("GET", "/metrics")
+        _metadata(client, subject, expect)
+        _infer(client, subject, rows, expect)
+        _errors(client, subject, rows, expect)
+        status, ctype, _ = client.request("GET", "/metrics")
         expect(
             "GET /metrics is Prometheus text",
             status == 200 and "text/plain" in ctype,
@@ -175,12 +131,69 @@ def contract(subject: Subject, env: Env) -> CheckResult:
         )
     finally:
         client.close()
-    passed = sum(s["ok"] for s in steps)
+    passed = sum(s["ok"] for s in expect.steps)
     return CheckResult(
-        not problems,
-        "; ".join(problems[:3]) or f"{passed} protocol expectations hold",
-        {"contract_failures": float(len(problems))},
-        steps,
+        not expect.problems,
+        "; ".join(expect.problems[:3]) or f"{passed} protocol expectations hold",
+        {"contract_failures": float(len(expect.problems))},
+        expect.steps,
+    )
+
+
+def _metadata(client: Client, subject: Subject, expect: _Expectations) -> None:
+    name = subject.name
+    status, _, meta = client.request("GET", f"/v2/models/{name}")
+    expect(f"GET /v2/models/{name} is 200", status == 200, status)
+    if status != 200:
+        return
+    names = [i.get("name") for i in meta.get("inputs", [])]
+    expect("metadata inputs are the signature's features", names == subject.signature.names, names)
+    outputs = [o.get("name") for o in meta.get("outputs", [])]
+    expect("metadata outputs include label", "label" in outputs, outputs)
+    if subject.version is not None:  # the server serves the version under test
+        versions = [str(v) for v in meta.get("versions", [])]
+        expect(
+            f"the server serves version {subject.version.version}",
+            subject.version.version in versions,
+            versions,
+        )
+
+
+def _infer(client: Client, subject: Subject, rows: pd.DataFrame, expect: _Expectations) -> None:
+    name = subject.name
+    expected, _ = subject.predict(rows)
+    status, _, body = client.request("POST", f"/v2/models/{name}/infer", v2_body(subject, rows))
+    expect("POST infer is 200", status == 200, body if status != 200 else status)
+    if status != 200:
+        return
+    out = {o["name"]: o for o in body.get("outputs", [])}
+    labels = out.get("label", {}).get("data")
+    if subject.task == "regression" and labels is not None:
+        same = bool(
+            np.allclose(
+                np.asarray(labels, float), np.asarray(expected, float), rtol=1e-5, atol=1e-6
+            )
+        )
+    else:
+        same = labels is not None and list(labels) == np.asarray(expected).tolist()
+    expect("infer answers the package's labels", same, labels)
+    expect("infer echoes the model name", body.get("model_name") == name, body.get("model_name"))
+
+
+def _errors(client: Client, subject: Subject, rows: pd.DataFrame, expect: _Expectations) -> None:
+    bad = v2_body(subject, rows)
+    bad["inputs"] = bad["inputs"][1:]
+    status, _, body = client.request("POST", f"/v2/models/{subject.name}/infer", bad)
+    expect(
+        "a request missing a feature is 400 with a JSON error",
+        status == 400 and isinstance(body, dict) and bool(body.get("error")),
+        (status, body),
+    )
+    status, _, body = client.request("POST", "/v2/models/no-such-model/infer", bad)
+    expect(
+        "an unknown model is 404 with a JSON error",
+        status == 404 and isinstance(body, dict) and bool(body.get("error")),
+        (status, body),
     )
 
 

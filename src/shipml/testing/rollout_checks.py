@@ -53,6 +53,39 @@ async def _post(app: Any, path: str, body: Any, rid: str) -> tuple[int, dict[str
     return answer.status, answer.headers, answer.json()
 
 
+class _Traffic:
+    """Replayed held-out rows through the gateway, each answer's true label sent back as
+    feedback."""
+
+    def __init__(self, gateway: Any, records: list[dict[str, Any]], labels: list[Any]) -> None:
+        self.gateway, self.records, self.labels = gateway, records, labels
+        self.ids = itertools.count(1)
+
+    async def send(self, n: int) -> dict[str, int]:
+        """``n`` requests, then their feedback; how many each variant answered."""
+        counts: dict[str, int] = {}
+        feedback = []
+        for i in range(n):
+            rid = f"rehearsal-{next(self.ids)}"
+            body = {"instances": [self.records[i % len(self.records)]]}
+            status, headers, _ = await _post(self.gateway, "/predict", body, rid)
+            variant = headers.get("x-shipml-variant", "?")
+            counts[variant] = counts.get(variant, 0) + 1
+            if status == 200:
+                feedback.append({"request_id": rid, "label": self.labels[i % len(self.labels)]})
+        await _post(self.gateway, "/v1/feedback", feedback, f"rehearsal-fb-{next(self.ids)}")
+        return counts
+
+
+def _step(name: str, counts: dict[str, int], decision: str) -> dict[str, Any]:
+    return {
+        "step": name,
+        "challenger": counts.get("challenger", 0),
+        "champion": counts.get("champion", 0),
+        "decision": decision,
+    }
+
+
 async def _rehearse(subject: Subject, champion: Subject) -> dict[str, Any]:
     from shipml.rollout import Gateway, Rehearsal, TrafficPolicy, Variant
 
@@ -74,55 +107,22 @@ async def _rehearse(subject: Subject, champion: Subject) -> dict[str, Any]:
     )
     # A rehearsal: the online analysis decides and no registry alias moves.
     gateway = Gateway(policy, seed=0, gatekeeper=Rehearsal(), feedback_token=TOKEN)
-    ids = itertools.count(1)
-    served: dict[str, int] = {}
+    traffic = _Traffic(gateway, records, labels)
     steps: list[dict[str, Any]] = []
-
-    async def traffic(n: int) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        feedback = []
-        for i in range(n):
-            rid = f"rehearsal-{next(ids)}"
-            body = {"instances": [records[i % len(records)]]}
-            status, headers, _ = await _post(gateway, "/predict", body, rid)
-            variant = headers.get("x-shipml-variant", "?")
-            counts[variant] = counts.get(variant, 0) + 1
-            served[variant] = served.get(variant, 0) + 1
-            if status == 200:
-                feedback.append({"request_id": rid, "label": labels[i % len(labels)]})
-        await _post(gateway, "/v1/feedback", feedback, f"rehearsal-fb-{next(ids)}")
-        return counts
-
-    decision = "waiting"
     for _ in range(6):  # at most a few rounds per step
         if gateway.state != "running":
             break
         weight = policy.steps[gateway.step]
-        counts = await traffic(per_step)
-        decision = gateway.decide()
-        steps.append(
-            {
-                "step": f"canary {weight:g}%",
-                "challenger": counts.get("challenger", 0),
-                "champion": counts.get("champion", 0),
-                "decision": decision,
-            }
-        )
+        counts = await traffic.send(per_step)
+        steps.append(_step(f"canary {weight:g}%", counts, gateway.decide()))
     promoted = gateway.state == "promoted"
     report = gateway.analysis.report("champion")
     restored = None
     if promoted:
         gateway.rollback("rehearsal: the rollback path must work")
-        after = await traffic(40)
+        after = await traffic.send(40)
         restored = after.get("champion", 0) == sum(after.values())
-        steps.append(
-            {
-                "step": "after rollback",
-                "challenger": after.get("challenger", 0),
-                "champion": after.get("champion", 0),
-                "decision": gateway.state,
-            }
-        )
+        steps.append(_step("after rollback", after, gateway.state))
     return {
         "promoted": promoted,
         "state": gateway.state,

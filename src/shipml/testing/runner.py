@@ -78,7 +78,28 @@ def run_tests(
     # Resolve NAME@ALIAS to NAME/VERSION once, before anything runs or is deleted: the
     # results belong to that version even if the alias moves while the tests run.
     ref = pin(config, resolve_ref(config, ref))
-    out = (output or config.path(config.tests.output)).resolve()
+    out = _results_folder(output or config.path(config.tests.output))
+    cmd = _pytest_command(config, ref, chosen, out, against, extra_args or [])
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(cmd, cwd=config.root, env=env, check=False)
+    if proc.returncode in (2, 3, 4):  # interrupted, internal error, usage error
+        raise TestingError(
+            f"pytest could not run the tests (exit code {proc.returncode})",
+            hint="see pytest's output above",
+        )
+    results_file = out / RESULTS
+    if not results_file.is_file():
+        raise TestingError(f"pytest wrote no {RESULTS} into {out}", hint="see pytest's output")
+    results = json.loads(results_file.read_text(encoding="utf-8"))
+    attached: list[str] = []
+    if attach:
+        attached = attach_results(config, ref, out, results)
+    return TestRun(ref, proc.returncode, out, results, attached)
+
+
+def _results_folder(folder: Path) -> Path:
+    """The results folder, made if missing, without the files of a previous run."""
+    out = folder.resolve()
     if out.exists() and not out.is_dir():
         raise TestingError(
             f"the results folder {out} is a file",
@@ -87,10 +108,21 @@ def run_tests(
     out.mkdir(parents=True, exist_ok=True)
     for name in (JUNIT, REPORT, RESULTS):
         (out / name).unlink(missing_ok=True)
+    return out
+
+
+def _pytest_command(
+    config: ProjectConfig,
+    ref: str,
+    chosen: list[str],
+    out: Path,
+    against: str | None,
+    extra_args: list[str],
+) -> list[str]:
     # The suite markers (-m) pick from the checks and the project's own tests.
     paths = [str(config.root / "shipml.toml")]
     paths += [str(config.path(p)) for p in config.tests.paths if config.path(p).exists()]
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "pytest",
@@ -120,23 +152,8 @@ def run_tests(
         "-rfEs",
         "--color=no",
         *(["--shipml-against", against] if against else []),
-        *(extra_args or []),
+        *extra_args,
     ]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run(cmd, cwd=config.root, env=env, check=False)
-    if proc.returncode in (2, 3, 4):  # interrupted, internal error, usage error
-        raise TestingError(
-            f"pytest could not run the tests (exit code {proc.returncode})",
-            hint="see pytest's output above",
-        )
-    results_file = out / RESULTS
-    if not results_file.is_file():
-        raise TestingError(f"pytest wrote no {RESULTS} into {out}", hint="see pytest's output")
-    results = json.loads(results_file.read_text(encoding="utf-8"))
-    attached: list[str] = []
-    if attach:
-        attached = attach_results(config, ref, out, results)
-    return TestRun(ref, proc.returncode, out, results, attached)
 
 
 def pin(config: ProjectConfig, ref: str) -> str:

@@ -42,25 +42,10 @@ from typing import IO, Any
 from shipml.errors import RegistryError, ShipmlError, TrackingError
 from shipml.tracking.registry import VersionInfo
 
-TRACKER_CALLS = frozenset(
-    {
-        "start_run",
-        "end_run",
-        "log_params",
-        "log_metrics",
-        "log_batch",
-        "set_tags",
-        "log_artifacts",
-        "log_text",
-        "artifact_uri",
-        "log_dataset",
-    }
-)
+TRACKER_CALLS = frozenset({"start_run", "end_run", "log_params", "log_metrics", "log_batch"})
+TRACKER_CALLS |= {"set_tags", "log_artifacts", "log_text", "artifact_uri", "log_dataset"}
 REGISTRY_CALLS = frozenset({"find_by_digest", "register", "aliases", "set_alias"})
-_ERRORS: dict[str, type[ShipmlError]] = {
-    "TrackingError": TrackingError,
-    "RegistryError": RegistryError,
-}
+_ERRORS: dict[str, type[ShipmlError]] = {e.__name__: e for e in (TrackingError, RegistryError)}
 
 
 class WorkerFailed(Exception):
@@ -291,64 +276,87 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class _Store:
+    """The worker's tracker and registry (the first request opens them); its open runs."""
+
+    def __init__(self) -> None:
+        self.tracker: Any = None
+        self.registry: Any = None
+        self.open_runs: list[str] = []
+
+    def answer(self, line: str) -> dict[str, Any]:
+        """The answer to one request line: its result, or the error it raised."""
+        method = "a request"
+        try:
+            try:
+                request = json.loads(line)
+            except ValueError:
+                raise TrackingError(
+                    f"the tracking worker got a line it cannot read: {line[:80]!r}"
+                ) from None
+            target, method = request.get("target"), request.get("method")
+            args, kwargs = request.get("args", []), request.get("kwargs", {})
+            return {"result": _plain(self.call(target, method, args, kwargs))}
+        except Exception as exc:
+            return {"error": _error(exc, method)}
+
+    def call(self, target: Any, method: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        from shipml.tracking.registry import Registry
+        from shipml.tracking.store import Tracker
+
+        if target == "open":
+            try:
+                self.tracker = Tracker(*args, **kwargs)
+                self.registry = Registry(self.tracker)
+            finally:
+                # MLflow and its store are loaded: keep those objects out of the
+                # cyclic collector's passes from now on, and let it run (see main).
+                gc.freeze()
+                gc.enable()
+            return None
+        if self.tracker is None or self.registry is None:
+            raise TrackingError(f"{target}.{method} was called before the store was opened")
+        if target == "tracker" and method in TRACKER_CALLS:
+            result = getattr(self.tracker, method)(*args, **kwargs)
+            if method == "start_run":
+                self.open_runs.append(result)
+            elif method == "end_run" and args and args[0] in self.open_runs:
+                self.open_runs.remove(args[0])
+            return result
+        if target == "registry" and method in REGISTRY_CALLS:
+            return getattr(self.registry, method)(*args, **kwargs)
+        raise TrackingError(f"the tracking worker does not serve {target}.{method}")
+
+    def end_open_runs(self) -> None:
+        if self.tracker is not None:
+            for run_id in self.open_runs:
+                with contextlib.suppress(Exception):  # nobody is left to tell
+                    self.tracker.end_run(run_id, "FAILED")
+
+
+def _error(exc: Exception, method: Any) -> dict[str, Any]:
+    """An error as the command re-raises it: shipml's own errors by kind, others as a
+    TrackingError naming the call; the traceback for the record."""
+    if isinstance(exc, ShipmlError) and type(exc).__name__ in _ERRORS:
+        kind, message, hint = type(exc).__name__, exc.message, exc.hint
+    else:
+        kind, hint = "TrackingError", None
+        message = f"the MLflow store failed in {method}: {type(exc).__name__}: {exc}"
+    detail = "".join(traceback.format_exception(exc))
+    return {"kind": kind, "message": message, "hint": hint, "traceback": detail}
+
+
 def serve(requests: IO[str], answers: IO[str]) -> None:
     """Answer requests until the input ends (the worker's main loop); then end the runs
     that were started and not ended (their command was interrupted or died) as FAILED.
 
     If the command is gone (its end of the answer pipe closed), what it sent is still
     carried out, unanswered: it was sent to be recorded."""
-    from shipml.tracking.registry import Registry
-    from shipml.tracking.store import Tracker
-
-    tracker: Tracker | None = None
-    registry: Registry | None = None
-    open_runs: list[str] = []
+    store = _Store()
     answering = True
     try:
         for line in requests:
-            method = "a request"
-            try:
-                try:
-                    request = json.loads(line)
-                except ValueError:
-                    raise TrackingError(
-                        f"the tracking worker got a line it cannot read: {line[:80]!r}"
-                    ) from None
-                target, method = request.get("target"), request.get("method")
-                args, kwargs = request.get("args", []), request.get("kwargs", {})
-                if target == "open":
-                    try:
-                        tracker = Tracker(*args, **kwargs)
-                        registry = Registry(tracker)
-                    finally:
-                        # MLflow and its store are loaded: keep those objects out of the
-                        # cyclic collector's passes from now on, and let it run (see main).
-                        gc.freeze()
-                        gc.enable()
-                    result: Any = None
-                elif tracker is None or registry is None:
-                    raise TrackingError(f"{target}.{method} was called before the store was opened")
-                elif target == "tracker" and method in TRACKER_CALLS:
-                    result = getattr(tracker, method)(*args, **kwargs)
-                    if method == "start_run":
-                        open_runs.append(result)
-                    elif method == "end_run" and args and args[0] in open_runs:
-                        open_runs.remove(args[0])
-                elif target == "registry" and method in REGISTRY_CALLS:
-                    result = getattr(registry, method)(*args, **kwargs)
-                else:
-                    raise TrackingError(f"the tracking worker does not serve {target}.{method}")
-                answer: dict[str, Any] = {"result": _plain(result)}
-            except Exception as exc:
-                if isinstance(exc, ShipmlError) and type(exc).__name__ in _ERRORS:
-                    kind, message, hint = type(exc).__name__, exc.message, exc.hint
-                else:
-                    kind, hint = "TrackingError", None
-                    message = f"the MLflow store failed in {method}: {type(exc).__name__}: {exc}"
-                detail = "".join(traceback.format_exception(exc))
-                answer = {
-                    "error": {"kind": kind, "message": message, "hint": hint, "traceback": detail}
-                }
+            answer = store.answer(line)
             if answering:
                 try:
                     answers.write(json.dumps(answer, default=str) + "\n")
@@ -356,10 +364,7 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
                 except OSError:  # the command is gone
                     answering = False
     finally:
-        if tracker is not None:
-            for run_id in open_runs:
-                with contextlib.suppress(Exception):  # nobody is left to tell
-                    tracker.end_run(run_id, "FAILED")
+        store.end_open_runs()
 
 
 def main() -> None:
