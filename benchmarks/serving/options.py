@@ -21,13 +21,19 @@ disturbs far less than throughput. Live drift updates every 5 s (the default), s
 each run of 5 s or more includes an update; the warm-up (6 s per server) lets the
 first update happen before anything is measured. Needs wrk (`apt-get install wrk`).
 
+With ``--before SRC`` (another checkout's ``src``, e.g. from ``git archive``), two more
+servers run that code at ratio 1.0 and 0.1 (``before-otlp-1.0``, ``before-otlp-0.1``),
+in the same rounds, so a change to tracing is measured before and after in one run.
+
     .venv/bin/python benchmarks/serving/options.py [--rounds 7] [--duration 5] [--connections 4]
+        [--before /tmp/integ/src]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -113,8 +119,8 @@ def package(workdir: Path) -> Path:
 def spec(config: str, folder: Path, otlp: str) -> dict[str, object]:
     monitor = {"live": config != "off"}  # updated every live_interval_s (5 s by default)
     tracing: dict[str, object] = {}
-    if config.startswith("otlp"):
-        ratio = float(config.split("-")[1])
+    if "otlp" in config:
+        ratio = float(config.split("-")[-1])
         tracing = {"exporter": "otlp", "endpoint": otlp, "sampling_ratio": ratio}
     return {
         "package": str(folder),
@@ -129,7 +135,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--duration", type=int, default=6)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--before", type=Path, help="another checkout's src, for before/after")
     args = parser.parse_args()
+    configs, ratios_of = CONFIGS, RATIOS
+    if args.before is not None:
+        configs += ("before-otlp-1.0", "before-otlp-0.1")
+        ratios_of += (
+            ("before: OTLP 1.0/none", "before-otlp-1.0", "default"),
+            ("before: OTLP 0.1/none", "before-otlp-0.1", "default"),
+        )
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp(prefix="shipml-bench-options-"))
@@ -141,25 +155,29 @@ def main() -> None:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     urls: dict[str, str] = {}
     try:
-        for config in CONFIGS:
+        for config in configs:
             port = free_port()
+            env = dict(os.environ)
+            if config.startswith("before"):
+                env["PYTHONPATH"] = str(args.before.resolve())
             procs[config] = subprocess.Popen(
                 [sys.executable, "-c", LAUNCH, json.dumps(spec(config, folder, otlp)), str(port)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env=env,
             )
             urls[config] = f"http://127.0.0.1:{port}/v2/models/bc/infer"
         for config, url in urls.items():
             if not wait_ready(url, body.read_bytes()):
                 raise SystemExit(f"{config} did not answer at {url}")
             wrk(url, body, args.connections, 6)  # warm-up
-        rps: dict[str, list[float]] = {c: [] for c in CONFIGS}
-        p99: dict[str, list[float]] = {c: [] for c in CONFIGS}
-        cpu: dict[str, list[float]] = {c: [] for c in CONFIGS}
-        ratios: dict[str, list[float]] = {name: [] for name, _, _ in RATIOS}
-        cpu_ratios: dict[str, list[float]] = {name: [] for name, _, _ in RATIOS}
+        rps: dict[str, list[float]] = {c: [] for c in configs}
+        p99: dict[str, list[float]] = {c: [] for c in configs}
+        cpu: dict[str, list[float]] = {c: [] for c in configs}
+        ratios: dict[str, list[float]] = {name: [] for name, _, _ in ratios_of}
+        cpu_ratios: dict[str, list[float]] = {name: [] for name, _, _ in ratios_of}
         for r in range(args.rounds):
-            order = CONFIGS[r % len(CONFIGS) :] + CONFIGS[: r % len(CONFIGS)]
+            order = configs[r % len(configs) :] + configs[: r % len(configs)]
             got, cost = {}, {}
             for config in order:
                 server = psutil.Process(procs[config].pid)
@@ -170,15 +188,16 @@ def main() -> None:
                 rps[config].append(got[config][0])
                 p99[config].append(got[config][2])
                 cpu[config].append(cost[config])
-            for name, a, b in RATIOS:
+            for name, a, b in ratios_of:
                 ratios[name].append(got[a][0] / got[b][0])
                 cpu_ratios[name].append(cost[a] / cost[b])
             print(
                 f"round {r + 1}: "
-                + "  ".join(f"{c} {got[c][0]:.0f}/s {cost[c]:.0f}µs" for c in CONFIGS)
+                + "  ".join(f"{c} {got[c][0]:.0f}/s {cost[c]:.0f}µs" for c in configs)
                 + "  |  "
                 + "  ".join(
-                    f"{n} {ratios[n][-1]:.3f} (cpu {cpu_ratios[n][-1]:.3f})" for n, _, _ in RATIOS
+                    f"{n} {ratios[n][-1]:.3f} (cpu {cpu_ratios[n][-1]:.3f})"
+                    for n, _, _ in ratios_of
                 ),
                 flush=True,
             )
@@ -196,20 +215,21 @@ def main() -> None:
         f"\nwrk -t1 -c{args.connections}, {args.rounds} rounds x {args.duration}s per "
         "configuration, single-row V2 requests"
     )
-    print(f"{'configuration':<12}{'req/s':>10}{'p99 ms':>9}{'cpu µs/req':>12}   (medians)")
-    for c in CONFIGS:
+    print(f"{'configuration':<16}{'req/s':>10}{'p99 ms':>9}{'cpu µs/req':>12}   (medians)")
+    for c in configs:
         print(
-            f"{c:<12}{statistics.median(rps[c]):>10.0f}{statistics.median(p99[c]):>9.2f}"
+            f"{c:<16}{statistics.median(rps[c]):>10.0f}{statistics.median(p99[c]):>9.2f}"
             f"{statistics.median(cpu[c]):>12.1f}"
         )
     got = Receiver.counts
     print(f"OTLP receiver: {got['requests']} exports, {got['bytes']:,} bytes")
-    for name, _, _ in RATIOS:
+    for name, _, _ in ratios_of:
         median = statistics.median(ratios[name])
-        verdict = "meets" if median >= TARGETS[name] else "misses"
+        target = TARGETS[name.replace("before: OTLP ", "OTLP ratio ")]
+        verdict = "meets" if median >= target else "misses"
         print(
-            f"{name:<22} throughput ratio {median:.3f} (cost {1 - median:+.1%}; "
-            f"target cost <= {1 - TARGETS[name]:.0%}: {verdict}); "
+            f"{name:<24} throughput ratio {median:.3f} (cost {1 - median:+.1%}; "
+            f"target cost <= {1 - target:.0%}: {verdict}); "
             f"cpu per request {statistics.median(cpu_ratios[name]):.3f}x"
         )
 

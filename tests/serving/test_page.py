@@ -120,7 +120,7 @@ def test_the_script_posts_instances_to_predict_and_nothing_is_loaded_from_outsid
 
 
 def test_the_page_is_built_once_at_load_time(penguins_package, monkeypatch):
-    import shipml.serving.app as app_module
+    import shipml.serving.documents as app_module
 
     calls = []
     real = app_module.build_page
@@ -128,7 +128,7 @@ def test_the_page_is_built_once_at_load_time(penguins_package, monkeypatch):
     app = ModelServer(Predictor.load(penguins_package.path, name="penguins"))
     with TestClient(app) as c:
         bodies = {c.get("/").content for _ in range(3)}
-    assert len(calls) == 1 and bodies == {app._page}
+    assert len(calls) == 1 and bodies == {app.documents.page}
 
 
 def test_signature_text_is_escaped(penguins_package):

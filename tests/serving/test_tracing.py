@@ -152,6 +152,7 @@ def test_sampling_keeps_the_ratio_and_skips_the_rest(cancer_package, cancer_data
     server.tracing.flush()
     requests = [s for s in receiver.spans if s["name"] == "POST /predict"]
     assert len(requests) == 21
+    assert len(receiver.spans) == 21 * 4  # an unsampled request made no child span either
     assert {s["request_id"] for s in requests} == {f"s{i}" for i in range(0, 40, 2)} | {"up"}
     upstream = next(s for s in requests if s["request_id"] == "up")
     assert upstream["trace"] == "0af7651916cd43dd8448eb211c80319c"
@@ -241,7 +242,7 @@ def test_the_exporter_queue_is_bounded_and_odd_attributes_are_sent_plain(receive
     exporter._thread = object()  # as if started: nothing drains while spans are added
     for i in range(200):
         attributes = {"n": np.int64(i), "x": np.float32(0.5), "odd": [i], "i": i}
-        exporter.add(Span(exporter, "s", 1, 0, 1, attributes))
+        exporter.add(Span(exporter, "s", 1, 0, 1, attributes).fields())
     assert len(exporter.queue) == 50 and exporter.dropped == 150
     assert exporter.flush() == {"sent": 50, "failed": 0}
     sent = [s for s in receiver.spans if s["service"] == "bounded"]
@@ -296,4 +297,29 @@ def test_the_console_exporter_prints_json_lines(capfd):
         ("POST /predict", "printed"),
     ]
     assert lines[0]["parent_id"] == lines[1]["span_id"]
+    tracing.shutdown()
+
+
+def test_an_audited_traced_prediction_records_its_trace_id(
+    tmp_path, penguins_package, penguins_data, receiver
+):
+    from starlette.testclient import TestClient
+
+    from shipml.audit import AuditLog
+    from shipml.serving import ModelServer, Predictor
+
+    X, _ = penguins_data
+    log = AuditLog(tmp_path / "a.db", signing_key=tmp_path / "k.pem")
+    predictor = Predictor.load(penguins_package.path, name="penguins", version="1")
+    tracing = Tracing.configure("otlp", endpoint=receiver.url)
+    server = ModelServer(predictor, audit=log, tracing=tracing)
+    row = {k: (v.item() if hasattr(v, "item") else v) for k, v in X.iloc[0].items()}
+    row = {k: (None if v != v else v) for k, v in row.items()}
+    with TestClient(server) as client:
+        resp = client.post("/predict", json={"instances": [row]}, headers={"X-Request-ID": "t-1"})
+    assert resp.status_code == 200, resp.text
+    tracing.flush()
+    (record,) = AuditLog(tmp_path / "a.db", writer=False).find("t-1")
+    (root,) = [s for s in receiver.spans if s["name"] == "POST /predict"]
+    assert record["trace_id"] == root["trace"]
     tracing.shutdown()

@@ -62,7 +62,9 @@ class Frontier:
         return b"".join(self._stack)
 
     def copy(self) -> Frontier:
-        return Frontier.restore(self.size, self.saved())
+        frontier = Frontier()
+        frontier.size, frontier._stack = self.size, list(self._stack)  # hashes are immutable
+        return frontier
 
     def root(self) -> bytes:
         if not self._stack:

@@ -44,7 +44,6 @@ RUNTIME = (
     "httptools",
     "orjson",
     "prometheus-client",
-    "opentelemetry-proto",  # traces: OTLP's protobuf messages (serving/otlp.py)
     "protobuf",
     "aiohttp",
     "cryptography",

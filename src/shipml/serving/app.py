@@ -9,50 +9,33 @@ load time (metadata bodies, lookups, metric children) is.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import time
 import uuid
-from importlib.metadata import version as package_version
 from typing import Any
 
-import orjson
-
-from shipml.attestation import attested_variant
-from shipml.audit import AuditLog, exact
-from shipml.errors import (
-    AuditError,
-    DuplicateRecord,
-    InferenceFailed,
-    InvalidRequest,
-    ModelNotFound,
-    PayloadTooLarge,
-    RequestConflict,
-    ServingError,
-)
-from shipml.serving import binary, openapi
-from shipml.serving.apidocs import build_docs
+from shipml.audit import AuditLog
+from shipml.errors import InvalidRequest, PayloadTooLarge, ServingError
+from shipml.serving import binary
 from shipml.serving.batching import Batcher
+from shipml.serving.documents import Documents
 from shipml.serving.live import live_monitor
 from shipml.serving.metrics import ServerMetrics
 from shipml.serving.offload import Offload
-from shipml.serving.page import build_page
 from shipml.serving.predictor import Outputs, Predictor
 from shipml.serving.protocol import render_predictions, render_v2
+from shipml.serving.recorder import PredictionRecorder
+from shipml.serving.responses import error_body, internal_error_body, json_body, send_response
 from shipml.serving.tracing import Tracing
 from shipml.serving.validation import Rows, Validator, shorten
 
 log = logging.getLogger("shipml.serving")
-JSON = b"application/json"
-JSON_TYPE = (b"content-type", JSON)
-HTML = b"text/html; charset=utf-8"
-DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY
 Scope = dict[str, Any]
 # Bodies larger than this are parsed, validated and scored in a worker thread, so the event
 # loop keeps answering (health checks, small requests) while a big batch is scored.
 OFF_LOOP_BYTES = 256 * 1024
-MAX_ERROR_CHARS = 1000  # an error body never grows with the request
+ROUTES = {"v2": "/v2/models/{name}/infer", "invocations": "/invocations", "predict": "/predict"}
 
 
 # What scoring a body gives: the validated rows, the V2 request id and outputs wanted, the
@@ -62,10 +45,6 @@ Scored = tuple[Rows, Any, list[str] | None, Outputs, binary.BinaryOutputs | None
 
 class ClientGone(Exception):
     """The client disconnected before its body arrived: there is no one to answer."""
-
-
-def _json(obj: Any) -> bytes:
-    return orjson.dumps(obj, option=DUMP_OPTS)
 
 
 class ModelServer:
@@ -103,83 +82,30 @@ class ModelServer:
         self.tracing = tracing or Tracing(None)
         # Live drift and quality (a MonitorSection): an O(1) append per request, counted
         # and scored off the request path (serving/live.py).
+        audit_path = str(audit.path) if audit else ""
         self.live = (
-            live_monitor(
-                self.metrics, predictor, monitor, audit_path=str(audit.path) if audit else ""
-            )
+            live_monitor(self.metrics, predictor, monitor, audit_path=audit_path)
             if monitor is not None
             else None
         )
         self.audit = audit
-        self.audit_inputs = audit_inputs
-        self.attestation_key = attestation_key  # believes a remote gateway's variant
-        lineage = predictor.lineage
-        self._audit_static = {
-            "kind": "prediction",
-            "model": self.name,
-            "version": self.version,
-            "onnx_sha256": predictor.onnx_sha256,
-            "run_id": lineage.get("run_id"),
-            "datasets": {n: d.get("sha256") for n, d in (lineage.get("datasets") or {}).items()},
-            "git_commit": (lineage.get("git") or {}).get("commit"),
-            "image_digest": image_digest or None,
-        }
+        self.recorder = (
+            PredictionRecorder(
+                audit,
+                predictor,
+                store_inputs=audit_inputs,
+                image_digest=image_digest,
+                attestation_key=attestation_key,
+            )
+            if audit is not None
+            else None
+        )
         self._classifier = predictor.signature.task == "classification"
         self.ready = False
         # Generated request ids: a random per-process prefix and a counter (unique, cheap).
         self._id_prefix = uuid.uuid4().hex[:12].encode()
         self._ids = itertools.count(1)
-        self._metadata = _json(self._metadata_body())
-        self._server_meta = _json(
-            {
-                "name": "shipml",
-                "version": package_version("shipml"),
-                "extensions": ["binary_tensor_data"],
-            }
-        )
-        self._page = build_page(
-            predictor.signature, name=self.name, version=self.version, profile=_profile(predictor)
-        )
-        document = openapi.document(
-            predictor.signature, name=self.name, version=self.version, profile=_profile(predictor)
-        )
-        self._openapi = _json(document)
-        self._docs = build_docs(document, self.name)
-
-    # -- metadata ------------------------------------------------------------------------
-    def _metadata_body(self) -> dict[str, Any]:
-        sig = self.predictor.signature
-        inputs = [
-            {
-                "name": f.name,
-                "datatype": "BYTES" if f.type == "string" else "FP32",
-                "shape": [-1, *(f.shape or [1])],
-                "parameters": {
-                    "nullable": f.nullable,
-                    "categories": f.categories,
-                    **({"unseen": f.unseen} if f.type == "string" else {}),
-                },
-            }
-            for f in sig.features
-        ]
-        label_datatype = {"string": "BYTES", "float": "FP32"}.get(sig.label_type, "INT64")
-        outputs = [{"name": "label", "datatype": label_datatype, "shape": [-1]}]
-        if sig.task == "classification":
-            outputs.append(
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(sig.classes)]}
-            )
-        return {
-            "name": self.name,
-            "versions": [self.version],
-            "platform": "onnxruntime_onnx" if self.predictor.package.format == "onnx" else "skops",
-            "inputs": inputs,
-            "outputs": outputs,
-            "parameters": {
-                "classes": sig.classes,
-                "onnx_sha256": self.predictor.onnx_sha256,
-                "matrix_input": sig.all_numeric,
-            },
-        }
+        self.documents = Documents(predictor, self.metrics)
 
     def warm_up(self) -> None:
         """A prediction through the whole path; the server is ready only after it works."""
@@ -230,32 +156,16 @@ class ModelServer:
             protocol = self._post_route(path)
             if protocol is None:
                 error = f"no such endpoint: POST {shorten(path)}"
-                await _send(send, 404, _json({"error": error}), request_id)
+                await send_response(send, 404, json_body({"error": error}), request_id)
                 return
             await self._infer(protocol, scope, receive, send, request_id)
             return
         if method in ("GET", "HEAD"):
-            status, body, ctype = self._get(path)
-            await _send(send, status, body, request_id, ctype)
+            status, body, ctype = self.documents.get(path, self.ready)
+            await send_response(send, status, body, request_id, ctype)
             return
         error = f"method {shorten(method)} is not allowed"
-        await _send(send, 405, _json({"error": error}), request_id)
-
-    def _check_model(self, parts: list[str]) -> list[str]:
-        """``name[/versions/v]...``: 404 unless it names this model; returns the rest."""
-        name = parts[0] if parts else ""
-        if name != self.name:
-            raise ModelNotFound(f"unknown model {shorten(name)}; this server serves {self.name!r}")
-        rest = parts[1:]
-        if rest[:1] == ["versions"]:
-            version = rest[1] if len(rest) > 1 else ""
-            if version != self.version:
-                raise ModelNotFound(
-                    f"model {self.name!r} has no version {shorten(version)} here; "
-                    f"serving {self.version!r}"
-                )
-            rest = rest[2:]
-        return rest
+        await send_response(send, 405, json_body({"error": error}), request_id)
 
     def _post_route(self, path: str) -> str | None:
         """Exact routes only: ``/v2/models/NAME[/versions/V]/infer``, nothing in between."""
@@ -268,32 +178,6 @@ class ModelServer:
             if len(parts) == 1 or (len(parts) == 3 and parts[1] == "versions"):
                 return "v2"
         return None
-
-    def _get(self, path: str) -> tuple[int, bytes, bytes]:
-        if path == "/metrics":
-            return 200, self.metrics.render(), self.metrics.content_type.encode()
-        if path in ("/v2", "/v2/"):
-            return 200, self._server_meta, JSON
-        if path == "/v2/health/live":
-            return 200, b'{"live":true}', JSON
-        if path == "/v2/health/ready":
-            return (200, b'{"ready":true}', JSON) if self.ready else (503, b'{"ready":false}', JSON)
-        if path in ("/", "/index.html"):
-            return 200, self._page, HTML
-        if path == "/openapi.json":
-            return 200, self._openapi, JSON
-        if path == "/docs":
-            return 200, self._docs, HTML
-        if path.startswith("/v2/models/"):
-            try:
-                rest = self._check_model(path[len("/v2/models/") :].split("/"))
-            except ModelNotFound as exc:
-                return 404, _json({"error": exc.message}), JSON
-            if rest == []:
-                return 200, self._metadata, JSON
-            if rest == ["ready"]:
-                return 200, _json({"name": self.name, "ready": self.ready}), JSON
-        return 404, _json({"error": f"no such endpoint: GET {shorten(path)}"}), JSON
 
     async def _read_body(self, scope: Scope, receive: Any) -> bytes:
         """The whole body, or ``PayloadTooLarge`` as soon as it passes the limit (from its
@@ -336,7 +220,7 @@ class ModelServer:
         thread would not free the loop), scored in a thread."""
         tracing = self.tracing
         if len(raw) <= self.off_loop_bytes:
-            if not tracing.enabled:  # the usual case: nothing to record, nothing built
+            if not (tracing.enabled and tracing.recording()):  # untraced: nothing built
                 rows, rid, wanted, binary_out = binary.parse_request(
                     protocol, raw, length, self.validator
                 )
@@ -373,7 +257,7 @@ class ModelServer:
                 binary_out,
             )
         classes = self.predictor.classes
-        return _json(render_predictions(outputs, classes, detailed=protocol == "predict")), None
+        return json_body(render_predictions(outputs, classes, detailed=protocol == "predict")), None
 
     async def _infer(
         self, protocol: str, scope: Scope, receive: Any, send: Any, request_id: bytes
@@ -385,18 +269,15 @@ class ModelServer:
         outputs: Outputs | None = None
         head: int | None = None  # the JSON header's length in a binary answer
         tracing = self.tracing
-        headers = (
-            {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            if tracing.enabled
-            else {}
-        )
         try:
             rid_text = request_id.decode("latin-1")
             route = ROUTES[protocol]
-            with tracing.request_span("POST", route, scope["path"], headers, rid_text) as span:
+            with tracing.request_span(
+                "POST", route, scope["path"], scope["headers"], rid_text
+            ) as span:
                 try:
                     if protocol == "v2":
-                        self._check_model(
+                        self.documents.check_model(
                             scope["path"][len("/v2/models/") : -len("/infer")].split("/")
                         )
                     length = binary.header_length(scope["headers"])
@@ -406,25 +287,25 @@ class ModelServer:
                     )
                     if self.live is not None:
                         self.live.observe(rows, outputs.labels, request_id)
-                    if self.audit is not None:
-                        await _audit_record(
-                            self, scope, request_id, protocol, rows, raw, outputs, started, span
+                    if self.recorder is not None:
+                        await self.recorder.record(
+                            scope, request_id, protocol, rows, raw, outputs, started, span
                         )
                     payload, head = self._render(protocol, outputs, rid, wanted, binary_out)
                 except ServingError as exc:
-                    code, payload = exc.status, _error_body(exc)
+                    code, payload = exc.status, error_body(exc)
                 except ClientGone:
                     code = 499  # nginx's "client closed request": counted, never sent
                     return
                 except Exception as exc:  # a bug: answer 500 with a message, log the traceback
                     log.exception("unexpected error while serving a request")
-                    code, payload = 500, _internal_error_body(exc)
+                    code, payload = 500, internal_error_body(exc)
                 if span is not None:
                     span.set_attribute("http.response.status_code", code)
             if head is None:
-                await _send(send, code, payload, request_id)
+                await send_response(send, code, payload, request_id)
             else:
-                await _send(send, code, payload, request_id, binary.OCTETS, head)
+                await send_response(send, code, payload, request_id, binary.OCTETS, head)
         finally:
             metrics.in_flight -= 1
             # the gRPC service (serving/grpc.py) calls this app: counted as "grpc"
@@ -433,92 +314,3 @@ class ModelServer:
             )
             if outputs is not None and self._classifier:
                 metrics.count_classes(outputs.labels)  # bounded: one series per class
-
-
-async def _audit_record(
-    server: ModelServer,
-    scope: Scope,
-    request_id: bytes,
-    protocol: str,
-    rows: Rows,
-    raw: bytes,
-    outputs: Outputs,
-    started: float,
-    span: Any,
-) -> None:
-    """Write the prediction's audit record: the validated input exactly as the model
-    received it, and its output. The answer waits until the record is committed (the
-    log's durability mode says how far: the OS, or the disk)."""
-    assert server.audit is not None
-    variant = attested_variant(scope, request_id, server.attestation_key)
-    if not server.audit_inputs:
-        model_input: Any = {"sha256": hashlib.sha256(raw).hexdigest()}
-    elif rows.matrix is not None:
-        model_input = {"matrix": exact(rows.matrix)}
-    else:
-        model_input = {"columns": {k: exact(v) for k, v in (rows.columns or {}).items()}}
-    probabilities = outputs.probabilities
-    record = {
-        **server._audit_static,
-        "request_id": request_id.decode("latin-1"),
-        "variant": variant,
-        "protocol": protocol,
-        "input": model_input,
-        "output": {
-            "label": exact(outputs.labels),
-            "probabilities": None if probabilities is None else exact(probabilities),
-        },
-        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-        "trace_id": format(span.get_span_context().trace_id, "032x") if span else None,
-    }
-    try:
-        await server.audit.append_async(record)
-    except DuplicateRecord as exc:
-        raise RequestConflict(
-            exc.message, hint="request ids are unique: send a new X-Request-ID"
-        ) from exc
-    except AuditError as exc:
-        raise InferenceFailed(
-            f"the audit log cannot record this prediction: {exc.message}"
-        ) from exc
-
-
-def _error_body(exc: ServingError) -> bytes:
-    """A refusal's body: its message and hint, never longer than MAX_ERROR_CHARS."""
-    text = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-    return _json({"error": text[:MAX_ERROR_CHARS]})
-
-
-def _internal_error_body(exc: Exception) -> bytes:
-    """A bug's body: its type and a short message (the traceback goes to the log)."""
-    return _json({"error": f"internal error: {type(exc).__name__}: {shorten(str(exc), 200)}"})
-
-
-def _profile(predictor: Predictor) -> dict[str, Any] | None:
-    """The package's reference profile (typical values for the demo page), if it has one."""
-    try:
-        return predictor.package.profile
-    except (OSError, ValueError):
-        return None
-
-
-ROUTES = {"v2": "/v2/models/{name}/infer", "invocations": "/invocations", "predict": "/predict"}
-
-
-async def _send(
-    send: Any,
-    status: int,
-    body: bytes,
-    request_id: bytes,
-    content_type: bytes = JSON,
-    header_length: int | None = None,
-) -> None:
-    headers = [
-        (b"content-type", content_type) if content_type is not JSON else JSON_TYPE,
-        (b"content-length", b"%d" % len(body)),
-        (b"x-request-id", request_id),
-    ]
-    if header_length is not None:  # a binary answer: its JSON header's length
-        headers.append((binary.HEADER, str(header_length).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

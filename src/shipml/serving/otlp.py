@@ -1,16 +1,18 @@
 """Finished spans, sent off the request path: OTLP over HTTP/protobuf, or JSON lines.
 
-The request path only appends a finished span to a bounded queue (``Exporter.add``:
-O(1), no lock, no I/O). A thread wakes every ``interval_s`` — or as soon as a full
-batch is queued — and hands up to ``BATCH`` spans, as plain tuples (``marshal``), to
-an exporter process of its own through a pipe. That process (this file run as a
-script: ``main``) encodes each batch as one ``ExportTraceServiceRequest``
-(OpenTelemetry's protobuf messages, ``opentelemetry-proto``) and POSTs it to the
-collector, retrying a refused or throttled export a few times with backoff. Encoding
-and sending cost about 6 µs per span, four spans per request: in the server's process
-that would be a third of a request's time and hold its GIL; in the exporter process it
-runs on another core. The pipe is the server's own (``marshal`` is read from nowhere
-else), and the exporter process ends when the server does (end of its input).
+The request path queues a request's finished spans at once, marshalled (``marshal``, in
+C: about 0.3 µs for four spans) into bytes, in a bounded queue (``Exporter.extend``: no
+lock, no I/O). Bytes, because the garbage collector never walks them: thousands of
+queued span objects or tuples made its full collections, which walk every object of
+the server, frequent and as costly as the recording. A thread wakes every
+``interval_s`` — or once a full batch (``BATCH`` spans) is queued — and hands what is
+queued, joined, to an exporter process of its own in one pipe write. That process (this
+file run as a script: ``main``) encodes each batch as one ``ExportTraceServiceRequest``
+(``shipml.serving.otlp_wire``) and POSTs it to the collector, retrying a refused or
+throttled export a few times with backoff. Whatever the server's process does per span
+holds its GIL and so slows the answers down; the exporter process runs beside it. The
+pipe is the server's own (``marshal`` is read from nowhere else), and the exporter
+process ends when the server does (end of its input).
 
 When spans come faster than the collector takes them, the oldest queued ones are
 dropped and counted (``dropped``): tracing never slows the answers down. The console
@@ -18,8 +20,8 @@ exporter (JSON lines on stdout, for debugging) writes from the thread.
 
 Why not the OpenTelemetry SDK's span processor and exporter: on this server they cost
 about 80 µs per request to create four spans and 100 µs more to encode them, where a
-request takes 130 µs; recording here costs about 1.5 µs per span and encoding about
-1 (benchmarks/serving/options.py, benchmarks/README.md).
+request takes 80 µs of CPU; recording here costs about 1 µs per span and encoding
+about 0.8 (benchmarks/serving/options.py, benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
+
+from shipml.serving.otlp_wire import Encoder, Finished
 
 log = logging.getLogger("shipml.serving")
 
@@ -79,7 +83,7 @@ def export_headers() -> dict[str, str]:
 class Exporter:
     """Batches finished spans of one service to one destination, from a thread."""
 
-    BATCH = 512  # spans per export
+    BATCH = 2048  # spans per export (about 300 kB of OTLP): few POSTs, few wake-ups
     QUEUE = 20_000  # spans waiting at most; beyond, the oldest are dropped
 
     def __init__(
@@ -95,9 +99,13 @@ class Exporter:
         self.console = console
         self.endpoint = "" if console else traces_endpoint(endpoint)
         self.interval_s, self.timeout_s = interval_s, timeout_s
-        self.queue: deque[Any] = deque()
+        # (spans, marshalled list of them): a request's spans each; the thread joins them
+        self.queue: deque[tuple[int, bytes]] = deque()
+        self.queued = 0  # spans in the queue (the request path's count)
+        self.taken = 0  # spans the thread took (its own count)
         self.dropped = self.lost = 0  # queue overflow; batches the exporter process lost
         self._wake = threading.Event()
+        self._woken = False  # the thread was woken for a full batch and has not run yet
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one hand-over at a time (the thread, or flush)
         self._thread: threading.Thread | None = None
@@ -111,15 +119,31 @@ class Exporter:
         self._lock = threading.Lock()
 
     # -- the request path ----------------------------------------------------------------
-    def add(self, span: Any) -> None:
+    def add(self, span: Finished) -> None:
+        self.extend([span])
+
+    def extend(self, spans: list[Finished]) -> None:
+        """Queue finished spans (``tracing.fields_of``: a request's, at once), marshalled
+        now: bytes, which the garbage collector never walks, wait in the queue, where
+        thousands of span tuples made its collections frequent and long."""
+        for i, span in enumerate(spans):
+            attributes = span[7]
+            if attributes and not _PLAIN.issuperset(map(type, attributes.values())):
+                spans[i] = _plain(span)
         queue = self.queue
-        queue.append(span)
-        if len(queue) > self.QUEUE:
-            queue.popleft()
-            self.dropped += 1
-        if self._thread is None:  # the first span in this process
+        queue.append((len(spans), marshal.dumps(spans)))
+        self.queued += len(spans)
+        while self.queued - self.taken > self.QUEUE and queue:
+            try:
+                count, _ = queue.popleft()
+            except IndexError:  # the thread took it
+                break
+            self.queued -= count
+            self.dropped += count
+        if self._thread is None:  # the first spans in this process
             self._start()
-        elif len(queue) == self.BATCH:  # a full batch: wake the thread (once, not per span)
+        elif self.queued - self.taken >= self.BATCH and not self._woken:  # wake it once
+            self._woken = True
             self._wake.set()
 
     # -- the thread ----------------------------------------------------------------------
@@ -131,26 +155,43 @@ class Exporter:
         while not self._stop.is_set():
             self._wake.wait(self.interval_s)
             self._wake.clear()
+            self._woken = False
             self._hand_over()
+
+    def _take(self) -> tuple[int, list[bytes]]:
+        """Up to about BATCH spans from the queue: their count and marshalled lists."""
+        queue, chunks, count = self.queue, [], 0
+        while count < self.BATCH:
+            try:
+                size, chunk = queue.popleft()
+            except IndexError:
+                break
+            chunks.append(chunk)
+            count += size
+        self.taken += count
+        return count, chunks
 
     def _hand_over(self) -> None:
         with self._lock:
             while self.queue:
-                batch = [self.queue.popleft() for _ in range(min(self.BATCH, len(self.queue)))]
+                count, chunks = self._take()
                 try:
                     if self.console:
-                        lines = [orjson.dumps(s.to_dict(self.service)) + b"\n" for s in batch]
+                        spans = [s for c in chunks for s in marshal.loads(c)]
+                        lines = [orjson.dumps(_as_dict(s, self.service)) + b"\n" for s in spans]
                         sys.stdout.buffer.write(b"".join(lines))
                         sys.stdout.flush()
                     else:
-                        self._write([_plain(s.fields()) for s in batch])
+                        self._write(chunks)
                 except (OSError, ValueError) as exc:  # the exporter process is gone
-                    self.lost += len(batch)
+                    self.lost += count
                     self._child = None
-                    log.warning("could not hand %d spans over: %s", len(batch), exc)
+                    log.warning("could not hand %d spans over: %s", count, exc)
 
-    def _write(self, payload: Any) -> None:
-        data = marshal.dumps(payload)
+    def _write(self, chunks: list[bytes] | None) -> None:
+        """One frame to the exporter process: a length, then a marshalled list of
+        marshalled lists of spans (None: a flush)."""
+        data = marshal.dumps(chunks)
         child = self._process()
         assert child.stdin is not None
         child.stdin.write(_FRAME.pack(len(data)) + data)
@@ -201,13 +242,31 @@ _FRAME = struct.Struct(">I")
 _PLAIN = frozenset({str, int, float, bool})
 
 
-def _plain(fields: tuple[Any, ...]) -> tuple[Any, ...]:
+def _plain(fields: Finished) -> Finished:
     """The span's fields with attribute values of exactly str, int, float or bool: marshal
     would write a numpy number as its bytes (numpy numbers have a buffer)."""
     attributes = fields[7]
-    if not attributes or all(type(v) in _PLAIN for v in attributes.values()):
+    if not attributes or _PLAIN.issuperset(map(type, attributes.values())):
         return fields
-    return (*fields[:7], {str(k): _value(v) for k, v in attributes.items()}, fields[8])
+    plain = {str(k): _value(v) for k, v in attributes.items()}
+    return (*fields[:7], plain, fields[8])
+
+
+def _as_dict(fields: Finished, service: str) -> dict[str, Any]:
+    """A span as the console exporter prints it."""
+    trace, span, parent, name, kind, start, end, attributes, error = fields
+    return {
+        "service": service,
+        "name": name,
+        "trace_id": f"{trace:032x}",
+        "span_id": f"{span:016x}",
+        "parent_id": f"{parent:016x}" if parent else None,
+        "kind": kind,
+        "start_unix_nano": start,
+        "end_unix_nano": end,
+        "attributes": attributes or {},
+        "error": error or None,
+    }
 
 
 def _value(value: Any) -> Any:
@@ -229,11 +288,12 @@ class Sender:
         self.endpoint, self.service, self.timeout_s = endpoint, service, timeout_s
         self.headers = {"Content-Type": "application/x-protobuf", **export_headers()}
         self.sent = self.failed = 0
+        self.encoder = Encoder(service)
         self._connection: http.client.HTTPConnection | None = None
 
-    def send(self, spans: list[tuple[Any, ...]]) -> None:
+    def send(self, spans: list[Finished]) -> None:
         try:
-            self._post(encode(spans, self.service))
+            self._post(self.encoder.request(spans))
             self.sent += len(spans)
         except Exception as exc:  # the collector is down: count, log, go on
             self.failed += len(spans)
@@ -269,49 +329,6 @@ class Sender:
         return self._connection
 
 
-def encode(spans: list[tuple[Any, ...]], service: str) -> bytes:
-    """One ExportTraceServiceRequest: the service's resource, shipml's scope, the spans
-    (``Span.fields``: trace id, span id, parent id, name, kind, start, end, attributes,
-    error)."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-
-    request = ExportTraceServiceRequest()
-    resource = request.resource_spans.add()
-    attribute = resource.resource.attributes.add(key="service.name")
-    attribute.value.string_value = service
-    scope = resource.scope_spans.add()
-    scope.scope.name = "shipml"
-    for trace, span, parent, name, kind, start, end, attributes, error in spans:
-        out = scope.spans.add(
-            trace_id=trace.to_bytes(16, "big"),
-            span_id=span.to_bytes(8, "big"),
-            parent_span_id=parent.to_bytes(8, "big") if parent else b"",
-            name=name,
-            kind=kind,
-            start_time_unix_nano=start,
-            end_time_unix_nano=end,
-        )
-        for key, value in (attributes or {}).items():
-            _set(out.attributes.add(key=key).value, value)
-        if error:
-            out.status.code = 2  # STATUS_CODE_ERROR
-            out.status.message = error
-    return bytes(request.SerializeToString())
-
-
-def _set(target: Any, value: Any) -> None:
-    if isinstance(value, bool):
-        target.bool_value = value
-    elif isinstance(value, int):
-        target.int_value = value
-    elif isinstance(value, float):
-        target.double_value = value
-    else:
-        target.string_value = str(value)
-
-
 def _after_fork() -> None:
     for exporter in list(_exporters):
         exporter._forked()
@@ -333,13 +350,16 @@ def main() -> None:
         if len(head) < _FRAME.size:
             return
         (size,) = _FRAME.unpack(head)
-        spans = marshal.loads(source.read(size))  # from the server that started us
-        if spans is None:
+        data = source.read(size)
+        if len(data) < size:
+            return
+        chunks = marshal.loads(data)  # from the server that started us
+        if chunks is None:
             answer.write(json.dumps({"sent": sender.sent, "failed": sender.failed}).encode())
             answer.write(b"\n")
             answer.flush()
         else:
-            sender.send(spans)
+            sender.send([span for chunk in chunks for span in marshal.loads(chunk)])
 
 
 if __name__ == "__main__":

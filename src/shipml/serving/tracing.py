@@ -15,13 +15,17 @@ sampled once, where its trace starts (``ratio``), and an unsampled one creates n
 at all; a valid ``traceparent`` from upstream is obeyed (parent-based sampling), a
 malformed one is ignored (a new trace starts, as the W3C spec says).
 
-A span is a small object with its ids, times and attributes; the current one lives in
-a context variable (so concurrent requests on one event loop never mix). Finished
-spans go to ``shipml.serving.otlp.Exporter``, which encodes and sends them in a thread.
+Sampling is decided first: an unsampled request gets a constant and its caller takes
+the untraced path (``recording``). A span is a small object with its ids, times and
+attributes; the request's open spans are one stack in a context variable (so concurrent
+requests on one event loop never mix). A finished span becomes a tuple of plain values
+in its root's list, and when the root ends the request's spans go to
+``shipml.serving.otlp.Exporter`` at once (marshalled there, queued as bytes).
 """
 
 from __future__ import annotations
 
+import operator
 import os
 import random
 import re
@@ -31,6 +35,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from shipml.serving.otlp import Exporter
+from shipml.serving.otlp_wire import Finished
 
 _NULL = nullcontext()
 EXPORTERS = ("none", "otlp", "console")
@@ -39,15 +44,26 @@ TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 
 _current: ContextVar[list[Span] | None] = ContextVar("shipml_spans", default=None)
 _ids = random.Random()  # seeded from the OS; ids need to be unique, not secret
+_bits, _now = _ids.getrandbits, time.time_ns
+# A finished span as plain values (otlp_wire.Finished), read in C: what a root keeps of
+# its finished children, and what the exporter marshals.
+fields_of = operator.attrgetter(
+    "trace_id", "span_id", "parent_id", "name", "kind", "start", "end", "attributes", "error"
+)
+os.register_at_fork(after_in_child=_ids.seed)  # forked workers: ids of their own
 
 
 class Span:
     """One span. A root span (a request's, the gateway's) makes a stack of the
     request's open spans current (one context-variable write per request); a child is
-    pushed on that stack and popped when it ends."""
+    pushed on that stack and popped when it ends. Finished children wait in their root's
+    ``done`` list (as ``fields_of`` tuples), and the root hands them all to the exporter
+    at once when it ends (a child ends before its root: they are nested ``with``
+    blocks)."""
 
     __slots__ = (
         "attributes",
+        "done",
         "end",
         "error",
         "exporter",
@@ -74,16 +90,22 @@ class Span:
         self.exporter = exporter
         self.name, self.kind, self.attributes = name, kind, attributes
         self.trace_id, self.parent_id = trace_id, parent_id
-        self.span_id = _ids.getrandbits(64) or 1
-        self.start = self.end = time.time_ns()
+        self.span_id = _bits(64) or 1
+        self.start = self.end = _now()
         self.error = ""
         self.stack = stack  # None: a root span, which makes its own
         self.token: Any = None
+        self.done: list[Finished] | None = None
 
     def set_attribute(self, key: str, value: Any) -> None:
         if self.attributes is None:
             self.attributes = {}
         self.attributes[key] = value
+
+    def get_span_context(self) -> Span:
+        """OpenTelemetry's way to the span's ids (``.trace_id``, ``.span_id``), as the
+        audit record reads its trace id."""
+        return self
 
     @property
     def traceparent(self) -> str:
@@ -91,49 +113,40 @@ class Span:
 
     def __enter__(self) -> Span:
         if self.stack is None:
+            self.done = []
             self.token = _current.set([self])
         else:
             self.stack.append(self)
         return self
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-        self.end = time.time_ns()
+        self.end = _now()
         if exc is not None:
             self.error = f"{kind.__name__}: {exc}"[:200]
-        if self.stack is None:
+        stack = self.stack
+        if stack is None:
             _current.reset(self.token)
+            done, self.done = self.done or [], None
+            done.append(fields_of(self))
+            self.exporter.extend(done)
         else:
-            self.stack.pop()
-        self.exporter.add(self)
+            stack.pop()
+            finished(stack, self)
+            self.stack = None
 
-    def fields(self) -> tuple[Any, ...]:
-        """What the exporter process needs, as plain values."""
-        return (
-            self.trace_id,
-            self.span_id,
-            self.parent_id,
-            self.name,
-            self.kind,
-            self.start,
-            self.end,
-            self.attributes,
-            self.error,
-        )
+    def fields(self) -> Finished:
+        """What the exporter queues: the span as plain values."""
+        fields: Finished = fields_of(self)
+        return fields
 
-    def to_dict(self, service: str) -> dict[str, Any]:
-        """The span as the console exporter prints it."""
-        return {
-            "service": service,
-            "name": self.name,
-            "trace_id": f"{self.trace_id:032x}",
-            "span_id": f"{self.span_id:016x}",
-            "parent_id": f"{self.parent_id:016x}" if self.parent_id else None,
-            "kind": self.kind,
-            "start_unix_nano": self.start,
-            "end_unix_nano": self.end,
-            "attributes": self.attributes or {},
-            "error": self.error or None,
-        }
+
+def finished(stack: list[Span], span: Span) -> None:
+    """A child span has ended: kept for its root (or sent now, if its root is not open)."""
+    done = stack[0].done if stack else None
+    if done is not None:
+        done.append(fields_of(span))
+    else:
+        span.exporter.extend([fields_of(span)])
 
 
 class _Detached:
@@ -147,6 +160,20 @@ class _Detached:
 
     def __exit__(self, *exc: Any) -> None:
         _current.reset(self.token)
+
+
+Headers = dict[str, str] | list[tuple[bytes, bytes]]  # a dict, or ASGI's pairs
+
+
+def traceparent_of(headers: Headers) -> str | None:
+    """The ``traceparent`` header's value, from a dict or from ASGI's header pairs (read
+    as they are: no dict built for one header)."""
+    if isinstance(headers, dict):
+        return headers.get("traceparent")
+    for key, value in headers:
+        if key == b"traceparent":
+            return value.decode("latin-1")
+    return None
 
 
 def parse_traceparent(value: str | None) -> tuple[int, int, bool] | None:
@@ -209,25 +236,27 @@ class Tracing:
         name = os.environ.get("OTEL_SERVICE_NAME") or service
         return cls(Exporter(name, endpoint=endpoint, console=exporter == "console"), ratio=ratio)
 
-    def sampled(self, headers: dict[str, str]) -> bool:
+    def sampled(self, headers: Headers) -> bool:
         """Whether this request is traced: its upstream's decision, else the ratio."""
         if not self.enabled:
             return False
-        parent = parse_traceparent(headers.get("traceparent"))
+        parent = parse_traceparent(traceparent_of(headers))
         if parent is not None:
             return parent[2]
         return self.ratio >= 1.0 or self._random() < self.ratio
 
-    def _root(self, name: str, headers: dict[str, str], kind: int) -> AbstractContextManager[Any]:
+    def _root(self, name: str, headers: Headers, kind: int) -> AbstractContextManager[Any]:
+        """The root span of a request in this service, decided first: an unsampled
+        request gets a constant (no span, no context written)."""
         if not self.enabled:
             return _NULL
-        parent = parse_traceparent(headers.get("traceparent"))
+        parent = parse_traceparent(traceparent_of(headers))
         if parent is not None:
             if not parent[2]:
                 return _NULL if _current.get() is None else _Detached()
             trace, parent_id = parent[0], parent[1]
         elif self.ratio >= 1.0 or self._random() < self.ratio:
-            trace, parent_id = _ids.getrandbits(128) or 1, 0
+            trace, parent_id = _bits(128) or 1, 0
         else:
             return _NULL if _current.get() is None else _Detached()
         assert self.exporter is not None
@@ -238,7 +267,7 @@ class Tracing:
         method: str,
         route: str,
         path: str,
-        headers: dict[str, str],
+        headers: Headers,
         request_id: str = "",
     ) -> AbstractContextManager[Any]:
         """The server's span of one request (None inside when it is not sampled)."""
@@ -253,6 +282,11 @@ class Tracing:
                 "shipml.request_id": request_id,
             }
         return scope
+
+    def recording(self) -> bool:
+        """Whether the current request is traced (a span of it is current): when not,
+        the caller can take its untraced path."""
+        return bool(_current.get())
 
     def span(self, name: str, **attributes: Any) -> AbstractContextManager[Any]:
         """A child of the current span; nothing when this request is not traced."""
@@ -282,15 +316,18 @@ class Tracing:
         if not stack:
             return
         parent = stack[-1]
-        assert self.exporter is not None
-        span = Span(
-            self.exporter, name, parent.trace_id, parent.span_id, INTERNAL, attributes or None
-        )
-        span.start, span.end = start_ns, end_ns
-        self.exporter.add(span)
+        done = stack[0].done
+        trace, parent_id, kind = parent.trace_id, parent.span_id, INTERNAL
+        span: Finished = (trace, _bits(64) or 1, parent_id, name, kind, start_ns, end_ns, None, "")
+        if attributes:
+            span = (*span[:7], attributes, "")
+        if done is not None:
+            done.append(span)
+        elif self.exporter is not None:
+            self.exporter.add(span)
 
     def client_span(
-        self, name: str, headers: dict[str, str], request_id: str
+        self, name: str, headers: Headers, request_id: str
     ) -> AbstractContextManager[Any]:
         """The gateway's span for one forwarded request (CLIENT)."""
         scope = self._root(name, headers, CLIENT)
