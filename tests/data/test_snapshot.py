@@ -1,9 +1,11 @@
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from shipml.data import DatasetStore, table_digest
+from shipml.data.source import RawSource
 from shipml.errors import DataError
 
 
@@ -74,3 +76,15 @@ def test_a_modified_snapshot_is_detected_on_read(tmp_path, csv):
     df.to_parquet(path, index=False)
     with pytest.raises(DataError, match="is corrupt"):
         store.load(snap)
+
+
+def test_an_error_in_the_digest_thread_leaves_no_snapshot(tmp_path):
+    # The digest runs in a thread during the profile: its DataError must reach the caller,
+    # and neither data nor catalog may be written.
+    store = DatasetStore(str(tmp_path / "art"), tmp_path)
+    frame = pd.DataFrame({"x": [1.0, 2.0], "m": pd.Series(["a", 1], dtype=object)})
+    raw = RawSource(uri="file:///mixed.csv", format="csv", data=b"")
+    with ThreadPoolExecutor(3) as pool, pytest.raises(DataError, match="mixes strings"):
+        store._snapshot(pool, "mixed", raw, frame, None, "")
+    assert store.names() == []
+    assert not list((tmp_path / "art").rglob("*.parquet"))
