@@ -12,8 +12,11 @@ import pytest
 
 from tests.conftest import children_of
 
+# The command as a terminal runs it: Ctrl-C raises KeyboardInterrupt. (A shell without
+# job control starts background jobs with SIGINT ignored; Python keeps that.)
 PARENT = """\
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from shipml.processes import run_in_foreground
 print("started", flush=True)
 sys.exit(run_in_foreground([sys.executable, "-c", "import time; time.sleep(600)"]))

@@ -384,6 +384,9 @@ def test_an_interrupt_in_the_middle_of_a_request_ends_the_run_failed(config: Pro
     os.kill(worker.process.pid, signal.SIGSTOP)  # it reads nothing: the pipe fills
     main = threading.main_thread().ident
     assert main == threading.get_ident()
+    # Ctrl-C as a terminal delivers it, even if this process was started with SIGINT
+    # ignored (a background job of a shell without job control).
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.0, signal.pthread_kill, (main, signal.SIGINT))
     timer.start()
     try:
@@ -391,6 +394,7 @@ def test_an_interrupt_in_the_middle_of_a_request_ends_the_run_failed(config: Pro
             remote.log_text(run_id, "x" * 2_000_000, "big.txt")  # interrupted half-written
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, saved)
         os.kill(worker.process.pid, signal.SIGCONT)
     assert not worker.usable
     remote.end_run(run_id, "FINISHED")  # nothing more is sent
