@@ -33,10 +33,13 @@ _CHILD = (
 )
 
 
-def holdout_predictions_aside(package: Path) -> tuple[np.ndarray, dict[str, float]]:
-    """``holdout_predictions`` of an ONNX package, computed by a short-lived child process:
-    reading ``holdout.parquet`` would load pyarrow and pandas into the server for good
-    (about 150 MiB of resident memory, more than the rest of the server)."""
+def holdout_predictions_aside(
+    package: Path,
+) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
+    """``holdout_predictions`` of an ONNX package, computed by a short-lived child process,
+    with the profile of those predictions (the prediction-drift reference): reading
+    ``holdout.parquet`` or profiling a column would load pyarrow and pandas into the
+    server for good (about 90 MiB of resident memory, more than the rest of the server)."""
     import json
     import subprocess
     import sys
@@ -52,7 +55,8 @@ def holdout_predictions_aside(package: Path) -> tuple[np.ndarray, dict[str, floa
         tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         raise RuntimeError(f"the hold-out predictions failed: {tail[0][:300]}")
     answer = json.loads(done.stdout.strip().splitlines()[-1])  # a library may print first
-    return np.asarray(answer["labels"], dtype=np.dtype(answer["dtype"])), answer["quality"]
+    labels = np.asarray(answer["labels"], dtype=np.dtype(answer["dtype"]))
+    return labels, answer["quality"], answer["profile"]
 
 
 def _print_holdout_predictions(package: str) -> None:
@@ -60,12 +64,16 @@ def _print_holdout_predictions(package: str) -> None:
     import json
     import sys
 
+    import pandas as pd
+
+    from shipml.data.profile import column_profile
     from shipml.serving.predictor import Predictor
 
     try:
         labels, quality = holdout_predictions(Predictor.load(Path(package)))
+        profile = column_profile(pd.Series(labels))
     except Exception as exc:  # one line for the server's log, not a traceback
         sys.stderr.write(f"{type(exc).__name__}: {' '.join(str(exc).split())}\n")
         raise SystemExit(1) from None
     answer = {"labels": labels.tolist(), "dtype": labels.dtype.str, "quality": quality}
-    print(json.dumps(answer))
+    print(json.dumps({**answer, "profile": profile}))

@@ -340,13 +340,14 @@ def live_monitor(
 
     def prediction_reference() -> tuple[Any, dict[str, float]]:
         """The model's predictions on (up to 5000 of) its hold-out rows, and its metrics."""
-        from shipml.data.drift import reference_of
+        from shipml.data.drift import FeatureReference, reference_of
         from shipml.serving.holdout import holdout_predictions, holdout_predictions_aside
 
-        if predictor.package.format == "onnx":
-            labels, quality = holdout_predictions_aside(predictor.package.path)
-        else:  # a framework model: pandas and the framework are loaded in this process
-            labels, quality = holdout_predictions(predictor)
+        if predictor.package.format == "onnx":  # profiled by the child: no pandas here
+            _, quality, profile = holdout_predictions_aside(predictor.package.path)
+            return FeatureReference.from_profile("prediction", profile), quality
+        # A framework model: pandas and the framework are loaded in this process anyway.
+        labels, quality = holdout_predictions(predictor)
         return reference_of("prediction", labels), quality
 
     return LiveMonitor(
