@@ -73,7 +73,7 @@ class ModelServer:
             predictor,
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
-            on_batch=self.metrics.batch_size.observe,
+            on_batch=self.metrics.observe_batch,
         )
         self.max_body_bytes = max_body_bytes
         self.off_loop_bytes = off_loop_bytes

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import orjson
@@ -34,6 +34,7 @@ NUMERIC_TYPES = frozenset(
     }
 )
 OUTPUT_NAMES = ("label", "probabilities")
+INT = {int}
 MAX_ID = 256  # characters of a V2 request id (echoed back)
 Columns = Rows
 
@@ -87,6 +88,14 @@ def parse_v2(body: Any, validator: Validator) -> tuple[Columns, Any, list[str] |
     return columns, rid, wanted
 
 
+def _is_shape(shape: Any, low: int, high: int) -> TypeGuard[list[int]]:
+    """A list of ``low`` (at least 1) to ``high`` non-negative ints (never a bool); checked
+    in C, with no generator."""
+    if not isinstance(shape, list) or not low <= len(shape) <= high:
+        return False
+    return set(map(type, shape)) == INT and min(shape) >= 0
+
+
 def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
     # Hot path: plain ifs, so no error message is built for a valid tensor.
     if not isinstance(tensor, dict):
@@ -99,11 +108,7 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
         raise InvalidRequest("an input tensor has no 'name'")
     if name in validator.tensors:
         return name, _tensor_feature(name, shape, dtype, data, validator)
-    if (
-        not isinstance(shape, list)
-        or not 1 <= len(shape) <= 2
-        or not all(type(d) is int and d >= 0 for d in shape)
-    ):
+    if not _is_shape(shape, 1, 2):
         raise InvalidRequest(
             f"tensor {shorten(name)} has an invalid shape {shorten(shape)}",
             hint="shape is a list of 1 or 2 non-negative integers, e.g. [rows] or [rows, 1]",
@@ -139,11 +144,7 @@ def _tensor_feature(name: str, shape: Any, dtype: Any, data: Any, validator: Val
     """A tensor feature (an image, a sequence): ``[rows, *shape]`` in the signature's
     shape, or ``[rows, size]`` flattened; numbers only."""
     rank = 1 + len(validator.tensors[name])
-    if (
-        not isinstance(shape, list)
-        or not 2 <= len(shape) <= rank
-        or not all(type(d) is int and d >= 0 for d in shape)
-    ):
+    if not _is_shape(shape, 2, rank):
         raise InvalidRequest(
             f"tensor {name!r} has an invalid shape {str(shape)[:80]}",
             hint=f"shape is [rows, {', '.join(map(str, validator.tensors[name]))}]",

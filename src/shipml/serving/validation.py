@@ -37,6 +37,7 @@ class Rows:
 NONE = type(None)
 NUMBER_TYPES = (int, float, np.integer, np.floating, Decimal)
 PLAIN = frozenset({float, int, NONE})  # what orjson gives for a JSON number or null
+F32_MAX = float(np.finfo(np.float32).max)
 SHORT = 60  # characters of a bad value quoted back in an error message
 
 
@@ -69,6 +70,17 @@ def _one_column(name: str, arr: np.ndarray) -> np.ndarray:
             f"feature {name!r} has shape {list(arr.shape)}; expected [rows] or [rows, 1]"
         )
     return arr
+
+
+def _in_range(values: list[Any]) -> bool:
+    """Whether every number of a list of floats and ints is within float32's range, by the
+    list's min and max (in C, no array): False with a None or an infinity, and when a NaN
+    comes first (min and max then return it); a NaN elsewhere is passed over, and stays a
+    missing value."""
+    try:
+        return min(values) >= -F32_MAX and max(values) <= F32_MAX
+    except (TypeError, ValueError):  # a None; an empty list
+        return False
 
 
 def _finite(arr: np.ndarray, values: Any, name: str) -> np.ndarray:
@@ -260,6 +272,8 @@ class Validator:
         if type(values) is list and set(map(type, values)) <= PLAIN:
             # The usual JSON column: floats, ints and nulls only (never a bool, a string,
             # a list): straight to float32, no object array, no per-type walk.
+            if _in_range(values):  # no cast can overflow: no warning to silence, no inf
+                return np.asarray(values, dtype=np.float32)
             try:
                 with np.errstate(over="ignore"):
                     arr = np.asarray(values, dtype=np.float32)
