@@ -213,11 +213,19 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def uvicorn_options(limits: ConnectionLimits) -> dict[str, Any]:
-    """The uvicorn settings every shipml server runs with (pass them to ``uvicorn.run``)."""
+def uvicorn_options(limits: ConnectionLimits, *, access_log: bool = False) -> dict[str, Any]:
+    """The uvicorn settings every shipml server runs with (pass them to ``uvicorn.run``).
+
+    No ``server: uvicorn`` header (it names the software to anyone who asks, and uvicorn
+    validates it again on every answer). ``X-Forwarded-For`` and ``-Proto`` are read only
+    for the access log (uvicorn's proxy-headers middleware sets the client address and
+    scheme it logs; nothing else in shipml reads them): without the log, no middleware
+    runs in front of the app."""
     GuardedProtocol.limits = limits
     return {
         "loop": "uvloop",
         "http": GuardedProtocol,
         "timeout_keep_alive": limits.idle_timeout_s,
+        "server_header": False,
+        "proxy_headers": access_log,
     }

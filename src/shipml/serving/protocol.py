@@ -56,17 +56,19 @@ def parse_v2(body: Any, validator: Validator) -> tuple[Columns, Any, list[str] |
         "'inputs' must be a non-empty list of tensors",
         hint='e.g. {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}',
     )
-    tensors: dict[str, Any] = {}
-    for tensor in inputs:
-        name, values = _tensor(tensor, validator)
-        if name in tensors:  # plain ifs: no error message is built for a valid body
-            raise InvalidRequest(f"tensor {shorten(name)} appears twice")
-        tensors[name] = values
-    if len(tensors) == 1 and next(iter(tensors)) not in validator.features:
-        name, values = next(iter(tensors.items()))
-        columns = validator.matrix(values, name, checked=True)  # _tensor checked the numbers
-    else:
-        columns = validator.columns(tensors)
+    columns = _plain_matrix(inputs, validator)
+    if columns is None:
+        tensors: dict[str, Any] = {}
+        for tensor in inputs:
+            name, values = _tensor(tensor, validator)
+            if name in tensors:  # plain ifs: no error message is built for a valid body
+                raise InvalidRequest(f"tensor {shorten(name)} appears twice")
+            tensors[name] = values
+        if len(tensors) == 1 and next(iter(tensors)) not in validator.features:
+            name, values = next(iter(tensors.items()))
+            columns = validator.matrix(values, name, checked=True)  # _tensor checked them
+        else:
+            columns = validator.columns(tensors)
     outputs = body.get("outputs")
     wanted: list[str] | None = None
     if outputs is not None:
@@ -86,6 +88,34 @@ def parse_v2(body: Any, validator: Validator) -> tuple[Columns, Any, list[str] |
             f"'id' must be a string of at most {MAX_ID} characters, got {shorten(rid)}"
         )
     return columns, rid, wanted
+
+
+def _plain_matrix(inputs: list[Any], validator: Validator) -> Rows | None:
+    """The usual body of an all-numeric model, on a short path: one tensor (not a feature)
+    of shape ``[rows, features]`` whose data is a flat list of JSON numbers, every one
+    finite and within float32's range. Anything else (None) takes the general path, which
+    accepts this body too and gives the same rows."""
+    if len(inputs) != 1 or not validator.all_numeric:
+        return None
+    tensor = inputs[0]
+    if type(tensor) is not dict:
+        return None
+    name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
+    if (
+        type(name) is not str
+        or not name
+        or name in validator.features
+        or name in validator.tensors
+        or tensor.get("datatype") not in NUMERIC_TYPES
+        or not _is_shape(shape, 2, 2)
+        or shape[1] != len(validator.names)
+        or shape[0] == 0
+        or type(data) is not list
+        or len(data) != shape[0] * shape[1]
+    ):
+        return None
+    matrix = validator.finite(data)
+    return None if matrix is None else Rows(shape[0], matrix=matrix.reshape(shape))
 
 
 def _is_shape(shape: Any, low: int, high: int) -> TypeGuard[list[int]]:

@@ -37,6 +37,7 @@ class Rows:
 NONE = type(None)
 NUMBER_TYPES = (int, float, np.integer, np.floating, Decimal)
 PLAIN = frozenset({float, int, NONE})  # what orjson gives for a JSON number or null
+NUMBERS = frozenset({float, int})
 F32_MAX = float(np.finfo(np.float32).max)
 SHORT = 60  # characters of a bad value quoted back in an error message
 
@@ -264,6 +265,19 @@ class Validator:
                 hint="a tensor has no missing values: fill them before sending",
             )
         return np.ascontiguousarray(arr, dtype=np.float32)
+
+    @staticmethod
+    def finite(values: list[Any]) -> np.ndarray | None:
+        """A flat list of JSON numbers (floats and ints, never a bool) as float32 when every
+        one is finite and within float32's range; None when one is not, or is null or NaN
+        (``_numbers`` then checks them one by one). In C: the types' set, the list's min
+        and max, and its sum (NaN exactly when a value is NaN: the values are in range)."""
+        if not set(map(type, values)) <= NUMBERS or not _in_range(values):
+            return None
+        total = sum(values)
+        if total != total:
+            return None
+        return np.asarray(values, dtype=np.float32)
 
     def _numbers(self, values: Any, name: str) -> np.ndarray:
         if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
