@@ -106,6 +106,11 @@ class ModelServer:
         self._id_prefix = uuid.uuid4().hex[:12].encode()
         self._ids = itertools.count(1)
         self.documents = Documents(predictor, self.metrics)
+        # This model's own inference paths, found with one lookup (no parsing, no check).
+        self._routes = {"/predict": "predict", "/invocations": "invocations"}
+        if "/" not in self.name + self.version:  # else the general route refuses them
+            v2 = f"/v2/models/{self.name}"
+            self._routes |= {f"{v2}/infer": "v2", f"{v2}/versions/{self.version}/infer": "v2"}
 
     def warm_up(self) -> None:
         """A prediction through the whole path; the server is ready only after it works."""
@@ -153,7 +158,7 @@ class ModelServer:
         if request_id is None:
             request_id = b"%s-%d" % (self._id_prefix, next(self._ids))
         if method == "POST":
-            protocol = self._post_route(path)
+            protocol = self._routes.get(path) or self._post_route(path)
             if protocol is None:
                 error = f"no such endpoint: POST {shorten(path)}"
                 await send_response(send, 404, json_body({"error": error}), request_id)
@@ -270,13 +275,13 @@ class ModelServer:
         head: int | None = None  # the JSON header's length in a binary answer
         tracing = self.tracing
         try:
-            rid_text = request_id.decode("latin-1")
+            rid_text = request_id.decode("latin-1") if tracing.enabled else ""
             route = ROUTES[protocol]
             with tracing.request_span(
                 "POST", route, scope["path"], scope["headers"], rid_text
             ) as span:
                 try:
-                    if protocol == "v2":
+                    if protocol == "v2" and scope["path"] not in self._routes:
                         self.documents.check_model(
                             scope["path"][len("/v2/models/") : -len("/infer")].split("/")
                         )

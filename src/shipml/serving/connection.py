@@ -202,6 +202,22 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the idle deadline on the connection's one timer. uvicorn starts
+        a keep-alive timer after every answer and cancels it at the next request's first
+        bytes; after a whole request (no deadline pending) the idle deadline only moves
+        ``_due`` here. Otherwise (an answer before the end of its request's body, a next
+        request already begun) uvicorn's own timer runs, as it always did."""
+        if self._due is not None or self.pipeline:
+            super().on_response_complete()
+            return
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        self._arm(self.limits.idle_timeout_s, None, "idle")
+
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request the parser refused (here also: a head too large)."""
         self._disarm()
