@@ -118,12 +118,6 @@ class ModelServer:
         self.ready = True
 
     # -- ASGI ----------------------------------------------------------------------------
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -147,14 +141,25 @@ class ModelServer:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        """An HTTP request (handled here: no further coroutine for the routing), or the
+        lifespan."""
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
         method: str = scope["method"]
         path: str = scope["path"]
-        request_id = None
+        # One pass over the headers: the request id, and the two lengths a body may declare.
+        request_id = declared = header = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
-                request_id = value
-                break
+                if request_id is None:
+                    request_id = value
+            elif key == b"content-length":
+                declared = value
+            elif key == binary.HEADER and header is None:
+                header = value
         if request_id is None:
             request_id = b"%s-%d" % (self._id_prefix, next(self._ids))
         if method == "POST":
@@ -163,7 +168,7 @@ class ModelServer:
                 error = f"no such endpoint: POST {shorten(path)}"
                 await send_response(send, 404, json_body({"error": error}), request_id)
                 return
-            await self._infer(protocol, scope, receive, send, request_id)
+            await self._infer(protocol, scope, receive, send, request_id, (declared, header))
             return
         if method in ("GET", "HEAD"):
             status, body, ctype = self.documents.get(path, self.ready)
@@ -184,20 +189,19 @@ class ModelServer:
                 return "v2"
         return None
 
-    async def _read_body(self, scope: Scope, receive: Any) -> bytes:
+    async def _read_body(self, receive: Any, declared: bytes | None) -> bytes:
         """The whole body, or ``PayloadTooLarge`` as soon as it passes the limit (from its
-        Content-Length, before a byte is read, or while it streams in)."""
+        Content-Length ``declared``, before a byte is read, or while it streams in)."""
         limit = self.max_body_bytes
         hint = "send fewer rows per request, or raise [serving] max_body_bytes"
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                if not value.isdigit():
-                    raise InvalidRequest(f"invalid Content-Length {shorten(value)}")
-                if int(value) > limit:
-                    raise PayloadTooLarge(
-                        f"body of {int(value)} bytes is larger than the limit of {limit}",
-                        hint=hint,
-                    )
+        if declared is not None:
+            if not declared.isdigit():
+                raise InvalidRequest(f"invalid Content-Length {shorten(declared)}")
+            if int(declared) > limit:
+                raise PayloadTooLarge(
+                    f"body of {int(declared)} bytes is larger than the limit of {limit}",
+                    hint=hint,
+                )
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -265,8 +269,15 @@ class ModelServer:
         return json_body(render_predictions(outputs, classes, detailed=protocol == "predict")), None
 
     async def _infer(
-        self, protocol: str, scope: Scope, receive: Any, send: Any, request_id: bytes
+        self,
+        protocol: str,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        request_id: bytes,
+        lengths: tuple[bytes | None, bytes | None],
     ) -> None:
+        """``lengths``: the request's Content-Length and Inference-Header-Content-Length."""
         started = time.perf_counter()
         metrics = self.metrics
         metrics.in_flight += 1
@@ -285,8 +296,8 @@ class ModelServer:
                         self.documents.check_model(
                             scope["path"][len("/v2/models/") : -len("/infer")].split("/")
                         )
-                    length = binary.header_length(scope["headers"])
-                    raw = await self._read_body(scope, receive)
+                    length = binary.header_value(lengths[1])
+                    raw = await self._read_body(receive, lengths[0])
                     rows, rid, wanted, outputs, binary_out = await self._score(
                         protocol, raw, rid_text, length
                     )
