@@ -56,7 +56,7 @@ class Series(Collector):
 
     def __init__(self, model: str, version: str) -> None:
         self.model, self.version = model, version
-        self.requests: dict[tuple[str, str], int] = {}  # (protocol, code) -> answered
+        self.requests: dict[tuple[str, int], int] = {}  # (protocol, code) -> answered
         self.latency: dict[str, Tally] = {}  # protocol -> seconds
         self.batch = Tally(BATCH_BUCKETS)
         self.predicted: dict[str, int] = {}  # class -> predicted rows
@@ -69,7 +69,7 @@ class Series(Collector):
             labels=["model", "version", "protocol", "code"],
         )
         for (protocol, code), count in list(self.requests.items()):
-            requests.add_metric([m, v, protocol, code], count)
+            requests.add_metric([m, v, protocol, str(code)], count)
         yield requests
         latency = HistogramMetricFamily(
             "shipml_request_duration_seconds",
@@ -122,7 +122,7 @@ class ServerMetrics:
 
     def observe(self, protocol: str, code: int, seconds: float) -> None:
         """One answered request (on the event loop)."""
-        key = (protocol, str(code))
+        key = (protocol, code)
         requests = self._requests
         requests[key] = requests.get(key, 0) + 1
         tally = self._latency.get(protocol)
