@@ -18,6 +18,7 @@ import asyncio
 import cProfile
 import os
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -138,6 +139,7 @@ def main() -> None:
         pstats.Stats(str(out)).sort_stats("tottime").print_stats(30)
     for app, _ in found.values():
         loop.run_until_complete(lifespan(app, "shutdown"))
+    shutil.rmtree(work, ignore_errors=True)
     print(
         f"in process, {args.clients} requests in flight: microseconds per request, "
         f"median of {args.rounds} interleaved rounds of {args.requests}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -97,6 +98,7 @@ def main() -> None:
         for proc in procs.values():
             proc.terminate()
             proc.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)  # two projects, two packages, the ref's src
     print(
         f"wrk -t1 -c4, single-row V2 requests, {args.rounds} interleaved rounds x "
         f"{args.duration}s; ratios: median of per-round ratios to the baseline"

@@ -189,3 +189,19 @@ def test_a_kept_alive_connection_keeps_its_deadlines_request_after_request(url):
         answer = read_response(conn)
     assert answer == b"" or (status_of(answer) == 408 and b"headers" in answer)
     assert time.monotonic() - started < 1.5  # closed: read_response saw the end
+
+
+def test_a_connection_idle_after_its_answer_is_closed_at_the_idle_deadline(url):
+    """After a whole request and its answer, the idle deadline (on the connection's one
+    timer, not a keep-alive timer per answer) closes a connection that sends nothing more;
+    one that sends its next request in time is answered."""
+    host, port = address(url)
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert status_of(read_response(conn)) == 200
+        time.sleep(0.3)  # within the 0.5 s idle deadline: still open
+        conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert status_of(read_response(conn)) == 200
+        started = time.monotonic()
+        assert _closed_within([conn], 3.0) == 1
+    assert 0.3 < time.monotonic() - started < 1.5

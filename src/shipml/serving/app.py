@@ -73,7 +73,7 @@ class ModelServer:
             predictor,
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
-            on_batch=self.metrics.batch_size.observe,
+            on_batch=self.metrics.observe_batch,
         )
         self.max_body_bytes = max_body_bytes
         self.off_loop_bytes = off_loop_bytes
@@ -106,6 +106,11 @@ class ModelServer:
         self._id_prefix = uuid.uuid4().hex[:12].encode()
         self._ids = itertools.count(1)
         self.documents = Documents(predictor, self.metrics)
+        # This model's own inference paths, found with one lookup (no parsing, no check).
+        self._routes = {"/predict": "predict", "/invocations": "invocations"}
+        if "/" not in self.name + self.version:  # else the general route refuses them
+            v2 = f"/v2/models/{self.name}"
+            self._routes |= {f"{v2}/infer": "v2", f"{v2}/versions/{self.version}/infer": "v2"}
 
     def warm_up(self) -> None:
         """A prediction through the whole path; the server is ready only after it works."""
@@ -113,12 +118,6 @@ class ModelServer:
         self.ready = True
 
     # -- ASGI ----------------------------------------------------------------------------
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -142,23 +141,34 @@ class ModelServer:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        """An HTTP request (handled here: no further coroutine for the routing), or the
+        lifespan."""
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
         method: str = scope["method"]
         path: str = scope["path"]
-        request_id = None
+        # One pass over the headers: the request id, and the two lengths a body may declare.
+        request_id = declared = header = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
-                request_id = value
-                break
+                if request_id is None:
+                    request_id = value
+            elif key == b"content-length":
+                declared = value
+            elif key == binary.HEADER and header is None:
+                header = value
         if request_id is None:
             request_id = b"%s-%d" % (self._id_prefix, next(self._ids))
         if method == "POST":
-            protocol = self._post_route(path)
+            protocol = self._routes.get(path) or self._post_route(path)
             if protocol is None:
                 error = f"no such endpoint: POST {shorten(path)}"
                 await send_response(send, 404, json_body({"error": error}), request_id)
                 return
-            await self._infer(protocol, scope, receive, send, request_id)
+            await self._infer(protocol, scope, receive, send, request_id, (declared, header))
             return
         if method in ("GET", "HEAD"):
             status, body, ctype = self.documents.get(path, self.ready)
@@ -179,20 +189,19 @@ class ModelServer:
                 return "v2"
         return None
 
-    async def _read_body(self, scope: Scope, receive: Any) -> bytes:
+    async def _read_body(self, receive: Any, declared: bytes | None) -> bytes:
         """The whole body, or ``PayloadTooLarge`` as soon as it passes the limit (from its
-        Content-Length, before a byte is read, or while it streams in)."""
+        Content-Length ``declared``, before a byte is read, or while it streams in)."""
         limit = self.max_body_bytes
         hint = "send fewer rows per request, or raise [serving] max_body_bytes"
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                if not value.isdigit():
-                    raise InvalidRequest(f"invalid Content-Length {shorten(value)}")
-                if int(value) > limit:
-                    raise PayloadTooLarge(
-                        f"body of {int(value)} bytes is larger than the limit of {limit}",
-                        hint=hint,
-                    )
+        if declared is not None:
+            if not declared.isdigit():
+                raise InvalidRequest(f"invalid Content-Length {shorten(declared)}")
+            if int(declared) > limit:
+                raise PayloadTooLarge(
+                    f"body of {int(declared)} bytes is larger than the limit of {limit}",
+                    hint=hint,
+                )
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -260,8 +269,15 @@ class ModelServer:
         return json_body(render_predictions(outputs, classes, detailed=protocol == "predict")), None
 
     async def _infer(
-        self, protocol: str, scope: Scope, receive: Any, send: Any, request_id: bytes
+        self,
+        protocol: str,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        request_id: bytes,
+        lengths: tuple[bytes | None, bytes | None],
     ) -> None:
+        """``lengths``: the request's Content-Length and Inference-Header-Content-Length."""
         started = time.perf_counter()
         metrics = self.metrics
         metrics.in_flight += 1
@@ -270,18 +286,18 @@ class ModelServer:
         head: int | None = None  # the JSON header's length in a binary answer
         tracing = self.tracing
         try:
-            rid_text = request_id.decode("latin-1")
+            rid_text = request_id.decode("latin-1") if tracing.enabled else ""
             route = ROUTES[protocol]
             with tracing.request_span(
                 "POST", route, scope["path"], scope["headers"], rid_text
             ) as span:
                 try:
-                    if protocol == "v2":
+                    if protocol == "v2" and scope["path"] not in self._routes:
                         self.documents.check_model(
                             scope["path"][len("/v2/models/") : -len("/infer")].split("/")
                         )
-                    length = binary.header_length(scope["headers"])
-                    raw = await self._read_body(scope, receive)
+                    length = binary.header_value(lengths[1])
+                    raw = await self._read_body(receive, lengths[0])
                     rows, rid, wanted, outputs, binary_out = await self._score(
                         protocol, raw, rid_text, length
                     )

@@ -67,17 +67,16 @@ class BinaryOutputs:
 Parsed = tuple[Rows, Any, list[str] | None, BinaryOutputs | None]
 
 
-def header_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    """The ``Inference-Header-Content-Length`` of a request, or None without one."""
-    for key, value in headers:
-        if key == HEADER:
-            if not value.isdigit() or len(value) > 18:
-                raise InvalidRequest(
-                    f"invalid Inference-Header-Content-Length {shorten(value.decode('latin-1'))}",
-                    hint="the length in bytes of the JSON header that starts the body",
-                )
-            return int(value)
-    return None
+def header_value(value: bytes | None) -> int | None:
+    """An ``Inference-Header-Content-Length`` value (None: the request has none)."""
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidRequest(
+            f"invalid Inference-Header-Content-Length {shorten(value.decode('latin-1'))}",
+            hint="the length in bytes of the JSON header that starts the body",
+        )
+    return int(value)
 
 
 def parse_request(protocol: str, raw: bytes, length: int | None, validator: Validator) -> Parsed:

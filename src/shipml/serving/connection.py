@@ -187,7 +187,9 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.limits.max_header_bytes:
+            self._count(0)  # refuses
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -202,6 +204,22 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the idle deadline on the connection's one timer. uvicorn starts
+        a keep-alive timer after every answer and cancels it at the next request's first
+        bytes; after a whole request (no deadline pending) the idle deadline only moves
+        ``_due`` here. Otherwise (an answer before the end of its request's body, a next
+        request already begun) uvicorn's own timer runs, as it always did."""
+        if self._due is not None or self.pipeline:
+            super().on_response_complete()
+            return
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        self._arm(self.limits.idle_timeout_s, None, "idle")
+
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request the parser refused (here also: a head too large)."""
         self._disarm()
@@ -213,11 +231,19 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def uvicorn_options(limits: ConnectionLimits) -> dict[str, Any]:
-    """The uvicorn settings every shipml server runs with (pass them to ``uvicorn.run``)."""
+def uvicorn_options(limits: ConnectionLimits, *, access_log: bool = False) -> dict[str, Any]:
+    """The uvicorn settings every shipml server runs with (pass them to ``uvicorn.run``).
+
+    No ``server: uvicorn`` header (it names the software to anyone who asks, and uvicorn
+    validates it again on every answer). ``X-Forwarded-For`` and ``-Proto`` are read only
+    for the access log (uvicorn's proxy-headers middleware sets the client address and
+    scheme it logs; nothing else in shipml reads them): without the log, no middleware
+    runs in front of the app."""
     GuardedProtocol.limits = limits
     return {
         "loop": "uvloop",
         "http": GuardedProtocol,
         "timeout_keep_alive": limits.idle_timeout_s,
+        "server_header": False,
+        "proxy_headers": access_log,
     }

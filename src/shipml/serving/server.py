@@ -178,7 +178,7 @@ def run(
     gc.collect()
     gc.freeze()
     options: dict[str, Any] = {
-        **uvicorn_options(spec.limits),
+        **uvicorn_options(spec.limits, access_log=access_log),
         "host": host,
         "port": port,
         "log_level": "info" if access_log else "warning",

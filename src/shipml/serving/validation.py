@@ -37,6 +37,8 @@ class Rows:
 NONE = type(None)
 NUMBER_TYPES = (int, float, np.integer, np.floating, Decimal)
 PLAIN = frozenset({float, int, NONE})  # what orjson gives for a JSON number or null
+NUMBERS = frozenset({float, int})
+F32_MAX = float(np.finfo(np.float32).max)
 SHORT = 60  # characters of a bad value quoted back in an error message
 
 
@@ -69,6 +71,17 @@ def _one_column(name: str, arr: np.ndarray) -> np.ndarray:
             f"feature {name!r} has shape {list(arr.shape)}; expected [rows] or [rows, 1]"
         )
     return arr
+
+
+def _in_range(values: list[Any]) -> bool:
+    """Whether every number of a list of floats and ints is within float32's range, by the
+    list's min and max (in C, no array): False with a None or an infinity, and when a NaN
+    comes first (min and max then return it); a NaN elsewhere is passed over, and stays a
+    missing value."""
+    try:
+        return min(values) >= -F32_MAX and max(values) <= F32_MAX
+    except (TypeError, ValueError):  # a None; an empty list
+        return False
 
 
 def _finite(arr: np.ndarray, values: Any, name: str) -> np.ndarray:
@@ -253,6 +266,19 @@ class Validator:
             )
         return np.ascontiguousarray(arr, dtype=np.float32)
 
+    @staticmethod
+    def finite(values: list[Any]) -> np.ndarray | None:
+        """A flat list of JSON numbers (floats and ints, never a bool) as float32 when every
+        one is finite and within float32's range; None when one is not, or is null or NaN
+        (``_numbers`` then checks them one by one). In C: the types' set, the list's min
+        and max, and its sum (NaN exactly when a value is NaN: the values are in range)."""
+        if not set(map(type, values)) <= NUMBERS or not _in_range(values):
+            return None
+        total = sum(values)
+        if total != total:
+            return None
+        return np.asarray(values, dtype=np.float32)
+
     def _numbers(self, values: Any, name: str) -> np.ndarray:
         if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
             with np.errstate(over="ignore"):
@@ -260,6 +286,8 @@ class Validator:
         if type(values) is list and set(map(type, values)) <= PLAIN:
             # The usual JSON column: floats, ints and nulls only (never a bool, a string,
             # a list): straight to float32, no object array, no per-type walk.
+            if _in_range(values):  # no cast can overflow: no warning to silence, no inf
+                return np.asarray(values, dtype=np.float32)
             try:
                 with np.errstate(over="ignore"):
                     arr = np.asarray(values, dtype=np.float32)
