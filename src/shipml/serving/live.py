@@ -39,7 +39,11 @@ class LiveMonitor:
 
     BUCKETS = 10
     QUEUE = 100_000  # queued requests at most; beyond, the oldest are dropped
-    DRAIN_AT = 1024  # queued requests that wake the thread to count them before the interval
+    # Queued requests that wake the thread to count them before the interval. Each count
+    # is a few hundred numpy calls whatever the rows, and each call that releases the GIL
+    # makes the thread take it back from the event loop: 8192 requests at a time cost the
+    # answers less than 1024 did (benchmarks/README.md), and hold about 4 MB.
+    DRAIN_AT = 8192
     RECENT = 200_000  # predictions remembered for joining feedback labels
 
     def __init__(
@@ -238,8 +242,9 @@ class LiveMonitor:
             return
         parts = [rows for rows, _, _ in batch]
         if all(isinstance(p, np.ndarray) for p in parts):  # matrices: one copy for all
-            matrix = np.concatenate(parts)
-            columns = {n: matrix[:, i] for i, n in enumerate(self.names)}
+            # float64 (what the counting takes), a contiguous row per feature
+            matrix = np.ascontiguousarray(np.concatenate(parts).T, dtype=np.float64)
+            columns = {n: matrix[i] for i, n in enumerate(self.names)}
         else:
             columns = {
                 n: np.concatenate([_column(p, n, i) for p in parts])
