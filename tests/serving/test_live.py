@@ -64,6 +64,28 @@ def test_queued_requests_are_counted_as_the_window_counts_them(reference, cancer
     assert monitor.g_rows._value.get() == len(matrix)
 
 
+def test_matrices_columns_and_other_dtypes_queued_together_are_all_counted(reference, cancer_data):
+    X, _ = cancer_data
+    names = list(X.columns)
+    monitor = _monitor(reference, names)
+    matrix = _rows(cancer_data)
+    for i in range(0, 60, 3):  # a float32 matrix, a float64 one, one array per feature
+        monitor.observe(Rows(1, matrix=matrix[i : i + 1]), np.array([0]), b"a%d" % i)
+        wide = matrix[i + 1 : i + 2].astype(np.float64)
+        monitor.observe(Rows(1, matrix=wide), np.array([1]), b"b%d" % i)
+        columns = {n: matrix[i + 2 : i + 3, j] for j, n in enumerate(names)}
+        monitor.observe(Rows(1, columns=columns), np.array([0]), b"c%d" % i)
+    monitor.refresh()
+
+    expected = Window(reference)
+    expected.add({n: matrix[:60, j] for j, n in enumerate(names)}, None, 60)
+    (_, counted, _) = monitor.buckets[-1]
+    assert counted.rows == 60
+    for name in names:
+        assert counted.features[name].bins.tolist() == expected.features[name].bins.tolist()
+        assert counted.features[name].missing == expected.features[name].missing
+
+
 def test_a_full_queue_wakes_the_thread_before_the_interval(reference, cancer_data):
     X, _ = cancer_data
     monitor = _monitor(reference, list(X.columns))
