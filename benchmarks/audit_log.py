@@ -6,7 +6,9 @@ breast-cancer model: lineage (ONNX digest, run, dataset, commit), the validated 
 (a 1x30 float32 matrix), label and probabilities. Two ways in: `append_many` in batches
 of 1,000 (what group commit writes under load), and `append_async` from 256 concurrent
 clients each waiting for its record (the model server's path). `process` and `power`
-durability are interleaved over rounds; each figure is the median over rounds.
+durability are interleaved over rounds; each figure is the median over rounds. With four
+callers on uvloop (as `wrk -c4` keeps four requests in flight), the CPU the serving
+process spends per record: what the audit costs a request.
 
     .venv/bin/python benchmarks/audit_log.py [--records 100000] [--rounds 3]
         [--startup-records 1000000]
@@ -77,10 +79,11 @@ def batched(folder: Path, records: list[dict[str, Any]], durability: str) -> flo
     return rate
 
 
-def concurrent(folder: Path, records: list[dict[str, Any]], durability: str) -> float:
-    """256 clients, each appending its share and waiting for every record."""
+def concurrent(
+    folder: Path, records: list[dict[str, Any]], durability: str, clients: int = 256
+) -> float:
+    """``clients`` callers, each appending its share and waiting for every record."""
     log = open_log(folder, durability)
-    clients = 256
 
     async def client(n: int) -> None:
         for i in range(n, len(records), clients):
@@ -94,6 +97,28 @@ def concurrent(folder: Path, records: list[dict[str, Any]], durability: str) -> 
     rate = asyncio.run(run())
     log.close()
     return rate
+
+
+def cpu_per_record(folder: Path, records: list[dict[str, Any]], clients: int = 4) -> float:
+    """Microseconds of the process's CPU (every thread) per record, ``clients`` callers
+    on uvloop as the server has them (wrk -c4: four in flight): the log's share of a
+    request's cost, including the record's canonical JSON, on the serving process."""
+    import uvloop
+
+    log = open_log(folder, "process")
+
+    async def client(n: int) -> None:
+        for i in range(n, len(records), clients):
+            await log.append_async(records[i])
+
+    async def run() -> None:
+        await asyncio.gather(*(client(n) for n in range(clients)))
+
+    start = time.process_time()
+    uvloop.run(run())
+    used = time.process_time() - start
+    log.close()
+    return used / len(records) * 1e6
 
 
 def stored_bytes(folder: Path) -> int:
@@ -129,6 +154,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {}
     per_record: list[float] = []
     verify_rate: list[float] = []
+    cpu: list[float] = []
     for _ in range(args.rounds):
         for durability in ("process", "power"):  # interleaved: A B A B
             with tempfile.TemporaryDirectory() as tmp:
@@ -140,6 +166,7 @@ def main() -> None:
                     concurrent(folder / "c", records, durability)
                 )
                 if durability == "process":
+                    cpu.append(cpu_per_record(folder / "d", records))
                     per_record.append(stored_bytes(folder / "c") / n)
                     key, _ = load_or_create_key(folder / "c" / "signing.key")
                     log = AuditLog(folder / "c" / "audit.db", writer=False)
@@ -155,6 +182,7 @@ def main() -> None:
     print(f"records per run: {n:,}; median of {args.rounds} interleaved rounds")
     for name, values in rates.items():
         print(f"{name:<28}{statistics.median(values):>12,.0f} records/s")
+    print(f"{'append_async process, 4':<28}{statistics.median(cpu):>12.1f} us CPU per record")
     print(f"{'verify':<28}{statistics.median(verify_rate):>12,.0f} records/s")
     print(f"{'stored per record':<28}{statistics.median(per_record):>12,.0f} bytes")
     if args.startup_records:
