@@ -54,12 +54,12 @@ os.register_at_fork(after_in_child=_ids.seed)  # forked workers: ids of their ow
 
 
 class Span:
-    """One span. A root span (a request's, the gateway's) makes a stack of the
-    request's open spans current (one context-variable write per request); a child
-    (``_Child``) is pushed on that stack and popped when it ends. Finished children wait
-    in their root's ``done`` list (as ``fields_of`` tuples), and the root hands them all
-    to the exporter at once when it ends (a child ends before its root: they are nested
-    ``with`` blocks)."""
+    """One span: a root (a request's, the gateway's) makes a stack of the request's open
+    spans current (one context-variable write per request); a child (``_Child``) is
+    pushed on that stack and popped when it ends. Finished children wait in their root's
+    ``done`` list (as ``fields_of`` tuples), and the root hands them all to the exporter
+    at once when it ends (a child ends before its root: they are nested ``with``
+    blocks)."""
 
     __slots__ = (
         "attributes",
@@ -85,7 +85,6 @@ class Span:
         parent_id: int,
         kind: int,
         attributes: dict[str, Any] | None,
-        stack: list[Span] | None = None,
     ) -> None:
         self.exporter = exporter
         self.name, self.kind, self.attributes = name, kind, attributes
@@ -93,7 +92,7 @@ class Span:
         self.span_id = _bits(64) or 1
         self.start = self.end = _now()
         self.error = ""
-        self.stack = stack  # None: a root span, which makes its own
+        self.stack: list[Span] | None = None  # a root's is its context's
         self.token: Any = None
         self.done: list[Finished] | None = None
 
@@ -114,27 +113,18 @@ class Span:
         return f"00-{self.trace_id:032x}-{self.span_id:016x}-01"
 
     def __enter__(self) -> Span:
-        if self.stack is None:
-            self.done = []
-            self.token = _current.set([self])
-        else:
-            self.stack.append(self)
+        self.done = []
+        self.token = _current.set([self])
         return self
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         self.end = _now()
         if exc is not None:
             self.error = f"{kind.__name__}: {exc}"[:200]
-        stack = self.stack
-        if stack is None:
-            _current.reset(self.token)
-            done, self.done = self.done or [], None
-            done.append(fields_of(self))
-            self.exporter.queue_plain(done)
-        else:
-            stack.pop()
-            finished(stack, self)
-            self.stack = None
+        _current.reset(self.token)
+        done, self.done = self.done or [], None
+        done.append(fields_of(self))
+        self.exporter.queue_plain(done)
 
     def fields(self) -> Finished:
         """What the exporter queues: the span as plain values."""
@@ -143,8 +133,7 @@ class Span:
 
 
 class _Child(Span):
-    """A span inside a request's root (``Tracing.span``): only what a child needs is
-    set, and it ends straight into its root's ``done`` list."""
+    """A span in a request's root (``Tracing.span``): ends straight into its ``done``."""
 
     __slots__ = ()
 
@@ -182,15 +171,6 @@ class _Child(Span):
             done.append(span)
         else:  # its root is not open: sent on its own
             self.exporter.queue_plain([span])
-
-
-def finished(stack: list[Span], span: Span) -> None:
-    """A child span has ended: kept for its root (or sent now, if its root is not open)."""
-    done = stack[0].done if stack else None
-    if done is not None:
-        done.append(fields_of(span))
-    else:
-        span.exporter.extend([fields_of(span)])
 
 
 def _plain_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -312,11 +292,6 @@ class Tracing:
             return _bits(128) or 1, 0
         return None
 
-    def _root(self, name: str, ids: tuple[int, int], kind: int, attributes: dict[str, Any]) -> Span:
-        """The root span of a sampled request in this service."""
-        assert self.exporter is not None
-        return Span(self.exporter, name, ids[0], ids[1], kind, _plain_attributes(attributes))
-
     def request_span(
         self,
         method: str,
@@ -403,7 +378,9 @@ class Tracing:
         ids = self._sampled_ids(headers)
         if ids is None:
             return _unsampled()
-        return self._root(name, ids, CLIENT, {"shipml.request_id": request_id})
+        assert self.exporter is not None
+        attributes = _plain_attributes({"shipml.request_id": request_id})
+        return Span(self.exporter, name, ids[0], ids[1], CLIENT, attributes)
 
     def inject(self) -> bytes | None:
         """The ``traceparent`` of the current span, to send downstream (None: untraced)."""
