@@ -12,12 +12,14 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from shipml.rollout.gateway import Gateway
 from shipml.rollout.policy import TrafficPolicy, Variant
+from shipml.serving.otlp import Exporter
 from shipml.serving.server import ServeSpec, build_app
 from shipml.serving.tracing import Tracing
 
@@ -279,6 +281,39 @@ def test_the_exporter_process_ends_with_the_server_even_after_kill_9(tmp_path):
     server.wait(timeout=10)
     child.wait(timeout=30)  # its input ended: it sends what it has and exits
     assert not psutil.pid_exists(child.pid) or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_spans_grouped_on_the_request_path_are_all_sent_while_the_thread_takes_them(
+    receiver,
+):
+    """Requests' spans wait to be marshalled sixteen requests at a time; the exporter
+    thread takes them as well, from another thread: none lost, none twice."""
+    import threading
+
+    tracing = Tracing(Exporter("grouped", endpoint=receiver.url, interval_s=0.001), ratio=1.0)
+
+    def requests(first: int) -> None:
+        for i in range(first, first + 500):
+            with tracing.request_span("POST", "/predict", "/predict", {}, f"g-{i}"):
+                with tracing.span("validate"):
+                    pass
+                tracing.record("model", 1, 2, **{"shipml.batch.rows": np.int64(1)})
+
+    threads = [threading.Thread(target=requests, args=(n * 500,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert tracing.exporter is not None
+    assert tracing.exporter.flush() == {"sent": 3000, "failed": 0}
+    sent = [s for s in receiver.spans if s["service"] == "grouped"]
+    roots = sorted(s["request_id"] for s in sent if s["name"] == "POST /predict")
+    assert roots == sorted(f"g-{i}" for i in range(1000))
+    models = [s for s in sent if s["name"] == "model"]
+    assert len(models) == 1000 and {
+        m["attributes"]["shipml.batch.rows"].int_value for m in models
+    } == {1}
+    tracing.shutdown()
 
 
 def test_the_console_exporter_prints_json_lines(capfd):

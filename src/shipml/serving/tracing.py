@@ -34,7 +34,7 @@ from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
-from shipml.serving.otlp import Exporter
+from shipml.serving.otlp import _PLAIN, Exporter, _value
 from shipml.serving.otlp_wire import Finished
 
 _NULL = nullcontext()
@@ -54,8 +54,8 @@ os.register_at_fork(after_in_child=_ids.seed)  # forked workers: ids of their ow
 
 
 class Span:
-    """One span. A root span (a request's, the gateway's) makes a stack of the
-    request's open spans current (one context-variable write per request); a child is
+    """One span: a root (a request's, the gateway's) makes a stack of the request's open
+    spans current (one context-variable write per request); a child (``_Child``) is
     pushed on that stack and popped when it ends. Finished children wait in their root's
     ``done`` list (as ``fields_of`` tuples), and the root hands them all to the exporter
     at once when it ends (a child ends before its root: they are nested ``with``
@@ -85,7 +85,6 @@ class Span:
         parent_id: int,
         kind: int,
         attributes: dict[str, Any] | None,
-        stack: list[Span] | None = None,
     ) -> None:
         self.exporter = exporter
         self.name, self.kind, self.attributes = name, kind, attributes
@@ -93,11 +92,13 @@ class Span:
         self.span_id = _bits(64) or 1
         self.start = self.end = _now()
         self.error = ""
-        self.stack = stack  # None: a root span, which makes its own
+        self.stack: list[Span] | None = None  # a root's is its context's
         self.token: Any = None
         self.done: list[Finished] | None = None
 
     def set_attribute(self, key: str, value: Any) -> None:
+        if type(value) not in _PLAIN:  # as the exporter sends it (numpy numbers...)
+            value = _value(value)
         if self.attributes is None:
             self.attributes = {}
         self.attributes[key] = value
@@ -112,27 +113,18 @@ class Span:
         return f"00-{self.trace_id:032x}-{self.span_id:016x}-01"
 
     def __enter__(self) -> Span:
-        if self.stack is None:
-            self.done = []
-            self.token = _current.set([self])
-        else:
-            self.stack.append(self)
+        self.done = []
+        self.token = _current.set([self])
         return self
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         self.end = _now()
         if exc is not None:
             self.error = f"{kind.__name__}: {exc}"[:200]
-        stack = self.stack
-        if stack is None:
-            _current.reset(self.token)
-            done, self.done = self.done or [], None
-            done.append(fields_of(self))
-            self.exporter.extend(done)
-        else:
-            stack.pop()
-            finished(stack, self)
-            self.stack = None
+        _current.reset(self.token)
+        done, self.done = self.done or [], None
+        done.append(fields_of(self))
+        self.exporter.queue_plain(done)
 
     def fields(self) -> Finished:
         """What the exporter queues: the span as plain values."""
@@ -140,13 +132,53 @@ class Span:
         return fields
 
 
-def finished(stack: list[Span], span: Span) -> None:
-    """A child span has ended: kept for its root (or sent now, if its root is not open)."""
-    done = stack[0].done if stack else None
-    if done is not None:
-        done.append(fields_of(span))
-    else:
-        span.exporter.extend([fields_of(span)])
+class _Child(Span):
+    """A span in a request's root (``Tracing.span``): ends straight into its ``done``."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, exporter: Exporter, name: str, attributes: dict[str, Any] | None, stack: list[Span]
+    ) -> None:
+        parent = stack[-1]
+        self.exporter, self.name, self.attributes, self.stack = exporter, name, attributes, stack
+        self.trace_id, self.parent_id = parent.trace_id, parent.span_id
+        self.span_id = _bits(64) or 1
+        self.start = _now()
+
+    def __enter__(self) -> Span:
+        self.stack.append(self)  # type: ignore[union-attr]  # a child always has one
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        end = _now()
+        error = "" if exc is None else f"{kind.__name__}: {exc}"[:200]
+        stack = self.stack
+        stack.pop()  # type: ignore[union-attr]
+        span = (
+            self.trace_id,
+            self.span_id,
+            self.parent_id,
+            self.name,
+            INTERNAL,
+            self.start,
+            end,
+            self.attributes,
+            error,
+        )
+        done = stack[0].done if stack else None
+        if done is not None:
+            done.append(span)
+        else:  # its root is not open: sent on its own
+            self.exporter.queue_plain([span])
+
+
+def _plain_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Attribute values as the exporter sends them: exactly str, int, float or bool
+    (``otlp._value``: numpy numbers as Python's, anything else as its text)."""
+    if _PLAIN.issuperset(map(type, attributes.values())):
+        return attributes
+    return {str(k): _value(v) for k, v in attributes.items()}
 
 
 class _Detached:
@@ -163,6 +195,11 @@ class _Detached:
 
 
 Headers = dict[str, str] | list[tuple[bytes, bytes]]  # a dict, or ASGI's pairs
+
+
+def _unsampled() -> AbstractContextManager[Any]:
+    """An unsampled request: nothing, or, inside a traced one, no current span."""
+    return _NULL if _current.get() is None else _Detached()
 
 
 def traceparent_of(headers: Headers) -> str | None:
@@ -245,22 +282,15 @@ class Tracing:
             return parent[2]
         return self.ratio >= 1.0 or self._random() < self.ratio
 
-    def _root(self, name: str, headers: Headers, kind: int) -> AbstractContextManager[Any]:
-        """The root span of a request in this service, decided first: an unsampled
-        request gets a constant (no span, no context written)."""
-        if not self.enabled:
-            return _NULL
-        parent = parse_traceparent(traceparent_of(headers))
-        if parent is not None:
-            if not parent[2]:
-                return _NULL if _current.get() is None else _Detached()
-            trace, parent_id = parent[0], parent[1]
-        elif self.ratio >= 1.0 or self._random() < self.ratio:
-            trace, parent_id = _bits(128) or 1, 0
-        else:
-            return _NULL if _current.get() is None else _Detached()
-        assert self.exporter is not None
-        return Span(self.exporter, name, trace, parent_id, kind, {})
+    def _sampled_ids(self, headers: Headers) -> tuple[int, int] | None:
+        """(trace id, parent span id) of a request this service traces, decided once
+        where its trace starts; None: not sampled."""
+        value = traceparent_of(headers)
+        if value is not None and (parent := parse_traceparent(value)) is not None:
+            return (parent[0], parent[1]) if parent[2] else None
+        if self.ratio >= 1.0 or self._random() < self.ratio:
+            return _bits(128) or 1, 0
+        return None
 
     def request_span(
         self,
@@ -270,18 +300,23 @@ class Tracing:
         headers: Headers,
         request_id: str = "",
     ) -> AbstractContextManager[Any]:
-        """The server's span of one request (None inside when it is not sampled)."""
+        """The server's span of one request (None inside when it is not sampled): an
+        unsampled request gets a constant (no span, no context written)."""
         if not self.enabled:
             return _NULL
-        scope = self._root(f"{method} {route}", headers, SERVER)
-        if isinstance(scope, Span):
-            scope.attributes = {
-                "http.request.method": method,
-                "http.route": route,
-                "url.path": path,
-                "shipml.request_id": request_id,
-            }
-        return scope
+        ids = self._sampled_ids(headers)
+        if ids is None:
+            return _unsampled()
+        attributes = {
+            "http.request.method": method,
+            "http.route": route,
+            "url.path": path,
+            "shipml.request_id": request_id,
+        }
+        if not (str is type(method) is type(route) is type(path) is type(request_id)):
+            attributes = _plain_attributes(attributes)  # (an ASGI server gives str)
+        assert self.exporter is not None
+        return Span(self.exporter, f"{method} {route}", ids[0], ids[1], SERVER, attributes)
 
     def recording(self) -> bool:
         """Whether the current request is traced (a span of it is current): when not,
@@ -295,17 +330,12 @@ class Tracing:
         stack = _current.get()
         if not stack:
             return _NULL
-        parent = stack[-1]
         assert self.exporter is not None
-        return Span(
-            self.exporter,
-            name,
-            parent.trace_id,
-            parent.span_id,
-            INTERNAL,
-            attributes or None,
-            stack,
-        )
+        if not attributes:
+            return _Child(self.exporter, name, None, stack)
+        if not _PLAIN.issuperset(map(type, attributes.values())):
+            attributes = _plain_attributes(attributes)
+        return _Child(self.exporter, name, attributes, stack)
 
     def record(self, name: str, start_ns: int, end_ns: int, **attributes: Any) -> None:
         """A finished child span of the current one (e.g. the model run, timed by the
@@ -316,24 +346,41 @@ class Tracing:
         if not stack:
             return
         parent = stack[-1]
+        span: Finished = (
+            parent.trace_id,
+            _bits(64) or 1,
+            parent.span_id,
+            name,
+            INTERNAL,
+            start_ns,
+            end_ns,
+            (
+                None
+                if not attributes
+                else attributes
+                if _PLAIN.issuperset(map(type, attributes.values()))
+                else _plain_attributes(attributes)
+            ),
+            "",
+        )
         done = stack[0].done
-        trace, parent_id, kind = parent.trace_id, parent.span_id, INTERNAL
-        span: Finished = (trace, _bits(64) or 1, parent_id, name, kind, start_ns, end_ns, None, "")
-        if attributes:
-            span = (*span[:7], attributes, "")
         if done is not None:
             done.append(span)
         elif self.exporter is not None:
-            self.exporter.add(span)
+            self.exporter.queue_plain([span])
 
     def client_span(
         self, name: str, headers: Headers, request_id: str
     ) -> AbstractContextManager[Any]:
         """The gateway's span for one forwarded request (CLIENT)."""
-        scope = self._root(name, headers, CLIENT)
-        if isinstance(scope, Span):
-            scope.set_attribute("shipml.request_id", request_id)
-        return scope
+        if not self.enabled:
+            return _NULL
+        ids = self._sampled_ids(headers)
+        if ids is None:
+            return _unsampled()
+        assert self.exporter is not None
+        attributes = _plain_attributes({"shipml.request_id": request_id})
+        return Span(self.exporter, name, ids[0], ids[1], CLIENT, attributes)
 
     def inject(self) -> bytes | None:
         """The ``traceparent`` of the current span, to send downstream (None: untraced)."""

@@ -1,0 +1,117 @@
+"""The live monitor on its own (no server): what the request path queues is counted as
+the window would count the same rows, a full queue wakes the counting thread, and rows
+beyond the queue's bound are dropped and counted on /metrics."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from prometheus_client import generate_latest
+
+from shipml.data import table_profile
+from shipml.data.drift import Reference, Settings, Window
+from shipml.serving.live import LiveMonitor
+from shipml.serving.metrics import ServerMetrics
+from shipml.serving.validation import Rows
+
+
+@pytest.fixture(scope="module")
+def reference(cancer_data) -> Reference:
+    X, _ = cancer_data
+    return Reference.from_profile(table_profile(X), list(X.columns))
+
+
+def _monitor(reference: Reference, names: list[str]) -> LiveMonitor:
+    metrics = ServerMetrics("cancer", "1", "")
+    return LiveMonitor(
+        metrics, reference, Settings(), names=names, task="classification", interval_s=3600
+    )
+
+
+def _rows(cancer_data) -> np.ndarray:
+    """The data set as float32 (what the server validates to), with NaN and ±inf rows."""
+    X, _ = cancer_data
+    matrix = X.to_numpy(dtype=np.float32).copy()
+    matrix[0, 0], matrix[1, 3], matrix[2, 5] = np.nan, np.inf, -np.inf
+    matrix[3, :] = matrix[:, :].max(axis=0) * 10  # above every reference range
+    return matrix
+
+
+def test_queued_requests_are_counted_as_the_window_counts_them(reference, cancer_data):
+    X, _ = cancer_data
+    names = list(X.columns)
+    monitor = _monitor(reference, names)
+    matrix = _rows(cancer_data)
+    labels = (np.arange(len(matrix)) % 2).astype(np.int64)
+    for i in range(len(matrix)):
+        monitor.observe(Rows(1, matrix=matrix[i : i + 1]), labels[i : i + 1], b"r%d" % i)
+    monitor.refresh()
+
+    expected = Window(reference)
+    expected.add({n: matrix[:, i] for i, n in enumerate(names)}, labels, len(matrix))
+    counted = Window(reference)
+    for _, window, _ in monitor.buckets:
+        counted.merge(window)
+    assert not monitor.queue and counted.rows == expected.rows == len(matrix)
+    for name in names:
+        got, want = counted.features[name], expected.features[name]
+        assert got.bins.tolist() == want.bins.tolist(), name
+        assert got.missing == want.missing
+        assert got.sum == pytest.approx(want.sum, rel=1e-12)
+        assert got.outside == pytest.approx(want.outside, rel=1e-12)
+    assert monitor.g_rows._value.get() == len(matrix)
+
+
+def test_matrices_columns_and_other_dtypes_queued_together_are_all_counted(reference, cancer_data):
+    X, _ = cancer_data
+    names = list(X.columns)
+    monitor = _monitor(reference, names)
+    matrix = _rows(cancer_data)
+    for i in range(0, 60, 3):  # a float32 matrix, a float64 one, one array per feature
+        monitor.observe(Rows(1, matrix=matrix[i : i + 1]), np.array([0]), b"a%d" % i)
+        wide = matrix[i + 1 : i + 2].astype(np.float64)
+        monitor.observe(Rows(1, matrix=wide), np.array([1]), b"b%d" % i)
+        columns = {n: matrix[i + 2 : i + 3, j] for j, n in enumerate(names)}
+        monitor.observe(Rows(1, columns=columns), np.array([0]), b"c%d" % i)
+    monitor.refresh()
+
+    expected = Window(reference)
+    expected.add({n: matrix[:60, j] for j, n in enumerate(names)}, None, 60)
+    (_, counted, _) = monitor.buckets[-1]
+    assert counted.rows == 60
+    for name in names:
+        assert counted.features[name].bins.tolist() == expected.features[name].bins.tolist()
+        assert counted.features[name].missing == expected.features[name].missing
+
+
+def test_a_full_queue_wakes_the_thread_before_the_interval(reference, cancer_data):
+    X, _ = cancer_data
+    monitor = _monitor(reference, list(X.columns))
+    monitor.DRAIN_AT = 5
+    matrix = _rows(cancer_data)
+    monitor.start()
+    try:
+        for i in range(5):
+            monitor.observe(Rows(1, matrix=matrix[i : i + 1]), np.array([0]), b"r%d" % i)
+        deadline = time.monotonic() + 10
+        while (monitor.queue or not monitor.buckets) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not monitor.queue and sum(w.rows for _, w, _ in monitor.buckets) == 5
+    finally:
+        monitor.stop()
+
+
+def test_requests_beyond_the_queue_are_dropped_and_counted(reference, cancer_data):
+    X, _ = cancer_data
+    monitor = _monitor(reference, list(X.columns))
+    monitor.QUEUE = 10
+    matrix = _rows(cancer_data)
+    for i in range(15):
+        monitor.observe(Rows(2, matrix=matrix[i : i + 2]), np.array([0, 1]), b"r%d" % i)
+    assert len(monitor.queue) == 10 and monitor._dropped == 10  # 5 requests of 2 rows
+    text = generate_latest(monitor.metrics.registry).decode()
+    assert 'shipml_monitor_dropped_rows{model="cancer",version="1"} 10.0' in text
+    monitor.refresh()
+    assert monitor.g_rows._value.get() == 20
