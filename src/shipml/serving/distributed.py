@@ -78,14 +78,19 @@ class ModelPlugin(WorkerPlugin):
     def setup(self, worker: Any = None) -> None:
         from shipml.serving.predictor import Predictor
 
-        folder = Path(tempfile.mkdtemp(prefix="shipml-model-"))
+        folder = self._folder = Path(tempfile.mkdtemp(prefix="shipml-model-"))
         for rel, data in self.files.items():
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             (folder / rel).write_bytes(data)
         _PREDICTORS[self.key] = Predictor.load(folder, name=self.name, version=self.version)
 
     def teardown(self, worker: Any = None) -> None:
+        """Forget the model and remove its files (the package reads some of them lazily,
+        so they stay while the worker serves)."""
         _PREDICTORS.pop(self.key, None)
+        folder = getattr(self, "_folder", None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def score_part(
