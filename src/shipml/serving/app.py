@@ -106,11 +106,7 @@ class ModelServer:
         self._id_prefix = uuid.uuid4().hex[:12].encode()
         self._ids = itertools.count(1)
         self.documents = Documents(predictor, self.metrics)
-        # This model's own inference paths, found with one lookup (no parsing, no check).
-        self._routes = {"/predict": "predict", "/invocations": "invocations"}
-        if "/" not in self.name + self.version:  # else the general route refuses them
-            v2 = f"/v2/models/{self.name}"
-            self._routes |= {f"{v2}/infer": "v2", f"{v2}/versions/{self.version}/infer": "v2"}
+        self._routes = own_routes(self.name, self.version)
 
     def warm_up(self) -> None:
         """A prediction through the whole path; the server is ready only after it works."""
@@ -293,9 +289,7 @@ class ModelServer:
             ) as span:
                 try:
                     if protocol == "v2" and scope["path"] not in self._routes:
-                        self.documents.check_model(
-                            scope["path"][len("/v2/models/") : -len("/infer")].split("/")
-                        )
+                        self.documents.check_model(v2_model_path(scope["path"]))
                     length = binary.header_value(lengths[1])
                     raw = await self._read_body(receive, lengths[0])
                     rows, rid, wanted, outputs, binary_out = await self._score(
@@ -318,10 +312,8 @@ class ModelServer:
                     code, payload = 500, internal_error_body(exc)
                 if span is not None:
                     span.set_attribute("http.response.status_code", code)
-            if head is None:
-                await send_response(send, code, payload, request_id)
-            else:
-                await send_response(send, code, payload, request_id, binary.OCTETS, head)
+            binary_head = () if head is None else (binary.OCTETS, head)
+            await send_response(send, code, payload, request_id, *binary_head)
         finally:
             metrics.in_flight -= 1
             # the gRPC service (serving/grpc.py) calls this app: counted as "grpc"
@@ -330,3 +322,18 @@ class ModelServer:
             )
             if outputs is not None and self._classifier:
                 metrics.count_classes(outputs.labels)  # bounded: one series per class
+
+
+def own_routes(name: str, version: str) -> dict[str, str]:
+    """A model's own inference paths and their protocols, found with one lookup (no
+    parsing, no check); other paths take the general route."""
+    routes = {"/predict": "predict", "/invocations": "invocations"}
+    if "/" not in name + version:  # else the general route refuses them
+        v2 = f"/v2/models/{name}"
+        routes |= {f"{v2}/infer": "v2", f"{v2}/versions/{version}/infer": "v2"}
+    return routes
+
+
+def v2_model_path(path: str) -> list[str]:
+    """The model (and version) parts of a V2 inference path, for the general route's check."""
+    return path[len("/v2/models/") : -len("/infer")].split("/")
