@@ -52,6 +52,33 @@ def test_lone_requests_run_at_once_and_concurrent_ones_are_batched(cancer_packag
     assert later[-1] == 8  # once requests meet, they are batched until one comes alone
 
 
+def test_each_model_run_hands_its_rows_and_labels_over_once(cancer_package) -> None:
+    """The live monitor's hook: one call per run (queued, direct or batched), with the
+    run's rows and its predicted labels in request order."""
+    predictor = Predictor(cancer_package, name="cancer")
+    runs: list[tuple[Rows, np.ndarray]] = []
+    width = len(predictor.names)
+    rows = [Rows(1, matrix=np.full((1, width), float(v), dtype=np.float32)) for v in (0, 1e4, 0)]
+
+    def hook(rows: Rows, labels: np.ndarray) -> None:
+        runs.append((rows, labels))
+
+    async def scenario() -> list[np.ndarray]:
+        lone = Batcher(predictor, on_scored=hook)
+        first = await lone.predict(rows[0])  # through the queue, alone
+        second = await lone.predict(rows[1])  # then at once (a direct run)
+        waiting = Batcher(predictor, max_wait_ms=5.0, on_scored=hook)
+        together = await asyncio.gather(*(waiting.predict(r) for r in rows))
+        return [first.labels, second.labels, *(o.labels for o in together)]
+
+    answers = asyncio.run(scenario())
+    assert [r.n for r, _ in runs] == [1, 1, 3]
+    batched = runs[2][0].matrix
+    assert batched is not None and batched[:, 0].tolist() == [0, 1e4, 0]
+    assert [labels.tolist() for _, labels in runs[:2]] == [a.tolist() for a in answers[:2]]
+    assert runs[2][1].tolist() == [a[0] for a in answers[2:]]
+
+
 def test_with_max_wait_every_request_waits_for_its_batch(cancer_package) -> None:
     batcher, sizes, rows = _batcher(cancer_package, max_wait_ms=1.0)
 

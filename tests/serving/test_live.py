@@ -1,6 +1,7 @@
-"""The live monitor on its own (no server): what the request path queues is counted as
-the window would count the same rows, a full queue wakes the counting thread, and rows
-beyond the queue's bound are dropped and counted on /metrics."""
+"""The live monitor on its own (no server): what the model runs queue is counted as the
+window would count the same rows, a full queue wakes the counting thread, rows beyond
+the queue's bound are dropped and counted on /metrics, and feedback labels are joined to
+the remembered answers."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_queued_requests_are_counted_as_the_window_counts_them(reference, cancer
     matrix = _rows(cancer_data)
     labels = (np.arange(len(matrix)) % 2).astype(np.int64)
     for i in range(len(matrix)):
-        monitor.observe(Rows(1, matrix=matrix[i : i + 1]), labels[i : i + 1], b"r%d" % i)
+        monitor.observe(Rows(1, matrix=matrix[i : i + 1]), labels[i : i + 1])
     monitor.refresh()
 
     expected = Window(reference)
@@ -70,11 +71,11 @@ def test_matrices_columns_and_other_dtypes_queued_together_are_all_counted(refer
     monitor = _monitor(reference, names)
     matrix = _rows(cancer_data)
     for i in range(0, 60, 3):  # a float32 matrix, a float64 one, one array per feature
-        monitor.observe(Rows(1, matrix=matrix[i : i + 1]), np.array([0]), b"a%d" % i)
+        monitor.observe(Rows(1, matrix=matrix[i : i + 1]), np.array([0]))
         wide = matrix[i + 1 : i + 2].astype(np.float64)
-        monitor.observe(Rows(1, matrix=wide), np.array([1]), b"b%d" % i)
+        monitor.observe(Rows(1, matrix=wide), np.array([1]))
         columns = {n: matrix[i + 2 : i + 3, j] for j, n in enumerate(names)}
-        monitor.observe(Rows(1, columns=columns), np.array([0]), b"c%d" % i)
+        monitor.observe(Rows(1, columns=columns), np.array([0]))
     monitor.refresh()
 
     expected = Window(reference)
@@ -94,7 +95,7 @@ def test_a_full_queue_wakes_the_thread_before_the_interval(reference, cancer_dat
     monitor.start()
     try:
         for i in range(5):
-            monitor.observe(Rows(1, matrix=matrix[i : i + 1]), np.array([0]), b"r%d" % i)
+            monitor.observe(Rows(1, matrix=matrix[i : i + 1]), np.array([0]))
         deadline = time.monotonic() + 10
         while (monitor.queue or not monitor.buckets) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -109,9 +110,37 @@ def test_requests_beyond_the_queue_are_dropped_and_counted(reference, cancer_dat
     monitor.QUEUE = 10
     matrix = _rows(cancer_data)
     for i in range(15):
-        monitor.observe(Rows(2, matrix=matrix[i : i + 2]), np.array([0, 1]), b"r%d" % i)
-    assert len(monitor.queue) == 10 and monitor._dropped == 10  # 5 requests of 2 rows
+        monitor.observe(Rows(2, matrix=matrix[i : i + 2]), np.array([0, 1]))
+    assert len(monitor.queue) == 10 and monitor._dropped == 10  # 5 model runs of 2 rows
     text = generate_latest(monitor.metrics.registry).decode()
     assert 'shipml_monitor_dropped_rows{model="cancer",version="1"} 10.0' in text
     monitor.refresh()
     assert monitor.g_rows._value.get() == 20
+
+
+def test_feedback_labels_are_joined_to_the_remembered_answers(reference, cancer_data):
+    X, _ = cancer_data
+    records: list[tuple[int, dict[str, object]]] = []
+    monitor = LiveMonitor(
+        ServerMetrics("cancer", "1", ""),
+        reference,
+        Settings(),
+        names=list(X.columns),
+        task="classification",
+        interval_s=3600,
+        feedback=lambda after: [r for r in records if r[0] > after],
+    )
+    assert monitor.joins_feedback
+    matrix = _rows(cancer_data)
+    batch = np.array([1, 0, 1, 1], dtype=np.int64)  # one model run of four answers
+    monitor.observe(Rows(4, matrix=matrix[:4]), batch)
+    for i in range(4):
+        monitor.remember(b"r%d" % i, batch[i : i + 1])
+    # three labels for answered requests (two right, one wrong), one for a stranger
+    truth = {"r0": 1, "r1": 1, "r2": 1, "nobody": 0}
+    records += [(n, {"request_id": k, "label": v}) for n, (k, v) in enumerate(truth.items())]
+    monitor.refresh()
+    assert monitor.g_labelled._value.get() == 3
+    accuracy = monitor.g_quality.labels("cancer", "1", "accuracy")._value.get()
+    assert accuracy == pytest.approx(2 / 3)
+    assert "r3" in monitor.recent and "r0" not in monitor.recent  # joined once

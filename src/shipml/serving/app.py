@@ -69,24 +69,24 @@ class ModelServer:
         self.name, self.version = predictor.name, predictor.version
         self.validator = Validator(predictor.signature)
         self.metrics = ServerMetrics(self.name, self.version, predictor.onnx_sha256)
-        self.batcher = Batcher(
-            predictor,
-            max_batch_size=max_batch_size,
-            max_wait_ms=max_wait_ms,
-            on_batch=self.metrics.observe_batch,
-        )
         self.max_body_bytes = max_body_bytes
         self.off_loop_bytes = off_loop_bytes
         self._off_loop = asyncio.Semaphore(2)  # big batches scored at once (memory bound)
         self.offload = Offload(predictor.signature)
         self.tracing = tracing or Tracing(None)
-        # Live drift and quality (a MonitorSection): an O(1) append per request, counted
-        # and scored off the request path (serving/live.py).
-        audit_path = str(audit.path) if audit else ""
-        self.live = (
-            live_monitor(self.metrics, predictor, monitor, audit_path=audit_path)
-            if monitor is not None
-            else None
+        # Live drift and quality (a MonitorSection): one append per model run (the batcher
+        # calls it), counted and scored off the request path (serving/live.py); with
+        # feedback labels to join, one more per request (its id and prediction).
+        live = self.live = monitor and live_monitor(
+            self.metrics, predictor, monitor, audit_path=str(audit.path) if audit else ""
+        )
+        self._remember = live.remember if live is not None and live.joins_feedback else None
+        self.batcher = Batcher(
+            predictor,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            on_batch=self.metrics.observe_batch,
+            on_scored=None if live is None else live.observe,
         )
         self.audit = audit
         self.recorder = (
@@ -243,6 +243,8 @@ class ModelServer:
             with tracing.span("model", **{"shipml.batch.rows": rows.n}):
                 feeds = self.predictor.feeds(rows)
                 outputs = await asyncio.to_thread(self.predictor.run, feeds)
+            if self.live is not None:
+                self.live.observe(rows, outputs.labels)
             return rows, rid, wanted, outputs, binary_out
 
     def _render(
@@ -295,8 +297,8 @@ class ModelServer:
                     rows, rid, wanted, outputs, binary_out = await self._score(
                         protocol, raw, rid_text, length
                     )
-                    if self.live is not None:
-                        self.live.observe(rows, outputs.labels, request_id)
+                    if self._remember is not None:
+                        self._remember(request_id, outputs.labels)
                     if self.recorder is not None:
                         await self.recorder.record(
                             scope, request_id, protocol, rows, raw, outputs, started, span

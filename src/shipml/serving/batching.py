@@ -43,11 +43,16 @@ class Batcher:
         max_batch_size: int = 64,
         max_wait_ms: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
+        on_scored: Callable[[Rows, np.ndarray], None] | None = None,
     ) -> None:
+        """``on_batch``: called with the rows of each model run before it; ``on_scored``:
+        with the rows and the predicted labels after it (the live monitor's one append
+        per run, not per request)."""
         self.predictor = predictor
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.on_batch = on_batch
+        self.on_scored = on_scored
         self._queue: list[_Pending] = []
         self._scheduled = False
         self._solo = 0  # direct runs left before the next probe through the queue
@@ -89,6 +94,8 @@ class Batcher:
         started = time.time_ns()
         out = self.predictor.run(self.predictor.feeds(rows))
         out.timing = (started, time.time_ns(), rows.n)
+        if self.on_scored is not None:
+            self.on_scored(rows, out.labels)
         return out
 
     def _run(self, batch: list[_Pending], total: int) -> None:
@@ -118,6 +125,8 @@ class Batcher:
                     p.future.set_exception(exc)
             return
         timing = (started, time.time_ns(), total)
+        if self.on_scored is not None:
+            self.on_scored(rows, out.labels)
         start = 0
         for p in batch:
             end = start + p.rows.n

@@ -27,23 +27,29 @@ _FLOAT32 = np.dtype(np.float32)
 class LiveMonitor:
     """Drift and quality of recent traffic, on ``/metrics``.
 
-    The request path only appends (rows, predicted labels, request id) to a bounded
-    queue: O(1), no lock, no counting. A thread counts what was queued into the current
-    bucket of a rolling window (``window_s``, ten buckets; the counting is vectorised,
-    ``shipml.data.drift``) as soon as ``DRAIN_AT`` requests wait, so little is ever held;
-    every ``interval_s`` it also compares the window with the package's reference and
-    sets the gauges. When the audit log is on it also reads the
-    feedback labels recorded since its last look and joins them to recent predictions
-    (quality). If traffic outruns the thread, the oldest queued batches are dropped and
+    The request path only appends: each model run's rows and predicted labels to a
+    bounded queue (the batcher calls ``observe`` once per run, whatever the requests in
+    it), and, when feedback labels are joined, each answer's request id and prediction
+    (``remember``). O(1), no lock, no counting. A thread counts what was queued into the
+    current bucket of a rolling window (``window_s``, ten buckets; the counting is
+    vectorised, ``shipml.data.drift``) as soon as ``DRAIN_AT`` model runs (or answers)
+    wait, so little is ever held; every ``interval_s`` it also compares the window with
+    the package's reference and sets the gauges. When the audit log is on it also reads
+    the feedback labels recorded since its last look and joins them to recent predictions
+    (quality). If traffic outruns the thread, the oldest queued runs are dropped and
     counted (``shipml_monitor_dropped_rows``); the answers never wait.
+
+    One append per run, not per request: under load a run holds several requests, and
+    per-request tuples (thousands held until counted) cost the answers about twice what
+    the counting did (benchmarks/README.md).
     """
 
     BUCKETS = 10
-    QUEUE = 100_000  # queued requests at most; beyond, the oldest are dropped
-    # Queued requests that wake the thread to count them before the interval. Each count
+    QUEUE = 100_000  # queued model runs (answers) at most; beyond, the oldest are dropped
+    # Queued model runs that wake the thread to count them before the interval. Each count
     # is a few hundred numpy calls whatever the rows, and each call that releases the GIL
-    # makes the thread take it back from the event loop: 8192 requests at a time cost the
-    # answers less than 1024 did (benchmarks/README.md), and hold about 4 MB.
+    # makes the thread take it back from the event loop: 8192 at a time cost the answers
+    # less than 1024 did (benchmarks/README.md), and hold about 4 MB of single rows.
     DRAIN_AT = 8192
     RECENT = 200_000  # predictions remembered for joining feedback labels
 
@@ -68,7 +74,8 @@ class LiveMonitor:
         self.bucket_s = window_s / self.BUCKETS
         self.feedback = feedback
         self._prediction_reference = prediction_reference
-        self.queue: deque[tuple[Any, np.ndarray, bytes]] = deque()
+        self.queue: deque[tuple[Any, np.ndarray]] = deque()  # model runs' rows, labels
+        self.answered: deque[tuple[bytes, np.ndarray]] = deque()  # request ids, labels
         self.buckets: deque[tuple[float, Any, Any]] = deque()  # (start, Window, Quality)
         self.recent: dict[str, Any] = {}
         self._recent_order: deque[str] = deque()
@@ -153,20 +160,36 @@ class LiveMonitor:
         dropped.labels(m, v).set_function(lambda: self._dropped)
 
     # -- the request path ----------------------------------------------------------------
-    def observe(self, rows: Any, labels: np.ndarray, request_id: bytes) -> None:
-        """Called once per answered request: one append."""
+    def observe(self, rows: Any, labels: np.ndarray) -> None:
+        """Called once per model run (the batcher's ``on_scored``) with the run's rows and
+        predicted labels: one append, whatever the requests in the run."""
         queue = self.queue
         # An all-numeric model's rows are one float32 matrix: keep just its bytes (the
         # array goes back to numpy's allocator now, and joined bytes are one buffer to
-        # count; a tuple of arrays and bytes, which the garbage collector stops tracking).
+        # count).
         matrix = rows.matrix
         if matrix is not None and matrix.dtype is _FLOAT32:
             rows = matrix.tobytes()
-        queue.append((rows, labels, request_id))
+        queue.append((rows, labels))
         if len(queue) == self.DRAIN_AT:  # count it now: little is held, nothing piles up
             self._wake.set()
         elif len(queue) > self.QUEUE:
             self._dropped += len(queue.popleft()[1])
+
+    @property
+    def joins_feedback(self) -> bool:
+        """Whether feedback labels are read (the audit log is on): then each answer's
+        request id and prediction are remembered (``remember``)."""
+        return self.feedback is not None
+
+    def remember(self, request_id: bytes, labels: np.ndarray) -> None:
+        """Called once per answered request when feedback is joined: one append."""
+        answered = self.answered
+        answered.append((request_id, labels))
+        if len(answered) == self.DRAIN_AT:
+            self._wake.set()
+        elif len(answered) > self.QUEUE:
+            answered.popleft()
 
     # -- the thread ----------------------------------------------------------------------
     def start(self) -> None:
@@ -206,7 +229,7 @@ class LiveMonitor:
                 if time.monotonic() >= due:
                     due = time.monotonic() + self.interval_s
                     self.refresh()
-                else:  # DRAIN_AT requests queued: count them, score at the interval
+                else:  # DRAIN_AT model runs queued: count them, score at the interval
                     self._drain(self._bucket(time.time())[1])
             except Exception:  # the scores stay as they were; the server keeps serving
                 log.exception("live drift update failed")
@@ -240,11 +263,12 @@ class LiveMonitor:
         self._publish(compare(total, self.settings), labelled)
 
     def _drain(self, window: Any) -> None:
+        self._remember_answered()
         queue = self.queue
         batch = [queue.popleft() for _ in range(len(queue))]
         if not batch:
             return
-        parts = [rows for rows, _, _ in batch]
+        parts = [rows for rows, _ in batch]
         width = len(self.names)
         if all(type(p) is bytes for p in parts):  # float32 matrices: one buffer for all
             flat = np.frombuffer(b"".join(parts), dtype=np.float32).reshape(-1, width)
@@ -256,15 +280,19 @@ class LiveMonitor:
                 n: np.concatenate([_column(p, n, i, width) for p in parts])
                 for i, n in enumerate(self.names)
             }
-        labels = np.concatenate([labels for _, labels, _ in batch])
+        labels = np.concatenate([labels for _, labels in batch])
         window.add(columns, labels, len(labels))
-        if self.feedback is not None:
-            for _, predicted, rid in batch:
-                key = rid.decode("latin-1")
-                self.recent[key] = predicted[0] if len(predicted) == 1 else predicted
-                self._recent_order.append(key)
-            while len(self._recent_order) > self.RECENT:
-                self.recent.pop(self._recent_order.popleft(), None)
+
+    def _remember_answered(self) -> None:
+        """Predictions by request id, for feedback labels to join (the latest ``RECENT``)."""
+        answered = self.answered
+        for _ in range(len(answered)):
+            rid, predicted = answered.popleft()
+            key = rid.decode("latin-1")
+            self.recent[key] = predicted[0] if len(predicted) == 1 else predicted
+            self._recent_order.append(key)
+        while len(self._recent_order) > self.RECENT:
+            self.recent.pop(self._recent_order.popleft(), None)
 
     def _read_feedback(self, quality: Any) -> None:
         assert self.feedback is not None
