@@ -246,6 +246,14 @@ def test_the_worker_is_in_its_own_process_group_so_ctrl_c_reaches_only_the_comma
     assert os.getpgid(worker.process.pid) == worker.process.pid != os.getpgid(0)
 
 
+def _ctrl_c_as_a_terminal_sends_it() -> None:
+    """In the command's process before it starts: SIGINT's default action, so that the
+    command installs Python's Ctrl-C handler even when this test process was started with
+    SIGINT ignored (a background job of a shell without job control), which the command
+    would otherwise inherit, and never see the Ctrl-C these tests send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_shipml_run_ends_the_run_failed_and_leaves_no_worker(
     config: ProjectConfig, project: Path
 ):
@@ -254,6 +262,7 @@ def test_ctrl_c_during_shipml_run_ends_the_run_failed_and_leaves_no_worker(
         [*SHIPML, "run"],
         cwd=project,
         env=env,
+        preexec_fn=_ctrl_c_as_a_terminal_sends_it,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -286,6 +295,7 @@ def test_ctrl_c_while_the_command_waits_for_the_worker_leaves_no_run_running(
         [*SHIPML, "run"],
         cwd=project,
         env=env,
+        preexec_fn=_ctrl_c_as_a_terminal_sends_it,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
