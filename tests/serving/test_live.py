@@ -55,7 +55,7 @@ def test_queued_requests_are_counted_as_the_window_counts_them(reference, cancer
     counted = Window(reference)
     for _, window, _ in monitor.buckets:
         counted.merge(window)
-    assert not monitor.queue and counted.rows == expected.rows == len(matrix)
+    assert not monitor.pending.buffered and counted.rows == expected.rows == len(matrix)
     for name in names:
         got, want = counted.features[name], expected.features[name]
         assert got.bins.tolist() == want.bins.tolist(), name
@@ -90,32 +90,53 @@ def test_matrices_columns_and_other_dtypes_queued_together_are_all_counted(refer
 def test_a_full_queue_wakes_the_thread_before_the_interval(reference, cancer_data):
     X, _ = cancer_data
     monitor = _monitor(reference, list(X.columns))
-    monitor.DRAIN_AT = 5
+    monitor.pending.drain_at = 5
     matrix = _rows(cancer_data)
     monitor.start()
     try:
         for i in range(5):
             monitor.observe(Rows(1, matrix=matrix[i : i + 1]), np.array([0]))
         deadline = time.monotonic() + 10
-        while (monitor.queue or not monitor.buckets) and time.monotonic() < deadline:
+        while (monitor.pending.buffered or not monitor.buckets) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert not monitor.queue and sum(w.rows for _, w, _ in monitor.buckets) == 5
+        assert not monitor.pending.buffered and sum(w.rows for _, w, _ in monitor.buckets) == 5
     finally:
         monitor.stop()
 
 
-def test_requests_beyond_the_queue_are_dropped_and_counted(reference, cancer_data):
+def test_rows_beyond_the_queue_are_dropped_and_counted(reference, cancer_data):
     X, _ = cancer_data
     monitor = _monitor(reference, list(X.columns))
-    monitor.QUEUE = 10
+    monitor.pending.limit = 10
     matrix = _rows(cancer_data)
-    for i in range(15):
+    for i in range(15):  # 15 model runs of 2 rows: 30 rows, at most 10 held
         monitor.observe(Rows(2, matrix=matrix[i : i + 2]), np.array([0, 1]))
-    assert len(monitor.queue) == 10 and monitor._dropped == 10  # 5 model runs of 2 rows
+    assert monitor.pending.dropped > 0 and monitor.pending.buffered <= 10
     text = generate_latest(monitor.metrics.registry).decode()
-    assert 'shipml_monitor_dropped_rows{model="cancer",version="1"} 10.0' in text
+    dropped = monitor.pending.dropped
+    assert f'shipml_monitor_dropped_rows{{model="cancer",version="1"}} {dropped}.0' in text
     monitor.refresh()
-    assert monitor.g_rows._value.get() == 20
+    assert monitor.g_rows._value.get() == 30 - dropped
+    # the newest rows were kept, each with its own label
+    sent = np.concatenate([matrix[i : i + 2] for i in range(15)])[dropped:]
+    expected = Window(reference)
+    expected.add({n: sent[:, j] for j, n in enumerate(X.columns)})
+    (_, counted, _) = monitor.buckets[-1]
+    for name in X.columns:
+        assert counted.features[name].bins.tolist() == expected.features[name].bins.tolist()
+    assert counted.prediction is None or counted.prediction.rows == 30 - dropped
+
+
+def test_runs_of_another_kind_are_queued_as_they_are(reference, cancer_data):
+    X, _ = cancer_data
+    monitor = _monitor(reference, list(X.columns))
+    monitor.pending.limit = 4
+    matrix = _rows(cancer_data)
+    for i in range(6):  # string labels: not the byte buffers' kind
+        monitor.observe(Rows(1, matrix=matrix[i : i + 1]), np.array(["b"], dtype=object))
+    assert len(monitor.pending.others) == 4 and monitor.pending.dropped == 2
+    monitor.refresh()
+    assert monitor.g_rows._value.get() == 4
 
 
 def test_feedback_labels_are_joined_to_the_remembered_answers(reference, cancer_data):

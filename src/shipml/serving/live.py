@@ -19,38 +19,33 @@ from prometheus_client import (
 )
 
 from shipml.serving.metrics import ServerMetrics
+from shipml.serving.pending import PendingRuns
 
 log = logging.getLogger("shipml.serving")
-_FLOAT32 = np.dtype(np.float32)
 
 
 class LiveMonitor:
     """Drift and quality of recent traffic, on ``/metrics``.
 
-    The request path only appends: each model run's rows and predicted labels to a
-    bounded queue (the batcher calls ``observe`` once per run, whatever the requests in
-    it), and, when feedback labels are joined, each answer's request id and prediction
-    (``remember``). O(1), no lock, no counting. A thread counts what was queued into the
-    current bucket of a rolling window (``window_s``, ten buckets; the counting is
-    vectorised, ``shipml.data.drift``) as soon as ``DRAIN_AT`` model runs (or answers)
-    wait, so little is ever held; every ``interval_s`` it also compares the window with
-    the package's reference and sets the gauges. When the audit log is on it also reads
-    the feedback labels recorded since its last look and joins them to recent predictions
-    (quality). If traffic outruns the thread, the oldest queued runs are dropped and
+    The request path only appends, once per model run (the batcher calls ``observe``,
+    whatever the requests in the run): the run's rows and predicted labels, as bytes
+    (``serving/pending.py``); and, when feedback labels are joined, each answer's request
+    id and prediction (``remember``). A thread
+    counts the buffers into the current bucket of a rolling window (``window_s``, ten
+    buckets; the counting is vectorised, ``shipml.data.drift``) as soon as ``DRAIN_AT``
+    rows wait, so little is ever held; every ``interval_s`` it also compares the window
+    with the package's reference and sets the gauges. When the audit log is on it also
+    reads the feedback labels recorded since its last look and joins them to recent
+    predictions (quality). If traffic outruns the thread, the oldest rows are dropped and
     counted (``shipml_monitor_dropped_rows``); the answers never wait.
-
-    One append per run, not per request: under load a run holds several requests, and
-    per-request appends (and the thousands of tuples they left for the thread) took the
-    cost of live drift from 3.9% to 10.4% of throughput in one hour's runs
-    (benchmarks/README.md).
     """
 
     BUCKETS = 10
-    QUEUE = 100_000  # queued model runs (answers) at most; beyond, the oldest are dropped
-    # Queued model runs that wake the thread to count them before the interval. Each count
-    # is a few hundred numpy calls whatever the rows, and each call that releases the GIL
-    # makes the thread take it back from the event loop: 8192 at a time cost the answers
-    # less than 1024 did (benchmarks/README.md), and hold about 4 MB of single rows.
+    QUEUE = 100_000  # rows (runs, answers) waiting at most; beyond, the oldest are dropped
+    # Rows waiting that wake the thread to count them before the interval. Each count is a
+    # few hundred numpy calls whatever the rows, and each call that releases the GIL makes
+    # the thread take it back from the event loop: 8192 at a time cost the answers less
+    # than 1024 did (benchmarks/README.md); 8192 rows of 30 features are 1 MB.
     DRAIN_AT = 8192
     RECENT = 200_000  # predictions remembered for joining feedback labels
 
@@ -75,15 +70,17 @@ class LiveMonitor:
         self.bucket_s = window_s / self.BUCKETS
         self.feedback = feedback
         self._prediction_reference = prediction_reference
-        self.queue: deque[tuple[Any, np.ndarray]] = deque()  # model runs' rows, labels
         self.answered: deque[tuple[bytes, np.ndarray]] = deque()  # request ids, labels
         self.buckets: deque[tuple[float, Any, Any]] = deque()  # (start, Window, Quality)
         self.recent: dict[str, Any] = {}
         self._recent_order: deque[str] = deque()
         self._after = -1  # the last feedback record read
-        self._dropped = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
+        # the request path's buffers (one append per model run); a full one wakes the thread
+        self.pending = PendingRuns(
+            len(names), drain_at=self.DRAIN_AT, limit=self.QUEUE, wake=self._wake.set
+        )
         self._thread: threading.Thread | None = None
         self._window_type = Window
         self._gauges(metrics.registry)
@@ -158,24 +155,12 @@ class LiveMonitor:
             ["model", "version"],
             registry=r,
         )
-        dropped.labels(m, v).set_function(lambda: self._dropped)
+        dropped.labels(m, v).set_function(lambda: self.pending.dropped)
 
     # -- the request path ----------------------------------------------------------------
     def observe(self, rows: Any, labels: np.ndarray) -> None:
-        """Called once per model run (the batcher's ``on_scored``) with the run's rows and
-        predicted labels: one append, whatever the requests in the run."""
-        queue = self.queue
-        # An all-numeric model's rows are one float32 matrix: keep just its bytes (the
-        # array goes back to numpy's allocator now, and joined bytes are one buffer to
-        # count).
-        matrix = rows.matrix
-        if matrix is not None and matrix.dtype is _FLOAT32:
-            rows = matrix.tobytes()
-        queue.append((rows, labels))
-        if len(queue) == self.DRAIN_AT:  # count it now: little is held, nothing piles up
-            self._wake.set()
-        elif len(queue) > self.QUEUE:
-            self._dropped += len(queue.popleft()[1])
+        """Called once per model run (the batcher's ``on_scored``): ``PendingRuns.add``."""
+        self.pending.add(rows, labels)
 
     @property
     def joins_feedback(self) -> bool:
@@ -230,7 +215,7 @@ class LiveMonitor:
                 if time.monotonic() >= due:
                     due = time.monotonic() + self.interval_s
                     self.refresh()
-                else:  # DRAIN_AT model runs queued: count them, score at the interval
+                else:  # DRAIN_AT rows waiting: count them, score at the interval
                     self._drain(self._bucket(time.time())[1])
             except Exception:  # the scores stay as they were; the server keeps serving
                 log.exception("live drift update failed")
@@ -265,24 +250,26 @@ class LiveMonitor:
 
     def _drain(self, window: Any) -> None:
         self._remember_answered()
-        queue = self.queue
-        batch = [queue.popleft() for _ in range(len(queue))]
-        if not batch:
+        flat, labels, others = self.pending.take()
+        if labels is not None:
+            self._count(window, flat, labels)
+        if not others:
             return
-        parts = [rows for rows, _ in batch]
-        width = len(self.names)
-        if all(type(p) is bytes for p in parts):  # float32 matrices: one buffer for all
-            flat = np.frombuffer(b"".join(parts), dtype=np.float32).reshape(-1, width)
-            # float64 (what the counting takes), a contiguous row per feature
-            matrix = np.ascontiguousarray(flat.T, dtype=np.float64)
-            columns = {n: matrix[i] for i, n in enumerate(self.names)}
-        else:
-            columns = {
-                n: np.concatenate([_column(p, n, i, width) for p in parts])
-                for i, n in enumerate(self.names)
-            }
-        labels = np.concatenate([labels for _, labels in batch])
-        window.add(columns, labels, len(labels))
+        parts = [rows for rows, _ in others]
+        predicted = np.concatenate([labels for _, labels in others])
+        if all(p.matrix is not None for p in parts):
+            self._count(window, np.concatenate([p.matrix for p in parts]), predicted)
+            return
+        columns = {
+            n: np.concatenate([p.column(n, i) for p in parts]) for i, n in enumerate(self.names)
+        }
+        window.add(columns, predicted, len(predicted))
+
+    def _count(self, window: Any, flat: np.ndarray, labels: np.ndarray) -> None:
+        """Count [rows, features] and their labels: as float64 (what the counting takes),
+        a contiguous row per feature."""
+        matrix = np.ascontiguousarray(flat.T, dtype=np.float64)
+        window.add({n: matrix[i] for i, n in enumerate(self.names)}, labels, len(labels))
 
     def _remember_answered(self) -> None:
         """Predictions by request id, for feedback labels to join (the latest ``RECENT``)."""
@@ -332,12 +319,6 @@ class LiveMonitor:
         self.g_labelled.set(quality.n)
         for metric, value in quality.metrics().items():
             self.g_quality.labels(m, v, metric).set(value)
-
-
-def _column(rows: Any, name: str, index: int, width: int) -> np.ndarray:
-    if type(rows) is bytes:  # a float32 matrix's bytes (``observe``)
-        return np.frombuffer(rows, dtype=np.float32).reshape(-1, width)[:, index]
-    return rows.column(name, index)
 
 
 def _feedback_reader(audit_path: str) -> Callable[[int], list[tuple[int, dict[str, Any]]]]:
