@@ -12,11 +12,11 @@ absolute path, no ``..``, no symlink); the graph is loaded from that folder.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shipml.errors import ModelError, UnsafeModelError
+from shipml.model.onnx_wire import WireError, external_locations
 
 PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".cloudpickle", ".dill", ".sav", ".p"})
 _REPACKAGE = (
@@ -91,56 +91,16 @@ def confined(folder: Path, name: str) -> Path:
     return path
 
 
-def _tensors(graph: Any) -> Iterator[Any]:
-    """Every tensor of a graph: initializers, sparse ones, attribute values, subgraphs."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        yield from _attribute_tensors(node.attribute)
-
-
-def _attribute_tensors(attributes: Any) -> Iterator[Any]:
-    for attr in attributes:
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
-        if attr.HasField("sparse_tensor"):
-            yield attr.sparse_tensor.values
-            yield attr.sparse_tensor.indices
-        for sparse in attr.sparse_tensors:
-            yield sparse.values
-            yield sparse.indices
-        if attr.HasField("g"):
-            yield from _tensors(attr.g)
-        for sub in attr.graphs:
-            yield from _tensors(sub)
-
-
 def external_data_files(model_file: Path) -> list[str]:
     """The files an ONNX graph reads its tensors from (external data), as written in it.
-    The graph is parsed without loading any of them."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
+    The graph is parsed without loading any of them (``onnx_wire``: no ``onnx`` import)."""
     try:
-        proto = onnx.load_model(str(model_file), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        return external_locations(model_file)
+    except (WireError, OSError) as exc:
         raise ModelError(
             f"{model_file} is not a readable ONNX model: {str(exc)[:200]}",
             hint="re-package the model with shipml.package_model",
         ) from exc
-    tensors = list(_tensors(proto.graph))
-    for function in proto.functions:
-        for node in function.node:
-            tensors.extend(_attribute_tensors(node.attribute))
-    names: list[str] = []
-    for tensor in tensors:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            entries = {e.key: e.value for e in tensor.external_data}
-            names.append(entries.get("location", ""))
-    return names
 
 
 def check_external_data(folder: Path, model_file: Path, listed: set[str]) -> None:
