@@ -17,6 +17,7 @@ from onnx.external_data_helper import set_external_data
 
 from shipml.model import onnx_wire
 from shipml.model.onnx_wire import WireError, external_locations
+from shipml.serving.otlp_wire import _field  # protobuf's length-delimited field, written
 
 
 def reference(data: bytes) -> list[str]:
@@ -216,20 +217,6 @@ def test_nesting_deeper_than_onnx_parses_is_walked_without_recursion(tmp_path) -
     with pytest.raises(DecodeError):
         onnx.ModelProto().ParseFromString(data)
     assert scan(data, tmp_path) == ["deepest.bin"]
-
-
-def _field(tag: int, data: bytes) -> bytes:
-    """A length-delimited field (tag byte, length, bytes), as protobuf writes it."""
-    return bytes([tag]) + _varint(len(data)) + data
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 @pytest.mark.parametrize(
