@@ -207,16 +207,39 @@ def test_protobuf_merge_rules_are_kept(tmp_path) -> None:
     assert scan(data, tmp_path) == reference(data) == []
 
 
-def test_nesting_deeper_than_onnx_parses_is_walked_without_recursion(tmp_path) -> None:
-    """10,000 subgraphs inside each other (onnx's parser stops at 100): no RecursionError,
-    and the innermost external tensor is found."""
+def nested(levels: int, twice: bool = False) -> bytes:
+    """A model whose external tensor sits ``levels`` subgraphs deep (each level a node's
+    attribute's graph: three messages); ``twice``: each attribute also holds an empty
+    second ``g``, so every level's graph is a merge of two occurrences."""
     graph = _field(0x2A, outside("deep", "deepest.bin").SerializeToString())
-    for _ in range(10_000):
-        graph = _field(0x0A, _field(0x2A, _field(0x32, graph)))  # graph.node.attribute.g
-    data = _field(0x3A, graph)
+    for _ in range(levels):
+        attribute = _field(0x32, graph) + (_field(0x32, b"") if twice else b"")
+        graph = _field(0x0A, _field(0x2A, attribute))  # graph.node.attribute.g
+    return _field(0x3A, graph)
+
+
+def test_nesting_is_read_as_deep_as_protobuf_parsers_read_it_and_refused_beyond(
+    tmp_path,
+) -> None:
+    """32 subgraphs deep (98 messages) are read without recursion, as onnx reads them;
+    one more level passes protobuf's limit of 100 messages, which onnx (and so
+    onnxruntime's parser) refuses too: refused, not walked."""
+    data = nested(32)
+    assert scan(data, tmp_path) == reference(data) == ["deepest.bin"]
+    deeper = nested(33)
     with pytest.raises(DecodeError):
-        onnx.ModelProto().ParseFromString(data)
-    assert scan(data, tmp_path) == ["deepest.bin"]
+        reference(deeper)
+    with pytest.raises(WireError, match="nested more than 100"):
+        scan(deeper, tmp_path)
+    with pytest.raises(WireError, match="nested more than 100"):
+        scan(nested(3_000, twice=True), tmp_path)  # every level a merge: refused at once
+
+
+def test_a_file_of_countless_tiny_fields_is_refused_in_bounded_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_wire, "MAX_FIELDS", 1000)
+    assert scan(b"\x08\x01" * 999, tmp_path) == []  # unknown varints: skipped
+    with pytest.raises(WireError, match="more than 1,000 protobuf fields"):
+        scan(b"\x08\x01" * 1001, tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ Protobuf's rules are kept where they decide what a parser (onnxruntime's) sees: 
 singular message field that occurs several times is the merge of its occurrences (its
 bytes concatenated), a singular scalar the last occurrence. Anything that is not
 well-formed protobuf (a truncated field, a varint over ten bytes, a wire type outside
-0, 1, 2 and 5) is a ``WireError``.
+0, 1, 2 and 5), nested deeper than protobuf's default limit of 100 messages (which
+onnxruntime's parser keeps too) or made of more than ``MAX_FIELDS`` fields is a
+``WireError``: a hostile file is refused in bounded time.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ SPARSE_VALUES, SPARSE_INDICES = 1, 2
 TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION = 13, 14
 ENTRY_KEY, ENTRY_VALUE = 1, 2
 EXTERNAL = 1  # TensorProto.DataLocation
+# Protobuf's default recursion limit: onnxruntime's parser reads no deeper, and a bound
+# keeps the merging of repeated singular messages (bytes joined per level) linear.
+MAX_DEPTH = 100
+# Fields read in a whole file at most: a hostile file of tiny fields (two bytes each) is
+# refused after about 16 seconds of reading (measured), not walked for minutes. A real
+# model has a few per node and tensor (tensor data is one field).
+MAX_FIELDS = 20_000_000
 
 Field = tuple[int, int, int | memoryview]  # field number, wire type, value
 
@@ -43,11 +52,18 @@ class WireError(ValueError):
     """Bytes that are not a well-formed protobuf message."""
 
 
-def fields(data: memoryview) -> Iterator[Field]:
+def fields(data: memoryview, budget: list[int] | None = None) -> Iterator[Field]:
     """The fields of one message: (number, wire type, value); a varint's value is its
-    integer, a length-delimited field's its bytes; fixed-size fields are skipped over."""
+    integer, a length-delimited field's its bytes; fixed-size fields are skipped over.
+    ``budget``: fields left to read in the whole file (one less per field)."""
     at, end = 0, len(data)
     while at < end:
+        if budget is not None:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise WireError(
+                    f"more than {MAX_FIELDS:,} protobuf fields: not a model shipml reads"
+                )
         key, at = _varint(data, at)
         number, wire = key >> 3, key & 7
         if number == 0:
@@ -81,12 +97,12 @@ def _varint(data: memoryview, at: int) -> tuple[int, int]:
 
 
 def _messages(
-    data: memoryview, singular: frozenset[int], repeated: frozenset[int]
+    data: memoryview, singular: frozenset[int], repeated: frozenset[int], budget: list[int]
 ) -> dict[int, list[memoryview]]:
     """The message fields of ``data`` by number: each occurrence of a repeated one, and
     a singular one as the merge of its occurrences (one entry: their bytes joined)."""
     found: dict[int, list[memoryview]] = {}
-    for number, wire, value in fields(data):
+    for number, wire, value in fields(data, budget):
         if (number in singular or number in repeated) and wire == 2:
             assert isinstance(value, memoryview)
             found.setdefault(number, []).append(value)
@@ -108,43 +124,52 @@ _ATTRIBUTE: Kinds = (
 _SPARSE: Kinds = (frozenset({SPARSE_VALUES, SPARSE_INDICES}), frozenset())
 
 
-def tensors(model: memoryview) -> Iterator[memoryview]:
-    """Every tensor of a serialised ModelProto (see the module's docstring), without
-    recursion: a hostile file's nesting depth cannot exhaust the stack."""
-    top = _messages(model, *_MODEL)
-    graphs = list(top.get(MODEL_GRAPH, []))
-    nodes: list[memoryview] = []
+def tensors(model: memoryview, budget: list[int] | None = None) -> Iterator[memoryview]:
+    """Every tensor of a serialised ModelProto (see the module's docstring), walked with
+    stacks, not recursion, and refused nested deeper than ``MAX_DEPTH`` messages."""
+    budget = [MAX_FIELDS] if budget is None else budget
+
+    def read(view: memoryview, depth: int, kinds: Kinds) -> dict[int, list[memoryview]]:
+        if depth > MAX_DEPTH - 2:  # room for a tensor and its external-data entry
+            raise WireError(f"messages nested more than {MAX_DEPTH} deep: protobuf's limit")
+        return _messages(view, *kinds, budget)
+
+    top = read(model, 1, _MODEL)
+    graphs = [(g, 2) for g in top.get(MODEL_GRAPH, [])]
+    nodes: list[tuple[memoryview, int]] = []
     for function in top.get(MODEL_FUNCTIONS, []):
-        nodes += _messages(function, *_FUNCTION).get(FUNCTION_NODE, [])
-    sparse: list[memoryview] = []
+        nodes += [(n, 3) for n in read(function, 2, _FUNCTION).get(FUNCTION_NODE, [])]
+    sparse: list[tuple[memoryview, int]] = []
     while graphs or nodes or sparse:
         if sparse:
-            found = _messages(sparse.pop(), *_SPARSE)
+            found = read(*sparse.pop(), _SPARSE)
             yield from found.get(SPARSE_VALUES, [])
             yield from found.get(SPARSE_INDICES, [])
             continue
         if nodes:
-            for attribute in _messages(nodes.pop(), *_NODE).get(NODE_ATTRIBUTE, []):
-                found = _messages(attribute, *_ATTRIBUTE)
+            node, depth = nodes.pop()
+            for attribute in read(node, depth, _NODE).get(NODE_ATTRIBUTE, []):
+                found = read(attribute, depth + 1, _ATTRIBUTE)
                 yield from found.get(ATTRIBUTE_T, [])
                 yield from found.get(ATTRIBUTE_TENSORS, [])
-                sparse += found.get(ATTRIBUTE_SPARSE_TENSOR, [])
-                sparse += found.get(ATTRIBUTE_SPARSE_TENSORS, [])
-                graphs += found.get(ATTRIBUTE_G, [])
-                graphs += found.get(ATTRIBUTE_GRAPHS, [])
+                for number in (ATTRIBUTE_SPARSE_TENSOR, ATTRIBUTE_SPARSE_TENSORS):
+                    sparse += [(m, depth + 2) for m in found.get(number, [])]
+                for number in (ATTRIBUTE_G, ATTRIBUTE_GRAPHS):
+                    graphs += [(m, depth + 2) for m in found.get(number, [])]
             continue
-        found = _messages(graphs.pop(), *_GRAPH)
+        graph, depth = graphs.pop()
+        found = read(graph, depth, _GRAPH)
         yield from found.get(GRAPH_INITIALIZER, [])
-        sparse += found.get(GRAPH_SPARSE_INITIALIZER, [])
-        nodes += found.get(GRAPH_NODE, [])
+        sparse += [(m, depth + 1) for m in found.get(GRAPH_SPARSE_INITIALIZER, [])]
+        nodes += [(m, depth + 1) for m in found.get(GRAPH_NODE, [])]
 
 
-def external_location(tensor: memoryview) -> str | None:
+def external_location(tensor: memoryview, budget: list[int] | None = None) -> str | None:
     """The ``location`` of a tensor stored as external data (the last such entry, as a
     dict of the entries keeps it); None for a tensor stored in the file."""
     kind = 0
     entries: list[memoryview] = []
-    for number, _, value in fields(tensor):
+    for number, _, value in fields(tensor, budget):
         if number == TENSOR_DATA_LOCATION and isinstance(value, int):
             kind = value  # a singular scalar: the last one counts
         elif number == TENSOR_EXTERNAL_DATA and isinstance(value, memoryview):
@@ -154,7 +179,7 @@ def external_location(tensor: memoryview) -> str | None:
     location = ""
     for entry in entries:
         strings = {ENTRY_KEY: "", ENTRY_VALUE: ""}
-        for number, _, text in fields(entry):
+        for number, _, text in fields(entry, budget):
             if number in strings and isinstance(text, memoryview):
                 strings[number] = _utf8(text)  # singular: the last one counts
         if strings[ENTRY_KEY] == "location":
@@ -172,5 +197,6 @@ def _utf8(text: memoryview) -> str:
 def external_locations(model_file: Path) -> list[str]:
     """The locations an ONNX file reads tensor data from, as written in it (the file is
     read whole, as ``onnx.load_model`` read it; the tensors' own bytes are skipped)."""
-    data = memoryview(model_file.read_bytes())
-    return [name for t in tensors(data) if (name := external_location(t)) is not None]
+    data, budget = memoryview(model_file.read_bytes()), [MAX_FIELDS]
+    found = (external_location(t, budget) for t in tensors(data, budget))
+    return [name for name in found if name is not None]
