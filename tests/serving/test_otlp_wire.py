@@ -93,7 +93,7 @@ def test_the_encoding_equals_opentelemetry_protos_own():
 
 
 def test_numpy_values_lists_and_lone_surrogates_are_sent_as_plain_values():
-    from shipml.serving.tracing import Span
+    from shipml.serving.spans import Span
 
     span = Span(None, "s\ud800", 1, 0, 1, {"i": np.int64(3), "x": np.float32(0.5)})  # type: ignore[arg-type]
     span.set_attribute("b", np.bool_(True))
@@ -116,3 +116,43 @@ def test_what_the_encoder_remembers_is_bounded(monkeypatch):
     sent = got.resource_spans[0].scope_spans[0].spans
     assert [s.attributes[0].value.string_value for s in sent] == [f"/r/{i}" for i in range(500)]
     assert len(encoder._cache) <= 50
+
+
+SCORED_RECORDS: list[tuple[Any, ...]] = [
+    # validated, batched, run: the fixed layouts
+    (otlp_wire.SCORED, 7, 9, 100, 200, 900, (300, 800, 4), "req-1", ""),
+    # the next request of the same trace id, a long request id and one with a surrogate
+    (otlp_wire.SCORED, 7, 10, 1, 2, 3, (2, 3, 2**40), "r" * 300, ""),
+    (otlp_wire.SCORED, 2**128 - 1, 2**64 - 1, 0, 2**64 - 1, 2**64 - 1, (0, 0, 1), "a\udc80", ""),
+    # the others: written span by span
+    (otlp_wire.SCORED, 8, 11, 100, None, 150, None, "req-2", "InvalidRequest: bad"),
+    (otlp_wire.SCORED, 8, 12, 100, 200, 400, None, "req-3", "CancelledError: "),
+    (otlp_wire.SCORED, 8, 13, 100, 200, 400, None, "req-4", ""),
+]
+
+
+def test_a_scored_requests_record_is_written_as_its_spans():
+    """The record's fast layouts decode to exactly the spans ``expand`` makes of it, ids
+    included (drawn in the same order), mixed with ordinary spans and remembered
+    attributes; and ``span_count`` counts what is written."""
+    encoder = Encoder("svc")
+    ids = iter(range(1000, 2000))
+    encoder.new_ids = lambda n: b"".join(next(ids).to_bytes(8, "big") for _ in range(n))
+    items = [*SCORED_RECORDS, SPANS[0], *SCORED_RECORDS]
+    got = ExportTraceServiceRequest.FromString(encoder.request(items))
+    again = iter(range(1000, 2000))
+    spans: list[tuple[Any, ...]] = []
+    for item in items:
+        if item[0] == otlp_wire.SCORED:
+            spans += otlp_wire.expand(item, again.__next__)  # type: ignore[arg-type]
+        else:
+            spans.append(item)
+    for i, span in enumerate(spans):  # as the encoder sends text: a lone surrogate as U+FFFD
+        if span[7] and "shipml.request_id" in span[7]:
+            rid = span[7]["shipml.request_id"].replace("\udc80", "\ufffd")
+            spans[i] = (*span[:7], {"shipml.request_id": rid}, span[8])
+    want = _by_library(spans, "svc")
+    assert got.SerializeToString(deterministic=True) == want.SerializeToString(deterministic=True)
+    names = [s.name for s in got.resource_spans[0].scope_spans[0].spans]
+    assert names[:3] == ["validate", "batch", "model"] and names.count("validate") == 12
+    assert otlp_wire.span_count(items) == len(spans) == 2 * (3 + 3 + 3 + 1 + 2 + 2) + 1

@@ -121,12 +121,32 @@ def test_one_trace_from_the_gateway_to_the_model(cancer_package, cancer_data, re
     assert set(spans) == {"gateway champion", "POST /predict", "validate", "batch", "model"}
     assert len({s["trace"] for s in receiver.spans}) == 1  # one trace
     assert spans["POST /predict"]["parent"] == spans["gateway champion"]["id"]
+    assert spans["validate"]["parent"] == spans["POST /predict"]["id"]
     assert spans["batch"]["parent"] == spans["POST /predict"]["id"]
     assert spans["model"]["parent"] == spans["batch"]["id"]
+    assert spans["model"]["attributes"]["shipml.batch.rows"].int_value == 1
+    assert {s["status"] for s in receiver.spans} == {0}  # none failed
     assert spans["gateway champion"]["service"] == "shipml-gateway"
     assert spans["model"]["service"] == "shipml-serve"
     for name in ("gateway champion", "POST /predict", "batch"):
         assert spans[name]["request_id"] == "r-42"
+
+
+def test_a_request_that_fails_validation_has_a_failed_validate_span_and_no_batch(
+    cancer_package, receiver
+):
+    otlp = {"exporter": "otlp", "endpoint": receiver.url, "sampling_ratio": 1.0}
+    server = build_app(ServeSpec(str(cancer_package.path), "cancer", tracing=otlp))
+    server.warm_up()
+    body = orjson.dumps({"instances": [{"no such column": 1.0}]})
+    status, _ = asyncio.run(_post(server, "/predict", body, [(b"x-request-id", b"r-bad")]))
+    assert status == 400
+    server.tracing.flush()
+    spans = {s["name"]: s for s in receiver.spans}
+    assert set(spans) == {"POST /predict", "validate"}
+    assert spans["validate"]["parent"] == spans["POST /predict"]["id"]
+    assert spans["validate"]["status"] == 2  # STATUS_CODE_ERROR, with what went wrong
+    assert spans["POST /predict"]["attributes"]["http.response.status_code"].int_value == 400
 
 
 def test_sampling_keeps_the_ratio_and_skips_the_rest(cancer_package, cancer_data, receiver):
@@ -237,7 +257,7 @@ def test_the_exporter_queue_is_bounded_and_odd_attributes_are_sent_plain(receive
     import numpy as np
 
     from shipml.serving.otlp import Exporter
-    from shipml.serving.tracing import Span
+    from shipml.serving.spans import Span
 
     exporter = Exporter("bounded", endpoint=receiver.url, interval_s=3600)
     exporter.QUEUE = 50
@@ -332,6 +352,17 @@ def test_the_console_exporter_prints_json_lines(capfd):
         ("POST /predict", "printed"),
     ]
     assert lines[0]["parent_id"] == lines[1]["span_id"]
+    with tracing.request_span("POST", "/predict", "/predict", {}, "c-2"):
+        tracing.scored(10, 20, 40, "c-2", (25, 35, 3))  # a scored request's spans at once
+    tracing.flush()
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line]
+    by_name = {s["name"]: s for s in lines}
+    assert [s["name"] for s in lines] == ["validate", "batch", "model", "POST /predict"]
+    assert by_name["validate"]["parent_id"] == by_name["POST /predict"]["span_id"]
+    assert by_name["model"]["parent_id"] == by_name["batch"]["span_id"]
+    assert by_name["batch"]["attributes"] == {"shipml.request_id": "c-2"}
+    assert (by_name["model"]["start_unix_nano"], by_name["model"]["end_unix_nano"]) == (25, 35)
+    assert by_name["model"]["attributes"] == {"shipml.batch.rows": 3}
     tracing.shutdown()
 
 

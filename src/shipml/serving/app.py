@@ -212,11 +212,6 @@ class ModelServer:
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def _parse(self, protocol: str, raw: bytes, length: int | None) -> binary.Parsed:
-        """Validated rows, the V2 request id, the V2 outputs wanted and which are binary."""
-        with self.tracing.span("validate"):
-            return binary.parse_request(protocol, raw, length, self.validator)
-
     async def _score(
         self, protocol: str, raw: bytes, rid_text: str, length: int | None = None
     ) -> Scored:
@@ -230,13 +225,7 @@ class ModelServer:
                     protocol, raw, length, self.validator
                 )
                 return rows, rid, wanted, await self.batcher.predict(rows), binary_out
-            rows, rid, wanted, binary_out = self._parse(protocol, raw, length)
-            with tracing.span("batch", **{"shipml.request_id": rid_text}):
-                outputs = await self.batcher.predict(rows)
-                if outputs.timing is not None:
-                    begun, ended, size = outputs.timing
-                    tracing.record("model", begun, ended, **{"shipml.batch.rows": size})
-            return rows, rid, wanted, outputs, binary_out
+            return await self._score_traced(protocol, raw, rid_text, length)
         async with self._off_loop:
             with tracing.span("validate"):
                 rows, rid, wanted, binary_out = await self.offload.parse(protocol, raw, length)
@@ -246,6 +235,29 @@ class ModelServer:
             if self.live is not None:
                 self.live.observe(rows, outputs.labels)
             return rows, rid, wanted, outputs, binary_out
+
+    async def _score_traced(
+        self, protocol: str, raw: bytes, rid_text: str, length: int | None
+    ) -> Scored:
+        """``_score``'s small-body path for a traced request: timed, then recorded as the
+        ``validate``, ``batch`` and ``model`` spans in one call (``Tracing.scored``)."""
+        tracing = self.tracing
+        begun = time.time_ns()
+        try:
+            rows, rid, wanted, binary_out = binary.parse_request(
+                protocol, raw, length, self.validator
+            )
+        except BaseException as exc:
+            tracing.scored(begun, None, time.time_ns(), rid_text, None, exc)
+            raise
+        parsed = time.time_ns()
+        try:
+            outputs = await self.batcher.predict(rows)
+        except BaseException as exc:
+            tracing.scored(begun, parsed, time.time_ns(), rid_text, None, exc)
+            raise
+        tracing.scored(begun, parsed, time.time_ns(), rid_text, outputs.timing)
+        return rows, rid, wanted, outputs, binary_out
 
     def _render(
         self, protocol: str, outputs: Outputs, rid: Any, wanted: Any, binary_out: Any

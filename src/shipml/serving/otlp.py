@@ -7,10 +7,12 @@ queue. Bytes, because the garbage collector never walks them: thousands of
 queued span objects or tuples made its full collections, which walk every object of
 the server, frequent and as costly as the recording. A thread wakes every
 ``interval_s`` — or once a full batch (``BATCH`` spans) is queued — and hands what is
-queued, joined, to an exporter process of its own in one pipe write. That process (this
-file run as a script: ``main``) encodes each batch as one ``ExportTraceServiceRequest``
+queued, joined, to an exporter process of its own in one pipe write. That process
+(``shipml.serving.otlp_sender``) encodes each batch as one ``ExportTraceServiceRequest``
 (``shipml.serving.otlp_wire``) and POSTs it to the collector, retrying a refused or
-throttled export a few times with backoff. Whatever the server's process does per span
+throttled export a few times with backoff. A scored request's ``validate``, ``batch``
+and ``model`` spans travel as one record (``otlp_wire.Scored``), which the exporter
+process writes out from fixed layouts. Whatever the server's process does per span
 holds its GIL and so slows the answers down; the exporter process runs beside it. The
 pipe is the server's own (``marshal`` is read from nowhere else), and the exporter
 process ends when the server does (end of its input).
@@ -27,32 +29,31 @@ about 0.8 (benchmarks/serving/options.py, benchmarks/README.md).
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import marshal
 import numbers
 import os
+import random
 import select
-import struct
 import subprocess
 import sys
 import threading
-import time
 import weakref
 from collections import deque
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from shipml.serving.otlp_wire import Encoder, Finished
+from shipml.serving import otlp_sender
+from shipml.serving.otlp_sender import FRAME
+from shipml.serving.otlp_wire import SCORED, Finished, expand
 
 log = logging.getLogger("shipml.serving")
 
 DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"
 _exporters: weakref.WeakSet[Exporter] = weakref.WeakSet()
-RETRIED = frozenset({429, 502, 503, 504})
+_ids = random.Random()  # the console's span ids for scored requests' records
 
 
 def traces_endpoint(endpoint: str = "") -> str:
@@ -66,19 +67,6 @@ def traces_endpoint(endpoint: str = "") -> str:
     if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
     return DEFAULT_ENDPOINT
-
-
-def export_headers() -> dict[str, str]:
-    """OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: ``key=value,key2=value2`` (URL-encoded)."""
-    text = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_HEADERS", ""
-    )
-    out = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if sep and key.strip():
-            out[unquote(key.strip())] = unquote(value.strip())
-    return out
 
 
 class Exporter:
@@ -211,7 +199,7 @@ class Exporter:
                 count, chunks = self._take()
                 try:
                     if self.console:
-                        spans = [s for c in chunks for s in marshal.loads(c)]
+                        spans = _spans([s for c in chunks for s in marshal.loads(c)])
                         lines = [orjson.dumps(_as_dict(s, self.service)) + b"\n" for s in spans]
                         sys.stdout.buffer.write(b"".join(lines))
                         sys.stdout.flush()
@@ -228,13 +216,13 @@ class Exporter:
         data = marshal.dumps(chunks)
         child = self._process()
         assert child.stdin is not None
-        child.stdin.write(_FRAME.pack(len(data)) + data)
+        child.stdin.write(FRAME.pack(len(data)) + data)
         child.stdin.flush()
 
     def _process(self) -> subprocess.Popen[bytes]:
         if self._child is None or self._child.poll() is not None:
             self._child = subprocess.Popen(
-                [sys.executable, "-P", __file__, self.endpoint, self.service],
+                [sys.executable, "-P", otlp_sender.__file__, self.endpoint, self.service],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )
@@ -272,7 +260,6 @@ class Exporter:
                 child.kill()
 
 
-_FRAME = struct.Struct(">I")
 _PLAIN = frozenset({str, int, float, bool})
 
 
@@ -284,6 +271,18 @@ def _plain(fields: Finished) -> Finished:
         return fields
     plain = {str(k): _value(v) for k, v in attributes.items()}
     return (*fields[:7], plain, fields[8])
+
+
+def _spans(items: list[Any]) -> list[Finished]:
+    """Spans, with each scored request's record (``otlp_wire.Scored``) as its spans."""
+    new_id = _ids.getrandbits
+    out: list[Finished] = []
+    for item in items:
+        if item[0] == SCORED:
+            out += expand(item, lambda: new_id(64) or 1)
+        else:
+            out.append(item)
+    return out
 
 
 def _as_dict(fields: Finished, service: str) -> dict[str, Any]:
@@ -315,86 +314,9 @@ def _value(value: Any) -> Any:
     return str(value)
 
 
-class Sender:
-    """The exporter process's side: encode and POST, with retries."""
-
-    def __init__(self, endpoint: str, service: str, timeout_s: float = 5.0) -> None:
-        self.endpoint, self.service, self.timeout_s = endpoint, service, timeout_s
-        self.headers = {"Content-Type": "application/x-protobuf", **export_headers()}
-        self.sent = self.failed = 0
-        self.encoder = Encoder(service)
-        self._connection: http.client.HTTPConnection | None = None
-
-    def send(self, spans: list[Finished]) -> None:
-        try:
-            self._post(self.encoder.request(spans))
-            self.sent += len(spans)
-        except Exception as exc:  # the collector is down: count, log, go on
-            self.failed += len(spans)
-            log.warning("could not export %d spans: %s", len(spans), str(exc)[:200])
-
-    def _post(self, body: bytes) -> None:
-        url = urlsplit(self.endpoint)
-        path = url.path or "/v1/traces"
-        for attempt in range(4):
-            try:
-                connection = self._connect(url)
-                connection.request("POST", path, body=body, headers=self.headers)
-                response = connection.getresponse()
-                response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                self._connection = None
-                error = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status < 300:
-                    return
-                error = f"HTTP {response.status} from {self.endpoint}"
-                if response.status not in RETRIED:
-                    raise RuntimeError(error)
-            if attempt < 3:
-                time.sleep(0.25 * 2**attempt)
-        raise RuntimeError(error)
-
-    def _connect(self, url: Any) -> http.client.HTTPConnection:
-        if self._connection is None:
-            secure = url.scheme == "https"
-            kind = http.client.HTTPSConnection if secure else http.client.HTTPConnection
-            self._connection = kind(url.hostname or "localhost", url.port, timeout=self.timeout_s)
-        return self._connection
-
-
 def _after_fork() -> None:
     for exporter in list(_exporters):
         exporter._forked()
 
 
 os.register_at_fork(after_in_child=_after_fork)
-
-
-def main() -> None:
-    """The exporter process: frames of spans on stdin (a length, then a marshalled list
-    of span tuples; an empty list's place, None, asks for a flush, answered on stdout
-    with the counts), until the end of its input."""
-    logging.basicConfig(level=logging.WARNING, format="shipml-spans: %(message)s")
-    endpoint, service = sys.argv[1], sys.argv[2]
-    sender = Sender(endpoint, service)
-    source, answer = sys.stdin.buffer, sys.stdout.buffer
-    while True:
-        head = source.read(_FRAME.size)
-        if len(head) < _FRAME.size:
-            return
-        (size,) = _FRAME.unpack(head)
-        data = source.read(size)
-        if len(data) < size:
-            return
-        chunks = marshal.loads(data)  # from the server that started us
-        if chunks is None:
-            answer.write(json.dumps({"sent": sender.sent, "failed": sender.failed}).encode())
-            answer.write(b"\n")
-            answer.flush()
-        else:
-            sender.send([span for chunk in chunks for span in marshal.loads(chunk)])
-
-
-if __name__ == "__main__":
-    main()

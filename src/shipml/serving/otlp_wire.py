@@ -19,12 +19,27 @@ AnyValue), status (15: message 2, code 3 = ERROR) when the span failed.
 from __future__ import annotations
 
 import numbers
+import random
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 _TIMES = struct.Struct("<BBBQBQ")  # kind (varint < 128), start, end (fixed64)
 _DOUBLE = struct.Struct("<d")
+# A scored request's usual spans in one ``struct`` each, in field-number order: trace id,
+# span id, parent span id (the ``8s`` values, big-endian bytes), the name and kind (in
+# the constant after them), start and end (``Q``: fixed64). The constants are values of
+# the format (``s``); ``validate`` has a fixed size, so its ``spans`` tag and length too.
+_SPAN = "<{}s16s2s8s2s8s{}sBQBQ"
+_VALIDATE = struct.Struct(_SPAN.format(4, 12))
+_BATCH = struct.Struct(_SPAN.format(2, 9))
+_MODEL = struct.Struct(_SPAN.format(2, 9))
+_HEAD = b"\x0a\x10"
+_VALIDATE_HEAD = bytes((0x12, _VALIDATE.size - 2)) + _HEAD
+_ID, _PARENT = b"\x12\x08", b"\x22\x08"
+_ZERO = bytes(8)
+_RID_KEY = bytes((0x0A, 17)) + b"shipml.request_id"
+_NAMES = {n: bytes((0x2A, len(n))) + n + b"\x30\x01" for n in (b"validate", b"batch", b"model")}
 _UINT64 = 0xFFFFFFFFFFFFFFFF
 CACHED = 4096  # encoded names and attributes kept at most (a bound, not a tuning)
 
@@ -32,6 +47,46 @@ CACHED = 4096  # encoded names and attributes kept at most (a bound, not a tunin
 # A finished span as plain values (``shipml.serving.tracing.FIELDS``): trace id, span
 # id, parent span id (0: none), name, kind, start and end (ns), attributes, error text.
 Finished = tuple[int, int, int, str, int, int, int, "dict[str, Any] | None", str]
+# A scored request's ``validate``, ``batch`` and ``model`` spans in one record
+# (``Tracing.scored``): SCORED, trace id, parent span id, when validation began, ended
+# (None: it failed), when the batch ended, the model run (start, end, rows) or None, the
+# request id, the error text of the span that failed. Its spans' ids are drawn where it
+# is encoded: nothing refers to them but each other.
+Scored = tuple[str, int, int, int, "int | None", int, "tuple[int, int, int] | None", str, str]
+SCORED = "scored"
+INTERNAL = 1  # OTLP's SpanKind
+
+
+def expand(record: Scored, new_id: Callable[[], int]) -> list[Finished]:
+    """A scored request's record as its spans (``new_id`` draws their ids)."""
+    _, trace, parent, begun, parsed, ended, timing, request_id, error = record
+    if parsed is None:
+        return [(trace, new_id(), parent, "validate", INTERNAL, begun, ended, None, error)]
+    batch = new_id()
+    spans: list[Finished] = [
+        (trace, new_id(), parent, "validate", INTERNAL, begun, parsed, None, ""),
+        (trace, batch, parent, "batch", INTERNAL, parsed, ended, _rid(request_id), error),
+    ]
+    if timing is not None:
+        start, end, rows = timing
+        rows_attribute = {"shipml.batch.rows": rows}
+        spans.append((trace, new_id(), batch, "model", INTERNAL, start, end, rows_attribute, ""))
+    return spans
+
+
+def _rid(request_id: str) -> dict[str, Any]:
+    return {"shipml.request_id": request_id}
+
+
+def span_count(items: Iterable[Finished | Scored]) -> int:
+    """How many spans ``items`` hold (a scored request's record holds one to three)."""
+    count = 0
+    for item in items:
+        if item[0] == SCORED:
+            count += 1 if item[4] is None else 2 if item[6] is None else 3
+        else:
+            count += 1
+    return count
 
 
 def _varint(n: int) -> bytes:
@@ -86,6 +141,27 @@ def _key_value(key: str, value: Any) -> bytes:
     return _field(0x4A, _field(0x0A, _text(str(key))) + _field(0x12, _any_value(value)))
 
 
+class _Ids:
+    """Span ids: random (unique, not secret) and never zero (an invalid id)."""
+
+    def __init__(self) -> None:
+        self._bits = random.Random().getrandbits
+
+    def draw(self, n: int) -> bytes:
+        """``n`` ids, eight bytes each (a run of zero bytes across two of them only costs
+        another draw)."""
+        while True:
+            data = self._bits(64 * n).to_bytes(8 * n, "big")
+            if _ZERO not in data:
+                return data
+
+
+def _wrap(body: bytes) -> bytes:
+    """A span's body as a ScopeSpans ``spans`` field."""
+    size = len(body)
+    return (bytes((0x12, size)) if size < 0x80 else b"\x12" + _varint(size)) + body
+
+
 class Encoder:
     """Encodes batches of finished spans of one service; remembers the bytes of names and
     attributes that repeat (not thread-safe: one exporter thread uses it)."""
@@ -99,10 +175,13 @@ class Encoder:
         self._trace, self._trace_bytes = -1, b""  # the last span's trace id, encoded
         self._last: tuple[tuple[str, Any], bytes] = (("", None), b"")  # its last attribute
         self._unique: frozenset[str] = frozenset({"shipml.request_id"})
+        self.new_ids: Callable[[int], bytes] = _Ids().draw
 
-    def request(self, spans: Iterable[Finished]) -> bytes:
-        """One ExportTraceServiceRequest with every span."""
-        body = b"".join([self.span(s) for s in spans])
+    def request(self, spans: Iterable[Finished | Scored]) -> bytes:
+        """One ExportTraceServiceRequest with every span (and scored request's spans)."""
+        body = b"".join(
+            [self.scored(s) if s[0] == SCORED else self.span(s) for s in spans]  # type: ignore[arg-type]
+        )
         scope = _field(0x12, self._scope + body)
         return _field(0x0A, self._resource + scope)
 
@@ -136,6 +215,86 @@ class Encoder:
             body += _field(0x7A, _field(0x12, _text(error)) + b"\x18\x02")
         size = len(body)
         return (bytes((0x12, size)) if size < 0x80 else b"\x12" + _varint(size)) + body
+
+    def scored(self, record: Scored) -> bytes:
+        """A scored request's spans: the usual record (validated, batched, run) written
+        from fixed layouts with one ``struct`` call per span; the others as spans."""
+        _, trace, parent, begun, parsed, ended, timing, request_id, error = record
+        if parsed is None or timing is None or error or type(request_id) is not str:
+            return b"".join([self.span(s) for s in expand(record, self._new_id)])
+        if trace != self._trace:
+            self._trace, self._trace_bytes = trace, b"\x0a\x10" + trace.to_bytes(16, "big")
+        trace_bytes, parent_bytes = self._trace_bytes[2:], parent.to_bytes(8, "big")
+        ids = self.new_ids(3)  # batch, validate, model: the order ``expand`` draws them in
+        batch = ids[:8]
+        rows = ("shipml.batch.rows", timing[2])
+        rows_bytes = self._cache.get(rows)
+        if rows_bytes is None or type(rows[1]) is not self._types[rows]:
+            rows_bytes = self._attribute(rows)
+        names = _NAMES
+        validate = _VALIDATE.pack(
+            _VALIDATE_HEAD,
+            trace_bytes,
+            _ID,
+            ids[8:16],
+            _PARENT,
+            parent_bytes,
+            names[b"validate"],
+            0x39,
+            begun,
+            0x41,
+            parsed,
+        )
+        batch_body = _BATCH.pack(
+            _HEAD,
+            trace_bytes,
+            _ID,
+            batch,
+            _PARENT,
+            parent_bytes,
+            names[b"batch"],
+            0x39,
+            parsed,
+            0x41,
+            ended,
+        )
+        model_body = _MODEL.pack(
+            _HEAD,
+            trace_bytes,
+            _ID,
+            ids[16:],
+            _PARENT,
+            batch,
+            names[b"model"],
+            0x39,
+            timing[0],
+            0x41,
+            timing[1],
+        )
+        rid = self._request_id(request_id)
+        return b"".join((validate, _wrap(batch_body + rid), _wrap(model_body + rows_bytes)))
+
+    def _request_id(self, request_id: str) -> bytes:
+        """The request id attribute, new each request: written directly when short, and
+        remembered as the last attribute (the request's own span has it too)."""
+        item = ("shipml.request_id", request_id)
+        if item == self._last[0]:
+            return self._last[1]
+        try:
+            value = request_id.encode()
+        except UnicodeEncodeError:
+            value = b""
+        size = len(value)
+        if 0 < size < 100:  # every length below fits one byte
+            inner = _RID_KEY + bytes((0x12, size + 2, 0x0A, size)) + value
+            encoded = bytes((0x4A, len(inner))) + inner
+        else:
+            encoded = _key_value(*item)
+        self._last = (item, encoded)
+        return encoded
+
+    def _new_id(self) -> int:
+        return int.from_bytes(self.new_ids(1), "big")
 
     def _name(self, name: str) -> bytes:
         return self._remember(name, _field(0x2A, _text(name)))
