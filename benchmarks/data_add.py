@@ -8,8 +8,13 @@ into a new dataset store (``DatasetStore.add``, what `shipml data add` does: rea
 bytes, parse, digest, schema, profile, write Parquet and the catalog). Imports are not
 timed. Reports the medians and the median of per-round ratios (target: ≤ 1.5).
 
+``--floor`` also times the least any add must do: the same read, then the snapshot's
+content digest of the frame read (``shipml.data.table_digest``, sha256 over every cell)
+and nothing else — no schema, profile or Parquet written.
+
     .venv/bin/python benchmarks/data_add.py [--rounds 5] [--rows 1000000] [--profile]
         [--before CHECKOUT]    # also the add of another checkout (PYTHONPATH=CHECKOUT/src)
+        [--floor]              # also read + digest alone
 """
 
 from __future__ import annotations
@@ -29,6 +34,17 @@ import pandas as pd
 path = sys.argv[1]
 started = time.perf_counter()
 df = pd.read_csv(path, low_memory=False) if path.endswith(".csv") else pd.read_parquet(path)
+print(time.perf_counter() - started)
+"""
+
+FLOOR = """
+import sys, time
+import pandas as pd
+from shipml.data import table_digest
+path = sys.argv[1]
+started = time.perf_counter()
+df = pd.read_csv(path, low_memory=False) if path.endswith(".csv") else pd.read_parquet(path)
+table_digest(df)
 print(time.perf_counter() - started)
 """
 
@@ -80,6 +96,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--profile", action="store_true", help="cProfile one add of each file.")
     parser.add_argument("--before", type=Path, help="Also time the add of this checkout.")
+    parser.add_argument("--floor", action="store_true", help="Also time read + digest alone.")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="shipml-bench-add-"))
     try:
@@ -102,18 +119,20 @@ def run(args: argparse.Namespace, files: list[Path], folder: Path) -> None:
         return
     before = str(args.before.resolve() / "src") if args.before else None
     kinds = ["read", "add"] + (["add before"] if before else [])
+    kinds += ["read + digest"] if args.floor else []
+    codes = {"read": READ, "read + digest": FLOOR}
     for path in files:
         times: dict[str, list[float]] = {k: [] for k in kinds}
         for r in range(args.rounds):
             for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
-                code = READ if kind == "read" else ADD
+                code = codes.get(kind, ADD)
                 pythonpath = before if kind == "add before" else None
                 times[kind].append(seconds(code, str(path), pythonpath=pythonpath))
         size = path.stat().st_size / 2**20
         print(f"{path.name} ({args.rows:,} rows x 20 columns, {size:.0f} MiB), seconds")
         for kind, values in times.items():
             shown = " ".join(f"{v:.2f}" for v in values)
-            print(f"  {kind:<11}{statistics.median(values):>6.2f} s   ({shown})")
+            print(f"  {kind:<14}{statistics.median(values):>6.2f} s   ({shown})")
         for kind in kinds[1:]:
             ratios = [a / b for a, b in zip(times[kind], times["read"], strict=True)]
             print(f"  {kind} / read: {statistics.median(ratios):.2f} (median of per-round ratios)")

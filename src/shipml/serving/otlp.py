@@ -23,8 +23,9 @@ exporter (JSON lines on stdout, for debugging) writes from the thread.
 
 Why not the OpenTelemetry SDK's span processor and exporter: on this server they cost
 about 80 µs per request to create four spans and 100 µs more to encode them, where a
-request takes 80 µs of CPU; recording here costs about 1 µs per span and encoding
-about 0.8 (benchmarks/serving/options.py, benchmarks/README.md).
+request takes 80 µs of CPU; here a traced request costs the server's process about 8 µs
+(benchmarks/serving/tracing_cost.py) and the exporter process about 11 µs
+(benchmarks/README.md).
 """
 
 from __future__ import annotations
