@@ -47,6 +47,7 @@ def train(workdir: Path) -> dict[str, dict[str, Path]]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from shipml.data import table_profile
     from shipml.model import build_package, model_input
 
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
@@ -58,7 +59,11 @@ def train(workdir: Path) -> dict[str, dict[str, Path]]:
     out = {}
     for key, model in models.items():
         model.fit(X32, y)
-        package = build_package(model, X, y, path=workdir / f"{key}-package")
+        # with its reference profile, as `shipml run` packages it: live drift is on, as by
+        # default (without one, the server turns it off and the default is not measured)
+        package = build_package(
+            model, X, y, path=workdir / f"{key}-package", reference_profile=table_profile(X)
+        )
         mlflow_dir = workdir / f"{key}-mlflow"
         mlflow.sklearn.save_model(
             model,
@@ -67,6 +72,10 @@ def train(workdir: Path) -> dict[str, dict[str, Path]]:
             skops_trusted_types=["sklearn.tree._tree.Tree"],  # our own model, just trained
         )
         out[key] = {"package": package.path, "mlflow": mlflow_dir}
+    # the same model without a reference profile: the server turns live drift off (how
+    # packages were served before live drift existed; benchmarks compare with it)
+    bare = build_package(models["lr"], X, y, path=workdir / "lr-package-no-profile")
+    out["lr"]["no profile"] = bare.path
     row = X.iloc[0].astype(float).tolist()
     (workdir / "v2.json").write_text(
         json.dumps(

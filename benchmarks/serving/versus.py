@@ -1,10 +1,12 @@
 """This checkout's model server against another git ref's, and both against the bare
 ONNX endpoint, in one interleaved run (wrk -t1 -c4, single-row V2 requests).
 
-Five servers run at once, idle between turns: the ref's and this checkout's `shipml
-serve cancer@champion` inside a project (the audit log on, as users run it; one project
-each, so they never share a log), the ref's and this checkout's `shipml serve PACKAGE`
-(a package folder, no audit log) and `baseline_app.py`. Every server is one uvicorn
+Six servers run at once, idle between turns: the ref's and this checkout's `shipml
+serve cancer@champion` inside a project (the audit log on and live drift on, as users
+run it; one project each, so they never share a log), the ref's and this checkout's
+`shipml serve PACKAGE` (a package folder, no audit log, live drift on), this checkout's
+`shipml serve` of the same model packaged without a reference profile (live drift off,
+as packages were served before it existed) and `baseline_app.py`. Every server is one uvicorn
 process on uvloop with httptools, access log off. Each round loads each server in turn
 (the order rotated per round); reported: median req/s, server CPU per request, and the
 median of the per-round ratios to the baseline. The ref runs from `git archive REF src`
@@ -63,6 +65,8 @@ def main() -> None:
         register(project, paths["package"], "cancer")
         servers[f"{label} audited"] = ([*serve, "cancer@champion"], project, "cancer", version_env)
         servers[f"{label} package"] = ([*serve, package], work, paths["package"].name, version_env)
+    bare = paths["no profile"]  # no reference profile: live drift off, as before it existed
+    servers["this package, live off"] = ([*serve, str(bare)], work, bare.name, env)
     uvicorn = [str(BIN / "uvicorn"), "baseline_app:app", "--loop", "uvloop", "--http", "httptools"]
     servers["baseline"] = ([*uvicorn, "--log-level", "warning"], HERE, "x", env)
     procs, urls = {}, {}
