@@ -76,6 +76,7 @@ def receiver():
     r = Receiver()
     yield r
     r.server.shutdown()
+    r.server.server_close()
 
 
 async def _post(app: Any, path: str, body: bytes, headers: list) -> tuple[int, bytes]:

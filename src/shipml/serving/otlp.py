@@ -30,6 +30,7 @@ request takes 80 µs of CPU; here a traced request costs the server's process ab
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import marshal
@@ -208,6 +209,7 @@ class Exporter:
                         self._write(chunks)
                 except (OSError, ValueError) as exc:  # the exporter process is gone
                     self.lost += count
+                    _release(self._child)
                     self._child = None
                     log.warning("could not hand %d spans over: %s", count, exc)
 
@@ -222,6 +224,7 @@ class Exporter:
 
     def _process(self) -> subprocess.Popen[bytes]:
         if self._child is None or self._child.poll() is not None:
+            _release(self._child)
             self._child = subprocess.Popen(
                 [sys.executable, "-P", otlp_sender.__file__, self.endpoint, self.service],
                 stdin=subprocess.PIPE,
@@ -254,11 +257,24 @@ class Exporter:
         self._hand_over()
         child, self._child = self._child, None
         if child is not None and child.stdin is not None:
-            child.stdin.close()  # the end of its input: it sends what it has and exits
+            with contextlib.suppress(OSError, ValueError):
+                child.stdin.close()  # the end of its input: it sends what it has and exits
             try:
                 child.wait(timeout=self.timeout_s * 6)
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
+        _release(child)
+
+
+def _release(child: subprocess.Popen[bytes] | None) -> None:
+    """Close our ends of an exporter process's pipes (it is gone, or has ended)."""
+    if child is None:
+        return
+    for pipe in (child.stdin, child.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError, ValueError):
+                pipe.close()
 
 
 _PLAIN = frozenset({str, int, float, bool})
