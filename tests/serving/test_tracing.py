@@ -318,7 +318,8 @@ def test_spans_grouped_on_the_request_path_are_all_sent_while_the_thread_takes_t
             with tracing.request_span("POST", "/predict", "/predict", {}, f"g-{i}"):
                 with tracing.span("validate"):
                     pass
-                tracing.record("model", 1, 2, **{"shipml.batch.rows": np.int64(1)})
+                with tracing.span("model", **{"shipml.batch.rows": np.int64(1)}):
+                    pass
 
     threads = [threading.Thread(target=requests, args=(n * 500,)) for n in range(2)]
     for t in threads:

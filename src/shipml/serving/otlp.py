@@ -36,7 +36,6 @@ import logging
 import marshal
 import numbers
 import os
-import random
 import select
 import subprocess
 import sys
@@ -49,13 +48,12 @@ import orjson
 
 from shipml.serving import otlp_sender
 from shipml.serving.otlp_sender import FRAME
-from shipml.serving.otlp_wire import SCORED, Finished, expand
+from shipml.serving.otlp_wire import Finished, as_spans
 
 log = logging.getLogger("shipml.serving")
 
 DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"
 _exporters: weakref.WeakSet[Exporter] = weakref.WeakSet()
-_ids = random.Random()  # the console's span ids for scored requests' records
 
 
 def traces_endpoint(endpoint: str = "") -> str:
@@ -201,7 +199,7 @@ class Exporter:
                 count, chunks = self._take()
                 try:
                     if self.console:
-                        spans = _spans([s for c in chunks for s in marshal.loads(c)])
+                        spans = as_spans([s for c in chunks for s in marshal.loads(c)])
                         lines = [orjson.dumps(_as_dict(s, self.service)) + b"\n" for s in spans]
                         sys.stdout.buffer.write(b"".join(lines))
                         sys.stdout.flush()
@@ -288,18 +286,6 @@ def _plain(fields: Finished) -> Finished:
         return fields
     plain = {str(k): _value(v) for k, v in attributes.items()}
     return (*fields[:7], plain, fields[8])
-
-
-def _spans(items: list[Any]) -> list[Finished]:
-    """Spans, with each scored request's record (``otlp_wire.Scored``) as its spans."""
-    new_id = _ids.getrandbits
-    out: list[Finished] = []
-    for item in items:
-        if item[0] == SCORED:
-            out += expand(item, lambda: new_id(64) or 1)
-        else:
-            out.append(item)
-    return out
 
 
 def _as_dict(fields: Finished, service: str) -> dict[str, Any]:

@@ -33,8 +33,7 @@ _DOUBLE = struct.Struct("<d")
 # the format (``s``); ``validate`` has a fixed size, so its ``spans`` tag and length too.
 _SPAN = "<{}s16s2s8s2s8s{}sBQBQ"
 _VALIDATE = struct.Struct(_SPAN.format(4, 12))
-_BATCH = struct.Struct(_SPAN.format(2, 9))
-_MODEL = struct.Struct(_SPAN.format(2, 9))
+_CHILD = struct.Struct(_SPAN.format(2, 9))  # batch and model: names of five letters
 _HEAD = b"\x0a\x10"
 _VALIDATE_HEAD = bytes((0x12, _VALIDATE.size - 2)) + _HEAD
 _ID, _PARENT = b"\x12\x08", b"\x22\x08"
@@ -55,6 +54,7 @@ Finished = tuple[int, int, int, str, int, int, int, "dict[str, Any] | None", str
 # is encoded: nothing refers to them but each other.
 Scored = tuple[str, int, int, int, "int | None", int, "tuple[int, int, int] | None", str, str]
 SCORED = "scored"
+RID = "shipml.request_id"
 INTERNAL = 1  # OTLP's SpanKind
 
 
@@ -66,7 +66,7 @@ def expand(record: Scored, new_id: Callable[[], int]) -> list[Finished]:
     batch = new_id()
     spans: list[Finished] = [
         (trace, new_id(), parent, "validate", INTERNAL, begun, parsed, None, ""),
-        (trace, batch, parent, "batch", INTERNAL, parsed, ended, _rid(request_id), error),
+        (trace, batch, parent, "batch", INTERNAL, parsed, ended, {RID: request_id}, error),
     ]
     if timing is not None:
         start, end, rows = timing
@@ -75,8 +75,16 @@ def expand(record: Scored, new_id: Callable[[], int]) -> list[Finished]:
     return spans
 
 
-def _rid(request_id: str) -> dict[str, Any]:
-    return {"shipml.request_id": request_id}
+def as_spans(items: Iterable[Finished | Scored]) -> list[Finished]:
+    """Spans, each scored request's record as its spans (the console prints these)."""
+    new_id = _Ids().one
+    out: list[Finished] = []
+    for item in items:
+        if item[0] == SCORED:
+            out += expand(item, new_id)
+        else:
+            out.append(item)  # type: ignore[arg-type]
+    return out
 
 
 def span_count(items: Iterable[Finished | Scored]) -> int:
@@ -156,6 +164,9 @@ class _Ids:
             if _ZERO not in data:
                 return data
 
+    def one(self) -> int:
+        return int.from_bytes(self.draw(1), "big")
+
 
 def _wrap(body: bytes) -> bytes:
     """A span's body as a ScopeSpans ``spans`` field."""
@@ -214,8 +225,7 @@ class Encoder:
                 body += encoded
         if error:
             body += _field(0x7A, _field(0x12, _text(error)) + b"\x18\x02")
-        size = len(body)
-        return (bytes((0x12, size)) if size < 0x80 else b"\x12" + _varint(size)) + body
+        return _wrap(body)
 
     def scored(self, record: Scored) -> bytes:
         """A scored request's spans: the usual record (validated, batched, run) written
@@ -246,7 +256,7 @@ class Encoder:
             0x41,
             parsed,
         )
-        batch_body = _BATCH.pack(
+        batch_body = _CHILD.pack(
             _HEAD,
             trace_bytes,
             _ID,
@@ -259,7 +269,7 @@ class Encoder:
             0x41,
             ended,
         )
-        model_body = _MODEL.pack(
+        model_body = _CHILD.pack(
             _HEAD,
             trace_bytes,
             _ID,

@@ -31,11 +31,10 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from shipml.serving.otlp import _PLAIN, Exporter
-from shipml.serving.otlp_wire import SCORED, Finished, Scored
+from shipml.serving.otlp_wire import SCORED, Scored
 from shipml.serving.spans import (
     _NULL,
     CLIENT,
-    INTERNAL,
     SERVER,
     Span,
     _bits,
@@ -185,38 +184,6 @@ class Tracing:
         if not _PLAIN.issuperset(map(type, attributes.values())):
             attributes = _plain_attributes(attributes)
         return _Child(self.exporter, name, attributes, stack)
-
-    def record(self, name: str, start_ns: int, end_ns: int, **attributes: Any) -> None:
-        """A finished child span of the current one (e.g. the model run, timed by the
-        batcher on behalf of every request in the batch)."""
-        if not self.enabled:
-            return
-        stack = _current.get()
-        if not stack:
-            return
-        parent = stack[-1]
-        span: Finished = (
-            parent.trace_id,
-            _bits(64) or 1,
-            parent.span_id,
-            name,
-            INTERNAL,
-            start_ns,
-            end_ns,
-            (
-                None
-                if not attributes
-                else attributes
-                if _PLAIN.issuperset(map(type, attributes.values()))
-                else _plain_attributes(attributes)
-            ),
-            "",
-        )
-        done = stack[0].done
-        if done is not None:
-            done.append(span)
-        elif self.exporter is not None:
-            self.exporter.queue_plain([span])
 
     def scored(
         self,
