@@ -75,6 +75,18 @@ def cli(
     state.debug = False
 
 
+def forget_s3_clients() -> None:
+    """Drop the S3 clients this process keeps, before a test points it at another
+    endpoint: fsspec keeps one S3FileSystem per set of arguments, and MLflow keeps its
+    boto3 client for 5 minutes keyed without AWS_ENDPOINT_URL, so a client made by an
+    earlier test of the same worker would talk to that test's (stopped) server."""
+    from mlflow.store.artifact.s3_artifact_repo import _cached_get_s3_client
+    from s3fs import S3FileSystem
+
+    S3FileSystem.clear_instance_cache()
+    _cached_get_s3_client.cache_clear()
+
+
 def wait_until_ready(port: int, timeout: float = 60.0) -> None:
     import http.client
     import time

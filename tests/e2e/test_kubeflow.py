@@ -30,6 +30,7 @@ from shipml.pipeline.kubeflow import (
     task_name,
 )
 from shipml.tracking import Registry, tracker_for
+from tests.conftest import forget_s3_clients
 from tests.e2e.conftest import BUCKET, Service
 
 PREFIX = "kfp-rehearsal"
@@ -114,6 +115,7 @@ def test_kfp_local_runs_every_task_in_a_container(
     # The run registered the model on the team's server ...
     for key, value in team_server.env.items():  # to read the run's artifacts in the bucket
         monkeypatch.setenv(key, value)
+    forget_s3_clients()
     team = load_config(ct_project.root, environ=env)
     registry = Registry(tracker_for(team))
     (version,) = registry.versions(team.model_name)

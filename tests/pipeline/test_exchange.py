@@ -14,7 +14,7 @@ from shipml.pipeline import load_pipeline
 from shipml.pipeline.exchange import run_step
 from shipml.pipeline.stepwise import register_run
 from shipml.tracking import tracker_for
-from tests.conftest import shipml
+from tests.conftest import forget_s3_clients, shipml
 
 FAST = {"n_estimators": 5}
 
@@ -40,11 +40,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """moto's S3, a real HTTP server in a thread, with a bucket; its environment."""
     import boto3
     from moto.server import ThreadedMotoServer
-    from s3fs import S3FileSystem
 
-    # fsspec keeps one S3FileSystem per set of arguments for the process: one made by an
-    # earlier test of this worker (other credentials, no endpoint) must not be reused.
-    S3FileSystem.clear_instance_cache()
+    forget_s3_clients()  # an earlier test's clients must not be reused (other endpoint)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -59,7 +56,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             patch.setenv(key, value)
         boto3.client("s3").create_bucket(Bucket="shipml-test")
         yield env
-    S3FileSystem.clear_instance_cache()
+    forget_s3_clients()  # nor this one's, once its server is stopped
     server.stop()
 
 
