@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import psutil
+from audited import server_cpu
 from run import free_port, wait_ready, wrk
 
 CONFIGS = ("off", "default", "otlp-1.0", "otlp-0.1")
@@ -81,18 +81,6 @@ class Receiver(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
-
-
-def _cpu(server: psutil.Process) -> float:
-    """CPU seconds of the server: every thread, and its span exporter process."""
-    total = 0.0
-    for proc in (server, *server.children(recursive=True)):
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def package(workdir: Path) -> Path:
@@ -180,10 +168,9 @@ def main() -> None:
             order = configs[r % len(configs) :] + configs[: r % len(configs)]
             got, cost = {}, {}
             for config in order:
-                server = psutil.Process(procs[config].pid)
-                before = _cpu(server)
+                before = server_cpu(procs[config].pid)
                 got[config] = wrk(urls[config], body, args.connections, args.duration)
-                used = _cpu(server) - before
+                used = server_cpu(procs[config].pid) - before
                 cost[config] = used / (got[config][0] * args.duration) * 1e6
                 rps[config].append(got[config][0])
                 p99[config].append(got[config][2])

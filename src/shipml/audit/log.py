@@ -329,11 +329,11 @@ class AuditLog(Reader):
             raise AuditError(
                 f"cannot sign a checkpoint of {self.db.shown}: {type(exc).__name__}"
             ) from exc
-        self.signed_size = cp.size
-        self._cadence.signed()
-        if self.checkpoint_dir is not None:
+        if self.checkpoint_dir is not None:  # published, then counted as signed
             head = self.checkpoint_dir / "head.json"
             replace_file(head, cp.to_json().encode(), durable=self.db.durability == "power")
+        self.signed_size = cp.size
+        self._cadence.signed()
         return cp
 
     def _sign_in_transaction(self, state: str) -> Checkpoint:
