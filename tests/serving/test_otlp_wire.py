@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from shipml.serving import otlp_wire
+from shipml.serving import otlp_wire, span_records
 from shipml.serving.otlp import _plain
 from shipml.serving.otlp_wire import Encoder
 
@@ -120,39 +120,103 @@ def test_what_the_encoder_remembers_is_bounded(monkeypatch):
 
 SCORED_RECORDS: list[tuple[Any, ...]] = [
     # validated, batched, run: the fixed layouts
-    (otlp_wire.SCORED, 7, 9, 100, 200, 900, (300, 800, 4), "req-1", ""),
+    (span_records.SCORED, 7, 9, 100, 200, 900, (300, 800, 4), "req-1", ""),
     # the next request of the same trace id, a long request id and one with a surrogate
-    (otlp_wire.SCORED, 7, 10, 1, 2, 3, (2, 3, 2**40), "r" * 300, ""),
-    (otlp_wire.SCORED, 2**128 - 1, 2**64 - 1, 0, 2**64 - 1, 2**64 - 1, (0, 0, 1), "a\udc80", ""),
+    (span_records.SCORED, 7, 10, 1, 2, 3, (2, 3, 2**40), "r" * 300, ""),
+    (span_records.SCORED, 2**128 - 1, 2**64 - 1, 0, 2**64 - 1, 2**64 - 1, (0, 0, 1), "a\udc80", ""),
     # the others: written span by span
-    (otlp_wire.SCORED, 8, 11, 100, None, 150, None, "req-2", "InvalidRequest: bad"),
-    (otlp_wire.SCORED, 8, 12, 100, 200, 400, None, "req-3", "CancelledError: "),
-    (otlp_wire.SCORED, 8, 13, 100, 200, 400, None, "req-4", ""),
+    (span_records.SCORED, 8, 11, 100, None, 150, None, "req-2", "InvalidRequest: bad"),
+    (span_records.SCORED, 8, 12, 100, 200, 400, None, "req-3", "CancelledError: "),
+    (span_records.SCORED, 8, 13, 100, 200, 400, None, "req-4", ""),
 ]
+
+
+def _encoded_and_expanded(items: list[tuple[Any, ...]]) -> tuple[Any, list[tuple[Any, ...]]]:
+    """What the encoder sends for ``items`` (decoded), and the spans the records expand
+    to, with the same ids (drawn in the same order) and text as it is sent (a lone
+    surrogate as U+FFFD)."""
+    encoder = Encoder("svc")
+    ids = iter(range(1000, 2000))
+    encoder.new_ids = lambda n: b"".join(next(ids).to_bytes(8, "big") for _ in range(n))
+    got = ExportTraceServiceRequest.FromString(encoder.request(items))
+    again = iter(range(1000, 2000))
+    spans: list[tuple[Any, ...]] = []
+    for item in items:
+        if item[0] == span_records.SCORED:
+            spans += span_records.expand(item, again.__next__)  # type: ignore[arg-type]
+        elif item[0] == span_records.SERVED:
+            spans.append(span_records.expand_served(item))  # type: ignore[arg-type]
+        else:
+            spans.append(item)
+    for i, span in enumerate(spans):
+        if span[7] and "shipml.request_id" in span[7]:
+            rid = span[7]["shipml.request_id"].replace("\udc80", "\ufffd")
+            spans[i] = (*span[:7], {**span[7], "shipml.request_id": rid}, span[8])
+    return got, spans
 
 
 def test_a_scored_requests_record_is_written_as_its_spans():
     """The record's fast layouts decode to exactly the spans ``expand`` makes of it, ids
     included (drawn in the same order), mixed with ordinary spans and remembered
     attributes; and ``span_count`` counts what is written."""
-    encoder = Encoder("svc")
-    ids = iter(range(1000, 2000))
-    encoder.new_ids = lambda n: b"".join(next(ids).to_bytes(8, "big") for _ in range(n))
     items = [*SCORED_RECORDS, SPANS[0], *SCORED_RECORDS]
-    got = ExportTraceServiceRequest.FromString(encoder.request(items))
-    again = iter(range(1000, 2000))
-    spans: list[tuple[Any, ...]] = []
-    for item in items:
-        if item[0] == otlp_wire.SCORED:
-            spans += otlp_wire.expand(item, again.__next__)  # type: ignore[arg-type]
-        else:
-            spans.append(item)
-    for i, span in enumerate(spans):  # as the encoder sends text: a lone surrogate as U+FFFD
-        if span[7] and "shipml.request_id" in span[7]:
-            rid = span[7]["shipml.request_id"].replace("\udc80", "\ufffd")
-            spans[i] = (*span[:7], {"shipml.request_id": rid}, span[8])
+    got, spans = _encoded_and_expanded(items)
     want = _by_library(spans, "svc")
     assert got.SerializeToString(deterministic=True) == want.SerializeToString(deterministic=True)
     names = [s.name for s in got.resource_spans[0].scope_spans[0].spans]
     assert names[:3] == ["validate", "batch", "model"] and names.count("validate") == 12
-    assert otlp_wire.span_count(items) == len(spans) == 2 * (3 + 3 + 3 + 1 + 2 + 2) + 1
+    assert span_records.span_count(items) == len(spans) == 2 * (3 + 3 + 3 + 1 + 2 + 2) + 1
+
+
+V2, PREDICT = "/v2/models/{name}/infer", "/predict"
+TOP = 2**64 - 1
+
+
+def _served(trace, span, parent, times, method, route, path, rid, status, extra=None, error=""):
+    return (
+        span_records.SERVED,
+        trace,
+        span,
+        parent,
+        *times,
+        method,
+        route,
+        path,
+        rid,
+        status,
+        extra,
+        error,
+    )
+
+
+SERVED_RECORDS: list[tuple[Any, ...]] = [
+    # the usual request span: its remembered name and attributes (the second time)
+    _served(7, 9, 0, (100, 900), "POST", V2, "/v2/x", "r-1", 200),
+    _served(7, 10, 3, (1, 2), "POST", V2, "/v2/x", "r" * 300, 503),
+    _served(2**128 - 1, TOP, TOP, (0, TOP), "POST", PREDICT, PREDICT, "a\udc80", 200),
+    # the others: written as the span they expand to
+    _served(8, 11, 0, (1, 2), "POST", PREDICT, PREDICT, "r-2", None, error="ValueError: x"),
+    _served(8, 12, 0, (1, 2), "POST", PREDICT, PREDICT, "r-3", 200, {"n": 7, "t": True}),
+    _served(8, 13, 0, (1, 2), "GET", "/é" * 80, "/p", "r-4", None),
+]
+
+
+def test_a_request_spans_record_is_written_as_the_span_it_expands_to():
+    """Fast layout or not, a request span's record decodes to exactly ``expand_served``'s
+    span: among other records, sharing remembered attributes (status codes, the request
+    id of the request's scored record before it)."""
+    scored = (span_records.SCORED, 7, 9, 100, 200, 900, (300, 800, 4), "r-1", "")
+    items = [*SERVED_RECORDS, scored, *SERVED_RECORDS, SPANS[1], *SERVED_RECORDS]
+    got, spans = _encoded_and_expanded(items)
+    want = _by_library(spans, "svc")
+    assert got.SerializeToString(deterministic=True) == want.SerializeToString(deterministic=True)
+    sent = got.resource_spans[0].scope_spans[0].spans
+    assert sent[0].name == "POST /v2/models/{name}/infer" and sent[0].kind == 2
+    assert [a.key for a in sent[0].attributes] == [
+        "http.request.method",
+        "http.route",
+        "url.path",
+        "shipml.request_id",
+        "http.response.status_code",
+    ]
+    assert span_records.span_count(items) == len(spans) == 3 * 6 + 3 + 1

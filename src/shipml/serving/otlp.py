@@ -11,8 +11,9 @@ queued, joined, to an exporter process of its own in one pipe write. That proces
 (``shipml.serving.otlp_sender``) encodes each batch as one ``ExportTraceServiceRequest``
 (``shipml.serving.otlp_wire``) and POSTs it to the collector, retrying a refused or
 throttled export a few times with backoff. A scored request's ``validate``, ``batch``
-and ``model`` spans travel as one record (``otlp_wire.Scored``), which the exporter
-process writes out from fixed layouts. Whatever the server's process does per span
+and ``model`` spans travel as one record (``span_records.Scored``), and the request's
+own span as another (``Served``), which the exporter process writes out from fixed
+layouts. Whatever the server's process does per span
 holds its GIL and so slows the answers down; the exporter process runs beside it. The
 pipe is the server's own (``marshal`` is read from nowhere else), and the exporter
 process ends when the server does (end of its input).
@@ -23,8 +24,8 @@ exporter (JSON lines on stdout, for debugging) writes from the thread.
 
 Why not the OpenTelemetry SDK's span processor and exporter: on this server they cost
 about 80 µs per request to create four spans and 100 µs more to encode them, where a
-request takes 80 µs of CPU; here a traced request costs the server's process about 8 µs
-(benchmarks/serving/tracing_cost.py) and the exporter process about 11 µs
+request takes 80 µs of CPU; here a traced request costs the server's process about 7 µs
+(benchmarks/serving/tracing_cost.py) and the exporter process about 4 µs
 (benchmarks/README.md).
 """
 
@@ -48,7 +49,7 @@ import orjson
 
 from shipml.serving import otlp_sender
 from shipml.serving.otlp_sender import FRAME
-from shipml.serving.otlp_wire import Finished, as_spans
+from shipml.serving.span_records import Finished, as_spans
 
 log = logging.getLogger("shipml.serving")
 

@@ -17,7 +17,8 @@ import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from shipml.serving.otlp_wire import Encoder, Finished, Scored, span_count
+from shipml.serving.otlp_wire import Encoder
+from shipml.serving.span_records import Record, span_count
 
 log = logging.getLogger("shipml.serving")
 RETRIED = frozenset({429, 502, 503, 504})
@@ -47,7 +48,7 @@ class Sender:
         self.encoder = Encoder(service)
         self._connection: http.client.HTTPConnection | None = None
 
-    def send(self, spans: list[Finished | Scored]) -> None:
+    def send(self, spans: list[Record]) -> None:
         count = span_count(spans)
         try:
             self._post(self.encoder.request(spans))

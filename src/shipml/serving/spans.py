@@ -2,7 +2,7 @@
 traced and makes them): a span is a small object with its ids, times and attributes;
 the request's open spans are one stack in a context variable (so concurrent requests on
 one event loop never mix). A finished span becomes a tuple of plain values
-(``otlp_wire.Finished``) in its root's list, and when the root ends the request's spans
+(``span_records.Finished``) in its root's list, and when the root ends the request's spans
 go to ``shipml.serving.otlp.Exporter`` at once (marshalled there, queued as bytes).
 """
 
@@ -17,14 +17,14 @@ from contextvars import ContextVar
 from typing import Any
 
 from shipml.serving.otlp import _PLAIN, Exporter, _value
-from shipml.serving.otlp_wire import Finished
+from shipml.serving.span_records import SERVED, STATUS, Finished, Served, expand_served
 
 _NULL = nullcontext()
 SERVER, CLIENT, INTERNAL = 2, 3, 1  # OTLP's SpanKind values
 _current: ContextVar[list[Span] | None] = ContextVar("shipml_spans", default=None)
 _ids = random.Random()  # seeded from the OS; ids need to be unique, not secret
 _bits, _now = _ids.getrandbits, time.time_ns
-# A finished span as plain values (otlp_wire.Finished), read in C: what a root keeps of
+# A finished span as plain values (span_records.Finished), read in C: what a root keeps of
 # its finished children, and what the exporter marshals.
 fields_of = operator.attrgetter(
     "trace_id", "span_id", "parent_id", "name", "kind", "start", "end", "attributes", "error"
@@ -150,6 +150,67 @@ class _Child(Span):
             done.append(span)
         else:  # its root is not open: sent on its own
             self.exporter.queue_plain([span])
+
+
+class _Served(Span):
+    """The model server's span of a request (``Tracing.request_span``): the method,
+    route, path, request id and status code it is named and described by stay as they
+    are, and go to the exporter as one record (``span_records.Served``), which the exporter
+    process writes out: no name, no attribute dict made on the request path."""
+
+    __slots__ = ("method", "path", "request_id", "route", "status")
+
+    def __init__(
+        self,
+        exporter: Exporter,
+        trace_id: int,
+        parent_id: int,
+        method: str,
+        route: str,
+        path: str,
+        request_id: str,
+    ) -> None:
+        self.exporter, self.trace_id, self.parent_id = exporter, trace_id, parent_id
+        self.method, self.route, self.path, self.request_id = method, route, path, request_id
+        self.span_id = _bits(64) or 1
+        self.start = _now()
+        self.status: int | None = None
+        self.attributes = None
+        self.done = None
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if key == STATUS and type(value) is int:
+            self.status = value
+        else:
+            super().set_attribute(key, value)
+
+    def record(self, end: int, error: str) -> Served:
+        return (
+            SERVED,
+            self.trace_id,
+            self.span_id,
+            self.parent_id,
+            self.start,
+            end,
+            self.method,
+            self.route,
+            self.path,
+            self.request_id,
+            self.status,
+            self.attributes,
+            error,
+        )
+
+    def fields(self) -> Finished:
+        return expand_served(self.record(self.end, self.error))
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        self.end = end = _now()
+        self.error = error = "" if exc is None else f"{kind.__name__}: {exc}"[:200]
+        _current.reset(self.token)
+        done, self.done = self.done or [], None
+        done.append(self.record(end, error))  # type: ignore[arg-type]  # the exporter takes both
+        self.exporter.queue_plain(done)
 
 
 def _plain_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
