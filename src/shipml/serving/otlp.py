@@ -218,7 +218,8 @@ class Exporter:
         data = marshal.dumps(chunks)
         child = self._process()
         assert child.stdin is not None
-        child.stdin.write(FRAME.pack(len(data)) + data)
+        child.stdin.write(FRAME.pack(len(data)))  # apart: a copy of ~300 kB cost 0.2 ms
+        child.stdin.write(data)
         child.stdin.flush()
 
     def _process(self) -> subprocess.Popen[bytes]:
