@@ -3,7 +3,9 @@ calls `serving/app.py` makes for one sampled request (the server span, `validate
 `batch` → `model` in one `Tracing.scored` call, the status attribute) run N and 11 N
 times under valgrind's cachegrind, and the difference divided by 10 N. Instructions,
 unlike time, do not depend on what else the machine runs, so before/after holds on a
-shared machine (hash randomisation off, so that both runs do the same work). No
+shared machine (hash randomisation off, so that both runs do the same work). They
+still vary by a few percent from run to run (the ids are random; once a run was off by
+a quarter), so compare medians of a few runs. No
 exporter thread runs (the queued bytes are dropped now and then): this is the request
 path's own work.
 

@@ -391,3 +391,30 @@ def test_an_audited_traced_prediction_records_its_trace_id(
     (root,) = [s for s in receiver.spans if s["name"] == "POST /predict"]
     assert record["trace_id"] == root["trace"]
     tracing.shutdown()
+
+
+def test_the_request_span_reads_as_the_span_it_sends():
+    """The server's request span is queued as one record (``span_records.Served``); read
+    as a span (name, kind, ``fields``) it is the span that record expands to, and an
+    attribute other than the status code is kept."""
+    from shipml.serving.span_records import SERVED, expand_served
+
+    exporter = Exporter("t", endpoint="http://127.0.0.1:9/v1/traces")
+    exporter._thread = object()  # type: ignore[assignment]  # as if started: nothing sent
+    queued: list = []
+    exporter.queue_plain = lambda spans, now=False: queued.extend(spans)  # type: ignore[method-assign]
+    tracing = Tracing(exporter, ratio=1.0)
+    with tracing.request_span("POST", "/predict", "/predict", [], "r-1") as span:
+        assert (span.name, span.kind) == ("POST /predict", 2)
+        span.set_attribute("http.response.status_code", 200)
+        span.set_attribute("shipml.batch.rows", np.int64(3))
+    (record,) = queued
+    assert record[0] == SERVED and expand_served(record) == span.fields()
+    assert span.fields()[7] == {
+        "http.request.method": "POST",
+        "http.route": "/predict",
+        "url.path": "/predict",
+        "shipml.request_id": "r-1",
+        "shipml.batch.rows": 3,
+        "http.response.status_code": 200,
+    }

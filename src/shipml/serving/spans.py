@@ -173,10 +173,19 @@ class _Served(Span):
         self.exporter, self.trace_id, self.parent_id = exporter, trace_id, parent_id
         self.method, self.route, self.path, self.request_id = method, route, path, request_id
         self.span_id = _bits(64) or 1
-        self.start = _now()
+        self.start = self.end = _now()
         self.status: int | None = None
         self.attributes = None
         self.done = None
+        self.error = ""
+
+    @property  # read only: made from the method and route when asked
+    def name(self) -> str:  # type: ignore[override]
+        return f"{self.method} {self.route}"
+
+    @property
+    def kind(self) -> int:  # type: ignore[override]
+        return SERVER
 
     def set_attribute(self, key: str, value: Any) -> None:
         if key == STATUS and type(value) is int:

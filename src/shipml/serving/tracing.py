@@ -20,7 +20,7 @@ the untraced path (``recording``). The spans themselves are ``shipml.serving.spa
 a scored request's ``validate``, ``batch`` and ``model`` are recorded in one call once
 they have ended (``scored``), and the request's own span keeps its method, route, path,
 request id and status as they are (``spans._Served``): both become one record each,
-which the exporter process writes out. A traced request takes about 35k instructions
+which the exporter process writes out. A traced request takes about 36k instructions
 on the request path; 71k with three ``with`` blocks and a dict of attributes
 (``benchmarks/serving/tracing_work.py``).
 """
