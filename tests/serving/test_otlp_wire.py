@@ -118,6 +118,42 @@ def test_what_the_encoder_remembers_is_bounded(monkeypatch):
     assert len(encoder._cache) <= 50
 
 
+def test_long_paths_and_names_are_sent_but_not_kept():
+    """A client can send requests to thousands of distinct long paths (a 404 is traced
+    too): each is sent in full, none is kept, so what the exporter process remembers
+    stays small whatever it is sent."""
+    encoder = Encoder("s")
+    long = [f"/v2/models/{i}{'x' * 4000}/infer" for i in range(3000)]
+    records = [
+        (
+            span_records.SERVED,
+            1,
+            i + 1,
+            0,
+            0,
+            1,
+            "POST",
+            "/v2/models/{name}/infer",
+            path,
+            "r",
+            404,
+            None,
+            "",
+        )
+        for i, path in enumerate(long)
+    ]
+    records += [(1, i + 1, 0, path, 1, 0, 0, {"url.path": path}, "") for i, path in enumerate(long)]
+    for _ in range(2):  # the second time too: nothing was kept to be found
+        got = ExportTraceServiceRequest.FromString(encoder.request(records))
+        sent = got.resource_spans[0].scope_spans[0].spans
+        assert [s.attributes[2].value.string_value for s in sent[:3000]] == long
+        assert [s.name for s in sent[3000:]] == long
+    kept = sum(map(len, encoder._cache.values())) + sum(
+        len(a) + len(b) for a, b in encoder._served.values()
+    )
+    assert kept < 100_000, kept
+
+
 SCORED_RECORDS: list[tuple[Any, ...]] = [
     # validated, batched, run: the fixed layouts
     (span_records.SCORED, 7, 9, 100, 200, 900, (300, 800, 4), "req-1", ""),

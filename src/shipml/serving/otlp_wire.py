@@ -55,6 +55,7 @@ _RID_KEY = bytes((0x0A, 17)) + b"shipml.request_id"
 _NAMES = {n: bytes((0x2A, len(n))) + n + b"\x30\x01" for n in (b"validate", b"batch", b"model")}
 _UINT64 = 0xFFFFFFFFFFFFFFFF
 CACHED = 4096  # encoded names and attributes kept at most (a bound, not a tuning)
+KEPT_BYTES = 512  # longer ones are not kept: they rarely repeat (a request's own path)
 
 
 def _varint(n: int) -> bytes:
@@ -184,13 +185,14 @@ class Encoder:
 
     def _remember_served(self, method: str, route: str, path: str) -> None:
         """The name and first three attributes of requests to this method and path."""
-        if len(self._served) < CACHED:
-            self._served[(method, route, path)] = (
-                _field(0x2A, _text(f"{method} {route}")),
-                _key_value("http.request.method", method)
-                + _key_value("http.route", route)
-                + _key_value("url.path", path),
-            )
+        name = _field(0x2A, _text(f"{method} {route}"))
+        attributes = (
+            _key_value("http.request.method", method)
+            + _key_value("http.route", route)
+            + _key_value("url.path", path)
+        )
+        if len(self._served) < CACHED and len(name) + len(attributes) < KEPT_BYTES:
+            self._served[(method, route, path)] = (name, attributes)
 
     def span(self, span: Finished) -> bytes:
         """One span, as a ScopeSpans ``spans`` field."""
@@ -310,7 +312,7 @@ class Encoder:
             return self._last[1]  # the request id again (the request's and batch's span)
         encoded = _key_value(*item)
         self._last = (item, encoded)
-        if item[0] not in self._unique and len(self._cache) < CACHED:
+        if item[0] not in self._unique and len(self._cache) < CACHED and len(encoded) < KEPT_BYTES:
             try:
                 self._cache[item] = encoded
                 self._types[item] = type(item[1])
@@ -319,6 +321,6 @@ class Encoder:
         return encoded
 
     def _remember(self, key: Any, encoded: bytes) -> bytes:
-        if len(self._cache) < CACHED:
+        if len(self._cache) < CACHED and len(encoded) < KEPT_BYTES:
             self._cache[key] = encoded
         return encoded
