@@ -15,7 +15,14 @@ import pytest
 
 from shipml.config import load_config
 from shipml.errors import ConfigError, TuneError
-from shipml.pipeline.budget import Stopper, parse_duration
+from shipml.pipeline.budget import SearchStopped, Stopper, parse_duration
+from shipml.pipeline.context import (
+    RunContext,
+    activate,
+    deactivate,
+    report_intermediate,
+    trial_var,
+)
 from shipml.pipeline.study import redact, storage_url
 from shipml.pipeline.trials import SearchResult, TrialRecord, _elapsed
 from shipml.pipeline.tune import run_search
@@ -138,6 +145,35 @@ def test_sigterm_stops_the_search_between_or_inside_steps(store: Path, tmp_path:
     assert len(result.complete) == 2  # the trials before the signal are kept
     assert result.trials[-1].state == "stopped"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+class _SignalledTrial:
+    """A trial whose database write is where SIGTERM arrives."""
+
+    def __init__(self) -> None:
+        self.written: list[int] = []
+
+    def report(self, value: float, step: int) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode
+        self.written.append(step)  # the rest of the write (a commit, a lock released)
+
+    def should_prune(self) -> bool:
+        return False
+
+
+def test_a_stop_waits_for_the_database_write_it_arrives_in(tmp_path: Path) -> None:
+    # Raised half-way through a write, the stop once left SQLite's write lock held, and
+    # the search's last write failed after 60 s: "database is locked".
+    trial, ctx = _SignalledTrial(), RunContext(None, None, {}, tmp_path)  # type: ignore[arg-type]
+    trial_token, ctx_token = trial_var.set(trial), activate(ctx)
+    try:
+        with Stopper(None) as stopper, pytest.raises(SearchStopped):
+            report_intermediate(0.5, 7)
+    finally:
+        deactivate(ctx_token)
+        trial_var.reset(trial_token)
+    assert trial.written == [7]  # the write finished, then the step stopped
+    assert stopper.reason == "signal SIGTERM"
 
 
 def test_the_pruner_stops_poor_trials(store: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from shipml.errors import TuneError
-from shipml.pipeline.context import RunStopped, current
+from shipml.pipeline.context import RunStopped, current, interrupt
 
 MAX_BUDGET_S = 7 * 24 * 3600.0
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
@@ -80,7 +80,7 @@ class Stopper:
         else:
             self.reason = f"signal {signal.Signals(signum).name}"
         if current() is not None:  # inside a step's code: stop it there
-            raise SearchStopped(self.reason)
+            interrupt(SearchStopped(self.reason))
 
     @property
     def remaining(self) -> float | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,9 +74,43 @@ def report_intermediate(value: float, step: int) -> None:
     value = float(value)
     if trial is None or not math.isfinite(value):
         return
-    trial.report(value, int(step))
-    if trial.should_prune():
+    with uninterrupted():  # writes to the study's database
+        trial.report(value, int(step))
+        prune = trial.should_prune()
+    if prune:
         raise TrialPruned(f"pruned at step {step}")
+
+
+# A stop raised into a step half-way through a database write can leave the connection
+# holding SQLite's write lock: every later write then waits for it and fails ("database
+# is locked"). Signals run in the main thread only, so plain module state suffices.
+_uninterrupted = 0
+_deferred: BaseException | None = None
+
+
+def interrupt(exc: BaseException) -> None:
+    """Raise ``exc`` into the running step (from a signal handler) now, or, inside
+    ``uninterrupted()``, as soon as that section ends."""
+    global _deferred
+    if _uninterrupted:
+        _deferred = _deferred or exc
+        return
+    raise exc
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A section a stop must not cut in half (a write to a database): ``interrupt``
+    waits for its end."""
+    global _uninterrupted, _deferred
+    _uninterrupted += 1
+    try:
+        yield
+    finally:
+        _uninterrupted -= 1
+    if not _uninterrupted and _deferred is not None:
+        exc, _deferred = _deferred, None
+        raise exc
 
 
 _current: ContextVar[RunContext | None] = ContextVar("shipml_run_context", default=None)
