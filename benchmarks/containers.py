@@ -20,6 +20,7 @@ from pathlib import Path
 from shipml.config import load_config
 from shipml.containers import build_base, build_image, find_engine
 from shipml.pipeline import run_pipeline
+from shipml.project.promotion import promote
 from shipml.templates import create_project
 
 
@@ -38,9 +39,18 @@ def main() -> None:
         toml = folder / "shipml.toml"
         toml.write_text(toml.read_text() + f'\n[containers]\nbase_image = "{base.tag}"\n')
         config = load_config(folder)
-        run_pipeline(config, params={"n_estimators": 20}, alias="champion")
+        result = run_pipeline(config, params={"n_estimators": 20})
+        promote(
+            config,
+            f"{config.model_name}/{result.model_version.version}",
+            force=True,
+            reason="benchmark",
+        )
         rows = []
         for kind in args.kinds.split(","):
+            # podman 4.3 does not keep a --no-cache build's layers for the cache: fill
+            # it first, or the "rebuild" would be a second first build.
+            build_image(config, kind, engine=engine, record=False)
             first = build_image(config, kind, engine=engine, no_cache=True, record=False)
             again = [
                 build_image(config, kind, engine=engine, record=False).seconds
