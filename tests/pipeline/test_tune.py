@@ -176,6 +176,38 @@ def test_a_stop_waits_for_the_database_write_it_arrives_in(tmp_path: Path) -> No
     assert stopper.reason == "signal SIGTERM"
 
 
+class _FailingTrial(_SignalledTrial):
+    def report(self, value: float, step: int) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise RuntimeError("the database went away")
+
+
+def test_a_write_that_fails_after_a_stop_raises_its_own_error_and_leaves_no_stop_behind(
+    tmp_path: Path,
+) -> None:
+    ctx = RunContext(None, None, {}, tmp_path)  # type: ignore[arg-type]
+    ctx_token = activate(ctx)
+    try:
+        with Stopper(None) as stopper:
+            token = trial_var.set(_FailingTrial())
+            with pytest.raises(RuntimeError, match="went away"):
+                report_intermediate(0.5, 1)
+            trial_var.reset(token)
+            assert stopper.reason == "signal SIGTERM"  # the next check stops the search
+            with pytest.raises(SearchStopped):
+                stopper.check()
+            token = trial_var.set(_QuietTrial())
+            report_intermediate(0.5, 2)  # nothing stale is raised at the next write
+            trial_var.reset(token)
+    finally:
+        deactivate(ctx_token)
+
+
+class _QuietTrial(_SignalledTrial):
+    def report(self, value: float, step: int) -> None:
+        self.written.append(step)
+
+
 def test_the_pruner_stops_poor_trials(store: Path, tmp_path: Path) -> None:
     result = search(make(store, tmp_path), trials=16)
     states = {t.state for t in result.trials}

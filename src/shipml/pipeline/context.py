@@ -106,6 +106,10 @@ def uninterrupted() -> Iterator[None]:
     _uninterrupted += 1
     try:
         yield
+    except BaseException:
+        if _uninterrupted == 1:  # the section's own error goes first; the stop is not
+            _deferred = None  # lost: its reason stays set, and the next check raises it
+        raise
     finally:
         _uninterrupted -= 1
     if not _uninterrupted and _deferred is not None:
