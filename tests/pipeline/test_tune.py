@@ -22,6 +22,7 @@ from shipml.pipeline.context import (
     deactivate,
     report_intermediate,
     trial_var,
+    uninterrupted,
 )
 from shipml.pipeline.study import redact, storage_url
 from shipml.pipeline.trials import SearchResult, TrialRecord, _elapsed
@@ -206,6 +207,31 @@ def test_a_write_that_fails_after_a_stop_raises_its_own_error_and_leaves_no_stop
 class _QuietTrial(_SignalledTrial):
     def report(self, value: float, step: int) -> None:
         self.written.append(step)
+
+
+def test_another_threads_write_does_not_hold_back_the_main_threads_stop(
+    tmp_path: Path,
+) -> None:
+    inside, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with uninterrupted():
+            inside.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=write)
+    ctx_token = activate(RunContext(None, None, {}, tmp_path))  # type: ignore[arg-type]
+    try:
+        with Stopper(None):
+            writer.start()
+            assert inside.wait(10)
+            with pytest.raises(SearchStopped):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler raises here, in the main thread
+    finally:
+        deactivate(ctx_token)
+        release.set()
+        writer.join()
 
 
 def test_the_pruner_stops_poor_trials(store: Path, tmp_path: Path) -> None:

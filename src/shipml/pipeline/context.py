@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -101,8 +102,12 @@ def interrupt(exc: BaseException) -> None:
 @contextlib.contextmanager
 def uninterrupted() -> Iterator[None]:
     """A section a stop must not cut in half (a write to a database): ``interrupt``
-    waits for its end."""
+    waits for its end. Signals reach the main thread only, so elsewhere it is nothing
+    (a stop deferred for another thread's write would be raised in that thread)."""
     global _uninterrupted, _deferred
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _uninterrupted += 1
     try:
         yield
