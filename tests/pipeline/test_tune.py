@@ -177,6 +177,11 @@ def test_a_stop_waits_for_the_database_write_it_arrives_in(tmp_path: Path) -> No
     assert stopper.reason == "signal SIGTERM"
 
 
+class _QuietTrial(_SignalledTrial):
+    def report(self, value: float, step: int) -> None:
+        self.written.append(step)
+
+
 class _FailingTrial(_SignalledTrial):
     def report(self, value: float, step: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -202,11 +207,6 @@ def test_a_write_that_fails_after_a_stop_raises_its_own_error_and_leaves_no_stop
             trial_var.reset(token)
     finally:
         deactivate(ctx_token)
-
-
-class _QuietTrial(_SignalledTrial):
-    def report(self, value: float, step: int) -> None:
-        self.written.append(step)
 
 
 def test_another_threads_write_does_not_hold_back_the_main_threads_stop(
