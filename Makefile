@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.shipml-installed
 # pytest-xdist workers: most tests wait on subprocesses, servers and sockets, so more
-# workers than the CI machine's 2 cores pays off; podman tests share one worker.
+# workers than the CI machine's 2 cores pays off; podman tests share one worker. The
+# longest groups go first (tests/conftest.py; --no-loadscope-reorder keeps that order).
 TEST_WORKERS ?= 3
 
 .PHONY: demo test lint unit bench bench-containers clean
@@ -34,7 +35,7 @@ unit: $(STAMP)
 	conf="$$(VENV=$(VENV) ./scripts/podman.sh || true)"; \
 	if [ -n "$$conf" ]; then export CONTAINERS_CONF="$$conf"; fi; \
 	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" \
-		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25
 
 test: lint unit
 
