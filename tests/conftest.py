@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,8 @@ def config(project: Path) -> ProjectConfig:
 def shipml(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real `shipml` command in a subprocess."""
+    """Run the real `shipml` command in a subprocess: for what only a process shows (the
+    console script, signals, an exit without a traceback, what reaches a terminal)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPML_")}
     full_env.update(env or {})
     return subprocess.run(
@@ -46,33 +46,64 @@ def shipml(
     )
 
 
-@dataclass
-class Ran:
-    code: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(
-    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., Ran]]:
-    """``cli(*args, cwd=folder)``: the real `shipml` command line run in this process
-    (``shipml.cli.main``: the same parsing, library calls, rendering and exit codes as the
-    console script, without starting an interpreter and importing MLflow each time)."""
+def shipml_here(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `shipml` command line in this process, as `shipml()` does in a
+    subprocess: ``shipml.cli.main``, so the same parsing, library calls, rendering and exit
+    codes as the console script, in folder ``cwd``, with ``env`` added to an environment
+    without SHIPML_ variables. What it and the processes it starts print is captured at
+    the file descriptors. For tests of what a command does: it spares starting an
+    interpreter that imports MLflow (about 2 s of CPU a command). The working folder,
+    the environment and the CLI's global options are put back afterwards."""
     from shipml.cli import main
     from shipml.cli.output import state
+    from shipml.cli.output import stderr as err_console
+    from shipml.cli.output import stdout as out_console
 
-    def invoke(*args: str, cwd: Path) -> Ran:
-        monkeypatch.chdir(cwd)
-        capfd.readouterr()
-        code = main(["--project", str(cwd), *args])
-        out, err = capfd.readouterr()
-        return Ran(code, out, err)
-
-    yield invoke
-    state.project = None
-    state.debug = False
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    for name in [k for k in os.environ if k.startswith("SHIPML_")]:
+        del os.environ[name]
+    os.environ.update(env or {})
+    # rich reads COLUMNS when a console is made (at import, here long ago; xdist workers
+    # have COLUMNS=80) and a subprocess would read it at its start: so set it as one would.
+    consoles = (out_console, err_console)
+    widths = [console._width for console in consoles]
+    columns = (env or {}).get("COLUMNS", "")
+    if columns.isdigit():
+        for console in consoles:
+            console.width = int(columns)
+    streams = sys.stdout, sys.stderr
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        for stream in streams:
+            stream.flush()
+        saved_fds = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        try:
+            os.chdir(cwd)
+            code = main(list(args))
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sys.stdout, sys.stderr = streams
+            for fd, saved in zip((1, 2), saved_fds, strict=True):
+                os.dup2(saved, fd)
+                os.close(saved)
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+            state.project = None
+            state.debug = False
+            for console, width in zip(consoles, widths, strict=True):
+                console._width = width
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", errors="replace")
+        stderr = err.read().decode("utf-8", errors="replace")
+    return subprocess.CompletedProcess(["shipml", *args], code, stdout, stderr)
 
 
 def forget_s3_clients() -> None:

@@ -8,26 +8,26 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import shipml
+from tests.conftest import shipml_here
 
 
 def test_data_add_ls_show(project: Path):
-    added = shipml("data", "add", "penguins", "data/penguins.csv", cwd=project)
+    added = shipml_here("data", "add", "penguins", "data/penguins.csv", cwd=project)
     assert added.returncode == 0, added.stderr
     assert "added penguins@1 · 344 rows × 8 columns" in added.stdout
-    again = shipml("data", "add", "penguins", "data/penguins.csv", cwd=project)
+    again = shipml_here("data", "add", "penguins", "data/penguins.csv", cwd=project)
     assert "unchanged: penguins@1" in again.stdout
-    listed = shipml("data", "ls", cwd=project)
+    listed = shipml_here("data", "ls", cwd=project)
     assert "penguins" in listed.stdout and "344" in listed.stdout
-    shown = shipml("data", "show", "penguins@1", cwd=project)
+    shown = shipml_here("data", "show", "penguins@1", cwd=project)
     assert shown.returncode == 0, shown.stderr
     for text in ("sha256", "island", "Biscoe", "sex", "yes", "bill_length_mm", "every row"):
         assert text in shown.stdout
     # --json: machine-readable, the full digest and path a table would have to fold.
-    listed = json.loads(shipml("data", "ls", "--json", cwd=project).stdout)
+    listed = json.loads(shipml_here("data", "ls", "--json", cwd=project).stdout)
     assert [(d["name"], d["version"], d["rows"]) for d in listed] == [("penguins", 1, 344)]
     assert len(listed[0]["sha256"]) == 64 and listed[0]["source"].endswith("penguins.csv")
-    shown_json = json.loads(shipml("data", "show", "penguins", "--json", cwd=project).stdout)
+    shown_json = json.loads(shipml_here("data", "show", "penguins", "--json", cwd=project).stdout)
     assert shown_json["sha256"] == listed[0]["sha256"] and shown_json["ref"] == "penguins@1"
     assert {c["name"] for c in shown_json["schema"]} >= {"island", "sex", "bill_length_mm"}
     assert shown_json["profile"]["columns"]["island"]["missing"] == 0
@@ -35,16 +35,18 @@ def test_data_add_ls_show(project: Path):
 
 
 def test_run_then_models_ls_show_alias(project: Path):
-    ran = shipml("run", "-p", "n_estimators=5", cwd=project)
+    ran = shipml_here("run", "-p", "n_estimators=5", cwd=project)
     assert ran.returncode == 0, ran.stderr
     assert "model: registered penguins/1" in ran.stdout
     assert "6 ran, 0 cached" in ran.stdout
-    again = shipml("run", "-p", "n_estimators=5", cwd=project)
+    again = shipml_here("run", "-p", "n_estimators=5", cwd=project)
     assert "0 ran, 6 cached" in again.stdout and "cached" in again.stderr
-    assert shipml("models", "alias", "penguins", "1", "challenger", cwd=project).returncode == 0
-    listed = shipml("models", "ls", cwd=project)
+    assert (
+        shipml_here("models", "alias", "penguins", "1", "challenger", cwd=project).returncode == 0
+    )
+    listed = shipml_here("models", "ls", cwd=project)
     assert "challenger → v1" in listed.stdout
-    shown = shipml("models", "show", "penguins@challenger", cwd=project)
+    shown = shipml_here("models", "show", "penguins@challenger", cwd=project)
     assert shown.returncode == 0, shown.stderr
     for text in (
         "penguins/1",
@@ -57,22 +59,26 @@ def test_run_then_models_ls_show_alias(project: Path):
         "Chinstrap",
     ):
         assert text in shown.stdout, text
-    versions = shipml("models", "show", "penguins", cwd=project)
+    versions = shipml_here("models", "show", "penguins", cwd=project)
     assert "challenger" in versions.stdout
-    models = json.loads(shipml("models", "ls", "--json", cwd=project).stdout)
+    models = json.loads(shipml_here("models", "ls", "--json", cwd=project).stdout)
     assert models == [
         {"name": "penguins", "versions": 1, "latest": "1", "aliases": {"challenger": "1"}}
     ]
-    one = json.loads(shipml("models", "show", "penguins@challenger", "--json", cwd=project).stdout)
+    one = json.loads(
+        shipml_here("models", "show", "penguins@challenger", "--json", cwd=project).stdout
+    )
     assert one["version"]["ref"] == "penguins/1" and one["version"]["aliases"] == ["challenger"]
     assert 0.0 <= one["version"]["metrics"]["accuracy"] <= 1.0
     package = one["package"]
     assert len(package["files"]["model.onnx"]["sha256"]) == 64
     assert package["lineage"]["datasets"]["penguins"]["version"] == 1
     assert "Chinstrap" in package["signature"]["classes"]
-    folder = json.loads(shipml("models", "show", package["path"], "--json", cwd=project).stdout)
+    folder = json.loads(
+        shipml_here("models", "show", package["path"], "--json", cwd=project).stdout
+    )
     assert folder["version"] is None and folder["package"]["files"] == package["files"]
-    listing = json.loads(shipml("models", "show", "penguins", "--json", cwd=project).stdout)
+    listing = json.loads(shipml_here("models", "show", "penguins", "--json", cwd=project).stdout)
     assert [v["version"] for v in listing["versions"]] == ["1"]
 
 

@@ -8,13 +8,13 @@ import sys
 from shipml.audit import AuditLog
 from shipml.config import load_config
 from shipml.tracking import Registry, tracker_for
-from tests.conftest import shipml, wait_until_ready
+from tests.conftest import shipml_here, wait_until_ready
 from tests.serving.conftest import free_port
 
 
 def test_policy_from_config_status_and_forced_promotion_moves_the_registry(project):
     for n in ("5", "6"):  # two registered versions
-        assert shipml("run", "-p", f"n_estimators={n}", cwd=project).returncode == 0
+        assert shipml_here("run", "-p", f"n_estimators={n}", cwd=project).returncode == 0
     port = free_port()
     toml = project / "shipml.toml"
     template = toml.read_text()
@@ -41,18 +41,18 @@ weights = {{ v1 = 50, v2 = 50 }}
     try:
         wait_until_ready(port)
         gateway_url = f"http://127.0.0.1:{port}"
-        status = shipml("rollout", "status", "--gateway", gateway_url, cwd=project)
+        status = shipml_here("rollout", "status", "--gateway", gateway_url, cwd=project)
         assert status.returncode == 0, status.stderr
         assert "mode ab" in status.stdout and "champion v1" in status.stdout
-        as_json = shipml("rollout", "status", "--gateway", gateway_url, "--json", cwd=project)
+        as_json = shipml_here("rollout", "status", "--gateway", gateway_url, "--json", cwd=project)
         assert as_json.returncode == 0, as_json.stderr
         data = json.loads(as_json.stdout)
         assert data["mode"] == "ab" and data["champion"] == "v1"
         assert data["analysis"]["variants"]["v1"]["requests"] == 0  # nothing sent yet
-        refused = shipml("rollout", "promote", "--gateway", gateway_url, cwd=project)
+        refused = shipml_here("rollout", "promote", "--gateway", gateway_url, cwd=project)
         assert refused.returncode != 0 and "promotion refused" in refused.stderr
         assert "labelled predictions" in refused.stderr
-        forced = shipml(
+        forced = shipml_here(
             "rollout",
             "promote",
             "--gateway",

@@ -22,7 +22,7 @@ from sklearn.neural_network import MLPClassifier
 from shipml.errors import ModelError, UnsafeModelError
 from shipml.model.imported import import_onnx
 from shipml.templates import create_project
-from tests.conftest import wait_until_ready
+from tests.conftest import shipml_here, wait_until_ready
 from tests.serving.conftest import free_port
 
 FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
@@ -101,7 +101,7 @@ def test_an_imported_mlp_is_scored_and_predicts_like_its_weights(penguin_mlp, tm
     assert not any(f.nullable for f in pkg.signature.features)  # NaN reaches the weights
 
 
-def test_import_test_promote_and_serve_in_a_project(cli, penguin_mlp, tmp_path):
+def test_import_test_promote_and_serve_in_a_project(penguin_mlp, tmp_path):
     model, signature, rows, valid = penguin_mlp
     project = create_project(tmp_path / "mlp", "mlp", git=False)
     for penguin_test in ("test_api.py", "test_model.py"):  # about species from 6 features
@@ -120,15 +120,15 @@ def test_import_test_promote_and_serve_in_a_project(cli, penguin_mlp, tmp_path):
     )
     command = ["models", "import", str(model), "--signature", str(signature)]
     command += ["--validation", str(rows), "--labels", "species", "--alias", "challenger"]
-    imported = cli(*command, cwd=project)
-    assert imported.code == 0, imported.stdout + imported.stderr
+    imported = shipml_here(*command, cwd=project)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
     assert "model: registered mlp/1 (challenger)" in imported.stdout
-    tested = cli("test", "mlp@challenger", "--suite", "model,api", cwd=project)
+    tested = shipml_here("test", "mlp@challenger", "--suite", "model,api", cwd=project)
     results = json.loads((project / "results" / "results.json").read_text())
     failed = [t["message"] for t in results["tests"] if t["outcome"] in ("failed", "error")]
-    assert tested.code == 0 and not failed, (failed, tested.stdout[-2000:])
+    assert tested.returncode == 0 and not failed, (failed, tested.stdout[-2000:])
     assert results["suites"]["api"]["passed"] >= 3
-    again = cli(*command, cwd=project)
+    again = shipml_here(*command, cwd=project)
     assert "unchanged, still mlp/1" in again.stdout  # same graph, same version
     port = free_port()
     server = subprocess.Popen(

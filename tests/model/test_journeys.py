@@ -27,7 +27,7 @@ from shipml.config import load_config
 from shipml.model import ModelPackage
 from shipml.project.serving import serve_spec
 from shipml.serving.server import build_app
-from tests.conftest import wait_until_ready
+from tests.conftest import shipml_here, wait_until_ready
 from tests.serving.conftest import free_port
 
 
@@ -88,13 +88,13 @@ def serve_in_process(project: Path, name: str, body: dict[str, Any]) -> dict[str
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
 @pytest.mark.parametrize("framework", ["lightgbm", "xgboost", "catboost"])
-def test_init_run_test_promote_serve(cli, tmp_path, penguins_csv, framework, task):
+def test_init_run_test_promote_serve(tmp_path, penguins_csv, framework, task):
     name = f"{framework}-{task[:3]}"
     init = ["init", name, "--model", framework, "--no-git"]
     if task == "regression":
         init += ["--data", str(penguins_csv), "--target", "body_mass_g"]
-    made = cli(*init, cwd=tmp_path)
-    assert made.code == 0, made.stderr
+    made = shipml_here(*init, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
     project = tmp_path / name
     assert f'MODEL = "{framework}"' in (project / "features.py").read_text()
     if task == "regression":
@@ -102,16 +102,16 @@ def test_init_run_test_promote_serve(cli, tmp_path, penguins_csv, framework, tas
     space = load_config(project).tune.space  # the framework's search space, as data
     assert "n_estimators" in space and set(space) != {"n_estimators", "max_depth"}
 
-    ran = cli("run", "--alias", "challenger", cwd=project)  # the defaults init wrote
-    assert ran.code == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    ran = shipml_here("run", "--alias", "challenger", cwd=project)  # the defaults init wrote
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     assert f"registered {name}/1 (challenger)" in ran.stdout
-    tested = cli("test", f"{name}@challenger", "--suite", "data,model", cwd=project)
+    tested = shipml_here("test", f"{name}@challenger", "--suite", "data,model", cwd=project)
     results = json.loads((project / "results" / "results.json").read_text())
     failed = [t["message"] for t in results["tests"] if t["outcome"] in ("failed", "error")]
-    assert tested.code == 0 and not failed, (failed, tested.stdout[-3000:])
+    assert tested.returncode == 0 and not failed, (failed, tested.stdout[-3000:])
     assert results["summary"]["passed"] >= 10
-    promoted = cli("promote", f"{name}@challenger", cwd=project)
-    assert promoted.code == 0, promoted.stdout + promoted.stderr
+    promoted = shipml_here("promote", f"{name}@challenger", cwd=project)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert f"{name}@champion → version 1" in promoted.stdout
 
     package = ModelPackage.load(next((project / ".shipml").rglob("package.json")).parent)

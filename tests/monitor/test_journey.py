@@ -24,7 +24,7 @@ from shipml.project.serving import serve_spec
 from shipml.serving.server import build_app
 from shipml.templates import create_project
 from shipml.tracking import Registry, parse_model_ref, tracker_for
-from tests.conftest import shipml
+from tests.conftest import shipml_here
 from tests.monitor.conftest import DOUBLED, SHIFTED, drifted, holdout_rows
 
 ENV = {"COLUMNS": "200"}
@@ -45,7 +45,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert old in text, old
         text = text.replace(old, new)
     toml.write_text(text)
-    run = shipml("run", cwd=folder)
+    run = shipml_here("run", cwd=folder)
     assert run.returncode == 0, run.stderr
     return folder
 
@@ -116,7 +116,7 @@ def test_own_holdout_rows_do_not_drift(project, package):
     frame, labels = holdout_rows(package, repeat=2)
     ids = predict_through_the_server(project, frame, "ref")
     feedback(project, ids, labels)
-    run = shipml("monitor", "penguins/1", "--since", "1h", cwd=project, env=ENV)
+    run = shipml_here("monitor", "penguins/1", "--since", "1h", cwd=project, env=ENV)
     assert run.returncode == 0, run.stdout + run.stderr
     assert flagged(run.stdout) == set()
     result = json.loads((project / "monitor" / "monitor.json").read_text())
@@ -136,7 +136,7 @@ def test_drifted_rows_flag_exactly_the_changed_features(project, package):
     moved = drifted(frame)
     ids = predict_through_the_server(project, moved, "drift")
     feedback(project, ids, labels)
-    run = shipml(
+    run = shipml_here(
         "monitor", "penguins/1", "--last", str(len(moved)), "--window", "100", cwd=project, env=ENV
     )
     assert run.returncode == 16, run.stdout + run.stderr
@@ -162,7 +162,7 @@ def test_on_breach_retrain_makes_a_gated_challenger(project, package):
     fresh = moved.assign(species=labels.to_numpy(), year=2009)
     original = pd.read_csv(source)
     pd.concat([original, fresh[original.columns]], ignore_index=True).to_csv(source, index=False)
-    run = shipml(
+    run = shipml_here(
         "monitor", "penguins/1", "--last", "200", "--on-breach", "retrain", cwd=project, env=ENV
     )
     assert run.returncode == 16, run.stdout + run.stderr  # the breach is still reported

@@ -16,7 +16,7 @@ from shipml.config import load_config
 from shipml.templates import create_project
 from shipml.testing.browser import chromium_executable
 from shipml.tracking import Registry, tracker_for
-from tests.conftest import shipml
+from tests.conftest import shipml_here
 
 
 def open_offline(page_file: Path, shot: Path) -> dict[str, int]:
@@ -63,13 +63,13 @@ def commit(root: Path, message: str) -> None:
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = create_project(tmp_path_factory.mktemp("cmp") / "cmp", "cmp")
-    assert shipml("run", cwd=root).returncode == 0
+    assert shipml_here("run", cwd=root).returncode == 0
     toml = (root / "shipml.toml").read_text().replace("n_estimators = 200", "n_estimators = 30")
     (root / "shipml.toml").write_text(toml)
     data = pd.read_csv(root / "data" / "penguins.csv")
     data.iloc[:-20].to_csv(root / "data" / "penguins.csv", index=False)  # other data
     commit(root, "fewer trees, fewer penguins")
-    second = shipml("run", "--alias", "challenger", cwd=root)
+    second = shipml_here("run", "--alias", "challenger", cwd=root)
     assert second.returncode == 0, second.stderr
     return root
 
@@ -77,7 +77,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_compare_shows_exactly_the_differences_and_its_html_draws_offline(
     two_runs: Path, tmp_path: Path
 ) -> None:
-    out = shipml(
+    out = shipml_here(
         "compare", "cmp/1", "cmp/2", "--json", "--html", str(tmp_path / "c.html"), cwd=two_runs
     )
     assert out.returncode == 0, out.stderr
@@ -91,18 +91,18 @@ def test_compare_shows_exactly_the_differences_and_its_html_draws_offline(
     seen = open_offline(tmp_path / "c.html", tmp_path / "compare.png")
     assert seen["requests"] == 0 and seen["errors"] == 0
     assert seen["charts"] >= 5  # ROC, PR, calibration, two confusion matrices
-    same = shipml("compare", "cmp/1", "cmp/1", "--json", cwd=two_runs)
+    same = shipml_here("compare", "cmp/1", "cmp/1", "--json", cwd=two_runs)
     assert json.loads(same.stdout)["params"] == {}
-    bad = shipml("compare", "cmp/1", "nope/9", cwd=two_runs)
+    bad = shipml_here("compare", "cmp/1", "nope/9", cwd=two_runs)
     assert bad.returncode == 7 and "Traceback" not in bad.stderr
-    bad = shipml("compare", "cmp/1", "'; DROP TABLE runs;--", cwd=two_runs)
+    bad = shipml_here("compare", "cmp/1", "'; DROP TABLE runs;--", cwd=two_runs)
     assert bad.returncode == 7 and "cannot read the model reference" in bad.stderr
-    skipped = shipml("compare", "cmp@champion", "cmp/1", "--skip-missing", cwd=two_runs)
+    skipped = shipml_here("compare", "cmp@champion", "cmp/1", "--skip-missing", cwd=two_runs)
     assert skipped.returncode == 0 and "nothing to compare" in skipped.stdout
 
 
 def test_the_model_card_opens_offline_and_is_attached(two_runs: Path, tmp_path: Path) -> None:
-    out = shipml("report", "cmp@challenger", "-o", str(tmp_path / "card.html"), cwd=two_runs)
+    out = shipml_here("report", "cmp@challenger", "-o", str(tmp_path / "card.html"), cwd=two_runs)
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "card.html").read_text()
     for heading in (
@@ -121,10 +121,10 @@ def test_the_model_card_opens_offline_and_is_attached(two_runs: Path, tmp_path: 
 
 
 def test_the_github_workflow_publishes_the_report_in_its_job_summary(two_runs: Path) -> None:
-    assert shipml("ci", "init", "--provider", "github", cwd=two_runs).returncode == 0
+    assert shipml_here("ci", "init", "--provider", "github", cwd=two_runs).returncode == 0
     workflow = (two_runs / ".github" / "workflows" / "shipml.yml").read_text()
     assert "--summary" in workflow and "actions/upload-artifact" in workflow
-    ran = shipml("ci", "run", "--stage", "report", cwd=two_runs)
+    ran = shipml_here("ci", "run", "--stage", "report", cwd=two_runs)
     assert ran.returncode == 0, ran.stdout[-2000:]
     summary = (two_runs / "results" / "ci-summary.md").read_text()
     assert "## Model card: cmp/2" in summary and "| accuracy |" in summary

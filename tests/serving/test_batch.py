@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import shipml
+from tests.conftest import shipml_here
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
@@ -13,7 +13,7 @@ def test_scores_every_row_in_chunks(tmp_path, penguins_package, penguins_data, s
     source = tmp_path / f"in.{suffix}"
     X.to_csv(source, index=False) if suffix == "csv" else X.to_parquet(source)
     out = tmp_path / f"out.{suffix}"
-    result = shipml(
+    result = shipml_here(
         "predict",
         str(penguins_package.path),
         str(source),
@@ -45,7 +45,7 @@ def test_bad_rows_name_the_chunk_and_leave_no_partial_output(
     source = tmp_path / "in.csv"
     bad.to_csv(source, index=False)
     out = tmp_path / "out.csv"
-    result = shipml(
+    result = shipml_here(
         "predict",
         str(penguins_strict_package.path),
         str(source),
@@ -62,11 +62,11 @@ def test_bad_rows_name_the_chunk_and_leave_no_partial_output(
 
 
 def test_serve_resolves_registry_references_in_a_project(project):
-    ran = shipml("run", "-p", "n_estimators=5", "--alias", "challenger", cwd=project)
+    ran = shipml_here("run", "-p", "n_estimators=5", "--alias", "challenger", cwd=project)
     assert ran.returncode == 0, ran.stderr
     source = project / "data" / "penguins.csv"
     out = project / "scored.csv"
-    result = shipml("predict", "penguins@challenger", str(source), "-o", str(out), cwd=project)
+    result = shipml_here("predict", "penguins@challenger", str(source), "-o", str(out), cwd=project)
     assert result.returncode == 0, result.stderr
     assert len(pd.read_csv(out)) == 344
 
@@ -80,7 +80,7 @@ def test_a_column_empty_early_in_a_big_csv_is_read_by_its_signature_type(
     source = tmp_path / "big.csv"
     big.to_csv(source, index=False)
     out = tmp_path / "out.csv"
-    result = shipml(
+    result = shipml_here(
         "predict",
         str(penguins_package.path),
         str(source),
@@ -105,7 +105,7 @@ def test_on_error_flag_scores_the_rest_and_flags_the_unseen_category(
     bad.to_csv(source, index=False)
     out = tmp_path / "out.csv"
     args = ["predict", str(penguins_strict_package.path), str(source), "-o", str(out)]
-    result = shipml(*args, "--on-error", "flag", "--chunk-rows", "100", cwd=tmp_path)
+    result = shipml_here(*args, "--on-error", "flag", "--chunk-rows", "100", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "2 row(s) flagged" in " ".join(result.stdout.split())
     scored = pd.read_csv(out)

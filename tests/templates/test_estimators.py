@@ -17,6 +17,7 @@ from shipml.templates import create_project
 from shipml.templates.estimators import ESTIMATORS
 from shipml.templates.table import create_table_project
 from shipml.tracking import Registry, tracker_for
+from tests.conftest import shipml_here
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +62,14 @@ def test_an_unknown_model_is_refused_before_anything_is_written(tmp_path, pengui
     assert not (tmp_path / "p").exists() and not (tmp_path / "t").exists()
 
 
-def test_tune_searches_a_boosted_models_space(cli, tmp_path):
+def test_tune_searches_a_boosted_models_space(tmp_path):
     """`shipml tune` on `shipml init --model lightgbm`: its trials draw LightGBM's
     hyperparameters from the space init wrote; the best is registered as challenger."""
-    made = cli("init", "lgbm", "--model", "lightgbm", "--no-git", cwd=tmp_path)
-    assert made.code == 0, made.stderr
+    made = shipml_here("init", "lgbm", "--model", "lightgbm", "--no-git", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
     project = tmp_path / "lgbm"
-    tuned = cli("tune", "--trials", "3", "--budget", "5m", "--no-test", cwd=project)
-    assert tuned.code == 0, tuned.stdout[-2000:] + tuned.stderr[-2000:]
+    tuned = shipml_here("tune", "--trials", "3", "--budget", "5m", "--no-test", cwd=project)
+    assert tuned.returncode == 0, tuned.stdout[-2000:] + tuned.stderr[-2000:]
     challenger = Registry(tracker_for(load_config(project))).resolve("lgbm@challenger")
     record = json.loads(challenger.tags["shipml.tune.record"])
     assert sorted(record["searched"]) == sorted(ESTIMATORS["lightgbm"].space)

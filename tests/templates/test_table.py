@@ -17,7 +17,7 @@ import pytest
 from shipml.config import load_config
 from shipml.errors import ProjectError
 from shipml.templates.table import create_table_project, describe
-from tests.conftest import shipml
+from tests.conftest import shipml_here
 
 
 def _tables(folder: Path) -> dict[str, tuple[Path, str]]:
@@ -47,18 +47,18 @@ def test_a_project_made_for_a_table_runs_tests_and_promotes(
     tables: dict[str, tuple[Path, str]], tmp_path: Path, name: str
 ) -> None:
     data, target = tables[name]
-    made = shipml("init", name, "--data", str(data), "--target", target, cwd=tmp_path)
+    made = shipml_here("init", name, "--data", str(data), "--target", target, cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     task = "classification" if name == "weather" else "regression"
     assert f"task: {task}" in made.stdout
     root = tmp_path / name
-    run = shipml("run", "--alias", "challenger", cwd=root)
+    run = shipml_here("run", "--alias", "challenger", cwd=root)
     assert run.returncode == 0, run.stderr[-3000:]
-    tested = shipml("test", f"{name}@challenger", cwd=root)
+    tested = shipml_here("test", f"{name}@challenger", cwd=root)
     assert tested.returncode == 0, tested.stdout[-3000:]
     results = json.loads((root / "results" / "results.json").read_text())
     assert set(results["suites"]) == {"unit", "data", "model", "api", "browser"}
-    promoted = shipml("promote", f"{name}@challenger", cwd=root)
+    promoted = shipml_here("promote", f"{name}@challenger", cwd=root)
     assert promoted.returncode == 0, promoted.stdout[-2000:]
     assert f"promoted: {name}@champion → version 1" in promoted.stdout
     config = load_config(root)
@@ -99,7 +99,9 @@ def test_hostile_tables_and_column_names(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="has 1 rows"):
         describe(frame.assign(y=["a"] + ["b"] * (rows - 1)), "y", None)
     (tmp_path / "notes.txt").write_text("x")
-    bad = shipml("init", "n", "--data", str(tmp_path / "notes.txt"), "--target", "y", cwd=tmp_path)
+    bad = shipml_here(
+        "init", "n", "--data", str(tmp_path / "notes.txt"), "--target", "y", cwd=tmp_path
+    )
     assert bad.returncode == 4 and "cannot tell the format" in bad.stderr
-    bad = shipml("init", "n2", "--target", "y", cwd=tmp_path)
+    bad = shipml_here("init", "n2", "--target", "y", cwd=tmp_path)
     assert bad.returncode == 4 and "--target and --task need --data" in bad.stderr

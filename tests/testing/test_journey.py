@@ -1,5 +1,6 @@
 """`shipml test`, `shipml promote` and `shipml score` on a real project made by the
-template: real MLflow store, real pytest run, a real model server over a socket."""
+template: real MLflow store, real pytest run, a real model server over a socket. The
+commands run in this process (`shipml_here`); the server in its own."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from shipml.audit import open_log
 from shipml.config import load_config
 from shipml.templates import create_project
 from shipml.tracking import Registry, parse_model_ref, tracker_for
-from tests.conftest import shipml
+from tests.conftest import shipml_here
 
 SCHEMA = Path(__file__).with_name("junit-10.xsd")  # Jenkins' JUnit schema (xunit-plugin)
 
@@ -25,7 +26,7 @@ SCHEMA = Path(__file__).with_name("junit-10.xsd")  # Jenkins' JUnit schema (xuni
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The template project, trained and registered as challenger."""
     folder = create_project(tmp_path_factory.mktemp("t") / "penguins", "penguins")
-    run = shipml("run", "--alias", "challenger", cwd=folder)
+    run = shipml_here("run", "--alias", "challenger", cwd=folder)
     assert run.returncode == 0, run.stderr
     return folder
 
@@ -45,8 +46,8 @@ SUITES = ["unit", "data", "model", "api"] + (["browser"] if _browser() else [])
 @pytest.fixture(scope="module")
 def tested(project: Path) -> tuple[Path, str]:
     """Tested (the suites that can run here), then promoted to champion."""
-    result = shipml("test", "penguins@challenger", "--suite", ",".join(SUITES), cwd=project)
-    promoted = shipml("promote", "penguins@challenger", cwd=project)
+    result = shipml_here("test", "penguins@challenger", "--suite", ",".join(SUITES), cwd=project)
+    promoted = shipml_here("promote", "penguins@challenger", cwd=project)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     return project, result.stdout + result.stderr
 
@@ -104,7 +105,7 @@ def test_report_is_self_contained_and_shows_results_and_plots(tested):
 
 def test_results_are_attached_to_the_model_version(tested):
     project, _ = tested
-    shown = shipml("models", "show", "penguins/1", cwd=project, env={"COLUMNS": "500"})
+    shown = shipml_here("models", "show", "penguins/1", cwd=project, env={"COLUMNS": "500"})
     assert shown.returncode == 0, shown.stderr
     assert "tests    passed" in shown.stdout
     for name in ("junit.xml", "report.html", "results.json"):
@@ -132,7 +133,7 @@ def test_api_suite_against_a_server_started_by_hand(tested, tmp_path):
         wait_until_ready(port)
         url = f"http://127.0.0.1:{port}"
         out = tmp_path / "against"
-        ran = shipml(
+        ran = shipml_here(
             "test",
             "penguins/1",
             "--against",
@@ -150,7 +151,7 @@ def test_api_suite_against_a_server_started_by_hand(tested, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
-    dead = shipml(
+    dead = shipml_here(
         "test",
         "penguins/1",
         "--against",
@@ -170,7 +171,7 @@ def test_api_suite_against_a_server_started_by_hand(tested, tmp_path):
 
 def test_score_counts_automated_tests_as_the_paper_does(tested):
     project, _ = tested
-    shown = shipml("score", "--json", cwd=project)
+    shown = shipml_here("score", "--json", cwd=project)
     assert shown.returncode == 0, shown.stderr
     score = json.loads(shown.stdout)
     assert score["automated"] >= 20
@@ -196,16 +197,16 @@ def test_a_challenger_on_shuffled_labels_fails_and_is_not_promoted(tested):
         )
     )
     try:
-        run = shipml("run", "--alias", "challenger", cwd=project)
+        run = shipml_here("run", "--alias", "challenger", cwd=project)
         assert run.returncode == 0, run.stderr
-        test = shipml("test", "penguins@challenger", "--suite", "data,model", cwd=project)
+        test = shipml_here("test", "penguins@challenger", "--suite", "data,model", cwd=project)
         assert test.returncode == 1, test.stdout
         results = json.loads((project / "results" / "results.json").read_text())
         assert results["suites"]["model"]["status"] == "failed"
         failed = {t["check"] for t in results["tests"] if t["outcome"] == "failed"}
         assert "model.quality" in failed
 
-        refused = shipml("promote", "penguins@challenger", cwd=project)
+        refused = shipml_here("promote", "penguins@challenger", cwd=project)
         assert refused.returncode == 12, refused.stdout + refused.stderr
         message = " ".join((refused.stdout + refused.stderr).split())
         assert "model.accuracy >= 0.9" in message
@@ -218,9 +219,9 @@ def test_a_challenger_on_shuffled_labels_fails_and_is_not_promoted(tested):
         registry = Registry(tracker_for(config))
         assert registry.aliases("penguins")["champion"] == "1"
 
-        no_reason = shipml("promote", "penguins@challenger", "--force", cwd=project)
+        no_reason = shipml_here("promote", "penguins@challenger", "--force", cwd=project)
         assert no_reason.returncode == 11 and "--reason" in no_reason.stderr
-        forced = shipml(
+        forced = shipml_here(
             "promote",
             "penguins@challenger",
             "--force",
