@@ -15,6 +15,8 @@ from shipml.templates import create_project
 
 SHIPML = [sys.executable, "-m", "shipml"]
 
+pytest_plugins = ["tests.containers.images"]  # podman, the base and the built images
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:

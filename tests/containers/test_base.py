@@ -6,7 +6,7 @@ from pathlib import Path
 
 from shipml.containers import Engine, build_base
 from shipml.containers.base import apt_mirror
-from tests.containers.conftest import podman
+from tests.containers.images import podman
 
 
 def test_apt_mirror_reads_both_source_formats(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from shipml.config import ProjectConfig
 from shipml.containers import BuiltImage, Engine, build_image, store_mounts
 from shipml.data import DatasetStore
 from shipml.tracking import Registry, tracker_for
-from tests.containers.conftest import BUILT, free_port, logs, podman, start, wait_http
+from tests.containers.images import BUILT, free_port, logs, podman, start, wait_http
 
 PENGUIN = {  # the features of the template model (year is not one)
     "island": "Biscoe",

@@ -24,12 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.containers.conftest import (  # noqa: F401  (the container tests' images, shared)
-    base_image,
-    ct_project,
-    engine,
-    train_image,
-)
 from tests.serving.conftest import free_port
 
 BUCKET = "shipml-team"
@@ -181,7 +175,7 @@ def team_server(
 def podman_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """podman's Docker-compatible API on a socket of this session's own
     (`podman system service`); yields its DOCKER_HOST."""
-    from tests.containers.conftest import need_podman
+    from tests.containers.images import need_podman
 
     need_podman()
     folder = tmp_path_factory.mktemp("podman-api")

@@ -3,6 +3,10 @@
 The base image is made once with debootstrap (no registry) and reused by tag; each kind
 is built once per session from one project whose pipeline ran for real. Without podman
 the tests that need it are skipped, except in CI (CI=true), where that is a failure.
+
+A plugin of the whole suite (`pytest_plugins` in tests/conftest.py), not a conftest:
+the container, CI and end-to-end tests then share one fixture each, so a worker builds
+an image once (a fixture imported into two conftests is two fixtures, each built).
 """
 
 from __future__ import annotations
