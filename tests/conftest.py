@@ -199,11 +199,10 @@ def children_of(pid: int) -> list[int]:
 # Tests that drive podman share one engine, its image store and built-image fixtures:
 # under pytest-xdist (`make test` runs `-n` workers with `--dist loadgroup`) they run on
 # one worker, in order, so each image is built once and no two builds race for a tag or
-# build the same dependency layer side by side (the GitHub workflow's images job and the
-# Kubeflow rehearsal's train image build too).
+# build the same dependency layer side by side. These files, and the tests elsewhere
+# marked ``@pytest.mark.xdist_group(PODMAN)`` (the CI journeys that build images).
+PODMAN = "podman"
 PODMAN_FILES = (
-    "tests/cicd/test_install.py",
-    "tests/cicd/test_runner.py",
     "tests/cli/test_containers.py",
     "tests/containers/",
     "tests/deploy/test_podman.py",
@@ -221,33 +220,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.get_closest_marker("xdist_group") is not None:
             continue  # a group the module chose (modules sharing one fixture's project)
         where = Path(str(item.path)).resolve().relative_to(root).as_posix()
-        group = "podman" if where.startswith(PODMAN_FILES) else where
+        group = PODMAN if where.startswith(PODMAN_FILES) else where
         item.add_marker(pytest.mark.xdist_group(group))
     _longest_groups_first(items)
 
 
-# Seconds each long group took in `make test` (sum of its tests, setup included, on
+# Seconds each long group took in `make test` (its tests' wall time, setup included, on
 # three workers on the 2-core machine, 2026-12-04): the groups are handed to the workers
 # longest first, so the run does not end with one worker on a long journey while the
 # others idle (`make test` passes --no-loadscope-reorder, which keeps this order). A
 # group not listed counts as short; the figures only order the run, nothing checks them.
 LONG_GROUPS = {
-    "podman": 748,  # its own files 535 s, the two moved into it (install, kubeflow) 213
-    "tests/templates/test_table.py": 156,
-    "tests/model/test_journeys.py": 134,
-    "tests/testing/test_journey.py": 115,
-    "tests/project/test_tune.py": 115,
-    "tests/report/test_report.py": 82,
-    "tests/tracking/test_worker.py": 76,
-    "tests/cli/test_commands.py": 75,
-    "tests/monitor/test_journey.py": 61,
-    "tests/testing/test_browser.py": 56,
-    "tests/serving/test_server.py": 55,
-    "tests/cli/test_errors.py": 54,
-    "tests/e2e/test_demo.py": 39,
-    "tests/e2e/test_team.py": 33,
-    "tests/cicd/test_workflows.py": 25,
-    "tests/cli/test_rollout.py": 24,
+    PODMAN: 720,
+    "tests/model/test_journeys.py": 176,
+    "tests/templates/test_table.py": 141,
+    "tests/project/test_tune.py": 126,
+    "tests/tracking/test_worker.py": 96,
+    "tests/testing/test_journey.py": 77,
+    "tests/e2e/test_team.py": 71,
+    "tests/cicd/test_runner.py": 64,
+    "tests/cli/test_errors.py": 61,
+    "tests/serving/test_server.py": 56,
+    "tests/testing/test_browser.py": 53,
+    "tests/report/test_report.py": 51,
+    "tests/e2e/test_demo.py": 45,
+    "tests/monitor/test_journey.py": 31,
+    "tests/cli/test_commands.py": 28,
+    "tests/cli/test_rollout.py": 25,
+    "tests/rollout/test_gateway.py": 24,
+    "tests/pipeline/test_runner.py": 23,
+    "tests/templates/test_template.py": 22,
+    "tests/cicd/test_workflows.py": 21,
+    "tests/cicd/test_install.py": 20,
 }
 
 
