@@ -8,7 +8,7 @@ STAMP := $(VENV)/.shipml-installed
 # longest groups go first (tests/conftest.py; --no-loadscope-reorder keeps that order).
 TEST_WORKERS ?= 3
 
-.PHONY: demo test lint unit bench bench-containers clean
+.PHONY: demo test lint lint-fast unit bench bench-containers clean
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	VENV=$(VENV) ./scripts/bootstrap.sh
@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 demo: $(STAMP)
 	$(BIN)/shipml demo
 
-lint: $(STAMP)
+lint: lint-fast $(STAMP)
+	$(BIN)/mypy
+
+lint-fast: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 # The team-mode tests need PostgreSQL: scripts/postgres.sh installs and starts it and
@@ -37,7 +39,13 @@ unit: $(STAMP)
 	POSTGRES_TEST_URL="$$(./scripts/postgres.sh || true)" \
 		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25
 
-test: lint unit
+# mypy (half a minute on one core) runs beside the suite; its report follows the suite's
+# and either failing fails `make test`.
+test: lint-fast
+	@$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
+	$(MAKE) --no-print-directory unit; suite=$$?; \
+	wait $$mypy; typed=$$?; echo "$(BIN)/mypy"; cat $(VENV)/mypy.log; \
+	[ $$suite -eq 0 ] && [ $$typed -eq 0 ]
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_cache.py
