@@ -75,6 +75,21 @@ def test_an_install_line_that_fails_or_installs_no_shipml_is_refused(project: Pa
     assert "Traceback" not in done.stderr
 
 
+def test_the_ci_virtualenv_pip_runs_its_python_even_in_a_folder_with_a_space(tmp_path: Path):
+    python = layered_venv(tmp_path / "my project" / "venv")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    for pip in ("pip", "pip3"):
+        done = subprocess.run(
+            [str(python.parent / pip), "debug"], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"sys.executable: {python}\n" in done.stdout  # so it installs into this venv
+    imported = subprocess.run(
+        [str(python), "-c", "import shipml"], capture_output=True, text=True, env=env
+    )
+    assert imported.returncode != 0  # shipml itself must come from the install line
+
+
 # -- the GitHub workflow, run as a runner runs it ------------------------------------------
 
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")

@@ -134,10 +134,7 @@ def layered_venv(folder: Path) -> Path:
     python = folder / "bin" / "python"
     for name in ("pip", "pip3"):
         script = folder / "bin" / name
-        script.write_text(
-            f"#!{python}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n",
-            encoding="utf-8",
-        )
+        script.write_text(f'#!/bin/sh\nexec {shlex.quote(str(python))} -m pip "$@"\n')
         script.chmod(0o755)
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
