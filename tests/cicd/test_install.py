@@ -90,6 +90,23 @@ def test_the_ci_virtualenv_pip_runs_its_python_even_in_a_folder_with_a_space(tmp
     assert imported.returncode != 0  # shipml itself must come from the install line
 
 
+def test_without_pip_here_the_ci_virtualenv_gets_its_own(tmp_path: Path, monkeypatch):
+    """An environment made without pip (uv's, say): building one with all of shipml's
+    dependencies and no pip is minutes of installing, so pip's absence is given."""
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pip" else found(name, *a)
+    )
+    python = layered_venv(tmp_path / "venv")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run(
+        [str(python.parent / "pip"), "--version"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0 and f"from {tmp_path / 'venv'}" in done.stdout, done.stdout
+
+
 # -- the GitHub workflow, run as a runner runs it ------------------------------------------
 
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")

@@ -13,6 +13,7 @@ The default follows how shipml is installed here (its ``direct_url.json``, PEP 6
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shlex
@@ -125,14 +126,18 @@ def layered_venv(folder: Path) -> Path:
     """A virtual environment over this one: the packages installed here are seen (and not
     installed again), shipml's own code is not: the install line must bring it. Returns
     its python. Its ``pip`` is this environment's pip, run by its own python (so it
-    installs into it): `venv` would otherwise install a copy of pip, 3 s of CPU each."""
+    installs into it): `venv` would otherwise install a copy of pip, 3 s of CPU each. An
+    environment without pip (one made by uv, say) gets venv's own."""
     if folder.exists():
         shutil.rmtree(folder)
+    own_pip = importlib.util.find_spec("pip") is None
     subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=300
+        [sys.executable, "-m", "venv", *([] if own_pip else ["--without-pip"]), str(folder)],
+        check=True,
+        timeout=300,
     )
     python = folder / "bin" / "python"
-    for name in ("pip", "pip3"):
+    for name in () if own_pip else ("pip", "pip3"):
         script = folder / "bin" / name
         script.write_text(f'#!/bin/sh\nexec {shlex.quote(str(python))} -m pip "$@"\n')
         script.chmod(0o755)
