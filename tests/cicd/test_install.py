@@ -75,8 +75,8 @@ def test_an_install_line_that_fails_or_installs_no_shipml_is_refused(project: Pa
     assert "Traceback" not in done.stderr
 
 
-def test_the_ci_virtualenv_pip_runs_its_python_even_in_a_folder_with_a_space(tmp_path: Path):
-    python = layered_venv(tmp_path / "my project" / "venv")
+def test_the_ci_virtualenv_pip_runs_its_python_even_in_an_odd_folder_name(tmp_path: Path):
+    python = layered_venv(tmp_path / "it's my $project" / "venv")  # quote, space, $
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     for pip in ("pip", "pip3"):
         done = subprocess.run(
