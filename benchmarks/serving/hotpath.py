@@ -8,6 +8,12 @@ bare onnxruntime endpoint). ``--clients`` requests are in flight at once (as wrk
 keeps four), rounds are interleaved with the order rotated, and the ratios are the
 medians of the per-round ratios. ``--profile NAME`` writes a cProfile of one app.
 
+Two figures per app: wall time and CPU time (the process's, every thread) per request.
+Read the CPU: on the 2-core VM the event loop also waits to run (its run-queue time in
+/proc/self/task/*/schedstat grew by 0.4–0.6 s in 0.9 s of the audited app's commits,
+behind kernel workers), so on 2026-12-04 every app's wall time was 1.5–2.6× its CPU
+time and moved from run to run (the audited app 77–134 µs a request, its CPU 51–53).
+
     .venv/bin/python benchmarks/serving/hotpath.py [--rounds 9] [--requests 3000]
 """
 
@@ -122,12 +128,14 @@ def main() -> None:
         loop.run_until_complete(lifespan(app, "startup"))
     names = list(found)
     times: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             app, path = found[name]
-            started = time.perf_counter()
+            started, used = time.perf_counter(), time.process_time()
             loop.run_until_complete(drive(app, path, raw, args.requests, args.clients))
             times[name].append((time.perf_counter() - started) / args.requests * 1e6)
+            cpu[name].append((time.process_time() - used) / args.requests * 1e6)
     if args.profile:
         app, path = found[args.profile]
         profiler = cProfile.Profile()
@@ -144,11 +152,14 @@ def main() -> None:
         f"in process, {args.clients} requests in flight: microseconds per request, "
         f"median of {args.rounds} interleaved rounds of {args.requests}"
     )
+    print(f"{'':<12}{'wall':>10}{'cpu':>10}")
     for name in names:
-        print(f"{name:<12}{statistics.median(times[name]):>10.1f}")
+        wall, used = statistics.median(times[name]), statistics.median(cpu[name])
+        print(f"{name:<12}{wall:>10.1f}{used:>10.1f}")
     for name in ("audited", "unaudited"):
-        ratios = [b / s for s, b in zip(times[name], times["baseline"], strict=True)]
-        print(f"{name}/baseline (throughput): median {statistics.median(ratios):.2f}x")
+        for label, figures in (("wall", times), ("cpu", cpu)):
+            ratios = [b / s for s, b in zip(figures[name], figures["baseline"], strict=True)]
+            print(f"{name}/baseline ({label}): median {statistics.median(ratios):.2f}x")
 
 
 if __name__ == "__main__":
