@@ -150,3 +150,47 @@ def test_labels_of_one_row_or_several_and_numeric_ids():
     assert rows == [("b", ["Adelie", "Gentoo"])]
     with pytest.raises(Refused, match="label must be"):
         parse_labels(b'{"request_id": "b", "label": ["Adelie", [1]]}')
+
+
+def test_labels_for_answers_whose_id_the_single_gateway_made(apps, penguins_data):
+    """Single mode, the champion in process, requests without X-Request-ID: the gateway
+    makes each id and remembers the answer by number (no dict entry per answer); a label
+    counts once, only for an answer it gave, and a late one is expired."""
+    policy = TrafficPolicy("single", Variant("champion", app=apps[0]))
+    gateway = Gateway(policy, feedback_token="fb-token", feedback_window_s=0.5)
+    rows = instances(penguins_data)[:20]
+
+    async def scenario():
+        await gateway.start()
+        made = []
+        for row, _ in rows:
+            answer = await post_json(gateway, "/predict", {"instances": [row]})
+            assert answer.status == 200
+            made.append(answer.headers["x-request-id"])
+        given = await post_json(
+            gateway, "/predict", {"instances": [rows[0][0]]}, [(b"x-request-id", b"mine-1")]
+        )
+        refused = await call(
+            gateway, "POST", "/predict", b'{"inputs": []}', [(b"content-type", b"a/json")]
+        )
+        kept = list(gateway.analysis.predictions)  # the dict holds only the client's id
+        prefix, _, last = made[-1].rpartition("-")
+        labels = [{"request_id": rid, "label": "Adelie"} for rid in made[:10]]
+        labels += [
+            {"request_id": "mine-1", "label": "Adelie"},  # an id the client gave
+            {"request_id": f"{prefix}-{int(last) + 50}", "label": "Adelie"},  # never made
+            {"request_id": refused.headers["x-request-id"], "label": "Adelie"},  # a 4xx
+        ]
+        first = (await post_json(gateway, "/v1/feedback", labels, LABELLER)).json()
+        again = (await post_json(gateway, "/v1/feedback", labels[:10], LABELLER)).json()
+        await asyncio.sleep(0.7)
+        late = [{"request_id": rid, "label": "Adelie"} for rid in made[10:]]
+        expired = (await post_json(gateway, "/v1/feedback", late, LABELLER)).json()
+        await gateway.stop()
+        return given, refused, kept, first, again, expired
+
+    given, refused, kept, first, again, expired = asyncio.run(scenario())
+    assert given.status == 200 and refused.status == 400 and kept == ["mine-1"]
+    assert first["matched"] == 11 and first["unmatched"] == {"unknown": 2}
+    assert again["matched"] == 0 and again["unmatched"] == {"already labelled": 10}
+    assert expired["matched"] == 0 and expired["unmatched"] == {"expired": 10}

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from shipml.rollout.answered import Answered
+
 LATENCY_WINDOW = 5_000
 MAX_PENDING_LABELS = 200_000
 OK, ERROR, CLIENT_ERROR = "ok", "error", "client error"
@@ -84,7 +86,9 @@ class ShadowStats:
 
 
 class Analysis:
-    def __init__(self, window_s: float = 86_400.0) -> None:
+    def __init__(self, window_s: float = 86_400.0, *, made_prefix: str = "") -> None:
+        """``made_prefix``: the prefix of the request ids the gateway makes itself
+        (``PREFIX-N``); their answers are remembered by number (``answered``)."""
         self.window_s = window_s
         self.variants: dict[str, VariantStats] = {}
         self.shadow: dict[str, ShadowStats] = {}
@@ -92,6 +96,8 @@ class Analysis:
         self.predictions: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
         # request ids labelled already (a second label for one is refused), bounded
         self.labelled: OrderedDict[str, None] = OrderedDict()
+        # answers to the requests whose id the gateway made (single mode, no label yet)
+        self.answered = Answered(made_prefix or "-", MAX_PENDING_LABELS)
         self.unmatched_feedback = 0
 
     def stats(self, variant: str) -> VariantStats:
@@ -107,7 +113,11 @@ class Analysis:
         outcome: str,
         request_id: str | None = None,
         label: Any = None,
+        *,
+        made: int | None = None,
     ) -> None:
+        """``made``: the number of a request id the gateway made (``PREFIX-N``) instead
+        of ``request_id``, for an answer whose label is not known."""
         s = self.stats(variant)
         if outcome == CLIENT_ERROR:
             s.client_errors += 1
@@ -116,13 +126,19 @@ class Analysis:
         s.latencies.append(seconds)
         if outcome != OK:
             s.errors += 1
-        elif request_id is not None:  # answered: a label may come for it
+        elif made is not None:  # answered: a label may come for it
+            self.answered.add(made, time.monotonic())
+        elif request_id is not None:
             self._remember(request_id, variant, label)
 
     def seen(self, request_id: str) -> bool:
         """Whether a label could refer to ``request_id`` already (a client that reuses
         an id gets a new one: a label must name one answer)."""
-        return request_id in self.predictions or request_id in self.labelled
+        return (
+            request_id in self.predictions
+            or request_id in self.labelled
+            or self.answered.holds(request_id)
+        )
 
     def _remember(self, request_id: str, variant: str, label: Any) -> None:
         pending = self.predictions
@@ -168,8 +184,7 @@ class Analysis:
         why it did not count."""
         found = self.predictions.pop(request_id, None)
         if found is None:
-            self.unmatched_feedback += 1
-            return ALREADY_LABELLED if request_id in self.labelled else UNKNOWN
+            return self._made_feedback(request_id)
         self.labelled[request_id] = None
         if len(self.labelled) > MAX_PENDING_LABELS:
             self.labelled.popitem(last=False)
@@ -181,6 +196,18 @@ class Analysis:
             s = self.stats(variant)
             s.labelled += 1
             s.correct += int(_same(predicted, label))
+        return MATCHED
+
+    def _made_feedback(self, request_id: str) -> str:
+        """A label for an answer remembered by number (nothing to count: single mode)."""
+        taken = None if request_id in self.labelled else self.answered.label(request_id)
+        if taken is None or taken[0] == "labelled":
+            self.unmatched_feedback += 1
+            labelled = taken is not None or request_id in self.labelled
+            return ALREADY_LABELLED if labelled else UNKNOWN
+        if time.monotonic() - taken[1] > self.window_s:
+            self.unmatched_feedback += 1
+            return EXPIRED
         return MATCHED
 
     def report(self, champion: str) -> dict[str, Any]:

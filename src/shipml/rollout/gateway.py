@@ -77,7 +77,9 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.rng = random.Random(seed)
         self.traffic = Traffic(policy, audit=audit, gatekeeper=gatekeeper)
-        self.analysis = Analysis(feedback_window_s)
+        self._ids = itertools.count(1)
+        self._prefix = uuid.uuid4().hex[:12].encode()
+        self.analysis = Analysis(feedback_window_s, made_prefix=self._prefix.decode())
         self.upstream = Upstream(policy.timeout_s, attestation_key)
         self.shadow = Shadow(policy, self.upstream, self.analysis, self.rng)
         self.canary = Canary(self.traffic, self.analysis)
@@ -85,8 +87,6 @@ class Gateway:
         self.feedback_counts: Counter[str] = Counter()
         self.started = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._ids = itertools.count(1)
-        self._prefix = uuid.uuid4().hex[:12].encode()
         self._metrics = metrics.registry_for(
             metrics.GatewayCollector(
                 self.traffic, self.requests, self.shadow.counters, self.feedback_counts
@@ -175,7 +175,10 @@ class Gateway:
             await send_bytes(send, 500, body, rid or self._new_id())
 
     def _new_id(self) -> bytes:
-        return b"%s-%d" % (self._prefix, next(self._ids))
+        return self._id_of(next(self._ids))
+
+    def _id_of(self, number: int) -> bytes:
+        return b"%s-%d" % (self._prefix, number)
 
     async def _hand_to(
         self,
@@ -192,15 +195,20 @@ class Gateway:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await read_body(headers, receive, self.max_body_bytes)  # the gateway's 413
         scope = dict(scope)  # the server's view: the variant, and the id a label will name
+        made = None
         if rid is None:
-            rid = self._new_id()
-            scope["headers"] = [*scope["headers"], (b"x-request-id", rid)]
+            made = next(self._ids)
+            scope["headers"] = [*scope["headers"], (b"x-request-id", self._id_of(made))]
         started = time.perf_counter()
         status = await self.upstream.hand_over(variant, scope, receive, send)
         seconds = time.perf_counter() - started
         key = (variant.name, status)
         self.requests[key] = self.requests.get(key, 0) + 1
-        self.analysis.record(variant.name, seconds, outcome_of(status), rid.decode("latin-1"))
+        outcome = outcome_of(status)
+        if rid is None:  # remembered by number: no string nor dict entry per answer
+            self.analysis.record(variant.name, seconds, outcome, made=made)
+        else:
+            self.analysis.record(variant.name, seconds, outcome, rid.decode("latin-1"))
 
     async def _infer(
         self, path: str, headers: dict[bytes, bytes], rid: bytes, receive: Any, send: Any
