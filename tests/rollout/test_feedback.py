@@ -194,3 +194,32 @@ def test_labels_for_answers_whose_id_the_single_gateway_made(apps, penguins_data
     assert first["matched"] == 11 and first["unmatched"] == {"unknown": 2}
     assert again["matched"] == 0 and again["unmatched"] == {"already labelled": 10}
     assert expired["matched"] == 0 and expired["unmatched"] == {"expired": 10}
+
+
+def test_an_id_the_gateway_made_and_a_client_sent_again_takes_one_label(apps, penguins_data):
+    """A client that sends, as its own X-Request-ID, an id the gateway made for another
+    request: two answers under one id, and still one label for it, in either order."""
+    policy = TrafficPolicy("single", Variant("champion", app=apps[0]))
+    gateway = Gateway(policy, feedback_token="fb-token")
+    row = instances(penguins_data)[0][0]
+
+    async def label(rid):
+        labels = [{"request_id": rid.decode(), "label": "Adelie"}]
+        return (await post_json(gateway, "/v1/feedback", labels, LABELLER)).json()
+
+    async def predict(rid=None):
+        given = [(b"x-request-id", rid)] if rid else []
+        answer = await post_json(gateway, "/predict", {"instances": [row]}, given)
+        assert answer.status == 200
+        return answer.headers["x-request-id"].encode()
+
+    async def scenario():
+        rid = await predict()  # the gateway makes the id
+        both_first = [await predict(rid), await label(rid), await label(rid)]
+        rid = await predict()
+        made_first = [await label(rid), await predict(rid), await label(rid)]
+        return both_first[1:], made_first[::2]
+
+    for first, second in asyncio.run(scenario()):
+        assert first["matched"] == 1
+        assert second["matched"] == 0 and second["unmatched"] == {"already labelled": 1}

@@ -185,12 +185,13 @@ class Analysis:
     def feedback(self, request_id: str, label: Any) -> str:
         """Count ``label`` for the answers to ``request_id``; what it did (``MATCHED``) or
         why it did not count."""
+        if request_id in self.labelled:  # one label per id, whichever answer it names
+            self.unmatched_feedback += 1
+            return ALREADY_LABELLED
         found = self.predictions.pop(request_id, None)
         if found is None:
             return self._made_feedback(request_id)
-        self.labelled[request_id] = None
-        if len(self.labelled) > MAX_PENDING_LABELS:
-            self.labelled.popitem(last=False)
+        self._labelled(request_id)
         answered = found[0]
         if time.monotonic() - answered > self.window_s:
             self.unmatched_feedback += 1
@@ -203,15 +204,20 @@ class Analysis:
 
     def _made_feedback(self, request_id: str) -> str:
         """A label for an answer remembered by number (nothing to count: single mode)."""
-        taken = None if request_id in self.labelled else self.answered.label(request_id)
+        taken = self.answered.label(request_id)
         if taken is None or taken[0] == "labelled":
             self.unmatched_feedback += 1
-            labelled = taken is not None or request_id in self.labelled
-            return ALREADY_LABELLED if labelled else UNKNOWN
+            return UNKNOWN if taken is None else ALREADY_LABELLED
+        self._labelled(request_id)  # a client may have sent this id too: one label for it
         if time.monotonic() - taken[1] > self.window_s:
             self.unmatched_feedback += 1
             return EXPIRED
         return MATCHED
+
+    def _labelled(self, request_id: str) -> None:
+        self.labelled[request_id] = None
+        if len(self.labelled) > MAX_PENDING_LABELS:
+            self.labelled.popitem(last=False)
 
     def report(self, champion: str) -> dict[str, Any]:
         base = self.stats(champion)
