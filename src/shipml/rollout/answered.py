@@ -4,9 +4,9 @@ request without ``X-Request-ID``), remembered for the label that may come for ea
 A ring of the last ``capacity`` numbers: per slot, the number it holds (negative once
 labelled) and when it was answered, in two arrays. Recording an answer is two stores,
 with no string, tuple or dict entry made per request; the ids clients give are kept by
-``Analysis`` in its dict. With the gateway in front of an in-process champion under
-``wrk -c4``, keeping them out of the dict (200,000 entries) took the gateway from 76.0
-to 72.7 µs of CPU a request, against 62.9 for the server alone (same run, 2026-12-04).
+``Analysis`` in its dict. Keeping them out of the dict (200,000 entries) took the
+gateway's cost in front of an in-process champion from 18.1% and 16.2% of the server's
+throughput to 12.0% (``benchmarks/gateway.py --duration 3 --rounds 7``, 2026-12-04).
 
 A number that left the ring (``capacity`` newer answers since) is unknown again, as an
 entry that left the dict is; an answer older than the feedback window is expired.
