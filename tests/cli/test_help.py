@@ -47,3 +47,18 @@ def test_every_help_page_renders(tmp_path: Path):
         shown = shipml_here(*path, "--help", cwd=tmp_path)
         assert shown.returncode == 0, (path, shown.stderr)
         assert "Usage: shipml " + " ".join(path) in " ".join(shown.stdout.split()), path
+
+
+def test_every_port_option_refuses_what_is_not_a_port(tmp_path: Path):
+    ports = [
+        (path, param)
+        for path, command in COMMANDS
+        for param in command.params
+        if param.name == "port" or param.name.endswith("_port")
+    ]
+    assert len(ports) >= 6  # serve, gateway, ui, server, notebook, dashboard, deploy apply
+    for path, param in ports:
+        assert param.max == 65535, (path, param.name)
+        assert param.min in (0, 1), (path, param.name)
+    refused = shipml_here("ui", "--port", "-1", cwd=tmp_path)
+    assert refused.returncode == 2 and "--port" in refused.stderr
