@@ -245,11 +245,12 @@ def _check_type(pipeline_name: str, param: inspect.Parameter, value: Any) -> Non
     step. A float parameter takes an int; an int takes no bool. (A str parameter takes
     what it is given: ``--param tag=2024`` reads as a number.)"""
     note = param.annotation
-    kind = _SCALARS.get(note) if isinstance(note, str) else note
-    if param.annotation is inspect.Parameter.empty and param.default is not param.empty:
-        kind = type(param.default)
-    if kind not in _SCALARS.values():
+    found = _SCALARS.get(note) if isinstance(note, str) else note
+    if note is inspect.Parameter.empty and param.default is not param.empty:
+        found = type(param.default)
+    if not isinstance(found, type) or found not in _SCALARS.values():
         return
+    kind = found
     fits = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         fits = True
