@@ -147,6 +147,13 @@ def _output_table(
     return table
 
 
+def _writer(tmp: Path, output: Path, schema: pa.Schema) -> pacsv.CSVWriter | pq.ParquetWriter:
+    """Parquet or CSV, by the output's name."""
+    if output.name.lower().endswith((".parquet", ".pq")):
+        return pq.ParquetWriter(tmp, schema)
+    return pacsv.CSVWriter(tmp, schema)
+
+
 def predict_file(
     predictor: Predictor,
     source: Path,
@@ -183,13 +190,7 @@ def predict_file(
                     predictor, validator, batch.to_pandas(), rows, source, on_error
                 )
                 table = _output_table(batch, scored, classes, on_error, label_type)
-                if writer is None:
-                    parquet = output.name.lower().endswith((".parquet", ".pq"))
-                    writer = (
-                        pq.ParquetWriter(tmp, table.schema)
-                        if parquet
-                        else pacsv.CSVWriter(tmp, table.schema)
-                    )
+                writer = writer or _writer(tmp, output, table.schema)
                 writer.write_table(table)
                 rows += batch.num_rows
                 refused += len(scored.errors)
