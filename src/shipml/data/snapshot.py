@@ -127,6 +127,19 @@ class DatasetStore:
         with self.fs.open(path, "rb") as fh:
             return json.loads(fh.read())
 
+    def _read_catalog(self, name: str, path: str) -> list[Snapshot]:
+        """The versions a catalog file lists; a damaged one is a DataError naming it (it
+        is never rewritten then: the versions it held are not lost by another add)."""
+        try:
+            return [Snapshot(**entry) for entry in self._read_json(path)["versions"]]
+        except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
+            raise DataError(
+                f"the catalog of dataset {name!r} ({path}) is damaged: "
+                f"{type(exc).__name__}: {str(exc)[:200]}",
+                hint="restore the file from a backup, or move it away and add the data "
+                "again with `shipml data add` (its snapshots stay under datasets/objects/)",
+            ) from exc
+
     # -- catalog ----------------------------------------------------------------
     def names(self) -> list[str]:
         folder = f"{self._root_path}/catalog"
@@ -142,7 +155,7 @@ class DatasetStore:
         path = self._catalog(check_name(name))
         if not self.fs.exists(path):
             return []
-        return [Snapshot(**entry) for entry in self._read_json(path)["versions"]]
+        return self._read_catalog(name, path)
 
     def latest(self) -> list[Snapshot]:
         return [self.versions(n)[-1] for n in self.names() if self.versions(n)]
@@ -258,6 +271,13 @@ class DatasetStore:
             raise DataError(
                 f"the data of {snap.ref} is missing from the store ({path})",
                 hint=f"add it again with `shipml data add {snap.name} {snap.source}`",
+            ) from exc
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DataError(
+                f"snapshot {snap.ref} is corrupt: {path} is not readable Parquet "
+                f"({str(exc)[:200]})",
+                hint=f"the file was changed: delete it, then restore it from the source with "
+                f"`shipml data add {snap.name} {snap.source}`",
             ) from exc
         if verify:
             actual = table_digest(df)
