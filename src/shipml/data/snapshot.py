@@ -13,6 +13,8 @@ The artifact root is a local folder or any URI fsspec understands (s3://...).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import json
 import re
@@ -31,6 +33,7 @@ from shipml.data.digest import FORMAT, table_digest
 from shipml.data.profile import table_profile, table_schema
 from shipml.data.source import parse_source, read_source
 from shipml.errors import DataError, ShipmlError
+from shipml.files import exclusive_lock
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -206,9 +209,27 @@ class DatasetStore:
         for key in ("name", "version", "created", "description"):
             meta.pop(key)
         self._write(self._object(snap.digest, "snapshot.json"), _dumps(meta))
-        catalog = {"name": name, "versions": [s.to_dict() for s in [*versions, snap]]}
-        self._write(self._catalog(name), _dumps(catalog))
+        return self._record(snap)
+
+    def _record(self, snap: Snapshot) -> Snapshot:
+        """Add ``snap`` to its name's catalog, numbered after the versions there now: the
+        catalog is read again under a lock, so two adds at once (two runs of a pipeline,
+        two terminals) each get their own version instead of one overwriting the other."""
+        with self._catalog_lock(snap.name):
+            versions = self.versions(snap.name)
+            if versions and versions[-1].digest == snap.digest:
+                return versions[-1]  # the same content, added meanwhile
+            snap = dataclasses.replace(snap, version=versions[-1].version + 1 if versions else 1)
+            catalog = {"name": snap.name, "versions": [s.to_dict() for s in [*versions, snap]]}
+            self._write(self._catalog(snap.name), _dumps(catalog))
         return snap
+
+    def _catalog_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """A lock on one name's catalog where the store is a local folder (an object store
+        has no locks: there a team adds a name from one place, e.g. CI)."""
+        if "file" not in self.fs.protocol:
+            return contextlib.nullcontext()
+        return exclusive_lock(Path(f"{self._root_path}/catalog/.{name}.lock"))
 
     def _snapshot(
         self,
