@@ -136,3 +136,27 @@ def test_two_runs_storing_the_same_package_at_once_both_succeed(tmp_path, monkey
     (cache.objects / out.file / "signature.json").write_text("{}")  # changed after storing
     assert not cache.intact(out)
     assert cache.intact(cache.store("train", "output", package))  # replaced by a good copy
+
+
+def test_a_series_is_stored_under_the_output_name_not_its_own(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    named = cache.store("split", "y", pd.Series(["a", "b"], name="species"))
+    unnamed = cache.store("split", "w", pd.Series([1.0, 2.0]))
+    assert (named.name, unnamed.name) == ("y", "w")
+    assert cache.load(named).name == "species" and cache.load(unnamed).name is None
+
+
+def test_a_frame_that_cannot_be_stored_names_the_step_output_and_column(tmp_path):
+    frame = pd.DataFrame({"x": [1, 2], "bad": pd.Series(["a", 1], dtype=object)})
+    with pytest.raises(PipelineError, match=r"step 'ingest' returned a DataFrame as 'output'"):
+        ArtifactCache(tmp_path).store("ingest", "output", frame)
+    with pytest.raises(PipelineError, match="'bad'"):
+        ArtifactCache(tmp_path).store("ingest", "output", frame)
+
+
+def test_an_entry_whose_outputs_are_not_the_steps_is_a_miss(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    out = cache.store("split", "species", pd.Series(["a"]))  # as a wrong entry named it
+    cache.save("k", "split", [out], {}, 0.0, None)
+    assert cache.lookup("k", ("y",)) is None
+    assert cache.lookup("k", ("species",)) is not None

@@ -92,7 +92,9 @@ class ArtifactCache:
         self.entries = cache_dir / "entries"
 
     # -- entries ------------------------------------------------------------------
-    def lookup(self, key: str) -> CacheEntry | None:
+    def lookup(self, key: str, names: tuple[str, ...] | None = None) -> CacheEntry | None:
+        """The entry for ``key`` if it is readable, holds exactly the outputs ``names`` (when
+        given) and every output is intact; otherwise None (a miss, never an error)."""
         path = self.entries / f"{key}.json"
         if not path.is_file():
             return None
@@ -101,6 +103,8 @@ class ArtifactCache:
             entry = CacheEntry(**{**data, "outputs": [StoredOutput(**o) for o in data["outputs"]]})
         except (ValueError, TypeError, KeyError):
             return None  # an unreadable entry is a miss, never an error
+        if names is not None and sorted(o.name for o in entry.outputs) != sorted(names):
+            return None
         for out in entry.outputs:
             if not self.intact(out):
                 self._discard(out)  # changed or half there: the step runs and stores it again
@@ -164,16 +168,7 @@ class ArtifactCache:
                 self._store_package(value, out)
             return out
         if isinstance(value, pd.DataFrame | pd.Series):
-            kind = "frame" if isinstance(value, pd.DataFrame) else "series"
-            if isinstance(value, pd.DataFrame):
-                frame = value.copy(deep=False)  # never rename the caller's columns
-                frame.columns = [str(c) for c in frame.columns]
-            else:
-                name = SERIES_NO_NAME if value.name is None else str(value.name)
-                frame = value.to_frame(name=name)
-            buf = io.BytesIO()
-            frame.to_parquet(buf)
-            return self._put(name, kind, _frame_digest(frame), "parquet", buf.getvalue())
+            return self._store_frame(step, name, value)
         if isinstance(value, np.ndarray) and value.dtype != object:
             buf = io.BytesIO()
             np.save(buf, value, allow_pickle=False)
@@ -182,6 +177,29 @@ class ArtifactCache:
         if raw is not None:
             return self._put(name, "json", _sha256(raw), "json", raw)
         return self._store_skops(step, name, value)
+
+    def _store_frame(self, step: str, name: str, value: pd.DataFrame | pd.Series) -> StoredOutput:
+        """A DataFrame or Series as Parquet (a Series as a one-column frame named by it)."""
+        kind = "frame" if isinstance(value, pd.DataFrame) else "series"
+        if isinstance(value, pd.DataFrame):
+            frame = value.copy(deep=False)  # never rename the caller's columns
+            frame.columns = [str(c) for c in frame.columns]
+        else:
+            column = SERIES_NO_NAME if value.name is None else str(value.name)
+            frame = value.to_frame(name=column)
+        try:
+            digest = _frame_digest(frame)
+            buf = io.BytesIO()
+            frame.to_parquet(buf)
+        except (ShipmlError, pa.ArrowException, ValueError, TypeError) as exc:
+            detail = exc.message if isinstance(exc, ShipmlError) else f"{exc}"
+            raise PipelineError(
+                f"step '{step}' returned a {type(value).__name__} as '{name}' that shipml "
+                f"cannot store: {detail[:300]}",
+                hint="give each column one type of value (numbers, booleans, datetimes or "
+                "strings), e.g. df[col].astype(str), before returning it",
+            ) from exc
+        return self._put(name, kind, digest, "parquet", buf.getvalue())
 
     def _store_package(self, package: ModelPackage, out: StoredOutput) -> None:
         """Copy the package folder in under a temporary name, then rename it in place (a
