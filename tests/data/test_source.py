@@ -152,3 +152,13 @@ def test_a_repeated_column_name_is_refused_not_renamed(tmp_path):
         parse_source(read_source("dup.csv", tmp_path))
     (tmp_path / "dots.csv").write_text("a,a.1\n1,2\n")  # dotted names of its own: kept
     assert list(parse_source(read_source("dots.csv", tmp_path)).columns) == ["a", "a.1"]
+
+
+def test_a_parquet_file_that_repeats_a_column_name_says_so(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table([pa.array([1]), pa.array([2])], names=["a", "a"]), tmp_path / "d.pq")
+    with pytest.raises(DataError, match=r"repeats the column name.*'a'") as err:
+        parse_source(read_source("d.pq", tmp_path))
+    assert "\n" not in err.value.message

@@ -267,8 +267,9 @@ def parse_source(raw: RawSource) -> pd.DataFrame:
             df = df.reset_index()  # a stored pandas index is data too: keep it as columns
         return df
     except (pa.ArrowException, OSError, ValueError) as exc:
+        _check_parquet_names(raw)
         raise DataError(
-            f"{raw.uri} is not a readable Parquet file: {exc}",
+            f"{raw.uri} is not a readable Parquet file: {' '.join(str(exc).split())[:300]}",
             hint="check that the file is Parquet, or give a .csv",
         ) from exc
 
@@ -286,4 +287,21 @@ def _check_header(raw: RawSource, df: pd.DataFrame) -> None:
             f"malformed CSV {raw.uri}: the header repeats the column name(s) "
             f"{', '.join(repr(n[:80]) for n in repeated[:5])}",
             hint="give each column its own name in the header line",
+        )
+
+
+def _check_parquet_names(raw: RawSource) -> None:
+    """After a failed read: a schema that repeats a column name gets its own message
+    (pyarrow's is a dump of the whole schema)."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(pa.BufferReader(raw.data)).names
+    except (pa.ArrowException, OSError, ValueError):
+        return
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(
+            f"{raw.uri} repeats the column name(s) {', '.join(repr(n[:80]) for n in repeated[:5])}",
+            hint="give each column its own name before writing the Parquet file",
         )
