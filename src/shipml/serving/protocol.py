@@ -101,12 +101,14 @@ def _plain_matrix(inputs: list[Any], validator: Validator) -> Rows | None:
     if type(tensor) is not dict:
         return None
     name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
+    dtype = tensor.get("datatype")
     if (
         type(name) is not str
         or not name
         or name in validator.features
         or name in validator.tensors
-        or tensor.get("datatype") not in NUMERIC_TYPES
+        or type(dtype) is not str
+        or dtype not in NUMERIC_TYPES
         or not _is_shape(shape, 2, 2)
         or shape[1] != len(validator.names)
         or shape[0] == 0
@@ -161,10 +163,8 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
     else:
         flat = _flatten(data) if data and isinstance(data[0], list) else data
     size = math.prod(shape)
-    if len(flat) != size:
-        raise InvalidRequest(
-            f"tensor {shorten(name)} has {len(flat)} values but shape {shape} needs {size}"
-        )
+    if len(flat) != size or not size:
+        raise _size_error(name, shape, len(flat), size)
     if is_bytes:
         return name, np.asarray(flat, dtype=object).reshape(shape)
     return name, validator._numbers(flat, name).reshape(shape)
@@ -179,20 +179,36 @@ def _tensor_feature(name: str, shape: Any, dtype: Any, data: Any, validator: Val
             f"tensor {name!r} has an invalid shape {str(shape)[:80]}",
             hint=f"shape is [rows, {', '.join(map(str, validator.tensors[name]))}]",
         )
-    if dtype not in NUMERIC_TYPES:
+    if type(dtype) is not str or dtype not in NUMERIC_TYPES:
         raise InvalidRequest(
-            f"feature {name!r} is a tensor of numbers; got datatype {str(dtype)[:20]!r}",
+            f"feature {name!r} is a tensor of numbers; got datatype {shorten(dtype, 20)}",
             hint="use FP32 (or another numeric datatype)",
         )
-    if not isinstance(data, list):
+    flat: Any
+    if isinstance(data, np.ndarray):  # binary data (serving/binary.py)
+        flat = data.reshape(-1)
+    elif isinstance(data, list):
+        flat = _flatten(data) if data and isinstance(data[0], list) else data
+    else:
         raise InvalidRequest(f"tensor {name!r} has no 'data' list")
-    flat = _flatten(data) if data and isinstance(data[0], list) else data
     size = math.prod(shape)
-    if len(flat) != size:
-        raise InvalidRequest(
-            f"tensor {name!r} has {len(flat)} values but shape {shape} needs {size}"
-        )
+    if len(flat) != size or not size:
+        raise _size_error(name, shape, len(flat), size)
     return validator._numbers(flat, name).reshape(shape)  # checked as a feature next
+
+
+def _size_error(name: str, shape: list[int], values: int, size: int) -> InvalidRequest:
+    """A tensor whose values do not fill its shape, or whose shape holds no values (and
+    could not even be allocated empty: [2**63, 0])."""
+    if not size:
+        return InvalidRequest(
+            f"tensor {shorten(name)} has shape {shorten(shape)}, which holds no values: "
+            "there are no rows to predict",
+            hint="send at least one row, with a value for every column",
+        )
+    return InvalidRequest(
+        f"tensor {shorten(name)} has {values} values but shape {shape} needs {size}"
+    )
 
 
 def _flatten(data: list[Any], depth: int = 0) -> list[Any]:

@@ -1,0 +1,82 @@
+"""V2 requests a hostile or careless client sends that once crashed the server (a 500) or
+were answered as if they were right: each is now a clear 4xx saying what was wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+from shipml.model import build_package, model_input
+from shipml.serving import ModelServer, Predictor
+
+ROW = {
+    "island": "Biscoe",
+    "bill_length_mm": 45.5,
+    "bill_depth_mm": 15.0,
+    "flipper_length_mm": 210.0,
+    "body_mass_g": 4800.0,
+    "sex": "male",
+    "year": 2008.0,
+}
+
+
+@pytest.fixture(scope="module")
+def penguins(penguins_package):
+    with TestClient(ModelServer(Predictor.load(penguins_package.path, name="penguins"))) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def cancer(cancer_package):
+    with TestClient(ModelServer(Predictor.load(cancer_package.path, name="cancer"))) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory, cancer_data):
+    from sklearn.linear_model import LinearRegression
+
+    X, y = cancer_data
+    reg = LinearRegression().fit(model_input(X), y)
+    pkg = build_package(reg, X, y, path=tmp_path_factory.mktemp("pkg") / "reg")
+    with TestClient(ModelServer(Predictor.load(pkg.path, name="reg"))) as c:
+        yield c
+
+
+def matrix(shape, data, datatype="FP32"):
+    return {"inputs": [{"name": "input", "shape": shape, "datatype": datatype, "data": data}]}
+
+
+def binary(tensor, blob):
+    head = json.dumps({"inputs": [tensor]}).encode()
+    return head + blob, {"Inference-Header-Content-Length": str(len(head))}
+
+
+def refused(answer, status=400):
+    assert answer.status_code == status, answer.text
+    return answer.json()["error"]
+
+
+@pytest.mark.parametrize("datatype", [["FP32"], {"FP32": 1}])
+def test_a_datatype_that_is_not_a_string_is_a_400(cancer, penguins, datatype):
+    body = matrix([1, 30], [1.0] * 30, datatype)
+    assert "datatype" in refused(cancer.post("/v2/models/cancer/infer", json=body))
+    tensor = {"name": "bill_length_mm", "shape": [1], "datatype": datatype, "data": [1.0]}
+    body = {"inputs": [tensor]}
+    assert "datatype" in refused(penguins.post("/v2/models/penguins/infer", json=body))
+
+
+@pytest.mark.parametrize("shape", [[2**63, 0], [0, 2**63], [2**64 - 1, 0], [0]])
+def test_an_empty_tensor_of_absurd_shape_is_a_400(cancer, penguins, shape):
+    error = refused(cancer.post("/v2/models/cancer/infer", json=matrix(shape, [])))
+    assert "no values" in error and str(shape[0]) in error
+    tensor = {"name": "bill_length_mm", "shape": shape, "datatype": "FP32"}
+    body, headers = binary({**tensor, "parameters": {"binary_data_size": 0}}, b"")
+    answer = penguins.post("/v2/models/penguins/infer", content=body, headers=headers)
+    assert "no values" in refused(answer)
+    text = {"name": "island", "shape": shape, "datatype": "BYTES"}
+    body, headers = binary({**text, "parameters": {"binary_data_size": 0}}, b"")
+    answer = penguins.post("/v2/models/penguins/infer", content=body, headers=headers)
+    assert "no values" in refused(answer)
