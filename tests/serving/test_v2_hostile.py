@@ -80,3 +80,13 @@ def test_an_empty_tensor_of_absurd_shape_is_a_400(cancer, penguins, shape):
     body, headers = binary({**text, "parameters": {"binary_data_size": 0}}, b"")
     answer = penguins.post("/v2/models/penguins/infer", content=body, headers=headers)
     assert "no values" in refused(answer)
+
+
+def test_an_output_the_model_does_not_have_is_a_400(regression, cancer):
+    body = {**matrix([1, 30], [1.0] * 30), "outputs": [{"name": "probabilities"}]}
+    error = refused(regression.post("/v2/models/reg/infer", json=body))
+    assert "unknown output 'probabilities'" in error and "outputs: label" in error
+    assert cancer.post("/v2/models/cancer/infer", json=body).status_code == 200
+    body["outputs"] = [{"name": "label"}]
+    answer = regression.post("/v2/models/reg/infer", json=body)
+    assert answer.status_code == 200 and [o["name"] for o in answer.json()["outputs"]] == ["label"]

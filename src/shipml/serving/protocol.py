@@ -77,9 +77,9 @@ def parse_v2(body: Any, validator: Validator) -> tuple[Columns, Any, list[str] |
         for out in outputs:
             oname = out.get("name") if isinstance(out, dict) else None
             _require(
-                oname in OUTPUT_NAMES,
+                oname in validator.outputs,
                 f"unknown output {shorten(oname)}",
-                hint=f"outputs: {', '.join(OUTPUT_NAMES)}",
+                hint=f"this model's outputs: {', '.join(validator.outputs)}",
             )
             wanted.append(str(oname))
     rid = body.get("id")

@@ -53,6 +53,12 @@ def shorten(value: Any, limit: int = SHORT) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def output_names(signature: Signature) -> tuple[str, ...]:
+    """The V2 outputs of a model, that a request may ask for: a regression has no
+    probabilities."""
+    return ("label", "probabilities") if signature.task == "classification" else ("label",)
+
+
 def _first_bad(values: Any, ok: Any) -> tuple[int, Any]:
     """Row and value of the first element failing ``ok`` (only on the error path)."""
     flat = values.reshape(-1).tolist() if isinstance(values, np.ndarray) else values
@@ -163,6 +169,7 @@ class Validator:
         }
         self.nullable = np.asarray([f.nullable for f in signature.features])
         self.all_numeric = signature.all_numeric
+        self.outputs = output_names(signature)
         # tensor features (an image, a sequence): name -> shape of one row
         self.tensors = {
             f.name: tuple(f.shape or ()) for f in signature.features if f.type == "tensor"
