@@ -90,3 +90,31 @@ def test_an_output_the_model_does_not_have_is_a_400(regression, cancer):
     body["outputs"] = [{"name": "label"}]
     answer = regression.post("/v2/models/reg/infer", json=body)
     assert answer.status_code == 200 and [o["name"] for o in answer.json()["outputs"]] == ["label"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'"\\ud800"', b'"\\uDFFF"', b'"a\\udc80b"', b'"\xed\xa0\x80"'],
+    ids=["escaped-high", "escaped-low", "escaped-inside", "encoded"],
+)
+@pytest.mark.parametrize("path", ["/predict", "/v2/models/penguins/infer"])
+def test_a_lone_surrogate_in_a_body_with_a_nan_is_a_400(penguins, text, path):
+    """orjson refuses a lone surrogate; the fallback parser (for NaN literals) must too."""
+    row = json.dumps({**ROW, "bill_length_mm": float("nan")}).encode()
+    row = row.replace(b'"Biscoe"', text)
+    if path == "/predict":
+        body = b'{"instances": [' + row + b"]}"
+    else:
+        values = json.loads(row.replace(text, b'"x"'))
+        inputs = []
+        for name, value in values.items():
+            datatype = "BYTES" if isinstance(value, str) else "FP32"
+            inputs.append({"name": name, "shape": [1], "datatype": datatype, "data": [value]})
+        body = json.dumps({"inputs": inputs}).encode().replace(b'["x"]', b"[" + text + b"]")
+    assert "not valid Unicode" in refused(penguins.post(path, content=body))
+
+
+def test_a_valid_surrogate_pair_with_a_nan_is_accepted(penguins):
+    row = json.dumps({**ROW, "bill_length_mm": float("nan"), "island": "\U0001f427"})
+    answer = penguins.post("/predict", content=b'{"instances": [' + row.encode() + b"]}")
+    assert answer.status_code == 200, answer.text

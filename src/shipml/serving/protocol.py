@@ -7,12 +7,10 @@ protocol's JSON (numbers stay NumPy arrays; orjson serialises them natively).
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, TypeGuard
 
 import numpy as np
-import orjson
 
 from shipml.errors import InvalidRequest
 from shipml.serving.predictor import Outputs
@@ -367,27 +365,3 @@ def parse_body(
     if protocol == "invocations":
         return parse_invocations(body, validator), None, None
     return parse_predict(body, validator), None, None
-
-
-def loads(raw: bytes) -> Any:
-    """orjson on the fast path; Python's json as a fallback, because Python clients (Triton's
-    among them) write a missing float as the non-standard literal NaN."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        try:
-            return json.loads(raw, parse_constant=_constant)
-        except InvalidRequest:
-            raise
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise InvalidRequest(f"malformed JSON: {shorten(str(exc), 200)}") from exc
-
-
-def _constant(name: str) -> float:
-    """NaN is a missing value; Infinity and -Infinity are refused."""
-    if name == "NaN":
-        return float("nan")
-    raise InvalidRequest(
-        f"non-finite number {name} in the body",
-        hint="send finite numbers; null (or NaN) for a missing value",
-    )
