@@ -118,3 +118,11 @@ def test_a_valid_surrogate_pair_with_a_nan_is_accepted(penguins):
     row = json.dumps({**ROW, "bill_length_mm": float("nan"), "island": "\U0001f427"})
     answer = penguins.post("/predict", content=b'{"instances": [' + row.encode() + b"]}")
     assert answer.status_code == 200, answer.text
+
+
+def test_a_number_too_large_for_a_float_names_its_feature_and_row(penguins):
+    huge = json.dumps({**ROW, "bill_length_mm": 7}).replace("7", "1" + "0" * 400)
+    body = b'{"instances": [' + json.dumps(ROW).encode() + b", " + huge.encode() + b"]}"
+    error = refused(penguins.post("/predict", content=body))
+    assert "feature 'bill_length_mm'" in error and "at row 1" in error, error
+    assert "1000000000" in error and len(error) < 400  # a prefix of the number, not all
