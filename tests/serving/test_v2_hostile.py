@@ -3,6 +3,7 @@ were answered as if they were right: each is now a clear 4xx saying what was wro
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -118,6 +119,18 @@ def test_a_valid_surrogate_pair_with_a_nan_is_accepted(penguins):
     row = json.dumps({**ROW, "bill_length_mm": float("nan"), "island": "\U0001f427"})
     answer = penguins.post("/predict", content=b'{"instances": [' + row.encode() + b"]}")
     assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_a_compressed_body_is_a_415_that_says_so(penguins, encoding):
+    body = gzip.compress(json.dumps({"instances": [ROW]}).encode())
+    headers = {"Content-Encoding": encoding}
+    error = refused(penguins.post("/predict", content=body, headers=headers), 415)
+    assert f"Content-Encoding {encoding!r}" in error and "uncompressed" in error
+    plain = penguins.post("/predict", json={"instances": [ROW]}, headers={"Content-Encoding": ""})
+    assert plain.status_code == 200
+    ident = {"Content-Encoding": "identity"}
+    assert penguins.post("/predict", json={"instances": [ROW]}, headers=ident).status_code == 200
 
 
 def test_a_number_too_large_for_a_float_names_its_feature_and_row(penguins):
