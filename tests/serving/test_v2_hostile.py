@@ -139,3 +139,13 @@ def test_a_number_too_large_for_a_float_names_its_feature_and_row(penguins):
     error = refused(penguins.post("/predict", content=body))
     assert "feature 'bill_length_mm'" in error and "at row 1" in error, error
     assert "1000000000" in error and len(error) < 400  # a prefix of the number, not all
+
+
+def test_binary_data_size_without_the_binary_header_says_the_header_is_missing(cancer):
+    tensor = {"name": "input", "shape": [1, 30], "datatype": "FP32"}
+    body = {"inputs": [{**tensor, "parameters": {"binary_data_size": 120}}]}
+    error = refused(cancer.post("/v2/models/cancer/infer", json=body))
+    assert "no Inference-Header-Content-Length header" in error, error
+    assert "has no 'data' list" in refused(
+        cancer.post("/v2/models/cancer/infer", json=matrix([1], None))
+    )

@@ -137,7 +137,7 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
     if not isinstance(name, str) or not name:
         raise InvalidRequest("an input tensor has no 'name'")
     if name in validator.tensors:
-        return name, _tensor_feature(name, shape, dtype, data, validator)
+        return name, _tensor_feature(name, shape, dtype, data, validator, tensor)
     if not _is_shape(shape, 1, 2):
         raise InvalidRequest(
             f"tensor {shorten(name)} has an invalid shape {shorten(shape)}",
@@ -150,7 +150,7 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
             hint="use BYTES for strings, FP32/FP64/INT* for numbers",
         )
     if not isinstance(data, list | np.ndarray):  # an array: binary data (serving/binary.py)
-        raise InvalidRequest(f"tensor {shorten(name)} has no 'data' list")
+        raise _no_data(name, tensor)
     feature = validator.features.get(name)
     if feature is not None and is_bytes != (feature.type == "string"):
         expected = "BYTES" if feature.type == "string" else "a numeric datatype (FP32...)"
@@ -168,7 +168,9 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
     return name, validator._numbers(flat, name).reshape(shape)
 
 
-def _tensor_feature(name: str, shape: Any, dtype: Any, data: Any, validator: Validator) -> Any:
+def _tensor_feature(
+    name: str, shape: Any, dtype: Any, data: Any, validator: Validator, tensor: dict[str, Any]
+) -> Any:
     """A tensor feature (an image, a sequence): ``[rows, *shape]`` in the signature's
     shape, or ``[rows, size]`` flattened; numbers only."""
     rank = 1 + len(validator.tensors[name])
@@ -188,11 +190,25 @@ def _tensor_feature(name: str, shape: Any, dtype: Any, data: Any, validator: Val
     elif isinstance(data, list):
         flat = _flatten(data) if data and isinstance(data[0], list) else data
     else:
-        raise InvalidRequest(f"tensor {name!r} has no 'data' list")
+        raise _no_data(name, tensor)
     size = math.prod(shape)
     if len(flat) != size or not size:
         raise _size_error(name, shape, len(flat), size)
     return validator._numbers(flat, name).reshape(shape)  # checked as a feature next
+
+
+def _no_data(name: str, tensor: dict[str, Any]) -> InvalidRequest:
+    """A tensor without a 'data' list: binary data promised by a request that is not
+    binary (no Inference-Header-Content-Length), or no values at all."""
+    params = tensor.get("parameters")
+    if isinstance(params, dict) and "binary_data_size" in params:
+        return InvalidRequest(
+            f"tensor {shorten(name)} has binary_data_size, but the request has no "
+            "Inference-Header-Content-Length header, so it holds no binary data",
+            hint="send that header (the JSON part's length in bytes) with the binary "
+            "tensors after the JSON, or put the values in 'data'",
+        )
+    return InvalidRequest(f"tensor {shorten(name)} has no 'data' list")
 
 
 def _size_error(name: str, shape: list[int], values: int, size: int) -> InvalidRequest:
