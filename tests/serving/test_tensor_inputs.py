@@ -132,6 +132,32 @@ def test_images_may_come_as_binary_tensors_as_tritonclient_sends_them(client, di
     assert answer.json()["outputs"][0] == as_json.json()["outputs"][0]
 
 
+def test_images_over_grpc_as_tritonclient_sends_them(digits):
+    """gRPC calls reach the app as binary tensors: an image batch answers as over HTTP."""
+    import dataclasses
+
+    import tritonclient.grpc as triton
+
+    from tests.serving.hostile import serve
+
+    project, valid = digits
+    spec = serve_spec(load_config(project), "digits@challenger")
+    app = build_app(dataclasses.replace(spec, grpc_port=0))
+    batch = images(valid, 4)
+    with serve(app) as url:
+        image = triton.InferInput("image", [4, 1, 8, 8], "FP32")
+        image.set_data_from_numpy(batch)
+        client = triton.InferenceServerClient(f"127.0.0.1:{app.service.port}")
+        labels = client.infer("digits", [image]).as_numpy("label").astype(str).tolist()
+        client.close()
+        import httpx
+
+        body = {"inputs": [{"name": "image", "shape": [4, 1, 8, 8], "datatype": "FP32"}]}
+        body["inputs"][0]["data"] = batch.tolist()
+        answer = httpx.post(f"{url}/v2/models/digits/infer", json=body).json()
+    assert labels == answer["outputs"][0]["data"]
+
+
 @pytest.mark.parametrize(
     ("tensor", "message"),
     [
