@@ -39,6 +39,8 @@ from shipml.rollout.routing import (
     INFER,
     Refused,
     bearer,
+    content_length,
+    header_map,
     read_body,
     request_id,
     route,
@@ -153,11 +155,12 @@ class Gateway:
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
             return
-        headers = dict(scope["headers"])
         rid = b""
         try:
+            headers = header_map(scope["headers"])
             name = route(scope["method"], scope["path"])
             given = request_id(headers)
+            rid = given or b""  # an error answer names the client's id too
             champion = self.traffic.hand_over
             if name == INFER and champion is not None and self.tracing is None:
                 await self._hand_to(champion, scope, headers, given, receive, send)
@@ -191,8 +194,8 @@ class Gateway:
     ) -> None:
         """Single mode, champion in process: the request goes to it unread and unbuffered
         (its body limit is at most the gateway's, see ``start``)."""
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        declared = content_length(headers)  # a 400 unless a number
+        if declared is not None and declared > self.max_body_bytes:
             await read_body(headers, receive, self.max_body_bytes)  # the gateway's 413
         scope = dict(scope)  # the server's view: the variant, and the id a label will name
         made = None
