@@ -18,11 +18,10 @@ from typing import Any
 
 import orjson
 
-from shipml.rollout.analysis import EXPIRED, MATCHED, Analysis
+from shipml.rollout.analysis import EXPIRED, MATCHED, MAX_LABEL_CHARS, Analysis
 from shipml.rollout.routing import MAX_REQUEST_ID, Refused, preview
 
 MAX_LABELS = 10_000
-MAX_LABEL_CHARS = 256
 SHAPE = 'expected {"request_id": "...", "label": ...} or a list of them'
 
 
