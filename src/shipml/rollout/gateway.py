@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import random
 import time
@@ -41,6 +40,7 @@ from shipml.rollout.routing import (
     bearer,
     content_length,
     header_map,
+    preview,
     read_body,
     request_id,
     route,
@@ -79,7 +79,7 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.rng = random.Random(seed)
         self.traffic = Traffic(policy, audit=audit, gatekeeper=gatekeeper)
-        self._ids = itertools.count(1)
+        self._made = 0  # the number of the last id this gateway made (PREFIX-N)
         self._prefix = uuid.uuid4().hex[:12].encode()
         self.analysis = Analysis(feedback_window_s, made_prefix=self._prefix.decode())
         self.upstream = Upstream(policy.timeout_s, attestation_key)
@@ -159,7 +159,7 @@ class Gateway:
         try:
             headers = header_map(scope["headers"])
             name = route(scope["method"], scope["path"])
-            given = request_id(headers)
+            given = self._client_id(headers)
             rid = given or b""  # an error answer names the client's id too
             champion = self.traffic.hand_over
             if name == INFER and champion is not None and self.tracing is None:
@@ -178,7 +178,30 @@ class Gateway:
             await send_bytes(send, 500, body, rid or self._new_id())
 
     def _new_id(self) -> bytes:
-        return self._id_of(next(self._ids))
+        return self._id_of(self._next())
+
+    def _next(self) -> int:
+        self._made += 1
+        return self._made
+
+    def _client_id(self, headers: dict[bytes, bytes]) -> bytes | None:
+        """The client's valid ``X-Request-ID``, refused if it is, or ends with, an id this
+        gateway has not made yet (``PREFIX-N``, ``ID.PREFIX-N``): a client that took one
+        first would have a later answer's label join its own prediction."""
+        given = request_id(headers)
+        if given is None:
+            return None
+        head, _, digits = given.rpartition(b"-")
+        if not digits.isdigit() or not (head == self._prefix or head.endswith(b"." + self._prefix)):
+            return given
+        if len(digits) <= 18 and int(digits) <= self._made:
+            return given  # an id it made and gave: the client may send it again
+        raise Refused(
+            400,
+            f"X-Request-ID {preview(given)} names an answer this gateway has not given yet: "
+            f"ids ending in {self._prefix.decode()}-N are the ones it makes",
+            hint="send an id of your own, or none",
+        )
 
     def _id_of(self, number: int) -> bytes:
         return b"%s-%d" % (self._prefix, number)
@@ -200,7 +223,7 @@ class Gateway:
         scope = dict(scope)  # the server's view: the variant, and the id a label will name
         made = None
         if rid is None:
-            made = next(self._ids)
+            made = self._next()
             scope["headers"] = [*scope["headers"], (b"x-request-id", self._id_of(made))]
         started = time.perf_counter()
         status = await self.upstream.hand_over(variant, scope, receive, send)
