@@ -256,3 +256,17 @@ def test_an_id_given_twice_or_a_content_length_of_5000_digits_is_a_400_not_a_500
     assert not gw.analysis.seen("ok-1") and gw.requests == {}
     assert too_long.status == 400 and b"Content-Length" in too_long.body
     assert too_long.headers["x-request-id"] == "mine"  # an error names the client's id
+
+
+@pytest.mark.parametrize("token", ["s3cr3t\n", " s3cr3t", "s3cr3t\t"])
+def test_a_token_no_client_can_send_is_refused_when_the_gateway_starts(token):
+    """``Bearer`` is read without surrounding whitespace: a token read from a secret file
+    with its newline answered every request 401, with nothing to say why."""
+    from shipml.errors import ConfigError
+
+    policy = TrafficPolicy("single", Variant("only", "http://127.0.0.1:9"))
+    with pytest.raises(ConfigError) as refused:
+        Gateway(policy, admin_token=token)
+    assert "admin_token" in refused.value.message and "newline" in (refused.value.hint or "")
+    assert token.strip() not in refused.value.message  # a secret is not echoed
+    Gateway(policy, admin_token="adm", feedback_token="a token with spaces")  # fine

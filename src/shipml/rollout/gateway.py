@@ -71,6 +71,7 @@ class Gateway:
         attestation_key: bytes = b"",
         tracing: Any = None,
     ) -> None:
+        feedback.check_tokens(admin_token=admin_token, feedback_token=feedback_token)
         self.admin_token = admin_token
         # shipml.serving.tracing.Tracing, given by whoever builds the gateway (None: off);
         # with tracing on, every request takes the buffered path, inside the gateway's span.
