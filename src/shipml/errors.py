@@ -166,6 +166,14 @@ class PayloadTooLarge(InvalidRequest):
     status = 413
 
 
+class UnsupportedEncoding(InvalidRequest):
+    """A request body in a Content-Encoding (gzip, ...) the server does not decode
+    (HTTP 415)."""
+
+    kind = "unsupported encoding"
+    status = 415
+
+
 class RequestConflict(ServingError):
     """The request's X-Request-ID was already answered (HTTP 409): request ids are the
     audit log's key, so a duplicate is refused rather than recorded twice."""
@@ -263,4 +271,5 @@ __all__ = [
     "TrackingError",
     "TuneError",
     "UnsafeModelError",
+    "UnsupportedEncoding",
 ]

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -48,3 +49,49 @@ def replace_file(path: Path, data: bytes, *, durable: bool = False) -> None:
             fh.flush()
             os.fsync(fh.fileno())
     tmp.replace(path)
+
+
+@contextlib.contextmanager
+def output_file(path: Path) -> Iterator[Path]:
+    """Where to write a file a user named (``-o FILE``): a partial file next to it that
+    takes its place once the block ends without an error, so a reader never sees half of
+    it and a failure leaves the old one as it was. A path that exists and is not a
+    regular file (``/dev/stdout``, a named pipe) is written in place: replacing it would
+    put a file where the device or pipe was. A symbolic link to a file keeps its link and
+    its target is replaced."""
+    try:
+        mode = os.stat(path).st_mode  # follows links, /proc/self/fd/1 too
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path} is a folder")
+    if mode is not None and not stat.S_ISREG(mode):
+        yield path
+        return
+    target = Path(os.path.realpath(path)) if mode is not None else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the block: a
+    read-modify-write that processes on one machine do one at a time. Where the platform
+    has no ``fcntl`` (Windows) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

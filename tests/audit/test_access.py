@@ -143,3 +143,15 @@ def test_a_garbage_head_file_is_a_clear_error(project):
     result = shipml("audit", "verify", cwd=project)
     assert result.returncode == 10 and "cannot read the signed head" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
+def test_export_to_a_device_writes_into_it_and_a_full_disk_is_an_error(project):
+    # `-o /dev/stdout` streams; a device was once replaced by a regular file.
+    piped = shipml("audit", "export", "-o", "/dev/stdout", cwd=project)
+    assert piped.returncode == 0, piped.stderr
+    assert [orjson.loads(line)["seq"] for line in piped.stdout.splitlines()] == list(range(25))
+    assert "exported 25 records → /dev/stdout" in piped.stderr  # the data alone on stdout
+    full = shipml("audit", "export", "-o", "/dev/full", cwd=project)
+    assert full.returncode == 10 and "cannot write /dev/full" in full.stderr
+    assert "Traceback" not in full.stderr and Path("/dev/full").is_char_device()

@@ -11,7 +11,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import children_of, shipml
+import pandas as pd
+
+from tests.conftest import children_of, shipml, shipml_here
 
 
 def test_unknown_kind_and_stray_argument(project: Path) -> None:
@@ -46,6 +48,23 @@ def test_data_export_then_verify(project: Path) -> None:
     result = shipml("data", "verify", "bundle", "--copy-to", "copy2", cwd=project)
     assert result.returncode == 5 and "cannot be read as Parquet" in result.stderr
     assert not (project / "copy2").exists()  # nothing copied from a bad bundle
+
+
+def test_data_verify_checks_a_snapshot_in_the_store_by_name(project: Path) -> None:
+    assert shipml_here("data", "add", "penguins", "data/penguins.csv", cwd=project).returncode == 0
+    result = shipml_here("data", "verify", "penguins", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "verified penguins@1 in the store: 344 rows" in result.stdout
+    stored = next((project / ".shipml").rglob("datasets/objects/*/data.parquet"))
+    frame = pd.read_parquet(stored)
+    frame.iloc[0, 2] = 1.0  # one cell changed after the snapshot was written
+    frame.to_parquet(stored, index=False)
+    result = shipml_here("data", "verify", "penguins@1", cwd=project)
+    assert result.returncode == 5 and "snapshot penguins@1 is corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = shipml_here("data", "verify", "nosuch", cwd=project)
+    assert result.returncode == 5
+    assert "neither a data bundle folder nor a dataset in the store" in result.stderr
 
 
 def test_notebook_runs_jupyterlab_on_the_project(project: Path) -> None:

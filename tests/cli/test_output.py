@@ -14,3 +14,18 @@ def test_json_output_holds_no_nan_and_turns_paths_into_text():
     text = as_json(data)
     assert json.loads(text) == {"a": None, "b": [None, None, 1.5], "p": "/x/y", "3": "int key"}
     assert "NaN" not in text and "Infinity" not in text
+
+
+def test_a_long_path_is_never_cut_with_newlines():
+    from shipml.cli.output import stderr, stdout
+
+    uri = "file:///tmp/p/.shipml/artifacts/mlruns/" + "c" * 32 + "/artifacts/report/1/card.html"
+    for console in (stdout, stderr):
+        saved = console._width
+        console._width = 40  # a narrow terminal: the terminal wraps it, the text stays whole
+        try:
+            with console.capture() as captured:
+                console.print(f"attached to p/1: {uri}")
+        finally:
+            console._width = saved
+        assert captured.get() == f"attached to p/1: {uri}\n"

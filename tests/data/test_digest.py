@@ -91,3 +91,14 @@ def test_every_kind_of_string_column_hashes_the_same_bytes():
     assert len(digests) == 1 and len(sliced) == 1 and digests != sliced
     with pytest.raises(DataError, match="mixes strings with bytes"):
         table_digest(pd.DataFrame({"s": pd.Series(["a", b"b"], dtype=object)}))
+
+
+def test_a_column_of_one_unsupported_type_is_not_said_to_mix_strings():
+    import decimal
+
+    frame = pd.DataFrame({"d": [decimal.Decimal("1.5"), decimal.Decimal("2")]})
+    with pytest.raises(DataError, match=r"column 'd' holds Decimal values .* cannot snapshot"):
+        table_digest(frame)
+    mixed = pd.DataFrame({"m": pd.Series(["a", decimal.Decimal("2")], dtype=object)})
+    with pytest.raises(DataError, match="column 'm' mixes strings with Decimal values"):
+        table_digest(mixed)

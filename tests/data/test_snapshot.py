@@ -88,3 +88,49 @@ def test_an_error_in_the_digest_thread_leaves_no_snapshot(tmp_path):
         store._snapshot(pool, "mixed", raw, frame, None, "")
     assert store.names() == []
     assert not list((tmp_path / "art").rglob("*.parquet"))
+
+
+def test_a_snapshot_whose_file_is_no_parquet_is_a_clear_error(tmp_path, csv):
+    store = DatasetStore(str(tmp_path / "art"), tmp_path)
+    snap = store.add("d", str(csv))
+    Path(store._object(snap.digest, "data.parquet")).write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match=r"snapshot d@1 is corrupt: .* is not readable Parquet"):
+        store.load(snap)
+    Path(store._object(snap.digest, "data.parquet")).unlink()  # what the hint says to do
+    store.add("d", str(csv))
+    assert table_digest(store.load(snap)) == snap.digest
+
+
+@pytest.mark.parametrize("text", ['{"name": ', '{"name": "d", "versions": [{"x": 1}]}', "[]"])
+def test_a_damaged_catalog_is_a_clear_error_and_is_not_overwritten(tmp_path, csv, text):
+    store = DatasetStore(str(tmp_path / "art"), tmp_path)
+    store.add("d", str(csv))
+    catalog = tmp_path / "art" / "datasets" / "catalog" / "d.json"
+    catalog.write_text(text)
+    for call in (store.latest, lambda: store.get("d"), lambda: store.add("d", str(csv))):
+        with pytest.raises(DataError, match=r"the catalog of dataset 'd' .* is damaged"):
+            call()
+    assert catalog.read_text() == text
+
+
+def test_two_adds_at_once_each_get_their_own_version(tmp_path, monkeypatch):
+    import threading
+
+    for i in (1, 2):
+        pd.DataFrame({"x": [i, i + 1]}).to_csv(tmp_path / f"{i}.csv", index=False)
+    both_read = threading.Barrier(2)
+    snapshot = DatasetStore._snapshot
+
+    def in_step(self, *args, **kwargs):  # both have read the catalog before either writes
+        made = snapshot(self, *args, **kwargs)
+        both_read.wait(timeout=30)
+        return made
+
+    monkeypatch.setattr(DatasetStore, "_snapshot", in_step)
+    store = DatasetStore(str(tmp_path / "art"), tmp_path)
+    with ThreadPoolExecutor(2) as pool:
+        added = list(pool.map(lambda i: store.add("d", str(tmp_path / f"{i}.csv")), (1, 2)))
+    catalog = {s.version: s.digest for s in store.versions("d")}
+    assert sorted(catalog) == [1, 2]
+    assert {catalog[s.version] for s in added} == {s.digest for s in added}
+    assert {s.version for s in added} == {1, 2}

@@ -130,3 +130,35 @@ def test_an_over_long_line_is_found_wherever_it_lies(tmp_path, at):
     body[start : start + 102] = b"y" * 100 + b"\n" + b"z"  # exactly at the limit: accepted
     (tmp_path / "t.csv").write_bytes(b"a\n" + bytes(body))
     read_source("t.csv", tmp_path, limits=SourceLimits(max_line_bytes=100))
+
+
+def test_a_symlink_loop_is_a_clear_error(tmp_path):
+    (tmp_path / "loop.csv").symlink_to(tmp_path / "loop.csv")
+    with pytest.raises(DataError, match=r"cannot resolve the path 'loop\.csv'") as err:
+        read_source("loop.csv", tmp_path)
+    assert "symbolic link" in (err.value.hint or "")
+
+
+def test_non_utf8_csv_says_so_and_how_to_convert(tmp_path):
+    (tmp_path / "latin.csv").write_bytes(b"name,n\nJos\xe9,1\n")
+    with pytest.raises(DataError, match="is not UTF-8 text") as err:
+        parse_source(read_source("latin.csv", tmp_path))
+    assert "UTF-8" in (err.value.hint or "")
+
+
+def test_a_repeated_column_name_is_refused_not_renamed(tmp_path):
+    (tmp_path / "dup.csv").write_text("a,b,a\n1,2,3\n")
+    with pytest.raises(DataError, match=r"repeats the column name.*'a'"):
+        parse_source(read_source("dup.csv", tmp_path))
+    (tmp_path / "dots.csv").write_text("a,a.1\n1,2\n")  # dotted names of its own: kept
+    assert list(parse_source(read_source("dots.csv", tmp_path)).columns) == ["a", "a.1"]
+
+
+def test_a_parquet_file_that_repeats_a_column_name_says_so(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table([pa.array([1]), pa.array([2])], names=["a", "a"]), tmp_path / "d.pq")
+    with pytest.raises(DataError, match=r"repeats the column name.*'a'") as err:
+        parse_source(read_source("d.pq", tmp_path))
+    assert "\n" not in err.value.message

@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -65,3 +67,96 @@ def test_cache_key_covers_code_params_inputs_and_settings():
     assert base != cache_key("s", "code", {"p": 2}, {"x": "d1"}, {"parity_tolerance": 1e-4})
     assert base != cache_key("s", "code", {"p": 1}, {"x": "d2"}, {"parity_tolerance": 1e-4})
     assert base != cache_key("s", "code", {"p": 1}, {"x": "d1"}, {"parity_tolerance": 1e-3})
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("value", "forged"),
+    [
+        (pd.DataFrame({"x": [1, 2]}), lambda p: pd.DataFrame({"x": [1, 3]}).to_parquet(p)),
+        (pd.Series([1.0, 2.0]), lambda p: pd.DataFrame({"y": [9.0]}).to_parquet(p)),
+        (np.arange(3), lambda p: p.write_bytes(npy_bytes(np.arange(4)))),
+        ({"threshold": 0.5}, lambda p: p.write_text('{"threshold": 0.9}')),
+        (LogisticRegression(), lambda p: p.write_bytes(p.read_bytes()[:-5])),
+    ],
+    ids=["frame", "series", "ndarray", "json", "skops"],
+)
+def test_a_changed_cached_output_is_a_miss_never_loaded(tmp_path, value, forged):
+    cache = ArtifactCache(tmp_path)
+    out = cache.store("s", "o", value)
+    cache.save("k", "s", [out], {}, 0.0, None)
+    path = tmp_path / "objects" / out.file
+    forged(path)
+    with pytest.raises(PipelineError, match="was modified"):
+        cache.load(out)
+    assert cache.lookup("k") is None and not path.exists()  # the step runs again
+    again = cache.store("s", "o", value)  # and stores its output anew
+    cache.save("k", "s", [again], {}, 0.0, None)
+    assert cache.lookup("k") is not None
+    assert type(cache.load(again)) is type(value)
+
+
+def test_a_truncated_entry_or_missing_object_is_a_miss(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    out = cache.store("s", "o", {"a": 1})
+    cache.save("k", "s", [out], {}, 0.0, None)
+    entry = tmp_path / "entries" / "k.json"
+    entry.write_bytes(entry.read_bytes()[:20])
+    assert cache.lookup("k") is None
+    cache.save("k", "s", [out], {}, 0.0, None)
+    (tmp_path / "objects" / out.file).unlink()
+    assert cache.lookup("k") is None
+
+
+def test_two_runs_storing_the_same_package_at_once_both_succeed(tmp_path, monkeypatch):
+    import shutil
+
+    from shipml.model import build_package
+
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+    model = LogisticRegression().fit(X, [0, 0, 1, 1])
+    package = build_package(model, X, path=tmp_path / "pkg")
+    cache = ArtifactCache(tmp_path / "cache")
+    copytree = shutil.copytree
+
+    def meanwhile(src, dst, **kwargs):  # the other run renames its copy in first
+        copytree(src, dst, **kwargs)
+        copytree(src, cache.objects / f"package-{package.digest}")
+
+    monkeypatch.setattr(shutil, "copytree", meanwhile)
+    out = cache.store("train", "output", package)
+    assert cache.intact(out)
+    assert not [p for p in cache.objects.iterdir() if p.name.startswith(".tmp-")]
+    monkeypatch.setattr(shutil, "copytree", copytree)
+    (cache.objects / out.file / "signature.json").write_text("{}")  # changed after storing
+    assert not cache.intact(out)
+    assert cache.intact(cache.store("train", "output", package))  # replaced by a good copy
+
+
+def test_a_series_is_stored_under_the_output_name_not_its_own(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    named = cache.store("split", "y", pd.Series(["a", "b"], name="species"))
+    unnamed = cache.store("split", "w", pd.Series([1.0, 2.0]))
+    assert (named.name, unnamed.name) == ("y", "w")
+    assert cache.load(named).name == "species" and cache.load(unnamed).name is None
+
+
+def test_a_frame_that_cannot_be_stored_names_the_step_output_and_column(tmp_path):
+    frame = pd.DataFrame({"x": [1, 2], "bad": pd.Series(["a", 1], dtype=object)})
+    with pytest.raises(PipelineError, match=r"step 'ingest' returned a DataFrame as 'output'"):
+        ArtifactCache(tmp_path).store("ingest", "output", frame)
+    with pytest.raises(PipelineError, match="'bad'"):
+        ArtifactCache(tmp_path).store("ingest", "output", frame)
+
+
+def test_an_entry_whose_outputs_are_not_the_steps_is_a_miss(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    out = cache.store("split", "species", pd.Series(["a"]))  # as a wrong entry named it
+    cache.save("k", "split", [out], {}, 0.0, None)
+    assert cache.lookup("k", ("y",)) is None
+    assert cache.lookup("k", ("species",)) is not None

@@ -106,3 +106,42 @@ def test_packages_class_methods_and_decorated_helpers_count(tmp_path):
     text = (tmp_path / "pipe_mod.py").read_text()
     (tmp_path / "pipe_mod.py").write_text(text.replace("v * 2", "v * 3"))
     assert prints()["uses_decorated"] != after["uses_decorated"]
+
+
+def test_module_level_objects_and_partials_count(tmp_path):
+    def write(depth: int, factor: int, size: int = 3) -> None:
+        (tmp_path / "pipe_mod.py").write_text(
+            "import functools\nimport logging\nfrom dataclasses import dataclass\n"
+            "import numpy as np\n"
+            "@dataclass\nclass Cfg:\n    depth: int\n"
+            f"CFG = Cfg(depth={depth})\n"
+            "def scale(v, factor):\n    return v * factor\n"
+            f"SCALE = functools.partial(scale, factor={factor})\n"
+            f"WEIGHTS = np.arange({size}) / 7\n"
+            "log = logging.getLogger('pipe_mod')\n"
+            "def uses_object(v):\n    return v + CFG.depth\n"
+            "def uses_partial(v):\n    return SCALE(v)\n"
+            "def uses_array(v):\n    return v * WEIGHTS\n"
+            "def uses_logger(v):\n    log.info('x')\n    return v\n"
+        )
+
+    def prints() -> dict[str, str]:
+        mod = load(tmp_path)
+        fp = Fingerprinter(tmp_path)
+        names = ("uses_object", "uses_partial", "uses_array", "uses_logger")
+        return {n: fp.fingerprint(getattr(mod, n))[0] for n in names}
+
+    write(depth=3, factor=2)
+    before = prints()
+    assert prints() == before  # deterministic
+    write(depth=4, factor=2)
+    after = prints()
+    assert after["uses_object"] != before["uses_object"]
+    assert after["uses_partial"] == before["uses_partial"]
+    assert after["uses_logger"] == before["uses_logger"]  # its logger did not change
+    write(depth=4, factor=3)
+    assert prints()["uses_partial"] != after["uses_partial"]
+    write(depth=4, factor=3, size=5000)  # an array whose repr is cut short ('...')
+    big = prints()["uses_array"]
+    write(depth=4, factor=3, size=5001)
+    assert prints()["uses_array"] != big

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from shipml.errors import PipelineError
@@ -42,6 +44,27 @@ def test_parameter_overrides_and_unknown_parameters():
     assert flow.build({"scale": 5}).node("join").arguments["scale"] == 5
     with pytest.raises(PipelineError, match="no parameter 'scael'"):
         flow.build({"scael": 1})
+
+
+def test_a_parameter_value_of_the_wrong_type_is_refused_before_any_step_runs():
+    @pipeline
+    def typed(n: int = 3, rate: float = 0.5, on: bool = False, tag: str = "a", depth=4):
+        join(n, rate, scale=depth)
+
+    resolved = typed.build({"n": 7, "rate": 1, "on": True, "tag": 2024, "depth": 9}).params
+    assert resolved == {"n": 7, "rate": 1, "on": True, "tag": 2024, "depth": 9}
+    refused = [
+        ("n", "abc", "'n' is int, got 'abc' (str)"),
+        ("n", 5.5, "'n' is int, got 5.5 (float)"),
+        ("n", True, "'n' is int, got True (bool)"),
+        ("rate", "fast", "'rate' is float, got 'fast' (str)"),
+        ("on", 1, "'on' is bool, got 1 (int)"),
+        ("depth", "deep", "'depth' is int, got 'deep' (str)"),  # unannotated: its default's type
+    ]
+    for name, value, message in refused:
+        with pytest.raises(PipelineError, match=re.escape(message)) as err:
+            typed.build({name: value})
+        assert f"--param {name}=" in (err.value.hint or "")
 
 
 def test_wrong_arguments_name_the_step_and_its_signature():

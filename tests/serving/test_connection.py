@@ -99,6 +99,23 @@ def test_a_huge_request_head_gets_431(url):
     assert status_of(long_url) == 431
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"content-length: -1\r\n",
+        b"content-length: 2\r\ncontent-length: 5\r\n",
+        b"content-length: 2\r\ntransfer-encoding: chunked\r\n",
+        b"bad header\r\n",
+    ],
+)
+def test_a_request_the_http_parser_refuses_gets_a_json_400(url, head):
+    answer = raw_request(url, b"POST /predict HTTP/1.1\r\nhost: x\r\n" + head + b"\r\n{}")
+    assert status_of(answer) == 400, answer
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head_part.lower(), answer
+    assert "not valid HTTP/1.1" in orjson.loads(body)["error"]
+
+
 def test_keep_alive_requests_still_work(url):
     host, port = address(url)
     body = orjson.dumps({"inputs": {"island": ["Biscoe"], "sex": ["male"]}})

@@ -54,8 +54,10 @@ def test_a_replayed_request_id_is_a_conflict_and_a_closed_log_a_failure(tmp_path
     log = AuditLog(tmp_path / "a.db")
     recorder = PredictionRecorder(log, predictor)
     _record(recorder)
-    with pytest.raises(RequestConflict, match="already in the audit log"):
+    with pytest.raises(RequestConflict, match="already in the audit log") as refused:
         _record(recorder)
+    said = f"{refused.value.message} ({refused.value.hint})"
+    assert said.count("request ids are unique") == 1, said  # the hint adds, never repeats
     log.close()
     with pytest.raises(InferenceFailed, match="cannot record this prediction"):
         _record(recorder, request_id=b"r-2")

@@ -116,6 +116,48 @@ def test_a_batch_of_images_is_answered_as_the_package_predicts(client, digits):
     assert one.status_code == 200 and one.json()["predictions"][0]["label"] == str(expected[0])
 
 
+def test_images_may_come_as_binary_tensors_as_tritonclient_sends_them(client, digits):
+    """The binary tensor extension (tritonclient's default, and every gRPC call) carries a
+    tensor feature as raw bytes: the same answer as JSON."""
+    _, valid = digits
+    batch = images(valid, 3)
+    tensor = {"name": "image", "shape": [3, 1, 8, 8], "datatype": "FP16"}
+    blob = batch.astype(np.float16).tobytes()
+    head = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(blob)}}]})
+    headers = {"Inference-Header-Content-Length": str(len(head))}
+    answer = client.post("/v2/models/digits/infer", content=head.encode() + blob, headers=headers)
+    assert answer.status_code == 200, answer.text
+    data = batch.astype(np.float16).astype(float).tolist()
+    as_json = infer(client, [{**tensor, "data": data}])
+    assert answer.json()["outputs"][0] == as_json.json()["outputs"][0]
+
+
+def test_images_over_grpc_as_tritonclient_sends_them(digits):
+    """gRPC calls reach the app as binary tensors: an image batch answers as over HTTP."""
+    import dataclasses
+
+    import tritonclient.grpc as triton
+
+    from tests.serving.hostile import serve
+
+    project, valid = digits
+    spec = serve_spec(load_config(project), "digits@challenger")
+    app = build_app(dataclasses.replace(spec, grpc_port=0))
+    batch = images(valid, 4)
+    with serve(app) as url:
+        image = triton.InferInput("image", [4, 1, 8, 8], "FP32")
+        image.set_data_from_numpy(batch)
+        client = triton.InferenceServerClient(f"127.0.0.1:{app.service.port}")
+        labels = client.infer("digits", [image]).as_numpy("label").astype(str).tolist()
+        client.close()
+        import httpx
+
+        body = {"inputs": [{"name": "image", "shape": [4, 1, 8, 8], "datatype": "FP32"}]}
+        body["inputs"][0]["data"] = batch.tolist()
+        answer = httpx.post(f"{url}/v2/models/digits/infer", json=body).json()
+    assert labels == answer["outputs"][0]["data"]
+
+
 @pytest.mark.parametrize(
     ("tensor", "message"),
     [
@@ -133,6 +175,8 @@ def test_a_batch_of_images_is_answered_as_the_package_predicts(client, digits):
         ({"shape": [1, "8", 8, 8], "data": [0.0] * 64}, "invalid shape"),
         ({"shape": [1, 1, 8, 8], "data": {"0": 1}}, "no 'data' list"),
         ({"shape": [0, 1, 8, 8], "data": []}, "no rows"),
+        ({"shape": [2**63, 1, 8, 0], "data": []}, "no rows"),
+        ({"shape": [1, 1, 8, 8], "datatype": ["FP32"], "data": [0.0] * 64}, "tensor of numbers"),
     ],
 )
 def test_a_tensor_that_does_not_fit_the_signature_is_a_clear_400(client, tensor, message):

@@ -16,6 +16,7 @@ from shipml.audit.log import AuditLog
 from shipml.audit.reading import Reader
 from shipml.audit.verify import Verification, verify
 from shipml.errors import AuditError
+from shipml.files import output_file
 
 
 def log_target(config: Any) -> Path | str:
@@ -92,23 +93,23 @@ def export(config: Any, output: Path) -> int:
         raise AuditError(
             f"{output} is a folder", hint="give a file name ending in .jsonl or .parquet"
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.partial")
     log = open_log(config, writer=False)
     try:
-        if output.suffix == ".parquet":
-            count = _parquet(log, tmp)
-        else:
+        with output_file(output) as tmp:
+            if output.suffix == ".parquet":
+                return _parquet(log, tmp)
             count = 0
             with tmp.open("wb") as fh:
                 for record in log.records():
                     fh.write(orjson.dumps(record) + b"\n")
                     count += 1
-        tmp.replace(output)
+            return count
+    except OSError as exc:
+        raise AuditError(
+            f"cannot write {output}: {exc.strerror or exc}", hint="check the path and the disk"
+        ) from exc
     finally:
         log.close()
-        tmp.unlink(missing_ok=True)
-    return count
 
 
 def _parquet(log: Reader, file: Path, batch: int = 10_000) -> int:

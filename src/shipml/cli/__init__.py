@@ -7,6 +7,7 @@ traceback appears only with ``shipml --debug``.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 
@@ -86,6 +87,22 @@ app.add_typer(pipeline.step_app, name="step")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(ci.app, name="ci")
 app.add_typer(server.app, name="server")
+
+
+def _one_line_summaries(group: typer.Typer) -> None:
+    """A command list shows each command's first paragraph. Typer's rich mode keeps the
+    docstring's line breaks there, so a summary was cut mid-sentence at 80 columns; it
+    is set here as one line, which the panel wraps to the terminal."""
+    for info in group.registered_commands:
+        text = info.help or inspect.getdoc(info.callback) or ""
+        if info.short_help is None and text:
+            info.short_help = " ".join(text.split("\n\n")[0].split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_line_summaries(sub.typer_instance)
+
+
+_one_line_summaries(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from shipml.cli.output import project_config, stdout
+from shipml.cli.output import project_config, stdout, told
 from shipml.errors import AuditError
 
 app = typer.Typer(
@@ -108,4 +108,4 @@ def export_cmd(
     from shipml.audit import export
 
     count = export(project_config(), output)
-    stdout.print(f"exported {count} records → {output}")
+    told(output).print(f"exported {count} records → {output}")

@@ -135,17 +135,32 @@ def export(
 
 @app.command("verify")
 def verify(
-    folder: Path = typer.Argument(..., help="A data bundle folder (/data in a data image)."),
+    folder: Path = typer.Argument(
+        ...,
+        help="A data bundle folder (/data in a data image), or NAME[@VERSION] of a "
+        "snapshot in the store.",
+    ),
     copy_to: Path | None = typer.Option(
         None,
         "--copy-to",
         help="After the check, copy the bundle here (an init container's shared volume).",
     ),
 ) -> None:
-    """Check a data bundle: recompute the table's digest and compare it with the manifest.
-    A mismatch is an error (exit code 5); nothing is copied then."""
+    """Check a data bundle: recompute the table's digest and compare it with the manifest
+    (NAME[@VERSION], when no such folder exists: a snapshot in the store, against its
+    catalog). A mismatch is an error (exit code 5); nothing is copied then."""
     from shipml.data.bundle import copy_bundle, read_bundle
 
+    if not folder.exists() and copy_to is None and str(folder) == folder.name:
+        from shipml.project.datasets import verify_dataset
+
+        checked = verify_dataset(project_config(), str(folder))
+        stdout.print(
+            f"verified {checked['ref']} in the store: {checked['rows']} rows · "
+            f"sha256 {checked['sha256']}",
+            soft_wrap=True,
+        )
+        return
     bundle, df = read_bundle(folder)
     stdout.print(f"verified {bundle.ref} in {folder}: {len(df)} rows · sha256 {bundle.digest}")
     if copy_to is not None:

@@ -57,7 +57,10 @@ def apply(
         False, "--dry-run", help="kubernetes: the API server checks, nothing is persisted."
     ),
     port: int | None = typer.Option(
-        None, help="podman: host port of the gateway (default \\[deploy.ENV] host_port)."
+        None,
+        min=1,
+        max=65535,
+        help="podman: host port of the gateway (default \\[deploy.ENV] host_port).",
     ),
     timeout: float = typer.Option(120.0, help="Seconds to wait for readiness."),
 ) -> None:

@@ -14,8 +14,11 @@ from rich.console import Console
 if TYPE_CHECKING:  # loaded by the commands that need it: `shipml --help` stays quick
     from shipml.config import ProjectConfig
 
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
+# soft_wrap: a line longer than the terminal is left for the terminal to wrap, never cut
+# with newlines, so a path, URI or digest copied from the output is whole (tables and
+# panels still fit the width).
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @dataclass
@@ -33,6 +36,19 @@ def project_config() -> ProjectConfig:
 
     start = Path(state.project).resolve() if state.project else None
     return load_config(find_root(start))
+
+
+def told(output: Path) -> Console:
+    """Where to say what a command wrote to ``output``: stdout, or stderr when the output
+    itself is a stream (``-o /dev/stdout | jq`` must get the data alone)."""
+    import os
+    import stat
+
+    try:
+        regular = stat.S_ISREG(os.stat(output).st_mode)
+    except OSError:
+        regular = True
+    return stdout if regular else stderr
 
 
 def human_bytes(n: int) -> str:

@@ -231,7 +231,7 @@ def demo(
 
 def ui(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(5000, help="Port of the MLflow UI."),
+    port: int = typer.Option(5000, min=0, max=65535, help="Port of the MLflow UI."),
 ) -> None:
     """Start the MLflow UI on the project's store."""
     config = project_config()

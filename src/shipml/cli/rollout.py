@@ -30,7 +30,7 @@ def gateway(
     min_samples: int | None = typer.Option(None, help="canary: labels per variant to decide."),
     interval: float | None = typer.Option(None, help="canary: seconds between analyses."),
     host: str | None = typer.Option(None, help="Interface (default \\[rollout] host)."),
-    port: int | None = typer.Option(None, help="Port (default \\[rollout] port, 8000)."),
+    port: int | None = typer.Option(None, min=0, max=65535, help="Port (\\[rollout] port)."),
 ) -> None:
     """Run the gateway in front of model servers. Every option defaults to \\[rollout] in
     shipml.toml (see docs/rollout.md). A remote variant may name its registry version

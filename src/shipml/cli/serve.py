@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from shipml.cli.output import project_config, state, stderr, stdout
+from shipml.cli.output import project_config, state, stderr, stdout, told
 from shipml.errors import ConfigError, ServingError
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def predict(
     if result.refused:
         done = "skipped" if on_error == "skip" else "flagged in the 'error' column"
         refused = f"; {result.refused:,} row(s) {done}"
-    stdout.print(
+    told(output).print(
         f"scored {result.rows:,} rows in {result.chunks} chunk(s) → {result.output}{refused}"
     )
 

@@ -82,12 +82,15 @@ def _string_values(series: pd.Series, valid: np.ndarray) -> pa.LargeStringArray:
     objects = values.to_numpy(dtype=object)
     # The kinds of values in one pass in C; a Python check per value only when one is not
     # a string (the error path): a per-cell isinstance was a fifth of `shipml data add`.
-    if not all(issubclass(kind, str) for kind in set(map(type, objects))):
+    kinds = set(map(type, objects))
+    if not all(issubclass(kind, str) for kind in kinds):
         first = next(v for v in objects if not isinstance(v, str))
+        what = "mixes strings with" if any(issubclass(k, str) for k in kinds) else "holds"
         raise DataError(
-            f"column '{series.name}' mixes strings with {type(first).__name__} values "
-            f"(for example {first!r})",
-            hint="make the column one type (for example with .astype(str)) before adding the data",
+            f"column '{series.name}' {what} {type(first).__name__} values "
+            f"(for example {str(repr(first))[:80]}), which shipml cannot snapshot",
+            hint="make the column one type (numbers, booleans, datetimes or strings, for "
+            "example with .astype(str)) before adding the data",
         )
     return pa.array(objects, type=pa.large_string())
 

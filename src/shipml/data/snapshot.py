@@ -13,6 +13,8 @@ The artifact root is a local folder or any URI fsspec understands (s3://...).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import json
 import re
@@ -31,6 +33,7 @@ from shipml.data.digest import FORMAT, table_digest
 from shipml.data.profile import table_profile, table_schema
 from shipml.data.source import parse_source, read_source
 from shipml.errors import DataError, ShipmlError
+from shipml.files import exclusive_lock
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -127,6 +130,19 @@ class DatasetStore:
         with self.fs.open(path, "rb") as fh:
             return json.loads(fh.read())
 
+    def _read_catalog(self, name: str, path: str) -> list[Snapshot]:
+        """The versions a catalog file lists; a damaged one is a DataError naming it (it
+        is never rewritten then: the versions it held are not lost by another add)."""
+        try:
+            return [Snapshot(**entry) for entry in self._read_json(path)["versions"]]
+        except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
+            raise DataError(
+                f"the catalog of dataset {name!r} ({path}) is damaged: "
+                f"{type(exc).__name__}: {str(exc)[:200]}",
+                hint="restore the file from a backup, or move it away and add the data "
+                "again with `shipml data add` (its snapshots stay under datasets/objects/)",
+            ) from exc
+
     # -- catalog ----------------------------------------------------------------
     def names(self) -> list[str]:
         folder = f"{self._root_path}/catalog"
@@ -142,7 +158,7 @@ class DatasetStore:
         path = self._catalog(check_name(name))
         if not self.fs.exists(path):
             return []
-        return [Snapshot(**entry) for entry in self._read_json(path)["versions"]]
+        return self._read_catalog(name, path)
 
     def latest(self) -> list[Snapshot]:
         return [self.versions(n)[-1] for n in self.names() if self.versions(n)]
@@ -193,9 +209,27 @@ class DatasetStore:
         for key in ("name", "version", "created", "description"):
             meta.pop(key)
         self._write(self._object(snap.digest, "snapshot.json"), _dumps(meta))
-        catalog = {"name": name, "versions": [s.to_dict() for s in [*versions, snap]]}
-        self._write(self._catalog(name), _dumps(catalog))
+        return self._record(snap)
+
+    def _record(self, snap: Snapshot) -> Snapshot:
+        """Add ``snap`` to its name's catalog, numbered after the versions there now: the
+        catalog is read again under a lock, so two adds at once (two runs of a pipeline,
+        two terminals) each get their own version instead of one overwriting the other."""
+        with self._catalog_lock(snap.name):
+            versions = self.versions(snap.name)
+            if versions and versions[-1].digest == snap.digest:
+                return versions[-1]  # the same content, added meanwhile
+            snap = dataclasses.replace(snap, version=versions[-1].version + 1 if versions else 1)
+            catalog = {"name": snap.name, "versions": [s.to_dict() for s in [*versions, snap]]}
+            self._write(self._catalog(snap.name), _dumps(catalog))
         return snap
+
+    def _catalog_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """A lock on one name's catalog where the store is a local folder (an object store
+        has no locks: there a team adds a name from one place, e.g. CI)."""
+        if "file" not in self.fs.protocol:
+            return contextlib.nullcontext()
+        return exclusive_lock(Path(f"{self._root_path}/catalog/.{name}.lock"))
 
     def _snapshot(
         self,
@@ -258,6 +292,13 @@ class DatasetStore:
             raise DataError(
                 f"the data of {snap.ref} is missing from the store ({path})",
                 hint=f"add it again with `shipml data add {snap.name} {snap.source}`",
+            ) from exc
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DataError(
+                f"snapshot {snap.ref} is corrupt: {path} is not readable Parquet "
+                f"({str(exc)[:200]})",
+                hint=f"the file was changed: delete it, then restore it from the source with "
+                f"`shipml data add {snap.name} {snap.source}`",
             ) from exc
         if verify:
             actual = table_digest(df)

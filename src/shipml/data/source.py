@@ -73,7 +73,14 @@ def normalize_uri(source: str, base: Path | None = None) -> str:
     path = Path(source).expanduser()
     if not path.is_absolute():
         path = (base or Path.cwd()) / path
-    return path.resolve().as_uri()
+    try:
+        return path.resolve().as_uri()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise DataError(
+            f"cannot resolve the path {source[:200]!r}: {str(exc)[:200]}",
+            hint="the path is (or passes through) a symbolic link that points back to "
+            "itself: give the real file's path",
+        ) from exc
 
 
 def source_format(uri: str, fmt: str | None = None) -> str:
@@ -227,7 +234,14 @@ def parse_source(raw: RawSource) -> pd.DataFrame:
             raise DataError(f"{raw.uri} is empty", hint="a CSV needs a header line and rows")
         try:
             df = pd.read_csv(io.BytesIO(raw.data), low_memory=False)  # types from all rows
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{raw.uri} is not UTF-8 text: {exc.reason} (byte "
+                f"{exc.object[exc.start : exc.start + 1]!r})",
+                hint="save the CSV as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or convert it "
+                "to Parquet",
+            ) from exc
+        except (pd.errors.ParserError, ValueError) as exc:
             detail = " ".join(str(exc).split())
             raise DataError(
                 f"malformed CSV {raw.uri}: {detail}",
@@ -243,6 +257,7 @@ def parse_source(raw: RawSource) -> pd.DataFrame:
                 f"({len(df.columns)} names)",
                 hint="add the missing column names to the header line, or remove the extra fields",
             )
+        _check_header(raw, df)
         return df
     try:
         # A BufferReader reads the bytes in place and lets Arrow decode on all cores;
@@ -252,7 +267,41 @@ def parse_source(raw: RawSource) -> pd.DataFrame:
             df = df.reset_index()  # a stored pandas index is data too: keep it as columns
         return df
     except (pa.ArrowException, OSError, ValueError) as exc:
+        _check_parquet_names(raw)
         raise DataError(
-            f"{raw.uri} is not a readable Parquet file: {exc}",
+            f"{raw.uri} is not a readable Parquet file: {' '.join(str(exc).split())[:300]}",
             hint="check that the file is Parquet, or give a .csv",
         ) from exc
+
+
+def _check_header(raw: RawSource, df: pd.DataFrame) -> None:
+    """pandas renames a repeated column name (``a, a`` becomes ``a, a.1``): a name the file
+    never had, on a column a later read would not find. A repeated name is refused."""
+    if not any("." in str(c) for c in df.columns):
+        return  # no renamed column: nothing to check (the usual case, free)
+    header = pd.read_csv(io.BytesIO(raw.data), header=None, nrows=1, dtype=str).iloc[0]
+    names = [str(n) for n in header]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(
+            f"malformed CSV {raw.uri}: the header repeats the column name(s) "
+            f"{', '.join(repr(n[:80]) for n in repeated[:5])}",
+            hint="give each column its own name in the header line",
+        )
+
+
+def _check_parquet_names(raw: RawSource) -> None:
+    """After a failed read: a schema that repeats a column name gets its own message
+    (pyarrow's is a dump of the whole schema)."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(pa.BufferReader(raw.data)).names
+    except (pa.ArrowException, OSError, ValueError):
+        return
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(
+            f"{raw.uri} repeats the column name(s) {', '.join(repr(n[:80]) for n in repeated[:5])}",
+            hint="give each column its own name before writing the Parquet file",
+        )

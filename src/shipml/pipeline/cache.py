@@ -5,9 +5,11 @@
 
 Outputs are stored by type: DataFrames and Series as Parquet, NumPy arrays as
 ``.npy`` (no pickle), JSON values as JSON, model packages as folders, and any
-other object (a fitted estimator, say) with skops. A skops object is loaded only
-after its file's sha256 matches the entry, trusting exactly the types recorded
-when shipml itself wrote it: nothing is unpickled.
+other object (a fitted estimator, say) with skops. An entry records the sha256 of
+each output's file (a package: its content digest); a file that no longer matches is
+a cache miss (it is removed and the step runs again) and is never loaded. A skops
+object is loaded trusting exactly the types recorded when shipml itself wrote it:
+nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from shipml.data import table_digest
-from shipml.errors import PipelineError
+from shipml.errors import PipelineError, ShipmlError
+from shipml.files import sha256_file
 from shipml.model import ModelPackage
 
-FORMAT = 1
+FORMAT = 2  # 2: entries record the sha256 of every output file
 SERIES_NO_NAME = "__shipml_unnamed__"
 
 
@@ -41,6 +45,7 @@ class StoredOutput:
     digest: str
     file: str
     trusted_types: list[str] = field(default_factory=list)
+    sha256: str = ""  # of the file's bytes (a package: empty, its digest says it all)
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,9 @@ class ArtifactCache:
         self.entries = cache_dir / "entries"
 
     # -- entries ------------------------------------------------------------------
-    def lookup(self, key: str) -> CacheEntry | None:
+    def lookup(self, key: str, names: tuple[str, ...] | None = None) -> CacheEntry | None:
+        """The entry for ``key`` if it is readable, holds exactly the outputs ``names`` (when
+        given) and every output is intact; otherwise None (a miss, never an error)."""
         path = self.entries / f"{key}.json"
         if not path.is_file():
             return None
@@ -96,9 +103,30 @@ class ArtifactCache:
             entry = CacheEntry(**{**data, "outputs": [StoredOutput(**o) for o in data["outputs"]]})
         except (ValueError, TypeError, KeyError):
             return None  # an unreadable entry is a miss, never an error
-        if all((self.objects / o.file).exists() for o in entry.outputs):
-            return entry
-        return None
+        if names is not None and sorted(o.name for o in entry.outputs) != sorted(names):
+            return None
+        for out in entry.outputs:
+            if not self.intact(out):
+                self._discard(out)  # changed or half there: the step runs and stores it again
+                return None
+        return entry
+
+    def intact(self, out: StoredOutput) -> bool:
+        """The output's file (folder) is there with the content the entry records."""
+        path = self.objects / out.file
+        try:
+            if out.kind == "package":
+                return ModelPackage.load(path).digest == out.digest
+            return bool(out.sha256) and sha256_file(path) == out.sha256
+        except (OSError, ShipmlError):
+            return False
+
+    def _discard(self, out: StoredOutput) -> None:
+        path = self.objects / out.file
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
     def save(
         self,
@@ -135,25 +163,12 @@ class ArtifactCache:
         """Write one output by content digest and describe it."""
         self.objects.mkdir(parents=True, exist_ok=True)
         if isinstance(value, ModelPackage):
-            digest = value.digest
-            file = f"package-{digest}"
-            if not (self.objects / file).exists():
-                tmp = Path(tempfile.mkdtemp(dir=self.objects, prefix=".tmp-"))
-                shutil.copytree(value.path, tmp, dirs_exist_ok=True)
-                os.replace(tmp, self.objects / file)
-            return StoredOutput(name, "package", digest, file)
+            out = StoredOutput(name, "package", value.digest, f"package-{value.digest}")
+            if not self.intact(out):
+                self._store_package(value, out)
+            return out
         if isinstance(value, pd.DataFrame | pd.Series):
-            kind = "frame" if isinstance(value, pd.DataFrame) else "series"
-            if isinstance(value, pd.DataFrame):
-                frame = value.copy(deep=False)  # never rename the caller's columns
-                frame.columns = [str(c) for c in frame.columns]
-            else:
-                name = SERIES_NO_NAME if value.name is None else str(value.name)
-                frame = value.to_frame(name=name)
-            digest = _frame_digest(frame)
-            buf = io.BytesIO()
-            frame.to_parquet(buf)
-            return self._put(name, kind, digest, "parquet", buf.getvalue())
+            return self._store_frame(step, name, value)
         if isinstance(value, np.ndarray) and value.dtype != object:
             buf = io.BytesIO()
             np.save(buf, value, allow_pickle=False)
@@ -163,11 +178,51 @@ class ArtifactCache:
             return self._put(name, "json", _sha256(raw), "json", raw)
         return self._store_skops(step, name, value)
 
+    def _store_frame(self, step: str, name: str, value: pd.DataFrame | pd.Series) -> StoredOutput:
+        """A DataFrame or Series as Parquet (a Series as a one-column frame named by it)."""
+        kind = "frame" if isinstance(value, pd.DataFrame) else "series"
+        if isinstance(value, pd.DataFrame):
+            frame = value.copy(deep=False)  # never rename the caller's columns
+            frame.columns = [str(c) for c in frame.columns]
+        else:
+            column = SERIES_NO_NAME if value.name is None else str(value.name)
+            frame = value.to_frame(name=column)
+        try:
+            digest = _frame_digest(frame)
+            buf = io.BytesIO()
+            frame.to_parquet(buf)
+        except (ShipmlError, pa.ArrowException, ValueError, TypeError) as exc:
+            detail = exc.message if isinstance(exc, ShipmlError) else f"{exc}"
+            raise PipelineError(
+                f"step '{step}' returned a {type(value).__name__} as '{name}' that shipml "
+                f"cannot store: {detail[:300]}",
+                hint="give each column one type of value (numbers, booleans, datetimes or "
+                "strings), e.g. df[col].astype(str), before returning it",
+            ) from exc
+        return self._put(name, kind, digest, "parquet", buf.getvalue())
+
+    def _store_package(self, package: ModelPackage, out: StoredOutput) -> None:
+        """Copy the package folder in under a temporary name, then rename it in place (a
+        changed copy there is replaced); another run storing the same package at the same
+        moment is no error."""
+        tmp = Path(tempfile.mkdtemp(dir=self.objects, prefix=".tmp-"))
+        try:
+            shutil.copytree(package.path, tmp, dirs_exist_ok=True)
+            self._discard(out)
+            os.replace(tmp, self.objects / out.file)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not self.intact(out):  # not the other run's complete copy: a real failure
+                raise
+
     def _put(self, name: str, kind: str, digest: str, ext: str, data: bytes) -> StoredOutput:
-        file = f"{kind}-{digest}.{ext}"
-        if not (self.objects / file).exists():
-            self._atomic_write(self.objects / file, data)
-        return StoredOutput(name, kind, digest, file)
+        """Store ``data`` under its own sha256 (rewritten if the file there was changed);
+        ``digest`` is the output's identity in cache keys (a frame's: its content)."""
+        sha = _sha256(data)
+        path = self.objects / f"{kind}-{sha}.{ext}"
+        if not (path.is_file() and sha256_file(path) == sha):
+            self._atomic_write(path, data)
+        return StoredOutput(name, kind, digest, path.name, sha256=sha)
 
     def _store_skops(self, step: str, name: str, value: Any) -> StoredOutput:
         import skops.io as sio
@@ -183,31 +238,37 @@ class ArtifactCache:
             ) from exc
         trusted = sorted(sio.get_untrusted_types(data=data))
         out = self._put(name, "skops", _sha256(data), "skops", data)
-        return StoredOutput(out.name, out.kind, out.digest, out.file, trusted)
+        return StoredOutput(out.name, out.kind, out.digest, out.file, trusted, out.sha256)
 
     def load(self, out: StoredOutput) -> Any:
+        """An output's value, from bytes checked against the sha256 its entry records."""
         path = self.objects / out.file
+        modified = PipelineError(
+            f"cached output {path} was modified since shipml wrote it",
+            hint="run again: the changed output is a cache miss and its step runs again "
+            "(or run with --no-cache)",
+        )
         if out.kind == "package":
-            return ModelPackage.load(path)
+            package = ModelPackage.load(path)
+            if package.digest != out.digest:
+                raise modified
+            return package
+        data = path.read_bytes()
+        if _sha256(data) != out.sha256:
+            raise modified
         if out.kind in ("frame", "series"):
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(pa.BufferReader(data))
             if out.kind == "series":
                 series = frame.iloc[:, 0]
                 return series.rename(None) if series.name == SERIES_NO_NAME else series
             return frame
         if out.kind == "ndarray":
-            return np.load(path, allow_pickle=False)
+            return np.load(io.BytesIO(data), allow_pickle=False)
         if out.kind == "json":
-            return json.loads(path.read_text(encoding="utf-8"))
+            return json.loads(data)
         if out.kind == "skops":
             import skops.io as sio
 
-            data = path.read_bytes()
-            if _sha256(data) != out.digest:
-                raise PipelineError(
-                    f"cached output {path} was modified since shipml wrote it",
-                    hint="run again with --no-cache (or delete the cache folder)",
-                )
             return sio.loads(data, trusted=out.trusted_types)
         raise PipelineError(f"unknown cached output kind {out.kind!r} in {path}")
 

@@ -39,7 +39,7 @@ from shipml.pipeline.fingerprint import Fingerprinter
 from shipml.pipeline.loading import load_pipeline
 from shipml.pipeline.step import DatasetRef, Node, OutputRef
 
-FORMAT = 1
+FORMAT = 2  # 2: outputs carry the sha256 of their files, checked on load
 COMPLETE = ".complete"  # beside a folder object: all its files are there
 
 

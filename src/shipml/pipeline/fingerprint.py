@@ -15,8 +15,10 @@ Third-party code is not hashed (its versions are recorded in the environment).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
+import re
 import sys
 import textwrap
 import types
@@ -25,6 +27,8 @@ from typing import Any
 
 CONSTANT_TYPES = (str, bytes, int, float, bool, complex, tuple, list, dict, set, frozenset)
 EXCLUDED_DIRS = (".venv", "venv", ".shipml", "site-packages", "node_modules", ".git")
+# A repr that does not show an object's whole state: an address, or a cut ('...').
+PARTIAL_REPR = re.compile(r"0x[0-9a-fA-F]{6,}|\.\.\.|…")
 
 
 def _code_names(code: types.CodeType) -> set[str]:
@@ -158,8 +162,29 @@ class Fingerprinter:
             value = glb[name]
             if isinstance(value, CONSTANT_TYPES):
                 sources[f"{home}.{name}"] = repr(value)  # module-level constants count too
-            else:
+            elif _is_code(value) and not isinstance(value, functools.partial):
                 self._follow(value, home, sources, files, seen)
+            else:
+                self._object(value, f"{home}.{name}", Path(code.co_filename), sources, files)
+                if isinstance(value, functools.partial):
+                    self._follow(value.func, home, sources, files, seen)
+
+    def _object(
+        self, value: Any, key: str, home_file: Path, sources: dict[str, str], files: set[Path]
+    ) -> None:
+        """A module-level object that is not code (a config instance, an array, a
+        ``functools.partial``'s arguments): its repr where that shows all of it, otherwise
+        the project file that made it, with what that file imports."""
+        if isinstance(value, functools.partial):
+            value = (value.args, value.keywords)
+        try:
+            text = repr(value)
+        except Exception:  # a repr that fails is no description
+            text = "..."
+        if not PARTIAL_REPR.search(text):
+            sources[key] = text
+        elif self.is_project_file(str(home_file)):
+            files |= self.file_closure(home_file)
 
     def _follow(
         self,
@@ -201,3 +226,13 @@ class Fingerprinter:
                         self._visit(func, sources, files, seen)
         else:
             files |= self.file_closure(Path(str(file)))
+
+
+def _is_code(value: Any) -> bool:
+    """A module, function, class or step (followed to its source), not a plain object."""
+    target = inspect.unwrap(getattr(value, "func", value))
+    return (
+        isinstance(value, types.ModuleType)
+        or inspect.isfunction(target)
+        or (inspect.isclass(target))
+    )

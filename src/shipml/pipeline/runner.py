@@ -296,7 +296,7 @@ def _run_step(
 
 def _from_cache(run: _Run, node: Node, res: StepResult, reporter: Reporter) -> bool:
     """Reuse the step's cached outputs (and re-log its metrics) if its key has an entry."""
-    entry = run.cache.lookup(res.key)
+    entry = run.cache.lookup(res.key, node.output_names)
     if entry is None:
         return False
     for out in entry.outputs:

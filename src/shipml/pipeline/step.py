@@ -202,6 +202,8 @@ class Pipeline:
                 f"pipeline '{self.name}' has no parameter {', '.join(map(repr, unknown))}",
                 hint=f"its parameters: {', '.join(sorted(known)) or 'none'}",
             )
+        for key, value in overrides.items():
+            _check_type(self.name, self.signature.parameters[key], value)
         params = {**self.defaults, **overrides}
         missing = sorted(known - set(params))
         if missing:
@@ -232,6 +234,43 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<shipml pipeline {self.name}>"
+
+
+_SCALARS: dict[str, type] = {"int": int, "float": float, "bool": bool}
+
+
+def _check_type(pipeline_name: str, param: inspect.Parameter, value: Any) -> None:
+    """A value given for a parameter annotated (or, unannotated, defaulted) as int, float
+    or bool must be one: ``--param n_estimators=abc`` is refused here, not deep inside a
+    step. A float parameter takes an int; an int takes no bool. (A str parameter takes
+    what it is given: ``--param tag=2024`` reads as a number.)"""
+    note = param.annotation
+    found = _SCALARS.get(note) if isinstance(note, str) else note
+    if note is inspect.Parameter.empty and param.default is not param.empty:
+        found = type(param.default)
+    if not isinstance(found, type) or found not in _SCALARS.values():
+        return
+    kind = found
+    fits = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        fits = True
+    if not fits:
+        example = param.default if param.default is not param.empty else _EXAMPLES[kind]
+        raise PipelineError(
+            f"pipeline '{pipeline_name}' parameter {param.name!r} is {kind.__name__}, "
+            f"got {value!r} ({type(value).__name__})",
+            hint=f"for example --param {param.name}={_json(example)}, or the same in "
+            "[pipeline.params] of shipml.toml",
+        )
+
+
+_EXAMPLES: dict[type, Any] = {int: 1, float: 0.5, bool: True}
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
 
 
 def pipeline(func: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:

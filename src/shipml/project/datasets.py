@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shipml.data import DatasetStore
+from shipml.data import DatasetStore, parse_ref
+from shipml.errors import DataError
 
 if TYPE_CHECKING:
     from shipml.config import ProjectConfig
@@ -39,3 +40,21 @@ def describe_dataset(config: ProjectConfig, ref: str) -> dict[str, Any]:
             for v in store.versions(snap.name)
         ],
     }
+
+
+def verify_dataset(config: ProjectConfig, ref: str) -> dict[str, Any]:
+    """Read a snapshot from the store with its digest recomputed (`shipml data verify
+    NAME[@VERSION]`): a changed or unreadable ``data.parquet`` is a DataError."""
+    store = _store(config)
+    name, _ = parse_ref(ref)
+    if name not in store.names():
+        known = ", ".join(store.names()) or "none yet"
+        raise DataError(
+            f"{ref!r} is neither a data bundle folder nor a dataset in the store "
+            f"(datasets: {known})",
+            hint="give a folder written by `shipml data export`, or NAME[@VERSION] of a "
+            "dataset added with `shipml data add`",
+        )
+    snap = store.get(ref)
+    df = store.load(snap, verify=True)
+    return {"ref": snap.ref, "rows": len(df), "sha256": snap.digest, "stored": store.data_uri(snap)}

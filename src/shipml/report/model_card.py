@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from shipml.config import ProjectConfig
+from shipml.errors import ShipmlError
+from shipml.files import output_file
 from shipml.report import charts, html
 from shipml.report.compare import Entry, entry
 from shipml.tracking import Registry, tracker_for
@@ -310,16 +312,15 @@ def write_report(
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    """Write ``text`` to ``path`` whole or not at all (a device such as /dev/stdout is
+    written into)."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with output_file(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ShipmlError(
+            f"cannot write {path}: {exc.strerror or exc}", hint="check the path and the free space"
+        ) from exc
 
 
 def job_summary() -> Path | None:

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from shipml.audit import AuditLog
-from shipml.errors import InvalidRequest, PayloadTooLarge, ServingError
+from shipml.errors import InvalidRequest, PayloadTooLarge, ServingError, UnsupportedEncoding
 from shipml.serving import binary
 from shipml.serving.batching import Batcher
 from shipml.serving.documents import Documents
@@ -317,7 +317,8 @@ class ModelServer:
                         )
                     payload, head = self._render(protocol, outputs, rid, wanted, binary_out)
                 except ServingError as exc:
-                    code, payload = exc.status, error_body(exc)
+                    error = undecoded(scope["headers"], exc)
+                    code, payload = error.status, error_body(error)
                 except ClientGone:
                     code = 499  # nginx's "client closed request": counted, never sent
                     return
@@ -346,6 +347,22 @@ def own_routes(name: str, version: str) -> dict[str, str]:
         v2 = f"/v2/models/{name}"
         routes |= {f"{v2}/infer": "v2", f"{v2}/versions/{version}/infer": "v2"}
     return routes
+
+
+def undecoded(headers: list[tuple[bytes, bytes]], error: ServingError) -> ServingError:
+    """``error``, or, when the request's body did not parse because it came compressed
+    (``Content-Encoding: gzip``, as tritonclient sends with request compression on), a
+    415 that says so. Looked for only once a body was refused: no cost to a valid one."""
+    if error.status != 400:
+        return error
+    for key, value in headers:
+        if key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            return UnsupportedEncoding(
+                f"Content-Encoding {shorten(value.decode('latin-1'))} is not supported: "
+                "this server reads request bodies uncompressed",
+                hint="send the body uncompressed (tritonclient: no request_compression_algorithm)",
+            )
+    return error
 
 
 def v2_model_path(path: str) -> list[str]:

@@ -17,6 +17,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from shipml.errors import DataError, InvalidRequest
+from shipml.files import output_file
 from shipml.serving.predictor import Predictor
 from shipml.serving.validation import Validator
 
@@ -146,6 +147,13 @@ def _output_table(
     return table
 
 
+def _writer(tmp: Path, output: Path, schema: pa.Schema) -> pacsv.CSVWriter | pq.ParquetWriter:
+    """Parquet or CSV, by the output's name."""
+    if output.name.lower().endswith((".parquet", ".pq")):
+        return pq.ParquetWriter(tmp, schema)
+    return pacsv.CSVWriter(tmp, schema)
+
+
 def predict_file(
     predictor: Predictor,
     source: Path,
@@ -171,38 +179,36 @@ def predict_file(
         batches, total = _chunks(source, chunk_rows, types)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"cannot read {source}: {exc}") from exc
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.partial")
     writer: pacsv.CSVWriter | pq.ParquetWriter | None = None
     rows = chunks = refused = 0
     classes = [str(c) for c in predictor.signature.classes]
     label_type = LABEL_TYPES.get(predictor.signature.label_type, pa.string())
     try:
-        for batch in batches:
-            scored = _score_chunk(predictor, validator, batch.to_pandas(), rows, source, on_error)
-            table = _output_table(batch, scored, classes, on_error, label_type)
-            if writer is None:
-                parquet = output.name.lower().endswith((".parquet", ".pq"))
-                writer = (
-                    pq.ParquetWriter(tmp, table.schema)
-                    if parquet
-                    else pacsv.CSVWriter(tmp, table.schema)
+        with output_file(output) as tmp:
+            for batch in batches:
+                scored = _score_chunk(
+                    predictor, validator, batch.to_pandas(), rows, source, on_error
                 )
-            writer.write_table(table)
-            rows += batch.num_rows
-            refused += len(scored.errors)
-            chunks += 1
-            if progress is not None:
-                progress(rows, total)
-        if writer is None:
-            raise DataError(f"{source} has no rows", hint="give a file with a header and rows")
-        writer.close()
-        writer = None
-        tmp.replace(output)
+                table = _output_table(batch, scored, classes, on_error, label_type)
+                writer = writer or _writer(tmp, output, table.schema)
+                writer.write_table(table)
+                rows += batch.num_rows
+                refused += len(scored.errors)
+                chunks += 1
+                if progress is not None:
+                    progress(rows, total)
+            if writer is None:
+                raise DataError(f"{source} has no rows", hint="give a file with a header and rows")
+            writer.close()
+            writer = None
     except pa.ArrowInvalid as exc:
         raise DataError(f"cannot read {source}: {exc}") from exc
+    except OSError as exc:
+        raise DataError(
+            f"cannot score {source} into {output}: {exc.strerror or exc}",
+            hint="check both paths and the free space",
+        ) from exc
     finally:
         if writer is not None:
             writer.close()
-        tmp.unlink(missing_ok=True)
     return BatchResult(rows - refused, chunks, output, refused=refused)

@@ -25,7 +25,8 @@ import numpy as np
 import orjson
 
 from shipml.errors import InvalidRequest
-from shipml.serving.protocol import loads, parse_body
+from shipml.serving.jsontext import loads
+from shipml.serving.protocol import parse_body
 from shipml.serving.validation import Rows, Validator, shorten
 
 HEADER = b"inference-header-content-length"

@@ -27,6 +27,11 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+NOT_HTTP = (
+    "the request is not valid HTTP/1.1: a malformed request line or header, a "
+    "Content-Length that is not a number or is given twice, or Content-Length together "
+    "with Transfer-Encoding"
+)
 
 
 @dataclass(frozen=True)
@@ -221,12 +226,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._arm(self.limits.idle_timeout_s, None, "idle")
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a request the parser refused (here also: a head too large)."""
+        """uvicorn's answer to a request the parser refused (here also: a head too large),
+        as JSON like every other error (uvicorn's own is text/plain)."""
         self._disarm()
-        if self._refusal is None:
-            super().send_400_response(msg)
-            return
-        status, text = self._refusal
+        status, text = self._refusal or (400, NOT_HTTP)
         self._write_refusal(status, text)
         self.transport.close()
 

@@ -24,6 +24,7 @@ ERRORS = {
     "408": "the request did not arrive in time",
     "409": "this X-Request-ID was already answered (audited servers)",
     "413": "the body is larger than [serving] max_body_bytes",
+    "415": "the body is compressed (Content-Encoding): send it uncompressed",
     "500": "the model failed on input that passed validation",
 }
 
@@ -103,6 +104,7 @@ def _infer(example: dict[str, Any], versioned: bool, name: str, version: str) ->
                 "404",
                 "409",
                 "413",
+                "415",
                 "500",
                 content={
                     **_json_body("V2InferenceResponse"),
@@ -171,7 +173,7 @@ def _post(operation: str, summary: str, request: str, response: str, example: An
             "operationId": operation,
             "summary": summary,
             "requestBody": {"required": True, "content": _json_body(request, example)},
-            "responses": _answers(response, "400", "409", "413", "500"),
+            "responses": _answers(response, "400", "409", "413", "415", "500"),
         }
     }
 

@@ -7,12 +7,10 @@ protocol's JSON (numbers stay NumPy arrays; orjson serialises them natively).
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, TypeGuard
 
 import numpy as np
-import orjson
 
 from shipml.errors import InvalidRequest
 from shipml.serving.predictor import Outputs
@@ -77,9 +75,9 @@ def parse_v2(body: Any, validator: Validator) -> tuple[Columns, Any, list[str] |
         for out in outputs:
             oname = out.get("name") if isinstance(out, dict) else None
             _require(
-                oname in OUTPUT_NAMES,
+                oname in validator.outputs,
                 f"unknown output {shorten(oname)}",
-                hint=f"outputs: {', '.join(OUTPUT_NAMES)}",
+                hint=f"this model's outputs: {', '.join(validator.outputs)}",
             )
             wanted.append(str(oname))
     rid = body.get("id")
@@ -101,12 +99,14 @@ def _plain_matrix(inputs: list[Any], validator: Validator) -> Rows | None:
     if type(tensor) is not dict:
         return None
     name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
+    dtype = tensor.get("datatype")
     if (
         type(name) is not str
         or not name
         or name in validator.features
         or name in validator.tensors
-        or tensor.get("datatype") not in NUMERIC_TYPES
+        or type(dtype) is not str
+        or dtype not in NUMERIC_TYPES
         or not _is_shape(shape, 2, 2)
         or shape[1] != len(validator.names)
         or shape[0] == 0
@@ -137,7 +137,7 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
     if not isinstance(name, str) or not name:
         raise InvalidRequest("an input tensor has no 'name'")
     if name in validator.tensors:
-        return name, _tensor_feature(name, shape, dtype, data, validator)
+        return name, _tensor_feature(name, shape, dtype, data, validator, tensor)
     if not _is_shape(shape, 1, 2):
         raise InvalidRequest(
             f"tensor {shorten(name)} has an invalid shape {shorten(shape)}",
@@ -150,7 +150,7 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
             hint="use BYTES for strings, FP32/FP64/INT* for numbers",
         )
     if not isinstance(data, list | np.ndarray):  # an array: binary data (serving/binary.py)
-        raise InvalidRequest(f"tensor {shorten(name)} has no 'data' list")
+        raise _no_data(name, tensor)
     feature = validator.features.get(name)
     if feature is not None and is_bytes != (feature.type == "string"):
         expected = "BYTES" if feature.type == "string" else "a numeric datatype (FP32...)"
@@ -161,16 +161,16 @@ def _tensor(tensor: Any, validator: Validator) -> tuple[str, Any]:
     else:
         flat = _flatten(data) if data and isinstance(data[0], list) else data
     size = math.prod(shape)
-    if len(flat) != size:
-        raise InvalidRequest(
-            f"tensor {shorten(name)} has {len(flat)} values but shape {shape} needs {size}"
-        )
+    if len(flat) != size or not size:
+        raise _size_error(name, shape, len(flat), size)
     if is_bytes:
         return name, np.asarray(flat, dtype=object).reshape(shape)
     return name, validator._numbers(flat, name).reshape(shape)
 
 
-def _tensor_feature(name: str, shape: Any, dtype: Any, data: Any, validator: Validator) -> Any:
+def _tensor_feature(
+    name: str, shape: Any, dtype: Any, data: Any, validator: Validator, tensor: dict[str, Any]
+) -> Any:
     """A tensor feature (an image, a sequence): ``[rows, *shape]`` in the signature's
     shape, or ``[rows, size]`` flattened; numbers only."""
     rank = 1 + len(validator.tensors[name])
@@ -179,20 +179,50 @@ def _tensor_feature(name: str, shape: Any, dtype: Any, data: Any, validator: Val
             f"tensor {name!r} has an invalid shape {str(shape)[:80]}",
             hint=f"shape is [rows, {', '.join(map(str, validator.tensors[name]))}]",
         )
-    if dtype not in NUMERIC_TYPES:
+    if type(dtype) is not str or dtype not in NUMERIC_TYPES:
         raise InvalidRequest(
-            f"feature {name!r} is a tensor of numbers; got datatype {str(dtype)[:20]!r}",
+            f"feature {name!r} is a tensor of numbers; got datatype {shorten(dtype, 20)}",
             hint="use FP32 (or another numeric datatype)",
         )
-    if not isinstance(data, list):
-        raise InvalidRequest(f"tensor {name!r} has no 'data' list")
-    flat = _flatten(data) if data and isinstance(data[0], list) else data
+    flat: Any
+    if isinstance(data, np.ndarray):  # binary data (serving/binary.py)
+        flat = data.reshape(-1)
+    elif isinstance(data, list):
+        flat = _flatten(data) if data and isinstance(data[0], list) else data
+    else:
+        raise _no_data(name, tensor)
     size = math.prod(shape)
-    if len(flat) != size:
-        raise InvalidRequest(
-            f"tensor {name!r} has {len(flat)} values but shape {shape} needs {size}"
-        )
+    if len(flat) != size or not size:
+        raise _size_error(name, shape, len(flat), size)
     return validator._numbers(flat, name).reshape(shape)  # checked as a feature next
+
+
+def _no_data(name: str, tensor: dict[str, Any]) -> InvalidRequest:
+    """A tensor without a 'data' list: binary data promised by a request that is not
+    binary (no Inference-Header-Content-Length), or no values at all."""
+    params = tensor.get("parameters")
+    if isinstance(params, dict) and "binary_data_size" in params:
+        return InvalidRequest(
+            f"tensor {shorten(name)} has binary_data_size, but the request has no "
+            "Inference-Header-Content-Length header, so it holds no binary data",
+            hint="send that header (the JSON part's length in bytes) with the binary "
+            "tensors after the JSON, or put the values in 'data'",
+        )
+    return InvalidRequest(f"tensor {shorten(name)} has no 'data' list")
+
+
+def _size_error(name: str, shape: list[int], values: int, size: int) -> InvalidRequest:
+    """A tensor whose values do not fill its shape, or whose shape holds no values (and
+    could not even be allocated empty: [2**63, 0])."""
+    if not size:
+        return InvalidRequest(
+            f"tensor {shorten(name)} has shape {shorten(shape)}, which holds no values: "
+            "there are no rows to predict",
+            hint="send at least one row, with a value for every column",
+        )
+    return InvalidRequest(
+        f"tensor {shorten(name)} has {values} values but shape {shape} needs {size}"
+    )
 
 
 def _flatten(data: list[Any], depth: int = 0) -> list[Any]:
@@ -351,27 +381,3 @@ def parse_body(
     if protocol == "invocations":
         return parse_invocations(body, validator), None, None
     return parse_predict(body, validator), None, None
-
-
-def loads(raw: bytes) -> Any:
-    """orjson on the fast path; Python's json as a fallback, because Python clients (Triton's
-    among them) write a missing float as the non-standard literal NaN."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        try:
-            return json.loads(raw, parse_constant=_constant)
-        except InvalidRequest:
-            raise
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise InvalidRequest(f"malformed JSON: {shorten(str(exc), 200)}") from exc
-
-
-def _constant(name: str) -> float:
-    """NaN is a missing value; Infinity and -Infinity are refused."""
-    if name == "NaN":
-        return float("nan")
-    raise InvalidRequest(
-        f"non-finite number {name} in the body",
-        hint="send finite numbers; null (or NaN) for a missing value",
-    )

@@ -80,9 +80,7 @@ class PredictionRecorder:
         try:
             await self.audit.append_async(record)
         except DuplicateRecord as exc:
-            raise RequestConflict(
-                exc.message, hint="request ids are unique: send a new X-Request-ID"
-            ) from exc
+            raise RequestConflict(exc.message, hint="send a new X-Request-ID") from exc
         except AuditError as exc:
             raise InferenceFailed(
                 f"the audit log cannot record this prediction: {exc.message}"

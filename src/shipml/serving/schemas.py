@@ -9,6 +9,7 @@ from typing import Any
 
 from shipml.model.signature import Feature, Signature
 from shipml.serving.protocol import MAX_ID, NUMERIC_TYPES, OUTPUT_NAMES
+from shipml.serving.validation import output_names
 
 FLOAT32_MAX = 3.4028234663852886e38
 REF = "#/components/schemas/"
@@ -143,7 +144,7 @@ def _v2_request(signature: Signature) -> dict[str, Any]:
                     "type": "object",
                     "required": ["name"],
                     "properties": {
-                        "name": {"type": "string", "enum": list(OUTPUT_NAMES)},
+                        "name": {"type": "string", "enum": list(output_names(signature))},
                         "parameters": {
                             "type": "object",
                             "properties": {"binary_data": {"type": "boolean"}},

@@ -53,6 +53,12 @@ def shorten(value: Any, limit: int = SHORT) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def output_names(signature: Signature) -> tuple[str, ...]:
+    """The V2 outputs of a model, that a request may ask for: a regression has no
+    probabilities."""
+    return ("label", "probabilities") if signature.task == "classification" else ("label",)
+
+
 def _first_bad(values: Any, ok: Any) -> tuple[int, Any]:
     """Row and value of the first element failing ``ok`` (only on the error path)."""
     flat = values.reshape(-1).tolist() if isinstance(values, np.ndarray) else values
@@ -144,6 +150,16 @@ def _is_number(v: Any) -> bool:
     return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
 
 
+def _fits_float(v: Any) -> bool:
+    if v is None:
+        return True
+    try:
+        float(v)
+    except (OverflowError, TypeError, ValueError):
+        return False
+    return True
+
+
 def _is_text(v: Any) -> bool:
     return v is None or isinstance(v, str)
 
@@ -163,6 +179,7 @@ class Validator:
         }
         self.nullable = np.asarray([f.nullable for f in signature.features])
         self.all_numeric = signature.all_numeric
+        self.outputs = output_names(signature)
         # tensor features (an image, a sequence): name -> shape of one row
         self.tensors = {
             f.name: tuple(f.shape or ()) for f in signature.features if f.type == "tensor"
@@ -291,8 +308,8 @@ class Validator:
             try:
                 with np.errstate(over="ignore"):
                     arr = np.asarray(values, dtype=np.float32)
-            except OverflowError as exc:  # an int beyond float
-                raise InvalidRequest(f"feature {shorten(name)}: {shorten(str(exc))}") from exc
+            except OverflowError:  # an int beyond float
+                raise self._too_large(values, name) from None
             return _finite(arr, values, name)
         objects = np.asarray(values, dtype=object)
         flat = objects.reshape(-1)
@@ -310,9 +327,20 @@ class Validator:
         try:
             with np.errstate(over="ignore"):
                 arr = np.asarray(values, dtype=np.float32)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except OverflowError:
+            raise self._too_large(flat.tolist(), name) from None
+        except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"feature {shorten(name)}: {shorten(str(exc))}") from exc
         return _finite(arr, values, name)
+
+    def _too_large(self, values: list[Any], name: str) -> InvalidRequest:
+        """The error for an integer beyond any float (``1`` and 400 zeros), where it is."""
+        i, value = _first_bad(values, _fits_float)
+        where = f"at row {i}" if name in self.features else f"at value {i} of its data"
+        return InvalidRequest(
+            f"feature {shorten(name)} has an int too large for a float, {shorten(value)}, " + where,
+            hint="send finite numbers within float32 range (about ±3.4e38); null for missing",
+        )
 
     def _strings(self, feature: Feature, values: Any) -> np.ndarray:
         arr = _one_column(feature.name, np.asarray(values, dtype=object))
