@@ -29,6 +29,9 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, list[Any]
         {
             "svg.fonttype": "none",  # text stays text
             "svg.hashsalt": "shipml",  # stable ids: the same chart gives the same SVG
+            # Labels are data (categories, feature names): "$5-$10" is text, not maths,
+            # and "$\\frac{$" must not stop the chart (mathtext raised ValueError).
+            "text.parse_math": False,
             "font.size": 9,
         }
     )
