@@ -155,3 +155,24 @@ def test_export_to_a_device_writes_into_it_and_a_full_disk_is_an_error(project):
     full = shipml("audit", "export", "-o", "/dev/full", cwd=project)
     assert full.returncode == 10 and "cannot write /dev/full" in full.stderr
     assert "Traceback" not in full.stderr and Path("/dev/full").is_char_device()
+
+
+def test_explain_shows_markup_in_the_records_as_text(project):
+    """A request id or variant is the client's text: Rich markup in it is printed as
+    written (it raised MarkupError, a traceback, or restyled the line)."""
+    from tests.conftest import shipml_here
+
+    rid, variant = "[/oops] [red]x", "a[/]b"
+    log = open_log(load_config(project))
+    log.append_many(
+        [
+            {"kind": "prediction", "request_id": rid, "variant": variant, "model": "m"},
+            {"kind": "prediction", "request_id": rid, "variant": "[bold]s", "model": "m"},
+        ]
+    )
+    log.close()
+    shown = shipml_here("audit", "explain", rid, cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    assert "Traceback" not in shown.stderr
+    assert f"request {rid} at" in shown.stdout and f"variant {variant}" in shown.stdout
+    assert "also answered by variant [bold]s" in shown.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from shipml.cli.output import project_config, stdout, told
 from shipml.errors import AuditError
@@ -36,7 +37,7 @@ def verify_cmd(
     config = project_config()
     result = verify_project(config, key=key, fingerprint=fingerprint, heads=head)
     for note in result.notes:
-        stdout.print(f"note: {note}", soft_wrap=True)
+        stdout.print(f"note: {escape(note)}", soft_wrap=True)
     if not result.ok:
         raise AuditError(
             f"audit log {redact(config.audit.path)} failed verification: {result.problem}",
@@ -96,7 +97,8 @@ def explain_cmd(request_id: str = typer.Argument(..., metavar="REQUEST_ID")) -> 
     from shipml.lineage import explain
 
     for link in explain(project_config(), request_id):
-        stdout.print(f"[bold]{link.kind:<14}[/] {link.summary}", soft_wrap=True)
+        # The summary holds the client's text (request id, variant): printed, never styled.
+        stdout.print(f"[bold]{link.kind:<14}[/] {escape(link.summary)}", soft_wrap=True)
 
 
 @app.command("export")
