@@ -140,11 +140,11 @@ def audit_batches(
     labels = feedback_labels(log, since)
     batch = Batch({n: [] for n in names}, [])
     for record in log.scan("prediction", newest_first=True):
-        if not _matches(record, model, version):
-            continue
         when = record_time(record)
         if since is not None and when < since:
-            break
+            break  # any model's: the log is in time order, what follows is older still
+        if not _matches(record, model, version):
+            continue
         predicted = _labels_of(record)
         columns = body_columns(record.get("input"), names)
         if columns is None:
