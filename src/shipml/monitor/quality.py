@@ -8,11 +8,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipml.data.drift import FeatureReference
+from shipml.data.drift import OTHER, FeatureReference
 from shipml.data.quality import Quality, present
 
 REGRESSION_METRICS = ("mae", "rmse")
 MISSING = "(missing)"
+UNSEEN = "(not in the reference)"
+OTHERS = "(other values)"
+# Slices per feature: each is a table row and its metrics (about 2 ms each), so a feature
+# whose values are all distinct (ids sent by clients) must not make one per value.
+MAX_GROUPS = 100
 
 
 class Slicer:
@@ -23,12 +28,17 @@ class Slicer:
         self.name = name
         self.numeric = ref.numeric if ref is not None else False
         self.edges = sorted(q for q in quantiles if q is not None and math.isfinite(q))
+        # A category the reference knows is its own slice; any other is one slice
+        # (the reference's lumped rare ones when it has them).
+        self.known = ref.index if ref is not None and not ref.numeric else None
+        self.lumped = UNSEEN if ref is None or not ref.lumped else OTHER
 
     def key(self, value: Any) -> str:
         if not present(value):
             return MISSING
         if not self.numeric:
-            return str(value)
+            text = str(value)
+            return text if self.known is None or text in self.known else self.lumped
         try:
             x = float(value)
         except (TypeError, ValueError):
@@ -54,6 +64,8 @@ class SliceQuality:
                 if not present(t):
                     continue
                 key = slicer.key(values[i] if i < len(values) else None)
+                if key not in group and len(group) >= MAX_GROUPS:
+                    key = OTHERS
                 group.setdefault(key, Quality(self.task)).add([t], [p])
 
     def to_dict(self) -> dict[str, dict[str, dict[str, Any]]]:
