@@ -101,6 +101,41 @@ def test_compare_shows_exactly_the_differences_and_its_html_draws_offline(
     assert skipped.returncode == 0 and "nothing to compare" in skipped.stdout
 
 
+HOSTILE = "[/oops] </script><script>alert(1)</script><img src=x onerror=alert(2)>\u202e"
+
+
+def test_compare_shows_a_hostile_run_as_text_and_nan_as_null(two_runs: Path, tmp_path) -> None:
+    """A run anyone with the tracking server can write: markup in its parameters and
+    commit tag is text in the terminal (Rich raised MarkupError) and in the page, and a
+    NaN metric is null in --json (it printed NaN, which JSON parsers refuse)."""
+    from html.parser import HTMLParser
+
+    client = tracker_for(load_config(two_runs)).client
+    run = client.create_run(client.get_experiment_by_name("cmp").experiment_id, run_name=HOSTILE)
+    rid = run.info.run_id
+    client.log_param(rid, "n_estimators", HOSTILE)
+    client.log_metric(rid, "accuracy", float("nan"))
+    client.set_tag(rid, "mlflow.source.git.commit", "[/y]" + HOSTILE)
+    client.set_terminated(rid)
+    page = tmp_path / "[/z] c.html"
+    out = shipml_here("compare", "cmp/1", rid, "--html", str(page), cwd=two_runs)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert "commits:" in out.stdout and "[/y]" in out.stdout and str(page) in out.stdout
+    as_json = shipml_here("compare", "cmp/1", rid, "--json", cwd=two_runs)
+    result = json.loads(as_json.stdout, parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
+    assert result["metrics"]["accuracy"][1] is None and result["deltas"]["accuracy"][1] is None
+
+    class Elements(HTMLParser):
+        seen: set[str] = set()
+
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            self.seen.add(tag)
+
+    parsed = Elements()
+    parsed.feed(page.read_text())
+    assert not parsed.seen & {"script", "img"} and "alert(1)" in page.read_text()
+
+
 def test_the_model_card_opens_offline_and_is_attached(two_runs: Path, tmp_path: Path) -> None:
     out = shipml_here("report", "cmp@challenger", "-o", str(tmp_path / "card.html"), cwd=two_runs)
     assert out.returncode == 0, out.stderr

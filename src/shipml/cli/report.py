@@ -65,7 +65,7 @@ def compare(
         return
     _render(result, all_params)
     if html_file is not None:
-        stdout.print(f"html: {html_file}")
+        stdout.print(f"html: {escape(str(html_file))}")
 
 
 def _render(result: Any, all_params: bool) -> None:
@@ -88,11 +88,15 @@ def _render(result: Any, all_params: bool) -> None:
         table.add_row(escape(k), *cells)
     stdout.print(table)
     for k, vs in result.datasets.items():
-        stdout.print(f"dataset {escape(k)}: " + " · ".join((v or "–")[:12] for v in vs))
+        shown = " · ".join((v or "–")[:12] for v in vs)
+        stdout.print(f"dataset {escape(k)}: {escape(shown)}")
     stdout.print("data: " + ("the same" if result.same_data else "[yellow]different[/]"))
     commits = " · ".join((e.commit or "–")[:12] for e in result.entries)
     changed = len([ln for ln in result.code_diff.splitlines() if ln.startswith("diff --git")])
-    stdout.print(f"commits: {commits}" + (f" ({changed} file(s) differ)" if changed else ""))
+    # a run's commit tag is text anyone with the tracking server can set: never markup
+    stdout.print(
+        f"commits: {escape(commits)}" + (f" ({changed} file(s) differ)" if changed else "")
+    )
 
 
 def _resolvable(config: object, refs: list[str]) -> list[str]:
@@ -134,9 +138,9 @@ def report(
     card = write_report(
         config, ref, output, attach=not no_attach, summary=job_summary() if summary else None
     )
-    stdout.print(f"[green]model card[/] of {escape(card.ref)} → {output}")
+    stdout.print(f"[green]model card[/] of {escape(card.ref)} → {escape(str(output))}")
     if card.attached:
-        stdout.print(f"attached to {escape(card.ref)}: {card.attached}")
+        stdout.print(f"attached to {escape(card.ref)}: {escape(card.attached)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ calibration, drawn by matplotlib.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -339,4 +340,16 @@ def _test_sections(c: Comparison, heads: list[str]) -> list[tuple[str, str]]:
 
 
 def to_json(c: Comparison) -> str:
-    return json.dumps(c.to_dict(), indent=2, default=str)
+    """The comparison as standard JSON: a metric logged as NaN or infinity (MLflow takes
+    them) is ``null``, never the ``NaN`` that JSON parsers refuse."""
+    return json.dumps(_finite(c.to_dict()), indent=2, default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
