@@ -8,6 +8,7 @@ from feedback against the hold-out's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,6 +91,11 @@ class MonitorResult:
         return self.drift.rows
 
     def to_dict(self) -> dict[str, Any]:
+        """``monitor.json``: standard JSON, so a value that overflowed (a mean or an error
+        of rows holding 1e308) is ``null``."""
+        return _finite(self._dict())
+
+    def _dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "model": self.model,
@@ -108,6 +114,16 @@ class MonitorResult:
             "quality": self.quality,
             "windows": self.windows,
         }
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def monitor_rows(
