@@ -22,17 +22,24 @@ from shipml.errors import ConfigError
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 MAX_WINDOWS = 500
+MAX_PERIOD = timedelta(days=100 * 365)
 
 
 def parse_period(text: str, what: str = "--since") -> timedelta:
-    """``30s``, ``10m``, ``1h``, ``7d``, ``2w`` as a duration."""
+    """``30s``, ``10m``, ``1h``, ``7d``, ``2w`` as a duration (at most ``MAX_PERIOD``)."""
     match = PERIOD.match(str(text))
     if not match or float(match.group(1)) <= 0:
         raise ConfigError(
             f"{what} expects a duration such as 30m, 1h or 7d, got {str(text)[:40]!r}",
             hint="a positive number and a unit: s, m, h, d or w",
         )
-    return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
+    seconds = float(match.group(1)) * UNITS[match.group(2)]
+    if seconds > MAX_PERIOD.total_seconds():  # a date that far back overflows
+        raise ConfigError(
+            f"{what} {str(text)[:40]!r} is longer than {MAX_PERIOD.days // 365} years",
+            hint="give a shorter duration, e.g. 30d",
+        )
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)
