@@ -16,6 +16,7 @@ from shipml.data.drift import Reference, Settings, Window
 from shipml.serving.live import LiveMonitor
 from shipml.serving.metrics import ServerMetrics
 from shipml.serving.validation import Rows
+from tests.monitor.conftest import monitored_package, split  # noqa: F401  (a profiled package)
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +166,27 @@ def test_feedback_labels_are_joined_to_the_remembered_answers(reference, cancer_
     accuracy = monitor.g_quality.labels("cancer", "1", "accuracy")._value.get()
     assert accuracy == pytest.approx(2 / 3)
     assert "r3" in monitor.recent and "r0" not in monitor.recent  # joined once
+
+
+def test_a_server_reads_only_the_feedback_given_after_it_started(tmp_path, monitored_package):
+    """Labels logged before the server started are for answers it never gave: a server
+    started on a log of a million of them read them all at once (750 MB, 6 s)."""
+    from shipml.audit import AuditLog
+    from shipml.config.serving import MonitorSection
+    from shipml.serving import ModelServer, Predictor
+    from shipml.serving.live import FEEDBACK_READ, _feedback_reader
+
+    log = AuditLog(tmp_path / "a.db", signing_key=tmp_path / "k.pem", checkpoint_dir=tmp_path)
+    old = [{"kind": "feedback", "request_id": f"old{i}", "label": "x"} for i in range(2000)]
+    log.append_many(old)
+    predictor = Predictor.load(monitored_package.path, name="penguins", version="1")
+    server = ModelServer(predictor, audit=log, monitor=MonitorSection())
+    assert server.live is not None and server.live.feedback is not None
+    assert server.live.feedback(-1) == []
+    log.append_many([{"kind": "feedback", "request_id": f"new{i}", "label": "x"} for i in range(2)])
+    assert [r["request_id"] for _, r in server.live.feedback(-1)] == ["new0", "new1"]
+    more = FEEDBACK_READ - len(old) + 1
+    log.append_many([{"kind": "feedback", "request_id": f"b{i}", "label": "x"} for i in range(more)])
+    first = _feedback_reader(str(log.path))(-1)  # any backlog is read a part at a time
+    assert len(first) == FEEDBACK_READ and first[0][1]["request_id"] == "old0"
+    log.close()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -321,8 +322,16 @@ class LiveMonitor:
             self.g_quality.labels(m, v, metric).set(value)
 
 
-def _feedback_reader(audit_path: str) -> Callable[[int], list[tuple[int, dict[str, Any]]]]:
-    """The feedback records of the audit log after a position, read by the monitor's thread."""
+FEEDBACK_READ = 10_000  # feedback records read at most per refresh (the rest: the next)
+
+
+def _feedback_reader(
+    audit_path: str, start: int = -1
+) -> Callable[[int], list[tuple[int, dict[str, Any]]]]:
+    """The feedback records of the audit log after a position (and after ``start``, the
+    log's last record when the server started: older labels are for answers it never
+    gave), at most ``FEEDBACK_READ`` at a time, read by the monitor's thread. Without
+    ``start`` a server on a log of a million labels read them all at once (750 MB)."""
     from shipml.audit.database import Database, is_url
     from shipml.audit.log import scan
 
@@ -332,7 +341,11 @@ def _feedback_reader(audit_path: str) -> Callable[[int], list[tuple[int, dict[st
     def feedback(after: int) -> list[tuple[int, dict[str, Any]]]:
         if "db" not in holder:  # opened by the monitor's thread, used only there
             holder["db"] = Database(path)
-        return list(scan(holder["db"], "feedback", after=after))
+        records: Any = scan(holder["db"], "feedback", after=max(after, start))  # a generator
+        try:
+            return list(itertools.islice(records, FEEDBACK_READ))
+        finally:
+            records.close()  # the cursor (and a PostgreSQL transaction) ends now
 
     return feedback
 
@@ -343,9 +356,11 @@ def live_monitor(
     settings: Any,
     *,
     audit_path: str = "",
+    audit_start: int = -1,
 ) -> LiveMonitor | None:
     """The live monitor of a served package (``settings``: a MonitorSection), or None when
-    it is off or the package has no reference profile."""
+    it is off or the package has no reference profile. Feedback labels are read from the
+    audit log at ``audit_path`` after its record ``audit_start``."""
     if not settings.live:
         return None
     from shipml.data.drift import Reference, Settings
@@ -359,7 +374,7 @@ def live_monitor(
     if not reference.features:
         log.warning("the package has no reference profile: live drift is off")
         return None
-    feedback = _feedback_reader(audit_path) if audit_path else None
+    feedback = _feedback_reader(audit_path, audit_start) if audit_path else None
 
     def prediction_reference() -> tuple[Any, dict[str, float]]:
         """The model's predictions on (up to 5000 of) its hold-out rows, and its metrics."""
