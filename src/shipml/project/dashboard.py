@@ -109,7 +109,7 @@ def _monitor(config: ProjectConfig) -> dict[str, Any] | None:
 
 def _predictions(config: ProjectConfig) -> dict[str, Any]:
     """The newest predictions in the audit log, and whether the log verifies."""
-    from shipml.audit import open_log, verify
+    from shipml.audit import open_log, verify_project
 
     if not config.audit.enabled:
         return {"error": "the audit log is off ([audit] enabled = false)", "rows": []}
@@ -134,7 +134,8 @@ def _predictions(config: ProjectConfig) -> dict[str, Any]:
             )
             if len(rows) >= RECENT:
                 break
-        checked = verify(log, checkpoint_dir=config.path(config.audit.checkpoint_dir))
+        # `shipml audit verify`'s verdict: against the pinned key, not whichever signed it
+        checked = verify_project(config)
         status = {"ok": checked.ok, "records": checked.records, "problem": checked.problem}
     except ShipmlError as exc:
         return {"error": exc.message, "rows": []}
