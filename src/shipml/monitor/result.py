@@ -8,7 +8,6 @@ from feedback against the hold-out's.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from shipml.data.drift import (
     reference_of,
 )
 from shipml.data.quality import Quality
+from shipml.files import finite_json
 from shipml.model import ModelPackage
 from shipml.monitor.quality import SliceQuality, Slicer, judge_quality
 from shipml.monitor.records import Batch
@@ -93,7 +93,7 @@ class MonitorResult:
     def to_dict(self) -> dict[str, Any]:
         """``monitor.json``: standard JSON, so a value that overflowed (a mean or an error
         of rows holding 1e308) is ``null``."""
-        return _finite(self._dict())
+        return finite_json(self._dict())  # type: ignore[no-any-return]
 
     def _dict(self) -> dict[str, Any]:
         return {
@@ -114,16 +114,6 @@ class MonitorResult:
             "quality": self.quality,
             "windows": self.windows,
         }
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def monitor_rows(

@@ -11,7 +11,6 @@ calibration, drawn by matplotlib.
 from __future__ import annotations
 
 import json
-import math
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from shipml.config import ProjectConfig
 from shipml.errors import RegistryError
+from shipml.files import finite_json
 from shipml.report import charts, html
 from shipml.testing.runner import version_results
 from shipml.tracking import Registry, VersionInfo, parse_model_ref, tracker_for
@@ -342,14 +342,5 @@ def _test_sections(c: Comparison, heads: list[str]) -> list[tuple[str, str]]:
 def to_json(c: Comparison) -> str:
     """The comparison as standard JSON: a metric logged as NaN or infinity (MLflow takes
     them) is ``null``, never the ``NaN`` that JSON parsers refuse."""
-    return json.dumps(_finite(c.to_dict()), indent=2, default=str, allow_nan=False)
+    return json.dumps(finite_json(c.to_dict()), indent=2, default=str, allow_nan=False)
 
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

@@ -10,11 +10,13 @@ project (names, labels, request ids) is escaped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from shipml.files import finite_json
 from shipml.report import charts
 from shipml.report.html import Markup, number, page, table, tag
 
@@ -232,12 +234,8 @@ class Dashboard:
         elif path == "/healthz":
             await _send(send, 200, b"ok", b"text/plain")
         elif path in ("/", "/api/overview"):
-            try:
-                data = self.gather()
-                if path == "/":
-                    body, ctype = render(data).encode(), b"text/html; charset=utf-8"
-                else:
-                    body, ctype = json.dumps(data, default=str).encode(), b"application/json"
+            try:  # off the event loop: verifying a large audit log takes seconds
+                body, ctype = await asyncio.to_thread(self._page, path)
             except Exception as exc:  # a broken store must not take the page down with a trace
                 log.exception("the dashboard could not gather the overview")
                 message = f"cannot gather the overview: {type(exc).__name__}"
@@ -246,6 +244,14 @@ class Dashboard:
             await _send(send, 200, body, ctype)
         else:
             await _send(send, 404, b"not found", b"text/plain")
+
+
+    def _page(self, path: str) -> tuple[bytes, bytes]:
+        data = self.gather()
+        if path == "/":
+            return render(data).encode(), b"text/html; charset=utf-8"
+        text = json.dumps(finite_json(data), default=str, allow_nan=False)  # NaN is null
+        return text.encode(), b"application/json"
 
 
 async def _send(send: Any, status: int, body: bytes, ctype: bytes) -> None:
