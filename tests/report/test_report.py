@@ -125,15 +125,14 @@ def test_compare_shows_a_hostile_run_as_text_and_nan_as_null(two_runs: Path, tmp
     result = json.loads(as_json.stdout, parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
     assert result["metrics"]["accuracy"][1] is None and result["deltas"]["accuracy"][1] is None
 
+    seen: set[str] = set()
+
     class Elements(HTMLParser):
-        seen: set[str] = set()
-
         def handle_starttag(self, tag: str, attrs: object) -> None:
-            self.seen.add(tag)
+            seen.add(tag)
 
-    parsed = Elements()
-    parsed.feed(page.read_text())
-    assert not parsed.seen & {"script", "img"} and "alert(1)" in page.read_text()
+    Elements().feed(page.read_text())
+    assert not seen & {"script", "img"} and "alert(1)" in page.read_text()
 
 
 def test_the_model_card_opens_offline_and_is_attached(two_runs: Path, tmp_path: Path) -> None:

@@ -168,7 +168,10 @@ def test_feedback_labels_are_joined_to_the_remembered_answers(reference, cancer_
     assert "r3" in monitor.recent and "r0" not in monitor.recent  # joined once
 
 
-def test_a_server_reads_only_the_feedback_given_after_it_started(tmp_path, monitored_package):
+def test_a_server_reads_only_the_feedback_given_after_it_started(
+    tmp_path,
+    monitored_package,  # noqa: F811  (the fixture imported above)
+):
     """Labels logged before the server started are for answers it never gave: a server
     started on a log of a million of them read them all at once (750 MB, 6 s)."""
     from shipml.audit import AuditLog
@@ -186,7 +189,9 @@ def test_a_server_reads_only_the_feedback_given_after_it_started(tmp_path, monit
     log.append_many([{"kind": "feedback", "request_id": f"new{i}", "label": "x"} for i in range(2)])
     assert [r["request_id"] for _, r in server.live.feedback(-1)] == ["new0", "new1"]
     more = FEEDBACK_READ - len(old) + 1
-    log.append_many([{"kind": "feedback", "request_id": f"b{i}", "label": "x"} for i in range(more)])
+    log.append_many(
+        [{"kind": "feedback", "request_id": f"b{i}", "label": "x"} for i in range(more)]
+    )
     first = _feedback_reader(str(log.path))(-1)  # any backlog is read a part at a time
     assert len(first) == FEEDBACK_READ and first[0][1]["request_id"] == "old0"
     log.close()

@@ -93,7 +93,7 @@ class MonitorResult:
     def to_dict(self) -> dict[str, Any]:
         """``monitor.json``: standard JSON, so a value that overflowed (a mean or an error
         of rows holding 1e308) is ``null``."""
-        return finite_json(self._dict())  # type: ignore[no-any-return]
+        return finite_json(self._dict())
 
     def _dict(self) -> dict[str, Any]:
         return {

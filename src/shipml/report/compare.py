@@ -343,4 +343,3 @@ def to_json(c: Comparison) -> str:
     """The comparison as standard JSON: a metric logged as NaN or infinity (MLflow takes
     them) is ``null``, never the ``NaN`` that JSON parsers refuse."""
     return json.dumps(finite_json(c.to_dict()), indent=2, default=str, allow_nan=False)
-

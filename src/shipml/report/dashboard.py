@@ -245,7 +245,6 @@ class Dashboard:
         else:
             await _send(send, 404, b"not found", b"text/plain")
 
-
     def _page(self, path: str) -> tuple[bytes, bytes]:
         data = self.gather()
         if path == "/":
