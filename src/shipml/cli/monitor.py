@@ -132,9 +132,10 @@ def _render(run: MonitorRun) -> None:
             f"{v['metric']} {v['value']:.3f} (hold-out {v['holdout']:.3f})" for v in q["verdicts"]
         )
         stdout.print(f"quality  {q['labelled']} labelled: {metrics}")
-    stdout.print(f"report   {run.folder}/monitor.json, monitor.html")
+    stdout.print(f"report   {escape(str(run.folder))}/monitor.json, monitor.html")
     if run.attached:
-        stdout.print(f"attached to {escape(run.target.ref)}: {run.attached[0].rsplit('/', 1)[0]}")
+        where = run.attached[0].rsplit("/", 1)[0]
+        stdout.print(f"attached to {escape(run.target.ref)}: {escape(where)}")
     if run.retraining is not None:
         r = run.retraining
         stdout.print(
