@@ -43,3 +43,20 @@ def test_the_period_ends_at_the_first_older_record_of_any_model(monitored_packag
     batches = list(audit_batches(log, monitored_package, "penguins", "1", since=since))
     assert sum(b.rows for b in batches) == 3
     assert log.read <= len(recent) + 1, log.read
+
+
+def test_rows_logged_without_their_inputs_count_for_the_predictions_only(monitored_package):
+    """With ``[audit] store_inputs = false`` a record keeps the body's digest: its rows
+    were counted as missing values, so every feature was "100% missing", a breach."""
+    from shipml.monitor import monitor_rows
+
+    now = datetime.now(UTC)
+    records = [_prediction("penguins", now, i) for i in range(120)]
+    for record in records[::2]:
+        record["input"] = {"sha256": "ab" * 32}
+    batches = audit_batches(_Log(records), monitored_package, "penguins", "1")
+    result = monitor_rows(monitored_package, batches, model="penguins", version="1", source="test")
+    assert result.rows == 120
+    island = next(f for f in result.drift.features if f.name == "island")
+    assert island.rows == 60 and island.missing_share == 0.0
+    assert not any(b.startswith("island:") for b in result.breaches), result.breaches

@@ -138,35 +138,45 @@ def audit_batches(
     if last is not None:
         since = max(filter(None, [since, cutoff_of_last(log, model, version, last)]), default=None)
     labels = feedback_labels(log, since)
-    batch = Batch({n: [] for n in names}, [])
+    # Rows whose request body was not kept (``[audit] store_inputs = false``) count for
+    # the predictions only, in batches of their own: as rows of missing values they made
+    # every feature "100% missing" — a breach, and a retraining, on every pass.
+    batches = {True: Batch({n: [] for n in names}, []), False: Batch({}, [])}
     for record in log.scan("prediction", newest_first=True):
         when = record_time(record)
         if since is not None and when < since:
             break  # any model's: the log is in time order, what follows is older still
         if not _matches(record, model, version):
             continue
-        predicted = _labels_of(record)
         columns = body_columns(record.get("input"), names)
-        if columns is None:
-            columns = {}
-        n = len(predicted)
-        for name in names:
-            values = columns.get(name)
-            batch.columns[name].extend(
-                values if values is not None and len(values) == n else [None] * n
-            )
-        batch.predictions.extend(predicted)
-        batch.times.extend([when] * n)
-        truth = labels.get(str(record.get("request_id")))
-        if isinstance(truth, list) and len(truth) == n:
-            batch.labels.extend(truth)
-        else:
-            batch.labels.extend([truth] + [None] * (n - 1))
+        batch = batches[columns is not None]
+        _add(batch, record, columns, when, labels.get(str(record.get("request_id"))))
         if batch.rows >= BATCH_ROWS:
             yield batch
-            batch = Batch({n: [] for n in names}, [])
-    if batch.rows:
-        yield batch
+            batches[columns is not None] = Batch({n: [] for n in batch.columns}, [])
+    yield from (b for b in batches.values() if b.rows)
+
+
+def _add(
+    batch: Batch,
+    record: dict[str, Any],
+    columns: dict[str, list[Any]] | None,
+    when: datetime,
+    truth: Any,
+) -> None:
+    """One record's rows: its features (a feature it lacks as missing values), its
+    predictions, its time and its feedback label."""
+    predicted = _labels_of(record)
+    n = len(predicted)
+    for name, column in batch.columns.items():
+        values = (columns or {}).get(name)
+        column.extend(values if values is not None and len(values) == n else [None] * n)
+    batch.predictions.extend(predicted)
+    batch.times.extend([when] * n)
+    if isinstance(truth, list) and len(truth) == n:
+        batch.labels.extend(truth)
+    else:
+        batch.labels.extend([truth] + [None] * (n - 1))
 
 
 def file_batches(
