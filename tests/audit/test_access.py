@@ -176,3 +176,16 @@ def test_explain_shows_markup_in_the_records_as_text(project):
     assert "Traceback" not in shown.stderr
     assert f"request {rid} at" in shown.stdout and f"variant {variant}" in shown.stdout
     assert "also answered by variant [bold]s" in shown.stdout
+
+
+def test_a_mistyped_fingerprint_is_a_usage_error_not_a_tampered_log(project):
+    """"abc" was reported as a log re-signed with another key (exit 10: restore it from a
+    backup); a fingerprint copied in capitals is the same fingerprint."""
+    from tests.conftest import shipml_here
+
+    typo = shipml_here("audit", "verify", "--fingerprint", "abc", cwd=project)
+    assert typo.returncode == 3 and "--fingerprint expects sha256:" in typo.stderr
+    assert "Traceback" not in typo.stderr
+    pin = load_config(project).audit.key_fingerprint
+    upper = shipml_here("audit", "verify", "--fingerprint", pin.upper(), cwd=project)
+    assert upper.returncode == 0, upper.stderr

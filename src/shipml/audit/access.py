@@ -4,6 +4,7 @@ or a reader that never writes), record a lifecycle event, verify it, export it."
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ from shipml.audit.keys import key_fingerprint, prepare_key
 from shipml.audit.log import AuditLog
 from shipml.audit.reading import Reader
 from shipml.audit.verify import Verification, verify
-from shipml.errors import AuditError
+from shipml.errors import AuditError, ConfigError
 from shipml.files import output_file
+
+FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def log_target(config: Any) -> Path | str:
@@ -62,6 +65,13 @@ def verify_project(
 ) -> Verification:
     """``shipml audit verify``: the trusted key is ``fingerprint``, else the key file
     ``key``, else the pin in shipml.toml; without any of them verification fails."""
+    fingerprint = fingerprint.strip().lower()
+    if fingerprint and not FINGERPRINT.match(fingerprint):
+        # a typo is not a tampered log (exit 10 sends people to restore backups)
+        raise ConfigError(
+            f"--fingerprint expects sha256: and 64 hex digits, got {fingerprint[:80]!r}",
+            hint="copy it from `shipml audit key` or [audit] key_fingerprint",
+        )
     pin = fingerprint or (key_fingerprint(key) if key is not None else "")
     pin = pin or config.audit.key_fingerprint
     section = config.audit
