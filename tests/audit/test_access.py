@@ -179,7 +179,7 @@ def test_explain_shows_markup_in_the_records_as_text(project):
 
 
 def test_a_mistyped_fingerprint_is_a_usage_error_not_a_tampered_log(project):
-    """"abc" was reported as a log re-signed with another key (exit 10: restore it from a
+    """ "abc" was reported as a log re-signed with another key (exit 10: restore it from a
     backup); a fingerprint copied in capitals is the same fingerprint."""
     from tests.conftest import shipml_here
 
