@@ -15,7 +15,7 @@ from typing import Any
 
 from shipml.config import ProjectConfig
 from shipml.errors import TestingError
-from shipml.testing.runner import version_results
+from shipml.testing.runner import record_of
 from shipml.tracking import VersionInfo
 
 RELATIVE = re.compile(r"^\s*champion\s*(?:([+-])\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?))?\s*$")
@@ -56,23 +56,23 @@ def evaluate(
 ) -> list[Gate]:
     """Every gate of ``[gates]`` for ``candidate`` (champion: the current one, if any)."""
     gates_cfg = config.gates
-    results = version_results(candidate.tags)
+    results, why = record_of(candidate)
     if results is None:
         return [
             Gate(
                 "tested",
                 False,
-                "never tested",
+                why,
                 "shipml test results",
                 f"run `shipml test {candidate.ref}` first",
             )
         ]
+    # The champion's record vouches for a relative bound only if it is its own.
     theirs = (
-        version_results(champion.tags)
-        if champion and champion.version != candidate.version
-        else None
+        record_of(champion)[0] if champion and champion.version != candidate.version else None
     )
-    gates = [Gate("tested", True, results["summary"], "shipml test results", results["time"])]
+    summary = str(results.get("summary", ""))
+    gates = [Gate("tested", True, summary, "shipml test results", str(results.get("time", "")))]
     for suite in gates_cfg.suites:
         status = results["suites"].get(suite, "not run")
         gates.append(Gate(f"suite {suite} passed", status == "passed", status, "passed"))
