@@ -16,7 +16,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from shipml.config import ProjectConfig
 from shipml.model import build_package, model_input
-from shipml.testing import data_checks, model_checks
+from shipml.testing import behaviour_checks, data_checks, model_checks
 from shipml.testing.check import Env, NotApplicable
 from shipml.testing.subject import Subject
 
@@ -182,3 +182,30 @@ def test_calibration_error_is_measured_and_needs_probabilities(tmp_path, data):
     subject.__dict__["holdout_predictions"] = (subject.holdout_predictions[0], None)
     with pytest.raises(NotApplicable):
         model_checks.calibration(subject, ENV)
+
+
+def test_nan_is_no_evidence_a_check_passes_on(tmp_path, data, monkeypatch):
+    """Non-finite predictions or metrics fail the checks that compare them (a NaN loses
+    every comparison, so 'not worse' and 'not out of bounds' used to hold)."""
+    directional = [{"feature": "flipper_length_mm", "shift": 20, "label": "Gentoo"}]
+    subject = make_subject(tmp_path, data, model={"directional": directional})
+    labels, proba = subject.holdout_predictions
+    broken = proba.copy()
+    broken[:3] = np.nan  # three rows with NaN probabilities
+    subject.__dict__["holdout_predictions"] = (labels, broken)
+    calibration = model_checks.calibration(subject, ENV)
+    assert not calibration.passed and "3 of" in calibration.message
+    assert not behaviour_checks.directional(subject, ENV).passed
+    monkeypatch.setattr(model_checks, "holdout_metrics", lambda s: {"accuracy": float("nan")})
+    simpler = model_checks.baseline_simpler(subject, ENV)
+    assert not simpler.passed and "accuracy nan" in simpler.message
+
+
+def test_a_range_on_a_text_or_empty_column_fails_rather_than_checking_nothing(tmp_path, data):
+    frame = data.assign(empty=np.nan)
+    subject = make_subject(tmp_path, frame, data={"ranges": {"island": [0, 1]}})
+    result = data_checks.ranges(subject, ENV)
+    assert not result.passed and "'island'" in result.message and "non-numeric" in result.message
+    subject = make_subject(tmp_path, frame, data={"ranges": {"empty": [0, 1]}})
+    result = data_checks.ranges(subject, ENV)
+    assert not result.passed and "no values" in result.message

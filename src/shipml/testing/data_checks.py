@@ -84,7 +84,15 @@ def ranges(subject: Subject, env: Env) -> CheckResult:
             rows.append({"column": column, "problem": "not in the dataset"})
             bad += 1
             continue
-        values = pd.to_numeric(df[column], errors="coerce").dropna()
+        given = df[column].dropna()
+        values = pd.to_numeric(given, errors="coerce")
+        if given.empty or values.isna().any():
+            # A range on a text column, or on one with no values, can check nothing.
+            text = int(values.isna().sum())
+            problem = f"{text} non-numeric value(s)" if text else "no values to check"
+            rows.append({"column": column, "problem": problem})
+            bad += 1
+            continue
         outside = values[(values < low) | (values > high)]
         rows.append(
             {

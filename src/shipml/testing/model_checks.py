@@ -110,7 +110,8 @@ def baseline_simpler(subject: Subject, env: Env) -> CheckResult:
     got = holdout_metrics(subject)
     metric = primary(subject)
     tol = subject.config.tests.model.simpler_tolerance
-    ok = not better(metric, theirs[metric], got[metric], tol) or theirs[metric] == got[metric]
+    finite = bool(np.isfinite([theirs[metric], got[metric]]).all())  # NaN beats nothing
+    ok = finite and (not better(metric, theirs[metric], got[metric], tol) or theirs[metric] == got[metric])
     name = type(simple.steps[-1][1]).__name__
     return CheckResult(
         ok,
@@ -195,6 +196,13 @@ def calibration(subject: Subject, env: Env) -> CheckResult:
     labels, proba = subject.holdout_predictions
     if proba is None:
         raise NotApplicable("the model gives no probabilities")
+    if not np.isfinite(proba).all():
+        bad = int((~np.isfinite(proba)).any(axis=1).sum())
+        return CheckResult(
+            False,
+            f"{bad} of {len(proba)} held-out rows have non-finite probabilities",
+            {"calibration_error": float("nan")},
+        )
     confidence = proba.max(axis=1)
     correct = labels == y.to_numpy()
     edges = np.linspace(0.0, 1.0, 11)
