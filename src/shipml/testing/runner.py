@@ -236,7 +236,8 @@ def merge_record(
         suites[suite] = counts["status"]
         times[suite] = results["created"]
         metrics = {k: v for k, v in metrics.items() if not k.startswith(suite + ".")}
-    metrics.update({k: round(float(v), 6) for k, v in results["metrics"].items()})
+    # A metric that is null in results.json (NaN or infinite) was not measured.
+    metrics.update({k: round(float(v), 6) for k, v in results["metrics"].items() if v is not None})
     status = (
         "failed"
         if "failed" in suites.values()
