@@ -263,6 +263,14 @@ class Registry:
                 hint=f"use `shipml promote {name}/{version} --alias {alias}` (or "
                 "shipml.project.promotion.promote)",
             )
+        # A store with case-insensitive keys (MySQL's default collation) would move the
+        # protected alias itself; everywhere else it is a look-alike that misleads readers.
+        twin = next((p for p in self.protected if p.casefold() == alias.casefold()), None)
+        if twin is not None:
+            raise RegistryError(
+                f"{alias!r} differs from the protected alias {twin!r} only in case",
+                hint=f"use another name, or `shipml promote {name}/{version} --alias {twin}`",
+            )
         return self._move_alias(name, version, alias)
 
     def _move_alias(self, name: str, version: str, alias: str) -> VersionInfo:
