@@ -158,3 +158,28 @@ def test_a_record_names_its_model_and_a_record_of_another_model_is_not_merged():
     assert record["suites"] == {"model": "passed"}  # not data: that was another model's
     same = merge_record({**other, "model_digest": "digest-of-2"}, run, [])
     assert same["suites"] == {"data": "passed", "model": "passed"}
+
+
+def test_a_misspelt_gate_metric_fails_and_names_what_the_suite_recorded():
+    cfg = config(min={"model.acuracy": 0.9, "api.p95_ms": 1.0})
+    gates = evaluate(cfg, version("2", {"model.accuracy": 0.99}, PASSED), None)
+    typo, unrun = gates[-2], gates[-1]
+    assert not typo.holds and typo.value == "not measured"
+    assert "recorded no model.acuracy" in typo.note and "model.accuracy" in typo.note
+    assert not unrun.holds and "shipml test --suite api" in unrun.note
+
+
+@pytest.mark.parametrize(
+    "gates",
+    [
+        {"suites": ["data", "modle"]},
+        {"min": {"accuracy": 0.9}},
+        {"max": {"browser": 1.0}},
+        {"min": {"model.accuracy": float("nan")}},
+    ],
+)
+def test_a_gate_no_version_could_pass_is_a_config_error(gates):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown suite|SUITE.NAME|NaN"):
+        config(**gates)

@@ -97,7 +97,7 @@ def _metric_gate(
     op = ">=" if kind == "min" else "<="
     name = f"{metric} {op} {raw if isinstance(raw, str) else f'{raw:g}'}"
     if metric not in metrics:
-        return Gate(name, False, "not measured", f"{op} {reads}", "run the suite that measures it")
+        return Gate(name, False, "not measured", f"{op} {reads}", _unmeasured(metric, metrics))
     value = float(metrics[metric])
     if bound is None and champion is not None:
         # A champion that was never tested (or lacks the metric) cannot vouch for
@@ -110,3 +110,13 @@ def _metric_gate(
         )
     holds = value >= bound if kind == "min" else value <= bound
     return Gate(name, holds, f"{value:.4g}", f"{op} {reads}")
+
+
+def _unmeasured(metric: str, metrics: dict[str, Any]) -> str:
+    """What to do about a metric the record lacks: a misspelt name shows its suite's."""
+    suite = metric.split(".", 1)[0]
+    theirs = sorted(m for m in metrics if m.startswith(suite + "."))
+    if not theirs:
+        return f"run the suite that measures it: shipml test --suite {suite}"
+    shown = ", ".join(theirs[:8]) + (", ..." if len(theirs) > 8 else "")
+    return f"the {suite} suite recorded no {metric}; it recorded {shown}"
