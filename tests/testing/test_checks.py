@@ -16,7 +16,8 @@ from sklearn.preprocessing import OneHotEncoder
 
 from shipml.config import ProjectConfig
 from shipml.model import build_package, model_input
-from shipml.testing import behaviour_checks, data_checks, model_checks
+from shipml.errors import TestingError
+from shipml.testing import api_checks, behaviour_checks, data_checks, model_checks
 from shipml.testing.check import Env, NotApplicable
 from shipml.testing.subject import Subject
 
@@ -209,3 +210,15 @@ def test_a_range_on_a_text_or_empty_column_fails_rather_than_checking_nothing(tm
     subject = make_subject(tmp_path, frame, data={"ranges": {"empty": [0, 1]}})
     result = data_checks.ranges(subject, ENV)
     assert not result.passed and "no values" in result.message
+
+
+def test_checks_with_nothing_to_check_do_not_pass(tmp_path, data):
+    """An empty golden file asks nothing; a dataset without the model's features has no
+    nulls to count: neither is a pass."""
+    (tmp_path / "golden.json").write_text("[]")
+    subject = make_subject(tmp_path, data, api={"golden": "golden.json"})
+    with pytest.raises(TestingError, match="holds no request"):
+        api_checks.golden(subject, ENV)
+    subject.__dict__["datasets"] = {"penguins": data[["species"]].reset_index(drop=True)}
+    with pytest.raises(NotApplicable):
+        data_checks.nulls(subject, ENV)

@@ -122,6 +122,8 @@ def nulls(subject: Subject, env: Env) -> CheckResult:
     df = subject.dataset
     limit = subject.config.tests.data.max_null_fraction
     fractions = {c: float(df[c].isna().mean()) for c in _features(subject)}
+    if not fractions:
+        raise NotApplicable("no feature of the model is a column of the dataset")
     worst = max(fractions, key=lambda c: fractions[c]) if fractions else ""
     value = fractions.get(worst, 0.0)
     rows = [{"column": c, "null_fraction": round(v, 4)} for c, v in fractions.items()]
