@@ -69,3 +69,22 @@ def test_run_alias_champion_registers_but_moves_nothing_without_the_gates(two_ve
     with pytest.raises(PipelineError, match="protected alias"):
         run_pipeline(config, alias="champion")
     assert champion(config) == "1"
+
+
+def test_a_promotion_to_an_alias_no_store_takes_is_refused_before_it_is_recorded(two_versions):
+    """A forced promotion to 'latest' (reserved) or 'bad alias!' wrote its audit event,
+    then failed to move: the tamper-evident log held a promotion that never happened."""
+    config = load_config(two_versions)
+
+    def count() -> int:
+        log = open_log(config, writer=False)
+        try:
+            return len(log.find_events())
+        finally:
+            log.close()
+
+    before = count()
+    for alias in ("latest", "bad alias!", "7"):
+        with pytest.raises(RegistryError, match="invalid alias"):
+            promote(config, "penguins@challenger", alias=alias, force=True, reason="probe")
+    assert count() == before and champion(config) == "1"
