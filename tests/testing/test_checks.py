@@ -15,8 +15,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from shipml.config import ProjectConfig
-from shipml.model import build_package, model_input
 from shipml.errors import TestingError
+from shipml.model import build_package, model_input
 from shipml.testing import api_checks, behaviour_checks, data_checks, model_checks
 from shipml.testing.check import Env, NotApplicable
 from shipml.testing.subject import Subject

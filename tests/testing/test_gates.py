@@ -181,5 +181,5 @@ def test_a_misspelt_gate_metric_fails_and_names_what_the_suite_recorded():
 def test_a_gate_no_version_could_pass_is_a_config_error(gates):
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="unknown suite|SUITE.NAME|NaN"):
+    with pytest.raises(ValidationError, match=r"unknown suite|SUITE\.NAME|NaN"):
         config(**gates)

@@ -112,9 +112,11 @@ def test_hostile_names_and_messages_and_nan_metrics_make_valid_reports(tmp_path:
     (tmp_path / "test_hostile.py").write_text(HOSTILE)
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "test_hostile.py", "-p", "shipml.testing.plugin"]
-        + ["-p", "no:cacheprovider", "--shipml-results", str(out), f"--junitxml={out}/j.xml"]
-        + ["-o", "junit_family=xunit2", "-q"],
+        [
+            *(sys.executable, "-m", "pytest", "test_hostile.py", "-p", "shipml.testing.plugin"),
+            *("-p", "no:cacheprovider", "--shipml-results", str(out), f"--junitxml={out}/j.xml"),
+            *("-o", "junit_family=xunit2", "-q"),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -254,7 +254,7 @@ def _golden_cases(subject: Subject) -> list[tuple[list[dict[str, Any]], list[Any
             raise TestingError(
                 f"the golden requests file {file} holds no request",
                 hint='write a JSON list of {"instances": [...], "expected": [...]}, or set '
-                "[tests.api] golden = \"\" to use the package's held-out rows",
+                '[tests.api] golden = "" to use the package\'s held-out rows',
             )
         return found
     rows = _raw_rows(subject, cfg.golden_rows)

@@ -68,9 +68,7 @@ def evaluate(
             )
         ]
     # The champion's record vouches for a relative bound only if it is its own.
-    theirs = (
-        record_of(champion)[0] if champion and champion.version != candidate.version else None
-    )
+    theirs = record_of(champion)[0] if champion and champion.version != candidate.version else None
     summary = str(results.get("summary", ""))
     gates = [Gate("tested", True, summary, "shipml test results", str(results.get("time", "")))]
     for suite in gates_cfg.suites:

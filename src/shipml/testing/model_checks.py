@@ -110,8 +110,9 @@ def baseline_simpler(subject: Subject, env: Env) -> CheckResult:
     got = holdout_metrics(subject)
     metric = primary(subject)
     tol = subject.config.tests.model.simpler_tolerance
-    finite = bool(np.isfinite([theirs[metric], got[metric]]).all())  # NaN beats nothing
-    ok = finite and (not better(metric, theirs[metric], got[metric], tol) or theirs[metric] == got[metric])
+    mine, simpler = got[metric], theirs[metric]
+    finite = bool(np.isfinite([simpler, mine]).all())  # a NaN beats nothing, loses nothing
+    ok = finite and (not better(metric, simpler, mine, tol) or simpler == mine)
     name = type(simple.steps[-1][1]).__name__
     return CheckResult(
         ok,
