@@ -129,3 +129,30 @@ def test_hostile_names_and_messages_and_nan_metrics_make_valid_reports(tmp_path:
     page = (out / "report.html").read_text()
     assert "<script" not in page and "<img" not in page
     assert "&lt;script&gt;alert(3)" in page  # shown, as text
+
+
+def test_a_configured_check_deselected_by_addopts_fails_its_suite(tmp_path: Path):
+    """`addopts = --deselect ...` (or -k) in the project's pytest settings would leave a
+    failing check out and its suite 'passed': what `shipml test` asks for must run."""
+    (tmp_path / "shipml.toml").write_text('[project]\nname = "p"\n')
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\naddopts = --deselect shipml.toml::data::nulls -k 'not duplicates'\n"
+    )
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "shipml.toml", "-p", "shipml.testing.plugin"),
+            *("-p", "no:cacheprovider", "--shipml-results", str(out), "--shipml-suites"),
+            *("data", "-m", "data", "-q"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    results = json.loads((out / "results.json").read_text())
+    unrun = {t["check"] for t in results["tests"] if t["outcome"] == "error"}
+    assert unrun == {"data.nulls", "data.duplicates"}
+    assert results["suites"]["data"]["status"] == "failed"
+    assert "did not run" in (out / "report.html").read_text()

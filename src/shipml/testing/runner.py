@@ -149,6 +149,8 @@ def _pytest_command(
         str(out),
         "--shipml-project",
         str(config.root),
+        "--shipml-suites",
+        ",".join(chosen),
         "-q",
         "-rfEs",
         "--color=no",
