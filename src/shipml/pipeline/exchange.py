@@ -26,7 +26,7 @@ from typing import Any
 from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
 from shipml.errors import PipelineError, ShipmlError, StepFailed
-from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key
+from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key, project_cache
 from shipml.pipeline.context import DatasetInput, RunContext
 from shipml.pipeline.executor import (
     check_json,
@@ -165,7 +165,7 @@ def run_step(
     node = _node(graph, name)
     exchange = Exchange(config.artifact_root)
     upstream, given = _upstream(exchange, node, inputs or [])
-    cache = ArtifactCache(config.cache_dir)
+    cache = project_cache(config)
     args = _Arguments(config, exchange, cache)
     args.gather(node, upstream, given)
     kwargs, digests, datasets = args.kwargs, args.digests, args.datasets
