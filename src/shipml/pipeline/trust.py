@@ -116,7 +116,14 @@ def _module_file(module: str) -> str | None:
         if parent is not None and i < len(parts):
             search = list(getattr(parent, "__path__", []) or [])
             continue
-        spec = PathFinder.find_spec(prefix, search)
+        try:
+            spec = PathFinder.find_spec(prefix, search)
+        except KeyError:
+            # A namespace package inside one not imported (its path is computed from its
+            # parent's, looked up in sys.modules): its folders are those of that name.
+            spec, name = None, parts[i - 1]
+            search = [str(Path(d) / name) for d in search or [] if (Path(d) / name).is_dir()]
+            continue
         if spec is None:
             return None
         search = list(spec.submodule_search_locations or [])
