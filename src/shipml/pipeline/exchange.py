@@ -11,6 +11,10 @@ NODE=URI``). The manifest is named by the same cache key as the local runner's (
 fingerprint, arguments, input digests), so a step whose key already has a manifest
 is not run again. The artifact root is ``[artifacts] root``: an object store
 (``s3://...``) on a cluster, any folder on one machine.
+
+A manifest lists the types of its skops outputs, but whoever can write the store can
+write a manifest: an upstream output is loaded under the cache's rule (``trust.py``),
+and one holding another type is an ``UnsafeModelError`` naming it.
 """
 
 from __future__ import annotations
