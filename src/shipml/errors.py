@@ -189,6 +189,14 @@ class InferenceFailed(ServingError):
     status = 500
 
 
+class ServerBusy(ServingError):
+    """The request bodies the server holds (being read or scored) would pass
+    ``[serving] max_buffered_bytes`` with this one (HTTP 503): retry shortly."""
+
+    kind = "server busy"
+    status = 503
+
+
 class GateFailed(ShipmlError):
     """A promotion gate does not hold (the message lists which, with the numbers;
     ``details["gates"]`` has every gate evaluated)."""

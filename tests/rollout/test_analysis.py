@@ -32,3 +32,24 @@ def test_answers_awaiting_a_label_are_nothing_for_the_garbage_collector():
     kept = list(analysis.predictions.values())
     assert len(kept) == 1000 and all(len(entry) == 5 for entry in kept)  # 2 variants
     assert not any(gc.is_tracked(entry) for entry in kept)
+
+
+def test_garbage_from_a_model_server_is_compared_without_raising_and_kept_small():
+    """A shadow (or champion) that answers a megabyte label, or probabilities that are
+    no numbers: the shadow still gets its label counted, nothing raises (a traceback per
+    mirrored request, and the shadow's label lost), and no megabyte is kept per answer."""
+    analysis = Analysis()
+    huge = "x" * 1_000_000
+    garbage = [([], []), (["a", "b"], ["c", "d"]), ([None], [1.0]), ([[1, 2], [3]], [[1], [2]])]
+    for i, (p1, p2) in enumerate(garbage):
+        analysis.record("champion", 0.001, OK, f"g{i}", "Adelie")
+        analysis.compare(
+            "shadow",
+            {"label": "Adelie", "probabilities": p1},
+            {"label": huge, "probabilities": p2},
+            f"g{i}",
+        )
+    assert analysis.shadow["shadow"].compared == 4 and not analysis.shadow["shadow"].diffs
+    assert all(len(x) <= 257 for entry in analysis.predictions.values() for x in entry[1:])
+    assert analysis.feedback("g0", huge[:256]) == MATCHED  # the longest label: no match
+    assert (analysis.stats("shadow").labelled, analysis.stats("shadow").correct) == (1, 0)

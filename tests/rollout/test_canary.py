@@ -8,11 +8,12 @@ import asyncio
 import os
 import shutil
 import subprocess
+import threading
 
 import pytest
 
 from shipml.asgi import call, post_json
-from shipml.rollout import Gateway, TrafficPolicy, Variant
+from shipml.rollout import Gateway, Rehearsal, TrafficPolicy, Variant
 from tests.rollout.conftest import instances, server
 
 ADMIN = [(b"authorization", b"Bearer adm")]
@@ -75,3 +76,72 @@ def test_outside_a_project_the_canary_holds_and_only_an_override_promotes(
         [tool, "check", "metrics"], input=metrics, capture_output=True, timeout=30
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+class SlowGates:
+    """Offline gates that hold, read from a registry that takes its time to answer."""
+
+    def __init__(self) -> None:
+        self.asked, self.answer = threading.Event(), threading.Event()
+
+    def check(self, variant):
+        self.asked.set()
+        self.answer.wait(30)
+        return None
+
+    def promote(self, variant, *, reason, force, by):
+        return f"champion -> {variant.name}"
+
+    def restore(self, variant, *, replacing, reason, by):
+        return f"champion -> {variant.name}"
+
+
+def labelled_canary(gatekeeper) -> Gateway:
+    """A canary at its last step whose numbers pass (remote variants, never called)."""
+    policy = TrafficPolicy(
+        "canary",
+        Variant("champion", "http://127.0.0.1:9"),
+        [Variant("challenger", "http://127.0.0.1:9")],
+        steps=[100.0],
+        min_samples=1,
+        min_requests=1,
+        max_p99_ms=60_000,
+    )
+    gateway = Gateway(policy, admin_token="adm", gatekeeper=gatekeeper)
+    for name in ("champion", "challenger"):
+        gateway.analysis.record(name, 0.01, "ok", f"{name}-1", "Adelie")
+        gateway.analysis.feedback(f"{name}-1", "Adelie")
+    return gateway
+
+
+def test_a_rollback_while_the_canary_asks_the_gates_is_not_undone_by_its_promotion():
+    gates = SlowGates()
+    gateway = labelled_canary(gates)
+    decided: list[str] = []
+    canary = threading.Thread(target=lambda: decided.append(gateway.decide()))
+    canary.start()
+    assert gates.asked.wait(30)  # the canary is deciding: it asks the registry
+    operator = threading.Thread(target=gateway.rollback, args=("the operator says stop",))
+    operator.start()
+    operator.join(0.2)
+    gates.answer.set()
+    canary.join(30)
+    operator.join(30)
+    # The operator's rollback comes last: it undoes the promotion, never the other way.
+    assert decided == ["promoted"]
+    assert [e["event"] for e in gateway.history] == ["promotion", "rollback"]
+    assert gateway.state == "rolled back" and gateway.policy.champion.name == "champion"
+
+
+def test_a_second_promotion_is_refused_and_keeps_the_promoted_champion():
+    gateway = labelled_canary(Rehearsal())
+    force = [*ADMIN, (b"x-shipml-force", b"ana: retry")]
+
+    async def scenario():
+        return [await call(gateway, "POST", "/v1/rollout/promote", b"", force) for _ in "ab"]
+
+    first, again = asyncio.run(scenario())
+    assert first.status == 200 and again.status == 409, again
+    assert b"promoted already" in again.body and b"rollback" in again.body
+    assert gateway.state == "promoted" and gateway.policy.champion.name == "challenger"
+    assert [e["event"] for e in gateway.history].count("promotion") == 1

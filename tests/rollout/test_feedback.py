@@ -223,3 +223,36 @@ def test_an_id_the_gateway_made_and_a_client_sent_again_takes_one_label(apps, pe
     for first, second in asyncio.run(scenario()):
         assert first["matched"] == 1
         assert second["matched"] == 0 and second["unmatched"] == {"already labelled": 1}
+
+
+@pytest.mark.parametrize("mode", ["single", "ab"])
+def test_an_id_the_gateway_has_not_made_yet_is_refused(apps, penguins_data, mode):
+    """The gateway's ids are PREFIX-N, and every answer shows PREFIX: a client that
+    sent PREFIX-(N+k) (or ID.PREFIX-(N+k), the form of a reused id) as its own took a
+    later client's id, and that client's label joined the first one's prediction."""
+    challengers = [Variant("twin", app=apps[0])] if mode == "ab" else []
+    policy = TrafficPolicy(mode, Variant("champion", app=apps[0]), challengers)
+    gateway = Gateway(policy, feedback_token="fb-token")
+    row = instances(penguins_data)[0][0]
+
+    async def predict(rid=None):
+        given = [(b"x-request-id", rid)] if rid else []
+        return await post_json(gateway, "/predict", {"instances": [row]}, given)
+
+    async def scenario():
+        made = (await predict()).headers["x-request-id"].encode()
+        prefix, _, number = made.rpartition(b"-")
+        ahead = [b"%s-%d" % (prefix, int(number) + 3), b"x.%s-%d" % (prefix, int(number) + 3)]
+        ahead.append(b"%s-%s" % (prefix, b"9" * 30))
+        refused = [await predict(rid) for rid in ahead]
+        again = await predict(made)  # an id it gave: a client may send it again
+        later = [(await predict()).headers["x-request-id"] for _ in range(3)]
+        labels = [{"request_id": later[-1], "label": "Adelie"}]
+        counted = (await post_json(gateway, "/v1/feedback", labels, LABELLER)).json()
+        return refused, again, later, counted
+
+    refused, again, later, counted = asyncio.run(scenario())
+    assert [r.status for r in refused] == [400, 400, 400]
+    assert b"has not given yet" in refused[0].body and len(refused[2].body) < 400
+    assert again.status == 200 and len(set(later)) == 3
+    assert counted["matched"] == 1

@@ -19,7 +19,7 @@ from shipml.audit import AuditLog
 from shipml.rollout import Gateway, TrafficPolicy, Variant
 from shipml.rollout.proxy import Upstream
 from tests.conftest import wait_until_ready
-from tests.rollout.conftest import instances
+from tests.rollout.conftest import instances, server
 from tests.serving.conftest import free_port
 
 
@@ -99,3 +99,76 @@ def test_a_silent_server_is_a_504_and_a_closed_port_a_502():
         listener.close()
     assert slow == 504 and b"did not answer in 0.3 s" in slow_body
     assert gone == 502 and b"did not answer" in gone_body
+
+
+class Hung:
+    """An in-process model server stuck in its model: it reads the request, never
+    answers (a fault a real server cannot be made to have on demand)."""
+
+    ready = True
+
+    def warm_up(self) -> None:
+        pass
+
+    async def __call__(self, scope, receive, send) -> None:
+        await receive()
+        await asyncio.Event().wait()
+
+
+def test_an_in_process_variant_that_hangs_is_a_504_and_its_shadow_circuit_opens(
+    penguins_package, penguins_data
+):
+    (row, _), *_ = instances(penguins_data, 1)
+    ab = TrafficPolicy(
+        "ab",
+        Variant("champion", app=server(penguins_package)),
+        [Variant("hung", app=Hung())],
+        weights={"champion": 0, "hung": 100},
+        timeout_s=0.2,
+    )
+    shadow = TrafficPolicy(
+        "shadow", Variant("champion", app=server(penguins_package)), [Variant("hung", app=Hung())]
+    )
+    shadow.timeout_s = 0.2
+
+    async def scenario(gateway, n):
+        await gateway.start()
+        answers = [await post_json(gateway, "/predict", {"instances": [row]}) for _ in range(n)]
+        await asyncio.sleep(1.0)  # the mirrored requests time out in the background
+        answers += [await post_json(gateway, "/predict", {"instances": [row]}) for _ in range(n)]
+        await asyncio.sleep(0.1)
+        await gateway.stop()
+        return answers
+
+    hung = asyncio.run(asyncio.wait_for(scenario(Gateway(ab), 1), 30))  # not for ever
+    assert [a.status for a in hung] == [504, 504] and b"did not answer in 0.2 s" in hung[0].body
+    mirroring = Gateway(shadow)
+    answers = asyncio.run(asyncio.wait_for(scenario(mirroring, 8), 30))
+    assert {a.status for a in answers} == {200}  # the client never waits for the shadow
+    assert mirroring.counters["shadow_failed"] >= 5  # no worker is held for good
+    assert mirroring.counters["skipped_circuit_open"] >= 1
+
+
+def test_the_shadow_queue_holds_a_bounded_number_of_bytes(penguins_package, penguins_data):
+    """1,000 queued bodies of 10 MiB would be 10 GiB held for a slow shadow."""
+    (row, _), *_ = instances(penguins_data, 1)
+    body = {"instances": [row] * 50}
+    size = len(orjson.dumps(body))
+    policy = TrafficPolicy(
+        "shadow", Variant("champion", app=server(penguins_package)), [Variant("slow", app=Hung())]
+    )
+    policy.timeout_s = 60.0
+    gateway = Gateway(policy)
+
+    async def scenario():
+        await gateway.start()
+        gateway.shadow.max_queued_bytes = 3 * size
+        answers = [await post_json(gateway, "/predict", body) for _ in range(10)]
+        held = gateway.shadow.queued_bytes
+        await gateway.stop()
+        return answers, held
+
+    answers, held = asyncio.run(scenario())
+    assert {a.status for a in answers} == {200}
+    assert gateway.counters["mirrored"] == 3 and gateway.counters["dropped"] == 7
+    assert held == 3 * size and gateway.shadow.queued_bytes == 0

@@ -231,3 +231,42 @@ def test_an_override_needs_a_reason_of_bounded_length():
         with pytest.raises(Refused) as refused:
             forced({b"x-shipml-force": bad})
         assert refused.value.status == 400 and len(refused.value.message) < 200
+
+
+def test_an_id_given_twice_or_a_content_length_of_5000_digits_is_a_400_not_a_500(
+    penguins_package, penguins_data
+):
+    """In single mode the request goes unread to the in-process champion, which takes
+    the first X-Request-ID where the gateway took the last: the server's audit record
+    and the gateway's label joined different ids, and the first was never checked."""
+    gw = Gateway(TrafficPolicy("single", Variant("only", app=server(penguins_package))))
+    (row, _), *_ = instances(penguins_data, 1)
+    body = orjson.dumps({"instances": [row]})
+    twice = [(b"x-request-id", "\u00e9".encode("latin-1") * 500), (b"x-request-id", b"ok-1")]
+    huge = [(b"x-request-id", b"mine"), (b"content-length", b"9" * 5000)]
+
+    async def scenario():
+        await gw.start()
+        answers = [await call(gw, "POST", "/predict", body, [*JSON, *h]) for h in (twice, huge)]
+        await gw.stop()
+        return answers
+
+    given_twice, too_long = asyncio.run(scenario())
+    assert given_twice.status == 400 and b"more than once" in given_twice.body
+    assert not gw.analysis.seen("ok-1") and gw.requests == {}
+    assert too_long.status == 400 and b"Content-Length" in too_long.body
+    assert too_long.headers["x-request-id"] == "mine"  # an error names the client's id
+
+
+@pytest.mark.parametrize("token", ["s3cr3t\n", " s3cr3t", "s3cr3t\t"])
+def test_a_token_no_client_can_send_is_refused_when_the_gateway_starts(token):
+    """``Bearer`` is read without surrounding whitespace: a token read from a secret file
+    with its newline answered every request 401, with nothing to say why."""
+    from shipml.errors import ConfigError
+
+    policy = TrafficPolicy("single", Variant("only", "http://127.0.0.1:9"))
+    with pytest.raises(ConfigError) as refused:
+        Gateway(policy, admin_token=token)
+    assert "admin_token" in refused.value.message and "newline" in (refused.value.hint or "")
+    assert token.strip() not in refused.value.message  # a secret is not echoed
+    Gateway(policy, admin_token="adm", feedback_token="a token with spaces")  # fine

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from shipml.model import ModelPackage
 from shipml.serving.batching import Batcher
@@ -109,3 +110,32 @@ def test_a_failing_direct_run_raises_to_its_request(cancer_package) -> None:
         assert len(out.labels) == 1
 
     asyncio.run(scenario())
+
+
+def test_an_answer_holding_nan_fails_its_own_request_only(cancer_package) -> None:
+    """All features at float32's largest value: the model's probabilities overflow to NaN.
+    JSON would answer null probabilities beside a label: that request fails, its batch
+    neighbours get their answers."""
+    from shipml.errors import InferenceFailed
+
+    batcher, sizes, rows = _batcher(cancer_package, max_wait_ms=1.0)
+    extreme = Rows(1, matrix=np.full((1, rows.matrix.shape[1]), 3.4e38, dtype=np.float32))
+    direct, _, _ = _batcher(cancer_package)
+
+    async def scenario() -> list[object]:
+        return await asyncio.gather(
+            batcher.predict(rows),
+            batcher.predict(extreme),
+            batcher.predict(rows),
+            return_exceptions=True,
+        )
+
+    first, failed, third = asyncio.run(scenario())
+    assert sizes == [3]  # one model run for the three
+    assert isinstance(failed, InferenceFailed), failed
+    assert "NaN or infinity in its probabilities for row 0" in failed.message
+    for answer in (first, third):
+        assert not isinstance(answer, BaseException)
+        assert np.isfinite(answer.probabilities).all() and len(answer.labels) == 1
+    with pytest.raises(InferenceFailed, match="NaN or infinity in its probabilities"):
+        asyncio.run(direct.predict(extreme))  # alone, the direct path

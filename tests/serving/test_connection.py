@@ -22,6 +22,7 @@ from tests.serving.hostile import (
     serve,
     status_of,
 )
+from tests.serving.test_v2_hostile import ROW
 
 LIMITS = ConnectionLimits(
     idle_timeout_s=0.5, header_timeout_s=0.5, body_timeout_s=0.5, max_header_bytes=8192
@@ -222,3 +223,60 @@ def test_a_connection_idle_after_its_answer_is_closed_at_the_idle_deadline(url):
         started = time.monotonic()
         assert _closed_within([conn], 3.0) == 1
     assert 0.3 < time.monotonic() - started < 1.5
+
+
+def _v2_body(size: int, row: dict[str, object]) -> bytes:
+    """A valid V2 body for one penguins row, padded with JSON white space to ``size``."""
+    inputs = [
+        {
+            "name": k,
+            "shape": [1],
+            "datatype": "BYTES" if isinstance(v, str) else "FP64",
+            "data": [v],
+        }
+        for k, v in row.items()
+    ]
+    body = orjson.dumps({"inputs": inputs})
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+INFER = b"POST /v2/models/penguins/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+
+
+def test_bodies_held_at_once_are_bounded_a_503_beyond_and_freed_after(penguins_package):
+    """Two clients hold nearly-sent bodies; a third that would pass max_buffered_bytes is
+    a 503 before its body is read; the two finish and are answered; every byte held is
+    given back, after an answer or a refusal alike."""
+    app = ModelServer(
+        Predictor.load(penguins_package.path, name="penguins"),
+        max_body_bytes=64 * 1024,
+        max_buffered_bytes=128 * 1024,
+    )
+    body = _v2_body(60 * 1024, ROW)
+    limits = ConnectionLimits(idle_timeout_s=5, header_timeout_s=5, body_timeout_s=5)
+    with serve(app, limits) as url:
+        holders = [socket.create_connection(address(url), timeout=10) for _ in range(2)]
+        for conn in holders:  # chunked: nothing declared, the bytes count as they arrive
+            conn.sendall(INFER + b"transfer-encoding: chunked\r\n\r\n")
+            conn.sendall(b"%x\r\n%s\r\n" % (len(body) - 10, body[:-10]))
+        deadline = time.monotonic() + 10
+        while app.bodies.held < 2 * (len(body) - 10) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert app.bodies.held == 2 * (len(body) - 10)
+        with socket.create_connection(address(url), timeout=10) as third:
+            third.sendall(INFER + b"content-length: %d\r\n\r\n" % len(body))
+            refused = read_response(third)  # answered from its Content-Length alone
+        assert status_of(refused) == 503 and b"max_buffered_bytes (131072)" in refused
+        for conn in holders:
+            conn.sendall(b"a\r\n%s\r\n0\r\n\r\n" % body[-10:])
+            answer = read_response(conn)
+            assert status_of(answer) == 200, answer[-300:]
+            conn.close()
+        assert app.bodies.held == 0
+        for data, status in ((body, 200), (body.replace(b"[45.5]", b'["x"]'), 400)):
+            with socket.create_connection(address(url), timeout=10) as conn:
+                conn.sendall(INFER + b"content-length: %d\r\n\r\n%s" % (len(data), data))
+                assert status_of(read_response(conn)) == status
+            assert app.bodies.held == 0
+        huge = raw_request(url, INFER + b"content-length: " + b"9" * 5000 + b"\r\n\r\n")
+        assert status_of(huge) in (400, 413), huge[:200]  # never a 500

@@ -149,3 +149,12 @@ def test_binary_data_size_without_the_binary_header_says_the_header_is_missing(c
     assert "has no 'data' list" in refused(
         cancer.post("/v2/models/cancer/infer", json=matrix([1], None))
     )
+
+
+def test_a_model_answer_holding_nan_is_a_500_that_says_so_not_null_probabilities(cancer):
+    width = 30  # the cancer features
+    extreme = cancer.post("/v2/models/cancer/infer", json=matrix([1, width], [3.4e38] * width))
+    assert extreme.status_code == 500, extreme.text
+    assert "NaN or infinity in its probabilities for row 0" in extreme.json()["error"]
+    fine = cancer.post("/v2/models/cancer/infer", json=matrix([1, width], [1.0] * width))
+    assert fine.status_code == 200 and None not in fine.json()["outputs"][1]["data"]

@@ -17,6 +17,10 @@ class ServingSection(Section):
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Request bodies held at once, being read or scored, over every connection; a body
+    # that would pass it is a 503 (slow clients holding nearly-sent bodies cannot fill
+    # memory). Unset: 8 × max_body_bytes.
+    max_buffered_bytes: int | None = Field(default=None, ge=1024)
     max_batch_size: int = Field(default=64, ge=1)
     # Extra time to wait for more requests before a batch runs; 0 batches only what is
     # already queued (adaptive: no wait for a lone client).

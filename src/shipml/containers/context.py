@@ -186,6 +186,8 @@ def serve_settings(config: ProjectConfig) -> str:
             "port": 8080,
             "workers": config.serving.workers,
             "max_body_bytes": config.serving.max_body_bytes,
+            "max_buffered_bytes": config.serving.max_buffered_bytes
+            or 8 * config.serving.max_body_bytes,
             "max_batch_size": config.serving.max_batch_size,
             "max_wait_ms": config.serving.max_wait_ms,
             "graceful_shutdown_s": config.serving.graceful_shutdown_s,

@@ -47,6 +47,7 @@ def serve_spec(config: ProjectConfig | None, ref: str | ResolvedModel) -> ServeS
     settings: dict[str, Any] = {
         "trusted_types": list(config.model.trusted_types),
         "max_body_bytes": serving.max_body_bytes,
+        "max_buffered_bytes": serving.max_buffered_bytes or 8 * serving.max_body_bytes,
         "max_batch_size": serving.max_batch_size,
         "max_wait_ms": serving.max_wait_ms,
         "attestation_key": attestation_key(config).hex(),

@@ -15,7 +15,7 @@ from shipml.errors import GateFailed
 from shipml.rollout.analysis import Analysis
 from shipml.rollout.canary import online_gate
 from shipml.rollout.routing import Refused, preview
-from shipml.rollout.traffic import Traffic
+from shipml.rollout.traffic import PROMOTED, Traffic
 
 MAX_REASON = 1000
 BY = "shipml gateway (admin)"
@@ -41,6 +41,17 @@ def forced(headers: dict[bytes, bytes]) -> str | None:
 
 def promote(traffic: Traffic, analysis: Analysis, force: str | None) -> None:
     """A manual promotion (blocking: the gatekeeper reads the registry)."""
+    with traffic.deciding:  # no canary decision in between
+        _promote(traffic, analysis, force)
+
+
+def _promote(traffic: Traffic, analysis: Analysis, force: str | None) -> None:
+    if traffic.state == PROMOTED:  # again (a retry): it would bring the old champion back
+        raise Refused(
+            409,
+            f"nothing to promote: {traffic.policy.champion.name} was promoted already",
+            hint="roll back with `shipml rollout rollback`, or start a new rollout",
+        )
     online = online_gate(traffic, analysis)
     refusals = [r for r in (online, traffic.gatekeeper.check(traffic.policy.challengers[0])) if r]
     if refusals and not force:
@@ -56,7 +67,7 @@ def promote(traffic: Traffic, analysis: Analysis, force: str | None) -> None:
     try:
         traffic.promote(reason, by=by, force=bool(refusals))
     except GateFailed as exc:
-        raise Refused(409, f"promotion refused: {exc.message}") from exc
+        raise Refused(409, f"promotion refused: {exc.message}", hint=exc.hint) from exc
 
 
 def rollback(traffic: Traffic) -> None:

@@ -22,6 +22,7 @@ from shipml.rollout.answered import Answered
 
 LATENCY_WINDOW = 5_000
 MAX_PENDING_LABELS = 200_000
+MAX_LABEL_CHARS = 256  # of a label sent as feedback; a prediction is kept to one more
 OK, ERROR, CLIENT_ERROR = "ok", "error", "client error"
 # What a label sent as feedback did: counted, or why not.
 MATCHED, UNKNOWN, ALREADY_LABELLED, EXPIRED = "matched", "unknown", "already labelled", "expired"
@@ -176,9 +177,9 @@ class Analysis:
         s.compared += 1
         if primary_out.get("label") == shadow_out.get("label"):
             s.agreed += 1
-        p1, p2 = primary_out.get("probabilities"), shadow_out.get("probabilities")
-        if p1 is not None and p2 is not None and len(p1) == len(p2):
-            s.diffs.append(float(np.max(np.abs(np.asarray(p1) - np.asarray(p2)))))
+        diff = _max_diff(primary_out.get("probabilities"), shadow_out.get("probabilities"))
+        if diff is not None:
+            s.diffs.append(diff)
         if request_id is not None and shadow_out.get("label") is not None:
             self._remember(request_id, shadow, shadow_out["label"])
 
@@ -257,11 +258,25 @@ def _pairs(awaiting: Awaiting) -> list[tuple[str, str]]:
     return list(zip(awaiting[1::2], awaiting[2::2], strict=True))
 
 
+def _max_diff(p1: Any, p2: Any) -> float | None:
+    """The largest difference between two answers' probabilities; None when either is
+    not a list of as many finite numbers (a model server's garbage is no number)."""
+    if not isinstance(p1, list) or not isinstance(p2, list) or not p1 or len(p1) != len(p2):
+        return None
+    try:
+        diff = float(np.max(np.abs(np.asarray(p1, float) - np.asarray(p2, float))))
+    except (ValueError, TypeError):
+        return None
+    return diff if math.isfinite(diff) else None
+
+
 def _first_row(label: Any) -> str:
-    """The first row's label, as the text it is compared by."""
+    """The first row's label, as the text it is compared by: at most one character
+    more than a label sent as feedback can have (a model server's garbage label of a
+    megabyte is kept for 200,000 answers otherwise, and can match no label anyway)."""
     if isinstance(label, list) and label:
         label = label[0]
-    return str(label)
+    return str(label)[: MAX_LABEL_CHARS + 1]
 
 
 def _same(predicted: str, label: Any) -> bool:

@@ -39,7 +39,12 @@ class Canary:
         }
 
     def decide(self) -> str:
-        """One analysis: ``waiting``, ``held``, ``advanced``, or the new state."""
+        """One analysis: ``waiting``, ``held``, ``advanced``, or the new state. No other
+        decision (an operator's rollback) lands between reading the state and acting."""
+        with self.traffic.deciding:
+            return self._decide()
+
+    def _decide(self) -> str:
         t = self.traffic
         if t.state != RUNNING or t.policy.mode != "canary":
             return t.state

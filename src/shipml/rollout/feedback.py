@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
-from shipml.rollout.analysis import EXPIRED, MATCHED, Analysis
+from shipml.errors import ConfigError
+from shipml.rollout.analysis import EXPIRED, MATCHED, MAX_LABEL_CHARS, Analysis
 from shipml.rollout.routing import MAX_REQUEST_ID, Refused, preview
 
 MAX_LABELS = 10_000
-MAX_LABEL_CHARS = 256
 SHAPE = 'expected {"request_id": "...", "label": ...} or a list of them'
 
 
@@ -40,6 +40,18 @@ def authorize(given: bytes | None, tokens: list[str], what: str, setting: str) -
     matched = [hmac.compare_digest(given or b"", token) for token in configured]
     if given is None or not any(matched):
         raise Refused(401, f"{what} needs a valid token: Authorization: Bearer TOKEN")
+
+
+def check_tokens(**tokens: str) -> None:
+    """A configured token a client can send: ``Bearer`` is read without the whitespace
+    around it, so a token with some (a secret file's newline) would never match."""
+    for name, token in tokens.items():
+        if token != token.strip() or not token.isprintable():
+            raise ConfigError(
+                f"[rollout] {name} has whitespace around it or characters that are not "
+                f"printable ({len(token)} characters): no client could send it",
+                hint="remove the newline or spaces around the token",
+            )
 
 
 def parse_labels(raw: bytes) -> list[tuple[str, Any]]:

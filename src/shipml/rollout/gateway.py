@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import random
 import time
@@ -39,6 +38,9 @@ from shipml.rollout.routing import (
     INFER,
     Refused,
     bearer,
+    content_length,
+    header_map,
+    preview,
     read_body,
     request_id,
     route,
@@ -69,6 +71,7 @@ class Gateway:
         attestation_key: bytes = b"",
         tracing: Any = None,
     ) -> None:
+        feedback.check_tokens(admin_token=admin_token, feedback_token=feedback_token)
         self.admin_token = admin_token
         # shipml.serving.tracing.Tracing, given by whoever builds the gateway (None: off);
         # with tracing on, every request takes the buffered path, inside the gateway's span.
@@ -77,7 +80,7 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.rng = random.Random(seed)
         self.traffic = Traffic(policy, audit=audit, gatekeeper=gatekeeper)
-        self._ids = itertools.count(1)
+        self._made = 0  # the number of the last id this gateway made (PREFIX-N)
         self._prefix = uuid.uuid4().hex[:12].encode()
         self.analysis = Analysis(feedback_window_s, made_prefix=self._prefix.decode())
         self.upstream = Upstream(policy.timeout_s, attestation_key)
@@ -153,11 +156,12 @@ class Gateway:
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
             return
-        headers = dict(scope["headers"])
         rid = b""
         try:
+            headers = header_map(scope["headers"])
             name = route(scope["method"], scope["path"])
-            given = request_id(headers)
+            given = self._client_id(headers)
+            rid = given or b""  # an error answer names the client's id too
             champion = self.traffic.hand_over
             if name == INFER and champion is not None and self.tracing is None:
                 await self._hand_to(champion, scope, headers, given, receive, send)
@@ -175,7 +179,30 @@ class Gateway:
             await send_bytes(send, 500, body, rid or self._new_id())
 
     def _new_id(self) -> bytes:
-        return self._id_of(next(self._ids))
+        return self._id_of(self._next())
+
+    def _next(self) -> int:
+        self._made += 1
+        return self._made
+
+    def _client_id(self, headers: dict[bytes, bytes]) -> bytes | None:
+        """The client's valid ``X-Request-ID``, refused if it is, or ends with, an id this
+        gateway has not made yet (``PREFIX-N``, ``ID.PREFIX-N``): a client that took one
+        first would have a later answer's label join its own prediction."""
+        given = request_id(headers)
+        if given is None:
+            return None
+        head, _, digits = given.rpartition(b"-")
+        if not digits.isdigit() or not (head == self._prefix or head.endswith(b"." + self._prefix)):
+            return given
+        if len(digits) <= 18 and int(digits) <= self._made:
+            return given  # an id it made and gave: the client may send it again
+        raise Refused(
+            400,
+            f"X-Request-ID {preview(given)} names an answer this gateway has not given yet: "
+            f"ids ending in {self._prefix.decode()}-N are the ones it makes",
+            hint="send an id of your own, or none",
+        )
 
     def _id_of(self, number: int) -> bytes:
         return b"%s-%d" % (self._prefix, number)
@@ -191,13 +218,13 @@ class Gateway:
     ) -> None:
         """Single mode, champion in process: the request goes to it unread and unbuffered
         (its body limit is at most the gateway's, see ``start``)."""
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        declared = content_length(headers)  # a 400 unless a number
+        if declared is not None and declared > self.max_body_bytes:
             await read_body(headers, receive, self.max_body_bytes)  # the gateway's 413
         scope = dict(scope)  # the server's view: the variant, and the id a label will name
         made = None
         if rid is None:
-            made = next(self._ids)
+            made = self._next()
             scope["headers"] = [*scope["headers"], (b"x-request-id", self._id_of(made))]
         started = time.perf_counter()
         status = await self.upstream.hand_over(variant, scope, receive, send)

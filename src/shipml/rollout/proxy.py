@@ -3,12 +3,13 @@ socket) or a remote ``shipml serve`` over HTTP, with the variant attested.
 
 An in-process server learns its variant from the ASGI scope key ``shipml.variant``; a
 remote one from ``X-Shipml-Variant`` with an HMAC proof made with the shared key (see
-``shipml.attestation``). A remote server that does not answer in time is a 504, one
-that cannot be reached a 502: both count against the variant.
+``shipml.attestation``). A server, remote or in process, that does not answer in time
+is a 504, one that cannot be reached a 502: both count against the variant.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -62,7 +63,12 @@ class Upstream:
                 "headers": headers,
                 SCOPE_KEY: variant.name,
             }
-            answer = await asgi.exchange(variant.app, scope, body)
+            try:  # a hung model must not hold a shadow worker or a client for good
+                async with asyncio.timeout(self.timeout_s):
+                    answer = await asgi.exchange(variant.app, scope, body)
+            except TimeoutError:
+                where = f"in-process model server {variant.name}"
+                return TIMEOUT, _error(f"{where} did not answer in {self.timeout_s:g} s")
             return answer.status, answer.body
         if self.attestation_key:
             headers.append((HEADER, variant.name_bytes))

@@ -87,16 +87,13 @@ def route(method: str, path: str) -> str:
 async def read_body(headers: dict[bytes, bytes], receive: Any, limit: int) -> bytes:
     """The request body, refused with 413 past ``limit`` bytes (before reading it when
     Content-Length says so; while reading it otherwise)."""
-    declared = headers.get(b"content-length")
-    if declared is not None:
-        if not declared.isdigit() or len(declared) > 19:
-            raise Refused(400, f"Content-Length must be a number of bytes, got {preview(declared)}")
-        if int(declared) > limit:
-            raise Refused(
-                413,
-                f"body of {int(declared):,} bytes is larger than the limit of {limit:,} bytes",
-                hint="send fewer rows per request, or raise [rollout] max_body_bytes",
-            )
+    declared = content_length(headers)
+    if declared is not None and declared > limit:
+        raise Refused(
+            413,
+            f"body of {declared:,} bytes is larger than the limit of {limit:,} bytes",
+            hint="send fewer rows per request, or raise [rollout] max_body_bytes",
+        )
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -114,6 +111,25 @@ async def read_body(headers: dict[bytes, bytes], receive: Any, limit: int) -> by
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def header_map(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """The request's headers by name. ``X-Request-ID`` may be given once: a model server
+    takes the first of several, this gateway would take the last (a 400)."""
+    headers = dict(raw)
+    if len(headers) < len(raw) and sum(name == b"x-request-id" for name, _ in raw) > 1:
+        raise Refused(400, "X-Request-ID is given more than once; send one")
+    return headers
+
+
+def content_length(headers: dict[bytes, bytes]) -> int | None:
+    """The declared ``Content-Length``, or None; a 400 unless it is a number of bytes."""
+    declared = headers.get(b"content-length")
+    if declared is None:
+        return None
+    if not declared.isdigit() or len(declared) > 19:
+        raise Refused(400, f"Content-Length must be a number of bytes, got {preview(declared)}")
+    return int(declared)
 
 
 def request_id(headers: dict[bytes, bytes]) -> bytes | None:

@@ -1,6 +1,8 @@
 """Shadow traffic: after the champion's answer is sent, a share of requests is mirrored
-to every challenger through a bounded queue; a failing shadow is left alone by a
-circuit breaker. Nothing here can change what a client gets."""
+to every challenger through a queue bounded in requests (``queue_size``) and in bytes
+(``MAX_QUEUED_BYTES``: 1,000 bodies of 10 MiB would be 10 GiB held for a slow shadow);
+a failing shadow is left alone by a circuit breaker. Nothing here can change what a
+client gets."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from shipml.rollout.proxy import Upstream, outputs_of
 
 log = logging.getLogger("shipml.rollout")
 WORKERS = 4
+MAX_QUEUED_BYTES = 64 * 1024 * 1024  # of request bodies waiting for the shadows
 Mirrored = tuple[str, bytes, bytes, bytes | None, dict[str, Any]]
 
 
@@ -39,11 +42,14 @@ class Shadow:
         # Per shadow: consecutive failures and, while its circuit is open, until when.
         self._failures: dict[str, int] = {}
         self._open_until: dict[str, float] = {}
+        self.max_queued_bytes = MAX_QUEUED_BYTES
+        self.queued_bytes = 0
         self._queue: asyncio.Queue[Mirrored] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         self._queue = asyncio.Queue(maxsize=self.policy.queue_size)
+        self.queued_bytes = 0
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(WORKERS)]
 
     async def stop(self) -> None:
@@ -53,6 +59,7 @@ class Shadow:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._queue, self.queued_bytes = None, 0  # what waited is not mirrored
 
     def mirror(
         self, path: str, body: bytes, rid: bytes, trace: bytes | None, primary: dict[str, Any]
@@ -60,11 +67,16 @@ class Shadow:
         """Queue the request for the shadows (``fraction`` of the time), or drop it."""
         if self._queue is None or self.rng.random() >= self.policy.shadow_fraction:
             return
+        if self.queued_bytes + len(body) > self.max_queued_bytes:
+            self.counters["dropped"] += 1
+            return
         try:
             self._queue.put_nowait((path, body, rid, trace, primary))
-            self.counters["mirrored"] += 1
         except asyncio.QueueFull:
             self.counters["dropped"] += 1
+            return
+        self.counters["mirrored"] += 1
+        self.queued_bytes += len(body)
 
     async def _worker(self) -> None:
         assert self._queue is not None
@@ -75,6 +87,8 @@ class Shadow:
             except Exception:  # a bug must not silently stop mirroring for good
                 self.counters["shadow_failed"] += 1
                 log.exception("shadow mirroring failed")
+            finally:
+                self.queued_bytes -= len(item[1])
 
     async def _one(
         self, path: str, body: bytes, rid: bytes, trace: bytes | None, primary: dict[str, Any]

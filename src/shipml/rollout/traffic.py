@@ -39,6 +39,10 @@ class Traffic:
         self.held: str | None = None  # canary: why it does not go on, while it does not
         self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()  # the canary decides on a thread
+        # One decision at a time (the canary's, an operator's promotion or rollback), from
+        # reading the numbers to moving the registry: a rollback that lands while the
+        # gatekeeper is asked must not be undone by the promotion that was being decided.
+        self.deciding = threading.RLock()
         self.table: tuple[tuple[tuple[str, float], ...], dict[str, Variant]] = ((), {})
         self.hand_over: Variant | None = None
         self.refresh()
@@ -68,7 +72,7 @@ class Traffic:
 
     # -- changes ------------------------------------------------------------------------
     def advance(self, reason: str, numbers: dict[str, Any]) -> None:
-        with self._lock:
+        with self.deciding, self._lock:
             self.step += 1
             self.held = None
             self.refresh()
@@ -91,6 +95,17 @@ class Traffic:
     ) -> None:
         """Make the first challenger the champion: the registry first (through the
         gatekeeper, which raises ``GateFailed`` to refuse), then the traffic."""
+        with self.deciding:
+            self._promote(reason, numbers, by=by, force=force)
+
+    def _promote(
+        self, reason: str, numbers: dict[str, Any] | None, *, by: str, force: bool
+    ) -> None:
+        if self.state == PROMOTED:  # a second promotion would bring the old champion back
+            raise GateFailed(
+                f"{self.policy.champion.name} is the champion already: it was promoted",
+                hint="roll back with `shipml rollout rollback`, or start a new rollout",
+            )
         old, new = self.policy.champion, self.policy.challengers[0]
         try:
             registry = self.gatekeeper.promote(new, reason=reason, force=force, by=by)
@@ -116,6 +131,10 @@ class Traffic:
     def rollback(self, reason: str, numbers: dict[str, Any] | None = None, *, by: str) -> None:
         """All traffic to the champion; after a promotion, the previous champion returns
         (and its registry alias, restored through the gatekeeper)."""
+        with self.deciding:
+            self._rollback(reason, numbers, by=by)
+
+    def _rollback(self, reason: str, numbers: dict[str, Any] | None, *, by: str) -> None:
         registry = None
         with self._lock:
             promoted = self.state == PROMOTED

@@ -16,9 +16,13 @@ import uuid
 from typing import Any
 
 from shipml.audit import AuditLog
-from shipml.errors import InvalidRequest, PayloadTooLarge, ServingError, UnsupportedEncoding
+from shipml.errors import (
+    ServingError,
+    UnsupportedEncoding,
+)
 from shipml.serving import binary
 from shipml.serving.batching import Batcher
+from shipml.serving.bodies import Bodies, ClientGone
 from shipml.serving.documents import Documents
 from shipml.serving.live import live_monitor
 from shipml.serving.metrics import ServerMetrics
@@ -43,10 +47,6 @@ ROUTES = {"v2": "/v2/models/{name}/infer", "invocations": "/invocations", "predi
 Scored = tuple[Rows, Any, list[str] | None, Outputs, binary.BinaryOutputs | None]
 
 
-class ClientGone(Exception):
-    """The client disconnected before its body arrived: there is no one to answer."""
-
-
 class ModelServer:
     """One model behind the V2 protocol. ``ready`` turns true after a warm-up prediction."""
 
@@ -55,6 +55,7 @@ class ModelServer:
         predictor: Predictor,
         *,
         max_body_bytes: int = 10 * 1024 * 1024,
+        max_buffered_bytes: int = 0,
         max_batch_size: int = 64,
         max_wait_ms: float = 0.0,
         tracing: Tracing | None = None,
@@ -69,7 +70,7 @@ class ModelServer:
         self.name, self.version = predictor.name, predictor.version
         self.validator = Validator(predictor.signature)
         self.metrics = ServerMetrics(self.name, self.version, predictor.onnx_sha256)
-        self.max_body_bytes = max_body_bytes
+        self.bodies = Bodies(max_body_bytes, max_buffered_bytes)
         self.off_loop_bytes = off_loop_bytes
         self._off_loop = asyncio.Semaphore(2)  # big batches scored at once (memory bound)
         self.offload = Offload(predictor.signature)
@@ -185,32 +186,24 @@ class ModelServer:
                 return "v2"
         return None
 
-    async def _read_body(self, receive: Any, declared: bytes | None) -> bytes:
-        """The whole body, or ``PayloadTooLarge`` as soon as it passes the limit (from its
-        Content-Length ``declared``, before a byte is read, or while it streams in)."""
-        limit = self.max_body_bytes
-        hint = "send fewer rows per request, or raise [serving] max_body_bytes"
-        if declared is not None:
-            if not declared.isdigit():
-                raise InvalidRequest(f"invalid Content-Length {shorten(declared)}")
-            if int(declared) > limit:
-                raise PayloadTooLarge(
-                    f"body of {int(declared)} bytes is larger than the limit of {limit}",
-                    hint=hint,
-                )
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes", hint=hint)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    @property
+    def max_body_bytes(self) -> int:
+        return self.bodies.limit
+
+    @max_body_bytes.setter
+    def max_body_bytes(self, value: int) -> None:  # the gateway lowers it to its own
+        self.bodies.limit = value
+
+    async def _take(
+        self, protocol: str, receive: Any, lengths: tuple[bytes | None, bytes | None], rid: str
+    ) -> tuple[bytes, Scored]:
+        """The body, read and scored, counted in the bodies held meanwhile."""
+        held = [0]  # this body's bytes counted in self.buffered
+        try:
+            raw = await self.bodies.read(receive, lengths[0], held)
+            return raw, await self._score(protocol, raw, rid, binary.header_value(lengths[1]))
+        finally:
+            self.bodies.held -= held[0]
 
     async def _score(
         self, protocol: str, raw: bytes, rid_text: str, length: int | None = None
@@ -304,10 +297,8 @@ class ModelServer:
                 try:
                     if protocol == "v2" and scope["path"] not in self._routes:
                         self.documents.check_model(v2_model_path(scope["path"]))
-                    length = binary.header_value(lengths[1])
-                    raw = await self._read_body(receive, lengths[0])
-                    rows, rid, wanted, outputs, binary_out = await self._score(
-                        protocol, raw, rid_text, length
+                    raw, (rows, rid, wanted, outputs, binary_out) = await self._take(
+                        protocol, receive, lengths, rid_text
                     )
                     if self._remember is not None:
                         self._remember(request_id, outputs.labels)

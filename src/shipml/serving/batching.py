@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shipml.serving.predictor import Outputs, Predictor
+from shipml.serving.predictor import Outputs, Predictor, non_finite
 from shipml.serving.validation import Rows
 
 
@@ -96,6 +96,9 @@ class Batcher:
         out.timing = (started, time.time_ns(), rows.n)
         if self.on_scored is not None:
             self.on_scored(rows, out.labels)
+        error = non_finite(out)
+        if error is not None:
+            raise error
         return out
 
     def _run(self, batch: list[_Pending], total: int) -> None:
@@ -127,10 +130,17 @@ class Batcher:
         timing = (started, time.time_ns(), total)
         if self.on_scored is not None:
             self.on_scored(rows, out.labels)
+        checked = non_finite(out) is not None  # one reduction; then each request's own
         start = 0
         for p in batch:
             end = start + p.rows.n
             proba = out.probabilities[start:end] if out.probabilities is not None else None
-            if not p.future.done():
-                p.future.set_result(Outputs(out.labels[start:end], proba, timing))
+            piece = Outputs(out.labels[start:end], proba, timing)
+            error = non_finite(piece) if checked else None
+            if p.future.done():
+                pass
+            elif error is not None:
+                p.future.set_exception(error)
+            else:
+                p.future.set_result(piece)
             start = end

@@ -26,6 +26,7 @@ ERRORS = {
     "413": "the body is larger than [serving] max_body_bytes",
     "415": "the body is compressed (Content-Encoding): send it uncompressed",
     "500": "the model failed on input that passed validation",
+    "503": "the server holds [serving] max_buffered_bytes of request bodies: retry shortly",
 }
 
 

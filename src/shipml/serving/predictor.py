@@ -3,6 +3,7 @@ the signature, and everything derivable from them, computed once at load time.""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,16 +85,17 @@ class Predictor:
             if self._session is not None:
                 out = self._session.run(self._output_names, feeds)
                 proba = out[1] if len(out) > 1 else None
-                return Outputs(np.asarray(out[0]).reshape(-1), proba)
-            import pandas as pd
+                outputs = Outputs(np.asarray(out[0]).reshape(-1), proba)
+            else:
+                import pandas as pd
 
-            frame = pd.DataFrame({n: feeds[n].reshape(-1) for n in self.names})
-            proba = (
-                self._model.predict_proba(frame) if hasattr(self._model, "predict_proba") else None
-            )
-            return Outputs(np.asarray(self._model.predict(frame)), proba)
+                frame = pd.DataFrame({n: feeds[n].reshape(-1) for n in self.names})
+                predict_proba = getattr(self._model, "predict_proba", None)
+                proba = predict_proba(frame) if predict_proba is not None else None
+                outputs = Outputs(np.asarray(self._model.predict(frame)), proba)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise InferenceFailed(f"the model failed on a validated input: {exc}") from exc
+        return outputs
 
     def warm_up_rows(self) -> Rows:
         """One plausible row from the signature (first category, zero)."""
@@ -108,3 +110,30 @@ class Predictor:
 
     def warm_up(self) -> Outputs:
         return self.run(self.feeds(self.warm_up_rows()))
+
+
+def non_finite(outputs: Outputs) -> InferenceFailed | None:
+    """The error for a request whose model answer holds NaN or infinity (float32
+    overflow on extreme but valid inputs), None when it holds none. JSON would carry it
+    as null: a label beside null probabilities, which is no answer."""
+    proba, labels = outputs.probabilities, outputs.labels
+    if (proba is None or _finite(proba)) and (labels.dtype.kind not in "fc" or _finite(labels)):
+        return None
+    for name, values in (("label", labels), ("probabilities", proba)):
+        if values is None or values.dtype.kind not in "fc" or np.isfinite(values).all():
+            continue
+        row = int(np.argwhere(~np.isfinite(values))[0][0])
+        return InferenceFailed(
+            f"the model answered NaN or infinity in its {name} for row {row}: it has no "
+            "answer for this input",
+            hint="the input is valid but beyond what the model computes in float32; check "
+            "the model on such values, or bound the features' ranges in its signature",
+        )
+    return None
+
+
+def _finite(values: np.ndarray) -> bool:
+    """Every value finite? A sum of squares is finite when every value is (one that
+    overflows falls through to the exact check): 0.5 µs on a request's few values,
+    against 1.6 for ``np.isfinite(values).all()``."""
+    return math.isfinite(np.vdot(values, values).real) or bool(np.isfinite(values).all())

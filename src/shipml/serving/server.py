@@ -36,6 +36,7 @@ class ServeSpec:
     version: str = "1"
     trusted_types: list[str] = field(default_factory=list)
     max_body_bytes: int = 10 * 1024 * 1024
+    max_buffered_bytes: int = 0  # 0: 8 × max_body_bytes
     max_batch_size: int = 64
     max_wait_ms: float = 0.0
     audit_path: str = ""  # empty: no audit log
@@ -89,6 +90,7 @@ def model_server(spec: ServeSpec) -> ModelServer:
     return ModelServer(
         predictor,
         max_body_bytes=spec.max_body_bytes,
+        max_buffered_bytes=spec.max_buffered_bytes,
         max_batch_size=spec.max_batch_size,
         max_wait_ms=spec.max_wait_ms,
         tracing=tracing_of(spec.tracing, "shipml-serve"),
