@@ -179,7 +179,7 @@ class Registry:
                 have = ", ".join(f"{a} -> v{v}" for a, v in aliases.items()) or "none"
                 raise RegistryError(
                     f"model {ref.name!r} has no alias {ref.alias!r} (aliases: {have})",
-                    hint=f"set one with `shipml models alias {ref.name} VERSION {ref.alias}`",
+                    hint=f"set one with `shipml models alias {ref.name}/VERSION {ref.alias}`",
                 ) from exc
             versions = ", ".join(v.version for v in self.versions(ref.name))
             raise RegistryError(
