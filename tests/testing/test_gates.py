@@ -183,3 +183,14 @@ def test_a_gate_no_version_could_pass_is_a_config_error(gates):
 
     with pytest.raises(ValidationError, match=r"unknown suite|SUITE\.NAME|NaN"):
         config(**gates)
+
+
+def test_with_no_suite_gated_a_failed_test_run_fails_the_tested_gate():
+    failed = version("2", {"model.accuracy": 0.9}, {"data": "failed", "model": "passed"})
+    (tested,) = evaluate(config(suites=[]), failed, None)
+    assert (tested.name, tested.holds) == ("tested", False)
+    assert "the tests failed, and [gates] suites names none" in tested.note
+    passed = version("3", {"model.accuracy": 0.9}, PASSED)
+    assert [g.holds for g in evaluate(config(suites=[]), passed, None)] == [True]
+    gated = evaluate(config(suites=["model"]), failed, None)  # the suites listed decide
+    assert [(g.name, g.holds) for g in gated] == [("tested", True), ("suite model passed", True)]

@@ -194,7 +194,7 @@ def _plan(
 ) -> tuple[Pipeline, Graph]:
     """The pipeline and its graph for ``params``, refused before anything is recorded if an
     argument is not JSON or the alias is protected."""
-    if alias is not None and alias in config.gates.protect:
+    if alias is not None and alias.casefold() in {p.casefold() for p in config.gates.protect}:
         raise PipelineError(
             f"run_pipeline does not move the protected alias {alias!r} ([gates] protect)",
             hint="shipml.project.run (`shipml run --alias`) registers, then promotes "

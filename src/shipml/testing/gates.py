@@ -70,7 +70,18 @@ def evaluate(
     # The champion's record vouches for a relative bound only if it is its own.
     theirs = record_of(champion)[0] if champion and champion.version != candidate.version else None
     summary = str(results.get("summary", ""))
-    gates = [Gate("tested", True, summary, "shipml test results", str(results.get("time", "")))]
+    # With no suite gated, "tested" is the only word on the tests: a failed run fails it.
+    unread = results.get("status") == "failed" and not gates_cfg.suites
+    note = "the tests failed, and [gates] suites names none" if unread else ""
+    gates = [
+        Gate(
+            "tested",
+            not unread,
+            summary,
+            "shipml test results",
+            note or str(results.get("time", "")),
+        )
+    ]
     for suite in gates_cfg.suites:
         status = results["suites"].get(suite, "not run")
         gates.append(Gate(f"suite {suite} passed", status == "passed", status, "passed"))
