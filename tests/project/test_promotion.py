@@ -66,8 +66,9 @@ def test_run_alias_champion_registers_but_moves_nothing_without_the_gates(two_ve
     done = run(config, params={"n_estimators": 50}, alias="champion")  # cached: version 2 again
     assert done.result.model_version is not None and done.result.model_version.version == "2"
     assert isinstance(done.refused, GateFailed) and done.promotion is None
-    with pytest.raises(PipelineError, match="protected alias"):
-        run_pipeline(config, alias="champion")
+    for alias in ("champion", "CHAMPION", "Champion"):  # a look-alike too, before any run
+        with pytest.raises(PipelineError, match="protected alias"):
+            run_pipeline(config, alias=alias)
     assert champion(config) == "1"
 
 
