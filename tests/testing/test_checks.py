@@ -222,3 +222,21 @@ def test_checks_with_nothing_to_check_do_not_pass(tmp_path, data):
     subject.__dict__["datasets"] = {"penguins": data[["species"]].reset_index(drop=True)}
     with pytest.raises(NotApplicable):
         data_checks.nulls(subject, ENV)
+
+
+def test_a_slice_too_small_to_judge_is_named_not_dropped_silently(tmp_path, data):
+    subject = make_subject(tmp_path, data, model={"slices": ["sex"], "min_slice_rows": 10})
+    result = model_checks.slices(subject, ENV)
+    assert "too few rows (< 10) to judge: sex=(missing) (" in result.message, result.message
+    assert "sex=(missing)" not in {row["slice"] for row in result.details}
+
+
+def test_a_slice_whose_gap_is_nan_is_the_worst_not_passed_over():
+    # a regressor's MAE over a slice holding a NaN prediction is NaN: max() passed over it
+    rows = [
+        {"slice": "a", "gap": 0.1},
+        {"slice": "b", "gap": float("nan")},
+        {"slice": "c", "gap": 0.0},
+    ]
+    assert model_checks.worst_slice(rows)["slice"] == "b"
+    assert model_checks.worst_slice(rows[::-1])["slice"] == "b"
