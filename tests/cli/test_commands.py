@@ -41,9 +41,12 @@ def test_run_then_models_ls_show_alias(project: Path):
     assert "6 ran, 0 cached" in ran.stdout
     again = shipml_here("run", "-p", "n_estimators=5", cwd=project)
     assert "0 ran, 6 cached" in again.stdout and "cached" in again.stderr
-    assert (
-        shipml_here("models", "alias", "penguins", "1", "challenger", cwd=project).returncode == 0
-    )
+    moved = shipml_here("models", "alias", "penguins/1", "challenger", cwd=project)
+    assert moved.returncode == 0 and "penguins@challenger → version 1" in moved.stdout
+    older = shipml_here("models", "alias", "penguins", "1", "challenger", cwd=project)
+    assert older.returncode == 0, older.stderr  # NAME VERSION ALIAS, as before
+    unread = shipml_here("models", "alias", "penguins", "challenger", cwd=project)
+    assert unread.returncode == 7 and "takes NAME/VERSION ALIAS" in unread.stderr
     listed = shipml_here("models", "ls", cwd=project)
     assert "challenger → v1" in listed.stdout
     shown = shipml_here("models", "show", "penguins@challenger", cwd=project)

@@ -162,3 +162,18 @@ def test_a_parquet_file_that_repeats_a_column_name_says_so(tmp_path):
     with pytest.raises(DataError, match=r"repeats the column name.*'a'") as err:
         parse_source(read_source("d.pq", tmp_path))
     assert "\n" not in err.value.message
+
+
+def test_a_file_whose_name_holds_a_space_or_a_percent_sign_is_read(tmp_path):
+    # A path becomes a file:// URI ('a%20b'); fsspec looked for a name with '%20' in it.
+    for name in ("my data.csv", "a b%20c.csv", "50%.csv"):
+        (tmp_path / name).write_text("a,b\n1,2\n")
+        assert parse_source(read_source(name, tmp_path))["b"].tolist() == [2], name
+
+
+def test_a_folder_or_a_missing_path_says_so_before_any_format(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DataError, match="data is a folder, not a data file"):
+        read_source("data", tmp_path)
+    with pytest.raises(DataError, match="data file not found: new"):
+        read_source("new", tmp_path)  # no ending: was "cannot tell the format"

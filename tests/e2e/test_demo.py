@@ -34,11 +34,13 @@ def test_demo_builds_the_whole_local_journey(tmp_path: Path):
     (inp,) = run.inputs.dataset_inputs
     assert f'"sha256": "{full}"' in inp.dataset.profile
     assert inp.dataset.digest == full[:32]
+    assert f"sha256 {full}" in result.stdout  # the summary cuts no digest or path
 
     registry = Registry(tracker_for(config))
     champion = registry.resolve("penguins@champion")
     assert champion.run_id == run.info.run_id
     package = ModelPackage.load(registry.local_path(champion))
+    assert f"  package     {package.path}\n" in result.stdout, result.stdout
     for name in ("model.onnx", "signature.json", "profile.json", "lineage.json"):
         assert (package.path / name).is_file()
     assert package.lineage["datasets"]["penguins"]["sha256"] == full

@@ -1,12 +1,21 @@
+import fractions
+import hashlib
 import io
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from shipml.errors import PipelineError
-from shipml.pipeline.cache import ArtifactCache, cache_key
+from shipml.config import ProjectConfig
+from shipml.errors import PipelineError, UnsafeModelError
+from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key, project_cache
 
 
 def test_outputs_round_trip_by_type(tmp_path):
@@ -160,3 +169,134 @@ def test_an_entry_whose_outputs_are_not_the_steps_is_a_miss(tmp_path):
     cache.save("k", "split", [out], {}, 0.0, None)
     assert cache.lookup("k", ("y",)) is None
     assert cache.lookup("k", ("species",)) is not None
+
+
+# -- which types a skops output may hold: never the ones its entry lists -----------------
+
+EVIL = """
+from pathlib import Path
+
+RAN = Path({ran!r})
+
+
+class {name}:
+    def __init__(self):
+        self.x = 1
+
+    def __setstate__(self, state):  # what skops calls when it loads one
+        RAN.write_text("constructed")
+        self.__dict__.update(state)
+"""
+
+ESTIMATOR = """
+class {name}:
+    def fit(self, X):
+        self.center_ = sum(X) / len(X)
+        return self
+
+    def transform(self, X):
+        return [x - self.center_ for x in X]
+"""
+
+
+def _module(folder: Path, module: str, source: str, monkeypatch) -> Any:
+    """A module in ``folder`` (put on sys.path), imported."""
+    import importlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    return importlib.import_module(module)
+
+
+def _forge(cache: ArtifactCache, key: str, value: Any) -> StoredOutput:
+    """What someone who can write the cache folder (or the bucket) can write: a skops
+    object and an entry whose output lists every type in it as trusted."""
+    import skops.io as sio
+
+    data = sio.dumps(value)
+    sha = hashlib.sha256(data).hexdigest()
+    cache.objects.mkdir(parents=True, exist_ok=True)
+    (cache.objects / f"skops-{sha}.skops").write_bytes(data)
+    listed = sorted(sio.get_untrusted_types(data=data))
+    out = StoredOutput("output", "skops", sha, f"skops-{sha}.skops", listed, sha)
+    entry = {
+        "key": key,
+        "step": "train",
+        "outputs": [asdict(out)],
+        "metrics": {},
+        "duration": 0.0,
+        "created": "2026-01-01T00:00:00+00:00",
+        "run_id": None,
+    }
+    cache.entries.mkdir(parents=True, exist_ok=True)
+    (cache.entries / f"{key}.json").write_text(json.dumps(entry))
+    return out
+
+
+def test_an_entry_listing_a_type_outside_the_trusted_set_is_a_miss_never_loaded(
+    tmp_path, monkeypatch, caplog
+):
+    """A type of a module outside the project, listed by the entry itself: refused."""
+    ran = tmp_path / "ran.txt"
+    evil = _module(
+        tmp_path / "elsewhere", "elsewhere_mod", EVIL.format(ran=str(ran), name="Evil"), monkeypatch
+    )
+    root = tmp_path / "project"
+    root.mkdir()
+    cache = project_cache(ProjectConfig(root=root))
+    out = _forge(cache, "k", evil.Evil())
+    assert out.trusted_types == ["elsewhere_mod.Evil"]
+    with caplog.at_level(logging.WARNING, logger="shipml.pipeline"):
+        assert cache.lookup("k") is None  # a miss: the step runs again
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "shipml.pipeline"]
+    assert "elsewhere_mod.Evil" in warning and "[model] trusted_types" in warning
+    assert "\n" not in warning
+    with pytest.raises(UnsafeModelError, match=r"not trusted: elsewhere_mod\.Evil") as refused:
+        cache.load(out)
+    assert "[model] trusted_types" in (refused.value.hint or "")
+    assert not ran.exists()  # its __setstate__ never ran
+    # The step runs again and its entry replaces the forged one.
+    again = cache.store("train", "output", {"threshold": 0.5})
+    cache.save("k", "train", [again], {}, 0.0, None)
+    assert cache.lookup("k") is not None
+
+
+def test_a_type_skops_does_not_trust_is_refused_unless_configured(tmp_path):
+    value = fractions.Fraction(1, 3)
+    plain = ArtifactCache(tmp_path / "plain")
+    out = _forge(plain, "k", value)
+    assert out.trusted_types == ["fractions.Fraction"]  # not one of skops' defaults
+    assert plain.lookup("k") is None
+    with pytest.raises(UnsafeModelError, match=r"fractions\.Fraction"):
+        plain.load(out)
+    # Listed in [model] trusted_types: it round-trips.
+    config = ProjectConfig(root=tmp_path, model={"trusted_types": ["fractions.Fraction"]})
+    cache = project_cache(config)
+    stored = cache.store("train", "output", value)
+    cache.save("k", "train", [stored], {}, 0.0, None)
+    entry = cache.lookup("k")
+    assert entry is not None
+    assert cache.load(entry.output("output")) == value
+
+
+def test_a_class_of_the_projects_own_code_round_trips(tmp_path, monkeypatch):
+    """Code shipml runs anyway: a class defined in a module under the project root, also
+    when that module is not imported yet when the entry is looked up."""
+    root = tmp_path / "project"
+    mod = _module(root, "my_estimators", ESTIMATOR.format(name="Centerer"), monkeypatch)
+    cache = project_cache(ProjectConfig(root=root))
+    stored = cache.store("train", "output", mod.Centerer().fit([1.0, 3.0]))
+    assert stored.trusted_types == ["my_estimators.Centerer"]  # not trusted by skops
+    cache.save("k", "train", [stored], {}, 0.0, None)
+    monkeypatch.delitem(sys.modules, "my_estimators")
+    entry = cache.lookup("k")
+    assert entry is not None
+    loaded = cache.load(entry.output("output"))
+    assert type(loaded).__name__ == "Centerer" and loaded.transform([4.0]) == [2.0]
+    # The same class with the project's root elsewhere: not the project's code.
+    other = project_cache(
+        ProjectConfig(root=tmp_path / "other", pipeline={"cache_dir": str(cache.dir)})
+    )
+    assert other.lookup("k") is None

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from shipml.config import load_config
-from shipml.errors import PipelineError
+from shipml.errors import PipelineError, UnsafeModelError
 from shipml.pipeline import load_pipeline
 from shipml.pipeline.exchange import run_step
 from shipml.pipeline.stepwise import register_run
 from shipml.tracking import tracker_for
-from tests.conftest import forget_s3_clients, shipml
+from tests.conftest import forget_s3_clients, shipml, shipml_here
 
 FAST = {"n_estimators": 5}
 
@@ -123,3 +123,61 @@ def test_cli_step_run_chains_and_fails_like_run(project: Path):
     assert failed.returncode == 6
     assert "step 'validate' failed: RuntimeError: no good" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+EVIL = """
+from pathlib import Path
+
+RAN = Path({ran!r})
+
+
+class Evil:
+    def __setstate__(self, state):  # what skops calls when it loads one
+        RAN.write_text("constructed")
+        self.__dict__.update(state)
+
+    def predict(self, X):
+        return ["Adelie"] * len(X)
+"""
+
+
+def test_an_upstream_output_of_an_untrusted_type_is_refused_by_name(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A manifest in the bucket lists the types of its skops output: someone who can write
+    the bucket lists one whose construction runs code. The downstream step refuses it with
+    an error naming the type (it cannot run the upstream step again here)."""
+    import hashlib
+    import importlib
+    from dataclasses import asdict
+
+    import skops.io as sio
+
+    from shipml.pipeline.cache import StoredOutput
+    from shipml.pipeline.exchange import FORMAT, Exchange
+
+    ran = tmp_path / "ran.txt"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "planted.py").write_text(EVIL.format(ran=str(ran)))
+    monkeypatch.syspath_prepend(str(outside))
+    planted = importlib.import_module("planted")
+    config = load_config(project)
+    ingest = run_step(config, "ingest").manifest
+    validate = run_step(config, "validate", [ingest]).manifest
+    split = run_step(config, "split", [validate]).manifest
+    data = sio.dumps(planted.Evil())
+    sha = hashlib.sha256(data).hexdigest()
+    exchange = Exchange(config.artifact_root)
+    exchange.fs.pipe_file(f"{exchange.base}/objects/skops-{sha}.skops", data)
+    out = StoredOutput("output", "skops", sha, f"skops-{sha}.skops", ["planted.Evil"], sha)
+    forged = {"format": FORMAT, "step": "train", "outputs": [asdict(out)], "metrics": {}}
+    train = exchange.write_manifest("f" * 64, forged)
+    with pytest.raises(UnsafeModelError, match=r"not trusted: planted\.Evil") as refused:
+        run_step(config, "evaluate", [train, split])
+    assert "[model] trusted_types" in (refused.value.hint or "")
+    assert not ran.exists()  # never constructed
+    failed = shipml_here("step", "run", "evaluate", "--input", train, "--input", split, cwd=project)
+    assert failed.returncode == 8, failed.stderr
+    assert "planted.Evil" in failed.stderr and "Traceback" not in failed.stderr
+    assert not ran.exists()

@@ -66,6 +66,26 @@ def test_run_alias_champion_registers_but_moves_nothing_without_the_gates(two_ve
     done = run(config, params={"n_estimators": 50}, alias="champion")  # cached: version 2 again
     assert done.result.model_version is not None and done.result.model_version.version == "2"
     assert isinstance(done.refused, GateFailed) and done.promotion is None
-    with pytest.raises(PipelineError, match="protected alias"):
-        run_pipeline(config, alias="champion")
+    for alias in ("champion", "CHAMPION", "Champion"):  # a look-alike too, before any run
+        with pytest.raises(PipelineError, match="protected alias"):
+            run_pipeline(config, alias=alias)
     assert champion(config) == "1"
+
+
+def test_a_promotion_to_an_alias_no_store_takes_is_refused_before_it_is_recorded(two_versions):
+    """A forced promotion to 'latest' (reserved) or 'bad alias!' wrote its audit event,
+    then failed to move: the tamper-evident log held a promotion that never happened."""
+    config = load_config(two_versions)
+
+    def count() -> int:
+        log = open_log(config, writer=False)
+        try:
+            return len(log.find_events())
+        finally:
+            log.close()
+
+    before = count()
+    for alias in ("latest", "bad alias!", "7"):
+        with pytest.raises(RegistryError, match="invalid alias"):
+            promote(config, "penguins@challenger", alias=alias, force=True, reason="probe")
+    assert count() == before and champion(config) == "1"

@@ -11,6 +11,7 @@ import pytest
 
 from shipml.config import load_config
 from shipml.errors import ProjectError
+from shipml.pipeline import run_pipeline
 from shipml.pipeline.loading import load_pipeline
 from shipml.pipeline.tune import check_space
 from shipml.templates import create_project
@@ -74,3 +75,27 @@ def test_tune_searches_a_boosted_models_space(tmp_path):
     record = json.loads(challenger.tags["shipml.tune.record"])
     assert sorted(record["searched"]) == sorted(ESTIMATORS["lightgbm"].space)
     assert record["untuned"] == [] and record["trials_complete"] >= 2
+
+
+@pytest.mark.parametrize("kind", ["penguins", "table"])
+@pytest.mark.parametrize("model", list(ESTIMATORS))
+def test_the_trained_model_is_reused_from_the_cache(tmp_path, penguins_csv, model, kind):
+    """The types each fitted model holds are in its project's [model] trusted_types: the
+    step cache reuses the trained model instead of training it again on every run."""
+    chosen = ESTIMATORS[model]
+    if chosen.framework is not None:
+        pytest.importorskip(chosen.framework)
+    if kind == "penguins":
+        folder = create_project(tmp_path / "p", "p", git=False, model=model)
+    else:
+        made = create_table_project(
+            tmp_path / "p", "p", penguins_csv, "body_mass_g", model=model, git=False
+        )
+        folder = made.folder
+    config = load_config(folder)
+    task = "classification" if kind == "penguins" else "regression"
+    assert config.model.trusted_types == chosen.trusted_types(task)
+    params = {"n_estimators": 5}
+    run_pipeline(config, params=params, register=False)
+    again = run_pipeline(config, params=params, register=False)
+    assert "train" in again.cached and again.executed == []

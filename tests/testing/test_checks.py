@@ -15,8 +15,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from shipml.config import ProjectConfig
+from shipml.errors import TestingError
 from shipml.model import build_package, model_input
-from shipml.testing import data_checks, model_checks
+from shipml.testing import api_checks, behaviour_checks, data_checks, model_checks
 from shipml.testing.check import Env, NotApplicable
 from shipml.testing.subject import Subject
 
@@ -182,3 +183,60 @@ def test_calibration_error_is_measured_and_needs_probabilities(tmp_path, data):
     subject.__dict__["holdout_predictions"] = (subject.holdout_predictions[0], None)
     with pytest.raises(NotApplicable):
         model_checks.calibration(subject, ENV)
+
+
+def test_nan_is_no_evidence_a_check_passes_on(tmp_path, data, monkeypatch):
+    """Non-finite predictions or metrics fail the checks that compare them (a NaN loses
+    every comparison, so 'not worse' and 'not out of bounds' used to hold)."""
+    directional = [{"feature": "flipper_length_mm", "shift": 20, "label": "Gentoo"}]
+    subject = make_subject(tmp_path, data, model={"directional": directional})
+    labels, proba = subject.holdout_predictions
+    broken = proba.copy()
+    broken[:3] = np.nan  # three rows with NaN probabilities
+    subject.__dict__["holdout_predictions"] = (labels, broken)
+    calibration = model_checks.calibration(subject, ENV)
+    assert not calibration.passed and "3 of" in calibration.message
+    assert not behaviour_checks.directional(subject, ENV).passed
+    monkeypatch.setattr(model_checks, "holdout_metrics", lambda s: {"accuracy": float("nan")})
+    simpler = model_checks.baseline_simpler(subject, ENV)
+    assert not simpler.passed and "accuracy nan" in simpler.message
+
+
+def test_a_range_on_a_text_or_empty_column_fails_rather_than_checking_nothing(tmp_path, data):
+    frame = data.assign(empty=np.nan)
+    subject = make_subject(tmp_path, frame, data={"ranges": {"island": [0, 1]}})
+    result = data_checks.ranges(subject, ENV)
+    assert not result.passed and "'island'" in result.message and "non-numeric" in result.message
+    subject = make_subject(tmp_path, frame, data={"ranges": {"empty": [0, 1]}})
+    result = data_checks.ranges(subject, ENV)
+    assert not result.passed and "no values" in result.message
+
+
+def test_checks_with_nothing_to_check_do_not_pass(tmp_path, data):
+    """An empty golden file asks nothing; a dataset without the model's features has no
+    nulls to count: neither is a pass."""
+    (tmp_path / "golden.json").write_text("[]")
+    subject = make_subject(tmp_path, data, api={"golden": "golden.json"})
+    with pytest.raises(TestingError, match="holds no request"):
+        api_checks.golden(subject, ENV)
+    subject.__dict__["datasets"] = {"penguins": data[["species"]].reset_index(drop=True)}
+    with pytest.raises(NotApplicable):
+        data_checks.nulls(subject, ENV)
+
+
+def test_a_slice_too_small_to_judge_is_named_not_dropped_silently(tmp_path, data):
+    subject = make_subject(tmp_path, data, model={"slices": ["sex"], "min_slice_rows": 10})
+    result = model_checks.slices(subject, ENV)
+    assert "too few rows (< 10) to judge: sex=(missing) (" in result.message, result.message
+    assert "sex=(missing)" not in {row["slice"] for row in result.details}
+
+
+def test_a_slice_whose_gap_is_nan_is_the_worst_not_passed_over():
+    # a regressor's MAE over a slice holding a NaN prediction is NaN: max() passed over it
+    rows = [
+        {"slice": "a", "gap": 0.1},
+        {"slice": "b", "gap": float("nan")},
+        {"slice": "c", "gap": 0.0},
+    ]
+    assert model_checks.worst_slice(rows)["slice"] == "b"
+    assert model_checks.worst_slice(rows[::-1])["slice"] == "b"

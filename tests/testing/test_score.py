@@ -3,6 +3,7 @@ results, section sums, the final score the minimum over the sections."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,16 @@ def test_a_results_file_that_is_not_json_is_a_clear_error(tmp_path: Path):
     bad.write_text("[1, 2]")
     with pytest.raises(TestingError, match="not a shipml results file"):
         load_results(ProjectConfig(), bad)
+    for shape in (
+        {"tests": [1]},
+        {"tests": "x"},
+        {"tests": [{"outcome": "passed", "score": "data-1"}]},
+        {"tests": [{"name": "t"}]},
+        {"tests": [], "model": 5},
+    ):
+        bad.write_text(json.dumps(shape))  # once a traceback in `shipml score`
+        with pytest.raises(TestingError, match="not a shipml results file"):
+            load_results(ProjectConfig(), bad)
 
 
 def test_monitoring_counts_only_what_the_configuration_makes_run(tmp_path: Path):

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shipml.cli.output import JSON_HELP, human_bytes, print_json, project_config, stderr, stdout
-from shipml.errors import GateFailed
+from shipml.errors import GateFailed, RegistryError
 
 app = typer.Typer(
     help="Registered models: versions, aliases (champion, challenger), packages.",
@@ -173,20 +173,34 @@ def import_(
     stdout.print(f"model: {state} {done.version.name}/{done.version.version}{aliases}")
 
 
+def _alias_arguments(given: list[str]) -> tuple[str, str, str]:
+    """(name, version, alias) from NAME/VERSION ALIAS, or NAME VERSION ALIAS."""
+    if len(given) == 3:
+        return given[0], given[1], given[2]
+    name, slash, version = given[0].rpartition("/")
+    if len(given) != 2 or not slash or not name or not version:
+        raise RegistryError(
+            f"models alias takes NAME/VERSION ALIAS, got {' '.join(given)!r}",
+            hint="for example `shipml models alias penguins/3 challenger`",
+        )
+    return name, version, given[1]
+
+
 @app.command("alias")
 def alias(
-    name: str = typer.Argument(..., help="Registered model name."),
-    version: str = typer.Argument(..., help="Version number."),
-    alias_name: str = typer.Argument(..., metavar="ALIAS", help="Alias, e.g. challenger."),
+    given: list[str] = typer.Argument(
+        ..., metavar="NAME/VERSION ALIAS", help="The version and the alias: penguins/3 challenger."
+    ),
     force: bool = typer.Option(False, "--force", help="Move a protected alias past its gates."),
     reason: str = typer.Option("", "--reason", help="Why (required with --force; recorded)."),
 ) -> None:
-    r"""Point ALIAS of NAME at VERSION (e.g. make version 3 the challenger). A protected
-    alias (\[gates] protect, default champion) moves only when the gates hold, as with
-    `shipml promote`."""
+    r"""Point ALIAS at a version (e.g. `shipml models alias penguins/3 challenger`; the
+    older form NAME VERSION ALIAS works too). A protected alias (\[gates] protect, default
+    champion) moves only when the gates hold, as with `shipml promote`."""
     from shipml.cli.testing import print_gates, show_promotion
     from shipml.project.promotion import set_alias
 
+    name, version, alias_name = _alias_arguments(given)
     try:
         done = set_alias(project_config(), name, version, alias_name, force=force, reason=reason)
     except GateFailed as exc:

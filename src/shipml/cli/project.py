@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from shipml.cli.output import human_bytes, project_config, stderr, stdout
 from shipml.errors import ConfigError, PipelineError, ProjectError
@@ -170,6 +169,58 @@ def _run_in_container(
     raise typer.Exit(run_in_container(config, args, engine=engine, log=log))
 
 
+def _demo_summary(result: Any) -> list[tuple[str, str]]:
+    """The demo's (label, value) lines: every path and digest in full."""
+    snap, pkg, run_ = result.snapshot, result.package, result.run
+    mv = result.version or run_.model_version
+    rows: list[tuple[str, str]] = []
+    rows.append(("project", str(result.folder)))
+    rows.append(
+        (
+            "dataset",
+            f"{snap.ref}: {snap.rows} rows × {snap.columns} columns, sha256 {snap.digest}",
+        )
+    )
+    rows.append(("run", f"{run_.run_id} ({len(run_.steps)} steps)"))
+    rows.append(("metrics", ", ".join(f"{k}={v:.3f}" for k, v in run_.metrics.items())))
+    if mv is not None:
+        rows.append(("model", f"{mv.name}/{mv.version} @ {', '.join(mv.aliases) or '-'}"))
+    files = ", ".join(
+        f"{n} ({human_bytes((pkg.path / n).stat().st_size)})" for n in sorted(pkg.manifest["files"])
+    )
+    rows.append(("package", f"{pkg.path}"))
+    rows.append(("", files))
+    if result.tests is not None:
+        s = result.tests.results["summary"]
+        suites = ", ".join(result.tests.results["suites"])
+        rows.append(
+            (
+                "tests",
+                f"{s['passed']} passed, {s['failed']} failed ({suites}) → "
+                f"{result.tests.output}/report.html",
+            )
+        )
+    if result.promotion is not None:
+        held = sum(g.holds for g in result.promotion.gates)
+        rows.append(
+            (
+                "promotion",
+                f"challenger → champion: {held} of {len(result.promotion.gates)} gates hold",
+            )
+        )
+    rows.append(("store", result.store_uri))
+    if result.request_id:
+        first = (result.prediction.get("predictions") or [{}])[0]
+        rows.append(
+            (
+                "prediction",
+                f"request {result.request_id} → {first.get('label')} "
+                "(served by the model server, audited)",
+            )
+        )
+    return rows
+
+
 def demo(
     directory: Path | None = typer.Option(
         None, "--dir", help="Folder for the demo project (default: a new ./shipml-demo\\[-N])."
@@ -183,46 +234,9 @@ def demo(
     folder = directory or fresh_folder(Path.cwd())
     stdout.print(f"[bold]shipml demo[/] → {folder}")
     result = run_demo(folder, reporter=ConsoleReporter(stderr))
-    snap, pkg, run_ = result.snapshot, result.package, result.run
-    mv = result.version or run_.model_version
-    table = Table(show_header=False, box=None, padding=(0, 2))
-    table.add_row("project", str(result.folder))
-    table.add_row(
-        "dataset",
-        f"{snap.ref}: {snap.rows} rows × {snap.columns} columns, sha256 {snap.digest[:16]}…",
-    )
-    table.add_row("run", f"{run_.run_id} ({len(run_.steps)} steps)")
-    table.add_row("metrics", ", ".join(f"{k}={v:.3f}" for k, v in run_.metrics.items()))
-    if mv is not None:
-        table.add_row("model", f"{mv.name}/{mv.version} @ {', '.join(mv.aliases) or '-'}")
-    files = ", ".join(
-        f"{n} ({human_bytes((pkg.path / n).stat().st_size)})" for n in sorted(pkg.manifest["files"])
-    )
-    table.add_row("package", f"{pkg.path}")
-    table.add_row("", files)
-    if result.tests is not None:
-        s = result.tests.results["summary"]
-        suites = ", ".join(result.tests.results["suites"])
-        table.add_row(
-            "tests",
-            f"{s['passed']} passed, {s['failed']} failed ({suites}) → "
-            f"{result.tests.output}/report.html",
-        )
-    if result.promotion is not None:
-        held = sum(g.holds for g in result.promotion.gates)
-        table.add_row(
-            "promotion",
-            f"challenger → champion: {held} of {len(result.promotion.gates)} gates hold",
-        )
-    table.add_row("store", result.store_uri)
-    if result.request_id:
-        first = (result.prediction.get("predictions") or [{}])[0]
-        table.add_row(
-            "prediction",
-            f"request {result.request_id} → {first.get('label')} "
-            "(served by the model server, audited)",
-        )
-    stdout.print(table)
+    rows = _demo_summary(result)
+    for label, value in rows:  # no table: a long path or digest is never cut
+        stdout.print(f"  {label:<11} {value}", markup=False)
     stdout.print(
         f"[green]done[/] in {result.seconds:.1f}s. Next: cd {result.folder} && "
         f"shipml audit explain {result.request_id} · shipml serve penguins@champion · shipml ui"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from shipml.config.section import Section
+
+SUITES = ("unit", "data", "model", "api", "browser")  # the suites of `shipml test`
 
 
 class DataTestsSection(Section):
@@ -108,6 +110,28 @@ class GatesSection(Section):
     # metric = bound; a bound is a number or "champion", "champion - 0.005", ...
     min: dict[str, float | str] = Field(default_factory=dict)
     max: dict[str, float | str] = Field(default_factory=dict)
+
+    @field_validator("suites")
+    @classmethod
+    def _known_suites(cls, value: list[str]) -> list[str]:
+        unknown = [s for s in value if s not in SUITES]
+        if unknown:  # a typo would be a gate no version can ever pass, found at promote
+            raise ValueError(f"unknown suite {unknown[0]!r}; the suites: {', '.join(SUITES)}")
+        return value
+
+    @field_validator("min", "max")
+    @classmethod
+    def _suite_metrics(cls, value: dict[str, float | str]) -> dict[str, float | str]:
+        for metric, bound in value.items():
+            suite, _, name = metric.partition(".")
+            if suite not in SUITES or not name:
+                raise ValueError(
+                    f"gate metric {metric!r} is not SUITE.NAME (e.g. 'model.accuracy'; "
+                    f"suites: {', '.join(SUITES)})"
+                )
+            if isinstance(bound, float) and bound != bound:
+                raise ValueError(f"the bound of {metric!r} is NaN, which nothing meets")
+        return value
 
 
 class ScoreSection(Section):

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import fsspec
 import numpy as np
@@ -164,6 +165,34 @@ def _check_lines(
     return lines, line
 
 
+def local_path(uri: str) -> str | None:
+    """The local path a ``file://`` URI names (``%20`` a space: fsspec would look for the
+    name with ``%20`` in it), None for any other URI."""
+    if not uri.startswith("file://"):
+        return None
+    return url2pathname(urlsplit(uri).path)
+
+
+def _check_local(source: str, uri: str) -> None:
+    """A local source that is missing or a folder says so, before its name is read for a
+    format ('/data/new' would otherwise be "cannot tell the format")."""
+    local = local_path(uri)
+    if local is None:
+        return
+    path = Path(local)
+    looked = f" (looked at {path})" if str(path) != source else ""
+    if path.is_dir():
+        raise DataError(
+            f"{source} is a folder, not a data file{looked}",
+            hint="give a CSV or Parquet file (one file: shipml snapshots a table)",
+        )
+    if not path.exists():
+        raise DataError(
+            f"data file not found: {source}{looked}",
+            hint="check the path, or the `source` of this dataset in shipml.toml",
+        )
+
+
 def read_source(
     source: str,
     base: Path | None = None,
@@ -176,9 +205,10 @@ def read_source(
     limits = limits or SourceLimits.of_project(base)
     uri = normalize_uri(source, base)
     check_uri(uri, limits)
+    _check_local(source, uri)
     fmt = source_format(uri, fmt)
     try:
-        with fsspec.open(uri, "rb", compression="infer") as fh:
+        with fsspec.open(local_path(uri) or uri, "rb", compression="infer") as fh:
             data = _stream(fh, uri, fmt, limits)
         if fmt == "parquet":
             _check_parquet(data, uri, limits)

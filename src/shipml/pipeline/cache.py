@@ -7,9 +7,11 @@ Outputs are stored by type: DataFrames and Series as Parquet, NumPy arrays as
 ``.npy`` (no pickle), JSON values as JSON, model packages as folders, and any
 other object (a fitted estimator, say) with skops. An entry records the sha256 of
 each output's file (a package: its content digest); a file that no longer matches is
-a cache miss (it is removed and the step runs again) and is never loaded. A skops
-object is loaded trusting exactly the types recorded when shipml itself wrote it:
-nothing is unpickled.
+a cache miss (it is removed and the step runs again) and is never loaded. Nothing is
+unpickled. A skops object loads only if every type in it is trusted by skops, listed in
+``[model] trusted_types`` or a class of the project's own code (``trust.SkopsTrust``);
+the types an entry lists are never trusted (anyone who can write the cache folder can
+write an entry). An entry holding another type is a miss: the step runs again.
 """
 
 from __future__ import annotations
@@ -17,22 +19,29 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from shipml.data import table_digest
-from shipml.errors import PipelineError, ShipmlError
+from shipml.errors import PipelineError, ShipmlError, UnsafeModelError
 from shipml.files import sha256_file
 from shipml.model import ModelPackage
+from shipml.pipeline.trust import SkopsTrust
+
+if TYPE_CHECKING:
+    from shipml.config import ProjectConfig
+
+log = logging.getLogger("shipml.pipeline")
 
 FORMAT = 2  # 2: entries record the sha256 of every output file
 SERIES_NO_NAME = "__shipml_unnamed__"
@@ -44,6 +53,8 @@ class StoredOutput:
     kind: str
     digest: str
     file: str
+    # What skops reported as untrusted when this was written: a record, never trusted
+    # (loading asks SkopsTrust, from configuration and the project's code).
     trusted_types: list[str] = field(default_factory=list)
     sha256: str = ""  # of the file's bytes (a package: empty, its digest says it all)
 
@@ -86,10 +97,14 @@ def _json_value(value: Any) -> bytes | None:
 
 
 class ArtifactCache:
-    def __init__(self, cache_dir: Path) -> None:
+    """The cache in ``cache_dir``; ``trust`` says which types a skops output may hold
+    (default: only those skops trusts; ``project_cache`` gives the project's)."""
+
+    def __init__(self, cache_dir: Path, trust: SkopsTrust | None = None) -> None:
         self.dir = cache_dir
         self.objects = cache_dir / "objects"
         self.entries = cache_dir / "entries"
+        self.trust = trust or SkopsTrust()
 
     # -- entries ------------------------------------------------------------------
     def lookup(self, key: str, names: tuple[str, ...] | None = None) -> CacheEntry | None:
@@ -109,7 +124,26 @@ class ArtifactCache:
             if not self.intact(out):
                 self._discard(out)  # changed or half there: the step runs and stores it again
                 return None
+        for out in entry.outputs:
+            if out.kind == "skops" and not self._trusted(entry, out):
+                return None  # never loaded: the step runs again and replaces the entry
         return entry
+
+    def _trusted(self, entry: CacheEntry, out: StoredOutput) -> bool:
+        """Every type in a skops output is trusted (else a one-line warning says which)."""
+        try:
+            self.trust.check((self.objects / out.file).read_bytes(), f"output '{out.name}'")
+        except OSError:
+            return False
+        except UnsafeModelError as exc:
+            log.warning(
+                "step '%s': not reusing its cached outputs: %s; %s",
+                entry.step,
+                exc.message,
+                exc.hint,
+            )
+            return False
+        return True
 
     def intact(self, out: StoredOutput) -> bool:
         """The output's file (folder) is there with the content the entry records."""
@@ -269,8 +303,21 @@ class ArtifactCache:
         if out.kind == "skops":
             import skops.io as sio
 
-            return sio.loads(data, trusted=out.trusted_types)
+            # The types to trust come from SkopsTrust, never from the entry.
+            return sio.loads(data, trusted=self.trust.check(data, f"cached output {path}"))
         raise PipelineError(f"unknown cached output kind {out.kind!r} in {path}")
+
+
+def project_cache(config: ProjectConfig) -> ArtifactCache:
+    """The project's cache: a skops output may hold the types skops trusts, those of
+    ``[model] trusted_types`` and classes of the project's code (not of files in the cache
+    folder or a local artifact store, which others may write)."""
+    exclude = [config.cache_dir]
+    store = config.artifact_root
+    if "://" not in store or store.startswith("file://"):
+        exclude.append(Path(store.removeprefix("file://")))
+    trust = SkopsTrust(config.model.trusted_types, config.root, exclude)
+    return ArtifactCache(config.cache_dir, trust)
 
 
 def cache_key(

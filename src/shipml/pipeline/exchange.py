@@ -11,6 +11,10 @@ NODE=URI``). The manifest is named by the same cache key as the local runner's (
 fingerprint, arguments, input digests), so a step whose key already has a manifest
 is not run again. The artifact root is ``[artifacts] root``: an object store
 (``s3://...``) on a cluster, any folder on one machine.
+
+A manifest lists the types of its skops outputs, but whoever can write the store can
+write a manifest: an upstream output is loaded under the cache's rule (``trust.py``),
+and one holding another type is an ``UnsafeModelError`` naming it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
 from shipml.errors import PipelineError, ShipmlError, StepFailed
-from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key
+from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key, project_cache
 from shipml.pipeline.context import DatasetInput, RunContext
 from shipml.pipeline.executor import (
     check_json,
@@ -165,7 +169,7 @@ def run_step(
     node = _node(graph, name)
     exchange = Exchange(config.artifact_root)
     upstream, given = _upstream(exchange, node, inputs or [])
-    cache = ArtifactCache(config.cache_dir)
+    cache = project_cache(config)
     args = _Arguments(config, exchange, cache)
     args.gather(node, upstream, given)
     kwargs, digests, datasets = args.kwargs, args.digests, args.datasets

@@ -20,7 +20,7 @@ from shipml.audit import record_event
 from shipml.config import ProjectConfig
 from shipml.data import DatasetStore, Snapshot
 from shipml.errors import PipelineError, ShipmlError, StepFailed
-from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key
+from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key, project_cache
 from shipml.pipeline.context import (
     DatasetInput,
     RunContext,
@@ -146,7 +146,7 @@ def run_pipeline(
     tracker = tracker or tracker_for(config)
     git = git_info(config.root)
     run_id = tracker.start_run(pipe.name, {**run_tags(config, pipe.name, git), **(tags or {})})
-    run = _Run(config, tracker, ArtifactCache(config.cache_dir), store)
+    run = _Run(config, tracker, project_cache(config), store)
     workdir = Path(tempfile.mkdtemp(prefix="shipml-run-"))
     result = RunResult(run_id, pipe.name, "RUNNING", [], graph.params, {}, snapshots, 0.0)
     failure: BaseException | None = None
@@ -194,7 +194,7 @@ def _plan(
 ) -> tuple[Pipeline, Graph]:
     """The pipeline and its graph for ``params``, refused before anything is recorded if an
     argument is not JSON or the alias is protected."""
-    if alias is not None and alias in config.gates.protect:
+    if alias is not None and alias.casefold() in {p.casefold() for p in config.gates.protect}:
         raise PipelineError(
             f"run_pipeline does not move the protected alias {alias!r} ([gates] protect)",
             hint="shipml.project.run (`shipml run --alias`) registers, then promotes "

@@ -19,7 +19,7 @@ from typing import Any
 from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
 from shipml.errors import PipelineError
-from shipml.pipeline.cache import ArtifactCache, StoredOutput
+from shipml.pipeline.cache import StoredOutput, project_cache
 from shipml.pipeline.exchange import Exchange
 from shipml.pipeline.loading import load_pipeline
 from shipml.pipeline.registration import register_package
@@ -180,7 +180,7 @@ def _register(
     ]
     if not packages:
         return
-    cache = ArtifactCache(config.cache_dir)
+    cache = project_cache(config)
     exchange.fetch(packages[-1], cache)
     result.model_version, result.model_created = register_package(
         tracker, config.model_name, result.run_id, cache.objects / packages[-1].file

@@ -26,7 +26,14 @@ from shipml.audit import record_event
 from shipml.config import ProjectConfig
 from shipml.errors import GateFailed, TestingError
 from shipml.testing.gates import Gate, evaluate
-from shipml.tracking import ModelRef, Registry, VersionInfo, parse_model_ref, registry_for
+from shipml.tracking import (
+    ModelRef,
+    Registry,
+    VersionInfo,
+    check_alias,
+    parse_model_ref,
+    registry_for,
+)
 from shipml.tracking.protected import move_protected_alias
 
 TAG = "shipml.promotion."
@@ -84,6 +91,7 @@ def promote(
             "--force needs --reason: an override is recorded with who, when and why",
             hint='e.g. --force --reason "hotfix for incident 42, approved by A. Lee"',
         )
+    check_alias(alias)  # before anything is recorded: the audit log holds only real moves
     registry = registry_for(config)
     candidate, previous, champion = _parties(registry, ref, alias)
     result = Promotion(candidate.name, candidate.version, alias, previous)

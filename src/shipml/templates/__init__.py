@@ -12,7 +12,7 @@ from pathlib import Path
 from string import Template
 
 from shipml.errors import ProjectError
-from shipml.templates.estimators import DEFAULT, estimator, write_tune_space
+from shipml.templates.estimators import DEFAULT, estimator, write_estimator_settings
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 RENAMES = {"gitignore": ".gitignore"}
@@ -103,7 +103,7 @@ def create_project(
     try:
         template = resources.files("shipml.templates") / "project"
         _copy(template, folder, {"name": name, **chosen.values("classification")})
-        write_tune_space(folder / "shipml.toml", chosen)
+        write_estimator_settings(folder / "shipml.toml", chosen, "classification")
         write_data(folder)
         nb = folder / "notebooks" / "explore.ipynb"
         nb.parent.mkdir(exist_ok=True)

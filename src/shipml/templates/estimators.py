@@ -11,7 +11,7 @@ one of them is packaged as ONNX (docs/models.md); a boosted one needs its extra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,14 @@ class Estimator:
     hyperparameters: dict[str, int | float]  # name -> default
     space: dict[str, dict[str, Any]]  # name -> [tune.space] entry (the default inside)
     framework: str | None = None  # the boosting framework (its extra), if any
+    # task -> the types skops does not trust by default that the fitted model holds: the
+    # step cache loads the trained model back only if they are in [model] trusted_types
+    model_types: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def trusted_types(self, task: str) -> list[str]:
+        """``[model] trusted_types`` for ``task``: what the cached model needs (the
+        template's preprocessing adds ``numpy.dtype``)."""
+        return sorted({"numpy.dtype", *self.model_types.get(task, ())})
 
     def values(self, task: str) -> dict[str, str]:
         """The placeholders of ``features.py`` and ``pipeline.py`` for ``task``."""
@@ -95,6 +103,13 @@ _XGB_CLASSIFIER = (
     "LabelEncodedClassifier(\n        XGBClassifier" + _XGBOOST.replace("\n", "\n    ") + "\n    )"
 )
 
+# What skops 0.16 reports as untrusted in each fitted model (checked by
+# tests/templates/test_estimators.py where the framework is installed).
+_TREE = "sklearn.tree._tree.Tree"
+_ORDERED = "collections.OrderedDict"
+_LGB_BOOSTER = "lightgbm.basic.Booster"
+_XGB_BOOSTER = "xgboost.core.Booster"
+
 ESTIMATORS: dict[str, Estimator] = {
     e.name: e
     for e in (
@@ -117,6 +132,8 @@ ESTIMATORS: dict[str, Estimator] = {
                 "min_samples_leaf": _int(1, 10),
                 "max_features": _float(0.2, 1.0),
             },
+            None,
+            {"classification": (_TREE,), "regression": (_TREE,)},
         ),
         # Small data (a few hundred rows): smaller leaves and half the features per tree,
         # so that every feature earns its place (the template's feature-importance check).
@@ -144,6 +161,10 @@ ESTIMATORS: dict[str, Estimator] = {
                 "colsample_bytree": _float(0.3, 1.0),
             },
             "lightgbm",
+            {
+                "classification": (_ORDERED, _LGB_BOOSTER, "lightgbm.sklearn.LGBMClassifier"),
+                "regression": (_ORDERED, _LGB_BOOSTER, "lightgbm.sklearn.LGBMRegressor"),
+            },
         ),
         Estimator(
             "xgboost",
@@ -166,6 +187,14 @@ ESTIMATORS: dict[str, Estimator] = {
                 "colsample_bytree": _float(0.3, 1.0),
             },
             "xgboost",
+            {
+                "classification": (
+                    "shipml.model.labels.LabelEncodedClassifier",
+                    _XGB_BOOSTER,
+                    "xgboost.sklearn.XGBClassifier",
+                ),
+                "regression": (_XGB_BOOSTER, "xgboost.sklearn.XGBRegressor"),
+            },
         ),
         # CatBoost: faster than its default rate (0.03 leaves a feature, sex, unused) and
         # shallower trees (at depth 6 longer flippers made a Gentoo likelier in only 72% of
@@ -190,6 +219,10 @@ ESTIMATORS: dict[str, Estimator] = {
                 "l2_leaf_reg": _float(1.0, 10.0, log=True),
             },
             "catboost",
+            {
+                "classification": ("catboost.core.CatBoostClassifier",),
+                "regression": ("catboost.core.CatBoostRegressor",),
+            },
         ),
     )
 }
@@ -212,9 +245,10 @@ def estimator(name: str) -> Estimator:
     return found
 
 
-def write_tune_space(path: Path, chosen: Estimator) -> None:
+def write_estimator_settings(path: Path, chosen: Estimator, task: str) -> None:
     """Put ``chosen``'s search space into the ``[tune]`` table of the ``shipml.toml`` at
-    ``path`` (a TOML writer edits it: comments and the rest stay as they are)."""
+    ``path``, and the types its fitted model holds into ``[model] trusted_types`` (a TOML
+    writer edits it: comments and the rest stay as they are)."""
     import tomlkit
 
     doc = tomlkit.parse(path.read_text(encoding="utf-8"))
@@ -222,4 +256,14 @@ def write_tune_space(path: Path, chosen: Estimator) -> None:
     if tune is None:
         tune = doc["tune"] = tomlkit.table()
     tune["space"] = chosen.tune_space()
+    model = doc.get("model")
+    if model is None:
+        model = doc["model"] = tomlkit.table()
+    model["trusted_types"] = chosen.trusted_types(task)  # in place: its comment stays
     path.write_text(tomlkit.dumps(doc), encoding="utf-8")
+
+
+TRUSTED_COMMENT = (
+    "Types the trained model holds beyond those skops trusts: the step cache reuses it only "
+    "then (docs/pipelines.md)."
+)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from shipml.templates.estimators import Estimator
+from shipml.templates.estimators import TRUSTED_COMMENT, Estimator
 
 
 @dataclass
@@ -56,7 +56,11 @@ def project_toml(p: TableProject, df: pd.DataFrame, est: Estimator) -> str:
     tune["fixed"] = ["seed", "test_size"]
     tune["space"] = est.tune_space()
     doc["tune"] = tune
-    doc["model"] = {"name": p.name, "target": p.target}
+    model = tomlkit.table()
+    model.update({"name": p.name, "target": p.target})
+    model.add(tomlkit.comment(TRUSTED_COMMENT))
+    model["trusted_types"] = est.trusted_types(p.task)
+    doc["model"] = model
     doc["tests"] = {
         "suites": ["unit", "data", "model", "api", "browser"],
         "output": "results",

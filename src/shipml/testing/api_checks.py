@@ -244,12 +244,19 @@ def _golden_cases(subject: Subject) -> list[tuple[list[dict[str, Any]], list[Any
         file = subject.config.path(cfg.golden)
         try:
             cases = json.loads(file.read_text(encoding="utf-8"))
-            return [(c["instances"], c["expected"]) for c in cases]
+            found = [(c["instances"], c["expected"]) for c in cases]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise TestingError(
                 f"cannot read golden requests from {file}: {exc}",
                 hint='write a JSON list of {"instances": [...], "expected": [...]}',
             ) from exc
+        if not found:  # nothing asked, nothing checked: not a pass
+            raise TestingError(
+                f"the golden requests file {file} holds no request",
+                hint='write a JSON list of {"instances": [...], "expected": [...]}, or set '
+                '[tests.api] golden = "" to use the package\'s held-out rows',
+            )
+        return found
     rows = _raw_rows(subject, cfg.golden_rows)
     expected, _ = subject.predict(subject.holdout_features.head(cfg.golden_rows))
     records = _records(rows)
@@ -259,9 +266,9 @@ def _golden_cases(subject: Subject) -> list[tuple[list[dict[str, Any]], list[Any
 def golden(subject: Subject, env: Env) -> CheckResult:
     """Golden requests (``[tests.api] golden``, or the package's held-out rows) get the
     expected answers over HTTP."""
+    cases = _golden_cases(subject)
     client = Client(env.server_url())
     wrong: list[dict[str, Any]] = []
-    cases = _golden_cases(subject)
     try:
         for instances, expected in cases:
             status, _, body = client.request("POST", "/predict", {"instances": instances})

@@ -113,7 +113,8 @@ def directional(subject: Subject, env: Env) -> CheckResult:
         )
         mean = float(delta.mean())
         wrong_way = mean <= 0 if up else mean >= 0  # no effect at all is not "as expected"
-        if fraction < need or wrong_way:
+        # A NaN change is no evidence either way: the expectation does not hold.
+        if fraction < need or wrong_way or not np.isfinite(delta).all():
             failed.append(
                 f"{spec.feature} {spec.shift:+g} ({spec.direction}): {fraction:.1%} as expected "
                 f"(min {need:.0%}), mean change {float(delta.mean()):+.4f}"

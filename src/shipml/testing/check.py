@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from shipml.config import ProjectConfig
+from shipml.config.testing import SUITES as TEST_SUITES
 
-SUITES = ("unit", "data", "model", "api", "browser")
+SUITES = TEST_SUITES  # one list, in the settings ([gates] suites are checked against it)
 
 
 @dataclass

@@ -84,7 +84,15 @@ def ranges(subject: Subject, env: Env) -> CheckResult:
             rows.append({"column": column, "problem": "not in the dataset"})
             bad += 1
             continue
-        values = pd.to_numeric(df[column], errors="coerce").dropna()
+        given = df[column].dropna()
+        values = pd.to_numeric(given, errors="coerce")
+        if given.empty or values.isna().any():
+            # A range on a text column, or on one with no values, can check nothing.
+            text = int(values.isna().sum())
+            problem = f"{text} non-numeric value(s)" if text else "no values to check"
+            rows.append({"column": column, "problem": problem})
+            bad += 1
+            continue
         outside = values[(values < low) | (values > high)]
         rows.append(
             {
@@ -114,6 +122,8 @@ def nulls(subject: Subject, env: Env) -> CheckResult:
     df = subject.dataset
     limit = subject.config.tests.data.max_null_fraction
     fractions = {c: float(df[c].isna().mean()) for c in _features(subject)}
+    if not fractions:
+        raise NotApplicable("no feature of the model is a column of the dataset")
     worst = max(fractions, key=lambda c: fractions[c]) if fractions else ""
     value = fractions.get(worst, 0.0)
     rows = [{"column": c, "null_fraction": round(v, 4)} for c, v in fractions.items()]

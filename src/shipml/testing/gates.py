@@ -15,7 +15,7 @@ from typing import Any
 
 from shipml.config import ProjectConfig
 from shipml.errors import TestingError
-from shipml.testing.runner import version_results
+from shipml.testing.runner import record_of
 from shipml.tracking import VersionInfo
 
 RELATIVE = re.compile(r"^\s*champion\s*(?:([+-])\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?))?\s*$")
@@ -56,23 +56,32 @@ def evaluate(
 ) -> list[Gate]:
     """Every gate of ``[gates]`` for ``candidate`` (champion: the current one, if any)."""
     gates_cfg = config.gates
-    results = version_results(candidate.tags)
+    results, why = record_of(candidate)
     if results is None:
         return [
             Gate(
                 "tested",
                 False,
-                "never tested",
+                why,
                 "shipml test results",
                 f"run `shipml test {candidate.ref}` first",
             )
         ]
-    theirs = (
-        version_results(champion.tags)
-        if champion and champion.version != candidate.version
-        else None
-    )
-    gates = [Gate("tested", True, results["summary"], "shipml test results", results["time"])]
+    # The champion's record vouches for a relative bound only if it is its own.
+    theirs = record_of(champion)[0] if champion and champion.version != candidate.version else None
+    summary = str(results.get("summary", ""))
+    # With no suite gated, "tested" is the only word on the tests: a failed run fails it.
+    unread = results.get("status") == "failed" and not gates_cfg.suites
+    note = "the tests failed, and [gates] suites names none" if unread else ""
+    gates = [
+        Gate(
+            "tested",
+            not unread,
+            summary,
+            "shipml test results",
+            note or str(results.get("time", "")),
+        )
+    ]
     for suite in gates_cfg.suites:
         status = results["suites"].get(suite, "not run")
         gates.append(Gate(f"suite {suite} passed", status == "passed", status, "passed"))
@@ -97,7 +106,7 @@ def _metric_gate(
     op = ">=" if kind == "min" else "<="
     name = f"{metric} {op} {raw if isinstance(raw, str) else f'{raw:g}'}"
     if metric not in metrics:
-        return Gate(name, False, "not measured", f"{op} {reads}", "run the suite that measures it")
+        return Gate(name, False, "not measured", f"{op} {reads}", _unmeasured(metric, metrics))
     value = float(metrics[metric])
     if bound is None and champion is not None:
         # A champion that was never tested (or lacks the metric) cannot vouch for
@@ -110,3 +119,13 @@ def _metric_gate(
         )
     holds = value >= bound if kind == "min" else value <= bound
     return Gate(name, holds, f"{value:.4g}", f"{op} {reads}")
+
+
+def _unmeasured(metric: str, metrics: dict[str, Any]) -> str:
+    """What to do about a metric the record lacks: a misspelt name shows its suite's."""
+    suite = metric.split(".", 1)[0]
+    theirs = sorted(m for m in metrics if m.startswith(suite + "."))
+    if not theirs:
+        return f"run the suite that measures it: shipml test --suite {suite}"
+    shown = ", ".join(theirs[:8]) + (", ..." if len(theirs) > 8 else "")
+    return f"the {suite} suite recorded no {metric}; it recorded {shown}"

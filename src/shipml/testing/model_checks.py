@@ -9,6 +9,7 @@ what is served. Bounds come from ``[tests.model]``.
 from __future__ import annotations
 
 import itertools
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,7 +111,9 @@ def baseline_simpler(subject: Subject, env: Env) -> CheckResult:
     got = holdout_metrics(subject)
     metric = primary(subject)
     tol = subject.config.tests.model.simpler_tolerance
-    ok = not better(metric, theirs[metric], got[metric], tol) or theirs[metric] == got[metric]
+    mine, simpler = got[metric], theirs[metric]
+    finite = bool(np.isfinite([simpler, mine]).all())  # a NaN beats nothing, loses nothing
+    ok = finite and (not better(metric, simpler, mine, tol) or simpler == mine)
     name = type(simple.steps[-1][1]).__name__
     return CheckResult(
         ok,
@@ -148,9 +151,11 @@ def _slice_check(subject: Subject, columns: list[str], what: str) -> CheckResult
     correct = (labels == y.to_numpy()) if classify else np.abs(labels - y.to_numpy(float))
     overall = float(correct.mean())
     rows: list[dict[str, Any]] = []
+    small: list[str] = []  # slices too small to judge: named, never silently dropped
     for column in columns:
         for key, mask in _slices(subject, column):
             if mask.sum() < cfg.min_slice_rows:
+                small.append(f"{column}={key} ({int(mask.sum())})")
                 continue
             value = float(correct[mask].mean())
             # accuracy points for a classifier; the relative rise of MAE for a regressor
@@ -164,16 +169,30 @@ def _slice_check(subject: Subject, columns: list[str], what: str) -> CheckResult
                 }
             )
     if not rows:
-        raise NotApplicable(f"no slice has {cfg.min_slice_rows} or more held-out rows")
-    worst = max(rows, key=lambda r: r["gap"])
+        raise NotApplicable(
+            f"no slice has {cfg.min_slice_rows} or more held-out rows: {', '.join(small[:10])}"
+        )
+    worst = worst_slice(rows)
     ok = worst["gap"] <= cfg.max_slice_gap
+    unjudged = (
+        f"; too few rows (< {cfg.min_slice_rows}) to judge: {', '.join(small[:10])}"
+        + (f" and {len(small) - 10} more" if len(small) > 10 else "")
+        if small
+        else ""
+    )
     return CheckResult(
         ok,
         f"{what}: worst slice {worst['slice']} has {metric} {fmt(worst[metric])} vs "
-        f"{fmt(overall)} overall (gap {fmt(worst['gap'])}, max {cfg.max_slice_gap})",
+        f"{fmt(overall)} overall (gap {fmt(worst['gap'])}, max {cfg.max_slice_gap}){unjudged}",
         {"max_slice_gap" if what == "slices" else "max_sensitive_gap": float(worst["gap"])},
         rows,
     )
+
+
+def worst_slice(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The slice with the largest gap; a NaN gap loses every comparison, so it counts as
+    the worst (it fails the bound) instead of being passed over."""
+    return max(rows, key=lambda r: r["gap"] if math.isfinite(r["gap"]) else math.inf)
 
 
 def slices(subject: Subject, env: Env) -> CheckResult:
@@ -195,6 +214,13 @@ def calibration(subject: Subject, env: Env) -> CheckResult:
     labels, proba = subject.holdout_predictions
     if proba is None:
         raise NotApplicable("the model gives no probabilities")
+    if not np.isfinite(proba).all():
+        bad = int((~np.isfinite(proba)).any(axis=1).sum())
+        return CheckResult(
+            False,
+            f"{bad} of {len(proba)} held-out rows have non-finite probabilities",
+            {"calibration_error": float("nan")},
+        )
     confidence = proba.max(axis=1)
     correct = labels == y.to_numpy()
     edges = np.linspace(0.0, 1.0, 11)

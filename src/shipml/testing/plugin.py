@@ -34,7 +34,7 @@ from shipml.config import ProjectConfig, load_config
 from shipml.errors import BrowserUnavailable, ShipmlError, TestingError
 from shipml.testing.check import SUITES, Check, CheckResult, Env, NotApplicable
 from shipml.testing.checks import all_checks
-from shipml.testing.session import SessionState
+from shipml.testing.session import SessionState, unrun_checks
 from shipml.testing.subject import Subject
 
 STATE_KEY = pytest.StashKey["SessionState"]()
@@ -66,6 +66,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="DIR",
         help="write results.json and report.html into DIR",
+    )
+    group.addoption(
+        "--shipml-suites",
+        default=None,
+        metavar="SUITES",
+        help="comma-separated suites whose every configured check must run (what `shipml "
+        "test` passes): one deselected (-k, --deselect, addopts) is an error",
     )
     group.addoption(
         "--shipml-project",
@@ -352,6 +359,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from shipml.testing.report import write_results
 
+    unrun = unrun_checks(state, session.config.getoption("shipml_suites") or "")
+    if unrun:
+        state.records += unrun
+        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            more = f" (and {len(unrun) - 1} more)" if len(unrun) > 1 else ""
+            terminal.write_line(f"\nERROR {unrun[0]['message']}{more}")
     subject = None
     with contextlib.suppress(ShipmlError):
         subject = state.subject()

@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from shipml import __version__
 from shipml.testing.check import SUITES
@@ -73,9 +76,24 @@ def write_results(
         "metrics": flat_metrics(records),
         "tests": records,
     }
-    _atomic(folder / RESULTS, json.dumps(results, indent=2, default=_jsonable))
+    # JSON has no NaN or infinity (jq, browsers and Java reject them): they are null.
+    text = json.dumps(_finite(results), indent=2, default=_jsonable, allow_nan=False)
+    _atomic(folder / RESULTS, text)
     _atomic(folder / REPORT, render_html(results, folder))
     return results
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with numpy scalars as Python ones and non-finite numbers as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:
@@ -86,7 +104,9 @@ def _jsonable(value: Any) -> Any:
 
 def _atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    # A message may hold a lone surrogate (text decoded with surrogateescape): written as
+    # an escape, not a UnicodeEncodeError that loses the whole report.
+    tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
     os.replace(tmp, path)
 
 
@@ -131,12 +151,12 @@ def _bars(rows: list[dict[str, Any]]) -> str:
         return ""
     key = numeric[-1] if "gap" in numeric[-1] or len(numeric) == 1 else numeric[0]
     values = [float(r.get(key) or 0.0) for r in rows[:30]]
-    top = max((abs(v) for v in values), default=1.0) or 1.0
+    top = max((abs(v) for v in values if math.isfinite(v)), default=1.0) or 1.0
     height = 22 * len(values) + 10
     parts = [f'<svg width="640" height="{height}" role="img" aria-label="{_e(key)}">']
     for i, (r, v) in enumerate(zip(rows[:30], values, strict=False)):
         y = 5 + i * 22
-        w = 380 * abs(v) / top
+        w = 380 * abs(v) / top if math.isfinite(v) else 0.0
         color = "#c62828" if v < 0 else "#3f6fb5"
         parts.append(
             f'<text x="0" y="{y + 14}" font-size="12">{_e(str(r.get(label_key))[:28])}</text>'

@@ -22,7 +22,7 @@ from shipml.errors import TestingError
 from shipml.testing.check import SUITES
 from shipml.testing.report import JUNIT, REPORT, RESULTS
 from shipml.testing.subject import resolve_ref
-from shipml.tracking import parse_model_ref, registry_for, resolve_version
+from shipml.tracking import VersionInfo, parse_model_ref, registry_for, resolve_version
 
 # Model version tags written by `shipml test` (read by `shipml models show` and gates).
 TAG_RECORD = "shipml.tests.record"  # JSON: suites, metrics, files, time
@@ -30,6 +30,7 @@ TAG_STATUS = "shipml.tests.status"
 TAG_SUMMARY = "shipml.tests.summary"
 TAG_FILES = "shipml.tests.files"
 TAG_TIME = "shipml.tests.time"
+TAG_MODEL_DIGEST = "shipml.model_digest"  # set when the version is registered
 
 
 @dataclass
@@ -148,6 +149,8 @@ def _pytest_command(
         str(out),
         "--shipml-project",
         str(config.root),
+        "--shipml-suites",
+        ",".join(chosen),
         "-q",
         "-rfEs",
         "--color=no",
@@ -178,11 +181,19 @@ def attach_results(
     registry = registry_for(config)
     tracker = registry.tracker
     info = registry.resolve(parsed)
-    tested = (results.get("model") or {}).get("version")
-    if tested != info.version:
+    tested = results.get("model") or {}
+    if tested.get("version") != info.version:
         raise TestingError(
-            f"the results are of version {tested}, not of {info.ref}; they were not attached",
+            f"the results are of version {tested.get('version')}, not of {info.ref}; they "
+            "were not attached",
             hint="test a pinned version: shipml test NAME/VERSION",
+        )
+    if tested.get("model_digest") != info.tags.get(TAG_MODEL_DIGEST):
+        raise TestingError(
+            f"the results are of a model with digest {str(tested.get('model_digest'))[:12]}, "
+            f"but {info.ref} is {info.tags.get(TAG_MODEL_DIGEST, 'unknown')[:12]}; they were "
+            "not attached",
+            hint=f"test the version's own package: shipml test {info.ref}",
         )
     if not info.run_id:
         return []
@@ -215,7 +226,11 @@ def merge_record(
     before: dict[str, Any] | None, results: dict[str, Any], uris: list[str]
 ) -> dict[str, Any]:
     """The version's test record after this run: per suite, the latest status and time;
-    metrics of the suites that ran now replace theirs."""
+    metrics of the suites that ran now replace theirs. The record names the model digest
+    it is of; an earlier record of another digest is not merged."""
+    model = results.get("model") or {}
+    if before is not None and before.get("model_digest") != model.get("model_digest"):
+        before = None
     suites = dict((before or {}).get("suites", {}))
     times = dict((before or {}).get("suite_times", {}))
     metrics = dict((before or {}).get("metrics", {}))
@@ -223,7 +238,8 @@ def merge_record(
         suites[suite] = counts["status"]
         times[suite] = results["created"]
         metrics = {k: v for k, v in metrics.items() if not k.startswith(suite + ".")}
-    metrics.update({k: round(float(v), 6) for k, v in results["metrics"].items()})
+    # A metric that is null in results.json (NaN or infinite) was not measured.
+    metrics.update({k: round(float(v), 6) for k, v in results["metrics"].items() if v is not None})
     status = (
         "failed"
         if "failed" in suites.values()
@@ -232,6 +248,8 @@ def merge_record(
         else "skipped"
     )
     return {
+        "model_digest": model.get("model_digest"),
+        "version": model.get("version"),
         "status": status,
         "suites": suites,
         "suite_times": times,
@@ -250,11 +268,47 @@ def _summary(s: dict[str, Any]) -> str:
 
 
 def version_results(tags: dict[str, str]) -> dict[str, Any] | None:
-    """The test record of a model version (None if it was never tested)."""
+    """The test record of a model version (None if it was never tested, or if the tag is
+    not a record ``shipml test`` writes: gates, ``models show`` and reports read it)."""
     raw = tags.get(TAG_RECORD)
     if not raw:
         return None
     try:
-        return dict(json.loads(raw))
+        record = json.loads(raw)
     except ValueError:
         return None
+    return record if _well_formed(record) else None
+
+
+def _well_formed(record: Any) -> bool:
+    """A record's shape: suites name -> status, metrics name -> number, texts are texts."""
+    if not isinstance(record, dict):
+        return False
+    suites, metrics = record.get("suites"), record.get("metrics")
+    return (
+        isinstance(suites, dict)
+        and all(isinstance(v, str) for v in suites.values())
+        and isinstance(metrics, dict)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values())
+        and all(isinstance(record.get(k, ""), str) for k in ("status", "summary", "time"))
+        and isinstance(record.get("files", []), list)
+    )
+
+
+def record_of(version: VersionInfo) -> tuple[dict[str, Any] | None, str]:
+    """The test record of ``version`` if it is of this version's model (its digest), else
+    None and why it cannot vouch for it: a record copied from another version, edited, or
+    written before records named their model."""
+    if not version.tags.get(TAG_RECORD):
+        return None, "never tested"
+    record = version_results(version.tags)
+    if record is None:
+        return None, "its test record is unreadable"
+    digest = version.tags.get(TAG_MODEL_DIGEST)
+    if not digest or record.get("model_digest") != digest:
+        seen = str(record.get("model_digest") or "none")[:12]
+        return None, (
+            f"its test record is of model digest {seen}, not of this version's "
+            f"{(digest or 'unknown')[:12]}"
+        )
+    return record, ""

@@ -187,6 +187,20 @@ def load_results(config: ProjectConfig, path: Path | None = None) -> dict[str, A
             f"{file} is JSON but not a shipml results file (no 'tests')",
             hint="give the results.json of a `shipml test` run",
         )
+    tests, model = results["tests"], results.get("model") or {}
+    shaped = isinstance(tests, list) and all(
+        isinstance(t, dict)
+        and isinstance(t.get("outcome"), str)
+        and isinstance(t.get("score") or [], list)
+        and isinstance(t.get("check") or t.get("name") or "", str)
+        for t in tests
+    )
+    if not shaped or not isinstance(model, dict):
+        raise TestingError(
+            f"{file} is not a shipml results file: 'tests' is not a list of test records "
+            "(each with an outcome) or 'model' is not an object",
+            hint="give the results.json of a `shipml test` run (or run it again)",
+        )
     return results
 
 
@@ -196,7 +210,7 @@ def compute(config: ProjectConfig, results: dict[str, Any]) -> Score:
         if t["outcome"] in ("passed", "failed"):
             for test_id in t.get("score") or []:
                 evidence.setdefault(test_id, []).append(
-                    f"{t['check'] or t['name']} ({t['outcome']})"
+                    f"{t.get('check') or t.get('name')} ({t['outcome']})"
                 )
     for test_id, items in _config_evidence(config, results).items():
         evidence.setdefault(test_id, []).extend(items)

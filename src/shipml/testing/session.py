@@ -119,3 +119,35 @@ class SessionState:
             except subprocess.TimeoutExpired:
                 self._server.kill()
             self._server = None
+
+
+def unrun_checks(state: SessionState, chosen: str) -> list[dict[str, Any]]:
+    """An ``error`` record for each configured check of the ``chosen`` suites
+    (``--shipml-suites``, comma-separated) that did not run (deselected by -k, --deselect
+    or the project's addopts): a suite counts as passed only if every check it is
+    configured with ran."""
+    from shipml.testing.checks import all_checks
+
+    suites = [s for s in chosen.split(",") if s]
+    if not suites:
+        return []
+    ran = {r["check"] for r in state.records}
+    return [
+        {
+            "nodeid": f"shipml.toml::{check.suite}::{check.name}",
+            "name": f"{check.suite}::{check.name}",
+            "suite": check.suite,
+            "check": check.id,
+            "title": check.title,
+            "score": [],
+            "outcome": "error",
+            "duration": 0.0,
+            "message": f"{check.id} is configured in shipml.toml but did not run (deselected "
+            "by -k, --deselect or addopts?); every configured check of a suite must run",
+            "metrics": {},
+            "details": [],
+            "attachments": [],
+        }
+        for check in all_checks()
+        if check.suite in suites and check.enabled(state.config) and check.id not in ran
+    ]

@@ -11,6 +11,7 @@ from shipml.tracking.registry import (
     ModelRef,
     Registry,
     VersionInfo,
+    check_alias,
     parse_model_ref,
     registry_of,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "ResolvedModel",
     "Tracker",
     "VersionInfo",
+    "check_alias",
     "environment",
     "git_info",
     "package_versions",

@@ -179,7 +179,7 @@ class Registry:
                 have = ", ".join(f"{a} -> v{v}" for a, v in aliases.items()) or "none"
                 raise RegistryError(
                     f"model {ref.name!r} has no alias {ref.alias!r} (aliases: {have})",
-                    hint=f"set one with `shipml models alias {ref.name} VERSION {ref.alias}`",
+                    hint=f"set one with `shipml models alias {ref.name}/VERSION {ref.alias}`",
                 ) from exc
             versions = ", ".join(v.version for v in self.versions(ref.name))
             raise RegistryError(
@@ -262,6 +262,14 @@ class Registry:
                 "the promotion gates",
                 hint=f"use `shipml promote {name}/{version} --alias {alias}` (or "
                 "shipml.project.promotion.promote)",
+            )
+        # A store with case-insensitive keys (MySQL's default collation) would move the
+        # protected alias itself; everywhere else it is a look-alike that misleads readers.
+        twin = next((p for p in self.protected if p.casefold() == alias.casefold()), None)
+        if twin is not None:
+            raise RegistryError(
+                f"{alias!r} differs from the protected alias {twin!r} only in case",
+                hint=f"use another name, or `shipml promote {name}/{version} --alias {twin}`",
             )
         return self._move_alias(name, version, alias)
 
