@@ -328,10 +328,9 @@ FEEDBACK_READ = 10_000  # feedback records read at most per refresh (the rest: t
 def _feedback_reader(
     audit_path: str, start: int = -1
 ) -> Callable[[int], list[tuple[int, dict[str, Any]]]]:
-    """The feedback records of the audit log after a position (and after ``start``, the
-    log's last record when the server started: older labels are for answers it never
-    gave), at most ``FEEDBACK_READ`` at a time, read by the monitor's thread. Without
-    ``start`` a server on a log of a million labels read them all at once (750 MB)."""
+    """The audit log's feedback records after a position and after ``start`` (its last
+    record when the server started: older labels are for answers it never gave), at
+    most ``FEEDBACK_READ`` at a time, read by the monitor's thread."""
     from shipml.audit.database import Database, is_url
     from shipml.audit.log import scan
 
@@ -344,8 +343,8 @@ def _feedback_reader(
         records: Any = scan(holder["db"], "feedback", after=max(after, start))  # a generator
         try:
             return list(itertools.islice(records, FEEDBACK_READ))
-        finally:
-            records.close()  # the cursor (and a PostgreSQL transaction) ends now
+        finally:  # the cursor (and a PostgreSQL transaction) ends now
+            records.close()
 
     return feedback
 
