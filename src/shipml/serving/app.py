@@ -78,13 +78,7 @@ class ModelServer:
         # Live drift and quality (a MonitorSection): one append per model run (the batcher
         # calls it), counted and scored off the request path (serving/live.py); with
         # feedback labels to join, one more per request (its id and prediction).
-        live = self.live = monitor and live_monitor(
-            self.metrics,
-            predictor,
-            monitor,
-            audit_path=str(audit.path) if audit else "",
-            audit_start=audit.size - 1 if audit else -1,  # feedback for this server's answers
-        )
+        live = self.live = monitor and live_monitor(self.metrics, predictor, monitor, audit=audit)
         self._remember = live.remember if live is not None and live.joins_feedback else None
         self.batcher = Batcher(
             predictor,

@@ -354,12 +354,11 @@ def live_monitor(
     predictor: Any,
     settings: Any,
     *,
-    audit_path: str = "",
-    audit_start: int = -1,
+    audit: Any = None,
 ) -> LiveMonitor | None:
     """The live monitor of a served package (``settings``: a MonitorSection), or None when
     it is off or the package has no reference profile. Feedback labels are read from the
-    audit log at ``audit_path`` after its record ``audit_start``."""
+    server's ``audit`` log (an AuditLog), those logged after the server started."""
     if not settings.live:
         return None
     from shipml.data.drift import Reference, Settings
@@ -373,7 +372,7 @@ def live_monitor(
     if not reference.features:
         log.warning("the package has no reference profile: live drift is off")
         return None
-    feedback = _feedback_reader(audit_path, audit_start) if audit_path else None
+    feedback = _feedback_reader(str(audit.path), audit.size - 1) if audit else None
 
     def prediction_reference() -> tuple[Any, dict[str, float]]:
         """The model's predictions on (up to 5000 of) its hold-out rows, and its metrics."""
