@@ -174,12 +174,8 @@ def _slice_check(subject: Subject, columns: list[str], what: str) -> CheckResult
         )
     worst = worst_slice(rows)
     ok = worst["gap"] <= cfg.max_slice_gap
-    unjudged = (
-        f"; too few rows (< {cfg.min_slice_rows}) to judge: {', '.join(small[:10])}"
-        + (f" and {len(small) - 10} more" if len(small) > 10 else "")
-        if small
-        else ""
-    )
+    named = ", ".join(small[:10]) + (f" and {len(small) - 10} more" if len(small) > 10 else "")
+    unjudged = f"; too few rows (< {cfg.min_slice_rows}) to judge: {named}" if small else ""
     return CheckResult(
         ok,
         f"{what}: worst slice {worst['slice']} has {metric} {fmt(worst[metric])} vs "
