@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from shipml.data.quality import Quality
 
@@ -50,3 +51,22 @@ def test_lengths_that_differ_count_the_common_rows():
     q = Quality("classification")
     q.add(["a"] * 300, ["a"] * 280)
     assert q.n == 280 and q.metrics()["accuracy"] == 1.0
+
+
+def test_made_up_labels_take_bounded_memory_and_leave_accuracy_as_it_was():
+    from shipml.data.quality import OTHER, Quality
+
+    truth = [f"label-{i}" for i in range(30_000)] + ["a"] * 100  # labels a client made up
+    predicted = ["a"] * len(truth)
+    for rows in (100, 5000):  # the row loop and the vectorised pass
+        quality = Quality("classification")
+        for start in range(0, len(truth), rows):
+            quality.add(truth[start : start + rows], predicted[start : start + rows])
+        assert len(quality.cells) <= Quality.MAX_CELLS + 2  # + (OTHER, a) and (a, a)
+        assert quality.cells[(OTHER, "a")] > 0 and quality.cells[("a", "a")] == 100
+        assert quality.metrics()["accuracy"] == pytest.approx(100 / len(truth))
+        merged = Quality("classification")
+        merged.merge(quality)
+        merged.merge(quality)
+        assert len(merged.cells) <= Quality.MAX_CELLS + 2
+        assert merged.metrics()["accuracy"] == pytest.approx(100 / len(truth))

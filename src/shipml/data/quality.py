@@ -16,6 +16,7 @@ from typing import Any
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro")
 REGRESSION_METRICS = ("mae", "rmse")
+OTHER = "(another label)"  # true labels past Quality.MAX_CELLS, when the answer was wrong
 
 
 def present(value: Any) -> bool:
@@ -34,6 +35,7 @@ class Quality:
         self.abs_error = self.sq_error = 0.0
 
     VECTOR_FROM = 256  # rows from which one vectorised pass beats the loop
+    MAX_CELLS = 10_000  # distinct (truth, prediction) pairs kept apart
 
     def add(self, truth: Sequence[Any], predicted: Sequence[Any]) -> None:
         if len(truth) >= self.VECTOR_FROM:
@@ -43,7 +45,7 @@ class Quality:
             if not present(t):
                 continue
             if self.task == "classification":
-                self.cells[(str(t), str(p))] += 1
+                self._count(str(t), str(p), 1)
             else:
                 try:
                     err = float(p) - float(t)
@@ -68,7 +70,7 @@ class Quality:
         if self.task == "classification":
             pairs = pd.DataFrame({"t": t.map(str), "p": p.map(str)}).value_counts(sort=False)
             for pair, count in pairs.items():
-                self.cells[(str(pair[0]), str(pair[1]))] += int(count)  # type: ignore[index]
+                self._count(str(pair[0]), str(pair[1]), int(count))  # type: ignore[index]
             self.n += len(t)
             return
         err = pd.to_numeric(p, errors="coerce") - pd.to_numeric(t, errors="coerce")
@@ -77,8 +79,19 @@ class Quality:
         self.sq_error += float((err * err).sum())
         self.n += len(err)
 
+    def _count(self, truth: str, predicted: str, count: int) -> None:
+        """One cell more; past ``MAX_CELLS`` a wrong answer with a true label not seen yet
+        counts under ``OTHER`` (labels come from clients: a million made-up ones must not
+        take memory). Accuracy is unchanged: a wrong answer stays wrong, a right one
+        (truth = a predicted class) keeps its own cell."""
+        key = (truth, predicted)
+        if len(self.cells) >= self.MAX_CELLS and key not in self.cells and truth != predicted:
+            key = (OTHER, predicted)
+        self.cells[key] += count
+
     def merge(self, other: Quality) -> None:
-        self.cells.update(other.cells)
+        for (truth, predicted), count in other.cells.items():
+            self._count(truth, predicted, count)
         self.n += other.n
         self.abs_error += other.abs_error
         self.sq_error += other.sq_error
