@@ -317,6 +317,10 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with output_file(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
+    except IsADirectoryError as exc:
+        raise ShipmlError(
+            f"{path} is a folder", hint=f"give a file name, e.g. {path / 'report.html'}"
+        ) from exc
     except OSError as exc:
         raise ShipmlError(
             f"cannot write {path}: {exc.strerror or exc}", hint="check the path and the free space"
