@@ -230,6 +230,37 @@ def test_a_worker_that_dies_is_a_clear_error(config: ProjectConfig, remote: Remo
         remote.artifact_uri("x")
 
 
+def test_a_worker_killed_mid_run_is_a_clear_error_and_the_run_ends_failed(
+    config: ProjectConfig, remote: RemoteTracker, monkeypatch: pytest.MonkeyPatch
+):
+    """kill -9 of the worker: nobody is left in it to end the run, so the command does."""
+    started: list[str] = []
+    log_params = remote.log_params
+
+    def killed_first(run_id: str, params: dict[str, object]) -> None:
+        started.append(run_id)
+        remote.worker.process.kill()
+        remote.worker.process.wait()
+        log_params(run_id, params)
+
+    monkeypatch.setattr(remote, "log_params", killed_first)
+    with pytest.raises(TrackingError, match=r"ended with exit code -9 during tracker\.log_params"):
+        run_pipeline(config, params=FAST, tracker=remote)
+    assert client(config).get_run(started[0]).info.status == "FAILED"
+
+
+def test_a_worker_killed_before_end_run_leaves_the_run_failed_not_finished(
+    config: ProjectConfig, remote: RemoteTracker
+):
+    run_id = remote.start_run("probe", {})
+    remote.set_tags(run_id, {"posted": "yes"})
+    remote.worker.process.kill()
+    remote.worker.process.wait()
+    with pytest.raises(TrackingError, match="tracking worker"):
+        remote.end_run(run_id, "FINISHED")
+    assert client(config).get_run(run_id).info.status == "FAILED"
+
+
 def test_a_worker_never_asked_anything_is_stopped_at_once_and_changed_nothing(
     config: ProjectConfig,
 ):

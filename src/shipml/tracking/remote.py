@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from shipml.errors import ShipmlError
+from shipml.errors import ShipmlError, TrackingError
 from shipml.tracking.registry import VersionInfo
 from shipml.tracking.worker import TrackingWorker
 
@@ -64,16 +64,43 @@ class RemoteTracker:
 
     def end_run(self, run_id: str, status: str) -> None:
         """End the run; waits, so that everything it logged is in the store. A run whose
-        logging failed ends as FAILED, and the failure is raised."""
-        if not self.worker.usable:
-            return  # interrupted: the worker ends the runs left open as FAILED itself
+        logging failed ends as FAILED, and the failure is raised. If the worker died
+        (killed, crashed), nobody is left to end the run: it is ended FAILED from this
+        process, not left RUNNING."""
+        if self.worker.interrupted:
+            return  # the worker ends the runs left open as FAILED itself
+        if self.worker.died:  # its death was raised to the caller already
+            self._end_here(run_id)
+            if status != "FAILED":
+                raise TrackingError(
+                    f"the tracking worker died during run {run_id}, which was ended as "
+                    f"FAILED instead of {status}: what it was sent last may not be recorded",
+                    hint="run the command again",
+                )
+            return
         try:
             self.worker.sync()
+            self._call("end_run", run_id, status)
         except ShipmlError:
             if self.worker.usable:
                 self._call("end_run", run_id, "FAILED")
+            elif self.worker.died:
+                self._end_here(run_id)
             raise
-        self._call("end_run", run_id, status)
+
+    def _end_here(self, run_id: str) -> None:
+        """End the run FAILED with a tracker in this process (the worker is dead)."""
+        from shipml.tracking.store import Tracker
+
+        tracker = Tracker(
+            self.tracking_uri,
+            self.registry_uri,
+            self.experiment,
+            self.artifact_root,
+            timeout_s=self.timeout_s,
+            protected_aliases=self.protected_aliases,
+        )
+        tracker.end_run(run_id, "FAILED")
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         self._call("log_params", run_id, params)  # waits: before any step runs

@@ -67,6 +67,7 @@ class TrackingWorker:
         self.notify = notify  # says why the command waits, when it waits after Ctrl-C
         self.sent = 0  # requests sent so far
         self.interrupted = False  # an interrupt came while talking to the worker
+        self.died = False  # its pipe ended before it was closed (killed, crashed)
         self._owed: deque[str] = deque()  # the calls whose answers are not taken yet
         self._error: ShipmlError | None = None  # the first error of a posted call
         self._closed = False
@@ -254,6 +255,7 @@ class TrackingWorker:
             code = self.process.wait()
         self._owed.clear()
         self._closed = True
+        self.died = True
         if self.process.stdin is not None:
             with contextlib.suppress(OSError):
                 self.process.stdin.close()
