@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -152,3 +153,37 @@ def test_a_garbage_manifest_is_a_model_error(package, tmp_path):
         (folder / "package.json").write_text(text)
         with pytest.raises(ModelError, match="not a valid package manifest"):
             ModelPackage.load(folder)
+
+
+@pytest.mark.parametrize("dropped", ["model.onnx", "signature.json", "lineage.json"])
+def test_a_manifest_that_leaves_a_core_file_unlisted_is_refused(package, tmp_path, dropped):
+    """An unlisted file is never sha256-checked: a package may not leave out what it runs."""
+    folder = tmp_path / "pkg"
+    shutil.copytree(package.path, folder)
+    manifest = json.loads((folder / "package.json").read_text())
+    del manifest["files"][dropped]
+    (folder / "package.json").write_text(json.dumps(manifest))
+    (folder / dropped).write_bytes(b"tampered, and not checked")  # what a tamperer would do
+    with pytest.raises(ModelError, match=f"lists no sha256 for {re.escape(dropped)}"):
+        Predictor.load(folder, name="cancer")
+
+
+@pytest.mark.parametrize("fmt", [None, "pickle", "weird", 3])
+def test_a_manifest_with_an_unknown_format_is_a_model_error(package, tmp_path, fmt):
+    folder = tmp_path / "pkg"
+    shutil.copytree(package.path, folder)
+    manifest = json.loads((folder / "package.json").read_text())
+    manifest["format"] = fmt
+    (folder / "package.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="is not onnx or skops"):
+        Predictor.load(folder, name="cancer")
+
+
+def test_an_unlisted_holdout_is_not_read(package, tmp_path):
+    folder = tmp_path / "pkg"
+    shutil.copytree(package.path, folder)
+    manifest = json.loads((folder / "package.json").read_text())
+    del manifest["files"]["holdout.parquet"]
+    (folder / "package.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"no holdout\.parquet"):
+        ModelPackage.load(folder).holdout()

@@ -52,6 +52,10 @@ if TYPE_CHECKING:  # pandas is imported where a frame is read: the server never 
 
 MANIFEST = "package.json"
 FORMAT_VERSION = 1
+MODEL_FILES = {"onnx": "model.onnx", "skops": "model.skops"}
+# Every package lists these: what it computes and what it was made from. A file the
+# manifest does not list (and so verify does not check) is never read.
+CORE_FILES = ("signature.json", "lineage.json", "profile.json")
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -82,6 +86,13 @@ class ModelPackage:
             files = manifest["files"]
             if not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
                 raise TypeError("'files' is not a table of file digests")
+            if manifest.get("format") not in MODEL_FILES:
+                raise ValueError(
+                    f"format {str(manifest.get('format'))[:40]!r} is not onnx or skops"
+                )
+            unlisted = [f for f in (MODEL_FILES[manifest["format"]], *CORE_FILES) if f not in files]
+            if unlisted:
+                raise ValueError(f"it lists no sha256 for {', '.join(unlisted)}")
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ModelError(
                 f"{manifest_path} is not a valid package manifest: {str(exc)[:200]}",
@@ -112,7 +123,17 @@ class ModelPackage:
 
     @property
     def model_file(self) -> Path:
-        return self.path / ("model.onnx" if self.format == "onnx" else "model.skops")
+        return self.file(MODEL_FILES[self.format])
+
+    def file(self, name: str) -> Path:
+        """The package's file ``name``: one its manifest lists (sha256-checked by verify),
+        inside its folder; else an error."""
+        if name not in self.manifest["files"]:
+            raise ModelError(
+                f"model package {self.path} does not list {name} in its manifest",
+                hint="a package reads only the files its manifest lists; re-package the model",
+            )
+        return confined(self.path, name)
 
     @property
     def onnx_sha256(self) -> str | None:
@@ -133,15 +154,15 @@ class ModelPackage:
 
     @property
     def signature(self) -> Signature:
-        return Signature.from_dict(json.loads((self.path / "signature.json").read_text()))
+        return Signature.from_dict(json.loads(self.file("signature.json").read_text()))
 
     @property
     def lineage(self) -> dict[str, Any]:
-        return dict(json.loads((self.path / "lineage.json").read_text()))
+        return dict(json.loads(self.file("lineage.json").read_text()))
 
     @property
     def profile(self) -> dict[str, Any]:
-        return dict(json.loads((self.path / "profile.json").read_text()))
+        return dict(json.loads(self.file("profile.json").read_text()))
 
     @property
     def label(self) -> str | None:
@@ -153,12 +174,12 @@ class ModelPackage:
         import pandas as pd
 
         file = self.path / "holdout.parquet"
-        if not file.is_file():
+        if "holdout.parquet" not in self.manifest["files"]:
             raise ModelError(
                 f"{self.path} has no holdout.parquet (packaged by an older shipml)",
                 hint="re-run the pipeline with `shipml run --no-cache` to repackage the model",
             )
-        frame = pd.read_parquet(file)
+        frame = pd.read_parquet(self.file(file.name))
         label = self.label
         y = frame.pop(label) if label is not None and label in frame.columns else None
         return model_input(frame[self.signature.names], self.signature), y
@@ -168,8 +189,8 @@ class ModelPackage:
         ``label``; None if the package was made without them."""
         import pandas as pd
 
-        file = self.path / "train_rows.parquet"
-        return pd.read_parquet(file) if file.is_file() else None
+        name = "train_rows.parquet"
+        return pd.read_parquet(self.file(name)) if name in self.manifest["files"] else None
 
     def train_row_hashes(self) -> np.ndarray | None:
         """Sorted, unique 64-bit hashes of the training rows' features, if given."""
