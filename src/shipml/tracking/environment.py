@@ -40,6 +40,17 @@ def _git(root: Path, *args: str) -> str | None:
 SOURCE_FILE = ".shipml-source.json"
 
 
+def public_remote(url: str | None) -> str | None:
+    """A git remote URL without its user name and password: CI clones often embed a token
+    there (``https://gitlab-ci-token:TOKEN@host/...``, ``https://TOKEN@github.com/...``),
+    and the remote goes into every run's lineage and every model package."""
+    if not url or "://" not in url:
+        return url  # None, or scp-like ``git@host:org/repo`` (no password can be there)
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
+
+
 def git_info(root: Path) -> dict[str, Any]:
     """Commit, branch and whether the work tree has uncommitted changes (None outside git).
 
@@ -51,7 +62,8 @@ def git_info(root: Path) -> dict[str, Any]:
         if baked.is_file():
             try:
                 data = json.loads(baked.read_text(encoding="utf-8"))
-                return {k: data.get(k) for k in ("commit", "branch", "dirty", "remote")}
+                found = {k: data.get(k) for k in ("commit", "branch", "dirty", "remote")}
+                return {**found, "remote": public_remote(found["remote"])}
             except ValueError:
                 pass
         return {"commit": None, "branch": None, "dirty": None}
@@ -60,7 +72,7 @@ def git_info(root: Path) -> dict[str, Any]:
         "commit": commit,
         "branch": _git(root, "rev-parse", "--abbrev-ref", "HEAD"),
         "dirty": bool(status),
-        "remote": _git(root, "config", "--get", "remote.origin.url"),
+        "remote": public_remote(_git(root, "config", "--get", "remote.origin.url")),
     }
 
 
