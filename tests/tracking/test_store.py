@@ -3,8 +3,14 @@ MLflow's telemetry off unless the user chose otherwise."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+
+import pytest
+
+from shipml.errors import TrackingError
+from shipml.tracking.store import Tracker, scrub
 
 CHECK = """
 import logging, os, sys
@@ -24,3 +30,26 @@ assert os.environ['DO_NOT_TRACK'] == 'false'
 def test_importing_the_store_changes_nothing_and_telemetry_is_off_when_it_opens():
     env = {"PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", CHECK], check=True, env=env)
+
+
+def test_a_store_error_never_shows_the_password_of_the_tracking_uri(tmp_path, monkeypatch):
+    """MLflow quotes the URL it called, password included; the error shows neither."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for password in ["s3cret-pw", "p%40s3cret", "p@s3cret"]:
+        uri = f"http://alice:{password}@127.0.0.1:{port}/"
+        tracker = Tracker(uri, uri, "e", str(tmp_path), timeout_s=1)
+        with pytest.raises(TrackingError) as err:
+            tracker.start_run("x", {})
+        text = f"{err.value.message} {err.value.hint}"
+        assert "alice" in text and "127.0.0.1" in text  # says where
+        assert "s3cret" not in text, text
+
+
+def test_scrub_hides_passwords_from_the_uri_the_environment_and_any_url(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "env-s3cret-pw")
+    text = "GET https://bob:tok3n@h/x failed; http://u:zzzz@other/ too; env-s3cret-pw"
+    out = scrub(text, "https://bob:tok3n@h/")
+    assert "tok3n" not in out and "zzzz" not in out and "env-s3cret" not in out
+    assert "https://bob:***@h/x" in out

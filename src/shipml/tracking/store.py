@@ -11,10 +11,12 @@ import functools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import unquote
 
 from shipml.errors import ShipmlError, TrackingError
 
@@ -61,7 +63,7 @@ def store_call(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S
             )
             raise TrackingError(
                 f"the MLflow store at {_public(str(uri))} failed in {method.__name__}: "
-                f"{type(exc).__name__}: {str(exc)[:300]}",
+                f"{type(exc).__name__}: {scrub(str(exc), str(uri))[:300]}",
                 hint="check [tracking] uri (and that the server is up); `shipml --debug ...` "
                 "shows MLflow's traceback",
             ) from exc
@@ -70,12 +72,31 @@ def store_call(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S
 
 
 def _public(uri: str) -> str:
-    """A URI without its password (user:password@host -> user@host)."""
+    """A URI without its password (user:password@host -> user@host); the host is what
+    follows the last ``@`` (a password may hold one)."""
     scheme, sep, rest = uri.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        auth, _, host = rest.partition("@")
-        return f"{scheme}://{auth.split(':', 1)[0]}@{host}"
+    netloc, slash, path = rest.partition("/")
+    if sep and "@" in netloc:
+        auth, _, host = netloc.rpartition("@")
+        return f"{scheme}://{auth.split(':', 1)[0]}@{host}{slash}{path}"
     return uri
+
+
+_USERINFO = re.compile(r"(://[^/\s:@]*):[^/\s]*@")
+
+
+def scrub(text: str, uri: str) -> str:
+    """``text`` (an error from MLflow, which quotes the URLs it calls) without the password
+    of ``uri``, of any ``user:password@`` in it, or of ``MLFLOW_TRACKING_PASSWORD``."""
+    secrets = {os.environ.get("MLFLOW_TRACKING_PASSWORD", "")}
+    _, sep, rest = uri.partition("://")
+    auth = rest.partition("/")[0].rpartition("@")[0] if sep else ""
+    if ":" in auth:
+        password = auth.split(":", 1)[1]
+        secrets |= {password, unquote(password), *password.split("@")}
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _USERINFO.sub(r"\1:***@", text)
 
 
 def http_timeout(timeout_s: float) -> None:
@@ -121,7 +142,8 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         except Exception as exc:  # MLflow raises assorted types for a bad URI
             raise TrackingError(
-                f"cannot open the MLflow store at {_public(tracking_uri)}: {str(exc)[:300]}",
+                f"cannot open the MLflow store at {_public(tracking_uri)}: "
+                f"{scrub(str(exc), tracking_uri)[:300]}",
                 hint="check [tracking] uri in shipml.toml or SHIPML_TRACKING_URI",
             ) from exc
         self._experiment_id: str | None = None
@@ -141,7 +163,7 @@ class Tracker:
             except Exception as exc:
                 raise TrackingError(
                     f"cannot reach the MLflow store at {_public(self.tracking_uri)}: "
-                    f"{type(exc).__name__}: {str(exc)[:300]}",
+                    f"{type(exc).__name__}: {scrub(str(exc), self.tracking_uri)[:300]}",
                     hint="check [tracking] uri in shipml.toml; for a server, that it is up",
                 ) from exc
         return self._experiment_id
