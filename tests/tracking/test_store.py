@@ -53,3 +53,17 @@ def test_scrub_hides_passwords_from_the_uri_the_environment_and_any_url(monkeypa
     out = scrub(text, "https://bob:tok3n@h/")
     assert "tok3n" not in out and "zzzz" not in out and "env-s3cret" not in out
     assert "https://bob:***@h/x" in out
+
+
+@pytest.mark.parametrize("name", ["k" * 300, "top@1", "a?b"])
+def test_a_name_mlflow_refuses_is_an_error_that_says_so(tmp_path, name):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(uri, uri, "e", str(tmp_path))
+    run_id = tracker.start_run("x", {})
+    for log in (tracker.log_params, tracker.log_metrics):
+        with pytest.raises(TrackingError) as err:
+            log(run_id, {name: 1.0})
+        assert "250 characters" in str(err.value.hint) and "rename it" in str(err.value.hint)
+    tracker.log_params(run_id, {"a/b": 1, "c": "x" * 7000})  # MLflow truncates a long value
+    tracker.log_metrics(run_id, {"nan": float("nan"), "inf": float("inf")})
+    assert tracker.get_run(run_id).data.params["a/b"] == "1"

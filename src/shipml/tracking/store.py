@@ -47,6 +47,12 @@ R = TypeVar("R")
 S = TypeVar("S")
 
 
+_REFUSED = (
+    "MLflow refuses that name or value, not the store: a param, metric or tag name is at "
+    "most 250 characters of letters, digits, spaces and _ - . : /; rename it"
+)
+
+
 def store_call(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
     """MLflow's own errors (a name it refuses, a store it cannot reach) as a TrackingError
     naming the call, instead of a traceback (for the methods of Tracker and Registry)."""
@@ -64,8 +70,10 @@ def store_call(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S
             raise TrackingError(
                 f"the MLflow store at {_public(str(uri))} failed in {method.__name__}: "
                 f"{type(exc).__name__}: {scrub(str(exc), str(uri))[:300]}",
-                hint="check [tracking] uri (and that the server is up); `shipml --debug ...` "
-                "shows MLflow's traceback",
+                hint=_REFUSED
+                if getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE"
+                else "check [tracking] uri (and that the server is up); `shipml --debug "
+                "...` shows MLflow's traceback",
             ) from exc
 
     return call
