@@ -41,6 +41,13 @@ class TuneParam(Section):
             raise ValueError("give either log = true or a step, not both")
         if self.type == "int" and not (self.low.is_integer() and self.high.is_integer()):
             raise ValueError("an int parameter needs whole numbers for low and high")
+        if self.step is not None:
+            if self.type == "int" and not float(self.step).is_integer():
+                raise ValueError(f"an int parameter needs a whole step, got {self.step:g}")
+            if self.step > self.high - self.low:
+                raise ValueError(
+                    f"the step {self.step:g} is wider than the range {self.low:g}..{self.high:g}"
+                )
         return self
 
 
