@@ -244,6 +244,17 @@ def test_a_pipeline_that_always_fails_stops_the_search(store: Path, tmp_path: Pa
     root = make(store, tmp_path, params="\n[pipeline.params]\nfail = true\n")
     with pytest.raises(TuneError, match=r"first trials all failed.*asked to fail"):
         search(root)
+    # The search's run is ended FAILED, not left RUNNING; the failed trials are kept.
+    tracker = tracker_for(load_config(root))
+    runs = tracker.client.search_runs([tracker.experiment_id()])
+    (parent,) = [r for r in runs if r.data.tags.get("shipml.tune.role") == "search"]
+    assert parent.info.status == "FAILED"
+    assert {r.info.status for r in runs if r is not parent} == {"FAILED"}
+    toml = root / "shipml.toml"  # fixed, the same study resumes where it was
+    toml.write_text(toml.read_text().replace("fail = true", "fail = false"))
+    resumed = search(root, trials=1)
+    assert resumed.parent_run_id == parent.info.run_id
+    assert [t.state for t in resumed.trials] == ["failed"] * 3 + ["complete"]
 
 
 @pytest.mark.parametrize(

@@ -175,3 +175,25 @@ def test_a_worker_and_the_lead_share_one_study_in_postgresql(
     numbers = [int(r.data.tags["shipml.tune.trial"]) for runs in by.values() for r in runs]
     assert len(numbers) == len(set(numbers))  # one study numbers the trials of both
     assert record["trials"] >= len(numbers) >= 2
+
+
+def test_a_wrap_up_that_fails_ends_the_search_run_failed(tmp_path: Path, monkeypatch) -> None:
+    """The best trial trained again fails: the error is raised, and the search's run is
+    ended FAILED rather than left RUNNING."""
+    import shipml.project.tune as project_tune
+    from shipml.errors import StepFailed
+    from tests.pipeline.test_tune import make
+
+    root = make(tmp_path / "store", tmp_path)
+
+    def fails(*args, **kwargs):
+        raise StepFailed("score", "step 'score' failed: the final run broke")
+
+    monkeypatch.setattr(project_tune, "run_pipeline", fails)
+    with pytest.raises(StepFailed, match="the final run broke"):
+        project_tune.tune(load_config(root), trials=2, test=False)
+    tracker = tracker_for(load_config(root))
+    runs = tracker.client.search_runs([tracker.experiment_id()])
+    (parent,) = [r for r in runs if r.data.tags.get("shipml.tune.role") == "search"]
+    assert parent.info.status == "FAILED"
+    assert len(_children(load_config(root), parent.info.run_id)) == 2  # the trials are kept

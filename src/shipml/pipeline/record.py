@@ -96,3 +96,15 @@ def log_summary(
         result.traceback_file = result.step(result.failed_step).traceback_file
         tags["shipml.failed_step"] = result.failed_step
     tracker.log_batch(run_id, metrics, tags)
+
+
+def end_failed(tracker: RunTracker, run_id: str, failure: BaseException) -> None:
+    """End ``run_id`` as FAILED after ``failure`` (not RUNNING forever); a store error
+    while doing so is added to ``failure`` as a note: the failure is what the user must
+    see first."""
+    from shipml.errors import ShipmlError
+
+    try:
+        tracker.end_run(run_id, "FAILED")
+    except ShipmlError as exc:
+        failure.add_note(f"ending the MLflow run {run_id} failed too: {exc.message}")

@@ -31,6 +31,7 @@ from shipml.errors import StepFailed, TuneError
 from shipml.pipeline.budget import SearchStopped, Stopper
 from shipml.pipeline.context import TrialPruned, trial_var
 from shipml.pipeline.loading import load_pipeline
+from shipml.pipeline.record import end_failed
 from shipml.pipeline.runner import run_pipeline
 from shipml.pipeline.study import open_storage, redact, storage_url
 from shipml.pipeline.trials import (
@@ -158,15 +159,20 @@ def run_search(
     started_at, t0 = time.time(), time.monotonic()
     study.set_user_attr(session, [started_at, None])
     try:
-        stopped_by = search.optimize(study, trials)
-    finally:
-        study.set_user_attr(session, [started_at, time.time()])
-    failures = search.failures
-    if len(failures) >= 3 and not any(t.state.name == "COMPLETE" for t in study.trials):
-        raise TuneError(
-            f"the first trials all failed; the last: {failures[-1][:300]}",
-            hint="fix the pipeline (`shipml run` shows the step's traceback), then tune again",
-        )
+        try:
+            stopped_by = search.optimize(study, trials)
+        finally:
+            study.set_user_attr(session, [started_at, time.time()])
+        failures = search.failures
+        if len(failures) >= 3 and not any(t.state.name == "COMPLETE" for t in study.trials):
+            raise TuneError(
+                f"the first trials all failed; the last: {failures[-1][:300]}",
+                hint="fix the pipeline (`shipml run` shows the step's traceback), then tune again",
+            )
+    except BaseException as exc:
+        if not worker:  # the lead's search run: FAILED, not RUNNING forever (a resume
+            end_failed(tracker, parent, exc)  # marks it RUNNING again)
+        raise
     if stopper.reason and stopped_by == "trials":
         stopped_by = stopper.reason
     elif stopper.remaining == 0 and stopped_by == "trials":

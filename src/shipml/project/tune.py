@@ -25,6 +25,7 @@ from typing import Any
 from shipml.config import ProjectConfig
 from shipml.errors import TuneError
 from shipml.pipeline.budget import Stopper, no_signals, parse_duration
+from shipml.pipeline.record import end_failed
 from shipml.pipeline.runner import RunResult, run_pipeline
 from shipml.pipeline.trials import SearchResult, TrialRecord
 from shipml.pipeline.tune import Progress, load_search, run_search
@@ -194,6 +195,30 @@ def _wrap_up(config: ProjectConfig, outcome: TuneOutcome, tracker: Tracker, test
         "shipml.tune.role": "final",
         "shipml.tune.trial": str(chosen.number),
     }
+    try:
+        registered = _register_chosen(config, outcome, chosen, tracker, test, tags)
+    except BaseException as exc:  # the search's run: FAILED, not RUNNING forever
+        end_failed(tracker, search.parent_run_id, exc)
+        raise
+    _finish_parent(config, tracker, search, "FINISHED")
+    if not registered:
+        raise TuneError(
+            "the best trial's run registered no model (its pipeline packages none)",
+            hint="make a step return shipml.package_model(...)",
+        )
+
+
+def _register_chosen(
+    config: ProjectConfig,
+    outcome: TuneOutcome,
+    chosen: TrialRecord,
+    tracker: Tracker,
+    test: bool,
+    tags: dict[str, str],
+) -> bool:
+    """Train the chosen trial again, register, tag, test and point challenger at it;
+    False if its pipeline registered no model."""
+    search = outcome.search
     final = run_pipeline(
         config, params=chosen.params, use_cache=False, register=True, tracker=tracker, tags=tags
     )
@@ -201,11 +226,7 @@ def _wrap_up(config: ProjectConfig, outcome: TuneOutcome, tracker: Tracker, test
     outcome.reproducibility = reproducibility(chosen, final, config.tune.reproducibility_tolerance)
     version = final.model_version
     if version is None:
-        _finish_parent(config, tracker, search, "FINISHED")
-        raise TuneError(
-            "the best trial's run registered no model (its pipeline packages none)",
-            hint="make a step return shipml.package_model(...)",
-        )
+        return False
     registry = Registry(tracker)
     record = _record(search, chosen)
     registry.set_version_tag(version.name, version.version, TAG_TUNE, json.dumps(record))
@@ -220,7 +241,7 @@ def _wrap_up(config: ProjectConfig, outcome: TuneOutcome, tracker: Tracker, test
 
         outcome.tests = run_tests(config, version.ref, suites=config.gates.suites)
     outcome.version = _point_challenger(config, registry, version)
-    _finish_parent(config, tracker, search, "FINISHED")
+    return True
 
 
 def _record(search: SearchResult, chosen: TrialRecord) -> dict[str, Any]:
