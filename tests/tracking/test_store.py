@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -67,3 +68,53 @@ def test_a_name_mlflow_refuses_is_an_error_that_says_so(tmp_path, name):
     tracker.log_params(run_id, {"a/b": 1, "c": "x" * 7000})  # MLflow truncates a long value
     tracker.log_metrics(run_id, {"nan": float("nan"), "inf": float("inf")})
     assert tracker.get_run(run_id).data.params["a/b"] == "1"
+
+
+OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+import mlflow  # imported before the start line: the processes open the store together
+from shipml.tracking.store import Tracker
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.005)
+uri = f"sqlite:///{sys.argv[1]}/mlflow.db"
+tracker = Tracker(uri, uri, "e", sys.argv[1])
+tracker.end_run(tracker.start_run("x", {}), "FINISHED")
+"""
+
+
+def test_commands_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
+    """Two `shipml run` in a fresh project: creating MLflow's tables at once collided
+    ("table ... already exists")."""
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT_ONCE, str(tmp_path), str(go)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    time.sleep(4)  # long enough for each to import MLflow
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+    tracker = Tracker(*[f"sqlite:///{tmp_path}/mlflow.db"] * 2, "e", str(tmp_path))
+    runs = tracker.client.search_runs([tracker.experiment_id()])
+    assert [r.info.status for r in runs] == ["FINISHED"] * 4
+
+
+def test_an_experiment_another_command_creates_meanwhile_is_used(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(uri, uri, "e", str(tmp_path))
+    other = Tracker(uri, uri, "e", str(tmp_path))
+    create = tracker.client.create_experiment
+
+    def beaten_to_it(name: str, **kwargs: object) -> str:
+        theirs = other.experiment_id()  # between our lookup and our create
+        create(name, **kwargs)  # MLflow: "Experiment(name=e) already exists"
+        return theirs
+
+    tracker.client.create_experiment = beaten_to_it  # type: ignore[method-assign]
+    assert tracker.experiment_id() == other.experiment_id()

@@ -7,6 +7,7 @@ artifact folder; team mode: any MLflow tracking URI (PostgreSQL, a server).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -19,6 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import unquote
 
 from shipml.errors import ShipmlError, TrackingError
+from shipml.files import exclusive_lock
 
 # The dataset digest column in MLflow's store holds 36 characters; the full
 # sha256 travels in the dataset's profile and in a run tag.
@@ -138,16 +140,25 @@ class Tracker:
 
         quiet_mlflow()
         http_timeout(timeout_s)
-        for uri in {tracking_uri, registry_uri}:
-            if uri.startswith("sqlite:///"):
-                Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        databases = sorted(
+            Path(uri[len("sqlite:///") :])
+            for uri in {tracking_uri, registry_uri}
+            if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:"
+        )
+        for db in databases:
+            db.parent.mkdir(parents=True, exist_ok=True)
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri
         self.experiment = experiment
         self.artifact_root = artifact_root
         self.protected_aliases = tuple(protected_aliases)
         try:
-            self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+            # Opening a new SQLite store creates its tables: two commands doing it at once
+            # collide ("table ... already exists"), so they take turns.
+            with contextlib.ExitStack() as held:
+                for db in databases:
+                    held.enter_context(exclusive_lock(db.with_name(db.name + ".lock")))
+                self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         except Exception as exc:  # MLflow raises assorted types for a bad URI
             raise TrackingError(
                 f"cannot open the MLflow store at {_public(tracking_uri)}: "
@@ -160,14 +171,7 @@ class Tracker:
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             try:
-                exp = self.client.get_experiment_by_name(self.experiment)
-                if exp is None:
-                    location = _file_uri(self.artifact_root.rstrip("/") + "/mlruns")
-                    self._experiment_id = self.client.create_experiment(
-                        self.experiment, artifact_location=location
-                    )
-                else:
-                    self._experiment_id = exp.experiment_id
+                self._experiment_id = self._find_or_create_experiment()
             except Exception as exc:
                 raise TrackingError(
                     f"cannot reach the MLflow store at {_public(self.tracking_uri)}: "
@@ -175,6 +179,20 @@ class Tracker:
                     hint="check [tracking] uri in shipml.toml; for a server, that it is up",
                 ) from exc
         return self._experiment_id
+
+    def _find_or_create_experiment(self) -> str:
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return str(exp.experiment_id)
+        location = _file_uri(self.artifact_root.rstrip("/") + "/mlruns")
+        try:
+            return str(self.client.create_experiment(self.experiment, artifact_location=location))
+        except Exception:
+            # Another command created it meanwhile (two first runs at once): use theirs.
+            exp = self.client.get_experiment_by_name(self.experiment)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
 
     @store_call
     def start_run(self, name: str, tags: dict[str, str]) -> str:
