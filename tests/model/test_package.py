@@ -157,6 +157,19 @@ def test_pickle_files_are_refused_by_name_and_by_content(tmp_path):
         load_skops(tmp_path / "model.pkl", trusted_types=[])
 
 
+@pytest.mark.parametrize(
+    "content",
+    [pickle.dumps({"a": 1}, protocol=0), b"not a zip", b"", b"PK\x05\x06" + b"\0" * 18],
+)
+def test_a_skops_file_that_is_not_skops_is_a_model_error(tmp_path, content):
+    """A text pickle (protocol 0) or garbage named model.skops: a clear error, no
+    traceback (skops never unpickles it)."""
+    file = tmp_path / "model.skops"
+    file.write_bytes(content)
+    with pytest.raises(ModelError, match="not a readable skops file"):
+        load_skops(file, trusted_types=["builtins.dict"])
+
+
 def test_package_needs_a_dataframe(tmp_path):
     with pytest.raises(ModelError, match="non-empty DataFrame"):
         build_package(LogisticRegression(), [[1.0]], path=tmp_path / "p")  # type: ignore[arg-type]

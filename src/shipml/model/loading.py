@@ -51,14 +51,27 @@ def load_skops(path: Path, trusted_types: list[str]) -> Any:
     import skops.io as sio
 
     refuse_pickle(path)
-    untrusted = set(sio.get_untrusted_types(file=path))
+    try:
+        untrusted = set(sio.get_untrusted_types(file=path))
+    except Exception as exc:  # not a zip, not skops's schema: skops raises assorted types
+        raise _not_skops(path, exc) from exc
     missing = sorted(untrusted - set(trusted_types))
     if missing:
         raise UnsafeModelError(
             f"{path} contains types that are not trusted: {', '.join(missing)}",
             hint="if you trust them, list them in shipml.toml under [model] trusted_types",
         )
-    return sio.load(path, trusted=sorted(untrusted))
+    try:
+        return sio.load(path, trusted=sorted(untrusted))
+    except Exception as exc:
+        raise _not_skops(path, exc) from exc
+
+
+def _not_skops(path: Path, exc: Exception) -> ModelError:
+    return ModelError(
+        f"{path} is not a readable skops file: {type(exc).__name__}: {str(exc)[:200]}",
+        hint="re-package the model with shipml.package_model",
+    )
 
 
 # -- confinement: a package reads only its own files ------------------------------------------
