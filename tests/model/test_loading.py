@@ -187,3 +187,31 @@ def test_an_unlisted_holdout_is_not_read(package, tmp_path):
     (folder / "package.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match=r"no holdout\.parquet"):
         ModelPackage.load(folder).holdout()
+
+
+NESTED = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("package.json", NESTED),
+        ("signature.json", NESTED),
+        ("lineage.json", NESTED),
+        ("profile.json", b"\xff\xfe not utf-8"),
+        ("signature.json", b'{"features": 3}'),
+        ("lineage.json", b"[1, 2, 3]"),
+    ],
+)
+def test_a_package_json_file_that_is_not_what_it_should_be_is_a_model_error(
+    package, tmp_path, name, content
+):
+    """Even sealed (its sha256 in the manifest): a hostile package is an error, no traceback."""
+    folder = tmp_path / "pkg"
+    shutil.copytree(package.path, folder)
+    (folder / name).write_bytes(content)
+    if name != "package.json":
+        rewrite_manifest(folder)
+    with pytest.raises(ModelError, match="not a valid"):
+        loaded = ModelPackage.load(folder)
+        assert loaded.signature and loaded.lineage is not None and loaded.profile is not None

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from shipml.model.convert import (
 )
 from shipml.model.converters import frameworks_in
 from shipml.model.loading import confined, onnx_session
+from shipml.model.sealing import MANIFEST, json_bytes, new_manifest, seal, write_rest
 from shipml.model.signature import (
     Signature,
     infer_signature,
@@ -50,16 +51,11 @@ from shipml.model.signature import (
 if TYPE_CHECKING:  # pandas is imported where a frame is read: the server never needs it
     import pandas as pd
 
-MANIFEST = "package.json"
-FORMAT_VERSION = 1
+T = TypeVar("T")
 MODEL_FILES = {"onnx": "model.onnx", "skops": "model.skops"}
 # Every package lists these: what it computes and what it was made from. A file the
 # manifest does not list (and so verify does not check) is never read.
 CORE_FILES = ("signature.json", "lineage.json", "profile.json")
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
 
 
 @dataclass
@@ -93,7 +89,7 @@ class ModelPackage:
             unlisted = [f for f in (MODEL_FILES[manifest["format"]], *CORE_FILES) if f not in files]
             if unlisted:
                 raise ValueError(f"it lists no sha256 for {', '.join(unlisted)}")
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ModelError(
                 f"{manifest_path} is not a valid package manifest: {str(exc)[:200]}",
                 hint="re-package the model; never edit package.json",
@@ -142,7 +138,7 @@ class ModelPackage:
     @property
     def digest(self) -> str:
         """sha256 over the manifest's file digests: the identity of the package's content."""
-        return hashlib.sha256(_json_bytes(self.manifest["files"])).hexdigest()
+        return hashlib.sha256(json_bytes(self.manifest["files"])).hexdigest()
 
     @property
     def model_digest(self) -> str:
@@ -150,19 +146,30 @@ class ModelPackage:
         lineage (a re-run that trains the identical model has the same model digest)."""
         files = self.manifest["files"]
         core = {k: files[k] for k in ("model.onnx", "model.skops", "signature.json") if k in files}
-        return hashlib.sha256(_json_bytes(core)).hexdigest()
+        return hashlib.sha256(json_bytes(core)).hexdigest()
 
     @property
     def signature(self) -> Signature:
-        return Signature.from_dict(json.loads(self.file("signature.json").read_text()))
+        return self._json("signature.json", Signature.from_dict)
 
     @property
     def lineage(self) -> dict[str, Any]:
-        return dict(json.loads(self.file("lineage.json").read_text()))
+        return self._json("lineage.json", dict)
 
     @property
     def profile(self) -> dict[str, Any]:
-        return dict(json.loads(self.file("profile.json").read_text()))
+        return self._json("profile.json", dict)
+
+    def _json(self, name: str, read: Callable[[Any], T]) -> T:
+        """The package's JSON file ``name``, read by ``read``; a file that is not what it
+        should be is a ModelError (a sealed package may still be hostile)."""
+        try:
+            return read(json.loads(self.file(name).read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise ModelError(
+                f"{self.path / name} is not a valid {name}: {type(exc).__name__}: {str(exc)[:200]}",
+                hint="re-package the model with shipml.package_model",
+            ) from exc
 
     @property
     def label(self) -> str | None:
@@ -294,48 +301,6 @@ def _with_unseen_policy(
     else:
         handled = probe_unseen(lambda f: [model.predict(f)], frame, signature)
     return with_unseen_policy(signature, handled, unseen)
-
-
-def new_manifest(**fields: Any) -> dict[str, Any]:
-    return {
-        "format_version": FORMAT_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        **fields,
-    }
-
-
-def write_rest(
-    folder: Path,
-    frame: pd.DataFrame,
-    y: Any,
-    signature: Signature,
-    manifest: dict[str, Any],
-    lineage: dict[str, Any] | None,
-    reference_profile: dict[str, Any] | None,
-) -> None:
-    """signature.json, holdout.parquet (with the labels ``y``), profile and lineage."""
-    (folder / "signature.json").write_text(signature.to_json())
-    holdout = frame.copy()
-    for f in signature.features:  # Parquet keeps lists: a tensor row flattened (the
-        if f.type == "tensor":  # signature holds its shape)
-            holdout[f.name] = holdout[f.name].map(lambda v: np.asarray(v).reshape(-1))
-    if y is not None:
-        label = str(getattr(y, "name", None) or "label")
-        if label in holdout.columns:
-            label = f"{label}__label"
-        holdout[label] = np.asarray(y)
-        manifest["label"] = label
-    holdout.reset_index(drop=True).to_parquet(folder / "holdout.parquet", index=False)
-    (folder / "profile.json").write_bytes(_json_bytes(reference_profile or {}))
-    (folder / "lineage.json").write_bytes(_json_bytes(lineage or {}))
-
-
-def seal(folder: Path, manifest: dict[str, Any]) -> None:
-    """The manifest, with the sha256 of every other file: written last."""
-    manifest["files"] = {
-        p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST
-    }
-    (folder / MANIFEST).write_bytes(_json_bytes(manifest))
 
 
 def build_package(
