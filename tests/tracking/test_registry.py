@@ -37,3 +37,21 @@ def test_an_alias_that_differs_from_a_protected_one_only_in_case_is_refused(
             registry.set_alias("penguins", "1", alias)
     assert registry.aliases("penguins") == {}
     registry.set_alias("penguins", "1", "challenger")  # an unprotected alias still moves
+
+
+def test_a_model_another_run_registers_meanwhile_is_used(config: ProjectConfig):
+    """Two first runs at once: both find no registered model, both create it."""
+    tracker = tracker_for(config)
+    registry = Registry(tracker)
+    run_id = tracker.start_run("probe", {})
+    create = tracker.client.create_registered_model
+
+    def beaten_to_it(name: str, *args: object, **kwargs: object) -> object:
+        create(name)  # the other run
+        return create(name)  # MLflow: "Registered Model (name=penguins) already exists"
+
+    tracker.client.create_registered_model = beaten_to_it  # type: ignore[method-assign]
+    info, created = registry.register(
+        "penguins", run_id=run_id, source="file:///x", content_digest="d", tags={}
+    )
+    assert created and info.version == "1"

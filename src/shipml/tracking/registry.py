@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from shipml.errors import RegistryError
-from shipml.tracking.store import Tracker, store_call
+from shipml.tracking.store import Tracker, scrub, store_call
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -153,7 +153,8 @@ class Registry:
             return self.client.get_registered_model(name)
         except MlflowException as exc:
             if not _not_found(exc):
-                raise RegistryError(f"the registry refused: {exc}") from exc
+                refused = scrub(str(exc), self.tracker.tracking_uri)[:300]
+                raise RegistryError(f"the registry refused: {refused}") from exc
             known = ", ".join(self.model_names()) or "none yet"
             raise RegistryError(
                 f"no registered model named {name!r} (registered: {known})",
@@ -242,7 +243,11 @@ class Registry:
         try:
             self.client.get_registered_model(name)
         except MlflowException:
-            self.client.create_registered_model(name)
+            try:
+                self.client.create_registered_model(name)
+            except MlflowException:
+                # Another run created it meanwhile (two first runs at once): theirs is ours.
+                self.client.get_registered_model(name)
         for existing in self.client.search_model_versions(f"name = '{name}'"):
             if (existing.tags or {}).get("shipml.model_digest") == content_digest:
                 return _info(existing), False
