@@ -9,7 +9,7 @@ import pytest
 from shipml.config import load_config
 from shipml.deploy import manifests, render, validation
 from shipml.deploy.kustomize import MARKER
-from shipml.errors import DeployError
+from shipml.errors import DeployError, ShipmlError
 from tests.deploy.conftest import require
 
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
@@ -175,3 +175,16 @@ def test_mistakes_give_actionable_errors(deploy_project: Path, tmp_path: Path):
     config.deploy.champion = "penguins@champion"  # nothing registered yet
     with pytest.raises(DeployError, match=r"cannot deploy penguins@champion"):
         render(config, ["dev"])
+
+
+def test_a_password_in_a_rendered_url_is_refused(deploy_project: Path, tmp_path: Path):
+    """The object store's endpoint is a plain env value in the manifests: credentials in
+    it would be readable by anyone who can read the tree (or `kubectl get -o yaml`)."""
+    config = load_config(deploy_project)
+    config.deploy.object_store_endpoint = "http://minio:hunter2@minio:9000"
+    out = tmp_path / "out"
+    with pytest.raises(ShipmlError, match="object_store_endpoint has a password") as caught:
+        render(config, ["staging"], out, check_kustomize=False)
+    assert "hunter2" not in caught.value.message + caught.value.hint
+    assert "Secret" in caught.value.hint
+    assert not out.exists()

@@ -53,12 +53,17 @@ def _postgres(url: str) -> bool:
 
 
 def _has_password(url: str) -> bool:
+    from urllib.parse import urlsplit
+
     from sqlalchemy.engine import make_url
 
     try:
         return make_url(url).password is not None
-    except Exception:  # not a URL SQLAlchemy reads: opening it fails in the pod instead
-        return False
+    except Exception:  # not a URL SQLAlchemy reads (http://...): the generic URL form
+        try:
+            return urlsplit(url).password is not None
+        except ValueError:
+            return False
 
 
 def tune_plan(config: ProjectConfig, env: str, team: bool) -> TunePlan | None:
@@ -88,13 +93,15 @@ def tune_plan(config: ProjectConfig, env: str, team: bool) -> TunePlan | None:
             '[tracking] uri or [tune] storage ("postgresql+psycopg://USER@HOST:5432/DB"), '
             "or set [tune] workers = 0",
         )
-    if _has_password(shared):
-        raise ConfigError(
-            "the PostgreSQL URL the tuning Jobs would use has a password in it, and the "
-            "manifests would show it",
-            hint=f"remove it from the URL and put it in the Secret {config.project.name}-"
-            "mlflow-db (key password): the pods get it as PGPASSWORD",
-        )
+    # Both URLs go into the Jobs' environment as plain values: neither may hold a secret.
+    for what, url in (("[tune] storage", tune.storage), ("[tracking] uri", config.tracking.uri)):
+        if _has_password(url):
+            raise ConfigError(
+                f"{what}, which the tuning Jobs would use, has a password in it, and the "
+                "manifests would show it",
+                hint=f"remove it from the URL and put it in the Secret {config.project.name}-"
+                "mlflow-db (key password): the pods get it as PGPASSWORD",
+            )
     storage = tune.storage if _postgres(tune.storage) else ""
     return TunePlan(tune.workers, study, tune.budget, config.tracking.uri, storage)
 
@@ -201,6 +208,12 @@ def make_plan(config: ProjectConfig, env: str) -> Plan:
     train_image = config.kubeflow.image or (
         f"{registry}/{project}-train:{config.kubeflow.image_tag}"
     )
+    if _has_password(deploy.object_store_endpoint):  # rendered as a plain env value
+        raise ConfigError(
+            "[deploy] object_store_endpoint has a password in it, and the manifests would show it",
+            hint=f"remove it from the URL; the keys go in the Secret {project}-object-store "
+            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
+        )
     namespace = deploy.namespace or f"{project}-{env}"
     dns_name(namespace, "the namespace")
     return Plan(
