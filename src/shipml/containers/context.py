@@ -155,8 +155,21 @@ def project_files(root: Path) -> list[Path]:
     return files
 
 
+def _inside(root: Path, rel: Path) -> None:
+    """A project file must be the project's: a symbolic link out of it (to ~/.aws/
+    credentials, say, in a cloned repository) would put that file into the image."""
+    real = (root / rel).resolve()
+    if not real.is_relative_to(root.resolve()):
+        raise ContainerError(
+            f"project file {rel} is a symbolic link to {real}, outside the project; its "
+            "content would be copied into the image",
+            hint="remove the link, or replace it with the file the image needs",
+        )
+
+
 def _copy_project(root: Path, target: Path) -> None:
     for rel in project_files(root):
+        _inside(root, rel)
         dest = target / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / rel, dest)
