@@ -34,3 +34,20 @@ def test_a_link_inside_the_project_is_copied(config: ProjectConfig, tmp_path: Pa
     context = tmp_path / "context"
     project_context(config, "train", "python:3.11-slim", context, {}, {})
     assert (context / "project" / "link.md").read_text() == "inside\n"
+
+
+@pytest.mark.parametrize("key", ["admin_token", "feedback_token"])
+def test_a_gateway_token_in_shipml_toml_is_not_copied_into_an_image(
+    config: ProjectConfig, tmp_path: Path, key: str
+) -> None:
+    toml = config.root / "shipml.toml"
+    text = toml.read_text()
+    assert "[rollout]\n" in text
+    toml.write_text(text.replace("[rollout]\n", f'[rollout]\n{key} = "tok-hunter2"\n', 1))
+    context = tmp_path / "context"
+    with pytest.raises(ContainerError, match=f"sets \\[rollout\\] {key}") as caught:
+        project_context(config, "test", "python:3.11-slim", context, {}, {})
+    assert "SHIPML_ROLLOUT_" in caught.value.hint
+    assert "hunter2" not in caught.value.message + caught.value.hint
+    copied = [p for p in context.rglob("*") if p.is_file()] if context.exists() else []
+    assert not any("tok-hunter2" in p.read_text(errors="replace") for p in copied)

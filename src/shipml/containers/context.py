@@ -167,7 +167,30 @@ def _inside(root: Path, rel: Path) -> None:
         )
 
 
+SECRET_SETTINGS = ("admin_token", "feedback_token")  # [rollout]: bearer tokens
+
+
+def _no_tokens(root: Path) -> None:
+    """The project's shipml.toml goes into the image as it is: a gateway token written in
+    it would be readable by anyone who can pull the image."""
+    import tomllib
+
+    try:
+        rollout = tomllib.loads((root / "shipml.toml").read_text(encoding="utf-8"))["rollout"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no such file or section; a malformed file fails where it is loaded
+    found = [k for k in SECRET_SETTINGS if isinstance(rollout, dict) and rollout.get(k)]
+    if found:
+        raise ContainerError(
+            f"shipml.toml sets [rollout] {', '.join(found)}; the project is copied into the "
+            "image, and the token would be readable by anyone who can pull it",
+            hint="remove it from shipml.toml and give it to the gateway in the environment "
+            f"(SHIPML_ROLLOUT_{found[0].upper()}; in Kubernetes, the Secret the manifests name)",
+        )
+
+
 def _copy_project(root: Path, target: Path) -> None:
+    _no_tokens(root)
     for rel in project_files(root):
         _inside(root, rel)
         dest = target / rel
