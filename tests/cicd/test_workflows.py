@@ -3,6 +3,7 @@ Actions and GitLab CI, and every stage runs shipml commands only."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,14 @@ def test_a_hand_written_workflow_is_not_replaced(config):
     assert "shipml ci check" in path.read_text()
     with pytest.raises(CIError, match="unknown CI provider"):
         write(config, "jenkins")
+
+
+def test_every_action_is_pinned_to_a_commit(config):
+    """A tag (@v4) can be moved to other code, which would run with the job's secrets."""
+    text = render(config, "github")
+    jobs = yaml.safe_load(text)["jobs"].values()
+    uses = [s["uses"] for j in jobs for s in j["steps"] if "uses" in s]
+    assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
+    for line in text.splitlines():  # which release each commit is, for a reviewer
+        if "uses:" in line:
+            assert re.search(r"@[0-9a-f]{40}  # v\d+\.\d+\.\d+$", line), line
