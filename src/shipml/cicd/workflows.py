@@ -14,6 +14,7 @@ manual job).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -138,11 +139,43 @@ def gitlab(config: ProjectConfig) -> dict[str, Any]:
     return doc
 
 
+BRANCH_RE = re.compile(r"^(?![-/.])(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
+PYTHON_RE = re.compile(r"^[A-Za-z0-9.+-]{1,20}$")  # 3.11, 3.x, pypy3.10
+
+
+def check(config: ProjectConfig) -> None:
+    """Settings written into the workflows' conditions and steps must stay what they are:
+    a quote in ``[ci] branch`` would rewrite the deploy jobs' condition (`main' || true ||
+    '` deploys from every branch), and GitHub expands ``${{ ... }}`` in a step before the
+    shell sees it (an expression of a pull request's title would run as a command)."""
+    ci = config.ci
+    if not BRANCH_RE.match(ci.branch):
+        raise CIError(
+            f"[ci] branch {ci.branch[:60]!r} cannot be written into the workflows' conditions",
+            hint="use a branch name of letters, digits, '.', '_', '/' and '-'",
+        )
+    if not PYTHON_RE.match(ci.python):
+        raise CIError(
+            f"[ci] python {ci.python[:60]!r} is not a Python version",
+            hint='for example "3.11"',
+        )
+    lines = [source(config).line] + [ln for s in stages(config, ci.target) for ln in s.shell()]
+    for line in lines:
+        if "${{" in line:
+            raise CIError(
+                f"a workflow step would contain a GitHub expression: {line[:120]}",
+                hint="GitHub expands ${{ ... }} before the shell runs the step; take it out of "
+                "the names and URLs in shipml.toml ([model] name, [ci] staging_gateway, "
+                "[ci] install)",
+            )
+
+
 def render(config: ProjectConfig, provider: str) -> str:
     import yaml
 
     if provider not in FILES:
         raise CIError(f"unknown CI provider {provider!r}", hint=f"use {' or '.join(FILES)}")
+    check(config)
     doc = github(config) if provider == "github" else gitlab(config)
     # GitHub reads `on:` as a key; PyYAML would quote nothing but emits None as `null`.
     text = yaml.safe_dump(doc, sort_keys=False, width=100)
