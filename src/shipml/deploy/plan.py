@@ -189,10 +189,37 @@ def resolve_version(config: ProjectConfig, ref: str) -> tuple[str, str]:
     return info.name, info.version
 
 
+# What the API server accepts (the schema takes any string: a typo passed render and
+# failed at apply): a quantity (250m, 1.5, 512Mi) and a five-field or @macro schedule.
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_CRON = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$")
+
+
+def check_settings(config: ProjectConfig, env: str) -> None:
+    """A DeployError naming the first size or schedule the API server would refuse."""
+    settings = config.deploy.env(env)
+    for key in ("cpu_request", "cpu_limit", "memory_request", "memory_limit"):
+        value = getattr(settings, key)
+        if not _QUANTITY.match(value):
+            raise DeployError(
+                f"[deploy.{env}] {key} = {value[:40]!r} is not a Kubernetes quantity",
+                hint='write it as Kubernetes does: cpu "250m" or "1", memory "512Mi" or "2Gi"',
+            )
+    schedule = config.deploy.monitor_schedule.strip()
+    if not _CRON.match(schedule) or not all(
+        re.fullmatch(r"[0-9A-Za-z*/,?-]+", f) for f in schedule.split() if f[0] != "@"
+    ):
+        raise DeployError(
+            f"[deploy] monitor_schedule {schedule[:40]!r} is not a cron schedule",
+            hint='five fields (minute hour day month weekday), e.g. "*/15 * * * *", or @hourly',
+        )
+
+
 def make_plan(config: ProjectConfig, env: str) -> Plan:
     """Resolve the plan of environment ``env`` (dev, staging or prod)."""
     deploy = config.deploy
     settings = deploy.env(env)
+    check_settings(config, env)
     tune = tune_plan(config, env, settings.team_mode)
     project = dns_name(config.project.name, "the project name")
     registry = deploy.image_registry.rstrip("/")
