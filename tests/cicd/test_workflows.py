@@ -3,6 +3,7 @@ Actions and GitLab CI, and every stage runs shipml commands only."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,51 @@ def test_a_hand_written_workflow_is_not_replaced(config):
     assert "shipml ci check" in path.read_text()
     with pytest.raises(CIError, match="unknown CI provider"):
         write(config, "jenkins")
+
+
+def test_every_action_is_pinned_to_a_commit(config):
+    """A tag (@v4) can be moved to other code, which would run with the job's secrets."""
+    text = render(config, "github")
+    jobs = yaml.safe_load(text)["jobs"].values()
+    uses = [s["uses"] for j in jobs for s in j["steps"] if "uses" in s]
+    assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
+    for line in text.splitlines():  # which release each commit is, for a reviewer
+        if "uses:" in line:
+            assert re.search(r"@[0-9a-f]{40}  # v\d+\.\d+\.\d+$", line), line
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        # a quote rewrote the deploy jobs' condition: deploys from every branch
+        ("ci", "branch", "main' || true || '", r"\[ci\] branch"),
+        ("ci", "branch", 'main" || "x', r"\[ci\] branch"),
+        ("ci", "python", "3.11\nservices: [evil]", r"\[ci\] python"),
+        # GitHub expands an expression in a step before the shell quotes anything
+        ("model", "name", "p${{ github.event.pull_request.title }}", "GitHub expression"),
+        ("ci", "staging_gateway", "http://${{ github.head_ref }}", "GitHub expression"),
+        # the install line is committed in the workflow and printed by `shipml ci run`
+        ("ci", "index_url", "https://ci:hunter2@pypi.example.com/simple", "password"),
+        (
+            "ci",
+            "install",
+            "pip install -i https://ci:hunter2@pypi.example.com/simple shipml",
+            "password",
+        ),
+    ],
+)
+@pytest.mark.parametrize("provider", ["github", "gitlab"])
+def test_settings_cannot_rewrite_the_workflow_or_leak_into_it(
+    config, provider: str, section: str, key: str, value: str, message: str
+):
+    setattr(getattr(config, section), key, value)
+    path = config.root / FILES[provider]
+    with pytest.raises(CIError, match=message) as caught:
+        write(config, provider)
+    assert "hunter2" not in caught.value.message + caught.value.hint
+    assert caught.value.hint and not path.exists()
+
+
+def test_a_password_given_as_a_variable_is_fine(config):
+    config.ci.install = "pip install -i https://ci:$PIP_PASSWORD@pypi.example.com/simple shipml"
+    assert "$PIP_PASSWORD" in render(config, "gitlab")

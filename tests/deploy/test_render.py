@@ -9,7 +9,7 @@ import pytest
 from shipml.config import load_config
 from shipml.deploy import manifests, render, validation
 from shipml.deploy.kustomize import MARKER
-from shipml.errors import DeployError
+from shipml.errors import DeployError, ShipmlError
 from tests.deploy.conftest import require
 
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
@@ -175,3 +175,47 @@ def test_mistakes_give_actionable_errors(deploy_project: Path, tmp_path: Path):
     config.deploy.champion = "penguins@champion"  # nothing registered yet
     with pytest.raises(DeployError, match=r"cannot deploy penguins@champion"):
         render(config, ["dev"])
+
+
+def test_a_password_in_a_rendered_url_is_refused(deploy_project: Path, tmp_path: Path):
+    """The object store's endpoint is a plain env value in the manifests: credentials in
+    it would be readable by anyone who can read the tree (or `kubectl get -o yaml`)."""
+    config = load_config(deploy_project)
+    config.deploy.object_store_endpoint = "http://minio:hunter2@minio:9000"
+    out = tmp_path / "out"
+    with pytest.raises(ShipmlError, match="object_store_endpoint has a password") as caught:
+        render(config, ["staging"], out, check_kustomize=False)
+    assert "hunter2" not in caught.value.message + caught.value.hint
+    assert "Secret" in caught.value.hint
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("cpu_limit", "lots", r"\[deploy.dev\] cpu_limit = 'lots' is not a Kubernetes quantity"),
+        ("memory_request", "512MB", "memory_request = '512MB' is not a Kubernetes quantity"),
+        ("monitor_schedule", "never", "monitor_schedule 'never' is not a cron schedule"),
+        ("monitor_schedule", "* * * *", "is not a cron schedule"),
+        ("monitor_schedule", "*/5 * * * * ; rm -rf /", "is not a cron schedule"),
+    ],
+)
+def test_sizes_and_schedules_the_api_server_refuses_are_refused_at_render(
+    deploy_project: Path, tmp_path: Path, setting: str, value: str, message: str
+):
+    """The schema takes any string there: these rendered as valid and failed at apply."""
+    config = load_config(deploy_project)
+    target = config.deploy if setting == "monitor_schedule" else config.deploy.dev
+    setattr(target, setting, value)
+    out = tmp_path / "out"
+    with pytest.raises(DeployError, match=message) as caught:
+        render(config, ["dev"], out, check_kustomize=False)
+    assert caught.value.hint and not out.exists()
+
+
+@pytest.mark.parametrize("schedule", ["@hourly", "0 3 * * 1-5", "*/15 * * * *"])
+def test_usual_schedules_render(deploy_project: Path, tmp_path: Path, schedule: str):
+    config = load_config(deploy_project)
+    config.deploy.monitor_schedule = schedule
+    config.deploy.dev.cpu_limit, config.deploy.dev.memory_limit = "1.5", "2Gi"
+    render(config, ["dev"], tmp_path / "out", check_kustomize=False)

@@ -94,6 +94,18 @@ def test_no_workers_no_tuning_jobs(deploy_project: Path, tmp_path: Path):
         ("http://mlflow.example.com", "workers = 2", "a SQLite file in each pod"),
         (PG, 'workers = 2\nstorage = "sqlite:///s.db"', "storage 'sqlite:///s.db'"),
         ("postgresql://u:hunter2@db/x", "workers = 2", "has a password in it"),
+        # [tune] storage without a password: the Jobs still get [tracking] uri as a value
+        (
+            "postgresql://u:hunter2@db/x",
+            'workers = 2\nstorage = "postgresql://u@db/optuna"',
+            "tracking.*has a password in it",
+        ),
+        (
+            "https://u:hunter2@mlflow.example.com",
+            'workers = 2\nstorage = "postgresql://u@db/optuna"',
+            "tracking.*has a password in it",
+        ),
+        (PG, 'workers = 2\nstorage = "postgresql://u:hunter2@db/optuna"', "storage.*password"),
     ],
 )
 def test_workers_without_a_shared_database_are_refused(

@@ -300,3 +300,17 @@ def test_a_class_of_the_projects_own_code_round_trips(tmp_path, monkeypatch):
         ProjectConfig(root=tmp_path / "other", pipeline={"cache_dir": str(cache.dir)})
     )
     assert other.lookup("k") is None
+
+
+def test_storing_an_output_the_cache_will_not_load_says_so_at_once(tmp_path, caplog):
+    value = fractions.Fraction(1, 3)
+    with caplog.at_level("WARNING", logger="shipml"):
+        ArtifactCache(tmp_path / "plain").store("train", "output", value)
+    (warning,) = [r.getMessage() for r in caplog.records if "will not load" in r.getMessage()]
+    assert "step 'train': output 'output'" in warning and "fractions.Fraction" in warning
+    assert "[model] trusted_types" in warning
+    caplog.clear()
+    config = ProjectConfig(root=tmp_path, model={"trusted_types": ["fractions.Fraction"]})
+    with caplog.at_level("WARNING", logger="shipml"):
+        project_cache(config).store("train", "output", value)
+    assert not [r for r in caplog.records if "will not load" in r.getMessage()]

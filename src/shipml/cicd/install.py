@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -54,9 +55,26 @@ def _wheel_name(version: str) -> str:
     return f"shipml-{version}-py3-none-any.whl"
 
 
+# user:PASSWORD@ in a URL, unless the password is a variable ($TOKEN, ${{ secrets.X }})
+_CREDENTIALS = re.compile(r"://[^\s/@:]*:(?![$])[^\s/@]+@")
+
+
+def _no_credentials(what: str, text: str) -> None:
+    """The install line is written into the workflow file (committed) and printed by
+    `shipml ci run`: a password in it would be readable by everyone who reads either."""
+    if _CREDENTIALS.search(text):
+        raise CIError(
+            f"{what} has a password in a URL; the workflow file and the CI logs would show it",
+            hint="give the index to pip as a CI secret instead: PIP_INDEX_URL (pip reads it), "
+            'with [ci] install = "pip install shipml" (or write $VARIABLE in the URL)',
+        )
+
+
 def source(config: ProjectConfig) -> Source:
     """Where the workflows install shipml from (nothing is built here)."""
     ci = config.ci
+    _no_credentials("[ci] install", ci.install)
+    _no_credentials("[ci] index_url", ci.index_url)
     if ci.install:
         return Source("custom", ci.install)
     version = metadata.version("shipml")

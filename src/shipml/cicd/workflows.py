@@ -14,6 +14,7 @@ manual job).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,18 @@ HEADER = (
     f"{MARK}: each job runs one stage's shipml commands;\n"
     "# `shipml ci run` runs the same stages locally. See docs/cicd.md.\n"
 )
+# The actions the GitHub workflow uses, pinned to a commit: a tag (v4) can be moved to
+# other code by whoever controls the action's repository, and that code would run with
+# the job's secrets (the kubeconfig, the object store's keys). Each is the commit of the
+# tag named in the comment the file carries beside it.
+ACTIONS = {
+    "checkout": ("actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683", "v4.2.2"),
+    "setup-python": ("actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065", "v5.6.0"),
+    "upload-artifact": (
+        "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02",
+        "v4.6.2",
+    ),
+}
 SETTINGS = (
     "SHIPML_TRACKING_URI",
     "SHIPML_ARTIFACTS_ROOT",
@@ -45,8 +58,8 @@ def github(config: ProjectConfig) -> dict[str, Any]:
     previous = ""
     for stage in stages(config, ci.target):
         steps: list[dict[str, Any]] = [
-            {"uses": "actions/checkout@v4"},
-            {"uses": "actions/setup-python@v5", "with": {"python-version": ci.python}},
+            {"uses": ACTIONS["checkout"][0]},
+            {"uses": ACTIONS["setup-python"][0], "with": {"python-version": ci.python}},
             {"name": "install", "run": install},
         ]
         if stage.deploys:
@@ -63,7 +76,7 @@ def github(config: ProjectConfig) -> dict[str, Any]:
                 {
                     "name": "keep the reports",
                     "if": "always()",
-                    "uses": "actions/upload-artifact@v4",
+                    "uses": ACTIONS["upload-artifact"][0],
                     "with": {
                         "name": f"shipml-{stage.name}",
                         "path": "\n".join(stage.artifacts),
@@ -126,14 +139,48 @@ def gitlab(config: ProjectConfig) -> dict[str, Any]:
     return doc
 
 
+BRANCH_RE = re.compile(r"^(?![-/.])(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
+PYTHON_RE = re.compile(r"^[A-Za-z0-9.+-]{1,20}$")  # 3.11, 3.x, pypy3.10
+
+
+def check(config: ProjectConfig) -> None:
+    """Settings written into the workflows' conditions and steps must stay what they are:
+    a quote in ``[ci] branch`` would rewrite the deploy jobs' condition (`main' || true ||
+    '` deploys from every branch), and GitHub expands ``${{ ... }}`` in a step before the
+    shell sees it (an expression of a pull request's title would run as a command)."""
+    ci = config.ci
+    if not BRANCH_RE.match(ci.branch):
+        raise CIError(
+            f"[ci] branch {ci.branch[:60]!r} cannot be written into the workflows' conditions",
+            hint="use a branch name of letters, digits, '.', '_', '/' and '-'",
+        )
+    if not PYTHON_RE.match(ci.python):
+        raise CIError(
+            f"[ci] python {ci.python[:60]!r} is not a Python version",
+            hint='for example "3.11"',
+        )
+    lines = [source(config).line] + [ln for s in stages(config, ci.target) for ln in s.shell()]
+    for line in lines:
+        if "${{" in line:
+            raise CIError(
+                f"a workflow step would contain a GitHub expression: {line[:120]}",
+                hint="GitHub expands ${{ ... }} before the shell runs the step; take it out of "
+                "the names and URLs in shipml.toml ([model] name, [ci] staging_gateway, "
+                "[ci] install)",
+            )
+
+
 def render(config: ProjectConfig, provider: str) -> str:
     import yaml
 
     if provider not in FILES:
         raise CIError(f"unknown CI provider {provider!r}", hint=f"use {' or '.join(FILES)}")
+    check(config)
     doc = github(config) if provider == "github" else gitlab(config)
     # GitHub reads `on:` as a key; PyYAML would quote nothing but emits None as `null`.
     text = yaml.safe_dump(doc, sort_keys=False, width=100)
+    for action, tag in ACTIONS.values():  # which release each pinned commit is
+        text = text.replace(f"uses: {action}\n", f"uses: {action}  # {tag}\n")
     return HEADER + text.replace(": null\n", ":\n")
 
 

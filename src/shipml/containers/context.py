@@ -155,8 +155,44 @@ def project_files(root: Path) -> list[Path]:
     return files
 
 
+def _inside(root: Path, rel: Path) -> None:
+    """A project file must be the project's: a symbolic link out of it (to ~/.aws/
+    credentials, say, in a cloned repository) would put that file into the image."""
+    real = (root / rel).resolve()
+    if not real.is_relative_to(root.resolve()):
+        raise ContainerError(
+            f"project file {rel} is a symbolic link to {real}, outside the project; its "
+            "content would be copied into the image",
+            hint="remove the link, or replace it with the file the image needs",
+        )
+
+
+SECRET_SETTINGS = ("admin_token", "feedback_token")  # [rollout]: bearer tokens
+
+
+def _no_tokens(root: Path) -> None:
+    """The project's shipml.toml goes into the image as it is: a gateway token written in
+    it would be readable by anyone who can pull the image."""
+    import tomllib
+
+    try:
+        rollout = tomllib.loads((root / "shipml.toml").read_text(encoding="utf-8"))["rollout"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no such file or section; a malformed file fails where it is loaded
+    found = [k for k in SECRET_SETTINGS if isinstance(rollout, dict) and rollout.get(k)]
+    if found:
+        raise ContainerError(
+            f"shipml.toml sets [rollout] {', '.join(found)}; the project is copied into the "
+            "image, and the token would be readable by anyone who can pull it",
+            hint="remove it from shipml.toml and give it to the gateway in the environment "
+            f"(SHIPML_ROLLOUT_{found[0].upper()}; in Kubernetes, the Secret the manifests name)",
+        )
+
+
 def _copy_project(root: Path, target: Path) -> None:
+    _no_tokens(root)
     for rel in project_files(root):
+        _inside(root, rel)
         dest = target / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / rel, dest)

@@ -39,6 +39,7 @@ from shipml.containers.engine import Engine, Log, find_engine
 from shipml.errors import ContainerError
 
 TAG_RE = re.compile(r"[^A-Za-z0-9_.-]")
+IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")  # no space, no newline
 
 
 @dataclass
@@ -118,10 +119,16 @@ def build_image(
             f"`shipml build {kind}` takes no argument (got {ref!r})",
             hint="only serve (a model) and data (a dataset) take one",
         )
+    base = base_image or config.containers.base_image
+    if not IMAGE_RE.match(base):  # it is written into the Containerfile's FROM line
+        raise ContainerError(
+            f"base image {base[:80]!r} is not an image reference",
+            hint="name an image: [REGISTRY/]NAME[:TAG][@sha256:DIGEST], e.g. python:3.11-slim "
+            "([containers] base_image or --base-image)",
+        )
     started = time.perf_counter()
     if not isinstance(engine, Engine):
         engine = find_engine(engine or config.containers.engine or None)
-    base = base_image or config.containers.base_image
     folder = config.root / "build" / kind
     context = folder / "context"
     recipe, labels, info, registry = _context(config, kind, ref, base, context)

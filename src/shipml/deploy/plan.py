@@ -53,12 +53,17 @@ def _postgres(url: str) -> bool:
 
 
 def _has_password(url: str) -> bool:
+    from urllib.parse import urlsplit
+
     from sqlalchemy.engine import make_url
 
     try:
         return make_url(url).password is not None
-    except Exception:  # not a URL SQLAlchemy reads: opening it fails in the pod instead
-        return False
+    except Exception:  # not a URL SQLAlchemy reads (http://...): the generic URL form
+        try:
+            return urlsplit(url).password is not None
+        except ValueError:
+            return False
 
 
 def tune_plan(config: ProjectConfig, env: str, team: bool) -> TunePlan | None:
@@ -88,13 +93,15 @@ def tune_plan(config: ProjectConfig, env: str, team: bool) -> TunePlan | None:
             '[tracking] uri or [tune] storage ("postgresql+psycopg://USER@HOST:5432/DB"), '
             "or set [tune] workers = 0",
         )
-    if _has_password(shared):
-        raise ConfigError(
-            "the PostgreSQL URL the tuning Jobs would use has a password in it, and the "
-            "manifests would show it",
-            hint=f"remove it from the URL and put it in the Secret {config.project.name}-"
-            "mlflow-db (key password): the pods get it as PGPASSWORD",
-        )
+    # Both URLs go into the Jobs' environment as plain values: neither may hold a secret.
+    for what, url in (("[tune] storage", tune.storage), ("[tracking] uri", config.tracking.uri)):
+        if _has_password(url):
+            raise ConfigError(
+                f"{what}, which the tuning Jobs would use, has a password in it, and the "
+                "manifests would show it",
+                hint=f"remove it from the URL and put it in the Secret {config.project.name}-"
+                "mlflow-db (key password): the pods get it as PGPASSWORD",
+            )
     storage = tune.storage if _postgres(tune.storage) else ""
     return TunePlan(tune.workers, study, tune.budget, config.tracking.uri, storage)
 
@@ -182,10 +189,37 @@ def resolve_version(config: ProjectConfig, ref: str) -> tuple[str, str]:
     return info.name, info.version
 
 
+# What the API server accepts (the schema takes any string: a typo passed render and
+# failed at apply): a quantity (250m, 1.5, 512Mi) and a five-field or @macro schedule.
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_CRON = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$")
+
+
+def check_settings(config: ProjectConfig, env: str) -> None:
+    """A DeployError naming the first size or schedule the API server would refuse."""
+    settings = config.deploy.env(env)
+    for key in ("cpu_request", "cpu_limit", "memory_request", "memory_limit"):
+        value = getattr(settings, key)
+        if not _QUANTITY.match(value):
+            raise DeployError(
+                f"[deploy.{env}] {key} = {value[:40]!r} is not a Kubernetes quantity",
+                hint='write it as Kubernetes does: cpu "250m" or "1", memory "512Mi" or "2Gi"',
+            )
+    schedule = config.deploy.monitor_schedule.strip()
+    if not _CRON.match(schedule) or not all(
+        re.fullmatch(r"[0-9A-Za-z*/,?-]+", f) for f in schedule.split() if f[0] != "@"
+    ):
+        raise DeployError(
+            f"[deploy] monitor_schedule {schedule[:40]!r} is not a cron schedule",
+            hint='five fields (minute hour day month weekday), e.g. "*/15 * * * *", or @hourly',
+        )
+
+
 def make_plan(config: ProjectConfig, env: str) -> Plan:
     """Resolve the plan of environment ``env`` (dev, staging or prod)."""
     deploy = config.deploy
     settings = deploy.env(env)
+    check_settings(config, env)
     tune = tune_plan(config, env, settings.team_mode)
     project = dns_name(config.project.name, "the project name")
     registry = deploy.image_registry.rstrip("/")
@@ -201,6 +235,12 @@ def make_plan(config: ProjectConfig, env: str) -> Plan:
     train_image = config.kubeflow.image or (
         f"{registry}/{project}-train:{config.kubeflow.image_tag}"
     )
+    if _has_password(deploy.object_store_endpoint):  # rendered as a plain env value
+        raise ConfigError(
+            "[deploy] object_store_endpoint has a password in it, and the manifests would show it",
+            hint=f"remove it from the URL; the keys go in the Secret {project}-object-store "
+            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
+        )
     namespace = deploy.namespace or f"{project}-{env}"
     dns_name(namespace, "the namespace")
     return Plan(

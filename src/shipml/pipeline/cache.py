@@ -271,6 +271,16 @@ class ArtifactCache:
                 "model package (shipml.package_model)",
             ) from exc
         trusted = sorted(sio.get_untrusted_types(data=data))
+        refused = [t for t in trusted if not self.trust.allowed(t)]
+        if refused:  # said now, not only when the next run finds the entry unusable
+            log.warning(
+                "step '%s': output '%s' holds types the cache will not load, so the step "
+                "runs again next time: %s; to reuse it, list them in shipml.toml under "
+                "[model] trusted_types",
+                step,
+                name,
+                ", ".join(refused),
+            )
         out = self._put(name, "skops", _sha256(data), "skops", data)
         return StoredOutput(out.name, out.kind, out.digest, out.file, trusted, out.sha256)
 
