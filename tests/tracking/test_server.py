@@ -8,7 +8,7 @@ import pytest
 
 from shipml.config import ServerSection
 from shipml.errors import ConfigError
-from shipml.tracking.server import plan_server, redact, split_password
+from shipml.tracking.server import plan_server, redact, split_password, ui_command
 from tests.conftest import shipml
 
 URI = "postgresql://team:s3cr%40t@db.acme.io:5432/mlflow?sslmode=require"
@@ -55,3 +55,18 @@ def test_cli_never_prints_the_password(tmp_path: Path):
     )
     assert done.returncode == 3 and "must be a database URI" in done.stderr
     assert "hunter2" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_ui_never_puts_a_database_password_on_its_command_line():
+    uri = "postgresql://ml:s3cr%40t@db:5432/mlflow"
+    command, env = ui_command(uri, uri, "/srv/art", "127.0.0.1", 5000)
+    assert not any("s3cr" in part for part in command)  # ps shows the command line
+    assert env == {"PGPASSWORD": "s3cr@t"}
+    assert command[command.index("--backend-store-uri") + 1] == (
+        "postgresql+psycopg://ml@db:5432/mlflow"
+    )
+    local, none = ui_command("sqlite:///x.db", "sqlite:///x.db", "/srv/art/", "0.0.0.0", 5001)
+    assert none == {} and local[-6:] == ["--host", "0.0.0.0", "--port", "5001", "--workers", "1"]
+    assert "/srv/art/mlruns" in local
+    with pytest.raises(ConfigError, match="different passwords"):
+        ui_command(uri, uri.replace("s3cr%40t", "other"), "/a", "127.0.0.1", 5000)

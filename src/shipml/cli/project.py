@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -248,29 +247,16 @@ def ui(
     port: int = typer.Option(5000, min=0, max=65535, help="Port of the MLflow UI."),
 ) -> None:
     """Start the MLflow UI on the project's store."""
+    from shipml.tracking.server import redact, ui_command
+
     config = project_config()
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        config.tracking_uri,
-        "--registry-store-uri",
-        config.registry_uri,
-        "--default-artifact-root",
-        config.artifact_root.rstrip("/") + "/mlruns",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    stdout.print(
-        f"MLflow UI on http://{host}:{port} (store {config.tracking_uri}); Ctrl-C stops it"
+    cmd, secret = ui_command(
+        config.tracking_uri, config.registry_uri, config.artifact_root, host, port
     )
-    env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false"}
+    stdout.print(
+        f"MLflow UI on http://{host}:{port} (store {redact(config.tracking_uri)}); Ctrl-C stops it"
+    )
+    env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", **secret}
     from shipml.processes import run_in_foreground
 
     try:

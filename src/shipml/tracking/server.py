@@ -93,6 +93,32 @@ def _backend(uri: str, root: Path) -> tuple[str, dict[str, str]]:
     return uri, env
 
 
+def ui_command(
+    tracking_uri: str, registry_uri: str, artifact_root: str, host: str, port: int
+) -> tuple[list[str], dict[str, str]]:
+    """``shipml ui``'s ``mlflow server`` command on a project's stores, and the variables
+    to add to its environment: a database password goes in ``PGPASSWORD``, never on the
+    command line (``ps`` shows it to every user of the machine)."""
+    env: dict[str, str] = {}
+    stores = []
+    for uri in (tracking_uri, registry_uri):
+        if uri.split("://", 1)[0].lower() in POSTGRES_SCHEMES:
+            uri, extra = _backend(uri, Path("."))
+            if env.get("PGPASSWORD", extra.get("PGPASSWORD")) != extra.get("PGPASSWORD"):
+                raise ConfigError(
+                    "the tracking and registry stores have different passwords: the UI "
+                    "passes one, as PGPASSWORD",
+                    hint="use one database user for both, or run `shipml server start`",
+                )
+            env.update(extra)
+        stores.append(uri)
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", stores[0]]
+    command += ["--registry-store-uri", stores[1]]
+    command += ["--default-artifact-root", artifact_root.rstrip("/") + "/mlruns"]
+    command += ["--host", host, "--port", str(port), "--workers", "1"]
+    return command, env
+
+
 def _artifacts(dest: str, root: Path) -> str:
     if not dest:
         path = root / ".shipml" / "server" / "artifacts"
