@@ -107,6 +107,28 @@ def test_the_gateway_policy_is_a_shipml_toml_the_gateway_reads(deploy_project: P
     assert gateway.rollout.challengers == ["challenger=http://penguins-challenger:8080"]
     assert gateway.tracking.uri == "http://penguins-mlflow:5000"
     assert gateway.audit.path.startswith("/var/lib/shipml/")
+    # Its tokens come from the optional Secret <project>-gateway-admin, never the ConfigMap.
+    deployment = next(
+        o
+        for o in result.objects["staging"]
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "penguins-gateway"
+    )
+    env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in _pod_spec(deployment)["containers"][0]["env"]
+    }
+    assert env == {
+        "SHIPML_ROLLOUT_ADMIN_TOKEN": {
+            "name": "penguins-gateway-admin",
+            "key": "token",
+            "optional": True,
+        },
+        "SHIPML_ROLLOUT_FEEDBACK_TOKEN": {
+            "name": "penguins-gateway-admin",
+            "key": "feedback-token",
+            "optional": True,
+        },
+    }
 
 
 def test_strict_validation_names_unknown_fields():

@@ -110,17 +110,14 @@ def gateway(plan: Plan) -> list[Obj]:
     )
     volumes = [{"name": "config", "configMap": {"name": name}}, {"name": "state", "emptyDir": {}}]
     pod = k8s.pod(plan, [container], volumes, sel=k8s.selector(plan, "gateway"))
-    pod["containers"][0]["env"] = [
+    pod["containers"][0]["env"] = [  # the tokens from a Secret (never the ConfigMap)
         {
-            "name": "SHIPML_ROLLOUT_ADMIN_TOKEN",
+            "name": f"SHIPML_ROLLOUT_{variable}_TOKEN",
             "valueFrom": {
-                "secretKeyRef": {
-                    "name": plan.name("gateway-admin"),
-                    "key": "token",
-                    "optional": True,
-                }
+                "secretKeyRef": {"name": plan.name("gateway-admin"), "key": key, "optional": True}
             },
         }
+        for variable, key in (("ADMIN", "token"), ("FEEDBACK", "feedback-token"))
     ]
     deployment = k8s.deployment(plan, name, "gateway", "", pod)
     # A new policy rolls the gateway: the ConfigMap's digest is part of the pod template.
