@@ -49,3 +49,17 @@ def test_a_named_pipe_is_written_in_place_not_replaced_by_a_file(tmp_path: Path)
 def test_a_folder_is_refused(tmp_path: Path):
     with pytest.raises(IsADirectoryError), output_file(tmp_path):
         pass
+
+
+def test_finite_json_turns_nan_and_numpy_scalars_into_plain_json_values():
+    import json
+
+    import numpy as np
+
+    from shipml.files import finite_json
+
+    data = {"a": float("nan"), "b": [np.float32(1.5), np.float64("inf"), np.int64(3)], "c": (1,)}
+    clean = finite_json(data)
+    assert clean == {"a": None, "b": [1.5, None, 3], "c": [1]}
+    assert type(clean["b"][2]) is int
+    json.dumps(clean, allow_nan=False)  # strict JSON

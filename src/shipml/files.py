@@ -100,8 +100,11 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 
 
 def finite_json(value: Any) -> Any:
-    """``value`` (dicts, lists, scalars) with every NaN or infinity as None, for standard
-    JSON: ``NaN`` is refused by JSON parsers, browsers' included."""
+    """``value`` (dicts, lists, scalars, NumPy scalars as Python ones) with every NaN or
+    infinity as None, for standard JSON: ``NaN`` is refused by JSON parsers, browsers'
+    included."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a NumPy scalar
+        value = value.item()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

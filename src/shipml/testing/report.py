@@ -10,14 +10,12 @@ import base64
 import html
 import json
 import math
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shipml import __version__
+from shipml.files import finite_json, output_file
 from shipml.testing.check import SUITES
 
 RESULTS = "results.json"
@@ -77,23 +75,10 @@ def write_results(
         "tests": records,
     }
     # JSON has no NaN or infinity (jq, browsers and Java reject them): they are null.
-    text = json.dumps(_finite(results), indent=2, default=_jsonable, allow_nan=False)
+    text = json.dumps(finite_json(results), indent=2, default=_jsonable, allow_nan=False)
     _atomic(folder / RESULTS, text)
     _atomic(folder / REPORT, render_html(results, folder))
     return results
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with numpy scalars as Python ones and non-finite numbers as None."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _jsonable(value: Any) -> Any:
@@ -103,11 +88,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    # A message may hold a lone surrogate (text decoded with surrogateescape): written as
-    # an escape, not a UnicodeEncodeError that loses the whole report.
-    tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
-    os.replace(tmp, path)
+    with output_file(path) as tmp:  # whole or not at all, a stray partial never left
+        # A message may hold a lone surrogate (text decoded with surrogateescape): written
+        # as an escape, not a UnicodeEncodeError that loses the whole report.
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
 
 
 # -- HTML ------------------------------------------------------------------------------
