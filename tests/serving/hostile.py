@@ -15,6 +15,17 @@ import uvicorn
 
 from shipml.serving.connection import ConnectionLimits, uvicorn_options
 
+# One penguins row, valid for the template's model (the hostile tests vary it).
+ROW = {
+    "island": "Biscoe",
+    "bill_length_mm": 45.5,
+    "bill_depth_mm": 15.0,
+    "flipper_length_mm": 210.0,
+    "body_mass_g": 4800.0,
+    "sex": "male",
+    "year": 2008.0,
+}
+
 
 def rss_mb() -> float:
     """Resident memory of this process (MB), from /proc."""

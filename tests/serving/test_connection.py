@@ -14,6 +14,7 @@ from shipml.serving.app import ModelServer
 from shipml.serving.connection import ConnectionLimits
 from shipml.serving.predictor import Predictor
 from tests.serving.hostile import (
+    ROW,
     address,
     raw_request,
     read_response,
@@ -22,7 +23,6 @@ from tests.serving.hostile import (
     serve,
     status_of,
 )
-from tests.serving.test_v2_hostile import ROW
 
 LIMITS = ConnectionLimits(
     idle_timeout_s=0.5, header_timeout_s=0.5, body_timeout_s=0.5, max_header_bytes=8192

@@ -12,17 +12,8 @@ from shipml.rollout import Gateway, TrafficPolicy, Variant
 from shipml.serving.app import ModelServer
 from shipml.serving.predictor import Predictor
 from tests.serving.fuzz import Endpoint, fuzz, fuzz_grpc
-from tests.serving.hostile import rss_mb, serve
+from tests.serving.hostile import ROW, rss_mb, serve
 
-ROW = {
-    "island": "Biscoe",
-    "bill_length_mm": 45.5,
-    "bill_depth_mm": 15.0,
-    "flipper_length_mm": 210.0,
-    "body_mass_g": 4800.0,
-    "sex": "male",
-    "year": 2008.0,
-}
 NUMERIC = [k for k, v in ROW.items() if isinstance(v, float)]
 V2 = {
     "id": "r1",

@@ -11,16 +11,7 @@ from starlette.testclient import TestClient
 
 from shipml.model import build_package, model_input
 from shipml.serving import ModelServer, Predictor
-
-ROW = {
-    "island": "Biscoe",
-    "bill_length_mm": 45.5,
-    "bill_depth_mm": 15.0,
-    "flipper_length_mm": 210.0,
-    "body_mass_g": 4800.0,
-    "sex": "male",
-    "year": 2008.0,
-}
+from tests.serving.hostile import ROW
 
 
 @pytest.fixture(scope="module")
