@@ -196,6 +196,7 @@ def create_table_project(
         categorical=info["categorical"],
         dropped=info["dropped"],
         classes=info.get("classes", []),
+        boolean_target=pd.api.types.is_bool_dtype(df[target].dropna()),
     )
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -272,8 +273,18 @@ def _values(p: TableProject, df: pd.DataFrame, est: Estimator) -> dict[str, str]
         **task_values,
         "parity": '["max_probability_diff"] <= package.manifest["parity"]["tolerance"]',
         "read_data": read,
+        "target_as_text": _TARGET_AS_TEXT if p.boolean_target else "",
         "row": repr(_row(df, p)),
     }
+
+
+# ONNX has no boolean labels (skl2onnx makes classes False/True the numbers 0/1): a
+# True/False target is learnt as the text "True"/"False", which is served as it reads.
+_TARGET_AS_TEXT = """\
+    # A True/False target as text: ONNX has no boolean labels, so the model answers
+    # "True" or "False" rather than 1 or 0.
+    df[TARGET] = df[TARGET].map({True: "True", False: "False"})
+"""
 
 
 def _classifier_code(p: TableProject) -> dict[str, str]:
@@ -285,7 +296,8 @@ def _classifier_code(p: TableProject) -> dict[str, str]:
         "    }\n    return log_metrics(values)",
         "beats_guess": "    accuracy = (np.ravel(model.predict(X)) == y).mean()\n"
         "    assert accuracy > y.value_counts(normalize=True).max()",
-        "api_check": f'    assert answer["label"] in {p.classes!r}\n'
+        # as text: an integer target's classes are served as numbers
+        "api_check": f'    assert str(answer["label"]) in {p.classes!r}\n'
         '    assert abs(sum(answer["probabilities"].values()) - 1.0) < 1e-4',
         "model_tests": _CLASSIFIER_TESTS,
         "target_values": "    assert set(dataset[TARGET].dropna().astype(str)) <= "
