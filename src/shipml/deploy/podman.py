@@ -26,7 +26,7 @@ share them. Each pod and network is labelled with the project root it belongs to
 for messages): `apply` refuses to replace a pod or network of another root, and `down`
 removes only this root's. A pod without the label (made by an older shipml) counts as
 this root's only where this root's own record of the last apply (``podman-ENV.yaml``)
-names it.
+names it; a network without it is shared (podman keeps a network while a pod uses it).
 """
 
 from __future__ import annotations
@@ -226,7 +226,10 @@ def _pod_labels(names: list[str]) -> dict[str, dict[str, str]]:
 def _network_labels(network: str) -> dict[str, str] | None:
     """The labels of ``network``, None if it does not exist."""
     proc = _run("network", "inspect", network, "--format", "{{json .Labels}}", check=False)
-    return json.loads(proc.stdout or "{}") or {} if proc.returncode == 0 else None
+    if proc.returncode != 0:
+        return None
+    labels: dict[str, str] = json.loads(proc.stdout or "{}") or {}
+    return labels
 
 
 def _recorded(manifest: Path) -> list[Obj]:
@@ -255,7 +258,7 @@ def _claim(pods: list[str], network: str, owner: Owner, manifest: Path, env: str
             by = f"the project at {other}"
             fix = f"remove it from there (`shipml -C {other} deploy down --env {env}`)"
         else:
-            by = "an older shipml, from a project it did not record"
+            by = f"an older shipml (no {ROOT_LABEL} label) and not recorded here"
             fix = f"if it is this project's, remove it (`podman {kind} rm -f {name}`)"
         raise DeployError(
             f"podman {kind} {name} already exists, started by {by}, not by this project "
