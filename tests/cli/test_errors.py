@@ -79,6 +79,16 @@ def test_debug_tracebacks_never_show_a_password(project: Path):
     assert "s3cret" not in result.stderr + result.stdout
 
 
+def test_an_error_quoting_the_user_s_bytes_never_sends_control_characters(project: Path):
+    """A file name or a file's line in an error could drive the terminal (ESC ] 0 sets its
+    title, ESC [ 2 J clears it): control characters are shown as escapes."""
+    name = "a\x1b]0;PWNED\x07\x1b[2Jb.csv"
+    result = shipml("data", "add", "x", name, cwd=project)
+    assert result.returncode == 5, result.stderr
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "a\\x1b]0;PWNED\\x07\\x1b[2Jb.csv" in result.stderr
+
+
 def test_unknown_model_alias(project: Path):
     assert (
         shipml("run", "-p", "n_estimators=5", "--alias", "challenger", cwd=project).returncode == 0

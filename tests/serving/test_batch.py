@@ -133,3 +133,31 @@ def test_on_error_skip_leaves_the_row_out(tmp_path, penguins_strict_package, pen
     assert result.refused == 1 and result.rows == len(X) - 1
     scored = pd.read_parquet(tmp_path / "out.parquet")
     assert len(scored) == len(X) - 1 and "unknown" not in scored["sex"].tolist()
+
+
+def test_the_output_is_never_the_input_and_its_name_says_the_format(
+    tmp_path, penguins_package, penguins_data
+):
+    X, _ = penguins_data
+    source = tmp_path / "in.csv"
+    X.to_csv(source, index=False)
+    before = source.read_bytes()
+    (tmp_path / "link.csv").symlink_to(source)
+    for out, says in [
+        (source, "is the input file"),
+        (tmp_path / "link.csv", "is the input file"),  # the same file by another name
+        (tmp_path / "scores.json", "cannot tell which format to write"),
+    ]:
+        package = str(penguins_package.path)
+        result = shipml_here("predict", package, str(source), "-o", str(out), cwd=tmp_path)
+        assert result.returncode == 5 and says in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert source.read_bytes() == before
+    assert not (tmp_path / "scores.json").exists()
+
+    gz = tmp_path / "scores.csv.gz"
+    package = str(penguins_package.path)
+    result = shipml_here("predict", package, str(source), "-o", str(gz), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    scored = pd.read_csv(gz)  # gzip, as its name says
+    assert scored["prediction"].tolist() == penguins_package.predict(X)[0].tolist()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sys
 
 import typer
@@ -105,6 +106,16 @@ def _one_line_summaries(group: typer.Typer) -> None:
 _one_line_summaries(app)
 
 
+# Control characters but newline and tab: an error may quote a user's file, whose bytes
+# could otherwise drive the terminal (ESC ] sets its title, ESC [ 2 J clears it).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``), not sent."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _print_traceback(exc: BaseException) -> None:
     """The traceback of ``exc`` and its causes, for ``--debug``, without passwords: the
     cause is often MLflow's own error, which quotes the URL it called, password included."""
@@ -113,7 +124,7 @@ def _print_traceback(exc: BaseException) -> None:
     from shipml.tracking.store import scrub
 
     text = "".join(traceback.format_exception(exc))
-    sys.stderr.write(scrub(text, os.environ.get("SHIPML_TRACKING_URI", "")))
+    sys.stderr.write(printable(scrub(text, os.environ.get("SHIPML_TRACKING_URI", ""))))
     sys.stderr.flush()
 
 
@@ -126,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     except ShipmlError as exc:
         if state.debug:
             _print_traceback(exc)
-        stderr.print(f"[bold red]{exc.kind}:[/] {escape(exc.message)}", soft_wrap=True)
-        if exc.hint:
-            stderr.print(f"[yellow]hint:[/] {escape(exc.hint)}", soft_wrap=True)
+        message, hint = printable(exc.message), printable(exc.hint or "")
+        stderr.print(f"[bold red]{exc.kind}:[/] {escape(message)}", soft_wrap=True)
+        if hint:
+            stderr.print(f"[yellow]hint:[/] {escape(hint)}", soft_wrap=True)
         return exc.exit_code
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):

@@ -5,6 +5,7 @@ is validated like a request and scored in one onnxruntime call."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -147,11 +148,48 @@ def _output_table(
     return table
 
 
+OUTPUT_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
 def _writer(tmp: Path, output: Path, schema: pa.Schema) -> pacsv.CSVWriter | pq.ParquetWriter:
-    """Parquet or CSV, by the output's name."""
-    if output.name.lower().endswith((".parquet", ".pq")):
+    """Parquet, gzipped CSV or CSV, by the output's name (a device or pipe gets CSV)."""
+    name = output.name.lower()
+    if name.endswith((".parquet", ".pq")):
         return pq.ParquetWriter(tmp, schema)
+    if name.endswith(".gz"):
+        return _GzipCSVWriter(tmp, schema)
     return pacsv.CSVWriter(tmp, schema)
+
+
+class _GzipCSVWriter(pacsv.CSVWriter):
+    """A CSV writer into a gzip stream that it closes (pyarrow's leaves a stream it was
+    given open: the gzip trailer would be written whenever the stream is collected)."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self._stream = pa.CompressedOutputStream(str(path), "gzip")
+        super().__init__(self._stream, schema)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._stream.close()
+
+
+def _check_output(source: Path, output: Path) -> None:
+    """Refuse an output that is the input (scoring would replace the data it reads) or
+    whose name says no format this writes."""
+    if output.exists() and source.exists() and os.path.samefile(source, output):
+        raise DataError(
+            f"the output {output} is the input file: scoring would replace the data it reads",
+            hint="write the scores to another file (-o scored.csv)",
+        )
+    regular = not output.exists() or output.is_file()
+    if regular and not output.name.lower().endswith(OUTPUT_SUFFIXES):
+        raise DataError(
+            f"cannot tell which format to write from the output's name: {output.name}",
+            hint="name it .csv, .csv.gz or .parquet",
+        )
 
 
 def predict_file(
@@ -170,6 +208,7 @@ def predict_file(
         raise DataError(f"unknown --on-error {on_error!r}", hint="use fail, skip or flag")
     if not source.is_file():
         raise DataError(f"input file not found: {source}", hint="check the path")
+    _check_output(source, output)
     validator = Validator(predictor.signature)
     try:
         types = {
