@@ -71,6 +71,30 @@ def infer_task(y: pd.Series, task: str | None) -> tuple[str, str]:
     return "classification", f"the target has {distinct} distinct values"
 
 
+# Dates as a CSV holds them: 2024-01-31, 2024/01/31, 31.01.2024, 01/31/2024, with an
+# optional time of day and zone.
+_DATE = re.compile(
+    r"(\d{4}[-/]\d{1,2}[-/]\d{1,2}|\d{1,2}[./]\d{1,2}[./]\d{4})"
+    r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"
+)
+
+
+def _dates(values: pd.Series) -> bool:
+    """Text that is a date in every row: a category per day would be a feature no
+    future row shares."""
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return False
+    return all(isinstance(v, str) and _DATE.fullmatch(v.strip()) for v in values.unique())
+
+
+def _running_number(values: pd.Series) -> bool:
+    """Integers, one per row, that count the rows (0..n-1, 1..n, 1001..): a row id."""
+    if not pd.api.types.is_integer_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return False
+    low, high = int(values.min()), int(values.max())
+    return len(values) >= 30 and high - low + 1 == len(values) == values.nunique()
+
+
 def describe(df: pd.DataFrame, target: str, task: str | None) -> dict[str, Any]:
     if target not in df.columns:
         shown = ", ".join(repr(str(c)) for c in list(df.columns)[:20])
@@ -97,8 +121,12 @@ def describe(df: pd.DataFrame, target: str, task: str | None) -> dict[str, Any]:
             dropped[col] = "always missing"
         elif distinct < 2:
             dropped[col] = "constant"
-        elif pd.api.types.is_datetime64_any_dtype(values):
+        elif pd.api.types.is_datetime64_any_dtype(values) or _dates(values):
             dropped[col] = "a date (derive features from it in ingest)"
+        elif _running_number(values):
+            dropped[col] = (
+                f"an identifier (every row's own number, {values.min()} to {values.max()})"
+            )
         elif pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             info["numeric"].append(col)
         elif distinct > 50 and distinct > 0.5 * rows:
