@@ -133,6 +133,18 @@ def test_tied_votes_are_not_a_parity_failure(tmp_path):
     assert parity["max_probability_diff"] <= parity["tolerance"]
 
 
+def test_a_true_false_target_packages(tmp_path):
+    """skl2onnx makes classes False/True the labels 0/1: parity compares them as such."""
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.random((200, 3)), columns=["a", "b", "c"])
+    y = pd.Series(X["a"] + rng.random(200) * 0.3 > 0.6)
+    model = LogisticRegression().fit(model_input(X), y)
+    pkg = build_package(model, X, y, path=tmp_path / "pkg")
+    assert pkg.format == "onnx" and pkg.manifest["parity"]["label_agreement"] == 1.0
+    labels, _ = pkg.predict(X)
+    assert list(labels.astype(bool)) == list(model.predict(model_input(X)))
+
+
 def test_zero_tolerance_catches_float_differences(penguins, tmp_path):
     X, y = penguins
     model = mixed_pipeline(LogisticRegression(max_iter=2000)).fit(model_input(X), y)

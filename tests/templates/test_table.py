@@ -16,7 +16,8 @@ import pytest
 
 from shipml.config import load_config
 from shipml.errors import ProjectError
-from shipml.templates.table import create_table_project, describe
+from shipml.templates.table import create_table_project
+from shipml.templates.table_description import describe
 from tests.conftest import shipml_here
 
 
@@ -107,29 +108,26 @@ def test_hostile_tables_and_column_names(tmp_path: Path) -> None:
     assert bad.returncode == 4 and "--target and --task need --data" in bad.stderr
 
 
-def test_dates_as_text_and_row_numbers_are_not_features() -> None:
-    """A CSV holds dates as text: a category per day is a feature no future row shares;
-    a column counting the rows identifies them. Both are left out, and said why."""
-    rows = 90
-    frame = pd.DataFrame(
-        {
-            "id": range(1, rows + 1),
-            "day": [f"2024-01-{1 + i % 28:02d}" for i in range(rows)],
-            "stamp": [f"2024/02/{1 + i % 9:02d} 10:{i % 60:02d}:00" for i in range(rows)],
-            "eu": [f"{1 + i % 28:02d}.03.2024" for i in range(rows)],
-            "count": [i % 10 for i in range(rows)],  # integers, not one per row
-            "shuffled": list(range(rows, 0, -1)),  # a running number in any order
-            "code": ["2024-01-01", "n/a"] * (rows // 2),  # not a date in every row
-            "y": ["yes", "no", "no"] * (rows // 3),
-        }
-    )
-    info = describe(frame, "y", None)
-    dropped = info["dropped"]
-    assert {c: dropped[c].split(" (")[0] for c in ("day", "stamp", "eu")} == {
-        "day": "a date",
-        "stamp": "a date",
-        "eu": "a date",
-    }
-    assert dropped["id"] == "an identifier (every row's own number, 1 to 90)"
-    assert dropped["shuffled"].startswith("an identifier")
-    assert info["numeric"] == ["count"] and info["categorical"] == ["code"]
+def test_a_true_false_target_is_learnt_as_text(tmp_path: Path) -> None:
+    """ONNX has no boolean labels: the generated ingest makes a True/False target the
+    text "True"/"False", which the server answers as it reads (not 1 or 0), and the
+    generated API test compares the answer as text (an integer target's are numbers)."""
+    rows = 60
+    frame = pd.DataFrame({"x": [i / rows for i in range(rows)], "churn": [True, False] * 30})
+    path = tmp_path / "b.csv"
+    frame.to_csv(path, index=False)
+    made = create_table_project(tmp_path / "b", "b", path, "churn", git=False)
+    source = (made.folder / "pipeline.py").read_text()
+    namespace: dict[str, object] = {}
+    exec(compile(source, "pipeline.py", "exec"), namespace)
+    ingest = namespace["ingest"]
+
+    class Raw:
+        def to_pandas(self) -> pd.DataFrame:
+            return pd.read_csv(path)
+
+    df = ingest(Raw())  # a step called outside a pipeline is the plain function
+    assert sorted(df["churn"].unique()) == ["False", "True"]
+    api = (made.folder / "tests" / "test_api.py").read_text()
+    assert f'assert str(answer["label"]) in {made.classes!r}' in api
+    assert sorted(made.classes) == ["False", "True"]

@@ -139,7 +139,7 @@ def check_parity(
     ref_label = np.asarray(model.predict(frame)).reshape(-1)
     if signature.task == "regression":
         return _regression_parity(onnx_label, ref_label, tolerance)
-    agree = onnx_label.astype(str) == ref_label.astype(str)
+    agree = _as_text(onnx_label) == _as_text(ref_label)
     max_diff, tied = 0.0, 0
     if len(outputs) > 1 and hasattr(model, "predict_proba"):
         onnx_proba = np.asarray(outputs[1], dtype=np.float64)
@@ -164,12 +164,18 @@ def check_parity(
     return report
 
 
+def _as_text(labels: np.ndarray) -> np.ndarray:
+    """Labels compared as text; booleans as the integers the graph gives for them (ONNX
+    has no boolean labels: skl2onnx makes classes False/True the labels 0/1)."""
+    return (labels.astype(np.int64) if labels.dtype == bool else labels).astype(str)
+
+
 def _ties(
     model: Any, labels: np.ndarray, proba: np.ndarray, differ: np.ndarray, tolerance: float
 ) -> np.ndarray:
     """Rows (among ``differ``) where the model gives the graph's label a probability
     within ``tolerance`` of its highest."""
-    classes = [str(c) for c in getattr(model, "classes_", [])]
+    classes = list(_as_text(np.asarray(getattr(model, "classes_", []))))
     ties = np.zeros(len(labels), dtype=bool)
     if len(classes) != proba.shape[1]:
         return ties
