@@ -239,4 +239,6 @@ def test_bad_configuration_is_a_clear_error(
     assert code == case.code, text
     assert case.says.format(blackhole=blackhole) in text
     assert "hint:" in text and "Traceback" not in text
+    # A server that cannot start does not first announce that it is serving.
+    assert "V2 at /v2/models/" not in text
     assert time.monotonic() - started < 10

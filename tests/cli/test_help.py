@@ -62,3 +62,15 @@ def test_every_port_option_refuses_what_is_not_a_port(tmp_path: Path):
         assert param.min in (0, 1), (path, param.name)
     refused = shipml_here("ui", "--port", "-1", cwd=tmp_path)
     assert refused.returncode == 2 and "--port" in refused.stderr
+
+
+def test_no_help_text_loses_a_bracketed_word_to_rich_markup():
+    # In rich mode `[tune.space]` or `[model]` is read as a style tag and vanishes from the
+    # page ("shipml.toml gets their ."); a section name in help is written `\[model]`.
+    from rich.text import Text
+
+    for path, command in COMMANDS:
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            shown = Text.from_markup(text).plain
+            assert shown == text.replace("\\[", "["), (path, text)

@@ -127,6 +127,9 @@ def test_cli_compile(project: Path):
     )
     assert done.returncode == 0, done.stderr
     assert "6 tasks" in done.stdout and (project / "kfp" / "pipeline.yaml").is_file()
+    # The template's SQLite store is a file the pods cannot share: no register task, and
+    # compiling says so (docs/kubeflow.md), as `pipeline rehearse` does.
+    assert "no model registered" in done.stdout and "[tracking] uri" in done.stdout
     refused = shipml("pipeline", "compile", "--target", "airflow", cwd=project)
     assert refused.returncode == 6 and "unknown target 'airflow'" in refused.stderr
 

@@ -137,7 +137,7 @@ def export(
 def verify(
     folder: Path = typer.Argument(
         ...,
-        help="A data bundle folder (/data in a data image), or NAME[@VERSION] of a "
+        help="A data bundle folder (/data in a data image), or NAME\\[@VERSION] of a "
         "snapshot in the store.",
     ),
     copy_to: Path | None = typer.Option(
@@ -147,7 +147,7 @@ def verify(
     ),
 ) -> None:
     """Check a data bundle: recompute the table's digest and compare it with the manifest
-    (NAME[@VERSION], when no such folder exists: a snapshot in the store, against its
+    (NAME\\[@VERSION], when no such folder exists: a snapshot in the store, against its
     catalog). A mismatch is an error (exit code 5); nothing is copied then."""
     from shipml.data.bundle import copy_bundle, read_bundle
 

@@ -152,7 +152,7 @@ def import_(
     labels: str | None = typer.Option(
         None, "--labels", help="The column of the validation rows that holds the labels."
     ),
-    name: str | None = typer.Option(None, "--name", help="Model name (default: [model] name)."),
+    name: str | None = typer.Option(None, "--name", help="Model name (default: \\[model] name)."),
     alias: str | None = typer.Option(
         None, "--alias", help="Point this alias (e.g. challenger) at the new version."
     ),

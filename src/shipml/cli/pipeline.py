@@ -40,6 +40,8 @@ def compile_(
         f"({len(compiled.tasks)} tasks, image {compiled.image})",
         soft_wrap=True,
     )
+    if not compiled.registers:
+        _no_register_note()
     if submit:
         run_id = send(compiled.path, submit)
         stdout.print(f"submitted to {submit}: run {run_id}")
@@ -110,10 +112,16 @@ def rehearse(
         soft_wrap=True,
     )
     if not compiled.registers:
-        stdout.print(
-            "no model registered: \\[tracking] uri is a file the containers cannot share "
-            "(point it at `shipml server start`)"
-        )
+        _no_register_note()
+
+
+def _no_register_note() -> None:
+    """Without a shared tracking store the compiled pipeline has no last task that records
+    the run and registers the model; say so, or a user learns it after a cluster run."""
+    stdout.print(
+        "no model registered: \\[tracking] uri is a file the containers cannot share "
+        "(point it at `shipml server start`)"
+    )
 
 
 @step_app.command("register")

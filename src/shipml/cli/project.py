@@ -40,7 +40,7 @@ def init(
         "--model",
         help="The estimator in features.py: sklearn (a random forest), lightgbm, xgboost or "
         "catboost, each packaged as ONNX (install shipml\\[lightgbm] etc. first); its "
-        "hyperparameters are pipeline parameters and shipml.toml gets their [tune.space].",
+        "hyperparameters are pipeline parameters and shipml.toml gets their \\[tune.space].",
     ),
     data: Path | None = typer.Option(
         None, "--data", help="Your table (CSV or Parquet): the project is made for it."

@@ -64,11 +64,15 @@ def serve(
         grpc_port=grpc_port,
     )
     spec, workers = plan.spec, plan.workers
-    stderr.print(
-        f"serving [bold]{spec.name}[/] version {spec.version} on http://{plan.host}:{plan.port} "
-        f"({workers} worker{'s' if workers > 1 else ''}); V2 at /v2/models/{spec.name}/infer"
-        + (f"; gRPC on {plan.host}:{spec.grpc_port}" if spec.grpc_port is not None else "")
-    )
+
+    def announce() -> None:
+        stderr.print(
+            f"serving [bold]{spec.name}[/] version {spec.version} on "
+            f"http://{plan.host}:{plan.port} ({workers} worker{'s' if workers > 1 else ''}); "
+            f"V2 at /v2/models/{spec.name}/infer"
+            + (f"; gRPC on {plan.host}:{spec.grpc_port}" if spec.grpc_port is not None else "")
+        )
+
     run(
         spec,
         host=plan.host,
@@ -76,6 +80,7 @@ def serve(
         workers=workers,
         graceful_shutdown_s=plan.graceful_shutdown_s,
         access_log=access_log,
+        ready=announce,
     )
 
 

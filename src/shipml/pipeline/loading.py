@@ -55,10 +55,13 @@ def load_module(config: ProjectConfig) -> ModuleType:
         raise
     except Exception as exc:
         del sys.modules[name]
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        if isinstance(exc, SyntaxError):  # raised by the compiler: no frame of the file
+            reason, where = exc.msg, f"{Path(exc.filename or file).name}:{exc.lineno}"
+        else:
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            reason, where = str(exc), f"{Path(frame.filename).name}:{frame.lineno}"
         raise PipelineError(
-            f"importing {file.name} failed: {type(exc).__name__}: {exc} "
-            f"({Path(frame.filename).name}:{frame.lineno})",
+            f"importing {file.name} failed: {type(exc).__name__}: {reason} ({where})",
             hint="fix the error above; `shipml --debug run` shows the whole traceback",
         ) from exc
     return module

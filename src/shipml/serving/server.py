@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -161,8 +162,13 @@ def run(
     workers: int = 1,
     graceful_shutdown_s: float = 10.0,
     access_log: bool = False,
+    ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until interrupted; on SIGTERM in-flight requests finish (up to the grace time)."""
+    """Serve until interrupted; on SIGTERM in-flight requests finish (up to the grace time).
+
+    ``ready`` is called once the model has loaded, before the port opens (with several
+    workers, once the package loaded here), so a command announces a server only when
+    one will answer."""
     import gc
 
     import uvicorn
@@ -189,9 +195,22 @@ def run(
         "lifespan": "on",
     }
     if workers > 1:
+        # Each worker loads the package; load it here once first, so a package that cannot
+        # be served is one error before any worker starts.
+        Predictor.load(
+            Path(spec.package),
+            name=spec.name,
+            version=spec.version,
+            trusted_types=spec.trusted_types,
+        )
+        if ready is not None:
+            ready()
         os.environ[SPEC_ENV] = json.dumps(asdict(spec))
         uvicorn.run(
             "shipml.serving.server:app_from_environment", factory=True, workers=workers, **options
         )
     else:
-        uvicorn.run(build_app(spec), **options)
+        app = build_app(spec)
+        if ready is not None:
+            ready()
+        uvicorn.run(app, **options)
