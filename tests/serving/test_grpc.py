@@ -233,6 +233,48 @@ def test_grpc_predictions_are_audited_once_per_request_id(tmp_path, penguins_pac
     assert record["input"]["columns"]["island"] == rows["island"].iloc[:3].tolist()
 
 
+def _until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_grpc_messages_count_in_max_buffered_bytes(penguins_package, rows):
+    """A ModelInfer message counts from its arrival, as an HTTP body does: while a half-sent
+    HTTP body holds [serving] max_buffered_bytes, a message that would pass it is refused
+    before it is parsed (the 20 kB of garbage would be INVALID_ARGUMENT), and no call, served
+    or refused, leaves bytes counted."""
+    limit = 64 * 1024
+    spec = ServeSpec(
+        str(penguins_package.path),
+        "penguins",
+        max_body_bytes=limit,
+        max_buffered_bytes=limit,
+        grpc_port=0,
+    )
+    app = build_app(spec)
+    small = _request(rows.iloc[:2]).SerializeToString()
+    with serve(app) as url:
+        address = f"127.0.0.1:{app.service.port}"
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as conn:
+            conn.sendall(
+                b"POST /v2/models/penguins/infer HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n"
+                + b" " * 50_000
+            )
+            _until(lambda: app.bodies.held >= 50_000)
+            code, details = _call(address, b"\xff" * 20_000)
+            assert code == "UNAVAILABLE" and "max_buffered_bytes" in details, (code, details)
+            assert _call(address, small) == ("OK", ""), "a message that fits is served"
+        _until(lambda: app.bodies.held == 0)
+        unknown = _request(rows.iloc[:2])
+        unknown.model_version = "7"
+        for body in (small, b"\xff" * 20_000, unknown.SerializeToString()):
+            _call(address, body)
+            _until(lambda: app.bodies.held == 0)  # a refusal's status goes out first
+
+
 def test_idle_and_half_open_connections_are_closed(penguins_package):
     limits = ConnectionLimits(idle_timeout_s=1.0, header_timeout_s=1.0)
     app = build_app(ServeSpec(str(penguins_package.path), "penguins", limits=limits, grpc_port=0))

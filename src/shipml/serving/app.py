@@ -39,6 +39,8 @@ Scope = dict[str, Any]
 # Bodies larger than this are parsed, validated and scored in a worker thread, so the event
 # loop keeps answering (health checks, small requests) while a big batch is scored.
 OFF_LOOP_BYTES = 256 * 1024
+# A scope key: the bytes a caller in process counted for this request (Bodies.reserve).
+HELD = "shipml.held"
 ROUTES = {"v2": "/v2/models/{name}/infer", "invocations": "/invocations", "predict": "/predict"}
 
 
@@ -193,15 +195,20 @@ class ModelServer:
         self.bodies.limit = value
 
     async def _take(
-        self, protocol: str, receive: Any, lengths: tuple[bytes | None, bytes | None], rid: str
+        self,
+        protocol: str,
+        receive: Any,
+        lengths: tuple[bytes | None, bytes | None],
+        rid: str,
+        held: list[int],
     ) -> tuple[bytes, Scored]:
-        """The body, read and scored, counted in the bodies held meanwhile."""
-        held = [0]  # this body's bytes counted in self.buffered
+        """The body, read and scored, counted in the bodies held meanwhile (``held``: this
+        request's count, with what the gRPC service reserved for its message)."""
         try:
             raw = await self.bodies.read(receive, lengths[0], held)
             return raw, await self._score(protocol, raw, rid, binary.header_value(lengths[1]))
         finally:
-            self.bodies.held -= held[0]
+            self.bodies.release(held)
 
     async def _score(
         self, protocol: str, raw: bytes, rid_text: str, length: int | None = None
@@ -295,8 +302,10 @@ class ModelServer:
                 try:
                     if protocol == "v2" and scope["path"] not in self._routes:
                         self.documents.check_model(v2_model_path(scope["path"]))
+                    # a gRPC call's message is counted already (serving/grpc.py)
+                    held = scope.get(HELD) or [0]
                     raw, (rows, rid, wanted, outputs, binary_out) = await self._take(
-                        protocol, receive, lengths, rid_text
+                        protocol, receive, lengths, rid_text, held
                     )
                     if self._remember is not None:
                         self._remember(request_id, outputs.labels)

@@ -1,7 +1,8 @@
 """Request bodies: each read whole within ``max_body_bytes`` (413 beyond, from its
 Content-Length before a byte is read, or as it streams in), and all of them together,
 read or being scored, within ``max_buffered_bytes`` (503 beyond): clients holding
-nearly-sent bodies over many connections cannot fill the server's memory."""
+nearly-sent bodies over many connections cannot fill the server's memory. A gRPC message
+counts from the moment it arrives (``reserve``), before it is parsed and becomes a body."""
 
 from __future__ import annotations
 
@@ -37,24 +38,40 @@ class Bodies:
                     f"body of {shorten(declared)} bytes is larger than the limit of {limit}",
                     hint=HINT,
                 )
-            if self.held + int(declared) > self.cap and self.held:
+            if self.held + int(declared) > self.cap and self.held > mine[0]:
                 raise self.busy()
         chunks: list[bytes] = []
+        got = 0  # this body's bytes (``mine[0]`` may count more: Bodies.reserve)
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone()
             chunk = message.get("body", b"")
             size = len(chunk)
-            if mine[0] + size > limit:
+            if got + size > limit:
                 raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes", hint=HINT)
             if self.held + size > self.cap and self.held > mine[0]:
                 raise self.busy()
+            got += size
             mine[0] += size
             self.held += size
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def reserve(self, size: int) -> list[int]:
+        """Count ``size`` bytes held before they are a body: a gRPC message, which the gRPC
+        library reads whole before the app sees it. Refused as ``read`` refuses a body;
+        returns the count to pass on as ``read``'s ``mine`` (``release`` ends it)."""
+        if self.held + size > self.cap and self.held:
+            raise self.busy()
+        self.held += size
+        return [size]
+
+    def release(self, mine: list[int]) -> None:
+        """Take ``mine[0]`` off ``held`` (once: a second release takes nothing)."""
+        self.held -= mine[0]
+        mine[0] = 0
 
     def busy(self) -> ServerBusy:
         return ServerBusy(

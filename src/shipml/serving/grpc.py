@@ -23,8 +23,9 @@ from typing import Any
 
 import orjson
 
-from shipml.errors import ConfigError
+from shipml.errors import ConfigError, ServerBusy
 from shipml.serving import binary
+from shipml.serving.app import HELD
 from shipml.serving.connection import ConnectionLimits
 from shipml.serving.grpc_messages import (
     Messages,
@@ -59,9 +60,15 @@ def require_grpc() -> Any:
 
 
 async def call_app(
-    app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b""
+    app: Any,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes = b"",
+    held: list[int] | None = None,
 ) -> tuple[int, dict[bytes, bytes], bytes]:
-    """One request to the ASGI app, in process: its status, headers and body."""
+    """One request to the ASGI app, in process: its status, headers and body. ``held``:
+    the bytes counted for it already (``Bodies.reserve``), which the app releases."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -75,6 +82,7 @@ async def call_app(
         "client": None,
         "server": None,
         "shipml.protocol": "grpc",  # the protocol label of the app's metrics
+        HELD: held,
     }
     sent = False
     answer: dict[str, Any] = {"status": 500, "headers": [], "body": []}
@@ -193,26 +201,38 @@ class GrpcService:
     def _guarded(self, name: str, kind: Any, call: Any) -> Any:
         """A handler that parses its request itself and answers every refusal with its
         status (a message that does not parse is INVALID_ARGUMENT, not INTERNAL)."""
-        grpc, decode_error = self.grpc, self.messages.DecodeError
+        grpc, decode_error, bodies = self.grpc, self.messages.DecodeError, self.app.bodies
+        counted = name == "ModelInfer"
 
         async def handler(raw: bytes, context: Any) -> Any:
+            held = [0]
             try:
+                try:
+                    # a request's tensors count before they are parsed (a copy) and packed
+                    # (another), as an HTTP body does: the gRPC port holds no more than
+                    # [serving] max_buffered_bytes (health and metadata calls are not held)
+                    if counted:
+                        held = bodies.reserve(len(raw))
+                except ServerBusy as exc:
+                    raise Refused("UNAVAILABLE", f"{exc.message} ({exc.hint})") from exc
                 try:
                     request = kind.FromString(raw)
                 except decode_error as exc:
                     raise Refused(
                         "INVALID_ARGUMENT", f"malformed {name} request: {shorten(str(exc))}"
                     ) from exc
-                return await call(request, context)
+                return await call(request, context, held)
             except Refused as exc:
                 await context.abort(getattr(grpc.StatusCode, exc.code), exc.message[:1000])
+            finally:
+                bodies.release(held)
 
         return handler
 
-    async def _live(self, request: Any, context: Any) -> Any:
+    async def _live(self, request: Any, context: Any, held: list[int]) -> Any:
         return self.messages.ServerLiveResponse(live=True)
 
-    async def _ready(self, request: Any, context: Any) -> Any:
+    async def _ready(self, request: Any, context: Any, held: list[int]) -> Any:
         return self.messages.ServerReadyResponse(ready=bool(self.app.ready))
 
     async def _get(self, path: str) -> Any:
@@ -220,21 +240,21 @@ class GrpcService:
         status, _, body = await call_app(self.app, "GET", path, [])
         return orjson.loads(checked(status, body))
 
-    async def _model_ready(self, request: Any, context: Any) -> Any:
+    async def _model_ready(self, request: Any, context: Any, held: list[int]) -> Any:
         answer = await self._get(model_path(request.name, request.version, "/ready"))
         return self.messages.ModelReadyResponse(ready=bool(answer["ready"]))
 
-    async def _server_metadata(self, request: Any, context: Any) -> Any:
+    async def _server_metadata(self, request: Any, context: Any, held: list[int]) -> Any:
         meta = await self._get("/v2")
         return self.messages.ServerMetadataResponse(
             name=meta["name"], version=meta["version"], extensions=meta["extensions"]
         )
 
-    async def _model_metadata(self, request: Any, context: Any) -> Any:
+    async def _model_metadata(self, request: Any, context: Any, held: list[int]) -> Any:
         meta = await self._get(model_path(request.name, request.version, ""))
         return metadata_response(self.messages, meta)
 
-    async def _infer(self, request: Any, context: Any) -> Any:
+    async def _infer(self, request: Any, context: Any, held: list[int]) -> Any:
         path = model_path(request.model_name, request.model_version, "/infer")
         body, head, raw = infer_body(request)
         headers = [(binary.HEADER, str(head).encode()), (b"content-type", binary.OCTETS)]
@@ -243,7 +263,7 @@ class GrpcService:
                 headers.append((key.encode(), value.encode("latin-1", "replace")))
         # A cancelled call does not cancel its request: like an HTTP request whose client
         # left, it is scored and audited to the end (nothing half-recorded).
-        task = asyncio.ensure_future(call_app(self.app, "POST", path, headers, body))
+        task = asyncio.ensure_future(call_app(self.app, "POST", path, headers, body, held))
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
         status, answer_headers, answer = await asyncio.shield(task)
