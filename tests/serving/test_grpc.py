@@ -275,6 +275,35 @@ def test_grpc_messages_count_in_max_buffered_bytes(penguins_package, rows):
             _until(lambda: app.bodies.held == 0)  # a refusal's status goes out first
 
 
+def test_a_call_whose_client_leaves_is_scored_audited_and_counted_to_its_end(
+    tmp_path, penguins_package, rows
+):
+    """A client that gives up (its deadline) does not cancel the request: like an HTTP
+    request whose client left, it is scored and audited, and its bytes stay counted in
+    [serving] max_buffered_bytes until then (the batcher holds it 1.5 s here)."""
+    spec = ServeSpec(
+        str(penguins_package.path),
+        "penguins",
+        audit_path=str(tmp_path / "a.db"),
+        signing_key=str(tmp_path / "k.pem"),
+        max_wait_ms=1500,
+        grpc_port=0,
+    )
+    app = build_app(spec)
+    body = _request(rows.iloc[:3]).SerializeToString()
+    with serve(app):
+        with grpc.insecure_channel(f"127.0.0.1:{app.service.port}") as channel:
+            with pytest.raises(grpc.RpcError) as info:
+                channel.unary_unary(INFER)(
+                    body, timeout=0.5, metadata=(("x-request-id", "left-1"),)
+                )
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(0.2)
+        assert app.bodies.held >= len(body), "its body is still being scored"
+        _until(lambda: app.bodies.held == 0)
+        _until(lambda: AuditLog(tmp_path / "a.db", writer=False).find("left-1") != [])
+
+
 def test_idle_and_half_open_connections_are_closed(penguins_package):
     limits = ConnectionLimits(idle_timeout_s=1.0, header_timeout_s=1.0)
     app = build_app(ServeSpec(str(penguins_package.path), "penguins", limits=limits, grpc_port=0))

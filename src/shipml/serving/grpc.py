@@ -262,10 +262,15 @@ class GrpcService:
             if key in FORWARDED and isinstance(value, str):
                 headers.append((key.encode(), value.encode("latin-1", "replace")))
         # A cancelled call does not cancel its request: like an HTTP request whose client
-        # left, it is scored and audited to the end (nothing half-recorded).
-        task = asyncio.ensure_future(call_app(self.app, "POST", path, headers, body, held))
+        # left, it is scored and audited to the end (nothing half-recorded), its bytes
+        # counted until then (the request owns the count now, not this handler).
+        mine, held[0] = [held[0]], 0
+        task = asyncio.ensure_future(call_app(self.app, "POST", path, headers, body, mine))
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
+        # the app releases it once it has read and scored the body; one it refused before
+        # reading (an unknown model) is released here
+        task.add_done_callback(lambda _: self.app.bodies.release(mine))
         status, answer_headers, answer = await asyncio.shield(task)
         request_id = answer_headers.get(b"x-request-id")
         if request_id:
