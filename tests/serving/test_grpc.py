@@ -163,12 +163,20 @@ def test_hostile_grpc_calls_get_clear_errors(servers, rows):
     half = pb.ModelInferRequest(model_name="penguins")
     half.inputs.add(name="bill_length_mm", datatype="FP16", shape=[1])
     slash = _request(one, model_version="1/../1")
+    misplaced = pb.ModelInferRequest(model_name="penguins")
+    misplaced.inputs.add(name="bill_length_mm", datatype="FP32", shape=[2, 1])
+    misplaced.inputs[0].contents.int_contents.extend([40, 41])
     cases = {
         "garbage": (b"\xff\x01garbage", "INVALID_ARGUMENT", "malformed ModelInfer request"),
         "contents and raw": (mixed, "INVALID_ARGUMENT", "send one or the other"),
         "raw count": (fewer, "INVALID_ARGUMENT", "6 raw_input_contents for 7 inputs"),
         "infinity": (infinite, "INVALID_ARGUMENT", "non-finite"),
         "FP16 contents": (half, "INVALID_ARGUMENT", "send it in raw_input_contents"),
+        "typed values in another field": (
+            misplaced,
+            "INVALID_ARGUMENT",
+            "needs 2 values in contents.fp32_contents, which has 0 (values came in int_contents)",
+        ),
         "a path in the version": (slash, "NOT_FOUND", "unknown model"),
         "too big": (b"\x0a" + b"\x80" * 3 + b"\x05" + b"x" * (11 << 20), "RESOURCE_EXHAUSTED", ""),
     }

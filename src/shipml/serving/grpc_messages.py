@@ -5,6 +5,7 @@ gRPC status of each HTTP error (``Refused``)."""
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -142,6 +143,15 @@ def _packed(tensor: Any) -> tuple[str, bytes]:
         )
     name, packed_as = field
     values = getattr(tensor.contents, name)
+    shape = list(tensor.shape)
+    if min(shape, default=0) >= 0 and len(values) != math.prod(shape):  # else: a bad shape
+        others = [f.name for f, _ in tensor.contents.ListFields() if f.name != name]
+        raise Refused(
+            "INVALID_ARGUMENT",
+            f"input {shorten(tensor.name)}: shape {shorten(shape)} of {tensor.datatype} needs "
+            f"{math.prod(shape)} values in contents.{name}, which has {len(values)}"
+            + (f" (values came in {', '.join(others)})" if others else ""),
+        )
     if packed_as == "BYTES":
         return packed_as, binary.encode_bytes(values)
     return packed_as, np.asarray(values, dtype=binary.DTYPES[packed_as]).tobytes()
