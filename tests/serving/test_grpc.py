@@ -328,6 +328,16 @@ def test_idle_and_half_open_connections_are_closed(penguins_package):
             assert time.monotonic() - began < 5, first
 
 
+def test_a_body_limit_over_2_gib_serves_grpc_at_grpcios_largest(penguins_package):
+    """[serving] max_body_bytes may pass 2 GiB (HTTP takes it); grpcio's limit is a C int,
+    which failed the start with "OverflowError: value too large to convert to int"."""
+    spec = ServeSpec(str(penguins_package.path), "penguins", max_body_bytes=3 << 30, grpc_port=0)
+    app = build_app(spec)
+    with serve(app):
+        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{app.service.port}")
+        assert client.is_server_live()
+
+
 def test_the_descriptor_is_compiled_from_the_proto(tmp_path):
     target = tmp_path / "grpc_descriptor.py"
     subprocess.run(

@@ -42,6 +42,7 @@ log = logging.getLogger("shipml.serving")
 SERVICE = "inference.GRPCInferenceService"
 # Metadata a call may carry into the app as HTTP headers (the rest is not read).
 FORWARDED = ("x-request-id", "traceparent", "tracestate", "x-shipml-variant")
+MAX_MESSAGE_BYTES = 2**31 - 1  # the most grpcio takes (a larger max_body_bytes: this)
 MAX_CONCURRENT_RPCS = 1000  # beyond: RESOURCE_EXHAUSTED at once, never an unbounded queue
 
 
@@ -139,7 +140,8 @@ class GrpcService:
         self.grace_s = grace_s
         limits = limits or ConnectionLimits()
         self.options = [
-            ("grpc.max_receive_message_length", max_message_bytes),
+            # grpcio takes a C int here; protobuf never parses a message of 2 GiB anyway
+            ("grpc.max_receive_message_length", min(max_message_bytes, MAX_MESSAGE_BYTES)),
             ("grpc.max_metadata_size", limits.max_header_bytes),
             ("grpc.max_connection_idle_ms", int(limits.idle_timeout_s * 1000)),
             ("grpc.server_handshake_timeout_ms", int(limits.header_timeout_s * 1000)),
