@@ -10,6 +10,7 @@ cleanly: terminate, then kill if it does not end.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -17,6 +18,24 @@ from pathlib import Path
 from types import FrameType
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why a server could not listen on ``host:port`` now (the system's reason: the port
+    is taken, the address is not this machine's...), or None when it could. Checked before
+    a server starts, so a taken port is one clear error rather than a failed start after
+    minutes of building or loading. Port 0 (any free port) always can."""
+    if not 0 <= port <= 65535:
+        return f"{port} is not a TCP port (1 to 65535)"
+    if port == 0:
+        return None
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def run_in_foreground(

@@ -110,3 +110,33 @@ def test_notebook_runs_jupyterlab_on_the_project(project: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def test_notebook_on_a_taken_port_is_one_clear_error_before_anything_starts(
+    project: Path, tmp_path: Path
+) -> None:
+    """A taken port was JupyterLab's log line and exit 1 after it loaded (about 10 s), or,
+    with --container, podman's error and exit 126 after the image was built."""
+    import socket
+
+    import pytest
+
+    from shipml.config import load_config
+    from shipml.containers import run_notebook
+    from shipml.errors import ContainerError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        here = shipml("notebook", "--no-browser", "--port", port, cwd=project)
+        # no engine on PATH: the port is checked before an engine is looked for
+        boxed = shipml(
+            "notebook", "--container", "--port", port, cwd=project, env={"PATH": str(tmp_path)}
+        )
+    for result in (here, boxed):
+        assert result.returncode == 15, result.stdout + result.stderr
+        assert f"cannot listen for JupyterLab on 127.0.0.1:{port}" in result.stderr
+        assert "choose another --port" in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(ContainerError, match="70000 is not a TCP port"):
+        run_notebook(load_config(project), port=70000)  # the library checks it too

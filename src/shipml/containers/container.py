@@ -22,7 +22,7 @@ from shipml.containers.containerfile import NOTEBOOK_PORT
 from shipml.containers.engine import Engine, Log, find_engine
 from shipml.containers.image import build_image
 from shipml.errors import ContainerError
-from shipml.processes import run_in_foreground
+from shipml.processes import cannot_listen, run_in_foreground
 
 SQLITE = "sqlite:///"
 
@@ -137,6 +137,13 @@ def run_notebook(
 ) -> int:
     """JupyterLab on the project: here, or in the notebook image with the project folder
     and the store mounted. Returns its exit code when it stops."""
+    reason = cannot_listen(host, port) if port else "port 0 is no fixed port to open"
+    if reason is not None:
+        raise ContainerError(
+            f"cannot listen for JupyterLab on {host}:{port}: {reason}",
+            hint="choose another --port (1 to 65535), or stop what listens there "
+            "(an earlier `shipml notebook`?)",
+        )
     env = {**os.environ, "SHIPML_PROJECT": str(config.root)}
     if not container:
         return run_in_foreground(

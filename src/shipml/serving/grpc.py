@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from typing import Any
 
 import orjson
 
 from shipml.errors import ConfigError, ServerBusy
+from shipml.processes import cannot_listen
 from shipml.serving import binary
 from shipml.serving.app import HELD
 from shipml.serving.connection import ConnectionLimits
@@ -107,16 +107,12 @@ async def call_app(
 
 def port_free(host: str, port: int) -> None:
     """A ConfigError now, rather than a failed start later, if the gRPC port is taken."""
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot listen for gRPC on {host}:{port}: {exc.strerror}",
-                hint="choose another --grpc-port (or [serving] grpc_port)",
-            ) from exc
+    reason = cannot_listen(host, port)
+    if reason is not None:
+        raise ConfigError(
+            f"cannot listen for gRPC on {host}:{port}: {reason}",
+            hint="choose another --grpc-port (or [serving] grpc_port)",
+        )
 
 
 class GrpcService:
