@@ -402,6 +402,12 @@ def test_notebook_container_through_the_cli_and_stopped_with_it(
         ) as resp:
             names = [c["name"] for c in json.loads(resp.read())["content"]]
         assert "explore.ipynb" in names
+        # anyone with the token runs code in it: as the caller, with no capability (root
+        # had podman's default set: chown, setuid, any file whatever its mode...)
+        ps = podman("ps", "--filter", f"ancestor={notebook_image.id}", "--format", "{{.Names}}")
+        (name,) = ps.stdout.split()
+        top = podman("top", name, "capeff").stdout.split()
+        assert top[0] == "EFFECTIVE" and set(top[2:]) == {"none"}, top
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=90)[0].decode()

@@ -136,7 +136,11 @@ def run_notebook(
     log: Log | None = None,
 ) -> int:
     """JupyterLab on the project: here, or in the notebook image with the project folder
-    and the store mounted. Returns its exit code when it stops."""
+    and the store mounted. Returns its exit code when it stops.
+
+    In the container, JupyterLab runs as the caller (see ``caller_identity``) with no
+    capability and no way to gain one: a root caller's container is root only over the
+    files root owns in the mounted folders (anyone with the token runs code there)."""
     reason = cannot_listen(host, port) if port else "port 0 is no fixed port to open"
     if reason is not None:
         raise ContainerError(
@@ -166,5 +170,6 @@ def run_notebook(
         volumes=volumes,
         env=store_env,
         workdir=root,
+        unprivileged=True,
         **caller_identity(engine),
     )

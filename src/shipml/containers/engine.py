@@ -259,9 +259,12 @@ class Engine:
         workdir: str | None = None,
         entrypoint: str | None = None,
         interactive: bool = False,
+        unprivileged: bool = False,
     ) -> list[str]:
         """The ``ENGINE run ...`` command line. ``env`` is passed by name only: run it with
-        those variables in the engine's environment (``run`` does)."""
+        those variables in the engine's environment (``run`` does). ``unprivileged``: no
+        capability, none gained through a setuid program (even as uid 0, the container
+        can then do only what the files' owners allow it)."""
         if not self.can_run:
             raise ContainerError(
                 "buildah builds images but cannot run containers",
@@ -280,6 +283,8 @@ class Engine:
             cmd += ["--user", user]
         if userns:
             cmd += ["--userns", userns]
+        if unprivileged:
+            cmd += ["--cap-drop", "all", "--security-opt", "no-new-privileges"]
         if workdir:
             cmd += ["--workdir", workdir]
         if entrypoint is not None:
