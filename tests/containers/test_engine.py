@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -60,3 +65,30 @@ def test_run_passes_variables_by_name_only() -> None:
     assert cmd[:3] == ["/usr/bin/podman", "run", "--rm"] and cmd[-2:] == ["img", "run"]
     assert cmd[cmd.index("--env") : cmd.index("--env") + 2] == ["--env", "SHIPML_TRACKING_URI"]
     assert "--read-only" in cmd and cmd[cmd.index("--user") :][:2] == ["--user", "0:0"]
+
+
+RUN_SLEEP = """import sys
+from shipml.containers import find_engine
+sys.exit(find_engine("podman").run(sys.argv[1], ["300"], entrypoint="sleep", name=sys.argv[2]))
+"""
+
+
+def test_a_hangup_stops_the_container_with_the_command(base_image: str) -> None:
+    """SIGHUP (a closed terminal, a cancelled job) left `podman run` and its container
+    running on their own (`shipml notebook --container` kept its port), as only Ctrl-C and
+    SIGTERM were handled."""
+    name = f"shipml-test-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, "-c", RUN_SLEEP, base_image, name])
+    running = ["podman", "ps", "--filter", f"name=^{name}$", "--format", "{{.Names}}"]
+    try:
+        deadline = time.monotonic() + 60
+        while name not in subprocess.run(running, capture_output=True, text=True).stdout:
+            assert time.monotonic() < deadline and proc.poll() is None, "it did not start"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=90) == 130
+        assert name not in subprocess.run(running, capture_output=True, text=True).stdout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["podman", "rm", "--force", name], capture_output=True, check=False)

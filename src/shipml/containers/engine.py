@@ -301,27 +301,31 @@ class Engine:
 
     def run(self, image: str, args: Sequence[str] = (), **options: Any) -> int:
         """Run a container in the foreground, its output on this terminal; returns its exit
-        code. Ctrl-C or SIGTERM stops the container too (never left running behind)."""
+        code. Ctrl-C, SIGTERM or SIGHUP (a closed terminal, a cancelled job) stops the
+        container too: the engine's client is never left running it behind."""
         name = options.pop("name", None) or f"shipml-{uuid.uuid4().hex[:12]}"
         env = {**os.environ, **(options.get("env") or {})}
-        proc = subprocess.Popen(self.run_command(image, args, name=name, **options), env=env)
-        main = threading.current_thread() is threading.main_thread()
-        previous = signal.getsignal(signal.SIGTERM) if main else None
+        cmd = self.run_command(image, args, name=name, **options)
+        previous: dict[int, Any] = {}
 
-        def on_term(signum: int, frame: Any) -> None:
+        def on_signal(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
 
-        if main:
-            signal.signal(signal.SIGTERM, on_term)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):  # before the client starts
+                previous[sig] = signal.signal(sig, on_signal)
+        proc = None
         try:
+            proc = subprocess.Popen(cmd, env=env)
             return proc.wait()
         except KeyboardInterrupt:
             self.stop(name)
-            proc.wait(timeout=60)
+            if proc is not None:
+                proc.wait(timeout=60)
             return 130
         finally:
-            if main:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def stop(self, container: str, timeout: int = 10) -> None:
         subprocess.run(
