@@ -141,7 +141,10 @@ class GrpcService:
             ("grpc.max_metadata_size", limits.max_header_bytes),
             ("grpc.max_connection_idle_ms", int(limits.idle_timeout_s * 1000)),
             ("grpc.server_handshake_timeout_ms", int(limits.header_timeout_s * 1000)),
-            ("grpc.max_concurrent_streams", 100),
+            # per connection as for the whole server: at 100, a client process over 100
+            # calls at once on its connection got REFUSED_STREAM resets, which its
+            # channels report as UNAVAILABLE "Stream removed", never retried
+            ("grpc.max_concurrent_streams", MAX_CONCURRENT_RPCS),
             # several uvicorn workers each run this server on one port (the kernel spreads
             # connections); a lone server refuses a port another process holds
             ("grpc.so_reuseport", 1 if reuse_port else 0),
