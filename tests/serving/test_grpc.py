@@ -301,11 +301,9 @@ def test_a_call_whose_client_leaves_is_scored_audited_and_counted_to_its_end(
     app = build_app(spec)
     body = _request(rows.iloc[:3]).SerializeToString()
     with serve(app):
-        with grpc.insecure_channel(f"127.0.0.1:{app.service.port}") as channel:
-            with pytest.raises(grpc.RpcError) as info:
-                channel.unary_unary(INFER)(
-                    body, timeout=0.5, metadata=(("x-request-id", "left-1"),)
-                )
+        address = f"127.0.0.1:{app.service.port}"
+        with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as info:
+            channel.unary_unary(INFER)(body, timeout=0.5, metadata=(("x-request-id", "left-1"),))
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         time.sleep(0.2)
         assert app.bodies.held >= len(body), "its body is still being scored"

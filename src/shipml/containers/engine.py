@@ -306,7 +306,7 @@ class Engine:
         name = options.pop("name", None) or f"shipml-{uuid.uuid4().hex[:12]}"
         env = {**os.environ, **(options.get("env") or {})}
         cmd = self.run_command(image, args, name=name, **options)
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
 
         def on_signal(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
@@ -324,8 +324,8 @@ class Engine:
                 proc.wait(timeout=60)
             return 130
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def stop(self, container: str, timeout: int = 10) -> None:
         subprocess.run(
