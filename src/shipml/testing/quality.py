@@ -56,10 +56,13 @@ def primary(subject: Subject) -> str:
 
 
 def better(metric: str, a: float, b: float, margin: float = 0.0) -> bool:
-    """a beats b by at least ``margin`` (strictly when margin is 0)."""
-    if HIGHER_IS_BETTER.get(metric, True):
-        return a > b + margin if margin == 0 else a >= b + margin
-    return a < b - margin if margin == 0 else a <= b - margin
+    """a beats b by at least ``margin`` (strictly when margin is 0). "At least" up to
+    rounding: accuracy 0.85 beats 0.8 by a margin of 0.05, though 0.8 + 0.05 is
+    0.8500000000000001 in floating point (an accuracy exactly at the margin failed)."""
+    gain = a - b if HIGHER_IS_BETTER.get(metric, True) else b - a
+    if margin == 0:
+        return bool(gain > 0)
+    return bool(gain >= margin - 1e-12 * max(1.0, abs(margin)))
 
 
 def holdout_metrics(subject: Subject) -> dict[str, float]:
