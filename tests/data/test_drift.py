@@ -207,3 +207,20 @@ def test_wasserstein_counts_infinite_values_as_infinitely_far(frame):
     got = stattests.wasserstein(x.counts, counts.bins, x.edges, tuple(counts.outside), x.std)
     exact = stats.wasserstein_distance(frame["x"].iloc[:2000], far) / frame["x"].iloc[:2000].std()
     assert got == pytest.approx(exact, rel=0.01)
+
+
+def test_a_constant_reference_sees_a_window_of_another_value():
+    """A reference of one value (chosen test: chi-squared, few values) against a window
+    of another: every window row is out of range, which the test must count. Before, the
+    test ran over the reference's one bin only and answered p = 1, no drift."""
+    reference = Reference.from_profile(table_profile(pd.DataFrame({"k": np.full(500, 3.5)})))
+    for values, drifts in ((np.full(100, 9.0), True), (np.full(100, 3.5), False)):
+        window = Window(reference)
+        window.add({"k": values})
+        feature = compare(window).features[0]
+        assert feature.test.method == "z" and feature.drifted is drifts, feature.test
+    # p-values that underflow are 0, and drift: a million rows moved half a std
+    ref = np.array([0, 250_000, 500_000, 250_000, 0], float)
+    cur = np.array([0, 100_000, 500_000, 400_000, 0], float)
+    assert stattests.ks(ref, cur) == 0.0 and stattests.chisquare(ref, cur) == 0.0
+    assert stattests.verdict("ks", stattests.ks(ref, cur)).drifted
