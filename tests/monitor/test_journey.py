@@ -25,7 +25,7 @@ from shipml.serving.server import build_app
 from shipml.templates import create_project
 from shipml.tracking import Registry, parse_model_ref, tracker_for
 from tests.conftest import shipml_here
-from tests.monitor.conftest import TRIPLED, SHIFTED, drifted, holdout_rows
+from tests.monitor.conftest import SHIFTED, TRIPLED, drifted, holdout_rows
 
 ENV = {"COLUMNS": "200"}
 
