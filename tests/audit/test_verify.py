@@ -39,3 +39,16 @@ def test_every_tamper_kind_is_detected(base: LogFolder, case: str, tmp_path):
     assert not result.ok, f"{case} went unnoticed"
     assert says in result.problem, result.problem
 
+
+def test_a_writer_started_after_a_clean_stop_leaves_the_log_verified(clean_log, tmp_path):
+    """Its start checkpoint has the size of the last writer's closing one, and so does
+    head.json, a copy of it: the head is checked after the rows of its size, not before
+    the closing row (which made the closed writer look open, ended by nobody)."""
+    folder = clean_log.copy(tmp_path / "log")
+    writer = folder.writer()  # a server restarted, no request yet
+    try:
+        result = folder.verify()
+    finally:
+        writer.close()
+    assert result.ok, result.problem
+    assert folder.verify().ok

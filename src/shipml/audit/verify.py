@@ -120,7 +120,7 @@ def _merge(
 ) -> Iterator[tuple[Checkpoint | None, int | str]]:
     pending = list(files)
     for cp, size in stored:
-        while pending and pending[0][0].size <= size:
+        while pending and pending[0][0].size < size:  # after the rows of its size
             yield pending.pop(0)
         yield cp, size
     yield from pending
