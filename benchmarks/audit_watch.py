@@ -6,9 +6,9 @@ A project's log of ``--records`` records (what `shipml serve` writes for one sin
 breast-cancer request, as in ``audit_log.py``), its key pinned. A writer stays open, as
 a running server does, and appends ``--between`` records before each view (about what
 arrives in the dashboard's 30 s refresh at a few requests a second). Each round times a
-whole verification, then ``--views`` watch views (A B B ... per round); printed: the
-medians, the median of the rounds' ratios, and the share of a core the whole
-verification every ``FULL_EVERY_S`` takes, however many views come.
+whole verification, then ``--views`` watch views, then as many with nothing new (a
+flood of views); printed: the medians, the median of the rounds' ratios, and the share
+of a core the whole verification every ``FULL_EVERY_S`` takes, however many views come.
 
     .venv/bin/python benchmarks/audit_watch.py [--records 1000000] [--between 100]
         [--rounds 3] [--views 10]
@@ -69,6 +69,7 @@ def main() -> None:
         whole: list[float] = []
         views: list[float] = []
         ratios: list[float] = []
+        idle: list[float] = []
         for _ in range(args.rounds):
             start = time.perf_counter()
             result = verify_project(config)
@@ -82,6 +83,10 @@ def main() -> None:
                 views.append(time.perf_counter() - start)
                 assert seen.ok and seen.records == seq, seen.problem
             ratios.append(whole[-1] / statistics.median(views[-args.views :]))
+            for _ in range(args.views):  # nothing new: what a flood of views costs
+                start = time.perf_counter()
+                assert watch.verify().records == seq
+                idle.append(time.perf_counter() - start)
         writer.close()
         assert watch.whole_runs == 1
     a, b = statistics.median(whole), statistics.median(views)
@@ -91,6 +96,7 @@ def main() -> None:
         f"a watch view, {args.between} new records        {b * 1000:>10.2f} ms  "
         f"(median of {len(views)}; max {max(views) * 1000:.2f})"
     )
+    print(f"a watch view, nothing new               {statistics.median(idle) * 1000:>10.2f} ms")
     print(
         f"whole / watch view                      {statistics.median(ratios):>10.0f}x  "
         f"(median of the rounds' ratios: {', '.join(f'{r:.0f}' for r in ratios)})"
