@@ -229,3 +229,31 @@ def test_rows_the_database_holds_as_text_are_no_crash(clean_log, tmp_path):
     db.close()
     result = watch.verify()
     assert not result.ok and "was modified" in result.problem
+
+
+@pytest.mark.parametrize("signs", ["before the view reads head.json", "after it"])
+def test_a_writer_signing_during_a_view_is_no_truncation(clean_log, tmp_path, monkeypatch, signs):
+    """head.json is written after its checkpoint row commits; the view reads it before
+    the database snapshot it verifies, so a head is never ahead of the records seen."""
+    import shipml.audit.watch
+
+    folder = clean_log.copy(tmp_path / "log")
+    watch = watch_of(folder, tmp_path / "p")
+    assert watch.verify().ok
+    writer = folder.writer()
+    real = shipml.audit.watch.signed_heads
+
+    def meanwhile(*args):
+        if signs == "after it":
+            found = real(*args)
+        writer.append_many([record(i, "late-") for i in range(5)])
+        writer.checkpoint()
+        return found if signs == "after it" else real(*args)
+
+    monkeypatch.setattr(shipml.audit.watch, "signed_heads", meanwhile)
+    try:
+        result = watch.verify()
+    finally:
+        writer.close()
+    assert result.ok, result.problem
+    assert watch.whole_runs == 1

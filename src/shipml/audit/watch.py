@@ -54,6 +54,7 @@ from shipml.audit.verify import Resume, Verification, signed_heads, verify_from
 
 FULL_EVERY_S = 600.0  # a whole verification at least this often (at the next view)
 Files = tuple[tuple[int, int, int, int] | None, ...]
+Head = tuple[Checkpoint, str]  # a signed head and where it was found
 
 
 @dataclass
@@ -106,6 +107,9 @@ class LogWatch:
             return self._failed[1]  # nothing changed since it failed
         log = open_log(self.config, writer=False)
         try:
+            # Heads first: a writer commits a checkpoint row before it writes head.json,
+            # so the snapshot taken at the first read below holds every head read here.
+            heads = signed_heads(self.config.path(self.config.audit.checkpoint_dir), [])
             with log.db.snapshot():
                 place = (log.origin, files[0][:2] if files and files[0] else None, self.pin)
                 state = self._state
@@ -114,17 +118,19 @@ class LogWatch:
                     and state.place == place
                     and self.clock() - state.whole_at < self.full_every_s
                 ):
-                    result = self._extend(log, state)
+                    result = self._extend(log, state, heads)
                     if result is not None:
                         return result
-                return self._whole(log, place, files)
+                return self._whole(log, place, files, heads)
         finally:
             log.close()
 
-    def _whole(self, log: Reader, place: tuple[object, ...], files: Files) -> Verification:
+    def _whole(
+        self, log: Reader, place: tuple[object, ...], files: Files, heads: list[Head]
+    ) -> Verification:
         self.whole_runs += 1
         self._state = self._failed = None
-        result, resume = verify_from(log, None, self._heads(), pin=self.pin, **self._cadence())
+        result, resume = verify_from(log, None, heads, pin=self.pin, **self._cadence())
         if resume is None:
             self._failed = (files, result) if files else None
             return result
@@ -134,7 +140,7 @@ class LogWatch:
         )
         return result
 
-    def _extend(self, log: Reader, state: _Verified) -> Verification | None:
+    def _extend(self, log: Reader, state: _Verified, heads: list[Head]) -> Verification | None:
         """The verdict from the remembered state on, or None when the log cannot be
         shown to extend it."""
         size = state.resume.size
@@ -143,7 +149,6 @@ class LogWatch:
             return None  # a checked row changed, went or came; or a new one goes back
         if _leaf(log, size) != state.last_leaf:
             return None  # the remembered last record is gone or changed: truncated
-        heads = self._heads()
         if not all(cp.size >= size or _checked_row(log, cp, state.last_id) for cp, _ in heads):
             return None
         later = [(cp, where) for cp, where in heads if cp.size >= size]
@@ -155,9 +160,6 @@ class LogWatch:
         state.resume, state.last_id, state.digest = resume, rows.last_id, rows.digest
         state.last_leaf = _leaf(log, resume.size)
         return result
-
-    def _heads(self) -> list[tuple[Checkpoint, str]]:
-        return signed_heads(self.config.path(self.config.audit.checkpoint_dir), [])
 
     def _cadence(self) -> dict[str, Any]:
         section = self.config.audit
