@@ -2,6 +2,8 @@
 
 These run the real `shipml` command in a subprocess."""
 
+import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,23 @@ def test_debug_shows_the_traceback(project: Path):
     (project / "data" / "penguins.csv").unlink()
     result = shipml("--debug", "run", cwd=project)
     assert result.returncode == 5 and "Traceback" in result.stderr
+
+
+def test_debug_tracebacks_never_show_a_password(project: Path):
+    """MLflow's own exception, chained under shipml's, quotes the URL it called with its
+    password; the traceback --debug prints must not."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    toml = project / "shipml.toml"
+    uri = f"http://alice:s3cret-pw@127.0.0.1:{port}/"
+    toml.write_text(re.sub(r'(?m)^uri = ".*"$', f'uri = "{uri}"', toml.read_text(), count=1))
+    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    result = shipml("--debug", "models", "ls", cwd=project, env=env)
+    assert result.returncode == 7 and "Traceback" in result.stderr, result.stderr
+    assert "MlflowException" in result.stderr  # the chained cause is shown, scrubbed
+    assert "alice:***@127.0.0.1" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout
 
 
 def test_unknown_model_alias(project: Path):

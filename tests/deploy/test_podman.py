@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import urllib.request
 import uuid
@@ -162,3 +163,120 @@ def test_a_missing_image_is_named_before_anything_starts(deploy_project: Path):
     assert up.returncode == 13
     assert "image localhost/penguins-serve:999 is not in podman's local storage" in up.stderr
     assert "Traceback" not in up.stderr
+
+
+def _pinned_project(tmp_path: Path) -> tuple[Path, str]:
+    """A project of a name no other test uses, its champion pinned (no run, no image)."""
+    name = f"own{uuid.uuid4().hex[:6]}"
+    project = create_project(tmp_path / name, name)
+    toml = project / "shipml.toml"
+    toml.write_text(toml.read_text() + f'\n[deploy]\nchampion = "{name}/1"\n')
+    return project, name
+
+
+def _record(project: Path, pods: list[str]) -> Path:
+    """This project's record of an apply of dev that played ``pods``, as shipml writes it."""
+    record = project / ".shipml" / "deploy" / "podman-dev.yaml"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    docs = [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": p}, "spec": {"containers": []}}
+        for p in pods
+    ]
+    record.write_text("\n---\n".join(json.dumps(d) for d in docs))
+    return record
+
+
+def test_a_pod_of_another_project_root_is_neither_replaced_nor_removed(tmp_path: Path):
+    """Podman's names are global: a checkout elsewhere of a project with the same name
+    (a pod labelled with its root) is refused by `apply` and left by `down`."""
+    require("podman")
+    project, name = _pinned_project(tmp_path)
+    pod = f"{name}-champion-dev"
+    other = tmp_path / "elsewhere" / name
+    labels = ["--label", "io.shipml.root=0123456789ab", "--label", f"io.shipml.root-path={other}"]
+    assert _podman("pod", "create", *labels, "--name", pod).returncode == 0
+    try:
+        up = shipml("deploy", "apply", "--env", "dev", "--target", "podman", cwd=project)
+        assert up.returncode == 13, up.stderr
+        assert f"podman pod {pod} already exists, started by the project at {other}" in up.stderr
+        assert f"shipml -C {other} deploy down --env dev" in up.stderr
+        assert "[project] name" in up.stderr and "Traceback" not in up.stderr
+        assert not (project / ".shipml" / "deploy" / "podman-dev.yaml").exists()
+        record = _record(project, [pod, f"{name}-gateway-dev"])  # e.g. a copied checkout
+        down = shipml("deploy", "down", "--env", "dev", "--target", "podman", cwd=project)
+        assert down.returncode == 0, down.stderr
+        assert f"pod {pod} left running: it belongs to {other}" in down.stderr
+        assert _podman("pod", "exists", pod).returncode == 0
+        assert not record.exists()
+    finally:
+        _podman("pod", "rm", "--force", pod)
+
+
+def test_a_pod_an_older_shipml_made_is_this_projects_only_if_its_record_names_it(
+    tmp_path: Path,
+):
+    """A pod without the root label: `apply` refuses it unless this project's record of
+    its last apply names it; then `down` removes it, as before."""
+    require("podman")
+    project, name = _pinned_project(tmp_path)
+    pod = f"{name}-gateway-dev"
+    assert _podman("pod", "create", "--name", pod).returncode == 0
+    try:
+        up = shipml("deploy", "apply", "--env", "dev", "--target", "podman", cwd=project)
+        assert up.returncode == 13, up.stderr
+        assert f"podman pod {pod} already exists, started by an older shipml" in up.stderr
+        assert f"podman pod rm -f {pod}" in up.stderr and "Traceback" not in up.stderr
+        _record(project, [pod])
+        up = shipml("deploy", "apply", "--env", "dev", "--target", "podman", cwd=project)
+        assert up.returncode == 13 and "is not in podman's local storage" in up.stderr
+        down = shipml("deploy", "down", "--env", "dev", "--target", "podman", cwd=project)
+        assert down.returncode == 0, down.stderr
+        assert f"pod {pod} removed" in down.stderr
+        assert _podman("pod", "exists", pod).returncode != 0
+    finally:
+        _podman("pod", "rm", "--force", pod)
+
+
+def test_two_checkouts_of_one_project_never_take_each_others_pods(tmp_path: Path):
+    """A copy of a checkout (its record of the deploy copied too) shares the project name,
+    so the pod names: its `down` removed the first checkout's pods, its `apply` replaced
+    them. Now the copy's `down` leaves them running and its `apply` is refused."""
+    require("podman")
+    name = f"e2e{uuid.uuid4().hex[:6]}"
+    first = create_project(tmp_path / "first" / name, name)
+    ran = shipml("run", "-p", "n_estimators=5", cwd=first)
+    assert ran.returncode == 0, ran.stderr
+    image, tagged, model = _serve_image(first, name)
+    port = free_port()
+    toml = first / "shipml.toml"
+    toml.write_text(
+        toml.read_text() + f'\n[deploy]\nchampion = "{name}/1"\n'
+        f"\n[deploy.dev]\nhost_port = {port}\n"
+    )
+    pods = [f"{name}-champion-dev", f"{name}-gateway-dev"]
+    try:
+        up = shipml("deploy", "apply", "--env", "dev", "--target", "podman", cwd=first)
+        assert up.returncode == 0, up.stderr
+        ids = _podman("pod", "inspect", *pods, "--format", "{{.ID}}").stdout
+        second = Path(shutil.copytree(first, tmp_path / "second" / name, symlinks=True))
+        down = shipml("deploy", "down", "--env", "dev", "--target", "podman", cwd=second)
+        assert down.returncode == 0, down.stderr
+        for pod in pods:
+            assert f"pod {pod} left running: it belongs to {first.resolve()}" in down.stderr
+        assert _podman("network", "exists", f"shipml-{name}-dev").returncode == 0
+        again = shipml("deploy", "apply", "--env", "dev", "--target", "podman", cwd=second)
+        assert again.returncode == 13, again.stderr
+        assert f"already exists, started by the project at {first.resolve()}" in again.stderr
+        assert "Traceback" not in again.stderr
+        assert _podman("pod", "inspect", *pods, "--format", "{{.ID}}").stdout == ids
+        answer, variant = _infer(port, model, f"{name}-champion-dev-server")
+        assert variant == "champion" and answer["id"] == "e2e-1"
+    finally:
+        gone = shipml("deploy", "down", "--env", "dev", "--target", "podman", cwd=first)
+        # The tag this test made, or the image it built (both of its tags).
+        _podman("rmi", image) if tagged else _podman("rmi", image, f"{image[:-2]}:latest")
+    assert gone.returncode == 0, gone.stderr
+    assert all(f"pod {pod} removed" in gone.stderr for pod in pods)
+    assert _podman("network", "exists", f"shipml-{name}-dev").returncode != 0
+    listed = _podman("pod", "ps", "--format", "{{.Name}}").stdout.split()
+    assert not [p for p in listed if p.startswith(name)]

@@ -10,6 +10,7 @@ from shipml.config import load_config
 from shipml.deploy import manifests, render, validation
 from shipml.deploy.kustomize import MARKER
 from shipml.errors import DeployError, ShipmlError
+from tests.conftest import shipml_here
 from tests.deploy.conftest import require
 
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
@@ -241,3 +242,51 @@ def test_usual_schedules_render(deploy_project: Path, tmp_path: Path, schedule: 
     config.deploy.monitor_schedule = schedule
     config.deploy.dev.cpu_limit, config.deploy.dev.memory_limit = "1.5", "2Gi"
     render(config, ["dev"], tmp_path / "out", check_kustomize=False)
+
+
+@pytest.mark.parametrize(
+    ("output", "where"),
+    [
+        ("../escaped", "outside"),
+        ("deploy/../../escaped", "outside"),
+        ("ABSOLUTE", "outside"),
+        ("~/escaped", "outside"),
+        ("linked", "outside"),  # a symbolic link in the project to a folder out of it
+        ("linked/deeper", "outside"),
+        (".", "the project folder itself"),
+    ],
+)
+def test_an_output_setting_out_of_the_project_is_refused(
+    deploy_project: Path, tmp_path: Path, output: str, where: str
+):
+    """`[deploy] output` wrote the tree wherever it resolved: a cloned project's
+    shipml.toml could make `shipml deploy render` write anywhere the user can."""
+    outside = tmp_path / "escaped"
+    (deploy_project / "linked").symlink_to(outside, target_is_directory=True)
+    outside.mkdir()
+    output = output.replace("ABSOLUTE", str(outside))
+    toml = deploy_project / "shipml.toml"
+    toml.write_text(toml.read_text().replace("[deploy]\n", f"[deploy]\noutput = {output!r}\n"))
+    home = {"HOME": str(tmp_path)}  # ~/escaped is the folder outside
+    done = shipml_here("deploy", "render", "--env", "dev", cwd=deploy_project, env=home)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"[deploy] output = {output!r} resolves to" in done.stderr
+    assert where in done.stderr and "hint: set [deploy] output to a folder inside" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(outside.iterdir()) == []
+    assert not (deploy_project / "overlays").exists()
+
+
+def test_an_output_setting_inside_the_project_and_an_explicit_output_elsewhere_render(
+    deploy_project: Path, tmp_path: Path
+):
+    toml = deploy_project / "shipml.toml"
+    toml.write_text(toml.read_text().replace("[deploy]\n", "[deploy]\noutput = 'k8s/./tree'\n"))
+    done = shipml_here("deploy", "render", "--env", "dev", cwd=deploy_project)
+    assert done.returncode == 0, done.stderr
+    assert (deploy_project / "k8s" / "tree" / "overlays" / "dev").is_dir()
+    # The command line names a folder on purpose: that one may be anywhere.
+    elsewhere = tmp_path / "elsewhere"
+    done = shipml_here("deploy", "render", "-e", "dev", "-o", str(elsewhere), cwd=deploy_project)
+    assert done.returncode == 0, done.stderr
+    assert (elsewhere / "overlays" / "dev").is_dir()

@@ -16,6 +16,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from shipml.errors import ModelError, ParityError, UnsafeModelError
 from shipml.model import ModelPackage, build_package, load_skops, model_input, refuse_pickle
 from shipml.model.package import row_hashes
+from shipml.model.signature import Feature, Signature
+from shipml.serving.predictor import Predictor
+from shipml.serving.validation import Rows
 
 CATEGORICAL = ["island", "sex"]
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
@@ -112,6 +115,34 @@ def test_parity_failure_is_a_clear_error_and_writes_nothing(penguins, tmp_path):
     assert err.value.hint
     assert not (tmp_path / "pkg").exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no temporary folder left either
+
+
+def test_tied_votes_are_not_a_parity_failure(tmp_path):
+    """A forest on noisy data often splits its votes evenly (10 trees of 20 each way):
+    float32 and float64 sums break such ties differently, and either label is the
+    model's answer. Those rows agree (and are counted); the probabilities still must."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.random((400, 5)), columns=list("abcde"))
+    y = pd.Series(rng.choice(["no", "yes"], 400))
+    train = model_input(X.head(200)), y.head(200)
+    model = RandomForestClassifier(n_estimators=20, random_state=0).fit(*train)
+    pkg = build_package(model, X.tail(200), y.tail(200), path=tmp_path / "pkg")
+    parity = pkg.manifest["parity"]
+    assert pkg.format == "onnx" and parity["label_agreement"] == 1.0
+    assert parity["tied_rows"] > 0  # this data does hit ties
+    assert parity["max_probability_diff"] <= parity["tolerance"]
+
+
+def test_a_true_false_target_packages(tmp_path):
+    """skl2onnx makes classes False/True the labels 0/1: parity compares them as such."""
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.random((200, 3)), columns=["a", "b", "c"])
+    y = pd.Series(X["a"] + rng.random(200) * 0.3 > 0.6)
+    model = LogisticRegression().fit(model_input(X), y)
+    pkg = build_package(model, X, y, path=tmp_path / "pkg")
+    assert pkg.format == "onnx" and pkg.manifest["parity"]["label_agreement"] == 1.0
+    labels, _ = pkg.predict(X)
+    assert list(labels.astype(bool)) == list(model.predict(model_input(X)))
 
 
 def test_zero_tolerance_catches_float_differences(penguins, tmp_path):
@@ -223,3 +254,57 @@ def test_holdout_rows_and_training_row_hashes_are_kept(penguins, tmp_path):
     assert found.tolist() == [k in in_train for k in keyed]
     assert found[-1] and not found[:8].all()
     assert "train_rows.parquet" in pkg.manifest["files"]
+
+
+def test_column_names_that_are_not_identifiers_stay_onnx(penguins, tmp_path):
+    """skl2onnx makes each graph input an identifier ("bill length (mm)" -> "bill_length__mm_",
+    two names may become one): the package records the graph's names, so the model is
+    still ONNX, passes parity, and serves by its features' own names."""
+    X, y = penguins
+    renamed = {
+        "island": "1st island",
+        "sex": 'sex "M/F"',
+        "bill_length_mm": "bill length (mm)",
+        "bill_depth_mm": "bill depth mm",
+        "flipper_length_mm": "bill_depth_mm",  # the same identifier as the one before
+        "body_mass_g": "naïve mass",
+        "year": "class",
+    }
+    X = X.rename(columns=renamed)
+    strings = [renamed["island"], renamed["sex"]]
+    numbers = [c for c in X.columns if c not in strings]
+    encode = make_pipeline(
+        SimpleImputer(missing_values="", strategy="constant", fill_value="?"),
+        OneHotEncoder(handle_unknown="ignore"),
+    )
+    pre = ColumnTransformer(
+        [("cat", encode, strings), ("num", SimpleImputer(strategy="median"), numbers)],
+        sparse_threshold=0,
+    )
+    model = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=2000))])
+    model.fit(model_input(X), y)
+    pkg = build_package(model, X, y, path=tmp_path / "pkg")
+    assert pkg.format == "onnx", pkg.manifest.get("onnx_error")
+    assert pkg.manifest["parity"]["label_agreement"] == 1.0
+    sig = ModelPackage.load(tmp_path / "pkg").signature
+    assert sig.names == list(X.columns)
+    assert sig.onnx_names is not None and len(set(sig.onnx_names)) == len(X.columns)
+    assert all(n.isidentifier() for n in sig.onnx_names)
+
+    predictor = Predictor.load(tmp_path / "pkg")
+    rows = model_input(X.head(40), sig)
+    columns = {
+        f.name: rows[f.name].to_numpy(dtype=object if f.type == "string" else np.float32)
+        for f in sig.features
+    }
+    served = predictor.run(predictor.feeds(Rows(40, columns=columns))).labels
+    assert list(served) == list(model.predict(rows))
+
+
+def test_a_signature_without_onnx_names_keeps_its_bytes_and_bad_ones_are_refused():
+    sig = Signature(features=[Feature("a", "float", False), Feature("b", "float", False)])
+    assert "onnx_names" not in sig.to_dict()
+    assert Signature.from_dict(sig.to_dict()).input_names == ["a", "b"]
+    for bad in (["a"], "ab", [1, 2]):
+        with pytest.raises(ModelError, match="one input name per feature"):
+            Signature.from_dict({**sig.to_dict(), "onnx_names": bad})

@@ -16,7 +16,8 @@ import pytest
 
 from shipml.config import load_config
 from shipml.errors import ProjectError
-from shipml.templates.table import create_table_project, describe
+from shipml.templates.table import create_table_project
+from shipml.templates.table_description import describe
 from tests.conftest import shipml_here
 
 
@@ -105,3 +106,28 @@ def test_hostile_tables_and_column_names(tmp_path: Path) -> None:
     assert bad.returncode == 4 and "cannot tell the format" in bad.stderr
     bad = shipml_here("init", "n2", "--target", "y", cwd=tmp_path)
     assert bad.returncode == 4 and "--target and --task need --data" in bad.stderr
+
+
+def test_a_true_false_target_is_learnt_as_text(tmp_path: Path) -> None:
+    """ONNX has no boolean labels: the generated ingest makes a True/False target the
+    text "True"/"False", which the server answers as it reads (not 1 or 0), and the
+    generated API test compares the answer as text (an integer target's are numbers)."""
+    rows = 60
+    frame = pd.DataFrame({"x": [i / rows for i in range(rows)], "churn": [True, False] * 30})
+    path = tmp_path / "b.csv"
+    frame.to_csv(path, index=False)
+    made = create_table_project(tmp_path / "b", "b", path, "churn", git=False)
+    source = (made.folder / "pipeline.py").read_text()
+    namespace: dict[str, object] = {}
+    exec(compile(source, "pipeline.py", "exec"), namespace)
+    ingest = namespace["ingest"]
+
+    class Raw:
+        def to_pandas(self) -> pd.DataFrame:
+            return pd.read_csv(path)
+
+    df = ingest(Raw())  # a step called outside a pipeline is the plain function
+    assert sorted(df["churn"].unique()) == ["False", "True"]
+    api = (made.folder / "tests" / "test_api.py").read_text()
+    assert f'assert str(answer["label"]) in {made.classes!r}' in api
+    assert sorted(made.classes) == ["False", "True"]

@@ -50,9 +50,10 @@ def test_a_store_error_never_shows_the_password_of_the_tracking_uri(tmp_path, mo
 
 def test_scrub_hides_passwords_from_the_uri_the_environment_and_any_url(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "env-s3cret-pw")
+    monkeypatch.setenv("PGPASSWORD", "pg-s3cret-pw")
     text = "GET https://bob:tok3n@h/x failed; http://u:zzzz@other/ too; env-s3cret-pw"
-    out = scrub(text, "https://bob:tok3n@h/")
-    assert "tok3n" not in out and "zzzz" not in out and "env-s3cret" not in out
+    out = scrub(text + " password=pg-s3cret-pw", "https://bob:tok3n@h/")
+    assert "tok3n" not in out and "zzzz" not in out and "s3cret" not in out
     assert "https://bob:***@h/x" in out
 
 

@@ -105,6 +105,18 @@ def _one_line_summaries(group: typer.Typer) -> None:
 _one_line_summaries(app)
 
 
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback of ``exc`` and its causes, for ``--debug``, without passwords: the
+    cause is often MLflow's own error, which quotes the URL it called, password included."""
+    import traceback
+
+    from shipml.tracking.store import scrub
+
+    text = "".join(traceback.format_exception(exc))
+    sys.stderr.write(scrub(text, os.environ.get("SHIPML_TRACKING_URI", "")))
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``shipml`` console script; returns the exit code."""
     command = typer.main.get_command(app)
@@ -113,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         command.main(args=argv, prog_name="shipml", standalone_mode=True)
     except ShipmlError as exc:
         if state.debug:
-            import traceback
-
-            traceback.print_exc()
+            _print_traceback(exc)
         stderr.print(f"[bold red]{exc.kind}:[/] {escape(exc.message)}", soft_wrap=True)
         if exc.hint:
             stderr.print(f"[yellow]hint:[/] {escape(exc.hint)}", soft_wrap=True)

@@ -2,15 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from shipml.config.section import Section
 from shipml.config.serving import TrafficMode
 from shipml.errors import ConfigError
 
 DeployTarget = Literal["podman", "kubernetes"]
+
+# The registry part of an image reference (the grammar of the distribution project's
+# reference package): HOST[:PORT] then /PATH components, all lowercase here.
+_HOST = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REGISTRY = re.compile(rf"{_HOST}(?:\.{_HOST})*(?::[0-9]{{1,5}})?(?:/{_PATH})*")
+_REGISTRY_FORM = "HOST[:PORT][/PATH], e.g. ghcr.io/acme, registry.local:5000/ml or localhost"
+
+
+def _registry(value: str) -> str:
+    """An image registry as images are named with it: ``REGISTRY/PROJECT-KIND:VERSION``.
+    One trailing slash is dropped (``ghcr.io/acme/`` always meant ``ghcr.io/acme``)."""
+    value = value.removesuffix("/")
+    if "://" in value:
+        why = f"an image registry has no scheme: drop {value.split('://')[0]}://"
+    elif value != value.lower():
+        why = "an image reference is lowercase"
+    elif not value or any(c.isspace() for c in value):
+        why = "an image registry is not empty and has no spaces"
+    elif len(value) > 200 or not _REGISTRY.fullmatch(value):
+        why = "an image registry is a host, an optional port and path"
+    else:
+        return value
+    raise ValueError(f"{why}; write {_REGISTRY_FORM}")
+
+
+def _registry_or_none(value: str) -> str:
+    return value if value == "" else _registry(value)
+
+
+# Every setting that names an image registry is one of these (checked when read).
+ImageRegistry = Annotated[str, AfterValidator(_registry)]
+OptionalImageRegistry = Annotated[str, AfterValidator(_registry_or_none)]
 
 
 class ContainersSection(Section):
@@ -21,7 +55,8 @@ class ContainersSection(Section):
     base_image: str = "python:3.11-slim"
     # empty: the first of podman, docker, buildah found
     engine: Literal["", "podman", "docker", "buildah"] = ""
-    registry: str = "localhost"  # images are named REGISTRY/PROJECT-KIND:VERSION
+    # Images are named REGISTRY/PROJECT-KIND:VERSION (empty: PROJECT-KIND:VERSION).
+    registry: OptionalImageRegistry = "localhost"
     # Host files mounted into the build's RUN steps (podman and buildah only), e.g. a CA
     # bundle pip needs behind a TLS-inspecting proxy. A missing host file is skipped.
     build_volumes: list[str] = Field(
@@ -78,7 +113,7 @@ class DeploySection(Section):
     kubernetes_version: str = "1.32"  # the OpenAPI schema every object is checked against
     namespace: str = ""  # empty: <project>-<env>
     # Images: <registry>/<project>-serve:<model version>, -test:<model version>.
-    image_registry: str = "localhost"
+    image_registry: ImageRegistry = "localhost"
     champion: str = ""  # REF (NAME@ALIAS or NAME/VERSION); empty: <model>@champion
     challenger: str = ""  # empty: <model>@challenger
     test_image: str = ""  # empty: <registry>/<project>-test:<champion's version>

@@ -26,6 +26,7 @@ from shipml.config.serving import (
 )
 from shipml.config.testing import GatesSection, ScoreSection, TestsSection
 from shipml.config.tuning import TuneSection
+from shipml.errors import ConfigError
 
 
 class ProjectSection(Section):
@@ -110,6 +111,22 @@ class ProjectConfig(Section):
         """A path setting resolved against the project root."""
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.root / p
+
+    def inside(self, value: str, setting: str) -> Path:
+        """A path setting that shipml writes to, resolved against the project root
+        (symbolic links followed); it must lie inside the project, so that a
+        shipml.toml cannot make a command write anywhere else on the machine."""
+        root = self.root.resolve()
+        path = self.path(value).resolve()
+        if path == root or not path.is_relative_to(root):
+            where = "is the project folder itself" if path == root else "is outside the project"
+            raise ConfigError(
+                f"{setting} = {value!r} resolves to {path}, which {where} ({root})",
+                hint=f"set {setting} to a folder inside the project (a relative path, no "
+                "'..' out of it, no symbolic link out of it), or name the folder on the "
+                "command line (--output) to write elsewhere",
+            )
+        return path
 
     @property
     def tracking_uri(self) -> str:

@@ -61,7 +61,7 @@ class BuiltImage:
 
 def image_repository(config: ProjectConfig, kind: str) -> str:
     project = re.sub(r"[^a-z0-9._-]", "-", config.project.name.lower())
-    registry = config.containers.registry.strip("/")
+    registry = config.containers.registry
     return f"{registry}/{project}-{kind}" if registry else f"{project}-{kind}"
 
 

@@ -222,7 +222,7 @@ def make_plan(config: ProjectConfig, env: str) -> Plan:
     check_settings(config, env)
     tune = tune_plan(config, env, settings.team_mode)
     project = dns_name(config.project.name, "the project name")
-    registry = deploy.image_registry.rstrip("/")
+    registry = deploy.image_registry
     refs = [("champion", deploy.champion or f"{config.model_name}@champion")]
     if settings.mode != "single":
         refs.append(("challenger", deploy.challenger or f"{config.model_name}@challenger"))

@@ -93,8 +93,10 @@ def render(
     check_kustomize: bool = True,
 ) -> Rendered:
     """Render the kustomize tree of ``envs`` (default: dev, staging, prod) into ``output``
-    (default ``[deploy] output``); raises DeployError before writing if anything fails
-    the Kubernetes schema of ``[deploy] kubernetes_version``."""
+    (default ``[deploy] output``, which must lie inside the project: ConfigError if not);
+    raises DeployError before writing if anything fails the Kubernetes schema of
+    ``[deploy] kubernetes_version``."""
+    target = output or config.inside(config.deploy.output, "[deploy] output")
     version = validation.check_version(config.deploy.kubernetes_version)
     chosen = environments(envs)
     plans = {env: make_plan(config, env) for env in chosen}
@@ -104,7 +106,7 @@ def render(
         raw[env], final[env] = build_objects(plan)
         validation.validate(final[env], version, where=f" of {env}")
     tree = kustomize.split(raw, {e: manifests.namespace(p) for e, p in plans.items()})
-    folder = kustomize.write(tree, output or config.path(config.deploy.output))
+    folder = kustomize.write(tree, target)
     result = Rendered(
         folder, plans, final, version, base=[kustomize.filename(o) for o in tree.base]
     )

@@ -63,6 +63,7 @@ def apply(
             env,
             rendered.plans[env].project,
             _state(config),
+            root=config.root,
             host_port=port,
             timeout=timeout_s,
         )
@@ -77,13 +78,17 @@ def apply(
 
 
 def down(config: ProjectConfig, env: str, target: str) -> list[str]:
-    """Remove what ``apply`` started for ``env`` on ``target``."""
+    """Remove what ``apply`` started for ``env`` on ``target`` (on podman: only what this
+    project root started, never a pod of the same name another checkout runs)."""
     _check(target)
     if target == "podman":
         from shipml.deploy import podman
 
         project = render_project(config)
-        return [f"pod {p} removed" for p in podman.down(env, project, _state(config))]
+        removed, left = podman.down(env, project, _state(config), root=config.root)
+        return [f"pod {p} removed" for p in removed] + [
+            f"pod {p} left running: it belongs to {owner}, not to this project" for p, owner in left
+        ]
     from shipml.deploy import kubernetes
 
     overlay = _state(config) / env / "overlays" / env

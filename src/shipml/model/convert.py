@@ -35,10 +35,19 @@ def to_onnx(model: Any, signature: Signature) -> tuple[bytes, Signature]:
     if signature.all_numeric:
         matrix = [(MATRIX_INPUT, FloatTensorType([None, len(signature.features)]))]
         try:
-            return _convert(model, matrix), replace(signature, onnx_input="matrix")
+            return _convert(model, matrix)[0], replace(signature, onnx_input="matrix")
         except ConversionUnsupported:
             pass  # e.g. a ColumnTransformer that picks columns by name
-    return _convert(model, _column_inputs(signature)), replace(signature, onnx_input="columns")
+    onnx_bytes, inputs = _convert(model, _column_inputs(signature))
+    # skl2onnx makes each name an identifier ("sepal length" -> "sepal_length", "1st" ->
+    # "_1st"), keeping the order: the graph's names are recorded, feature by feature.
+    if len(inputs) != len(signature.features):
+        raise ConversionUnsupported(
+            f"the ONNX graph takes {len(inputs)} inputs for {len(signature.features)} features",
+            hint="use estimators skl2onnx supports, or accept the skops fallback",
+        )
+    names = None if inputs == signature.names else inputs
+    return onnx_bytes, replace(signature, onnx_input="columns", onnx_names=names)
 
 
 def _column_inputs(signature: Signature) -> list[tuple[str, Any]]:
@@ -50,7 +59,8 @@ def _column_inputs(signature: Signature) -> list[tuple[str, Any]]:
     ]
 
 
-def _convert(model: Any, inputs: list[tuple[str, Any]]) -> bytes:
+def _convert(model: Any, inputs: list[tuple[str, Any]]) -> tuple[bytes, list[str]]:
+    """The graph's bytes and its input names."""
     from skl2onnx import to_onnx as skl_to_onnx
 
     options: dict[int, dict[str, Any]] = {}
@@ -73,7 +83,7 @@ def _convert(model: Any, inputs: list[tuple[str, Any]]) -> bytes:
     del onx.opset_import[:]
     for domain, version in imports:
         onx.opset_import.add(domain=domain, version=version)
-    return bytes(onx.SerializeToString())
+    return bytes(onx.SerializeToString()), [i.name for i in onx.graph.input]
 
 
 def session(onnx_bytes: bytes) -> ort.InferenceSession:
@@ -91,14 +101,18 @@ class ParityReport:
     label_agreement: float
     max_probability_diff: float
     tolerance: float
+    # rows whose labels differ only because the model's top probabilities tie (within the
+    # tolerance): float32 and float64 break the tie differently; both answers are right
+    tied: int = 0
 
     def to_dict(self) -> dict[str, float | int]:
-        return {
+        report: dict[str, float | int] = {
             "rows": self.rows,
             "label_agreement": self.label_agreement,
             "max_probability_diff": self.max_probability_diff,
             "tolerance": self.tolerance,
         }
+        return report | ({"tied_rows": self.tied} if self.tied else {})
 
 
 def check_parity(
@@ -110,7 +124,9 @@ def check_parity(
 ) -> ParityReport:
     """Compare ONNX with the original model on ``frame`` (model convention).
 
-    Labels must agree on every row and probabilities within ``tolerance``. A graph that
+    Labels must agree on every row and probabilities within ``tolerance``; a row whose
+    labels differ agrees when the model's probability of the graph's label is within
+    ``tolerance`` of its highest (a tie: e.g. 10 of 20 trees each way). A graph that
     onnxruntime cannot even run on these rows counts as one ONNX cannot express."""
     try:
         outputs = sess.run(None, onnx_feeds(frame, signature))
@@ -123,14 +139,16 @@ def check_parity(
     ref_label = np.asarray(model.predict(frame)).reshape(-1)
     if signature.task == "regression":
         return _regression_parity(onnx_label, ref_label, tolerance)
-    agree = onnx_label.astype(str) == ref_label.astype(str)
-    max_diff = 0.0
+    agree = _as_text(onnx_label) == _as_text(ref_label)
+    max_diff, tied = 0.0, 0
     if len(outputs) > 1 and hasattr(model, "predict_proba"):
         onnx_proba = np.asarray(outputs[1], dtype=np.float64)
         ref_proba = np.asarray(model.predict_proba(frame), dtype=np.float64)
         max_diff = float(np.max(np.abs(onnx_proba - ref_proba), initial=0.0))
+        ties = _ties(model, onnx_label, ref_proba, ~agree, tolerance)
+        tied, agree = int(ties.sum()), agree | ties
     report = ParityReport(
-        len(frame), float(agree.mean()) if len(agree) else 1.0, max_diff, tolerance
+        len(frame), float(agree.mean()) if len(agree) else 1.0, max_diff, tolerance, tied
     )
     if not agree.all() or max_diff > tolerance:
         bad = int((~agree).sum())
@@ -144,6 +162,28 @@ def check_parity(
             "avoid float64-only steps before trees; or raise [model] parity_tolerance",
         )
     return report
+
+
+def _as_text(labels: np.ndarray) -> np.ndarray:
+    """Labels compared as text; booleans as the integers the graph gives for them (ONNX
+    has no boolean labels: skl2onnx makes classes False/True the labels 0/1)."""
+    return (labels.astype(np.int64) if labels.dtype == bool else labels).astype(str)
+
+
+def _ties(
+    model: Any, labels: np.ndarray, proba: np.ndarray, differ: np.ndarray, tolerance: float
+) -> np.ndarray:
+    """Rows (among ``differ``) where the model gives the graph's label a probability
+    within ``tolerance`` of its highest."""
+    classes = list(_as_text(np.asarray(getattr(model, "classes_", []))))
+    ties = np.zeros(len(labels), dtype=bool)
+    if len(classes) != proba.shape[1]:
+        return ties
+    column = {c: i for i, c in enumerate(classes)}
+    for row in np.flatnonzero(differ):
+        i = column.get(str(labels[row]))
+        ties[row] = i is not None and proba[row, i] >= proba[row].max() - tolerance
+    return ties
 
 
 def _regression_parity(onnx: np.ndarray, ref: np.ndarray, tolerance: float) -> ParityReport:

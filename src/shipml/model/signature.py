@@ -57,6 +57,10 @@ class Signature:
     # How the ONNX graph takes its inputs: one [n, 1] tensor per feature ("columns"), or,
     # for all-numeric models, a single [n, features] float tensor named "input" ("matrix").
     onnx_input: str = "columns"
+    # With "columns": the graph's input names, feature by feature, where the converter had
+    # to change them (ONNX names are identifiers: "sepal length" is the input
+    # "sepal_length"). None when they are the features' names.
+    onnx_names: list[str] | None = None
 
     @property
     def all_numeric(self) -> bool:
@@ -66,8 +70,15 @@ class Signature:
     def names(self) -> list[str]:
         return [f.name for f in self.features]
 
+    @property
+    def input_names(self) -> list[str]:
+        """The ONNX graph's input per feature (with ``onnx_input == "columns"``)."""
+        return self.onnx_names if self.onnx_names is not None else self.names
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if data["onnx_names"] is None:  # the same bytes as before for names kept as they are
+            del data["onnx_names"]
         for feature in data["features"]:  # only tensors have a shape (same bytes as before)
             if feature["shape"] is None:
                 del feature["shape"]
@@ -86,7 +97,24 @@ class Signature:
             classes=list(data.get("classes", [])),
             label_type=data.get("label_type", "string"),
             onnx_input=data.get("onnx_input", "columns"),
+            onnx_names=_onnx_names(data.get("onnx_names"), len(feats)),
         )
+
+
+def _onnx_names(value: Any, count: int) -> list[str] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != count
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise ModelError(
+            f"the signature's onnx_names must list one input name per feature ({count}); "
+            f"found {str(value)[:200]}",
+            hint="the package is damaged: package the model again",
+        )
+    return value
 
 
 def _is_string(series: pd.Series) -> bool:
@@ -212,15 +240,15 @@ def onnx_feeds(frame: pd.DataFrame, signature: Signature) -> dict[str, np.ndarra
         numbers = {f.name: _floats(frame[f.name], f.name) for f in signature.features}
         return {MATRIX_INPUT: pd.DataFrame(numbers).to_numpy(dtype=np.float32)}
     feeds: dict[str, np.ndarray] = {}
-    for f in signature.features:
+    for f, name in zip(signature.features, signature.input_names, strict=True):
         col = frame[f.name]
         if f.type == "tensor":
             rows = [np.asarray(v, dtype=np.float32) for v in col]
-            feeds[f.name] = np.stack(rows).reshape(-1, *(f.shape or []))
+            feeds[name] = np.stack(rows).reshape(-1, *(f.shape or []))
         elif f.type == "string":
-            feeds[f.name] = col.to_numpy(dtype=object).reshape(-1, 1)
+            feeds[name] = col.to_numpy(dtype=object).reshape(-1, 1)
         else:
-            feeds[f.name] = _floats(col, f.name).to_numpy(dtype=np.float32).reshape(-1, 1)
+            feeds[name] = _floats(col, f.name).to_numpy(dtype=np.float32).reshape(-1, 1)
     return feeds
 
 

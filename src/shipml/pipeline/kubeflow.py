@@ -116,7 +116,7 @@ def shared_tracking(config: ProjectConfig) -> bool:
 
 
 def image_of(config: ProjectConfig) -> str:
-    registry = config.deploy.image_registry.rstrip("/")
+    registry = config.deploy.image_registry
     project = config.project.name.lower().replace("_", "-")
     return config.kubeflow.image or f"{registry}/{project}-train:{config.kubeflow.image_tag}"
 

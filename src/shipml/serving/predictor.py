@@ -42,6 +42,9 @@ class Predictor:
         self.classes = np.asarray(self.signature.classes)
         self.names = self.signature.names
         self.matrix = self.signature.onnx_input == "matrix"
+        # (feature, the graph's input for it): ONNX names are identifiers (a skops model
+        # has no graph: its inputs are the features' names)
+        self._inputs = list(zip(self.names, self.signature.input_names, strict=True))
         # the graph's input shape per feature: [n, 1], or [n, *shape] for a tensor feature
         self._shapes = {f.name: (-1, *(f.shape or [1])) for f in self.signature.features}
         self._model: Any = None
@@ -78,7 +81,9 @@ class Predictor:
             if rows.matrix is not None:
                 return {MATRIX_INPUT: rows.matrix}
             return {MATRIX_INPUT: np.column_stack([rows.column(n, 0) for n in self.names])}
-        return {n: rows.column(n, i).reshape(self._shapes[n]) for i, n in enumerate(self.names)}
+        return {
+            g: rows.column(n, i).reshape(self._shapes[n]) for i, (n, g) in enumerate(self._inputs)
+        }
 
     def run(self, feeds: dict[str, np.ndarray]) -> Outputs:
         try:

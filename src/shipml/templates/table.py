@@ -23,109 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from shipml.errors import ProjectError
 from shipml.templates.estimators import DEFAULT, Estimator, estimator
+from shipml.templates.table_description import describe, read_table
 from shipml.templates.table_settings import TableProject, project_toml
-
-TASKS = ("classification", "regression")
-MAX_CLASSES = 100
-FORMATS = (".csv", ".csv.gz", ".parquet", ".pq")
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    from shipml.data.source import parse_source, read_source
-
-    if not path.is_file():
-        raise ProjectError(f"no data file at {path}", hint="give the path of a CSV or Parquet file")
-    if not str(path).lower().endswith(FORMATS):
-        raise ProjectError(
-            f"cannot tell the format of {path.name!r}",
-            hint="give a file ending in .csv, .csv.gz, .parquet or .pq",
-        )
-    frame = parse_source(read_source(str(path.resolve())))
-    if frame.empty or len(frame.columns) < 2:
-        raise ProjectError(
-            f"{path.name} has {len(frame)} rows and {len(frame.columns)} columns",
-            hint="a project needs a table with a target column and at least one feature",
-        )
-    return frame
-
-
-def infer_task(y: pd.Series, task: str | None) -> tuple[str, str]:
-    """The task and why, in words the user reads."""
-    values = y.dropna()
-    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-    distinct = int(values.nunique())
-    if task is not None:
-        if task not in TASKS:
-            raise ProjectError(f"unknown task {task!r}", hint="use classification or regression")
-        if task == "regression" and not numeric:
-            raise ProjectError(
-                f"the target {y.name!r} is not numeric (e.g. {str(values.iloc[0])[:30]!r}): "
-                "it cannot be regressed",
-                hint="use --task classification, or choose a numeric target",
-            )
-        return task, "as asked (--task)"
-    if numeric and (distinct > 20 or not all(float(v).is_integer() for v in values.unique())):
-        return "regression", f"the target is numeric with {distinct} distinct values"
-    return "classification", f"the target has {distinct} distinct values"
-
-
-def describe(df: pd.DataFrame, target: str, task: str | None) -> dict[str, Any]:
-    if target not in df.columns:
-        shown = ", ".join(repr(str(c)) for c in list(df.columns)[:20])
-        raise ProjectError(
-            f"no column {target[:60]!r} in the data",
-            hint=f"--target takes one of its columns: {shown}",
-        )
-    y = df[target]
-    if y.notna().sum() < 30:
-        raise ProjectError(
-            f"the target {target!r} has {int(y.notna().sum())} values",
-            hint="a model needs at least 30 rows with a target",
-        )
-    task, reason = infer_task(y, task)
-    info: dict[str, Any] = {"task": task, "reason": reason, "numeric": [], "categorical": []}
-    info["dropped"] = dropped = {}
-    rows = len(df)
-    for col in df.columns:
-        if col == target:
-            continue
-        values = df[col].dropna()
-        distinct = int(values.nunique())
-        if values.empty:
-            dropped[col] = "always missing"
-        elif distinct < 2:
-            dropped[col] = "constant"
-        elif pd.api.types.is_datetime64_any_dtype(values):
-            dropped[col] = "a date (derive features from it in ingest)"
-        elif pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-            info["numeric"].append(col)
-        elif distinct > 50 and distinct > 0.5 * rows:
-            dropped[col] = f"an identifier or free text ({distinct} distinct values)"
-        else:
-            info["categorical"].append(col)
-    if not info["numeric"] and not info["categorical"]:
-        raise ProjectError(
-            "no column is left as a feature "
-            f"({'; '.join(f'{c}: {w}' for c, w in dropped.items())[:300]})",
-            hint="give a table with features beside the target",
-        )
-    if task == "classification":
-        counts = y.dropna().astype(str).value_counts()
-        if len(counts) > MAX_CLASSES:
-            raise ProjectError(
-                f"the target {target!r} has {len(counts)} classes",
-                hint="use --task regression for a numeric target, or choose another column",
-            )
-        if counts.min() < 10:
-            raise ProjectError(
-                f"class {str(counts.idxmin())[:40]!r} of {target!r} has {counts.min()} rows",
-                hint="cross-validation needs at least 10 rows of every class: merge or drop "
-                "the rare classes first",
-            )
-        info["classes"] = [str(c) for c in counts.index]
-    return info
 
 
 def _dataset_name(path: Path) -> str:
@@ -168,6 +68,7 @@ def create_table_project(
         categorical=info["categorical"],
         dropped=info["dropped"],
         classes=info.get("classes", []),
+        boolean_target=pd.api.types.is_bool_dtype(df[target].dropna()),
     )
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -244,8 +145,18 @@ def _values(p: TableProject, df: pd.DataFrame, est: Estimator) -> dict[str, str]
         **task_values,
         "parity": '["max_probability_diff"] <= package.manifest["parity"]["tolerance"]',
         "read_data": read,
+        "target_as_text": _TARGET_AS_TEXT if p.boolean_target else "",
         "row": repr(_row(df, p)),
     }
+
+
+# ONNX has no boolean labels (skl2onnx makes classes False/True the numbers 0/1): a
+# True/False target is learnt as the text "True"/"False", which is served as it reads.
+_TARGET_AS_TEXT = """\
+    # A True/False target as text: ONNX has no boolean labels, so the model answers
+    # "True" or "False" rather than 1 or 0.
+    df[TARGET] = df[TARGET].map({True: "True", False: "False"})
+"""
 
 
 def _classifier_code(p: TableProject) -> dict[str, str]:
@@ -257,7 +168,8 @@ def _classifier_code(p: TableProject) -> dict[str, str]:
         "    }\n    return log_metrics(values)",
         "beats_guess": "    accuracy = (np.ravel(model.predict(X)) == y).mean()\n"
         "    assert accuracy > y.value_counts(normalize=True).max()",
-        "api_check": f'    assert answer["label"] in {p.classes!r}\n'
+        # as text: an integer target's classes are served as numbers
+        "api_check": f'    assert str(answer["label"]) in {p.classes!r}\n'
         '    assert abs(sum(answer["probabilities"].values()) - 1.0) < 1e-4',
         "model_tests": _CLASSIFIER_TESTS,
         "target_values": "    assert set(dataset[TARGET].dropna().astype(str)) <= "

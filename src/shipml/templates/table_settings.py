@@ -29,6 +29,7 @@ class TableProject:
     categorical: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # column -> why
     classes: list[str] = field(default_factory=list)
+    boolean_target: bool = False  # True/False: learnt as the text "True"/"False"
 
 
 def project_toml(p: TableProject, df: pd.DataFrame, est: Estimator) -> str:

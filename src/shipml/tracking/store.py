@@ -95,10 +95,21 @@ def _public(uri: str) -> str:
 _USERINFO = re.compile(r"(://[^/\s:@]*):[^/\s]*@")
 
 
+# Secrets MLflow, its database drivers and its artifact stores read from the environment.
+_SECRET_VARIABLES = (
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "PGPASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+)
+
+
 def scrub(text: str, uri: str) -> str:
     """``text`` (an error from MLflow, which quotes the URLs it calls) without the password
-    of ``uri``, of any ``user:password@`` in it, or of ``MLFLOW_TRACKING_PASSWORD``."""
-    secrets = {os.environ.get("MLFLOW_TRACKING_PASSWORD", "")}
+    of ``uri``, of any ``user:password@`` in it, or of a secret MLflow reads from the
+    environment (``MLFLOW_TRACKING_PASSWORD``, ``PGPASSWORD``, ...)."""
+    secrets = {os.environ.get(name, "") for name in _SECRET_VARIABLES}
     _, sep, rest = uri.partition("://")
     auth = rest.partition("/")[0].rpartition("@")[0] if sep else ""
     if ":" in auth:

@@ -29,7 +29,7 @@ def ingest(raw=dataset($dataset)) -> pd.DataFrame:
     """Read the dataset snapshot, drop rows without a target and columns that are not
     features."""
     df = raw.to_pandas().drop(columns=DROPPED, errors="ignore").dropna(subset=[TARGET])
-    # Rows with identical features would fall on both sides of the split: the held-out
+$target_as_text    # Rows with identical features would fall on both sides of the split: the held-out
     # score would flatter the model (`shipml test` checks for that leakage).
     features = [c for c in df.columns if c != TARGET]
     return df.drop_duplicates(subset=features).reset_index(drop=True)
