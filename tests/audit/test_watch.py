@@ -72,11 +72,18 @@ def copy(base: LogFolder, tmp_path: Path) -> LogFolder:
     return base.copy(tmp_path / ("killed" if "killed" in str(base.root) else "clean"))
 
 
-def test_a_view_verifies_what_was_appended_and_gives_the_whole_verdict(base, tmp_path):
+def verified(base: LogFolder, tmp_path: Path, clock: Clock | None = None):
+    """A copy of ``base`` and a watch on it that has verified it once, whole."""
     folder = copy(base, tmp_path)
-    watch = watch_of(folder, tmp_path / "p")
+    watch = watch_of(folder, tmp_path / "p", clock)
     first = watch.verify()
-    assert first.ok, first.problem
+    assert first.ok and watch.whole_runs == 1, first.problem
+    return folder, watch
+
+
+def test_a_view_verifies_what_was_appended_and_gives_the_whole_verdict(base, tmp_path):
+    folder, watch = verified(base, tmp_path)
+    first = watch.verify()  # nothing new
     log = folder.writer()  # adopts a killed writer's tail, then writes more
     log.append_many([record(i, "more-") for i in range(3 * EVERY + 7)])
     log.close()
@@ -96,10 +103,8 @@ def test_a_view_verifies_what_was_appended_and_gives_the_whole_verdict(base, tmp
 def test_a_view_of_an_unchanged_log_reads_nothing_again(base, tmp_path):
     """The old records are not read again: one changed in place without its hash goes
     unseen by a view, and is caught by the whole verification due after FULL_EVERY_S."""
-    folder = copy(base, tmp_path)
     clock = Clock()
-    watch = watch_of(folder, tmp_path / "p", clock)
-    assert watch.verify().ok
+    folder, watch = verified(base, tmp_path, clock)
     apply(folder, "change the content")
     assert watch.verify().ok and watch.whole_runs == 1
     clock.now += FULL_EVERY_S
@@ -111,10 +116,8 @@ def test_a_view_of_an_unchanged_log_reads_nothing_again(base, tmp_path):
 def test_every_tamper_kind_shows_at_the_next_view(base: LogFolder, case: str, tmp_path):
     """...or, for old records changed in place, at the next whole verification."""
     _, says = CASES[case]
-    folder = copy(base, tmp_path)
     clock = Clock()
-    watch = watch_of(folder, tmp_path / "p", clock)
-    assert watch.verify().ok
+    folder, watch = verified(base, tmp_path, clock)
     apply(folder, case)
     try:
         result = watch.verify()
@@ -130,9 +133,7 @@ def test_every_tamper_kind_shows_at_the_next_view(base: LogFolder, case: str, tm
 
 
 def test_a_new_checkpoint_signed_by_another_key_is_not_verified(clean_log, tmp_path):
-    folder = clean_log.copy(tmp_path / "log")
-    watch = watch_of(folder, tmp_path / "p")
-    assert watch.verify().ok
+    folder, watch = verified(clean_log, tmp_path)
     db = folder.sql()
     body = db.execute("SELECT body FROM checkpoints ORDER BY id DESC LIMIT 1").fetchone()[0]
     newest = Checkpoint.parse(body)
@@ -149,9 +150,7 @@ def test_a_new_checkpoint_signed_by_another_key_is_not_verified(clean_log, tmp_p
 
 
 def test_a_replaced_file_or_another_pin_is_verified_whole(clean_log, tmp_path):
-    folder = clean_log.copy(tmp_path / "log")
-    watch = watch_of(folder, tmp_path / "p")
-    assert watch.verify().ok
+    folder, watch = verified(clean_log, tmp_path)
     # the same bytes under a new inode: another file, verified whole (and it holds)
     shutil.copy(folder.db, tmp_path / "copy.db")
     (tmp_path / "copy.db").replace(folder.db)
@@ -165,9 +164,7 @@ def test_a_replaced_file_or_another_pin_is_verified_whole(clean_log, tmp_path):
 def test_an_older_head_is_a_checked_row_or_the_log_is_verified_whole(clean_log, tmp_path):
     """A signed head below the verified size (one kept elsewhere): a checkpoint row already
     checked costs nothing more; any other is checked by a whole verification."""
-    folder = clean_log.copy(tmp_path / "log")
-    watch = watch_of(folder, tmp_path / "p")
-    assert watch.verify().ok
+    folder, watch = verified(clean_log, tmp_path)
     db = folder.sql()
     body = db.execute("SELECT body FROM checkpoints WHERE size > 0 ORDER BY id").fetchone()[0]
     db.close()
@@ -184,8 +181,7 @@ def test_an_older_head_is_a_checked_row_or_the_log_is_verified_whole(clean_log, 
 
 
 def test_a_flood_of_views_shares_verifications(clean_log, tmp_path):
-    folder = clean_log.copy(tmp_path / "log")
-    watch = watch_of(folder, tmp_path / "p")
+    watch = watch_of(clean_log.copy(tmp_path / "log"), tmp_path / "p")
     runs = []
     check = watch._check
     release = threading.Event()
@@ -220,9 +216,7 @@ def test_a_failed_log_is_verified_again_only_when_its_files_change(clean_log, tm
 
 
 def test_rows_the_database_holds_as_text_are_no_crash(clean_log, tmp_path):
-    folder = clean_log.copy(tmp_path / "log")
-    watch = watch_of(folder, tmp_path / "p")
-    assert watch.verify().ok
+    folder, watch = verified(clean_log, tmp_path)
     db = sqlite3.connect(folder.db, isolation_level=None)
     size = db.execute("SELECT MAX(seq) FROM entries").fetchone()[0]
     db.execute("UPDATE entries SET leaf = 'text' WHERE seq = ?", (size,))
@@ -237,9 +231,7 @@ def test_a_writer_signing_during_a_view_is_no_truncation(clean_log, tmp_path, mo
     the database snapshot it verifies, so a head is never ahead of the records seen."""
     import shipml.audit.watch
 
-    folder = clean_log.copy(tmp_path / "log")
-    watch = watch_of(folder, tmp_path / "p")
-    assert watch.verify().ok
+    folder, watch = verified(clean_log, tmp_path)
     writer = folder.writer()
     real = shipml.audit.watch.signed_heads
 
