@@ -4,7 +4,9 @@ others are not."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
+from shipml.errors import ProjectError
 from shipml.templates.table_description import describe
 
 
@@ -34,3 +36,13 @@ def test_dates_as_text_and_row_numbers_are_not_features() -> None:
     assert dropped["id"] == "an identifier (every row's own number, 1 to 90)"
     assert dropped["shuffled"].startswith("an identifier")
     assert info["numeric"] == ["count"] and info["categorical"] == ["code"]
+
+
+def test_a_column_holding_infinity_is_refused_with_where() -> None:
+    frame = pd.DataFrame({"x": [float(i) for i in range(60)], "y": [1.0 * i for i in range(60)]})
+    for col in ("x", "y"):  # a feature or the target
+        bad = frame.copy()
+        bad.loc[[4, 9], col] = [float("inf"), float("-inf")]
+        with pytest.raises(ProjectError, match=rf"column '{col}' holds infinity in 2 row\(s\)"):
+            describe(bad, "y", None)
+    assert describe(frame, "y", None)["task"] == "regression"

@@ -81,6 +81,24 @@ def _running_number(values: pd.Series) -> bool:
     return len(values) >= 30 and high - low + 1 == len(values) == values.nunique()
 
 
+def _refuse_infinity(df: pd.DataFrame) -> None:
+    """A column holding infinity: no model learns from it, and no range or bound read
+    from it means anything."""
+    import numpy as np
+
+    for col in df.columns:
+        values = df[col]
+        if pd.api.types.is_float_dtype(values) and np.isinf(values.to_numpy(float)).any():
+            rows = int(np.isinf(values.to_numpy(float)).sum())
+            first = int(np.flatnonzero(np.isinf(values.to_numpy(float)))[0])
+            raise ProjectError(
+                f"column {str(col)[:60]!r} holds infinity in {rows} row(s) (the first: row "
+                f"{first + 1} of the data)",
+                hint="replace those values (or leave them empty: missing values are "
+                "handled) and run `shipml init` again",
+            )
+
+
 def describe(df: pd.DataFrame, target: str, task: str | None) -> dict[str, Any]:
     if target not in df.columns:
         shown = ", ".join(repr(str(c)) for c in list(df.columns)[:20])
@@ -94,6 +112,7 @@ def describe(df: pd.DataFrame, target: str, task: str | None) -> dict[str, Any]:
             f"the target {target!r} has {int(y.notna().sum())} values",
             hint="a model needs at least 30 rows with a target",
         )
+    _refuse_infinity(df)
     task, reason = infer_task(y, task)
     info: dict[str, Any] = {"task": task, "reason": reason, "numeric": [], "categorical": []}
     info["dropped"] = dropped = {}
