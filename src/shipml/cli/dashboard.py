@@ -17,16 +17,17 @@ def dashboard(
     One self-contained page, refreshed every 30 s (JSON at /api/overview)."""
     import uvicorn
 
-    from shipml.project.dashboard import overview
+    from shipml.project.dashboard import gatherer
     from shipml.report.dashboard import Dashboard
 
     config = project_config()
     stderr.print(f"reading the registry and the audit log of [bold]{config.project.name}[/] ...")
-    overview(config)  # MLflow imported and read now, not by the first visitor
+    gather = gatherer(config)
+    gather()  # MLflow imported and read, the audit log verified whole, before any visitor
     stderr.print(
         f"dashboard of [bold]{config.project.name}[/] on http://{host}:{port} (Ctrl-C stops it)"
     )
-    uvicorn.run(Dashboard(lambda: overview(config)), host=host, port=port, log_level="warning")
+    uvicorn.run(Dashboard(gather), host=host, port=port, log_level="warning")
 
 
 def register(app: typer.Typer) -> None:
