@@ -189,6 +189,11 @@ def bad_signature(f, db):
     db.execute("UPDATE checkpoints SET body = ? WHERE id = ?", (orjson.dumps(data).decode(), cid))
 
 
+def checkpoint_size_as_text(f, db):
+    (cid,) = db.execute("SELECT id FROM checkpoints WHERE size > 60 LIMIT 1").fetchone()
+    db.execute("UPDATE checkpoints SET size = 'sixty' WHERE id = ?", (cid,))
+
+
 def garbage(f: LogFolder, db):
     db.close()
     for suffix in ("-wal", "-shm"):
@@ -225,6 +230,7 @@ CASES = {
     "checkpoints deleted": (delete_checkpoints, "signed no checkpoint"),
     "newest checkpoints deleted": (delete_newest_checkpoints, "checkpoint"),
     "bad checkpoint signature": (bad_signature, "bad signature"),
+    "a checkpoint's size as text": (checkpoint_size_as_text, "checkpoint"),
     "garbage database": (garbage, "is not a shipml audit log"),
     "wrong-schema database": (wrong_schema, "is not a shipml audit log"),
 }
