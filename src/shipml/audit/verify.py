@@ -104,11 +104,12 @@ def verify_from(
         result.checkpoints, result.key = start.checkpoints, pin or start.key
         if not pin:
             result.notes.append(unpinned(start.key))
-    # (a size column rewritten as text is left out here; its row is reported below)
-    where, params = ("", ()) if after_id is None else (" AND id > ?", (after_id,))
-    sql = f"SELECT MAX(size) FROM checkpoints WHERE typeof(size) = 'integer'{where}"
-    (last,) = log.db.execute(sql, params).fetchone()
-    newest = max([int(last or 0), start.size if start else 0, *(cp.size for cp, _ in extra)])
+    where, params = ("", ()) if after_id is None else (" WHERE id > ?", (after_id,))
+    (last,) = log.db.execute(f"SELECT MAX(size) FROM checkpoints{where}", params).fetchone()
+    # SQLite keeps a size rewritten as text (PostgreSQL cannot), and sorts it above every
+    # number: such a row is reported below, by checkpoint_rows
+    last = last if isinstance(last, int) else 0
+    newest = max([last, start.size if start else 0, *(cp.size for cp, _ in extra)])
     stored = log.checkpoint_rows(after_id)
     checkpoints = _checked(log, result, stored, extra)
     try:
