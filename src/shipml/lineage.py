@@ -17,6 +17,7 @@ from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
 from shipml.errors import AuditError, ShipmlError
 from shipml.tracking import ModelRef, registry_for
+from shipml.tracking.store import run_metrics
 
 
 @dataclass
@@ -97,7 +98,7 @@ def _run_link(registry: Any, run_id: str | None) -> Link:
         run = registry.tracker.get_run(run_id)
     except Exception as exc:  # an unknown run (a TrackingError), or a store out of reach
         return Link("training run", f"{run_id} (not in this tracking store: {type(exc).__name__})")
-    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.data.metrics.items()))
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run_metrics(run).items()))
     return Link(
         "training run",
         f"{run_id} ({run.info.status}) · {metrics}",

@@ -96,3 +96,9 @@ def killed_log(tmp_path_factory) -> LogFolder:
     for round_ in range(3):
         folder.acked |= kill_under_load(folder, f"k{round_}")
     return folder
+
+
+@pytest.fixture(params=["clean stop", "kill -9 under load"])
+def base(request) -> LogFolder:
+    """Each of the two logs above (a test copies it before changing it)."""
+    return request.getfixturevalue("clean_log" if request.param == "clean stop" else "killed_log")

@@ -53,7 +53,7 @@ def test_binned_tests_agree_with_scipys_exact_ones(frame):
     assert binned_p >= exact_p * 0.999 and binned_p < 0.05 and exact_p < 0.05
     color = reference.features["color"]
     observed = cur["color"].value_counts()[color.categories].to_numpy()
-    exact_chi = stats.chisquare(observed, color.counts / color.counts.sum() * observed.sum()).pvalue
+    exact_chi = stats.chi2_contingency([color.counts, observed], correction=False).pvalue
     assert stattests.chisquare(color.counts, counts["color"].bins) == pytest.approx(exact_chi)
 
 
@@ -163,3 +163,64 @@ def test_thresholds_and_verdicts():
     assert not stattests.verdict("ks", math.nan).drifted  # nothing to compare: no verdict
     assert stattests.verdict("wasserstein", 0.2, 0.5).threshold == 0.5
     assert stattests.verdict("ks", math.inf).to_dict()["statistic"] == 1e308  # JSON-safe
+
+
+@pytest.mark.parametrize("method", ["chisquare", "z", "jensenshannon", "psi"])
+def test_a_window_of_categories_the_reference_never_had_drifts(method):
+    """Evidently compares over every category either sample has; so does shipml. Before,
+    unseen values were left out of the test: a window of only new categories was an
+    empty one (NaN, "no drift"), and one of 40% new ones was judged on the other 60%."""
+    reference = Reference.from_profile(table_profile(pd.DataFrame({"c": ["a", "b"] * 100})))
+    settings = Settings(methods={"c": method})
+    for values in (["new"] * 100, ["a", "b"] * 30 + ["new", "newer"] * 20):
+        window = Window(reference)
+        window.add({"c": np.array(values, dtype=object)})
+        feature = compare(window, settings).features[0]
+        assert feature.drifted and feature.test.method == method, (values[-1], feature.test)
+        assert feature.psi.drifted
+    # the same shares: no drift; PSI and the tests see the unseen bin as empty
+    same = Window(reference)
+    same.add({"c": np.array(["a", "b"] * 50, dtype=object)})
+    assert not compare(same, settings).features[0].drifted
+
+
+def test_wasserstein_counts_infinite_values_as_infinitely_far(frame):
+    """scipy's distance to a sample with an infinite value is infinite; the binned one
+    counted the infinities at the range's edge without their values: smaller, and
+    negative with 10% of them."""
+    reference = Reference.from_profile(table_profile(frame.iloc[:2000]))
+    x = reference.features["x"]
+    values = frame["x"].iloc[2000:].to_numpy().copy()
+    for bad in (np.inf, -np.inf):
+        values[:200] = bad
+        counts = Counts(x)
+        counts.add(values)
+        got = stattests.wasserstein(x.counts, counts.bins, x.edges, tuple(counts.outside), x.std)
+        assert got == math.inf  # scipy's: inf for one infinity, NaN (inf - inf) for more
+        stand_in = np.where(np.isinf(values), np.sign(bad) * 1e12, values)
+        assert stats.wasserstein_distance(frame["x"].iloc[:2000], stand_in) > 1e10
+        assert stattests.verdict("wasserstein", got).drifted
+    # finite values far outside the range: exact there (area from the sums), as scipy's
+    far = frame["x"].iloc[2000:].to_numpy() + 3 * frame["x"].std()
+    counts = Counts(x)
+    counts.add(far)
+    got = stattests.wasserstein(x.counts, counts.bins, x.edges, tuple(counts.outside), x.std)
+    exact = stats.wasserstein_distance(frame["x"].iloc[:2000], far) / frame["x"].iloc[:2000].std()
+    assert got == pytest.approx(exact, rel=0.01)
+
+
+def test_a_constant_reference_sees_a_window_of_another_value():
+    """A reference of one value (chosen test: chi-squared, few values) against a window
+    of another: every window row is out of range, which the test must count. Before, the
+    test ran over the reference's one bin only and answered p = 1, no drift."""
+    reference = Reference.from_profile(table_profile(pd.DataFrame({"k": np.full(500, 3.5)})))
+    for values, drifts in ((np.full(100, 9.0), True), (np.full(100, 3.5), False)):
+        window = Window(reference)
+        window.add({"k": values})
+        feature = compare(window).features[0]
+        assert feature.test.method == "z" and feature.drifted is drifts, feature.test
+    # p-values that underflow are 0, and drift: a million rows moved half a std
+    ref = np.array([0, 250_000, 500_000, 250_000, 0], float)
+    cur = np.array([0, 100_000, 500_000, 400_000, 0], float)
+    assert stattests.ks(ref, cur) == 0.0 and stattests.chisquare(ref, cur) == 0.0
+    assert stattests.verdict("ks", stattests.ks(ref, cur)).drifted

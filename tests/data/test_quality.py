@@ -70,3 +70,37 @@ def test_made_up_labels_take_bounded_memory_and_leave_accuracy_as_it_was():
         merged.merge(quality)
         assert len(merged.cells) <= Quality.MAX_CELLS + 2
         assert merged.metrics()["accuracy"] == pytest.approx(100 / len(truth))
+
+
+def test_metrics_are_sklearns_on_the_labelled_rows():
+    from sklearn import metrics
+
+    truth, predicted, values, guesses = _rows(3000, 21)
+    labelled = [
+        (str(t), str(p))
+        for t, p in zip(truth, predicted, strict=True)
+        if t is not None and t != "" and not (isinstance(t, float) and math.isnan(t))
+    ]
+    q = Quality("classification")
+    q.add(truth, predicted)
+    t, p = zip(*labelled, strict=True)
+    assert q.n == len(t)
+    assert q.metrics()["accuracy"] == pytest.approx(metrics.accuracy_score(t, p), abs=1e-15)
+    assert q.metrics()["f1_macro"] == pytest.approx(
+        metrics.f1_score(t, p, average="macro", zero_division=0), abs=1e-12
+    )
+    r = Quality("regression")
+    r.add(guesses, values)  # truth: the guesses; predicted: values with odd ones
+    pairs = []
+    for g, v in zip(guesses, values, strict=True):
+        try:
+            if math.isfinite(float(v) - g):
+                pairs.append((g, float(v)))
+        except (TypeError, ValueError):
+            continue
+    y, yhat = np.array(pairs).T
+    assert r.n == len(y)
+    assert r.metrics()["mae"] == pytest.approx(metrics.mean_absolute_error(y, yhat), rel=1e-12)
+    assert r.metrics()["rmse"] == pytest.approx(
+        math.sqrt(metrics.mean_squared_error(y, yhat)), rel=1e-12
+    )

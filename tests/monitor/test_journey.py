@@ -25,7 +25,7 @@ from shipml.serving.server import build_app
 from shipml.templates import create_project
 from shipml.tracking import Registry, parse_model_ref, tracker_for
 from tests.conftest import shipml_here
-from tests.monitor.conftest import DOUBLED, SHIFTED, drifted, holdout_rows
+from tests.monitor.conftest import SHIFTED, TRIPLED, drifted, holdout_rows
 
 ENV = {"COLUMNS": "200"}
 
@@ -141,7 +141,7 @@ def test_drifted_rows_flag_exactly_the_changed_features(project, package):
     )
     assert run.returncode == 16, run.stdout + run.stderr
     assert "drift detected" in run.stderr
-    expected = {SHIFTED, DOUBLED[0]}
+    expected = {SHIFTED, TRIPLED[0]}
     assert flagged(run.stdout) == expected
     result = json.loads((project / "monitor" / "monitor.json").read_text())
     assert set(result["drift"]["drifted_features"]) == expected

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from shipml.report.dashboard import Dashboard
+from shipml.asgi import call, exchange, scope_of
+from shipml.errors import ConfigError
+from shipml.report.dashboard import Dashboard, needs_token, token_for
 
 
 async def _get(app: Dashboard, path: str) -> tuple[int, bytes]:
@@ -48,3 +50,50 @@ def test_health_answers_while_the_overview_is_gathered():
         }
 
     asyncio.run(main())
+
+
+def test_a_dashboard_other_machines_reach_needs_its_token():
+    """Bound beyond loopback it shows recent predictions to anyone: a token is needed,
+    as a bearer header, or once in the address (then a cookie, the address cleaned)."""
+    app = Dashboard(lambda: {"models": []}, token="t0ken-of-the-dashboard")
+
+    async def main() -> None:
+        assert (await call(app, "GET", "/api/overview")).status == 401
+        assert (await call(app, "GET", "/")).status == 401
+        wrong = [(b"authorization", b"Bearer not-the-token-at-all")]
+        assert (await call(app, "GET", "/api/overview", headers=wrong)).status == 401
+        assert (await call(app, "GET", "/healthz")).status == 200  # probes stay open
+        bearer = [(b"authorization", b"Bearer t0ken-of-the-dashboard")]
+        assert (await call(app, "GET", "/api/overview", headers=bearer)).json() == {"models": []}
+        scope = scope_of("GET", "/", [], query_string=b"token=t0ken-of-the-dashboard")
+        moved = await exchange(app, scope, b"")
+        assert moved.status == 303 and moved.headers["location"] == "/"
+        cookie = moved.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        jar = [(b"cookie", cookie.split(";")[0].encode())]
+        assert (await call(app, "GET", "/api/overview", headers=jar)).json() == {"models": []}
+        bad = scope_of("GET", "/", [], query_string=b"token=guess")
+        assert (await exchange(app, bad, b"")).status == 401
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("host", "needs"),
+    [("127.0.0.1", False), ("::1", False), ("[::1]", False), ("localhost", False),
+     ("127.0.0.2", False), ("0.0.0.0", True), ("::", True), ("10.1.2.3", True),
+     ("dashboard.example", True)],
+)  # fmt: skip
+def test_which_hosts_need_a_token(host, needs):
+    assert needs_token(host) is needs
+    token, made = token_for(host, None)
+    assert (token is not None) is needs and made is needs
+    if needs:
+        assert len(token) >= 32 and token != token_for(host, None)[0]  # new each start
+
+
+def test_a_given_token_is_used_everywhere_and_a_bad_one_refused():
+    assert token_for("127.0.0.1", "a-token-of-16-chars") == ("a-token-of-16-chars", False)
+    for bad in ("short", "has spaces in it ok", "semi;colon-in-the-token", "x" * 201):
+        with pytest.raises(ConfigError, match="SHIPML_DASHBOARD_TOKEN must be"):
+            token_for("0.0.0.0", bad)

@@ -19,3 +19,31 @@ def test_a_page_is_written_whole_and_a_folder_or_a_full_disk_is_a_clear_error(tm
         with pytest.raises(ShipmlError, match="cannot write /dev/full: No space left"):
             write_atomic(Path("/dev/full"), "x" * 100_000)
         assert Path("/dev/full").is_char_device()
+
+
+def test_bootstrap_intervals_are_seeded_percentile_intervals_like_scipys():
+    """95% percentile intervals from 200 resamples of the rows: the same for the same
+    seed, and within Monte Carlo error of scipy's percentile bootstrap (9999 resamples);
+    the accuracy's interval also brackets the binomial's (Wilson)."""
+    import numpy as np
+    from scipy import stats
+
+    from shipml.report.model_card import intervals
+
+    rng = np.random.default_rng(4)
+    y = rng.choice(["a", "b"], 1000)
+    labels = np.where(rng.random(1000) < 0.8, y, np.where(y == "a", "b", "a"))
+    card = {"task": "classification", "y": y, "labels": labels}
+    first = intervals(card)
+    value, low, high = first["accuracy"]
+    assert intervals(card) == first and intervals(card, seed=1) != first
+    correct = (y == labels).astype(float)
+    ref = stats.bootstrap(
+        (correct,), np.mean, method="percentile", n_resamples=9999, random_state=0
+    ).confidence_interval
+    assert value == correct.mean() and low < value < high
+    assert low == pytest.approx(ref.low, abs=0.012) and high == pytest.approx(ref.high, abs=0.012)
+    wilson = stats.binomtest(int(correct.sum()), 1000).proportion_ci(method="wilson")
+    assert low == pytest.approx(wilson.low, abs=0.012) and high == pytest.approx(
+        wilson.high, abs=0.012
+    )

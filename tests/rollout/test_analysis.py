@@ -6,7 +6,17 @@ from __future__ import annotations
 
 import gc
 
-from shipml.rollout.analysis import ALREADY_LABELLED, MATCHED, OK, Analysis
+import numpy as np
+import pytest
+
+from shipml.rollout.analysis import (
+    ALREADY_LABELLED,
+    MATCHED,
+    OK,
+    Analysis,
+    two_proportion_p,
+    wilson,
+)
 
 
 def test_labels_count_per_variant_on_the_first_row():
@@ -53,3 +63,43 @@ def test_garbage_from_a_model_server_is_compared_without_raising_and_kept_small(
     assert all(len(x) <= 257 for entry in analysis.predictions.values() for x in entry[1:])
     assert analysis.feedback("g0", huge[:256]) == MATCHED  # the longest label: no match
     assert (analysis.stats("shadow").labelled, analysis.stats("shadow").correct) == (1, 0)
+
+
+# (correct, labelled) pairs: tiny, all right, all wrong, equal rates, unequal counts,
+# a difference so large at a million labels that the p-value underflows.
+PAIRS = [
+    ((1, 1), (0, 1)),
+    ((200, 200), (195, 200)),
+    ((0, 50), (0, 70)),
+    ((90, 100), (900, 1000)),
+    ((170, 200), (3600, 4000)),
+    ((600_000, 1_000_000), (400_000, 1_000_000)),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), PAIRS)
+def test_two_proportion_p_is_scipys_chi_squared_without_continuity_correction(a, b):
+    """The pooled two-proportion z-test, two-sided: its z squared is Pearson's chi-squared
+    of the 2 x 2 table (scipy's chi2_contingency with correction=False)."""
+    from scipy import stats
+
+    got = two_proportion_p(*a, *b)
+    table = np.array([[a[0], a[1] - a[0]], [b[0], b[1] - b[0]]])
+    if (table.sum(axis=0) == 0).any():  # one outcome only: nothing differs
+        assert got == 1.0
+        return
+    expected = stats.chi2_contingency(table, correction=False).pvalue
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-300)
+    assert two_proportion_p(*b, *a) == got  # two-sided: symmetric
+
+
+@pytest.mark.parametrize(("correct", "total"), [(0, 1), (1, 1), (0, 200), (199, 200), (57, 90)])
+def test_wilson_interval_is_scipys(correct, total):
+    from scipy import stats
+
+    low, high = wilson(correct, total)
+    ci = stats.binomtest(correct, total).proportion_ci(method="wilson")
+    # shipml's z is 1.96, scipy's 1.959964: the bounds agree to 1e-4
+    assert low == pytest.approx(ci.low, abs=1e-4) and high == pytest.approx(ci.high, abs=1e-4)
+    assert 0.0 <= low <= correct / total <= high <= 1.0
+    assert wilson(0, 0) == (0.0, 1.0)

@@ -194,3 +194,14 @@ def test_with_no_suite_gated_a_failed_test_run_fails_the_tested_gate():
     assert [g.holds for g in evaluate(config(suites=[]), passed, None)] == [True]
     gated = evaluate(config(suites=["model"]), failed, None)  # the suites listed decide
     assert [(g.name, g.holds) for g in gated] == [("tested", True), ("suite model passed", True)]
+
+
+def test_a_metric_exactly_at_a_relative_bound_holds_despite_rounding():
+    """champion - 0.1 of an RMSE of 0.3 is 0.19999999999999998 in floating point: an RMSE
+    of 0.2 is at the bound and held not; 0.7 + 0.1 is 0.7999999999999999 (held anyway)."""
+    cfg = config(max={"model.rmse": "champion - 0.1"}, min={"model.r2": "champion + 0.1"})
+    champion = version("1", {"model.rmse": 0.3, "model.r2": 0.7}, PASSED)
+    at = evaluate(cfg, version("2", {"model.rmse": 0.2, "model.r2": 0.8}, PASSED), champion)
+    assert [g.holds for g in at[-2:]] == [True, True]
+    past = evaluate(cfg, version("2", {"model.rmse": 0.2001, "model.r2": 0.7999}, PASSED), champion)
+    assert [g.holds for g in past[-2:]] == [False, False]

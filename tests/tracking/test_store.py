@@ -3,6 +3,7 @@ MLflow's telemetry off unless the user chose otherwise."""
 
 from __future__ import annotations
 
+import math
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from shipml.errors import TrackingError
-from shipml.tracking.store import Tracker, scrub
+from shipml.tracking.store import Tracker, run_metrics, scrub
 
 CHECK = """
 import logging, os, sys
@@ -69,6 +70,16 @@ def test_a_name_mlflow_refuses_is_an_error_that_says_so(tmp_path, name):
     tracker.log_params(run_id, {"a/b": 1, "c": "x" * 7000})  # MLflow truncates a long value
     tracker.log_metrics(run_id, {"nan": float("nan"), "inf": float("inf")})
     assert tracker.get_run(run_id).data.params["a/b"] == "1"
+
+
+def test_an_infinite_metric_reads_back_as_infinity(tmp_path):
+    """MLflow's SQL store keeps infinity as 1.8e308; shipml shows what the step logged."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(uri, uri, "e", str(tmp_path))
+    run_id = tracker.start_run("x", {})
+    tracker.log_metrics(run_id, {"log_loss": float("inf"), "low": float("-inf"), "acc": 0.5})
+    metrics = run_metrics(tracker.get_run(run_id))
+    assert metrics == {"log_loss": math.inf, "low": -math.inf, "acc": 0.5}
 
 
 OPEN_AT_ONCE = """

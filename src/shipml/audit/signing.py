@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -59,6 +60,14 @@ class Checkpoint:
         if not all(isinstance(data[k], str) for k in names - {"size"}):
             raise AuditError("not a checkpoint: a field that should be text is not")
         return cls(**data)
+
+    @classmethod
+    def parse(cls, body: Any) -> Checkpoint | None:
+        """The checkpoint a stored body (signed JSON) holds, or None when it holds none."""
+        try:
+            return cls.from_dict(orjson.loads(body))
+        except (orjson.JSONDecodeError, AuditError, TypeError):
+            return None
 
     @property
     def fingerprint(self) -> str:

@@ -33,7 +33,7 @@ def load_frontier(
         "ORDER BY size DESC, id DESC LIMIT 1"
     ).fetchone()
     if row is not None:
-        cp = _parse(row[1])
+        cp = Checkpoint.parse(row[1])
         try:
             frontier = Frontier.restore(int(row[0]), bytes(row[2]))
         except ValueError as exc:
@@ -94,10 +94,3 @@ def damaged(log: Reader, problem: str) -> AuditError:
         hint="run `shipml audit verify`; keep the damaged log as evidence and move it "
         "away to start a new one",
     )
-
-
-def _parse(body: str) -> Checkpoint | None:
-    try:
-        return Checkpoint.from_dict(orjson.loads(body))
-    except (orjson.JSONDecodeError, AuditError):
-        return None

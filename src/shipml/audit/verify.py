@@ -8,18 +8,24 @@ writer session between its ``open`` and ``closed`` checkpoints; at each checkpoi
 the Merkle root must match. Checkpoints beyond the end mean truncation. The records
 after the newest checkpoint (the unsigned tail) must be one a writer may leave (see
 ``tail``) and are reported.
+
+``verify_from`` can also go on from where an earlier pass stood (``Resume``): the tree
+at the newest checkpoint it checked, recomputed from the records; the records and
+checkpoints after it are checked exactly as in a whole pass (``audit.watch``).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from shipml.audit.merkle import Frontier, leaf_hash
-from shipml.audit.reading import Reader
+from shipml.audit.reading import Reader, Row
 from shipml.audit.signing import STATES, Checkpoint, check_signature
 from shipml.audit.tail import Sessions, TailCheck
 from shipml.errors import AuditError
@@ -56,18 +62,74 @@ def verify(
     """Check ``log``; ``pin`` is the trusted key's fingerprint (``sha256:...``). Without
     one, signatures are checked against the key the checkpoints name, and a note says
     that a rewrite re-signed with another key would pass."""
+    extra = signed_heads(checkpoint_dir, heads or [])
+    return verify_from(
+        log, None, extra, pin=pin, checkpoint_every=checkpoint_every, interval_s=interval_s
+    )[0]
+
+
+@dataclass
+class Resume:
+    """Where a verification stood at the newest signed checkpoint it checked: the tree
+    of that size (recomputed from the records; its root is the signed one) and the writer
+    sessions the checkpoints up to it tell. A later verification can go on from here."""
+
+    frontier: Frontier
+    sessions: Sessions
+    checkpoints: int = 0  # checkpoint rows of the database checked
+    key: str = ""
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
+
+
+def verify_from(
+    log: Reader,
+    start: Resume | None,
+    extra: list[tuple[Checkpoint, str]],
+    *,
+    pin: str,
+    checkpoint_every: int,
+    interval_s: float,
+    after_id: int | None = None,
+) -> tuple[Verification, Resume | None]:
+    """Verify ``log`` from ``start`` (None: from its first record): the records from its
+    size on, the checkpoint rows whose id is above ``after_id`` and the signed heads
+    ``extra`` (every row when ``after_id`` is None; none below ``start``'s size: the
+    caller checks those). Returns the verdict and, when it holds, where the pass stood
+    at the newest checkpoint."""
     result = Verification(ok=True, records=0, checkpoints=0, key=pin)
-    extra = _heads(checkpoint_dir, heads or [])
+    if start is not None:
+        result.checkpoints, result.key = start.checkpoints, pin or start.key
+        if not pin:
+            result.notes.append(unpinned(start.key))
+    where, params = ("", ()) if after_id is None else (" WHERE id > ?", (after_id,))
+    (last,) = log.db.execute(f"SELECT MAX(size) FROM checkpoints{where}", params).fetchone()
+    # SQLite keeps a size rewritten as text (PostgreSQL cannot), and sorts it above every
+    # number: such a row is reported below, by checkpoint_rows
+    last = last if isinstance(last, int) else 0
+    newest = max([last, start.size if start else 0, *(cp.size for cp, _ in extra)])
+    stored = log.checkpoint_rows(after_id)
+    checkpoints = _checked(log, result, stored, extra)
     try:
-        _run(log, result, extra, checkpoint_every, interval_s)
+        resume = _run(log, result, start, checkpoints, newest, (checkpoint_every, interval_s))
     except _Failed as failed:
         result.ok = False
         result.first_bad = failed.first_bad
         result.problem = failed.problem
-    return result
+        return result, None
+    return result, resume
 
 
-def _heads(checkpoint_dir: Path | None, heads: list[Path]) -> list[tuple[Checkpoint, str]]:
+def unpinned(key: str) -> str:
+    return (
+        f"no pinned key: signatures were checked against {key}, the key the log names; "
+        "pin it ([audit] key_fingerprint) to detect a re-signed log"
+    )
+
+
+def signed_heads(checkpoint_dir: Path | None, heads: list[Path]) -> list[tuple[Checkpoint, str]]:
     """Signed heads kept outside the database: ``head.json`` and published copies."""
     files = [checkpoint_dir / "head.json"] if checkpoint_dir is not None else []
     found = []
@@ -82,13 +144,17 @@ def _heads(checkpoint_dir: Path | None, heads: list[Path]) -> list[tuple[Checkpo
 
 
 def _checked(
-    log: Reader, result: Verification, extra: list[tuple[Checkpoint, str]]
+    log: Reader,
+    result: Verification,
+    stored: Iterator[tuple[Checkpoint | None, int]],
+    extra: list[tuple[Checkpoint, str]],
 ) -> Iterator[Checkpoint]:
     """Every checkpoint in size order, each checked (signature, key, origin, columns)."""
     merged = sorted(((cp, where) for cp, where in extra), key=lambda item: item[0].size)
-    stored = log.checkpoint_rows()
     for cp, size in _merge(stored, merged):
         where = "in the database" if isinstance(size, int) else f"in {size}"
+        if cp is None and size == -1:
+            raise _Failed(None, "a checkpoint row in the database has a size that is no number")
         if cp is None:
             raise _Failed(None, f"the checkpoint of size {size} {where} is not a checkpoint")
         if isinstance(size, int) and cp.size != size:
@@ -103,10 +169,7 @@ def _checked(
             )
         if not result.key:
             result.key = cp.fingerprint
-            result.notes.append(
-                f"no pinned key: signatures were checked against {cp.fingerprint}, the key "
-                "the log names; pin it ([audit] key_fingerprint) to detect a re-signed log"
-            )
+            result.notes.append(unpinned(cp.fingerprint))
         if cp.state not in STATES:
             raise _Failed(None, f"the checkpoint of size {cp.size} {where} has no valid state")
         if cp.origin != log.origin:
@@ -120,7 +183,7 @@ def _merge(
 ) -> Iterator[tuple[Checkpoint | None, int | str]]:
     pending = list(files)
     for cp, size in stored:
-        while pending and pending[0][0].size <= size:
+        while pending and pending[0][0].size < size:  # after the rows of its size
             yield pending.pop(0)
         yield cp, size
     yield from pending
@@ -129,45 +192,32 @@ def _merge(
 def _run(
     log: Reader,
     result: Verification,
-    extra: list[tuple[Checkpoint, str]],
-    checkpoint_every: int,
-    interval_s: float,
-) -> None:
-    (last,) = log.db.execute("SELECT MAX(size) FROM checkpoints").fetchone()
-    newest = max([int(last or 0), *(cp.size for cp, _ in extra)])
-    checkpoints = _checked(log, result, extra)
+    start: Resume | None,
+    checkpoints: Iterator[Checkpoint],
+    newest: int,
+    cadence: tuple[int, float],
+) -> Resume:
+    frontier = start.frontier.copy() if start else Frontier()
+    sessions = copy.deepcopy(start.sessions) if start else Sessions()  # theirs stays as it is
     upcoming = next(checkpoints, None)
-    sessions = Sessions()
-    tail = TailCheck(sessions, newest, checkpoint_every, interval_s)
-    frontier = Frontier()
-    for row in log.rows():
+    tail = TailCheck(sessions, newest, *cadence)
+    resume = None
+    for row in log.rows(frontier.size):
         position = frontier.size
         while upcoming is not None and upcoming.size <= position:
             _against(upcoming, frontier, sessions)
             upcoming = next(checkpoints, None)
-        if row.seq != position:
-            raise _Failed(
-                position,
-                f"record {position} is out of place: the next stored record is {row.seq}; "
-                "records were deleted, inserted or moved",
-            )
-        if row.raw is None:
-            raise _Failed(position, f"record {position} {row.problem}")
-        if leaf_hash(row.raw) != row.leaf:
-            raise _Failed(
-                position, f"record {position} was modified: its content no longer matches its hash"
-            )
-        try:
-            entry = orjson.loads(row.raw)
-        except orjson.JSONDecodeError:
-            raise _Failed(position, f"record {position} is not valid JSON") from None
-        _record(entry, row.kind, row.request_id, row.variant, position, sessions)
+        if position == newest:  # every checkpoint is behind: a later pass starts here
+            resume = Resume(frontier.copy(), copy.deepcopy(sessions))
+        entry = _row(row, position, sessions)
         if position >= newest and not tail.feed(position, entry.get("w"), entry.get("time")):
             raise _Failed(tail.first_bad, tail.problem)
         frontier.append(row.leaf)
     while upcoming is not None:
         _against(upcoming, frontier, sessions)
         upcoming = next(checkpoints, None)
+    resume = resume or Resume(frontier.copy(), copy.deepcopy(sessions))
+    resume.checkpoints, resume.key = result.checkpoints, result.key
     result.records = frontier.size
     if not result.checkpoints and frontier.size:
         raise _Failed(
@@ -178,6 +228,29 @@ def _run(
     result.unsigned = tail.count
     if tail.count:
         result.notes.append(tail.note())
+    return resume
+
+
+def _row(row: Row, position: int, sessions: Sessions) -> dict[str, Any]:
+    """One stored record at ``position``: in place, intact, and its own claims hold."""
+    if row.seq != position:
+        raise _Failed(
+            position,
+            f"record {position} is out of place: the next stored record is {row.seq}; "
+            "records were deleted, inserted or moved",
+        )
+    if row.raw is None:
+        raise _Failed(position, f"record {position} {row.problem}")
+    if leaf_hash(row.raw) != row.leaf:
+        raise _Failed(
+            position, f"record {position} was modified: its content no longer matches its hash"
+        )
+    try:
+        entry = orjson.loads(row.raw)
+    except orjson.JSONDecodeError:
+        raise _Failed(position, f"record {position} is not valid JSON") from None
+    _record(entry, row.kind, row.request_id, row.variant, position, sessions)
+    return dict(entry)
 
 
 def _against(cp: Checkpoint, frontier: Frontier, sessions: Sessions) -> None:

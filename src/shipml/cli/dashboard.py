@@ -14,19 +14,29 @@ def dashboard(
     """Serve the project's dashboard: models, versions and aliases with their lineage,
     tests and gates; the gateway's rollout; drift per feature and quality over time from
     the latest `shipml monitor`; recent predictions and whether the audit log verifies.
-    One self-contained page, refreshed every 30 s (JSON at /api/overview)."""
+    One self-contained page, refreshed every 30 s (JSON at /api/overview).
+
+    On an interface other machines reach (not 127.0.0.1), every page needs a token: a
+    new one each start, printed in the address, or SHIPML_DASHBOARD_TOKEN."""
+    import os
+
     import uvicorn
 
-    from shipml.project.dashboard import overview
-    from shipml.report.dashboard import Dashboard
+    from shipml.project.dashboard import gatherer
+    from shipml.report.dashboard import Dashboard, token_for
 
     config = project_config()
+    token, made = token_for(host, os.environ.get("SHIPML_DASHBOARD_TOKEN"))
     stderr.print(f"reading the registry and the audit log of [bold]{config.project.name}[/] ...")
-    overview(config)  # MLflow imported and read now, not by the first visitor
+    gather = gatherer(config)
+    gather()  # MLflow imported and read, the audit log verified whole, before any visitor
+    address = f"http://{host}:{port}/" + (f"?token={token}" if made else "")
+    needs = " (token: SHIPML_DASHBOARD_TOKEN)" if token and not made else ""
     stderr.print(
-        f"dashboard of [bold]{config.project.name}[/] on http://{host}:{port} (Ctrl-C stops it)"
+        f"dashboard of [bold]{config.project.name}[/] on {address}{needs} (Ctrl-C stops it)",
+        soft_wrap=True,
     )
-    uvicorn.run(Dashboard(lambda: overview(config)), host=host, port=port, log_level="warning")
+    uvicorn.run(Dashboard(gather, token), host=host, port=port, log_level="warning")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from shipml.data import stattests
 from shipml.data.reference import OTHER, FeatureReference, Reference, reference_of
 from shipml.data.stattests import TestResult
@@ -125,7 +127,7 @@ def judge(ref: FeatureReference, counts: Counts, settings: Settings, key: str) -
         test = stattests.verdict(
             method, _statistic(method, ref, counts), settings.thresholds.get(key)
         )
-        psi = stattests.verdict("psi", stattests.psi(ref.counts, bins))
+        psi = stattests.verdict("psi", stattests.psi(*_tested(ref, counts)))
     missing_share = counts.missing / total if total else 0.0
     outside = int(bins[0] + bins[-1]) if ref.numeric else 0
     out_share = outside / present if present else 0.0
@@ -161,8 +163,17 @@ def judge(ref: FeatureReference, counts: Counts, settings: Settings, key: str) -
     )
 
 
+def _tested(ref: FeatureReference, counts: Counts) -> tuple[np.ndarray, np.ndarray]:
+    """The bins a test compares. A categorical feature's unseen values are one bin more
+    (the reference has none there), as Evidently counts every category either sample
+    has: a window of new categories is drift, not an empty window (NaN, "no drift")."""
+    if ref.numeric:
+        return ref.counts, counts.bins
+    return np.append(ref.counts, 0), np.append(counts.bins, sum(counts.unseen.values()))
+
+
 def _statistic(method: str, ref: FeatureReference, counts: Counts) -> float:
-    r, c = ref.counts, counts.bins
+    r, c = _tested(ref, counts)
     if method in stattests.NUMERIC_ONLY and not ref.numeric:
         method = "chisquare"  # a numeric method configured for a category: the safe test
     if method == "ks":
@@ -171,7 +182,7 @@ def _statistic(method: str, ref: FeatureReference, counts: Counts) -> float:
         assert ref.edges is not None
         return stattests.wasserstein(r, c, ref.edges, tuple(counts.outside), ref.std or 0.0)  # type: ignore[arg-type]
     if method == "z":
-        keep = r > 0
+        keep = (r + c) > 0
         if ref.numeric or keep.sum() != 2:
             return stattests.chisquare(r, c)
         return stattests.z_test(r[keep], c[keep])

@@ -13,8 +13,10 @@ categories), so a window is never held in memory. How each test is chosen, and w
   by the reference's standard deviation. Inside a bin the CDFs are linear; below and
   above the reference's range the area is exact, from the sum of the values there.
   Drift: distance >= threshold.
-- ``chisquare``: Pearson's chi-squared of the window's counts against the reference's
-  shares (scipy). ``z``: the two-proportion z-test, for two categories. Drift: p < t.
+- ``chisquare``: Pearson's chi-squared test of homogeneity of the two samples' counts
+  (scipy's ``chi2_contingency``, no continuity correction). ``z``: the two-proportion
+  z-test, for two categories (the same p-value: z squared is that chi-squared). Drift:
+  p < threshold.
 - ``jensenshannon``: Jensen–Shannon distance of the two distributions (scipy, natural
   log). ``psi``: the population stability index, sum of (c - r)·ln(c / r). Empty bins
   get a tiny share, as Evidently does. Drift: value >= threshold.
@@ -176,19 +178,27 @@ def wasserstein(
 
 
 def chisquare(ref: np.ndarray, cur: np.ndarray) -> float:
-    """p-value of Pearson's chi-squared test of ``cur`` against the shares of ``ref``
-    (over the bins the reference has; a bin it never saw is judged elsewhere), computed
-    as ``scipy.stats.chisquare`` does."""
+    """p-value of Pearson's chi-squared test that ``ref`` and ``cur`` are two samples of
+    one distribution (the test of homogeneity of their 2 x k table, over the bins either
+    has), computed as ``scipy.stats.chi2_contingency(correction=False)`` does.
+
+    Both counts are samples: the reference's shares are not taken as the truth (the
+    goodness-of-fit test against them raised a false alarm in 3 windows out of 4 when
+    the window had 10 times the reference's rows and the same distribution). A bin only
+    the window has (a value out of range, an unseen category) counts as evidence."""
     from scipy.special import chdtrc
 
-    known = ref > 0
-    observed = cur[known].astype(float)
-    m = observed.sum()
-    if m == 0 or known.sum() < 2:
-        return math.nan if m == 0 else 1.0
-    expected = shares(ref[known]) * m
-    statistic = np.sum((observed - expected) ** 2 / expected)
-    return float(chdtrc(float(len(observed) - 1), statistic))
+    n, m = float(ref.sum()), float(cur.sum())
+    if n == 0 or m == 0:
+        return math.nan
+    used = (ref + cur) > 0
+    if used.sum() < 2:
+        return 1.0  # one value in both: nothing differs
+    r, c = ref[used].astype(float), cur[used].astype(float)
+    pooled = (r + c) / (n + m)
+    expected_r, expected_c = pooled * n, pooled * m
+    statistic = np.sum((r - expected_r) ** 2 / expected_r + (c - expected_c) ** 2 / expected_c)
+    return float(chdtrc(float(used.sum() - 1), statistic))
 
 
 def z_test(ref: np.ndarray, cur: np.ndarray) -> float:

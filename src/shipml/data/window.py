@@ -34,7 +34,7 @@ class Counts:
         self.bins = np.zeros(len(ref.counts), dtype=np.int64)
         self.missing = 0
         self.sum = 0.0  # of the finite values
-        self.outside = [0.0, 0.0]  # sums of the finite values below / above the range
+        self.outside = [0.0, 0.0]  # sums of the values below / above the range (infinities too)
         self.unseen: dict[str, int] = {}
 
     @property
@@ -65,11 +65,14 @@ class Counts:
         lo = int(np.searchsorted(x, -np.inf, side="right"))  # after the -inf values
         hi = int(np.searchsorted(x, np.inf, side="left"))  # before the +inf values
         self.sum += float(x[lo:hi].sum())
+        # The sums outside the range include the infinite values: a window with some is
+        # infinitely far from the reference (Wasserstein), not nearer (a count of them
+        # at the edge without their values made the distance smaller, even negative).
         first, last = int(pos[0]), int(pos[-1])
-        if first > lo:
-            self.outside[0] += float(x[lo:first].sum())
-        if hi > last:
-            self.outside[1] += float(x[last:hi].sum())
+        if first:
+            self.outside[0] += float(x[:first].sum())
+        if valid > last:
+            self.outside[1] += float(x[last:valid].sum())
 
     def _add_categories(self, values: list[Any], counts: np.ndarray) -> None:
         index = self.ref.index

@@ -4,29 +4,46 @@ rollout state, the latest monitoring pass (drift per feature, quality over time)
 the most recent predictions with the audit log's verdict.
 
 Plain data (a dict), gathered per page view; the page is ``shipml.report.dashboard``.
+The dashboard process gathers through ``gatherer``, whose ``audit.watch.LogWatch`` keeps
+the audit log's last verified state in memory: a view checks only what was appended
+since (a whole verification when that cannot be shown to extend it, and every 10
+minutes), not the whole log.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipml.config import ProjectConfig
 from shipml.errors import ShipmlError
 
+if TYPE_CHECKING:
+    from shipml.audit.watch import LogWatch
+
 RECENT = 20
 
 
-def overview(config: ProjectConfig) -> dict[str, Any]:
+def gatherer(config: ProjectConfig) -> Callable[[], dict[str, Any]]:
+    """The overview of one dashboard process, view after view: the audit log's verdict
+    goes on from the last one (``LogWatch``) instead of reading the whole log."""
+    from shipml.audit.watch import LogWatch
+
+    watch = LogWatch(config)
+    return lambda: overview(config, watch=watch)
+
+
+def overview(config: ProjectConfig, *, watch: LogWatch | None = None) -> dict[str, Any]:
     return {
         "project": config.project.name,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "models": _models(config),
         "rollout": _rollout(config),
         "monitor": _monitor(config),
-        "predictions": _predictions(config),
+        "predictions": _predictions(config, watch),
     }
 
 
@@ -107,8 +124,9 @@ def _monitor(config: ProjectConfig) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "drift" in data else None
 
 
-def _predictions(config: ProjectConfig) -> dict[str, Any]:
-    """The newest predictions in the audit log, and whether the log verifies."""
+def _predictions(config: ProjectConfig, watch: LogWatch | None = None) -> dict[str, Any]:
+    """The newest predictions in the audit log, and whether the log verifies (all of it,
+    or through ``watch`` what changed since its last verdict)."""
     from shipml.audit import open_log, verify_project
 
     if not config.audit.enabled:
@@ -135,7 +153,7 @@ def _predictions(config: ProjectConfig) -> dict[str, Any]:
             if len(rows) >= RECENT:
                 break
         # `shipml audit verify`'s verdict: against the pinned key, not whichever signed it
-        checked = verify_project(config)
+        checked = watch.verify() if watch is not None else verify_project(config)
         status = {"ok": checked.ok, "records": checked.records, "problem": checked.problem}
     except ShipmlError as exc:
         return {"error": exc.message, "rows": []}

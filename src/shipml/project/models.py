@@ -49,6 +49,7 @@ def describe_model(config: ProjectConfig | None, ref: str) -> dict[str, Any]:
     package. A package folder: the package alone."""
     from shipml.model import ModelPackage
     from shipml.tracking import parse_model_ref, resolve_model
+    from shipml.tracking.store import run_metrics
 
     if "@" not in ref and "/" not in ref and not ref.startswith("."):
         if config is None:
@@ -65,7 +66,7 @@ def describe_model(config: ProjectConfig | None, ref: str) -> dict[str, Any]:
     info = model.info if model.info is not None else registry.resolve(parsed)
     metrics: dict[str, float] = {}
     if info.run_id:
-        metrics = dict(registry.tracker.get_run(info.run_id).data.metrics)
+        metrics = run_metrics(registry.tracker.get_run(info.run_id))
     return {
         "version": {**_version(info), "metrics": metrics},
         "package": package_record(ModelPackage.load(model.path)),

@@ -22,6 +22,7 @@ from shipml.files import finite_json
 from shipml.report import charts, html
 from shipml.testing.runner import version_results
 from shipml.tracking import Registry, VersionInfo, parse_model_ref, tracker_for
+from shipml.tracking.store import run_metrics
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_DIFF_CHARS = 20_000
@@ -107,7 +108,7 @@ def entry(config: ProjectConfig, ref: str, *, predictions: bool = True) -> Entry
         run_id=run_id,
         version=version,
         params=dict(run.data.params),
-        metrics={k: float(v) for k, v in run.data.metrics.items()},
+        metrics=run_metrics(run),
         datasets=datasets,
         commit=tags.get("mlflow.source.git.commit", ""),
         tests=version_results(version.tags) if version else None,

@@ -11,11 +11,18 @@ project (names, labels, request ids) is escaped.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import http.cookies
+import ipaddress
 import json
 import logging
-from collections.abc import Callable
+import re
+import secrets
+import urllib.parse
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from shipml.errors import ConfigError
 from shipml.files import finite_json
 from shipml.report import charts
 from shipml.report.html import Markup, number, page, table, tag
@@ -213,11 +220,49 @@ def render(data: dict[str, Any]) -> str:
     return html.replace("<head>", '<head><meta http-equiv="refresh" content="30">', 1)
 
 
-class Dashboard:
-    """ASGI app over ``gather`` (a callable returning the overview dict)."""
+COOKIE = "shipml_dashboard"
 
-    def __init__(self, gather: Callable[[], dict[str, Any]]) -> None:
+
+def needs_token(host: str) -> bool:
+    """Whether a dashboard on ``host`` is reachable from other machines: it shows recent
+    predictions (their inputs may be personal data), so only with a token."""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: whatever it resolves to, not provably local
+        return True
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,200}")
+
+
+def token_for(host: str, given: str | None) -> tuple[str | None, bool]:
+    """The dashboard's token and whether it was made here (to be shown once): the one
+    ``given`` (``SHIPML_DASHBOARD_TOKEN``), else a new one where ``needs_token(host)``,
+    else none."""
+    if given:
+        if not _TOKEN.fullmatch(given):
+            raise ConfigError(
+                f"SHIPML_DASHBOARD_TOKEN must be 16 to 200 letters, digits or ._~- "
+                f"(it has {len(given)} characters, or others)",
+                hint="make one with `python -c 'import secrets; print(secrets.token_urlsafe())'`",
+            )
+        return given, False
+    if needs_token(host):
+        return secrets.token_urlsafe(24), True
+    return None, False
+
+
+class Dashboard:
+    """ASGI app over ``gather`` (a callable returning the overview dict). With a
+    ``token``, every page but ``/healthz`` needs it: ``Authorization: Bearer TOKEN``, or
+    once ``?token=TOKEN`` in a browser, which then keeps it in a cookie (HttpOnly,
+    SameSite=Strict) and is sent on to the page without it in the address."""
+
+    def __init__(self, gather: Callable[[], dict[str, Any]], token: str | None = None) -> None:
         self.gather = gather
+        self.token = token
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -233,6 +278,8 @@ class Dashboard:
             await _send(send, 405, b"only GET", b"text/plain")
         elif path == "/healthz":
             await _send(send, 200, b"ok", b"text/plain")
+        elif self.token is not None and not await self._admitted(scope, send):
+            return
         elif path in ("/", "/api/overview"):
             try:  # off the event loop: verifying a large audit log takes seconds
                 body, ctype = await asyncio.to_thread(self._page, path)
@@ -245,6 +292,28 @@ class Dashboard:
         else:
             await _send(send, 404, b"not found", b"text/plain")
 
+    async def _admitted(self, scope: Scope, send: Any) -> bool:
+        """Whether the request carries the token; if not, the refusal (or the cookie and
+        a redirect for ``?token=``) is sent."""
+        assert self.token is not None
+        want = self.token.encode()
+        headers = dict(scope.get("headers") or [])
+        bearer = headers.get(b"authorization", b"")
+        cookies = http.cookies.SimpleCookie(headers.get(b"cookie", b"").decode("latin-1"))
+        cookie = cookies[COOKIE].value.encode() if COOKIE in cookies else b""
+        if hmac.compare_digest(bearer, b"Bearer " + want) or hmac.compare_digest(cookie, want):
+            return True
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        given = (query.get("token") or [""])[0].encode()
+        if given and hmac.compare_digest(given, want):
+            cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
+            moved = [(b"location", scope["path"].encode()), (b"set-cookie", cookie.encode())]
+            await _send(send, 303, b"", b"text/plain", moved)
+            return False
+        text = b"this dashboard needs its token: open the address `shipml dashboard` printed"
+        await _send(send, 401, text, b"text/plain", [(b"www-authenticate", b"Bearer")])
+        return False
+
     def _page(self, path: str) -> tuple[bytes, bytes]:
         data = self.gather()
         if path == "/":
@@ -253,7 +322,9 @@ class Dashboard:
         return text.encode(), b"application/json"
 
 
-async def _send(send: Any, status: int, body: bytes, ctype: bytes) -> None:
+async def _send(
+    send: Any, status: int, body: bytes, ctype: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -262,6 +333,7 @@ async def _send(send: Any, status: int, body: bytes, ctype: bytes) -> None:
                 (b"content-type", ctype),
                 (b"content-length", str(len(body)).encode()),
                 (b"x-content-type-options", b"nosniff"),
+                *extra,
             ],
         }
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from shipml.config import ProjectConfig
 from shipml.errors import TestingError
+from shipml.testing.quality import reaches
 from shipml.testing.runner import record_of
 from shipml.tracking import VersionInfo
 
@@ -117,7 +118,7 @@ def _metric_gate(
         return Gate(
             name, True, f"{value:.4g}", f"{op} {reads}", "no champion yet: the first promotion"
         )
-    holds = value >= bound if kind == "min" else value <= bound
+    holds = reaches(value, bound, higher=kind == "min")  # a bound computed is rounded
     return Gate(name, holds, f"{value:.4g}", f"{op} {reads}")
 
 

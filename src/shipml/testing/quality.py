@@ -55,11 +55,22 @@ def primary(subject: Subject) -> str:
     return "accuracy" if subject.task == "classification" else "rmse"
 
 
+def reaches(value: float, bound: float, *, higher: bool = True) -> bool:
+    """``value >= bound`` (``<=`` when not ``higher``), up to the rounding of a bound that
+    was computed: 0.85 reaches 0.8 + 0.05, which is 0.8500000000000001 in floating point,
+    and an RMSE of 0.2 reaches "champion - 0.1" of 0.3 (0.19999999999999998). NaN
+    reaches nothing."""
+    slack = 1e-12 * max(1.0, abs(bound))
+    return bool(value >= bound - slack) if higher else bool(value <= bound + slack)
+
+
 def better(metric: str, a: float, b: float, margin: float = 0.0) -> bool:
-    """a beats b by at least ``margin`` (strictly when margin is 0)."""
-    if HIGHER_IS_BETTER.get(metric, True):
-        return a > b + margin if margin == 0 else a >= b + margin
-    return a < b - margin if margin == 0 else a <= b - margin
+    """a beats b by at least ``margin`` (strictly when margin is 0; at the margin up to
+    rounding, see ``reaches``)."""
+    higher = HIGHER_IS_BETTER.get(metric, True)
+    if margin == 0:
+        return bool(a > b) if higher else bool(a < b)
+    return reaches(a, b + margin if higher else b - margin, higher=higher)
 
 
 def holdout_metrics(subject: Subject) -> dict[str, float]:

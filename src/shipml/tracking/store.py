@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -305,6 +306,18 @@ class Tracker:
     @store_call
     def get_run(self, run_id: str) -> Any:
         return self.client.get_run(run_id)
+
+
+def run_metrics(run: Any) -> dict[str, float]:
+    """A run's metrics as logged: MLflow's SQL store keeps infinity as the largest finite
+    float (1.8e308), which would show as a number no step computed."""
+    import sys
+
+    largest = sys.float_info.max
+    return {
+        k: float(v) if abs(v) < largest else math.copysign(math.inf, v)
+        for k, v in run.data.metrics.items()
+    }
 
 
 def tracker_for(config: Any) -> Tracker:
