@@ -6,6 +6,7 @@ import pytest
 
 from shipml.config import load_config
 from shipml.errors import ConfigError
+from tests.conftest import shipml
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -125,3 +126,29 @@ def test_importing_the_configuration_changes_nothing_in_the_process():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("section", ["tests", "monitor"])
+def test_the_results_folders_of_the_settings_stay_inside_the_project(tmp_path, section):
+    """`shipml test` and `shipml monitor` write there: a setting cannot send them out of
+    the project (`-o DIR` on the command line can, as the user chose)."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "out-link").symlink_to(tmp_path)
+    attribute = f"{section}_output"
+    for value in ("../elsewhere", str(tmp_path / "abs"), "out-link/x", ".", "sub/../.."):
+        cfg = load_config(write(root, f'[{section}]\noutput = "{value}"\n'), environ={})
+        with pytest.raises(ConfigError, match=rf"\[{section}\] output = .* resolves to"):
+            getattr(cfg, attribute)
+    cfg = load_config(write(root, f'[{section}]\noutput = "results/{section}"\n'), environ={})
+    assert getattr(cfg, attribute) == root.resolve() / "results" / section
+
+
+def test_shipml_test_refuses_a_results_folder_out_of_the_project(project: Path):
+    toml = project / "shipml.toml"
+    toml.write_text(toml.read_text().replace('output = "results"', 'output = "../results"', 1))
+    result = shipml("test", "penguins@champion", cwd=project)
+    assert result.returncode == 3, result.stderr
+    assert "[tests] output = '../results' resolves to" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project.parent / "results").exists()

@@ -129,6 +129,16 @@ class ProjectConfig(Section):
         return path
 
     @property
+    def tests_output(self) -> Path:
+        """Where ``shipml test`` writes its results by default ([tests] output)."""
+        return self.inside(self.tests.output, "[tests] output")
+
+    @property
+    def monitor_output(self) -> Path:
+        """Where ``shipml monitor`` writes by default ([monitor] output)."""
+        return self.inside(self.monitor.output, "[monitor] output")
+
+    @property
     def tracking_uri(self) -> str:
         return _resolve_uri(self.tracking.uri, self.root)
 

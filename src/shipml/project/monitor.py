@@ -114,7 +114,7 @@ def run_monitor(
         window=spec,
         slices=slices,
     )
-    folder = write_result(result, output or config.path(section.output))
+    folder = write_result(result, output or config.monitor_output)
     run = MonitorRun(target, result, folder)
     if config.audit.enabled:
         record_event(config, _event(result))
@@ -266,7 +266,7 @@ def _test_and_promote(config: ProjectConfig, ref: str, out: Retraining, say: Say
     from shipml.project.promotion import promote
     from shipml.testing.runner import run_tests
 
-    tests = run_tests(config, ref, output=config.path(config.tests.output) / "retrain")
+    tests = run_tests(config, ref, output=config.tests_output / "retrain")
     out.tests = tests.results["summary"]["status"]
     record_event(
         config,

@@ -76,10 +76,11 @@ def run_tests(
     """Run the chosen suites on the model ``ref``; returns pytest's exit code and the
     results (also written to ``output``: junit.xml, report.html, results.json)."""
     chosen = parse_suites(suites, config)
+    target = output or config.tests_output  # a setting out of the project: before any work
     # Resolve NAME@ALIAS to NAME/VERSION once, before anything runs or is deleted: the
     # results belong to that version even if the alias moves while the tests run.
     ref = pin(config, resolve_ref(config, ref))
-    out = _results_folder(output or config.path(config.tests.output))
+    out = _results_folder(target)
     cmd = _pytest_command(config, ref, chosen, out, against, extra_args or [])
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.run(cmd, cwd=config.root, env=env, check=False)

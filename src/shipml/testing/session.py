@@ -59,7 +59,7 @@ class SessionState:
 
     @property
     def output(self) -> Path:
-        return self.results_dir or self.config.path(self.config.tests.output)
+        return self.results_dir or self.config.tests_output
 
     def server_url(self) -> str:
         if self.against:

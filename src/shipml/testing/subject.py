@@ -212,4 +212,4 @@ class Subject:
         return self.predict(self.holdout_features)
 
     def results_dir(self, output: str | None = None) -> Path:
-        return self.config.path(output or self.config.tests.output)
+        return self.config.path(output) if output else self.config.tests_output
