@@ -3,6 +3,7 @@ project, tracking, artifacts, data, datasets, pipeline and model."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -112,31 +113,36 @@ class ProjectConfig(Section):
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.root / p
 
-    def inside(self, value: str, setting: str) -> Path:
+    def inside(self, value: str, setting: str, *, links: bool = True) -> Path:
         """A path setting that shipml writes to, resolved against the project root
-        (symbolic links followed); it must lie inside the project, so that a
-        shipml.toml cannot make a command write anywhere else on the machine."""
-        root = self.root.resolve()
-        path = self.path(value).resolve()
+        (symbolic links followed, unless not ``links``: then a link the user made in the
+        project, such as a test image's ``results`` -> ``/results`` volume, is theirs to
+        point anywhere); it must lie inside the project, so that a shipml.toml cannot
+        make a command write anywhere else on the machine."""
+        if links:
+            root, path = self.root.resolve(), self.path(value).resolve()
+        else:
+            root = Path(os.path.abspath(self.root))
+            path = Path(os.path.abspath(self.path(value)))
         if path == root or not path.is_relative_to(root):
             where = "is the project folder itself" if path == root else "is outside the project"
             raise ConfigError(
                 f"{setting} = {value!r} resolves to {path}, which {where} ({root})",
                 hint=f"set {setting} to a folder inside the project (a relative path, no "
-                "'..' out of it, no symbolic link out of it), or name the folder on the "
-                "command line (--output) to write elsewhere",
+                f"'..' out of it{', no symbolic link out of it' if links else ''}), or name "
+                "the folder on the command line (--output) to write elsewhere",
             )
         return path
 
     @property
     def tests_output(self) -> Path:
         """Where ``shipml test`` writes its results by default ([tests] output)."""
-        return self.inside(self.tests.output, "[tests] output")
+        return self.inside(self.tests.output, "[tests] output", links=False)
 
     @property
     def monitor_output(self) -> Path:
         """Where ``shipml monitor`` writes by default ([monitor] output)."""
-        return self.inside(self.monitor.output, "[monitor] output")
+        return self.inside(self.monitor.output, "[monitor] output", links=False)
 
     @property
     def tracking_uri(self) -> str:
