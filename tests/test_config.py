@@ -156,3 +156,10 @@ def test_shipml_test_refuses_a_results_folder_out_of_the_project(project: Path):
     assert "[tests] output = '../results' resolves to" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (project.parent / "results").exists()
+
+
+def test_the_dashboard_token_variable_is_not_taken_for_a_setting(tmp_path):
+    """SHIPML_DASHBOARD_TOKEN is read by `shipml dashboard`; the configuration, which
+    refuses unknown SHIPML_ variables, must let it through."""
+    env = {"SHIPML_DASHBOARD_TOKEN": "a-token-of-16-chars"}
+    assert load_config(write(tmp_path, '[project]\nname = "x"\n'), environ=env).project.name == "x"

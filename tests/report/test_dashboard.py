@@ -97,3 +97,27 @@ def test_a_given_token_is_used_everywhere_and_a_bad_one_refused():
     for bad in ("short", "has spaces in it ok", "semi;colon-in-the-token", "x" * 201):
         with pytest.raises(ConfigError, match="SHIPML_DASHBOARD_TOKEN must be"):
             token_for("0.0.0.0", bad)
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "status"),
+    [
+        ([(b"cookie", b"\x00\xff;;;=")], b"", 401),
+        ([(b"cookie", b'a="unterminated')], b"", 401),
+        ([(b"cookie", b"x" * 100_000)], b"", 401),
+        # a second cookie of the name overrides the first: never both
+        ([(b"cookie", b"shipml_dashboard=t0ken-of-the-dashboard; shipml_dashboard=x")], b"", 401),
+        ([(b"authorization", b"Bearer t0ken-of-the-dashboard\xff")], b"", 401),
+        ([(b"authorization", b"t0ken-of-the-dashboard")], b"", 401),  # Bearer only
+        ([], b"token=%ff%fe", 401),
+        ([], b"token=" + b"a" * 100_000, 401),
+        ([], b"%%%&&=", 401),
+        ([], b"token=t0ken-of-the-dashboard%00", 401),
+    ],
+)
+def test_a_malformed_or_forged_credential_is_a_401_never_a_500(headers, query, status):
+    app = Dashboard(lambda: {"models": []}, token="t0ken-of-the-dashboard")
+    answer = asyncio.run(
+        exchange(app, scope_of("GET", "/api/overview", headers, query_string=query), b"")
+    )
+    assert answer.status == status, answer

@@ -19,7 +19,13 @@ CONFIG_FILE = "shipml.toml"
 ENV_PREFIX = "SHIPML_"
 # Environment variables that are not settings (read elsewhere).
 ENV_NOT_SETTINGS = frozenset(
-    {"SHIPML_DEBUG", "SHIPML_PROJECT", "SHIPML_SERVE_SPEC", "SHIPML_CHROMIUM"}
+    {
+        "SHIPML_DEBUG",
+        "SHIPML_PROJECT",
+        "SHIPML_SERVE_SPEC",
+        "SHIPML_CHROMIUM",
+        "SHIPML_DASHBOARD_TOKEN",
+    }
 )
 
 

@@ -87,13 +87,13 @@ def _refuse_infinity(df: pd.DataFrame) -> None:
     import numpy as np
 
     for col in df.columns:
-        values = df[col]
-        if pd.api.types.is_float_dtype(values) and np.isinf(values.to_numpy(float)).any():
-            rows = int(np.isinf(values.to_numpy(float)).sum())
-            first = int(np.flatnonzero(np.isinf(values.to_numpy(float)))[0])
+        if not pd.api.types.is_float_dtype(df[col]):
+            continue
+        where = np.flatnonzero(np.isinf(df[col].to_numpy(float)))
+        if len(where):
             raise ProjectError(
-                f"column {str(col)[:60]!r} holds infinity in {rows} row(s) (the first: row "
-                f"{first + 1} of the data)",
+                f"column {str(col)[:60]!r} holds infinity in {len(where)} row(s) (the first: "
+                f"row {where[0] + 1} of the data)",
                 hint="replace those values (or leave them empty: missing values are "
                 "handled) and run `shipml init` again",
             )
