@@ -35,6 +35,7 @@ IN_PLACE = {
     "change the content and its hash",
     "change the leaf column",
     "change the dict column",
+    "bytes after the stored frame",
     "change the kind column",
     "change the request_id column",
     "change the variant column",
