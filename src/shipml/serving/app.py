@@ -31,6 +31,7 @@ from shipml.serving.predictor import Outputs, Predictor
 from shipml.serving.protocol import render_predictions, render_v2
 from shipml.serving.recorder import PredictionRecorder
 from shipml.serving.responses import error_body, internal_error_body, json_body, send_response
+from shipml.serving.tabular import body_format
 from shipml.serving.tracing import Tracing
 from shipml.serving.validation import Rows, Validator, shorten
 
@@ -47,6 +48,8 @@ ROUTES = {"v2": "/v2/models/{name}/infer", "invocations": "/invocations", "predi
 # What scoring a body gives: the validated rows, the V2 request id and outputs wanted, the
 # model's outputs, and which outputs go back as binary tensors (serving/binary.py).
 Scored = tuple[Rows, Any, list[str] | None, Outputs, binary.BinaryOutputs | None]
+# A request's Content-Length, Inference-Header-Content-Length and Content-Type headers.
+Heads = tuple[bytes | None, bytes | None, bytes | None]
 
 
 class ModelServer:
@@ -147,8 +150,9 @@ class ModelServer:
             return
         method: str = scope["method"]
         path: str = scope["path"]
-        # One pass over the headers: the request id, and the two lengths a body may declare.
-        request_id = declared = header = None
+        # One pass over the headers: the request id, the two lengths a body may declare,
+        # and its type (a CSV /invocations body).
+        request_id = declared = header = ctype = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 if request_id is None:
@@ -157,6 +161,8 @@ class ModelServer:
                 declared = value
             elif key == binary.HEADER and header is None:
                 header = value
+            elif key == b"content-type":
+                ctype = value
         if request_id is None:
             request_id = b"%s-%d" % (self._id_prefix, next(self._ids))
         if method == "POST":
@@ -165,7 +171,7 @@ class ModelServer:
                 error = f"no such endpoint: POST {shorten(path)}"
                 await send_response(send, 404, json_body({"error": error}), request_id)
                 return
-            await self._infer(protocol, scope, receive, send, request_id, (declared, header))
+            await self._infer(protocol, scope, receive, send, request_id, (declared, header, ctype))
             return
         if method in ("GET", "HEAD"):
             status, body, ctype = self.documents.get(path, self.ready)
@@ -198,20 +204,22 @@ class ModelServer:
         self,
         protocol: str,
         receive: Any,
-        lengths: tuple[bytes | None, bytes | None],
+        heads: Heads,
         rid: str,
         held: list[int],
     ) -> tuple[bytes, Scored]:
         """The body, read and scored, counted in the bodies held meanwhile (``held``: this
         request's count, with what the gRPC service reserved for its message)."""
         try:
-            raw = await self.bodies.read(receive, lengths[0], held)
-            return raw, await self._score(protocol, raw, rid, binary.header_value(lengths[1]))
+            csv = protocol == "invocations" and body_format(heads[2]) == "csv"
+            raw = await self.bodies.read(receive, heads[0], held)
+            length = binary.header_value(heads[1])
+            return raw, await self._score(protocol, raw, rid, length, csv)
         finally:
             self.bodies.release(held)
 
     async def _score(
-        self, protocol: str, raw: bytes, rid_text: str, length: int | None = None
+        self, protocol: str, raw: bytes, rid_text: str, length: int | None = None, csv: bool = False
     ) -> Scored:
         """Small bodies on the event loop, through the batcher. Big ones off it: parsed and
         validated in a worker process (parsing millions of numbers holds the GIL, so a
@@ -220,13 +228,13 @@ class ModelServer:
         if len(raw) <= self.off_loop_bytes:
             if not (tracing.enabled and tracing.recording()):  # untraced: nothing built
                 rows, rid, wanted, binary_out = binary.parse_request(
-                    protocol, raw, length, self.validator
+                    protocol, raw, length, self.validator, csv
                 )
                 return rows, rid, wanted, await self.batcher.predict(rows), binary_out
-            return await self._score_traced(protocol, raw, rid_text, length)
+            return await self._score_traced(protocol, raw, rid_text, length, csv)
         async with self._off_loop:
             with tracing.span("validate"):
-                rows, rid, wanted, binary_out = await self.offload.parse(protocol, raw, length)
+                rows, rid, wanted, binary_out = await self.offload.parse(protocol, raw, length, csv)
             with tracing.span("model", **{"shipml.batch.rows": rows.n}):
                 feeds = self.predictor.feeds(rows)
                 outputs = await asyncio.to_thread(self.predictor.run, feeds)
@@ -235,7 +243,7 @@ class ModelServer:
             return rows, rid, wanted, outputs, binary_out
 
     async def _score_traced(
-        self, protocol: str, raw: bytes, rid_text: str, length: int | None
+        self, protocol: str, raw: bytes, rid_text: str, length: int | None, csv: bool
     ) -> Scored:
         """``_score``'s small-body path for a traced request: timed, then recorded as the
         ``validate``, ``batch`` and ``model`` spans in one call (``Tracing.scored``)."""
@@ -243,7 +251,7 @@ class ModelServer:
         begun = time.time_ns()
         try:
             rows, rid, wanted, binary_out = binary.parse_request(
-                protocol, raw, length, self.validator
+                protocol, raw, length, self.validator, csv
             )
         except BaseException as exc:
             tracing.scored(begun, None, time.time_ns(), rid_text, None, exc)
@@ -283,9 +291,10 @@ class ModelServer:
         receive: Any,
         send: Any,
         request_id: bytes,
-        lengths: tuple[bytes | None, bytes | None],
+        heads: Heads,
     ) -> None:
-        """``lengths``: the request's Content-Length and Inference-Header-Content-Length."""
+        """``heads``: the request's Content-Length, Inference-Header-Content-Length and
+        Content-Type."""
         started = time.perf_counter()
         metrics = self.metrics
         metrics.in_flight += 1
@@ -305,7 +314,7 @@ class ModelServer:
                     # a gRPC call's message is counted already (serving/grpc.py)
                     held = scope.get(HELD) or [0]
                     raw, (rows, rid, wanted, outputs, binary_out) = await self._take(
-                        protocol, receive, lengths, rid_text, held
+                        protocol, receive, heads, rid_text, held
                     )
                     if self._remember is not None:
                         self._remember(request_id, outputs.labels)

@@ -27,6 +27,7 @@ import orjson
 from shipml.errors import InvalidRequest
 from shipml.serving.jsontext import loads
 from shipml.serving.protocol import parse_body
+from shipml.serving.tabular import parse_csv
 from shipml.serving.validation import Rows, Validator, shorten
 
 HEADER = b"inference-header-content-length"
@@ -80,9 +81,14 @@ def header_value(value: bytes | None) -> int | None:
     return int(value)
 
 
-def parse_request(protocol: str, raw: bytes, length: int | None, validator: Validator) -> Parsed:
+def parse_request(
+    protocol: str, raw: bytes, length: int | None, validator: Validator, csv: bool = False
+) -> Parsed:
     """A request body (JSON, or a JSON header and binary tensors) parsed and validated by
-    the one V2 parser; every endpoint and the gRPC service come through here."""
+    the one V2 parser; every endpoint and the gRPC service come through here. ``csv``: an
+    ``/invocations`` body in CSV (serving/tabular.py)."""
+    if csv:
+        return parse_csv(raw, validator), None, None, None
     if length is None:
         body = loads(raw)
     else:

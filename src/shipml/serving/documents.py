@@ -17,6 +17,9 @@ from shipml.serving.responses import HTML, JSON, json_body
 from shipml.serving.validation import shorten
 
 Answer = tuple[int, bytes, bytes]  # status, body, content type
+# Readiness: the V2 path, and MLflow's scoring server's (its ScoringServerClient waits on
+# /ping; SageMaker probes /ping too).
+READY_PATHS = frozenset({"/v2/health/ready", "/ping", "/health"})
 
 
 class Documents:
@@ -66,7 +69,7 @@ class Documents:
             return 200, self.server_meta, JSON
         if path == "/v2/health/live":
             return 200, b'{"live":true}', JSON
-        if path == "/v2/health/ready":
+        if path in READY_PATHS:  # /ping and /health: what MLflow's clients and SageMaker ask
             return (200, b'{"ready":true}', JSON) if ready else (503, b'{"ready":false}', JSON)
         if path in ("/", "/index.html"):
             return 200, self.page, HTML

@@ -13,6 +13,8 @@ every refusal is a documented 4xx with an ``{"error": ...}`` body.
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 from shipml.model.signature import Signature
@@ -138,6 +140,11 @@ def _flag(key: str) -> dict[str, Any]:
     }
 
 
+def _renamed(path: dict[str, Any], operation: str) -> dict[str, Any]:
+    """``path``'s GET under another operationId (the same answers)."""
+    return {"get": {**path["get"], "operationId": operation}}
+
+
 def _v2_paths(name: str, version: str, example: dict[str, Any]) -> dict[str, Any]:
     ready = _flag("ready")
     meta = _json_body("ModelMetadata")
@@ -148,6 +155,9 @@ def _v2_paths(name: str, version: str, example: dict[str, Any]) -> dict[str, Any
     return {
         "/v2/health/live": live,
         "/v2/health/ready": is_ready,
+        # MLflow's scoring server's readiness paths (its client and SageMaker probe /ping)
+        "/ping": _renamed(is_ready, "ping"),
+        "/health": _renamed(is_ready, "health"),
         "/v2": _get("server_metadata", "server metadata", _json_body("ServerMetadata")),
         "/v2/models/{model_name}": _get(
             "model_metadata", "model metadata", meta, "404", parameters=model
@@ -168,15 +178,27 @@ def _v2_paths(name: str, version: str, example: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _post(operation: str, summary: str, request: str, response: str, example: Any) -> Any:
+def _post(
+    operation: str, summary: str, request: str, response: str, example: Any, **more: Any
+) -> Any:
+    """A POST of a JSON body (``more``: other media types it takes, by name)."""
+    content = {**_json_body(request, example), **more}
     return {
         "post": {
             "operationId": operation,
             "summary": summary,
-            "requestBody": {"required": True, "content": _json_body(request, example)},
+            "requestBody": {"required": True, "content": content},
             "responses": _answers(response, "400", "409", "413", "415", "500"),
         }
     }
+
+
+def _csv(row: dict[str, Any]) -> dict[str, Any]:
+    """``/invocations``' CSV body (serving/tabular.py), with ``row`` as its example."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerows([list(row), ["" if v is None else v for v in row.values()]])
+    return {"schema": {"type": "string"}, "example": text.getvalue()}
 
 
 def document(
@@ -200,10 +222,12 @@ def document(
         **_v2_paths(name, version, v2_example),
         "/invocations": _post(
             "invocations",
-            "MLflow scoring-server bodies",
+            "MLflow scoring-server bodies: JSON, or CSV (a header row, or none and the "
+            "features in signature order)",
             "InvocationsRequest",
             "InvocationsResponse",
             {"dataframe_records": [row]},
+            **{"text/csv": _csv(row)},
         ),
         "/predict": _post(
             "predict",

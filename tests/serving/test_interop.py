@@ -1,0 +1,133 @@
+"""Real clients with their defaults against `shipml serve`: MLflow's own scoring-server
+client and the bodies MLflow's scoring server reads on /invocations (JSON in every form,
+CSV with and without a header), as a user of MLflow or SageMaker sends them."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+from mlflow.utils.proto_json_utils import dump_input_data
+
+
+def post(url: str, body: bytes | str, content_type: str | None) -> tuple[int, dict]:
+    headers = {"Content-Type": content_type} if content_type else {}
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(f"{url}/invocations", data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture(scope="module")
+def rows(penguins_data):
+    X, _ = penguins_data
+    return X.iloc[[0, 3, 100, 200, 300]]  # row 3 has missing values
+
+
+def labels(package, rows) -> list:
+    return package.predict(rows)[0].tolist()
+
+
+def test_mlflows_scoring_client_waits_on_ping_and_scores(penguins_server, penguins_package, rows):
+    """ScoringServerClient (what MLflow's own tooling drives a scoring server with) waits
+    on /ping, then posts a DataFrame as dataframe_split (with its index, NaN literals) and
+    params; SageMaker probes /ping too."""
+    address = urlparse(penguins_server)
+    client = ScoringServerClient(address.hostname, address.port)
+    client.wait_server_ready(timeout=5)
+    assert client.invoke(rows)["predictions"] == labels(penguins_package, rows)
+    with_params = client.invoke(rows, params={"threshold": 0.5})
+    assert with_params["predictions"] == labels(penguins_package, rows)
+    for path in ("/ping", "/health"):
+        with urllib.request.urlopen(f"{penguins_server}{path}", timeout=5) as resp:
+            assert resp.status == 200 and json.loads(resp.read()) == {"ready": True}
+
+
+def test_every_json_form_of_mlflows_scoring_protocol(penguins_server, penguins_package, rows):
+    want = labels(penguins_package, rows)
+    records = json.loads(rows.to_json(orient="records"))
+    columns = {c: json.loads(rows[c].to_json(orient="values")) for c in rows.columns}
+    bodies = {
+        "split": dump_input_data(rows),
+        "records": json.dumps({"dataframe_records": records}),
+        "instances": json.dumps({"instances": records}),
+        "inputs": json.dumps({"inputs": records}),
+        "inputs by column": json.dumps({"inputs": columns, "params": {"k": 1}}),
+    }
+    for form, body in bodies.items():
+        for ctype in ("application/json", "application/json; charset=utf-8"):
+            status, answer = post(penguins_server, body, ctype)
+            assert (status, answer["predictions"]) == (200, want), (form, ctype)
+
+
+def test_csv_bodies_with_and_without_a_header(penguins_server, penguins_package, rows):
+    """text/csv as MLflow reads it (a header row, DataFrame.to_csv(index=False)), and
+    without a header, the features in the signature's order (SageMaker's CSV)."""
+    want = labels(penguins_package, rows)
+    reordered = rows[list(reversed(rows.columns))]
+    bodies = {
+        "header": rows.to_csv(index=False),
+        "reordered": reordered.to_csv(index=False),
+        "no header": rows.to_csv(index=False, header=False),
+        "byte order mark": "\ufeff" + rows.to_csv(index=False),
+        "crlf": rows.to_csv(index=False, lineterminator="\r\n"),
+    }
+    for form, body in bodies.items():
+        for ctype in ("text/csv", "text/csv; charset=utf-8", "TEXT/CSV;charset=UTF-8"):
+            status, answer = post(penguins_server, body, ctype)
+            assert (status, answer.get("predictions")) == (200, want), (form, ctype, answer)
+    assert np.allclose(answer["probabilities"], penguins_package.predict(rows)[1], atol=1e-6)
+
+
+def test_a_numeric_models_csv_matches_its_json(cancer_server, cancer_package, cancer_data):
+    """Small bodies, and one over 256 KiB (parsed in the worker process)."""
+    X, _ = cancer_data
+    for rows in (X.iloc[:20], pd.concat([X] * 4)):
+        want = cancer_package.predict(rows)[0].tolist()
+        as_json = json.dumps({"inputs": rows.to_numpy().tolist()})
+        for body in (rows.to_csv(index=False), rows.to_csv(index=False, header=False)):
+            status, answer = post(cancer_server, body, "text/csv")
+            assert (status, answer) == post(cancer_server, as_json, "application/json")
+            assert answer["predictions"] == want
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "status", "says"),
+    [
+        ("island,bill_length_mm\nBiscoe,long\n", "text/csv", 400, "cannot be read"),
+        (",island\n0,Biscoe\n", "text/csv", 400, "index=False"),
+        ("1,2,3\n", "text/csv", 400, "names no feature"),
+        ("", "text/csv", 400, "names no feature"),
+        ("island,sex\nBiscoe,male\n", "text/csv", 400, "missing feature"),
+        (
+            "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year,x\n"
+            "Biscoe,1,2,3,4,male,2008,9\n",
+            "text/csv",
+            400,
+            "unknown feature 'x'",
+        ),
+        (
+            "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year\n"
+            "Biscoe,inf,2,3,4,male,2008\n",
+            "text/csv",
+            400,
+            "non-finite",
+        ),
+        (b"\xff\xfei\x00", "text/csv", 400, "cannot be read"),
+        (b"PAR1\x00\x00", "application/vnd.apache.parquet", 415, "Parquet"),
+        ('{"instances": []}', "application/json; charset=latin-1", 415, "UTF-8"),
+        ("island\nBiscoe\n", "text/csv; charset=utf-16", 415, "UTF-8"),
+    ],
+)
+def test_bodies_mlflow_would_refuse_are_clear_4xx(penguins_server, body, ctype, status, says):
+    got, answer = post(penguins_server, body, ctype)
+    assert got == status and says in answer["error"], answer
