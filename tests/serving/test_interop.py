@@ -1,19 +1,27 @@
 """Real clients with their defaults against `shipml serve`: MLflow's own scoring-server
 client and the bodies MLflow's scoring server reads on /invocations (JSON in every form,
-CSV with and without a header), as a user of MLflow or SageMaker sends them."""
+CSV with and without a header), as a user of MLflow or SageMaker sends them; tritonclient
+(HTTP and gRPC) beyond plain inference: its classification extension."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
 import pytest
+import tritonclient.grpc as triton_grpc
+import tritonclient.http as triton_http
 from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 from mlflow.utils.proto_json_utils import dump_input_data
+from tritonclient.utils import InferenceServerException
+
+from tests.serving.conftest import free_port, start_server
+from tests.serving.test_grpc import triton_inputs
 
 
 def post(url: str, body: bytes | str, content_type: str | None) -> tuple[int, dict]:
@@ -31,6 +39,21 @@ def post(url: str, body: bytes | str, content_type: str | None) -> tuple[int, di
 def rows(penguins_data):
     X, _ = penguins_data
     return X.iloc[[0, 3, 100, 200, 300]]  # row 3 has missing values
+
+
+@pytest.fixture(scope="module")
+def servers(penguins_package) -> Iterator[tuple[str, str]]:
+    """`shipml serve penguins --grpc-port P`: (HTTP URL, gRPC address)."""
+    grpc_port = free_port()
+    proc, url = start_server(penguins_package.path, "--grpc-port", str(grpc_port))
+    yield url, f"127.0.0.1:{grpc_port}"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def penguins_server(servers) -> str:
+    return servers[0]
 
 
 def labels(package, rows) -> list:
@@ -131,3 +154,47 @@ def test_a_numeric_models_csv_matches_its_json(cancer_server, cancer_package, ca
 def test_bodies_mlflow_would_refuse_are_clear_4xx(penguins_server, body, ctype, status, says):
     got, answer = post(penguins_server, body, ctype)
     assert got == status and says in answer["error"], answer
+
+
+def test_tritonclients_class_count_gets_the_top_classes(servers, penguins_package, rows):
+    """InferRequestedOutput(..., class_count=K): Triton's classification extension, a BYTES
+    [rows, K] of "<probability>:<index>:<label>", highest first (it was ignored: the whole
+    probabilities tensor came back, in a shape the caller did not ask for)."""
+    url, address = servers
+    _, proba = penguins_package.predict(rows)
+    classes = penguins_package.signature.classes
+    clients = [
+        (triton_http.InferenceServerClient(url.removeprefix("http://")), triton_http, True),
+        (triton_http.InferenceServerClient(url.removeprefix("http://")), triton_http, False),
+        (triton_grpc.InferenceServerClient(address), triton_grpc, True),
+    ]
+    for client, module, binary in clients:
+        assert "classification" in client.get_server_metadata(**_json(module))["extensions"]
+        wanted = module.InferRequestedOutput("probabilities", class_count=2)
+        if module is triton_http:
+            wanted = module.InferRequestedOutput("probabilities", binary, class_count=2)
+        result = client.infer("penguins", triton_inputs(module, rows), outputs=[wanted])
+        top = result.as_numpy("probabilities")
+        assert top.shape == (len(rows), 2)
+        for r, row in enumerate(top.tolist()):
+            (first, i, label), (second, j, _) = (_split(v) for v in row)
+            assert label == classes[i] and i == int(np.argmax(proba[r]))
+            assert first >= second and abs(first - proba[r][i]) < 1e-5
+            assert abs(second - proba[r][j]) < 1e-5
+        with pytest.raises(InferenceServerException, match="cannot be classified"):
+            client.infer(
+                "penguins",
+                triton_inputs(module, rows),
+                outputs=[module.InferRequestedOutput("label", class_count=1)],
+            )
+
+
+def _json(module) -> dict:
+    return {"as_json": True} if module is triton_grpc else {}
+
+
+def _split(value: bytes | str) -> tuple[float, int, str]:
+    """A binary BYTES element comes as bytes, a JSON one as text."""
+    text = value.decode() if isinstance(value, bytes) else value
+    probability, index, label = text.split(":")
+    return float(probability), int(index), label

@@ -23,6 +23,7 @@ from shipml.errors import (
 from shipml.serving import binary
 from shipml.serving.batching import Batcher
 from shipml.serving.bodies import Bodies, ClientGone
+from shipml.serving.classification import top_classes
 from shipml.serving.documents import Documents
 from shipml.serving.live import live_monitor
 from shipml.serving.metrics import ServerMetrics
@@ -270,17 +271,17 @@ class ModelServer:
     ) -> tuple[bytes, int | None]:
         """The answer's body (and, for a binary V2 answer, its JSON header's length)."""
         if protocol == "v2":
-            return binary.render(
-                render_v2(
-                    outputs,
-                    model=self.name,
-                    version=self.version,
-                    request_id=rid,
-                    wanted=wanted,
-                    label_type=self.predictor.signature.label_type,
-                ),
-                binary_out,
+            body = render_v2(
+                outputs,
+                model=self.name,
+                version=self.version,
+                request_id=rid,
+                wanted=wanted,
+                label_type=self.predictor.signature.label_type,
             )
+            if binary_out is not None and binary_out.top:
+                top_classes(body, binary_out.top, self.predictor.signature.classes)
+            return binary.render(body, binary_out)
         classes = self.predictor.classes
         return json_body(render_predictions(outputs, classes, detailed=protocol == "predict")), None
 

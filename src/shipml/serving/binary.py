@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 
 from shipml.errors import InvalidRequest
+from shipml.serving import classification
 from shipml.serving.jsontext import loads
 from shipml.serving.protocol import parse_body
 from shipml.serving.tabular import parse_csv
@@ -55,10 +56,12 @@ HINT = "see the binary tensor data extension: docs/serving.md#binary-tensors"
 
 @dataclass(frozen=True)
 class BinaryOutputs:
-    """Which outputs an answer sends as binary: ``default`` for all, but ``named``."""
+    """How an answer's outputs go back: as binary, ``default`` for all but ``named``; and
+    ``top``: the probabilities as that many top classes (serving/classification.py)."""
 
     default: bool
     named: dict[str, bool]
+    top: int = 0
 
     def __call__(self, name: str) -> bool:
         return self.named.get(name, self.default)
@@ -209,9 +212,10 @@ def binary_outputs(body: dict[str, Any]) -> BinaryOutputs | None:
         flag = _flag(out.get("parameters"), "binary_data", f"output {shorten(out['name'])}")
         if flag is not None:
             named[out["name"]] = flag
-    if not default and not any(named.values()):
+    top = classification.requested(body.get("outputs"))
+    if not default and not any(named.values()) and not top:
         return None
-    return BinaryOutputs(bool(default), named)
+    return BinaryOutputs(bool(default), named, top)
 
 
 def _flag(params: Any, key: str, where: str) -> bool | None:

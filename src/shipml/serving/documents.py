@@ -33,7 +33,7 @@ class Documents:
             {
                 "name": "shipml",
                 "version": package_version("shipml"),
-                "extensions": ["binary_tensor_data"],
+                "extensions": ["binary_tensor_data", "classification"],
             }
         )
         profile = _profile(predictor)

@@ -147,7 +147,11 @@ def _v2_request(signature: Signature) -> dict[str, Any]:
                         "name": {"type": "string", "enum": list(output_names(signature))},
                         "parameters": {
                             "type": "object",
-                            "properties": {"binary_data": {"type": "boolean"}},
+                            "properties": {
+                                "binary_data": {"type": "boolean"},
+                                # Triton's classification extension: the top K classes
+                                "classification": {"type": "integer", "minimum": 1},
+                            },
                         },
                     },
                 },
