@@ -84,8 +84,9 @@ class Documents:
                 return 404, json_body({"error": exc.message}), JSON
             if rest == []:
                 return 200, self.metadata, JSON
-            if rest == ["ready"]:
-                return 200, json_body({"name": self.name, "ready": ready}), JSON
+            if rest == ["ready"]:  # the status says it (tritonclient reads only the status)
+                answer = json_body({"name": self.name, "ready": ready})
+                return 200 if ready else 503, answer, JSON
         return 404, json_body({"error": f"no such endpoint: GET {shorten(path)}"}), JSON
 
 

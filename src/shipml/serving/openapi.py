@@ -151,7 +151,14 @@ def _v2_paths(name: str, version: str, example: dict[str, Any]) -> dict[str, Any
     model, versioned = _model_params(name, version, False), _model_params(name, version, True)
     live = _get("server_live", "the server is live", _flag("live"))
     is_ready = _get("server_ready", "the model loaded and a warm-up prediction succeeded", ready)
-    is_ready["get"]["responses"]["503"] = {"description": "not ready yet", "content": ready}
+    not_ready = {"description": "not ready yet", "content": ready}
+    is_ready["get"]["responses"]["503"] = not_ready
+    model_ready = _get("model_ready", "model readiness", ready, "404", parameters=model)
+    version_ready = _get(
+        "model_version_ready", "model readiness", ready, "404", parameters=versioned
+    )
+    for answer in (model_ready, version_ready):
+        answer["get"]["responses"]["503"] = not_ready
     return {
         "/v2/health/live": live,
         "/v2/health/ready": is_ready,
@@ -165,12 +172,8 @@ def _v2_paths(name: str, version: str, example: dict[str, Any]) -> dict[str, Any
         "/v2/models/{model_name}/versions/{model_version}": _get(
             "model_version_metadata", "model metadata", meta, "404", parameters=versioned
         ),
-        "/v2/models/{model_name}/ready": _get(
-            "model_ready", "model readiness", ready, "404", parameters=model
-        ),
-        "/v2/models/{model_name}/versions/{model_version}/ready": _get(
-            "model_version_ready", "model readiness", ready, "404", parameters=versioned
-        ),
+        "/v2/models/{model_name}/ready": model_ready,
+        "/v2/models/{model_name}/versions/{model_version}/ready": version_ready,
         "/v2/models/{model_name}/infer": _infer(example, False, name, version),
         "/v2/models/{model_name}/versions/{model_version}/infer": _infer(
             example, True, name, version
