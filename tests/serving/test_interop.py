@@ -1,7 +1,8 @@
 """Real clients with their defaults against `shipml serve`: MLflow's own scoring-server
 client and the bodies MLflow's scoring server reads on /invocations (JSON in every form,
 CSV with and without a header), as a user of MLflow or SageMaker sends them; tritonclient
-(HTTP and gRPC) beyond plain inference: its classification extension."""
+(HTTP and gRPC) beyond plain inference: its classification extension, the model
+configuration."""
 
 from __future__ import annotations
 
@@ -198,3 +199,25 @@ def _split(value: bytes | str) -> tuple[float, int, str]:
     text = value.decode() if isinstance(value, bytes) else value
     probability, index, label = text.split(":")
     return float(probability), int(index), label
+
+
+def test_tritonclients_model_config_describes_the_model(servers):
+    """get_model_config (Triton's GET /v2/models/NAME[/versions/V]/config) was a 404; it
+    is Triton's configuration of the model: rows per model run, dims without the batch."""
+    url, _ = servers
+    client = triton_http.InferenceServerClient(url.removeprefix("http://"))
+    meta = client.get_model_metadata("penguins")
+    for version in ("", "1"):
+        config = client.get_model_config("penguins", version)
+        assert (config["name"], config["max_batch_size"]) == ("penguins", 64)
+        assert config["platform"] == meta["platform"] == "onnxruntime_onnx"
+        assert [(i["name"], i["dims"]) for i in config["input"]] == [
+            (i["name"], i["shape"][1:]) for i in meta["inputs"]
+        ]
+        types = {i["name"]: i["data_type"] for i in config["input"]}
+        assert (types["island"], types["bill_length_mm"]) == ("TYPE_STRING", "TYPE_FP32")
+        outputs = {o["name"]: o for o in config["output"]}
+        assert outputs["label"]["data_type"] == "TYPE_STRING"
+        assert outputs["probabilities"]["dims"] == [3]
+    with pytest.raises(InferenceServerException, match="no version '2'"):
+        client.get_model_config("penguins", "2")

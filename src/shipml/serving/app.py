@@ -110,7 +110,7 @@ class ModelServer:
         # Generated request ids: a random per-process prefix and a counter (unique, cheap).
         self._id_prefix = uuid.uuid4().hex[:12].encode()
         self._ids = itertools.count(1)
-        self.documents = Documents(predictor, self.metrics)
+        self.documents = Documents(predictor, self.metrics, max_batch_size)
         self._routes = own_routes(self.name, self.version)
 
     def warm_up(self) -> None:

@@ -25,10 +25,12 @@ READY_PATHS = frozenset({"/v2/health/ready", "/ping", "/health"})
 class Documents:
     """The GET side of one model's server."""
 
-    def __init__(self, predictor: Predictor, metrics: ServerMetrics) -> None:
+    def __init__(self, predictor: Predictor, metrics: ServerMetrics, max_batch_size: int) -> None:
         self.name, self.version = predictor.name, predictor.version
         self.metrics = metrics
-        self.metadata = json_body(metadata(predictor))
+        described = metadata(predictor)
+        self.metadata = json_body(described)
+        self.config = json_body(triton_config(described, max_batch_size))
         self.server_meta = json_body(
             {
                 "name": "shipml",
@@ -84,6 +86,8 @@ class Documents:
                 return 404, json_body({"error": exc.message}), JSON
             if rest == []:
                 return 200, self.metadata, JSON
+            if rest == ["config"]:
+                return 200, self.config, JSON
             if rest == ["ready"]:  # the status says it (tritonclient reads only the status)
                 answer = json_body({"name": self.name, "ready": ready})
                 return 200 if ready else 503, answer, JSON
@@ -123,6 +127,31 @@ def metadata(predictor: Predictor) -> dict[str, Any]:
             "onnx_sha256": predictor.onnx_sha256,
             "matrix_input": sig.all_numeric,
         },
+    }
+
+
+TRITON_TYPES = {"BYTES": "TYPE_STRING", "FP32": "TYPE_FP32", "INT64": "TYPE_INT64"}
+
+
+def triton_config(meta: dict[str, Any], max_batch_size: int) -> dict[str, Any]:
+    """The model as Triton's model configuration describes one (what tritonclient's
+    ``get_model_config`` reads, over HTTP): ``max_batch_size`` rows per model run, each
+    tensor's ``dims`` without its batch dimension; a label (one value per row) is
+    ``dims [1]`` reshaped to a scalar, as Triton writes it."""
+
+    def tensor(t: dict[str, Any]) -> dict[str, Any]:
+        dims = t["shape"][1:]
+        config = {"name": t["name"], "data_type": TRITON_TYPES[t["datatype"]]}
+        return {**config, "dims": dims or [1], **({} if dims else {"reshape": {"shape": []}})}
+
+    platform = meta["platform"]
+    return {
+        "name": meta["name"],
+        "platform": platform,
+        **({"backend": "onnxruntime"} if platform == "onnxruntime_onnx" else {}),
+        "max_batch_size": max_batch_size,
+        "input": [tensor(t) for t in meta["inputs"]],
+        "output": [tensor(t) for t in meta["outputs"]],
     }
 
 

@@ -148,6 +148,7 @@ def _renamed(path: dict[str, Any], operation: str) -> dict[str, Any]:
 def _v2_paths(name: str, version: str, example: dict[str, Any]) -> dict[str, Any]:
     ready = _flag("ready")
     meta = _json_body("ModelMetadata")
+    config = {"application/json": {"schema": {"type": "object", "required": ["name", "input"]}}}
     model, versioned = _model_params(name, version, False), _model_params(name, version, True)
     live = _get("server_live", "the server is live", _flag("live"))
     is_ready = _get("server_ready", "the model loaded and a warm-up prediction succeeded", ready)
@@ -171,6 +172,16 @@ def _v2_paths(name: str, version: str, example: dict[str, Any]) -> dict[str, Any
         ),
         "/v2/models/{model_name}/versions/{model_version}": _get(
             "model_version_metadata", "model metadata", meta, "404", parameters=versioned
+        ),
+        "/v2/models/{model_name}/config": _get(
+            "model_config", "Triton's model configuration", config, "404", parameters=model
+        ),
+        "/v2/models/{model_name}/versions/{model_version}/config": _get(
+            "model_version_config",
+            "Triton's model configuration",
+            config,
+            "404",
+            parameters=versioned,
         ),
         "/v2/models/{model_name}/ready": model_ready,
         "/v2/models/{model_name}/versions/{model_version}/ready": version_ready,
