@@ -375,3 +375,24 @@ def test_a_model_not_ready_yet_says_so_in_its_status(penguins_package):
         assert (answer.status_code, answer.json()["ready"]) == (503, False), path
     assert client.get("/v2/health/ready").status_code == 503
     assert client.get("/ping").status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "/predict", 405, "POST"),
+        ("GET", "/v2/models/penguins/infer", 405, "POST"),
+        ("PUT", "/v2/models/penguins/versions/3/infer", 405, "POST"),
+        ("POST", "/v2/health/ready", 405, "GET, HEAD"),
+        ("POST", "/v2/models/penguins", 405, "GET, HEAD"),
+        ("DELETE", "/metrics", 405, "GET, HEAD"),
+        ("PUT", "/nowhere", 404, None),
+        ("POST", "/nowhere", 404, None),
+    ],
+)
+def test_a_wrong_method_is_a_405_naming_the_right_one(client, method, path, status, allow):
+    """`curl -X GET .../infer` was a 404 "no such endpoint", as if the path were wrong;
+    a 405 says which method the path takes, in the Allow header HTTP requires."""
+    answer = client.request(method, path)
+    assert answer.status_code == status and "error" in answer.json()
+    assert answer.headers.get("allow") == allow

@@ -169,17 +169,33 @@ class ModelServer:
         if method == "POST":
             protocol = self._routes.get(path) or self._post_route(path)
             if protocol is None:
-                error = f"no such endpoint: POST {shorten(path)}"
-                await send_response(send, 404, json_body({"error": error}), request_id)
+                await self._no_route(send, method, path, request_id)
                 return
             await self._infer(protocol, scope, receive, send, request_id, (declared, header, ctype))
             return
         if method in ("GET", "HEAD"):
             status, body, ctype = self.documents.get(path, self.ready)
+            if status == 404 and self._post_route(path) is not None:
+                await self._no_route(send, method, path, request_id)
+                return
             await send_response(send, status, body, request_id, ctype)
             return
-        error = f"method {shorten(method)} is not allowed"
-        await send_response(send, 405, json_body({"error": error}), request_id)
+        await self._no_route(send, method, path, request_id)
+
+    async def _no_route(self, send: Any, method: str, path: str, request_id: bytes) -> None:
+        """No route for ``method`` at ``path``: a 405 naming the methods the path takes
+        (``Allow``, as HTTP requires), or a 404 for a path that is no endpoint."""
+        if self._post_route(path) is not None:
+            allow = b"POST"
+        elif self.documents.get(path, self.ready)[0] != 404:
+            allow = b"GET, HEAD"
+        else:
+            error = f"no such endpoint: {shorten(method)} {shorten(path)}"
+            await send_response(send, 404, json_body({"error": error}), request_id)
+            return
+        takes = allow.decode()
+        error = f"method {shorten(method)} is not allowed on {shorten(path)}: it takes {takes}"
+        await send_response(send, 405, json_body({"error": error}), request_id, allow=allow)
 
     def _post_route(self, path: str) -> str | None:
         """Exact routes only: ``/v2/models/NAME[/versions/V]/infer``, nothing in between."""
