@@ -2,11 +2,14 @@
 client and the bodies MLflow's scoring server reads on /invocations (JSON in every form,
 CSV with and without a header), as a user of MLflow or SageMaker sends them; tritonclient
 (HTTP and gRPC) beyond plain inference: its classification extension, the model
-configuration."""
+configuration; /metrics as Prometheus' own parser and promtool read it."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 from mlflow.utils.proto_json_utils import dump_input_data
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from tests.serving.conftest import free_port, start_server
@@ -221,3 +225,30 @@ def test_tritonclients_model_config_describes_the_model(servers):
         assert outputs["probabilities"]["dims"] == [3]
     with pytest.raises(InferenceServerException, match="no version '2'"):
         client.get_model_config("penguins", "2")
+
+
+def test_metrics_after_every_kind_of_request_pass_prometheus_own_checks(servers, rows):
+    """/metrics after HTTP, gRPC, CSV and refused requests: read by prometheus_client's
+    own parser, and by `promtool check metrics` (Prometheus' linter) where it is
+    installed."""
+    url, address = servers
+    post(url, rows.to_csv(index=False), "text/csv")
+    post(url, "{", "application/json")
+    triton_grpc.InferenceServerClient(address).infer("penguins", triton_inputs(triton_grpc, rows))
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        assert resp.headers["content-type"].startswith("text/plain")
+        text = resp.read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {"shipml_requests", "shipml_request_duration_seconds"} <= set(families)
+    codes = {(s.labels["protocol"], s.labels["code"]) for s in families["shipml_requests"].samples}
+    assert {("invocations", "200"), ("invocations", "400"), ("grpc", "200")} <= codes
+    for family in families.values():
+        assert family.documentation and family.type in ("counter", "gauge", "histogram")
+    tool = shutil.which("promtool")
+    if tool is None:
+        assert not os.environ.get("CI"), "CI needs promtool (scripts/prometheus.sh)"
+        return
+    checked = subprocess.run(
+        [tool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

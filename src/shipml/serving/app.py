@@ -190,11 +190,11 @@ class ModelServer:
         elif self.documents.get(path, self.ready)[0] != 404:
             allow = b"GET, HEAD"
         else:
-            error = f"no such endpoint: {shorten(method)} {shorten(path)}"
+            error = f"no such endpoint: {method[:20]} {shorten(path)}"  # a token: no quotes
             await send_response(send, 404, json_body({"error": error}), request_id)
             return
         takes = allow.decode()
-        error = f"method {shorten(method)} is not allowed on {shorten(path)}: it takes {takes}"
+        error = f"method {method[:20]} is not allowed on {shorten(path)}: it takes {takes}"
         await send_response(send, 405, json_body({"error": error}), request_id, allow=allow)
 
     def _post_route(self, path: str) -> str | None:
