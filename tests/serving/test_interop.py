@@ -252,3 +252,11 @@ def test_metrics_after_every_kind_of_request_pass_prometheus_own_checks(servers,
         [tool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_two_formats_in_one_body_are_refused_as_mlflow_refuses_them(penguins_server, rows):
+    """{"instances": A, "inputs": B} scored A and dropped B without a word."""
+    records = json.loads(rows.to_json(orient="records"))
+    body = json.dumps({"inputs": records[:1], "instances": records})
+    status, answer = post(penguins_server, body, "application/json")
+    assert status == 400 and "instances and inputs" in answer["error"], answer

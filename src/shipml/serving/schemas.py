@@ -217,9 +217,10 @@ def _mlflow_schemas(signature: Signature) -> dict[str, Any]:
     return {
         "InvocationsRequest": {
             "type": "object",
-            "description": "MLflow's scoring bodies: one of these keys",
+            "description": "MLflow's scoring bodies: one of these keys (and MLflow's "
+            "params, accepted and ignored)",
             "minProperties": 1,
-            "maxProperties": 1,
+            "maxProperties": 2,
             "properties": {
                 "dataframe_split": {
                     "type": "object",
@@ -235,6 +236,7 @@ def _mlflow_schemas(signature: Signature) -> dict[str, Any]:
                 "dataframe_records": {"type": "array", "minItems": 1, "items": ref("Row")},
                 "instances": {"type": "array", "minItems": 1, "items": ref("Row")},
                 "inputs": {"type": "object"},
+                "params": {"type": "object"},
             },
         },
         "InvocationsResponse": {
