@@ -74,7 +74,7 @@ def parse_csv(raw: bytes, validator: Validator) -> Rows:
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=convert,
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError) as exc:
+    except (pa.ArrowException, UnicodeDecodeError) as exc:  # every reading error of Arrow
         raise InvalidRequest(
             f"the CSV body cannot be read: {shorten(str(exc), 200)}",
             hint=HINT + ORDER.format(", ".join(names)),
