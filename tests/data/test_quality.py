@@ -142,6 +142,10 @@ def test_chance_is_the_p_value_of_so_large_a_loss_by_sampling_alone():
         worse = np.mean([_errors(1.5 * e).chance(metric, holdout) < 0.05 for e in errors])
         assert worse >= 0.9, (metric, worse)
     assert Quality("regression").chance("mae", 1.0) == 1.0  # no labels: no evidence
+    huge = Quality("regression")  # errors whose fourth power overflows: no OverflowError
+    huge.add([0.0] * 50, [1e80] * 50)  # row by row
+    huge.add([0.0] * 300, [1e200] * 300)  # vectorised
+    assert huge.n == 350 and huge.chance("rmse", 1.0) == huge.chance("mae", 1.0) == 0.0
 
 
 def _errors(errors: np.ndarray) -> Quality:

@@ -57,9 +57,10 @@ class Quality:
                     continue
                 if not math.isfinite(err):
                     continue
+                squared = err * err  # inf past 1e154, never OverflowError as ** raises
                 self.abs_error += abs(err)
-                self.sq_error += err * err
-                self.quartic_error += err**4
+                self.sq_error += squared
+                self.quartic_error += squared * squared
             self.n += 1
 
     def _add_many(self, truth: Sequence[Any], predicted: Sequence[Any]) -> None:
@@ -81,8 +82,9 @@ class Quality:
         err = pd.to_numeric(p, errors="coerce") - pd.to_numeric(t, errors="coerce")
         err = err[np.isfinite(err.to_numpy(dtype=np.float64))]
         self.abs_error += float(err.abs().sum())
-        self.sq_error += float((err * err).sum())
-        self.quartic_error += float((err**4).sum())
+        squared = err * err
+        self.sq_error += float(squared.sum())
+        self.quartic_error += float((squared * squared).sum())
         self.n += len(err)
 
     def _count(self, truth: str, predicted: str, count: int) -> None:
@@ -151,8 +153,8 @@ def _beyond(total: float, total_sq: float, n: int, holdout: float) -> float:
     if mean <= holdout:
         return 1.0
     spread = math.sqrt(max(total_sq / n - mean * mean, 0.0) / n)
-    if spread == 0.0:
-        return 0.0
+    if spread == 0.0 or not math.isfinite(spread):
+        return 0.0  # no spread, or errors too large to square twice: the bound decides
     from scipy.stats import norm
 
     return float(norm.sf((mean - holdout) / spread))
