@@ -121,3 +121,29 @@ def test_a_malformed_or_forged_credential_is_a_401_never_a_500(headers, query, s
         exchange(app, scope_of("GET", "/api/overview", headers, query_string=query), b"")
     )
     assert answer.status == status, answer
+
+
+@pytest.mark.parametrize("path", ["/", "/api/overview", "/healthz", "/nowhere"])
+def test_every_answer_forbids_framing_caching_and_sniffing(path):
+    """The page's <meta> policy cannot say frame-ancestors: without the headers another
+    site could frame a token holder's dashboard (clickjacking), and a cache keep its
+    recent predictions."""
+    app = Dashboard(lambda: {"models": []}, token="t0ken-of-the-dashboard")
+    bearer = [(b"authorization", b"Bearer t0ken-of-the-dashboard")]
+    for headers in (bearer, []):  # admitted, and refused (401)
+        answer = asyncio.run(call(app, "GET", path, headers=headers))
+        got = answer.headers
+        assert "frame-ancestors 'none'" in got["content-security-policy"], (path, got)
+        assert "default-src 'none'" in got["content-security-policy"]
+        assert got["x-frame-options"] == "DENY" and got["cache-control"] == "no-store"
+        assert got["x-content-type-options"] == "nosniff"
+        assert got["referrer-policy"] == "no-referrer"
+
+
+def test_the_token_redirect_never_leaves_the_dashboard():
+    """``//elsewhere.example/?token=...`` sent the browser, cookie set, to another site."""
+    app = Dashboard(lambda: {"models": []}, token="t0ken-of-the-dashboard")
+    for path, back in [("//elsewhere.example/", "/"), ("/api/overview", "/api/overview")]:
+        scope = scope_of("GET", path, [], query_string=b"token=t0ken-of-the-dashboard")
+        moved = asyncio.run(exchange(app, scope, b""))
+        assert moved.status == 303 and moved.headers["location"] == back

@@ -25,7 +25,7 @@ from typing import Any
 from shipml.errors import ConfigError
 from shipml.files import finite_json
 from shipml.report import charts
-from shipml.report.html import Markup, number, page, table, tag
+from shipml.report.html import CSP, Markup, number, page, table, tag
 
 log = logging.getLogger("shipml.dashboard")
 Scope = dict[str, Any]
@@ -221,6 +221,7 @@ def render(data: dict[str, Any]) -> str:
 
 
 COOKIE = "shipml_dashboard"
+PAGES = ("/", "/api/overview")
 
 
 def needs_token(host: str) -> bool:
@@ -280,7 +281,7 @@ class Dashboard:
             await _send(send, 200, b"ok", b"text/plain")
         elif self.token is not None and not await self._admitted(scope, send):
             return
-        elif path in ("/", "/api/overview"):
+        elif path in PAGES:
             try:  # off the event loop: verifying a large audit log takes seconds
                 body, ctype = await asyncio.to_thread(self._page, path)
             except Exception as exc:  # a broken store must not take the page down with a trace
@@ -307,7 +308,9 @@ class Dashboard:
         given = (query.get("token") or [""])[0].encode()
         if given and hmac.compare_digest(given, want):
             cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
-            moved = [(b"location", scope["path"].encode()), (b"set-cookie", cookie.encode())]
+            # never the path as asked: "//elsewhere.example/?token=..." is another site
+            back = scope["path"] if scope["path"] in PAGES else "/"
+            moved = [(b"location", back.encode()), (b"set-cookie", cookie.encode())]
             await _send(send, 303, b"", b"text/plain", moved)
             return False
         text = b"this dashboard needs its token: open the address `shipml dashboard` printed"
@@ -322,6 +325,18 @@ class Dashboard:
         return text.encode(), b"application/json"
 
 
+# On every answer. The page's own <meta> policy cannot say frame-ancestors: without
+# the header, any site could frame the token-holder's dashboard (clickjacking) and a
+# shared proxy or browser cache could keep its predictions.
+HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", f"{CSP}; frame-ancestors 'none'".encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
 async def _send(
     send: Any, status: int, body: bytes, ctype: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
@@ -332,7 +347,7 @@ async def _send(
             "headers": [
                 (b"content-type", ctype),
                 (b"content-length", str(len(body)).encode()),
-                (b"x-content-type-options", b"nosniff"),
+                *HEADERS,
                 *extra,
             ],
         }
