@@ -62,7 +62,8 @@ def _finite(values: Sequence[float | None]) -> list[float]:
     return out
 
 
-def _short(text: str, limit: int = 14) -> str:
+def short(text: str, limit: int = 14) -> str:
+    """``text`` cut to ``limit`` characters (a label, a category value from the data)."""
     text = str(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -84,7 +85,7 @@ def compare_bars(
     ax.set_xticks(list(xs))
     rotate = 45 if n > 6 or max((len(s) for s in labels), default=0) > 8 else 0
     ax.set_xticklabels(
-        [_short(s) for s in labels], rotation=rotate, ha="right" if rotate else "center"
+        [short(s) for s in labels], rotation=rotate, ha="right" if rotate else "center"
     )
     ax.set_ylabel("share")
     ax.set_title(title, loc="left")
@@ -112,7 +113,7 @@ def lines(
         ax.axhline(threshold, ls="--", lw=1, color=BAD, label=f"threshold {threshold:g}")
     step = max(1, len(x) // 8)
     ax.set_xticks(list(range(0, len(x), step)))
-    ax.set_xticklabels([_short(s, 16) for s in x[::step]], rotation=30, ha="right")
+    ax.set_xticklabels([short(s, 16) for s in x[::step]], rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title, loc="left")
     if series:
@@ -166,9 +167,9 @@ def matrix(values: Sequence[Sequence[float]], labels: Sequence[str], *, title: s
         for j, v in enumerate(row):
             color = "white" if peak and v > peak / 2 else "#1d2330"
             ax.text(j, i, f"{v:g}", ha="center", va="center", color=color, fontsize=8)
-    short = [_short(label) for label in labels]
-    ax.set_xticks(range(n), short, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(n), short, fontsize=7)
+    names = [short(label) for label in labels]
+    ax.set_xticks(range(n), names, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
     ax.set(title=title, xlabel="predicted", ylabel="true")
     ax.title.set_fontsize(10)
     return render(fig, title)
@@ -177,7 +178,7 @@ def matrix(values: Sequence[Sequence[float]], labels: Sequence[str], *, title: s
 def bars(values: dict[str, float], *, title: str) -> str:
     """Horizontal bars, one per name (metrics of a slice, feature importances)."""
     fig, (ax,) = _figure(4.2, 0.8 + 0.28 * max(len(values), 1))
-    names = [_short(k, 30) for k in values]
+    names = [short(k, 30) for k in values]
     ax.barh(names, _finite(list(values.values())), color=PALETTE[0])
     ax.invert_yaxis()
     ax.set_title(title, fontsize=10)

@@ -26,6 +26,7 @@ from shipml.errors import ConfigError
 from shipml.files import finite_json
 from shipml.report import charts
 from shipml.report.html import CSP, Markup, number, page, table, tag
+from shipml.report.monitor import MAX_CHARTS, MAX_SERIES, most_drifted
 
 log = logging.getLogger("shipml.dashboard")
 Scope = dict[str, Any]
@@ -119,15 +120,20 @@ def _monitor(result: dict[str, Any] | None) -> list[Markup]:
     if result is None:
         return [tag("p", "No monitoring pass yet: run `shipml monitor`.", class_="meta")]
     drift = result["drift"]
-    names = [f["name"] for f in drift["features"]]
-    stats = [f["test"]["statistic"] if f.get("test") else None for f in drift["features"]]
+    # 5,000 features drew 5,000 bars and a chart per drifted one at every view: minutes
+    shown = most_drifted(drift["features"], MAX_CHARTS)
+    names = [f["name"] for f in shown]
+    stats = [f["test"]["statistic"] if f.get("test") else None for f in shown]
     flagged = [f["name"] for f in drift["features"] if f["drifted"]]
+    listed = ", ".join(flagged[:MAX_CHARTS]) + (
+        f" and {len(flagged) - MAX_CHARTS} more" if len(flagged) > MAX_CHARTS else ""
+    )
     out = [
         tag(
             "p",
             f"{result['model']} version {result['version']}: {result['rows']} rows, "
             f"{result['created'][:16].replace('T', ' ')} · drifted: "
-            f"{', '.join(flagged) or 'none'}",
+            f"{listed or 'none'}",
             class_="meta",
         ),
     ]
@@ -137,11 +143,12 @@ def _monitor(result: dict[str, Any] | None) -> list[Markup]:
                 names,
                 [0.0] * len(names),
                 [s or 0.0 for s in stats],
-                title="drift statistic per feature (p-value or distance)",
+                title="drift statistic per feature (p-value or distance)"
+                + (f", {len(shown)} most drifted" if len(shown) < len(drift["features"]) else ""),
             )
         )
     ]
-    for f in drift["features"]:
+    for f in shown[:MAX_SERIES]:
         if f["drifted"]:
             cards.append(
                 Markup(
