@@ -26,6 +26,9 @@ from shipml.tracking.store import run_metrics
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_DIFF_CHARS = 20_000
+# A column per subject: 10,000 run ids made a page of 10,000 columns after minutes of
+# reading runs (and a git diff per commit); past a hundred no one reads the table.
+MAX_SUBJECTS = 100
 
 
 @dataclass
@@ -138,7 +141,19 @@ def holdout_predictions(config: ProjectConfig, ref: str) -> dict[str, Any] | Non
     }
 
 
+def check_subjects(refs: list[str]) -> None:
+    """Two to ``MAX_SUBJECTS`` references, or a ``RegistryError`` before any is read."""
+    if len(refs) < 2:
+        raise RegistryError("compare needs at least two runs or models", hint="give A B [C ...]")
+    if len(refs) > MAX_SUBJECTS:
+        raise RegistryError(
+            f"compare takes at most {MAX_SUBJECTS} runs or models ({len(refs):,} given)",
+            hint="compare the few that matter (e.g. the best trials of a study)",
+        )
+
+
 def compare(config: ProjectConfig, refs: list[str], *, predictions: bool = True) -> Comparison:
+    check_subjects(refs)
     entries = [entry(config, r, predictions=predictions) for r in refs]
     result = Comparison(entries)
     names = sorted({k for e in entries for k in e.params})
@@ -160,10 +175,12 @@ def code_diff(config: ProjectConfig, commits: list[str]) -> str:
     known = [c for c in commits if c]
     if len(set(known)) < 2:
         return ""
-    out = []
+    out: list[str] = []
     for other in dict.fromkeys(known[1:]):
         if other == known[0]:
             continue
+        if sum(map(len, out)) >= MAX_DIFF_CHARS:  # all that is shown: no more git runs
+            break
         proc = subprocess.run(
             ["git", "diff", "--no-color", known[0], other, "--", "*.py", "shipml.toml"],
             cwd=config.root,
