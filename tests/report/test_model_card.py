@@ -47,3 +47,45 @@ def test_bootstrap_intervals_are_seeded_percentile_intervals_like_scipys():
     assert low == pytest.approx(wilson.low, abs=0.012) and high == pytest.approx(
         wilson.high, abs=0.012
     )
+
+
+HOSTILE = "<img src=x onerror=alert(1)><script>alert(2)</script>"
+
+
+def test_the_data_section_shows_a_hostile_catalog_and_tag_as_text(tmp_path: Path):
+    """The dataset catalog is a file in the shared store and the names come from a run's
+    tags: a catalog's version, rows and digest went into the card unescaped, and a tag
+    naming no valid dataset stopped the whole card with a DataError."""
+    import json
+    from html.parser import HTMLParser
+    from types import SimpleNamespace
+
+    from shipml.report.model_card import _data
+
+    catalog = tmp_path / "artifacts" / "datasets" / "catalog"
+    catalog.mkdir(parents=True)
+    snapshot = {
+        "name": "penguins",
+        "version": HOSTILE,
+        "digest": HOSTILE,
+        "source": HOSTILE,
+        "rows": HOSTILE,
+        "columns": 1,
+        "created": "now",
+        "source_sha256": "x",
+        "schema": [{"name": HOSTILE, "type": HOSTILE, "nullable": True}],
+    }
+    (catalog / "penguins.json").write_text(json.dumps({"versions": [snapshot]}))
+    config = SimpleNamespace(artifact_root=str(tmp_path / "artifacts"), root=tmp_path)
+    entry = SimpleNamespace(datasets={"penguins": HOSTILE, f"{HOSTILE}": "abc"})
+    page = _data(config, entry)  # type: ignore[arg-type]
+    seen: set[str] = set()
+
+    class Elements(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            seen.add(tag)
+
+    Elements().feed(page)
+    assert not seen & {"img", "script"}, page
+    assert page.count("&lt;script&gt;alert(2)") >= 5  # version, rows, digest, source, tag
+    assert "invalid dataset name" in page

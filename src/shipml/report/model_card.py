@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from shipml.config import ProjectConfig
-from shipml.errors import ShipmlError
+from shipml.errors import DataError, ShipmlError
 from shipml.files import output_file
 from shipml.report import charts, html
 from shipml.report.compare import Entry, entry
@@ -104,13 +104,21 @@ def _data(config: ProjectConfig, e: Entry) -> str:
     store = DatasetStore(config.artifact_root, config.root)
     parts = []
     for name, digest in e.datasets.items():
-        snap = next((s for s in store.versions(name) if s.digest == digest), None)
+        try:  # the name is a run's tag, the catalog a shared file: anyone's to write
+            snap = next((s for s in store.versions(name) if s.digest == digest), None)
+        except DataError as exc:  # not a dataset name, a damaged catalog: the card still
+            snap, why = None, f" ({exc.message})"
+        else:
+            why = ""
         if snap is None:
-            parts.append(f"<p>{html.text(name)}: sha256 <code>{html.text(digest)}</code></p>")
+            parts.append(
+                f"<p>{html.text(name)}: sha256 <code>{html.text(digest)}</code>{html.text(why)}</p>"
+            )
             continue
         parts.append(
-            f"<h3>{html.text(name)} v{snap.version}</h3><p>{snap.rows} rows from "
-            f"<code>{html.text(snap.source)}</code>, sha256 <code>{snap.digest}</code></p>"
+            f"<h3>{html.text(name)} v{html.text(snap.version)}</h3><p>{html.text(snap.rows)} "
+            f"rows from <code>{html.text(snap.source)}</code>, sha256 "
+            f"<code>{html.text(snap.digest)}</code></p>"
         )
         profile = snap.profile or {}
         cols = profile.get("columns") or {}
