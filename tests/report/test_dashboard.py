@@ -147,3 +147,32 @@ def test_the_token_redirect_never_leaves_the_dashboard():
         scope = scope_of("GET", path, [], query_string=b"token=t0ken-of-the-dashboard")
         moved = asyncio.run(exchange(app, scope, b""))
         assert moved.status == 303 and moved.headers["location"] == back
+
+
+def test_recent_predictions_show_a_bounded_cell_of_each_record():
+    """A request id is the client's header and a label a whole batch's: 20 records of a
+    100,000-label batch made a page of megabytes. The table cuts them; the JSON does not."""
+    from shipml.report.dashboard import CELL, render
+
+    row = {
+        "seq": 1,
+        "time": "2026-12-05T01:00:00",
+        "request_id": "r" * 60_000,
+        "model": "m/1",
+        "variant": None,
+        "label": ["setosa"] * 100_000,
+        "latency_ms": 1.0,
+    }
+    overview = {
+        "project": "p",
+        "time": "now",
+        "models": [],
+        "rollout": {"error": "no gateway", "url": "-"},
+        "monitor": None,
+        "predictions": {"verified": {"ok": True, "records": 20}, "rows": [row] * 20},
+    }
+    page = render(overview)
+    assert len(page) < 50_000 and "r" * CELL not in page and "r" * (CELL - 1) in page
+    app = Dashboard(lambda: overview)
+    whole = asyncio.run(call(app, "GET", "/api/overview")).json()
+    assert whole["predictions"]["rows"][0]["label"] == row["label"]

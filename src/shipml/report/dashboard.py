@@ -29,6 +29,7 @@ from shipml.report.html import CSP, Markup, number, page, table, tag
 from shipml.report.monitor import MAX_CHARTS, MAX_SERIES, most_drifted
 
 log = logging.getLogger("shipml.dashboard")
+CELL = 80  # characters of a text from a prediction's record shown in its table
 Scope = dict[str, Any]
 
 
@@ -173,6 +174,10 @@ def _monitor(result: dict[str, Any] | None) -> list[Markup]:
     return out
 
 
+def _cell(value: Any) -> str:
+    return "" if value is None else charts.short(value, CELL)
+
+
 def _predictions(predictions: dict[str, Any]) -> Markup:
     if predictions.get("error"):
         return tag("p", predictions["error"], class_="meta")
@@ -186,14 +191,13 @@ def _predictions(predictions: dict[str, Any]) -> Markup:
         if verified.get("ok")
         else tag("span", f"verification FAILED: {verified.get('problem')}", class_="bad")
     )
+    # A request id is the client's header, a label a whole batch's: cut for the table
+    # (the JSON keeps them whole), or 20 rows could make a page of megabytes.
     rows = [
         [
             r["seq"],
             r["time"].replace("T", " "),
-            r["request_id"],
-            r["model"],
-            r["variant"],
-            r["label"],
+            *(_cell(r[k]) for k in ("request_id", "model", "variant", "label")),
             number(r["latency_ms"]),
         ]
         for r in predictions["rows"]
