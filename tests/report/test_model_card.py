@@ -89,3 +89,20 @@ def test_the_data_section_shows_a_hostile_catalog_and_tag_as_text(tmp_path: Path
     assert not seen & {"img", "script"}, page
     assert page.count("&lt;script&gt;alert(2)") >= 5  # version, rows, digest, source, tag
     assert "invalid dataset name" in page
+
+
+@pytest.mark.parametrize(
+    "raw", ["not json", "[]", "null", '{"study": 1}', '{"status": "x", "max_difference": "a"}']
+)
+def test_a_tag_shipml_did_not_write_is_said_not_a_traceback(raw: str):
+    """The tuning record and the reproducibility verdict are version tags, anyone's to
+    set: one that is not JSON, or not shipml's shape, raised out of `shipml report`."""
+    from types import SimpleNamespace
+
+    from shipml.report.model_card import _limits, _tuning
+
+    tags = {"shipml.tune.record": raw, "shipml.reproducibility": raw}
+    entry = SimpleNamespace(version=SimpleNamespace(tags=tags), predictions=None, tests=None)
+    config = SimpleNamespace(tests=SimpleNamespace(data=SimpleNamespace(ranges={})))
+    assert "is not one shipml wrote" in _tuning(config, entry)  # type: ignore[arg-type]
+    assert "is not shipml&#x27;s" in _limits(config, entry)  # type: ignore[arg-type]

@@ -201,13 +201,24 @@ def _lineage(e: Entry) -> str:
     return html.table(["", ""], rows)
 
 
-def _tuning(config: ProjectConfig, e: Entry) -> str:
-    from shipml.pipeline.trials import read_record
+UNREADABLE = "<p class='note'>the version's tag {} is not one shipml wrote</p>"
 
+
+def _tuning(config: ProjectConfig, e: Entry) -> str:
+    """The tuning section, from the version's tag: anyone with the registry sets tags, so
+    one that is not a tuning record is said, never a traceback instead of the card."""
     raw = (e.version.tags if e.version else {}).get("shipml.tune.record")
     if not raw:
         return ""
-    tune = json.loads(raw)
+    try:
+        return _tuning_section(config, json.loads(raw))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return UNREADABLE.format("shipml.tune.record")
+
+
+def _tuning_section(config: ProjectConfig, tune: dict[str, Any]) -> str:
+    from shipml.pipeline.trials import read_record
+
     out: str = html.table(
         ["", ""],
         [
@@ -257,11 +268,14 @@ def _limits(config: ProjectConfig, e: Entry) -> str:
         )
     repro = (e.version.tags if e.version else {}).get("shipml.reproducibility")
     if repro:
-        r = json.loads(repro)
-        notes.append(
-            f"Reproducibility: {r['status']} (metrics of two trainings with the "
-            f"same seed differ by at most {r['max_difference']:.2g})."
-        )
+        try:
+            r = json.loads(repro)
+            notes.append(
+                f"Reproducibility: {r['status']} (metrics of two trainings with the "
+                f"same seed differ by at most {float(r['max_difference']):.2g})."
+            )
+        except (ValueError, KeyError, TypeError):  # a tag anyone could have set
+            notes.append("Reproducibility: the tag shipml.reproducibility is not shipml's.")
     if e.tests and e.tests.get("status") != "passed":
         notes.append(f"Its tests did not all pass ({e.tests.get('summary', '')}).")
     return "<ul>" + "".join(f"<li>{html.text(n)}</li>" for n in notes) + "</ul>"
