@@ -176,3 +176,18 @@ def test_recent_predictions_show_a_bounded_cell_of_each_record():
     app = Dashboard(lambda: overview)
     whole = asyncio.run(call(app, "GET", "/api/overview")).json()
     assert whole["predictions"]["rows"][0]["label"] == row["label"]
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [(b"127.0.0.1:8050", 200), (b"localhost:8050", 200), (b"[::1]:8050", 200),
+     (b"localhost", 200), (b"rebound.example:8050", 403), (b"rebound.example", 403),
+     (b"10.0.0.1:8050", 403), (b"", 403)],
+)  # fmt: skip
+def test_a_dashboard_without_a_token_answers_only_to_loopback_names(host, status):
+    """DNS rebinding: a site whose name an attacker points at 127.0.0.1 is, for the
+    browser, the page's own origin: it read the token-less dashboard's predictions."""
+    app = Dashboard(lambda: {"models": []})
+    answer = asyncio.run(call(app, "GET", "/api/overview", headers=[(b"host", host)]))
+    assert answer.status == status, answer.body
+    assert asyncio.run(call(app, "GET", "/healthz", headers=[(b"host", host)])).status == 200

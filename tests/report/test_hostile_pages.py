@@ -171,7 +171,9 @@ def browser() -> Iterator[Any]:
 
     executable = chromium_or_skip()
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
+        # rebound.example: a site whose name an attacker turned into 127.0.0.1
+        rebound = "--host-resolver-rules=MAP rebound.example 127.0.0.1"
+        chromium = p.chromium.launch(executable_path=executable, args=[*CHROMIUM_ARGS, rebound])
         try:
             yield chromium
         finally:
@@ -243,8 +245,9 @@ def _serve(app: Any) -> tuple[Any, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-def test_another_site_cannot_frame_the_dashboard(monitored_package, browser, tmp_path):
-    """Clickjacking: a page elsewhere (here a file) framing the dashboard gets nothing."""
+def test_another_site_cannot_frame_or_read_the_dashboard(monitored_package, browser, tmp_path):
+    """Clickjacking: a page elsewhere (here a file) framing the dashboard gets nothing;
+    DNS rebinding: a site whose name now points at 127.0.0.1 is refused (no token there)."""
     overview = _overview(None)  # type: ignore[arg-type]
     server, url = _serve(dashboard.Dashboard(lambda: overview))
     try:
@@ -266,5 +269,11 @@ def test_another_site_cannot_frame_the_dashboard(monitored_package, browser, tmp
             page.close()
         assert looked["pwned"] == 0 and looked["foreign"] == [] and looked["shown"]
         assert seen == {"refused": [], "console": []}
+        page = browser.new_page()  # DNS rebinding: another site's name, this machine's data
+        try:
+            answer = page.goto(url.replace("127.0.0.1", "rebound.example") + "/api/overview")
+            assert answer is not None and answer.status == 403, answer and answer.text()[:200]
+        finally:
+            page.close()
     finally:
         server.should_exit = True

@@ -246,6 +246,18 @@ def needs_token(host: str) -> bool:
         return True
 
 
+def _local_name(scope: Scope) -> bool:
+    """Whether the request's Host names this machine's loopback (or is absent: a browser
+    always sends one)."""
+    host = dict(scope.get("headers") or []).get(b"host")
+    if host is None:
+        return True
+    name = host.decode("latin-1")
+    name = name[: name.index("]") + 1] if name.startswith("[") and "]" in name else name
+    name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+    return not needs_token(name)
+
+
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,200}")
 
 
@@ -290,6 +302,11 @@ class Dashboard:
             await _send(send, 405, b"only GET", b"text/plain")
         elif path == "/healthz":
             await _send(send, 200, b"ok", b"text/plain")
+        elif self.token is None and not _local_name(scope):
+            # DNS rebinding: a site whose name turns into 127.0.0.1 would read the page
+            # (same origin for the browser) without a token; its name is in Host.
+            text = b"this dashboard answers to localhost and loopback addresses only"
+            await _send(send, 403, text, b"text/plain")
         elif self.token is not None and not await self._admitted(scope, send):
             return
         elif path in PAGES:
