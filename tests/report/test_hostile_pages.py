@@ -8,10 +8,12 @@ dashboard."""
 from __future__ import annotations
 
 import copy
+import re
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -277,3 +279,24 @@ def test_another_site_cannot_frame_or_read_the_dashboard(monitored_package, brow
             page.close()
     finally:
         server.should_exit = True
+
+
+def test_the_job_summary_shows_a_hostile_run_as_text():
+    """`--summary` writes markdown a CI page renders, HTML included: a parameter or a
+    label of ``<img src=...>`` or ``[approve](https://...)`` showed an image or a link
+    there, and a ``|`` or a line break broke the table."""
+    from markdown_it import MarkdownIt
+
+    from shipml.report.model_card import _markdown
+
+    c = _comparison()
+    c.params = {"p|q\nr": [f"{P} [approve](https://example.com/x) ![i](https://e/i.png)", "a"]}
+    version = SimpleNamespace(ref=P, aliases=[P], tags={})
+    card = SimpleNamespace(version=version, commit=P, run_id=P, metrics={"m": 1.0})
+    card.tests = {"suites": {P: P}}
+    for text, cells in ((compare.markdown(c), 3), (_markdown(card), 2)):  # type: ignore[arg-type]
+        rendered = MarkdownIt("commonmark").enable("table").render(text)
+        assert not re.search(r"<(img|a|script|svg|iframe)\b", rendered), rendered
+        rows = re.findall(r"<tr>(.*?)</tr>", rendered, re.S)
+        assert {row.count("<t") for row in rows} == {cells}  # every row: its cells, no more
+        assert "onerror=" in rendered  # shown, as text

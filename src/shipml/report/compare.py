@@ -200,10 +200,23 @@ def _fmt(v: Any) -> str:
     return html.number(v) if v is not None else "–"
 
 
+_MARKDOWN = re.compile(r"([\\`*_\[\]()!|#~])")
+
+
+def md(value: Any) -> str:
+    """``value`` as text in a markdown table cell: a CI job summary renders markdown and
+    HTML, so a parameter ``<img src=https://...>`` or ``[approve](https://...)`` showed
+    an image or a link there, and a ``|`` or a line break broke the table."""
+    text = " ".join(str(value).split())
+    return html.text(_MARKDOWN.sub(r"\\\1", text))
+
+
 def markdown(c: Comparison) -> str:
-    heads = [e.label for e in c.entries]
+    heads = [md(e.label) for e in c.entries]
     lines = ["| parameter | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
-    lines += [f"| {k} | " + " | ".join(_fmt(v) for v in vs) + " |" for k, vs in c.params.items()]
+    lines += [
+        f"| {md(k)} | " + " | ".join(md(_fmt(v)) for v in vs) + " |" for k, vs in c.params.items()
+    ]
     lines += ["", "| metric | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for k, vs in c.metrics.items():
         ds = deltas(vs)
@@ -211,7 +224,7 @@ def markdown(c: Comparison) -> str:
             f"{_fmt(v)} ({d:+.4g})" if d is not None else _fmt(v)
             for v, d in zip(vs[1:], ds[1:], strict=True)
         ]
-        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md(k)} | " + " | ".join(cells) + " |")
     data = "the same data" if c.same_data else "DIFFERENT data"
     lines += ["", f"Datasets: {data}."]
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from shipml.config import ProjectConfig
 from shipml.errors import DataError, ShipmlError
 from shipml.files import output_file
 from shipml.report import charts, html
-from shipml.report.compare import Entry, entry
+from shipml.report.compare import Entry, entry, md
 from shipml.tracking import Registry, tracker_for
 
 TAG_REPORT = "shipml.report"
@@ -283,22 +283,20 @@ def _limits(config: ProjectConfig, e: Entry) -> str:
 
 def _markdown(e: Entry) -> str:
     assert e.version is not None
+    # a CI job summary renders it: names, tags and records are text there (md)
     lines = [
-        f"## Model card: {e.version.ref}",
+        f"## Model card: {md(e.version.ref)}",
         "",
-        f"aliases: {', '.join(e.version.aliases) or 'none'} · commit "
-        f"`{(e.commit or '-')[:12]}` · run `{e.run_id}`",
+        f"aliases: {md(', '.join(e.version.aliases) or 'none')} · commit "
+        f"{md((e.commit or '-')[:12])} · run {md(e.run_id)}",
         "",
         "| metric | value |",
         "|---|---|",
     ]
-    lines += [f"| {k} | {v:.4g} |" for k, v in sorted(e.metrics.items())]
+    lines += [f"| {md(k)} | {v:.4g} |" for k, v in sorted(e.metrics.items())]
     if e.tests:
-        lines += [
-            "",
-            "Tests: "
-            + ", ".join(f"{s} {st}" for s, st in sorted(e.tests.get("suites", {}).items())),
-        ]
+        suites = sorted(e.tests.get("suites", {}).items())
+        lines += ["", "Tests: " + md(", ".join(f"{s} {st}" for s, st in suites))]
     return "\n".join(lines) + "\n"
 
 
