@@ -117,7 +117,7 @@ def _data(config: ProjectConfig, e: Entry) -> str:
             continue
         parts.append(
             f"<h3>{html.text(name)} v{html.text(snap.version)}</h3><p>{html.text(snap.rows)} "
-            f"rows from <code>{html.text(snap.source)}</code>, sha256 "
+            f"rows from <code>{html.text(_shown_source(snap.source))}</code>, sha256 "
             f"<code>{html.text(snap.digest)}</code></p>"
         )
         profile = snap.profile or {}
@@ -133,6 +133,18 @@ def _data(config: ProjectConfig, e: Entry) -> str:
         ]
         parts.append(html.table(["column", "type", "nullable", "profile"], rows))
     return "".join(parts) or "<p class='note'>no dataset recorded</p>"
+
+
+def _shown_source(uri: str) -> str:
+    """A source as a page mailed around may show it: without ``user:password@`` and
+    without its query (a presigned URL's signature, an API token)."""
+    from shipml.data.bundle import public_uri
+
+    try:
+        shown = public_uri(str(uri))
+    except ValueError:  # "http://[x": not a URI shipml wrote
+        return "(not a URI)"
+    return shown.split("?", 1)[0] + ("?…" if "?" in shown else "")
 
 
 def _profile_line(col: dict[str, Any]) -> str:
