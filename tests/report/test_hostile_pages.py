@@ -300,3 +300,16 @@ def test_the_job_summary_shows_a_hostile_run_as_text():
         rows = re.findall(r"<tr>(.*?)</tr>", rendered, re.S)
         assert {row.count("<t") for row in rows} == {cells}  # every row: its cells, no more
         assert "onerror=" in rendered  # shown, as text
+
+
+def test_report_html_names_a_huge_screenshot_instead_of_embedding_it(tmp_path: Path):
+    """A 6 MB PNG became 8 MB of base64 in a page meant for a mail or a CI artifact."""
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\x89PNG" + bytes(report.MAX_IMAGE))
+    small = tmp_path / "small.png"
+    small.write_bytes(b"\x89PNG" + bytes(100))
+    results = _results()
+    results["tests"][0]["attachments"] = [str(big), str(small)]
+    page = report.render_html(results, tmp_path)
+    assert page.count("data:image/png;base64,") == 1  # the small one
+    assert "huge.png</code> (5 MB, not shown)" in page and len(page) < 200_000
