@@ -7,7 +7,7 @@ Plain data (a dict), gathered per page view; the page is ``shipml.report.dashboa
 The dashboard process gathers through ``gatherer``, whose ``audit.watch.LogWatch`` keeps
 the audit log's last verified state in memory: a view checks only what was appended
 since (a whole verification when that cannot be shown to extend it, and every 10
-minutes), not the whole log.
+minutes one in a thread beside the views), not the whole log.
 """
 
 from __future__ import annotations

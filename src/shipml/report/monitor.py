@@ -36,6 +36,14 @@ def _verdict(ok: bool) -> Markup:
     return tag("span", "ok" if ok else "breach", class_="badge" if ok else "badge bad")
 
 
+def _quality_verdict(v: dict[str, Any]) -> str:
+    if not v["judged"]:
+        return "not judged"
+    if v["breached"]:
+        return "breach"
+    return "ok" if v.get("p_value") is None else "ok: a loss chance gives"
+
+
 def _test_cell(test: dict[str, Any] | None) -> str:
     if not test:
         return "not judged"
@@ -131,7 +139,8 @@ def _quality(quality: dict[str, Any]) -> Markup:
             number(v["value"]),
             number(v["holdout"]),
             number(v["bound"]),
-            "not judged" if not v["judged"] else ("breach" if v["breached"] else "ok"),
+            "" if v.get("p_value") is None else number(v["p_value"]),
+            _quality_verdict(v),
         ]
         for v in quality["verdicts"]
     ]
@@ -142,7 +151,11 @@ def _quality(quality: dict[str, Any]) -> Markup:
             f"{quality['holdout_rows']} rows.",
             class_="meta",
         ),
-        table(["metric", "now", "hold-out", "bound", "verdict"], rows, numeric=(1, 2, 3)),
+        table(
+            ["metric", "now", "hold-out", "bound", "p by chance", "verdict"],
+            rows,
+            numeric=(1, 2, 3, 4),
+        ),
     ]
     for name, groups in quality["slices"].items():
         metrics = sorted({m for g in groups.values() for m in g if m != "labelled"})
