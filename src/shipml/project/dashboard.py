@@ -57,10 +57,14 @@ def _models(config: ProjectConfig) -> list[dict[str, Any]]:
         names = registry.model_names()
     except ShipmlError as exc:
         return [{"name": config.model_name, "error": exc.message, "versions": []}]
-    models = []
+    models: list[dict[str, Any]] = []
     for name in names:
-        versions = sorted(registry.versions(name), key=lambda v: int(v.version), reverse=True)
-        aliases = registry.aliases(name)
+        try:  # one model the store cannot read (registered by anyone) is said, alone
+            versions = sorted(registry.versions(name), key=lambda v: int(v.version), reverse=True)
+            aliases = registry.aliases(name)
+        except ShipmlError as exc:
+            models.append({"name": name, "aliases": {}, "error": exc.message, "versions": []})
+            continue
         champion = next((v for v in versions if aliases.get("champion") == v.version), None)
         rows = []
         for v in versions[:10]:
