@@ -134,7 +134,7 @@ class Registry:
     # -- reading ------------------------------------------------------------------
     @store_call
     def model_names(self) -> list[str]:
-        return sorted(m.name for m in self.client.search_registered_models())
+        return sorted(m.name for m in _every(self.client.search_registered_models))
 
     @store_call
     def versions(self, name: str) -> list[VersionInfo]:
@@ -142,7 +142,7 @@ class Registry:
         by_version: dict[str, list[str]] = {}
         for alias, version in (model.aliases or {}).items():
             by_version.setdefault(str(version), []).append(str(alias))
-        found = self.client.search_model_versions(f"name = {_quoted(name)}")
+        found = _every(self.client.search_model_versions, f"name = {_quoted(name)}")
         infos = [_info(mv) for mv in found]
         for info in infos:  # search results do not carry aliases
             info.aliases[:] = sorted(set(info.aliases) | set(by_version.get(info.version, [])))
@@ -255,7 +255,7 @@ class Registry:
             except MlflowException:
                 # Another run created it meanwhile (two first runs at once): theirs is ours.
                 self.client.get_registered_model(name)
-        for existing in self.client.search_model_versions(f"name = {_quoted(name)}"):
+        for existing in _every(self.client.search_model_versions, f"name = {_quoted(name)}"):
             if (existing.tags or {}).get("shipml.model_digest") == content_digest:
                 return _info(existing), False
         all_tags = {**tags, "shipml.model_digest": content_digest}
@@ -303,3 +303,16 @@ class Registry:
 
         with contextlib.suppress(MlflowException):
             self.client.delete_model_version_tag(name, version, key)
+
+
+def _every(search: Any, filter_string: str | None = None) -> list[Any]:
+    """Every result of an MLflow registry search, page after page: one call returns at
+    most a page (100 registered models by default), silently."""
+    found: list[Any] = []
+    token = None
+    while True:
+        page = search(filter_string=filter_string, page_token=token)
+        found.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return found
