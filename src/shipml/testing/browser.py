@@ -21,6 +21,9 @@ from shipml.errors import BrowserUnavailable, TestingError
 
 CHROMIUM_ENV = "SHIPML_CHROMIUM"
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
+# Starting Chromium is not the page's answer: on a busy CI machine it takes seconds, so
+# it gets this long whatever the answer's ``timeout_s`` (which it once shared).
+LAUNCH_TIMEOUT_S = 60.0
 CHROMIUM_ARGS = (
     "--no-sandbox",
     "--disable-gpu",
@@ -123,7 +126,7 @@ def check_demo_page(
                 headless=True,
                 args=list(CHROMIUM_ARGS),
                 viewport={"width": 1000, "height": 800},
-                timeout=timeout_s * 1000,
+                timeout=max(LAUNCH_TIMEOUT_S, timeout_s) * 1000,
             )
         except PlaywrightError as exc:
             raise BrowserUnavailable(
