@@ -5,6 +5,7 @@ in its context with its outputs split and stored in the cache."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -81,9 +82,12 @@ def execute(
 ) -> tuple[dict[str, Any], list[StoredOutput]]:
     """Call the step's function with ``call`` inside ``ctx`` and store its outputs by digest;
     returns the values and what was stored. The step's own exception propagates."""
+    # Bound as the pipeline bound them: ``*args`` spread, ``**kwargs`` merged, positional-
+    # only parameters passed by position (``func(**call)`` would pass ``args=(...)``).
+    bound = inspect.BoundArguments(node.step.signature, dict(call))
     token = activate(ctx)
     try:
-        outputs = split_outputs(node, node.step.func(**call))
+        outputs = split_outputs(node, node.step.func(*bound.args, **bound.kwargs))
         stored = [cache.store(node.name, n, v) for n, v in outputs.items()]
     finally:
         deactivate(token)

@@ -130,6 +130,8 @@ class Fingerprinter:
         files: set[Path] = set()
         self._visit(func, sources, files, set())
         h = hashlib.sha256()
+        if _spread(func):  # entries made when such a step was called wrongly are not reused
+            h.update(b"call\0bound\0")
         for key in sorted(sources):
             h.update(key.encode() + b"\0" + sources[key].encode() + b"\0")
         for file in sorted(files):
@@ -226,6 +228,21 @@ class Fingerprinter:
                         self._visit(func, sources, files, seen)
         else:
             files |= self.file_closure(Path(str(file)))
+
+
+def _spread(func: Any) -> bool:
+    """Whether a step has ``*args``, ``**kwargs`` or positional-only parameters: its cache
+    entries from before they were passed as such were made by a wrong call."""
+    kinds = (
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.VAR_KEYWORD,
+        inspect.Parameter.POSITIONAL_ONLY,
+    )
+    try:
+        params = inspect.signature(getattr(func, "func", func)).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind in kinds for p in params)
 
 
 def _is_code(value: Any) -> bool:

@@ -134,8 +134,8 @@ class Step:
         description: str | None = None,
     ) -> None:
         self.func = func
-        self.name = name or func.__name__
-        self.outputs = tuple(outputs) if outputs else None
+        self.name = _checked_name(name if name is not None else func.__name__)
+        self.outputs = _checked_outputs(self.name, outputs)
         self.cache = cache
         self.description = description or (inspect.getdoc(func) or "").split("\n")[0]
         self.signature = inspect.signature(func)
@@ -172,9 +172,43 @@ def step(
     ``cache=False`` runs it every time."""
 
     def wrap(f: Callable[..., Any]) -> Step:
-        return Step(f, name=name, outputs=tuple(outputs) if outputs else None, cache=cache)
+        return Step(f, name=name, outputs=outputs, cache=cache)  # type: ignore[arg-type]
 
     return wrap(func) if func is not None else wrap
+
+
+def _checked_name(name: Any) -> str:
+    """A step's name names its node, its artifacts (``steps/NAME/``), its CLI argument
+    (``shipml step run NAME``) and its Kubeflow task: a Python identifier."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise PipelineError(
+            f"a step cannot be named {name!r}",
+            hint="name it like a Python function: letters, digits and _, not starting "
+            "with a digit (e.g. @step(name='train_model'))",
+        )
+    return name
+
+
+def _checked_outputs(step: str, outputs: Any) -> tuple[str, ...] | None:
+    """``outputs`` names the values a step returns: distinct identifiers, in a tuple or list
+    (``outputs="model"`` would be five outputs m, o, d, e, l; a name given twice would
+    lose a value)."""
+    if outputs is None:
+        return None
+    names = tuple(outputs) if isinstance(outputs, tuple | list) else None
+    bad = (
+        names is None
+        or not names
+        or any(not isinstance(n, str) or not n.isidentifier() for n in names)
+        or len(set(names)) != len(names)
+    )
+    if bad or names is None:
+        raise PipelineError(
+            f"step '{step}' declares outputs={outputs!r}",
+            hint="give a tuple of distinct names, one per value it returns, each like a "
+            "Python name: outputs=('train', 'valid') (one output: leave outputs out)",
+        )
+    return names
 
 
 class Pipeline:
