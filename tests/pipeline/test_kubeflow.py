@@ -167,3 +167,48 @@ def test_step_register_refuses_missing_or_foreign_manifests(project: Path):
     done = shipml("step", "register", "--input", "s3://elsewhere/m.json", cwd=project)
     assert done.returncode == 6 and "not in this project's artifact store" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+NAMES = """
+from shipml import pipeline, step
+
+@step
+def nettoyé():
+    return [1]
+
+@step(name="{second}")
+def other():
+    return [2]
+
+@step
+def after(a, b):
+    return a + b
+
+@pipeline
+def names():
+    after(nettoyé(), other())
+"""
+
+
+def _names_project(project: Path, second: str):
+    (project / "pipeline.py").write_text(NAMES.replace("{second}", second), encoding="utf-8")
+    toml = project / "shipml.toml"
+    text = toml.read_text().replace('name = "training"', 'name = "names"')
+    toml.write_text(text.replace("[pipeline.params]\ntest_size = 0.25\nn_estimators = 200\n", ""))
+    return load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": "s3://b/p"})
+
+
+def test_unicode_step_names_compile_and_colliding_task_names_are_refused(project, tmp_path):
+    # kfp renamed the input 'nettoyé_manifest' and the task call failed with a TypeError
+    # traceback; 'Prep' and 'prep' (one task name, 'prep') raised kfp's ValueError
+    config = _names_project(project, "Other")
+    out = tmp_path / "names.yaml"
+    compile_pipeline(config, out)
+    assert load_tasks(out) == {"nettoy": [], "other": [], "after": ["nettoy", "other"]}
+    spec = yaml.safe_load(out.read_text(encoding="utf-8"))
+    command = spec["deploymentSpec"]["executors"]["exec-after"]["container"]["command"]
+    assert "{{$.inputs.parameters['nettoy_manifest']}}" in command
+    config = _names_project(project, "After")
+    with pytest.raises(PipelineError, match="steps 'After' and 'after' become the Kubeflow") as err:
+        compile_pipeline(config, out)
+    assert "rename the step" in (err.value.hint or "")

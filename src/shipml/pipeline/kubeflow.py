@@ -81,7 +81,8 @@ def task_name(step: str) -> str:
 
 
 def _input(up: str) -> str:
-    return f"{up.lower()}_manifest"
+    """An identifier kfp keeps as it is (it renamed ``nettoyé_manifest``: the call failed)."""
+    return f"{task_name(up).replace('-', '_')}_manifest"
 
 
 def _component(name: str, upstream: list[str], image: str, params: dict[str, Any]) -> str:
@@ -167,6 +168,7 @@ def _check(config: ProjectConfig, graph: Graph) -> bool:
             f"[kubeflow.resources] names unknown steps {unknown}",
             hint=f"the steps: {', '.join(n.name for n in graph.nodes)}",
         )
+    _check_task_names(graph)
     registers = shared_tracking(config)
     if registers and split_password(config.tracking_uri)[1] is not None:
         raise PipelineError(
@@ -179,6 +181,22 @@ def _check(config: ProjectConfig, graph: Graph) -> bool:
             hint="rename that step",
         )
     return registers
+
+
+def _check_task_names(graph: Graph) -> None:
+    """Each step needs a task name of its own: kfp lowers case and turns what is not
+    a-z or 0-9 into "-", so ``Prep`` and ``prep``, or ``a_b`` and ``a__b``, meet."""
+    seen: dict[str, str] = {}
+    for node in graph.nodes:
+        task = task_name(node.name)
+        other = seen.setdefault(task, node.name)
+        if other != node.name or not task.strip("-"):
+            raise PipelineError(
+                f"step{'s ' + repr(other) + ' and' if other != node.name else ''} "
+                f"{node.name!r} become the Kubeflow task {task!r}",
+                hint="Kubeflow task names are lower case a-z, 0-9 and -: rename the step "
+                "(@step(name=...)) so that each gives a task name of its own",
+            )
 
 
 def _pipeline_body(
