@@ -145,3 +145,35 @@ def test_module_level_objects_and_partials_count(tmp_path):
     big = prints()["uses_array"]
     write(depth=4, factor=3, size=5001)
     assert prints()["uses_array"] != big
+
+
+def test_closure_variables_and_the_function_a_decorator_wraps_count(tmp_path):
+    # A step made by a factory (its k lives in the closure, the call `make(2)` is outside
+    # the step's source) and a step under a functools.wraps decorator (the wrapper's code
+    # only names `f`, a closure variable) kept their fingerprints when what they ran changed
+    def write(k: int, limit: int) -> None:
+        (tmp_path / "pipe_mod.py").write_text(
+            "import functools\n"
+            "def make(k):\n    def scaled(v):\n        return v * k\n    return scaled\n"
+            "def logged(f):\n    @functools.wraps(f)\n"
+            "    def wrapper(*a, **kw):\n        return f(*a, **kw)\n    return wrapper\n"
+            f"LIMIT = {limit}\n"
+            "def check(v):\n    return v < LIMIT\n"
+            "@logged\ndef decorated(v):\n    return check(v)\n"
+            f"factory_made = make({k})\n"
+        )
+
+    def prints() -> dict[str, str]:
+        mod = load(tmp_path)
+        fp = Fingerprinter(tmp_path)
+        return {n: fp.fingerprint(getattr(mod, n))[0] for n in ("factory_made", "decorated")}
+
+    write(k=2, limit=1)
+    before = prints()
+    assert prints() == before  # deterministic
+    write(k=3, limit=1)
+    after = prints()
+    assert after["factory_made"] != before["factory_made"]
+    assert after["decorated"] == before["decorated"]
+    write(k=3, limit=2)
+    assert prints()["decorated"] != after["decorated"]

@@ -158,18 +158,38 @@ class Fingerprinter:
             files |= self.file_closure(dep)
         home = getattr(func, "__module__", None)
         glb = getattr(func, "__globals__", {})
-        for name in sorted(_code_names(code)):
-            if name not in glb:
+        refs = {name: glb[name] for name in _code_names(code) if name in glb}
+        # A closure's variables count as its module's names do: the k of a step made by
+        # `make_step(k)`, the function a decorator wraps (``functools.wraps``).
+        cells = getattr(func, "__closure__", None) or ()
+        for name, cell in zip(code.co_freevars, cells, strict=False):
+            try:
+                refs[f"{key}.<closure>.{name}"] = cell.cell_contents
+            except ValueError:  # a cell not filled yet
                 continue
-            value = glb[name]
-            if isinstance(value, CONSTANT_TYPES):
-                sources[f"{home}.{name}"] = repr(value)  # module-level constants count too
-            elif _is_code(value) and not isinstance(value, functools.partial):
-                self._follow(value, home, sources, files, seen)
-            else:
-                self._object(value, f"{home}.{name}", Path(code.co_filename), sources, files)
-                if isinstance(value, functools.partial):
-                    self._follow(value.func, home, sources, files, seen)
+        for name in sorted(refs):
+            self._refer(refs[name], name, home, Path(code.co_filename), sources, files, seen)
+
+    def _refer(
+        self,
+        value: Any,
+        name: str,
+        home: str | None,
+        home_file: Path,
+        sources: dict[str, str],
+        files: set[Path],
+        seen: set[int],
+    ) -> None:
+        """A name the code refers to: a constant by value, code followed, another object by
+        its repr (or its file)."""
+        if isinstance(value, CONSTANT_TYPES):
+            sources[f"{home}.{name}"] = repr(value)  # module-level constants count too
+        elif _is_code(value) and not isinstance(value, functools.partial):
+            self._follow(value, home, sources, files, seen)
+        else:
+            self._object(value, f"{home}.{name}", home_file, sources, files)
+            if isinstance(value, functools.partial):
+                self._follow(value.func, home, sources, files, seen)
 
     def _object(
         self, value: Any, key: str, home_file: Path, sources: dict[str, str], files: set[Path]
