@@ -314,3 +314,38 @@ def test_storing_an_output_the_cache_will_not_load_says_so_at_once(tmp_path, cap
     with caplog.at_level("WARNING", logger="shipml"):
         project_cache(config).store("train", "output", value)
     assert not [r for r in caplog.records if "will not load" in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [[0, 1], [0, "s"], [True, False], [1.5, "x"], [("a", "x"), ("a", "y")]],
+    ids=["ints", "mixed", "bools", "float-str", "tuples"],
+)
+def test_column_labels_come_back_from_the_cache_as_the_step_returned_them(tmp_path, columns):
+    # they came back as strings: a downstream step that read df[0] when the step ran
+    # failed with KeyError: 0 on the next run, when the frame came from the cache
+    index = pd.MultiIndex.from_tuples(columns) if isinstance(columns[0], tuple) else columns
+    frame = pd.DataFrame([[1, 2]], columns=index)
+    cache = ArtifactCache(tmp_path)
+    back = cache.load(cache.store("s", "o", frame))
+    assert list(back.columns) == list(frame.columns)
+    assert [type(c) for c in back.columns] == [type(c) for c in frame.columns]
+    assert list(frame.columns) == list(index)  # the caller's frame is not renamed
+    series = cache.load(cache.store("s", "o", frame.iloc[:, 0]))
+    assert series.name == frame.columns[0] and str(series.name) == str(frame.columns[0])
+
+
+def test_labels_that_differ_only_in_type_have_different_digests(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    ints = cache.store("s", "o", pd.DataFrame([[1, 2]], columns=[0, 1]))
+    strings = cache.store("s", "o", pd.DataFrame([[1, 2]], columns=["0", "1"]))
+    assert ints.digest != strings.digest
+
+
+@pytest.mark.parametrize("columns", [["a", "a"], [1, "1"]])
+def test_a_frame_with_a_column_name_twice_is_a_clear_error(tmp_path, columns):
+    # an AttributeError ('DataFrame' object has no attribute 'dtype') failed the step
+    frame = pd.DataFrame([[1, 2]], columns=columns)
+    with pytest.raises(PipelineError, match=r"as 'o' .*more than one column is named '") as err:
+        ArtifactCache(tmp_path).store("s", "o", frame)
+    assert "a name of its own" in (err.value.hint or "")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shipml.data import table_digest
 from shipml.errors import PipelineError, ShipmlError, UnsafeModelError
@@ -94,6 +95,34 @@ def _json_value(value: Any) -> bytes | None:
     except (TypeError, ValueError):
         return None
     return text.encode("utf-8") if json.loads(text) == value else None
+
+
+LABELS = b"shipml.columns"  # Parquet metadata: the labels Parquet itself would not keep
+
+
+def _labels(columns: pd.Index) -> tuple[bool, bytes | None]:
+    """How a frame's column labels are kept: whether Parquet keeps them as they are (``0``,
+    ``1.5``, tuples, timestamps: written as they are), else the labels as JSON for the
+    file's metadata (mixed ``0`` and ``"s"``, booleans: written as strings, given back on
+    load). A name given twice (or ``1`` and ``"1"``) cannot be stored by name."""
+    names = [str(c) for c in columns]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise PipelineError(
+            f"more than one column is named {', '.join(map(repr, twice))}",
+            hint="give each column a name of its own (df.columns = [...]) before returning it",
+        )
+    if all(isinstance(c, str) for c in columns):
+        return False, None
+    probe = io.BytesIO()
+    pd.DataFrame(columns=columns).to_parquet(probe)
+    back = pd.read_parquet(pa.BufferReader(probe.getvalue())).columns
+    if back.equals(columns) and [type(c) for c in back] == [type(c) for c in columns]:
+        return True, None
+    plain = [c.item() if isinstance(c, np.generic) else c for c in columns]
+    if all(isinstance(c, str | int | float | bool) for c in plain):
+        return False, json.dumps(plain).encode()
+    return False, None  # other mixtures: as strings (docs/pipelines.md)
 
 
 class ArtifactCache:
@@ -213,24 +242,35 @@ class ArtifactCache:
         return self._store_skops(step, name, value)
 
     def _store_frame(self, step: str, name: str, value: pd.DataFrame | pd.Series) -> StoredOutput:
-        """A DataFrame or Series as Parquet (a Series as a one-column frame named by it)."""
+        """A DataFrame or Series as Parquet (a Series as a one-column frame named by it),
+        its column labels as they are (``0``, ``1.5``, tuples...), so that a downstream step
+        gets the same frame whether it came from the step or from the cache."""
         kind = "frame" if isinstance(value, pd.DataFrame) else "series"
         if isinstance(value, pd.DataFrame):
-            frame = value.copy(deep=False)  # never rename the caller's columns
-            frame.columns = [str(c) for c in frame.columns]
+            written = value
         else:
-            column = SERIES_NO_NAME if value.name is None else str(value.name)
-            frame = value.to_frame(name=column)
+            written = value.to_frame(name=SERIES_NO_NAME if value.name is None else value.name)
+        frame = written.copy(deep=False)  # the digest's copy: never rename the caller's
+        frame.columns = [str(c) for c in frame.columns]
         try:
+            as_they_are, labels = _labels(written.columns)
             digest = _frame_digest(frame)
+            if not all(isinstance(c, str) for c in written.columns):  # 0 is not "0"
+                types = [type(c).__name__ for c in written.columns]
+                digest = _sha256(f"{digest}{types}".encode())
             buf = io.BytesIO()
-            frame.to_parquet(buf)
+            table = pa.Table.from_pandas(written if as_they_are else frame)
+            if labels is not None:
+                table = table.replace_schema_metadata({**table.schema.metadata, LABELS: labels})
+            pq.write_table(table, buf)
         except (ShipmlError, pa.ArrowException, ValueError, TypeError) as exc:
             detail = exc.message if isinstance(exc, ShipmlError) else f"{exc}"
+            hint = exc.hint if isinstance(exc, ShipmlError) and exc.hint else None
             raise PipelineError(
                 f"step '{step}' returned a {type(value).__name__} as '{name}' that shipml "
                 f"cannot store: {detail[:300]}",
-                hint="give each column one type of value (numbers, booleans, datetimes or "
+                hint=hint
+                or "give each column one type of value (numbers, booleans, datetimes or "
                 "strings), e.g. df[col].astype(str), before returning it",
             ) from exc
         return self._put(name, kind, digest, "parquet", buf.getvalue())
@@ -302,6 +342,9 @@ class ArtifactCache:
             raise modified
         if out.kind in ("frame", "series"):
             frame = pd.read_parquet(pa.BufferReader(data))
+            labels = (pq.read_schema(pa.BufferReader(data)).metadata or {}).get(LABELS)
+            if labels is not None:
+                frame.columns = json.loads(labels)
             if out.kind == "series":
                 series = frame.iloc[:, 0]
                 return series.rename(None) if series.name == SERIES_NO_NAME else series
