@@ -265,6 +265,17 @@ def test_a_pipeline_that_always_fails_stops_the_search(store: Path, tmp_path: Pa
         ("low = 1, high = 9", "low = 5, high = 9", "default of 'depth' \\(3\\) lies outside"),
         ('metric = "objective"', 'metric = ""', "metric is not set"),
         ("[tune.space]", "[tune.nothing]", "space\\] is empty"),
+        # the search stopped with a PipelineError at the first trial that drew such a value
+        (
+            'depth = { type = "int"',
+            'depth = { type = "float"',
+            "give 1.0 \\(float\\), but 'depth' is int",
+        ),
+        (
+            'x = { type = "float", low = 0.0, high = 1.0 }',
+            'x = { type = "categorical", choices = [0.5, "a"] }',
+            "give 'a' \\(str\\), but 'x' is float",
+        ),
     ],
 )
 def test_a_search_that_cannot_run_says_why(
@@ -329,6 +340,10 @@ def test_a_bad_budget_is_a_clear_error(text: str) -> None:
         ('{ type = "normal", low = 0, high = 1 }', "type"),
         ('{ type = "int", low = [1], high = 3 }', "low"),
         ('{ type = "categorical", choices = [' + ", ".join(["1"] * 1001) + "] }", "1000"),
+        # Optuna keeps the first of equal choices: a trial that drew true was recorded
+        # (and its best trial trained again) with 1
+        ('{ type = "categorical", choices = [3, 1, true] }', "choices 1 and True are equal"),
+        ('{ type = "categorical", choices = [3, 3.0] }', "choices 3 and 3.0 are equal"),
     ],
 )
 def test_a_bad_space_is_a_config_error(

@@ -247,6 +247,11 @@ class Pipeline:
             )
         return params
 
+    def check_value(self, name: str, value: Any) -> None:
+        """Refuse ``value`` for parameter ``name`` if it is not of the parameter's type (as
+        ``--param`` values are): a ``PipelineError``."""
+        _check_type(self.name, self.signature.parameters[name], value)
+
     def build(self, params: dict[str, Any] | None = None) -> Graph:
         """The DAG for these parameters (defaults filled in)."""
         resolved = self.resolve_params(params or {})
