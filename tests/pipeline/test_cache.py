@@ -349,3 +349,18 @@ def test_a_frame_with_a_column_name_twice_is_a_clear_error(tmp_path, columns):
     with pytest.raises(PipelineError, match=r"as 'o' .*more than one column is named '") as err:
         ArtifactCache(tmp_path).store("s", "o", frame)
     assert "a name of its own" in (err.value.hint or "")
+
+
+def test_a_write_that_fails_leaves_no_partial_file_and_names_the_cache(tmp_path):
+    # a full disk left a .tmp- file of all the space there was in objects/ (never removed,
+    # so the disk stayed full) and failed the step with a bare OSError
+    from tests.conftest import files_limited_to
+
+    cache = ArtifactCache(tmp_path / "cache")
+    with files_limited_to(64 * 1024), pytest.raises(PipelineError) as err:
+        cache.store("s", "o", np.zeros(100_000))
+    assert "cannot write 800,128 bytes to the step cache" in err.value.message
+    assert str(tmp_path / "cache") in err.value.message
+    assert "[pipeline] cache_dir" in (err.value.hint or "")
+    assert list(cache.objects.iterdir()) == []
+    assert cache.load(cache.store("s", "o", np.zeros(3))).tolist() == [0.0] * 3  # and after

@@ -215,11 +215,24 @@ class ArtifactCache:
         return entry
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        """Write ``path`` whole; on a failure (a full disk) no partial file is left behind,
+        and the error names the cache folder."""
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise PipelineError(
+                f"cannot write {len(data):,} bytes to the step cache {self.dir}: "
+                f"{exc.strerror or exc}",
+                hint="free space there (or point [pipeline] cache_dir in shipml.toml at a "
+                "disk that has it), then run again: the steps that finished are cached",
+            ) from exc
 
     # -- objects ------------------------------------------------------------------
     def store(self, step: str, name: str, value: Any) -> StoredOutput:
