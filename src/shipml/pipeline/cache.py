@@ -33,10 +33,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shipml.data import table_digest
 from shipml.errors import PipelineError, ShipmlError, UnsafeModelError
 from shipml.files import sha256_file
 from shipml.model import ModelPackage
+from shipml.pipeline.frames import LABELS, frame_digest, labels_of
 from shipml.pipeline.trust import SkopsTrust
 
 if TYPE_CHECKING:
@@ -81,12 +81,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _frame_digest(df: pd.DataFrame) -> str:
-    index = df.index.to_frame(index=False)
-    index.columns = [f"__index_{i}__" for i in range(index.shape[1])]
-    return _sha256((table_digest(df) + table_digest(index)).encode())
-
-
 def _json_value(value: Any) -> bytes | None:
     if not isinstance(value, dict | list | str | int | float | bool | type(None)):
         return None
@@ -95,34 +89,6 @@ def _json_value(value: Any) -> bytes | None:
     except (TypeError, ValueError):
         return None
     return text.encode("utf-8") if json.loads(text) == value else None
-
-
-LABELS = b"shipml.columns"  # Parquet metadata: the labels Parquet itself would not keep
-
-
-def _labels(columns: pd.Index) -> tuple[bool, bytes | None]:
-    """How a frame's column labels are kept: whether Parquet keeps them as they are (``0``,
-    ``1.5``, tuples, timestamps: written as they are), else the labels as JSON for the
-    file's metadata (mixed ``0`` and ``"s"``, booleans: written as strings, given back on
-    load). A name given twice (or ``1`` and ``"1"``) cannot be stored by name."""
-    names = [str(c) for c in columns]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise PipelineError(
-            f"more than one column is named {', '.join(map(repr, twice))}",
-            hint="give each column a name of its own (df.columns = [...]) before returning it",
-        )
-    if all(isinstance(c, str) for c in columns):
-        return False, None
-    probe = io.BytesIO()
-    pd.DataFrame(columns=columns).to_parquet(probe)
-    back = pd.read_parquet(pa.BufferReader(probe.getvalue())).columns
-    if back.equals(columns) and [type(c) for c in back] == [type(c) for c in columns]:
-        return True, None
-    plain = [c.item() if isinstance(c, np.generic) else c for c in columns]
-    if all(isinstance(c, str | int | float | bool) for c in plain):
-        return False, json.dumps(plain).encode()
-    return False, None  # other mixtures: as strings (docs/pipelines.md)
 
 
 class ArtifactCache:
@@ -266,8 +232,8 @@ class ArtifactCache:
         frame = written.copy(deep=False)  # the digest's copy: never rename the caller's
         frame.columns = [str(c) for c in frame.columns]
         try:
-            as_they_are, labels = _labels(written.columns)
-            digest = _frame_digest(frame)
+            as_they_are, labels = labels_of(written.columns)
+            digest = frame_digest(frame)
             if not all(isinstance(c, str) for c in written.columns):  # 0 is not "0"
                 types = [type(c).__name__ for c in written.columns]
                 digest = _sha256(f"{digest}{types}".encode())
