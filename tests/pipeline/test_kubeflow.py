@@ -130,6 +130,10 @@ def test_cli_compile(project: Path):
     # The template's SQLite store is a file the pods cannot share: no register task, and
     # compiling says so (docs/kubeflow.md), as `pipeline rehearse` does.
     assert "no model registered" in done.stdout and "[tracking] uri" in done.stdout
+    # the template's image is :latest: KFP's cache is off, and compiling says why
+    assert "Kubeflow caching off: image localhost/penguins-train:latest is not pinned" in (
+        " ".join(done.stdout.split())
+    )
     refused = shipml("pipeline", "compile", "--target", "airflow", cwd=project)
     assert refused.returncode == 6 and "unknown target 'airflow'" in refused.stderr
 
@@ -212,3 +216,25 @@ def test_unicode_step_names_compile_and_colliding_task_names_are_refused(project
     with pytest.raises(PipelineError, match="steps 'After' and 'after' become the Kubeflow") as err:
         compile_pipeline(config, out)
     assert "rename the step" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("image", "cached"),
+    [
+        ("localhost/penguins-train:latest", False),
+        ("registry.example:5000/penguins-train", False),  # no tag: latest
+        ("registry.example:5000/penguins-train:7", True),
+        ("ghcr.io/acme/train@sha256:" + "ab" * 32, True),
+    ],
+)
+def test_kfp_caching_is_on_only_for_a_pinned_image(project, tmp_path, image, cached):
+    # KFP keys a task's cache by the image's name: with :latest rebuilt after a code change,
+    # every task hit KFP's cache and handed on the old code's outputs without running
+    config = load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": "s3://b/p"})
+    out = tmp_path / "p.yaml"
+    compiled = compile_pipeline(config, out, image=image)
+    assert compiled.kfp_caching is cached
+    dag = yaml.safe_load(out.read_text())["root"]["dag"]["tasks"]
+    assert {t: dag[t]["cachingOptions"].get("enableCache", False) for t in dag} == dict.fromkeys(
+        dag, cached
+    )
