@@ -117,6 +117,19 @@ def test_the_search_starts_from_the_defaults_and_resumes(store: Path, tmp_path: 
     assert [m.step for m in history] == list(range(1, len(history) + 1))
 
 
+def test_a_resumed_search_does_not_draw_the_trials_it_drew_before(
+    store: Path, tmp_path: Path
+) -> None:
+    # Each session seeded its sampler with [tune] seed: a resumed study (or a worker of
+    # --jobs) drew again x=0.0763, depth=8 then x=0.438, depth=7, trial after trial
+    root = make(store, tmp_path)
+    first = search(root, trials=3)
+    again = search(root, trials=3)
+    drawn = [tuple(t.params.items()) for t in first.trials[1:]]
+    redrawn = [tuple(t.params.items()) for t in again.trials[3:]]
+    assert len(redrawn) == 3 and not set(redrawn) & set(drawn)
+
+
 def test_the_deadline_stops_the_running_step(store: Path, tmp_path: Path) -> None:
     root = make(store, tmp_path)
     search(root, trials=1)  # the stores exist: the next search starts at once

@@ -315,6 +315,9 @@ def _open_study(
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        # A resumed study, or a worker joining one: with the study's seed it would draw
+        # again the very trials the first session (or the other workers) drew.
+        study.sampler.reseed_rng()
     had = study.direction.name.lower()
     before = study.user_attrs.get(ATTR_METRIC, metric)
     if had != direction or before != metric:
