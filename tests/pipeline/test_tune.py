@@ -305,6 +305,18 @@ def test_a_search_that_cannot_run_says_why(
         search(make(store, tmp_path, toml), trials=1)
 
 
+def test_a_damaged_study_file_says_what_to_do_with_it(store: Path, tmp_path: Path) -> None:
+    # the hint was "check [tune] storage", as if a setting were wrong
+    damaged = tmp_path / "optuna.db"
+    damaged.write_bytes(b"SQLite format 3\x00" + b"\x17" * 5000)
+    toml = TOML.replace("[tune]\n", f'[tune]\nstorage = "sqlite:///{damaged}"\n', 1)
+    with pytest.raises(TuneError, match="cannot open the study storage") as err:
+        search(make(store, tmp_path, toml), trials=1)
+    assert f"the file {damaged} is damaged" in (err.value.hint or "")
+    assert "move it aside (it holds the study's trials)" in (err.value.hint or "")
+    assert damaged.stat().st_size == 5016  # left as it was: nothing lost
+
+
 def test_a_study_name_is_checked(store: Path, tmp_path: Path) -> None:
     config = load_config(make(store, tmp_path))
     with Stopper(None) as stopper, pytest.raises(TuneError, match="invalid study name"):
