@@ -144,3 +144,23 @@ def test_star_args_kwargs_and_positional_only_reach_the_step_as_called(tmp_path)
     ctx = RunContext(None, None, {}, tmp_path)  # type: ignore[arg-type]
     outputs, _ = execute(node, dict(node.arguments), ctx, ArtifactCache(tmp_path / "c"))
     assert outputs["output"] == {"first": 1, "rest": [2, 3], "scale": 4, "extra": {"z": 5}}
+
+
+def _positional_only(a=1, /, k=2):
+    pass
+
+
+def _spread_params(a=1, *rest, k=2, **extra):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("func", "shown"),
+    [(_positional_only, "a (positional-only)"), (_spread_params, "*rest, **extra")],
+)
+def test_a_pipeline_takes_named_parameters_only(func, shown):
+    # positional-only: a TypeError traceback at build; *rest/**extra: "needs a value for
+    # extra, rest", then --param rest=3 landed in **extra
+    with pytest.raises(PipelineError, match=re.escape(f"has the parameter(s) {shown}")) as err:
+        pipeline(func)
+    assert "--param NAME=VALUE" in (err.value.hint or "")

@@ -218,6 +218,7 @@ class Pipeline:
         self.func = func
         self.name = name or func.__name__
         self.signature = inspect.signature(func)
+        _named_params_only(self.name, self.signature)
         functools.update_wrapper(self, func)
 
     @property
@@ -273,6 +274,25 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<shipml pipeline {self.name}>"
+
+
+def _named_params_only(name: str, signature: inspect.Signature) -> None:
+    """A pipeline's parameters are the run's params, set by name (``--param a=1``): a
+    positional-only one failed with a TypeError, ``*args``/``**kwargs`` swallowed them."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    odd = [p for p in signature.parameters.values() if p.kind not in named]
+    if odd:
+        shown = ", ".join(
+            f"{'*' * (p.kind == p.VAR_POSITIONAL)}{'**' * (p.kind == p.VAR_KEYWORD)}"
+            f"{p.name}{' (positional-only)' * (p.kind == p.POSITIONAL_ONLY)}"
+            for p in odd
+        )
+        raise PipelineError(
+            f"pipeline '{name}' has the parameter(s) {shown}",
+            hint="a pipeline's parameters are the run's params, each set by name "
+            "(--param NAME=VALUE): give it named parameters only, e.g. def "
+            f"{name}(n_estimators: int = 200)",
+        )
 
 
 _SCALARS: dict[str, type] = {"int": int, "float": float, "bool": bool}
