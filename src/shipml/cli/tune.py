@@ -59,6 +59,7 @@ class _Display:
     def stop(self) -> None:
         if self.live is not None:
             self.live.stop()
+            self.live = None
 
 
 def _short(v: Any) -> str:
@@ -132,6 +133,15 @@ def tune(
             progress=display.update,
             test=not no_test,
         )
+    except KeyboardInterrupt:  # a Ctrl-C in the wrap-up, or a second one: say where it is
+        display.stop()
+        stderr.print(
+            "interrupted: the best trial was not (or not fully) registered, tested and made "
+            "challenger; the study keeps its trials, and `shipml tune` again resumes it and "
+            "wraps up its best trial",
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     finally:
         display.stop()
     _render(outcome, worker)
