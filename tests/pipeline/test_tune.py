@@ -278,6 +278,9 @@ def test_a_pipeline_that_always_fails_stops_the_search(store: Path, tmp_path: Pa
         ("low = 1, high = 9", "low = 5, high = 9", "default of 'depth' \\(3\\) lies outside"),
         ('metric = "objective"', 'metric = ""', "metric is not set"),
         ("[tune.space]", "[tune.nothing]", "space\\] is empty"),
+        # a fixed name that is no parameter, or is searched, was silently dropped
+        ('"pause", "fail"]', '"pause", "fail", "sed"]', "fixed names 'sed', which is not a par"),
+        ('"pause", "fail"]', '"pause", "fail", "x"]', "fixed names 'x', which is searched too"),
         # the search stopped with a PipelineError at the first trial that drew such a value
         (
             'depth = { type = "int"',

@@ -36,6 +36,14 @@ def check_space(
             "[tune] metric is not set: the search needs an objective",
             hint='name a metric the pipeline logs, e.g. metric = "cv_accuracy"',
         )
+    for name in tune.fixed:  # a typo ("sed") silently left `seed` counted as untuned
+        if name not in defaults or name in tune.space:
+            raise TuneError(
+                f"[tune] fixed names {name!r}, which is "
+                + ("searched too ([tune.space])" if name in tune.space else "not a parameter"),
+                hint="list the pipeline parameters that are not searched: "
+                f"{', '.join(sorted(set(defaults) - set(tune.space))) or 'none'}",
+            )
     for name, spec in tune.space.items():
         if name not in defaults:
             raise TuneError(
