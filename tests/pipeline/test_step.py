@@ -164,3 +164,10 @@ def test_a_pipeline_takes_named_parameters_only(func, shown):
     with pytest.raises(PipelineError, match=re.escape(f"has the parameter(s) {shown}")) as err:
         pipeline(func)
     assert "--param NAME=VALUE" in (err.value.hint or "")
+
+
+def test_a_huge_value_of_the_wrong_type_is_shown_cut_short():
+    # the message quoted the whole value: a 1 MB --param gave a 1 MB error
+    with pytest.raises(PipelineError, match=r"got \[0, 0, .*\.\.\. \(\d[\d,]* characters\)") as err:
+        flow.build({"scale": [0] * 300_000})
+    assert len(err.value.message) < 200

@@ -317,13 +317,19 @@ def _check_type(pipeline_name: str, param: inspect.Parameter, value: Any) -> Non
         example = param.default if param.default is not param.empty else _EXAMPLES[kind]
         raise PipelineError(
             f"pipeline '{pipeline_name}' parameter {param.name!r} is {kind.__name__}, "
-            f"got {value!r} ({type(value).__name__})",
+            f"got {_shown(value)} ({type(value).__name__})",
             hint=f"for example --param {param.name}={_json(example)}, or the same in "
             "[pipeline.params] of shipml.toml",
         )
 
 
 _EXAMPLES: dict[type, Any] = {int: 1, float: 0.5, bool: True}
+
+
+def _shown(value: Any) -> str:
+    """A value's repr for a message, cut short (a --param can be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
 def _json(value: Any) -> str:
