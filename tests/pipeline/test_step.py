@@ -171,3 +171,26 @@ def test_a_huge_value_of_the_wrong_type_is_shown_cut_short():
     with pytest.raises(PipelineError, match=r"got \[0, 0, .*\.\.\. \(\d[\d,]* characters\)") as err:
         flow.build({"scale": [0] * 300_000})
     assert len(err.value.message) < 200
+
+
+@step
+def total(*parts):
+    return sum(parts)
+
+
+@pipeline
+def summing():
+    total(halves(1)[0], halves(2)[1])
+
+
+def test_step_outputs_inside_a_list_or_star_args_are_named_in_the_error():
+    # "got tuple for 'parts', which is neither a step output, a dataset nor a JSON value;
+    # hint: pass ... plain values (numbers, strings, lists)": a list was the mistake
+    from shipml.pipeline.executor import check_json
+
+    node = summing.build().node("total")
+    with pytest.raises(
+        PipelineError, match=r"output\(s\) of halves, halves_2 inside a tuple"
+    ) as err:
+        check_json("total", "parts", node.arguments["parts"])
+    assert "one parameter per output" in (err.value.hint or "")

@@ -14,7 +14,7 @@ from shipml.data import DatasetStore, Snapshot, parse_ref
 from shipml.errors import DataError, PipelineError
 from shipml.pipeline.cache import ArtifactCache, StoredOutput
 from shipml.pipeline.context import RunContext, activate, deactivate
-from shipml.pipeline.step import Node
+from shipml.pipeline.step import Node, output_refs
 
 
 def step_settings(config: ProjectConfig) -> dict[str, Any]:
@@ -24,7 +24,16 @@ def step_settings(config: ProjectConfig) -> dict[str, Any]:
 
 
 def check_json(step: str, arg: str, value: Any) -> None:
-    """A plain argument of a step must be a JSON value (it is part of the cache key)."""
+    """A plain argument of a step must be a JSON value (it is part of the cache key); a
+    step output inside a list, a dict or ``*args`` is not one."""
+    inside = sorted({r.node for r in output_refs(value)})
+    if inside:
+        raise PipelineError(
+            f"step '{step}' got the output(s) of {', '.join(inside)} inside a "
+            f"{type(value).__name__} for '{arg}': a step output is passed as an argument of "
+            "its own, not inside a list, a dict or *args",
+            hint=f"give '{step}' one parameter per output, e.g. {step}(a, b) for def {step}(a, b)",
+        )
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:

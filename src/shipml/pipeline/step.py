@@ -93,7 +93,7 @@ class Graph:
             name, i = f"{step.name}_{i}", i + 1
         upstream: list[str] = []
         for arg, value in bound.arguments.items():
-            for ref in _refs(value):
+            for ref in output_refs(value):
                 if ref.node not in upstream:
                     upstream.append(ref.node)
             if isinstance(value, Step):
@@ -108,13 +108,13 @@ class Graph:
         return tuple(OutputRef(name, o) for o in outs)
 
 
-def _refs(value: Any) -> list[OutputRef]:
+def output_refs(value: Any) -> list[OutputRef]:
     if isinstance(value, OutputRef):
         return [value]
     if isinstance(value, list | tuple):
-        return [r for v in value for r in _refs(v)]
+        return [r for v in value for r in output_refs(v)]
     if isinstance(value, dict):
-        return [r for v in value.values() for r in _refs(v)]
+        return [r for v in value.values() for r in output_refs(v)]
     return []
 
 
