@@ -364,3 +364,25 @@ def test_a_write_that_fails_leaves_no_partial_file_and_names_the_cache(tmp_path)
     assert "[pipeline] cache_dir" in (err.value.hint or "")
     assert list(cache.objects.iterdir()) == []
     assert cache.load(cache.store("s", "o", np.zeros(3))).tolist() == [0.0] * 3  # and after
+
+
+@pytest.mark.parametrize(("kind", "file"), [("json", "victim.txt"), ("package", "victim")])
+def test_an_entry_naming_a_file_outside_the_cache_is_a_miss_and_nothing_is_removed(
+    tmp_path, kind, file
+):
+    # whoever can write the cache folder could name '../../victim': the entry was found
+    # "changed" and the cache deleted that file, or that whole folder, outside the cache
+    victim = tmp_path / file
+    if kind == "package":
+        victim.mkdir()
+        (victim / "a").write_text("precious")
+    else:
+        victim.write_text("precious")
+    cache = ArtifactCache(tmp_path / "cache")
+    cache.objects.mkdir(parents=True)
+    forged = StoredOutput("output", kind, "d", f"../../{file}", sha256="0" * 64)
+    cache.save("k", "s", [forged], {}, 0.0, None)
+    assert cache.lookup("k") is None
+    assert victim.exists() and (victim.is_file() or (victim / "a").is_file())
+    with pytest.raises(PipelineError, match="not a name the cache gives"):
+        cache.load(forged)

@@ -223,3 +223,23 @@ def test_a_step_called_twice_with_the_same_inputs_hands_on_a_manifest_of_its_own
     assert again.status == "cached" and again.manifest == second.manifest
     recorded = register_run(config, [joined.manifest])
     assert sorted(recorded.steps) == ["join", "measure", "measure_2", "rows"]
+
+
+def test_a_manifest_naming_a_file_outside_the_cache_is_refused(tmp_path):
+    # a forged manifest in the store ('file': '../../../x') had `step run` write the
+    # fetched object outside the local cache
+    root = tmp_path / "twice"
+    root.mkdir()
+    (root / "pipeline.py").write_text(TWICE, encoding="utf-8")
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    (root / "shipml.toml").write_text(f'[project]\nname = "twice"\n[tracking]\nuri = "{store}"\n')
+    config = load_config(root, environ={"SHIPML_ARTIFACTS_ROOT": str(tmp_path / "store")})
+    rows = Path(run_step(config, "rows").manifest)
+    data = json.loads(rows.read_text())
+    # objects/../../../planted: beside the store (a folder here), then the project's folder
+    (tmp_path / "planted").write_text("[1, 2, 3]")
+    data["outputs"][0]["file"] = "../../../planted"
+    rows.write_text(json.dumps(data))
+    with pytest.raises(PipelineError, match="not a name shipml gives"):
+        run_step(config, "measure", [str(rows)])
+    assert not (root / "planted").exists()

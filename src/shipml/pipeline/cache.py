@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -77,6 +78,19 @@ class CacheEntry:
         raise KeyError(name)
 
 
+# The only names the cache gives a stored output: a file (or folder) in ``objects/``.
+OBJECT_NAME = re.compile(
+    r"(frame|series|ndarray|json|skops)-[0-9a-f]{64}\.(parquet|npy|json|skops)|package-[0-9a-f]{64}"
+)
+
+
+def object_name_ok(name: str) -> bool:
+    """Whether ``name`` is one the cache gives (no ``/``, no ``..``): an entry or manifest
+    is written by whoever can write the cache or the store, and a forged ``../../x`` made
+    the cache delete (or write) files and folders outside it."""
+    return bool(OBJECT_NAME.fullmatch(name))
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -115,6 +129,8 @@ class ArtifactCache:
             return None  # an unreadable entry is a miss, never an error
         if names is not None and sorted(o.name for o in entry.outputs) != sorted(names):
             return None
+        if not all(object_name_ok(o.file) for o in entry.outputs):
+            return None  # not one of ours: never opened, never removed
         for out in entry.outputs:
             if not self.intact(out):
                 self._discard(out)  # changed or half there: the step runs and stores it again
@@ -142,6 +158,8 @@ class ArtifactCache:
 
     def intact(self, out: StoredOutput) -> bool:
         """The output's file (folder) is there with the content the entry records."""
+        if not object_name_ok(out.file):
+            return False
         path = self.objects / out.file
         try:
             if out.kind == "package":
@@ -151,6 +169,8 @@ class ArtifactCache:
             return False
 
     def _discard(self, out: StoredOutput) -> None:
+        if not object_name_ok(out.file):
+            return
         path = self.objects / out.file
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -305,6 +325,12 @@ class ArtifactCache:
 
     def load(self, out: StoredOutput) -> Any:
         """An output's value, from bytes checked against the sha256 its entry records."""
+        if not object_name_ok(out.file):
+            raise PipelineError(
+                f"a cached output is named {out.file[:80]!r}, which is not a name the cache "
+                "gives: its entry or manifest was not written by shipml",
+                hint="run the upstream step again (or run with --no-cache)",
+            )
         path = self.objects / out.file
         modified = PipelineError(
             f"cached output {path} was modified since shipml wrote it",

@@ -31,7 +31,13 @@ from typing import Any
 from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
 from shipml.errors import PipelineError, ShipmlError, StepFailed
-from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key, project_cache
+from shipml.pipeline.cache import (
+    ArtifactCache,
+    StoredOutput,
+    cache_key,
+    object_name_ok,
+    project_cache,
+)
 from shipml.pipeline.context import DatasetInput, RunContext
 from shipml.pipeline.executor import (
     check_json,
@@ -96,6 +102,12 @@ class Exchange:
 
     def fetch(self, out: StoredOutput, cache: ArtifactCache) -> None:
         """Copy an object from the store into the local cache (if it is not there yet)."""
+        if not object_name_ok(out.file):  # a forged manifest's "../../x": written nowhere
+            raise PipelineError(
+                f"a step manifest names the output {out.file[:80]!r}, which is not a name "
+                "shipml gives: the manifest was not written by `shipml step run`",
+                hint="run the upstream step again (--no-cache) and pass the URI it prints",
+            )
         local = cache.objects / out.file
         if local.exists():
             return
