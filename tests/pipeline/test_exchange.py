@@ -243,3 +243,8 @@ def test_a_manifest_naming_a_file_outside_the_cache_is_refused(tmp_path):
     with pytest.raises(PipelineError, match="not a name shipml gives"):
         run_step(config, "measure", [str(rows)])
     assert not (root / "planted").exists()
+    # nor is a manifest read from outside the store through '..'
+    (tmp_path / "outside.json").write_text(json.dumps({**data, "format": 2}))
+    outside = f"{tmp_path}/store/steps/../../outside.json"
+    with pytest.raises(PipelineError, match="is not in this project's artifact store"):
+        run_step(config, "measure", [outside])

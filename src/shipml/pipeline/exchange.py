@@ -78,7 +78,7 @@ class Exchange:
         return f"{self.root}/manifests/{name}.json"
 
     def _path(self, uri: str) -> str:
-        if not uri.startswith(self.root + "/"):
+        if not uri.startswith(self.root + "/") or "/.." in uri[len(self.root) :]:
             raise PipelineError(
                 f"{uri} is not in this project's artifact store ({self.root})",
                 hint="pass the URI `shipml step run` printed for the upstream step",
