@@ -177,3 +177,28 @@ def test_closure_variables_and_the_function_a_decorator_wraps_count(tmp_path):
     assert after["decorated"] == before["decorated"]
     write(k=3, limit=2)
     assert prints()["decorated"] != after["decorated"]
+
+
+def test_a_list_or_dict_whose_repr_hides_its_content_counts_by_its_file(tmp_path):
+    # FUNCS showed "<function scale at 0x7f...>": a new key every run, the cache never hit;
+    # WEIGHTS showed "[array([0, 1, ..., 1999])]": an edit in its middle kept the key
+    def write(middle: int) -> None:
+        (tmp_path / "pipe_mod.py").write_text(
+            "import numpy as np\n"
+            "def scale(v):\n    return v * 2\n"
+            "FUNCS = {'scale': scale}\n"
+            f"WEIGHTS = [np.concatenate([np.arange(1000), [{middle}], np.arange(1001, 2000)])]\n"
+            "def uses_funcs(v):\n    return FUNCS['scale'](v)\n"
+            "def uses_weights(v):\n    return v * WEIGHTS[0]\n"
+        )
+
+    def prints() -> dict[str, str]:
+        mod = load(tmp_path)
+        fp = Fingerprinter(tmp_path)
+        return {n: fp.fingerprint(getattr(mod, n))[0] for n in ("uses_funcs", "uses_weights")}
+
+    write(middle=1000)
+    before = prints()
+    assert prints() == before  # the same code, the same key: the cache can hit
+    write(middle=7)
+    assert prints()["uses_weights"] != before["uses_weights"]

@@ -182,7 +182,7 @@ class Fingerprinter:
     ) -> None:
         """A name the code refers to: a constant by value, code followed, another object by
         its repr (or its file)."""
-        if isinstance(value, CONSTANT_TYPES):
+        if isinstance(value, CONSTANT_TYPES) and not _partial_container(value):
             sources[f"{home}.{name}"] = repr(value)  # module-level constants count too
         elif _is_code(value) and not isinstance(value, functools.partial):
             self._follow(value, home, sources, files, seen)
@@ -248,6 +248,18 @@ class Fingerprinter:
                         self._visit(func, sources, files, seen)
         else:
             files |= self.file_closure(Path(str(file)))
+
+
+def _partial_container(value: Any) -> bool:
+    """A list, tuple, dict or set whose repr does not show all of it: a function in it
+    (``{'rf': make_rf}`` shows an address, a new key every run) or a long array (cut with
+    ``...``: an edit in its middle kept the key). It counts as any other object does."""
+    if not isinstance(value, tuple | list | dict | set | frozenset):
+        return False
+    try:
+        return bool(PARTIAL_REPR.search(repr(value)))
+    except Exception:  # a repr that fails is no description
+        return True
 
 
 def _spread(func: Any) -> bool:
