@@ -1,4 +1,5 @@
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -202,3 +203,31 @@ def test_a_list_or_dict_whose_repr_hides_its_content_counts_by_its_file(tmp_path
     assert prints() == before  # the same code, the same key: the cache can hit
     write(middle=7)
     assert prints()["uses_weights"] != before["uses_weights"]
+
+
+def test_a_set_of_strings_has_one_fingerprint_in_every_process(tmp_path):
+    # its repr's order follows the process's hash seed: a new cache key every run
+    import subprocess
+    import sys
+
+    (tmp_path / "pipe_mod.py").write_text(
+        "LABELS = {'adelie', 'gentoo', 'chinstrap', 'emperor'}\n"
+        "NESTED = {'a': [frozenset({'x', 'y', 'z'})]}\n"
+        "def uses(v):\n    return v in LABELS and NESTED\n"
+    )
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+        "import pipe_mod; from shipml.pipeline.fingerprint import Fingerprinter;"
+        "print(Fingerprinter(Path(sys.argv[1])).fingerprint(pipe_mod.uses)[0])"
+    )
+    prints = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in (1, 2, 3, 4)
+    }
+    assert len(prints) == 1

@@ -183,7 +183,7 @@ class Fingerprinter:
         """A name the code refers to: a constant by value, code followed, another object by
         its repr (or its file)."""
         if isinstance(value, CONSTANT_TYPES) and not _partial_container(value):
-            sources[f"{home}.{name}"] = repr(value)  # module-level constants count too
+            sources[f"{home}.{name}"] = stable_repr(value)  # module-level constants count too
         elif _is_code(value) and not isinstance(value, functools.partial):
             self._follow(value, home, sources, files, seen)
         else:
@@ -257,9 +257,26 @@ def _partial_container(value: Any) -> bool:
     if not isinstance(value, tuple | list | dict | set | frozenset):
         return False
     try:
-        return bool(PARTIAL_REPR.search(repr(value)))
+        return bool(PARTIAL_REPR.search(stable_repr(value)))
     except Exception:  # a repr that fails is no description
         return True
+
+
+def stable_repr(value: Any) -> str:
+    """``repr`` with sets in sorted order: a set of strings is shown in an order that
+    changes from one process to the next (hash randomization), so a step that read
+    ``LABELS = {"adelie", "gentoo"}`` had a new cache key every run."""
+    if isinstance(value, set | frozenset):
+        return f"{type(value).__name__}({{{', '.join(sorted(map(stable_repr, value)))}}})"
+    if isinstance(value, list):
+        return f"[{', '.join(map(stable_repr, value))}]"
+    if isinstance(value, tuple):  # as repr shows it: (1,) and (1, 2)
+        if len(value) == 1:
+            return f"({stable_repr(value[0])},)"
+        return f"({', '.join(map(stable_repr, value))})"
+    if isinstance(value, dict):
+        return f"{{{', '.join(f'{stable_repr(k)}: {stable_repr(v)}' for k, v in value.items())}}}"
+    return repr(value)
 
 
 def _spread(func: Any) -> bool:
