@@ -238,3 +238,15 @@ def test_kfp_caching_is_on_only_for_a_pinned_image(project, tmp_path, image, cac
     assert {t: dag[t]["cachingOptions"].get("enableCache", False) for t in dag} == dict.fromkeys(
         dag, cached
     )
+
+
+def test_a_pipeline_name_kfp_cannot_take_is_a_pipeline_error(project, tmp_path):
+    # 'é' becomes '' for kfp, whose ValueError was a traceback
+    source = NAMES.replace("{second}", "other").replace("@pipeline\n", '@pipeline(name="é")\n')
+    (project / "pipeline.py").write_text(source, encoding="utf-8")
+    toml = project / "shipml.toml"
+    text = toml.read_text().replace('name = "training"', 'name = "é"')
+    toml.write_text(text.replace("[pipeline.params]\ntest_size = 0.25\nn_estimators = 200\n", ""))
+    config = load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": "s3://b/p"})
+    with pytest.raises(PipelineError, match="kfp cannot compile the pipeline: Invalid pipeline"):
+        compile_pipeline(config, tmp_path / "p.yaml")

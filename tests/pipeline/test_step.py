@@ -194,3 +194,9 @@ def test_step_outputs_inside_a_list_or_star_args_are_named_in_the_error():
     ) as err:
         check_json("total", "parts", node.arguments["parts"])
     assert "one parameter per output" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize("name", ["a b", "../p", ""])
+def test_a_pipeline_name_must_be_an_identifier(name):
+    with pytest.raises(PipelineError, match="a pipeline cannot be named"):
+        pipeline(name=name)(_plain)

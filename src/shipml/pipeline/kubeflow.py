@@ -142,14 +142,14 @@ def compile_pipeline(
     body.__name__ = graph.pipeline
     body.__annotations__ = {}  # kfp reads a return annotation as an output type
     description = (pipe.func.__doc__ or f"shipml pipeline {graph.pipeline}").strip()
-    pipeline_func = dsl.pipeline(name=task_name(graph.pipeline), description=description)(body)
     output.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    try:  # kfp refuses a name that is nothing once made lower-case a-z, 0-9 and - ("é")
+        pipeline_func = dsl.pipeline(name=task_name(graph.pipeline), description=description)(body)
         compiler.Compiler().compile(pipeline_func, str(output))
     except (ValueError, TypeError) as exc:
         raise PipelineError(
             f"kfp cannot compile the pipeline: {exc}",
-            hint=f"kfp {kfp.__version__}; check the step names",
+            hint=f"kfp {kfp.__version__}; check the pipeline's and the steps' names",
         ) from exc
     return Compiled(output, graph.pipeline, image, load_tasks(output), registers, caching)
 

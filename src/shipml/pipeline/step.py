@@ -177,14 +177,15 @@ def step(
     return wrap(func) if func is not None else wrap
 
 
-def _checked_name(name: Any) -> str:
+def _checked_name(name: Any, what: str = "step") -> str:
     """A step's name names its node, its artifacts (``steps/NAME/``), its CLI argument
-    (``shipml step run NAME``) and its Kubeflow task: a Python identifier."""
+    (``shipml step run NAME``) and its Kubeflow task; a pipeline's, its runs and its
+    Kubeflow pipeline: a Python identifier."""
     if not isinstance(name, str) or not name.isidentifier():
         raise PipelineError(
-            f"a step cannot be named {name!r}",
+            f"a {what} cannot be named {name!r}",
             hint="name it like a Python function: letters, digits and _, not starting "
-            "with a digit (e.g. @step(name='train_model'))",
+            f"with a digit (e.g. @{what}(name='train_model'))",
         )
     return name
 
@@ -216,7 +217,7 @@ class Pipeline:
 
     def __init__(self, func: Callable[..., Any], *, name: str | None = None) -> None:
         self.func = func
-        self.name = name or func.__name__
+        self.name = _checked_name(name if name is not None else func.__name__, "pipeline")
         self.signature = inspect.signature(func)
         _named_params_only(self.name, self.signature)
         functools.update_wrapper(self, func)
