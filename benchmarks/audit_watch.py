@@ -10,8 +10,11 @@ whole verification, then ``--views`` watch views, then as many with nothing new 
 flood of views); printed: the medians, the median of the rounds' ratios, and the share
 of a core the whole verification every ``FULL_EVERY_S`` takes, however many views come.
 
+A busy server signs a checkpoint every second, 86,400 rows a day: ``--checkpoint-every
+N`` writes one every N records, to see what a view costs after months of them.
+
     .venv/bin/python benchmarks/audit_watch.py [--records 1000000] [--between 100]
-        [--rounds 3] [--views 10]
+        [--rounds 3] [--views 10] [--checkpoint-every 10000]
 """
 
 from __future__ import annotations
@@ -34,13 +37,18 @@ except ImportError:  # run as a module from the repository root
     from benchmarks.audit_log import record
 
 
-def project(root: Path, n: int) -> None:
-    """A project whose audit log holds ``n`` records, its key pinned."""
-    (root / "shipml.toml").write_text(tomlkit.dumps({"project": {"name": "watched"}}))
+def project(root: Path, n: int, every: int | None) -> None:
+    """A project whose audit log holds ``n`` records, its key pinned, a checkpoint every
+    ``every`` records (the setting's default when None)."""
+    settings: dict[str, dict[str, object]] = {"project": {"name": "watched"}}
+    if every is not None:
+        settings["audit"] = {"checkpoint_every": every}
+    (root / "shipml.toml").write_text(tomlkit.dumps(settings))
     config = load_config(root)
     log = open_log(config)  # first use: the key is made and pinned in shipml.toml
-    for start in range(0, n, 5000):
-        log.append_many([record(i) for i in range(start, min(n, start + 5000))])
+    batch = min(5000, every or 5000)
+    for start in range(0, n, batch):
+        log.append_many([record(i) for i in range(start, min(n, start + batch))])
     log.close()
     assert load_config(root).audit.key_fingerprint == key_fingerprint(
         config.path(config.audit.signing_key)
@@ -53,13 +61,20 @@ def main() -> None:
     parser.add_argument("--between", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--views", type=int, default=10, help="watch views per round")
+    parser.add_argument("--checkpoint-every", type=int, default=None, help="records a checkpoint")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        project(root, args.records)
-        print(f"a log of {args.records:,} records built in {time.perf_counter() - start:.0f} s")
+        project(root, args.records, args.checkpoint_every)
         config = load_config(root)
+        rows = open_log(config, writer=False)
+        (count,) = rows.db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()
+        rows.close()
+        print(
+            f"a log of {args.records:,} records and {count:,} checkpoint rows built in "
+            f"{time.perf_counter() - start:.0f} s"
+        )
         watch = LogWatch(config)
         start = time.perf_counter()
         assert watch.verify().ok

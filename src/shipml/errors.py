@@ -174,6 +174,13 @@ class UnsupportedEncoding(InvalidRequest):
     status = 415
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """A request body in a Content-Type (or charset) the endpoint does not read (HTTP 415)."""
+
+    kind = "unsupported media type"
+    status = 415
+
+
 class RequestConflict(ServingError):
     """The request's X-Request-ID was already answered (HTTP 409): request ids are the
     audit log's key, so a duplicate is refused rather than recorded twice."""
@@ -280,4 +287,5 @@ __all__ = [
     "TuneError",
     "UnsafeModelError",
     "UnsupportedEncoding",
+    "UnsupportedMediaType",
 ]

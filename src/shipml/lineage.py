@@ -46,7 +46,8 @@ def explain(config: ProjectConfig, request_id: str) -> list[Link]:
     links.append(_run_link(registry, rec.get("run_id")))
     links += _dataset_links(config, rec)
     commit = rec.get("git_commit")
-    links.append(Link("code", f"git commit {commit}" if commit else "no git commit recorded"))
+    code = f"git commit {commit}" if commit else "no git commit recorded"
+    links.append(Link("code", code, {"git_commit": commit} if commit else {}))
     links.append(_image_link(rec, tags))
     links += _test_links(tags)
     return links
@@ -86,7 +87,13 @@ def _version_link(registry: Any, rec: dict[str, Any]) -> tuple[Link, dict[str, s
         f"{name}/{version} · aliases "
         f"{', '.join(info.aliases) or '-'} · onnx sha256 "
         f"{rec.get('onnx_sha256')}",
-        {"source": info.source},
+        {
+            "name": name,
+            "version": version,
+            "aliases": list(info.aliases),
+            "onnx_sha256": rec.get("onnx_sha256"),
+            "source": info.source,
+        },
     )
     return link, info.tags
 
@@ -102,7 +109,12 @@ def _run_link(registry: Any, run_id: str | None) -> Link:
     return Link(
         "training run",
         f"{run_id} ({run.info.status}) · {metrics}",
-        {"params": dict(run.data.params)},
+        {
+            "run_id": run_id,
+            "status": run.info.status,
+            "metrics": run_metrics(run),
+            "params": dict(run.data.params),
+        },
     )
 
 
@@ -119,7 +131,11 @@ def _dataset_links(config: ProjectConfig, rec: dict[str, Any]) -> list[Link]:
             if versions
             else f"{dname} (snapshot not in this store)"
         )
-        links.append(Link("dataset", f"{where} · sha256 {digest}"))
+        details = {"name": dname, "sha256": digest}
+        if versions:
+            details |= {"version": versions[0].version, "rows": versions[0].rows}
+            details["source"] = versions[0].source
+        links.append(Link("dataset", f"{where} · sha256 {digest}", details))
     return links
 
 
@@ -132,7 +148,7 @@ def _image_link(rec: dict[str, Any], tags: dict[str, str]) -> Link:
     return Link(
         "image",
         summary or "not recorded (served outside a shipml image)",
-        {"name": built} if built else {},
+        {"name": built, "digest": image} if built else ({"digest": image} if image else {}),
     )
 
 
@@ -148,7 +164,7 @@ def _test_links(tags: dict[str, str]) -> list[Link]:
         )
     else:
         tested = "none recorded for this version (`shipml test` records them)"
-    links = [Link("tests", tested)]
+    links = [Link("tests", tested, {"status": status} if status else {})]
     if tags.get("shipml.promotion.forced") == "true":
         links.append(
             Link(

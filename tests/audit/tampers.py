@@ -76,6 +76,12 @@ def change_column(column: str, value):
     return tamper
 
 
+def bytes_after_the_frame(f: LogFolder, db):
+    """The stored frame unchanged, bytes smuggled after it (zstd would ignore them)."""
+    (blob,) = db.execute("SELECT entry FROM entries WHERE seq = ?", (TARGET,)).fetchone()
+    db.execute("UPDATE entries SET entry = ? WHERE seq = ?", (bytes(blob) + b"hidden", TARGET))
+
+
 def delete(f, db):
     db.execute("DELETE FROM entries WHERE seq = 60")
 
@@ -216,6 +222,7 @@ CASES = {
     "change the content and its hash": (change_content_and_hash, "do not match the signed"),
     "change the leaf column": (change_column("leaf", b"\0" * 32), "was modified"),
     "change the dict column": (change_column("dict", 999), "cannot be decompressed"),
+    "bytes after the stored frame": (bytes_after_the_frame, "cannot be decompressed"),
     "change the kind column": (change_column("kind", "event"), "kind column"),
     "change the request_id column": (change_column("request_id", "other"), "request_id column"),
     "change the variant column": (change_column("variant", "challenger"), "variant column"),

@@ -189,3 +189,26 @@ def test_a_mistyped_fingerprint_is_a_usage_error_not_a_tampered_log(project):
     pin = load_config(project).audit.key_fingerprint
     upper = shipml_here("audit", "verify", "--fingerprint", pin.upper(), cwd=project)
     assert upper.returncode == 0, upper.stderr
+
+
+def test_verify_key_and_explain_speak_json(project):
+    """For an auditor's scripts: JSON alone on stdout, the same verdicts and exit codes."""
+    import json
+
+    from tests.conftest import shipml_here
+
+    pin = load_config(project).audit.key_fingerprint
+    key = json.loads(shipml_here("audit", "key", "--json", cwd=project).stdout)
+    assert key["fingerprint"] == key["pinned"] == pin
+    assert key["signing_key"].endswith("signing.key")
+    verified = shipml_here("audit", "verify", "--json", cwd=project)
+    assert verified.returncode == 0, verified.stderr
+    found = json.loads(verified.stdout)
+    assert found["ok"] is True and found["records"] == 25 and found["key"] == pin
+    other = "sha256:" + "0" * 64
+    refused = shipml_here("audit", "verify", "--json", "--fingerprint", other, cwd=project)
+    assert refused.returncode == 10 and "not by the pinned key" in refused.stderr
+    assert json.loads(refused.stdout)["ok"] is False
+    links = json.loads(shipml_here("audit", "explain", "p3", "--json", cwd=project).stdout)
+    assert links[0]["kind"] == "prediction" and links[0]["details"]["seq"] == 8
+    assert {link["kind"] for link in links} >= {"prediction", "model version", "code"}

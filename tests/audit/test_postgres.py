@@ -133,3 +133,56 @@ def test_a_foreign_schema_is_refused_untouched(url):
         AuditLog(url)
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass('entries')").fetchone()[0] is None
+
+
+def test_the_dashboards_watch_on_postgres(url, tmp_path):
+    """`shipml dashboard` on a team log: a view goes on from the last verdict (new rows
+    read through PostgreSQL's placeholders and cursors), an old record changed in place
+    shows at the whole verification beside the views; with the newest checkpoint row
+    deleted, the next view verifies whole."""
+    import psycopg
+    import tomlkit
+
+    from shipml.audit.watch import FULL_EVERY_S, LogWatch
+    from shipml.config import load_config
+
+    log = writer(url, tmp_path)
+    log.append_many([{"kind": "prediction", "request_id": f"a{i}"} for i in range(60)])
+    log.close()
+    settings = {
+        "project": {"name": "team"},
+        "audit": {
+            "path": url,
+            "signing_key": str(tmp_path / "k.pem"),
+            "checkpoint_dir": str(tmp_path / "cp"),
+            "key_fingerprint": key_fingerprint(tmp_path / "k.pem"),
+            "checkpoint_every": 25,
+            "checkpoint_interval_s": 0.2,
+        },
+    }
+    (tmp_path / "shipml.toml").write_text(tomlkit.dumps(settings))
+    now = [0.0]
+    watch = LogWatch(load_config(tmp_path), clock=lambda: now[0])
+    assert watch.verify().ok and watch.whole_runs == 1
+    log = writer(url, tmp_path)
+    log.append_many([{"kind": "prediction", "request_id": f"b{i}"} for i in range(60)])
+    log.close()
+    seen = watch.verify()
+    assert seen.ok and seen.records == 120 and watch.whole_runs == 1, seen.problem
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE entries SET entry = entry || '\\x00'::bytea WHERE seq = 3")
+    assert watch.verify().ok  # below the verified state: left to the whole verification
+    now[0] += FULL_EVERY_S
+    assert watch.verify().ok and watch.whole_runs == 2
+    watch.join(60)
+    late = watch.verify()
+    assert not late.ok and late.first_bad == 3, late.problem
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE entries SET entry = substring(entry from 1 for length(entry) - 1) WHERE seq = 3"
+        )
+    assert watch.verify().ok and watch.whole_runs == 3  # restored: verified whole, holds
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM checkpoints WHERE id = (SELECT MAX(id) FROM checkpoints)")
+    gone = watch.verify()  # the remembered row went: verified whole, as verify does
+    assert watch.whole_runs == 4 and gone.records == check(url, tmp_path).records == 120

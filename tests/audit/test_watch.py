@@ -19,19 +19,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shipml.audit import Checkpoint, key_fingerprint
 from shipml.audit.signing import load_key, sign
-from shipml.audit.watch import FULL_EVERY_S, LogWatch
+from shipml.audit.verify import Verification
+from shipml.audit.watch import FULL_EVERY_S, WHOLE_SHARE, LogWatch
 from shipml.config import load_config
 from shipml.errors import AuditError
 from tests.audit.helpers import EVERY, INTERVAL, LogFolder, record
 from tests.audit.tampers import CASES, apply
 
-# Records below the verified size changed in place, every checkpoint row untouched: the
-# watch does not read them again until the next whole verification (docs/audit.md).
+# Records or checkpoint rows below the verified state changed in place: the watch does
+# not read them again until the next whole verification (docs/audit.md).
 IN_PLACE = {
+    "bad checkpoint signature",
+    "a checkpoint's size as text",
     "change the content",
     "change the content and its hash",
     "change the leaf column",
     "change the dict column",
+    "bytes after the stored frame",
     "change the kind column",
     "change the request_id column",
     "change the variant column",
@@ -81,6 +85,18 @@ def verified(base: LogFolder, tmp_path: Path, clock: Clock | None = None):
     return folder, watch
 
 
+def after_whole(watch: LogWatch, clock: Clock) -> Verification:
+    """The verdict once the whole verification due after FULL_EVERY_S has run: the view
+    that starts it does not wait for it (it gives the verdict on what is new), and the
+    whole verdict shows at the first view after it ends."""
+    runs = watch.whole_runs
+    clock.now += FULL_EVERY_S
+    watch.verify()
+    assert watch.whole_runs == runs + 1  # started, in a thread
+    watch.join(60)
+    return watch.verify()
+
+
 def test_a_view_verifies_what_was_appended_and_gives_the_whole_verdict(base, tmp_path):
     folder, watch = verified(base, tmp_path)
     first = watch.verify()  # nothing new
@@ -107,8 +123,7 @@ def test_a_view_of_an_unchanged_log_reads_nothing_again(base, tmp_path):
     folder, watch = verified(base, tmp_path, clock)
     apply(folder, "change the content")
     assert watch.verify().ok and watch.whole_runs == 1
-    clock.now += FULL_EVERY_S
-    late = watch.verify()
+    late = after_whole(watch, clock)
     assert not late.ok and "was modified" in late.problem and watch.whole_runs == 2
 
 
@@ -123,8 +138,7 @@ def test_every_tamper_kind_shows_at_the_next_view(base: LogFolder, case: str, tm
         result = watch.verify()
         assert result.ok is (case in IN_PLACE), f"{case}: {result.problem}"
         if result.ok:  # unseen until the next whole verification, at most FULL_EVERY_S on
-            clock.now += FULL_EVERY_S
-            result = watch.verify()
+            result = after_whole(watch, clock)
     except AuditError as exc:  # the database itself is not a log
         assert says in exc.message
         return
@@ -249,3 +263,53 @@ def test_a_writer_signing_during_a_view_is_no_truncation(clean_log, tmp_path, mo
         writer.close()
     assert result.ok, result.problem
     assert watch.whole_runs == 1
+
+
+def test_the_whole_verification_runs_beside_the_views_and_spaces_itself(
+    clean_log, tmp_path, monkeypatch
+):
+    """A view never waits for the periodic whole verification; a large log's (one that
+    takes longer than WHOLE_SHARE of FULL_EVERY_S) comes less often; an error in it is
+    raised at the next view."""
+    import shipml.audit.watch
+
+    clock = Clock()
+    folder, watch = verified(clean_log, tmp_path, clock)
+    real = shipml.audit.watch.verify_from
+    started, release = threading.Event(), threading.Event()
+    took = FULL_EVERY_S * 2 / WHOLE_SHARE  # twice the budget: the next one comes later
+    fail = []
+
+    def slow(log, start, *args, **kwargs):
+        if start is not None:  # a view's verification: as it is
+            return real(log, start, *args, **kwargs)
+        started.set()
+        assert release.wait(30)
+        clock.now += took
+        if fail:
+            raise AuditError("the audit database is locked", hint="try again")
+        return real(log, start, *args, **kwargs)
+
+    monkeypatch.setattr(shipml.audit.watch, "verify_from", slow)
+    clock.now += FULL_EVERY_S
+    begun = time.monotonic()
+    assert watch.verify().ok and started.wait(30)  # the view went on: the whole runs
+    writer = folder.writer()
+    writer.append_many([record(i, "during-") for i in range(EVERY + 3)])
+    writer.close()
+    during = watch.verify()  # the whole still running: the view does not wait
+    assert during.ok and time.monotonic() - begun < 20 and watch.whole_runs == 2
+    release.set()
+    watch.join(30)
+    assert watch.verify().records == during.records  # it held: the views go on
+    clock.now += FULL_EVERY_S + 1  # due by the default spacing, not by this log's
+    assert watch.verify().ok and watch.whole_runs == 2
+    clock.now += took / WHOLE_SHARE
+    fail.append(1)
+    watch.verify()
+    watch.join(30)
+    assert watch.whole_runs == 3
+    with pytest.raises(AuditError, match="locked"):
+        watch.verify()
+    monkeypatch.setattr(shipml.audit.watch, "verify_from", real)
+    assert watch.verify().ok and watch.whole_runs == 4  # verified whole again, at once

@@ -44,6 +44,7 @@ def test_a_large_batch_counts_exactly_as_row_by_row():
     single = _one_by_one("regression", values, guesses)
     assert many.n == single.n == 1800  # missing, "abc" and inf are all skipped
     assert math.isclose(many.abs_error, single.abs_error, rel_tol=1e-9)
+    assert math.isclose(many.quartic_error, single.quartic_error, rel_tol=1e-9)
     assert math.isclose(many.metrics()["rmse"], single.metrics()["rmse"], rel_tol=1e-9)
 
 
@@ -104,3 +105,50 @@ def test_metrics_are_sklearns_on_the_labelled_rows():
     assert r.metrics()["rmse"] == pytest.approx(
         math.sqrt(metrics.mean_squared_error(y, yhat)), rel=1e-12
     )
+
+
+def test_chance_is_the_p_value_of_so_large_a_loss_by_sampling_alone():
+    """Accuracy: the exact binomial at the hold-out's rate; F1: resamples of the window;
+    MAE/RMSE: the normal approximation. Each is calibrated: for a model exactly as good
+    as its hold-out, p < 0.05 in about 5% of windows (at most, being discrete), and a
+    real loss gives a small p."""
+    from scipy.stats import binom
+
+    q = Quality("classification")
+    q.add(["a"] * 30, ["a"] * 24 + ["b"] * 6)  # 80% on 30 labels
+    assert math.isclose(q.chance("accuracy", 0.9), binom.cdf(24, 30, 0.9))
+    assert q.chance("accuracy", 0.8) > 0.5  # as good as its hold-out: no evidence
+    rng = np.random.default_rng(5)
+    classes = np.array(["a", "b", "c"])
+
+    def window(n: int, accuracy: float) -> Quality:
+        truth = classes[rng.integers(0, 3, n)]
+        wrong = classes[(np.searchsorted(classes, truth) + rng.integers(1, 3, n)) % 3]
+        q = Quality("classification")
+        q.add(list(truth), list(np.where(rng.random(n) < accuracy, truth, wrong)))
+        return q
+
+    big = window(20_000, 0.9).metrics()  # the hold-out's F1 for a 90% model
+    same = [window(100, 0.9) for _ in range(300)]
+    for metric, holdout in (("accuracy", 0.9), ("f1_macro", big["f1_macro"])):
+        false = np.mean([q.chance(metric, holdout) < 0.05 for q in same])
+        assert false <= 0.08, (metric, false)
+        worse = np.mean([window(100, 0.75).chance(metric, holdout) < 0.05 for _ in range(100)])
+        assert worse >= 0.9, (metric, worse)
+    errors = [rng.normal(0, 1, 100) for _ in range(300)]
+    for metric, holdout in (("mae", math.sqrt(2 / math.pi)), ("rmse", 1.0)):
+        false = np.mean([_errors(e).chance(metric, holdout) < 0.05 for e in errors])
+        assert 0.01 <= false <= 0.1, (metric, false)
+        worse = np.mean([_errors(1.5 * e).chance(metric, holdout) < 0.05 for e in errors])
+        assert worse >= 0.9, (metric, worse)
+    assert Quality("regression").chance("mae", 1.0) == 1.0  # no labels: no evidence
+    huge = Quality("regression")  # errors whose fourth power overflows: no OverflowError
+    huge.add([0.0] * 50, [1e80] * 50)  # row by row
+    huge.add([0.0] * 300, [1e200] * 300)  # vectorised
+    assert huge.n == 350 and huge.chance("rmse", 1.0) == huge.chance("mae", 1.0) == 0.0
+
+
+def _errors(errors: np.ndarray) -> Quality:
+    q = Quality("regression")
+    q.add(list(errors), [0.0] * len(errors))
+    return q

@@ -134,3 +134,37 @@ def test_two_adds_at_once_each_get_their_own_version(tmp_path, monkeypatch):
     assert sorted(catalog) == [1, 2]
     assert {catalog[s.version] for s in added} == {s.digest for s in added}
     assert {s.version for s in added} == {1, 2}
+
+
+def test_a_source_s_credentials_are_never_recorded_nor_shown(tmp_path, csv):
+    """A web source given with a password and a presigned URL's signature (served for
+    real over HTTP): the snapshot, the catalog and error messages keep the address
+    without them; adding it again with a fresh signature is the same source."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "shipml.toml").write_text("[data]\nallow_http = true\n")
+    base = f"http://alice:s3cret-pw@127.0.0.1:{server.server_port}"
+    try:
+        store = DatasetStore(str(tmp_path / "art"), tmp_path)
+        signed = f"{base}/d.csv?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=f00dcafe&v=2"
+        snap = store.add("d", signed)
+        assert snap.source == (
+            f"http://127.0.0.1:{server.server_port}/d.csv"
+            "?X-Amz-Credential=***&X-Amz-Signature=***&v=2"
+        )
+        again = store.add("d", signed.replace("f00dcafe", "beefbeef"))
+        assert again.version == 1
+        catalog = "".join(p.read_text() for p in (tmp_path / "art").rglob("*.json"))
+        for secret in ("s3cret-pw", "alice", "f00dcafe", "AKIAEXAMPLE", "beefbeef"):
+            assert secret not in catalog and secret not in snap.source
+        with pytest.raises(DataError) as err:
+            store.add("e", f"{base}/missing.csv?token=tok-secret-123")
+        shown = err.value.message + (err.value.hint or "")
+        assert "127.0.0.1" in shown and "s3cret-pw" not in shown and "tok-secret" not in shown
+    finally:
+        server.shutdown()

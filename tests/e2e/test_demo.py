@@ -64,6 +64,15 @@ def test_demo_builds_the_whole_local_journey(tmp_path: Path):
         "tests",
     ):
         assert link in text, link
+    import json
+
+    links = json.loads(shipml("audit", "explain", request_id, "--json", cwd=folder).stdout)
+    details = {link["kind"]: link["details"] for link in links}
+    assert "champion" in details["model version"]["aliases"]
+    assert details["training run"]["run_id"] == run.info.run_id
+    assert details["dataset"]["sha256"] == full and details["dataset"]["version"] == 1
+    assert details["code"]["git_commit"] == run.data.tags["mlflow.source.git.commit"]
+    assert "passed" in details["tests"]["status"]
     verified = shipml("audit", "verify", cwd=folder)
     # the challenger alias and the promotion (lifecycle events), and the prediction
     assert verified.returncode == 0 and "verified 3 records" in verified.stdout

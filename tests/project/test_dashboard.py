@@ -75,3 +75,23 @@ def test_the_dashboard_process_verifies_what_is_new_and_sees_a_re_signed_log(
     shown = gather()["predictions"]
     assert [r["request_id"] for r in shown["rows"]] == ["forged"]
     assert shown["verified"]["ok"] is False and "key" in shown["verified"]["problem"]
+
+
+def test_a_model_registered_with_quotes_in_its_name_takes_nothing_down(tmp_path: Path):
+    """Anyone with the registry may register ``a'b`` (MLflow's UI allows it): its versions
+    were searched with ``name = 'a'b'``, an invalid filter, and the whole dashboard was a
+    500 at every view. Now it is read; a name holding both quotes is that model's error."""
+    from shipml.project.dashboard import _models
+    from shipml.tracking import tracker_for
+
+    (tmp_path / "shipml.toml").write_text('[project]\nname = "x"\n')
+    config = load_config(tmp_path)
+    client = tracker_for(config).client
+    run = client.create_run(client.create_experiment("e")).info.run_id
+    for name in ("a'b", "both'\"quotes", "plain"):
+        client.create_registered_model(name)
+        client.create_model_version(name, f"runs:/{run}/model", run_id=run)
+    shown = {m["name"]: m for m in _models(config)}
+    assert [v["version"] for v in shown["a'b"]["versions"]] == ["1"]
+    assert [v["version"] for v in shown["plain"]["versions"]] == ["1"]
+    assert shown["both'\"quotes"]["versions"] == [] and shown["both'\"quotes"]["error"]

@@ -121,3 +121,73 @@ def test_a_malformed_or_forged_credential_is_a_401_never_a_500(headers, query, s
         exchange(app, scope_of("GET", "/api/overview", headers, query_string=query), b"")
     )
     assert answer.status == status, answer
+
+
+@pytest.mark.parametrize("path", ["/", "/api/overview", "/healthz", "/nowhere"])
+def test_every_answer_forbids_framing_caching_and_sniffing(path):
+    """The page's <meta> policy cannot say frame-ancestors: without the headers another
+    site could frame a token holder's dashboard (clickjacking), and a cache keep its
+    recent predictions."""
+    app = Dashboard(lambda: {"models": []}, token="t0ken-of-the-dashboard")
+    bearer = [(b"authorization", b"Bearer t0ken-of-the-dashboard")]
+    for headers in (bearer, []):  # admitted, and refused (401)
+        answer = asyncio.run(call(app, "GET", path, headers=headers))
+        got = answer.headers
+        assert "frame-ancestors 'none'" in got["content-security-policy"], (path, got)
+        assert "default-src 'none'" in got["content-security-policy"]
+        assert got["x-frame-options"] == "DENY" and got["cache-control"] == "no-store"
+        assert got["x-content-type-options"] == "nosniff"
+        assert got["referrer-policy"] == "no-referrer"
+
+
+def test_the_token_redirect_never_leaves_the_dashboard():
+    """``//elsewhere.example/?token=...`` sent the browser, cookie set, to another site."""
+    app = Dashboard(lambda: {"models": []}, token="t0ken-of-the-dashboard")
+    for path, back in [("//elsewhere.example/", "/"), ("/api/overview", "/api/overview")]:
+        scope = scope_of("GET", path, [], query_string=b"token=t0ken-of-the-dashboard")
+        moved = asyncio.run(exchange(app, scope, b""))
+        assert moved.status == 303 and moved.headers["location"] == back
+
+
+def test_recent_predictions_show_a_bounded_cell_of_each_record():
+    """A request id is the client's header and a label a whole batch's: 20 records of a
+    100,000-label batch made a page of megabytes. The table cuts them; the JSON does not."""
+    from shipml.report.dashboard import CELL, render
+
+    row = {
+        "seq": 1,
+        "time": "2026-12-05T01:00:00",
+        "request_id": "r" * 60_000,
+        "model": "m/1",
+        "variant": None,
+        "label": ["setosa"] * 100_000,
+        "latency_ms": 1.0,
+    }
+    overview = {
+        "project": "p",
+        "time": "now",
+        "models": [],
+        "rollout": {"error": "no gateway", "url": "-"},
+        "monitor": None,
+        "predictions": {"verified": {"ok": True, "records": 20}, "rows": [row] * 20},
+    }
+    page = render(overview)
+    assert len(page) < 50_000 and "r" * CELL not in page and "r" * (CELL - 1) in page
+    app = Dashboard(lambda: overview)
+    whole = asyncio.run(call(app, "GET", "/api/overview")).json()
+    assert whole["predictions"]["rows"][0]["label"] == row["label"]
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [(b"127.0.0.1:8050", 200), (b"localhost:8050", 200), (b"[::1]:8050", 200),
+     (b"localhost", 200), (b"rebound.example:8050", 403), (b"rebound.example", 403),
+     (b"10.0.0.1:8050", 403), (b"", 403)],
+)  # fmt: skip
+def test_a_dashboard_without_a_token_answers_only_to_loopback_names(host, status):
+    """DNS rebinding: a site whose name an attacker points at 127.0.0.1 is, for the
+    browser, the page's own origin: it read the token-less dashboard's predictions."""
+    app = Dashboard(lambda: {"models": []})
+    answer = asyncio.run(call(app, "GET", "/api/overview", headers=[(b"host", host)]))
+    assert answer.status == status, answer.body
+    assert asyncio.run(call(app, "GET", "/healthz", headers=[(b"host", host)])).status == 200

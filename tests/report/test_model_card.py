@@ -47,3 +47,100 @@ def test_bootstrap_intervals_are_seeded_percentile_intervals_like_scipys():
     assert low == pytest.approx(wilson.low, abs=0.012) and high == pytest.approx(
         wilson.high, abs=0.012
     )
+
+
+HOSTILE = "<img src=x onerror=alert(1)><script>alert(2)</script>"
+
+
+def test_the_data_section_shows_a_hostile_catalog_and_tag_as_text(tmp_path: Path):
+    """The dataset catalog is a file in the shared store and the names come from a run's
+    tags: a catalog's version, rows and digest went into the card unescaped, and a tag
+    naming no valid dataset stopped the whole card with a DataError."""
+    import json
+    from html.parser import HTMLParser
+    from types import SimpleNamespace
+
+    from shipml.report.model_card import _data
+
+    catalog = tmp_path / "artifacts" / "datasets" / "catalog"
+    catalog.mkdir(parents=True)
+    snapshot = {
+        "name": "penguins",
+        "version": HOSTILE,
+        "digest": HOSTILE,
+        "source": HOSTILE,
+        "rows": HOSTILE,
+        "columns": 1,
+        "created": "now",
+        "source_sha256": "x",
+        "schema": [{"name": HOSTILE, "type": HOSTILE, "nullable": True}],
+    }
+    (catalog / "penguins.json").write_text(json.dumps({"versions": [snapshot]}))
+    config = SimpleNamespace(artifact_root=str(tmp_path / "artifacts"), root=tmp_path)
+    entry = SimpleNamespace(datasets={"penguins": HOSTILE, f"{HOSTILE}": "abc"})
+    page = _data(config, entry)  # type: ignore[arg-type]
+    seen: set[str] = set()
+
+    class Elements(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            seen.add(tag)
+
+    Elements().feed(page)
+    assert not seen & {"img", "script"}, page
+    assert page.count("&lt;script&gt;alert(2)") >= 4  # version, rows, digest, tag
+    assert "invalid dataset name" in page
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        (
+            "https://alice:s3cret@data.example/p.csv?X-Amz-Signature=abc",
+            "https://data.example/p.csv?…",
+        ),
+        ("s3://bucket/p.parquet", "s3://bucket/p.parquet"),
+        ("http://[broken/p.csv", "(not a URI)"),
+    ],
+)
+def test_a_card_shows_a_data_source_without_its_secrets(tmp_path: Path, source, shown):
+    """A card is mailed around: a source read with a password or a presigned URL showed
+    them (the catalog keeps the source as given)."""
+    import json
+    from types import SimpleNamespace
+
+    from shipml.report.model_card import _data
+
+    catalog = tmp_path / "artifacts" / "datasets" / "catalog"
+    catalog.mkdir(parents=True)
+    snapshot = {
+        "name": "penguins",
+        "version": 1,
+        "digest": "d" * 64,
+        "source": source,
+        "rows": 3,
+        "columns": 0,
+        "created": "now",
+        "source_sha256": "x",
+    }
+    (catalog / "penguins.json").write_text(json.dumps({"versions": [snapshot]}))
+    config = SimpleNamespace(artifact_root=str(tmp_path / "artifacts"), root=tmp_path)
+    page = _data(config, SimpleNamespace(datasets={"penguins": "d" * 64}))  # type: ignore[arg-type]
+    assert f"<code>{shown}</code>" in page
+    assert "s3cret" not in page and "abc" not in page
+
+
+@pytest.mark.parametrize(
+    "raw", ["not json", "[]", "null", '{"study": 1}', '{"status": "x", "max_difference": "a"}']
+)
+def test_a_tag_shipml_did_not_write_is_said_not_a_traceback(raw: str):
+    """The tuning record and the reproducibility verdict are version tags, anyone's to
+    set: one that is not JSON, or not shipml's shape, raised out of `shipml report`."""
+    from types import SimpleNamespace
+
+    from shipml.report.model_card import _limits, _tuning
+
+    tags = {"shipml.tune.record": raw, "shipml.reproducibility": raw}
+    entry = SimpleNamespace(version=SimpleNamespace(tags=tags), predictions=None, tests=None)
+    config = SimpleNamespace(tests=SimpleNamespace(data=SimpleNamespace(ranges={})))
+    assert "is not one shipml wrote" in _tuning(config, entry)  # type: ignore[arg-type]
+    assert "is not shipml&#x27;s" in _limits(config, entry)  # type: ignore[arg-type]

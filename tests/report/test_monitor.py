@@ -75,3 +75,67 @@ def test_windows_add_drift_and_quality_over_time(monitored_package, tmp_path: Pa
     # histograms + drift over time + drifted share over time + quality over time
     assert len(seen["marks"]) == len(monitored_package.signature.names) + 1 + 3
     assert all(n >= 2 for n in seen["marks"])
+
+
+def widened(result: dict, n: int) -> dict:
+    """``result`` (a monitoring pass's dict) as if the model had ``n`` features."""
+    import copy
+
+    wide = copy.deepcopy(result)
+    base = wide["drift"]["features"]
+    wide["drift"]["features"] = [
+        dict(copy.deepcopy(base[i % len(base)]), name=f"{base[i % len(base)]['name']}_{i}")
+        for i in range(n)
+    ]
+    for w in wide["windows"]:
+        w["features"] = {
+            f["name"]: w["features"][f["name"].rsplit("_", 1)[0]] for f in wide["drift"]["features"]
+        }
+    return wide
+
+
+def test_a_model_of_many_features_draws_bounded_pages(monitored_package, tmp_path: Path):
+    """One chart per feature, one line per feature: 5,000 features took minutes to draw a
+    monitor.html of 100+ MB, and the dashboard as long at every view. The most drifted
+    are drawn, the tables keep every feature."""
+    from shipml.monitor import WindowSpec
+    from shipml.report import dashboard
+    from shipml.report.monitor import MAX_CHARTS, MAX_SERIES
+
+    frame, labels = holdout_rows(monitored_package, repeat=2)
+    moved = drifted(frame)
+    moved[monitored_package.label] = labels
+    data = tmp_path / "rows.parquet"
+    moved.to_parquet(data)
+    result = monitor_rows(
+        monitored_package,
+        file_batches(data, monitored_package),
+        model="penguins",
+        version="1",
+        source="file",
+        window=WindowSpec.parse("86"),
+    ).to_dict()
+    wide = widened(result, 5 * MAX_CHARTS)  # more drifted features than charts
+    html = render(wide)
+    features = 5 * MAX_CHARTS
+    assert html.count("<svg") <= MAX_CHARTS + 1 + 3  # histograms, predictions, over time
+    assert html.count("<svg") == html.count('class="chart"')
+    drawn = [f["name"] for f in wide["drift"]["features"] if f'data-feature="{f["name"]}"' in html]
+    drifted_names = [f["name"] for f in wide["drift"]["features"] if f["drifted"]]
+    assert len(drifted_names) > MAX_CHARTS
+    assert drawn == drifted_names[:MAX_CHARTS]  # the drifted first
+    assert f"{features - MAX_CHARTS} more features" in html
+    assert f"{features - MAX_SERIES} more features" in html  # lines over time
+    for f in wide["drift"]["features"]:  # every feature still in the tables
+        assert f"<td>{f['name']}</td>" in html
+    overview = {
+        "project": "p",
+        "time": "now",
+        "models": [],
+        "rollout": {"error": "no gateway", "url": "-"},
+        "monitor": wide,
+        "predictions": {"error": "no audit log", "rows": []},
+    }
+    page = dashboard.render(overview)
+    assert page.count("<svg") <= 1 + MAX_SERIES + 1  # statistics, drifted, quality
+    assert f"and {len(drifted_names) - MAX_CHARTS} more" in page

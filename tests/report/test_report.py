@@ -163,3 +163,35 @@ def test_the_github_workflow_publishes_the_report_in_its_job_summary(two_runs: P
     summary = (two_runs / "results" / "ci-summary.md").read_text()
     assert "## Model card: cmp/2" in summary and "| accuracy |" in summary
     assert (two_runs / "results" / "model-card.html").is_file()
+
+
+def test_compare_refuses_more_subjects_than_a_page_shows(tmp_path: Path) -> None:
+    """10,000 run ids read every run (and ran a git diff per commit) for minutes, into a
+    table of 10,000 columns: refused at once, before the store is opened."""
+    from shipml.report.compare import MAX_SUBJECTS
+
+    refs = [f"{i:032x}" for i in range(10_000)]
+    out = shipml_here("compare", *refs, "--html", str(tmp_path / "c.html"), cwd=tmp_path)
+    assert out.returncode == 7 and "Traceback" not in out.stderr, out.stderr
+    assert f"at most {MAX_SUBJECTS} runs or models (10,000 given)" in out.stderr
+    assert not (tmp_path / "c.html").exists()
+
+
+def test_the_code_diff_stops_at_what_it_shows(tmp_path: Path, monkeypatch) -> None:
+    """Each other commit ran a git diff even once the shown text was full."""
+    from types import SimpleNamespace
+
+    from shipml.report import compare
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    commits = []
+    for i in range(4):
+        (tmp_path / "m.py").write_text(f"x = {i}\n" * (compare.MAX_DIFF_CHARS // 4))
+        commit(tmp_path, f"c{i}")
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True)
+        commits.append(head.stdout.decode().strip())
+    runs: list[list[str]] = []
+    real = subprocess.run
+    monkeypatch.setattr(compare.subprocess, "run", lambda a, **k: runs.append(a) or real(a, **k))
+    diff = compare.code_diff(SimpleNamespace(root=tmp_path), commits)  # type: ignore[arg-type]
+    assert len(diff) == compare.MAX_DIFF_CHARS and len(runs) == 1

@@ -178,12 +178,14 @@ def simulate_canary(rng, champion: float, challenger: float, min_samples: int = 
 
 
 def test_the_canary_s_error_rates_under_the_null_and_its_power(caplog):
-    """What docs/rollout.md states: the canary promotes a challenger that is not
-    significantly worse (it never claims "better"). Equal variants: promoted in about
-    9 of 10 canaries; the rest are rolled back, more than a single test's 2.5% (two-sided
-    p < 0.05 and lower accuracy), as the test is repeated at every analysis. A better
-    challenger is never rolled back. A worse one is promoted often with the default
-    200 labels (3 points below: about 4 in 10), rarely with 1000."""
+    """What docs/rollout.md states: the canary rolls back a challenger that is
+    significantly worse, and promotes one whose accuracy is not more than 0.005 below
+    the champion's (a manual promotion's rule; it holds for more labels otherwise).
+    Equal variants: promoted in about 9 of 10 canaries; the rest are rolled back, more
+    than a single test's 2.5% (two-sided p < 0.05 and lower accuracy), as the test is
+    repeated at every analysis. A better challenger is never rolled back. A worse one is
+    rarely promoted (3 points below: about 1 in 20 with the default 200 labels; it was 4
+    in 10 when the last step asked only "not significantly worse")."""
     caplog.set_level("WARNING", logger="shipml.rollout")
     rng = np.random.default_rng(2026)
 
@@ -193,6 +195,34 @@ def test_the_canary_s_error_rates_under_the_null_and_its_power(caplog):
 
     assert 0.85 <= promoted(0.90, 0.90) <= 0.97
     assert promoted(0.90, 0.95, runs=100) == 1.0
-    assert 0.25 <= promoted(0.90, 0.87) <= 0.55
-    assert promoted(0.90, 0.87, min_samples=1000, runs=100) <= 0.15
+    assert promoted(0.90, 0.87) <= 0.12
+    assert promoted(0.90, 0.87, min_samples=1000, runs=100) <= 0.05
     assert promoted(0.90, 0.80, runs=100) == 0.0
+
+
+def test_the_last_step_holds_a_challenger_a_manual_promotion_would_refuse():
+    """3 points worse on 200 labels each (p = 0.31, not significant): a manual promotion
+    refuses it (more than 0.005 below), so the canary holds for more labels, once per
+    reason; as they come, it is promoted or rolled back."""
+    policy = TrafficPolicy(
+        "canary",
+        Variant("champion", url="http://a"),
+        [Variant("challenger", url="http://b")],
+        steps=[100.0],
+        min_samples=200,
+    )
+    traffic = Traffic(policy, gatekeeper=Rehearsal())
+    analysis = Analysis()
+    canary = Canary(traffic, analysis)
+
+    def label(name: str, n: int, correct: int) -> None:
+        s = analysis.stats(name)
+        s.requests, s.labelled, s.correct = s.requests + n, s.labelled + n, s.correct + correct
+
+    label("champion", 200, 180)
+    label("challenger", 200, 174)
+    assert canary.decide() == "held" and canary.decide() == "held"
+    assert "more than 0.005 below the champion's" in traffic.held
+    assert [e["event"] for e in traffic.history].count("hold") == 1
+    label("challenger", 200, 186)  # 360/400: equal now
+    assert canary.decide() == PROMOTED and policy.champion.name == "challenger"

@@ -99,6 +99,18 @@ def _replace(doc: Any, where: tuple[Any, ...], value: Any) -> Any:
     return copy
 
 
+# JSON, what curl and browsers send by default, and the types /invocations reads otherwise
+# (CSV) or refuses (Parquet, a charset other than UTF-8)
+CONTENT_TYPES = [
+    "application/json",
+    "text/plain",
+    "x/y",
+    "text/csv",
+    "text/csv; charset=utf-16",
+    "application/vnd.apache.parquet",
+]
+
+
 @st.composite
 def requests(
     draw: st.DrawFn, endpoints: list[Endpoint]
@@ -116,9 +128,7 @@ def requests(
         path = path.replace("/", draw(st.sampled_from(["//", "/./", "/%2F"])), 1)
     elif mangle == 2:
         path += draw(st.sampled_from(["?x=1", "#f", "%00", "%ff", "/☃", "a" * 3000]))
-    headers: dict[str, str | bytes] = {
-        "content-type": draw(st.sampled_from(["application/json", "text/plain", "x/y"]))
-    }
+    headers: dict[str, str | bytes] = {"content-type": draw(st.sampled_from(CONTENT_TYPES))}
     if draw(st.integers(0, 7)) == 0:
         headers["x-request-id"] = draw(st.sampled_from([b"", b"r" * 2000, b"a b", b"\xe9"]))
     if endpoint.binary and draw(st.integers(0, 2)) == 0:

@@ -363,3 +363,36 @@ def test_request_durations_are_the_requests_own(client, rows):
         r'shipml_request_duration_seconds_sum\{[^}]*protocol="v2"[^}]*\} (\S+)', text
     )
     assert 0.0 < float(total) <= elapsed
+
+
+def test_a_model_not_ready_yet_says_so_in_its_status(penguins_package):
+    """tritonclient's is_model_ready reads only the status (200: ready), as the V2 spec
+    has it: before the warm-up, the model's ready path was a 200 with "ready": false."""
+    app = ModelServer(Predictor.load(penguins_package.path, name="penguins", version="3"))
+    client = TestClient(app)  # no lifespan: no warm-up, not ready
+    for path in ("/v2/models/penguins/ready", "/v2/models/penguins/versions/3/ready"):
+        answer = client.get(path)
+        assert (answer.status_code, answer.json()["ready"]) == (503, False), path
+    assert client.get("/v2/health/ready").status_code == 503
+    assert client.get("/ping").status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "/predict", 405, "POST"),
+        ("GET", "/v2/models/penguins/infer", 405, "POST"),
+        ("PUT", "/v2/models/penguins/versions/3/infer", 405, "POST"),
+        ("POST", "/v2/health/ready", 405, "GET, HEAD"),
+        ("POST", "/v2/models/penguins", 405, "GET, HEAD"),
+        ("DELETE", "/metrics", 405, "GET, HEAD"),
+        ("PUT", "/nowhere", 404, None),
+        ("POST", "/nowhere", 404, None),
+    ],
+)
+def test_a_wrong_method_is_a_405_naming_the_right_one(client, method, path, status, allow):
+    """`curl -X GET .../infer` was a 404 "no such endpoint", as if the path were wrong;
+    a 405 says which method the path takes, in the Allow header HTTP requires."""
+    answer = client.request(method, path)
+    assert answer.status_code == status and "error" in answer.json()
+    assert answer.headers.get("allow") == allow

@@ -131,6 +131,35 @@ def test_keep_alive_requests_still_work(url):
         assert status_of(read_response(conn)) == 400  # a real answer: features are missing
 
 
+@pytest.mark.parametrize(
+    ("path", "length", "status"),
+    [("/nope", 5, 404), ("/predict", 20 * 1024 * 1024, 413), ("/predict", 5, 400)],
+)
+def test_an_answer_before_an_expected_body_closes_the_connection(url, path, length, status):
+    """curl sends Expect: 100-continue for big bodies and waits; a final answer instead of
+    100 Continue means the body never comes. Kept open, the client's next request would be
+    read as that body: the answer says Connection: close and the server closes."""
+    host, port = address(url)
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(
+            b"POST %s HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n"
+            b"content-length: %d\r\n\r\n" % (path.encode(), length)
+        )
+        answer = read_response(conn)
+        if status == 400:  # the app reads the body: told to send it, the client does
+            assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), answer
+            conn.sendall(b"[1,2]")
+            answer = read_response(conn)
+            assert status_of(answer) == 400 and b"connection: close" not in answer.lower()
+            conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert status_of(read_response(conn)) == 200  # kept alive
+            return
+        assert status_of(answer) == status and b"connection: close" in answer.lower(), answer
+        assert b"b'" not in answer  # the 413 quotes the length as sent, not a bytes repr
+        conn.settimeout(0.3)  # well before the body deadline (0.5 s) would close it
+        assert conn.recv(100) == b""
+
+
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize("path", ["/predict", "/invocations", "/v2/models/penguins/infer"])
 def test_a_200_mb_body_is_a_413_and_memory_stays_flat(url, path, chunked):

@@ -55,3 +55,28 @@ def test_a_model_another_run_registers_meanwhile_is_used(config: ProjectConfig):
         "penguins", run_id=run_id, source="file:///x", content_digest="d", tags={}
     )
     assert created and info.version == "1"
+
+
+def test_every_model_and_version_is_listed_past_one_page(config: ProjectConfig):
+    """MLflow answers a registry search one page at a time (100 registered models): the
+    101st model was missing from `shipml models ls` and the dashboard, silently."""
+    tracker = tracker_for(config)
+    registry = Registry(tracker)
+    names = [f"m{i:03d}" for i in range(103)]
+    for name in names:
+        tracker.client.create_registered_model(name)
+    assert registry.model_names() == names
+    search = tracker.client.search_model_versions
+
+    def paged(filter_string=None, page_token=None, **kwargs):  # a page of 2 versions
+        return search(filter_string=filter_string, max_results=2, page_token=page_token)
+
+    run_id = tracker.start_run("probe", {})
+    for digest in "abcde":
+        registry.register("m000", run_id=run_id, source="file:///x", content_digest=digest, tags={})
+    tracker.client.search_model_versions = paged  # type: ignore[method-assign]
+    assert [v.version for v in registry.versions("m000")] == ["1", "2", "3", "4", "5"]
+    again, created = registry.register(
+        "m000", run_id=run_id, source="file:///x", content_digest="e", tags={}
+    )
+    assert not created and again.version == "5"  # found on the third page

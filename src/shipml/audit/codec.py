@@ -190,7 +190,9 @@ class Decompressor:
         size = zstandard.get_frame_parameters(blob).content_size
         if size > MAX_RECORD or size == zstandard.CONTENTSIZE_UNKNOWN:
             raise ValueError(f"the stored frame claims {size} bytes")
-        return bytes(reader.decompress(blob))
+        # One frame and nothing else: bytes after it (zstd ignores them by default) would
+        # change the stored record without changing what it reads as.
+        return bytes(reader.decompress(blob, allow_extra_data=False))
 
 
 MAX_RECORD = 1 << 30  # a record never decompresses past 1 GiB (a forged frame cannot OOM us)

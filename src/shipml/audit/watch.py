@@ -8,7 +8,7 @@ that held stood:
 - the tree at the newest signed checkpoint: its frontier, recomputed from the records
   (its root is that checkpoint's signed root), and the writer sessions the checkpoints
   told up to there (``verify.Resume``);
-- a digest of every checkpoint row checked (id, size, signed body) and the newest id;
+- the newest checkpoint row checked: its id and a digest of it (id, size, signed body);
 - the leaf stored at that tree's last position;
 - what it was checked against: the log's origin, the database file (device and inode)
   and the pinned key.
@@ -20,16 +20,20 @@ root at each new checkpoint's size is computed by extending the remembered front
 a new signed root that matches is consistent with the remembered one (RFC 9162 §2.1.4,
 shown by recomputation: the new tree holds the remembered tree's leaves unchanged).
 Whatever cannot be shown to extend the remembered state is verified whole, and that
-verdict is shown: another file, origin or pin; a checked checkpoint row changed, deleted
-or inserted; a new row below the remembered size; a signed head below it that is no
-checked row; the remembered last record gone or changed (truncation); any failure in
-the new part.
+verdict is shown: another file, origin or pin; the remembered checkpoint row changed or
+gone; a new row below the remembered size; a signed head below it that is no checked
+row; the remembered last record gone or changed (truncation); any failure in the new
+part. A view reads the rows and records that are new, never the old ones: its cost does
+not grow with the months of checkpoints (one a second) a busy log collects.
 
-Not seen until the next whole verification: records below the remembered size changed
-in place while every checkpoint row stays as it was (a value or column changed, records
-deleted or swapped, a consistent rewrite). A whole verification runs again at the first
-view ``full_every_s`` (10 minutes) after the last one; ``shipml audit verify`` reads
-everything every time and is the authority (docs/audit.md, threat model).
+Not seen until the next whole verification: what lies below the remembered state
+changed in place, records or checkpoint rows (a value or column changed, records or
+older checkpoints deleted, swapped or re-signed, a consistent rewrite). The whole
+verification runs again ``full_every_s`` (10 minutes) after the last one began, or ten
+times as long as the last one took if that is longer (at most a tenth of a core), in a
+thread beside the views: a view never waits for it, and its verdict shows at the first
+view after it ends. ``shipml audit verify`` reads everything every time and is the
+authority (docs/audit.md, threat model).
 
 A flood of views costs one verification at a time: a view waits for the one running and
 then takes the verdict of a verification that began after it arrived. A log that failed
@@ -42,8 +46,9 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +57,8 @@ from shipml.audit.reading import Reader
 from shipml.audit.signing import Checkpoint
 from shipml.audit.verify import Resume, Verification, signed_heads, verify_from
 
-FULL_EVERY_S = 600.0  # a whole verification at least this often (at the next view)
+FULL_EVERY_S = 600.0  # a whole verification at least this often, beside the views
+WHOLE_SHARE = 0.1  # ...and no more than this share of a core when the log is large
 Files = tuple[tuple[int, int, int, int] | None, ...]
 Head = tuple[Checkpoint, str]  # a signed head and where it was found
 
@@ -62,9 +68,21 @@ class _Verified:
     place: tuple[object, ...]  # origin, database file (device, inode), pinned key
     resume: Resume
     last_id: int  # the newest checkpoint row checked
-    digest: bytes  # of every checkpoint row up to it
+    last_row: bytes  # its digest (b"" when there is none)
     last_leaf: bytes | None  # the leaf stored at resume.size - 1
-    whole_at: float  # the clock when the log was last verified whole
+    whole_at: float  # the clock when the last whole verification that held began
+
+
+@dataclass
+class _Whole:
+    """A whole verification running in a thread beside the views."""
+
+    began: float
+    files: Files
+    thread: threading.Thread | None = None
+    result: Verification | None = None
+    error: BaseException | None = None
+    took: float = 0.0
 
 
 class LogWatch:
@@ -87,6 +105,8 @@ class LogWatch:
         self._last: Verification | None = None
         self._state: _Verified | None = None
         self._failed: tuple[Files, Verification] | None = None
+        self._every = full_every_s  # between whole verifications: grows with their cost
+        self._whole: _Whole | None = None  # the one running beside the views
 
     @property
     def pin(self) -> str:
@@ -101,52 +121,108 @@ class LogWatch:
             self._last = require_pin(self._check(), self.pin)
             return self._last
 
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the whole verification running beside the views, if one is; its
+        verdict shows at the next ``verify()``."""
+        whole = self._whole
+        if whole is not None and whole.thread is not None:
+            whole.thread.join(timeout)
+
     def _check(self) -> Verification:
         files = self._files()
+        ended = self._ended()
+        if ended is not None:
+            return ended
         if self._failed is not None and files and self._failed[0] == files:
             return self._failed[1]  # nothing changed since it failed
+        with self._reading() as (log, heads):
+            place = (log.origin, files[0][:2] if files and files[0] else None, self.pin)
+            state = self._state
+            if state is not None and state.place == place:
+                if self._whole is None and self.clock() - state.whole_at >= self._every:
+                    self._start_whole(files)
+                result = self._extend(log, state, heads)
+                if result is not None:
+                    return result
+            return self._verify_whole(log, place, files, heads)
+
+    @contextmanager
+    def _reading(self) -> Iterator[tuple[Reader, list[Head]]]:
+        """The log as of one moment, and the signed heads it must hold."""
         log = open_log(self.config, writer=False)
         try:
             # Heads first: a writer commits a checkpoint row before it writes head.json,
             # so the snapshot taken at the first read below holds every head read here.
             heads = signed_heads(self.config.path(self.config.audit.checkpoint_dir), [])
             with log.db.snapshot():
-                place = (log.origin, files[0][:2] if files and files[0] else None, self.pin)
-                state = self._state
-                if (
-                    state is not None
-                    and state.place == place
-                    and self.clock() - state.whole_at < self.full_every_s
-                ):
-                    result = self._extend(log, state, heads)
-                    if result is not None:
-                        return result
-                return self._whole(log, place, files, heads)
+                yield log, heads
         finally:
             log.close()
 
-    def _whole(
+    def _verify_whole(
         self, log: Reader, place: tuple[object, ...], files: Files, heads: list[Head]
     ) -> Verification:
         self.whole_runs += 1
         self._state = self._failed = None
+        began = self.clock()
         result, resume = verify_from(log, None, heads, pin=self.pin, **self._cadence())
         if resume is None:
             self._failed = (files, result) if files else None
             return result
-        rows = _Rows.read(log, 0)
+        rows = _Rows.newest(log)
         self._state = _Verified(
-            place, resume, rows.last_id, rows.digest, _leaf(log, resume.size), self.clock()
+            place, resume, rows.last_id, rows.last, _leaf(log, resume.size), began
         )
+        self._spaced(self.clock() - began)
         return result
+
+    def _start_whole(self, files: Files) -> None:
+        """A whole verification in a thread, on its own connection and snapshot."""
+        whole = _Whole(self.clock(), files)
+
+        def run() -> None:
+            try:
+                with self._reading() as (log, heads):
+                    whole.result, _ = verify_from(log, None, heads, pin=self.pin, **self._cadence())
+            except Exception as exc:  # the next view raises it
+                whole.error = exc
+            whole.took = self.clock() - whole.began
+
+        self.whole_runs += 1
+        whole.thread = threading.Thread(target=run, name="shipml-audit-whole", daemon=True)
+        self._whole = whole
+        whole.thread.start()
+
+    def _ended(self) -> Verification | None:
+        """The verdict of a whole verification that ended beside the views: a failure
+        replaces the remembered state; one that held dates it."""
+        whole = self._whole
+        if whole is None or whole.thread is None or whole.thread.is_alive():
+            return None
+        self._whole = None
+        self._spaced(whole.took)
+        if whole.error is not None:
+            self._state = None
+            raise whole.error
+        assert whole.result is not None
+        if not whole.result.ok:
+            self._state = None
+            self._failed = (whole.files, whole.result) if whole.files else None
+            return whole.result
+        if self._state is not None:
+            self._state.whole_at = max(self._state.whole_at, whole.began)
+        return None
+
+    def _spaced(self, took: float) -> None:
+        self._every = max(self.full_every_s, took / WHOLE_SHARE)
 
     def _extend(self, log: Reader, state: _Verified, heads: list[Head]) -> Verification | None:
         """The verdict from the remembered state on, or None when the log cannot be
         shown to extend it."""
         size = state.resume.size
         rows = _Rows.read(log, state.last_id)
-        if rows.before != state.digest or rows.lowest < size:
-            return None  # a checked row changed, went or came; or a new one goes back
+        if rows.known != state.last_row or rows.lowest < size:
+            return None  # the remembered row changed or went; or a new one goes back
         if _leaf(log, size) != state.last_leaf:
             return None  # the remembered last record is gone or changed: truncated
         if not all(cp.size >= size or _checked_row(log, cp, state.last_id) for cp, _ in heads):
@@ -157,7 +233,7 @@ class LogWatch:
         )
         if resume is None:
             return None  # the whole pass says what is wrong, and where it starts
-        state.resume, state.last_id, state.digest = resume, rows.last_id, rows.digest
+        state.resume, state.last_id, state.last_row = resume, rows.last_id, rows.last
         state.last_leaf = _leaf(log, resume.size)
         return result
 
@@ -180,26 +256,33 @@ class LogWatch:
 
 @dataclass
 class _Rows:
-    """One pass over the checkpoint rows in id order."""
+    """The checkpoint rows from the remembered one on, in id order: the old ones are
+    not read (the whole verification does)."""
 
-    before: bytes  # digest of the rows up to the remembered id
-    digest: bytes  # of every row
-    last_id: int
-    lowest: int  # the smallest size among the rows after the remembered id
+    known: bytes  # digest of the remembered row; b"" when it is gone (or none was)
+    last_id: int  # the newest row
+    last: bytes  # its digest
+    lowest: int = field(default=2**63)  # the smallest size among the rows after the known
 
     @classmethod
     def read(cls, log: Reader, known: int) -> _Rows:
-        digest = hashlib.sha256()
-        before, last, lowest = b"", known, 2**63
-        sql = "SELECT id, size, body FROM checkpoints ORDER BY id"
-        for cid, size, body in log.db.stream(sql):
-            if cid > known:
-                before = before or digest.digest()
-                lowest = min(lowest, size if isinstance(size, int) else -1)
+        rows = cls(b"", known, b"")
+        sql = "SELECT id, size, body FROM checkpoints WHERE id >= ? ORDER BY id"
+        for cid, size, body in log.db.stream(sql, (known,)):
             data = body.encode() if isinstance(body, str) else bytes(body)
-            digest.update(f"{cid!r} {size!r} {len(data)} ".encode() + data)
-            last = max(last, int(cid))
-        return cls(before or digest.digest(), digest.digest(), last, lowest)
+            digest = hashlib.sha256(f"{cid!r} {size!r} {len(data)} ".encode() + data).digest()
+            if cid == known:
+                rows.known = digest
+            else:
+                rows.lowest = min(rows.lowest, size if isinstance(size, int) else -1)
+            rows.last_id, rows.last = int(cid), digest
+        rows.last = rows.last or rows.known
+        return rows
+
+    @classmethod
+    def newest(cls, log: Reader) -> _Rows:
+        (top,) = log.db.execute("SELECT MAX(id) FROM checkpoints").fetchone()
+        return cls.read(log, int(top or 0))
 
 
 def _checked_row(log: Reader, cp: Checkpoint, known: int) -> bool:

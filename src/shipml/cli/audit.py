@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
-from shipml.cli.output import project_config, stdout, told
+from shipml.cli.output import JSON_HELP, print_json, project_config, stdout, told
 from shipml.errors import AuditError
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ def verify_cmd(
     head: list[Path] = typer.Option(
         [], "--head", help="A signed head published earlier (JSON); the log must extend it."
     ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Check every record, checkpoint and signature against the pinned key.
 
@@ -36,7 +38,9 @@ def verify_cmd(
 
     config = project_config()
     result = verify_project(config, key=key, fingerprint=fingerprint, heads=head)
-    for note in result.notes:
+    if as_json:  # the verdict on stdout, whatever it is; a failure still exits 10
+        print_json(dataclasses.asdict(result))
+    for note in [] if as_json else result.notes:
         stdout.print(f"note: {escape(note)}", soft_wrap=True)
     if not result.ok:
         raise AuditError(
@@ -44,6 +48,8 @@ def verify_cmd(
             hint="keep this log as evidence and restore it from a backup"
             + (f"; the records before {result.first_bad} are intact" if result.first_bad else ""),
         )
+    if as_json:
+        return
     stdout.print(
         f"[green]verified[/] {result.records} records against {result.checkpoints} signed "
         f"checkpoint(s) of key {result.key}"
@@ -57,6 +63,7 @@ def key_cmd(
     pin: bool = typer.Option(
         False, "--pin", help="Pin the current key's fingerprint in shipml.toml (check it first)."
     ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show the signing key's fingerprint and the one pinned in shipml.toml."""
     from shipml.audit import key_fingerprint, pin_key
@@ -66,11 +73,16 @@ def key_cmd(
     if pin:
         stdout.print(f"pinned {pin_key(config)} in shipml.toml ([audit] key_fingerprint)")
         return
-    current = key_fingerprint(path) if path.is_file() else "none yet (made by the first writer)"
+    found = key_fingerprint(path) if path.is_file() else None
+    if as_json:
+        pinned_json = config.audit.key_fingerprint or None
+        print_json({"signing_key": str(path), "fingerprint": found, "pinned": pinned_json})
+    current = found or "none yet (made by the first writer)"
     pinned = config.audit.key_fingerprint or "nothing pinned"
-    stdout.print(
-        f"signing key  {path}\nfingerprint  {current}\npinned       {pinned}", soft_wrap=True
-    )
+    if not as_json:
+        stdout.print(
+            f"signing key  {path}\nfingerprint  {current}\npinned       {pinned}", soft_wrap=True
+        )
     if config.audit.key_fingerprint and path.is_file() and current != pinned:
         raise AuditError(
             f"the signing key {path} is not the pinned key",
@@ -92,11 +104,18 @@ def checkpoint_cmd() -> None:
 
 
 @app.command("explain")
-def explain_cmd(request_id: str = typer.Argument(..., metavar="REQUEST_ID")) -> None:
+def explain_cmd(
+    request_id: str = typer.Argument(..., metavar="REQUEST_ID"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """The lineage of one prediction: model, run, datasets, commit, image, tests."""
     from shipml.lineage import explain
 
-    for link in explain(project_config(), request_id):
+    links = explain(project_config(), request_id)
+    if as_json:  # every link: its kind, its sentence and what it holds
+        print_json([dataclasses.asdict(link) for link in links])
+        return
+    for link in links:
         # The summary holds the client's text (request id, variant): printed, never styled.
         stdout.print(f"[bold]{link.kind:<14}[/] {escape(link.summary)}", soft_wrap=True)
 

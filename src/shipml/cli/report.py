@@ -41,12 +41,11 @@ def compare(
 
     Examples: `shipml compare penguins@champion penguins@challenger`,
     `shipml compare RUN_A RUN_B --json`, `shipml compare penguins/1 penguins/2 --html cmp.html`."""
+    from shipml.report.compare import check_subjects, markdown, to_html, to_json
     from shipml.report.compare import compare as do_compare
-    from shipml.report.compare import markdown, to_html, to_json
     from shipml.report.model_card import job_summary, write_atomic
 
-    if len(refs) < 2:
-        raise RegistryError("compare needs at least two runs or models", hint="give A B [C ...]")
+    check_subjects(refs)
     config = project_config()
     if skip_missing:
         refs = _resolvable(config, refs)

@@ -132,6 +132,9 @@ class MonitorSection(Section):
     # this fraction above the hold-out's.
     max_quality_drop: float = Field(default=0.05, ge=0.0)
     min_labels: int = Field(default=30, ge=1)  # fewer labels: quality is shown, not judged
+    # ...and beyond the bound breaches only when the window's sampling alone would give
+    # so large a loss less often than this (one-sided p-value); 1 judges by the bound only.
+    quality_alpha: float = Field(default=0.05, gt=0.0, le=1.0)
     # What a breach does: fail (exit code 16) or retrain (snapshot, run, test, promote).
     on_breach: Literal["fail", "retrain"] = "fail"
     dataset: str = ""  # the dataset snapshotted again to retrain; empty: the only one

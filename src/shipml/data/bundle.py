@@ -19,12 +19,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
 from shipml.data.digest import FORMAT, table_digest
 from shipml.data.snapshot import DatasetStore, Snapshot
+from shipml.data.source import public_uri
 from shipml.errors import DataError
 from shipml.files import replacing_folder, sha256_file
 
@@ -45,16 +45,6 @@ class Bundle:
     @property
     def ref(self) -> str:
         return f"{self.manifest['name']}@{self.manifest['version']}"
-
-
-def public_uri(uri: str) -> str:
-    """``uri`` without a user name or password (safe to put in labels and manifests)."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def write_bundle(store: DatasetStore, snap: Snapshot, folder: Path) -> Bundle:

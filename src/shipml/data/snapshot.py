@@ -194,7 +194,7 @@ class DatasetStore:
         versions = self.versions(name)
         latest = versions[-1] if versions else None
         with ThreadPoolExecutor(3, thread_name_prefix="shipml-add") as pool:
-            if latest is not None and latest.source == raw.uri:
+            if latest is not None and latest.source == raw.public:
                 if latest.source_sha256 == raw.sha256 and self.fs.exists(
                     self._object(latest.digest, "data.parquet")
                 ):
@@ -268,7 +268,7 @@ class DatasetStore:
             name=name,
             version=(latest.version + 1) if latest else 1,
             digest=digest.result(),
-            source=raw.uri,
+            source=raw.public,  # never a password or a presigned URL's signature
             rows=len(df),
             columns=len(df.columns),
             created=datetime.now(UTC).isoformat(timespec="seconds"),

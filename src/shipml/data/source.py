@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 import fsspec
@@ -25,6 +25,61 @@ FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 PROTOCOLS = frozenset({"file", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 WEB = frozenset({"http", "https"})
 CHUNK = 1 << 20
+# Query parameters that carry a credential: a presigned URL's signature (S3, GCS, Azure
+# SAS), an API key or token. Their values never reach a snapshot, a label or a message.
+SECRET_PARAMS = frozenset(
+    {
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "sig",
+        "signature",
+        "token",
+        "access_token",
+        "api_key",
+        "apikey",
+        "key",
+        "password",
+        "secret",
+        "client_secret",
+    }
+)
+
+
+def public_uri(uri: str) -> str:
+    """``uri`` without a user name or password, and with every credential in its query
+    (``SECRET_PARAMS``) shown as ``***``: what a snapshot records and a message shows."""
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    if parts.username is not None or parts.password is not None:
+        netloc = netloc.rpartition("@")[2]
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(k.lower() in SECRET_PARAMS for k, _ in pairs):
+        query = "&".join(
+            f"{quote(k, safe='')}=" + ("***" if k.lower() in SECRET_PARAMS else quote(v, safe=""))
+            for k, v in pairs
+        )
+    if netloc == parts.netloc and query == parts.query:
+        return uri
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _shown(uri: str) -> str:
+    return public_uri(uri)[:200]
+
+
+def _scrub(text: str, uri: str) -> str:
+    """A library's error text with the credentials of ``uri`` taken out (aiohttp and
+    botocore quote the URL they were given)."""
+    parts = urlsplit(uri)
+    secrets = [parts.password or "", parts.username or ""]
+    secrets += [v for k, v in parse_qsl(parts.query) if k.lower() in SECRET_PARAMS]
+    for secret in sorted({x for x in secrets if len(x) >= 3}, key=len, reverse=True):
+        text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
+    return text
 
 
 @dataclass(frozen=True)
@@ -66,6 +121,11 @@ class RawSource:
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
+    @property
+    def public(self) -> str:
+        """Where the bytes came from, without credentials (what a snapshot records)."""
+        return public_uri(self.uri)
+
 
 def normalize_uri(source: str, base: Path | None = None) -> str:
     """A path becomes an absolute ``file://`` URI (relative to ``base``); URIs stay as given."""
@@ -96,7 +156,7 @@ def source_format(uri: str, fmt: str | None = None) -> str:
         if name.endswith(ext) or name.endswith(ext + ".gz"):
             return found
     raise DataError(
-        f"cannot tell the format of {uri[:200]!r} from its name",
+        f"cannot tell the format of {_shown(uri)!r} from its name",
         hint="give a file ending in .csv, .csv.gz, .parquet or .pq, or --format csv|parquet",
     )
 
@@ -106,12 +166,12 @@ def check_uri(uri: str, limits: SourceLimits) -> None:
     protocol = uri.split("://", 1)[0].lower()
     if "::" in uri or protocol not in PROTOCOLS | WEB:
         raise DataError(
-            f"unsupported data source {uri[:200]!r}",
+            f"unsupported data source {_shown(uri)!r}",
             hint="give a path, or a file://, s3://, gs:// or az:// URI (no chained URLs)",
         )
     if protocol in WEB and not limits.allow_http:
         raise DataError(
-            f"{uri[:200]} is a web address, and reading data from the web is off",
+            f"{_shown(uri)} is a web address, and reading data from the web is off",
             hint="download the file, or set [data] allow_http = true in shipml.toml",
         )
 
@@ -125,7 +185,7 @@ def _stream(fh: Any, uri: str, fmt: str, limits: SourceLimits) -> bytes:
         size += len(chunk)
         if size > limits.max_bytes:
             raise DataError(
-                f"{uri[:200]} holds more than {limits.max_bytes:,} bytes (after decompression)",
+                f"{_shown(uri)} holds more than {limits.max_bytes:,} bytes (after decompression)",
                 hint="raise [data] max_bytes in shipml.toml, or split the data",
             )
         if fmt == "csv":
@@ -153,13 +213,13 @@ def _check_lines(
         lines += count
     if longest > limits.max_line_bytes or line > limits.max_line_bytes:
         raise DataError(
-            f"{uri[:200]} has a line longer than {limits.max_line_bytes:,} bytes "
+            f"{_shown(uri)} has a line longer than {limits.max_line_bytes:,} bytes "
             f"(near line {lines + 1})",
             hint="raise [data] max_line_bytes in shipml.toml if such fields are real",
         )
     if lines > limits.max_rows + 1:
         raise DataError(
-            f"{uri[:200]} has more than {limits.max_rows:,} rows",
+            f"{_shown(uri)} has more than {limits.max_rows:,} rows",
             hint="raise [data] max_rows in shipml.toml, or sample the data",
         )
     return lines, line
@@ -216,21 +276,23 @@ def read_source(
         raise
     except FileNotFoundError as exc:
         raise DataError(
-            f"data file not found: {source}" + (f" (looked at {uri})" if uri != source else ""),
+            f"data file not found: {_shown(source)}"
+            + (f" (looked at {_shown(uri)})" if uri != source else ""),
             hint="check the path, or the `source` of this dataset in shipml.toml",
         ) from exc
     except (ImportError, ValueError) as exc:
         raise DataError(
-            f"cannot open {uri}: {str(exc)[:300]}",
+            f"cannot open {_shown(uri)}: {_scrub(str(exc), uri)[:300]}",
             hint="for s3:// install s3fs, for gs:// gcsfs; check the URI's spelling",
         ) from exc
     except (OSError, EOFError) as exc:  # EOFError: a truncated gzip
         raise DataError(
-            f"cannot read {uri}: {str(exc)[:300]}", hint="check permissions and the URI"
+            f"cannot read {_shown(uri)}: {_scrub(str(exc), uri)[:300]}",
+            hint="check permissions and the URI",
         ) from exc
     except Exception as exc:  # fsspec backends raise their own types (aiohttp, botocore...)
         raise DataError(
-            f"cannot read {uri}: {type(exc).__name__}: {str(exc)[:300]}",
+            f"cannot read {_shown(uri)}: {type(exc).__name__}: {_scrub(str(exc), uri)[:300]}",
             hint="check the URI, the network and the credentials",
         ) from exc
     return RawSource(uri=uri, format=fmt, data=data)
@@ -247,12 +309,12 @@ def _check_parquet(data: bytes, uri: str, limits: SourceLimits) -> None:
     size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     if meta.num_rows > limits.max_rows:
         raise DataError(
-            f"{uri[:200]} has {meta.num_rows:,} rows, more than {limits.max_rows:,}",
+            f"{_shown(uri)} has {meta.num_rows:,} rows, more than {limits.max_rows:,}",
             hint="raise [data] max_rows in shipml.toml, or sample the data",
         )
     if size > limits.max_bytes:
         raise DataError(
-            f"{uri[:200]} decodes to {size:,} bytes, more than {limits.max_bytes:,}",
+            f"{_shown(uri)} decodes to {size:,} bytes, more than {limits.max_bytes:,}",
             hint="raise [data] max_bytes in shipml.toml, or split the data",
         )
 

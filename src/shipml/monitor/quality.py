@@ -76,25 +76,28 @@ class SliceQuality:
 
 
 def judge_quality(
-    current: dict[str, float],
+    quality: Quality,
     reference: dict[str, float],
-    labelled: int,
     *,
     max_drop: float,
     min_labels: int,
+    alpha: float = 0.05,
 ) -> list[dict[str, Any]]:
     """One verdict per metric: classification metrics may fall at most ``max_drop`` below
-    the hold-out's, regression errors may grow at most that fraction above it."""
+    the hold-out's, regression errors may grow at most that fraction above it; beyond
+    that bound, a metric breaches when sampling alone gives so large a loss from the
+    hold-out's with a probability below ``alpha`` (``p_value``; 1 judges by the bound)."""
     out = []
-    for metric, value in current.items():
+    for metric, value in quality.metrics().items():
         base = reference.get(metric)
         if base is None:
             continue
         if metric in REGRESSION_METRICS:
-            bound, breached = base * (1 + max_drop), value > base * (1 + max_drop)
+            bound, beyond = base * (1 + max_drop), value > base * (1 + max_drop)
         else:
-            bound, breached = base - max_drop, value < base - max_drop
-        judged = labelled >= min_labels
+            bound, beyond = base - max_drop, value < base - max_drop
+        judged = quality.n >= min_labels
+        p_value = quality.chance(metric, base) if judged and beyond and alpha < 1 else None
         out.append(
             {
                 "metric": metric,
@@ -102,7 +105,8 @@ def judge_quality(
                 "holdout": base,
                 "bound": bound,
                 "judged": judged,
-                "breached": judged and breached,
+                "p_value": p_value,
+                "breached": judged and beyond and (p_value is None or p_value < alpha),
             }
         )
     return out

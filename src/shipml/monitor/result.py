@@ -179,11 +179,11 @@ def _quality(
 ) -> dict[str, Any]:
     """Quality from feedback labels, judged against the hold-out's."""
     verdicts = judge_quality(
-        quality.metrics(),
+        quality,
         baseline.metrics,
-        quality.n,
         max_drop=section.max_quality_drop,
         min_labels=section.min_labels,
+        alpha=section.quality_alpha,
     )
     return {
         "labelled": quality.n,
@@ -249,9 +249,10 @@ def breaches(drift: DriftResult, verdicts: list[dict[str, Any]]) -> list[str]:
                 out.append(f"{f.name}: {f.out_of_range_share:.1%} outside the reference's range")
     for v in verdicts:
         if v["breached"]:
+            chance = "" if v.get("p_value") is None else f"; by chance p = {v['p_value']:.2g}"
             out.append(
                 f"quality: {v['metric']} {v['value']:.4g} beyond {v['bound']:.4g} "
-                f"(hold-out {v['holdout']:.4g})"
+                f"(hold-out {v['holdout']:.4g}{chance})"
             )
     return out
 

@@ -7,7 +7,7 @@ Plain data (a dict), gathered per page view; the page is ``shipml.report.dashboa
 The dashboard process gathers through ``gatherer``, whose ``audit.watch.LogWatch`` keeps
 the audit log's last verified state in memory: a view checks only what was appended
 since (a whole verification when that cannot be shown to extend it, and every 10
-minutes), not the whole log.
+minutes one in a thread beside the views), not the whole log.
 """
 
 from __future__ import annotations
@@ -57,10 +57,14 @@ def _models(config: ProjectConfig) -> list[dict[str, Any]]:
         names = registry.model_names()
     except ShipmlError as exc:
         return [{"name": config.model_name, "error": exc.message, "versions": []}]
-    models = []
+    models: list[dict[str, Any]] = []
     for name in names:
-        versions = sorted(registry.versions(name), key=lambda v: int(v.version), reverse=True)
-        aliases = registry.aliases(name)
+        try:  # one model the store cannot read (registered by anyone) is said, alone
+            versions = sorted(registry.versions(name), key=lambda v: int(v.version), reverse=True)
+            aliases = registry.aliases(name)
+        except ShipmlError as exc:
+            models.append({"name": name, "aliases": {}, "error": exc.message, "versions": []})
+            continue
         champion = next((v for v in versions if aliases.get("champion") == v.version), None)
         rows = []
         for v in versions[:10]:

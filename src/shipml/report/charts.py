@@ -19,6 +19,12 @@ from typing import Any
 REFERENCE = "#8a94a6"
 CURRENT = "#2f6fde"
 BAD = "#b42318"
+# Text from the data is cut to these: a class, a column or a run is anyone's to name, and
+# every count drawn is a text element (1,000 classes: a million of them, minutes).
+MAX_TITLE = 120  # characters of a chart's title
+MAX_NAME = 40  # characters of a series' name in a legend
+ANNOTATED = 25  # classes up to which a confusion matrix writes its counts
+LABELLED = 60  # classes up to which each is named on the axes (else every k-th)
 PALETTE = ("#2f6fde", "#e07a1f", "#2a9d5b", "#b42318", "#7b4fc9", "#8c6d1f", "#d0457f", "#3a8fa8")
 
 
@@ -62,7 +68,8 @@ def _finite(values: Sequence[float | None]) -> list[float]:
     return out
 
 
-def _short(text: str, limit: int = 14) -> str:
+def short(text: str, limit: int = 14) -> str:
+    """``text`` cut to ``limit`` characters (a label, a category value from the data)."""
     text = str(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -84,9 +91,10 @@ def compare_bars(
     ax.set_xticks(list(xs))
     rotate = 45 if n > 6 or max((len(s) for s in labels), default=0) > 8 else 0
     ax.set_xticklabels(
-        [_short(s) for s in labels], rotation=rotate, ha="right" if rotate else "center"
+        [short(s) for s in labels], rotation=rotate, ha="right" if rotate else "center"
     )
     ax.set_ylabel("share")
+    title = short(title, MAX_TITLE)
     ax.set_title(title, loc="left")
     ax.legend(frameon=False, fontsize=8)
     return render(fig, title)
@@ -106,14 +114,21 @@ def lines(
     for i, (name, values) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
         ax.plot(
-            list(range(len(x))), _finite(values), marker="o", ms=3, lw=1.4, label=name, color=color
+            list(range(len(x))),
+            _finite(values),
+            marker="o",
+            ms=3,
+            lw=1.4,
+            label=short(name, MAX_NAME),
+            color=color,
         )
     if threshold is not None:
         ax.axhline(threshold, ls="--", lw=1, color=BAD, label=f"threshold {threshold:g}")
     step = max(1, len(x) // 8)
     ax.set_xticks(list(range(0, len(x), step)))
-    ax.set_xticklabels([_short(s, 16) for s in x[::step]], rotation=30, ha="right")
+    ax.set_xticklabels([short(s, 16) for s in x[::step]], rotation=30, ha="right")
     ax.set_ylabel(ylabel)
+    title = short(title, MAX_TITLE)
     ax.set_title(title, loc="left")
     if series:
         ax.legend(frameon=False, fontsize=8, ncol=min(4, len(series) + 1))
@@ -145,9 +160,11 @@ def curves(
     fig, (ax,) = _figure(4.2, 3.4)
     ax.grid(True, color="#e3e6eb", linewidth=0.6)
     for i, (name, (x, y)) in enumerate(series.items()):
-        ax.plot(_finite(x), _finite(y), color=PALETTE[i % len(PALETTE)], label=name, lw=1.5)
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(_finite(x), _finite(y), color=color, label=short(name, MAX_NAME), lw=1.5)
     if diagonal:
         ax.plot([0, 1], [0, 1], ls="--", color=REFERENCE, lw=0.8)
+    title = short(title, MAX_TITLE)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.title.set_fontsize(10)
     if series:
@@ -156,19 +173,23 @@ def curves(
 
 
 def matrix(values: Sequence[Sequence[float]], labels: Sequence[str], *, title: str) -> str:
-    """A confusion matrix: true labels down, predicted across, counts in the cells."""
+    """A confusion matrix: true labels down, predicted across, counts in the cells (up to
+    ``ANNOTATED`` classes; more are a heat map that keeps its size, every k-th named)."""
     n = len(labels)
-    fig, (ax,) = _figure(1.2 + 0.55 * max(n, 2), 1.0 + 0.5 * max(n, 2))
+    side = min(max(n, 2), ANNOTATED)
+    fig, (ax,) = _figure(1.2 + 0.55 * side, 1.0 + 0.5 * side)
     data = [[float(v) for v in row] for row in values]
     ax.imshow(data, cmap="Blues")
     peak = max((v for row in data for v in row), default=0.0)
-    for i, row in enumerate(data):
+    for i, row in enumerate(data if n <= ANNOTATED else []):
         for j, v in enumerate(row):
             color = "white" if peak and v > peak / 2 else "#1d2330"
             ax.text(j, i, f"{v:g}", ha="center", va="center", color=color, fontsize=8)
-    short = [_short(label) for label in labels]
-    ax.set_xticks(range(n), short, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(n), short, fontsize=7)
+    ticks = list(range(0, n, max(1, -(-n // LABELLED))))
+    names = [short(labels[i]) for i in ticks]
+    ax.set_xticks(ticks, names, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(ticks, names, fontsize=7)
+    title = short(title, MAX_TITLE)
     ax.set(title=title, xlabel="predicted", ylabel="true")
     ax.title.set_fontsize(10)
     return render(fig, title)
@@ -177,7 +198,7 @@ def matrix(values: Sequence[Sequence[float]], labels: Sequence[str], *, title: s
 def bars(values: dict[str, float], *, title: str) -> str:
     """Horizontal bars, one per name (metrics of a slice, feature importances)."""
     fig, (ax,) = _figure(4.2, 0.8 + 0.28 * max(len(values), 1))
-    names = [_short(k, 30) for k in values]
+    names = [short(k, 30) for k in values]
     ax.barh(names, _finite(list(values.values())), color=PALETTE[0])
     ax.invert_yaxis()
     ax.set_title(title, fontsize=10)

@@ -26,6 +26,9 @@ from shipml.tracking.store import run_metrics
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_DIFF_CHARS = 20_000
+# A column per subject: 10,000 run ids made a page of 10,000 columns after minutes of
+# reading runs (and a git diff per commit); past a hundred no one reads the table.
+MAX_SUBJECTS = 100
 
 
 @dataclass
@@ -138,7 +141,19 @@ def holdout_predictions(config: ProjectConfig, ref: str) -> dict[str, Any] | Non
     }
 
 
+def check_subjects(refs: list[str]) -> None:
+    """Two to ``MAX_SUBJECTS`` references, or a ``RegistryError`` before any is read."""
+    if len(refs) < 2:
+        raise RegistryError("compare needs at least two runs or models", hint="give A B [C ...]")
+    if len(refs) > MAX_SUBJECTS:
+        raise RegistryError(
+            f"compare takes at most {MAX_SUBJECTS} runs or models ({len(refs):,} given)",
+            hint="compare the few that matter (e.g. the best trials of a study)",
+        )
+
+
 def compare(config: ProjectConfig, refs: list[str], *, predictions: bool = True) -> Comparison:
+    check_subjects(refs)
     entries = [entry(config, r, predictions=predictions) for r in refs]
     result = Comparison(entries)
     names = sorted({k for e in entries for k in e.params})
@@ -160,10 +175,12 @@ def code_diff(config: ProjectConfig, commits: list[str]) -> str:
     known = [c for c in commits if c]
     if len(set(known)) < 2:
         return ""
-    out = []
+    out: list[str] = []
     for other in dict.fromkeys(known[1:]):
         if other == known[0]:
             continue
+        if sum(map(len, out)) >= MAX_DIFF_CHARS:  # all that is shown: no more git runs
+            break
         proc = subprocess.run(
             ["git", "diff", "--no-color", known[0], other, "--", "*.py", "shipml.toml"],
             cwd=config.root,
@@ -183,10 +200,23 @@ def _fmt(v: Any) -> str:
     return html.number(v) if v is not None else "–"
 
 
+_MARKDOWN = re.compile(r"([\\`*_\[\]()!|#~])")
+
+
+def md(value: Any) -> str:
+    """``value`` as text in a markdown table cell: a CI job summary renders markdown and
+    HTML, so a parameter ``<img src=https://...>`` or ``[approve](https://...)`` showed
+    an image or a link there, and a ``|`` or a line break broke the table."""
+    text = " ".join(str(value).split())
+    return html.text(_MARKDOWN.sub(r"\\\1", text))
+
+
 def markdown(c: Comparison) -> str:
-    heads = [e.label for e in c.entries]
+    heads = [md(e.label) for e in c.entries]
     lines = ["| parameter | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
-    lines += [f"| {k} | " + " | ".join(_fmt(v) for v in vs) + " |" for k, vs in c.params.items()]
+    lines += [
+        f"| {md(k)} | " + " | ".join(md(_fmt(v)) for v in vs) + " |" for k, vs in c.params.items()
+    ]
     lines += ["", "| metric | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for k, vs in c.metrics.items():
         ds = deltas(vs)
@@ -194,7 +224,7 @@ def markdown(c: Comparison) -> str:
             f"{_fmt(v)} ({d:+.4g})" if d is not None else _fmt(v)
             for v, d in zip(vs[1:], ds[1:], strict=True)
         ]
-        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md(k)} | " + " | ".join(cells) + " |")
     data = "the same data" if c.same_data else "DIFFERENT data"
     lines += ["", f"Datasets: {data}."]
     return "\n".join(lines) + "\n"

@@ -25,9 +25,11 @@ from typing import Any
 from shipml.errors import ConfigError
 from shipml.files import finite_json
 from shipml.report import charts
-from shipml.report.html import Markup, number, page, table, tag
+from shipml.report.html import CSP, Markup, number, page, table, tag
+from shipml.report.monitor import MAX_CHARTS, MAX_SERIES, most_drifted
 
 log = logging.getLogger("shipml.dashboard")
+CELL = 80  # characters of a text from a prediction's record shown in its table
 Scope = dict[str, Any]
 
 
@@ -119,15 +121,20 @@ def _monitor(result: dict[str, Any] | None) -> list[Markup]:
     if result is None:
         return [tag("p", "No monitoring pass yet: run `shipml monitor`.", class_="meta")]
     drift = result["drift"]
-    names = [f["name"] for f in drift["features"]]
-    stats = [f["test"]["statistic"] if f.get("test") else None for f in drift["features"]]
+    # 5,000 features drew 5,000 bars and a chart per drifted one at every view: minutes
+    shown = most_drifted(drift["features"], MAX_CHARTS)
+    names = [f["name"] for f in shown]
+    stats = [f["test"]["statistic"] if f.get("test") else None for f in shown]
     flagged = [f["name"] for f in drift["features"] if f["drifted"]]
+    listed = ", ".join(flagged[:MAX_CHARTS]) + (
+        f" and {len(flagged) - MAX_CHARTS} more" if len(flagged) > MAX_CHARTS else ""
+    )
     out = [
         tag(
             "p",
             f"{result['model']} version {result['version']}: {result['rows']} rows, "
             f"{result['created'][:16].replace('T', ' ')} · drifted: "
-            f"{', '.join(flagged) or 'none'}",
+            f"{listed or 'none'}",
             class_="meta",
         ),
     ]
@@ -137,11 +144,12 @@ def _monitor(result: dict[str, Any] | None) -> list[Markup]:
                 names,
                 [0.0] * len(names),
                 [s or 0.0 for s in stats],
-                title="drift statistic per feature (p-value or distance)",
+                title="drift statistic per feature (p-value or distance)"
+                + (f", {len(shown)} most drifted" if len(shown) < len(drift["features"]) else ""),
             )
         )
     ]
-    for f in drift["features"]:
+    for f in shown[:MAX_SERIES]:
         if f["drifted"]:
             cards.append(
                 Markup(
@@ -166,6 +174,10 @@ def _monitor(result: dict[str, Any] | None) -> list[Markup]:
     return out
 
 
+def _cell(value: Any) -> str:
+    return "" if value is None else charts.short(value, CELL)
+
+
 def _predictions(predictions: dict[str, Any]) -> Markup:
     if predictions.get("error"):
         return tag("p", predictions["error"], class_="meta")
@@ -179,14 +191,13 @@ def _predictions(predictions: dict[str, Any]) -> Markup:
         if verified.get("ok")
         else tag("span", f"verification FAILED: {verified.get('problem')}", class_="bad")
     )
+    # A request id is the client's header, a label a whole batch's: cut for the table
+    # (the JSON keeps them whole), or 20 rows could make a page of megabytes.
     rows = [
         [
             r["seq"],
             r["time"].replace("T", " "),
-            r["request_id"],
-            r["model"],
-            r["variant"],
-            r["label"],
+            *(_cell(r[k]) for k in ("request_id", "model", "variant", "label")),
             number(r["latency_ms"]),
         ]
         for r in predictions["rows"]
@@ -221,6 +232,7 @@ def render(data: dict[str, Any]) -> str:
 
 
 COOKIE = "shipml_dashboard"
+PAGES = ("/", "/api/overview")
 
 
 def needs_token(host: str) -> bool:
@@ -232,6 +244,18 @@ def needs_token(host: str) -> bool:
         return not ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a host name: whatever it resolves to, not provably local
         return True
+
+
+def _local_name(scope: Scope) -> bool:
+    """Whether the request's Host names this machine's loopback (or is absent: a browser
+    always sends one)."""
+    host = dict(scope.get("headers") or []).get(b"host")
+    if host is None:
+        return True
+    name = host.decode("latin-1")
+    name = name[: name.index("]") + 1] if name.startswith("[") and "]" in name else name
+    name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+    return not needs_token(name)
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,200}")
@@ -278,9 +302,14 @@ class Dashboard:
             await _send(send, 405, b"only GET", b"text/plain")
         elif path == "/healthz":
             await _send(send, 200, b"ok", b"text/plain")
+        elif self.token is None and not _local_name(scope):
+            # DNS rebinding: a site whose name turns into 127.0.0.1 would read the page
+            # (same origin for the browser) without a token; its name is in Host.
+            text = b"this dashboard answers to localhost and loopback addresses only"
+            await _send(send, 403, text, b"text/plain")
         elif self.token is not None and not await self._admitted(scope, send):
             return
-        elif path in ("/", "/api/overview"):
+        elif path in PAGES:
             try:  # off the event loop: verifying a large audit log takes seconds
                 body, ctype = await asyncio.to_thread(self._page, path)
             except Exception as exc:  # a broken store must not take the page down with a trace
@@ -307,7 +336,9 @@ class Dashboard:
         given = (query.get("token") or [""])[0].encode()
         if given and hmac.compare_digest(given, want):
             cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
-            moved = [(b"location", scope["path"].encode()), (b"set-cookie", cookie.encode())]
+            # never the path as asked: "//elsewhere.example/?token=..." is another site
+            back = scope["path"] if scope["path"] in PAGES else "/"
+            moved = [(b"location", back.encode()), (b"set-cookie", cookie.encode())]
             await _send(send, 303, b"", b"text/plain", moved)
             return False
         text = b"this dashboard needs its token: open the address `shipml dashboard` printed"
@@ -322,6 +353,18 @@ class Dashboard:
         return text.encode(), b"application/json"
 
 
+# On every answer. The page's own <meta> policy cannot say frame-ancestors: without
+# the header, any site could frame the token-holder's dashboard (clickjacking) and a
+# shared proxy or browser cache could keep its predictions.
+HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", f"{CSP}; frame-ancestors 'none'".encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
 async def _send(
     send: Any, status: int, body: bytes, ctype: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
@@ -332,7 +375,7 @@ async def _send(
             "headers": [
                 (b"content-type", ctype),
                 (b"content-length", str(len(body)).encode()),
-                (b"x-content-type-options", b"nosniff"),
+                *HEADERS,
                 *extra,
             ],
         }

@@ -14,7 +14,11 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+# base-uri and form-action do not fall back to default-src: said apart.
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "form-action 'none'"
+)
 
 STYLE = """
 :root{--ink:#1d2430;--muted:#5b6472;--line:#d9dee6;--accent:#2f6fde;--bad:#b42318;

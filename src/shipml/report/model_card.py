@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from shipml.config import ProjectConfig
-from shipml.errors import ShipmlError
+from shipml.errors import DataError, ShipmlError
 from shipml.files import output_file
 from shipml.report import charts, html
-from shipml.report.compare import Entry, entry
+from shipml.report.compare import Entry, entry, md
 from shipml.tracking import Registry, tracker_for
 
 TAG_REPORT = "shipml.report"
@@ -104,13 +104,21 @@ def _data(config: ProjectConfig, e: Entry) -> str:
     store = DatasetStore(config.artifact_root, config.root)
     parts = []
     for name, digest in e.datasets.items():
-        snap = next((s for s in store.versions(name) if s.digest == digest), None)
+        try:  # the name is a run's tag, the catalog a shared file: anyone's to write
+            snap = next((s for s in store.versions(name) if s.digest == digest), None)
+        except DataError as exc:  # not a dataset name, a damaged catalog: the card still
+            snap, why = None, f" ({exc.message})"
+        else:
+            why = ""
         if snap is None:
-            parts.append(f"<p>{html.text(name)}: sha256 <code>{html.text(digest)}</code></p>")
+            parts.append(
+                f"<p>{html.text(name)}: sha256 <code>{html.text(digest)}</code>{html.text(why)}</p>"
+            )
             continue
         parts.append(
-            f"<h3>{html.text(name)} v{snap.version}</h3><p>{snap.rows} rows from "
-            f"<code>{html.text(snap.source)}</code>, sha256 <code>{snap.digest}</code></p>"
+            f"<h3>{html.text(name)} v{html.text(snap.version)}</h3><p>{html.text(snap.rows)} "
+            f"rows from <code>{html.text(_shown_source(snap.source))}</code>, sha256 "
+            f"<code>{html.text(snap.digest)}</code></p>"
         )
         profile = snap.profile or {}
         cols = profile.get("columns") or {}
@@ -125,6 +133,18 @@ def _data(config: ProjectConfig, e: Entry) -> str:
         ]
         parts.append(html.table(["column", "type", "nullable", "profile"], rows))
     return "".join(parts) or "<p class='note'>no dataset recorded</p>"
+
+
+def _shown_source(uri: str) -> str:
+    """A source as a page mailed around may show it: without ``user:password@`` and
+    without its query (a presigned URL's signature, an API token)."""
+    from shipml.data.bundle import public_uri
+
+    try:
+        shown = public_uri(str(uri))
+    except ValueError:  # "http://[x": not a URI shipml wrote
+        return "(not a URI)"
+    return shown.split("?", 1)[0] + ("?…" if "?" in shown else "")
 
 
 def _profile_line(col: dict[str, Any]) -> str:
@@ -193,13 +213,24 @@ def _lineage(e: Entry) -> str:
     return html.table(["", ""], rows)
 
 
-def _tuning(config: ProjectConfig, e: Entry) -> str:
-    from shipml.pipeline.trials import read_record
+UNREADABLE = "<p class='note'>the version's tag {} is not one shipml wrote</p>"
 
+
+def _tuning(config: ProjectConfig, e: Entry) -> str:
+    """The tuning section, from the version's tag: anyone with the registry sets tags, so
+    one that is not a tuning record is said, never a traceback instead of the card."""
     raw = (e.version.tags if e.version else {}).get("shipml.tune.record")
     if not raw:
         return ""
-    tune = json.loads(raw)
+    try:
+        return _tuning_section(config, json.loads(raw))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return UNREADABLE.format("shipml.tune.record")
+
+
+def _tuning_section(config: ProjectConfig, tune: dict[str, Any]) -> str:
+    from shipml.pipeline.trials import read_record
+
     out: str = html.table(
         ["", ""],
         [
@@ -249,11 +280,14 @@ def _limits(config: ProjectConfig, e: Entry) -> str:
         )
     repro = (e.version.tags if e.version else {}).get("shipml.reproducibility")
     if repro:
-        r = json.loads(repro)
-        notes.append(
-            f"Reproducibility: {r['status']} (metrics of two trainings with the "
-            f"same seed differ by at most {r['max_difference']:.2g})."
-        )
+        try:
+            r = json.loads(repro)
+            notes.append(
+                f"Reproducibility: {r['status']} (metrics of two trainings with the "
+                f"same seed differ by at most {float(r['max_difference']):.2g})."
+            )
+        except (ValueError, KeyError, TypeError):  # a tag anyone could have set
+            notes.append("Reproducibility: the tag shipml.reproducibility is not shipml's.")
     if e.tests and e.tests.get("status") != "passed":
         notes.append(f"Its tests did not all pass ({e.tests.get('summary', '')}).")
     return "<ul>" + "".join(f"<li>{html.text(n)}</li>" for n in notes) + "</ul>"
@@ -261,22 +295,20 @@ def _limits(config: ProjectConfig, e: Entry) -> str:
 
 def _markdown(e: Entry) -> str:
     assert e.version is not None
+    # a CI job summary renders it: names, tags and records are text there (md)
     lines = [
-        f"## Model card: {e.version.ref}",
+        f"## Model card: {md(e.version.ref)}",
         "",
-        f"aliases: {', '.join(e.version.aliases) or 'none'} · commit "
-        f"`{(e.commit or '-')[:12]}` · run `{e.run_id}`",
+        f"aliases: {md(', '.join(e.version.aliases) or 'none')} · commit "
+        f"{md((e.commit or '-')[:12])} · run {md(e.run_id)}",
         "",
         "| metric | value |",
         "|---|---|",
     ]
-    lines += [f"| {k} | {v:.4g} |" for k, v in sorted(e.metrics.items())]
+    lines += [f"| {md(k)} | {v:.4g} |" for k, v in sorted(e.metrics.items())]
     if e.tests:
-        lines += [
-            "",
-            "Tests: "
-            + ", ".join(f"{s} {st}" for s, st in sorted(e.tests.get("suites", {}).items())),
-        ]
+        suites = sorted(e.tests.get("suites", {}).items())
+        lines += ["", "Tests: " + md(", ".join(f"{s} {st}" for s, st in suites))]
     return "\n".join(lines) + "\n"
 
 

@@ -14,10 +14,34 @@ from shipml.report import charts
 from shipml.report.html import Markup, number, page, table, tag
 
 REPORT = "monitor.html"
+# A chart takes matplotlib ~40 ms and ~20 kB: 5,000 features drew for minutes into a page
+# of 100+ MB. The most drifted are drawn; the tables list every feature.
+MAX_CHARTS = 24  # feature histograms
+MAX_SERIES = 8  # features over time (one colour each)
+
+
+def most_drifted(features: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` features, the drifted first, each group in the page's order."""
+    return sorted(features, key=lambda f: not f["drifted"])[:limit]
+
+
+def _not_drawn(shown: int, total: int, what: str) -> list[Markup]:
+    if shown >= total:
+        return []
+    note = f"{total - shown} more {what} not drawn: the tables list every feature."
+    return [tag("p", note, class_="meta")]
 
 
 def _verdict(ok: bool) -> Markup:
     return tag("span", "ok" if ok else "breach", class_="badge" if ok else "badge bad")
+
+
+def _quality_verdict(v: dict[str, Any]) -> str:
+    if not v["judged"]:
+        return "not judged"
+    if v["breached"]:
+        return "breach"
+    return "ok" if v.get("p_value") is None else "ok: a loss chance gives"
 
 
 def _test_cell(test: dict[str, Any] | None) -> str:
@@ -49,7 +73,8 @@ def _feature_rows(features: list[dict[str, Any]]) -> list[list[Any]]:
 
 def _histograms(drift: dict[str, Any]) -> Markup:
     cards = []
-    entries = list(drift["features"]) + ([drift["prediction"]] if drift.get("prediction") else [])
+    drawn = most_drifted(drift["features"], MAX_CHARTS)
+    entries = drawn + ([drift["prediction"]] if drift.get("prediction") else [])
     for f in entries:
         name = "prediction" if f is drift.get("prediction") else f["name"]
         verdict = "drifted" if f["drifted"] else "no drift"
@@ -57,7 +82,8 @@ def _histograms(drift: dict[str, Any]) -> Markup:
             f["labels"], f["reference_shares"], f["current_shares"], title=f"{name}: {verdict}"
         )
         cards.append(tag("div", Markup(chart), class_="card", data_feature=name))
-    return tag("div", *cards, class_="grid")
+    more = _not_drawn(len(drawn), len(drift["features"]), "features'")
+    return tag("div", tag("div", *cards, class_="grid"), *more)
 
 
 def _over_time(windows: list[dict[str, Any]], quality: bool) -> Markup:
@@ -67,10 +93,13 @@ def _over_time(windows: list[dict[str, Any]], quality: bool) -> Markup:
         )
     x = [w["start"] or w["first"] or str(i) for i, w in enumerate(windows)]
     x = [s[:16].replace("T", " ") for s in x]
-    names = sorted({n for w in windows for n in w["features"]})
+    every = sorted({n for w in windows for n in w["features"]})
+    drifts = {n: sum(bool(w["features"].get(n, {}).get("drifted")) for w in windows) for n in every}
+    names = sorted(every, key=lambda n: -drifts[n])[:MAX_SERIES]  # the most often drifted
     series = {n: [w["features"].get(n, {}).get("statistic") for w in windows] for n in names}
-    parts = [
-        Markup(charts.lines(x, series, title="drift statistic per window", ylabel="statistic"))
+    parts: list[Any] = [
+        Markup(charts.lines(x, series, title="drift statistic per window", ylabel="statistic")),
+        *_not_drawn(len(names), len(every), "features' lines"),
     ]
     shares = {"share of drifted features": [w["drift_share"] for w in windows]}
     parts.append(Markup(charts.lines(x, shares, title="share of drifted features", ylabel="share")))
@@ -110,7 +139,8 @@ def _quality(quality: dict[str, Any]) -> Markup:
             number(v["value"]),
             number(v["holdout"]),
             number(v["bound"]),
-            "not judged" if not v["judged"] else ("breach" if v["breached"] else "ok"),
+            "" if v.get("p_value") is None else number(v["p_value"]),
+            _quality_verdict(v),
         ]
         for v in quality["verdicts"]
     ]
@@ -121,7 +151,11 @@ def _quality(quality: dict[str, Any]) -> Markup:
             f"{quality['holdout_rows']} rows.",
             class_="meta",
         ),
-        table(["metric", "now", "hold-out", "bound", "verdict"], rows, numeric=(1, 2, 3)),
+        table(
+            ["metric", "now", "hold-out", "bound", "p by chance", "verdict"],
+            rows,
+            numeric=(1, 2, 3, 4),
+        ),
     ]
     for name, groups in quality["slices"].items():
         metrics = sorted({m for g in groups.values() for m in g if m != "labelled"})
@@ -140,7 +174,8 @@ def _quality(quality: dict[str, Any]) -> Markup:
 def _missing(features: list[dict[str, Any]]) -> Markup:
     rows = []
     for f in features:
-        unseen = ", ".join(f"{k} ({v})" for k, v in list(f["unseen"].items())[:5]) or "–"
+        five = list(f["unseen"].items())[:5]
+        unseen = ", ".join(f"{charts.short(k, 60)} ({v})" for k, v in five) or "–"
         rows.append(
             [f["name"], f"{f['reference_missing_share']:.1%}", f"{f['missing_share']:.1%}", unseen]
         )

@@ -23,6 +23,7 @@ from shipml.errors import (
 from shipml.serving import binary
 from shipml.serving.batching import Batcher
 from shipml.serving.bodies import Bodies, ClientGone
+from shipml.serving.classification import top_classes
 from shipml.serving.documents import Documents
 from shipml.serving.live import live_monitor
 from shipml.serving.metrics import ServerMetrics
@@ -31,6 +32,7 @@ from shipml.serving.predictor import Outputs, Predictor
 from shipml.serving.protocol import render_predictions, render_v2
 from shipml.serving.recorder import PredictionRecorder
 from shipml.serving.responses import error_body, internal_error_body, json_body, send_response
+from shipml.serving.tabular import body_format
 from shipml.serving.tracing import Tracing
 from shipml.serving.validation import Rows, Validator, shorten
 
@@ -47,6 +49,8 @@ ROUTES = {"v2": "/v2/models/{name}/infer", "invocations": "/invocations", "predi
 # What scoring a body gives: the validated rows, the V2 request id and outputs wanted, the
 # model's outputs, and which outputs go back as binary tensors (serving/binary.py).
 Scored = tuple[Rows, Any, list[str] | None, Outputs, binary.BinaryOutputs | None]
+# A request's Content-Length, Inference-Header-Content-Length and Content-Type headers.
+Heads = tuple[bytes | None, bytes | None, bytes | None]
 
 
 class ModelServer:
@@ -106,7 +110,7 @@ class ModelServer:
         # Generated request ids: a random per-process prefix and a counter (unique, cheap).
         self._id_prefix = uuid.uuid4().hex[:12].encode()
         self._ids = itertools.count(1)
-        self.documents = Documents(predictor, self.metrics)
+        self.documents = Documents(predictor, self.metrics, max_batch_size)
         self._routes = own_routes(self.name, self.version)
 
     def warm_up(self) -> None:
@@ -147,8 +151,9 @@ class ModelServer:
             return
         method: str = scope["method"]
         path: str = scope["path"]
-        # One pass over the headers: the request id, and the two lengths a body may declare.
-        request_id = declared = header = None
+        # One pass over the headers: the request id, the two lengths a body may declare,
+        # and its type (a CSV /invocations body).
+        request_id = declared = header = ctype = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 if request_id is None:
@@ -157,22 +162,40 @@ class ModelServer:
                 declared = value
             elif key == binary.HEADER and header is None:
                 header = value
+            elif key == b"content-type":
+                ctype = value
         if request_id is None:
             request_id = b"%s-%d" % (self._id_prefix, next(self._ids))
         if method == "POST":
             protocol = self._routes.get(path) or self._post_route(path)
             if protocol is None:
-                error = f"no such endpoint: POST {shorten(path)}"
-                await send_response(send, 404, json_body({"error": error}), request_id)
+                await self._no_route(send, method, path, request_id)
                 return
-            await self._infer(protocol, scope, receive, send, request_id, (declared, header))
+            await self._infer(protocol, scope, receive, send, request_id, (declared, header, ctype))
             return
         if method in ("GET", "HEAD"):
             status, body, ctype = self.documents.get(path, self.ready)
+            if status == 404 and self._post_route(path) is not None:
+                await self._no_route(send, method, path, request_id)
+                return
             await send_response(send, status, body, request_id, ctype)
             return
-        error = f"method {shorten(method)} is not allowed"
-        await send_response(send, 405, json_body({"error": error}), request_id)
+        await self._no_route(send, method, path, request_id)
+
+    async def _no_route(self, send: Any, method: str, path: str, request_id: bytes) -> None:
+        """No route for ``method`` at ``path``: a 405 naming the methods the path takes
+        (``Allow``, as HTTP requires), or a 404 for a path that is no endpoint."""
+        if self._post_route(path) is not None:
+            allow = b"POST"
+        elif self.documents.get(path, self.ready)[0] != 404:
+            allow = b"GET, HEAD"
+        else:
+            error = f"no such endpoint: {method[:20]} {shorten(path)}"  # a token: no quotes
+            await send_response(send, 404, json_body({"error": error}), request_id)
+            return
+        takes = allow.decode()
+        error = f"method {method[:20]} is not allowed on {shorten(path)}: it takes {takes}"
+        await send_response(send, 405, json_body({"error": error}), request_id, allow=allow)
 
     def _post_route(self, path: str) -> str | None:
         """Exact routes only: ``/v2/models/NAME[/versions/V]/infer``, nothing in between."""
@@ -198,20 +221,22 @@ class ModelServer:
         self,
         protocol: str,
         receive: Any,
-        lengths: tuple[bytes | None, bytes | None],
+        heads: Heads,
         rid: str,
         held: list[int],
     ) -> tuple[bytes, Scored]:
         """The body, read and scored, counted in the bodies held meanwhile (``held``: this
         request's count, with what the gRPC service reserved for its message)."""
         try:
-            raw = await self.bodies.read(receive, lengths[0], held)
-            return raw, await self._score(protocol, raw, rid, binary.header_value(lengths[1]))
+            csv = protocol == "invocations" and body_format(heads[2]) == "csv"
+            raw = await self.bodies.read(receive, heads[0], held)
+            length = binary.header_value(heads[1])
+            return raw, await self._score(protocol, raw, rid, length, csv)
         finally:
             self.bodies.release(held)
 
     async def _score(
-        self, protocol: str, raw: bytes, rid_text: str, length: int | None = None
+        self, protocol: str, raw: bytes, rid_text: str, length: int | None = None, csv: bool = False
     ) -> Scored:
         """Small bodies on the event loop, through the batcher. Big ones off it: parsed and
         validated in a worker process (parsing millions of numbers holds the GIL, so a
@@ -220,13 +245,13 @@ class ModelServer:
         if len(raw) <= self.off_loop_bytes:
             if not (tracing.enabled and tracing.recording()):  # untraced: nothing built
                 rows, rid, wanted, binary_out = binary.parse_request(
-                    protocol, raw, length, self.validator
+                    protocol, raw, length, self.validator, csv
                 )
                 return rows, rid, wanted, await self.batcher.predict(rows), binary_out
-            return await self._score_traced(protocol, raw, rid_text, length)
+            return await self._score_traced(protocol, raw, rid_text, length, csv)
         async with self._off_loop:
             with tracing.span("validate"):
-                rows, rid, wanted, binary_out = await self.offload.parse(protocol, raw, length)
+                rows, rid, wanted, binary_out = await self.offload.parse(protocol, raw, length, csv)
             with tracing.span("model", **{"shipml.batch.rows": rows.n}):
                 feeds = self.predictor.feeds(rows)
                 outputs = await asyncio.to_thread(self.predictor.run, feeds)
@@ -235,7 +260,7 @@ class ModelServer:
             return rows, rid, wanted, outputs, binary_out
 
     async def _score_traced(
-        self, protocol: str, raw: bytes, rid_text: str, length: int | None
+        self, protocol: str, raw: bytes, rid_text: str, length: int | None, csv: bool
     ) -> Scored:
         """``_score``'s small-body path for a traced request: timed, then recorded as the
         ``validate``, ``batch`` and ``model`` spans in one call (``Tracing.scored``)."""
@@ -243,7 +268,7 @@ class ModelServer:
         begun = time.time_ns()
         try:
             rows, rid, wanted, binary_out = binary.parse_request(
-                protocol, raw, length, self.validator
+                protocol, raw, length, self.validator, csv
             )
         except BaseException as exc:
             tracing.scored(begun, None, time.time_ns(), rid_text, None, exc)
@@ -262,17 +287,17 @@ class ModelServer:
     ) -> tuple[bytes, int | None]:
         """The answer's body (and, for a binary V2 answer, its JSON header's length)."""
         if protocol == "v2":
-            return binary.render(
-                render_v2(
-                    outputs,
-                    model=self.name,
-                    version=self.version,
-                    request_id=rid,
-                    wanted=wanted,
-                    label_type=self.predictor.signature.label_type,
-                ),
-                binary_out,
+            body = render_v2(
+                outputs,
+                model=self.name,
+                version=self.version,
+                request_id=rid,
+                wanted=wanted,
+                label_type=self.predictor.signature.label_type,
             )
+            if binary_out is not None and binary_out.top:
+                top_classes(body, binary_out.top, self.predictor.signature.classes)
+            return binary.render(body, binary_out)
         classes = self.predictor.classes
         return json_body(render_predictions(outputs, classes, detailed=protocol == "predict")), None
 
@@ -283,9 +308,10 @@ class ModelServer:
         receive: Any,
         send: Any,
         request_id: bytes,
-        lengths: tuple[bytes | None, bytes | None],
+        heads: Heads,
     ) -> None:
-        """``lengths``: the request's Content-Length and Inference-Header-Content-Length."""
+        """``heads``: the request's Content-Length, Inference-Header-Content-Length and
+        Content-Type."""
         started = time.perf_counter()
         metrics = self.metrics
         metrics.in_flight += 1
@@ -305,7 +331,7 @@ class ModelServer:
                     # a gRPC call's message is counted already (serving/grpc.py)
                     held = scope.get(HELD) or [0]
                     raw, (rows, rid, wanted, outputs, binary_out) = await self._take(
-                        protocol, receive, lengths, rid_text, held
+                        protocol, receive, heads, rid_text, held
                     )
                     if self._remember is not None:
                         self._remember(request_id, outputs.labels)

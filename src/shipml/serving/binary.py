@@ -25,8 +25,10 @@ import numpy as np
 import orjson
 
 from shipml.errors import InvalidRequest
+from shipml.serving import classification
 from shipml.serving.jsontext import loads
 from shipml.serving.protocol import parse_body
+from shipml.serving.tabular import parse_csv
 from shipml.serving.validation import Rows, Validator, shorten
 
 HEADER = b"inference-header-content-length"
@@ -54,10 +56,12 @@ HINT = "see the binary tensor data extension: docs/serving.md#binary-tensors"
 
 @dataclass(frozen=True)
 class BinaryOutputs:
-    """Which outputs an answer sends as binary: ``default`` for all, but ``named``."""
+    """How an answer's outputs go back: as binary, ``default`` for all but ``named``; and
+    ``top``: the probabilities as that many top classes (serving/classification.py)."""
 
     default: bool
     named: dict[str, bool]
+    top: int = 0
 
     def __call__(self, name: str) -> bool:
         return self.named.get(name, self.default)
@@ -80,9 +84,14 @@ def header_value(value: bytes | None) -> int | None:
     return int(value)
 
 
-def parse_request(protocol: str, raw: bytes, length: int | None, validator: Validator) -> Parsed:
+def parse_request(
+    protocol: str, raw: bytes, length: int | None, validator: Validator, csv: bool = False
+) -> Parsed:
     """A request body (JSON, or a JSON header and binary tensors) parsed and validated by
-    the one V2 parser; every endpoint and the gRPC service come through here."""
+    the one V2 parser; every endpoint and the gRPC service come through here. ``csv``: an
+    ``/invocations`` body in CSV (serving/tabular.py)."""
+    if csv:
+        return parse_csv(raw, validator), None, None, None
     if length is None:
         body = loads(raw)
     else:
@@ -203,9 +212,10 @@ def binary_outputs(body: dict[str, Any]) -> BinaryOutputs | None:
         flag = _flag(out.get("parameters"), "binary_data", f"output {shorten(out['name'])}")
         if flag is not None:
             named[out["name"]] = flag
-    if not default and not any(named.values()):
+    top = classification.requested(body.get("outputs"))
+    if not default and not any(named.values()) and not top:
         return None
-    return BinaryOutputs(bool(default), named)
+    return BinaryOutputs(bool(default), named, top)
 
 
 def _flag(params: Any, key: str, where: str) -> bool | None:

@@ -32,11 +32,12 @@ class Bodies:
         limit = self.limit
         if declared is not None:
             if not declared.isdigit():
-                raise InvalidRequest(f"invalid Content-Length {shorten(declared)}")
+                text = shorten(declared.decode("latin-1"))
+                raise InvalidRequest(f"invalid Content-Length {text}")
             if len(declared) > 19 or int(declared) > limit:
+                digits = declared[:40].decode() + ("..." if len(declared) > 40 else "")
                 raise PayloadTooLarge(
-                    f"body of {shorten(declared)} bytes is larger than the limit of {limit}",
-                    hint=HINT,
+                    f"body of {digits} bytes is larger than the limit of {limit}", hint=HINT
                 )
             if self.held + int(declared) > self.cap and self.held > mine[0]:
                 raise self.busy()

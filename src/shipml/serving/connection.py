@@ -13,6 +13,9 @@ its memory) forever. ``GuardedProtocol`` is uvicorn's httptools protocol with de
 
 The status is sent only if no response has started; the connection is then closed.
 
+An answer sent before a body the client holds back (``Expect: 100-continue``) closes the
+connection (``closing_unless_continued``).
+
 It also writes each answer's head (status line and headers) together with its body's first
 bytes: one system call and one TCP segment for a small answer, not two (``OneWrite``).
 """
@@ -97,6 +100,23 @@ class OneWrite:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
+
+
+def closing_unless_continued(cycle: Any) -> Any:
+    """``cycle.send``, closing the connection after an answer that came before the client
+    was told to send its body. A client that sent ``Expect: 100-continue`` (curl does for
+    bodies over 1 MB, .NET by default) and got a final answer instead (a 404, a 413 from
+    Content-Length alone) may never send the body; kept open, its next request on the
+    connection would be read as that body. ``Connection: close`` says so (RFC 9110 10.1.1)."""
+    send = cycle.send
+
+    async def answer(message: Any) -> None:
+        start = message["type"] == "http.response.start"
+        if start and cycle.waiting_for_100_continue and cycle.more_body:
+            cycle.keep_alive = False  # uvicorn adds "connection: close", then closes
+        await send(message)
+
+    return answer
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -204,6 +224,8 @@ class GuardedProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope and cycle.transport is self.transport:
             cycle.transport = OneWrite(self.transport, cycle, self.loop)  # type: ignore[assignment]
+            if self.expect_100_continue:  # its task has not run yet: it will call this send
+                cycle.send = closing_unless_continued(cycle)  # type: ignore[method-assign]
 
     def on_message_complete(self) -> None:
         self._disarm()

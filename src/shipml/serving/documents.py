@@ -17,20 +17,25 @@ from shipml.serving.responses import HTML, JSON, json_body
 from shipml.serving.validation import shorten
 
 Answer = tuple[int, bytes, bytes]  # status, body, content type
+# Readiness: the V2 path, and MLflow's scoring server's (its ScoringServerClient waits on
+# /ping; SageMaker probes /ping too).
+READY_PATHS = frozenset({"/v2/health/ready", "/ping", "/health"})
 
 
 class Documents:
     """The GET side of one model's server."""
 
-    def __init__(self, predictor: Predictor, metrics: ServerMetrics) -> None:
+    def __init__(self, predictor: Predictor, metrics: ServerMetrics, max_batch_size: int) -> None:
         self.name, self.version = predictor.name, predictor.version
         self.metrics = metrics
-        self.metadata = json_body(metadata(predictor))
+        described = metadata(predictor)
+        self.metadata = json_body(described)
+        self.config = json_body(triton_config(described, max_batch_size))
         self.server_meta = json_body(
             {
                 "name": "shipml",
                 "version": package_version("shipml"),
-                "extensions": ["binary_tensor_data"],
+                "extensions": ["binary_tensor_data", "classification"],
             }
         )
         profile = _profile(predictor)
@@ -66,7 +71,7 @@ class Documents:
             return 200, self.server_meta, JSON
         if path == "/v2/health/live":
             return 200, b'{"live":true}', JSON
-        if path == "/v2/health/ready":
+        if path in READY_PATHS:  # /ping and /health: what MLflow's clients and SageMaker ask
             return (200, b'{"ready":true}', JSON) if ready else (503, b'{"ready":false}', JSON)
         if path in ("/", "/index.html"):
             return 200, self.page, HTML
@@ -81,8 +86,11 @@ class Documents:
                 return 404, json_body({"error": exc.message}), JSON
             if rest == []:
                 return 200, self.metadata, JSON
-            if rest == ["ready"]:
-                return 200, json_body({"name": self.name, "ready": ready}), JSON
+            if rest == ["config"]:
+                return 200, self.config, JSON
+            if rest == ["ready"]:  # the status says it (tritonclient reads only the status)
+                answer = json_body({"name": self.name, "ready": ready})
+                return 200 if ready else 503, answer, JSON
         return 404, json_body({"error": f"no such endpoint: GET {shorten(path)}"}), JSON
 
 
@@ -119,6 +127,31 @@ def metadata(predictor: Predictor) -> dict[str, Any]:
             "onnx_sha256": predictor.onnx_sha256,
             "matrix_input": sig.all_numeric,
         },
+    }
+
+
+TRITON_TYPES = {"BYTES": "TYPE_STRING", "FP32": "TYPE_FP32", "INT64": "TYPE_INT64"}
+
+
+def triton_config(meta: dict[str, Any], max_batch_size: int) -> dict[str, Any]:
+    """The model as Triton's model configuration describes one (what tritonclient's
+    ``get_model_config`` reads, over HTTP): ``max_batch_size`` rows per model run, each
+    tensor's ``dims`` without its batch dimension; a label (one value per row) is
+    ``dims [1]`` reshaped to a scalar, as Triton writes it."""
+
+    def tensor(t: dict[str, Any]) -> dict[str, Any]:
+        dims = t["shape"][1:]
+        config = {"name": t["name"], "data_type": TRITON_TYPES[t["datatype"]]}
+        return {**config, "dims": dims or [1], **({} if dims else {"reshape": {"shape": []}})}
+
+    platform = meta["platform"]
+    return {
+        "name": meta["name"],
+        "platform": platform,
+        **({"backend": "onnxruntime"} if platform == "onnxruntime_onnx" else {}),
+        "max_batch_size": max_batch_size,
+        "input": [tensor(t) for t in meta["inputs"]],
+        "output": [tensor(t) for t in meta["outputs"]],
     }
 
 

@@ -242,8 +242,10 @@ class GrpcService:
         return orjson.loads(checked(status, body))
 
     async def _model_ready(self, request: Any, context: Any, held: list[int]) -> Any:
-        answer = await self._get(model_path(request.name, request.version, "/ready"))
-        return self.messages.ModelReadyResponse(ready=bool(answer["ready"]))
+        path = model_path(request.name, request.version, "/ready")
+        status, _, body = await call_app(self.app, "GET", path, [])
+        ready = status != 503 and bool(orjson.loads(checked(status, body))["ready"])
+        return self.messages.ModelReadyResponse(ready=ready)
 
     async def _server_metadata(self, request: Any, context: Any, held: list[int]) -> Any:
         meta = await self._get("/v2")

@@ -127,9 +127,20 @@ def infer_body(request: Any) -> tuple[bytes, int, bool]:
     if request.id:
         header["id"] = request.id
     if len(request.outputs):
-        header["outputs"] = [{"name": out.name} for out in request.outputs]
+        header["outputs"] = [_output(out) for out in request.outputs]
     head = orjson.dumps(header)
     return b"".join([head, *blobs]), len(head), bool(raw)
+
+
+def _output(out: Any) -> dict[str, Any]:
+    """A requested output, with the classification count tritonclient's ``class_count``
+    puts in its parameters (serving/classification.py)."""
+    requested: dict[str, Any] = {"name": out.name}
+    if "classification" in out.parameters:
+        param = out.parameters["classification"]
+        count = getattr(param, param.WhichOneof("parameter_choice") or "int64_param")
+        requested["parameters"] = {"classification": count}
+    return requested
 
 
 def _packed(tensor: Any) -> tuple[str, bytes]:

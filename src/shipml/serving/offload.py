@@ -39,11 +39,11 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _parse(protocol: str, raw: bytes, length: int | None) -> tuple[str, Any]:
+def _parse(protocol: str, raw: bytes, length: int | None, csv: bool) -> tuple[str, Any]:
     """In the worker: ("ok", (rows, id, wanted, binary)) or ("error", (status, message, hint))."""
     assert _validator is not None
     try:
-        return "ok", parse_request(protocol, raw, length, _validator)
+        return "ok", parse_request(protocol, raw, length, _validator, csv)
     except ServingError as exc:
         return "error", (exc.status, exc.message, exc.hint)
 
@@ -65,13 +65,15 @@ class Offload:
             )
         return self._pool
 
-    async def parse(self, protocol: str, raw: bytes, length: int | None = None) -> Parsed:
+    async def parse(
+        self, protocol: str, raw: bytes, length: int | None = None, csv: bool = False
+    ) -> Parsed:
         """``raw`` parsed and validated in the worker (``length``: a binary request's
-        Inference-Header-Content-Length)."""
+        Inference-Header-Content-Length; ``csv``: a CSV ``/invocations`` body)."""
         loop = asyncio.get_running_loop()
         try:
             kind, value = await loop.run_in_executor(
-                self._executor(), _parse, protocol, raw, length
+                self._executor(), _parse, protocol, raw, length, csv
             )
         except BrokenProcessPool as exc:  # the worker died (killed, out of memory)
             self._pool = None

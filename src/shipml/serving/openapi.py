@@ -13,6 +13,8 @@ every refusal is a documented 4xx with an ``{"error": ...}`` body.
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 from shipml.model.signature import Signature
@@ -138,16 +140,32 @@ def _flag(key: str) -> dict[str, Any]:
     }
 
 
+def _renamed(path: dict[str, Any], operation: str) -> dict[str, Any]:
+    """``path``'s GET under another operationId (the same answers)."""
+    return {"get": {**path["get"], "operationId": operation}}
+
+
 def _v2_paths(name: str, version: str, example: dict[str, Any]) -> dict[str, Any]:
     ready = _flag("ready")
     meta = _json_body("ModelMetadata")
+    config = {"application/json": {"schema": {"type": "object", "required": ["name", "input"]}}}
     model, versioned = _model_params(name, version, False), _model_params(name, version, True)
     live = _get("server_live", "the server is live", _flag("live"))
     is_ready = _get("server_ready", "the model loaded and a warm-up prediction succeeded", ready)
-    is_ready["get"]["responses"]["503"] = {"description": "not ready yet", "content": ready}
+    not_ready = {"description": "not ready yet", "content": ready}
+    is_ready["get"]["responses"]["503"] = not_ready
+    model_ready = _get("model_ready", "model readiness", ready, "404", parameters=model)
+    version_ready = _get(
+        "model_version_ready", "model readiness", ready, "404", parameters=versioned
+    )
+    for answer in (model_ready, version_ready):
+        answer["get"]["responses"]["503"] = not_ready
     return {
         "/v2/health/live": live,
         "/v2/health/ready": is_ready,
+        # MLflow's scoring server's readiness paths (its client and SageMaker probe /ping)
+        "/ping": _renamed(is_ready, "ping"),
+        "/health": _renamed(is_ready, "health"),
         "/v2": _get("server_metadata", "server metadata", _json_body("ServerMetadata")),
         "/v2/models/{model_name}": _get(
             "model_metadata", "model metadata", meta, "404", parameters=model
@@ -155,12 +173,18 @@ def _v2_paths(name: str, version: str, example: dict[str, Any]) -> dict[str, Any
         "/v2/models/{model_name}/versions/{model_version}": _get(
             "model_version_metadata", "model metadata", meta, "404", parameters=versioned
         ),
-        "/v2/models/{model_name}/ready": _get(
-            "model_ready", "model readiness", ready, "404", parameters=model
+        "/v2/models/{model_name}/config": _get(
+            "model_config", "Triton's model configuration", config, "404", parameters=model
         ),
-        "/v2/models/{model_name}/versions/{model_version}/ready": _get(
-            "model_version_ready", "model readiness", ready, "404", parameters=versioned
+        "/v2/models/{model_name}/versions/{model_version}/config": _get(
+            "model_version_config",
+            "Triton's model configuration",
+            config,
+            "404",
+            parameters=versioned,
         ),
+        "/v2/models/{model_name}/ready": model_ready,
+        "/v2/models/{model_name}/versions/{model_version}/ready": version_ready,
         "/v2/models/{model_name}/infer": _infer(example, False, name, version),
         "/v2/models/{model_name}/versions/{model_version}/infer": _infer(
             example, True, name, version
@@ -168,15 +192,27 @@ def _v2_paths(name: str, version: str, example: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _post(operation: str, summary: str, request: str, response: str, example: Any) -> Any:
+def _post(
+    operation: str, summary: str, request: str, response: str, example: Any, **more: Any
+) -> Any:
+    """A POST of a JSON body (``more``: other media types it takes, by name)."""
+    content = {**_json_body(request, example), **more}
     return {
         "post": {
             "operationId": operation,
             "summary": summary,
-            "requestBody": {"required": True, "content": _json_body(request, example)},
+            "requestBody": {"required": True, "content": content},
             "responses": _answers(response, "400", "409", "413", "415", "500"),
         }
     }
+
+
+def _csv(row: dict[str, Any]) -> dict[str, Any]:
+    """``/invocations``' CSV body (serving/tabular.py), with ``row`` as its example."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerows([list(row), ["" if v is None else v for v in row.values()]])
+    return {"schema": {"type": "string"}, "example": text.getvalue()}
 
 
 def document(
@@ -200,10 +236,12 @@ def document(
         **_v2_paths(name, version, v2_example),
         "/invocations": _post(
             "invocations",
-            "MLflow scoring-server bodies",
+            "MLflow scoring-server bodies: JSON, or CSV (a header row, or none and the "
+            "features in signature order)",
             "InvocationsRequest",
             "InvocationsResponse",
             {"dataframe_records": [row]},
+            **{"text/csv": _csv(row)},
         ),
         "/predict": _post(
             "predict",

@@ -32,6 +32,7 @@ NUMERIC_TYPES = frozenset(
     }
 )
 OUTPUT_NAMES = ("label", "probabilities")
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")  # /invocations
 INT = {int}
 MAX_ID = 256  # characters of a V2 request id (echoed back)
 Columns = Rows
@@ -318,6 +319,13 @@ def parse_invocations(body: Any, validator: Validator) -> Columns:
         isinstance(body, dict) and len(body) >= 1,
         "the body must be a JSON object with one of dataframe_split, dataframe_records, "
         "instances or inputs",
+    )
+    given = [key for key in FORMATS if key in body]
+    _require(
+        len(given) <= 1,
+        f"the body has {' and '.join(given)}: which rows to score is ambiguous",
+        hint="send exactly one of dataframe_split, dataframe_records, instances, inputs "
+        "(as MLflow's scoring server requires)",
     )
     if "dataframe_split" in body:
         split = body["dataframe_split"]

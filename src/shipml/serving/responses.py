@@ -41,9 +41,10 @@ async def send_response(
     request_id: bytes,
     content_type: bytes = JSON,
     header_length: int | None = None,
+    allow: bytes | None = None,
 ) -> None:
     """A whole response; ``header_length`` marks a binary V2 answer (its JSON header's
-    length in ``Inference-Header-Content-Length``)."""
+    length in ``Inference-Header-Content-Length``); ``allow``: a 405's methods."""
     headers = [
         (b"content-type", content_type) if content_type is not JSON else JSON_TYPE,
         (b"content-length", b"%d" % len(body)),
@@ -51,5 +52,7 @@ async def send_response(
     ]
     if header_length is not None:
         headers.append((binary.HEADER, b"%d" % header_length))
+    if allow is not None:
+        headers.append((b"allow", allow))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

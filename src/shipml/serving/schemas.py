@@ -147,7 +147,11 @@ def _v2_request(signature: Signature) -> dict[str, Any]:
                         "name": {"type": "string", "enum": list(output_names(signature))},
                         "parameters": {
                             "type": "object",
-                            "properties": {"binary_data": {"type": "boolean"}},
+                            "properties": {
+                                "binary_data": {"type": "boolean"},
+                                # Triton's classification extension: the top K classes
+                                "classification": {"type": "integer", "minimum": 1},
+                            },
                         },
                     },
                 },
@@ -208,31 +212,37 @@ def _v2_schemas(signature: Signature, name: str, version: str) -> dict[str, Any]
     }
 
 
+def _invocations_request(signature: Signature) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "MLflow's scoring bodies: one of these keys (and MLflow's "
+        "params, accepted and ignored)",
+        "minProperties": 1,
+        "maxProperties": 2,
+        "properties": {
+            "dataframe_split": {
+                "type": "object",
+                "required": ["columns", "data"],
+                "properties": {
+                    "columns": {
+                        "type": "array",
+                        "items": {"type": "string", "enum": signature.names},
+                    },
+                    "data": {"type": "array", "items": {"type": "array"}},
+                },
+            },
+            "dataframe_records": {"type": "array", "minItems": 1, "items": ref("Row")},
+            "instances": {"type": "array", "minItems": 1, "items": ref("Row")},
+            "inputs": {"type": "object"},
+            "params": {"type": "object"},
+        },
+    }
+
+
 def _mlflow_schemas(signature: Signature) -> dict[str, Any]:
     label = _label(signature)
     return {
-        "InvocationsRequest": {
-            "type": "object",
-            "description": "MLflow's scoring bodies: one of these keys",
-            "minProperties": 1,
-            "maxProperties": 1,
-            "properties": {
-                "dataframe_split": {
-                    "type": "object",
-                    "required": ["columns", "data"],
-                    "properties": {
-                        "columns": {
-                            "type": "array",
-                            "items": {"type": "string", "enum": signature.names},
-                        },
-                        "data": {"type": "array", "items": {"type": "array"}},
-                    },
-                },
-                "dataframe_records": {"type": "array", "minItems": 1, "items": ref("Row")},
-                "instances": {"type": "array", "minItems": 1, "items": ref("Row")},
-                "inputs": {"type": "object"},
-            },
-        },
+        "InvocationsRequest": _invocations_request(signature),
         "InvocationsResponse": {
             "type": "object",
             "required": ["predictions"],

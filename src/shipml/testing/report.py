@@ -113,8 +113,28 @@ padding:.6rem .9rem;min-width:120px}.card b{font-size:1.3rem;display:block}
 """
 
 
+# The page runs no script and loads nothing: were a text ever let through unescaped, a
+# browser would still not run it (test names and messages are anyone's in a team).
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "form-action 'none'"
+)
+MAX_TEXT = 20_000  # characters of one message (or name) shown; results.json has them all
+MAX_IMAGE = 5_000_000  # bytes of one attached PNG inlined
+
+
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
+
+
+def _clipped(value: Any, limit: int = MAX_TEXT) -> str:
+    """``value`` escaped, cut to ``limit`` characters: one 50 MB assertion message made
+    a 50 MB page that a browser (and a mail or CI artifact viewer) chokes on."""
+    text = str(value)
+    if len(text) <= limit:
+        return _e(text)
+    more = f" … ({len(text) - limit:,} more characters in {RESULTS})"
+    return _e(text[:limit] + more)
 
 
 def _badge(outcome: str) -> str:
@@ -137,7 +157,7 @@ def _bars(rows: list[dict[str, Any]]) -> str:
     values = [float(r.get(key) or 0.0) for r in rows[:30]]
     top = max((abs(v) for v in values if math.isfinite(v)), default=1.0) or 1.0
     height = 22 * len(values) + 10
-    parts = [f'<svg width="640" height="{height}" role="img" aria-label="{_e(key)}">']
+    parts = [f'<svg width="640" height="{height}" role="img" aria-label="{_clipped(key, 200)}">']
     for i, (r, v) in enumerate(zip(rows[:30], values, strict=False)):
         y = 5 + i * 22
         w = 380 * abs(v) / top if math.isfinite(v) else 0.0
@@ -148,16 +168,16 @@ def _bars(rows: list[dict[str, Any]]) -> str:
             f'<text x="{206 + w:.1f}" y="{y + 14}" font-size="12">{v:.4g}</text>'
         )
     parts.append("</svg>")
-    return f"<div><small>{_e(key)}</small><br>{''.join(parts)}</div>"
+    return f"<div><small>{_clipped(key, 200)}</small><br>{''.join(parts)}</div>"
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     keys: list[str] = []
-    for r in rows:
+    for r in rows[:200]:
         keys += [k for k in r if k not in keys]
-    head = "".join(f"<th>{_e(k)}</th>" for k in keys)
+    head = "".join(f"<th>{_clipped(k, 200)}</th>" for k in keys)
     body = "".join(
         "<tr>" + "".join(f"<td>{_e(_short(r.get(k, '')))}</td>" for k in keys) + "</tr>"
         for r in rows[:200]
@@ -175,7 +195,10 @@ def _short(value: Any) -> str:
 def _image(path: str, folder: Path) -> str:
     file = Path(path) if Path(path).is_absolute() else folder / path
     if not file.is_file() or file.suffix.lower() != ".png":
-        return f"<p>attachment: <code>{_e(path)}</code></p>"
+        return f"<p>attachment: <code>{_clipped(path, 1000)}</code></p>"
+    if file.stat().st_size > MAX_IMAGE:  # a page to mail, not an image store
+        size = f"{file.stat().st_size / 1e6:.0f} MB, not shown"
+        return f"<p>attachment: <code>{_clipped(path, 1000)}</code> ({size})</p>"
     data = base64.b64encode(file.read_bytes()).decode()
     return f'<img class="shot" alt="{_e(file.name)}" src="data:image/png;base64,{data}">'
 
@@ -199,8 +222,9 @@ def render_html(results: dict[str, Any], folder: Path) -> str:
                 extra += f"{_table(t['details'])}</details>"
             extra += "".join(_image(a, folder) for a in t["attachments"])
             rows.append(
-                f"<tr><td>{_badge(t['outcome'])}</td><td><b>{_e(t['check'] or t['name'])}</b>"
-                f"<br><small>{_e(t['title'])}</small></td><td><div class=msg>{_e(t['message'])}"
+                f"<tr><td>{_badge(t['outcome'])}</td><td><b>{_clipped(t['check'] or t['name'])}"
+                f"</b><br><small>{_clipped(t['title'])}</small></td><td><div class=msg>"
+                f"{_clipped(t['message'])}"
                 f"</div>{extra}</td><td>{t['duration']:.2f}s</td></tr>"
             )
         sections.append(
@@ -210,9 +234,10 @@ def render_html(results: dict[str, Any], folder: Path) -> str:
     metrics = _table([{"metric": k, "value": v} for k, v in sorted(results["metrics"].items())])
     title = f"shipml tests: {model.get('ref', 'model')}"
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}"><title>{_clipped(title, 200)}</title>
 <meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head>
-<body><h1>{_e(title)} {_badge(summary["status"])}</h1>
+<body><h1>{_clipped(title, 200)} {_badge(summary["status"])}</h1>
 <p class="meta">{summary["tests"]} tests: {summary["passed"]} passed, {summary["failed"]} failed,
 {summary["error"]} errors, {summary["skipped"]} skipped · {_e(results["created"])} ·
 shipml {_e(results["shipml"])}<br>ONNX sha256 <code>{_e(model.get("onnx_sha256") or "-")}</code>

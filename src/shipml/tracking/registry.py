@@ -25,6 +25,13 @@ ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 PACKAGE_MANIFEST = "package.json"
 
 
+def _quoted(value: str) -> str:
+    """``value`` as a string in an MLflow search filter, in the quotes it does not hold:
+    a model registered (by anyone, in MLflow's UI) as ``a'b`` made ``name = 'a'b'`` an
+    invalid filter, and its versions unreadable. (A value holding both is refused.)"""
+    return f'"{value}"' if "'" in value else f"'{value}'"
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A parsed reference: a registry entry (name with version or alias) or a folder."""
@@ -127,7 +134,7 @@ class Registry:
     # -- reading ------------------------------------------------------------------
     @store_call
     def model_names(self) -> list[str]:
-        return sorted(m.name for m in self.client.search_registered_models())
+        return sorted(m.name for m in _every(self.client.search_registered_models))
 
     @store_call
     def versions(self, name: str) -> list[VersionInfo]:
@@ -135,7 +142,7 @@ class Registry:
         by_version: dict[str, list[str]] = {}
         for alias, version in (model.aliases or {}).items():
             by_version.setdefault(str(version), []).append(str(alias))
-        found = self.client.search_model_versions(f"name = '{name}'")
+        found = _every(self.client.search_model_versions, f"name = {_quoted(name)}")
         infos = [_info(mv) for mv in found]
         for info in infos:  # search results do not carry aliases
             info.aliases[:] = sorted(set(info.aliases) | set(by_version.get(info.version, [])))
@@ -210,7 +217,7 @@ class Registry:
 
         try:
             found = self.client.search_model_versions(
-                f"name = '{name}' and tags.`shipml.model_digest` = '{content_digest}'"
+                f"name = {_quoted(name)} and tags.`shipml.model_digest` = {_quoted(content_digest)}"
             )
         except MlflowException:
             return None
@@ -248,7 +255,7 @@ class Registry:
             except MlflowException:
                 # Another run created it meanwhile (two first runs at once): theirs is ours.
                 self.client.get_registered_model(name)
-        for existing in self.client.search_model_versions(f"name = '{name}'"):
+        for existing in _every(self.client.search_model_versions, f"name = {_quoted(name)}"):
             if (existing.tags or {}).get("shipml.model_digest") == content_digest:
                 return _info(existing), False
         all_tags = {**tags, "shipml.model_digest": content_digest}
@@ -296,3 +303,16 @@ class Registry:
 
         with contextlib.suppress(MlflowException):
             self.client.delete_model_version_tag(name, version, key)
+
+
+def _every(search: Any, filter_string: str | None = None) -> list[Any]:
+    """Every result of an MLflow registry search, page after page: one call returns at
+    most a page (100 registered models by default), silently."""
+    found: list[Any] = []
+    token = None
+    while True:
+        page = search(filter_string=filter_string, page_token=token)
+        found.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return found
