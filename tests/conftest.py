@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,23 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def config(project: Path) -> ProjectConfig:
     return load_config(project)
+
+
+@contextlib.contextmanager
+def files_limited_to(nbytes: int) -> Iterator[None]:
+    """A real write fault without a full disk: no file of this process may grow past
+    ``nbytes`` (RLIMIT_FSIZE; the write fails with EFBIG, as a full disk fails with ENOSPC)."""
+    import resource
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    saved = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not a killed process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, saved)
 
 
 def shipml(

@@ -63,3 +63,15 @@ def test_finite_json_turns_nan_and_numpy_scalars_into_plain_json_values():
     assert clean == {"a": None, "b": [1.5, None, 3], "c": [1]}
     assert type(clean["b"][2]) is int
     json.dumps(clean, allow_nan=False)  # strict JSON
+
+
+def test_a_file_that_cannot_be_written_whole_leaves_nothing_behind(tmp_path: Path):
+    from shipml.files import replace_file
+    from tests.conftest import files_limited_to
+
+    target = tmp_path / "a.bin"
+    target.write_bytes(b"old")
+    with files_limited_to(1024), pytest.raises(OSError):
+        replace_file(target, b"x" * 4096)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]  # no partial file
+    assert target.read_bytes() == b"old"

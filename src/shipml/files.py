@@ -45,12 +45,16 @@ def replace_file(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Write ``path`` whole: a reader sees the old file or the new one (``durable``: the
     new bytes are fsynced before they take its place)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:  # a full disk: no partial file left to fill it further
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @contextlib.contextmanager

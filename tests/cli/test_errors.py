@@ -161,3 +161,13 @@ def test_brackets_in_messages_survive(project: Path):
     result = shipml("run", cwd=project)
     assert result.returncode == 6
     assert "check [pipeline] name in shipml.toml" in result.stderr
+
+
+def test_a_deeply_nested_or_huge_param_is_a_short_clear_error():
+    # json.loads raised RecursionError: a traceback for a --param value
+    from shipml.cli.project import _parse_params
+    from shipml.errors import PipelineError
+
+    deep = "[" * 50_000 + "]" * 50_000
+    with pytest.raises(PipelineError, match=r"--param k: the value is nested too deeply"):
+        _parse_params([f"k={deep}"])

@@ -314,3 +314,75 @@ def test_storing_an_output_the_cache_will_not_load_says_so_at_once(tmp_path, cap
     with caplog.at_level("WARNING", logger="shipml"):
         project_cache(config).store("train", "output", value)
     assert not [r for r in caplog.records if "will not load" in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [[0, 1], [0, "s"], [True, False], [1.5, "x"], [("a", "x"), ("a", "y")]],
+    ids=["ints", "mixed", "bools", "float-str", "tuples"],
+)
+def test_column_labels_come_back_from_the_cache_as_the_step_returned_them(tmp_path, columns):
+    # they came back as strings: a downstream step that read df[0] when the step ran
+    # failed with KeyError: 0 on the next run, when the frame came from the cache
+    index = pd.MultiIndex.from_tuples(columns) if isinstance(columns[0], tuple) else columns
+    frame = pd.DataFrame([[1, 2]], columns=index)
+    cache = ArtifactCache(tmp_path)
+    back = cache.load(cache.store("s", "o", frame))
+    assert list(back.columns) == list(frame.columns)
+    assert [type(c) for c in back.columns] == [type(c) for c in frame.columns]
+    assert list(frame.columns) == list(index)  # the caller's frame is not renamed
+    series = cache.load(cache.store("s", "o", frame.iloc[:, 0]))
+    assert series.name == frame.columns[0] and str(series.name) == str(frame.columns[0])
+
+
+def test_labels_that_differ_only_in_type_have_different_digests(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    ints = cache.store("s", "o", pd.DataFrame([[1, 2]], columns=[0, 1]))
+    strings = cache.store("s", "o", pd.DataFrame([[1, 2]], columns=["0", "1"]))
+    assert ints.digest != strings.digest
+
+
+@pytest.mark.parametrize("columns", [["a", "a"], [1, "1"]])
+def test_a_frame_with_a_column_name_twice_is_a_clear_error(tmp_path, columns):
+    # an AttributeError ('DataFrame' object has no attribute 'dtype') failed the step
+    frame = pd.DataFrame([[1, 2]], columns=columns)
+    with pytest.raises(PipelineError, match=r"as 'o' .*more than one column is named '") as err:
+        ArtifactCache(tmp_path).store("s", "o", frame)
+    assert "a name of its own" in (err.value.hint or "")
+
+
+def test_a_write_that_fails_leaves_no_partial_file_and_names_the_cache(tmp_path):
+    # a full disk left a .tmp- file of all the space there was in objects/ (never removed,
+    # so the disk stayed full) and failed the step with a bare OSError
+    from tests.conftest import files_limited_to
+
+    cache = ArtifactCache(tmp_path / "cache")
+    with files_limited_to(64 * 1024), pytest.raises(PipelineError) as err:
+        cache.store("s", "o", np.zeros(100_000))
+    assert "cannot write 800,128 bytes to the step cache" in err.value.message
+    assert str(tmp_path / "cache") in err.value.message
+    assert "[pipeline] cache_dir" in (err.value.hint or "")
+    assert list(cache.objects.iterdir()) == []
+    assert cache.load(cache.store("s", "o", np.zeros(3))).tolist() == [0.0] * 3  # and after
+
+
+@pytest.mark.parametrize(("kind", "file"), [("json", "victim.txt"), ("package", "victim")])
+def test_an_entry_naming_a_file_outside_the_cache_is_a_miss_and_nothing_is_removed(
+    tmp_path, kind, file
+):
+    # whoever can write the cache folder could name '../../victim': the entry was found
+    # "changed" and the cache deleted that file, or that whole folder, outside the cache
+    victim = tmp_path / file
+    if kind == "package":
+        victim.mkdir()
+        (victim / "a").write_text("precious")
+    else:
+        victim.write_text("precious")
+    cache = ArtifactCache(tmp_path / "cache")
+    cache.objects.mkdir(parents=True)
+    forged = StoredOutput("output", kind, "d", f"../../{file}", sha256="0" * 64)
+    cache.save("k", "s", [forged], {}, 0.0, None)
+    assert cache.lookup("k") is None
+    assert victim.exists() and (victim.is_file() or (victim / "a").is_file())
+    with pytest.raises(PipelineError, match="not a name the cache gives"):
+        cache.load(forged)

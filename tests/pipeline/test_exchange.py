@@ -181,3 +181,70 @@ def test_an_upstream_output_of_an_untrusted_type_is_refused_by_name(
     assert failed.returncode == 8, failed.stderr
     assert "planted.Evil" in failed.stderr and "Traceback" not in failed.stderr
     assert not ran.exists()
+
+
+TWICE = """
+from shipml import pipeline, step
+
+@step
+def rows():
+    return [1, 2, 3]
+
+@step
+def measure(r):
+    return sum(r)
+
+@step
+def join(a, b):
+    return a + b
+
+@pipeline
+def twice():
+    r = rows()
+    join(measure(r), measure(r))
+"""
+
+
+def test_a_step_called_twice_with_the_same_inputs_hands_on_a_manifest_of_its_own(tmp_path):
+    # measure and measure_2 had one cache key, so one manifest, naming 'measure': join
+    # then refused it ("step 'join' needs the outputs of measure_2"), on Kubeflow too
+    root = tmp_path / "twice"
+    root.mkdir()
+    (root / "pipeline.py").write_text(TWICE, encoding="utf-8")
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    (root / "shipml.toml").write_text(f'[project]\nname = "twice"\n[tracking]\nuri = "{store}"\n')
+    config = load_config(root)
+    rows = run_step(config, "rows").manifest
+    first, second = (run_step(config, n, [rows]) for n in ("measure", "measure_2"))
+    assert first.key == second.key and first.manifest != second.manifest
+    joined = run_step(config, "join", [first.manifest, second.manifest])
+    assert joined.status == "done"
+    again = run_step(config, "measure_2", [rows])
+    assert again.status == "cached" and again.manifest == second.manifest
+    recorded = register_run(config, [joined.manifest])
+    assert sorted(recorded.steps) == ["join", "measure", "measure_2", "rows"]
+
+
+def test_a_manifest_naming_a_file_outside_the_cache_is_refused(tmp_path):
+    # a forged manifest in the store ('file': '../../../x') had `step run` write the
+    # fetched object outside the local cache
+    root = tmp_path / "twice"
+    root.mkdir()
+    (root / "pipeline.py").write_text(TWICE, encoding="utf-8")
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    (root / "shipml.toml").write_text(f'[project]\nname = "twice"\n[tracking]\nuri = "{store}"\n')
+    config = load_config(root, environ={"SHIPML_ARTIFACTS_ROOT": str(tmp_path / "store")})
+    rows = Path(run_step(config, "rows").manifest)
+    data = json.loads(rows.read_text())
+    # objects/../../../planted: beside the store (a folder here), then the project's folder
+    (tmp_path / "planted").write_text("[1, 2, 3]")
+    data["outputs"][0]["file"] = "../../../planted"
+    rows.write_text(json.dumps(data))
+    with pytest.raises(PipelineError, match="not a name shipml gives"):
+        run_step(config, "measure", [str(rows)])
+    assert not (root / "planted").exists()
+    # nor is a manifest read from outside the store through '..'
+    (tmp_path / "outside.json").write_text(json.dumps({**data, "format": 2}))
+    outside = f"{tmp_path}/store/steps/../../outside.json"
+    with pytest.raises(PipelineError, match="is not in this project's artifact store"):
+        run_step(config, "measure", [outside])

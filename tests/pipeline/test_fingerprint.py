@@ -1,4 +1,5 @@
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -145,3 +146,88 @@ def test_module_level_objects_and_partials_count(tmp_path):
     big = prints()["uses_array"]
     write(depth=4, factor=3, size=5001)
     assert prints()["uses_array"] != big
+
+
+def test_closure_variables_and_the_function_a_decorator_wraps_count(tmp_path):
+    # A step made by a factory (its k lives in the closure, the call `make(2)` is outside
+    # the step's source) and a step under a functools.wraps decorator (the wrapper's code
+    # only names `f`, a closure variable) kept their fingerprints when what they ran changed
+    def write(k: int, limit: int) -> None:
+        (tmp_path / "pipe_mod.py").write_text(
+            "import functools\n"
+            "def make(k):\n    def scaled(v):\n        return v * k\n    return scaled\n"
+            "def logged(f):\n    @functools.wraps(f)\n"
+            "    def wrapper(*a, **kw):\n        return f(*a, **kw)\n    return wrapper\n"
+            f"LIMIT = {limit}\n"
+            "def check(v):\n    return v < LIMIT\n"
+            "@logged\ndef decorated(v):\n    return check(v)\n"
+            f"factory_made = make({k})\n"
+        )
+
+    def prints() -> dict[str, str]:
+        mod = load(tmp_path)
+        fp = Fingerprinter(tmp_path)
+        return {n: fp.fingerprint(getattr(mod, n))[0] for n in ("factory_made", "decorated")}
+
+    write(k=2, limit=1)
+    before = prints()
+    assert prints() == before  # deterministic
+    write(k=3, limit=1)
+    after = prints()
+    assert after["factory_made"] != before["factory_made"]
+    assert after["decorated"] == before["decorated"]
+    write(k=3, limit=2)
+    assert prints()["decorated"] != after["decorated"]
+
+
+def test_a_list_or_dict_whose_repr_hides_its_content_counts_by_its_file(tmp_path):
+    # FUNCS showed "<function scale at 0x7f...>": a new key every run, the cache never hit;
+    # WEIGHTS showed "[array([0, 1, ..., 1999])]": an edit in its middle kept the key
+    def write(middle: int) -> None:
+        (tmp_path / "pipe_mod.py").write_text(
+            "import numpy as np\n"
+            "def scale(v):\n    return v * 2\n"
+            "FUNCS = {'scale': scale}\n"
+            f"WEIGHTS = [np.concatenate([np.arange(1000), [{middle}], np.arange(1001, 2000)])]\n"
+            "def uses_funcs(v):\n    return FUNCS['scale'](v)\n"
+            "def uses_weights(v):\n    return v * WEIGHTS[0]\n"
+        )
+
+    def prints() -> dict[str, str]:
+        mod = load(tmp_path)
+        fp = Fingerprinter(tmp_path)
+        return {n: fp.fingerprint(getattr(mod, n))[0] for n in ("uses_funcs", "uses_weights")}
+
+    write(middle=1000)
+    before = prints()
+    assert prints() == before  # the same code, the same key: the cache can hit
+    write(middle=7)
+    assert prints()["uses_weights"] != before["uses_weights"]
+
+
+def test_a_set_of_strings_has_one_fingerprint_in_every_process(tmp_path):
+    # its repr's order follows the process's hash seed: a new cache key every run
+    import subprocess
+    import sys
+
+    (tmp_path / "pipe_mod.py").write_text(
+        "LABELS = {'adelie', 'gentoo', 'chinstrap', 'emperor'}\n"
+        "NESTED = {'a': [frozenset({'x', 'y', 'z'})]}\n"
+        "def uses(v):\n    return v in LABELS and NESTED\n"
+    )
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+        "import pipe_mod; from shipml.pipeline.fingerprint import Fingerprinter;"
+        "print(Fingerprinter(Path(sys.argv[1])).fingerprint(pipe_mod.uses)[0])"
+    )
+    prints = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in (1, 2, 3, 4)
+    }
+    assert len(prints) == 1

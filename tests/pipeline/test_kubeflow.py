@@ -130,6 +130,10 @@ def test_cli_compile(project: Path):
     # The template's SQLite store is a file the pods cannot share: no register task, and
     # compiling says so (docs/kubeflow.md), as `pipeline rehearse` does.
     assert "no model registered" in done.stdout and "[tracking] uri" in done.stdout
+    # the template's image is :latest: KFP's cache is off, and compiling says why
+    assert "Kubeflow caching off: image localhost/penguins-train:latest is not pinned" in (
+        " ".join(done.stdout.split())
+    )
     refused = shipml("pipeline", "compile", "--target", "airflow", cwd=project)
     assert refused.returncode == 6 and "unknown target 'airflow'" in refused.stderr
 
@@ -167,3 +171,82 @@ def test_step_register_refuses_missing_or_foreign_manifests(project: Path):
     done = shipml("step", "register", "--input", "s3://elsewhere/m.json", cwd=project)
     assert done.returncode == 6 and "not in this project's artifact store" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+NAMES = """
+from shipml import pipeline, step
+
+@step
+def nettoyé():
+    return [1]
+
+@step(name="{second}")
+def other():
+    return [2]
+
+@step
+def after(a, b):
+    return a + b
+
+@pipeline
+def names():
+    after(nettoyé(), other())
+"""
+
+
+def _names_project(project: Path, second: str):
+    (project / "pipeline.py").write_text(NAMES.replace("{second}", second), encoding="utf-8")
+    toml = project / "shipml.toml"
+    text = toml.read_text().replace('name = "training"', 'name = "names"')
+    toml.write_text(text.replace("[pipeline.params]\ntest_size = 0.25\nn_estimators = 200\n", ""))
+    return load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": "s3://b/p"})
+
+
+def test_unicode_step_names_compile_and_colliding_task_names_are_refused(project, tmp_path):
+    # kfp renamed the input 'nettoyé_manifest' and the task call failed with a TypeError
+    # traceback; 'Prep' and 'prep' (one task name, 'prep') raised kfp's ValueError
+    config = _names_project(project, "Other")
+    out = tmp_path / "names.yaml"
+    compile_pipeline(config, out)
+    assert load_tasks(out) == {"nettoy": [], "other": [], "after": ["nettoy", "other"]}
+    spec = yaml.safe_load(out.read_text(encoding="utf-8"))
+    command = spec["deploymentSpec"]["executors"]["exec-after"]["container"]["command"]
+    assert "{{$.inputs.parameters['nettoy_manifest']}}" in command
+    config = _names_project(project, "After")
+    with pytest.raises(PipelineError, match="steps 'After' and 'after' become the Kubeflow") as err:
+        compile_pipeline(config, out)
+    assert "rename the step" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("image", "cached"),
+    [
+        ("localhost/penguins-train:latest", False),
+        ("registry.example:5000/penguins-train", False),  # no tag: latest
+        ("registry.example:5000/penguins-train:7", True),
+        ("ghcr.io/acme/train@sha256:" + "ab" * 32, True),
+    ],
+)
+def test_kfp_caching_is_on_only_for_a_pinned_image(project, tmp_path, image, cached):
+    # KFP keys a task's cache by the image's name: with :latest rebuilt after a code change,
+    # every task hit KFP's cache and handed on the old code's outputs without running
+    config = load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": "s3://b/p"})
+    out = tmp_path / "p.yaml"
+    compiled = compile_pipeline(config, out, image=image)
+    assert compiled.kfp_caching is cached
+    dag = yaml.safe_load(out.read_text())["root"]["dag"]["tasks"]
+    assert {t: dag[t]["cachingOptions"].get("enableCache", False) for t in dag} == dict.fromkeys(
+        dag, cached
+    )
+
+
+def test_a_pipeline_name_kfp_cannot_take_is_a_pipeline_error(project, tmp_path):
+    # 'é' becomes '' for kfp, whose ValueError was a traceback
+    source = NAMES.replace("{second}", "other").replace("@pipeline\n", '@pipeline(name="é")\n')
+    (project / "pipeline.py").write_text(source, encoding="utf-8")
+    toml = project / "shipml.toml"
+    text = toml.read_text().replace('name = "training"', 'name = "é"')
+    toml.write_text(text.replace("[pipeline.params]\ntest_size = 0.25\nn_estimators = 200\n", ""))
+    config = load_config(project, environ={"SHIPML_ARTIFACTS_ROOT": "s3://b/p"})
+    with pytest.raises(PipelineError, match="kfp cannot compile the pipeline: Invalid pipeline"):
+        compile_pipeline(config, tmp_path / "p.yaml")

@@ -94,3 +94,109 @@ def test_empty_pipeline_is_an_error():
 
     with pytest.raises(PipelineError, match="calls no step"):
         empty.build()
+
+
+def _plain():
+    return 1, 2
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    ["model", ("a", "a"), (), ("a", 1), ("not a name",), 3],
+)
+def test_outputs_must_be_distinct_names_in_a_tuple(outputs):
+    # "model" was five outputs m, o, d, e, l; ("a", "a") silently lost the first value
+    with pytest.raises(PipelineError, match="declares outputs") as err:
+        step(outputs=outputs)(_plain)
+    assert "outputs=('train', 'valid')" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize("name", ["", "a-b", "../up", "two words", "1st", 7, "<lambda>"])
+def test_a_step_name_must_be_an_identifier(name):
+    with pytest.raises(PipelineError, match="cannot be named") as err:
+        step(name=name)(_plain)
+    assert "train_model" in (err.value.hint or "")
+
+
+def test_unicode_identifiers_and_list_outputs_are_fine():
+    made = step(name="nettoyé", outputs=["x", "y"])(_plain)
+    assert made.name == "nettoyé" and made.outputs == ("x", "y")
+
+
+@step
+def spread(first, /, *rest, scale=1, **extra):
+    return {"first": first, "rest": list(rest), "scale": scale, "extra": extra}
+
+
+@pipeline
+def spreading():
+    spread(1, 2, 3, scale=4, z=5)
+
+
+def test_star_args_kwargs_and_positional_only_reach_the_step_as_called(tmp_path):
+    # the runner called func(**arguments): first=..., rest=(2, 3), extra={'z': 5} as
+    # keywords, i.e. a TypeError or, for (*args, **kwargs), everything inside kwargs
+    from shipml.pipeline.cache import ArtifactCache
+    from shipml.pipeline.context import RunContext
+    from shipml.pipeline.executor import execute
+
+    node = spreading.build().node("spread")
+    ctx = RunContext(None, None, {}, tmp_path)  # type: ignore[arg-type]
+    outputs, _ = execute(node, dict(node.arguments), ctx, ArtifactCache(tmp_path / "c"))
+    assert outputs["output"] == {"first": 1, "rest": [2, 3], "scale": 4, "extra": {"z": 5}}
+
+
+def _positional_only(a=1, /, k=2):
+    pass
+
+
+def _spread_params(a=1, *rest, k=2, **extra):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("func", "shown"),
+    [(_positional_only, "a (positional-only)"), (_spread_params, "*rest, **extra")],
+)
+def test_a_pipeline_takes_named_parameters_only(func, shown):
+    # positional-only: a TypeError traceback at build; *rest/**extra: "needs a value for
+    # extra, rest", then --param rest=3 landed in **extra
+    with pytest.raises(PipelineError, match=re.escape(f"has the parameter(s) {shown}")) as err:
+        pipeline(func)
+    assert "--param NAME=VALUE" in (err.value.hint or "")
+
+
+def test_a_huge_value_of_the_wrong_type_is_shown_cut_short():
+    # the message quoted the whole value: a 1 MB --param gave a 1 MB error
+    with pytest.raises(PipelineError, match=r"got \[0, 0, .*\.\.\. \(\d[\d,]* characters\)") as err:
+        flow.build({"scale": [0] * 300_000})
+    assert len(err.value.message) < 200
+
+
+@step
+def total(*parts):
+    return sum(parts)
+
+
+@pipeline
+def summing():
+    total(halves(1)[0], halves(2)[1])
+
+
+def test_step_outputs_inside_a_list_or_star_args_are_named_in_the_error():
+    # "got tuple for 'parts', which is neither a step output, a dataset nor a JSON value;
+    # hint: pass ... plain values (numbers, strings, lists)": a list was the mistake
+    from shipml.pipeline.executor import check_json
+
+    node = summing.build().node("total")
+    with pytest.raises(
+        PipelineError, match=r"output\(s\) of halves, halves_2 inside a tuple"
+    ) as err:
+        check_json("total", "parts", node.arguments["parts"])
+    assert "one parameter per output" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize("name", ["a b", "../p", ""])
+def test_a_pipeline_name_must_be_an_identifier(name):
+    with pytest.raises(PipelineError, match="a pipeline cannot be named"):
+        pipeline(name=name)(_plain)

@@ -117,6 +117,19 @@ def test_the_search_starts_from_the_defaults_and_resumes(store: Path, tmp_path: 
     assert [m.step for m in history] == list(range(1, len(history) + 1))
 
 
+def test_a_resumed_search_does_not_draw_the_trials_it_drew_before(
+    store: Path, tmp_path: Path
+) -> None:
+    # Each session seeded its sampler with [tune] seed: a resumed study (or a worker of
+    # --jobs) drew again x=0.0763, depth=8 then x=0.438, depth=7, trial after trial
+    root = make(store, tmp_path)
+    first = search(root, trials=3)
+    again = search(root, trials=3)
+    drawn = [tuple(t.params.items()) for t in first.trials[1:]]
+    redrawn = [tuple(t.params.items()) for t in again.trials[3:]]
+    assert len(redrawn) == 3 and not set(redrawn) & set(drawn)
+
+
 def test_the_deadline_stops_the_running_step(store: Path, tmp_path: Path) -> None:
     root = make(store, tmp_path)
     search(root, trials=1)  # the stores exist: the next search starts at once
@@ -265,6 +278,20 @@ def test_a_pipeline_that_always_fails_stops_the_search(store: Path, tmp_path: Pa
         ("low = 1, high = 9", "low = 5, high = 9", "default of 'depth' \\(3\\) lies outside"),
         ('metric = "objective"', 'metric = ""', "metric is not set"),
         ("[tune.space]", "[tune.nothing]", "space\\] is empty"),
+        # a fixed name that is no parameter, or is searched, was silently dropped
+        ('"pause", "fail"]', '"pause", "fail", "sed"]', "fixed names 'sed', which is not a par"),
+        ('"pause", "fail"]', '"pause", "fail", "x"]', "fixed names 'x', which is searched too"),
+        # the search stopped with a PipelineError at the first trial that drew such a value
+        (
+            'depth = { type = "int"',
+            'depth = { type = "float"',
+            "give 1.0 \\(float\\), but 'depth' is int",
+        ),
+        (
+            'x = { type = "float", low = 0.0, high = 1.0 }',
+            'x = { type = "categorical", choices = [0.5, "a"] }',
+            "give 'a' \\(str\\), but 'x' is float",
+        ),
     ],
 )
 def test_a_search_that_cannot_run_says_why(
@@ -279,6 +306,18 @@ def test_a_search_that_cannot_run_says_why(
         )
     with pytest.raises(TuneError, match=message):
         search(make(store, tmp_path, toml), trials=1)
+
+
+def test_a_damaged_study_file_says_what_to_do_with_it(store: Path, tmp_path: Path) -> None:
+    # the hint was "check [tune] storage", as if a setting were wrong
+    damaged = tmp_path / "optuna.db"
+    damaged.write_bytes(b"SQLite format 3\x00" + b"\x17" * 5000)
+    toml = TOML.replace("[tune]\n", f'[tune]\nstorage = "sqlite:///{damaged}"\n', 1)
+    with pytest.raises(TuneError, match="cannot open the study storage") as err:
+        search(make(store, tmp_path, toml), trials=1)
+    assert f"the file {damaged} is damaged" in (err.value.hint or "")
+    assert "move it aside (it holds the study's trials)" in (err.value.hint or "")
+    assert damaged.stat().st_size == 5016  # left as it was: nothing lost
 
 
 def test_a_study_name_is_checked(store: Path, tmp_path: Path) -> None:
@@ -329,6 +368,10 @@ def test_a_bad_budget_is_a_clear_error(text: str) -> None:
         ('{ type = "normal", low = 0, high = 1 }', "type"),
         ('{ type = "int", low = [1], high = 3 }', "low"),
         ('{ type = "categorical", choices = [' + ", ".join(["1"] * 1001) + "] }", "1000"),
+        # Optuna keeps the first of equal choices: a trial that drew true was recorded
+        # (and its best trial trained again) with 1
+        ('{ type = "categorical", choices = [3, 1, true] }', "choices 1 and True are equal"),
+        ('{ type = "categorical", choices = [3, 3.0] }', "choices 3 and 3.0 are equal"),
     ],
 )
 def test_a_bad_space_is_a_config_error(

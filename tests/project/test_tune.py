@@ -21,7 +21,7 @@ import pytest
 from shipml.config import load_config
 from shipml.templates import create_project
 from shipml.tracking import Registry, tracker_for
-from tests.conftest import SHIPML, shipml
+from tests.conftest import SHIPML, shipml, shipml_here
 
 
 def _children(config, parent: str) -> list:
@@ -197,3 +197,34 @@ def test_a_wrap_up_that_fails_ends_the_search_run_failed(tmp_path: Path, monkeyp
     (parent,) = [r for r in runs if r.data.tags.get("shipml.tune.role") == "search"]
     assert parent.info.status == "FAILED"
     assert len(_children(load_config(root), parent.info.run_id)) == 2  # the trials are kept
+
+
+def test_a_ctrl_c_while_the_search_run_is_finished_ends_it_failed(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Ctrl-C during the wrap-up, after the best trial was trained again, while the search
+    run's curve is drawn: that run was left RUNNING forever."""
+    from shipml.project.tune import tune
+    from shipml.report import charts
+    from tests.pipeline.test_tune import make
+
+    root = make(tmp_path / "store", tmp_path)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(charts, "line_chart", ctrl_c)  # the moment cannot be timed for real
+    with pytest.raises(KeyboardInterrupt):
+        tune(load_config(root), trials=2, test=False)
+    # the command said nothing at all: it now says what was left undone (exit code 130)
+    done = shipml_here("tune", "--trials", "1", "--no-test", cwd=root)
+    assert done.returncode == 130
+    assert "interrupted: the best trial was not (or not fully) registered" in " ".join(
+        done.stderr.split()
+    )
+    tracker = tracker_for(load_config(root))
+    runs = tracker.client.search_runs([tracker.experiment_id()])
+    (parent,) = [r for r in runs if r.data.tags.get("shipml.tune.role") == "search"]
+    assert parent.info.status == "FAILED"
+    finals = [r for r in runs if r.data.tags.get("shipml.tune.role") == "final"]
+    assert [r.info.status for r in finals] == ["FINISHED"] * 2  # trained again, kept

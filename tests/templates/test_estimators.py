@@ -13,7 +13,7 @@ from shipml.config import load_config
 from shipml.errors import ProjectError
 from shipml.pipeline import run_pipeline
 from shipml.pipeline.loading import load_pipeline
-from shipml.pipeline.tune import check_space
+from shipml.pipeline.space import check_space
 from shipml.templates import create_project
 from shipml.templates.estimators import ESTIMATORS
 from shipml.templates.table import create_table_project
@@ -46,12 +46,13 @@ def test_every_model_writes_a_space_over_its_pipeline_parameters(
     chosen = ESTIMATORS[model]
     assert set(config.tune.space) == set(chosen.space)
     assert f'MODEL = "{model}"' in (folder / "features.py").read_text()
-    defaults = load_pipeline(config).build(config.pipeline.params).params
+    pipe = load_pipeline(config)
+    defaults = pipe.build(config.pipeline.params).params
     assert {k: defaults[k] for k in chosen.hyperparameters} == {
         **chosen.hyperparameters,
         **{k: v for k, v in config.pipeline.params.items() if k in chosen.hyperparameters},
     }
-    check_space(config, defaults)  # every name a parameter, every default in its range
+    check_space(config, defaults, pipe)  # names parameters, defaults in range, types fit
 
 
 def test_an_unknown_model_is_refused_before_anything_is_written(tmp_path, penguins_csv):

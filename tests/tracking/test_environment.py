@@ -43,3 +43,14 @@ def test_a_baked_source_file_is_read_without_credentials(tmp_path: Path):
     remote = f"https://ci:{TOKEN}@host/p.git"
     (tmp_path / SOURCE_FILE).write_text(json.dumps({**baked, "remote": remote}))
     assert git_info(tmp_path) == {**baked, "remote": "https://host/p.git"}
+
+
+def test_the_environment_is_recorded_when_its_cache_cannot_be_written(tmp_path: Path):
+    # a full disk made the run's summary (environment.json) fail with an OSError traceback
+    from shipml.tracking.environment import environment
+    from tests.conftest import files_limited_to
+
+    with files_limited_to(256):
+        env = environment(cache_dir=tmp_path)
+    assert env["python"] and env["packages"]
+    assert list(tmp_path.iterdir()) == []

@@ -42,6 +42,14 @@ def compile_(
     )
     if not compiled.registers:
         _no_register_note()
+    if config.kubeflow.caching and not compiled.kfp_caching:
+        stdout.print(
+            f"Kubeflow caching off: image {compiled.image} is not pinned, and a rebuilt image "
+            "under the same name would hit KFP's cache with the old code (each step still "
+            "skips its work when its manifest exists); pin it with \\[kubeflow] image_tag or "
+            "image = NAME@sha256:...",
+            soft_wrap=True,
+        )
     if submit:
         run_id = send(compiled.path, submit)
         stdout.print(f"submitted to {submit}: run {run_id}")

@@ -26,6 +26,11 @@ def _parse_params(values: list[str]) -> dict[str, Any]:
             params[key] = json.loads(raw)
         except ValueError:
             params[key] = raw
+        except RecursionError:
+            raise PipelineError(
+                f"--param {key[:40]}: the value is nested too deeply ({len(raw):,} characters)",
+                hint="pass a flat value, or put a large one in a file the pipeline reads",
+            ) from None
     return params
 
 

@@ -59,6 +59,7 @@ class _Display:
     def stop(self) -> None:
         if self.live is not None:
             self.live.stop()
+            self.live = None
 
 
 def _short(v: Any) -> str:
@@ -132,11 +133,24 @@ def tune(
             progress=display.update,
             test=not no_test,
         )
+    except KeyboardInterrupt:  # a Ctrl-C in the wrap-up, or a second one: say where it is
+        display.stop()
+        raise _interrupted() from None
     finally:
         display.stop()
     _render(outcome, worker)
     if not worker and outcome.tests is not None and not outcome.tests.passed:
         raise typer.Exit(1)
+
+
+def _interrupted() -> typer.Exit:
+    stderr.print(
+        "interrupted: the best trial was not (or not fully) registered, tested and made "
+        "challenger; the study keeps its trials, and `shipml tune` again resumes it and "
+        "wraps up its best trial",
+        soft_wrap=True,
+    )
+    return typer.Exit(130)
 
 
 def _render(outcome: Any, worker: bool) -> None:

@@ -28,6 +28,13 @@ class TuneParam(Section):
                 raise ValueError("a categorical parameter needs a non-empty list of choices")
             if self.low is not None or self.high is not None or self.log:
                 raise ValueError("a categorical parameter takes choices, not low/high/log")
+            for i, a in enumerate(self.choices):
+                for b in self.choices[:i]:
+                    if a == b:  # Optuna records the first of equal choices: 1 for true
+                        raise ValueError(
+                            f"the choices {b!r} and {a!r} are equal to Python and Optuna; "
+                            "give each value once, all of the parameter's type"
+                        )
             return self
         if self.choices is not None:
             raise ValueError(f"an {self.type} parameter takes low and high, not choices")

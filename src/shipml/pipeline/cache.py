@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -31,11 +32,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from shipml.data import table_digest
 from shipml.errors import PipelineError, ShipmlError, UnsafeModelError
 from shipml.files import sha256_file
 from shipml.model import ModelPackage
+from shipml.pipeline.frames import LABELS, frame_digest, labels_of
 from shipml.pipeline.trust import SkopsTrust
 
 if TYPE_CHECKING:
@@ -76,14 +78,21 @@ class CacheEntry:
         raise KeyError(name)
 
 
+# The only names the cache gives a stored output: a file (or folder) in ``objects/``.
+OBJECT_NAME = re.compile(
+    r"(frame|series|ndarray|json|skops)-[0-9a-f]{64}\.(parquet|npy|json|skops)|package-[0-9a-f]{64}"
+)
+
+
+def object_name_ok(name: str) -> bool:
+    """Whether ``name`` is one the cache gives (no ``/``, no ``..``): an entry or manifest
+    is written by whoever can write the cache or the store, and a forged ``../../x`` made
+    the cache delete (or write) files and folders outside it."""
+    return bool(OBJECT_NAME.fullmatch(name))
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _frame_digest(df: pd.DataFrame) -> str:
-    index = df.index.to_frame(index=False)
-    index.columns = [f"__index_{i}__" for i in range(index.shape[1])]
-    return _sha256((table_digest(df) + table_digest(index)).encode())
 
 
 def _json_value(value: Any) -> bytes | None:
@@ -120,6 +129,8 @@ class ArtifactCache:
             return None  # an unreadable entry is a miss, never an error
         if names is not None and sorted(o.name for o in entry.outputs) != sorted(names):
             return None
+        if not all(object_name_ok(o.file) for o in entry.outputs):
+            return None  # not one of ours: never opened, never removed
         for out in entry.outputs:
             if not self.intact(out):
                 self._discard(out)  # changed or half there: the step runs and stores it again
@@ -147,6 +158,8 @@ class ArtifactCache:
 
     def intact(self, out: StoredOutput) -> bool:
         """The output's file (folder) is there with the content the entry records."""
+        if not object_name_ok(out.file):
+            return False
         path = self.objects / out.file
         try:
             if out.kind == "package":
@@ -156,6 +169,8 @@ class ArtifactCache:
             return False
 
     def _discard(self, out: StoredOutput) -> None:
+        if not object_name_ok(out.file):
+            return
         path = self.objects / out.file
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -186,11 +201,24 @@ class ArtifactCache:
         return entry
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        """Write ``path`` whole; on a failure (a full disk) no partial file is left behind,
+        and the error names the cache folder."""
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise PipelineError(
+                f"cannot write {len(data):,} bytes to the step cache {self.dir}: "
+                f"{exc.strerror or exc}",
+                hint="free space there (or point [pipeline] cache_dir in shipml.toml at a "
+                "disk that has it), then run again: the steps that finished are cached",
+            ) from exc
 
     # -- objects ------------------------------------------------------------------
     def store(self, step: str, name: str, value: Any) -> StoredOutput:
@@ -213,24 +241,35 @@ class ArtifactCache:
         return self._store_skops(step, name, value)
 
     def _store_frame(self, step: str, name: str, value: pd.DataFrame | pd.Series) -> StoredOutput:
-        """A DataFrame or Series as Parquet (a Series as a one-column frame named by it)."""
+        """A DataFrame or Series as Parquet (a Series as a one-column frame named by it),
+        its column labels as they are (``0``, ``1.5``, tuples...), so that a downstream step
+        gets the same frame whether it came from the step or from the cache."""
         kind = "frame" if isinstance(value, pd.DataFrame) else "series"
         if isinstance(value, pd.DataFrame):
-            frame = value.copy(deep=False)  # never rename the caller's columns
-            frame.columns = [str(c) for c in frame.columns]
+            written = value
         else:
-            column = SERIES_NO_NAME if value.name is None else str(value.name)
-            frame = value.to_frame(name=column)
+            written = value.to_frame(name=SERIES_NO_NAME if value.name is None else value.name)
+        frame = written.copy(deep=False)  # the digest's copy: never rename the caller's
+        frame.columns = [str(c) for c in frame.columns]
         try:
-            digest = _frame_digest(frame)
+            as_they_are, labels = labels_of(written.columns)
+            digest = frame_digest(frame)
+            if not all(isinstance(c, str) for c in written.columns):  # 0 is not "0"
+                types = [type(c).__name__ for c in written.columns]
+                digest = _sha256(f"{digest}{types}".encode())
             buf = io.BytesIO()
-            frame.to_parquet(buf)
+            table = pa.Table.from_pandas(written if as_they_are else frame)
+            if labels is not None:
+                table = table.replace_schema_metadata({**table.schema.metadata, LABELS: labels})
+            pq.write_table(table, buf)
         except (ShipmlError, pa.ArrowException, ValueError, TypeError) as exc:
             detail = exc.message if isinstance(exc, ShipmlError) else f"{exc}"
+            hint = exc.hint if isinstance(exc, ShipmlError) and exc.hint else None
             raise PipelineError(
                 f"step '{step}' returned a {type(value).__name__} as '{name}' that shipml "
                 f"cannot store: {detail[:300]}",
-                hint="give each column one type of value (numbers, booleans, datetimes or "
+                hint=hint
+                or "give each column one type of value (numbers, booleans, datetimes or "
                 "strings), e.g. df[col].astype(str), before returning it",
             ) from exc
         return self._put(name, kind, digest, "parquet", buf.getvalue())
@@ -286,6 +325,12 @@ class ArtifactCache:
 
     def load(self, out: StoredOutput) -> Any:
         """An output's value, from bytes checked against the sha256 its entry records."""
+        if not object_name_ok(out.file):
+            raise PipelineError(
+                f"a cached output is named {out.file[:80]!r}, which is not a name the cache "
+                "gives: its entry or manifest was not written by shipml",
+                hint="run the upstream step again (or run with --no-cache)",
+            )
         path = self.objects / out.file
         modified = PipelineError(
             f"cached output {path} was modified since shipml wrote it",
@@ -302,6 +347,9 @@ class ArtifactCache:
             raise modified
         if out.kind in ("frame", "series"):
             frame = pd.read_parquet(pa.BufferReader(data))
+            labels = (pq.read_schema(pa.BufferReader(data)).metadata or {}).get(LABELS)
+            if labels is not None:
+                frame.columns = json.loads(labels)
             if out.kind == "series":
                 series = frame.iloc[:, 0]
                 return series.rename(None) if series.name == SERIES_NO_NAME else series

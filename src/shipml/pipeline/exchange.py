@@ -4,13 +4,13 @@ This is what a Kubeflow task runs (``shipml step run NAME``): each task is a sep
 pod, so a step cannot hand its outputs to the next one in memory. It writes them to
 
     {artifact root}/steps/objects/<kind>-<digest>[.ext]   content-addressed, shared
-    {artifact root}/steps/manifests/<cache key>.json      what the step produced
+    {artifact root}/steps/manifests/<name>.json           what the step produced
 
 and prints the manifest's URI; a downstream step is given that URI (``--input
 NODE=URI``). The manifest is named by the same cache key as the local runner's (code
-fingerprint, arguments, input digests), so a step whose key already has a manifest
-is not run again. The artifact root is ``[artifacts] root``: an object store
-(``s3://...``) on a cluster, any folder on one machine.
+fingerprint, arguments, input digests) with the pipeline and node (``manifest_name``),
+so a step whose manifest exists is not run again. The artifact root is ``[artifacts]
+root``: an object store (``s3://...``) on a cluster, any folder on one machine.
 
 A manifest lists the types of its skops outputs, but whoever can write the store can
 write a manifest: an upstream output is loaded under the cache's rule (``trust.py``),
@@ -19,6 +19,7 @@ and one holding another type is an ``UnsafeModelError`` naming it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -30,7 +31,13 @@ from typing import Any
 from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
 from shipml.errors import PipelineError, ShipmlError, StepFailed
-from shipml.pipeline.cache import ArtifactCache, StoredOutput, cache_key, project_cache
+from shipml.pipeline.cache import (
+    ArtifactCache,
+    StoredOutput,
+    cache_key,
+    object_name_ok,
+    project_cache,
+)
 from shipml.pipeline.context import DatasetInput, RunContext
 from shipml.pipeline.executor import (
     check_json,
@@ -67,11 +74,11 @@ class Exchange:
         self.root = root.rstrip("/") + "/steps"
         self.fs, self.base = fsspec.core.url_to_fs(self.root)
 
-    def manifest_uri(self, key: str) -> str:
-        return f"{self.root}/manifests/{key}.json"
+    def manifest_uri(self, name: str) -> str:
+        return f"{self.root}/manifests/{name}.json"
 
     def _path(self, uri: str) -> str:
-        if not uri.startswith(self.root + "/"):
+        if not uri.startswith(self.root + "/") or "/.." in uri[len(self.root) :]:
             raise PipelineError(
                 f"{uri} is not in this project's artifact store ({self.root})",
                 hint="pass the URI `shipml step run` printed for the upstream step",
@@ -90,11 +97,17 @@ class Exchange:
             raise PipelineError(f"{uri} is not a shipml step manifest")
         return data
 
-    def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self._path(self.manifest_uri(key))))
+    def exists(self, name: str) -> bool:
+        return bool(self.fs.exists(self._path(self.manifest_uri(name))))
 
     def fetch(self, out: StoredOutput, cache: ArtifactCache) -> None:
         """Copy an object from the store into the local cache (if it is not there yet)."""
+        if not object_name_ok(out.file):  # a forged manifest's "../../x": written nowhere
+            raise PipelineError(
+                f"a step manifest names the output {out.file[:80]!r}, which is not a name "
+                "shipml gives: the manifest was not written by `shipml step run`",
+                hint="run the upstream step again (--no-cache) and pass the URI it prints",
+            )
         local = cache.objects / out.file
         if local.exists():
             return
@@ -130,15 +143,23 @@ class Exchange:
                 self.fs.put_file(str(local), tmp)
                 self.fs.mv(tmp, remote)
 
-    def write_manifest(self, key: str, data: dict[str, Any]) -> str:
+    def write_manifest(self, name: str, data: dict[str, Any]) -> str:
         """Written last, under a temporary name first: a manifest means complete outputs."""
-        uri = self.manifest_uri(key)
+        uri = self.manifest_uri(name)
         path = self._path(uri)
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         tmp = f"{path}.tmp-{time.time_ns()}"
         self.fs.pipe_file(tmp, json.dumps(data, indent=2).encode())
         self.fs.mv(tmp, path)
         return uri
+
+
+def manifest_name(key: str, pipeline: str, node: str) -> str:
+    """A manifest's name: the step's cache key with the pipeline and the node it ran as. A
+    manifest names its step, so by the key alone a step called twice with the same inputs
+    (``measure``, ``measure_2``), or shared by two pipelines, handed on a manifest naming
+    the other node, and the downstream step refused it."""
+    return hashlib.sha256(f"{key}\0{pipeline}\0{node}".encode()).hexdigest()
 
 
 def _node(graph: Any, name: str) -> Node:
@@ -175,11 +196,12 @@ def run_step(
     kwargs, digests, datasets = args.kwargs, args.digests, args.datasets
     code, _files = Fingerprinter(config.root).fingerprint(node.step)
     key = cache_key(node.step.name, code, args.params, digests, step_settings(config))
-    if use_cache and node.step.cache and exchange.exists(key):
-        data = exchange.read_manifest(exchange.manifest_uri(key))
+    own = manifest_name(key, graph.pipeline, name)
+    if use_cache and node.step.cache and exchange.exists(own):
+        uri = exchange.manifest_uri(own)
+        data = exchange.read_manifest(uri)
         outputs = [StoredOutput(**o) for o in data["outputs"]]
         seconds = time.perf_counter() - started
-        uri = exchange.manifest_uri(key)
         return StepRun(name, "cached", key, uri, outputs, data.get("metrics", {}), seconds)
     call = {k: cache.load(v) if isinstance(v, StoredOutput) else v for k, v in kwargs.items()}
     lineage = {
@@ -192,7 +214,7 @@ def run_step(
     stored, metrics = _execute(config, node, call, lineage, cache)
     exchange.publish(stored, cache)
     manifest = exchange.write_manifest(
-        key,
+        own,
         {
             "format": FORMAT,
             "step": name,

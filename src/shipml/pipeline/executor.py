@@ -5,6 +5,7 @@ in its context with its outputs split and stored in the cache."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -13,7 +14,7 @@ from shipml.data import DatasetStore, Snapshot, parse_ref
 from shipml.errors import DataError, PipelineError
 from shipml.pipeline.cache import ArtifactCache, StoredOutput
 from shipml.pipeline.context import RunContext, activate, deactivate
-from shipml.pipeline.step import Node
+from shipml.pipeline.step import Node, output_refs
 
 
 def step_settings(config: ProjectConfig) -> dict[str, Any]:
@@ -23,7 +24,16 @@ def step_settings(config: ProjectConfig) -> dict[str, Any]:
 
 
 def check_json(step: str, arg: str, value: Any) -> None:
-    """A plain argument of a step must be a JSON value (it is part of the cache key)."""
+    """A plain argument of a step must be a JSON value (it is part of the cache key); a
+    step output inside a list, a dict or ``*args`` is not one."""
+    inside = sorted({r.node for r in output_refs(value)})
+    if inside:
+        raise PipelineError(
+            f"step '{step}' got the output(s) of {', '.join(inside)} inside a "
+            f"{type(value).__name__} for '{arg}': a step output is passed as an argument of "
+            "its own, not inside a list, a dict or *args",
+            hint=f"give '{step}' one parameter per output, e.g. {step}(a, b) for def {step}(a, b)",
+        )
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
@@ -81,9 +91,12 @@ def execute(
 ) -> tuple[dict[str, Any], list[StoredOutput]]:
     """Call the step's function with ``call`` inside ``ctx`` and store its outputs by digest;
     returns the values and what was stored. The step's own exception propagates."""
+    # Bound as the pipeline bound them: ``*args`` spread, ``**kwargs`` merged, positional-
+    # only parameters passed by position (``func(**call)`` would pass ``args=(...)``).
+    bound = inspect.BoundArguments(node.step.signature, dict(call))
     token = activate(ctx)
     try:
-        outputs = split_outputs(node, node.step.func(**call))
+        outputs = split_outputs(node, node.step.func(*bound.args, **bound.kwargs))
         stored = [cache.store(node.name, n, v) for n, v in outputs.items()]
     finally:
         deactivate(token)

@@ -130,6 +130,8 @@ class Fingerprinter:
         files: set[Path] = set()
         self._visit(func, sources, files, set())
         h = hashlib.sha256()
+        if _spread(func):  # entries made when such a step was called wrongly are not reused
+            h.update(b"call\0bound\0")
         for key in sorted(sources):
             h.update(key.encode() + b"\0" + sources[key].encode() + b"\0")
         for file in sorted(files):
@@ -156,18 +158,38 @@ class Fingerprinter:
             files |= self.file_closure(dep)
         home = getattr(func, "__module__", None)
         glb = getattr(func, "__globals__", {})
-        for name in sorted(_code_names(code)):
-            if name not in glb:
+        refs = {name: glb[name] for name in _code_names(code) if name in glb}
+        # A closure's variables count as its module's names do: the k of a step made by
+        # `make_step(k)`, the function a decorator wraps (``functools.wraps``).
+        cells = getattr(func, "__closure__", None) or ()
+        for name, cell in zip(code.co_freevars, cells, strict=False):
+            try:
+                refs[f"{key}.<closure>.{name}"] = cell.cell_contents
+            except ValueError:  # a cell not filled yet
                 continue
-            value = glb[name]
-            if isinstance(value, CONSTANT_TYPES):
-                sources[f"{home}.{name}"] = repr(value)  # module-level constants count too
-            elif _is_code(value) and not isinstance(value, functools.partial):
-                self._follow(value, home, sources, files, seen)
-            else:
-                self._object(value, f"{home}.{name}", Path(code.co_filename), sources, files)
-                if isinstance(value, functools.partial):
-                    self._follow(value.func, home, sources, files, seen)
+        for name in sorted(refs):
+            self._refer(refs[name], name, home, Path(code.co_filename), sources, files, seen)
+
+    def _refer(
+        self,
+        value: Any,
+        name: str,
+        home: str | None,
+        home_file: Path,
+        sources: dict[str, str],
+        files: set[Path],
+        seen: set[int],
+    ) -> None:
+        """A name the code refers to: a constant by value, code followed, another object by
+        its repr (or its file)."""
+        if isinstance(value, CONSTANT_TYPES) and not _partial_container(value):
+            sources[f"{home}.{name}"] = stable_repr(value)  # module-level constants count too
+        elif _is_code(value) and not isinstance(value, functools.partial):
+            self._follow(value, home, sources, files, seen)
+        else:
+            self._object(value, f"{home}.{name}", home_file, sources, files)
+            if isinstance(value, functools.partial):
+                self._follow(value.func, home, sources, files, seen)
 
     def _object(
         self, value: Any, key: str, home_file: Path, sources: dict[str, str], files: set[Path]
@@ -226,6 +248,50 @@ class Fingerprinter:
                         self._visit(func, sources, files, seen)
         else:
             files |= self.file_closure(Path(str(file)))
+
+
+def _partial_container(value: Any) -> bool:
+    """A list, tuple, dict or set whose repr does not show all of it: a function in it
+    (``{'rf': make_rf}`` shows an address, a new key every run) or a long array (cut with
+    ``...``: an edit in its middle kept the key). It counts as any other object does."""
+    if not isinstance(value, tuple | list | dict | set | frozenset):
+        return False
+    try:
+        return bool(PARTIAL_REPR.search(stable_repr(value)))
+    except Exception:  # a repr that fails is no description
+        return True
+
+
+def stable_repr(value: Any) -> str:
+    """``repr`` with sets in sorted order: a set of strings is shown in an order that
+    changes from one process to the next (hash randomization), so a step that read
+    ``LABELS = {"adelie", "gentoo"}`` had a new cache key every run."""
+    if isinstance(value, set | frozenset):
+        return f"{type(value).__name__}({{{', '.join(sorted(map(stable_repr, value)))}}})"
+    if isinstance(value, list):
+        return f"[{', '.join(map(stable_repr, value))}]"
+    if isinstance(value, tuple):  # as repr shows it: (1,) and (1, 2)
+        if len(value) == 1:
+            return f"({stable_repr(value[0])},)"
+        return f"({', '.join(map(stable_repr, value))})"
+    if isinstance(value, dict):
+        return f"{{{', '.join(f'{stable_repr(k)}: {stable_repr(v)}' for k, v in value.items())}}}"
+    return repr(value)
+
+
+def _spread(func: Any) -> bool:
+    """Whether a step has ``*args``, ``**kwargs`` or positional-only parameters: its cache
+    entries from before they were passed as such were made by a wrong call."""
+    kinds = (
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.VAR_KEYWORD,
+        inspect.Parameter.POSITIONAL_ONLY,
+    )
+    try:
+        params = inspect.signature(getattr(func, "func", func)).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind in kinds for p in params)
 
 
 def _is_code(value: Any) -> bool:

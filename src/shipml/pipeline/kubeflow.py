@@ -39,17 +39,9 @@ LOCAL_STORES = ("sqlite:", "file:", "./", "/")
 # What a task may need from the environment of `rehearse`: the object store's and the
 # tracking server's credentials and endpoints. Passed by name, never printed.
 PASSED_ENV = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "MLFLOW_S3_ENDPOINT_URL",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-    "PGPASSWORD",
+    *("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"),
+    *("AWS_DEFAULT_REGION", "AWS_REGION", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_USERNAME"),
+    *("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD"),
 )
 
 
@@ -60,6 +52,7 @@ class Compiled:
     image: str
     tasks: dict[str, list[str]]  # KFP task name -> the task names it depends on
     registers: bool = False  # a last task records the run and registers the model
+    kfp_caching: bool = True  # off when the image is not pinned (``pinned``)
 
 
 def _kfp() -> Any:
@@ -81,7 +74,8 @@ def task_name(step: str) -> str:
 
 
 def _input(up: str) -> str:
-    return f"{up.lower()}_manifest"
+    """An identifier kfp keeps as it is (it renamed ``nettoyé_manifest``: the call failed)."""
+    return f"{task_name(up).replace('-', '_')}_manifest"
 
 
 def _component(name: str, upstream: list[str], image: str, params: dict[str, Any]) -> str:
@@ -121,6 +115,13 @@ def image_of(config: ProjectConfig) -> str:
     return config.kubeflow.image or f"{registry}/{project}-train:{config.kubeflow.image_tag}"
 
 
+def pinned(image: str) -> bool:
+    """Whether ``image`` names one build (a digest, or a tag other than ``latest``): KFP's
+    cache keys a task by the image's name, so a rebuilt ``:latest`` would hit it."""
+    tag = image.rsplit("/", 1)[-1].partition(":")[2]
+    return "@sha256:" in image or (bool(tag) and tag != "latest")
+
+
 def compile_pipeline(
     config: ProjectConfig,
     output: Path,
@@ -136,20 +137,21 @@ def compile_pipeline(
     graph: Graph = pipe.build({**config.pipeline.params, **(params or {})})
     image = image or image_of(config)
     registers = _check(config, graph)
-    body = _pipeline_body(config, graph, image, registers)
+    caching = config.kubeflow.caching and pinned(image)
+    body = _pipeline_body(config, graph, image, registers, caching)
     body.__name__ = graph.pipeline
     body.__annotations__ = {}  # kfp reads a return annotation as an output type
     description = (pipe.func.__doc__ or f"shipml pipeline {graph.pipeline}").strip()
-    pipeline_func = dsl.pipeline(name=task_name(graph.pipeline), description=description)(body)
     output.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    try:  # kfp refuses a name that is nothing once made lower-case a-z, 0-9 and - ("é")
+        pipeline_func = dsl.pipeline(name=task_name(graph.pipeline), description=description)(body)
         compiler.Compiler().compile(pipeline_func, str(output))
     except (ValueError, TypeError) as exc:
         raise PipelineError(
             f"kfp cannot compile the pipeline: {exc}",
-            hint=f"kfp {kfp.__version__}; check the step names",
+            hint=f"kfp {kfp.__version__}; check the pipeline's and the steps' names",
         ) from exc
-    return Compiled(output, graph.pipeline, image, load_tasks(output), registers)
+    return Compiled(output, graph.pipeline, image, load_tasks(output), registers, caching)
 
 
 def _check(config: ProjectConfig, graph: Graph) -> bool:
@@ -167,6 +169,7 @@ def _check(config: ProjectConfig, graph: Graph) -> bool:
             f"[kubeflow.resources] names unknown steps {unknown}",
             hint=f"the steps: {', '.join(n.name for n in graph.nodes)}",
         )
+    _check_task_names(graph)
     registers = shared_tracking(config)
     if registers and split_password(config.tracking_uri)[1] is not None:
         raise PipelineError(
@@ -181,8 +184,24 @@ def _check(config: ProjectConfig, graph: Graph) -> bool:
     return registers
 
 
+def _check_task_names(graph: Graph) -> None:
+    """Each step needs a task name of its own: kfp lowers case and turns what is not
+    a-z or 0-9 into "-", so ``Prep`` and ``prep``, or ``a_b`` and ``a__b``, meet."""
+    seen: dict[str, str] = {}
+    for node in graph.nodes:
+        task = task_name(node.name)
+        other = seen.setdefault(task, node.name)
+        if other != node.name or not task.strip("-"):
+            raise PipelineError(
+                f"step{'s ' + repr(other) + ' and' if other != node.name else ''} "
+                f"{node.name!r} become the Kubeflow task {task!r}",
+                hint="Kubeflow task names are lower case a-z, 0-9 and -: rename the step "
+                "(@step(name=...)) so that each gives a task name of its own",
+            )
+
+
 def _pipeline_body(
-    config: ProjectConfig, graph: Graph, image: str, registers: bool
+    config: ProjectConfig, graph: Graph, image: str, registers: bool, caching: bool
 ) -> Callable[[], None]:
     """The function kfp's ``dsl.pipeline`` turns into the DAG: one task per step, then
     (with a shared tracking store) the task that records the run and registers it."""
@@ -199,7 +218,7 @@ def _pipeline_body(
             )
             task = factory(**{_input(up): tasks[up].outputs[OUTPUT] for up in node.upstream})
             task.set_display_name(node.name)
-            task.set_caching_options(bool(config.kubeflow.caching and node.step.cache))
+            task.set_caching_options(caching and node.step.cache)
             task.set_env_variable("SHIPML_ARTIFACTS_ROOT", root)
             _set_resources(task, config.kubeflow.resources.get(node.name))
             tasks[node.name] = task

@@ -93,7 +93,7 @@ class Graph:
             name, i = f"{step.name}_{i}", i + 1
         upstream: list[str] = []
         for arg, value in bound.arguments.items():
-            for ref in _refs(value):
+            for ref in output_refs(value):
                 if ref.node not in upstream:
                     upstream.append(ref.node)
             if isinstance(value, Step):
@@ -108,13 +108,13 @@ class Graph:
         return tuple(OutputRef(name, o) for o in outs)
 
 
-def _refs(value: Any) -> list[OutputRef]:
+def output_refs(value: Any) -> list[OutputRef]:
     if isinstance(value, OutputRef):
         return [value]
     if isinstance(value, list | tuple):
-        return [r for v in value for r in _refs(v)]
+        return [r for v in value for r in output_refs(v)]
     if isinstance(value, dict):
-        return [r for v in value.values() for r in _refs(v)]
+        return [r for v in value.values() for r in output_refs(v)]
     return []
 
 
@@ -134,8 +134,8 @@ class Step:
         description: str | None = None,
     ) -> None:
         self.func = func
-        self.name = name or func.__name__
-        self.outputs = tuple(outputs) if outputs else None
+        self.name = _checked_name(name if name is not None else func.__name__)
+        self.outputs = _checked_outputs(self.name, outputs)
         self.cache = cache
         self.description = description or (inspect.getdoc(func) or "").split("\n")[0]
         self.signature = inspect.signature(func)
@@ -172,9 +172,44 @@ def step(
     ``cache=False`` runs it every time."""
 
     def wrap(f: Callable[..., Any]) -> Step:
-        return Step(f, name=name, outputs=tuple(outputs) if outputs else None, cache=cache)
+        return Step(f, name=name, outputs=outputs, cache=cache)  # type: ignore[arg-type]
 
     return wrap(func) if func is not None else wrap
+
+
+def _checked_name(name: Any, what: str = "step") -> str:
+    """A step's name names its node, its artifacts (``steps/NAME/``), its CLI argument
+    (``shipml step run NAME``) and its Kubeflow task; a pipeline's, its runs and its
+    Kubeflow pipeline: a Python identifier."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise PipelineError(
+            f"a {what} cannot be named {name!r}",
+            hint="name it like a Python function: letters, digits and _, not starting "
+            f"with a digit (e.g. @{what}(name='train_model'))",
+        )
+    return name
+
+
+def _checked_outputs(step: str, outputs: Any) -> tuple[str, ...] | None:
+    """``outputs`` names the values a step returns: distinct identifiers, in a tuple or list
+    (``outputs="model"`` would be five outputs m, o, d, e, l; a name given twice would
+    lose a value)."""
+    if outputs is None:
+        return None
+    names = tuple(outputs) if isinstance(outputs, tuple | list) else None
+    bad = (
+        names is None
+        or not names
+        or any(not isinstance(n, str) or not n.isidentifier() for n in names)
+        or len(set(names)) != len(names)
+    )
+    if bad or names is None:
+        raise PipelineError(
+            f"step '{step}' declares outputs={outputs!r}",
+            hint="give a tuple of distinct names, one per value it returns, each like a "
+            "Python name: outputs=('train', 'valid') (one output: leave outputs out)",
+        )
+    return names
 
 
 class Pipeline:
@@ -182,8 +217,9 @@ class Pipeline:
 
     def __init__(self, func: Callable[..., Any], *, name: str | None = None) -> None:
         self.func = func
-        self.name = name or func.__name__
+        self.name = _checked_name(name if name is not None else func.__name__, "pipeline")
         self.signature = inspect.signature(func)
+        _named_params_only(self.name, self.signature)
         functools.update_wrapper(self, func)
 
     @property
@@ -213,6 +249,11 @@ class Pipeline:
             )
         return params
 
+    def check_value(self, name: str, value: Any) -> None:
+        """Refuse ``value`` for parameter ``name`` if it is not of the parameter's type (as
+        ``--param`` values are): a ``PipelineError``."""
+        _check_type(self.name, self.signature.parameters[name], value)
+
     def build(self, params: dict[str, Any] | None = None) -> Graph:
         """The DAG for these parameters (defaults filled in)."""
         resolved = self.resolve_params(params or {})
@@ -234,6 +275,25 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<shipml pipeline {self.name}>"
+
+
+def _named_params_only(name: str, signature: inspect.Signature) -> None:
+    """A pipeline's parameters are the run's params, set by name (``--param a=1``): a
+    positional-only one failed with a TypeError, ``*args``/``**kwargs`` swallowed them."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    odd = [p for p in signature.parameters.values() if p.kind not in named]
+    if odd:
+        shown = ", ".join(
+            f"{'*' * (p.kind == p.VAR_POSITIONAL)}{'**' * (p.kind == p.VAR_KEYWORD)}"
+            f"{p.name}{' (positional-only)' * (p.kind == p.POSITIONAL_ONLY)}"
+            for p in odd
+        )
+        raise PipelineError(
+            f"pipeline '{name}' has the parameter(s) {shown}",
+            hint="a pipeline's parameters are the run's params, each set by name "
+            "(--param NAME=VALUE): give it named parameters only, e.g. def "
+            f"{name}(n_estimators: int = 200)",
+        )
 
 
 _SCALARS: dict[str, type] = {"int": int, "float": float, "bool": bool}
@@ -258,13 +318,19 @@ def _check_type(pipeline_name: str, param: inspect.Parameter, value: Any) -> Non
         example = param.default if param.default is not param.empty else _EXAMPLES[kind]
         raise PipelineError(
             f"pipeline '{pipeline_name}' parameter {param.name!r} is {kind.__name__}, "
-            f"got {value!r} ({type(value).__name__})",
+            f"got {_shown(value)} ({type(value).__name__})",
             hint=f"for example --param {param.name}={_json(example)}, or the same in "
             "[pipeline.params] of shipml.toml",
         )
 
 
 _EXAMPLES: dict[type, Any] = {int: 1, float: 0.5, bool: True}
+
+
+def _shown(value: Any) -> str:
+    """A value's repr for a message, cut short (a --param can be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
 def _json(value: Any) -> str:

@@ -20,7 +20,7 @@ from shipml.config import ProjectConfig
 from shipml.data import DatasetStore
 from shipml.errors import PipelineError
 from shipml.pipeline.cache import StoredOutput, project_cache
-from shipml.pipeline.exchange import Exchange
+from shipml.pipeline.exchange import Exchange, manifest_name
 from shipml.pipeline.loading import load_pipeline
 from shipml.pipeline.registration import register_package
 from shipml.tracking import VersionInfo, environment, git_info, tracker_for
@@ -125,20 +125,24 @@ def _steps_record(
     exchange: Exchange, manifests: dict[str, dict[str, Any]], order: list[str]
 ) -> list[dict[str, Any]]:
     """Each step as ``pipeline/steps.json`` records it: time, cache key, manifest, outputs."""
-    return [
-        {
-            "name": step,
-            "status": "done",
-            "seconds": manifests[step].get("seconds"),
-            "cache_key": manifests[step].get("key"),
-            "manifest": exchange.manifest_uri(str(manifests[step].get("key"))),
-            "outputs": {
-                o["name"]: {"kind": o["kind"], "digest": o["digest"]}
-                for o in manifests[step].get("outputs") or []
-            },
-        }
-        for step in order
-    ]
+    record = []
+    for step in order:
+        m = manifests[step]
+        key = str(m.get("key"))
+        record.append(
+            {
+                "name": step,
+                "status": "done",
+                "seconds": m.get("seconds"),
+                "cache_key": key,
+                "manifest": exchange.manifest_uri(manifest_name(key, str(m.get("pipeline")), step)),
+                "outputs": {
+                    o["name"]: {"kind": o["kind"], "digest": o["digest"]}
+                    for o in m.get("outputs") or []
+                },
+            }
+        )
+    return record
 
 
 def _log_datasets(

@@ -71,8 +71,16 @@ def open_storage(url: str) -> Any:
                 url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
             )
     except Exception as exc:  # SQLAlchemy and Optuna raise many kinds
+        hint = "check [tune] storage (or [tracking] uri, which it follows by default)"
+        orig = getattr(exc, "orig", None)
+        if url.startswith(SQLITE) and type(orig).__name__ == "DatabaseError":
+            # "file is not a database", "database disk image is malformed": not a setting
+            hint = (
+                f"the file {url[len(SQLITE) :]} is damaged; restore it from a backup, or move "
+                "it aside (it holds the study's trials) and `shipml tune` starts a new study"
+            )
         raise TuneError(
             f"cannot open the study storage {redact(url)}: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}",
-            hint="check [tune] storage (or [tracking] uri, which it follows by default)",
+            hint=hint,
         ) from exc

@@ -26,13 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shipml.config import ProjectConfig, TuneParam
+from shipml.config import ProjectConfig
 from shipml.errors import StepFailed, TuneError
 from shipml.pipeline.budget import SearchStopped, Stopper
 from shipml.pipeline.context import TrialPruned, trial_var
 from shipml.pipeline.loading import load_pipeline
 from shipml.pipeline.record import end_failed
 from shipml.pipeline.runner import run_pipeline
+from shipml.pipeline.space import check_space, suggest
 from shipml.pipeline.study import open_storage, redact, storage_url
 from shipml.pipeline.trials import (
     ATTR_SESSION,
@@ -47,52 +48,6 @@ ATTR_PARENT = "shipml.parent_run"
 ATTR_METRIC = "shipml.metric"
 PROCESS = f"{socket.gethostname()}:{os.getpid()}"  # which worker ran a trial
 STUDY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-
-
-# -- the search space ------------------------------------------------------------------
-
-
-def suggest(trial: Any, name: str, spec: TuneParam) -> Any:
-    if spec.type == "categorical":
-        return trial.suggest_categorical(name, list(spec.choices or []))
-    low, high = float(spec.low or 0), float(spec.high or 0)
-    if spec.type == "int":
-        step = int(spec.step) if spec.step else 1
-        return trial.suggest_int(name, int(low), int(high), step=step, log=spec.log)
-    return trial.suggest_float(name, low, high, step=spec.step, log=spec.log)
-
-
-def check_space(config: ProjectConfig, defaults: dict[str, Any]) -> None:
-    """The space names pipeline parameters, and each default lies in its range."""
-    tune = config.tune
-    if not tune.space:
-        raise TuneError(
-            "[tune.space] is empty: there is nothing to search",
-            hint='declare parameters, e.g. n_estimators = { type = "int", low = 50, high = 400 }',
-        )
-    if not tune.metric:
-        raise TuneError(
-            "[tune] metric is not set: the search needs an objective",
-            hint='name a metric the pipeline logs, e.g. metric = "cv_accuracy"',
-        )
-    for name, spec in tune.space.items():
-        if name not in defaults:
-            raise TuneError(
-                f"[tune.space] names {name!r}, which is not a pipeline parameter",
-                hint=f"the pipeline's parameters: {', '.join(sorted(defaults))}",
-            )
-        value = defaults[name]
-        if spec.type == "categorical":
-            ok = value in (spec.choices or [])
-        else:
-            ok = isinstance(value, int | float) and float(spec.low or 0) <= value <= float(
-                spec.high or 0
-            )
-        if not ok:
-            raise TuneError(
-                f"the default of {name!r} ({value!r}) lies outside its [tune.space] entry",
-                hint="the search starts from the defaults: widen the range or add the choice",
-            )
 
 
 @dataclass
@@ -307,8 +262,9 @@ def _prepare(
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     tune = config.tune
-    defaults = load_pipeline(config).build(config.pipeline.params).params
-    check_space(config, defaults)
+    pipe = load_pipeline(config)
+    defaults = pipe.build(config.pipeline.params).params
+    check_space(config, defaults, pipe)
     name = study_name or tune.study or config.project.name
     if not STUDY_RE.match(name):
         raise TuneError(
@@ -359,6 +315,9 @@ def _open_study(
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        # A resumed study, or a worker joining one: with the study's seed it would draw
+        # again the very trials the first session (or the other workers) drew.
+        study.sampler.reseed_rng()
     had = study.direction.name.lower()
     before = study.user_attrs.get(ATTR_METRIC, metric)
     if had != direction or before != metric:

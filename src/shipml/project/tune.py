@@ -179,33 +179,41 @@ def _wrap_up(config: ProjectConfig, outcome: TuneOutcome, tracker: Tracker, test
     search = outcome.search
     chosen, outcome.note = choose(config, search)
     outcome.chosen = chosen
-    if chosen is None:
-        _finish_parent(config, tracker, search, "FAILED")
-        took = [t.seconds for t in search.trials if t.seconds]
-        typical = f" (a trial took about {sorted(took)[len(took) // 2]:.0f} s)" if took else ""
-        raise TuneError(
-            f"no trial of study {search.study!r} finished within the budget{typical}: "
-            "there is nothing to register",
-            hint="give a larger --budget; the study keeps what was done, so running "
-            "`shipml tune` again resumes it",
-        )
-    tags = {
-        "mlflow.parentRunId": search.parent_run_id,
-        "shipml.tune.study": search.study,
-        "shipml.tune.role": "final",
-        "shipml.tune.trial": str(chosen.number),
-    }
-    try:
+    ended = False
+    try:  # whatever stops the wrap-up (an error, Ctrl-C): the search's run ends FAILED
+        if chosen is None:
+            _finish_parent(config, tracker, search, "FAILED")
+            ended = True
+            raise _nothing_finished(search)
+        tags = {
+            "mlflow.parentRunId": search.parent_run_id,
+            "shipml.tune.study": search.study,
+            "shipml.tune.role": "final",
+            "shipml.tune.trial": str(chosen.number),
+        }
         registered = _register_chosen(config, outcome, chosen, tracker, test, tags)
-    except BaseException as exc:  # the search's run: FAILED, not RUNNING forever
-        end_failed(tracker, search.parent_run_id, exc)
+        _finish_parent(config, tracker, search, "FINISHED")
+        ended = True
+    except BaseException as exc:  # not RUNNING forever (a Ctrl-C while the curve was drawn)
+        if not ended:
+            end_failed(tracker, search.parent_run_id, exc)
         raise
-    _finish_parent(config, tracker, search, "FINISHED")
     if not registered:
         raise TuneError(
             "the best trial's run registered no model (its pipeline packages none)",
             hint="make a step return shipml.package_model(...)",
         )
+
+
+def _nothing_finished(search: SearchResult) -> TuneError:
+    took = [t.seconds for t in search.trials if t.seconds]
+    typical = f" (a trial took about {sorted(took)[len(took) // 2]:.0f} s)" if took else ""
+    return TuneError(
+        f"no trial of study {search.study!r} finished within the budget{typical}: "
+        "there is nothing to register",
+        hint="give a larger --budget; the study keeps what was done, so running "
+        "`shipml tune` again resumes it",
+    )
 
 
 def _register_chosen(

@@ -106,10 +106,13 @@ def environment(cache_dir: Path | None = None, project_root: Path | None = None)
             except ValueError:
                 pass
         env = environment()
-        cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(env), encoding="utf-8")
-        os.replace(tmp, file)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(env), encoding="utf-8")
+            os.replace(tmp, file)
+        except OSError:  # a full or read-only disk: only the next run is slower
+            tmp.unlink(missing_ok=True)
         return env
     installed = sorted(
         {(d.metadata["Name"] or "?").lower(): d.version for d in metadata.distributions()}.items()
