@@ -38,3 +38,47 @@ def test_base_image_is_made_once_and_reused(engine: Engine, base_image: str) -> 
     assert python.stdout.strip() == "True", python.stderr
     labels = engine.inspect(base_image).labels
     assert labels["io.shipml.base.suite"] == "bookworm"
+
+
+def test_two_builds_of_a_new_base_at_once_bootstrap_it_once(monkeypatch, tmp_path: Path) -> None:
+    """Two `shipml build` (or two test workers) on a fresh machine: the second waits for
+    the first's base and reuses it (both bootstrapped Debian, side by side, for a minute)."""
+    import threading
+    import time
+    import uuid
+
+    import shipml.containers.base as base
+
+    made: dict[str, str] = {}
+    bootstraps = []
+
+    class Images:  # an engine's image store: the part build_base uses
+        def exists(self, tag: str) -> bool:
+            return tag in made
+
+        def inspect(self, tag: str):
+            return type("Info", (), {"id": made[tag]})()
+
+        def import_rootfs(self, rootfs: Path, tag: str, changes: list[str]) -> str:
+            made[tag] = "sha256:" + "1" * 64
+            return made[tag]
+
+    def bootstrap(debootstrap, suite, rootfs, mirror, log):
+        bootstraps.append(suite)
+        time.sleep(0.5)  # a real one takes about 45 s
+        rootfs.mkdir(parents=True)
+
+    monkeypatch.setattr(base, "_debootstrap", lambda: "/usr/sbin/debootstrap")
+    monkeypatch.setattr(base, "_bootstrap", bootstrap)
+    tag = f"localhost/shipml-base-test:{uuid.uuid4().hex[:8]}"
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(build_base(Images(), tag=tag)))  # type: ignore[arg-type]
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(bootstraps) == 1 and sorted(r.built for r in results) == [False, True]
+    assert {r.id for r in results} == {made[tag]}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from shipml.containers.engine import Engine, Log
 from shipml.errors import ContainerError
+from shipml.files import exclusive_lock
 
 DEFAULT_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -106,15 +107,25 @@ def build_base(
     log: Log | None = None,
 ) -> BaseImage:
     """Make a Debian ``suite`` image with Python 3, venv, pip and CA certificates, tagged
-    ``tag``; an existing ``tag`` is reused unless ``rebuild``."""
+    ``tag``; an existing ``tag`` is reused unless ``rebuild``. Processes on one machine
+    build a tag one at a time: the second waits and reuses the first's (two `shipml build`
+    on a fresh machine bootstrapped Debian twice, side by side)."""
     if not SUITE_RE.match(suite):
         raise ContainerError(f"invalid Debian suite {suite!r}", hint="for example bookworm")
     tag = tag or default_tag(suite)
     mirror = mirror or apt_mirror()
     started = time.perf_counter()
-    if not rebuild and engine.exists(tag):
-        info = engine.inspect(tag)
-        return BaseImage(tag, info.id, False, time.perf_counter() - started, suite, mirror)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", tag)
+    with exclusive_lock(Path(tempfile.gettempdir()) / f"shipml-base-{os.getuid()}-{name}.lock"):
+        if not rebuild and engine.exists(tag):
+            info = engine.inspect(tag)
+            return BaseImage(tag, info.id, False, time.perf_counter() - started, suite, mirror)
+        image_id = _build(engine, suite, tag, mirror, log)
+    return BaseImage(tag, image_id, True, time.perf_counter() - started, suite, mirror)
+
+
+def _build(engine: Engine, suite: str, tag: str, mirror: str, log: Log | None) -> str:
+    """Bootstrap ``suite`` and import it as ``tag``; the image id."""
     debootstrap = _debootstrap()
     work = Path(tempfile.mkdtemp(prefix="shipml-base-", dir="/var/tmp"))
     rootfs = work / "rootfs"
@@ -135,7 +146,6 @@ def build_base(
         changes += [f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()]
         if log:
             log(f"importing the root filesystem as {tag}")
-        image_id = engine.import_rootfs(rootfs, tag, changes)
+        return engine.import_rootfs(rootfs, tag, changes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return BaseImage(tag, image_id, True, time.perf_counter() - started, suite, mirror)
