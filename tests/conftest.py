@@ -218,15 +218,13 @@ def children_of(pid: int) -> list[int]:
 # Tests that drive podman share one engine, its image store and built-image fixtures:
 # under pytest-xdist (`make test` runs `-n` workers with `--dist loadgroup`) they run on
 # one worker, in order, so each image is built once and no two builds race for a tag or
-# build the same dependency layer side by side. These files are that group. The two CI
-# journeys that build images of projects of their own (named "penguins", which no test
-# of the first group uses) are a second group, ``PODMAN_CI``, on another worker, so the
-# two long podman groups do not run one after the other; the base image both need is
-# built once (``build_base`` locks its tag). Measured on clean clones: 788 s for the
-# suite in one group (base image present), 830 s in two with the base built during the
-# run (about 60 s of it): a small gain, the machine being nearly CPU-bound either way.
+# build the same dependency layer side by side. These files, and the tests elsewhere
+# marked ``@pytest.mark.xdist_group(PODMAN)`` (the CI journeys that build images). Those
+# two were once a group of their own on another worker: the suite took longer (814 s
+# against 788 s on clean clones), the GitHub workflow journey 268 s against 198 s, its
+# image layers being built beside the same layers of the container tests instead of
+# coming from podman's cache.
 PODMAN = "podman"
-PODMAN_CI = "podman-ci"
 PODMAN_FILES = (
     "tests/cli/test_containers.py",
     "tests/containers/",
@@ -256,8 +254,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # others idle (`make test` passes --no-loadscope-reorder, which keeps this order). A
 # group not listed counts as short; the figures only order the run, nothing checks them.
 LONG_GROUPS = {
-    PODMAN: 450,
-    PODMAN_CI: 415,
+    PODMAN: 860,
     "tests/model/test_journeys.py": 176,
     "tests/templates/test_table.py": 141,
     "tests/project/test_tune.py": 126,

@@ -18,7 +18,7 @@ from shipml.cicd import install as ci_install
 from shipml.cicd.install import WHEEL_DIR, layered_venv, source
 from shipml.config import load_config
 from shipml.templates import create_project
-from tests.conftest import PODMAN_CI, shipml
+from tests.conftest import PODMAN, shipml
 
 
 @pytest.mark.parametrize(
@@ -220,7 +220,7 @@ def _keep_artifact(given: dict[str, Any], workspace: Path, store: Path) -> None:
         shutil.copy2(file, target)
 
 
-@pytest.mark.xdist_group(PODMAN_CI)  # it builds images
+@pytest.mark.xdist_group(PODMAN)  # it builds images
 def test_the_generated_github_workflow_runs_step_by_step(tmp_path: Path, base_image: str):
     """A fresh project, `shipml ci init` and nothing edited but the shared team settings
     (CI secrets) and the offline base image (no registry here): the jobs a pull request

@@ -8,7 +8,7 @@ import pytest
 
 from shipml.cicd import run_stages
 from shipml.config import load_config
-from tests.conftest import PODMAN_CI, shipml
+from tests.conftest import PODMAN, shipml
 from tests.serving.conftest import free_port
 
 
@@ -38,7 +38,7 @@ def test_the_first_failure_stops_the_run_and_is_named(project: Path):
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.xdist_group(PODMAN_CI)  # it builds images
+@pytest.mark.xdist_group(PODMAN)  # it builds images
 def test_ci_run_on_the_demo_project(tmp_path: Path):
     """`shipml ci init`, then every stage passes on the demo project, with shipml as the
     workflow installs it (images on the offline base, staging on podman); promotion to
