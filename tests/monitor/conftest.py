@@ -135,3 +135,19 @@ def look_at(url: str, screenshot: Path) -> dict:
         "marks": marks,
         "text": text,
     }
+
+
+def monitor_file(package: ModelPackage, data: Path, **options: object):
+    """``monitor_rows`` over a CSV or Parquet file of rows (what `shipml monitor --data`
+    reads), as version 1 of penguins."""
+    from shipml.monitor import monitor_rows
+    from shipml.monitor.records import file_batches
+
+    return monitor_rows(
+        package,
+        file_batches(data, package),
+        model="penguins",
+        version="1",
+        source="file",
+        **options,
+    )

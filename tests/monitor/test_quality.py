@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from shipml.data.quality import Quality
-from shipml.monitor import monitor_rows
 from shipml.monitor.quality import MAX_GROUPS, UNSEEN, SliceQuality, Slicer, judge_quality
-from shipml.monitor.records import file_batches
-from tests.monitor.conftest import holdout_rows
+from tests.monitor.conftest import holdout_rows, monitor_file
 
 
 def test_values_the_reference_never_saw_are_one_slice(monitored_package, tmp_path: Path):
@@ -21,14 +19,7 @@ def test_values_the_reference_never_saw_are_one_slice(monitored_package, tmp_pat
     frame[monitored_package.label] = labels
     data = tmp_path / "rows.parquet"
     frame.to_parquet(data)
-    result = monitor_rows(
-        monitored_package,
-        file_batches(data, monitored_package),
-        model="penguins",
-        version="1",
-        source="file",
-        slices=["island"],
-    )
+    result = monitor_file(monitored_package, data, slices=["island"])
     groups = result.quality["slices"]["island"]
     assert set(groups) <= known | {UNSEEN, "(missing)"}, sorted(groups)[:5]
     assert groups[UNSEEN]["labelled"] == len(frame[::2])

@@ -11,7 +11,7 @@ import pandas as pd
 from shipml.monitor import monitor_rows
 from shipml.monitor.records import file_batches
 from shipml.report.monitor import render
-from tests.monitor.conftest import ARTIFACTS, drifted, holdout_rows, look_at
+from tests.monitor.conftest import ARTIFACTS, drifted, holdout_rows, look_at, monitor_file
 
 NASTY = "<img src=x onerror=alert(1)><script>alert(2)</script>"
 
@@ -53,14 +53,7 @@ def test_windows_add_drift_and_quality_over_time(monitored_package, tmp_path: Pa
     halves.to_csv(data, index=False)
     from shipml.monitor import WindowSpec
 
-    result = monitor_rows(
-        monitored_package,
-        file_batches(data, monitored_package),
-        model="penguins",
-        version="1",
-        source="file",
-        window=WindowSpec.parse("86"),
-    )
+    result = monitor_file(monitored_package, data, window=WindowSpec.parse("86"))
     assert [w["rows"] for w in result.windows] == [86, 86, 86, 86]
     assert [w["dataset_drift"] or bool(w["prediction_drifted"]) for w in result.windows][:2] == [
         False,
@@ -107,14 +100,7 @@ def test_a_model_of_many_features_draws_bounded_pages(monitored_package, tmp_pat
     moved[monitored_package.label] = labels
     data = tmp_path / "rows.parquet"
     moved.to_parquet(data)
-    result = monitor_rows(
-        monitored_package,
-        file_batches(data, monitored_package),
-        model="penguins",
-        version="1",
-        source="file",
-        window=WindowSpec.parse("86"),
-    ).to_dict()
+    result = monitor_file(monitored_package, data, window=WindowSpec.parse("86")).to_dict()
     wide = widened(result, 5 * MAX_CHARTS)  # more drifted features than charts
     html = render(wide)
     features = 5 * MAX_CHARTS

@@ -127,3 +127,14 @@ def cancer_server(cancer_package) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def servers(penguins_package) -> Iterator[tuple[str, str]]:
+    """`shipml serve penguins --grpc-port P`: (HTTP URL, gRPC address), one per test
+    module that asks (tests/serving/test_grpc.py, test_interop.py)."""
+    grpc_port = free_port()
+    proc, url = start_server(penguins_package.path, "--grpc-port", str(grpc_port))
+    yield url, f"127.0.0.1:{grpc_port}"
+    proc.terminate()
+    proc.wait(timeout=30)

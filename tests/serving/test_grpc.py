@@ -12,7 +12,6 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,21 +30,10 @@ from shipml.serving.connection import ConnectionLimits
 from shipml.serving.grpc import GrpcService, WithGrpc, port_free, require_grpc
 from shipml.serving.server import ServeSpec, build_app
 from tests.conftest import shipml
-from tests.serving.conftest import free_port, start_server
 from tests.serving.hostile import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 INFER = "/inference.GRPCInferenceService/ModelInfer"
-
-
-@pytest.fixture(scope="module")
-def servers(penguins_package) -> Iterator[tuple[str, str]]:
-    """`shipml serve penguins --grpc-port P`: (HTTP URL, gRPC address)."""
-    grpc_port = free_port()
-    proc, url = start_server(penguins_package.path, "--grpc-port", str(grpc_port))
-    yield url, f"127.0.0.1:{grpc_port}"
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import numpy as np
@@ -25,7 +24,6 @@ from mlflow.utils.proto_json_utils import dump_input_data
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from tests.serving.conftest import free_port, start_server
 from tests.serving.test_grpc import triton_inputs
 
 
@@ -44,16 +42,6 @@ def post(url: str, body: bytes | str, content_type: str | None) -> tuple[int, di
 def rows(penguins_data):
     X, _ = penguins_data
     return X.iloc[[0, 3, 100, 200, 300]]  # row 3 has missing values
-
-
-@pytest.fixture(scope="module")
-def servers(penguins_package) -> Iterator[tuple[str, str]]:
-    """`shipml serve penguins --grpc-port P`: (HTTP URL, gRPC address)."""
-    grpc_port = free_port()
-    proc, url = start_server(penguins_package.path, "--grpc-port", str(grpc_port))
-    yield url, f"127.0.0.1:{grpc_port}"
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
