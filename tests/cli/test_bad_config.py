@@ -157,6 +157,12 @@ CASES = {
         "OTEL_TRACES_SAMPLER_ARG='half' is not a number",
         {"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER_ARG": "half"},
     ),
+    "monitor quality_alpha above 1": Case(
+        ["monitor"], 3, "monitor.quality_alpha", {"SHIPML_MONITOR_QUALITY_ALPHA": "2"}
+    ),
+    "monitor quality_alpha not a number": Case(
+        ["monitor"], 3, "monitor.quality_alpha", {"SHIPML_MONITOR_QUALITY_ALPHA": "nan"}
+    ),
     "unknown trace exporter": Case(
         SERVE, 3, "unknown trace exporter 'zipkin'", {"OTEL_TRACES_EXPORTER": "zipkin"}
     ),
