@@ -11,10 +11,11 @@ import json
 import os
 import signal
 import subprocess
-import time
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -46,9 +47,30 @@ def test_sigterm_leaves_a_tested_challenger_and_the_study_resumes(tmp_path: Path
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(20)
+    # The signal comes once a trial has finished (its line on stderr), mid-search: what
+    # is tested is what SIGTERM leaves, not how many trials fit in a wait.
+    streams: dict[str, list[str]] = {"out": [], "err": []}
+    finished = threading.Event()
+
+    def read(name: str, stream: IO[str]) -> None:
+        for line in stream:
+            streams[name].append(line)
+            if name == "err" and "✓ trial" in line:
+                finished.set()
+
+    readers = [
+        threading.Thread(target=read, args=(name, stream), daemon=True)
+        for name, stream in (("out", proc.stdout), ("err", proc.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    assert finished.wait(timeout=120), "".join(streams["err"])[-2000:]
+    assert proc.poll() is None, "".join(streams["err"])[-2000:]  # 60 s of budget: searching
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=240)
+    proc.wait(timeout=240)
+    for reader in readers:
+        reader.join(timeout=30)
+    out, err = "".join(streams["out"]), "".join(streams["err"])
     assert proc.returncode == 0, err[-2000:]
     assert "(signal SIGTERM)" in out
     assert "trained again: reproducible" in out
