@@ -3,7 +3,18 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from shipml.pipeline.fingerprint import Fingerprinter
+
+
+@pytest.fixture(autouse=True)
+def _no_bytecode_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests rewrite a module within the second keeping its size and import it
+    again with their own loader: a .pyc written by the first import (mtime in whole
+    seconds, and size) would hand back the old code. shipml's own loader never reads
+    one for a project module (tests/pipeline/test_loading.py)."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
 
 
 def load(root: Path):

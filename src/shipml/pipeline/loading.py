@@ -7,12 +7,73 @@ import importlib.util
 import os
 import sys
 import traceback
+from importlib.machinery import (
+    BYTECODE_SUFFIXES,
+    EXTENSION_SUFFIXES,
+    SOURCE_SUFFIXES,
+    ExtensionFileLoader,
+    FileFinder,
+    SourceFileLoader,
+)
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from shipml.config import ProjectConfig
 from shipml.errors import PipelineError, ShipmlError
 from shipml.pipeline.step import Pipeline
+
+
+class _SourceLoader(SourceFileLoader):
+    """A project module compiled from its source, never from a ``.pyc``: a ``.pyc`` is
+    matched to its source by the source's modification time in whole seconds and its
+    size, so an edit saved within the second of the last import that kept the file's size
+    (``n_estimators=200`` to ``300``, by a script or a quick hand) ran the old code, and
+    the step cache, keyed by that code, handed back the old results. The project's few
+    files compile in milliseconds; no ``.pyc`` is written for them."""
+
+    def get_data(self, path: str) -> bytes:
+        if path.endswith(tuple(BYTECODE_SUFFIXES)):
+            raise OSError("a project module is compiled from its source")
+        return super().get_data(path)
+
+    def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:
+        return None
+
+
+_PROJECT_ROOTS: set[str] = set()
+
+
+def _installed(real: str) -> bool:
+    """A folder of installed packages (a virtual environment kept inside the project
+    included): left to Python's own finder and its .pyc files."""
+    prefixes = {os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix)}
+    return "site-packages" in real or "dist-packages" in real or real.startswith(tuple(prefixes))
+
+
+def _project_finder(path: str) -> FileFinder:
+    """sys.path_hooks: the folders of a loaded project (its root and its packages) are
+    searched with ``_SourceLoader``; any other folder is left to Python's own finder."""
+    real = os.path.realpath(path)
+    if not _installed(real) and any(
+        real == root or real.startswith(root + os.sep) for root in _PROJECT_ROOTS
+    ):
+        return FileFinder(
+            path, (_SourceLoader, SOURCE_SUFFIXES), (ExtensionFileLoader, EXTENSION_SUFFIXES)
+        )
+    raise ImportError("not a project folder")
+
+
+def _from_source(root: str) -> None:
+    """From now on, import the project under ``root`` from its source (see
+    ``_SourceLoader``): its folders' cached finders are dropped so the hook is asked."""
+    _PROJECT_ROOTS.add(root)
+    if _project_finder not in sys.path_hooks:
+        sys.path_hooks.insert(0, _project_finder)
+    for path in list(sys.path_importer_cache):
+        real = os.path.realpath(path) if path else path
+        if real == root or real.startswith(root + os.sep):
+            del sys.path_importer_cache[path]
 
 
 def load_module(config: ProjectConfig) -> ModuleType:
@@ -43,8 +104,9 @@ def load_module(config: ProjectConfig) -> ModuleType:
             del sys.modules[name]
     if root not in sys.path:
         sys.path.insert(0, root)
+    _from_source(os.path.realpath(root))
     name = file.stem
-    spec = importlib.util.spec_from_file_location(name, file)
+    spec = importlib.util.spec_from_file_location(name, file, loader=_SourceLoader(name, str(file)))
     if spec is None or spec.loader is None:
         raise PipelineError(f"cannot import {file}")
     module = importlib.util.module_from_spec(spec)
