@@ -48,6 +48,29 @@ def test_outputs_round_trip_by_type(tmp_path):
     assert stored["model"].trusted_types == []  # sklearn types skops trusts by default
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.float64(0.25),
+        np.str_("Adelie"),
+        [np.float64(1.0), 2],
+        {"accuracy": np.float64(0.9)},
+        {1: "a"},  # json would give the key back as "1"
+    ],
+    ids=["float64", "str_", "list-of-float64", "dict-of-float64", "int-key"],
+)
+def test_a_cached_value_comes_back_with_its_own_type(tmp_path, value):
+    """NumPy's float64 and str_ are a float and a str to isinstance, and json wrote them:
+    a cached run handed the next step a Python float where the first run had handed a
+    float64 (``.item()`` and ``.dtype`` then failed)."""
+    cache = ArtifactCache(tmp_path)
+    back = cache.load(cache.store("step", "out", value))
+    assert back == value and type(back) is type(value)
+    inner = {list: lambda v: v[0], dict: lambda v: next(iter(v.values()))}.get(type(value))
+    if inner is not None:
+        assert type(inner(back)) is type(inner(value))
+
+
 def test_equal_content_has_equal_digest_and_index_matters(tmp_path):
     cache = ArtifactCache(tmp_path)
     a = cache.store("s", "o", pd.DataFrame({"x": [1, 2]}))
