@@ -39,6 +39,7 @@ from shipml.files import sha256_file
 from shipml.model import ModelPackage
 from shipml.pipeline.frames import LABELS, frame_digest, labels_of
 from shipml.pipeline.trust import SkopsTrust
+from shipml.pipeline.values import json_value
 
 if TYPE_CHECKING:
     from shipml.config import ProjectConfig
@@ -93,34 +94,6 @@ def object_name_ok(name: str) -> bool:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-_JSON_SCALARS = (str, int, float, bool, type(None))
-
-
-def _plain(value: Any) -> bool:
-    """Made of JSON's own Python types exactly, as json.loads gives them back: a NumPy
-    float64 or str_ is a float or a str (a subclass) and json writes it, but a cached run
-    handed the step after it a Python float or str where the first run had handed the
-    NumPy value (``.item()``, ``.dtype`` then failed, or an ``isinstance`` took the
-    other branch). Such values are kept by skops instead, with their type."""
-    if type(value) in _JSON_SCALARS:
-        return True
-    if type(value) is list:
-        return all(_plain(v) for v in value)
-    if type(value) is dict:
-        return all(type(k) is str and _plain(v) for k, v in value.items())
-    return False
-
-
-def _json_value(value: Any) -> bytes | None:
-    try:
-        if not _plain(value):
-            return None
-        text = json.dumps(value, sort_keys=True, allow_nan=True)
-    except (TypeError, ValueError, RecursionError):
-        return None
-    return text.encode("utf-8") if json.loads(text) == value else None
 
 
 class ArtifactCache:
@@ -253,7 +226,7 @@ class ArtifactCache:
             buf = io.BytesIO()
             np.save(buf, value, allow_pickle=False)
             return self._put(name, "ndarray", _sha256(buf.getvalue()), "npy", buf.getvalue())
-        raw = _json_value(value)
+        raw = json_value(value)
         if raw is not None:
             return self._put(name, "json", _sha256(raw), "json", raw)
         return self._store_skops(step, name, value)
