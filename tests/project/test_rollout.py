@@ -10,9 +10,10 @@ import asyncio
 import itertools
 
 import numpy as np
+import orjson
 import pytest
 
-from shipml.asgi import post_json
+from shipml.asgi import call, post_json
 from shipml.audit import open_log
 from shipml.config import load_config
 from shipml.model import ModelPackage
@@ -167,3 +168,37 @@ def test_once_the_challenger_is_tested_the_canary_promotes_it_in_the_registry(tw
     moved = [e for e in events(config) if e["event"] == "promotion" and "model" in e][-1]
     assert moved["by"] == "shipml gateway (canary)" and moved["forced"] is False
     assert moved["version"] == "2" and moved["previous_version"] == "1"
+
+
+@pytest.mark.parametrize(("bound", "refused"), [("127.0.0.1", True), ("0.0.0.0", False)])
+def test_a_gateway_on_loopback_answers_only_requests_that_name_it(two_versions, bound, refused):
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 sends that name in Host.
+    A gateway bound to loopback refuses it on every route; one on every interface (in a
+    container, reached by a service name) answers it."""
+    config = load_config(two_versions)
+    options = GatewayOptions(mode="single", champion="champion=penguins@champion", host=bound)
+    gateway = plan_gateway(config, options).gateway
+
+    async def ask(host: bytes | None):
+        headers = [(b"host", host)] if host is not None else []
+        ready = await call(gateway, "GET", "/v2/health/ready", headers=headers)
+        body = orjson.dumps({"instances": [labelled_rows(config)[0][0]]})
+        headers.append((b"content-type", b"application/json"))
+        predicted = await call(gateway, "POST", "/predict", body, headers=headers)
+        return ready, predicted
+
+    async def run():
+        await gateway.start()
+        try:
+            return [await ask(h) for h in (None, b"127.0.0.1:8000", b"rebind.evil.example")]
+        finally:
+            await gateway.stop()
+
+    plain, local, foreign = asyncio.run(run())
+    assert plain[1].status == 200, plain[1].body
+    assert [a.status for a in local] == [a.status for a in plain]
+    if refused:
+        assert [a.status for a in foreign] == [403, 403]
+        assert "DNS rebinding" in foreign[1].json()["error"]
+    else:
+        assert [a.status for a in foreign] == [a.status for a in plain]

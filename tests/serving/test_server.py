@@ -323,3 +323,40 @@ def test_the_worker_that_parses_big_bodies_never_outlives_the_server(
     for pid in alive:  # do not leave them behind if the test fails
         os.kill(pid, signal.SIGKILL)
     assert alive == []
+
+
+def test_a_server_on_loopback_answers_only_requests_that_name_it(penguins_package, penguins_data):
+    """DNS rebinding: a web page whose name its DNS turns into 127.0.0.1 is, for the
+    browser, the same origin as `shipml serve` on loopback, and sends its own name in
+    Host. That server refuses it (403) on every route; one on every interface (a
+    container, reached by any name) answers it, as it answers a loopback name."""
+    from tests.serving.conftest import start_server
+
+    X, _ = penguins_data
+    body = json.dumps({"instances": json.loads(X.iloc[[0]].to_json(orient="records"))})
+    started = [start_server(penguins_package.path, *bind) for bind in ([], ["--host", "0.0.0.0"])]
+    try:
+
+        def ask(url: str, host: str) -> list[tuple[int, bytes]]:
+            answers = []
+            for method, path, data in (("POST", "/predict", body), ("GET", "/", None)):
+                conn = http.client.HTTPConnection(urlparse(url).hostname, urlparse(url).port)
+                conn.request(method, path, data, {"Host": host, "Content-Type": "application/json"})
+                answer = conn.getresponse()
+                answers.append((answer.status, answer.read()))
+                conn.close()
+            return answers
+
+        for (_, url), refused in zip(started, (True, False), strict=True):
+            port = urlparse(url).port
+            assert [s for s, _ in ask(url, f"localhost:{port}")] == [200, 200]
+            foreign = ask(url, f"rebind.evil.example:{port}")
+            if refused:
+                assert [s for s, _ in foreign] == [403, 403]
+                assert b"DNS rebinding" in foreign[0][1]
+            else:
+                assert [s for s, _ in foreign] == [200, 200]
+    finally:
+        for proc, _ in started:
+            proc.terminate()
+            proc.wait(timeout=30)

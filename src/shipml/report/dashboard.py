@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import http.cookies
-import ipaddress
 import json
 import logging
 import re
@@ -24,6 +23,7 @@ from typing import Any
 
 from shipml.errors import ConfigError
 from shipml.files import finite_json
+from shipml.loopback import host_header_is_loopback, is_loopback
 from shipml.report import charts
 from shipml.report.html import CSP, Markup, number, page, table, tag
 from shipml.report.monitor import MAX_CHARTS, MAX_SERIES, most_drifted
@@ -238,24 +238,13 @@ PAGES = ("/", "/api/overview")
 def needs_token(host: str) -> bool:
     """Whether a dashboard on ``host`` is reachable from other machines: it shows recent
     predictions (their inputs may be personal data), so only with a token."""
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: whatever it resolves to, not provably local
-        return True
+    return not is_loopback(host)
 
 
 def _local_name(scope: Scope) -> bool:
     """Whether the request's Host names this machine's loopback (or is absent: a browser
     always sends one)."""
-    host = dict(scope.get("headers") or []).get(b"host")
-    if host is None:
-        return True
-    name = host.decode("latin-1")
-    name = name[: name.index("]") + 1] if name.startswith("[") and "]" in name else name
-    name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
-    return not needs_token(name)
+    return host_header_is_loopback(dict(scope.get("headers") or []).get(b"host"))
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,200}")

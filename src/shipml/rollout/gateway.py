@@ -27,6 +27,7 @@ import orjson
 
 from shipml.audit import AuditLog
 from shipml.errors import AuditError
+from shipml.loopback import REFUSAL, LoopbackHosts
 from shipml.rollout import admin, feedback, metrics
 from shipml.rollout.analysis import Analysis, outcome_of
 from shipml.rollout.assignment import choose
@@ -70,11 +71,12 @@ class Gateway:
         feedback_window_s: float = 86_400.0,
         attestation_key: bytes = b"",
         tracing: Any = None,
+        local_only: bool = False,  # bound to loopback: shipml/loopback.py
     ) -> None:
         feedback.check_tokens(admin_token=admin_token, feedback_token=feedback_token)
+        self.loopback = LoopbackHosts() if local_only else None
         self.admin_token = admin_token
-        # shipml.serving.tracing.Tracing, given by whoever builds the gateway (None: off);
-        # with tracing on, every request takes the buffered path, inside the gateway's span.
+        # serving.tracing.Tracing (None: off); on, every request takes the buffered path.
         self.tracing = tracing if tracing is not None and tracing.enabled else None
         self.feedback_token = feedback_token
         self.max_body_bytes = max_body_bytes
@@ -159,6 +161,8 @@ class Gateway:
         rid = b""
         try:
             headers = header_map(scope["headers"])
+            if self.loopback is not None and not self.loopback.admits(headers.get(b"host")):
+                raise Refused(403, REFUSAL)
             name = route(scope["method"], scope["path"])
             given = self._client_id(headers)
             rid = given or b""  # an error answer names the client's id too

@@ -20,6 +20,7 @@ from shipml.errors import (
     ServingError,
     UnsupportedEncoding,
 )
+from shipml.loopback import REFUSAL, LoopbackHosts
 from shipml.serving import binary
 from shipml.serving.batching import Batcher
 from shipml.serving.bodies import Bodies, ClientGone
@@ -71,8 +72,10 @@ class ModelServer:
         attestation_key: bytes = b"",
         monitor: Any = None,
         off_loop_bytes: int = OFF_LOOP_BYTES,
+        local_only: bool = False,  # bound to loopback: shipml/loopback.py
     ) -> None:
         self.predictor = predictor
+        self.loopback = LoopbackHosts() if local_only else None
         self.name, self.version = predictor.name, predictor.version
         self.validator = Validator(predictor.signature)
         self.metrics = ServerMetrics(self.name, self.version, predictor.onnx_sha256)
@@ -94,17 +97,15 @@ class ModelServer:
             on_scored=None if live is None else live.observe,
         )
         self.audit = audit
-        self.recorder = (
-            PredictionRecorder(
+        self.recorder = None
+        if audit is not None:
+            self.recorder = PredictionRecorder(
                 audit,
                 predictor,
                 store_inputs=audit_inputs,
                 image_digest=image_digest,
                 attestation_key=attestation_key,
             )
-            if audit is not None
-            else None
-        )
         self._classifier = predictor.signature.task == "classification"
         self.ready = False
         # Generated request ids: a random per-process prefix and a counter (unique, cheap).
@@ -152,8 +153,8 @@ class ModelServer:
         method: str = scope["method"]
         path: str = scope["path"]
         # One pass over the headers: the request id, the two lengths a body may declare,
-        # and its type (a CSV /invocations body).
-        request_id = declared = header = ctype = None
+        # its type (a CSV /invocations body) and the Host (a loopback-bound server's).
+        request_id = declared = header = ctype = host = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 if request_id is None:
@@ -164,8 +165,13 @@ class ModelServer:
                 header = value
             elif key == b"content-type":
                 ctype = value
+            elif key == b"host":
+                host = value
         if request_id is None:
             request_id = b"%s-%d" % (self._id_prefix, next(self._ids))
+        if self.loopback is not None and not self.loopback.admits(host):
+            await send_response(send, 403, json_body({"error": REFUSAL}), request_id)
+            return
         if method == "POST":
             protocol = self._routes.get(path) or self._post_route(path)
             if protocol is None:

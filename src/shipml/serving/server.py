@@ -20,6 +20,7 @@ from shipml.audit import AuditLog
 from shipml.audit.database import is_url
 from shipml.config import MonitorSection, TracingSection
 from shipml.errors import AuditError
+from shipml.loopback import is_loopback
 from shipml.serving.app import ModelServer
 from shipml.serving.connection import ConnectionLimits, GuardedProtocol, uvicorn_options
 from shipml.serving.predictor import Predictor
@@ -61,6 +62,8 @@ class ServeSpec:
     grpc_host: str = "127.0.0.1"
     grpc_reuse_port: bool = False  # several worker processes share the port
     grpc_grace_s: float = 10.0
+    # Bound to loopback (serve sets it): requests must name it in Host (shipml/loopback.py).
+    local_only: bool = False
 
 
 def build_app(spec: ServeSpec) -> Any:
@@ -100,6 +103,7 @@ def model_server(spec: ServeSpec) -> ModelServer:
         image_digest=spec.image_digest,
         attestation_key=bytes.fromhex(spec.attestation_key),
         monitor=MonitorSection(**spec.monitor),
+        local_only=spec.local_only,
     )
 
 
@@ -165,16 +169,14 @@ def run(
     ready: Callable[[], None] | None = None,
 ) -> None:
     """Serve until interrupted; on SIGTERM in-flight requests finish (up to the grace time).
-
     ``ready`` is called once the model has loaded, before the port opens (with several
     workers, once the package loaded here), so a command announces a server only when
-    one will answer."""
+    one will answer. On a loopback ``host`` it answers only loopback names (loopback.py)."""
     import gc
 
     import uvicorn
 
-    # Resolving a registry reference loads MLflow: millions of objects that never change.
-    # Frozen, the collector stops walking them on every full pass while serving.
+    spec = replace(spec, local_only=is_loopback(host))
     if spec.grpc_port is not None:  # a clear error now, not a failed start later
         from shipml.serving.grpc import port_free, require_grpc
 
@@ -183,6 +185,8 @@ def run(
         spec = replace(
             spec, grpc_host=host, grpc_reuse_port=workers > 1, grpc_grace_s=graceful_shutdown_s
         )
+    # Resolving a registry reference loads MLflow: millions of objects that never change.
+    # Frozen, the collector stops walking them on every full pass while serving.
     gc.collect()
     gc.freeze()
     options: dict[str, Any] = {
