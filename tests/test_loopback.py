@@ -59,3 +59,15 @@ def test_admitted_hosts_are_remembered_up_to_a_bound() -> None:
     assert len(hosts._seen) == 64
     assert not hosts.admits(b"evil.example")
     assert b"evil.example" not in hosts._seen
+
+
+def test_names_a_local_reverse_proxy_gives_are_admitted_when_listed() -> None:
+    """[http] allowed_hosts: nginx on this machine passes its site's name to a server on
+    127.0.0.1; without the name listed it is refused as a rebinding page would be."""
+    listed = LoopbackHosts(["Models.Acme.test", "[fd00::5]"])
+    assert listed.admits(b"models.acme.test:443") and listed.admits(b"MODELS.ACME.TEST")
+    assert listed.admits(b"[fd00::5]:8080")
+    assert not listed.admits(b"models.acme.test.evil.example")
+    assert not LoopbackHosts().admits(b"models.acme.test")
+    anything = LoopbackHosts(["*"])
+    assert anything.admits(b"rebind.evil.example") and anything.admits(b"\xff")

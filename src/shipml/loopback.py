@@ -12,12 +12,14 @@ name or address (as MLflow's server, Jupyter and Starlette's TrustedHostMiddlewa
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 
 REFUSAL = (
     "this server is bound to a loopback address: it answers requests to localhost or a "
     "loopback address only (the Host header named another), so that no web page can reach "
-    "it through DNS rebinding; serve on a routable address (e.g. --host 0.0.0.0) to be "
-    "reached by another name"
+    "it through DNS rebinding; to be reached by another name, list it in [http] "
+    "allowed_hosts (a reverse proxy's site name) or serve on a routable address "
+    "(e.g. --host 0.0.0.0)"
 )
 
 
@@ -33,37 +35,50 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def host_header_is_loopback(value: bytes | None) -> bool:
-    """Whether a request's ``Host`` header (``name[:port]``, ``[v6][:port]``) names the
-    loopback. A request without one passes: browsers always send it."""
-    if value is None:
-        return True
+def host_name(value: bytes) -> str | None:
+    """The name in a ``Host`` header (``name[:port]``, ``[v6][:port]``), lower case;
+    None when it is not one (a port that is not digits, an unclosed ``[``)."""
     name, port = value.decode("latin-1"), ""
     if name.startswith("["):  # [v6] or [v6]:port
         end = name.find("]")
         rest = name[end + 1 :] if end > 0 else "no ]"
         if rest and not rest.startswith(":"):
-            return False
+            return None
         name, port = name[1:end], rest[1:]
     elif name.count(":") == 1:
         name, port = name.split(":")
     if port and not (port.isascii() and port.isdigit()):
-        return False
-    return is_loopback(name)
+        return None
+    return name.lower()
+
+
+def host_header_is_loopback(value: bytes | None) -> bool:
+    """Whether a request's ``Host`` header names the loopback. A request without one
+    passes: browsers always send it."""
+    if value is None:
+        return True
+    name = host_name(value)
+    return name is not None and is_loopback(name)
 
 
 class LoopbackHosts:
-    """The ``Host`` values a loopback-bound server admits; the loopback ones seen are
-    remembered (at most 64), so a request pays one set lookup."""
+    """The ``Host`` values a loopback-bound server admits: loopback names and addresses,
+    and the names in ``allowed`` (``[http] allowed_hosts``: a reverse proxy's site name
+    on this machine, say; ``*`` admits every name). The ones seen are remembered (at most
+    64), so a request pays one set lookup."""
 
-    def __init__(self) -> None:
+    def __init__(self, allowed: Iterable[str] = ()) -> None:
+        self.allowed = frozenset(a.lower().strip("[]") for a in allowed)
         self._seen: set[bytes] = set()
 
     def admits(self, host: bytes | None) -> bool:
-        if host in self._seen:
+        if host in self._seen or "*" in self.allowed:
             return True
-        if not host_header_is_loopback(host):
+        if host is None:
+            return True
+        name = host_name(host)
+        if name is None or not (is_loopback(name) or name in self.allowed):
             return False
-        if host is not None and len(self._seen) < 64:
+        if len(self._seen) < 64:
             self._seen.add(host)
         return True

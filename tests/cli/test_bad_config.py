@@ -118,6 +118,11 @@ def _small_max_bytes(project: Path, package: Path) -> None:
     toml.write_text(toml.read_text() + "\n[data]\nmax_bytes = 1000\n")
 
 
+def _allowed_host_with_a_path(project: Path, package: Path) -> None:
+    toml = project / "shipml.toml"
+    toml.write_text(toml.read_text() + '\n[http]\nallowed_hosts = ["models.acme.test/x"]\n')
+
+
 ADD = ["data", "add", "penguins", "data/penguins.csv"]
 SERVE = ["serve", "{package}", "--port", "0"]
 CASES = {
@@ -162,6 +167,9 @@ CASES = {
     ),
     "monitor quality_alpha not a number": Case(
         ["monitor"], 3, "monitor.quality_alpha", {"SHIPML_MONITOR_QUALITY_ALPHA": "nan"}
+    ),
+    "allowed host that is not a host name": Case(
+        SERVE, 3, "http.allowed_hosts", setup=_allowed_host_with_a_path
     ),
     "unknown trace exporter": Case(
         SERVE, 3, "unknown trace exporter 'zipkin'", {"OTEL_TRACES_EXPORTER": "zipkin"}

@@ -3,7 +3,7 @@ gateway, monitoring and tracing."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -30,6 +30,10 @@ class ServingSection(Section):
     grpc_port: int | None = Field(default=None, ge=0, le=65535)
 
 
+# A host name or address for ``allowed_hosts`` (no port: any port), or "*".
+HostName = Annotated[str, Field(pattern=r"^(\*|\[?[A-Za-z0-9._:-]+\]?)$")]
+
+
 class HttpSection(Section):
     """Connection deadlines and the head-size cap of every shipml HTTP server (the model
     server and the gateway); see docs/security.md."""
@@ -38,6 +42,10 @@ class HttpSection(Section):
     header_timeout_s: float = Field(default=10.0, gt=0.0)  # first byte to end of headers
     body_timeout_s: float = Field(default=30.0, gt=0.0)  # end of headers to end of body
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # request line + headers
+    # A server bound to loopback answers only requests naming localhost or a loopback
+    # address (Host; DNS rebinding). Other names it answers too: a reverse proxy's site
+    # name on this machine, say; "*" answers any.
+    allowed_hosts: list[HostName] = Field(default_factory=list)
 
 
 class AuditSection(Section):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from shipml.errors import ConfigError, GateFailed, ShipmlError, TestingError
-from shipml.loopback import is_loopback
+from shipml.loopback import LoopbackHosts, is_loopback
 from shipml.project import promotion
 from shipml.rollout import Closed, Gateway, TrafficPolicy, Variant
 from shipml.tracking import Registry, parse_model_ref, registry_for, resolve_version
@@ -174,7 +174,9 @@ def plan_gateway(config: ProjectConfig | None, options: GatewayOptions) -> Gatew
         feedback_window_s=section.feedback_window_s,
         attestation_key=key,
         tracing=_tracing(config),
-        local_only=is_loopback(o.host or section.host),
+        loopback=LoopbackHosts(config.http.allowed_hosts if config is not None else ())
+        if is_loopback(o.host or section.host)
+        else None,
     )
     port = o.port if o.port is not None else section.port
     return GatewayPlan(gateway, o.host or section.host, port)

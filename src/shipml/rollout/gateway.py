@@ -71,10 +71,10 @@ class Gateway:
         feedback_window_s: float = 86_400.0,
         attestation_key: bytes = b"",
         tracing: Any = None,
-        local_only: bool = False,  # bound to loopback: shipml/loopback.py
+        loopback: LoopbackHosts | None = None,  # bound to loopback: shipml/loopback.py
     ) -> None:
         feedback.check_tokens(admin_token=admin_token, feedback_token=feedback_token)
-        self.loopback = LoopbackHosts() if local_only else None
+        self.loopback = loopback
         self.admin_token = admin_token
         # serving.tracing.Tracing (None: off); on, every request takes the buffered path.
         self.tracing = tracing if tracing is not None and tracing.enabled else None

@@ -72,10 +72,10 @@ class ModelServer:
         attestation_key: bytes = b"",
         monitor: Any = None,
         off_loop_bytes: int = OFF_LOOP_BYTES,
-        local_only: bool = False,  # bound to loopback: shipml/loopback.py
+        loopback: LoopbackHosts | None = None,  # bound to loopback: shipml/loopback.py
     ) -> None:
         self.predictor = predictor
-        self.loopback = LoopbackHosts() if local_only else None
+        self.loopback = loopback
         self.name, self.version = predictor.name, predictor.version
         self.validator = Validator(predictor.signature)
         self.metrics = ServerMetrics(self.name, self.version, predictor.onnx_sha256)

@@ -45,6 +45,7 @@ class ConnectionLimits:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     max_header_bytes: int = 64 * 1024
+    allowed_hosts: tuple[str, ...] = ()  # names a loopback-bound server answers too
 
     @classmethod
     def from_config(cls, config: Any) -> ConnectionLimits:
@@ -57,6 +58,7 @@ class ConnectionLimits:
             header_timeout_s=section.header_timeout_s,
             body_timeout_s=section.body_timeout_s,
             max_header_bytes=section.max_header_bytes,
+            allowed_hosts=tuple(section.allowed_hosts),
         )
 
 

@@ -20,7 +20,7 @@ from shipml.audit import AuditLog
 from shipml.audit.database import is_url
 from shipml.config import MonitorSection, TracingSection
 from shipml.errors import AuditError
-from shipml.loopback import is_loopback
+from shipml.loopback import LoopbackHosts, is_loopback
 from shipml.serving.app import ModelServer
 from shipml.serving.connection import ConnectionLimits, GuardedProtocol, uvicorn_options
 from shipml.serving.predictor import Predictor
@@ -103,7 +103,7 @@ def model_server(spec: ServeSpec) -> ModelServer:
         image_digest=spec.image_digest,
         attestation_key=bytes.fromhex(spec.attestation_key),
         monitor=MonitorSection(**spec.monitor),
-        local_only=spec.local_only,
+        loopback=LoopbackHosts(spec.limits.allowed_hosts) if spec.local_only else None,
     )
 
 
