@@ -10,6 +10,7 @@ import shutil
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,29 @@ def exclusive_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def sweep_leftovers(folder: Path, prefix: str = ".tmp-", older_than_s: float = 3600.0) -> int:
+    """Remove what writes killed midway (``kill -9``, a power cut) left in ``folder``:
+    the files and folders named ``prefix...`` not touched for ``older_than_s`` (a write
+    in progress now is younger). Returns how many were removed; never raises."""
+    removed, now = 0, time.time()
+    try:
+        leftovers = [p for p in folder.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return 0
+    for path in leftovers:
+        try:
+            if now - path.lstat().st_mtime < older_than_s:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def finite_json(value: Any) -> Any:

@@ -409,3 +409,34 @@ def test_an_entry_naming_a_file_outside_the_cache_is_a_miss_and_nothing_is_remov
     assert victim.exists() and (victim.is_file() or (victim / "a").is_file())
     with pytest.raises(PipelineError, match="not a name the cache gives"):
         cache.load(forged)
+
+
+def test_what_a_killed_write_left_is_swept_at_the_next_store(tmp_path):
+    """`kill -9` between a temporary file and its rename left `.tmp-` files (and package
+    copies) in the cache forever. The first store of a run removes those an hour old; a
+    younger one may be another run's write in progress and stays."""
+    import os
+    import time
+
+    cache = ArtifactCache(tmp_path)
+    (tmp_path / "objects").mkdir()
+    (tmp_path / "entries").mkdir()
+    old_file = tmp_path / "objects" / ".tmp-abc"
+    old_file.write_bytes(b"x" * 1000)
+    old_copy = tmp_path / "objects" / ".tmp-package"
+    (old_copy / "model").mkdir(parents=True)
+    (old_copy / "model" / "model.onnx").write_bytes(b"onnx")
+    old_entry = tmp_path / "entries" / ".tmp-entry"
+    old_entry.write_text("{")
+    hour_ago = time.time() - 3700
+    for path in (old_file, old_copy, old_entry):
+        os.utime(path, (hour_ago, hour_ago))
+    young = tmp_path / "objects" / ".tmp-in-progress"
+    young.write_bytes(b"y")
+    kept = tmp_path / "objects" / "json-keep.json"
+    kept.write_text("1")
+    os.utime(kept, (hour_ago, hour_ago))
+    out = cache.store("step", "n", 3)
+    assert not old_file.exists() and not old_copy.exists() and not old_entry.exists()
+    assert young.exists() and kept.exists()
+    assert cache.load(out) == 3

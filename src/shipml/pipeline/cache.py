@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shipml.errors import PipelineError, ShipmlError, UnsafeModelError
-from shipml.files import sha256_file
+from shipml.files import sha256_file, sweep_leftovers
 from shipml.model import ModelPackage
 from shipml.pipeline.frames import LABELS, frame_digest, labels_of
 from shipml.pipeline.trust import SkopsTrust
@@ -105,6 +105,7 @@ class ArtifactCache:
         self.objects = cache_dir / "objects"
         self.entries = cache_dir / "entries"
         self.trust = trust or SkopsTrust()
+        self._swept = False
 
     # -- entries ------------------------------------------------------------------
     def lookup(self, key: str, names: tuple[str, ...] | None = None) -> CacheEntry | None:
@@ -215,6 +216,10 @@ class ArtifactCache:
     def store(self, step: str, name: str, value: Any) -> StoredOutput:
         """Write one output by content digest and describe it."""
         self.objects.mkdir(parents=True, exist_ok=True)
+        if not self._swept:  # once: what writes killed midway left (an hour old or more)
+            for folder in (self.objects, self.entries):
+                sweep_leftovers(folder)
+            self._swept = True
         if isinstance(value, ModelPackage):
             out = StoredOutput(name, "package", value.digest, f"package-{value.digest}")
             if not self.intact(out):
