@@ -321,3 +321,30 @@ def test_a_missing_chromium_is_a_clear_error(tmp_path, monkeypatch):
             "http://127.0.0.1:9/", {}, tmp_path / "y.png", executable=str(fake), timeout_s=10
         )
     assert "apt-get install chromium" in (info.value.hint or "")
+
+
+def test_one_chromium_serves_every_check_and_one_that_died_is_started_again(
+    penguins_server, penguins_data, tmp_path
+):
+    """Chromium starts once per process (about a second and 1.5 s of CPU that every check
+    paid: `shipml test` checks the page twice); each check has a context of its own. A
+    Chromium that died (killed, crashed) is started again by the next check."""
+    import signal
+
+    X, _ = penguins_data
+    starts = tmp_path / "starts.log"
+    counting = tmp_path / "counting-chromium"
+    counting.write_text(f'#!/bin/sh\necho $$ >> {starts}\nexec {CHROMIUM} "$@"\n')
+    counting.chmod(0o755)
+    for i in (0, 150, 300):
+        result = check_demo_page(
+            penguins_server + "/", row_of(X, i), tmp_path / f"{i}.png", executable=str(counting)
+        )
+        assert result.ok, result
+    (browser_pid,) = [int(line) for line in starts.read_text().split()]
+    os.kill(browser_pid, signal.SIGKILL)
+    result = check_demo_page(
+        penguins_server + "/", row_of(X, 0), tmp_path / "again.png", executable=str(counting)
+    )
+    assert result.ok, result
+    assert len(starts.read_text().split()) == 2

@@ -9,9 +9,11 @@ when a page is checked, so shipml works without it.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import shutil
-import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,37 +113,90 @@ def check_demo_page(
     refused is not an exception: its message is ``PageResult.error``."""
     try:
         from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import sync_playwright
     except ImportError as exc:
         raise BrowserUnavailable(f"Playwright is not installed ({exc})", hint=INSTALL_HINT) from exc
     path = chromium_executable(executable)
     screenshot = Path(screenshot)
     screenshot.parent.mkdir(parents=True, exist_ok=True)
-    fresh = tempfile.TemporaryDirectory(prefix="shipml-chromium-", ignore_cleanup_errors=True)
-    with fresh as profile, sync_playwright() as p:
-        try:
-            context = p.chromium.launch_persistent_context(
-                profile,
-                executable_path=path,
-                headless=True,
-                args=list(CHROMIUM_ARGS),
-                viewport={"width": 1000, "height": 800},
-                timeout=max(LAUNCH_TIMEOUT_S, timeout_s) * 1000,
-            )
-        except PlaywrightError as exc:
-            raise BrowserUnavailable(
-                f"cannot start Chromium ({path or 'Playwright bundled browser'}): {_first(exc)}",
-                hint=INSTALL_HINT,
-            ) from exc
-        try:
-            return _drive(context.new_page(), url, row, screenshot, timeout_s)
-        except PlaywrightError as exc:
-            raise TestingError(
-                f"the browser failed on {url}: {_first(exc)}",
-                hint=f"see the screenshot {screenshot} if there is one, and the server's log",
-            ) from exc
-        finally:
+    try:
+        context = _context(path, timeout_s)
+    except PlaywrightError as exc:
+        raise BrowserUnavailable(
+            f"cannot start Chromium ({path or 'Playwright bundled browser'}): {_first(exc)}",
+            hint=INSTALL_HINT,
+        ) from exc
+    try:
+        return _drive(context.new_page(), url, row, screenshot, timeout_s)
+    except PlaywrightError as exc:
+        raise TestingError(
+            f"the browser failed on {url}: {_first(exc)}",
+            hint=f"see the screenshot {screenshot} if there is one, and the server's log",
+        ) from exc
+    finally:
+        with contextlib.suppress(PlaywrightError):  # the browser may have died
             context.close()
+
+
+# One Chromium per thread and executable, started by the first check and closed when the
+# process exits: every check gets a context of its own (its own cookies and storage, as a
+# fresh profile gave), without paying Chromium's start again (a second, 1.5 s of CPU;
+# `shipml test` checks the page twice). Playwright's sync API is bound to its thread: one
+# Playwright per thread.
+_PLAYWRIGHTS: dict[int, Any] = {}
+_BROWSERS: dict[tuple[int, str | None], Any] = {}
+
+
+def _context(path: str | None, timeout_s: float) -> Any:
+    """A new context of this thread's Chromium; a Chromium that died since the last
+    check (its end not yet noticed) is started again, once."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    viewport = {"width": 1000, "height": 800}
+    try:
+        return _browser(path, timeout_s).new_context(viewport=viewport)
+    except PlaywrightError:
+        _forget((threading.get_ident(), path))
+        return _browser(path, timeout_s).new_context(viewport=viewport)
+
+
+def _browser(path: str | None, timeout_s: float) -> Any:
+    from playwright.sync_api import sync_playwright
+
+    thread = threading.get_ident()
+    browser = _BROWSERS.get((thread, path))
+    if browser is not None and browser.is_connected():
+        return browser
+    _forget((thread, path))
+    if not _PLAYWRIGHTS:
+        atexit.register(_close_all)
+    playwright = _PLAYWRIGHTS.get(thread)
+    if playwright is None:
+        playwright = _PLAYWRIGHTS[thread] = sync_playwright().start()
+    browser = _BROWSERS[(thread, path)] = playwright.chromium.launch(
+        executable_path=path,
+        headless=True,
+        args=list(CHROMIUM_ARGS),
+        timeout=max(LAUNCH_TIMEOUT_S, timeout_s) * 1000,
+    )
+    return browser
+
+
+def _forget(key: tuple[int, str | None]) -> None:
+    browser = _BROWSERS.pop(key, None)
+    with contextlib.suppress(Exception):  # a browser that died is closed already
+        if browser is not None:
+            browser.close()
+
+
+def _close_all() -> None:
+    """At exit: this thread's browsers and Playwright (other threads' end with them)."""
+    thread = threading.get_ident()
+    for key in [k for k in _BROWSERS if k[0] == thread]:
+        _forget(key)
+    playwright = _PLAYWRIGHTS.pop(thread, None)
+    with contextlib.suppress(Exception):
+        if playwright is not None:
+            playwright.stop()
 
 
 def _drive(
