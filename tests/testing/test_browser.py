@@ -348,3 +348,27 @@ def test_one_chromium_serves_every_check_and_one_that_died_is_started_again(
     )
     assert result.ok, result
     assert len(starts.read_text().split()) == 2
+
+
+def test_the_callers_thread_stays_free_for_its_own_playwright(
+    penguins_server, penguins_data, tmp_path
+):
+    """shipml's Chromium lives in a thread of its own: a project's test that starts its
+    own Playwright after a check (pytest-playwright does), or a check called from code
+    running an asyncio loop, works (Playwright's sync API allows one instance a thread
+    and no running loop)."""
+    import asyncio
+
+    from playwright.sync_api import sync_playwright
+
+    X, _ = penguins_data
+    assert check_demo_page(penguins_server + "/", row_of(X, 0), tmp_path / "a.png").ok
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        assert browser.is_connected()
+        browser.close()
+
+    async def from_a_loop() -> bool:
+        return check_demo_page(penguins_server + "/", row_of(X, 150), tmp_path / "b.png").ok
+
+    assert asyncio.run(from_a_loop())

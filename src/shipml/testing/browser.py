@@ -12,9 +12,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import queue
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,85 +120,121 @@ def check_demo_page(
     path = chromium_executable(executable)
     screenshot = Path(screenshot)
     screenshot.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        context = _context(path, timeout_s)
-    except PlaywrightError as exc:
-        raise BrowserUnavailable(
-            f"cannot start Chromium ({path or 'Playwright bundled browser'}): {_first(exc)}",
-            hint=INSTALL_HINT,
-        ) from exc
-    try:
-        return _drive(context.new_page(), url, row, screenshot, timeout_s)
-    except PlaywrightError as exc:
-        raise TestingError(
-            f"the browser failed on {url}: {_first(exc)}",
-            hint=f"see the screenshot {screenshot} if there is one, and the server's log",
-        ) from exc
-    finally:
-        with contextlib.suppress(PlaywrightError):  # the browser may have died
-            context.close()
+    runner = _browser_thread()
+
+    def check() -> PageResult:  # in the browser's thread
+        try:
+            context = runner.context(path, timeout_s)
+        except PlaywrightError as exc:
+            raise BrowserUnavailable(
+                f"cannot start Chromium ({path or 'Playwright bundled browser'}): {_first(exc)}",
+                hint=INSTALL_HINT,
+            ) from exc
+        try:
+            return _drive(context.new_page(), url, row, screenshot, timeout_s)
+        except PlaywrightError as exc:
+            raise TestingError(
+                f"the browser failed on {url}: {_first(exc)}",
+                hint=f"see the screenshot {screenshot} if there is one, and the server's log",
+            ) from exc
+        finally:
+            with contextlib.suppress(PlaywrightError):  # the browser may have died
+                context.close()
+
+    result: PageResult = runner.call(check)
+    return result
 
 
-# One Chromium per thread and executable, started by the first check and closed when the
-# process exits: every check gets a context of its own (its own cookies and storage, as a
-# fresh profile gave), without paying Chromium's start again (a second, 1.5 s of CPU;
-# `shipml test` checks the page twice). Playwright's sync API is bound to its thread: one
-# Playwright per thread.
-_PLAYWRIGHTS: dict[int, Any] = {}
-_BROWSERS: dict[tuple[int, str | None], Any] = {}
+class _BrowserThread:
+    """shipml's Playwright and Chromium, in a thread of their own, started by the first
+    check and closed when the process exits. Every check gets a context of its own (its
+    own cookies and storage, as a fresh profile gave) without paying Chromium's start
+    again (a second, 1.2 s of CPU: `shipml test` checks the page twice). Playwright's sync
+    API is bound to the thread that started it and refuses a second instance there or a
+    running asyncio loop: in a thread of its own, it leaves the caller's thread free for
+    its own Playwright (pytest-playwright in a project's tests) and its own loop."""
 
+    def __init__(self) -> None:
+        self.tasks: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self.playwright: Any = None
+        self.browsers: dict[str | None, Any] = {}  # by executable
+        threading.Thread(target=self._serve, name="shipml-chromium", daemon=True).start()
+        atexit.register(self.close)
 
-def _context(path: str | None, timeout_s: float) -> Any:
-    """A new context of this thread's Chromium; a Chromium that died since the last
-    check (its end not yet noticed) is started again, once."""
-    from playwright.sync_api import Error as PlaywrightError
+    def call(self, task: Callable[[], Any]) -> Any:
+        """``task()`` in this thread; its result, or its exception raised here."""
+        done: Future[Any] = Future()
+        self.tasks.put((task, done))
+        return done.result()
 
-    viewport = {"width": 1000, "height": 800}
-    try:
-        return _browser(path, timeout_s).new_context(viewport=viewport)
-    except PlaywrightError:
-        _forget((threading.get_ident(), path))
-        return _browser(path, timeout_s).new_context(viewport=viewport)
+    def _serve(self) -> None:
+        while True:
+            task, done = self.tasks.get()
+            try:
+                done.set_result(task())
+            except BaseException as exc:  # handed to the caller
+                done.set_exception(exc)
 
+    def context(self, path: str | None, timeout_s: float) -> Any:
+        """(In this thread.) A new context of the Chromium at ``path``; one that died since
+        the last check (its end not yet noticed) is started again, once."""
+        from playwright.sync_api import Error as PlaywrightError
 
-def _browser(path: str | None, timeout_s: float) -> Any:
-    from playwright.sync_api import sync_playwright
+        viewport = {"width": 1000, "height": 800}
+        try:
+            return self._browser(path, timeout_s).new_context(viewport=viewport)
+        except PlaywrightError:
+            self._forget(path)
+            return self._browser(path, timeout_s).new_context(viewport=viewport)
 
-    thread = threading.get_ident()
-    browser = _BROWSERS.get((thread, path))
-    if browser is not None and browser.is_connected():
+    def _browser(self, path: str | None, timeout_s: float) -> Any:
+        browser = self.browsers.get(path)
+        if browser is not None and browser.is_connected():
+            return browser
+        self._forget(path)
+        if self.playwright is None:
+            from playwright.sync_api import sync_playwright
+
+            self.playwright = sync_playwright().start()
+        browser = self.browsers[path] = self.playwright.chromium.launch(
+            executable_path=path,
+            headless=True,
+            args=list(CHROMIUM_ARGS),
+            timeout=max(LAUNCH_TIMEOUT_S, timeout_s) * 1000,
+        )
         return browser
-    _forget((thread, path))
-    if not _PLAYWRIGHTS:
-        atexit.register(_close_all)
-    playwright = _PLAYWRIGHTS.get(thread)
-    if playwright is None:
-        playwright = _PLAYWRIGHTS[thread] = sync_playwright().start()
-    browser = _BROWSERS[(thread, path)] = playwright.chromium.launch(
-        executable_path=path,
-        headless=True,
-        args=list(CHROMIUM_ARGS),
-        timeout=max(LAUNCH_TIMEOUT_S, timeout_s) * 1000,
-    )
-    return browser
+
+    def _forget(self, path: str | None) -> None:
+        browser = self.browsers.pop(path, None)
+        with contextlib.suppress(Exception):  # a browser that died is closed already
+            if browser is not None:
+                browser.close()
+
+    def _close_all(self) -> None:
+        for path in list(self.browsers):
+            self._forget(path)
+        with contextlib.suppress(Exception):
+            if self.playwright is not None:
+                self.playwright.stop()
+        self.playwright = None
+
+    def close(self) -> None:
+        """At exit: the browsers and Playwright, within 10 s."""
+        done: Future[Any] = Future()
+        self.tasks.put((self._close_all, done))
+        with contextlib.suppress(Exception):
+            done.result(timeout=10)
 
 
-def _forget(key: tuple[int, str | None]) -> None:
-    browser = _BROWSERS.pop(key, None)
-    with contextlib.suppress(Exception):  # a browser that died is closed already
-        if browser is not None:
-            browser.close()
+_THREAD: list[_BrowserThread] = []
+_THREAD_LOCK = threading.Lock()
 
 
-def _close_all() -> None:
-    """At exit: this thread's browsers and Playwright (other threads' end with them)."""
-    thread = threading.get_ident()
-    for key in [k for k in _BROWSERS if k[0] == thread]:
-        _forget(key)
-    playwright = _PLAYWRIGHTS.pop(thread, None)
-    with contextlib.suppress(Exception):
-        if playwright is not None:
-            playwright.stop()
+def _browser_thread() -> _BrowserThread:
+    with _THREAD_LOCK:
+        if not _THREAD:
+            _THREAD.append(_BrowserThread())
+        return _THREAD[0]
 
 
 def _drive(
