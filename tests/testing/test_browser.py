@@ -372,3 +372,27 @@ def test_the_callers_thread_stays_free_for_its_own_playwright(
         return check_demo_page(penguins_server + "/", row_of(X, 150), tmp_path / "b.png").ok
 
     assert asyncio.run(from_a_loop())
+
+
+def _check_in_child(url: str, row: dict, shot: str, answer) -> None:
+    answer.put(check_demo_page(url, row, Path(shot)).ok)
+
+
+def test_a_forked_child_checks_with_a_browser_of_its_own(penguins_server, penguins_data, tmp_path):
+    """A child forked after a check (multiprocessing's default on Linux) has no browser
+    thread: it starts its own instead of waiting for ever on the parent's."""
+    import multiprocessing
+
+    X, _ = penguins_data
+    assert check_demo_page(penguins_server + "/", row_of(X, 0), tmp_path / "parent.png").ok
+    fork = multiprocessing.get_context("fork")
+    answer = fork.Queue()
+    child = fork.Process(
+        target=_check_in_child,
+        args=(penguins_server + "/", row_of(X, 150), str(tmp_path / "child.png"), answer),
+    )
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():  # waiting on the parent's browser thread, which it does not have
+        child.kill()
+    assert child.exitcode == 0 and answer.get(timeout=5) is True

@@ -226,15 +226,17 @@ class _BrowserThread:
             done.result(timeout=10)
 
 
-_THREAD: list[_BrowserThread] = []
+_THREAD: dict[int, _BrowserThread] = {}  # by process id: a forked child has no such thread
 _THREAD_LOCK = threading.Lock()
 
 
 def _browser_thread() -> _BrowserThread:
     with _THREAD_LOCK:
-        if not _THREAD:
-            _THREAD.append(_BrowserThread())
-        return _THREAD[0]
+        pid = os.getpid()
+        if pid not in _THREAD:
+            _THREAD.clear()
+            _THREAD[pid] = _BrowserThread()
+        return _THREAD[pid]
 
 
 def _drive(
