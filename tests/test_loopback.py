@@ -3,7 +3,7 @@ dashboard share the rule): DNS rebinding sends the attacker's own name."""
 
 import pytest
 
-from shipml.loopback import LoopbackHosts, host_header_is_loopback, is_loopback
+from shipml.loopback import LoopbackHosts, is_loopback
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_loopback_addresses_and_names(host: str, local: bool) -> None:
     ],
 )
 def test_host_headers(header: bytes | None, local: bool) -> None:
-    assert host_header_is_loopback(header) is local
+    assert LoopbackHosts().admits(header) is local
 
 
 def test_admitted_hosts_are_remembered_up_to_a_bound() -> None:

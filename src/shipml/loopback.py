@@ -52,15 +52,6 @@ def host_name(value: bytes) -> str | None:
     return name.lower()
 
 
-def host_header_is_loopback(value: bytes | None) -> bool:
-    """Whether a request's ``Host`` header names the loopback. A request without one
-    passes: browsers always send it."""
-    if value is None:
-        return True
-    name = host_name(value)
-    return name is not None and is_loopback(name)
-
-
 class LoopbackHosts:
     """The ``Host`` values a loopback-bound server admits: loopback names and addresses,
     and the names in ``allowed`` (``[http] allowed_hosts``: a reverse proxy's site name

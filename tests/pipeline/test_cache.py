@@ -436,7 +436,13 @@ def test_what_a_killed_write_left_is_swept_at_the_next_store(tmp_path):
     kept = tmp_path / "objects" / "json-keep.json"
     kept.write_text("1")
     os.utime(kept, (hour_ago, hour_ago))
+    outside = tmp_path / "outside"  # a planted link is removed, never what it points at
+    (outside / "keep").mkdir(parents=True)
+    link = tmp_path / "objects" / ".tmp-link"
+    link.symlink_to(outside)
+    os.utime(link, (hour_ago, hour_ago), follow_symlinks=False)
     out = cache.store("step", "n", 3)
     assert not old_file.exists() and not old_copy.exists() and not old_entry.exists()
     assert young.exists() and kept.exists()
+    assert not link.is_symlink() and (outside / "keep").is_dir()
     assert cache.load(out) == 3

@@ -191,3 +191,12 @@ def test_a_dashboard_without_a_token_answers_only_to_loopback_names(host, status
     answer = asyncio.run(call(app, "GET", "/api/overview", headers=[(b"host", host)]))
     assert answer.status == status, answer.body
     assert asyncio.run(call(app, "GET", "/healthz", headers=[(b"host", host)])).status == 200
+
+
+def test_a_dashboard_behind_a_local_reverse_proxy_answers_the_names_it_is_given():
+    """[http] allowed_hosts, as for the model server and the gateway: the proxy's site
+    name is answered, any other name still refused."""
+    app = Dashboard(lambda: {"models": []}, allowed_hosts=["Dash.Acme.test"])
+    for host, status in ((b"dash.acme.test:443", 200), (b"rebind.evil.example", 403)):
+        answer = asyncio.run(call(app, "GET", "/api/overview", headers=[(b"host", host)]))
+        assert answer.status == status, answer.body

@@ -36,7 +36,8 @@ def dashboard(
         f"dashboard of [bold]{config.project.name}[/] on {address}{needs} (Ctrl-C stops it)",
         soft_wrap=True,
     )
-    uvicorn.run(Dashboard(gather, token), host=host, port=port, log_level="warning")
+    app = Dashboard(gather, token, allowed_hosts=config.http.allowed_hosts)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def register(app: typer.Typer) -> None:

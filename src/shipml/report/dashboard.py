@@ -23,7 +23,7 @@ from typing import Any
 
 from shipml.errors import ConfigError
 from shipml.files import finite_json
-from shipml.loopback import host_header_is_loopback, is_loopback
+from shipml.loopback import LoopbackHosts, is_loopback
 from shipml.report import charts
 from shipml.report.html import CSP, Markup, number, page, table, tag
 from shipml.report.monitor import MAX_CHARTS, MAX_SERIES, most_drifted
@@ -241,12 +241,6 @@ def needs_token(host: str) -> bool:
     return not is_loopback(host)
 
 
-def _local_name(scope: Scope) -> bool:
-    """Whether the request's Host names this machine's loopback (or is absent: a browser
-    always sends one)."""
-    return host_header_is_loopback(dict(scope.get("headers") or []).get(b"host"))
-
-
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,200}")
 
 
@@ -273,9 +267,15 @@ class Dashboard:
     once ``?token=TOKEN`` in a browser, which then keeps it in a cookie (HttpOnly,
     SameSite=Strict) and is sent on to the page without it in the address."""
 
-    def __init__(self, gather: Callable[[], dict[str, Any]], token: str | None = None) -> None:
+    def __init__(
+        self,
+        gather: Callable[[], dict[str, Any]],
+        token: str | None = None,
+        allowed_hosts: Iterable[str] = (),  # [http] allowed_hosts, as every shipml server
+    ) -> None:
         self.gather = gather
         self.token = token
+        self.loopback = LoopbackHosts(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -291,7 +291,9 @@ class Dashboard:
             await _send(send, 405, b"only GET", b"text/plain")
         elif path == "/healthz":
             await _send(send, 200, b"ok", b"text/plain")
-        elif self.token is None and not _local_name(scope):
+        elif self.token is None and not self.loopback.admits(
+            dict(scope.get("headers") or []).get(b"host")
+        ):
             # DNS rebinding: a site whose name turns into 127.0.0.1 would read the page
             # (same origin for the browser) without a token; its name is in Host.
             text = b"this dashboard answers to localhost and loopback addresses only"
