@@ -115,7 +115,8 @@ def test_rows_beyond_the_queue_are_dropped_and_counted(reference, cancer_data):
     assert monitor.pending.dropped > 0 and monitor.pending.buffered <= 10
     text = generate_latest(monitor.metrics.registry).decode()
     dropped = monitor.pending.dropped
-    assert f'shipml_monitor_dropped_rows{{model="cancer",version="1"}} {dropped}.0' in text
+    assert "# TYPE shipml_monitor_dropped_rows_total counter" in text  # only grows: rate() works
+    assert f'shipml_monitor_dropped_rows_total{{model="cancer",version="1"}} {dropped}.0' in text
     monitor.refresh()
     assert monitor.g_rows._value.get() == 30 - dropped
     # the newest rows were kept, each with its own label

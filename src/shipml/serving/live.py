@@ -19,7 +19,7 @@ from prometheus_client import (
     Gauge,
 )
 
-from shipml.serving.metrics import ServerMetrics
+from shipml.serving.metrics import CountedBy, ServerMetrics
 from shipml.serving.pending import PendingRuns
 
 log = logging.getLogger("shipml.serving")
@@ -38,7 +38,7 @@ class LiveMonitor:
     with the package's reference and sets the gauges. When the audit log is on it also
     reads the feedback labels recorded since its last look and joins them to recent
     predictions (quality). If traffic outruns the thread, the oldest rows are dropped and
-    counted (``shipml_monitor_dropped_rows``); the answers never wait.
+    counted (``shipml_monitor_dropped_rows_total``); the answers never wait.
     """
 
     BUCKETS = 10
@@ -150,13 +150,13 @@ class LiveMonitor:
             ["model", "version"],
             registry=r,
         ).labels(m, v)
-        dropped = Gauge(
+        dropped = CountedBy(  # only grows: a counter, for rate() and increase()
             "shipml_monitor_dropped_rows",
-            "Requests not counted because the drift thread fell behind.",
-            ["model", "version"],
-            registry=r,
+            "Rows not counted because the drift thread fell behind.",
+            {"model": m, "version": v},
+            lambda: self.pending.dropped,
         )
-        dropped.labels(m, v).set_function(lambda: self.pending.dropped)
+        r.register(dropped)
 
     # -- the request path ----------------------------------------------------------------
     def observe(self, rows: Any, labels: np.ndarray) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics, generate_latest
@@ -49,6 +49,21 @@ class Tally:
             total += count
             out.append((floatToGoString(bound), float(total)))
         return out
+
+
+class CountedBy(Collector):
+    """One counter whose value is kept elsewhere and read at scrape time (``count()``):
+    exposed as ``name_total`` so that ``rate()`` and ``increase()`` work on it."""
+
+    def __init__(
+        self, name: str, doc: str, labels: dict[str, str], count: Callable[[], int]
+    ) -> None:
+        self.name, self.doc, self.labels, self.count = name, doc, labels, count
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.doc, labels=list(self.labels))
+        family.add_metric(list(self.labels.values()), self.count())
+        yield family
 
 
 class Series(Collector):
