@@ -91,6 +91,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _session_commands(session: int) -> list[str]:
+    """The command lines of the processes in session ``session`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[3]) == session:
+            found.append(command)
+    return found
+
+
 def test_ui_serves_the_mlflow_ui_on_the_project_store(project: Path):
     port = _free_port()
     proc = subprocess.Popen(
@@ -114,6 +128,11 @@ def test_ui_serves_the_mlflow_ui_on_the_project_store(project: Path):
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
         with urllib.request.urlopen(url, timeout=5) as r:
             assert r.status == 200
+        # MLflow's job runner (huey consumers, for GenAI jobs shipml never submits) is off:
+        # the server and its one worker, not eight more processes.
+        started = _session_commands(proc.pid)
+        assert any("mlflow" in c and "server" in c for c in started), started
+        assert not [c for c in started if "huey" in c or "_job_runner" in c], started
     finally:
         import os
         import signal

@@ -58,6 +58,15 @@ def test_every_env_is_strictly_valid_and_kustomize_renders_it_unchanged(deploy_p
     assert "penguins-challenger" in names["staging"]  # shadow needs the challenger
     assert "penguins-challenger" not in names["dev"] | names["prod"]
     assert {"penguins-mlflow", "penguins-postgres"} <= names["staging"]
+    (mlflow,) = [
+        o
+        for o in result.objects["staging"]
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "penguins-mlflow"
+    ]
+    env = {e["name"]: e.get("value") for e in _pod_spec(mlflow)["containers"][0]["env"]}
+    # MLflow's GenAI job runner (huey consumers) is not started: shipml submits no jobs.
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert env["MLFLOW_ENABLE_TELEMETRY"] == "false"
     # What does not differ between environments lives in the base.
     assert "serviceaccount-penguins.yaml" in result.base
     assert (result.folder / MARKER).is_file()

@@ -8,7 +8,13 @@ import pytest
 
 from shipml.config import ServerSection
 from shipml.errors import ConfigError
-from shipml.tracking.server import plan_server, redact, split_password, ui_command
+from shipml.tracking.server import (
+    plan_server,
+    redact,
+    server_environ,
+    split_password,
+    ui_command,
+)
 from tests.conftest import shipml
 
 URI = "postgresql://team:s3cr%40t@db.acme.io:5432/mlflow?sslmode=require"
@@ -70,3 +76,17 @@ def test_the_ui_never_puts_a_database_password_on_its_command_line():
     assert "/srv/art/mlruns" in local
     with pytest.raises(ConfigError, match="different passwords"):
         ui_command(uri, uri.replace("s3cr%40t", "other"), "/a", "127.0.0.1", 5000)
+
+
+def test_mlflow_servers_start_without_the_job_runner_unless_the_environment_asks():
+    """MLflow 3's job runner (huey consumers for GenAI jobs) is off; a user's own setting
+    of the variable is kept; telemetry is never sent; the secrets are added."""
+    env = server_environ({"PGPASSWORD": "pw"}, {"PATH": "/bin", "MLFLOW_ENABLE_TELEMETRY": "1"})
+    assert env == {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "PATH": "/bin",
+        "MLFLOW_ENABLE_TELEMETRY": "false",
+        "PGPASSWORD": "pw",
+    }
+    kept = server_environ({}, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
+    assert kept["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"

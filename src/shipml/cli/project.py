@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +251,7 @@ def ui(
     port: int = typer.Option(5000, min=0, max=65535, help="Port of the MLflow UI."),
 ) -> None:
     """Start the MLflow UI on the project's store."""
-    from shipml.tracking.server import redact, ui_command
+    from shipml.tracking.server import redact, server_environ, ui_command
 
     config = project_config()
     cmd, secret = ui_command(
@@ -261,7 +260,7 @@ def ui(
     stdout.print(
         f"MLflow UI on http://{host}:{port} (store {redact(config.tracking_uri)}); Ctrl-C stops it"
     )
-    env = {**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", **secret}
+    env = server_environ(secret)
     from shipml.processes import run_in_foreground
 
     try:

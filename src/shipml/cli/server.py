@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -36,7 +35,7 @@ def start(
     Works inside a project (its \\[server] settings) or anywhere else."""
     from shipml.config import find_root, load_config
     from shipml.processes import run_in_foreground
-    from shipml.tracking.server import plan_server
+    from shipml.tracking.server import plan_server, server_environ
 
     try:
         root = find_root(Path(state.project).resolve() if state.project else None)
@@ -57,7 +56,7 @@ def start(
         f"{plan.artifacts}; Ctrl-C stops it",
         soft_wrap=True,
     )
-    env = {**os.environ, **plan.env, "MLFLOW_ENABLE_TELEMETRY": "false"}
+    env = server_environ(plan.env)
     try:
         code = run_in_foreground(plan.argv, env=env)
     except OSError as exc:

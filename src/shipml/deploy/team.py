@@ -10,6 +10,7 @@ from shipml.deploy import objects as k8s
 from shipml.deploy.objects import NAME, Obj
 from shipml.deploy.plan import MLFLOW_PORT, POSTGRES_PORT, Plan
 from shipml.errors import DeployError
+from shipml.tracking.server import SERVER_DEFAULTS
 
 POSTGRES_UID = 999  # the postgres image's user
 
@@ -97,7 +98,8 @@ def _postgres(plan: Plan, db: str) -> Obj:
 def _mlflow(plan: Plan, db: str) -> list[Obj]:
     """The tracking server, its Service and who may reach it (the project's own pods)."""
     mlflow = plan.name("mlflow")
-    env = [_password(plan)]
+    env = [_password(plan), {"name": "MLFLOW_ENABLE_TELEMETRY", "value": "false"}]
+    env += [{"name": k, "value": v} for k, v in SERVER_DEFAULTS.items()]
     if plan.object_store_endpoint:
         env.append({"name": "MLFLOW_S3_ENDPOINT_URL", "value": plan.object_store_endpoint})
     server = k8s.container(
