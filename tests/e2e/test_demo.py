@@ -1,23 +1,40 @@
-"""`shipml demo`, the main job, end to end through the real command and a real MLflow store."""
+"""`shipml demo`, the main job, end to end through the real command and a real MLflow store;
+then `shipml ci run` on the project it made, as a team's CI would run on it.
 
+One demo serves both, in order (the second test changes the project): the module is a
+journey in steps, on the podman worker because CI builds images there (tests/conftest.py).
+"""
+
+import subprocess
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from shipml.config import load_config
 from shipml.data import DatasetStore, table_digest
 from shipml.model import ModelPackage
 from shipml.tracking import Registry, tracker_for
-from tests.conftest import shipml
+from tests.conftest import PODMAN, shipml
+from tests.serving.conftest import free_port
+
+pytestmark = pytest.mark.xdist_group(PODMAN)
 
 
-def test_demo_builds_the_whole_local_journey(tmp_path: Path):
-    result = shipml("demo", "--dir", "journey", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The folder `shipml demo` made, and what the command printed."""
+    base = tmp_path_factory.mktemp("demo")
+    result = shipml("demo", "--dir", "journey", cwd=base)
     assert result.returncode == 0, result.stderr
+    return base / "journey", result
+
+
+def test_demo_builds_the_whole_local_journey(demo, tmp_path: Path):
+    folder, result = demo
     assert "penguins/1 @ challenger, champion" in result.stdout
     assert "gates hold" in result.stdout
 
-    folder = tmp_path / "journey"
     config = load_config(folder)
     client = MlflowClient(config.tracking_uri, config.registry_uri)
     experiment = client.get_experiment_by_name("penguins")
@@ -76,17 +93,42 @@ def test_demo_builds_the_whole_local_journey(tmp_path: Path):
     verified = shipml("audit", "verify", cwd=folder)
     # the challenger alias and the promotion (lifecycle events), and the prediction
     assert verified.returncode == 0 and "verified 3 records" in verified.stdout
-    exported = shipml("audit", "export", "-o", "audit.parquet", cwd=folder)
+    exported = shipml("audit", "export", "-o", str(tmp_path / "audit.parquet"), cwd=folder)
     assert exported.returncode == 0, exported.stderr
     import pandas as pd
 
-    exported_rows = pd.read_parquet(folder / "audit.parquet")
+    exported_rows = pd.read_parquet(tmp_path / "audit.parquet")
     assert exported_rows["kind"].tolist() == ["event", "event", "prediction"]
     assert exported_rows["event"].tolist()[:2] == ["alias", "promotion"]
     assert exported_rows["request_id"].tolist()[2] == request_id
     # the version was tested before it was promoted, and the results are on it
     assert "passed" in champion.tags["shipml.tests.status"]
     assert (folder / "results" / "junit.xml").is_file()
+
+
+def test_ci_run_on_the_demo_project(demo):
+    """`shipml ci init`, then every stage passes on the demo project, with shipml as the
+    workflow installs it (images on the offline base, staging on podman); promotion to
+    production waits for approval."""
+    folder, _ = demo
+    port = free_port()  # staging's gateway, on podman
+    toml = folder / "shipml.toml"
+    from shipml.containers import build_base, find_engine
+
+    base = build_base(find_engine("podman")).tag  # offline: no registry on the CI machines
+    toml.write_text(
+        toml.read_text() + f"\n[deploy.staging]\nhost_port = {port}\n"
+        f'\n[ci]\nstaging_gateway = "http://127.0.0.1:{port}"\n'
+        f'\n[containers]\nbase_image = "{base}"\n'
+    )
+    init = shipml("ci", "init", cwd=folder)  # the install line is not edited
+    assert init.returncode == 0, init.stderr
+    done = shipml("ci", "run", cwd=folder)
+    shipml("deploy", "down", "--env", "staging", "--target", "podman", cwd=folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "promote" in done.stdout and "needs approval" in done.stdout
+    # The stages ran with the shipml the workflow's own install line installed.
+    assert "$ pip install ./ci/shipml-" in done.stderr
 
 
 def test_demo_picks_a_fresh_folder_each_time(tmp_path: Path):
