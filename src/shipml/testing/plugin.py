@@ -75,6 +75,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "test` passes): one deselected (-k, --deselect, addopts) is an error",
     )
     group.addoption(
+        "--shipml-resolved",
+        default=None,
+        metavar="FILE",
+        help="the model under test as `shipml test` resolved it (its package folder and "
+        "registry record, for the same REF): read instead of asking the registry",
+    )
+    group.addoption(
         "--shipml-project",
         default=None,
         metavar="DIR",

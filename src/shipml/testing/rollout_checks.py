@@ -36,14 +36,10 @@ def _server(subject: Subject) -> Any:
 def _champion(subject: Subject) -> tuple[Subject, str]:
     """The current champion (another version) to rehearse against, else the model itself."""
     if subject.version is not None:
-        from shipml.tracking import registry_for
-
-        registry = registry_for(subject.config)
-        current = registry.aliases(subject.version.name).get("champion")
+        current = subject.aliases_of_name().get("champion")
         if current and current != subject.version.version:
-            return Subject.load(subject.config, f"{subject.version.name}/{current}"), (
-                f"champion {subject.version.name}/{current}"
-            )
+            name = f"{subject.version.name}/{current}"  # its package, not its record
+            return Subject.load(subject.config, name, full=False), f"champion {name}"
     return subject, "itself (no other champion yet)"
 
 

@@ -30,6 +30,8 @@ class SessionState:
         self._project = Path(project) if project else None
         self.ref: str | None = config.getoption("shipml_model") or None
         self.against: str | None = config.getoption("shipml_against") or None
+        resolved = config.getoption("shipml_resolved")
+        self._resolved = Path(resolved) if resolved else None
         results = config.getoption("shipml_results")
         self.results_dir: Path | None = Path(results) if results else None
         self._subject: Subject | None = None
@@ -51,7 +53,7 @@ class SessionState:
             raise self._subject_error
         if self._subject is None:
             try:
-                self._subject = Subject.load(self.config, self.ref)
+                self._subject = Subject.load(self.config, self.ref, resolved=self._resolved)
             except ShipmlError as exc:
                 self._subject_error = exc
                 raise

@@ -7,8 +7,9 @@ snapshots its lineage names, and the training rows rebuilt from those snapshots.
 
 from __future__ import annotations
 
+import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from shipml.model import ModelPackage, model_input
 from shipml.model.package import row_hashes
 from shipml.serving.predictor import Predictor
 from shipml.serving.validation import Rows
-from shipml.tracking import VersionInfo, registry_for, resolve_model
+from shipml.tracking import ResolvedModel, VersionInfo, registry_for, resolve_model
 
 
 def resolve_ref(config: ProjectConfig, ref: str | None) -> str:
@@ -47,6 +48,30 @@ def resolve_ref(config: ProjectConfig, ref: str | None) -> str:
     return newest.ref
 
 
+def handoff(model: ResolvedModel, aliases: dict[str, str] | None, file: Path) -> None:
+    """Write what ``Subject.load(..., resolved=file)`` reads: the resolved model and the
+    aliases of its name (None for a package folder)."""
+    info = asdict(model.info) if model.info is not None else None
+    record = {"ref": model.ref, "path": str(model.path), "info": info, "aliases": aliases}
+    file.write_text(json.dumps(record), encoding="utf-8")
+
+
+def _handed_over(file: Path, ref: str | None) -> tuple[ResolvedModel, Any] | None:
+    """The model in ``file`` and its name's aliases, if it is the one ``ref`` names; None
+    otherwise (then the registry answers)."""
+    try:
+        record = json.loads(file.read_text(encoding="utf-8"))
+        info = VersionInfo(**record["info"]) if record["info"] is not None else None
+        path, aliases = Path(record["path"]), record["aliases"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if not ref or record.get("ref") != ref:
+        return None
+    if info is None:
+        return ResolvedModel(path, path.name, "1"), None
+    return ResolvedModel(path, info.name, info.version, None, True, info), aliases
+
+
 @dataclass
 class Subject:
     """A model package under test, with the registry version it is (None for a folder)."""
@@ -54,14 +79,42 @@ class Subject:
     config: ProjectConfig
     package: ModelPackage
     version: VersionInfo | None = None
+    aliases: dict[str, str] | None = None  # of the name, when resolved (None: not read yet)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, config: ProjectConfig, ref: str | None = None) -> Subject:
+    def load(
+        cls,
+        config: ProjectConfig,
+        ref: str | None = None,
+        *,
+        resolved: Path | None = None,
+        full: bool = True,
+    ) -> Subject:
+        """The model ``ref`` names. ``resolved`` is a file ``handoff`` wrote for that same
+        ref (``shipml test`` resolves the model before it starts pytest): its package
+        folder, registry record and aliases are taken from it, sparing this process
+        MLflow. ``full=False``: the record holds only the name and version (no tags, run
+        or aliases), read without MLflow from an embedded registry."""
+        given = _handed_over(resolved, ref) if resolved is not None else None
+        if given is not None:
+            model, aliases = given
+            return cls(config, ModelPackage.load(model.path), model.info, aliases)
         with warnings.catch_warnings():  # MLflow's store warns about SQLAlchemy internals
             warnings.simplefilter("ignore", DeprecationWarning)
-            model = resolve_model(config, resolve_ref(config, ref), full=True)
-        return cls(config, ModelPackage.load(model.path), model.info)
+            model = resolve_model(config, resolve_ref(config, ref), full=full)
+        info = model.info
+        if info is None and model.registered:
+            info = VersionInfo(model.name, model.version, str(model.path), None)
+        return cls(config, ModelPackage.load(model.path), info)
+
+    def aliases_of_name(self) -> dict[str, str]:
+        """The aliases of this model's name (as handed over, else from the registry)."""
+        if self.aliases is None:
+            if self.version is None:
+                return {}
+            self.aliases = registry_for(self.config).aliases(self.version.name)
+        return self.aliases
 
     # -- identity -----------------------------------------------------------------
     @property
