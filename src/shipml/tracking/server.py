@@ -29,9 +29,9 @@ SECRET = "***"
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 # Every MLflow server shipml starts (`shipml ui`, `shipml server start`, the team's
 # deployment) runs without MLflow 3's job runner: huey consumers for its GenAI jobs, which
-# nothing in shipml submits. With it, a start spawned eight more processes and used 22 s
-# of CPU in its first half minute; without, 4 s. An environment that sets the variable
-# keeps its own value.
+# nothing in shipml submits. With it, `shipml ui` ran eleven processes and used 24 s of
+# CPU in its first half minute; without, three and 5 s (benchmarks/mlflow_server.py). An
+# environment that sets the variable keeps its own value.
 SERVER_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
