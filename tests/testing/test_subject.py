@@ -33,6 +33,8 @@ def test_another_reference_or_a_damaged_file_is_not_taken(tmp_path: Path):
         "[]",
         '{"ref": "penguins/3"}',
         '{"ref": "penguins/3", "path": "x", "info": {"name": 1}, "aliases": null}',
+        '{"ref": "penguins/3", "path": "x", "info": null, "aliases": ["champion"]}',
+        '{"ref": "penguins/3", "path": "x", "info": null, "aliases": {"champion": 2}}',
     ):
         file.write_text(damaged)
         assert _handed_over(file, "penguins/3") is None, damaged

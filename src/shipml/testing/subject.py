@@ -67,6 +67,10 @@ def _handed_over(file: Path, ref: str | None) -> tuple[ResolvedModel, Any] | Non
         return None
     if not ref or record.get("ref") != ref:
         return None
+    if aliases is not None and not (
+        isinstance(aliases, dict) and all(isinstance(v, str) for v in aliases.values())
+    ):
+        return None
     if info is None:
         return ResolvedModel(path, path.name, "1"), None
     return ResolvedModel(path, info.name, info.version, None, True, info), aliases
