@@ -202,16 +202,32 @@ def hammer_then_kill(
     return answered
 
 
-def children_of(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (read from /proc)."""
-    found = []
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """Each process's id and the fields of /proc/PID/stat after its name (state, parent,
+    group, session, ...)."""
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
+        yield int(entry.name), stat.rsplit(")", 1)[1].split()
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (read from /proc)."""
+    return [child for child, fields in _processes() if int(fields[1]) == pid]
+
+
+def session_commands(session: int) -> list[str]:
+    """The command lines of the processes in session ``session`` (read from /proc)."""
+    found = []
+    for pid, fields in _processes():
+        if int(fields[3]) == session:
+            with contextlib.suppress(OSError):
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                found.append(command.replace(b"\0", b" ").decode())
     return found
 
 

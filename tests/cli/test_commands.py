@@ -8,7 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import shipml_here
+from tests.conftest import session_commands, shipml_here
 
 
 def test_data_add_ls_show(project: Path):
@@ -91,20 +91,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _session_commands(session: int) -> list[str]:
-    """The command lines of the processes in session ``session`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[3]) == session:
-            found.append(command)
-    return found
-
-
 def test_ui_serves_the_mlflow_ui_on_the_project_store(project: Path):
     port = _free_port()
     proc = subprocess.Popen(
@@ -130,7 +116,7 @@ def test_ui_serves_the_mlflow_ui_on_the_project_store(project: Path):
             assert r.status == 200
         # MLflow's job runner (huey consumers, for GenAI jobs shipml never submits) is off:
         # the server and its one worker, not eight more processes.
-        started = _session_commands(proc.pid)
+        started = session_commands(proc.pid)
         assert any("mlflow" in c and "server" in c for c in started), started
         assert not [c for c in started if "huey" in c or "_job_runner" in c], started
     finally:
